@@ -1,0 +1,18 @@
+// Shared by the build scripts of the crates that link DuckDB: points the linker and the
+// runtime loader (rpath) at the prebuilt libduckdb.so unless DuckDB is compiled in (`bundled`).
+fn main() {
+    println!("cargo:rerun-if-env-changed=DUCKDB_LIB_DIR");
+    println!("cargo:rerun-if-changed=build.rs");
+    if std::env::var_os("CARGO_FEATURE_BUNDLED").is_some() {
+        return;
+    }
+    let dir = std::env::var("DUCKDB_LIB_DIR").unwrap_or_default();
+    let lib = std::path::Path::new(&dir).join("libduckdb.so");
+    if !lib.exists() {
+        panic!(
+            "libduckdb.so not found in DUCKDB_LIB_DIR={dir:?}: run scripts/fetch-libduckdb.sh \
+             (or build with --features bundled to compile DuckDB from source)"
+        );
+    }
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+}

@@ -1,0 +1,181 @@
+//! The apply loop: turns the source's event stream into sink batches.
+//!
+//! A batch holds one or more whole source transactions and commits in one destination
+//! transaction with the position of its last transaction. It commits when
+//! `flush_interval` has passed since its first complete transaction, or when it holds
+//! `max_batch_rows` changes, always at a transaction boundary. Only after the commit is the
+//! position published on `acks` (the source then tells the server it may discard WAL).
+
+use std::time::{Duration, Instant};
+
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, watch};
+
+use crate::error::{Error, Result};
+use crate::event::{SourceEvent, TxInfo};
+use crate::model::Position;
+use crate::sink::Sink;
+use crate::stats::{now_us, Stats};
+
+pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 100;
+pub const DEFAULT_MAX_BATCH_ROWS: usize = 50_000;
+
+#[derive(Debug, Clone, Copy)]
+pub struct BatchOptions {
+    pub flush_interval: Duration,
+    pub max_batch_rows: usize,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        BatchOptions {
+            flush_interval: Duration::from_millis(DEFAULT_FLUSH_INTERVAL_MS),
+            max_batch_rows: DEFAULT_MAX_BATCH_ROWS,
+        }
+    }
+}
+
+/// Acknowledgement published after each destination commit: everything up to `position`
+/// is durable at the destination.
+pub type AckSender = watch::Sender<Option<Position>>;
+pub type AckReceiver = watch::Receiver<Option<Position>>;
+
+/// The batch being built inside an open destination transaction.
+#[derive(Default)]
+struct OpenBatch {
+    open: bool,
+    /// The source transaction whose changes are arriving (None between transactions).
+    tx: Option<TxInfo>,
+    next_sequence: i64,
+    rows: usize,
+    /// Complete transactions in the batch: (position, source commit time).
+    committed: Vec<(Position, i64)>,
+    /// A keepalive position received after the last complete transaction.
+    idle: Option<Position>,
+    deadline: Option<Instant>,
+}
+
+/// Runs until the source closes its channel (then commits what is complete) or an error.
+/// Blocks the calling thread; `rt` drives the channel and the flush timer.
+pub fn run_apply<S: Sink + ?Sized>(
+    sink: &mut S,
+    events: &mut mpsc::Receiver<SourceEvent>,
+    acks: &AckSender,
+    options: BatchOptions,
+    stats: &Stats,
+    rt: &Handle,
+) -> Result<()> {
+    let mut b = OpenBatch::default();
+    let result = apply_events(sink, events, acks, options, stats, rt, &mut b);
+    if b.open {
+        // Either an error, or the source ended in the middle of a transaction: nothing partial
+        // may be committed.
+        sink.rollback()?;
+    }
+    result
+}
+
+fn apply_events<S: Sink + ?Sized>(
+    sink: &mut S,
+    events: &mut mpsc::Receiver<SourceEvent>,
+    acks: &AckSender,
+    options: BatchOptions,
+    stats: &Stats,
+    rt: &Handle,
+    b: &mut OpenBatch,
+) -> Result<()> {
+    loop {
+        let deadline = if b.tx.is_none() { b.deadline } else { None };
+        let event = match deadline {
+            Some(at) => {
+                let at = tokio::time::Instant::from_std(at);
+                match rt.block_on(tokio::time::timeout_at(at, events.recv())) {
+                    Ok(ev) => ev,
+                    Err(_elapsed) => {
+                        commit_batch(sink, acks, stats, b)?;
+                        continue;
+                    }
+                }
+            }
+            None => rt.block_on(events.recv()),
+        };
+        let Some(event) = event else {
+            if b.tx.is_none() && !b.committed.is_empty() {
+                commit_batch(sink, acks, stats, b)?;
+            }
+            return Ok(());
+        };
+        match event {
+            SourceEvent::Begin(tx) => {
+                if b.tx.is_some() {
+                    return Err(Error::source_fatal("source sent BEGIN inside a transaction"));
+                }
+                if !b.open {
+                    sink.begin()?;
+                    b.open = true;
+                }
+                b.tx = Some(tx);
+                b.next_sequence = 0;
+            }
+            SourceEvent::Changes(changes) => {
+                let tx = b.tx.as_ref().ok_or_else(|| {
+                    Error::source_fatal("source sent changes outside a transaction")
+                })?;
+                let n = changes.len();
+                sink.write(tx, b.next_sequence, changes)?;
+                b.next_sequence += n as i64;
+                b.rows += n;
+            }
+            SourceEvent::Truncate(tables) => {
+                let tx = b.tx.as_ref().ok_or_else(|| {
+                    Error::source_fatal("source sent TRUNCATE outside a transaction")
+                })?;
+                sink.truncate(tx, &tables)?;
+                b.rows += 1;
+            }
+            SourceEvent::Commit => {
+                let tx = b.tx.take().ok_or_else(|| {
+                    Error::source_fatal("source sent COMMIT outside a transaction")
+                })?;
+                b.committed.push((tx.position, tx.commit_time_us));
+                b.idle = None;
+                let first_deadline = Instant::now() + options.flush_interval;
+                let deadline = *b.deadline.get_or_insert(first_deadline);
+                if b.rows >= options.max_batch_rows || Instant::now() >= deadline {
+                    commit_batch(sink, acks, stats, b)?;
+                }
+            }
+            SourceEvent::Idle(position) => {
+                if b.open {
+                    b.idle = Some(position);
+                } else {
+                    acks.send_replace(Some(position));
+                }
+            }
+        }
+    }
+}
+
+fn commit_batch<S: Sink + ?Sized>(
+    sink: &mut S,
+    acks: &AckSender,
+    stats: &Stats,
+    b: &mut OpenBatch,
+) -> Result<()> {
+    let Some((last, last_time)) = b.committed.last().cloned() else {
+        return Ok(());
+    };
+    sink.commit(&last, last_time)?;
+    let applied = now_us();
+    for (_, commit_time) in &b.committed {
+        stats.record_transaction(*commit_time, applied);
+    }
+    stats.rows_applied.fetch_add(b.rows as u64, std::sync::atomic::Ordering::Relaxed);
+    stats.batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    stats.last_source_commit_us.store(last_time, std::sync::atomic::Ordering::Relaxed);
+    stats.last_apply_us.store(applied, std::sync::atomic::Ordering::Relaxed);
+    let ack = b.idle.take().unwrap_or(last);
+    *b = OpenBatch::default();
+    acks.send_replace(Some(ack));
+    Ok(())
+}

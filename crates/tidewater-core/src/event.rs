@@ -1,0 +1,31 @@
+//! What a source sends to the apply loop: whole transactions, as a sequence of events.
+
+use std::sync::Arc;
+
+use crate::model::{Change, Position, TableSchema};
+
+/// Commit facts of one source transaction.
+#[derive(Debug, Clone)]
+pub struct TxInfo {
+    /// Position of the transaction's commit; stored with the data once applied.
+    pub position: Position,
+    /// Commit time at the source, microseconds since the Unix epoch (UTC).
+    pub commit_time_us: i64,
+}
+
+#[derive(Debug)]
+pub enum SourceEvent {
+    /// A transaction starts; every change until `Commit` belongs to it. The initial snapshot
+    /// is one such transaction (its changes are `ChangeKind::Snapshot`).
+    Begin(TxInfo),
+    /// Changes of the open transaction, in source order. Large transactions arrive in many
+    /// chunks so that neither side holds them whole.
+    Changes(Vec<Change>),
+    /// All rows of these tables were removed (in order with the changes around it).
+    Truncate(Vec<Arc<TableSchema>>),
+    /// The open transaction is complete.
+    Commit,
+    /// Nothing is pending at the source up to here (a keepalive while idle): the apply loop
+    /// may acknowledge it once everything received before it is committed.
+    Idle(Position),
+}

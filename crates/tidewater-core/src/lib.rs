@@ -1,0 +1,16 @@
+//! Source-neutral core of tidewater: the change model, source positions, the `Sink`
+//! contract and the apply loop that batches whole source transactions into sink commits.
+//! No database driver appears here.
+
+pub mod apply;
+pub mod error;
+pub mod event;
+pub mod model;
+pub mod sink;
+pub mod stats;
+pub mod time;
+
+pub use error::{Error, ErrorKind, Result};
+pub use event::{SourceEvent, TxInfo};
+pub use model::{Change, ChangeKind, Column, ColumnType, Position, TableId, TableSchema, Value};
+pub use sink::{PipelineState, Sink};

@@ -1,0 +1,43 @@
+//! The destination contract. A sink applies batches of whole source transactions, each
+//! batch in one destination transaction together with the source position it reaches.
+
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::event::TxInfo;
+use crate::model::{Change, Position, TableSchema};
+
+/// What a sink remembers of the pipeline, read at start.
+#[derive(Debug, Clone, Default)]
+pub struct PipelineState {
+    /// Position of the last applied source transaction; `None` until the initial snapshot
+    /// has been committed.
+    pub position: Option<Position>,
+}
+
+/// Called from one thread (the apply loop); implementations may block.
+pub trait Sink: Send {
+    /// Creates the destination tables for these source tables, or checks that existing ones
+    /// still match (a replica changed by hand is an error, not something to guess about).
+    fn prepare(&mut self, tables: &[Arc<TableSchema>]) -> Result<()>;
+
+    /// The committed state, read at start to resume.
+    fn state(&mut self) -> Result<PipelineState>;
+
+    /// Opens a destination transaction for a batch.
+    fn begin(&mut self) -> Result<()>;
+
+    /// Applies changes of transaction `tx` inside the open batch. `first_sequence` is the
+    /// index of `changes[0]` within its source transaction.
+    fn write(&mut self, tx: &TxInfo, first_sequence: i64, changes: Vec<Change>) -> Result<()>;
+
+    /// Removes all rows of these tables inside the open batch, in order with the writes.
+    fn truncate(&mut self, tx: &TxInfo, tables: &[Arc<TableSchema>]) -> Result<()>;
+
+    /// Commits the open batch atomically with `position`, the position of its last
+    /// transaction.
+    fn commit(&mut self, position: &Position, last_commit_time_us: i64) -> Result<()>;
+
+    /// Abandons the open batch, if any.
+    fn rollback(&mut self) -> Result<()>;
+}

@@ -1,0 +1,13 @@
+//! DuckDB sink: replica tables, `<table>_log` change tables and the `_tidewater` state schema
+//! in one DuckDB file (ARCHITECTURE.md section 4).
+
+mod rowwise;
+mod schema;
+mod sink;
+pub mod sql;
+pub mod state;
+pub mod status;
+mod table;
+
+pub use duckdb;
+pub use sink::{open_connection, DuckDbOptions, DuckDbSink};

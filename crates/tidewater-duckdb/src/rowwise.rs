@@ -1,0 +1,164 @@
+//! Row-at-a-time statements for the changes set-based staging cannot express: updates with
+//! unchanged (TOAST) values, which keep what the replica holds, and updates/deletes of
+//! keyless tables, which remove one row equal in every column. Rare by construction.
+
+use duckdb::{Connection, ToSql};
+use tidewater_core::{Change, ChangeKind, Error, Result, TableSchema, Value};
+
+use crate::sql::{cast_from_text, log_table, qualified, quote_ident};
+use crate::table::{column_list, LOG_METADATA_COLUMNS};
+
+pub struct LogMeta<'a> {
+    pub position: &'a str,
+    pub commit_ts: &'a str,
+    pub txseq: i64,
+}
+
+fn param_cast(schema: &TableSchema, col: usize) -> String {
+    cast_from_text("CAST(? AS VARCHAR)", &schema.columns[col].ty)
+}
+
+fn text(v: &Value) -> Option<&str> {
+    v.as_str()
+}
+
+fn run(conn: &Connection, sql: &str, params: &[Option<&str>], what: &str) -> Result<usize> {
+    let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
+    conn.execute(sql, refs.as_slice()).map_err(|e| Error::sink(format!("{what}: {e}")))
+}
+
+pub fn apply(conn: &Connection, change: &Change, meta: &LogMeta, log: bool) -> Result<()> {
+    let s = &*change.table;
+    let replica = qualified(&s.id);
+    let what = format!("applying a {} to {}", change.kind.as_str(), s.id);
+    // The new image, with unchanged values resolved from the old image when it has them.
+    let new: Vec<Option<&str>> = change
+        .row
+        .iter()
+        .enumerate()
+        .map(|(i, v)| match v {
+            Value::Unchanged if !s.has_key() => change.old.as_ref().and_then(|o| text(&o[i])),
+            v => text(v),
+        })
+        .collect();
+
+    if s.has_key() {
+        // An update with unchanged values: set only what the source sent.
+        let key_values: Vec<Option<&str>> = match &change.old {
+            Some(old) => old.iter().map(text).collect(),
+            None => s.key.iter().map(|&k| text(&change.row[k])).collect(),
+        };
+        let mut sets = Vec::new();
+        let mut params = Vec::new();
+        for (i, v) in change.row.iter().enumerate() {
+            if !matches!(v, Value::Unchanged) {
+                sets.push(format!("{} = {}", quote_ident(&s.columns[i].name), param_cast(s, i)));
+                params.push(text(v));
+            }
+        }
+        let key_match = key_predicate(s, "");
+        params.extend(key_values);
+        let sql = format!("UPDATE {replica} SET {} WHERE {key_match}", sets.join(", "));
+        let n = run(conn, &sql, &params, &what)?;
+        if n != 1 {
+            return Err(Error::sink(format!(
+                "{what}: the row to update is missing from the replica (it no longer matches the source)"
+            )));
+        }
+        if log {
+            let new_key: Vec<Option<&str>> = s.key.iter().map(|&k| new[k]).collect();
+            let mut params = vec![Some(meta.commit_ts), Some(meta.position)];
+            params.extend(new_key);
+            let sql = format!(
+                "INSERT INTO {} ({}, {}) SELECT {}, 'UPDATE', false, CAST(? AS TIMESTAMPTZ), \
+                 get_current_timestamp(), ?, {} FROM {replica} WHERE {}",
+                log_table(&s.id),
+                column_list(s),
+                meta_columns(),
+                column_list(s),
+                meta.txseq,
+                key_predicate(s, "")
+            );
+            run(conn, &sql, &params, &what)?;
+        }
+        return Ok(());
+    }
+
+    // Keyless: remove one row equal to the old image, then add the new one.
+    let old: Vec<Option<&str>> = match (change.kind, &change.old) {
+        (ChangeKind::Delete, _) => change.row.iter().map(text).collect(),
+        (_, Some(old)) => old.iter().map(text).collect(),
+        (_, None) => {
+            return Err(Error::source_fatal(format!(
+                "{what}: the source sent no old row image; set REPLICA IDENTITY FULL on {}",
+                s.id
+            )))
+        }
+    };
+    let all_match: Vec<String> = (0..s.columns.len())
+        .map(|i| format!("{} IS NOT DISTINCT FROM {}", quote_ident(&s.columns[i].name), param_cast(s, i)))
+        .collect();
+    let sql = format!(
+        "DELETE FROM {replica} WHERE rowid = (SELECT rowid FROM {replica} WHERE {} LIMIT 1)",
+        all_match.join(" AND ")
+    );
+    if run(conn, &sql, &old, &what)? != 1 {
+        return Err(Error::sink(format!(
+            "{what}: no equal row in the replica (it no longer matches the source)"
+        )));
+    }
+    let values: Vec<String> = (0..s.columns.len()).map(|i| param_cast(s, i)).collect();
+    if change.kind == ChangeKind::Update {
+        let sql = format!("INSERT INTO {replica} ({}) VALUES ({})", column_list(s), values.join(", "));
+        run(conn, &sql, &new, &what)?;
+    }
+    if log {
+        let image = if change.kind == ChangeKind::Delete { &old } else { &new };
+        let mut params = image.clone();
+        params.extend([Some(meta.commit_ts), Some(meta.position)]);
+        let sql = format!(
+            "INSERT INTO {} ({}, {}) VALUES ({}, '{}', {}, CAST(? AS TIMESTAMPTZ), \
+             get_current_timestamp(), ?, {})",
+            log_table(&s.id),
+            column_list(s),
+            meta_columns(),
+            values.join(", "),
+            change.kind.as_str(),
+            change.kind == ChangeKind::Delete,
+            meta.txseq
+        );
+        run(conn, &sql, &params, &what)?;
+    }
+    Ok(())
+}
+
+/// Removes every row of the replica; the log records a `TRUNCATE` row without values.
+pub fn truncate(conn: &Connection, s: &TableSchema, meta: &LogMeta, log: bool) -> Result<()> {
+    let what = format!("truncating {}", s.id);
+    run(conn, &format!("DELETE FROM {}", qualified(&s.id)), &[], &what)?;
+    if log {
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES ('TRUNCATE', true, CAST(? AS TIMESTAMPTZ), \
+             get_current_timestamp(), ?, {})",
+            log_table(&s.id),
+            meta_columns(),
+            meta.txseq
+        );
+        run(conn, &sql, &[Some(meta.commit_ts), Some(meta.position)], &what)?;
+    }
+    Ok(())
+}
+
+fn meta_columns() -> String {
+    let v: Vec<&str> = LOG_METADATA_COLUMNS.iter().map(|(n, _)| *n).collect();
+    v.join(", ")
+}
+
+fn key_predicate(s: &TableSchema, prefix: &str) -> String {
+    let v: Vec<String> = s
+        .key
+        .iter()
+        .map(|&k| format!("{prefix}{} = {}", quote_ident(&s.columns[k].name), param_cast(s, k)))
+        .collect();
+    v.join(" AND ")
+}

@@ -1,0 +1,336 @@
+//! `DuckDbSink`: applies batches of source transactions to a DuckDB file.
+//!
+//! Changes are appended (Appender) into per-table temp staging tables, then moved with a few
+//! set-based statements into the change log and the replica; the batch, its log rows and the
+//! new source position commit in one DuckDB transaction.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use duckdb::{Connection, ToSql};
+use tidewater_core::time::format_utc_micros;
+use tidewater_core::{
+    Change, ChangeKind, Error, PipelineState, Position, Result, Sink, TableId, TableSchema,
+    TxInfo, Value,
+};
+use tracing::debug;
+
+use crate::rowwise;
+use crate::schema::prepare_table;
+use crate::state;
+use crate::table::TableSql;
+
+/// Staged rows per table after which they are moved into the replica mid-batch, bounding
+/// the memory a large transaction needs.
+const STAGE_FLUSH_ROWS: usize = 100_000;
+
+#[derive(Debug, Clone)]
+pub struct DuckDbOptions {
+    pub path: PathBuf,
+    pub log_tables: bool,
+    /// Key of this pipeline's row in `_tidewater.pipeline`.
+    pub pipeline: String,
+    pub source_type: String,
+}
+
+pub(crate) struct TableState {
+    pub sql: TableSql,
+    staged: usize,
+    /// Every staged row is an insert or snapshot row: no key can repeat, plain append works.
+    inserts_only: bool,
+    changes: u64,
+}
+
+pub struct DuckDbSink {
+    conn: Connection,
+    options: DuckDbOptions,
+    tables: HashMap<TableId, TableState>,
+    in_batch: bool,
+    next_seq: i64,
+    /// The transaction being written: its position and formatted commit time.
+    current_tx: Option<(Position, Arc<str>, Arc<str>)>,
+    next_txseq: i64,
+    batch_transactions: u64,
+    batch_changes: u64,
+}
+
+pub fn open_connection(path: &std::path::Path) -> Result<Connection> {
+    Connection::open(path).map_err(|e| open_error(path, e))
+}
+
+pub(crate) fn open_error(path: &std::path::Path, e: duckdb::Error) -> Error {
+    let msg = e.to_string();
+    if msg.contains("lock") {
+        Error::sink(format!(
+            "DuckDB file {} is in use by another process ({msg}). Only one `tidewater run` may \
+             write a replica; stop the other one, or use `tidewater status` to look at it",
+            path.display()
+        ))
+    } else {
+        Error::sink(format!("cannot open DuckDB file {}: {msg}", path.display()))
+    }
+}
+
+pub(crate) fn exec(conn: &Connection, sql: &str, what: &dyn std::fmt::Display) -> Result<()> {
+    conn.execute_batch(sql).map_err(|e| Error::sink(format!("{what}: {e}")))
+}
+
+impl DuckDbSink {
+    pub fn open(options: DuckDbOptions) -> Result<DuckDbSink> {
+        let conn = open_connection(&options.path)?;
+        exec(&conn, state::STATE_DDL, &"creating the _tidewater state schema")?;
+        Ok(DuckDbSink {
+            conn,
+            options,
+            tables: HashMap::new(),
+            in_batch: false,
+            next_seq: 0,
+            current_tx: None,
+            next_txseq: 0,
+            batch_transactions: 0,
+            batch_changes: 0,
+        })
+    }
+
+    pub fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    fn table(&mut self, id: &TableId) -> Result<&mut TableState> {
+        self.tables
+            .get_mut(id)
+            .ok_or_else(|| Error::sink(format!("change for table {id}, which was never prepared")))
+    }
+
+    fn enter_tx(&mut self, tx: &TxInfo, first_sequence: i64) {
+        let same = matches!(&self.current_tx, Some((p, _, _)) if *p == tx.position);
+        if !same {
+            let ts: Arc<str> = format_utc_micros(tx.commit_time_us).into();
+            self.current_tx = Some((tx.position.clone(), tx.position.0.as_str().into(), ts));
+            self.batch_transactions += 1;
+        }
+        self.next_txseq = first_sequence;
+    }
+
+    /// Moves one table's staged rows into its log and replica.
+    fn merge(&mut self, id: &TableId) -> Result<()> {
+        let conn = &self.conn;
+        let t = self.tables.get_mut(id).expect("prepared table");
+        if t.staged == 0 {
+            return Ok(());
+        }
+        if let Some(sql) = &t.sql.insert_log {
+            exec(conn, sql, &format_args!("appending to the change log of {id}"))?;
+        }
+        if t.inserts_only {
+            exec(conn, &t.sql.insert_all, &format_args!("inserting into replica {id}"))?;
+        } else {
+            if let Some(sql) = &t.sql.delete_touched {
+                exec(conn, sql, &format_args!("applying deletes/updates to replica {id}"))?;
+            }
+            exec(conn, &t.sql.insert_live, &format_args!("applying changes to replica {id}"))?;
+        }
+        exec(conn, &t.sql.clear_stage, &format_args!("clearing staging of {id}"))?;
+        debug!(table = %id, rows = t.staged, "merged staged changes");
+        t.staged = 0;
+        t.inserts_only = true;
+        Ok(())
+    }
+
+    /// Appends a run of changes of one table to its staging table.
+    fn stage(&mut self, changes: &[Change]) -> Result<()> {
+        let Some(first) = changes.first() else { return Ok(()) };
+        let id = first.table.id.clone();
+        let (_, pos, ts) = self.current_tx.clone().expect("inside a transaction");
+        let t = self.tables.get(&id).expect("prepared table");
+        let mut appender = self
+            .conn
+            .appender_to_catalog_and_db(&t.sql.stage, "temp", "main")
+            .map_err(|e| Error::sink(format!("staging changes of {id}: {e}")))?;
+        let mut inserts_only = true;
+        for change in changes {
+            let op = match change.kind {
+                ChangeKind::Snapshot => "S",
+                ChangeKind::Insert => "I",
+                ChangeKind::Update => "U",
+                ChangeKind::Delete => "D",
+            };
+            inserts_only &= matches!(change.kind, ChangeKind::Snapshot | ChangeKind::Insert);
+            let row = text_values(&change.row, &id)?;
+            let old = match &change.old {
+                Some(old) => text_values(old, &id)?,
+                None => vec![None; change.table.key.len()],
+            };
+            let seq = self.next_seq;
+            let txseq = self.next_txseq;
+            let has_old = change.old.is_some();
+            let mut params: Vec<&dyn ToSql> = Vec::with_capacity(6 + row.len() + old.len());
+            params.extend([&seq as &dyn ToSql, &txseq, &op, &*pos, &*ts, &has_old]);
+            params.extend(row.iter().map(|v| v as &dyn ToSql));
+            params.extend(old.iter().map(|v| v as &dyn ToSql));
+            appender
+                .append_row(params.as_slice())
+                .map_err(|e| Error::sink(format!("staging a change of {id}: {e}")))?;
+            self.next_seq += 1;
+            self.next_txseq += 1;
+        }
+        appender.flush().map_err(|e| Error::sink(format!("staging changes of {id}: {e}")))?;
+        drop(appender);
+        let t = self.table(&id)?;
+        t.staged += changes.len();
+        t.inserts_only &= inserts_only;
+        t.changes += changes.len() as u64;
+        if t.staged >= STAGE_FLUSH_ROWS {
+            self.merge(&id)?;
+        }
+        Ok(())
+    }
+
+    /// A change set-based staging cannot express: flush what is staged, then apply it alone.
+    fn apply_alone(&mut self, change: &Change) -> Result<()> {
+        let id = change.table.id.clone();
+        self.merge(&id)?;
+        let (_, pos, ts) = self.current_tx.clone().expect("inside a transaction");
+        let meta = rowwise::LogMeta { position: &pos, commit_ts: &ts, txseq: self.next_txseq };
+        rowwise::apply(&self.conn, change, &meta, self.options.log_tables)?;
+        self.next_seq += 1;
+        self.next_txseq += 1;
+        self.table(&id)?.changes += 1;
+        Ok(())
+    }
+}
+
+fn text_values<'a>(values: &'a [Value], table: &TableId) -> Result<Vec<Option<&'a str>>> {
+    values
+        .iter()
+        .map(|v| match v {
+            Value::Null => Ok(None),
+            Value::Text(_) => v.as_str().map(Some).ok_or_else(|| {
+                Error::source_fatal(format!("a value of {table} is not valid UTF-8"))
+            }),
+            Value::Unchanged => Err(Error::sink(format!(
+                "internal: unchanged value for {table} reached the staging path"
+            ))),
+        })
+        .collect()
+}
+
+/// Changes that the set-based path cannot apply: an update whose unchanged (TOAST) values
+/// must come from the replica, and updates/deletes of keyless tables (matched by all columns).
+fn needs_row_path(change: &Change) -> bool {
+    match change.kind {
+        ChangeKind::Snapshot | ChangeKind::Insert => false,
+        ChangeKind::Update | ChangeKind::Delete => {
+            !change.table.has_key() || change.row.iter().any(|v| matches!(v, Value::Unchanged))
+        }
+    }
+}
+
+impl Sink for DuckDbSink {
+    fn prepare(&mut self, tables: &[Arc<TableSchema>]) -> Result<()> {
+        exec(&self.conn, "BEGIN TRANSACTION", &"preparing tables")?;
+        let mut prepared = Vec::new();
+        for (i, schema) in tables.iter().enumerate() {
+            match prepare_table(&self.conn, schema.clone(), i, self.options.log_tables) {
+                Ok(sql) => prepared.push(sql),
+                Err(e) => {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    return Err(e);
+                }
+            }
+        }
+        exec(&self.conn, "COMMIT", &"preparing tables")?;
+        self.tables = prepared
+            .into_iter()
+            .map(|sql| {
+                let id = sql.schema.id.clone();
+                (id, TableState { sql, staged: 0, inserts_only: true, changes: 0 })
+            })
+            .collect();
+        Ok(())
+    }
+
+    fn state(&mut self) -> Result<PipelineState> {
+        Ok(PipelineState { position: state::read_position(&self.conn, &self.options.pipeline)? })
+    }
+
+    fn begin(&mut self) -> Result<()> {
+        exec(&self.conn, "BEGIN TRANSACTION", &"starting a batch")?;
+        self.in_batch = true;
+        self.next_seq = 0;
+        self.batch_transactions = 0;
+        self.batch_changes = 0;
+        self.current_tx = None;
+        Ok(())
+    }
+
+    fn write(&mut self, tx: &TxInfo, first_sequence: i64, changes: Vec<Change>) -> Result<()> {
+        self.enter_tx(tx, first_sequence);
+        self.batch_changes += changes.len() as u64;
+        let mut start = 0;
+        for i in 0..changes.len() {
+            let change = &changes[i];
+            let run_ends = i + 1 == changes.len()
+                || needs_row_path(&changes[i + 1])
+                || changes[i + 1].table.id != change.table.id;
+            if needs_row_path(change) {
+                self.apply_alone(change)?;
+                start = i + 1;
+            } else if run_ends {
+                self.stage(&changes[start..=i])?;
+                start = i + 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn truncate(&mut self, tx: &TxInfo, tables: &[Arc<TableSchema>]) -> Result<()> {
+        self.enter_tx(tx, self.next_txseq);
+        let (_, pos, ts) = self.current_tx.clone().expect("inside a transaction");
+        for t in tables {
+            self.merge(&t.id)?;
+            let meta = rowwise::LogMeta { position: &pos, commit_ts: &ts, txseq: self.next_txseq };
+            rowwise::truncate(&self.conn, t, &meta, self.options.log_tables)?;
+            self.next_txseq += 1;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, position: &Position, last_commit_time_us: i64) -> Result<()> {
+        let ids: Vec<TableId> = self.tables.keys().cloned().collect();
+        for id in &ids {
+            self.merge(id)?;
+            let t = self.tables.get_mut(id).expect("prepared table");
+            if t.changes > 0 {
+                state::add_table_changes(&self.conn, &t.sql.schema, t.changes)?;
+                t.changes = 0;
+            }
+        }
+        state::write_position(
+            &self.conn,
+            &self.options.pipeline,
+            &self.options.source_type,
+            position,
+            &format_utc_micros(last_commit_time_us),
+            self.batch_transactions,
+            self.batch_changes,
+        )?;
+        exec(&self.conn, "COMMIT", &format_args!("committing the batch up to {position}"))?;
+        self.in_batch = false;
+        Ok(())
+    }
+
+    fn rollback(&mut self) -> Result<()> {
+        if self.in_batch {
+            self.in_batch = false;
+            exec(&self.conn, "ROLLBACK", &"abandoning the open batch")?;
+        }
+        for t in self.tables.values_mut() {
+            t.staged = 0;
+            t.inserts_only = true;
+            t.changes = 0;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,98 @@
+//! The `_tidewater` state schema: the committed source position and per-table facts,
+//! written in the same DuckDB transaction as the data they describe.
+
+use duckdb::{params, Connection, OptionalExt};
+use tidewater_core::{Error, Position, Result, TableSchema};
+
+pub const STATE_DDL: &str = "
+CREATE SCHEMA IF NOT EXISTS _tidewater;
+CREATE TABLE IF NOT EXISTS _tidewater.pipeline (
+    name VARCHAR PRIMARY KEY,
+    source_type VARCHAR,
+    position VARCHAR,
+    last_source_commit TIMESTAMPTZ,
+    last_apply TIMESTAMPTZ,
+    transactions_applied BIGINT,
+    changes_applied BIGINT
+);
+CREATE TABLE IF NOT EXISTS _tidewater.tables (
+    schema_name VARCHAR,
+    table_name VARCHAR,
+    schema_json VARCHAR,
+    schema_version INTEGER,
+    changes_applied BIGINT,
+    updated_at TIMESTAMPTZ,
+    PRIMARY KEY (schema_name, table_name)
+);
+";
+
+pub fn read_position(conn: &Connection, pipeline: &str) -> Result<Option<Position>> {
+    let pos: Option<Option<String>> = conn
+        .query_row("SELECT position FROM _tidewater.pipeline WHERE name = ?", [pipeline], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(|e| Error::sink(format!("reading _tidewater.pipeline: {e}")))?;
+    Ok(pos.flatten().map(Position))
+}
+
+pub fn write_position(
+    conn: &Connection,
+    pipeline: &str,
+    source_type: &str,
+    position: &Position,
+    last_source_commit: &str,
+    transactions: u64,
+    changes: u64,
+) -> Result<()> {
+    conn.execute(
+        "INSERT INTO _tidewater.pipeline AS p VALUES (?, ?, ?, CAST(? AS TIMESTAMPTZ), \
+         get_current_timestamp(), ?, ?) ON CONFLICT (name) DO UPDATE SET \
+         position = excluded.position, last_source_commit = excluded.last_source_commit, \
+         last_apply = excluded.last_apply, \
+         transactions_applied = p.transactions_applied + excluded.transactions_applied, \
+         changes_applied = p.changes_applied + excluded.changes_applied",
+        params![pipeline, source_type, position.0, last_source_commit, transactions as i64, changes as i64],
+    )
+    .map_err(|e| Error::sink(format!("writing _tidewater.pipeline: {e}")))?;
+    Ok(())
+}
+
+/// The schema recorded for a table when its replica was created, if any.
+pub fn read_table_schema(conn: &Connection, schema: &TableSchema) -> Result<Option<TableSchema>> {
+    let json: Option<String> = conn
+        .query_row(
+            "SELECT schema_json FROM _tidewater.tables WHERE schema_name = ? AND table_name = ?",
+            [&schema.id.schema, &schema.id.name],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| Error::sink(format!("reading _tidewater.tables: {e}")))?;
+    json.map(|j| {
+        serde_json::from_str(&j)
+            .map_err(|e| Error::sink(format!("_tidewater.tables holds an unreadable schema: {e}")))
+    })
+    .transpose()
+}
+
+pub fn write_table_schema(conn: &Connection, schema: &TableSchema) -> Result<()> {
+    let json = serde_json::to_string(schema).expect("schema serialises");
+    conn.execute(
+        "INSERT INTO _tidewater.tables AS t VALUES (?, ?, ?, 1, 0, get_current_timestamp()) \
+         ON CONFLICT (schema_name, table_name) DO UPDATE SET schema_json = excluded.schema_json, \
+         schema_version = t.schema_version + 1, updated_at = excluded.updated_at",
+        params![schema.id.schema, schema.id.name, json],
+    )
+    .map_err(|e| Error::sink(format!("writing _tidewater.tables: {e}")))?;
+    Ok(())
+}
+
+pub fn add_table_changes(conn: &Connection, schema: &TableSchema, changes: u64) -> Result<()> {
+    conn.execute(
+        "UPDATE _tidewater.tables SET changes_applied = changes_applied + ?, \
+         updated_at = get_current_timestamp() WHERE schema_name = ? AND table_name = ?",
+        params![changes as i64, schema.id.schema, schema.id.name],
+    )
+    .map_err(|e| Error::sink(format!("writing _tidewater.tables: {e}")))?;
+    Ok(())
+}

@@ -1,0 +1,176 @@
+//! Per replicated table: the DDL of its replica, change log and staging table, and the
+//! set-based statements that move staged changes into them.
+//!
+//! Staging (a temp table, never written to the file) holds each change as canonical text:
+//! `_seq` (order in the batch), `_txseq` (order in its source transaction), `_op`
+//! (`S`napshot, `I`nsert, `U`pdate, `D`elete), `_pos`/`_ts` (position and commit time of its
+//! transaction), `_has_old` (an update that changed the key), `c0..cN` (the row; for a delete
+//! the old key/image) and `o0..oK` (the old key of a key-changing update).
+
+use std::sync::Arc;
+
+use tidewater_core::{ColumnType, TableSchema};
+
+use crate::sql::{cast_from_text, duckdb_type, log_table, qualified, quote_ident};
+
+pub const LOG_METADATA_COLUMNS: &[(&str, &str)] = &[
+    ("_metadata_change_type", "VARCHAR"),
+    ("_metadata_deleted", "BOOLEAN"),
+    ("_metadata_source_timestamp", "TIMESTAMPTZ"),
+    ("_metadata_timestamp", "TIMESTAMPTZ"),
+    ("_metadata_position", "VARCHAR"),
+    ("_metadata_sequence", "BIGINT"),
+];
+
+/// Fixed staging columns before `c0..`; their count is the offset of `c0` in an appended row.
+pub const STAGE_FIXED_COLUMNS: usize = 6;
+
+pub struct TableSql {
+    pub schema: Arc<TableSchema>,
+    pub stage: String,
+    pub create_stage: String,
+    pub insert_log: Option<String>,
+    /// Keyed tables: delete every key the staged changes touch, then insert the last live
+    /// image per key.
+    pub delete_touched: Option<String>,
+    pub insert_live: String,
+    /// Append-only path for staged rows that are all inserts or snapshot rows.
+    pub insert_all: String,
+    pub clear_stage: String,
+}
+
+impl TableSql {
+    pub fn new(schema: Arc<TableSchema>, index: usize, log_tables: bool) -> TableSql {
+        let stage = format!("stage_{index}");
+        let stage_q = format!("temp.main.{stage}");
+        let n = schema.columns.len();
+        let data_cols: Vec<String> = (0..n).map(|i| format!("c{i} VARCHAR")).collect();
+        let old_cols: Vec<String> = (0..schema.key.len()).map(|i| format!("o{i} VARCHAR")).collect();
+        let create_stage = format!(
+            "CREATE OR REPLACE TEMP TABLE {stage} (_seq BIGINT, _txseq BIGINT, _op VARCHAR, \
+             _pos VARCHAR, _ts VARCHAR, _has_old BOOLEAN{}{})",
+            prefixed(&data_cols),
+            prefixed(&old_cols)
+        );
+        let casts: Vec<String> = schema
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| cast_from_text(&format!("s.c{i}"), &c.ty))
+            .collect();
+        let casts = casts.join(", ");
+        let column_names = column_list(&schema);
+
+        let insert_log = log_tables.then(|| {
+            let meta: Vec<&str> = LOG_METADATA_COLUMNS.iter().map(|(n, _)| *n).collect();
+            format!(
+                "INSERT INTO {log} ({column_names}, {meta}) SELECT {casts}, \
+                 CASE s._op WHEN 'S' THEN 'SNAPSHOT' WHEN 'I' THEN 'INSERT' WHEN 'U' THEN 'UPDATE' \
+                 ELSE 'DELETE' END, s._op = 'D', CAST(s._ts AS TIMESTAMPTZ), get_current_timestamp(), \
+                 s._pos, s._txseq FROM {stage_q} s ORDER BY s._seq",
+                log = log_table(&schema.id),
+                meta = meta.join(", ")
+            )
+        });
+
+        let replica = qualified(&schema.id);
+        let (delete_touched, insert_live) = if schema.has_key() {
+            let events = touched_keys(&schema, &stage_q);
+            let key_cols: Vec<String> = (0..schema.key.len()).map(|i| format!("k{i}")).collect();
+            let matches: Vec<String> = schema
+                .key
+                .iter()
+                .enumerate()
+                .map(|(i, &c)| format!("r.{} = d.k{i}", quote_ident(&schema.columns[c].name)))
+                .collect();
+            let delete = format!(
+                "DELETE FROM {replica} r USING (SELECT DISTINCT {keys} FROM ({events})) d WHERE {m}",
+                keys = key_cols.join(", "),
+                m = matches.join(" AND ")
+            );
+            let insert = format!(
+                "INSERT INTO {replica} ({column_names}) SELECT {casts} FROM {stage_q} s JOIN \
+                 (SELECT _seq, _live FROM ({events}) QUALIFY row_number() OVER \
+                 (PARTITION BY {keys} ORDER BY _seq DESC, _sub DESC) = 1) l USING (_seq) WHERE l._live",
+                keys = key_cols.join(", ")
+            );
+            (Some(delete), insert)
+        } else {
+            // Keyless: updates and deletes take the row-at-a-time path; staged rows are inserts.
+            let insert = format!(
+                "INSERT INTO {replica} ({column_names}) SELECT {casts} FROM {stage_q} s WHERE s._op IN ('S', 'I')"
+            );
+            (None, insert)
+        };
+        let insert_all =
+            format!("INSERT INTO {replica} ({column_names}) SELECT {casts} FROM {stage_q} s");
+        TableSql {
+            clear_stage: format!("DELETE FROM {stage_q}"),
+            schema,
+            stage,
+            create_stage,
+            insert_log,
+            delete_touched,
+            insert_live,
+            insert_all,
+        }
+    }
+
+    pub fn create_replica(&self) -> String {
+        let s = &self.schema;
+        let mut cols: Vec<String> = s
+            .columns
+            .iter()
+            .map(|c| format!("{} {}", quote_ident(&c.name), duckdb_type(&c.ty)))
+            .collect();
+        if s.has_key() {
+            let key: Vec<String> =
+                s.key.iter().map(|&i| quote_ident(&s.columns[i].name)).collect();
+            cols.push(format!("PRIMARY KEY ({})", key.join(", ")));
+        }
+        format!("CREATE TABLE IF NOT EXISTS {} ({})", qualified(&s.id), cols.join(", "))
+    }
+
+    pub fn create_log(&self) -> String {
+        let s = &self.schema;
+        let mut cols: Vec<String> = s
+            .columns
+            .iter()
+            .map(|c| format!("{} {}", quote_ident(&c.name), duckdb_type(&c.ty)))
+            .collect();
+        cols.extend(LOG_METADATA_COLUMNS.iter().map(|(n, t)| format!("{n} {t}")));
+        format!("CREATE TABLE IF NOT EXISTS {} ({})", log_table(&s.id), cols.join(", "))
+    }
+}
+
+fn prefixed(cols: &[String]) -> String {
+    cols.iter().map(|c| format!(", {c}")).collect()
+}
+
+pub fn column_list(schema: &TableSchema) -> String {
+    let names: Vec<String> = schema.columns.iter().map(|c| quote_ident(&c.name)).collect();
+    names.join(", ")
+}
+
+/// Every (key, event) the staged changes imply, typed like the replica key:
+/// `_sub = 0` removes the old key (deletes, key-changing updates), `_sub = 1` sets a live
+/// image for the new key. The last event per key decides its final state.
+fn touched_keys(schema: &TableSchema, stage: &str) -> String {
+    let key_ty = |i: usize| -> &ColumnType { &schema.columns[schema.key[i]].ty };
+    let old: Vec<String> = (0..schema.key.len())
+        .map(|i| {
+            let c = schema.key[i];
+            let expr = format!("CASE WHEN _op = 'D' THEN c{c} ELSE o{i} END");
+            format!("{} AS k{i}", cast_from_text(&expr, key_ty(i)))
+        })
+        .collect();
+    let new: Vec<String> = (0..schema.key.len())
+        .map(|i| format!("{} AS k{i}", cast_from_text(&format!("c{}", schema.key[i]), key_ty(i))))
+        .collect();
+    format!(
+        "SELECT {old}, _seq, 0 AS _sub, false AS _live FROM {stage} WHERE _op = 'D' OR _has_old \
+         UNION ALL SELECT {new}, _seq, 1 AS _sub, true AS _live FROM {stage} WHERE _op <> 'D'",
+        old = old.join(", "),
+        new = new.join(", ")
+    )
+}
