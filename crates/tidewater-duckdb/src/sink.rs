@@ -143,6 +143,7 @@ impl DuckDbSink {
         let Some(first) = changes.first() else { return Ok(()) };
         let id = first.table.id.clone();
         let (_, pos, ts) = self.current_tx.clone().expect("inside a transaction");
+        let (pos, ts): (&str, &str) = (&pos, &ts);
         let t = self.tables.get(&id).expect("prepared table");
         let mut appender = self
             .conn
@@ -166,7 +167,7 @@ impl DuckDbSink {
             let txseq = self.next_txseq;
             let has_old = change.old.is_some();
             let mut params: Vec<&dyn ToSql> = Vec::with_capacity(6 + row.len() + old.len());
-            params.extend([&seq as &dyn ToSql, &txseq, &op, &*pos, &*ts, &has_old]);
+            params.extend([&seq as &dyn ToSql, &txseq, &op, &pos, &ts, &has_old]);
             params.extend(row.iter().map(|v| v as &dyn ToSql));
             params.extend(old.iter().map(|v| v as &dyn ToSql));
             appender

@@ -1,0 +1,90 @@
+//! What `tidewater status` shows, read from the state schema and the replicas.
+
+use std::path::Path;
+
+use duckdb::{AccessMode, Config, Connection, OptionalExt};
+use tidewater_core::{Error, Result};
+
+use crate::sink::open_error;
+use crate::sql::qualified;
+
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+pub struct StatusReport {
+    pub position: Option<String>,
+    pub source_type: Option<String>,
+    pub last_source_commit: Option<String>,
+    pub last_apply: Option<String>,
+    pub transactions_applied: i64,
+    pub changes_applied: i64,
+    pub tables: Vec<TableStatus>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TableStatus {
+    pub table: String,
+    pub rows: i64,
+    pub changes_applied: i64,
+    pub schema_version: i32,
+}
+
+/// Opens the file read-only; fails (with a message saying so) while `run` holds it.
+pub fn open_read_only(path: &Path) -> Result<Connection> {
+    if !path.exists() {
+        return Err(Error::sink(format!(
+            "DuckDB file {} does not exist yet: `tidewater run` creates it",
+            path.display()
+        )));
+    }
+    let config = Config::default()
+        .access_mode(AccessMode::ReadOnly)
+        .map_err(|e| Error::sink(e.to_string()))?;
+    Connection::open_with_flags(path, config).map_err(|e| open_error(path, e))
+}
+
+pub fn collect(conn: &Connection, pipeline: &str) -> Result<StatusReport> {
+    let err = |e: duckdb::Error| Error::sink(format!("reading the _tidewater state: {e}"));
+    let mut report = conn
+        .query_row(
+            "SELECT position, source_type, CAST(last_source_commit AS VARCHAR), \
+             CAST(last_apply AS VARCHAR), transactions_applied, changes_applied \
+             FROM _tidewater.pipeline WHERE name = ?",
+            [pipeline],
+            |r| {
+                Ok(StatusReport {
+                    position: r.get(0)?,
+                    source_type: r.get(1)?,
+                    last_source_commit: r.get(2)?,
+                    last_apply: r.get(3)?,
+                    transactions_applied: r.get::<_, Option<i64>>(4)?.unwrap_or(0),
+                    changes_applied: r.get::<_, Option<i64>>(5)?.unwrap_or(0),
+                    tables: Vec::new(),
+                })
+            },
+        )
+        .optional()
+        .map_err(err)?
+        .unwrap_or_default();
+    let mut stmt = conn
+        .prepare(
+            "SELECT schema_name, table_name, changes_applied, schema_version \
+             FROM _tidewater.tables ORDER BY schema_name, table_name",
+        )
+        .map_err(err)?;
+    let tables: Vec<(String, String, i64, i32)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .and_then(|rows| rows.collect())
+        .map_err(err)?;
+    for (schema, name, changes, version) in tables {
+        let id = tidewater_core::TableId::new(schema, name);
+        let rows: i64 = conn
+            .query_row(&format!("SELECT count(*) FROM {}", qualified(&id)), [], |r| r.get(0))
+            .unwrap_or(-1);
+        report.tables.push(TableStatus {
+            table: id.to_string(),
+            rows,
+            changes_applied: changes,
+            schema_version: version,
+        });
+    }
+    Ok(report)
+}

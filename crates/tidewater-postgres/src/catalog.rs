@@ -1,0 +1,153 @@
+//! Reading the source catalog: which tables the `tables` globs select, their columns,
+//! primary keys and replica identity.
+
+use std::sync::Arc;
+
+use tidewater_core::{Column, ColumnType, Error, Result, TableId, TableSchema};
+use tokio_postgres::Client;
+use tracing::warn;
+
+use crate::conn::pg_error;
+use crate::types::column_type;
+
+/// A selected source table.
+#[derive(Debug, Clone)]
+pub struct SourceTable {
+    pub oid: u32,
+    pub schema: Arc<TableSchema>,
+    /// `relreplident`: d(efault, the key), f(ull), n(othing), i(ndex).
+    pub replica_identity: char,
+    /// Columns whose type is not natively supported (replicated as text).
+    pub unsupported: Vec<(String, String)>,
+}
+
+impl SourceTable {
+    /// Updates and deletes can be replicated: the table has a key, or sends full old rows.
+    pub fn publishes_all_changes(&self) -> bool {
+        self.schema.has_key() || self.replica_identity == 'f'
+    }
+}
+
+/// A `schema.table` glob: `*` any run of characters, `?` one; a leading `!` excludes.
+pub fn glob_match(pattern: &str, text: &str) -> bool {
+    let (p, t): (Vec<char>, Vec<char>) = (pattern.chars().collect(), text.chars().collect());
+    let (mut pi, mut ti, mut star, mut mark) = (0, 0, None, 0);
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some(pi);
+            mark = ti;
+            pi += 1;
+        } else if let Some(s) = star {
+            pi = s + 1;
+            mark += 1;
+            ti = mark;
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+pub fn selected(patterns: &[String], id: &TableId) -> bool {
+    let name = id.to_string();
+    let included = patterns.iter().filter(|p| !p.starts_with('!')).any(|p| glob_match(p, &name));
+    let excluded = patterns.iter().filter_map(|p| p.strip_prefix('!')).any(|p| glob_match(p, &name));
+    included && !excluded
+}
+
+pub async fn resolve_tables(client: &Client, patterns: &[String]) -> Result<Vec<SourceTable>> {
+    let rows = client
+        .query(
+            "SELECT c.oid, n.nspname, c.relname, c.relreplident::text FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition \
+             AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+             AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%' \
+             ORDER BY 2, 3",
+            &[],
+        )
+        .await
+        .map_err(|e| pg_error(e, "listing source tables"))?;
+    let mut tables = Vec::new();
+    for row in rows {
+        let id = TableId::new(row.get::<_, String>(1), row.get::<_, String>(2));
+        if !selected(patterns, &id) {
+            continue;
+        }
+        let oid: u32 = row.get(0);
+        let ident: String = row.get(3);
+        tables.push(describe(client, oid, id, ident.chars().next().unwrap_or('d')).await?);
+    }
+    if tables.is_empty() {
+        return Err(Error::config(format!(
+            "no source table matches source.tables = {patterns:?}; patterns are schema.table globs \
+             such as \"public.*\" (run `tidewater check` to list the tables it sees)"
+        )));
+    }
+    Ok(tables)
+}
+
+async fn describe(client: &Client, oid: u32, id: TableId, replica_identity: char) -> Result<SourceTable> {
+    // Generated columns are not published by pgoutput, so they are not replicated either.
+    let rows = client
+        .query(
+            "SELECT a.attname, a.atttypid, a.atttypmod, a.attnotnull, format_type(a.atttypid, a.atttypmod), \
+             t.typtype::text, \
+             (SELECT array_position(i.indkey::int2[], a.attnum) FROM pg_index i \
+              WHERE i.indrelid = a.attrelid AND i.indisprimary) \
+             FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+             WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' \
+             ORDER BY a.attnum",
+            &[&oid],
+        )
+        .await
+        .map_err(|e| pg_error(e, &format!("reading columns of {id}")))?;
+    let mut columns = Vec::new();
+    let mut key: Vec<(i32, usize)> = Vec::new();
+    let mut unsupported = Vec::new();
+    for row in rows {
+        let name: String = row.get(0);
+        let type_oid: u32 = row.get(1);
+        let typmod: i32 = row.get(2);
+        let source_type: String = row.get(4);
+        let typtype: String = row.get(5);
+        let ty = match column_type(type_oid, typmod) {
+            Some(ty) => ty,
+            // Enums are text by nature.
+            None if typtype == "e" => ColumnType::Text,
+            None => {
+                unsupported.push((name.clone(), source_type.clone()));
+                ColumnType::Text
+            }
+        };
+        if let Some(pos) = row.get::<_, Option<i32>>(6) {
+            key.push((pos, columns.len()));
+        }
+        columns.push(Column { name, ty, nullable: !row.get::<_, bool>(3), source_type });
+    }
+    key.sort();
+    for (col, ty) in &unsupported {
+        warn!(table = %id, column = %col, "type {ty} is not natively supported: replicated as exact text");
+    }
+    let schema = TableSchema { id, columns, key: key.into_iter().map(|(_, i)| i).collect() };
+    Ok(SourceTable { oid, schema: Arc::new(schema), replica_identity, unsupported })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("public.*", "public.orders"));
+        assert!(!glob_match("public.*", "sales.orders"));
+        assert!(glob_match("*.ord?rs", "x.orders"));
+        assert!(glob_match("public.audit_*", "public.audit_2024"));
+        let pats = vec!["public.*".to_string(), "!public.audit_*".to_string()];
+        assert!(selected(&pats, &TableId::new("public", "orders")));
+        assert!(!selected(&pats, &TableId::new("public", "audit_log")));
+    }
+}

@@ -1,0 +1,171 @@
+//! Connections to the source: regular SQL sessions (tokio-postgres) and the replication
+//! session (libpq through pg_walstream), both with the session settings that make PostgreSQL's
+//! text output canonical (ISO dates, UTC, exact floats).
+
+use std::str::FromStr;
+
+use tidewater_core::{Error, Result};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{Client, Config, NoTls};
+use tracing::debug;
+
+/// Session settings for every connection: the text output of dates, times and floats then
+/// needs no further interpretation.
+const SESSION_OPTIONS: &str = "-c datestyle=ISO -c timezone=UTC -c extra_float_digits=3 -c intervalstyle=iso_8601";
+
+/// The source URL with the password removed, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match Config::from_str(url) {
+        Ok(cfg) => {
+            let host = cfg
+                .get_hosts()
+                .first()
+                .map(|h| match h {
+                    tokio_postgres::config::Host::Tcp(h) => h.clone(),
+                    tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+                })
+                .unwrap_or_default();
+            let port = cfg.get_ports().first().copied().unwrap_or(5432);
+            format!(
+                "postgres://{}@{host}:{port}/{}",
+                cfg.get_user().unwrap_or(""),
+                cfg.get_dbname().unwrap_or("")
+            )
+        }
+        Err(_) => "<unparseable postgres URL>".to_string(),
+    }
+}
+
+pub fn parse_config(url: &str) -> Result<Config> {
+    let mut cfg = Config::from_str(url).map_err(|e| {
+        Error::config(format!(
+            "source.url is not a valid PostgreSQL URL ({e}); expected postgres://user:password@host:port/database"
+        ))
+    })?;
+    cfg.options(SESSION_OPTIONS);
+    cfg.application_name("tidewater");
+    if cfg.get_connect_timeout().is_none() {
+        cfg.connect_timeout(std::time::Duration::from_secs(10));
+    }
+    Ok(cfg)
+}
+
+/// A regular SQL session; its connection task runs on the current runtime.
+pub async fn connect(url: &str) -> Result<Client> {
+    let cfg = parse_config(url)?;
+    let (client, connection) = cfg.connect(NoTls).await.map_err(|e| pg_error(e, &format!("connecting to {}", redact(url))))?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            debug!("source connection ended: {e}");
+        }
+    });
+    Ok(client)
+}
+
+/// libpq conninfo for a replication session (`replication=database`) to the same server.
+pub fn replication_conninfo(url: &str) -> Result<String> {
+    let cfg = parse_config(url)?;
+    let mut parts = vec!["replication=database".to_string(), "application_name=tidewater".into()];
+    let quote = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"));
+    if let Some(h) = cfg.get_hosts().first() {
+        let host = match h {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        };
+        parts.push(format!("host={}", quote(&host)));
+    }
+    if let Some(p) = cfg.get_ports().first() {
+        parts.push(format!("port={p}"));
+    }
+    if let Some(u) = cfg.get_user() {
+        parts.push(format!("user={}", quote(u)));
+    }
+    if let Some(pw) = cfg.get_password() {
+        parts.push(format!("password={}", quote(&String::from_utf8_lossy(pw))));
+    }
+    if let Some(db) = cfg.get_dbname() {
+        parts.push(format!("dbname={}", quote(db)));
+    }
+    parts.push(format!("options={}", quote(SESSION_OPTIONS)));
+    parts.push("connect_timeout=10".into());
+    Ok(parts.join(" "))
+}
+
+/// Classifies a driver error once: what the user must fix is fatal (with the fix), what a
+/// reconnect may cure is retryable.
+pub fn pg_error(e: tokio_postgres::Error, what: &str) -> Error {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        let msg = db.message();
+        let fix = if *code == SqlState::INVALID_PASSWORD || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
+            "check the user and password in source.url"
+        } else if *code == SqlState::INVALID_CATALOG_NAME {
+            "check the database name in source.url"
+        } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
+            "grant the privilege to the replication user (see `tidewater check`)"
+        } else if *code == SqlState::ADMIN_SHUTDOWN
+            || *code == SqlState::CANNOT_CONNECT_NOW
+            || *code == SqlState::CRASH_SHUTDOWN
+            || *code == SqlState::TOO_MANY_CONNECTIONS
+        {
+            return Error::source_retryable(format!("{what}: {msg}"));
+        } else {
+            ""
+        };
+        let text = if fix.is_empty() { format!("{what}: {msg}") } else { format!("{what}: {msg}; {fix}") };
+        return Error::source_fatal(text);
+    }
+    if e.is_closed() || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>()) {
+        return Error::source_retryable(format!("{what}: {e} (is the server running and reachable?)"));
+    }
+    Error::source_retryable(format!("{what}: {e}"))
+}
+
+pub fn replication_error(e: pg_walstream::ReplicationError, what: &str) -> Error {
+    let msg = e.to_string();
+    let lower = msg.to_lowercase();
+    if lower.contains("password") || lower.contains("authentication") || lower.contains("does not exist")
+        || lower.contains("permission denied") || lower.contains("must be superuser or replication")
+        || lower.contains("wal_level")
+    {
+        let fix = if lower.contains("wal_level") {
+            "; set wal_level = logical on the source and restart it (Cloud SQL: flag cloudsql.logical_decoding=on)"
+        } else if lower.contains("replication") && lower.contains("permission") {
+            "; grant it with ALTER ROLE <user> WITH REPLICATION"
+        } else {
+            ""
+        };
+        return Error::source_fatal(format!("{what}: {msg}{fix}"));
+    }
+    Error::source_retryable(format!("{what}: {msg}"))
+}
+
+pub fn parse_lsn(s: &str) -> Option<u64> {
+    let (hi, lo) = s.split_once('/')?;
+    Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)
+}
+
+pub fn format_lsn(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lsn_round_trip() {
+        assert_eq!(parse_lsn("0/16B3748"), Some(0x16B3748));
+        assert_eq!(format_lsn(0x1_0000_00FF), "1/FF");
+        assert_eq!(parse_lsn(&format_lsn(123_456_789_012)), Some(123_456_789_012));
+        assert_eq!(parse_lsn("nope"), None);
+    }
+
+    #[test]
+    fn redaction_drops_the_password() {
+        let r = redact("postgres://repl:s3cret@db.example:6432/shop");
+        assert_eq!(r, "postgres://repl@db.example:6432/shop");
+        let ci = replication_conninfo("postgres://repl:s3cret@db.example:6432/shop").unwrap();
+        assert!(ci.contains("replication=database") && ci.contains("password='s3cret'"));
+    }
+}

@@ -1,0 +1,145 @@
+//! Publications and the replication slot: created when missing, checked when present.
+//!
+//! Tables that can replicate updates and deletes (a primary key, or REPLICA IDENTITY FULL)
+//! go in the main publication. Keyless tables go in a separate insert-only publication:
+//! putting them in one that publishes updates would make PostgreSQL reject the user's own
+//! UPDATE/DELETE statements on them.
+
+use std::collections::BTreeSet;
+
+use tidewater_core::{Error, Result, TableId};
+use tokio_postgres::Client;
+use tracing::{info, warn};
+
+use crate::catalog::SourceTable;
+use crate::conn::pg_error;
+
+pub fn insert_only_publication(publication: &str) -> String {
+    format!("{publication}_insert_only")
+}
+
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+pub fn quoted_table(id: &TableId) -> String {
+    format!("{}.{}", quote_ident(&id.schema), quote_ident(&id.name))
+}
+
+async fn publication_tables(client: &Client, name: &str) -> Result<Option<BTreeSet<TableId>>> {
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_publication WHERE pubname = $1", &[&name])
+        .await
+        .map_err(|e| pg_error(e, "reading publications"))?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let rows = client
+        .query("SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1", &[&name])
+        .await
+        .map_err(|e| pg_error(e, "reading publication tables"))?;
+    Ok(Some(rows.iter().map(|r| TableId::new(r.get::<_, String>(0), r.get::<_, String>(1))).collect()))
+}
+
+/// Makes both publications hold exactly `tables`. Before the first snapshot they are
+/// (re)created freely; once streaming, a different table set is an error, because a table
+/// added without a snapshot would be missing its existing rows.
+pub async fn ensure_publications(
+    client: &Client,
+    publication: &str,
+    tables: &[SourceTable],
+    streaming: bool,
+) -> Result<Vec<String>> {
+    let full: BTreeSet<TableId> =
+        tables.iter().filter(|t| t.publishes_all_changes()).map(|t| t.schema.id.clone()).collect();
+    let inserts: BTreeSet<TableId> =
+        tables.iter().filter(|t| !t.publishes_all_changes()).map(|t| t.schema.id.clone()).collect();
+    let insert_only = insert_only_publication(publication);
+    for (name, wanted, options) in [
+        (publication.to_string(), &full, ""),
+        (insert_only.clone(), &inserts, " WITH (publish = 'insert, truncate')"),
+    ] {
+        let current = publication_tables(client, &name).await?;
+        if current.as_ref() == Some(wanted) {
+            continue;
+        }
+        if streaming {
+            if let Some(current) = &current {
+                let added: Vec<String> = wanted.difference(current).map(|t| t.to_string()).collect();
+                let removed: Vec<String> = current.difference(wanted).map(|t| t.to_string()).collect();
+                return Err(Error::source_fatal(format!(
+                    "publication {name} no longer matches source.tables (new: [{}], gone: [{}]). \
+                     Adding or removing tables while streaming is not supported yet: restore \
+                     source.tables, or start from a new DuckDB file to take a new snapshot",
+                    added.join(", "),
+                    removed.join(", ")
+                )));
+            }
+        }
+        let list: Vec<String> = wanted.iter().map(quoted_table).collect();
+        let mut sql = String::new();
+        if current.is_some() {
+            sql.push_str(&format!("DROP PUBLICATION {};", quote_ident(&name)));
+        }
+        sql.push_str(&format!("CREATE PUBLICATION {}", quote_ident(&name)));
+        if !list.is_empty() {
+            sql.push_str(&format!(" FOR TABLE {}", list.join(", ")));
+        }
+        sql.push_str(options);
+        client.batch_execute(&sql).await.map_err(|e| {
+            pg_error(e, &format!("creating publication {name}")).context(
+                "tidewater needs the CREATE privilege on the database and ownership of the tables \
+                 to create its publications (or create them yourself)",
+            )
+        })?;
+        info!(publication = %name, tables = list.len(), "publication ready");
+    }
+    for t in tables.iter().filter(|t| !t.publishes_all_changes()) {
+        warn!(
+            table = %t.schema.id,
+            "no primary key and no REPLICA IDENTITY FULL: only inserts are replicated; add a \
+             primary key, or ALTER TABLE {} REPLICA IDENTITY FULL",
+            quoted_table(&t.schema.id)
+        );
+    }
+    Ok(vec![publication.to_string(), insert_only])
+}
+
+#[derive(Debug)]
+pub struct SlotInfo {
+    pub plugin: Option<String>,
+    pub database: Option<String>,
+    pub active_pid: Option<i32>,
+    pub wal_status: Option<String>,
+}
+
+pub async fn slot_info(client: &Client, slot: &str) -> Result<Option<SlotInfo>> {
+    let row = client
+        .query_opt(
+            "SELECT plugin::text, database::text, active_pid, wal_status FROM pg_replication_slots WHERE slot_name = $1",
+            &[&slot],
+        )
+        .await
+        .map_err(|e| pg_error(e, "reading pg_replication_slots"))?;
+    Ok(row.map(|r| SlotInfo {
+        plugin: r.get(0),
+        database: r.get(1),
+        active_pid: r.get(2),
+        wal_status: r.get(3),
+    }))
+}
+
+pub fn slot_in_use(slot: &str, pid: i32) -> Error {
+    Error::source_fatal(format!(
+        "replication slot {slot} is in use by another process (walsender pid {pid}): is another \
+         tidewater running with the same slot? Stop it, or set source.slot to another name"
+    ))
+}
+
+pub async fn drop_slot(client: &Client, slot: &str) -> Result<()> {
+    client
+        .execute("SELECT pg_drop_replication_slot($1)", &[&slot])
+        .await
+        .map_err(|e| pg_error(e, &format!("dropping replication slot {slot}")))?;
+    Ok(())
+}
