@@ -7,6 +7,7 @@ pub mod error;
 pub mod event;
 pub mod model;
 pub mod sink;
+pub mod source;
 pub mod stats;
 pub mod time;
 
@@ -14,3 +15,4 @@ pub use error::{Error, ErrorKind, Result};
 pub use event::{SourceEvent, TxInfo};
 pub use model::{Change, ChangeKind, Column, ColumnType, Position, TableId, TableSchema, Value};
 pub use sink::{PipelineState, Sink};
+pub use source::{Source, SourceContext};

@@ -1,1 +1,76 @@
-fn main() {}
+//! The `tidewater` command line (ARCHITECTURE.md section 2).
+
+mod commands;
+mod config;
+mod demo;
+mod pipeline;
+mod status_file;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "tidewater", version, about = "Change-data-capture replicator: PostgreSQL → DuckDB, exactly once")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Snapshot if needed, then stream changes until stopped (SIGINT/SIGTERM).
+    Run {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Preflight: connectivity, privileges, wal_level, slots, tables, keys and types.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Position, per-table rows, last commit and lag (also while `run` is running).
+    Status {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Throwaway PostgreSQL + write workload + live replica in demo.duckdb; no setup needed.
+    Demo {
+        /// Stop after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Where to write the replica.
+        #[arg(long, default_value = "demo.duckdb")]
+        path: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,pg_walstream=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run { config } => commands::run(&config).await,
+            Command::Check { config } => commands::check(&config).await,
+            Command::Status { config } => commands::status(&config).await,
+            Command::Demo { seconds, path } => demo::run(seconds, &path).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if e.exit_code() != 0 {
+                eprintln!("error: {e}");
+            }
+            ExitCode::from(e.exit_code() as u8)
+        }
+    }
+}

@@ -1,0 +1,473 @@
+//! Preflight checks (`tidewater check`): everything the source must provide before the first
+//! run, each reported with what was found and exactly what to run or change when it is wrong.
+
+use std::future::Future;
+use std::str::FromStr;
+
+use tidewater_core::{ErrorKind, Result};
+use tokio_postgres::Client;
+
+use crate::catalog::{resolve_tables, SourceTable};
+use crate::conn::{connect, pg_error, redact};
+use crate::setup::{insert_only_publication, quoted_table, slot_info};
+use crate::PgSourceConfig;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckStatus {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckItem {
+    pub name: String,
+    pub status: CheckStatus,
+    /// What was found.
+    pub detail: String,
+    /// What to run or change, for a Warn or Fail.
+    pub fix: Option<String>,
+}
+
+fn item(name: impl Into<String>, status: CheckStatus, detail: impl Into<String>, fix: Option<String>) -> CheckItem {
+    CheckItem { name: name.into(), status, detail: detail.into(), fix }
+}
+
+fn ok(name: impl Into<String>, detail: impl Into<String>) -> CheckItem {
+    item(name, CheckStatus::Ok, detail, None)
+}
+
+/// Fail when `bad`, Ok otherwise; the fix is only built for a failure.
+fn fail_if(bad: bool, name: &str, detail: String, fix: impl FnOnce() -> String) -> CheckItem {
+    if bad {
+        item(name, CheckStatus::Fail, detail, Some(fix()))
+    } else {
+        ok(name, detail)
+    }
+}
+
+/// Runs every preflight check against the source; never returns early on a failed check
+/// (only when it cannot connect at all: then one Fail item "connection" with the error and fix).
+pub async fn run_checks(cfg: &PgSourceConfig) -> Vec<CheckItem> {
+    let client = match connect(&cfg.url).await {
+        Ok(client) => client,
+        Err(e) => return vec![connection_failed(cfg, e.message())],
+    };
+    let who = match client
+        .query_one(
+            "SELECT current_user::text, current_database()::text, current_setting('server_version'), \
+             current_setting('server_version_num')::int",
+            &[],
+        )
+        .await
+    {
+        Ok(row) => Who { user: row.get(0), database: row.get(1), version: row.get(2), version_num: row.get(3) },
+        Err(e) => return vec![connection_failed(cfg, pg_error(e, "reading the session").message())],
+    };
+    let cx = Cx { client, cfg, who };
+    let mut items = vec![ok(
+        "connection",
+        format!("{} as user {} (PostgreSQL {})", redact(&cfg.url), cx.who.user, cx.who.version),
+    )];
+    let mut add = |name: &str, res: Result<Vec<CheckItem>>| match res {
+        Ok(found) => items.extend(found),
+        Err(e) => items.push(item(name, CheckStatus::Fail, e.message(), None)),
+    };
+    add("server version", Ok(vec![cx.version()]));
+    add("wal_level", cx.wal_level().await);
+    add("replication privilege", cx.replication().await);
+    add("max_replication_slots", cx.slot_headroom().await);
+    add("max_wal_senders", cx.sender_headroom().await);
+    add("max_slot_wal_keep_size", cx.wal_keep().await);
+    add("server_encoding", cx.encoding().await);
+    let tables = match cx.tables().await {
+        Ok((found, tables)) => {
+            add("tables", Ok(vec![found]));
+            tables
+        }
+        Err(e) => {
+            add("tables", Err(e));
+            Vec::new()
+        }
+    };
+    add("keys", Ok(tables.iter().filter_map(key_item).collect()));
+    add("types", Ok(tables.iter().flat_map(type_items).collect()));
+    if !tables.is_empty() {
+        add("select privilege", cx.select_privilege(&tables).await);
+    }
+    add("publication", cx.publication(&tables).await);
+    add("slot", cx.slot().await);
+    items
+}
+
+/// The single item reported when no session can be opened; never shows the password.
+fn connection_failed(cfg: &PgSourceConfig, message: &str) -> CheckItem {
+    let lower = message.to_lowercase();
+    let fix = if lower.contains("not a valid postgresql url") {
+        "write source.url as postgres://user:password@host:port/database"
+    } else if lower.contains("pg_hba") {
+        "allow this host, user and database in the server's pg_hba.conf, or check the user and database in source.url"
+    } else if lower.contains("password") || lower.contains("authentication") || lower.contains("role") {
+        "check the user and password in source.url"
+    } else if lower.contains("database") && lower.contains("does not exist") {
+        "check the database name in source.url"
+    } else {
+        "check the host and port in source.url, that the server is running, and that it accepts \
+         TCP connections from this machine (listen_addresses, firewall)"
+    };
+    // pg_error appends its own fix, which the fix line repeats.
+    let detail = message.split_once("; check ").map_or(message, |(head, _)| head);
+    let mut detail = detail.to_string();
+    if let Some(pw) = tokio_postgres::Config::from_str(&cfg.url).ok().and_then(|c| c.get_password().map(<[u8]>::to_vec)) {
+        let pw = String::from_utf8_lossy(&pw).into_owned();
+        if !pw.is_empty() {
+            detail = detail.replace(&pw, "***");
+        }
+    }
+    item("connection", CheckStatus::Fail, detail, Some(fix.to_string()))
+}
+
+struct Who {
+    user: String,
+    database: String,
+    version: String,
+    version_num: i32,
+}
+
+/// An open session and what the checks need to know about it.
+struct Cx<'a> {
+    client: Client,
+    cfg: &'a PgSourceConfig,
+    who: Who,
+}
+
+impl Cx<'_> {
+    async fn one<T>(&self, what: &str, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> Result<T>
+    where
+        T: for<'r> tokio_postgres::types::FromSql<'r>,
+    {
+        let row = self.client.query_one(sql, params).await.map_err(|e| pg_error(e, what))?;
+        Ok(row.get(0))
+    }
+
+    /// A server setting, None when this server version does not have it.
+    async fn setting(&self, name: &str) -> Result<Option<String>> {
+        self.one(&format!("reading {name}"), "SELECT current_setting($1, true)", &[&name]).await
+    }
+
+    async fn count(&self, view: &str) -> Result<i64> {
+        self.one(&format!("reading {view}"), &format!("SELECT count(*) FROM {view}"), &[]).await
+    }
+
+    fn version(&self) -> CheckItem {
+        let v = &self.who.version;
+        fail_if(self.who.version_num < 140000, "server version", format!("PostgreSQL {v}"), || {
+            format!("tidewater needs PostgreSQL 14 or newer; upgrade the source (found {v})")
+        })
+    }
+
+    async fn wal_level(&self) -> Result<Vec<CheckItem>> {
+        let level = self.setting("wal_level").await?.unwrap_or_default();
+        Ok(vec![fail_if(level != "logical", "wal_level", format!("wal_level = {level}"), || {
+            "ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL (Cloud SQL: set the flag \
+             cloudsql.logical_decoding=on; RDS: rds.logical_replication = 1 in the parameter group)"
+                .into()
+        })])
+    }
+
+    async fn replication(&self) -> Result<Vec<CheckItem>> {
+        // RDS grants replication through membership of rds_replication instead of the attribute.
+        let sql = "SELECT rolreplication OR rolsuper OR EXISTS (SELECT 1 FROM pg_roles g \
+                   WHERE g.rolname = 'rds_replication' AND pg_has_role(r.oid, g.oid, 'MEMBER')) \
+                   FROM pg_roles r WHERE r.rolname = current_user";
+        let may: bool = self.one("reading the role's attributes", sql, &[]).await?;
+        let user = &self.who.user;
+        let detail = format!("user {user} {} replicate", if may { "may" } else { "may not" });
+        Ok(vec![fail_if(!may, "replication privilege", detail, || {
+            format!(
+                "as a superuser: ALTER ROLE {u} WITH REPLICATION; (Cloud SQL: the user needs the \
+                 cloudsqlsuperuser role and the REPLICATION attribute: GRANT cloudsqlsuperuser TO {u}; \
+                 ALTER ROLE {u} WITH REPLICATION; RDS: GRANT rds_replication TO {u};)",
+                u = ident(user)
+            )
+        })])
+    }
+
+    /// `used` of the setting `name` taken, and whether tidewater needs one more.
+    async fn headroom(&self, name: &str, used: i64, needs_one: bool) -> Result<Vec<CheckItem>> {
+        let max: i64 = self.setting(name).await?.and_then(|s| s.parse().ok()).unwrap_or(0);
+        let detail = format!("{used} of {max} used");
+        Ok(vec![fail_if(needs_one && used >= max, name, detail, || {
+            format!(
+                "ALTER SYSTEM SET {name} = {}; then restart PostgreSQL, or free one (see pg_replication_slots \
+                 and pg_stat_replication)",
+                max.max(used) + 4
+            )
+        })])
+    }
+
+    async fn slot_headroom(&self) -> Result<Vec<CheckItem>> {
+        let used = self.count("pg_replication_slots").await?;
+        let exists = slot_info(&self.client, &self.cfg.slot).await?.is_some();
+        self.headroom("max_replication_slots", used, !exists).await
+    }
+
+    async fn sender_headroom(&self) -> Result<Vec<CheckItem>> {
+        let used = self.count("pg_stat_replication").await?;
+        self.headroom("max_wal_senders", used, true).await
+    }
+
+    async fn wal_keep(&self) -> Result<Vec<CheckItem>> {
+        let name = "max_slot_wal_keep_size";
+        Ok(vec![match self.setting(name).await?.as_deref() {
+            Some("-1") | None => item(
+                name,
+                CheckStatus::Warn,
+                "unlimited: a stopped replicator makes the server keep WAL until its disk is full",
+                Some(format!("ALTER SYSTEM SET {name} = '10GB'; SELECT pg_reload_conf();")),
+            ),
+            Some(size) => ok(name, format!("{size}: a slot falling further behind loses its WAL")),
+        }])
+    }
+
+    async fn encoding(&self) -> Result<Vec<CheckItem>> {
+        let enc = self.setting("server_encoding").await?.unwrap_or_default();
+        Ok(vec![fail_if(enc != "UTF8", "server_encoding", enc.clone(), || {
+            format!("tidewater needs a UTF8 database: recreate {} WITH ENCODING 'UTF8'", ident(&self.who.database))
+        })])
+    }
+
+    /// The tables item and the selected tables (empty when none match).
+    async fn tables(&self) -> Result<(CheckItem, Vec<SourceTable>)> {
+        let patterns = &self.cfg.tables;
+        match resolve_tables(&self.client, patterns).await {
+            Ok(tables) => {
+                let names: Vec<String> = tables.iter().map(|t| t.schema.id.to_string()).collect();
+                Ok((ok("tables", format!("{} selected: {}", names.len(), list(&names))), tables))
+            }
+            Err(e) if e.kind == ErrorKind::Config => {
+                let sql = "SELECT n.nspname || '.' || c.relname FROM pg_class c \
+                           JOIN pg_namespace n ON n.oid = c.relnamespace \
+                           WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition \
+                           AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+                           AND n.nspname NOT LIKE 'pg\\_%' ORDER BY 1 LIMIT 11";
+                let rows = self.client.query(sql, &[]).await.map_err(|e| pg_error(e, "listing tables"))?;
+                let seen: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+                let detail = format!("no table matches {patterns:?}; tables here: {}", list(&seen));
+                let fix = "set source.tables to schema.table globs such as \"public.*\" (a leading ! excludes)";
+                Ok((item("tables", CheckStatus::Fail, detail, Some(fix.into())), Vec::new()))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The selected tables for which `condition` (SQL over `c`, a pg_class row) is false.
+    async fn tables_without<'t>(&self, condition: &str, tables: &'t [SourceTable]) -> Result<Vec<&'t SourceTable>> {
+        let oids: Vec<u32> = tables.iter().map(|t| t.oid).collect();
+        let sql = format!("SELECT c.oid FROM pg_class c WHERE c.oid = ANY($1) AND NOT ({condition})");
+        let rows = self.client.query(&sql, &[&oids]).await.map_err(|e| pg_error(e, "checking privileges"))?;
+        let lacking: Vec<u32> = rows.iter().map(|r| r.get(0)).collect();
+        Ok(tables.iter().filter(|t| lacking.contains(&t.oid)).collect())
+    }
+
+    async fn select_privilege(&self, tables: &[SourceTable]) -> Result<Vec<CheckItem>> {
+        let lacking = self.tables_without("has_table_privilege(c.oid, 'SELECT')", tables).await?;
+        let names: Vec<String> = lacking.iter().map(|t| t.schema.id.to_string()).collect();
+        let detail = if lacking.is_empty() {
+            format!("on all {} tables", tables.len())
+        } else {
+            format!("missing on {}", list(&names))
+        };
+        Ok(vec![fail_if(!lacking.is_empty(), "select privilege", detail, || {
+            let quoted: Vec<String> = lacking.iter().map(|t| quoted_table(&t.schema.id)).collect();
+            format!("GRANT SELECT ON {} TO {};", quoted.join(", "), ident(&self.who.user))
+        })])
+    }
+
+    /// Both publications (see `setup`) exist, or this user may create them.
+    async fn publication(&self, tables: &[SourceTable]) -> Result<Vec<CheckItem>> {
+        let main = &self.cfg.publication;
+        let names = [main.clone(), insert_only_publication(main)];
+        let sql = "SELECT pubname::text FROM pg_publication WHERE pubname = ANY($1)";
+        let rows = self.client.query(sql, &[&names.as_slice()]).await.map_err(|e| pg_error(e, "reading publications"))?;
+        let existing: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+        let missing: Vec<&String> = names.iter().filter(|n| !existing.contains(n)).collect();
+        if missing.is_empty() {
+            return Ok(vec![ok("publication", format!("{} and {} exist", names[0], names[1]))]);
+        }
+        let create_db: bool =
+            self.one("checking CREATE", "SELECT has_database_privilege(current_database(), 'CREATE')", &[]).await?;
+        let foreign = self.tables_without("pg_has_role(c.relowner, 'USAGE')", tables).await?;
+        let mut problems = Vec::new();
+        if !create_db {
+            problems.push(format!("no CREATE privilege on database {}", self.who.database));
+        }
+        if !foreign.is_empty() {
+            let names: Vec<String> = foreign.iter().map(|t| t.schema.id.to_string()).collect();
+            problems.push(format!("not the owner of {}", list(&names)));
+        }
+        let wanted = format!("{} missing: will be created", missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" and "));
+        Ok(vec![fail_if(!problems.is_empty(), "publication", format!("{wanted}; {}", problems.join("; ")), || {
+            let create: Vec<String> = missing.iter().map(|name| create_publication(name, main, tables)).collect();
+            format!(
+                "as the tables' owner run: {} or GRANT CREATE ON DATABASE {} TO {u}; and make {u} the tables' owner",
+                create.join(" "),
+                ident(&self.who.database),
+                u = ident(&self.who.user)
+            )
+        })])
+    }
+
+    async fn slot(&self) -> Result<Vec<CheckItem>> {
+        let slot = &self.cfg.slot;
+        let Some(info) = slot_info(&self.client, slot).await? else {
+            return Ok(vec![ok("slot", format!("{slot} does not exist: will be created (pgoutput)"))]);
+        };
+        let other_name = "set source.slot to another name";
+        let fail = |detail: String, fix: String| Ok(vec![item("slot", CheckStatus::Fail, detail, Some(fix))]);
+        if info.plugin.as_deref() != Some("pgoutput") {
+            return fail(format!("{slot} uses plugin {}, not pgoutput", info.plugin.unwrap_or_default()), other_name.into());
+        }
+        if info.database.as_deref() != Some(self.who.database.as_str()) {
+            let db = info.database.unwrap_or_default();
+            return fail(format!("{slot} belongs to database {db}"), format!("{other_name}, or replicate database {db}"));
+        }
+        if let Some(pid) = info.active_pid {
+            return fail(
+                format!("{slot} is in use by walsender pid {pid}"),
+                format!("stop the other replicator using it (or SELECT pg_terminate_backend({pid}); if it is stale), or {other_name}"),
+            );
+        }
+        if info.wal_status.as_deref() == Some("lost") {
+            return fail(
+                format!("{slot} has lost WAL it needed (max_slot_wal_keep_size exceeded)"),
+                format!("SELECT pg_drop_replication_slot('{}'); then start from a new DuckDB file", slot.replace('\'', "''")),
+            );
+        }
+        let sql = "SELECT confirmed_flush_lsn::text, pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() \
+                   THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END, restart_lsn)::int8 \
+                   FROM pg_replication_slots WHERE slot_name = $1";
+        let row = self.client.query_one(sql, &[slot]).await.map_err(|e| pg_error(e, "reading the slot"))?;
+        let (flushed, retained): (Option<String>, Option<i64>) = (row.get(0), row.get(1));
+        Ok(vec![ok(
+            "slot",
+            format!(
+                "{slot} exists, confirmed up to {}, retaining {} of WAL",
+                flushed.as_deref().unwrap_or("-"),
+                human_bytes(retained.unwrap_or(0).max(0) as u64)
+            ),
+        )])
+    }
+}
+
+/// The key item of a table that cannot replicate updates and deletes by primary key.
+fn key_item(t: &SourceTable) -> Option<CheckItem> {
+    if t.schema.has_key() {
+        return None;
+    }
+    let q = quoted_table(&t.schema.id);
+    let add_key = format!("ALTER TABLE {q} ADD PRIMARY KEY (<columns>)");
+    let (detail, fix) = if t.publishes_all_changes() {
+        ("keyless: replicated as a multiset, updates/deletes matched by all columns".to_string(), add_key)
+    } else {
+        (
+            "keyless without REPLICA IDENTITY FULL: only inserts replicated".to_string(),
+            format!("{add_key}, or ALTER TABLE {q} REPLICA IDENTITY FULL"),
+        )
+    };
+    Some(item(format!("key {}", t.schema.id), CheckStatus::Warn, detail, Some(fix)))
+}
+
+fn type_items(t: &SourceTable) -> Vec<CheckItem> {
+    let warn = |(col, ty): &(String, String)| {
+        item(format!("type {}.{col}", t.schema.id), CheckStatus::Warn, format!("{ty}: replicated as exact text"), None)
+    };
+    t.unsupported.iter().map(warn).collect()
+}
+
+/// The statement `setup` would run for publication `name`.
+fn create_publication(name: &str, main: &str, tables: &[SourceTable]) -> String {
+    let insert_only = name != main;
+    let members: Vec<String> = tables
+        .iter()
+        .filter(|t| t.publishes_all_changes() != insert_only)
+        .map(|t| quoted_table(&t.schema.id))
+        .collect();
+    let mut sql = format!("CREATE PUBLICATION {}", ident(name));
+    if !members.is_empty() {
+        sql.push_str(&format!(" FOR TABLE {}", members.join(", ")));
+    }
+    if insert_only {
+        sql.push_str(" WITH (publish = 'insert, truncate')");
+    }
+    sql + ";"
+}
+
+fn ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// A comma-separated list, cut after ten names.
+fn list(names: &[String]) -> String {
+    const MAX: usize = 10;
+    let shown = names.iter().take(MAX).cloned().collect::<Vec<_>>().join(", ");
+    match names.len() {
+        0 => "none".into(),
+        n if n > MAX => format!("{shown}, … ({} more)", n - MAX),
+        _ => shown,
+    }
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["bytes", "kB", "MB", "GB", "TB"];
+    let (mut v, mut unit) = (n as f64, 0);
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{n} bytes") } else { format!("{v:.1} {}", UNITS[unit]) }
+}
+
+/// One aligned line per item, with an indented `fix:` line under a Warn or Fail that has one.
+pub fn render(items: &[CheckItem]) -> String {
+    let width = items.iter().map(|i| i.name.chars().count()).max().unwrap_or(0);
+    let mut out = String::new();
+    for i in items {
+        let tag = match i.status {
+            CheckStatus::Ok => "[ ok ]",
+            CheckStatus::Warn => "[warn]",
+            CheckStatus::Fail => "[FAIL]",
+        };
+        out.push_str(&format!("{tag} {:width$}  {}\n", i.name, i.detail));
+        if let Some(fix) = &i.fix {
+            out.push_str(&format!("{:indent$}fix: {fix}\n", "", indent = tag.len() + 1 + width + 2));
+        }
+    }
+    out
+}
+
+/// Whether any item failed.
+pub fn failed(items: &[CheckItem]) -> bool {
+    items.iter().any(|i| i.status == CheckStatus::Fail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_sizes_and_lists() {
+        assert_eq!(human_bytes(512), "512 bytes");
+        assert_eq!(human_bytes(3 * 1024 * 1024 / 2), "1.5 MB");
+        let names: Vec<String> = (0..12).map(|i| format!("t{i}")).collect();
+        assert!(list(&names).ends_with("t9, … (2 more)"));
+    }
+
+    #[test]
+    fn render_aligns_and_indents_fixes() {
+        let items = [ok("a", "fine"), item("longer", CheckStatus::Fail, "broken", Some("do it".into()))];
+        let out = render(&items);
+        assert_eq!(out, "[ ok ] a       fine\n[FAIL] longer  broken\n               fix: do it\n");
+        assert!(failed(&items) && !failed(&items[..1]));
+    }
+}

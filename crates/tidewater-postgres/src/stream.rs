@@ -1,0 +1,276 @@
+//! Streaming: pgoutput messages become source-neutral events; standby status feedback
+//! reports as flushed only what the sink has committed.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pg_walstream::{CancellationToken, PgReplicationConnection};
+use tidewater_core::apply::AckReceiver;
+use tidewater_core::{Change, ChangeKind, Error, Position, Result, SourceEvent, TableId, TableSchema, TxInfo, Value};
+use tokio::sync::mpsc;
+use tokio::time::{interval, Interval, MissedTickBehavior};
+use tracing::{debug, info};
+
+use crate::conn::{format_lsn, parse_lsn, replication_error};
+use crate::pgoutput::{decode, decode_copy_data, OldTuple, PgOutputMessage, ReplicationMessage, Tuple, TupleValue};
+use crate::snapshot::CHUNK_ROWS;
+use crate::types::canonical;
+
+/// Standby status is sent at least this often (wal_sender_timeout defaults to 60 s).
+const STATUS_INTERVAL: Duration = Duration::from_secs(10);
+
+pub struct Stream<'a> {
+    pub conn: &'a mut PgReplicationConnection,
+    pub tables: HashMap<TableId, Arc<TableSchema>>,
+    pub events: mpsc::Sender<SourceEvent>,
+    pub acks: AckReceiver,
+    /// Transactions whose commit LSN is at or below this were applied already: skip them.
+    pub applied_lsn: u64,
+}
+
+struct State {
+    relations: HashMap<u32, Option<Arc<TableSchema>>>,
+    /// The open transaction: `Some(true)` when it is a replay being skipped.
+    in_tx: Option<bool>,
+    chunk: Vec<Change>,
+    received: u64,
+    idle_sent: u64,
+    status: Interval,
+}
+
+enum Wake {
+    Ack,
+    Tick,
+    Data(pg_walstream::Result<bytes::Bytes>),
+}
+
+impl Stream<'_> {
+    fn acked(&self) -> u64 {
+        let acked = self.acks.borrow().as_ref().and_then(|p| parse_lsn(&p.0)).unwrap_or(0);
+        acked.max(self.applied_lsn)
+    }
+
+    async fn send_status(&mut self, received: u64, reply: bool) -> Result<()> {
+        let acked = self.acked();
+        self.conn
+            .send_standby_status_update(received.max(acked), acked, acked, reply)
+            .await
+            .map_err(|e| replication_error(e, "sending standby status"))
+    }
+
+    pub async fn run(mut self) -> Result<()> {
+        let mut status = interval(STATUS_INTERVAL);
+        status.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut st = State {
+            relations: HashMap::new(),
+            in_tx: None,
+            chunk: Vec::with_capacity(CHUNK_ROWS),
+            received: self.applied_lsn,
+            idle_sent: 0,
+            status,
+        };
+        let token = CancellationToken::new();
+        loop {
+            let wake = tokio::select! {
+                r = self.acks.changed() => { if r.is_err() { return Err(Error::shutdown()) } Wake::Ack }
+                _ = st.status.tick() => Wake::Tick,
+                d = self.conn.get_copy_data_async(&token) => Wake::Data(d),
+            };
+            match wake {
+                Wake::Ack => self.send_status(st.received, false).await?,
+                Wake::Tick => self.send_status(st.received, false).await?,
+                Wake::Data(d) => {
+                    let payload = d.map_err(|e| replication_error(e, "reading the replication stream"))?;
+                    let msg = decode_copy_data(payload)
+                        .map_err(|e| Error::source_fatal(format!("malformed replication message: {e}")))?;
+                    match msg {
+                        ReplicationMessage::XLogData { wal_end, data, .. } => {
+                            st.received = st.received.max(wal_end);
+                            let m = decode(data).map_err(|e| Error::source_fatal(format!("malformed pgoutput message: {e}")))?;
+                            self.handle(&mut st, m).await?;
+                        }
+                        ReplicationMessage::Keepalive { wal_end, reply_requested, .. } => {
+                            st.received = st.received.max(wal_end);
+                            if st.in_tx.is_none() && wal_end > st.idle_sent && wal_end > self.acked() {
+                                // Nothing of ours is pending before wal_end: it may be confirmed once
+                                // everything received so far is committed.
+                                st.idle_sent = wal_end;
+                                self.send(&mut st, SourceEvent::Idle(Position(format_lsn(wal_end)))).await?;
+                            }
+                            if reply_requested {
+                                self.send_status(st.received, false).await?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends an event, answering the server meanwhile if the apply loop is busy.
+    async fn send(&mut self, st: &mut State, event: SourceEvent) -> Result<()> {
+        let events = self.events.clone();
+        loop {
+            let permit = tokio::select! {
+                p = events.reserve() => Some(p.map_err(|_| Error::shutdown())?),
+                _ = st.status.tick() => None,
+            };
+            match permit {
+                Some(p) => {
+                    p.send(event);
+                    return Ok(());
+                }
+                None => self.send_status(st.received, false).await?,
+            }
+        }
+    }
+
+    async fn flush_chunk(&mut self, st: &mut State) -> Result<()> {
+        if !st.chunk.is_empty() {
+            let chunk = std::mem::replace(&mut st.chunk, Vec::with_capacity(CHUNK_ROWS));
+            self.send(st, SourceEvent::Changes(chunk)).await?;
+        }
+        Ok(())
+    }
+
+    async fn push(&mut self, st: &mut State, change: Change) -> Result<()> {
+        st.chunk.push(change);
+        if st.chunk.len() >= CHUNK_ROWS {
+            self.flush_chunk(st).await?;
+        }
+        Ok(())
+    }
+
+    fn table(&self, st: &State, relation: u32) -> Result<Option<Arc<TableSchema>>> {
+        st.relations.get(&relation).cloned().ok_or_else(|| {
+            Error::source_fatal(format!("pgoutput sent a change for relation {relation} before describing it"))
+        })
+    }
+
+    async fn handle(&mut self, st: &mut State, m: PgOutputMessage) -> Result<()> {
+        let skipping = st.in_tx == Some(true);
+        match m {
+            PgOutputMessage::Begin { final_lsn, commit_time_us, .. } => {
+                let skip = final_lsn <= self.applied_lsn;
+                st.in_tx = Some(skip);
+                if skip {
+                    debug!(lsn = %format_lsn(final_lsn), "skipping a transaction applied before");
+                } else {
+                    let tx = TxInfo { position: Position(format_lsn(final_lsn)), commit_time_us };
+                    self.send(st, SourceEvent::Begin(tx)).await?;
+                }
+            }
+            PgOutputMessage::Commit { .. } => {
+                if st.in_tx.take() == Some(false) {
+                    self.flush_chunk(st).await?;
+                    self.send(st, SourceEvent::Commit).await?;
+                }
+            }
+            PgOutputMessage::Relation(rel) => {
+                let id = TableId::new(rel.namespace.clone(), rel.name.clone());
+                let schema = self.tables.get(&id).cloned();
+                if let Some(schema) = &schema {
+                    let sent: Vec<&str> = rel.columns.iter().map(|c| c.name.as_str()).collect();
+                    let known: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
+                    if sent != known {
+                        return Err(Error::source_fatal(format!(
+                            "the columns of {id} changed while streaming (were ({}), now ({})). \
+                             Applying schema changes is not supported yet; nothing after the change \
+                             was applied. Start from a new DuckDB file to take a new snapshot",
+                            known.join(", "),
+                            sent.join(", ")
+                        )));
+                    }
+                } else {
+                    debug!(table = %id, "publication sends a table that is not replicated; ignoring it");
+                }
+                st.relations.insert(rel.oid, schema);
+            }
+            _ if skipping => {}
+            PgOutputMessage::Insert { relation, new } => {
+                if let Some(t) = self.table(st, relation)? {
+                    let row = values(&new, &t)?;
+                    self.push(st, Change { table: t, kind: ChangeKind::Insert, row, old: None }).await?;
+                }
+            }
+            PgOutputMessage::Update { relation, old, new } => {
+                if let Some(t) = self.table(st, relation)? {
+                    let change = update(t, old, &new)?;
+                    self.push(st, change).await?;
+                }
+            }
+            PgOutputMessage::Delete { relation, old } => {
+                if let Some(t) = self.table(st, relation)? {
+                    let (OldTuple::Key(tuple) | OldTuple::Full(tuple)) = &old;
+                    let row = values(tuple, &t)?;
+                    self.push(st, Change { table: t, kind: ChangeKind::Delete, row, old: None }).await?;
+                }
+            }
+            PgOutputMessage::Truncate { relations, .. } => {
+                let mut tables = Vec::new();
+                for r in relations {
+                    if let Some(t) = self.table(st, r)? {
+                        tables.push(t);
+                    }
+                }
+                if !tables.is_empty() {
+                    self.flush_chunk(st).await?;
+                    info!(tables = tables.len(), "truncate");
+                    self.send(st, SourceEvent::Truncate(tables)).await?;
+                }
+            }
+            PgOutputMessage::Origin { .. } | PgOutputMessage::Type { .. } | PgOutputMessage::Message { .. } => {}
+        }
+        Ok(())
+    }
+}
+
+fn values(tuple: &Tuple, schema: &TableSchema) -> Result<Vec<Value>> {
+    if tuple.0.len() != schema.columns.len() {
+        return Err(Error::source_fatal(format!(
+            "pgoutput sent {} values for {}, which has {} columns",
+            tuple.0.len(),
+            schema.id,
+            schema.columns.len()
+        )));
+    }
+    tuple
+        .0
+        .iter()
+        .zip(&schema.columns)
+        .map(|(v, col)| match v {
+            TupleValue::Null => Ok(Value::Null),
+            TupleValue::Unchanged => Ok(Value::Unchanged),
+            TupleValue::Text(b) => canonical(&col.ty, b.clone()).map_err(|e| e.context(format!("{}.{}", schema.id, col.name))),
+            TupleValue::Binary(_) => Err(Error::source_fatal("pgoutput sent a binary value; tidewater requests text")),
+        })
+        .collect()
+}
+
+/// An update: `old` carries the old key only when the key changed, or the whole old row for
+/// keyless tables; unchanged (TOAST) values are filled from a full old row when there is one.
+fn update(t: Arc<TableSchema>, old: Option<OldTuple>, new: &Tuple) -> Result<Change> {
+    let mut row = values(new, &t)?;
+    let old_values = match &old {
+        Some(OldTuple::Key(tuple)) | Some(OldTuple::Full(tuple)) => Some(values(tuple, &t)?),
+        None => None,
+    };
+    if let (Some(OldTuple::Full(_)), Some(old_row)) = (&old, &old_values) {
+        for (v, o) in row.iter_mut().zip(old_row) {
+            if *v == Value::Unchanged {
+                *v = o.clone();
+            }
+        }
+    }
+    let old = match old_values {
+        None => None,
+        Some(old_row) if t.has_key() => {
+            let old_key: Vec<Value> = t.key.iter().map(|&k| old_row[k].clone()).collect();
+            let new_key: Vec<Value> = t.key.iter().map(|&k| row[k].clone()).collect();
+            (old_key != new_key).then_some(old_key)
+        }
+        Some(old_row) => Some(old_row),
+    };
+    Ok(Change { table: t, kind: ChangeKind::Update, row, old })
+}

@@ -1,0 +1,90 @@
+//! `run`, `check` and `status`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tidewater_core::stats::Stats;
+use tidewater_core::{Error, Result};
+use tidewater_duckdb::status::{collect, open_read_only, StatusReport};
+use tidewater_postgres::check::{failed, render, run_checks};
+use tokio::sync::watch;
+use tracing::info;
+
+use crate::config::Config;
+use crate::pipeline::{self, PIPELINE_NAME};
+use crate::status_file::read_published;
+
+/// A watch that turns true on SIGINT or SIGTERM.
+pub fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        info!("shutdown requested: finishing the open batch");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+pub async fn run(config_path: &Path) -> Result<()> {
+    let config = Config::load(config_path)?;
+    pipeline::run(&config, Arc::new(Stats::default()), shutdown_signal()).await
+}
+
+pub async fn check(config_path: &Path) -> Result<()> {
+    let config = Config::load(config_path)?;
+    let items = run_checks(&pipeline::source_config(&config)).await;
+    print!("{}", render(&items));
+    if failed(&items) {
+        return Err(Error::check("preflight check failed: fix the items marked FAIL"));
+    }
+    Ok(())
+}
+
+pub async fn status(config_path: &Path) -> Result<()> {
+    let config = Config::load(config_path)?;
+    let path = config.sink.path.clone();
+    let opened = tokio::task::spawn_blocking(move || {
+        open_read_only(&path).and_then(|conn| collect(&conn, PIPELINE_NAME))
+    })
+    .await
+    .expect("status task");
+    match opened {
+        Ok(report) => {
+            println!("replica: {} (not running)", config.sink.path.display());
+            print_report(&report);
+            Ok(())
+        }
+        Err(e) => match read_published(&config.sink.path) {
+            Some(s) => {
+                let age = (tidewater_core::stats::now_us() - s.published_at_us) / 1_000_000;
+                println!(
+                    "replica: {} (held by running tidewater pid {}; status published {age}s ago)",
+                    config.sink.path.display(),
+                    s.pid
+                );
+                println!("last lag:            {} ms", s.last_lag_ms);
+                print_report(&s.report);
+                Ok(())
+            }
+            None => Err(e),
+        },
+    }
+}
+
+fn print_report(r: &StatusReport) {
+    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    println!("position:            {}", or_dash(&r.position));
+    println!("last source commit:  {}", or_dash(&r.last_source_commit));
+    println!("last apply:          {}", or_dash(&r.last_apply));
+    println!("transactions:        {}", r.transactions_applied);
+    println!("changes:             {}", r.changes_applied);
+    println!("{:<40} {:>12} {:>12} {:>7}", "table", "rows", "changes", "schema");
+    for t in &r.tables {
+        println!("{:<40} {:>12} {:>12} {:>7}", t.table, t.rows, t.changes_applied, t.schema_version);
+    }
+}

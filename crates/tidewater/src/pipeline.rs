@@ -1,0 +1,135 @@
+//! One replication pipeline: source → apply loop → sink, restarted from the committed
+//! position after a retryable failure (the same path as a process restart, so recovery is
+//! exercised constantly rather than being a special case).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tidewater_core::apply::{run_apply, BatchOptions};
+use tidewater_core::stats::Stats;
+use tidewater_core::{Error, ErrorKind, Result, Sink, Source, SourceContext};
+use tidewater_duckdb::{DuckDbOptions, DuckDbSink};
+use tidewater_postgres::{PgSource, PgSourceConfig};
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::status_file::StatusPublisher;
+
+pub const PIPELINE_NAME: &str = "default";
+/// Event chunks in flight between source and apply loop (each up to 1024 changes).
+const EVENT_QUEUE: usize = 16;
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+pub fn sink_options(config: &Config) -> DuckDbOptions {
+    DuckDbOptions {
+        path: config.sink.path.clone(),
+        log_tables: config.apply.log_tables,
+        pipeline: PIPELINE_NAME.into(),
+        source_type: config.source.kind.clone(),
+    }
+}
+
+pub fn source_config(config: &Config) -> PgSourceConfig {
+    PgSourceConfig {
+        url: config.source.url.clone(),
+        tables: config.source.tables.clone(),
+        slot: config.source.slot.clone(),
+        publication: config.source.publication.clone(),
+    }
+}
+
+/// Runs until `shutdown` becomes true (then returns Ok) or a fatal error.
+pub async fn run(config: &Config, stats: Arc<Stats>, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+    let opts = sink_options(config);
+    let mut sink = tokio::task::spawn_blocking(move || DuckDbSink::open(opts))
+        .await
+        .map_err(|e| Error::sink(format!("opening the sink: {e}")))??;
+    let status = StatusPublisher::start(&sink, &config.sink.path, stats.clone())?;
+    let mut backoff = Duration::from_secs(1);
+    let mut ever_streamed = false;
+    loop {
+        let (returned, result) = run_once(config, sink, &stats, shutdown.clone(), &mut ever_streamed).await;
+        sink = returned;
+        match result {
+            Ok(()) => break,
+            Err(e) if e.kind == ErrorKind::Shutdown || *shutdown.borrow() => break,
+            Err(e) if e.is_retryable() && ever_streamed => {
+                warn!(error = %e, retry_in = ?backoff, "replication interrupted; resuming from the committed position");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => break,
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(e) => {
+                status.stop();
+                return Err(e);
+            }
+        }
+    }
+    status.stop();
+    info!("stopped cleanly");
+    Ok(())
+}
+
+async fn run_once(
+    config: &Config,
+    mut sink: DuckDbSink,
+    stats: &Arc<Stats>,
+    mut shutdown: watch::Receiver<bool>,
+    ever_streamed: &mut bool,
+) -> (DuckDbSink, Result<()>) {
+    let mut source = match PgSource::connect(source_config(config)).await {
+        Ok(s) => s,
+        Err(e) => return (sink, Err(e)),
+    };
+    let tables = source.tables();
+    let prepared = tokio::task::spawn_blocking(move || {
+        let r = sink.prepare(&tables).and_then(|_| sink.state());
+        (sink, r)
+    })
+    .await
+    .expect("prepare task");
+    let (mut sink, state) = prepared;
+    let state = match state {
+        Ok(s) => s,
+        Err(e) => return (sink, Err(e)),
+    };
+    *ever_streamed = true;
+    match &state.position {
+        Some(p) => info!(position = %p, "resuming"),
+        None => info!("no committed position: taking the initial snapshot"),
+    }
+
+    let (events_tx, mut events_rx) = mpsc::channel(EVENT_QUEUE);
+    let (ack_tx, ack_rx) = watch::channel(state.position.clone());
+    let options = BatchOptions {
+        flush_interval: Duration::from_millis(config.apply.flush_interval_ms),
+        max_batch_rows: config.apply.max_batch_rows,
+    };
+    let handle = tokio::runtime::Handle::current();
+    let apply_stats = stats.clone();
+    let apply = tokio::task::spawn_blocking(move || {
+        let r = run_apply(&mut sink, &mut events_rx, &ack_tx, options, &apply_stats, &handle);
+        (sink, r)
+    });
+
+    let ctx = SourceContext { resume: state.position, events: events_tx, acks: ack_rx };
+    let source_result = tokio::select! {
+        r = source.run(ctx) => r,
+        _ = shutdown.changed() => Err(Error::shutdown()),
+    };
+    // The source (and its event sender) is gone: the apply loop commits what is complete,
+    // abandons a partial transaction, and returns.
+    drop(source);
+    let (sink, apply_result) = apply.await.expect("apply task");
+    let result = match (apply_result, source_result) {
+        (Err(e), _) => {
+            error!(error = %e, "apply failed");
+            Err(e)
+        }
+        (Ok(()), r) => r,
+    };
+    (sink, result)
+}
