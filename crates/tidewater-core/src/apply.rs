@@ -141,7 +141,11 @@ fn apply_events<S: Sink + ?Sized>(
                 b.idle = None;
                 let first_deadline = Instant::now() + options.flush_interval;
                 let deadline = *b.deadline.get_or_insert(first_deadline);
-                if b.rows >= options.max_batch_rows || Instant::now() >= deadline {
+                // Nothing more is waiting: commit now rather than at the deadline. Under load
+                // events queue up while a batch commits, so batches grow by themselves; when
+                // the source is quiet, each transaction is visible as soon as it is applied.
+                let source_idle = events.is_empty();
+                if b.rows >= options.max_batch_rows || Instant::now() >= deadline || source_idle {
                     commit_batch(sink, acks, stats, b)?;
                 }
             }

@@ -22,8 +22,6 @@ pub const LOG_METADATA_COLUMNS: &[(&str, &str)] = &[
     ("_metadata_sequence", "BIGINT"),
 ];
 
-/// Fixed staging columns before `c0..`; their count is the offset of `c0` in an appended row.
-pub const STAGE_FIXED_COLUMNS: usize = 6;
 
 pub struct TableSql {
     pub schema: Arc<TableSchema>,

@@ -29,7 +29,16 @@ pub struct Stream<'a> {
     pub applied_lsn: u64,
 }
 
+/// Commit LSN → end LSN of the transactions sent but not yet acknowledged, so that a
+/// committed transaction is confirmed up to its end (the server then need not resend it).
+#[derive(Default)]
+struct Confirmed {
+    pending: std::collections::VecDeque<(u64, u64)>,
+    lsn: u64,
+}
+
 struct State {
+    confirmed: Confirmed,
     relations: HashMap<u32, Option<Arc<TableSchema>>>,
     /// The open transaction: `Some(true)` when it is a replay being skipped.
     in_tx: Option<bool>,
@@ -46,15 +55,25 @@ enum Wake {
 }
 
 impl Stream<'_> {
-    fn acked(&self) -> u64 {
+    /// What may be confirmed to the server: only what the sink has committed.
+    fn confirmed(&self, c: &mut Confirmed) -> u64 {
         let acked = self.acks.borrow().as_ref().and_then(|p| parse_lsn(&p.0)).unwrap_or(0);
-        acked.max(self.applied_lsn)
+        c.lsn = c.lsn.max(acked).max(self.applied_lsn);
+        while let Some(&(commit, end)) = c.pending.front() {
+            if commit > acked {
+                break;
+            }
+            c.lsn = c.lsn.max(end);
+            c.pending.pop_front();
+        }
+        c.lsn
     }
 
-    async fn send_status(&mut self, received: u64, reply: bool) -> Result<()> {
-        let acked = self.acked();
+    async fn send_status(&mut self, st: &mut State, reply: bool) -> Result<()> {
+        let acked = self.confirmed(&mut st.confirmed);
+        let received = st.received.max(acked);
         self.conn
-            .send_standby_status_update(received.max(acked), acked, acked, reply)
+            .send_standby_status_update(received, acked, acked, reply)
             .await
             .map_err(|e| replication_error(e, "sending standby status"))
     }
@@ -63,6 +82,7 @@ impl Stream<'_> {
         let mut status = interval(STATUS_INTERVAL);
         status.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut st = State {
+            confirmed: Confirmed::default(),
             relations: HashMap::new(),
             in_tx: None,
             chunk: Vec::with_capacity(CHUNK_ROWS),
@@ -78,8 +98,8 @@ impl Stream<'_> {
                 d = self.conn.get_copy_data_async(&token) => Wake::Data(d),
             };
             match wake {
-                Wake::Ack => self.send_status(st.received, false).await?,
-                Wake::Tick => self.send_status(st.received, false).await?,
+                Wake::Ack => self.send_status(&mut st, false).await?,
+                Wake::Tick => self.send_status(&mut st, false).await?,
                 Wake::Data(d) => {
                     let payload = d.map_err(|e| replication_error(e, "reading the replication stream"))?;
                     let msg = decode_copy_data(payload)
@@ -92,14 +112,14 @@ impl Stream<'_> {
                         }
                         ReplicationMessage::Keepalive { wal_end, reply_requested, .. } => {
                             st.received = st.received.max(wal_end);
-                            if st.in_tx.is_none() && wal_end > st.idle_sent && wal_end > self.acked() {
+                            if st.in_tx.is_none() && wal_end > st.idle_sent && wal_end > st.confirmed.lsn {
                                 // Nothing of ours is pending before wal_end: it may be confirmed once
                                 // everything received so far is committed.
                                 st.idle_sent = wal_end;
                                 self.send(&mut st, SourceEvent::Idle(Position(format_lsn(wal_end)))).await?;
                             }
                             if reply_requested {
-                                self.send_status(st.received, false).await?;
+                                self.send_status(&mut st, false).await?;
                             }
                         }
                     }
@@ -121,7 +141,7 @@ impl Stream<'_> {
                     p.send(event);
                     return Ok(());
                 }
-                None => self.send_status(st.received, false).await?,
+                None => self.send_status(st, false).await?,
             }
         }
     }
@@ -161,8 +181,9 @@ impl Stream<'_> {
                     self.send(st, SourceEvent::Begin(tx)).await?;
                 }
             }
-            PgOutputMessage::Commit { .. } => {
+            PgOutputMessage::Commit { commit_lsn, end_lsn, .. } => {
                 if st.in_tx.take() == Some(false) {
+                    st.confirmed.pending.push_back((commit_lsn, end_lsn));
                     self.flush_chunk(st).await?;
                     self.send(st, SourceEvent::Commit).await?;
                 }

@@ -82,7 +82,7 @@ async fn wal_level_replica_fails() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn user_without_replication_fails() {
-    let pg = server(PgOptions::default(), &"CREATE ROLE app LOGIN PASSWORD 'pw'; CREATE TABLE keyed (id int PRIMARY KEY);").await;
+    let pg = server(PgOptions::default(), "CREATE ROLE app LOGIN PASSWORD 'pw'; CREATE TABLE keyed (id int PRIMARY KEY);").await;
     let url = format!("postgres://app:pw@{}:{}/app", pg.host(), pg.port());
     let items = run_checks(&config(url, &["public.*"])).await;
     let report = render(&items);
@@ -115,4 +115,18 @@ async fn unreachable_server_is_one_failure_without_the_password() {
     assert_eq!((items[0].name.as_str(), items[0].status), ("connection", CheckStatus::Fail));
     assert!(items[0].fix.as_deref().unwrap_or("").contains("source.url"), "{report}");
     assert!(!report.contains("supersecret"), "{report}");
+}
+
+#[test]
+fn render_aligns_names_and_indents_fixes() {
+    let item = |name: &str, status, fix: Option<&str>| CheckItem {
+        name: name.into(),
+        status,
+        detail: "found".into(),
+        fix: fix.map(Into::into),
+    };
+    let items = [item("a", CheckStatus::Ok, None), item("longer", CheckStatus::Warn, Some("do it"))];
+    assert_eq!(render(&items), "[ ok ] a       found\n[warn] longer  found\n               fix: do it\n");
+    assert!(!failed(&items));
+    assert!(failed(&[item("x", CheckStatus::Fail, None)]));
 }
