@@ -64,7 +64,7 @@ fn snapshot_then_stream_every_change_kind() {
     assert!(notes.contains(&"11|inserted".to_string()));
 
     let kinds = rig.replica_lines(
-        "SELECT _metadata_change_type || '=' || count(*) FROM items_log GROUP BY 1 ORDER BY 1",
+        "SELECT _metadata_change_type || '=' || count(*) FROM items_log GROUP BY _metadata_change_type ORDER BY 1",
     );
     assert_eq!(kinds, ["DELETE=11", "INSERT=102", "SNAPSHOT=1000", "UPDATE=53"]);
     assert_eq!(rig.count("SELECT count(*) FROM items_log WHERE _metadata_deleted <> (_metadata_change_type = 'DELETE')"), 0);

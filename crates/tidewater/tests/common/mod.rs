@@ -115,7 +115,9 @@ impl Rig {
     /// The replica, opened read-only (tidewater must be stopped).
     pub fn replica(&self) -> Connection {
         let cfg = Config::default().access_mode(AccessMode::ReadOnly).unwrap();
-        Connection::open_with_flags(&self.db, cfg).expect("open replica")
+        let conn = Connection::open_with_flags(&self.db, cfg).expect("open replica");
+        conn.execute_batch("SET search_path = 'public'").unwrap();
+        conn
     }
 
     /// Rows of `query` on the source, one text line per row.
