@@ -46,6 +46,7 @@ pub async fn run(config: &Config, stats: Arc<Stats>, mut shutdown: watch::Receiv
         .await
         .map_err(|e| Error::sink(format!("opening the sink: {e}")))??;
     let status = StatusPublisher::start(&sink, &config.sink.path, stats.clone())?;
+    let reporter = tokio::spawn(report_progress(stats.clone()));
     let mut backoff = Duration::from_secs(1);
     let mut ever_streamed = false;
     loop {
@@ -64,11 +65,13 @@ pub async fn run(config: &Config, stats: Arc<Stats>, mut shutdown: watch::Receiv
             }
             Err(e) => {
                 status.stop();
+                reporter.abort();
                 return Err(e);
             }
         }
     }
     status.stop();
+    reporter.abort();
     info!("stopped cleanly");
     Ok(())
 }
@@ -132,4 +135,30 @@ async fn run_once(
         (Ok(()), r) => r,
     };
     (sink, result)
+}
+
+/// A log line every 10 s while changes flow: throughput and source-commit → replica-commit
+/// latency of the transactions applied in that window.
+async fn report_progress(stats: Arc<Stats>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    const EVERY: Duration = Duration::from_secs(10);
+    let mut last = stats.rows_applied.load(Relaxed);
+    let mut tick = tokio::time::interval(EVERY);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let rows = stats.rows_applied.load(Relaxed);
+        let lat = stats.take_latencies();
+        if rows != last {
+            info!(
+                changes_per_sec = (rows - last) / EVERY.as_secs(),
+                transactions = lat.count,
+                freshness_p50_ms = lat.p50_ms,
+                freshness_p99_ms = lat.p99_ms,
+                freshness_max_ms = lat.max_ms,
+                "applied"
+            );
+        }
+        last = rows;
+    }
 }
