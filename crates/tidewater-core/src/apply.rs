@@ -65,6 +65,8 @@ pub fn run_apply<S: Sink + ?Sized>(
     stats: &Stats,
     rt: &Handle,
 ) -> Result<()> {
+    // Timers are created outside `block_on`: they need the runtime's context.
+    let _context = rt.enter();
     let mut b = OpenBatch::default();
     let result = apply_events(sink, events, acks, options, stats, rt, &mut b);
     if b.open {

@@ -81,11 +81,18 @@ impl TableSql {
                 .enumerate()
                 .map(|(i, &c)| format!("r.{} = d.k{i}", quote_ident(&schema.columns[c].name)))
                 .collect();
-            let delete = format!(
-                "DELETE FROM {replica} r USING (SELECT DISTINCT {keys} FROM ({events})) d WHERE {m}",
-                keys = key_cols.join(", "),
-                m = matches.join(" AND ")
-            );
+            // A single-column key deletes with `IN (subquery)`, which DuckDB plans about twice
+            // as fast as the join that composite keys need (both prune by the keys' min/max).
+            let delete = if schema.key.len() == 1 {
+                let k = quote_ident(&schema.columns[schema.key[0]].name);
+                format!("DELETE FROM {replica} WHERE {k} IN (SELECT k0 FROM ({events}))")
+            } else {
+                format!(
+                    "DELETE FROM {replica} r USING (SELECT DISTINCT {keys} FROM ({events})) d WHERE {m}",
+                    keys = key_cols.join(", "),
+                    m = matches.join(" AND ")
+                )
+            };
             let insert = format!(
                 "INSERT INTO {replica} ({column_names}) SELECT {casts} FROM {stage_q} s JOIN \
                  (SELECT _seq, _live FROM ({events}) QUALIFY row_number() OVER \

@@ -1,0 +1,174 @@
+//! The apply loop's batching contract, against a sink that records what it is asked to do.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tidewater_core::apply::{run_apply, BatchOptions};
+use tidewater_core::stats::Stats;
+use tidewater_core::*;
+use tokio::sync::{mpsc, watch};
+
+#[derive(Default)]
+struct Recorder {
+    log: Vec<String>,
+    open: bool,
+    fail_commit: bool,
+}
+
+impl Sink for Recorder {
+    fn prepare(&mut self, _: &[Arc<TableSchema>]) -> Result<()> {
+        Ok(())
+    }
+    fn state(&mut self) -> Result<PipelineState> {
+        Ok(PipelineState::default())
+    }
+    fn begin(&mut self) -> Result<()> {
+        assert!(!self.open, "begin inside an open batch");
+        self.open = true;
+        self.log.push("begin".into());
+        Ok(())
+    }
+    fn write(&mut self, tx: &TxInfo, first: i64, changes: Vec<Change>) -> Result<()> {
+        assert!(self.open);
+        self.log.push(format!("write {} #{first} x{}", tx.position, changes.len()));
+        Ok(())
+    }
+    fn truncate(&mut self, tx: &TxInfo, t: &[Arc<TableSchema>]) -> Result<()> {
+        self.log.push(format!("truncate {} x{}", tx.position, t.len()));
+        Ok(())
+    }
+    fn commit(&mut self, position: &Position, _: i64) -> Result<()> {
+        if self.fail_commit {
+            return Err(Error::sink("disk full"));
+        }
+        self.open = false;
+        self.log.push(format!("commit {position}"));
+        Ok(())
+    }
+    fn rollback(&mut self) -> Result<()> {
+        self.open = false;
+        self.log.push("rollback".into());
+        Ok(())
+    }
+}
+
+fn table() -> Arc<TableSchema> {
+    Arc::new(TableSchema {
+        id: TableId::new("s", "t"),
+        columns: vec![Column { name: "id".into(), ty: ColumnType::Int32, nullable: false, source_type: "int4".into() }],
+        key: vec![0],
+    })
+}
+
+fn changes(n: usize) -> SourceEvent {
+    let t = table();
+    SourceEvent::Changes(
+        (0..n)
+            .map(|i| Change { table: t.clone(), kind: ChangeKind::Insert, row: vec![Value::text(&i.to_string())], old: None })
+            .collect(),
+    )
+}
+
+fn tx(events: &mut Vec<SourceEvent>, pos: &str, chunks: &[usize]) {
+    events.push(SourceEvent::Begin(TxInfo { position: Position(pos.into()), commit_time_us: 0 }));
+    for &n in chunks {
+        events.push(changes(n));
+    }
+    events.push(SourceEvent::Commit);
+}
+
+/// Feeds all events at once (so the loop sees a busy source), then closes the channel.
+fn apply(sink: &mut Recorder, events: Vec<SourceEvent>, options: BatchOptions) -> (Result<()>, Option<Position>) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let (tx, mut rx) = mpsc::channel(1024);
+    for e in events {
+        tx.try_send(e).unwrap();
+    }
+    drop(tx);
+    let (ack_tx, ack_rx) = watch::channel(None);
+    let r = run_apply(sink, &mut rx, &ack_tx, options, &Stats::default(), rt.handle());
+    let acked = ack_rx.borrow().clone();
+    (r, acked)
+}
+
+const LONG: BatchOptions = BatchOptions { flush_interval: Duration::from_secs(60), max_batch_rows: 1000 };
+
+#[test]
+fn whole_transactions_share_a_batch_until_max_rows() {
+    let mut events = Vec::new();
+    tx(&mut events, "1", &[400]);
+    tx(&mut events, "2", &[400, 300]);
+    tx(&mut events, "3", &[10]);
+    let mut sink = Recorder::default();
+    let (r, acked) = apply(&mut sink, events, LONG);
+    r.unwrap();
+    assert_eq!(
+        sink.log,
+        ["begin", "write 1 #0 x400", "write 2 #0 x400", "write 2 #400 x300", "commit 2", "begin", "write 3 #0 x10", "commit 3"]
+    );
+    assert_eq!(acked, Some(Position("3".into())));
+}
+
+#[test]
+fn a_partial_transaction_is_never_committed() {
+    let mut events = Vec::new();
+    tx(&mut events, "1", &[5]);
+    events.push(SourceEvent::Begin(TxInfo { position: Position("2".into()), commit_time_us: 0 }));
+    events.push(changes(5));
+    let mut sink = Recorder::default();
+    let (r, acked) = apply(&mut sink, events, LONG);
+    r.unwrap();
+    assert_eq!(sink.log, ["begin", "write 1 #0 x5", "write 2 #0 x5", "rollback"]);
+    assert_eq!(acked, None, "nothing committed, nothing acknowledged");
+}
+
+#[test]
+fn idle_position_is_acknowledged_only_after_the_commit_before_it() {
+    let mut events = Vec::new();
+    tx(&mut events, "1", &[5]);
+    events.push(SourceEvent::Idle(Position("9".into())));
+    let mut sink = Recorder::default();
+    let (r, acked) = apply(&mut sink, events, LONG);
+    r.unwrap();
+    assert_eq!(sink.log.last().unwrap(), "commit 1");
+    assert_eq!(acked, Some(Position("9".into())));
+}
+
+#[test]
+fn a_failed_commit_acknowledges_nothing() {
+    let mut events = Vec::new();
+    tx(&mut events, "1", &[5]);
+    let mut sink = Recorder { fail_commit: true, ..Default::default() };
+    let (r, acked) = apply(&mut sink, events, LONG);
+    assert!(r.unwrap_err().to_string().contains("disk full"));
+    assert_eq!(sink.log.last().unwrap(), "rollback");
+    assert_eq!(acked, None);
+}
+
+#[test]
+fn a_quiet_source_gets_each_transaction_committed_without_waiting() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let (tx_, mut rx) = mpsc::channel(16);
+    let (ack_tx, mut ack_rx) = watch::channel(None);
+    let worker = std::thread::spawn(move || {
+        let mut sink = Recorder::default();
+        let handle = rt.handle().clone();
+        let r = run_apply(&mut sink, &mut rx, &ack_tx, LONG, &Stats::default(), &handle);
+        (r, sink.log)
+    });
+    let send = |e| tx_.blocking_send(e).unwrap();
+    let mut events = Vec::new();
+    tx(&mut events, "1", &[3]);
+    for e in events {
+        send(e);
+    }
+    // With a 60 s flush interval, only the "source is idle" rule can commit this in time.
+    let rt2 = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt2.block_on(async {
+        tokio::time::timeout(Duration::from_secs(10), ack_rx.wait_for(|a| a.is_some())).await.expect("acknowledged").unwrap();
+    });
+    drop(tx_);
+    let (r, log) = worker.join().unwrap();
+    r.unwrap();
+    assert_eq!(log, ["begin", "write 1 #0 x3", "commit 1"]);
+}
