@@ -155,3 +155,52 @@ fn one_million_row_transaction_streams_in_bounded_memory() {
     rig.assert_same("SELECT concat_ws('|', sum(id), sum(n), count(DISTINCT payload)) FROM big");
     assert!(peak_kib < 2 * 1024 * 1024, "peak RSS {peak_kib} KiB: memory is not bounded");
 }
+
+#[test]
+fn unchanged_toast_values_keep_the_replica_value() {
+    // Values above ~2 kB that do not compress are stored out of line (TOAST); an update that
+    // does not touch them sends them as "unchanged".
+    let mut rig = Rig::new(
+        "CREATE TABLE docs (id int PRIMARY KEY, title text, body text);
+         INSERT INTO docs SELECT g, 'title ' || g, (SELECT string_agg(md5(g::text || i::text), '') FROM generate_series(1, 200) i) FROM generate_series(1, 3) g;",
+    );
+    rig.start();
+    rig.wait_caught_up(Duration::from_secs(60));
+    rig.sql(
+        "UPDATE docs SET title = 'renamed' WHERE id = 1;
+         BEGIN; UPDATE docs SET title = 'twice' WHERE id = 2; UPDATE docs SET title = 'twice again' WHERE id = 2; COMMIT;
+         UPDATE docs SET id = 30, title = 'moved' WHERE id = 3;
+         INSERT INTO docs VALUES (4, 'new', repeat('x', 10));",
+    );
+    rig.wait_caught_up(Duration::from_secs(60));
+    rig.stop();
+    rig.assert_same("SELECT concat_ws('|', id, title, md5(body)) FROM docs ORDER BY id");
+    // The log holds full new images, unchanged values included.
+    rig.assert_same("SELECT concat_ws('|', id, title, md5(body)) FROM docs WHERE id IN (1, 30) ORDER BY id");
+    assert_eq!(
+        rig.count("SELECT count(*) FROM docs_log WHERE _metadata_change_type = 'UPDATE' AND body IS NULL"),
+        0,
+        "an unchanged value was logged as NULL"
+    );
+}
+
+#[test]
+fn survives_source_restart_and_a_killed_walsender() {
+    let mut rig = Rig::new("CREATE TABLE t (id int PRIMARY KEY, v text);");
+    rig.start();
+    rig.wait_caught_up(Duration::from_secs(60));
+    rig.sql("INSERT INTO t SELECT g, 'a' FROM generate_series(1, 100) g;");
+    rig.wait_caught_up(Duration::from_secs(60));
+
+    rig.sql("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = 'tidewater';");
+    rig.sql("INSERT INTO t SELECT g, 'b' FROM generate_series(101, 200) g;");
+    rig.wait_caught_up(Duration::from_secs(90));
+
+    rig.pg.restart().expect("restart PostgreSQL");
+    rig.sql("UPDATE t SET v = 'c' WHERE id % 2 = 0; DELETE FROM t WHERE id > 190;");
+    rig.wait_caught_up(Duration::from_secs(120));
+    rig.stop();
+    rig.assert_same("SELECT concat_ws('|', id, v) FROM t ORDER BY id");
+    assert_eq!(rig.count("SELECT count(*) FROM t_log"), 200 + 100 + 10);
+    assert!(rig.log().contains("resuming from the committed position"), "{}", rig.log());
+}
