@@ -82,9 +82,13 @@ pub fn canonical(ty: &ColumnType, raw: Bytes) -> Result<Value> {
             None => return Err(Error::source_fatal("bytea value not in hex format; set bytea_output = 'hex'")),
         },
         ColumnType::Date | ColumnType::Timestamp | ColumnType::TimestampTz if raw.ends_with(b" BC") => {
-            // PostgreSQL writes `0044-03-15 BC`; DuckDB reads `0044-03-15 (BC)`.
-            let mut v = raw[..raw.len() - 3].to_vec();
+            // PostgreSQL writes `0044-03-15 BC` / `0044-03-15 12:00:00 BC`; DuckDB reads
+            // `0044-03-15 (BC)` / `0044-03-15 (BC) 12:00:00`: the marker follows the date part.
+            let body = &raw[..raw.len() - 3];
+            let date_end = body.iter().position(|&c| c == b' ').unwrap_or(body.len());
+            let mut v = body[..date_end].to_vec();
             v.extend_from_slice(b" (BC)");
+            v.extend_from_slice(&body[date_end..]);
             Bytes::from(v)
         }
         ColumnType::List(elem) => {
@@ -134,6 +138,8 @@ mod tests {
         assert_eq!(canon(&ColumnType::Bool, "f"), "false");
         assert_eq!(canon(&ColumnType::Bytes, "\\x00ff"), "00ff");
         assert_eq!(canon(&ColumnType::Date, "0044-03-15 BC"), "0044-03-15 (BC)");
+        assert_eq!(canon(&ColumnType::Timestamp, "0044-03-15 12:00:00.5 BC"), "0044-03-15 (BC) 12:00:00.5");
+        assert_eq!(canon(&ColumnType::TimestampTz, "0001-01-01 00:00:00+00 BC"), "0001-01-01 (BC) 00:00:00+00");
         let bools = ColumnType::List(Box::new(ColumnType::Bool));
         assert_eq!(canon(&bools, "{t,f,NULL}"), r#"["true","false",null]"#);
         let blobs = ColumnType::List(Box::new(ColumnType::Bytes));
