@@ -55,6 +55,16 @@ struct OpenBatch {
     deadline: Option<Instant>,
 }
 
+/// The loop's fixed inputs.
+struct Loop<'a, S: Sink + ?Sized> {
+    sink: &'a mut S,
+    events: &'a mut mpsc::Receiver<SourceEvent>,
+    acks: &'a AckSender,
+    options: BatchOptions,
+    stats: &'a Stats,
+    rt: &'a Handle,
+}
+
 /// Runs until the source closes its channel (then commits what is complete) or an error.
 /// Blocks the calling thread; `rt` drives the channel and the flush timer.
 pub fn run_apply<S: Sink + ?Sized>(
@@ -67,53 +77,64 @@ pub fn run_apply<S: Sink + ?Sized>(
 ) -> Result<()> {
     // Timers are created outside `block_on`: they need the runtime's context.
     let _context = rt.enter();
+    let mut l = Loop {
+        sink,
+        events,
+        acks,
+        options,
+        stats,
+        rt,
+    };
     let mut b = OpenBatch::default();
-    let result = apply_events(sink, events, acks, options, stats, rt, &mut b);
+    let result = l.apply_events(&mut b);
     if b.open {
         // Either an error, or the source ended in the middle of a transaction: nothing partial
         // may be committed.
-        sink.rollback()?;
+        l.sink.rollback()?;
     }
     result
 }
 
-fn apply_events<S: Sink + ?Sized>(
-    sink: &mut S,
-    events: &mut mpsc::Receiver<SourceEvent>,
-    acks: &AckSender,
-    options: BatchOptions,
-    stats: &Stats,
-    rt: &Handle,
-    b: &mut OpenBatch,
-) -> Result<()> {
-    loop {
-        let deadline = if b.tx.is_none() { b.deadline } else { None };
-        let event = match deadline {
-            Some(at) => {
-                let at = tokio::time::Instant::from_std(at);
-                match rt.block_on(tokio::time::timeout_at(at, events.recv())) {
-                    Ok(ev) => ev,
-                    Err(_elapsed) => {
-                        commit_batch(sink, acks, stats, b)?;
-                        continue;
+impl<S: Sink + ?Sized> Loop<'_, S> {
+    fn apply_events(&mut self, b: &mut OpenBatch) -> Result<()> {
+        loop {
+            let deadline = if b.tx.is_none() { b.deadline } else { None };
+            let event = match deadline {
+                Some(at) => {
+                    let at = tokio::time::Instant::from_std(at);
+                    match self
+                        .rt
+                        .block_on(tokio::time::timeout_at(at, self.events.recv()))
+                    {
+                        Ok(ev) => ev,
+                        Err(_elapsed) => {
+                            self.commit_batch(b)?;
+                            continue;
+                        }
                     }
                 }
-            }
-            None => rt.block_on(events.recv()),
-        };
-        let Some(event) = event else {
-            if b.tx.is_none() && !b.committed.is_empty() {
-                commit_batch(sink, acks, stats, b)?;
-            }
-            return Ok(());
-        };
+                None => self.rt.block_on(self.events.recv()),
+            };
+            let Some(event) = event else {
+                if b.tx.is_none() && !b.committed.is_empty() {
+                    self.commit_batch(b)?;
+                }
+                return Ok(());
+            };
+            self.apply_event(b, event)?;
+        }
+    }
+
+    fn apply_event(&mut self, b: &mut OpenBatch, event: SourceEvent) -> Result<()> {
         match event {
             SourceEvent::Begin(tx) => {
                 if b.tx.is_some() {
-                    return Err(Error::source_fatal("source sent BEGIN inside a transaction"));
+                    return Err(Error::source_fatal(
+                        "source sent BEGIN inside a transaction",
+                    ));
                 }
                 if !b.open {
-                    sink.begin()?;
+                    self.sink.begin()?;
                     b.open = true;
                 }
                 b.tx = Some(tx);
@@ -124,7 +145,7 @@ fn apply_events<S: Sink + ?Sized>(
                     Error::source_fatal("source sent changes outside a transaction")
                 })?;
                 let n = changes.len();
-                sink.write(tx, b.next_sequence, changes)?;
+                self.sink.write(tx, b.next_sequence, changes)?;
                 b.next_sequence += n as i64;
                 b.rows += n;
             }
@@ -132,7 +153,7 @@ fn apply_events<S: Sink + ?Sized>(
                 let tx = b.tx.as_ref().ok_or_else(|| {
                     Error::source_fatal("source sent TRUNCATE outside a transaction")
                 })?;
-                sink.truncate(tx, &tables)?;
+                self.sink.truncate(tx, &tables)?;
                 b.rows += 1;
             }
             SourceEvent::Commit => {
@@ -141,47 +162,55 @@ fn apply_events<S: Sink + ?Sized>(
                 })?;
                 b.committed.push((tx.position, tx.commit_time_us));
                 b.idle = None;
-                let first_deadline = Instant::now() + options.flush_interval;
+                let first_deadline = Instant::now() + self.options.flush_interval;
                 let deadline = *b.deadline.get_or_insert(first_deadline);
                 // Nothing more is waiting: commit now rather than at the deadline. Under load
                 // events queue up while a batch commits, so batches grow by themselves; when
                 // the source is quiet, each transaction is visible as soon as it is applied.
-                let source_idle = events.is_empty();
-                if b.rows >= options.max_batch_rows || Instant::now() >= deadline || source_idle {
-                    commit_batch(sink, acks, stats, b)?;
+                let source_idle = self.events.is_empty();
+                if b.rows >= self.options.max_batch_rows
+                    || Instant::now() >= deadline
+                    || source_idle
+                {
+                    self.commit_batch(b)?;
                 }
             }
             SourceEvent::Idle(position) => {
                 if b.open {
                     b.idle = Some(position);
                 } else {
-                    acks.send_replace(Some(position));
+                    self.acks.send_replace(Some(position));
                 }
             }
         }
+        Ok(())
     }
-}
 
-fn commit_batch<S: Sink + ?Sized>(
-    sink: &mut S,
-    acks: &AckSender,
-    stats: &Stats,
-    b: &mut OpenBatch,
-) -> Result<()> {
-    let Some((last, last_time)) = b.committed.last().cloned() else {
-        return Ok(());
-    };
-    sink.commit(&last, last_time)?;
-    let applied = now_us();
-    for (_, commit_time) in &b.committed {
-        stats.record_transaction(*commit_time, applied);
+    fn commit_batch(&mut self, b: &mut OpenBatch) -> Result<()> {
+        let (sink, acks, stats) = (&mut *self.sink, self.acks, self.stats);
+        let Some((last, last_time)) = b.committed.last().cloned() else {
+            return Ok(());
+        };
+        sink.commit(&last, last_time)?;
+        let applied = now_us();
+        for (_, commit_time) in &b.committed {
+            stats.record_transaction(*commit_time, applied);
+        }
+        stats
+            .rows_applied
+            .fetch_add(b.rows as u64, std::sync::atomic::Ordering::Relaxed);
+        stats
+            .batches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        stats
+            .last_source_commit_us
+            .store(last_time, std::sync::atomic::Ordering::Relaxed);
+        stats
+            .last_apply_us
+            .store(applied, std::sync::atomic::Ordering::Relaxed);
+        let ack = b.idle.take().unwrap_or(last);
+        *b = OpenBatch::default();
+        acks.send_replace(Some(ack));
+        Ok(())
     }
-    stats.rows_applied.fetch_add(b.rows as u64, std::sync::atomic::Ordering::Relaxed);
-    stats.batches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    stats.last_source_commit_us.store(last_time, std::sync::atomic::Ordering::Relaxed);
-    stats.last_apply_us.store(applied, std::sync::atomic::Ordering::Relaxed);
-    let ack = b.idle.take().unwrap_or(last);
-    *b = OpenBatch::default();
-    acks.send_replace(Some(ack));
-    Ok(())
 }

@@ -121,13 +121,14 @@ impl TableSql {
         }
     }
 
+    fn typed_columns(&self) -> Vec<String> {
+        let cols = self.schema.columns.iter();
+        cols.map(|c| format!("{} {}", quote_ident(&c.name), duckdb_type(&c.ty))).collect()
+    }
+
     pub fn create_replica(&self) -> String {
         let s = &self.schema;
-        let mut cols: Vec<String> = s
-            .columns
-            .iter()
-            .map(|c| format!("{} {}", quote_ident(&c.name), duckdb_type(&c.ty)))
-            .collect();
+        let mut cols = self.typed_columns();
         if s.has_key() {
             let key: Vec<String> =
                 s.key.iter().map(|&i| quote_ident(&s.columns[i].name)).collect();
@@ -138,11 +139,7 @@ impl TableSql {
 
     pub fn create_log(&self) -> String {
         let s = &self.schema;
-        let mut cols: Vec<String> = s
-            .columns
-            .iter()
-            .map(|c| format!("{} {}", quote_ident(&c.name), duckdb_type(&c.ty)))
-            .collect();
+        let mut cols = self.typed_columns();
         cols.extend(LOG_METADATA_COLUMNS.iter().map(|(n, t)| format!("{n} {t}")));
         format!("CREATE TABLE IF NOT EXISTS {} ({})", log_table(&s.id), cols.join(", "))
     }
