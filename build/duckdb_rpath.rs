@@ -8,6 +8,12 @@ fn main() {
     }
     let dir = std::env::var("DUCKDB_LIB_DIR").unwrap_or_default();
     let lib = std::path::Path::new(&dir).join("libduckdb.so");
+    let fetch = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default())
+        .join("../../scripts/fetch-libduckdb.sh");
+    if !lib.exists() && fetch.exists() {
+        // A fresh checkout: fetch the prebuilt library once (cached under ~/.cache/tidewater).
+        let _ = std::process::Command::new("bash").arg(&fetch).status();
+    }
     if !lib.exists() {
         panic!(
             "libduckdb.so not found in DUCKDB_LIB_DIR={dir:?}: run scripts/fetch-libduckdb.sh \

@@ -53,7 +53,7 @@ pub fn parse_config(url: &str) -> Result<Config> {
 /// A regular SQL session; its connection task runs on the current runtime.
 pub async fn connect(url: &str) -> Result<Client> {
     let cfg = parse_config(url)?;
-    let (client, connection) = cfg.connect(NoTls).await.map_err(|e| pg_error(e, &format!("connecting to {}", redact(url))))?;
+    let (client, connection) = cfg.connect(NoTls).await.map_err(|e| pg_error(e, &format!("cannot connect to {}", redact(url))))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             debug!("source connection ended: {e}");
@@ -116,7 +116,11 @@ pub fn pg_error(e: tokio_postgres::Error, what: &str) -> Error {
         return Error::source_fatal(text);
     }
     if e.is_closed() || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>()) {
-        return Error::source_retryable(format!("{what}: {e} (is the server running and reachable?)"));
+        // The driver's own text ("error connecting to server") leaves out the cause.
+        let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
+        return Error::source_retryable(format!(
+            "{what}: {e}{cause}; check that the server is running and reachable at the host and port in source.url"
+        ));
     }
     Error::source_retryable(format!("{what}: {e}"))
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use pg_walstream::{CancellationToken, PgReplicationConnection};
 use tidewater_core::apply::AckReceiver;
-use tidewater_core::{Change, ChangeKind, Error, Position, Result, SourceEvent, TableId, TableSchema, TxInfo, Value};
+use tidewater_core::{Change, ChangeKind, ColumnType, Error, Position, Result, SourceEvent, TableId, TableSchema, TxInfo, Value};
 use tokio::sync::mpsc;
 use tokio::time::{interval, Interval, MissedTickBehavior};
 use tracing::{debug, info};
@@ -15,7 +15,7 @@ use tracing::{debug, info};
 use crate::conn::{format_lsn, parse_lsn, replication_error};
 use crate::pgoutput::{decode, decode_copy_data, OldTuple, PgOutputMessage, ReplicationMessage, Tuple, TupleValue};
 use crate::snapshot::CHUNK_ROWS;
-use crate::types::canonical;
+use crate::types::{canonical, column_type};
 
 /// Standby status is sent at least this often (wal_sender_timeout defaults to 60 s).
 const STATUS_INTERVAL: Duration = Duration::from_secs(10);
@@ -201,6 +201,18 @@ impl Stream<'_> {
                              was applied. Start from a new DuckDB file to take a new snapshot",
                             known.join(", "),
                             sent.join(", ")
+                        )));
+                    }
+                    let retyped = rel.columns.iter().zip(&schema.columns).find(|(r, c)| {
+                        let ty = column_type(r.type_oid, r.type_modifier).unwrap_or(ColumnType::Text);
+                        ty != c.ty && c.ty != ColumnType::Text
+                    });
+                    if let Some((_, c)) = retyped {
+                        return Err(Error::source_fatal(format!(
+                            "the type of {id}.{} changed while streaming (was {}). Applying schema \
+                             changes is not supported yet; nothing after the change was applied. \
+                             Start from a new DuckDB file to take a new snapshot",
+                            c.name, c.source_type
                         )));
                     }
                 } else {

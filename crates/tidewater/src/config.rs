@@ -102,8 +102,7 @@ impl Config {
     }
 
     pub fn parse(text: &str) -> Result<Config, Error> {
-        let mut config: Config =
-            toml::from_str(text).map_err(|e| Error::config(e.to_string().trim_end().to_string()))?;
+        let mut config: Config = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
         config.source.url = expand_env(&config.source.url, "source.url")?;
         for t in &mut config.source.tables {
             *t = expand_env(t, "source.tables")?;
@@ -171,6 +170,21 @@ impl Config {
     }
 }
 
+/// "line L, column C: message", without the quoted source line the toml crate adds: that line
+/// may hold a password (e.g. a malformed `url = ...`).
+fn toml_error(text: &str, e: &toml::de::Error) -> Error {
+    let message = e.message().trim_end();
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+            Error::config(format!("TOML parse error at line {line}, column {column}: {message}"))
+        }
+        None => Error::config(format!("TOML parse error: {message}")),
+    }
+}
+
 /// Replaces `${NAME}` with the environment variable's value; an unset variable is an error.
 pub fn expand_env(value: &str, key: &str) -> Result<String, Error> {
     let mut out = String::with_capacity(value.len());
@@ -183,7 +197,7 @@ pub fn expand_env(value: &str, key: &str) -> Result<String, Error> {
             .ok_or_else(|| Error::config(format!("{key}: unterminated ${{ in {value:?}")))?;
         let name = &after[..end];
         let v = std::env::var(name).map_err(|_| {
-            Error::config(format!("{key} refers to environment variable {name}, which is not set"))
+            Error::config(format!("{key} refers to environment variable {name}, which is not set; export it before starting tidewater, or write the value in the config file"))
         })?;
         out.push_str(&v);
         rest = &after[end + 1..];
