@@ -63,6 +63,8 @@ struct Loop<'a, S: Sink + ?Sized> {
     options: BatchOptions,
     stats: &'a Stats,
     rt: &'a Handle,
+    /// How long the last destination commit took.
+    last_commit_cost: Duration,
 }
 
 /// Runs until the source closes its channel (then commits what is complete) or an error.
@@ -84,6 +86,7 @@ pub fn run_apply<S: Sink + ?Sized>(
         options,
         stats,
         rt,
+        last_commit_cost: Duration::ZERO,
     };
     let mut b = OpenBatch::default();
     let result = l.apply_events(&mut b);
@@ -162,16 +165,13 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                 })?;
                 b.committed.push((tx.position, tx.commit_time_us));
                 b.idle = None;
-                let first_deadline = Instant::now() + self.options.flush_interval;
-                let deadline = *b.deadline.get_or_insert(first_deadline);
-                // Nothing more is waiting: commit now rather than at the deadline. Under load
-                // events queue up while a batch commits, so batches grow by themselves; when
-                // the source is quiet, each transaction is visible as soon as it is applied.
-                let source_idle = self.events.is_empty();
-                if b.rows >= self.options.max_batch_rows
-                    || Instant::now() >= deadline
-                    || source_idle
-                {
+                // The batch stays open for as long as the last commit took (at most
+                // flush_interval): a quiet source sees each transaction applied within about
+                // two commit times, while under load batches grow until the fixed cost of a
+                // commit is amortised.
+                let window = self.last_commit_cost.min(self.options.flush_interval);
+                let deadline = *b.deadline.get_or_insert(Instant::now() + window);
+                if b.rows >= self.options.max_batch_rows || Instant::now() >= deadline {
                     self.commit_batch(b)?;
                 }
             }
@@ -191,7 +191,11 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
         let Some((last, last_time)) = b.committed.last().cloned() else {
             return Ok(());
         };
+        let started = Instant::now();
         sink.commit(&last, last_time)?;
+        self.last_commit_cost = started.elapsed();
+        let cost_us = self.last_commit_cost.as_micros() as u64;
+        stats.commit_us_total.fetch_add(cost_us, std::sync::atomic::Ordering::Relaxed);
         let applied = now_us();
         for (_, commit_time) in &b.committed {
             stats.record_transaction(*commit_time, applied);

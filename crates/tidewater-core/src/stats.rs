@@ -10,6 +10,8 @@ pub struct Stats {
     pub rows_applied: AtomicU64,
     pub transactions_applied: AtomicU64,
     pub batches: AtomicU64,
+    /// Total time spent in destination commits (µs), for the average commit cost.
+    pub commit_us_total: AtomicU64,
     /// Source commit time of the last applied transaction (µs since epoch).
     pub last_source_commit_us: AtomicI64,
     /// When the last batch was committed at the destination (µs since epoch).

@@ -24,6 +24,9 @@ use crate::table::TableSql;
 /// Staged rows per table after which they are moved into the replica mid-batch, bounding
 /// the memory a large transaction needs.
 const STAGE_FLUSH_ROWS: usize = 100_000;
+/// Changes buffered per table before they are appended to its staging table in one go
+/// (one Appender per buffer, not per change: transactions interleave tables).
+const APPEND_ROWS: usize = 4096;
 
 #[derive(Debug, Clone)]
 pub struct DuckDbOptions {
@@ -34,8 +37,18 @@ pub struct DuckDbOptions {
     pub source_type: String,
 }
 
+/// A change waiting to be appended to staging, with its place in the batch.
+struct Pending {
+    seq: i64,
+    txseq: i64,
+    position: Arc<str>,
+    commit_ts: Arc<str>,
+    change: Change,
+}
+
 pub(crate) struct TableState {
     pub sql: TableSql,
+    pending: Vec<Pending>,
     staged: usize,
     /// Every staged row is an insert or snapshot row: no key can repeat, plain append works.
     inserts_only: bool,
@@ -76,6 +89,14 @@ pub(crate) fn exec(conn: &Connection, sql: &str, what: &dyn std::fmt::Display) -
     conn.execute_batch(sql).map_err(|e| Error::sink(format!("{what}: {e}")))
 }
 
+/// A statement run once per batch and table: parsed and planned once, then cached.
+fn run_cached(conn: &Connection, sql: &str, what: &dyn std::fmt::Display) -> Result<()> {
+    conn.prepare_cached(sql)
+        .and_then(|mut stmt| stmt.execute([]))
+        .map(|_| ())
+        .map_err(|e| Error::sink(format!("{what}: {e}")))
+}
+
 impl DuckDbSink {
     pub fn open(options: DuckDbOptions) -> Result<DuckDbSink> {
         let conn = open_connection(&options.path)?;
@@ -113,44 +134,61 @@ impl DuckDbSink {
         self.next_txseq = first_sequence;
     }
 
-    /// Moves one table's staged rows into its log and replica.
+    /// Moves one table's buffered and staged rows into its log and replica.
     fn merge(&mut self, id: &TableId) -> Result<()> {
+        self.append_pending(id)?;
         let conn = &self.conn;
         let t = self.tables.get_mut(id).expect("prepared table");
         if t.staged == 0 {
             return Ok(());
         }
         if let Some(sql) = &t.sql.insert_log {
-            exec(conn, sql, &format_args!("appending to the change log of {id}"))?;
+            run_cached(conn, sql, &format_args!("appending to the change log of {id}"))?;
         }
         if t.inserts_only {
-            exec(conn, &t.sql.insert_all, &format_args!("inserting into replica {id}"))?;
+            run_cached(conn, &t.sql.insert_all, &format_args!("inserting into replica {id}"))?;
         } else {
             if let Some(sql) = &t.sql.delete_touched {
-                exec(conn, sql, &format_args!("applying deletes/updates to replica {id}"))?;
+                run_cached(conn, sql, &format_args!("applying deletes/updates to replica {id}"))?;
             }
-            exec(conn, &t.sql.insert_live, &format_args!("applying changes to replica {id}"))?;
+            run_cached(conn, &t.sql.insert_live, &format_args!("applying changes to replica {id}"))?;
         }
-        exec(conn, &t.sql.clear_stage, &format_args!("clearing staging of {id}"))?;
+        run_cached(conn, &t.sql.clear_stage, &format_args!("clearing staging of {id}"))?;
         debug!(table = %id, rows = t.staged, "merged staged changes");
         t.staged = 0;
         t.inserts_only = true;
         Ok(())
     }
 
-    /// Appends a run of changes of one table to its staging table.
-    fn stage(&mut self, changes: &[Change]) -> Result<()> {
-        let Some(first) = changes.first() else { return Ok(()) };
-        let id = first.table.id.clone();
-        let (_, pos, ts) = self.current_tx.clone().expect("inside a transaction");
-        let (pos, ts): (&str, &str) = (&pos, &ts);
-        let t = self.tables.get(&id).expect("prepared table");
+    /// Buffers a change of the open transaction for its table's staging table.
+    fn stage(&mut self, change: Change) -> Result<()> {
+        let (_, position, commit_ts) = self.current_tx.clone().expect("inside a transaction");
+        let id = change.table.id.clone();
+        let pending = Pending { seq: self.next_seq, txseq: self.next_txseq, position, commit_ts, change };
+        self.next_seq += 1;
+        self.next_txseq += 1;
+        let t = self.table(&id)?;
+        t.pending.push(pending);
+        if t.pending.len() >= APPEND_ROWS {
+            self.append_pending(&id)?;
+        }
+        Ok(())
+    }
+
+    /// Appends a table's buffered changes to its staging table with one Appender.
+    fn append_pending(&mut self, id: &TableId) -> Result<()> {
+        let t = self.tables.get_mut(id).expect("prepared table");
+        if t.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut t.pending);
         let mut appender = self
             .conn
             .appender_to_catalog_and_db(&t.sql.stage, "temp", "main")
             .map_err(|e| Error::sink(format!("staging changes of {id}: {e}")))?;
         let mut inserts_only = true;
-        for change in changes {
+        for p in &pending {
+            let change = &p.change;
             let op = match change.kind {
                 ChangeKind::Snapshot => "S",
                 ChangeKind::Insert => "I",
@@ -158,32 +196,28 @@ impl DuckDbSink {
                 ChangeKind::Delete => "D",
             };
             inserts_only &= matches!(change.kind, ChangeKind::Snapshot | ChangeKind::Insert);
-            let row = text_values(&change.row, &id)?;
+            let row = text_values(&change.row, id)?;
             let old = match &change.old {
-                Some(old) => text_values(old, &id)?,
+                Some(old) => text_values(old, id)?,
                 None => vec![None; change.table.key.len()],
             };
-            let seq = self.next_seq;
-            let txseq = self.next_txseq;
+            let (pos, ts): (&str, &str) = (&p.position, &p.commit_ts);
             let has_old = change.old.is_some();
             let mut params: Vec<&dyn ToSql> = Vec::with_capacity(6 + row.len() + old.len());
-            params.extend([&seq as &dyn ToSql, &txseq, &op, &pos, &ts, &has_old]);
+            params.extend([&p.seq as &dyn ToSql, &p.txseq, &op, &pos, &ts, &has_old]);
             params.extend(row.iter().map(|v| v as &dyn ToSql));
             params.extend(old.iter().map(|v| v as &dyn ToSql));
             appender
                 .append_row(params.as_slice())
                 .map_err(|e| Error::sink(format!("staging a change of {id}: {e}")))?;
-            self.next_seq += 1;
-            self.next_txseq += 1;
         }
         appender.flush().map_err(|e| Error::sink(format!("staging changes of {id}: {e}")))?;
         drop(appender);
-        let t = self.table(&id)?;
-        t.staged += changes.len();
+        t.staged += pending.len();
         t.inserts_only &= inserts_only;
-        t.changes += changes.len() as u64;
+        t.changes += pending.len() as u64;
         if t.staged >= STAGE_FLUSH_ROWS {
-            self.merge(&id)?;
+            self.merge(id)?;
         }
         Ok(())
     }
@@ -230,6 +264,9 @@ fn needs_row_path(change: &Change) -> bool {
 
 impl Sink for DuckDbSink {
     fn prepare(&mut self, tables: &[Arc<TableSchema>]) -> Result<()> {
+        // Staging tables are recreated below: cached plans of the old ones must go.
+        self.conn.flush_prepared_statement_cache();
+        self.conn.set_prepared_statement_cache_capacity(16 + 6 * tables.len());
         exec(&self.conn, "BEGIN TRANSACTION", &"preparing tables")?;
         let mut prepared = Vec::new();
         for (i, schema) in tables.iter().enumerate() {
@@ -246,7 +283,7 @@ impl Sink for DuckDbSink {
             .into_iter()
             .map(|sql| {
                 let id = sql.schema.id.clone();
-                (id, TableState { sql, staged: 0, inserts_only: true, changes: 0 })
+                (id, TableState { sql, pending: Vec::new(), staged: 0, inserts_only: true, changes: 0 })
             })
             .collect();
         Ok(())
@@ -269,18 +306,11 @@ impl Sink for DuckDbSink {
     fn write(&mut self, tx: &TxInfo, first_sequence: i64, changes: Vec<Change>) -> Result<()> {
         self.enter_tx(tx, first_sequence);
         self.batch_changes += changes.len() as u64;
-        let mut start = 0;
-        for i in 0..changes.len() {
-            let change = &changes[i];
-            let run_ends = i + 1 == changes.len()
-                || needs_row_path(&changes[i + 1])
-                || changes[i + 1].table.id != change.table.id;
-            if needs_row_path(change) {
-                self.apply_alone(change)?;
-                start = i + 1;
-            } else if run_ends {
-                self.stage(&changes[start..=i])?;
-                start = i + 1;
+        for change in changes {
+            if needs_row_path(&change) {
+                self.apply_alone(&change)?;
+            } else {
+                self.stage(change)?;
             }
         }
         Ok(())
@@ -328,6 +358,7 @@ impl Sink for DuckDbSink {
             exec(&self.conn, "ROLLBACK", &"abandoning the open batch")?;
         }
         for t in self.tables.values_mut() {
+            t.pending.clear();
             t.staged = 0;
             t.inserts_only = true;
             t.changes = 0;

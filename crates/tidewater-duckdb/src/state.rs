@@ -45,15 +45,24 @@ pub fn write_position(
     transactions: u64,
     changes: u64,
 ) -> Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "INSERT INTO _tidewater.pipeline AS p VALUES (?, ?, ?, CAST(? AS TIMESTAMPTZ), \
          get_current_timestamp(), ?, ?) ON CONFLICT (name) DO UPDATE SET \
          position = excluded.position, last_source_commit = excluded.last_source_commit, \
          last_apply = excluded.last_apply, \
          transactions_applied = p.transactions_applied + excluded.transactions_applied, \
          changes_applied = p.changes_applied + excluded.changes_applied",
-        params![pipeline, source_type, position.0, last_source_commit, transactions as i64, changes as i64],
     )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            pipeline,
+            source_type,
+            position.0,
+            last_source_commit,
+            transactions as i64,
+            changes as i64
+        ])
+    })
     .map_err(|e| Error::sink(format!("writing _tidewater.pipeline: {e}")))?;
     Ok(())
 }
@@ -88,11 +97,11 @@ pub fn write_table_schema(conn: &Connection, schema: &TableSchema) -> Result<()>
 }
 
 pub fn add_table_changes(conn: &Connection, schema: &TableSchema, changes: u64) -> Result<()> {
-    conn.execute(
+    conn.prepare_cached(
         "UPDATE _tidewater.tables SET changes_applied = changes_applied + ?, \
          updated_at = get_current_timestamp() WHERE schema_name = ? AND table_name = ?",
-        params![changes as i64, schema.id.schema, schema.id.name],
     )
+    .and_then(|mut stmt| stmt.execute(params![changes as i64, schema.id.schema, schema.id.name]))
     .map_err(|e| Error::sink(format!("writing _tidewater.tables: {e}")))?;
     Ok(())
 }

@@ -118,6 +118,14 @@ async fn run_once(
         (sink, r)
     });
 
+    if state.position.is_none() {
+        let mut first_ack = ack_rx.clone();
+        tokio::spawn(async move {
+            if let Ok(p) = first_ack.wait_for(Option::is_some).await {
+                info!(position = %p.as_ref().map(|p| p.0.as_str()).unwrap_or(""), "initial snapshot committed");
+            }
+        });
+    }
     let ctx = SourceContext { resume: state.position, events: events_tx, acks: ack_rx };
     let source_result = tokio::select! {
         r = source.run(ctx) => r,
@@ -142,23 +150,30 @@ async fn run_once(
 async fn report_progress(stats: Arc<Stats>) {
     use std::sync::atomic::Ordering::Relaxed;
     const EVERY: Duration = Duration::from_secs(10);
-    let mut last = stats.rows_applied.load(Relaxed);
+    let mut last = (0, 0, 0);
     let mut tick = tokio::time::interval(EVERY);
     tick.tick().await;
     loop {
         tick.tick().await;
-        let rows = stats.rows_applied.load(Relaxed);
+        let now = (
+            stats.rows_applied.load(Relaxed),
+            stats.batches.load(Relaxed),
+            stats.commit_us_total.load(Relaxed),
+        );
         let lat = stats.take_latencies();
-        if rows != last {
+        let batches = now.1 - last.1;
+        if now.0 != last.0 {
             info!(
-                changes_per_sec = (rows - last) / EVERY.as_secs(),
+                changes_per_sec = (now.0 - last.0) / EVERY.as_secs(),
                 transactions = lat.count,
+                batches,
+                avg_commit_ms = (now.2 - last.2) / batches.max(1) / 1000,
                 freshness_p50_ms = lat.p50_ms,
                 freshness_p99_ms = lat.p99_ms,
                 freshness_max_ms = lat.max_ms,
                 "applied"
             );
         }
-        last = rows;
+        last = now;
     }
 }
