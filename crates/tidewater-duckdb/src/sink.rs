@@ -91,10 +91,12 @@ pub(crate) fn exec(conn: &Connection, sql: &str, what: &dyn std::fmt::Display) -
 
 /// A statement run once per batch and table: parsed and planned once, then cached.
 fn run_cached(conn: &Connection, sql: &str, what: &dyn std::fmt::Display) -> Result<()> {
+    let started = std::time::Instant::now();
     conn.prepare_cached(sql)
         .and_then(|mut stmt| stmt.execute([]))
-        .map(|_| ())
-        .map_err(|e| Error::sink(format!("{what}: {e}")))
+        .map_err(|e| Error::sink(format!("{what}: {e}")))?;
+    tracing::trace!(micros = started.elapsed().as_micros() as u64, "{what}");
+    Ok(())
 }
 
 impl DuckDbSink {
@@ -347,7 +349,9 @@ impl Sink for DuckDbSink {
             self.batch_transactions,
             self.batch_changes,
         )?;
+        let started = std::time::Instant::now();
         exec(&self.conn, "COMMIT", &format_args!("committing the batch up to {position}"))?;
+        tracing::trace!(micros = started.elapsed().as_micros() as u64, "COMMIT");
         self.in_batch = false;
         Ok(())
     }

@@ -14,14 +14,16 @@ use crate::config::Config;
 use crate::pipeline::{self, PIPELINE_NAME};
 use crate::status_file::read_published;
 
-/// A watch that turns true on SIGINT or SIGTERM.
+/// A watch that turns true on SIGINT or SIGTERM. The handlers are registered before this
+/// returns, so a signal that arrives at any later moment is never lost.
 pub fn shutdown_signal() -> watch::Receiver<bool> {
+    use tokio::signal::unix::{signal, SignalKind};
     let (tx, rx) = watch::channel(false);
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
         tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
+            _ = int.recv() => {}
             _ = term.recv() => {}
         }
         info!("shutdown requested: finishing the open batch");
@@ -31,8 +33,9 @@ pub fn shutdown_signal() -> watch::Receiver<bool> {
 }
 
 pub async fn run(config_path: &Path) -> Result<()> {
+    let shutdown = shutdown_signal();
     let config = Config::load(config_path)?;
-    pipeline::run(&config, Arc::new(Stats::default()), shutdown_signal()).await
+    pipeline::run(&config, Arc::new(Stats::default()), shutdown).await
 }
 
 pub async fn check(config_path: &Path) -> Result<()> {

@@ -18,6 +18,7 @@ pub struct Rig {
     pub config: PathBuf,
     pub db: PathBuf,
     child: Option<Child>,
+    starts: usize,
 }
 
 impl Rig {
@@ -37,7 +38,7 @@ impl Rig {
             ),
         )
         .unwrap();
-        Rig { pg, dir, config, db, child: None }
+        Rig { pg, dir, config, db, child: None, starts: 0 }
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -60,6 +61,7 @@ impl Rig {
             .spawn()
             .expect("spawn tidewater run");
         self.child = Some(child);
+        self.starts += 1;
     }
 
     pub fn pid(&self) -> u32 {
@@ -103,9 +105,16 @@ impl Rig {
         let query = format!(
             "SELECT coalesce(confirmed_flush_lsn >= '{target}'::pg_lsn, false) FROM pg_replication_slots WHERE slot_name = '{SLOT}'"
         );
+        let starts = self.starts;
+        let log_path = self.log_path();
+        let streaming = || std::fs::read_to_string(&log_path).unwrap_or_default().matches("streaming slot=").count();
         let result = wait_until(timeout, "the slot to confirm the current WAL position", || {
             if let Some(c) = self.child.as_mut() {
                 assert!(c.try_wait().unwrap().is_none(), "tidewater exited early:\n{}", std::fs::read_to_string(self.dir.path().join("run.log")).unwrap_or_default());
+                // The current run must be streaming, not only an earlier one.
+                if streaming() < starts {
+                    return false;
+                }
             }
             self.pg.psql("postgres", &query).map(|s| s.trim() == "t").unwrap_or(false)
         });
