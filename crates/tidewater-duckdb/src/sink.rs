@@ -4,7 +4,7 @@
 //! set-based statements into the change log and the replica; the batch, its log rows and the
 //! new source position commit in one DuckDB transaction.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -46,13 +46,77 @@ struct Pending {
     change: Change,
 }
 
+/// What the staged changes of a table need, from cheapest to most general apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Shape {
+    /// Inserts and snapshot rows only: appended as they are.
+    InsertsOnly,
+    /// Each key touched once, no key changed: delete the touched keys, insert the new rows.
+    KeysOnce,
+    /// Anything else: the last change per key decides.
+    Mixed,
+}
+
 pub(crate) struct TableState {
     pub sql: TableSql,
     pending: Vec<Pending>,
     staged: usize,
-    /// Every staged row is an insert or snapshot row: no key can repeat, plain append works.
-    inserts_only: bool,
+    shape: Shape,
+    /// Keys of the staged streamed changes, while the shape is not yet `Mixed`.
+    keys: HashSet<Vec<u8>>,
+    has_snapshot_rows: bool,
     changes: u64,
+}
+
+impl TableState {
+    fn new(sql: TableSql) -> TableState {
+        TableState {
+            sql,
+            pending: Vec::new(),
+            staged: 0,
+            shape: Shape::InsertsOnly,
+            keys: HashSet::new(),
+            has_snapshot_rows: false,
+            changes: 0,
+        }
+    }
+
+    fn reset_staging(&mut self) {
+        self.staged = 0;
+        self.shape = Shape::InsertsOnly;
+        self.keys.clear();
+        self.has_snapshot_rows = false;
+    }
+
+    /// Narrows down how the staged changes must be applied, as each one is staged.
+    fn observe(&mut self, change: &Change) {
+        let kind_shape = match (change.kind, &change.old) {
+            (ChangeKind::Snapshot, _) => {
+                self.has_snapshot_rows = true;
+                Shape::InsertsOnly
+            }
+            (ChangeKind::Insert, _) => Shape::InsertsOnly,
+            (ChangeKind::Update | ChangeKind::Delete, Some(_)) => Shape::Mixed,
+            (ChangeKind::Update | ChangeKind::Delete, None) => Shape::KeysOnce,
+        };
+        self.shape = self.shape.max(kind_shape);
+        if self.shape == Shape::KeysOnce && self.has_snapshot_rows {
+            self.shape = Shape::Mixed;
+        }
+        if self.shape == Shape::Mixed || change.kind == ChangeKind::Snapshot || !change.table.has_key() {
+            return;
+        }
+        let mut key = Vec::new();
+        for &k in &change.table.key {
+            let v = change.row[k].as_str().unwrap_or("");
+            key.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            key.extend_from_slice(v.as_bytes());
+        }
+        if !self.keys.insert(key) {
+            self.shape = Shape::Mixed;
+            self.keys.clear();
+        }
+    }
 }
 
 pub struct DuckDbSink {
@@ -147,18 +211,24 @@ impl DuckDbSink {
         if let Some(sql) = &t.sql.insert_log {
             run_cached(conn, sql, &format_args!("appending to the change log of {id}"))?;
         }
-        if t.inserts_only {
-            run_cached(conn, &t.sql.insert_all, &format_args!("inserting into replica {id}"))?;
-        } else {
-            if let Some(sql) = &t.sql.delete_touched {
-                run_cached(conn, sql, &format_args!("applying deletes/updates to replica {id}"))?;
+        match (t.shape, &t.sql.delete_once, &t.sql.delete_touched) {
+            (Shape::InsertsOnly, _, _) => {
+                run_cached(conn, &t.sql.insert_all, &format_args!("inserting into replica {id}"))?;
             }
-            run_cached(conn, &t.sql.insert_live, &format_args!("applying changes to replica {id}"))?;
+            (Shape::KeysOnce, Some(delete), _) => {
+                run_cached(conn, delete, &format_args!("applying deletes/updates to replica {id}"))?;
+                run_cached(conn, &t.sql.insert_once, &format_args!("applying changes to replica {id}"))?;
+            }
+            (_, _, delete) => {
+                if let Some(delete) = delete {
+                    run_cached(conn, delete, &format_args!("applying deletes/updates to replica {id}"))?;
+                }
+                run_cached(conn, &t.sql.insert_live, &format_args!("applying changes to replica {id}"))?;
+            }
         }
         run_cached(conn, &t.sql.clear_stage, &format_args!("clearing staging of {id}"))?;
         debug!(table = %id, rows = t.staged, "merged staged changes");
-        t.staged = 0;
-        t.inserts_only = true;
+        t.reset_staging();
         Ok(())
     }
 
@@ -188,7 +258,6 @@ impl DuckDbSink {
             .conn
             .appender_to_catalog_and_db(&t.sql.stage, "temp", "main")
             .map_err(|e| Error::sink(format!("staging changes of {id}: {e}")))?;
-        let mut inserts_only = true;
         for p in &pending {
             let change = &p.change;
             let op = match change.kind {
@@ -197,7 +266,7 @@ impl DuckDbSink {
                 ChangeKind::Update => "U",
                 ChangeKind::Delete => "D",
             };
-            inserts_only &= matches!(change.kind, ChangeKind::Snapshot | ChangeKind::Insert);
+            t.observe(change);
             let row = text_values(&change.row, id)?;
             let old = match &change.old {
                 Some(old) => text_values(old, id)?,
@@ -216,7 +285,6 @@ impl DuckDbSink {
         appender.flush().map_err(|e| Error::sink(format!("staging changes of {id}: {e}")))?;
         drop(appender);
         t.staged += pending.len();
-        t.inserts_only &= inserts_only;
         t.changes += pending.len() as u64;
         if t.staged >= STAGE_FLUSH_ROWS {
             self.merge(id)?;
@@ -285,7 +353,7 @@ impl Sink for DuckDbSink {
             .into_iter()
             .map(|sql| {
                 let id = sql.schema.id.clone();
-                (id, TableState { sql, pending: Vec::new(), staged: 0, inserts_only: true, changes: 0 })
+                (id, TableState::new(sql))
             })
             .collect();
         Ok(())
@@ -363,8 +431,7 @@ impl Sink for DuckDbSink {
         }
         for t in self.tables.values_mut() {
             t.pending.clear();
-            t.staged = 0;
-            t.inserts_only = true;
+            t.reset_staging();
             t.changes = 0;
         }
         Ok(())

@@ -34,6 +34,10 @@ pub struct TableSql {
     pub insert_live: String,
     /// Append-only path for staged rows that are all inserts or snapshot rows.
     pub insert_all: String,
+    /// Keyed tables whose staged changes touch each key once and change no key: no need to
+    /// find the last change per key.
+    pub delete_once: Option<String>,
+    pub insert_once: String,
     pub clear_stage: String,
 }
 
@@ -65,7 +69,7 @@ impl TableSql {
                 "INSERT INTO {log} ({column_names}, {meta}) SELECT {casts}, \
                  CASE s._op WHEN 'S' THEN 'SNAPSHOT' WHEN 'I' THEN 'INSERT' WHEN 'U' THEN 'UPDATE' \
                  ELSE 'DELETE' END, s._op = 'D', CAST(s._ts AS TIMESTAMPTZ), get_current_timestamp(), \
-                 s._pos, s._txseq FROM {stage_q} s ORDER BY s._seq",
+                 s._pos, s._txseq FROM {stage_q} s",
                 log = log_table(&schema.id),
                 meta = meta.join(", ")
             )
@@ -109,6 +113,17 @@ impl TableSql {
         };
         let insert_all =
             format!("INSERT INTO {replica} ({column_names}) SELECT {casts} FROM {stage_q} s");
+        let insert_once = format!("{insert_all} WHERE s._op <> 'D'");
+        let delete_once = schema.has_key().then(|| {
+            let keys: Vec<String> = schema.key.iter().map(|&k| quote_ident(&schema.columns[k].name)).collect();
+            let staged: Vec<String> =
+                schema.key.iter().map(|&k| cast_from_text(&format!("c{k}"), &schema.columns[k].ty)).collect();
+            format!(
+                "DELETE FROM {replica} WHERE ({}) IN (SELECT ({}) FROM {stage_q})",
+                keys.join(", "),
+                staged.join(", ")
+            )
+        });
         TableSql {
             clear_stage: format!("DELETE FROM {stage_q}"),
             schema,
@@ -118,6 +133,8 @@ impl TableSql {
             delete_touched,
             insert_live,
             insert_all,
+            delete_once,
+            insert_once,
         }
     }
 
