@@ -195,7 +195,9 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
         sink.commit(&last, last_time)?;
         self.last_commit_cost = started.elapsed();
         let cost_us = self.last_commit_cost.as_micros() as u64;
-        stats.commit_us_total.fetch_add(cost_us, std::sync::atomic::Ordering::Relaxed);
+        stats
+            .commit_us_total
+            .fetch_add(cost_us, std::sync::atomic::Ordering::Relaxed);
         let applied = now_us();
         for (_, commit_time) in &b.committed {
             stats.record_transaction(*commit_time, applied);

@@ -17,7 +17,10 @@ pub enum ColumnType {
     Int32,
     Int64,
     /// Plain decimal text, all digits (`-12.3400`).
-    Decimal { precision: u8, scale: u8 },
+    Decimal {
+        precision: u8,
+        scale: u8,
+    },
     /// Shortest exact decimal text, or `NaN`, `Infinity`, `-Infinity`.
     Float32,
     Float64,
@@ -43,7 +46,9 @@ pub enum ColumnType {
     List(Box<ColumnType>),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub struct TableId {
     pub schema: String,
     pub name: String,
@@ -51,7 +56,10 @@ pub struct TableId {
 
 impl TableId {
     pub fn new(schema: impl Into<String>, name: impl Into<String>) -> Self {
-        TableId { schema: schema.into(), name: name.into() }
+        TableId {
+            schema: schema.into(),
+            name: name.into(),
+        }
     }
 }
 

@@ -37,7 +37,10 @@ pub struct LatencySummary {
 const MAX_SAMPLES: usize = 100_000;
 
 pub fn now_us() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
 }
 
 impl Stats {
@@ -67,7 +70,12 @@ pub fn summarize(samples: &mut [u32]) -> LatencySummary {
     }
     samples.sort_unstable();
     let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    LatencySummary { count: samples.len(), p50_ms: at(0.5), p99_ms: at(0.99), max_ms: at(1.0) }
+    LatencySummary {
+        count: samples.len(),
+        p50_ms: at(0.5),
+        p99_ms: at(0.99),
+        max_ms: at(1.0),
+    }
 }
 
 #[cfg(test)]

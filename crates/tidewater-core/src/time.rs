@@ -36,8 +36,14 @@ mod tests {
     #[test]
     fn formats_epoch_and_leap_days() {
         assert_eq!(format_utc_micros(0), "1970-01-01 00:00:00.000000+00");
-        assert_eq!(format_utc_micros(951_782_400_000_001), "2000-02-29 00:00:00.000001+00");
+        assert_eq!(
+            format_utc_micros(951_782_400_000_001),
+            "2000-02-29 00:00:00.000001+00"
+        );
         assert_eq!(format_utc_micros(-1), "1969-12-31 23:59:59.999999+00");
-        assert_eq!(format_utc_micros(1_700_000_000_123_456), "2023-11-14 22:13:20.123456+00");
+        assert_eq!(
+            format_utc_micros(1_700_000_000_123_456),
+            "2023-11-14 22:13:20.123456+00"
+        );
     }
 }

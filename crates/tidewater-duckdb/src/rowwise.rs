@@ -24,7 +24,8 @@ fn text(v: &Value) -> Option<&str> {
 
 fn run(conn: &Connection, sql: &str, params: &[Option<&str>], what: &str) -> Result<usize> {
     let refs: Vec<&dyn ToSql> = params.iter().map(|p| p as &dyn ToSql).collect();
-    conn.execute(sql, refs.as_slice()).map_err(|e| Error::sink(format!("{what}: {e}")))
+    conn.execute(sql, refs.as_slice())
+        .map_err(|e| Error::sink(format!("{what}: {e}")))
 }
 
 pub fn apply(conn: &Connection, change: &Change, meta: &LogMeta, log: bool) -> Result<()> {
@@ -52,7 +53,11 @@ pub fn apply(conn: &Connection, change: &Change, meta: &LogMeta, log: bool) -> R
         let mut params = Vec::new();
         for (i, v) in change.row.iter().enumerate() {
             if !matches!(v, Value::Unchanged) {
-                sets.push(format!("{} = {}", quote_ident(&s.columns[i].name), param_cast(s, i)));
+                sets.push(format!(
+                    "{} = {}",
+                    quote_ident(&s.columns[i].name),
+                    param_cast(s, i)
+                ));
                 params.push(text(v));
             }
         }
@@ -96,7 +101,13 @@ pub fn apply(conn: &Connection, change: &Change, meta: &LogMeta, log: bool) -> R
         }
     };
     let all_match: Vec<String> = (0..s.columns.len())
-        .map(|i| format!("{} IS NOT DISTINCT FROM {}", quote_ident(&s.columns[i].name), param_cast(s, i)))
+        .map(|i| {
+            format!(
+                "{} IS NOT DISTINCT FROM {}",
+                quote_ident(&s.columns[i].name),
+                param_cast(s, i)
+            )
+        })
         .collect();
     let sql = format!(
         "DELETE FROM {replica} WHERE rowid = (SELECT rowid FROM {replica} WHERE {} LIMIT 1)",
@@ -109,11 +120,19 @@ pub fn apply(conn: &Connection, change: &Change, meta: &LogMeta, log: bool) -> R
     }
     let values: Vec<String> = (0..s.columns.len()).map(|i| param_cast(s, i)).collect();
     if change.kind == ChangeKind::Update {
-        let sql = format!("INSERT INTO {replica} ({}) VALUES ({})", column_list(s), values.join(", "));
+        let sql = format!(
+            "INSERT INTO {replica} ({}) VALUES ({})",
+            column_list(s),
+            values.join(", ")
+        );
         run(conn, &sql, &new, &what)?;
     }
     if log {
-        let image = if change.kind == ChangeKind::Delete { &old } else { &new };
+        let image = if change.kind == ChangeKind::Delete {
+            &old
+        } else {
+            &new
+        };
         let mut params = image.clone();
         params.extend([Some(meta.commit_ts), Some(meta.position)]);
         let sql = format!(
@@ -135,7 +154,12 @@ pub fn apply(conn: &Connection, change: &Change, meta: &LogMeta, log: bool) -> R
 /// Removes every row of the replica; the log records a `TRUNCATE` row without values.
 pub fn truncate(conn: &Connection, s: &TableSchema, meta: &LogMeta, log: bool) -> Result<()> {
     let what = format!("truncating {}", s.id);
-    run(conn, &format!("DELETE FROM {}", qualified(&s.id)), &[], &what)?;
+    run(
+        conn,
+        &format!("DELETE FROM {}", qualified(&s.id)),
+        &[],
+        &what,
+    )?;
     if log {
         let sql = format!(
             "INSERT INTO {} ({}) VALUES ('TRUNCATE', true, CAST(? AS TIMESTAMPTZ), \
@@ -144,7 +168,12 @@ pub fn truncate(conn: &Connection, s: &TableSchema, meta: &LogMeta, log: bool) -
             meta_columns(),
             meta.txseq
         );
-        run(conn, &sql, &[Some(meta.commit_ts), Some(meta.position)], &what)?;
+        run(
+            conn,
+            &sql,
+            &[Some(meta.commit_ts), Some(meta.position)],
+            &what,
+        )?;
     }
     Ok(())
 }
@@ -158,7 +187,13 @@ fn key_predicate(s: &TableSchema, prefix: &str) -> String {
     let v: Vec<String> = s
         .key
         .iter()
-        .map(|&k| format!("{prefix}{} = {}", quote_ident(&s.columns[k].name), param_cast(s, k)))
+        .map(|&k| {
+            format!(
+                "{prefix}{} = {}",
+                quote_ident(&s.columns[k].name),
+                param_cast(s, k)
+            )
+        })
         .collect();
     v.join(" AND ")
 }

@@ -18,7 +18,11 @@ pub fn prepare_table(
 ) -> Result<TableSql> {
     let id = &schema.id;
     let sql = TableSql::new(schema.clone(), index, log_tables);
-    exec(conn, &format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(&id.schema)), id)?;
+    exec(
+        conn,
+        &format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(&id.schema)),
+        id,
+    )?;
     match state::read_table_schema(conn, &schema)? {
         Some(stored) if stored == *schema => {}
         Some(stored) => {
@@ -50,7 +54,11 @@ pub fn prepare_table(
             found.join(", ")
         )));
     }
-    exec(conn, &sql.create_stage, &format_args!("creating staging for {id}"))?;
+    exec(
+        conn,
+        &sql.create_stage,
+        &format_args!("creating staging for {id}"),
+    )?;
     Ok(sql)
 }
 
@@ -67,7 +75,9 @@ fn replica_columns(conn: &Connection, schema: &TableSchema) -> Result<Vec<String
         )
         .map_err(|e| Error::sink(format!("reading columns of {}: {e}", schema.id)))?;
     let rows = stmt
-        .query_map([&schema.id.schema, &schema.id.name], |r| r.get::<_, String>(0))
+        .query_map([&schema.id.schema, &schema.id.name], |r| {
+            r.get::<_, String>(0)
+        })
         .and_then(|rows| rows.collect::<duckdb::Result<Vec<String>>>())
         .map_err(|e| Error::sink(format!("reading columns of {}: {e}", schema.id)))?;
     Ok(rows)

@@ -11,8 +11,8 @@ use std::sync::Arc;
 use duckdb::{Connection, ToSql};
 use tidewater_core::time::format_utc_micros;
 use tidewater_core::{
-    Change, ChangeKind, Error, PipelineState, Position, Result, Sink, TableId, TableSchema,
-    TxInfo, Value,
+    Change, ChangeKind, Error, PipelineState, Position, Result, Sink, TableId, TableSchema, TxInfo,
+    Value,
 };
 use tracing::debug;
 
@@ -103,7 +103,10 @@ impl TableState {
         if self.shape == Shape::KeysOnce && self.has_snapshot_rows {
             self.shape = Shape::Mixed;
         }
-        if self.shape == Shape::Mixed || change.kind == ChangeKind::Snapshot || !change.table.has_key() {
+        if self.shape == Shape::Mixed
+            || change.kind == ChangeKind::Snapshot
+            || !change.table.has_key()
+        {
             return;
         }
         let mut key = Vec::new();
@@ -150,7 +153,8 @@ pub(crate) fn open_error(path: &std::path::Path, e: duckdb::Error) -> Error {
 }
 
 pub(crate) fn exec(conn: &Connection, sql: &str, what: &dyn std::fmt::Display) -> Result<()> {
-    conn.execute_batch(sql).map_err(|e| Error::sink(format!("{what}: {e}")))
+    conn.execute_batch(sql)
+        .map_err(|e| Error::sink(format!("{what}: {e}")))
 }
 
 /// A statement run once per batch and table: parsed and planned once, then cached.
@@ -166,7 +170,11 @@ fn run_cached(conn: &Connection, sql: &str, what: &dyn std::fmt::Display) -> Res
 impl DuckDbSink {
     pub fn open(options: DuckDbOptions) -> Result<DuckDbSink> {
         let conn = open_connection(&options.path)?;
-        exec(&conn, state::STATE_DDL, &"creating the _tidewater state schema")?;
+        exec(
+            &conn,
+            state::STATE_DDL,
+            &"creating the _tidewater state schema",
+        )?;
         Ok(DuckDbSink {
             conn,
             options,
@@ -208,25 +216,32 @@ impl DuckDbSink {
         if t.staged == 0 {
             return Ok(());
         }
-        if let Some(sql) = &t.sql.insert_log {
-            run_cached(conn, sql, &format_args!("appending to the change log of {id}"))?;
+        const DELETE: &str = "applying deletes/updates to replica";
+        const INSERT: &str = "applying changes to replica";
+        let sql = &t.sql;
+        let mut steps: Vec<(&String, &str)> = sql
+            .insert_log
+            .iter()
+            .map(|l| (l, "appending to the change log of"))
+            .collect();
+        match (t.shape, &sql.delete_once) {
+            (Shape::InsertsOnly, _) => steps.push((&sql.insert_all, "inserting into replica")),
+            (Shape::KeysOnce, Some(delete)) => {
+                steps.extend([(delete, DELETE), (&sql.insert_once, INSERT)])
+            }
+            _ => {
+                steps.extend(sql.delete_touched.iter().map(|d| (d, DELETE)));
+                steps.push((&sql.insert_live, INSERT));
+            }
         }
-        match (t.shape, &t.sql.delete_once, &t.sql.delete_touched) {
-            (Shape::InsertsOnly, _, _) => {
-                run_cached(conn, &t.sql.insert_all, &format_args!("inserting into replica {id}"))?;
-            }
-            (Shape::KeysOnce, Some(delete), _) => {
-                run_cached(conn, delete, &format_args!("applying deletes/updates to replica {id}"))?;
-                run_cached(conn, &t.sql.insert_once, &format_args!("applying changes to replica {id}"))?;
-            }
-            (_, _, delete) => {
-                if let Some(delete) = delete {
-                    run_cached(conn, delete, &format_args!("applying deletes/updates to replica {id}"))?;
-                }
-                run_cached(conn, &t.sql.insert_live, &format_args!("applying changes to replica {id}"))?;
-            }
+        for (statement, what) in steps {
+            run_cached(conn, statement, &format_args!("{what} {id}"))?;
         }
-        run_cached(conn, &t.sql.clear_stage, &format_args!("clearing staging of {id}"))?;
+        run_cached(
+            conn,
+            &t.sql.clear_stage,
+            &format_args!("clearing staging of {id}"),
+        )?;
         debug!(table = %id, rows = t.staged, "merged staged changes");
         t.reset_staging();
         Ok(())
@@ -236,7 +251,13 @@ impl DuckDbSink {
     fn stage(&mut self, change: Change) -> Result<()> {
         let (_, position, commit_ts) = self.current_tx.clone().expect("inside a transaction");
         let id = change.table.id.clone();
-        let pending = Pending { seq: self.next_seq, txseq: self.next_txseq, position, commit_ts, change };
+        let pending = Pending {
+            seq: self.next_seq,
+            txseq: self.next_txseq,
+            position,
+            commit_ts,
+            change,
+        };
         self.next_seq += 1;
         self.next_txseq += 1;
         let t = self.table(&id)?;
@@ -282,7 +303,9 @@ impl DuckDbSink {
                 .append_row(params.as_slice())
                 .map_err(|e| Error::sink(format!("staging a change of {id}: {e}")))?;
         }
-        appender.flush().map_err(|e| Error::sink(format!("staging changes of {id}: {e}")))?;
+        appender
+            .flush()
+            .map_err(|e| Error::sink(format!("staging changes of {id}: {e}")))?;
         drop(appender);
         t.staged += pending.len();
         t.changes += pending.len() as u64;
@@ -297,7 +320,11 @@ impl DuckDbSink {
         let id = change.table.id.clone();
         self.merge(&id)?;
         let (_, pos, ts) = self.current_tx.clone().expect("inside a transaction");
-        let meta = rowwise::LogMeta { position: &pos, commit_ts: &ts, txseq: self.next_txseq };
+        let meta = rowwise::LogMeta {
+            position: &pos,
+            commit_ts: &ts,
+            txseq: self.next_txseq,
+        };
         rowwise::apply(&self.conn, change, &meta, self.options.log_tables)?;
         self.next_seq += 1;
         self.next_txseq += 1;
@@ -336,7 +363,8 @@ impl Sink for DuckDbSink {
     fn prepare(&mut self, tables: &[Arc<TableSchema>]) -> Result<()> {
         // Staging tables are recreated below: cached plans of the old ones must go.
         self.conn.flush_prepared_statement_cache();
-        self.conn.set_prepared_statement_cache_capacity(16 + 6 * tables.len());
+        self.conn
+            .set_prepared_statement_cache_capacity(16 + 6 * tables.len());
         exec(&self.conn, "BEGIN TRANSACTION", &"preparing tables")?;
         let mut prepared = Vec::new();
         for (i, schema) in tables.iter().enumerate() {
@@ -360,7 +388,9 @@ impl Sink for DuckDbSink {
     }
 
     fn state(&mut self) -> Result<PipelineState> {
-        Ok(PipelineState { position: state::read_position(&self.conn, &self.options.pipeline)? })
+        Ok(PipelineState {
+            position: state::read_position(&self.conn, &self.options.pipeline)?,
+        })
     }
 
     fn begin(&mut self) -> Result<()> {
@@ -391,7 +421,11 @@ impl Sink for DuckDbSink {
         let (_, pos, ts) = self.current_tx.clone().expect("inside a transaction");
         for t in tables {
             self.merge(&t.id)?;
-            let meta = rowwise::LogMeta { position: &pos, commit_ts: &ts, txseq: self.next_txseq };
+            let meta = rowwise::LogMeta {
+                position: &pos,
+                commit_ts: &ts,
+                txseq: self.next_txseq,
+            };
             rowwise::truncate(&self.conn, t, &meta, self.options.log_tables)?;
             self.next_txseq += 1;
         }
@@ -418,7 +452,11 @@ impl Sink for DuckDbSink {
             self.batch_changes,
         )?;
         let started = std::time::Instant::now();
-        exec(&self.conn, "COMMIT", &format_args!("committing the batch up to {position}"))?;
+        exec(
+            &self.conn,
+            "COMMIT",
+            &format_args!("committing the batch up to {position}"),
+        )?;
         tracing::trace!(micros = started.elapsed().as_micros() as u64, "COMMIT");
         self.in_batch = false;
         Ok(())

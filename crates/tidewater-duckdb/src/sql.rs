@@ -15,7 +15,11 @@ pub fn qualified(id: &TableId) -> String {
 }
 
 pub fn log_table(id: &TableId) -> String {
-    format!("{}.{}", quote_ident(&id.schema), quote_ident(&format!("{}_log", id.name)))
+    format!(
+        "{}.{}",
+        quote_ident(&id.schema),
+        quote_ident(&format!("{}_log", id.name))
+    )
 }
 
 /// DuckDB type of a replica column (ARCHITECTURE.md section 4).
@@ -78,8 +82,20 @@ mod tests {
             cast_from_text("c0", &list),
             "list_transform(from_json(c0, '[\"VARCHAR\"]'), lambda x: unhex(x))"
         );
-        let wide = ColumnType::Decimal { precision: 60, scale: 2 };
-        assert_eq!((duckdb_type(&wide).as_str(), cast_from_text("c", &wide).as_str()), ("VARCHAR", "c"));
-        assert_eq!(cast_from_text("c", &ColumnType::Int32), "CAST(c AS INTEGER)");
+        let wide = ColumnType::Decimal {
+            precision: 60,
+            scale: 2,
+        };
+        assert_eq!(
+            (
+                duckdb_type(&wide).as_str(),
+                cast_from_text("c", &wide).as_str()
+            ),
+            ("VARCHAR", "c")
+        );
+        assert_eq!(
+            cast_from_text("c", &ColumnType::Int32),
+            "CAST(c AS INTEGER)"
+        );
     }
 }

@@ -28,9 +28,11 @@ CREATE TABLE IF NOT EXISTS _tidewater.tables (
 
 pub fn read_position(conn: &Connection, pipeline: &str) -> Result<Option<Position>> {
     let pos: Option<Option<String>> = conn
-        .query_row("SELECT position FROM _tidewater.pipeline WHERE name = ?", [pipeline], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT position FROM _tidewater.pipeline WHERE name = ?",
+            [pipeline],
+            |r| r.get(0),
+        )
         .optional()
         .map_err(|e| Error::sink(format!("reading _tidewater.pipeline: {e}")))?;
     Ok(pos.flatten().map(Position))

@@ -77,7 +77,11 @@ pub fn collect(conn: &Connection, pipeline: &str) -> Result<StatusReport> {
     for (schema, name, changes, version) in tables {
         let id = tidewater_core::TableId::new(schema, name);
         let rows: i64 = conn
-            .query_row(&format!("SELECT count(*) FROM {}", qualified(&id)), [], |r| r.get(0))
+            .query_row(
+                &format!("SELECT count(*) FROM {}", qualified(&id)),
+                [],
+                |r| r.get(0),
+            )
             .unwrap_or(-1);
         report.tables.push(TableStatus {
             table: id.to_string(),

@@ -22,7 +22,6 @@ pub const LOG_METADATA_COLUMNS: &[(&str, &str)] = &[
     ("_metadata_sequence", "BIGINT"),
 ];
 
-
 pub struct TableSql {
     pub schema: Arc<TableSchema>,
     pub stage: String,
@@ -47,7 +46,9 @@ impl TableSql {
         let stage_q = format!("temp.main.{stage}");
         let n = schema.columns.len();
         let data_cols: Vec<String> = (0..n).map(|i| format!("c{i} VARCHAR")).collect();
-        let old_cols: Vec<String> = (0..schema.key.len()).map(|i| format!("o{i} VARCHAR")).collect();
+        let old_cols: Vec<String> = (0..schema.key.len())
+            .map(|i| format!("o{i} VARCHAR"))
+            .collect();
         let create_stage = format!(
             "CREATE OR REPLACE TEMP TABLE {stage} (_seq BIGINT, _txseq BIGINT, _op VARCHAR, \
              _pos VARCHAR, _ts VARCHAR, _has_old BOOLEAN{}{})",
@@ -115,9 +116,16 @@ impl TableSql {
             format!("INSERT INTO {replica} ({column_names}) SELECT {casts} FROM {stage_q} s");
         let insert_once = format!("{insert_all} WHERE s._op <> 'D'");
         let delete_once = schema.has_key().then(|| {
-            let keys: Vec<String> = schema.key.iter().map(|&k| quote_ident(&schema.columns[k].name)).collect();
-            let staged: Vec<String> =
-                schema.key.iter().map(|&k| cast_from_text(&format!("c{k}"), &schema.columns[k].ty)).collect();
+            let keys: Vec<String> = schema
+                .key
+                .iter()
+                .map(|&k| quote_ident(&schema.columns[k].name))
+                .collect();
+            let staged: Vec<String> = schema
+                .key
+                .iter()
+                .map(|&k| cast_from_text(&format!("c{k}"), &schema.columns[k].ty))
+                .collect();
             format!(
                 "DELETE FROM {replica} WHERE ({}) IN (SELECT ({}) FROM {stage_q})",
                 keys.join(", "),
@@ -140,25 +148,37 @@ impl TableSql {
 
     fn typed_columns(&self) -> Vec<String> {
         let cols = self.schema.columns.iter();
-        cols.map(|c| format!("{} {}", quote_ident(&c.name), duckdb_type(&c.ty))).collect()
+        cols.map(|c| format!("{} {}", quote_ident(&c.name), duckdb_type(&c.ty)))
+            .collect()
     }
 
     pub fn create_replica(&self) -> String {
         let s = &self.schema;
         let mut cols = self.typed_columns();
         if s.has_key() {
-            let key: Vec<String> =
-                s.key.iter().map(|&i| quote_ident(&s.columns[i].name)).collect();
+            let key: Vec<String> = s
+                .key
+                .iter()
+                .map(|&i| quote_ident(&s.columns[i].name))
+                .collect();
             cols.push(format!("PRIMARY KEY ({})", key.join(", ")));
         }
-        format!("CREATE TABLE IF NOT EXISTS {} ({})", qualified(&s.id), cols.join(", "))
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} ({})",
+            qualified(&s.id),
+            cols.join(", ")
+        )
     }
 
     pub fn create_log(&self) -> String {
         let s = &self.schema;
         let mut cols = self.typed_columns();
         cols.extend(LOG_METADATA_COLUMNS.iter().map(|(n, t)| format!("{n} {t}")));
-        format!("CREATE TABLE IF NOT EXISTS {} ({})", log_table(&s.id), cols.join(", "))
+        format!(
+            "CREATE TABLE IF NOT EXISTS {} ({})",
+            log_table(&s.id),
+            cols.join(", ")
+        )
     }
 }
 
@@ -167,7 +187,11 @@ fn prefixed(cols: &[String]) -> String {
 }
 
 pub fn column_list(schema: &TableSchema) -> String {
-    let names: Vec<String> = schema.columns.iter().map(|c| quote_ident(&c.name)).collect();
+    let names: Vec<String> = schema
+        .columns
+        .iter()
+        .map(|c| quote_ident(&c.name))
+        .collect();
     names.join(", ")
 }
 
@@ -184,7 +208,12 @@ fn touched_keys(schema: &TableSchema, stage: &str) -> String {
         })
         .collect();
     let new: Vec<String> = (0..schema.key.len())
-        .map(|i| format!("{} AS k{i}", cast_from_text(&format!("c{}", schema.key[i]), key_ty(i))))
+        .map(|i| {
+            format!(
+                "{} AS k{i}",
+                cast_from_text(&format!("c{}", schema.key[i]), key_ty(i))
+            )
+        })
         .collect();
     format!(
         "SELECT {old}, _seq, 0 AS _sub, false AS _live FROM {stage} WHERE _op = 'D' OR _has_old \

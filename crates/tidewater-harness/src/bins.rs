@@ -77,17 +77,27 @@ fn find_bindir() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("TIDEWATER_PG_BINDIR") {
         return Some(dir.into());
     }
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").stderr(Stdio::null()).output() {
+    if let Ok(out) = Command::new("pg_config")
+        .arg("--bindir")
+        .stderr(Stdio::null())
+        .output()
+    {
         let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
         if out.status.success() && has_server_bins(&dir) {
             return Some(dir);
         }
     }
     let mut best: Option<(Vec<u32>, PathBuf)> = None;
-    for entry in std::fs::read_dir("/usr/lib/postgresql").into_iter().flatten().flatten() {
+    for entry in std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let name = entry.file_name();
         let Some(version) = name.to_str().and_then(|s| {
-            s.split('.').map(|p| p.parse::<u32>().ok()).collect::<Option<Vec<_>>>()
+            s.split('.')
+                .map(|p| p.parse::<u32>().ok())
+                .collect::<Option<Vec<_>>>()
         }) else {
             continue;
         };
@@ -119,7 +129,10 @@ pub(crate) fn describe(cmd: &Command) -> String {
 /// Runs `cmd` to completion, feeding it `stdin`; returns stdout on success.
 pub(crate) fn run(cmd: &mut Command, stdin: Option<&str>) -> Result<String, HarnessError> {
     let command = describe(cmd);
-    let spawn_err = |source| HarnessError::Spawn { command: command.clone(), source };
+    let spawn_err = |source| HarnessError::Spawn {
+        command: command.clone(),
+        source,
+    };
     let out: Output = match stdin {
         None => cmd.stdin(Stdio::null()).output().map_err(spawn_err)?,
         Some(input) => {
@@ -145,5 +158,9 @@ pub(crate) fn run(cmd: &mut Command, stdin: Option<&str>) -> Result<String, Harn
     if stderr.trim().is_empty() {
         stderr = String::from_utf8_lossy(&out.stdout).into_owned();
     }
-    Err(HarnessError::Command { command, status: out.status.to_string(), stderr })
+    Err(HarnessError::Command {
+        command,
+        status: out.status.to_string(),
+        stderr,
+    })
 }

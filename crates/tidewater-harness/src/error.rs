@@ -9,22 +9,36 @@ use std::time::Duration;
 #[non_exhaustive]
 pub enum HarnessError {
     /// A binary could not be spawned at all (missing, not executable, ...).
-    Spawn { command: String, source: std::io::Error },
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
     /// A command ran but exited unsuccessfully.
-    Command { command: String, status: String, stderr: String },
+    Command {
+        command: String,
+        status: String,
+        stderr: String,
+    },
     /// The server did not come up (or exited); includes the log tail.
     Start { reason: String, log_tail: String },
     /// A `wait_until` condition did not hold before its deadline.
     Timeout { what: String, timeout: Duration },
     /// Filesystem trouble around the temp directory or log file.
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
 }
 
 impl fmt::Display for HarnessError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Spawn { command, source } => write!(f, "failed to run `{command}`: {source}"),
-            Self::Command { command, status, stderr } => {
+            Self::Command {
+                command,
+                status,
+                stderr,
+            } => {
                 write!(f, "`{command}` failed ({status})")?;
                 if !stderr.trim().is_empty() {
                     write!(f, ":\n{}", stderr.trim_end())?;

@@ -61,7 +61,10 @@ pub fn wait_until(
         }
         let now = Instant::now();
         if now >= deadline {
-            return Err(HarnessError::Timeout { what: what.to_owned(), timeout });
+            return Err(HarnessError::Timeout {
+                what: what.to_owned(),
+                timeout,
+            });
         }
         std::thread::sleep(POLL.min(deadline - now));
     }

@@ -29,7 +29,10 @@ pub struct PgOptions {
 
 impl Default for PgOptions {
     fn default() -> Self {
-        Self { extra_conf: Vec::new(), wal_level_logical: true }
+        Self {
+            extra_conf: Vec::new(),
+            wal_level_logical: true,
+        }
     }
 }
 
@@ -66,7 +69,10 @@ impl PgServer {
         let socket_len = sock_dir.as_os_str().len() + "/.s.PGSQL.65535".len();
         if socket_len > MAX_SOCKET_PATH {
             return Err(HarnessError::Start {
-                reason: format!("socket dir {} is too long for a unix socket", sock_dir.display()),
+                reason: format!(
+                    "socket dir {} is too long for a unix socket",
+                    sock_dir.display()
+                ),
                 log_tail: String::new(),
             });
         }
@@ -75,18 +81,38 @@ impl PgServer {
         File::create(&log_path).map_err(HarnessError::io("creating server log"))?;
         if tools().as_root() {
             let mut chown = std::process::Command::new("chown");
-            run(chown.args(["-R", "postgres:postgres"]).arg(tmp.path()), None)?;
+            run(
+                chown.args(["-R", "postgres:postgres"]).arg(tmp.path()),
+                None,
+            )?;
         }
 
         let data_dir = tmp.path().join("data");
         let started = Instant::now();
         let mut initdb = tools().server_cmd("initdb", tmp.path());
         initdb.arg("-D").arg(&data_dir);
-        initdb.args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync", "--locale=C"]);
+        initdb.args([
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+            "--locale=C",
+        ]);
         run(&mut initdb, None)?;
         tracing::debug!(elapsed = ?started.elapsed(), dir = %data_dir.display(), "initdb done");
 
-        let mut server = PgServer { port: 0, data_dir, sock_dir, log_path, opts, child: None, tmp };
+        let mut server = PgServer {
+            port: 0,
+            data_dir,
+            sock_dir,
+            log_path,
+            opts,
+            child: None,
+            tmp,
+        };
         let mut last = None;
         for attempt in 1..=START_ATTEMPTS {
             server.port = free_port();
@@ -126,14 +152,30 @@ impl PgServer {
     /// bare value plus a newline and result rows come out `|`-separated.
     pub fn psql(&self, db: &str, sql: &str) -> Result<String, HarnessError> {
         let mut cmd = tools().client_cmd("psql");
-        cmd.args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", HOST, "-U", "postgres"]);
-        cmd.arg("-p").arg(self.port.to_string()).arg("-d").arg(db).args(["-f", "-"]);
+        cmd.args([
+            "-X",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            HOST,
+            "-U",
+            "postgres",
+        ]);
+        cmd.arg("-p")
+            .arg(self.port.to_string())
+            .arg("-d")
+            .arg(db)
+            .args(["-f", "-"]);
         run(&mut cmd, Some(sql))
     }
 
     pub fn create_database(&self, name: &str) -> Result<(), HarnessError> {
         let ident = name.replace('"', "\"\"");
-        self.psql("postgres", &format!("CREATE DATABASE \"{ident}\";")).map(drop)
+        self.psql("postgres", &format!("CREATE DATABASE \"{ident}\";"))
+            .map(drop)
     }
 
     /// Fast shutdown (clean checkpoint, slots and WAL kept), then the same
@@ -141,7 +183,8 @@ impl PgServer {
     pub fn restart(&mut self) -> Result<(), HarnessError> {
         let started = Instant::now();
         self.shutdown("fast")?;
-        self.launch().map_err(|(Launch::PortTaken(e) | Launch::Fatal(e))| e)?;
+        self.launch()
+            .map_err(|(Launch::PortTaken(e) | Launch::Fatal(e))| e)?;
         tracing::debug!(elapsed = ?started.elapsed(), port = self.port, "restarted");
         Ok(())
     }
@@ -156,7 +199,11 @@ impl PgServer {
     }
 
     fn settings(&self) -> Vec<(String, String)> {
-        let wal_level = if self.opts.wal_level_logical { "logical" } else { "replica" };
+        let wal_level = if self.opts.wal_level_logical {
+            "logical"
+        } else {
+            "replica"
+        };
         let sock = self.sock_dir.to_string_lossy().into_owned();
         let defaults = [
             ("listen_addresses", HOST),
@@ -171,7 +218,9 @@ impl PgServer {
             ("wal_sender_timeout", "60s"),
         ];
         let defaults = defaults.iter().map(|(k, v)| (k.to_string(), v.to_string()));
-        defaults.chain(self.opts.extra_conf.iter().cloned()).collect()
+        defaults
+            .chain(self.opts.extra_conf.iter().cloned())
+            .collect()
     }
 
     /// Spawns `postgres` on `self.port` and waits until it accepts connections.
@@ -182,17 +231,24 @@ impl PgServer {
             .append(true)
             .open(&self.log_path)
             .map_err(|e| fatal(HarnessError::io("opening server log")(e)))?;
-        let log2 = log.try_clone().map_err(|e| fatal(HarnessError::io("opening server log")(e)))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| fatal(HarnessError::io("opening server log")(e)))?;
 
         let mut cmd = tools().server_cmd("postgres", self.tmp.path());
-        cmd.arg("-D").arg(&self.data_dir).arg("-p").arg(self.port.to_string());
+        cmd.arg("-D")
+            .arg(&self.data_dir)
+            .arg("-p")
+            .arg(self.port.to_string());
         for (name, value) in self.settings() {
             cmd.arg("-c").arg(format!("{name}={value}"));
         }
         cmd.stdin(Stdio::null()).stdout(log2).stderr(log);
         let started = Instant::now();
         let command = describe(&cmd);
-        let child = cmd.spawn().map_err(|source| fatal(HarnessError::Spawn { command, source }))?;
+        let child = cmd
+            .spawn()
+            .map_err(|source| fatal(HarnessError::Spawn { command, source }))?;
         self.child = Some(child);
 
         let deadline = started + READY_TIMEOUT;
@@ -207,7 +263,11 @@ impl PgServer {
                     reason: format!("postgres on port {} exited with {status}", self.port),
                     log_tail,
                 };
-                return Err(if port_taken { Launch::PortTaken(err) } else { Launch::Fatal(err) });
+                return Err(if port_taken {
+                    Launch::PortTaken(err)
+                } else {
+                    Launch::Fatal(err)
+                });
             }
             if self.is_ready() {
                 tracing::debug!(elapsed = ?started.elapsed(), port = self.port, "postgres ready");
@@ -233,13 +293,19 @@ impl PgServer {
             return false;
         }
         let mut cmd = tools().client_cmd("pg_isready");
-        cmd.args(["-q", "-h", HOST, "-U", "postgres", "-d", "postgres", "-t", "5", "-p"]);
-        cmd.arg(self.port.to_string()).stdout(Stdio::null()).stderr(Stdio::null());
+        cmd.args([
+            "-q", "-h", HOST, "-U", "postgres", "-d", "postgres", "-t", "5", "-p",
+        ]);
+        cmd.arg(self.port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
         cmd.status().is_ok_and(|s| s.success())
     }
 
     fn shutdown(&mut self, mode: &str) -> Result<(), HarnessError> {
-        let Some(mut child) = self.child.take() else { return Ok(()) };
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
         if let Ok(Some(_)) = child.try_wait() {
             return Ok(());
         }
@@ -249,7 +315,11 @@ impl PgServer {
         pg_ctl.args(["-m", mode, "-w", "-t", &STOP_TIMEOUT.as_secs().to_string()]);
         let stopped = run(&mut pg_ctl, None);
         // Reap the child either way; if pg_ctl failed, give it only a moment.
-        let grace = if stopped.is_ok() { STOP_TIMEOUT } else { Duration::from_secs(2) };
+        let grace = if stopped.is_ok() {
+            STOP_TIMEOUT
+        } else {
+            Duration::from_secs(2)
+        };
         let exited = wait_until(grace, "postgres to exit", || {
             !matches!(child.try_wait(), Ok(None))
         });
@@ -269,8 +339,14 @@ impl PgServer {
     /// orphan the postmaster, so signal the pid the cluster recorded.
     fn kill_postmaster(&self) {
         let pid_file = fs::read_to_string(self.data_dir.join("postmaster.pid")).unwrap_or_default();
-        if let Some(pid) = pid_file.lines().next().and_then(|l| l.trim().parse::<u32>().ok()) {
-            let _ = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        if let Some(pid) = pid_file
+            .lines()
+            .next()
+            .and_then(|l| l.trim().parse::<u32>().ok())
+        {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
         }
     }
 

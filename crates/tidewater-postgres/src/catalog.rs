@@ -53,8 +53,14 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 
 pub fn selected(patterns: &[String], id: &TableId) -> bool {
     let name = id.to_string();
-    let included = patterns.iter().filter(|p| !p.starts_with('!')).any(|p| glob_match(p, &name));
-    let excluded = patterns.iter().filter_map(|p| p.strip_prefix('!')).any(|p| glob_match(p, &name));
+    let included = patterns
+        .iter()
+        .filter(|p| !p.starts_with('!'))
+        .any(|p| glob_match(p, &name));
+    let excluded = patterns
+        .iter()
+        .filter_map(|p| p.strip_prefix('!'))
+        .any(|p| glob_match(p, &name));
     included && !excluded
 }
 
@@ -90,7 +96,12 @@ pub async fn resolve_tables(client: &Client, patterns: &[String]) -> Result<Vec<
     Ok(tables)
 }
 
-async fn describe(client: &Client, oid: u32, id: TableId, replica_identity: char) -> Result<SourceTable> {
+async fn describe(
+    client: &Client,
+    oid: u32,
+    id: TableId,
+    replica_identity: char,
+) -> Result<SourceTable> {
     // Generated columns are not published by pgoutput, so they are not replicated either.
     let rows = client
         .query(
@@ -126,14 +137,28 @@ async fn describe(client: &Client, oid: u32, id: TableId, replica_identity: char
         if let Some(pos) = row.get::<_, Option<i32>>(6) {
             key.push((pos, columns.len()));
         }
-        columns.push(Column { name, ty, nullable: !row.get::<_, bool>(3), source_type });
+        columns.push(Column {
+            name,
+            ty,
+            nullable: !row.get::<_, bool>(3),
+            source_type,
+        });
     }
     key.sort();
     for (col, ty) in &unsupported {
         warn!(table = %id, column = %col, "type {ty} is not natively supported: replicated as exact text");
     }
-    let schema = TableSchema { id, columns, key: key.into_iter().map(|(_, i)| i).collect() };
-    Ok(SourceTable { oid, schema: Arc::new(schema), replica_identity, unsupported })
+    let schema = TableSchema {
+        id,
+        columns,
+        key: key.into_iter().map(|(_, i)| i).collect(),
+    };
+    Ok(SourceTable {
+        oid,
+        schema: Arc::new(schema),
+        replica_identity,
+        unsupported,
+    })
 }
 
 #[cfg(test)]

@@ -28,8 +28,18 @@ pub struct CheckItem {
     pub fix: Option<String>,
 }
 
-fn item(name: impl Into<String>, status: CheckStatus, detail: impl Into<String>, fix: Option<String>) -> CheckItem {
-    CheckItem { name: name.into(), status, detail: detail.into(), fix }
+fn item(
+    name: impl Into<String>,
+    status: CheckStatus,
+    detail: impl Into<String>,
+    fix: Option<String>,
+) -> CheckItem {
+    CheckItem {
+        name: name.into(),
+        status,
+        detail: detail.into(),
+        fix,
+    }
 }
 
 fn ok(name: impl Into<String>, detail: impl Into<String>) -> CheckItem {
@@ -64,7 +74,12 @@ pub async fn run_checks(cfg: &PgSourceConfig) -> Vec<CheckItem> {
         Err(e) => return vec![connection_failed(cfg, pg_error(e, "reading the session").message())],
     };
     let cx = Cx { client, cfg, who };
-    let connected = format!("{} as user {} (PostgreSQL {})", redact(&cfg.url), cx.who.user, cx.who.version);
+    let connected = format!(
+        "{} as user {} (PostgreSQL {})",
+        redact(&cfg.url),
+        cx.who.user,
+        cx.who.version
+    );
     let mut items = vec![ok("connection", connected)];
     let mut add = |name: &str, res: Result<Vec<CheckItem>>| match res {
         Ok(found) => items.extend(found),
@@ -77,7 +92,10 @@ pub async fn run_checks(cfg: &PgSourceConfig) -> Vec<CheckItem> {
     add("max_wal_senders", cx.sender_headroom().await);
     add("max_slot_wal_keep_size", cx.wal_keep().await);
     add("server_encoding", cx.encoding().await);
-    let (found, tables) = cx.tables().await.map_or_else(|e| (Err(e), Vec::new()), |(i, t)| (Ok(vec![i]), t));
+    let (found, tables) = cx
+        .tables()
+        .await
+        .map_or_else(|e| (Err(e), Vec::new()), |(i, t)| (Ok(vec![i]), t));
     add("tables", found);
     add("keys", Ok(tables.iter().filter_map(key_item).collect()));
     add("types", Ok(tables.iter().flat_map(type_items).collect()));
@@ -96,7 +114,10 @@ fn connection_failed(cfg: &PgSourceConfig, message: &str) -> CheckItem {
         "write source.url as postgres://user:password@host:port/database"
     } else if lower.contains("pg_hba") {
         "allow this host, user and database in the server's pg_hba.conf, or check the user and database in source.url"
-    } else if lower.contains("password") || lower.contains("authentication") || lower.contains("role") {
+    } else if lower.contains("password")
+        || lower.contains("authentication")
+        || lower.contains("role")
+    {
         "check the user and password in source.url"
     } else if lower.contains("database") && lower.contains("does not exist") {
         "check the database name in source.url"
@@ -105,12 +126,24 @@ fn connection_failed(cfg: &PgSourceConfig, message: &str) -> CheckItem {
          TCP connections from this machine (listen_addresses, firewall)"
     };
     // pg_error appends its own fix, which the fix line repeats.
-    let mut detail = message.split_once("; check ").map_or(message, |(head, _)| head).to_string();
+    let mut detail = message
+        .split_once("; check ")
+        .map_or(message, |(head, _)| head)
+        .to_string();
     let config = tokio_postgres::Config::from_str(&cfg.url).ok();
-    if let Some(pw) = config.as_ref().and_then(|c| c.get_password()).filter(|p| !p.is_empty()) {
+    if let Some(pw) = config
+        .as_ref()
+        .and_then(|c| c.get_password())
+        .filter(|p| !p.is_empty())
+    {
         detail = detail.replace(&*String::from_utf8_lossy(pw), "***");
     }
-    item("connection", CheckStatus::Fail, detail, Some(fix.to_string()))
+    item(
+        "connection",
+        CheckStatus::Fail,
+        detail,
+        Some(fix.to_string()),
+    )
 }
 
 struct Who {
@@ -128,36 +161,64 @@ struct Cx<'a> {
 }
 
 impl Cx<'_> {
-    async fn one<T>(&self, what: &str, sql: &str, params: &[&(dyn tokio_postgres::types::ToSql + Sync)]) -> Result<T>
+    async fn one<T>(
+        &self,
+        what: &str,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<T>
     where
         T: for<'r> tokio_postgres::types::FromSql<'r>,
     {
-        Ok(self.client.query_one(sql, params).await.map_err(|e| pg_error(e, what))?.get(0))
+        Ok(self
+            .client
+            .query_one(sql, params)
+            .await
+            .map_err(|e| pg_error(e, what))?
+            .get(0))
     }
 
     /// A server setting, None when this server version does not have it.
     async fn setting(&self, name: &str) -> Result<Option<String>> {
-        self.one(&format!("reading {name}"), "SELECT current_setting($1, true)", &[&name]).await
+        self.one(
+            &format!("reading {name}"),
+            "SELECT current_setting($1, true)",
+            &[&name],
+        )
+        .await
     }
 
     async fn count(&self, view: &str) -> Result<i64> {
-        self.one(&format!("reading {view}"), &format!("SELECT count(*) FROM {view}"), &[]).await
+        self.one(
+            &format!("reading {view}"),
+            &format!("SELECT count(*) FROM {view}"),
+            &[],
+        )
+        .await
     }
 
     fn version(&self) -> CheckItem {
         let v = &self.who.version;
-        fail_if(self.who.version_num < 140000, "server version", format!("PostgreSQL {v}"), || {
-            format!("tidewater needs PostgreSQL 14 or newer; upgrade the source (found {v})")
-        })
+        fail_if(
+            self.who.version_num < 140000,
+            "server version",
+            format!("PostgreSQL {v}"),
+            || format!("tidewater needs PostgreSQL 14 or newer; upgrade the source (found {v})"),
+        )
     }
 
     async fn wal_level(&self) -> Result<Vec<CheckItem>> {
         let level = self.setting("wal_level").await?.unwrap_or_default();
-        Ok(vec![fail_if(level != "logical", "wal_level", format!("wal_level = {level}"), || {
-            "ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL (Cloud SQL: set the flag \
+        Ok(vec![fail_if(
+            level != "logical",
+            "wal_level",
+            format!("wal_level = {level}"),
+            || {
+                "ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL (Cloud SQL: set the flag \
              cloudsql.logical_decoding=on; RDS: rds.logical_replication = 1 in the parameter group)"
                 .into()
-        })])
+            },
+        )])
     }
 
     async fn replication(&self) -> Result<Vec<CheckItem>> {
@@ -167,7 +228,10 @@ impl Cx<'_> {
                    FROM pg_roles r WHERE r.rolname = current_user";
         let may: bool = self.one("reading the role's attributes", sql, &[]).await?;
         let user = &self.who.user;
-        let detail = format!("user {user} {} replicate", if may { "may" } else { "may not" });
+        let detail = format!(
+            "user {user} {} replicate",
+            if may { "may" } else { "may not" }
+        );
         Ok(vec![fail_if(!may, "replication privilege", detail, || {
             format!(
                 "as a superuser: ALTER ROLE {u} WITH REPLICATION; (Cloud SQL: the user needs the \
@@ -180,15 +244,24 @@ impl Cx<'_> {
 
     /// `used` of the setting `name` taken, and whether tidewater needs one more.
     async fn headroom(&self, name: &str, used: i64, needs_one: bool) -> Result<Vec<CheckItem>> {
-        let max: i64 = self.setting(name).await?.and_then(|s| s.parse().ok()).unwrap_or(0);
+        let max: i64 = self
+            .setting(name)
+            .await?
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         let detail = format!("{used} of {max} used");
-        Ok(vec![fail_if(needs_one && used >= max, name, detail, || {
-            format!(
+        Ok(vec![fail_if(
+            needs_one && used >= max,
+            name,
+            detail,
+            || {
+                format!(
                 "ALTER SYSTEM SET {name} = {}; then restart PostgreSQL, or free one (see pg_replication_slots \
                  and pg_stat_replication)",
                 max.max(used) + 4
             )
-        })])
+            },
+        )])
     }
 
     async fn slot_headroom(&self) -> Result<Vec<CheckItem>> {
@@ -209,17 +282,30 @@ impl Cx<'_> {
                 name,
                 CheckStatus::Warn,
                 "unlimited: a stopped replicator makes the server keep WAL until its disk is full",
-                Some(format!("ALTER SYSTEM SET {name} = '10GB'; SELECT pg_reload_conf();")),
+                Some(format!(
+                    "ALTER SYSTEM SET {name} = '10GB'; SELECT pg_reload_conf();"
+                )),
             ),
-            Some(size) => ok(name, format!("{size}: a slot falling further behind loses its WAL")),
+            Some(size) => ok(
+                name,
+                format!("{size}: a slot falling further behind loses its WAL"),
+            ),
         }])
     }
 
     async fn encoding(&self) -> Result<Vec<CheckItem>> {
         let enc = self.setting("server_encoding").await?.unwrap_or_default();
-        Ok(vec![fail_if(enc != "UTF8", "server_encoding", enc.clone(), || {
-            format!("tidewater needs a UTF8 database: recreate {} WITH ENCODING 'UTF8'", ident(&self.who.database))
-        })])
+        Ok(vec![fail_if(
+            enc != "UTF8",
+            "server_encoding",
+            enc.clone(),
+            || {
+                format!(
+                    "tidewater needs a UTF8 database: recreate {} WITH ENCODING 'UTF8'",
+                    ident(&self.who.database)
+                )
+            },
+        )])
     }
 
     /// The tables item and the selected tables (empty when none match).
@@ -228,7 +314,10 @@ impl Cx<'_> {
         match resolve_tables(&self.client, patterns).await {
             Ok(tables) => {
                 let names = list(tables.iter().map(|t| &t.schema.id));
-                Ok((ok("tables", format!("{} selected: {names}", tables.len())), tables))
+                Ok((
+                    ok("tables", format!("{} selected: {names}", tables.len())),
+                    tables,
+                ))
             }
             Err(e) if e.kind == ErrorKind::Config => {
                 let sql = "SELECT n.nspname || '.' || c.relname FROM pg_class c \
@@ -236,36 +325,64 @@ impl Cx<'_> {
                            WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition \
                            AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
                            AND n.nspname NOT LIKE 'pg\\_%' ORDER BY 1";
-                let rows = self.client.query(sql, &[]).await.map_err(|e| pg_error(e, "listing tables"))?;
+                let rows = self
+                    .client
+                    .query(sql, &[])
+                    .await
+                    .map_err(|e| pg_error(e, "listing tables"))?;
                 let seen = list(rows.iter().map(|r| r.get::<_, String>(0)));
                 let detail = format!("no table matches {patterns:?}; tables here: {seen}");
                 let fix = "set source.tables to schema.table globs such as \"public.*\" (a leading ! excludes)";
-                Ok((item("tables", CheckStatus::Fail, detail, Some(fix.into())), Vec::new()))
+                Ok((
+                    item("tables", CheckStatus::Fail, detail, Some(fix.into())),
+                    Vec::new(),
+                ))
             }
             Err(e) => Err(e),
         }
     }
 
     /// The selected tables for which `condition` (SQL over `c`, a pg_class row) is false.
-    async fn tables_without<'t>(&self, condition: &str, tables: &'t [SourceTable]) -> Result<Vec<&'t SourceTable>> {
+    async fn tables_without<'t>(
+        &self,
+        condition: &str,
+        tables: &'t [SourceTable],
+    ) -> Result<Vec<&'t SourceTable>> {
         let oids: Vec<u32> = tables.iter().map(|t| t.oid).collect();
-        let sql = format!("SELECT c.oid FROM pg_class c WHERE c.oid = ANY($1) AND NOT ({condition})");
-        let rows = self.client.query(&sql, &[&oids]).await.map_err(|e| pg_error(e, "checking privileges"))?;
+        let sql =
+            format!("SELECT c.oid FROM pg_class c WHERE c.oid = ANY($1) AND NOT ({condition})");
+        let rows = self
+            .client
+            .query(&sql, &[&oids])
+            .await
+            .map_err(|e| pg_error(e, "checking privileges"))?;
         let lacking: Vec<u32> = rows.iter().map(|r| r.get(0)).collect();
         Ok(tables.iter().filter(|t| lacking.contains(&t.oid)).collect())
     }
 
     async fn select_privilege(&self, tables: &[SourceTable]) -> Result<Vec<CheckItem>> {
-        let lacking = self.tables_without("has_table_privilege(c.oid, 'SELECT')", tables).await?;
+        let lacking = self
+            .tables_without("has_table_privilege(c.oid, 'SELECT')", tables)
+            .await?;
         let detail = if lacking.is_empty() {
             format!("on all {} tables", tables.len())
         } else {
             format!("missing on {}", list(lacking.iter().map(|t| &t.schema.id)))
         };
-        Ok(vec![fail_if(!lacking.is_empty(), "select privilege", detail, || {
-            let quoted: Vec<String> = lacking.iter().map(|t| quoted_table(&t.schema.id)).collect();
-            format!("GRANT SELECT ON {} TO {};", quoted.join(", "), ident(&self.who.user))
-        })])
+        Ok(vec![fail_if(
+            !lacking.is_empty(),
+            "select privilege",
+            detail,
+            || {
+                let quoted: Vec<String> =
+                    lacking.iter().map(|t| quoted_table(&t.schema.id)).collect();
+                format!(
+                    "GRANT SELECT ON {} TO {};",
+                    quoted.join(", "),
+                    ident(&self.who.user)
+                )
+            },
+        )])
     }
 
     /// Both publications (see `setup`) exist, or this user may create them.
@@ -273,46 +390,88 @@ impl Cx<'_> {
         let main = &self.cfg.publication;
         let names = [main.clone(), insert_only_publication(main)];
         let sql = "SELECT pubname::text FROM pg_publication WHERE pubname = ANY($1)";
-        let rows = self.client.query(sql, &[&names.as_slice()]).await.map_err(|e| pg_error(e, "reading publications"))?;
+        let rows = self
+            .client
+            .query(sql, &[&names.as_slice()])
+            .await
+            .map_err(|e| pg_error(e, "reading publications"))?;
         let existing: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
         let missing: Vec<&String> = names.iter().filter(|n| !existing.contains(n)).collect();
         if missing.is_empty() {
-            return Ok(vec![ok("publication", format!("{} and {} exist", names[0], names[1]))]);
+            return Ok(vec![ok(
+                "publication",
+                format!("{} and {} exist", names[0], names[1]),
+            )]);
         }
-        let create_db: bool =
-            self.one("checking CREATE", "SELECT has_database_privilege(current_database(), 'CREATE')", &[]).await?;
-        let foreign = self.tables_without("pg_has_role(c.relowner, 'USAGE')", tables).await?;
+        let create_db: bool = self
+            .one(
+                "checking CREATE",
+                "SELECT has_database_privilege(current_database(), 'CREATE')",
+                &[],
+            )
+            .await?;
+        let foreign = self
+            .tables_without("pg_has_role(c.relowner, 'USAGE')", tables)
+            .await?;
         let mut problems = vec![format!("{} missing: will be created", list(&missing))];
         if !create_db {
-            problems.push(format!("no CREATE privilege on database {}", self.who.database));
+            problems.push(format!(
+                "no CREATE privilege on database {}",
+                self.who.database
+            ));
         }
         if !foreign.is_empty() {
-            problems.push(format!("not the owner of {}", list(foreign.iter().map(|t| &t.schema.id))));
+            problems.push(format!(
+                "not the owner of {}",
+                list(foreign.iter().map(|t| &t.schema.id))
+            ));
         }
-        Ok(vec![fail_if(problems.len() > 1, "publication", problems.join("; "), || {
-            let create: Vec<String> = missing.iter().map(|name| create_publication(name, main, tables)).collect();
-            format!(
+        Ok(vec![fail_if(
+            problems.len() > 1,
+            "publication",
+            problems.join("; "),
+            || {
+                let create: Vec<String> = missing
+                    .iter()
+                    .map(|name| create_publication(name, main, tables))
+                    .collect();
+                format!(
                 "as the tables' owner run: {} or GRANT CREATE ON DATABASE {} TO {u}; and make {u} the tables' owner",
                 create.join(" "),
                 ident(&self.who.database),
                 u = ident(&self.who.user)
             )
-        })])
+            },
+        )])
     }
 
     async fn slot(&self) -> Result<Vec<CheckItem>> {
         let slot = &self.cfg.slot;
         let Some(info) = slot_info(&self.client, slot).await? else {
-            return Ok(vec![ok("slot", format!("{slot} does not exist: will be created (pgoutput)"))]);
+            return Ok(vec![ok(
+                "slot",
+                format!("{slot} does not exist: will be created (pgoutput)"),
+            )]);
         };
         let other_name = "set source.slot to another name";
-        let fail = |detail: String, fix: String| Ok(vec![item("slot", CheckStatus::Fail, detail, Some(fix))]);
+        let fail = |detail: String, fix: String| {
+            Ok(vec![item("slot", CheckStatus::Fail, detail, Some(fix))])
+        };
         if info.plugin.as_deref() != Some("pgoutput") {
-            return fail(format!("{slot} uses plugin {}, not pgoutput", info.plugin.unwrap_or_default()), other_name.into());
+            return fail(
+                format!(
+                    "{slot} uses plugin {}, not pgoutput",
+                    info.plugin.unwrap_or_default()
+                ),
+                other_name.into(),
+            );
         }
         if info.database.as_deref() != Some(self.who.database.as_str()) {
             let db = info.database.unwrap_or_default();
-            return fail(format!("{slot} belongs to database {db}"), format!("{other_name}, or replicate database {db}"));
+            return fail(
+                format!("{slot} belongs to database {db}"),
+                format!("{other_name}, or replicate database {db}"),
+            );
         }
         if let Some(pid) = info.active_pid {
             return fail(
@@ -323,16 +482,30 @@ impl Cx<'_> {
         if info.wal_status.as_deref() == Some("lost") {
             return fail(
                 format!("{slot} has lost WAL it needed (max_slot_wal_keep_size exceeded)"),
-                format!("SELECT pg_drop_replication_slot('{}'); then start from a new DuckDB file", slot.replace('\'', "''")),
+                format!(
+                    "SELECT pg_drop_replication_slot('{}'); then start from a new DuckDB file",
+                    slot.replace('\'', "''")
+                ),
             );
         }
-        let sql = "SELECT confirmed_flush_lsn::text, pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() \
+        let sql =
+            "SELECT confirmed_flush_lsn::text, pg_wal_lsn_diff(CASE WHEN pg_is_in_recovery() \
                    THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END, restart_lsn)::int8 \
                    FROM pg_replication_slots WHERE slot_name = $1";
-        let row = self.client.query_one(sql, &[slot]).await.map_err(|e| pg_error(e, "reading the slot"))?;
+        let row = self
+            .client
+            .query_one(sql, &[slot])
+            .await
+            .map_err(|e| pg_error(e, "reading the slot"))?;
         let (flushed, retained): (Option<String>, Option<i64>) = (row.get(0), row.get(1));
-        let (flushed, retained) = (flushed.unwrap_or_default(), human_bytes(retained.unwrap_or(0).max(0) as u64));
-        Ok(vec![ok("slot", format!("{slot} exists, confirmed up to {flushed}, retaining {retained} of WAL"))])
+        let (flushed, retained) = (
+            flushed.unwrap_or_default(),
+            human_bytes(retained.unwrap_or(0).max(0) as u64),
+        );
+        Ok(vec![ok(
+            "slot",
+            format!("{slot} exists, confirmed up to {flushed}, retaining {retained} of WAL"),
+        )])
     }
 }
 
@@ -344,15 +517,31 @@ fn key_item(t: &SourceTable) -> Option<CheckItem> {
     let q = quoted_table(&t.schema.id);
     let add_key = format!("ALTER TABLE {q} ADD PRIMARY KEY (<columns>)");
     let (detail, fix) = match t.publishes_all_changes() {
-        true => ("keyless: replicated as a multiset, updates/deletes matched by all columns", add_key),
-        false => ("keyless without REPLICA IDENTITY FULL: only inserts replicated", format!("{add_key}, or ALTER TABLE {q} REPLICA IDENTITY FULL")),
+        true => (
+            "keyless: replicated as a multiset, updates/deletes matched by all columns",
+            add_key,
+        ),
+        false => (
+            "keyless without REPLICA IDENTITY FULL: only inserts replicated",
+            format!("{add_key}, or ALTER TABLE {q} REPLICA IDENTITY FULL"),
+        ),
     };
-    Some(item(format!("key {}", t.schema.id), CheckStatus::Warn, detail, Some(fix)))
+    Some(item(
+        format!("key {}", t.schema.id),
+        CheckStatus::Warn,
+        detail,
+        Some(fix),
+    ))
 }
 
 fn type_items(t: &SourceTable) -> Vec<CheckItem> {
     let warn = |(col, ty): &(String, String)| {
-        item(format!("type {}.{col}", t.schema.id), CheckStatus::Warn, format!("{ty}: replicated as exact text"), None)
+        item(
+            format!("type {}.{col}", t.schema.id),
+            CheckStatus::Warn,
+            format!("{ty}: replicated as exact text"),
+            None,
+        )
     };
     t.unsupported.iter().map(warn).collect()
 }
@@ -397,12 +586,20 @@ fn human_bytes(n: u64) -> String {
         v /= 1024.0;
         unit += 1;
     }
-    if unit == 0 { format!("{n} bytes") } else { format!("{v:.1} {}", UNITS[unit]) }
+    if unit == 0 {
+        format!("{n} bytes")
+    } else {
+        format!("{v:.1} {}", UNITS[unit])
+    }
 }
 
 /// One aligned line per item, with an indented `fix:` line under a Warn or Fail that has one.
 pub fn render(items: &[CheckItem]) -> String {
-    let width = items.iter().map(|i| i.name.chars().count()).max().unwrap_or(0);
+    let width = items
+        .iter()
+        .map(|i| i.name.chars().count())
+        .max()
+        .unwrap_or(0);
     let mut out = String::new();
     for i in items {
         let tag = match i.status {
@@ -412,7 +609,11 @@ pub fn render(items: &[CheckItem]) -> String {
         };
         out.push_str(&format!("{tag} {:width$}  {}\n", i.name, i.detail));
         if let Some(fix) = &i.fix {
-            out.push_str(&format!("{:indent$}fix: {fix}\n", "", indent = tag.len() + 1 + width + 2));
+            out.push_str(&format!(
+                "{:indent$}fix: {fix}\n",
+                "",
+                indent = tag.len() + 1 + width + 2
+            ));
         }
     }
     out

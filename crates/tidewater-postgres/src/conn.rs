@@ -11,7 +11,8 @@ use tracing::debug;
 
 /// Session settings for every connection: the text output of dates, times and floats then
 /// needs no further interpretation.
-const SESSION_OPTIONS: &str = "-c datestyle=ISO -c timezone=UTC -c extra_float_digits=3 -c intervalstyle=iso_8601";
+const SESSION_OPTIONS: &str =
+    "-c datestyle=ISO -c timezone=UTC -c extra_float_digits=3 -c intervalstyle=iso_8601";
 
 /// The source URL with the password removed, for messages and logs.
 pub fn redact(url: &str) -> String {
@@ -53,7 +54,10 @@ pub fn parse_config(url: &str) -> Result<Config> {
 /// A regular SQL session; its connection task runs on the current runtime.
 pub async fn connect(url: &str) -> Result<Client> {
     let cfg = parse_config(url)?;
-    let (client, connection) = cfg.connect(NoTls).await.map_err(|e| pg_error(e, &format!("cannot connect to {}", redact(url))))?;
+    let (client, connection) = cfg
+        .connect(NoTls)
+        .await
+        .map_err(|e| pg_error(e, &format!("cannot connect to {}", redact(url))))?;
     tokio::spawn(async move {
         if let Err(e) = connection.await {
             debug!("source connection ended: {e}");
@@ -65,7 +69,10 @@ pub async fn connect(url: &str) -> Result<Client> {
 /// libpq conninfo for a replication session (`replication=database`) to the same server.
 pub fn replication_conninfo(url: &str) -> Result<String> {
     let cfg = parse_config(url)?;
-    let mut parts = vec!["replication=database".to_string(), "application_name=tidewater".into()];
+    let mut parts = vec![
+        "replication=database".to_string(),
+        "application_name=tidewater".into(),
+    ];
     let quote = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"));
     if let Some(h) = cfg.get_hosts().first() {
         let host = match h {
@@ -97,7 +104,9 @@ pub fn pg_error(e: tokio_postgres::Error, what: &str) -> Error {
     if let Some(db) = e.as_db_error() {
         let code = db.code();
         let msg = db.message();
-        let fix = if *code == SqlState::INVALID_PASSWORD || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION {
+        let fix = if *code == SqlState::INVALID_PASSWORD
+            || *code == SqlState::INVALID_AUTHORIZATION_SPECIFICATION
+        {
             "check the user and password in source.url"
         } else if *code == SqlState::INVALID_CATALOG_NAME {
             "check the database name in source.url"
@@ -112,12 +121,18 @@ pub fn pg_error(e: tokio_postgres::Error, what: &str) -> Error {
         } else {
             ""
         };
-        let text = if fix.is_empty() { format!("{what}: {msg}") } else { format!("{what}: {msg}; {fix}") };
+        let text = if fix.is_empty() {
+            format!("{what}: {msg}")
+        } else {
+            format!("{what}: {msg}; {fix}")
+        };
         return Error::source_fatal(text);
     }
     if e.is_closed() || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>()) {
         // The driver's own text ("error connecting to server") leaves out the cause.
-        let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
+        let cause = std::error::Error::source(&e)
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default();
         return Error::source_retryable(format!(
             "{what}: {e}{cause}; check that the server is running and reachable at the host and port in source.url"
         ));
@@ -128,8 +143,11 @@ pub fn pg_error(e: tokio_postgres::Error, what: &str) -> Error {
 pub fn replication_error(e: pg_walstream::ReplicationError, what: &str) -> Error {
     let msg = e.to_string();
     let lower = msg.to_lowercase();
-    if lower.contains("password") || lower.contains("authentication") || lower.contains("does not exist")
-        || lower.contains("permission denied") || lower.contains("must be superuser or replication")
+    if lower.contains("password")
+        || lower.contains("authentication")
+        || lower.contains("does not exist")
+        || lower.contains("permission denied")
+        || lower.contains("must be superuser or replication")
         || lower.contains("wal_level")
     {
         let fix = if lower.contains("wal_level") {
@@ -161,7 +179,10 @@ mod tests {
     fn lsn_round_trip() {
         assert_eq!(parse_lsn("0/16B3748"), Some(0x16B3748));
         assert_eq!(format_lsn(0x1_0000_00FF), "1/FF");
-        assert_eq!(parse_lsn(&format_lsn(123_456_789_012)), Some(123_456_789_012));
+        assert_eq!(
+            parse_lsn(&format_lsn(123_456_789_012)),
+            Some(123_456_789_012)
+        );
         assert_eq!(parse_lsn("nope"), None);
     }
 

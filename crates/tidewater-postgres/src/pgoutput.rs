@@ -17,27 +17,70 @@ pub const PG_EPOCH_OFFSET_US: i64 = 946_684_800_000_000;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplicationMessage {
     /// WAL data; `data` holds one pgoutput message (see [`decode`]).
-    XLogData { wal_start: u64, wal_end: u64, send_time_us: i64, data: Bytes },
+    XLogData {
+        wal_start: u64,
+        wal_end: u64,
+        send_time_us: i64,
+        data: Bytes,
+    },
     /// Primary keepalive; `reply_requested` asks for an immediate standby status update.
-    Keepalive { wal_end: u64, send_time_us: i64, reply_requested: bool },
+    Keepalive {
+        wal_end: u64,
+        send_time_us: i64,
+        reply_requested: bool,
+    },
 }
 
 /// One pgoutput logical replication message. Times are µs since the Unix epoch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PgOutputMessage {
-    Begin { final_lsn: u64, commit_time_us: i64, xid: u32 },
-    Commit { flags: u8, commit_lsn: u64, end_lsn: u64, commit_time_us: i64 },
-    Origin { lsn: u64, name: String },
+    Begin {
+        final_lsn: u64,
+        commit_time_us: i64,
+        xid: u32,
+    },
+    Commit {
+        flags: u8,
+        commit_lsn: u64,
+        end_lsn: u64,
+        commit_time_us: i64,
+    },
+    Origin {
+        lsn: u64,
+        name: String,
+    },
     Relation(Relation),
-    Type { oid: u32, namespace: String, name: String },
-    Insert { relation: u32, new: Tuple },
+    Type {
+        oid: u32,
+        namespace: String,
+        name: String,
+    },
+    Insert {
+        relation: u32,
+        new: Tuple,
+    },
     /// `old` is present only when the replica identity (key or full row) changed or is FULL.
-    Update { relation: u32, old: Option<OldTuple>, new: Tuple },
-    Delete { relation: u32, old: OldTuple },
+    Update {
+        relation: u32,
+        old: Option<OldTuple>,
+        new: Tuple,
+    },
+    Delete {
+        relation: u32,
+        old: OldTuple,
+    },
     /// `options`: bit 1 = CASCADE, bit 2 = RESTART IDENTITY.
-    Truncate { options: u8, relations: Vec<u32> },
+    Truncate {
+        options: u8,
+        relations: Vec<u32>,
+    },
     /// A `pg_logical_emit_message` message.
-    Message { transactional: bool, lsn: u64, prefix: String, content: Bytes },
+    Message {
+        transactional: bool,
+        lsn: u64,
+        prefix: String,
+        content: Bytes,
+    },
 }
 
 /// Relation (table) description; sent before the first change of a relation in a session
@@ -93,7 +136,11 @@ pub enum TupleValue {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
     #[error("truncated message: {field} needs {needed} byte(s), only {remaining} left")]
-    Truncated { field: &'static str, needed: usize, remaining: usize },
+    Truncated {
+        field: &'static str,
+        needed: usize,
+        remaining: usize,
+    },
     #[error("empty message")]
     Empty,
     #[error("unknown {field} tag {tag:#04x} ({:?})", char::from(*tag))]
@@ -101,7 +148,10 @@ pub enum DecodeError {
     #[error("string {field} is not NUL-terminated")]
     UnterminatedString { field: &'static str },
     #[error("string {field} is not valid UTF-8: {source}")]
-    InvalidUtf8 { field: &'static str, source: std::str::Utf8Error },
+    InvalidUtf8 {
+        field: &'static str,
+        source: std::str::Utf8Error,
+    },
     #[error("negative {field}: {value}")]
     NegativeLength { field: &'static str, value: i64 },
     #[error("{count} unexpected trailing byte(s) after {message} message")]
@@ -110,7 +160,10 @@ pub enum DecodeError {
 
 /// Decodes a CopyData payload of the replication connection ('w' or 'k').
 pub fn decode_copy_data(payload: Bytes) -> Result<ReplicationMessage, DecodeError> {
-    let mut r = Reader { buf: &payload, pos: 0 };
+    let mut r = Reader {
+        buf: &payload,
+        pos: 0,
+    };
     // Struct fields are evaluated in source order, i.e. in wire order.
     match r.tag()? {
         b'w' => Ok(ReplicationMessage::XLogData {
@@ -128,7 +181,10 @@ pub fn decode_copy_data(payload: Bytes) -> Result<ReplicationMessage, DecodeErro
             r.finish("Keepalive")?;
             Ok(msg)
         }
-        tag => Err(DecodeError::UnknownTag { field: "CopyData", tag }),
+        tag => Err(DecodeError::UnknownTag {
+            field: "CopyData",
+            tag,
+        }),
     }
 }
 
@@ -141,52 +197,84 @@ pub fn decode(data: Bytes) -> Result<PgOutputMessage, DecodeError> {
     let mut r = Reader { buf: &data, pos: 0 };
     // Struct fields are evaluated in source order, i.e. in wire order.
     let (name, msg) = match r.tag()? {
-        b'B' => ("Begin", M::Begin {
-            final_lsn: r.int("Begin.final_lsn")?,
-            commit_time_us: r.time("Begin.commit_time")?,
-            xid: r.int("Begin.xid")?,
-        }),
-        b'C' => ("Commit", M::Commit {
-            flags: r.int("Commit.flags")?,
-            commit_lsn: r.int("Commit.commit_lsn")?,
-            end_lsn: r.int("Commit.end_lsn")?,
-            commit_time_us: r.time("Commit.commit_time")?,
-        }),
-        b'O' => ("Origin", M::Origin { lsn: r.int("Origin.lsn")?, name: r.cstr("Origin.name")? }),
+        b'B' => (
+            "Begin",
+            M::Begin {
+                final_lsn: r.int("Begin.final_lsn")?,
+                commit_time_us: r.time("Begin.commit_time")?,
+                xid: r.int("Begin.xid")?,
+            },
+        ),
+        b'C' => (
+            "Commit",
+            M::Commit {
+                flags: r.int("Commit.flags")?,
+                commit_lsn: r.int("Commit.commit_lsn")?,
+                end_lsn: r.int("Commit.end_lsn")?,
+                commit_time_us: r.time("Commit.commit_time")?,
+            },
+        ),
+        b'O' => (
+            "Origin",
+            M::Origin {
+                lsn: r.int("Origin.lsn")?,
+                name: r.cstr("Origin.name")?,
+            },
+        ),
         b'R' => ("Relation", M::Relation(decode_relation(&mut r)?)),
-        b'Y' => ("Type", M::Type {
-            oid: r.int("Type.oid")?,
-            namespace: r.cstr("Type.namespace")?,
-            name: r.cstr("Type.name")?,
-        }),
-        b'I' => ("Insert", M::Insert {
-            relation: r.int("Insert.relation")?,
-            new: r.new_tuple("Insert.tuple_kind")?,
-        }),
-        b'U' => ("Update", M::Update {
-            relation: r.int("Update.relation")?,
-            // The old tuple ('K' key columns or 'O' full row) is optional.
-            old: match r.peek() {
-                Some(b'K' | b'O') => Some(r.old_tuple("Update.tuple_kind")?),
-                _ => None,
+        b'Y' => (
+            "Type",
+            M::Type {
+                oid: r.int("Type.oid")?,
+                namespace: r.cstr("Type.namespace")?,
+                name: r.cstr("Type.name")?,
             },
-            new: r.new_tuple("Update.tuple_kind")?,
-        }),
-        b'D' => ("Delete", M::Delete {
-            relation: r.int("Delete.relation")?,
-            old: r.old_tuple("Delete.tuple_kind")?,
-        }),
+        ),
+        b'I' => (
+            "Insert",
+            M::Insert {
+                relation: r.int("Insert.relation")?,
+                new: r.new_tuple("Insert.tuple_kind")?,
+            },
+        ),
+        b'U' => (
+            "Update",
+            M::Update {
+                relation: r.int("Update.relation")?,
+                // The old tuple ('K' key columns or 'O' full row) is optional.
+                old: match r.peek() {
+                    Some(b'K' | b'O') => Some(r.old_tuple("Update.tuple_kind")?),
+                    _ => None,
+                },
+                new: r.new_tuple("Update.tuple_kind")?,
+            },
+        ),
+        b'D' => (
+            "Delete",
+            M::Delete {
+                relation: r.int("Delete.relation")?,
+                old: r.old_tuple("Delete.tuple_kind")?,
+            },
+        ),
         b'T' => ("Truncate", decode_truncate(&mut r)?),
-        b'M' => ("Message", M::Message {
-            transactional: r.int::<u8>("Message.flags")? & 1 != 0,
-            lsn: r.int("Message.lsn")?,
-            prefix: r.cstr("Message.prefix")?,
-            content: {
-                let len = r.count::<i32>("Message.content_length")?;
-                r.bytes(len, "Message.content")?
+        b'M' => (
+            "Message",
+            M::Message {
+                transactional: r.int::<u8>("Message.flags")? & 1 != 0,
+                lsn: r.int("Message.lsn")?,
+                prefix: r.cstr("Message.prefix")?,
+                content: {
+                    let len = r.count::<i32>("Message.content_length")?;
+                    r.bytes(len, "Message.content")?
+                },
             },
-        }),
-        tag => return Err(DecodeError::UnknownTag { field: "pgoutput message", tag }),
+        ),
+        tag => {
+            return Err(DecodeError::UnknownTag {
+                field: "pgoutput message",
+                tag,
+            })
+        }
     };
     r.finish(name)?;
     Ok(msg)
@@ -208,7 +296,13 @@ fn decode_relation(r: &mut Reader) -> Result<Relation, DecodeError> {
             type_modifier: r.int("Relation.column.type_modifier")?,
         });
     }
-    Ok(Relation { oid, namespace, name, replica_identity, columns })
+    Ok(Relation {
+        oid,
+        namespace,
+        name,
+        replica_identity,
+        columns,
+    })
 }
 
 fn decode_truncate(r: &mut Reader) -> Result<PgOutputMessage, DecodeError> {
@@ -273,7 +367,11 @@ impl<'a> Reader<'a> {
     fn advance(&mut self, n: usize, field: &'static str) -> Result<usize, DecodeError> {
         let remaining = self.remaining();
         if n > remaining {
-            return Err(DecodeError::Truncated { field, needed: n, remaining });
+            return Err(DecodeError::Truncated {
+                field,
+                needed: n,
+                remaining,
+            });
         }
         self.pos += n;
         Ok(self.pos - n)
@@ -351,9 +449,18 @@ impl<'a> Reader<'a> {
                 b't' | b'b' => {
                     let len = self.count::<i32>("TupleData.value_length")?;
                     let value = self.bytes(len, "TupleData.value")?;
-                    if kind == b't' { TupleValue::Text(value) } else { TupleValue::Binary(value) }
+                    if kind == b't' {
+                        TupleValue::Text(value)
+                    } else {
+                        TupleValue::Binary(value)
+                    }
                 }
-                tag => return Err(DecodeError::UnknownTag { field: "TupleData.column_kind", tag }),
+                tag => {
+                    return Err(DecodeError::UnknownTag {
+                        field: "TupleData.column_kind",
+                        tag,
+                    })
+                }
             };
             values.push(value);
         }
@@ -392,12 +499,13 @@ mod tests {
         }
         /// Encodes `kind` followed by the TupleData of `t`.
         fn tuple(self, kind: u8, t: &Tuple) -> Self {
-            t.0.iter().fold(self.p(kind).p(t.0.len() as i16), |e, v| match v {
-                TupleValue::Null => e.p(b'n'),
-                TupleValue::Unchanged => e.p(b'u'),
-                TupleValue::Text(b) => e.p(b't').p(b.len() as i32).raw(b),
-                TupleValue::Binary(b) => e.p(b'b').p(b.len() as i32).raw(b),
-            })
+            t.0.iter()
+                .fold(self.p(kind).p(t.0.len() as i16), |e, v| match v {
+                    TupleValue::Null => e.p(b'n'),
+                    TupleValue::Unchanged => e.p(b'u'),
+                    TupleValue::Text(b) => e.p(b't').p(b.len() as i32).raw(b),
+                    TupleValue::Binary(b) => e.p(b'b').p(b.len() as i32).raw(b),
+                })
         }
         fn old(self, old: &OldTuple) -> Self {
             match old {
@@ -417,7 +525,13 @@ mod tests {
     /// A tuple with every kind of value: n, u, t, b and an empty text.
     fn mixed_tuple() -> Tuple {
         let binary = TupleValue::Binary(Bytes::from_static(&[0, 1, 2, 0xff]));
-        Tuple(vec![TupleValue::Null, TupleValue::Unchanged, text("héllo"), binary, text("")])
+        Tuple(vec![
+            TupleValue::Null,
+            TupleValue::Unchanged,
+            text("héllo"),
+            binary,
+            text(""),
+        ])
     }
 
     /// PG timestamp 1 s after 2000-01-01 and its Unix-epoch equivalent.
@@ -425,7 +539,12 @@ mod tests {
     const UNIX_TS: i64 = 946_684_801_000_000;
 
     fn column(flags: u8, name: &str, type_oid: u32, type_modifier: i32) -> RelationColumn {
-        RelationColumn { flags, name: name.into(), type_oid, type_modifier }
+        RelationColumn {
+            flags,
+            name: name.into(),
+            type_oid,
+            type_modifier,
+        }
     }
 
     /// Every valid pgoutput message exercised by the tests, with its expected decoding.
@@ -433,46 +552,97 @@ mod tests {
         use PgOutputMessage as M;
         let columns = vec![column(1, "id", 23, -1), column(0, "name", 1043, 68)];
         let (namespace, name) = ("public".into(), "users".into());
-        let rel = Relation { oid: 16384, namespace, name, replica_identity: b'd', columns };
+        let rel = Relation {
+            oid: 16384,
+            namespace,
+            name,
+            replica_identity: b'd',
+            columns,
+        };
         let rel_bytes = rel.columns.iter().fold(
-            Enc::tag(b'R').p(16384u32).cstr("public").cstr("users").p(b'd').p(2i16),
+            Enc::tag(b'R')
+                .p(16384u32)
+                .cstr("public")
+                .cstr("users")
+                .p(b'd')
+                .p(2i16),
             |e, c| e.p(c.flags).cstr(&c.name).p(c.type_oid).p(c.type_modifier),
         );
-        let (key, full, new) =
-            (Tuple(vec![text("1")]), Tuple(vec![text("1"), text("old")]), mixed_tuple());
+        let (key, full, new) = (
+            Tuple(vec![text("1")]),
+            Tuple(vec![text("1"), text("old")]),
+            mixed_tuple(),
+        );
         let update = |old: Option<OldTuple>| {
             let e = Enc::tag(b'U').p(7u32);
             let e = match &old {
                 Some(o) => e.old(o),
                 None => e,
             };
-            (e.tuple(b'N', &new).bytes(), M::Update { relation: 7, old, new: new.clone() })
+            (
+                e.tuple(b'N', &new).bytes(),
+                M::Update {
+                    relation: 7,
+                    old,
+                    new: new.clone(),
+                },
+            )
         };
         let delete = |old: OldTuple| {
-            (Enc::tag(b'D').p(7u32).old(&old).bytes(), M::Delete { relation: 7, old })
+            (
+                Enc::tag(b'D').p(7u32).old(&old).bytes(),
+                M::Delete { relation: 7, old },
+            )
         };
         let content = Bytes::from_static(b"a\0b");
         vec![
             (
-                Enc::tag(b'B').p(0x16_B374_D848u64).p(PG_TS).p(42u32).bytes(),
-                M::Begin { final_lsn: 0x16_B374_D848, commit_time_us: UNIX_TS, xid: 42 },
+                Enc::tag(b'B')
+                    .p(0x16_B374_D848u64)
+                    .p(PG_TS)
+                    .p(42u32)
+                    .bytes(),
+                M::Begin {
+                    final_lsn: 0x16_B374_D848,
+                    commit_time_us: UNIX_TS,
+                    xid: 42,
+                },
             ),
             (
                 Enc::tag(b'C').p(0u8).p(100u64).p(200u64).p(PG_TS).bytes(),
-                M::Commit { flags: 0, commit_lsn: 100, end_lsn: 200, commit_time_us: UNIX_TS },
+                M::Commit {
+                    flags: 0,
+                    commit_lsn: 100,
+                    end_lsn: 200,
+                    commit_time_us: UNIX_TS,
+                },
             ),
             (
                 Enc::tag(b'O').p(55u64).cstr("node_a").bytes(),
-                M::Origin { lsn: 55, name: "node_a".into() },
+                M::Origin {
+                    lsn: 55,
+                    name: "node_a".into(),
+                },
             ),
             (rel_bytes.bytes(), M::Relation(rel)),
             (
-                Enc::tag(b'Y').p(9000u32).cstr("public").cstr("mood").bytes(),
-                M::Type { oid: 9000, namespace: "public".into(), name: "mood".into() },
+                Enc::tag(b'Y')
+                    .p(9000u32)
+                    .cstr("public")
+                    .cstr("mood")
+                    .bytes(),
+                M::Type {
+                    oid: 9000,
+                    namespace: "public".into(),
+                    name: "mood".into(),
+                },
             ),
             (
                 Enc::tag(b'I').p(7u32).tuple(b'N', &new).bytes(),
-                M::Insert { relation: 7, new: new.clone() },
+                M::Insert {
+                    relation: 7,
+                    new: new.clone(),
+                },
             ),
             update(None),
             update(Some(OldTuple::Key(key.clone()))),
@@ -480,12 +650,32 @@ mod tests {
             delete(OldTuple::Key(key)),
             delete(OldTuple::Full(full)),
             (
-                Enc::tag(b'T').p(3i32).p(3u8).p(10u32).p(11u32).p(12u32).bytes(),
-                M::Truncate { options: 3, relations: vec![10, 11, 12] },
+                Enc::tag(b'T')
+                    .p(3i32)
+                    .p(3u8)
+                    .p(10u32)
+                    .p(11u32)
+                    .p(12u32)
+                    .bytes(),
+                M::Truncate {
+                    options: 3,
+                    relations: vec![10, 11, 12],
+                },
             ),
             (
-                Enc::tag(b'M').p(1u8).p(77u64).cstr("app").p(3i32).raw(&content).bytes(),
-                M::Message { transactional: true, lsn: 77, prefix: "app".into(), content },
+                Enc::tag(b'M')
+                    .p(1u8)
+                    .p(77u64)
+                    .cstr("app")
+                    .p(3i32)
+                    .raw(&content)
+                    .bytes(),
+                M::Message {
+                    transactional: true,
+                    lsn: 77,
+                    prefix: "app".into(),
+                    content,
+                },
             ),
         ]
     }
@@ -508,7 +698,9 @@ mod tests {
             }
             assert_eq!(msg, expected);
         }
-        let M::Relation(rel) = &valid_messages()[3].1 else { panic!() };
+        let M::Relation(rel) = &valid_messages()[3].1 else {
+            panic!()
+        };
         let keys: Vec<bool> = rel.columns.iter().map(RelationColumn::is_key).collect();
         assert_eq!(keys, [true, false]);
     }
@@ -517,7 +709,10 @@ mod tests {
     fn truncated_prefixes_are_errors() {
         for (bytes, _) in valid_messages() {
             for len in 0..bytes.len() {
-                assert!(decode(bytes.slice(..len)).is_err(), "prefix {len} of {bytes:?} decoded");
+                assert!(
+                    decode(bytes.slice(..len)).is_err(),
+                    "prefix {len} of {bytes:?} decoded"
+                );
             }
         }
     }
@@ -527,20 +722,59 @@ mod tests {
         let tuple = |kind: u8| Enc::tag(b'I').p(1u32).p(b'N').p(1i16).p(kind);
         let cases = [
             (Bytes::new(), "empty message"),
-            (Enc::tag(b'Z').bytes(), "unknown pgoutput message tag 0x5a ('Z')"),
-            (Enc::tag(b'B').p(1u64).bytes(), "Begin.commit_time needs 8 byte(s), only 0 left"),
-            (Enc::tag(b'O').p(1u64).raw(b"abc").bytes(), "Origin.name is not NUL-terminated"),
-            (Enc::tag(b'O').p(1u64).raw(&[0xff, 0]).bytes(), "Origin.name is not valid UTF-8"),
-            (Enc::tag(b'T').p(-1i32).p(0u8).bytes(), "negative Truncate.relation_count: -1"),
-            // A huge count with no data must fail cleanly, not try to allocate.
-            (Enc::tag(b'T').p(i32::MAX).p(0u8).bytes(), "truncated message: Truncate.relation"),
-            (tuple(b't').p(-5i32).bytes(), "negative TupleData.value_length: -5"),
-            (tuple(b'x').bytes(), "unknown TupleData.column_kind tag 0x78"),
-            (Enc::tag(b'I').p(1u32).p(b'K').bytes(), "unknown Insert.tuple_kind tag 0x4b ('K')"),
-            (Enc::tag(b'U').p(1u32).p(b'K').p(0i16).p(b'K').bytes(), "Update.tuple_kind tag 0x4b"),
-            (Enc::tag(b'D').p(1u32).p(b'N').bytes(), "unknown Delete.tuple_kind tag 0x4e"),
             (
-                Enc::tag(b'R').p(1u32).cstr("").cstr("t").p(b'd').p(-1i16).bytes(),
+                Enc::tag(b'Z').bytes(),
+                "unknown pgoutput message tag 0x5a ('Z')",
+            ),
+            (
+                Enc::tag(b'B').p(1u64).bytes(),
+                "Begin.commit_time needs 8 byte(s), only 0 left",
+            ),
+            (
+                Enc::tag(b'O').p(1u64).raw(b"abc").bytes(),
+                "Origin.name is not NUL-terminated",
+            ),
+            (
+                Enc::tag(b'O').p(1u64).raw(&[0xff, 0]).bytes(),
+                "Origin.name is not valid UTF-8",
+            ),
+            (
+                Enc::tag(b'T').p(-1i32).p(0u8).bytes(),
+                "negative Truncate.relation_count: -1",
+            ),
+            // A huge count with no data must fail cleanly, not try to allocate.
+            (
+                Enc::tag(b'T').p(i32::MAX).p(0u8).bytes(),
+                "truncated message: Truncate.relation",
+            ),
+            (
+                tuple(b't').p(-5i32).bytes(),
+                "negative TupleData.value_length: -5",
+            ),
+            (
+                tuple(b'x').bytes(),
+                "unknown TupleData.column_kind tag 0x78",
+            ),
+            (
+                Enc::tag(b'I').p(1u32).p(b'K').bytes(),
+                "unknown Insert.tuple_kind tag 0x4b ('K')",
+            ),
+            (
+                Enc::tag(b'U').p(1u32).p(b'K').p(0i16).p(b'K').bytes(),
+                "Update.tuple_kind tag 0x4b",
+            ),
+            (
+                Enc::tag(b'D').p(1u32).p(b'N').bytes(),
+                "unknown Delete.tuple_kind tag 0x4e",
+            ),
+            (
+                Enc::tag(b'R')
+                    .p(1u32)
+                    .cstr("")
+                    .cstr("t")
+                    .p(b'd')
+                    .p(-1i16)
+                    .bytes(),
                 "negative Relation.column_count",
             ),
             (
@@ -550,13 +784,19 @@ mod tests {
         ];
         for (bytes, expected) in cases {
             let err = decode(bytes.clone()).unwrap_err().to_string();
-            assert!(err.contains(expected), "{bytes:?} gave {err:?}, expected {expected:?}");
+            assert!(
+                err.contains(expected),
+                "{bytes:?} gave {err:?}, expected {expected:?}"
+            );
         }
         let err = decode_copy_data(Enc::tag(b'r').bytes()).unwrap_err();
         assert_eq!(err.to_string(), "unknown CopyData tag 0x72 ('r')");
         assert!(decode_copy_data(Bytes::new()).is_err());
         let trailing = Enc::tag(b'k').p(1u64).p(0i64).p(0u8).p(0u8).bytes();
-        assert!(matches!(decode_copy_data(trailing), Err(DecodeError::TrailingBytes { .. })));
+        assert!(matches!(
+            decode_copy_data(trailing),
+            Err(DecodeError::TrailingBytes { .. })
+        ));
     }
 
     #[test]
@@ -583,26 +823,54 @@ mod tests {
     fn decodes_copy_data_wrappers() {
         use ReplicationMessage::{Keepalive, XLogData};
         let inner = Enc::tag(b'B').p(5u64).p(PG_TS).p(9u32).bytes();
-        let payload = Enc::tag(b'w').p(0x1000u64).p(0x2000u64).p(PG_TS).raw(&inner).bytes();
-        let XLogData { wal_start, wal_end, send_time_us, data } =
-            decode_copy_data(payload.clone()).unwrap()
+        let payload = Enc::tag(b'w')
+            .p(0x1000u64)
+            .p(0x2000u64)
+            .p(PG_TS)
+            .raw(&inner)
+            .bytes();
+        let XLogData {
+            wal_start,
+            wal_end,
+            send_time_us,
+            data,
+        } = decode_copy_data(payload.clone()).unwrap()
         else {
             panic!("not XLogData")
         };
-        assert_eq!((wal_start, wal_end, send_time_us), (0x1000, 0x2000, UNIX_TS));
-        assert_eq!(data.as_ptr(), payload[25..].as_ptr(), "data must be a slice of the payload");
-        let begin = PgOutputMessage::Begin { final_lsn: 5, commit_time_us: UNIX_TS, xid: 9 };
+        assert_eq!(
+            (wal_start, wal_end, send_time_us),
+            (0x1000, 0x2000, UNIX_TS)
+        );
+        assert_eq!(
+            data.as_ptr(),
+            payload[25..].as_ptr(),
+            "data must be a slice of the payload"
+        );
+        let begin = PgOutputMessage::Begin {
+            final_lsn: 5,
+            commit_time_us: UNIX_TS,
+            xid: 9,
+        };
         assert_eq!(decode(data).unwrap(), begin);
         // An empty XLogData body is legal at this layer.
         let empty = decode_copy_data(Enc::tag(b'w').p(1u64).p(2u64).p(0i64).bytes());
         assert!(matches!(empty, Ok(XLogData { data, .. }) if data.is_empty()));
 
         let keepalive = Enc::tag(b'k').p(0x3000u64).p(PG_TS).p(1u8).bytes();
-        let expected = Keepalive { wal_end: 0x3000, send_time_us: UNIX_TS, reply_requested: true };
+        let expected = Keepalive {
+            wal_end: 0x3000,
+            send_time_us: UNIX_TS,
+            reply_requested: true,
+        };
         assert_eq!(decode_copy_data(keepalive.clone()).unwrap(), expected);
         // Timestamps saturate instead of overflowing (e.g. 'infinity').
         let no_reply = Enc::tag(b'k').p(1u64).p(i64::MAX).p(0u8).bytes();
-        let expected = Keepalive { wal_end: 1, send_time_us: i64::MAX, reply_requested: false };
+        let expected = Keepalive {
+            wal_end: 1,
+            send_time_us: i64::MAX,
+            reply_requested: false,
+        };
         assert_eq!(decode_copy_data(no_reply).unwrap(), expected);
 
         // Truncation: the XLogData body is "the rest", so only its 25-byte header can be cut.

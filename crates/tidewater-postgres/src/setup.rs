@@ -38,7 +38,11 @@ async fn publication_tables(client: &Client, name: &str) -> Result<Option<BTreeS
         .query("SELECT schemaname::text, tablename::text FROM pg_publication_tables WHERE pubname = $1", &[&name])
         .await
         .map_err(|e| pg_error(e, "reading publication tables"))?;
-    Ok(Some(rows.iter().map(|r| TableId::new(r.get::<_, String>(0), r.get::<_, String>(1))).collect()))
+    Ok(Some(
+        rows.iter()
+            .map(|r| TableId::new(r.get::<_, String>(0), r.get::<_, String>(1)))
+            .collect(),
+    ))
 }
 
 /// Makes both publications hold exactly `tables`. Before the first snapshot they are
@@ -50,14 +54,24 @@ pub async fn ensure_publications(
     tables: &[SourceTable],
     streaming: bool,
 ) -> Result<Vec<String>> {
-    let full: BTreeSet<TableId> =
-        tables.iter().filter(|t| t.publishes_all_changes()).map(|t| t.schema.id.clone()).collect();
-    let inserts: BTreeSet<TableId> =
-        tables.iter().filter(|t| !t.publishes_all_changes()).map(|t| t.schema.id.clone()).collect();
+    let full: BTreeSet<TableId> = tables
+        .iter()
+        .filter(|t| t.publishes_all_changes())
+        .map(|t| t.schema.id.clone())
+        .collect();
+    let inserts: BTreeSet<TableId> = tables
+        .iter()
+        .filter(|t| !t.publishes_all_changes())
+        .map(|t| t.schema.id.clone())
+        .collect();
     let insert_only = insert_only_publication(publication);
     for (name, wanted, options) in [
         (publication.to_string(), &full, ""),
-        (insert_only.clone(), &inserts, " WITH (publish = 'insert, truncate')"),
+        (
+            insert_only.clone(),
+            &inserts,
+            " WITH (publish = 'insert, truncate')",
+        ),
     ] {
         let current = publication_tables(client, &name).await?;
         if current.as_ref() == Some(wanted) {
@@ -65,8 +79,10 @@ pub async fn ensure_publications(
         }
         if streaming {
             if let Some(current) = &current {
-                let added: Vec<String> = wanted.difference(current).map(|t| t.to_string()).collect();
-                let removed: Vec<String> = current.difference(wanted).map(|t| t.to_string()).collect();
+                let added: Vec<String> =
+                    wanted.difference(current).map(|t| t.to_string()).collect();
+                let removed: Vec<String> =
+                    current.difference(wanted).map(|t| t.to_string()).collect();
                 return Err(Error::source_fatal(format!(
                     "publication {name} no longer matches source.tables (new: [{}], gone: [{}]). \
                      Adding or removing tables while streaming is not supported yet: restore \

@@ -36,22 +36,46 @@ pub async fn copy_tables(
         ))
         .await
         .map_err(|e| pg_error(e, "importing the slot's exported snapshot"))?;
-    send(events, SourceEvent::Begin(TxInfo { position, commit_time_us: now_us() })).await?;
+    send(
+        events,
+        SourceEvent::Begin(TxInfo {
+            position,
+            commit_time_us: now_us(),
+        }),
+    )
+    .await?;
     let mut total = 0;
     for table in tables {
         total += copy_table(client, table, events).await?;
     }
-    client.batch_execute("COMMIT").await.map_err(|e| pg_error(e, "ending the snapshot"))?;
+    client
+        .batch_execute("COMMIT")
+        .await
+        .map_err(|e| pg_error(e, "ending the snapshot"))?;
     send(events, SourceEvent::Commit).await?;
     Ok(total)
 }
 
-async fn copy_table(client: &Client, table: &SourceTable, events: &mpsc::Sender<SourceEvent>) -> Result<u64> {
+async fn copy_table(
+    client: &Client,
+    table: &SourceTable,
+    events: &mpsc::Sender<SourceEvent>,
+) -> Result<u64> {
     let schema = &table.schema;
-    let cols: Vec<String> =
-        schema.columns.iter().map(|c| format!("\"{}\"", c.name.replace('"', "\"\""))).collect();
-    let sql = format!("COPY {} ({}) TO STDOUT", quoted_table(&schema.id), cols.join(", "));
-    let stream = client.copy_out(&sql).await.map_err(|e| pg_error(e, &format!("copying {}", schema.id)))?;
+    let cols: Vec<String> = schema
+        .columns
+        .iter()
+        .map(|c| format!("\"{}\"", c.name.replace('"', "\"\"")))
+        .collect();
+    let sql = format!(
+        "COPY {} ({}) TO STDOUT",
+        quoted_table(&schema.id),
+        cols.join(", ")
+    );
+    let stream = client
+        .copy_out(&sql)
+        .await
+        .map_err(|e| pg_error(e, &format!("copying {}", schema.id)))?;
     futures_util::pin_mut!(stream);
     let started = Instant::now();
     let mut last_report = started;
@@ -61,8 +85,9 @@ async fn copy_table(client: &Client, table: &SourceTable, events: &mpsc::Sender<
     while let Some(data) = stream.next().await {
         let data = data.map_err(|e| pg_error(e, &format!("copying {}", schema.id)))?;
         for line in lines(&data) {
-            split_copy_line(&line, &mut fields)
-                .map_err(|e| Error::source_fatal(format!("malformed COPY row of {}: {e}", schema.id)))?;
+            split_copy_line(&line, &mut fields).map_err(|e| {
+                Error::source_fatal(format!("malformed COPY row of {}: {e}", schema.id))
+            })?;
             if fields.len() != schema.columns.len() {
                 return Err(Error::source_fatal(format!(
                     "COPY row of {} has {} fields, expected {}",
@@ -75,13 +100,26 @@ async fn copy_table(client: &Client, table: &SourceTable, events: &mpsc::Sender<
             for (f, col) in fields.drain(..).zip(&schema.columns) {
                 row.push(match f {
                     None => Value::Null,
-                    Some(b) => canonical(&col.ty, b).map_err(|e| e.context(format!("{}.{}", schema.id, col.name)))?,
+                    Some(b) => canonical(&col.ty, b)
+                        .map_err(|e| e.context(format!("{}.{}", schema.id, col.name)))?,
                 });
             }
-            chunk.push(Change { table: Arc::clone(schema), kind: ChangeKind::Snapshot, row, old: None });
+            chunk.push(Change {
+                table: Arc::clone(schema),
+                kind: ChangeKind::Snapshot,
+                row,
+                old: None,
+            });
             rows += 1;
             if chunk.len() == CHUNK_ROWS {
-                send(events, SourceEvent::Changes(std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK_ROWS)))).await?;
+                send(
+                    events,
+                    SourceEvent::Changes(std::mem::replace(
+                        &mut chunk,
+                        Vec::with_capacity(CHUNK_ROWS),
+                    )),
+                )
+                .await?;
             }
         }
         if last_report.elapsed() >= Duration::from_secs(5) {
@@ -105,7 +143,10 @@ fn lines(data: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
         if start >= data.len() {
             return None;
         }
-        let end = data[start..].iter().position(|&b| b == b'\n').map_or(data.len(), |i| start + i);
+        let end = data[start..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(data.len(), |i| start + i);
         let line = data.slice(start..end);
         start = end + 1;
         Some(line)

@@ -9,7 +9,9 @@ use tokio_postgres::Client;
 use tracing::{info, warn};
 
 use crate::catalog::{resolve_tables, SourceTable};
-use crate::conn::{connect, format_lsn, parse_lsn, redact, replication_conninfo, replication_error};
+use crate::conn::{
+    connect, format_lsn, parse_lsn, redact, replication_conninfo, replication_error,
+};
 use crate::setup::{drop_slot, ensure_publications, slot_in_use, slot_info};
 use crate::snapshot::copy_tables;
 use crate::stream::Stream;
@@ -46,7 +48,11 @@ impl PgSource {
         }
         let tables = resolve_tables(&client, &config.tables).await?;
         info!(source = %redact(&config.url), tables = tables.len(), "source ready");
-        Ok(PgSource { config, client, tables })
+        Ok(PgSource {
+            config,
+            client,
+            tables,
+        })
     }
 
     pub fn source_tables(&self) -> &[SourceTable] {
@@ -57,12 +63,23 @@ impl PgSource {
         let conninfo = replication_conninfo(&self.config.url)?;
         PgReplicationConnection::connect_async(&conninfo)
             .await
-            .map_err(|e| replication_error(e, &format!("opening a replication connection to {}", redact(&self.config.url))))
+            .map_err(|e| {
+                replication_error(
+                    e,
+                    &format!(
+                        "opening a replication connection to {}",
+                        redact(&self.config.url)
+                    ),
+                )
+            })
     }
 
     /// Creates the slot with an exported snapshot and copies the tables inside it. Returns the
     /// replication connection (idle since slot creation) and the slot's consistent point.
-    async fn initial_snapshot(&mut self, ctx: &SourceContext) -> Result<(PgReplicationConnection, u64)> {
+    async fn initial_snapshot(
+        &mut self,
+        ctx: &SourceContext,
+    ) -> Result<(PgReplicationConnection, u64)> {
         let slot = &self.config.slot;
         if let Some(info) = slot_info(&self.client, slot).await? {
             if let Some(pid) = info.active_pid {
@@ -74,19 +91,36 @@ impl PgSource {
         }
         let mut repl = self.replication_connection().await?;
         let res = repl
-            .exec_async(&format!("CREATE_REPLICATION_SLOT \"{}\" LOGICAL pgoutput EXPORT_SNAPSHOT", slot.replace('"', "\"\"")))
+            .exec_async(&format!(
+                "CREATE_REPLICATION_SLOT \"{}\" LOGICAL pgoutput EXPORT_SNAPSHOT",
+                slot.replace('"', "\"\"")
+            ))
             .await
             .map_err(|e| replication_error(e, &format!("creating replication slot {slot}")))?;
         let consistent_point = res.get_value(0, 1).and_then(|s| parse_lsn(&s));
         let snapshot_name = res.get_value(0, 2);
         let (Some(lsn), Some(snapshot_name)) = (consistent_point, snapshot_name) else {
-            return Err(Error::source_fatal("CREATE_REPLICATION_SLOT returned no snapshot"));
+            return Err(Error::source_fatal(
+                "CREATE_REPLICATION_SLOT returned no snapshot",
+            ));
         };
         info!(slot = %slot, lsn = %format_lsn(lsn), "replication slot created; copying tables");
         let started = std::time::Instant::now();
-        let rows = copy_tables(&self.client, &snapshot_name, Position(format_lsn(lsn)), &self.tables, &ctx.events).await?;
+        let rows = copy_tables(
+            &self.client,
+            &snapshot_name,
+            Position(format_lsn(lsn)),
+            &self.tables,
+            &ctx.events,
+        )
+        .await?;
         let secs = started.elapsed().as_secs_f64();
-        info!(rows, seconds = format!("{secs:.1}"), rows_per_sec = (rows as f64 / secs.max(1e-9)) as u64, "initial snapshot read");
+        info!(
+            rows,
+            seconds = format!("{secs:.1}"),
+            rows_per_sec = (rows as f64 / secs.max(1e-9)) as u64,
+            "initial snapshot read"
+        );
         Ok((repl, lsn))
     }
 }
@@ -98,12 +132,19 @@ impl Source for PgSource {
 
     async fn run(&mut self, ctx: SourceContext) -> Result<()> {
         let streaming = ctx.resume.is_some();
-        let publications = ensure_publications(&self.client, &self.config.publication, &self.tables, streaming).await?;
+        let publications = ensure_publications(
+            &self.client,
+            &self.config.publication,
+            &self.tables,
+            streaming,
+        )
+        .await?;
         let (mut repl, applied_lsn) = match &ctx.resume {
             None => self.initial_snapshot(&ctx).await?,
             Some(pos) => {
-                let lsn = parse_lsn(&pos.0)
-                    .ok_or_else(|| Error::sink(format!("stored position {pos} is not a PostgreSQL LSN")))?;
+                let lsn = parse_lsn(&pos.0).ok_or_else(|| {
+                    Error::sink(format!("stored position {pos} is not a PostgreSQL LSN"))
+                })?;
                 let slot = &self.config.slot;
                 match slot_info(&self.client, slot).await? {
                     None => {
@@ -130,13 +171,28 @@ impl Source for PgSource {
                 (self.replication_connection().await?, lsn)
             }
         };
-        let options = [("proto_version", "1".to_string()), ("publication_names", publications.join(","))];
+        let options = [
+            ("proto_version", "1".to_string()),
+            ("publication_names", publications.join(",")),
+        ];
         let options: Vec<(&str, &str)> = options.iter().map(|(k, v)| (*k, v.as_str())).collect();
         repl.start_replication_async(&self.config.slot, applied_lsn, &options)
             .await
             .map_err(|e| replication_error(e, "starting replication"))?;
         info!(slot = %self.config.slot, from = %format_lsn(applied_lsn), "streaming");
-        let tables: HashMap<_, _> = self.tables.iter().map(|t| (t.schema.id.clone(), t.schema.clone())).collect();
-        Stream { conn: &mut repl, tables, events: ctx.events, acks: ctx.acks, applied_lsn }.run().await
+        let tables: HashMap<_, _> = self
+            .tables
+            .iter()
+            .map(|t| (t.schema.id.clone(), t.schema.clone()))
+            .collect();
+        Stream {
+            conn: &mut repl,
+            tables,
+            events: ctx.events,
+            acks: ctx.acks,
+            applied_lsn,
+        }
+        .run()
+        .await
     }
 }

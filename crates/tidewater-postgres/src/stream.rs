@@ -7,13 +7,18 @@ use std::time::Duration;
 
 use pg_walstream::{CancellationToken, PgReplicationConnection};
 use tidewater_core::apply::AckReceiver;
-use tidewater_core::{Change, ChangeKind, ColumnType, Error, Position, Result, SourceEvent, TableId, TableSchema, TxInfo, Value};
+use tidewater_core::{
+    Change, ChangeKind, ColumnType, Error, Position, Result, SourceEvent, TableId, TableSchema,
+    TxInfo, Value,
+};
 use tokio::sync::mpsc;
 use tokio::time::{interval, Interval, MissedTickBehavior};
 use tracing::{debug, info};
 
 use crate::conn::{format_lsn, parse_lsn, replication_error};
-use crate::pgoutput::{decode, decode_copy_data, OldTuple, PgOutputMessage, ReplicationMessage, Tuple, TupleValue};
+use crate::pgoutput::{
+    decode, decode_copy_data, OldTuple, PgOutputMessage, ReplicationMessage, Tuple, TupleValue,
+};
 use crate::snapshot::CHUNK_ROWS;
 use crate::types::{canonical, column_type};
 
@@ -57,7 +62,12 @@ enum Wake {
 impl Stream<'_> {
     /// What may be confirmed to the server: only what the sink has committed.
     fn confirmed(&self, c: &mut Confirmed) -> u64 {
-        let acked = self.acks.borrow().as_ref().and_then(|p| parse_lsn(&p.0)).unwrap_or(0);
+        let acked = self
+            .acks
+            .borrow()
+            .as_ref()
+            .and_then(|p| parse_lsn(&p.0))
+            .unwrap_or(0);
         c.lsn = c.lsn.max(acked).max(self.applied_lsn);
         while let Some(&(commit, end)) = c.pending.front() {
             if commit > acked {
@@ -101,22 +111,37 @@ impl Stream<'_> {
                 Wake::Ack => self.send_status(&mut st, false).await?,
                 Wake::Tick => self.send_status(&mut st, false).await?,
                 Wake::Data(d) => {
-                    let payload = d.map_err(|e| replication_error(e, "reading the replication stream"))?;
-                    let msg = decode_copy_data(payload)
-                        .map_err(|e| Error::source_fatal(format!("malformed replication message: {e}")))?;
+                    let payload =
+                        d.map_err(|e| replication_error(e, "reading the replication stream"))?;
+                    let msg = decode_copy_data(payload).map_err(|e| {
+                        Error::source_fatal(format!("malformed replication message: {e}"))
+                    })?;
                     match msg {
                         ReplicationMessage::XLogData { wal_end, data, .. } => {
                             st.received = st.received.max(wal_end);
-                            let m = decode(data).map_err(|e| Error::source_fatal(format!("malformed pgoutput message: {e}")))?;
+                            let m = decode(data).map_err(|e| {
+                                Error::source_fatal(format!("malformed pgoutput message: {e}"))
+                            })?;
                             self.handle(&mut st, m).await?;
                         }
-                        ReplicationMessage::Keepalive { wal_end, reply_requested, .. } => {
+                        ReplicationMessage::Keepalive {
+                            wal_end,
+                            reply_requested,
+                            ..
+                        } => {
                             st.received = st.received.max(wal_end);
-                            if st.in_tx.is_none() && wal_end > st.idle_sent && wal_end > st.confirmed.lsn {
+                            if st.in_tx.is_none()
+                                && wal_end > st.idle_sent
+                                && wal_end > st.confirmed.lsn
+                            {
                                 // Nothing of ours is pending before wal_end: it may be confirmed once
                                 // everything received so far is committed.
                                 st.idle_sent = wal_end;
-                                self.send(&mut st, SourceEvent::Idle(Position(format_lsn(wal_end)))).await?;
+                                self.send(
+                                    &mut st,
+                                    SourceEvent::Idle(Position(format_lsn(wal_end))),
+                                )
+                                .await?;
                             }
                             if reply_requested {
                                 self.send_status(&mut st, false).await?;
@@ -164,24 +189,37 @@ impl Stream<'_> {
 
     fn table(&self, st: &State, relation: u32) -> Result<Option<Arc<TableSchema>>> {
         st.relations.get(&relation).cloned().ok_or_else(|| {
-            Error::source_fatal(format!("pgoutput sent a change for relation {relation} before describing it"))
+            Error::source_fatal(format!(
+                "pgoutput sent a change for relation {relation} before describing it"
+            ))
         })
     }
 
     async fn handle(&mut self, st: &mut State, m: PgOutputMessage) -> Result<()> {
         let skipping = st.in_tx == Some(true);
         match m {
-            PgOutputMessage::Begin { final_lsn, commit_time_us, .. } => {
+            PgOutputMessage::Begin {
+                final_lsn,
+                commit_time_us,
+                ..
+            } => {
                 let skip = final_lsn <= self.applied_lsn;
                 st.in_tx = Some(skip);
                 if skip {
                     debug!(lsn = %format_lsn(final_lsn), "skipping a transaction applied before");
                 } else {
-                    let tx = TxInfo { position: Position(format_lsn(final_lsn)), commit_time_us };
+                    let tx = TxInfo {
+                        position: Position(format_lsn(final_lsn)),
+                        commit_time_us,
+                    };
                     self.send(st, SourceEvent::Begin(tx)).await?;
                 }
             }
-            PgOutputMessage::Commit { commit_lsn, end_lsn, .. } => {
+            PgOutputMessage::Commit {
+                commit_lsn,
+                end_lsn,
+                ..
+            } => {
                 if st.in_tx.take() == Some(false) {
                     st.confirmed.pending.push_back((commit_lsn, end_lsn));
                     self.flush_chunk(st).await?;
@@ -204,7 +242,8 @@ impl Stream<'_> {
                         )));
                     }
                     let retyped = rel.columns.iter().zip(&schema.columns).find(|(r, c)| {
-                        let ty = column_type(r.type_oid, r.type_modifier).unwrap_or(ColumnType::Text);
+                        let ty =
+                            column_type(r.type_oid, r.type_modifier).unwrap_or(ColumnType::Text);
                         ty != c.ty && c.ty != ColumnType::Text
                     });
                     if let Some((_, c)) = retyped {
@@ -224,7 +263,16 @@ impl Stream<'_> {
             PgOutputMessage::Insert { relation, new } => {
                 if let Some(t) = self.table(st, relation)? {
                     let row = values(&new, &t)?;
-                    self.push(st, Change { table: t, kind: ChangeKind::Insert, row, old: None }).await?;
+                    self.push(
+                        st,
+                        Change {
+                            table: t,
+                            kind: ChangeKind::Insert,
+                            row,
+                            old: None,
+                        },
+                    )
+                    .await?;
                 }
             }
             PgOutputMessage::Update { relation, old, new } => {
@@ -237,7 +285,16 @@ impl Stream<'_> {
                 if let Some(t) = self.table(st, relation)? {
                     let (OldTuple::Key(tuple) | OldTuple::Full(tuple)) = &old;
                     let row = values(tuple, &t)?;
-                    self.push(st, Change { table: t, kind: ChangeKind::Delete, row, old: None }).await?;
+                    self.push(
+                        st,
+                        Change {
+                            table: t,
+                            kind: ChangeKind::Delete,
+                            row,
+                            old: None,
+                        },
+                    )
+                    .await?;
                 }
             }
             PgOutputMessage::Truncate { relations, .. } => {
@@ -253,7 +310,9 @@ impl Stream<'_> {
                     self.send(st, SourceEvent::Truncate(tables)).await?;
                 }
             }
-            PgOutputMessage::Origin { .. } | PgOutputMessage::Type { .. } | PgOutputMessage::Message { .. } => {}
+            PgOutputMessage::Origin { .. }
+            | PgOutputMessage::Type { .. }
+            | PgOutputMessage::Message { .. } => {}
         }
         Ok(())
     }
@@ -275,8 +334,11 @@ fn values(tuple: &Tuple, schema: &TableSchema) -> Result<Vec<Value>> {
         .map(|(v, col)| match v {
             TupleValue::Null => Ok(Value::Null),
             TupleValue::Unchanged => Ok(Value::Unchanged),
-            TupleValue::Text(b) => canonical(&col.ty, b.clone()).map_err(|e| e.context(format!("{}.{}", schema.id, col.name))),
-            TupleValue::Binary(_) => Err(Error::source_fatal("pgoutput sent a binary value; tidewater requests text")),
+            TupleValue::Text(b) => canonical(&col.ty, b.clone())
+                .map_err(|e| e.context(format!("{}.{}", schema.id, col.name))),
+            TupleValue::Binary(_) => Err(Error::source_fatal(
+                "pgoutput sent a binary value; tidewater requests text",
+            )),
         })
         .collect()
 }
@@ -305,5 +367,10 @@ fn update(t: Arc<TableSchema>, old: Option<OldTuple>, new: &Tuple) -> Result<Cha
         }
         Some(old_row) => Some(old_row),
     };
-    Ok(Change { table: t, kind: ChangeKind::Update, row, old })
+    Ok(Change {
+        table: t,
+        kind: ChangeKind::Update,
+        row,
+        old,
+    })
 }

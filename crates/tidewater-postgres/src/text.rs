@@ -230,7 +230,10 @@ impl<'a> ArrayParser<'a> {
     }
 
     fn error(&self, reason: &'static str) -> TextError {
-        TextError::MalformedArray { pos: self.pos, reason }
+        TextError::MalformedArray {
+            pos: self.pos,
+            reason,
+        }
     }
 
     fn expect(&mut self, c: u8, reason: &'static str) -> Result<(), TextError> {
@@ -272,7 +275,11 @@ impl<'a> ArrayParser<'a> {
         let mut in_quotes = false;
         loop {
             let Some(c) = self.peek() else {
-                let reason = if in_quotes { "unterminated quoted element" } else { "missing '}'" };
+                let reason = if in_quotes {
+                    "unterminated quoted element"
+                } else {
+                    "missing '}'"
+                };
                 return Err(self.error(reason));
             };
             match c {
@@ -338,15 +345,24 @@ mod tests {
 
     #[test]
     fn copy_plain_fields_and_nulls() {
-        assert_eq!(split(b"1\tabc\t\\N\n").unwrap(), fields(&[Some(b"1"), Some(b"abc"), None]));
-        assert_eq!(split(b"a\t\t").unwrap(), fields(&[Some(b"a"), Some(b""), Some(b"")]));
+        assert_eq!(
+            split(b"1\tabc\t\\N\n").unwrap(),
+            fields(&[Some(b"1"), Some(b"abc"), None])
+        );
+        assert_eq!(
+            split(b"a\t\t").unwrap(),
+            fields(&[Some(b"a"), Some(b""), Some(b"")])
+        );
         assert_eq!(split(b"\t").unwrap(), fields(&[Some(b""), Some(b"")]));
         // A single empty-string column is an empty line.
         assert_eq!(split(b"").unwrap(), fields(&[Some(b"")]));
         assert_eq!(split(b"\n").unwrap(), fields(&[Some(b"")]));
         assert_eq!(split(b"\\N").unwrap(), fields(&[None]));
         // \N inside a longer field is not NULL: it is an escaped 'N'.
-        assert_eq!(split(b"a\\N\t\\NN").unwrap(), fields(&[Some(b"aN"), Some(b"NN")]));
+        assert_eq!(
+            split(b"a\\N\t\\NN").unwrap(),
+            fields(&[Some(b"aN"), Some(b"NN")])
+        );
     }
 
     #[test]
@@ -360,10 +376,18 @@ mod tests {
         let line = b"\\101\\7\\0618\t\\777\t\\x41\\xa\\x4142\t\\xg\\x";
         assert_eq!(
             split(line).unwrap(),
-            fields(&[Some(b"A\x0718"), Some(b"\xff"), Some(b"A\nA42"), Some(b"xgx")])
+            fields(&[
+                Some(b"A\x0718"),
+                Some(b"\xff"),
+                Some(b"A\nA42"),
+                Some(b"xgx")
+            ])
         );
         // An escaped raw tab is data, not a delimiter.
-        assert_eq!(split(b"a\\\tb\tc").unwrap(), fields(&[Some(b"a\tb"), Some(b"c")]));
+        assert_eq!(
+            split(b"a\\\tb\tc").unwrap(),
+            fields(&[Some(b"a\tb"), Some(b"c")])
+        );
     }
 
     #[test]
@@ -381,10 +405,16 @@ mod tests {
         assert_eq!(out.len(), 5);
         let range = line.as_ptr_range();
         for i in [0, 1] {
-            assert!(range.contains(&out[i].as_ref().unwrap().as_ptr()), "field {i} was copied");
+            assert!(
+                range.contains(&out[i].as_ref().unwrap().as_ptr()),
+                "field {i} was copied"
+            );
         }
         assert_eq!(out[2], None);
-        assert!(!range.contains(&out[3].as_ref().unwrap().as_ptr()), "escaped field not decoded");
+        assert!(
+            !range.contains(&out[3].as_ref().unwrap().as_ptr()),
+            "escaped field not decoded"
+        );
         assert_eq!(out[3].as_deref(), Some(&b"x\ty"[..]));
         assert_eq!(out[4].as_deref(), Some(&b""[..]));
     }
@@ -406,13 +436,19 @@ mod tests {
             (r#"{{1,2},{3}}"#, r#"[["1","2"],["3"]]"#),
             (r#"{{1,2},{3,4}}"#, r#"[["1","2"],["3","4"]]"#),
             (r#"{"a b","x\"y",NULL}"#, r#"["a b","x\"y",null]"#),
-            (r#"{null,Null,"NULL",\NULL}"#, r#"[null,null,"NULL","NULL"]"#),
+            (
+                r#"{null,Null,"NULL",\NULL}"#,
+                r#"[null,null,"NULL","NULL"]"#,
+            ),
             (r#"[0:1]={7,8}"#, r#"["7","8"]"#),
             (r#"[1:2][-1:0]={{1,2},{3,4}}"#, r#"[["1","2"],["3","4"]]"#),
             (r#"{"\\x0102"}"#, r#"["\\x0102"]"#),
             (r#"{""," "}"#, r#"[""," "]"#),
             (" { a b , c } ", r#"["a b","c"]"#),
-            ("{\"tab\there\",\"nl\\\nx\"}", r#"["tab\u0009here","nl\u000ax"]"#),
+            (
+                "{\"tab\there\",\"nl\\\nx\"}",
+                r#"["tab\u0009here","nl\u000ax"]"#,
+            ),
             (r#"{{}}"#, r#"[[]]"#),
         ];
         for (input, expected) in cases {
@@ -425,11 +461,23 @@ mod tests {
         let boolean = |e: &[u8]| match e {
             b"t" => Ok("true".to_string()),
             b"f" => Ok("false".to_string()),
-            _ => Err(TextError::InvalidElement(format!("bad bool {}", String::from_utf8_lossy(e)))),
+            _ => Err(TextError::InvalidElement(format!(
+                "bad bool {}",
+                String::from_utf8_lossy(e)
+            ))),
         };
-        assert_eq!(pg_array_to_json(b"{t,f}", &boolean).unwrap(), r#"["true","false"]"#);
-        assert_eq!(pg_array_to_json(b"{t,NULL}", &boolean).unwrap(), r#"["true",null]"#);
-        assert!(matches!(pg_array_to_json(b"{t,x}", &boolean), Err(TextError::InvalidElement(_))));
+        assert_eq!(
+            pg_array_to_json(b"{t,f}", &boolean).unwrap(),
+            r#"["true","false"]"#
+        );
+        assert_eq!(
+            pg_array_to_json(b"{t,NULL}", &boolean).unwrap(),
+            r#"["true",null]"#
+        );
+        assert!(matches!(
+            pg_array_to_json(b"{t,x}", &boolean),
+            Err(TextError::InvalidElement(_))
+        ));
     }
 
     #[test]
@@ -439,7 +487,10 @@ mod tests {
             "{a\"b}", "{a b\\", "[0:1]{1}", "[0:1={1}", "{a{b}}", "{{1},2", "}", "{1}}",
         ] {
             let err = to_json(input).expect_err(input);
-            assert!(matches!(err, TextError::MalformedArray { .. }), "{input}: {err:?}");
+            assert!(
+                matches!(err, TextError::MalformedArray { .. }),
+                "{input}: {err:?}"
+            );
             assert!(err.to_string().contains("malformed array literal"));
         }
     }

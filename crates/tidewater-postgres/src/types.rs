@@ -79,9 +79,15 @@ pub fn canonical(ty: &ColumnType, raw: Bytes) -> Result<Value> {
         ColumnType::Bool => Bytes::from_static(if raw.as_ref() == b"t" { TRUE } else { FALSE }),
         ColumnType::Bytes => match raw.strip_prefix(b"\\x") {
             Some(_) => raw.slice(2..),
-            None => return Err(Error::source_fatal("bytea value not in hex format; set bytea_output = 'hex'")),
+            None => {
+                return Err(Error::source_fatal(
+                    "bytea value not in hex format; set bytea_output = 'hex'",
+                ))
+            }
         },
-        ColumnType::Date | ColumnType::Timestamp | ColumnType::TimestampTz if raw.ends_with(b" BC") => {
+        ColumnType::Date | ColumnType::Timestamp | ColumnType::TimestampTz
+            if raw.ends_with(b" BC") =>
+        {
             // PostgreSQL writes `0044-03-15 BC` / `0044-03-15 12:00:00 BC`; DuckDB reads
             // `0044-03-15 (BC)` / `0044-03-15 (BC) 12:00:00`: the marker follows the date part.
             let body = &raw[..raw.len() - 3];
@@ -98,7 +104,9 @@ pub fn canonical(ty: &ColumnType, raw: Bytes) -> Result<Value> {
         }
         _ => {
             if std::str::from_utf8(&raw).is_err() {
-                return Err(Error::source_fatal("value is not valid UTF-8 (is the database encoding UTF8?)"));
+                return Err(Error::source_fatal(
+                    "value is not valid UTF-8 (is the database encoding UTF8?)",
+                ));
             }
             raw
         }
@@ -107,7 +115,9 @@ pub fn canonical(ty: &ColumnType, raw: Bytes) -> Result<Value> {
 
 fn element(ty: &ColumnType, raw: &[u8]) -> Result<String, TextError> {
     match canonical(ty, Bytes::copy_from_slice(raw)) {
-        Ok(Value::Text(b)) => String::from_utf8(b.to_vec()).map_err(|e| TextError::InvalidElement(e.to_string())),
+        Ok(Value::Text(b)) => {
+            String::from_utf8(b.to_vec()).map_err(|e| TextError::InvalidElement(e.to_string()))
+        }
         Ok(_) => Err(TextError::InvalidElement("unexpected element".into())),
         Err(e) => Err(TextError::InvalidElement(e.to_string())),
     }
@@ -126,9 +136,18 @@ mod tests {
 
     #[test]
     fn maps_types() {
-        assert_eq!(column_type(1700, (12 << 16 | 2) + 4), Some(ColumnType::Decimal { precision: 12, scale: 2 }));
+        assert_eq!(
+            column_type(1700, (12 << 16 | 2) + 4),
+            Some(ColumnType::Decimal {
+                precision: 12,
+                scale: 2
+            })
+        );
         assert_eq!(column_type(1700, -1), Some(ColumnType::Text));
-        assert_eq!(column_type(1007, -1), Some(ColumnType::List(Box::new(ColumnType::Int32))));
+        assert_eq!(
+            column_type(1007, -1),
+            Some(ColumnType::List(Box::new(ColumnType::Int32)))
+        );
         assert_eq!(column_type(1186, -1), None); // interval
     }
 
@@ -138,8 +157,14 @@ mod tests {
         assert_eq!(canon(&ColumnType::Bool, "f"), "false");
         assert_eq!(canon(&ColumnType::Bytes, "\\x00ff"), "00ff");
         assert_eq!(canon(&ColumnType::Date, "0044-03-15 BC"), "0044-03-15 (BC)");
-        assert_eq!(canon(&ColumnType::Timestamp, "0044-03-15 12:00:00.5 BC"), "0044-03-15 (BC) 12:00:00.5");
-        assert_eq!(canon(&ColumnType::TimestampTz, "0001-01-01 00:00:00+00 BC"), "0001-01-01 (BC) 00:00:00+00");
+        assert_eq!(
+            canon(&ColumnType::Timestamp, "0044-03-15 12:00:00.5 BC"),
+            "0044-03-15 (BC) 12:00:00.5"
+        );
+        assert_eq!(
+            canon(&ColumnType::TimestampTz, "0001-01-01 00:00:00+00 BC"),
+            "0001-01-01 (BC) 00:00:00+00"
+        );
         let bools = ColumnType::List(Box::new(ColumnType::Bool));
         assert_eq!(canon(&bools, "{t,f,NULL}"), r#"["true","false",null]"#);
         let blobs = ColumnType::List(Box::new(ColumnType::Bytes));

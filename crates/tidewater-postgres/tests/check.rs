@@ -26,7 +26,10 @@ fn config(url: String, tables: &[&str]) -> PgSourceConfig {
 }
 
 fn find<'a>(items: &'a [CheckItem], name: &str) -> &'a CheckItem {
-    items.iter().find(|i| i.name == name).unwrap_or_else(|| panic!("no item {name}:\n{}", render(items)))
+    items
+        .iter()
+        .find(|i| i.name == name)
+        .unwrap_or_else(|| panic!("no item {name}:\n{}", render(items)))
 }
 
 const TABLES: &str = "CREATE TABLE keyed (id int PRIMARY KEY, v text); \
@@ -40,15 +43,28 @@ async fn good_server_passes_with_warnings_for_keyless_table_and_interval() {
     let items = run_checks(&cfg).await;
     let report = render(&items);
     assert!(!failed(&items), "{report}");
-    assert!(find(&items, "tables").detail.contains("3 selected"), "{report}");
+    assert!(
+        find(&items, "tables").detail.contains("3 selected"),
+        "{report}"
+    );
     let keyless = find(&items, "key public.keyless");
     assert_eq!(keyless.status, CheckStatus::Warn);
     assert!(keyless.detail.contains("only inserts"), "{report}");
-    assert!(keyless.fix.as_deref().unwrap_or("").contains("REPLICA IDENTITY FULL"), "{report}");
+    assert!(
+        keyless
+            .fix
+            .as_deref()
+            .unwrap_or("")
+            .contains("REPLICA IDENTITY FULL"),
+        "{report}"
+    );
     let interval = find(&items, "type public.spans.dur");
     assert_eq!(interval.status, CheckStatus::Warn);
     assert!(interval.detail.contains("interval"), "{report}");
-    assert!(find(&items, "slot").detail.contains("will be created"), "{report}");
+    assert!(
+        find(&items, "slot").detail.contains("will be created"),
+        "{report}"
+    );
 
     // An existing pgoutput slot and publications are reported, not recreated.
     let url = pg.url("app");
@@ -67,32 +83,70 @@ async fn good_server_passes_with_warnings_for_keyless_table_and_interval() {
     let items = run_checks(&config(url, &["public.*"])).await;
     let report = render(&items);
     assert!(!failed(&items), "{report}");
-    assert!(find(&items, "slot").detail.contains("confirmed up to"), "{report}");
-    assert!(find(&items, "publication").detail.contains("exist"), "{report}");
+    assert!(
+        find(&items, "slot").detail.contains("confirmed up to"),
+        "{report}"
+    );
+    assert!(
+        find(&items, "publication").detail.contains("exist"),
+        "{report}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn wal_level_replica_fails() {
-    let pg = server(PgOptions { wal_level_logical: false, ..Default::default() }, TABLES).await;
+    let pg = server(
+        PgOptions {
+            wal_level_logical: false,
+            ..Default::default()
+        },
+        TABLES,
+    )
+    .await;
     let items = run_checks(&config(pg.url("app"), &["public.*"])).await;
     let wal = find(&items, "wal_level");
     assert_eq!(wal.status, CheckStatus::Fail, "{}", render(&items));
-    assert!(wal.fix.as_deref().unwrap_or("").contains("wal_level = logical"));
+    assert!(wal
+        .fix
+        .as_deref()
+        .unwrap_or("")
+        .contains("wal_level = logical"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn user_without_replication_fails() {
-    let pg = server(PgOptions::default(), "CREATE ROLE app LOGIN PASSWORD 'pw'; CREATE TABLE keyed (id int PRIMARY KEY);").await;
+    let pg = server(
+        PgOptions::default(),
+        "CREATE ROLE app LOGIN PASSWORD 'pw'; CREATE TABLE keyed (id int PRIMARY KEY);",
+    )
+    .await;
     let url = format!("postgres://app:pw@{}:{}/app", pg.host(), pg.port());
     let items = run_checks(&config(url, &["public.*"])).await;
     let report = render(&items);
     let repl = find(&items, "replication privilege");
     assert_eq!(repl.status, CheckStatus::Fail, "{report}");
-    assert!(repl.fix.as_deref().unwrap_or("").contains("ALTER ROLE \"app\" WITH REPLICATION"), "{report}");
+    assert!(
+        repl.fix
+            .as_deref()
+            .unwrap_or("")
+            .contains("ALTER ROLE \"app\" WITH REPLICATION"),
+        "{report}"
+    );
     let select = find(&items, "select privilege");
     assert_eq!(select.status, CheckStatus::Fail, "{report}");
-    assert!(select.fix.as_deref().unwrap_or("").contains("GRANT SELECT ON \"public\".\"keyed\""), "{report}");
-    assert_eq!(find(&items, "publication").status, CheckStatus::Fail, "{report}");
+    assert!(
+        select
+            .fix
+            .as_deref()
+            .unwrap_or("")
+            .contains("GRANT SELECT ON \"public\".\"keyed\""),
+        "{report}"
+    );
+    assert_eq!(
+        find(&items, "publication").status,
+        CheckStatus::Fail,
+        "{report}"
+    );
     assert!(!report.contains("pw@"), "{report}");
 }
 
@@ -102,7 +156,11 @@ async fn patterns_matching_nothing_fail() {
     let items = run_checks(&config(pg.url("app"), &["nosuch.*"])).await;
     let tables = find(&items, "tables");
     assert_eq!(tables.status, CheckStatus::Fail, "{}", render(&items));
-    assert!(tables.detail.contains("nosuch.*") && tables.detail.contains("public.keyed"), "{}", render(&items));
+    assert!(
+        tables.detail.contains("nosuch.*") && tables.detail.contains("public.keyed"),
+        "{}",
+        render(&items)
+    );
     assert!(!items.iter().any(|i| i.name.starts_with("key ")));
 }
 
@@ -112,8 +170,14 @@ async fn unreachable_server_is_one_failure_without_the_password() {
     let items = run_checks(&config(url, &["public.*"])).await;
     let report = render(&items);
     assert_eq!(items.len(), 1, "{report}");
-    assert_eq!((items[0].name.as_str(), items[0].status), ("connection", CheckStatus::Fail));
-    assert!(items[0].fix.as_deref().unwrap_or("").contains("source.url"), "{report}");
+    assert_eq!(
+        (items[0].name.as_str(), items[0].status),
+        ("connection", CheckStatus::Fail)
+    );
+    assert!(
+        items[0].fix.as_deref().unwrap_or("").contains("source.url"),
+        "{report}"
+    );
     assert!(!report.contains("supersecret"), "{report}");
 }
 
@@ -125,8 +189,14 @@ fn render_aligns_names_and_indents_fixes() {
         detail: "found".into(),
         fix: fix.map(Into::into),
     };
-    let items = [item("a", CheckStatus::Ok, None), item("longer", CheckStatus::Warn, Some("do it"))];
-    assert_eq!(render(&items), "[ ok ] a       found\n[warn] longer  found\n               fix: do it\n");
+    let items = [
+        item("a", CheckStatus::Ok, None),
+        item("longer", CheckStatus::Warn, Some("do it")),
+    ];
+    assert_eq!(
+        render(&items),
+        "[ ok ] a       found\n[warn] longer  found\n               fix: do it\n"
+    );
     assert!(!failed(&items));
     assert!(failed(&[item("x", CheckStatus::Fail, None)]));
 }

@@ -43,7 +43,9 @@ pub async fn check(config_path: &Path) -> Result<()> {
     let items = run_checks(&pipeline::source_config(&config)).await;
     print!("{}", render(&items));
     if failed(&items) {
-        return Err(Error::check("preflight check failed: fix the items marked FAIL"));
+        return Err(Error::check(
+            "preflight check failed: fix the items marked FAIL",
+        ));
     }
     Ok(())
 }
@@ -86,8 +88,14 @@ fn print_report(r: &StatusReport) {
     println!("last apply:          {}", or_dash(&r.last_apply));
     println!("transactions:        {}", r.transactions_applied);
     println!("changes:             {}", r.changes_applied);
-    println!("{:<40} {:>12} {:>12} {:>7}", "table", "rows", "changes", "schema");
+    println!(
+        "{:<40} {:>12} {:>12} {:>7}",
+        "table", "rows", "changes", "schema"
+    );
     for t in &r.tables {
-        println!("{:<40} {:>12} {:>12} {:>7}", t.table, t.rows, t.changes_applied, t.schema_version);
+        println!(
+            "{:<40} {:>12} {:>12} {:>7}",
+            t.table, t.rows, t.changes_applied, t.schema_version
+        );
     }
 }

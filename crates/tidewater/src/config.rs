@@ -141,10 +141,14 @@ impl Config {
                 )));
             }
         }
-        for (key, v) in [("source.slot", &s.slot), ("source.publication", &s.publication)] {
+        for (key, v) in [
+            ("source.slot", &s.slot),
+            ("source.publication", &s.publication),
+        ] {
             let ok = !v.is_empty()
                 && v.len() <= 63
-                && v.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+                && v.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
             if !ok {
                 return Err(Error::config(format!(
                     "{key} = {v:?} is invalid: use 1-63 lower-case letters, digits or '_'"
@@ -161,10 +165,18 @@ impl Config {
             return Err(Error::config("apply.max_batch_rows must be at least 1"));
         }
         if self.apply.flush_interval_ms > 60_000 {
-            return Err(Error::config("apply.flush_interval_ms must be at most 60000"));
+            return Err(Error::config(
+                "apply.flush_interval_ms must be at most 60000",
+            ));
         }
-        if self.http.is_some() {
-            tracing::warn!("[http] is not implemented yet in this build; ignoring it");
+        if let Some(http) = &self.http {
+            tracing::warn!(listen = %http.listen, "[http] is not implemented yet in this build; ignoring it");
+        }
+        if let Some(id) = s.server_id {
+            tracing::warn!(
+                server_id = id,
+                "source.server_id applies to mysql sources only; ignoring it"
+            );
         }
         Ok(())
     }
@@ -179,7 +191,9 @@ fn toml_error(text: &str, e: &toml::de::Error) -> Error {
             let before = text.get(..span.start).unwrap_or(text);
             let line = before.matches('\n').count() + 1;
             let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-            Error::config(format!("TOML parse error at line {line}, column {column}: {message}"))
+            Error::config(format!(
+                "TOML parse error at line {line}, column {column}: {message}"
+            ))
         }
         None => Error::config(format!("TOML parse error: {message}")),
     }
@@ -240,8 +254,14 @@ path = "replica.duckdb"
     #[test]
     fn env_expansion() {
         std::env::set_var("TW_TEST_URL", "postgres://x@h/db");
-        assert_eq!(expand_env("${TW_TEST_URL}", "k").unwrap(), "postgres://x@h/db");
-        assert_eq!(expand_env("a${TW_TEST_URL}b", "k").unwrap(), "apostgres://x@h/dbb");
+        assert_eq!(
+            expand_env("${TW_TEST_URL}", "k").unwrap(),
+            "postgres://x@h/db"
+        );
+        assert_eq!(
+            expand_env("a${TW_TEST_URL}b", "k").unwrap(),
+            "apostgres://x@h/dbb"
+        );
         let e = expand_env("${TW_SURELY_UNSET_VAR}", "source.url").unwrap_err();
         assert!(e.to_string().contains("TW_SURELY_UNSET_VAR"));
     }
@@ -249,10 +269,19 @@ path = "replica.duckdb"
     #[test]
     fn validation_messages() {
         let bad = MINIMAL.replace("\"public.*\"", "\"orders\"");
-        assert!(Config::parse(&bad).unwrap_err().to_string().contains("public.orders"));
+        assert!(Config::parse(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("public.orders"));
         let bad = MINIMAL.replace("type = \"postgres\"", "type = \"oracle\"");
-        assert!(Config::parse(&bad).unwrap_err().to_string().contains("oracle"));
+        assert!(Config::parse(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("oracle"));
         let bad = MINIMAL.replace("[sink]", "[apply]\nmax_batch_rows = 0\n[sink]");
-        assert!(Config::parse(&bad).unwrap_err().to_string().contains("max_batch_rows"));
+        assert!(Config::parse(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("max_batch_rows"));
     }
 }

@@ -48,7 +48,10 @@ pub async fn run(seconds: Option<u64>, path: &Path) -> Result<()> {
         .map_err(|e| Error::source_fatal(format!("starting the demo PostgreSQL: {e}")))?;
     let url = server.url("postgres");
     let client = connect(&url).await?;
-    client.batch_execute(SCHEMA).await.map_err(|e| Error::source_fatal(e.to_string()))?;
+    client
+        .batch_execute(SCHEMA)
+        .await
+        .map_err(|e| Error::source_fatal(e.to_string()))?;
     for f in [path.to_path_buf(), path.with_extension("duckdb.wal")] {
         let _ = std::fs::remove_file(f);
     }
@@ -73,7 +76,10 @@ pub async fn run(seconds: Option<u64>, path: &Path) -> Result<()> {
         }
     });
 
-    eprintln!("replicating public.customers and public.orders into {} (Ctrl-C stops)", path.display());
+    eprintln!(
+        "replicating public.customers and public.orders into {} (Ctrl-C stops)",
+        path.display()
+    );
     let mut signal = shutdown_signal();
     let started = Instant::now();
     let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -97,7 +103,9 @@ pub async fn run(seconds: Option<u64>, path: &Path) -> Result<()> {
             lat.max_ms
         );
         last_rows = rows;
-        if seconds.is_some_and(|s| started.elapsed() >= Duration::from_secs(s)) || pipeline.is_finished() {
+        if seconds.is_some_and(|s| started.elapsed() >= Duration::from_secs(s))
+            || pipeline.is_finished()
+        {
             break;
         }
     }
@@ -105,8 +113,14 @@ pub async fn run(seconds: Option<u64>, path: &Path) -> Result<()> {
     let _ = stop_tx.send(true);
     pipeline.await.expect("pipeline task")?;
     drop(server);
-    println!("\nreplica written to {}; look at it with the DuckDB CLI, e.g.:", path.display());
-    println!("  duckdb {} \"SELECT status, count(*) FROM public.orders GROUP BY ALL\"", path.display());
+    println!(
+        "\nreplica written to {}; look at it with the DuckDB CLI, e.g.:",
+        path.display()
+    );
+    println!(
+        "  duckdb {} \"SELECT status, count(*) FROM public.orders GROUP BY ALL\"",
+        path.display()
+    );
     println!(
         "  duckdb {} \"SELECT _metadata_change_type, count(*) FROM public.orders_log GROUP BY ALL\"",
         path.display()

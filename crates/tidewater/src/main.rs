@@ -14,7 +14,11 @@ use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "tidewater", version, about = "Change-data-capture replicator: PostgreSQL → DuckDB, exactly once")]
+#[command(
+    name = "tidewater",
+    version,
+    about = "Change-data-capture replicator: PostgreSQL → DuckDB, exactly once"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -52,12 +56,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,pg_walstream=warn")),
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,pg_walstream=warn")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run { config } => commands::run(&config).await,

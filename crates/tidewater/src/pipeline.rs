@@ -40,7 +40,11 @@ pub fn source_config(config: &Config) -> PgSourceConfig {
 }
 
 /// Runs until `shutdown` becomes true (then returns Ok) or a fatal error.
-pub async fn run(config: &Config, stats: Arc<Stats>, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+pub async fn run(
+    config: &Config,
+    stats: Arc<Stats>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
     let opts = sink_options(config);
     let mut sink = tokio::task::spawn_blocking(move || DuckDbSink::open(opts))
         .await
@@ -50,7 +54,8 @@ pub async fn run(config: &Config, stats: Arc<Stats>, mut shutdown: watch::Receiv
     let mut backoff = Duration::from_secs(1);
     let mut ever_streamed = false;
     loop {
-        let (returned, result) = run_once(config, sink, &stats, shutdown.clone(), &mut ever_streamed).await;
+        let (returned, result) =
+            run_once(config, sink, &stats, shutdown.clone(), &mut ever_streamed).await;
         sink = returned;
         match result {
             Ok(()) => break,
@@ -114,7 +119,14 @@ async fn run_once(
     let handle = tokio::runtime::Handle::current();
     let apply_stats = stats.clone();
     let apply = tokio::task::spawn_blocking(move || {
-        let r = run_apply(&mut sink, &mut events_rx, &ack_tx, options, &apply_stats, &handle);
+        let r = run_apply(
+            &mut sink,
+            &mut events_rx,
+            &ack_tx,
+            options,
+            &apply_stats,
+            &handle,
+        );
         (sink, r)
     });
 
@@ -126,7 +138,11 @@ async fn run_once(
             }
         });
     }
-    let ctx = SourceContext { resume: state.position, events: events_tx, acks: ack_rx };
+    let ctx = SourceContext {
+        resume: state.position,
+        events: events_tx,
+        acks: ack_rx,
+    };
     let source_result = tokio::select! {
         r = source.run(ctx) => r,
         _ = shutdown.changed() => Err(Error::shutdown()),

@@ -82,7 +82,10 @@ impl StatusPublisher {
 
 fn write_atomically(path: &Path, s: &PublishedStatus) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(s).expect("status serialises"))?;
+    std::fs::write(
+        &tmp,
+        serde_json::to_vec_pretty(s).expect("status serialises"),
+    )?;
     std::fs::rename(tmp, path)
 }
 

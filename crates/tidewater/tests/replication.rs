@@ -52,7 +52,11 @@ fn snapshot_then_stream_every_change_kind() {
          INSERT INTO pairs VALUES (3, 'c', 'after truncate');",
     );
     rig.wait_caught_up(Duration::from_secs(60));
-    assert_ne!(rig.confirmed_flush_lsn(), confirmed_after_snapshot, "the slot must advance after apply");
+    assert_ne!(
+        rig.confirmed_flush_lsn(),
+        confirmed_after_snapshot,
+        "the slot must advance after apply"
+    );
     rig.stop();
 
     rig.assert_same(ITEMS);
@@ -66,9 +70,15 @@ fn snapshot_then_stream_every_change_kind() {
     let kinds = rig.replica_lines(
         "SELECT _metadata_change_type || '=' || count(*) FROM items_log GROUP BY _metadata_change_type ORDER BY 1",
     );
-    assert_eq!(kinds, ["DELETE=11", "INSERT=102", "SNAPSHOT=1000", "UPDATE=53"]);
+    assert_eq!(
+        kinds,
+        ["DELETE=11", "INSERT=102", "SNAPSHOT=1000", "UPDATE=53"]
+    );
     assert_eq!(rig.count("SELECT count(*) FROM items_log WHERE _metadata_deleted <> (_metadata_change_type = 'DELETE')"), 0);
-    assert_eq!(rig.count("SELECT count(*) FROM pairs_log WHERE _metadata_change_type = 'TRUNCATE'"), 1);
+    assert_eq!(
+        rig.count("SELECT count(*) FROM pairs_log WHERE _metadata_change_type = 'TRUNCATE'"),
+        1
+    );
     // Sequence numbers order the changes of one transaction.
     let seqs = rig.count(
         "SELECT count(DISTINCT _metadata_sequence) FROM items_log WHERE _metadata_change_type = 'INSERT' AND id > 1000",
@@ -114,7 +124,9 @@ fn kill_9_mid_stream_loses_and_duplicates_nothing() {
     for _ in 0..3 {
         // Kill once the replica has moved past where it was.
         let before = rig.confirmed_flush_lsn();
-        let _ = tidewater_harness::wait_until(Duration::from_secs(20), "progress", || rig.confirmed_flush_lsn() != before);
+        let _ = tidewater_harness::wait_until(Duration::from_secs(20), "progress", || {
+            rig.confirmed_flush_lsn() != before
+        });
         rig.kill9();
         rig.start();
     }
@@ -123,8 +135,14 @@ fn kill_9_mid_stream_loses_and_duplicates_nothing() {
     rig.stop();
 
     rig.assert_same("SELECT concat_ws('|', id, v, note) FROM t ORDER BY id");
-    assert_eq!(rig.count("SELECT count(*) FROM t_log WHERE _metadata_change_type = 'INSERT'"), 6000);
-    assert_eq!(rig.count("SELECT count(*) FROM t_log WHERE _metadata_change_type = 'UPDATE'"), 300);
+    assert_eq!(
+        rig.count("SELECT count(*) FROM t_log WHERE _metadata_change_type = 'INSERT'"),
+        6000
+    );
+    assert_eq!(
+        rig.count("SELECT count(*) FROM t_log WHERE _metadata_change_type = 'UPDATE'"),
+        300
+    );
     assert_eq!(
         rig.count("SELECT count(*) FROM (SELECT id FROM t_log WHERE _metadata_change_type = 'INSERT' GROUP BY id HAVING count(*) > 1)"),
         0,
@@ -137,7 +155,9 @@ fn one_million_row_transaction_streams_in_bounded_memory() {
     let mut rig = Rig::new("CREATE TABLE big (id int PRIMARY KEY, payload text, n numeric(10,2));");
     rig.start();
     rig.wait_caught_up(Duration::from_secs(60));
-    rig.sql("INSERT INTO big SELECT g, md5(g::text), g / 100.0 FROM generate_series(1, 1000000) g;");
+    rig.sql(
+        "INSERT INTO big SELECT g, md5(g::text), g / 100.0 FROM generate_series(1, 1000000) g;",
+    );
     let started = std::time::Instant::now();
     rig.wait_caught_up(Duration::from_secs(900));
     let secs = started.elapsed().as_secs_f64();
@@ -148,12 +168,19 @@ fn one_million_row_transaction_streams_in_bounded_memory() {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap();
-    eprintln!("1M-row transaction applied in {secs:.1}s ({:.0} rows/s), peak RSS {} MiB", 1e6 / secs, peak_kib / 1024);
+    eprintln!(
+        "1M-row transaction applied in {secs:.1}s ({:.0} rows/s), peak RSS {} MiB",
+        1e6 / secs,
+        peak_kib / 1024
+    );
     rig.stop();
     assert_eq!(rig.count("SELECT count(*) FROM big"), 1_000_000);
     assert_eq!(rig.count("SELECT count(*) FROM big_log"), 1_000_000);
     rig.assert_same("SELECT concat_ws('|', sum(id), sum(n), count(DISTINCT payload)) FROM big");
-    assert!(peak_kib < 2 * 1024 * 1024, "peak RSS {peak_kib} KiB: memory is not bounded");
+    assert!(
+        peak_kib < 2 * 1024 * 1024,
+        "peak RSS {peak_kib} KiB: memory is not bounded"
+    );
 }
 
 #[test]
@@ -176,9 +203,13 @@ fn unchanged_toast_values_keep_the_replica_value() {
     rig.stop();
     rig.assert_same("SELECT concat_ws('|', id, title, md5(body)) FROM docs ORDER BY id");
     // The log holds full new images, unchanged values included.
-    rig.assert_same("SELECT concat_ws('|', id, title, md5(body)) FROM docs WHERE id IN (1, 30) ORDER BY id");
+    rig.assert_same(
+        "SELECT concat_ws('|', id, title, md5(body)) FROM docs WHERE id IN (1, 30) ORDER BY id",
+    );
     assert_eq!(
-        rig.count("SELECT count(*) FROM docs_log WHERE _metadata_change_type = 'UPDATE' AND body IS NULL"),
+        rig.count(
+            "SELECT count(*) FROM docs_log WHERE _metadata_change_type = 'UPDATE' AND body IS NULL"
+        ),
         0,
         "an unchanged value was logged as NULL"
     );
@@ -202,5 +233,9 @@ fn survives_source_restart_and_a_killed_walsender() {
     rig.stop();
     rig.assert_same("SELECT concat_ws('|', id, v) FROM t ORDER BY id");
     assert_eq!(rig.count("SELECT count(*) FROM t_log"), 200 + 100 + 10);
-    assert!(rig.log().contains("resuming from the committed position"), "{}", rig.log());
+    assert!(
+        rig.log().contains("resuming from the committed position"),
+        "{}",
+        rig.log()
+    );
 }

@@ -122,7 +122,8 @@ const COLUMNS: &[(&str, &str, &str)] = &[
     ("big", "md5(c) || length(c)", "md5(c) || length(c)"),
 ];
 
-const TS_PG: &str = "CASE WHEN isfinite(c) THEN (extract(epoch FROM c) * 1000000)::bigint::text ELSE c::text END";
+const TS_PG: &str =
+    "CASE WHEN isfinite(c) THEN (extract(epoch FROM c) * 1000000)::bigint::text ELSE c::text END";
 const TS_DUCK: &str = "CASE WHEN isfinite(c) THEN epoch_us(c)::varchar ELSE c::varchar END";
 const FLOAT_PG: &str = "c::text";
 const FLOAT_DUCK: &str =
@@ -139,7 +140,10 @@ fn replace_placeholder(expr: &str, with: &str) -> String {
     let b = expr.as_bytes();
     let mut out = String::new();
     for (i, ch) in expr.char_indices() {
-        let word = |j: usize| b.get(j).is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_');
+        let word = |j: usize| {
+            b.get(j)
+                .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+        };
         if ch == 'c' && (i == 0 || !word(i - 1)) && !word(i + 1) {
             out.push_str(with);
         } else {
@@ -182,7 +186,10 @@ fn every_type_is_exact_through_snapshot_and_stream() {
     let n = rig.count("SELECT count(*) FROM alltypes");
     assert_eq!(n, 10);
     for (name, pg, duck) in COLUMNS {
-        let src = rig.source_lines(&format!("SET intervalstyle = iso_8601; {}", query(name, pg)));
+        let src = rig.source_lines(&format!(
+            "SET intervalstyle = iso_8601; {}",
+            query(name, pg)
+        ));
         let rep = rig.replica_lines(&query(name, duck));
         assert_eq!(src.len(), 10, "{name}: source rows");
         assert_eq!(src, rep, "column {name}: source (left) vs replica (right)");
@@ -193,7 +200,12 @@ fn every_type_is_exact_through_snapshot_and_stream() {
             match (k, *name) {
                 (1, "i4") => assert_eq!(rep[&101], "42"),
                 (3, _) => assert_eq!(rep[&3], rep[&102], "column {name}: id 3 (updated) vs 102"),
-                _ => assert_eq!(rep[&k], rep[&(100 + k)], "column {name}: id {k} vs {}", 100 + k),
+                _ => assert_eq!(
+                    rep[&k],
+                    rep[&(100 + k)],
+                    "column {name}: id {k} vs {}",
+                    100 + k
+                ),
             }
         }
     }

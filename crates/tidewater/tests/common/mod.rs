@@ -38,7 +38,14 @@ impl Rig {
             ),
         )
         .unwrap();
-        Rig { pg, dir, config, db, child: None, starts: 0 }
+        Rig {
+            pg,
+            dir,
+            config,
+            db,
+            child: None,
+            starts: 0,
+        }
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -51,7 +58,11 @@ impl Rig {
 
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let log = OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_tidewater"))
             .args(["run", "--config"])
             .arg(&self.config)
@@ -78,24 +89,39 @@ impl Rig {
     /// SIGTERM, then the process must exit 0 within the deadline.
     pub fn stop(&mut self) {
         let mut child = self.child.take().expect("running");
-        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
         let mut status = None;
-        wait_until(Duration::from_secs(60), "tidewater to exit after SIGTERM", || {
-            status = child.try_wait().unwrap();
-            status.is_some()
-        })
+        wait_until(
+            Duration::from_secs(60),
+            "tidewater to exit after SIGTERM",
+            || {
+                status = child.try_wait().unwrap();
+                status.is_some()
+            },
+        )
         .unwrap_or_else(|e| panic!("{e}\n{}", self.log()));
-        assert!(status.unwrap().success(), "run exited with {status:?}\n{}", self.log());
+        assert!(
+            status.unwrap().success(),
+            "run exited with {status:?}\n{}",
+            self.log()
+        );
     }
 
     pub fn sql(&self, sql: &str) -> String {
-        self.pg.psql("postgres", sql).unwrap_or_else(|e| panic!("{e}"))
+        self.pg
+            .psql("postgres", sql)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     pub fn confirmed_flush_lsn(&self) -> String {
-        self.sql(&format!("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '{SLOT}'"))
-            .trim()
-            .to_string()
+        self.sql(&format!(
+            "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '{SLOT}'"
+        ))
+        .trim()
+        .to_string()
     }
 
     /// Waits until the slot confirms everything written so far: tidewater confirms only what
@@ -107,17 +133,34 @@ impl Rig {
         );
         let starts = self.starts;
         let log_path = self.log_path();
-        let streaming = || std::fs::read_to_string(&log_path).unwrap_or_default().matches("streaming slot=").count();
-        let result = wait_until(timeout, "the slot to confirm the current WAL position", || {
-            if let Some(c) = self.child.as_mut() {
-                assert!(c.try_wait().unwrap().is_none(), "tidewater exited early:\n{}", std::fs::read_to_string(self.dir.path().join("run.log")).unwrap_or_default());
-                // The current run must be streaming, not only an earlier one.
-                if streaming() < starts {
-                    return false;
+        let streaming = || {
+            std::fs::read_to_string(&log_path)
+                .unwrap_or_default()
+                .matches("streaming slot=")
+                .count()
+        };
+        let result = wait_until(
+            timeout,
+            "the slot to confirm the current WAL position",
+            || {
+                if let Some(c) = self.child.as_mut() {
+                    assert!(
+                        c.try_wait().unwrap().is_none(),
+                        "tidewater exited early:\n{}",
+                        std::fs::read_to_string(self.dir.path().join("run.log"))
+                            .unwrap_or_default()
+                    );
+                    // The current run must be streaming, not only an earlier one.
+                    if streaming() < starts {
+                        return false;
+                    }
                 }
-            }
-            self.pg.psql("postgres", &query).map(|s| s.trim() == "t").unwrap_or(false)
-        });
+                self.pg
+                    .psql("postgres", &query)
+                    .map(|s| s.trim() == "t")
+                    .unwrap_or(false)
+            },
+        );
         result.unwrap_or_else(|e| panic!("{e}\n{}", self.log()));
     }
 
@@ -136,8 +179,12 @@ impl Rig {
 
     pub fn replica_lines(&self, query: &str) -> Vec<String> {
         let conn = self.replica();
-        let mut stmt = conn.prepare(query).unwrap_or_else(|e| panic!("{query}: {e}"));
-        let rows = stmt.query_map([], |r| r.get::<_, Option<String>>(0)).unwrap();
+        let mut stmt = conn
+            .prepare(query)
+            .unwrap_or_else(|e| panic!("{query}: {e}"));
+        let rows = stmt
+            .query_map([], |r| r.get::<_, Option<String>>(0))
+            .unwrap();
         rows.map(|r| r.unwrap().unwrap_or_default()).collect()
     }
 
@@ -152,7 +199,9 @@ impl Rig {
     }
 
     pub fn count(&self, query: &str) -> i64 {
-        self.replica().query_row(query, [], |r| r.get(0)).unwrap_or_else(|e| panic!("{query}: {e}"))
+        self.replica()
+            .query_row(query, [], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{query}: {e}"))
     }
 }
 
