@@ -90,10 +90,12 @@ impl Fixture {
         rows.map(Result::unwrap).collect()
     }
 
-    fn replica(&self, name: &str) -> Vec<String> {
+    /// The replica's rows as `id|v`, space-separated.
+    fn replica(&self, name: &str) -> String {
         self.rows(&format!(
             "SELECT concat_ws('|', id, v) FROM s.{name} ORDER BY id, v"
         ))
+        .join(" ")
     }
 }
 
