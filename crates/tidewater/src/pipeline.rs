@@ -45,6 +45,9 @@ pub async fn run(
     stats: Arc<Stats>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
+    // Source problems (unreachable, wal_level, no tables, ...) surface before the DuckDB file
+    // is created, so a mistyped config leaves nothing behind.
+    drop(PgSource::connect(source_config(config)).await?);
     let opts = sink_options(config);
     let mut sink = tokio::task::spawn_blocking(move || DuckDbSink::open(opts))
         .await

@@ -216,6 +216,8 @@ fn source_side_mistakes_create_nothing_on_the_source() {
         &["no source table matches", "nope.*", "tidewater check"],
     );
     assert_eq!(source_objects(&rig.pg), "0/0");
+    // Nor is a DuckDB file created for a pipeline that cannot start.
+    assert!(!db.exists() && !rig.db.exists(), "a DuckDB file was created");
 }
 
 #[test]
