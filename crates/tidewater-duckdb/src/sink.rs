@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use duckdb::{Connection, ToSql};
+use tidewater_core::stats::now_us;
 use tidewater_core::time::format_utc_micros;
 use tidewater_core::{
     Change, ChangeKind, Error, PipelineState, Position, Result, Sink, TableId, TableSchema, TxInfo,
@@ -16,6 +17,7 @@ use tidewater_core::{
 };
 use tracing::debug;
 
+use crate::direct;
 use crate::rowwise;
 use crate::schema::prepare_table;
 use crate::state;
@@ -275,6 +277,30 @@ impl DuckDbSink {
             return Ok(());
         }
         let pending = std::mem::take(&mut t.pending);
+        if t.staged == 0
+            && direct::supported(&t.sql.schema)
+            && pending.iter().all(|p| direct::can_append(&p.change))
+        {
+            let rows: Vec<direct::RowMeta> = pending
+                .iter()
+                .map(|p| direct::RowMeta {
+                    change: &p.change,
+                    position: &p.position,
+                    commit_ts: &p.commit_ts,
+                    txseq: p.txseq,
+                })
+                .collect();
+            let now = format_utc_micros(now_us());
+            direct::append(
+                &self.conn,
+                &t.sql.schema,
+                &rows,
+                self.options.log_tables,
+                &now,
+            )?;
+            t.changes += pending.len() as u64;
+            return Ok(());
+        }
         let mut appender = self
             .conn
             .appender_to_catalog_and_db(&t.sql.stage, "temp", "main")

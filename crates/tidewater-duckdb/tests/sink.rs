@@ -90,6 +90,23 @@ impl Fixture {
         rows.map(Result::unwrap).collect()
     }
 
+    /// Every column of the first row of `sql`, as text joined by ` | `.
+    fn row_text(&self, sql: &str) -> String {
+        let conn = self.sink.connection();
+        let mut stmt = conn.prepare(sql).unwrap();
+        let mut rows = stmt.query([]).unwrap();
+        let row = rows.next().unwrap().expect("one row");
+        let n = row.as_ref().column_count();
+        (0..n)
+            .map(|i| {
+                row.get::<_, Option<String>>(i)
+                    .unwrap()
+                    .unwrap_or_else(|| "NULL".into())
+            })
+            .collect::<Vec<_>>()
+            .join(" | ")
+    }
+
     /// The replica's rows as `id|v`, space-separated.
     fn replica(&self, name: &str) -> String {
         self.rows(&format!(
@@ -213,4 +230,115 @@ fn a_rolled_back_batch_leaves_nothing() {
     // The sink is usable again after a rollback.
     f.batch(vec![vec![change(&t, ChangeKind::Insert, 2, "next")]]);
     assert_eq!(f.replica("t"), "1|kept 2|next");
+}
+
+/// Inserts take the direct Appender path, updates the staged SQL path: both must store the
+/// same value for every type.
+#[test]
+fn appended_and_staged_values_are_identical_for_every_scalar_type() {
+    use ColumnType::*;
+    let cases: Vec<(ColumnType, [&str; 2])> = vec![
+        (Int16, ["-32768", "32767"]),
+        (Int32, ["2147483647", "-1"]),
+        (Int64, ["-9223372036854775808", "0"]),
+        (
+            Decimal {
+                precision: 38,
+                scale: 10,
+            },
+            ["1234567890123456789012345678.1234567890", "-0.0000000001"],
+        ),
+        (
+            Decimal {
+                precision: 60,
+                scale: 2,
+            },
+            [
+                "1234567890123456789012345678901234567890123456789012345678.90",
+                "0.00",
+            ],
+        ),
+        (Float32, ["3.4028235e+38", "NaN"]),
+        (Float64, ["1e-300", "-Infinity"]),
+        (Bool, ["true", "false"]),
+        (Text, ["tab\there, ünïcode 🚀", ""]),
+        (Bytes, ["00ff10", ""]),
+        (Date, ["0044-03-15 (BC)", "infinity"]),
+        (Time, ["23:59:59.999999", "00:00:00"]),
+        (Timestamp, ["2024-02-29 12:34:56.123456", "-infinity"]),
+        (
+            TimestampTz,
+            ["2024-02-29 12:34:56.123456+05:30", "1970-01-01 00:00:00+00"],
+        ),
+        (
+            Uuid,
+            [
+                "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+                "00000000-0000-0000-0000-000000000000",
+            ],
+        ),
+        (Json, [r#"{"a": [1, 2.50, "x"]}"#, "null"]),
+    ];
+    let mut columns = vec![Column {
+        name: "id".into(),
+        ty: Int32,
+        nullable: false,
+        source_type: String::new(),
+    }];
+    columns.extend(cases.iter().enumerate().map(|(i, (ty, _))| Column {
+        name: format!("c{i}"),
+        ty: ty.clone(),
+        nullable: true,
+        source_type: String::new(),
+    }));
+    let t = Arc::new(TableSchema {
+        id: TableId::new("s", "all"),
+        columns,
+        key: vec![0],
+    });
+    let mut f = Fixture::new(std::slice::from_ref(&t));
+    let values = |id: i32, which: usize| -> Vec<Value> {
+        let mut row = vec![Value::text(&id.to_string())];
+        row.extend(cases.iter().map(|(_, v)| Value::text(v[which])));
+        row
+    };
+    let mk = |kind, row| Change {
+        table: t.clone(),
+        kind,
+        row,
+        old: None,
+    };
+    let nulls = |id: i32| {
+        let mut row = vec![Value::text(&id.to_string())];
+        row.extend(cases.iter().map(|_| Value::Null));
+        row
+    };
+    for which in 0..2 {
+        let (direct, staged) = (10 * which as i32 + 1, 10 * which as i32 + 2);
+        f.batch(vec![vec![
+            mk(ChangeKind::Insert, values(direct, which)),
+            mk(ChangeKind::Insert, nulls(staged)),
+        ]]);
+        f.batch(vec![vec![mk(ChangeKind::Update, values(staged, which))]]);
+        let text = |id: i32| {
+            f.row_text(&format!(
+                "SELECT CAST(COLUMNS(* EXCLUDE (id)) AS VARCHAR) FROM s.all WHERE id = {id}"
+            ))
+        };
+        assert_eq!(text(direct), text(staged), "values set {which}");
+        let expected = ["ünïcode", "-infinity"][which];
+        assert!(text(direct).contains(expected), "{:?}", text(direct));
+        let logged = |id: i32| {
+            f.row_text(&format!(
+                "SELECT CAST(COLUMNS(* EXCLUDE (id, _metadata_timestamp, _metadata_position)) AS VARCHAR) \
+                 FROM s.all_log WHERE id = {id} ORDER BY _metadata_position DESC LIMIT 1"
+            ))
+        };
+        let (d, s) = (logged(direct), logged(staged));
+        assert_eq!(
+            d.replace("INSERT", "UPDATE"),
+            s,
+            "log rows of values set {which}"
+        );
+    }
 }

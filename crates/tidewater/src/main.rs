@@ -55,7 +55,9 @@ enum Command {
 /// `RUST_LOG` (default `info`); the replication client's per-message logs stay quiet unless
 /// asked for by name.
 fn log_filter(rust_log: Option<String>) -> String {
-    let base = rust_log.filter(|s| !s.trim().is_empty()).unwrap_or_else(|| "info".into());
+    let base = rust_log
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "info".into());
     if base.contains("pg_walstream") {
         base
     } else {
@@ -66,9 +68,7 @@ fn log_filter(rust_log: Option<String>) -> String {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::new(log_filter(std::env::var("RUST_LOG").ok())),
-        )
+        .with_env_filter(EnvFilter::new(log_filter(std::env::var("RUST_LOG").ok())))
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();

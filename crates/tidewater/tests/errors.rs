@@ -217,7 +217,10 @@ fn source_side_mistakes_create_nothing_on_the_source() {
     );
     assert_eq!(source_objects(&rig.pg), "0/0");
     // Nor is a DuckDB file created for a pipeline that cannot start.
-    assert!(!db.exists() && !rig.db.exists(), "a DuckDB file was created");
+    assert!(
+        !db.exists() && !rig.db.exists(),
+        "a DuckDB file was created"
+    );
 }
 
 #[test]
