@@ -43,6 +43,13 @@ pub fn parse_config(url: &str) -> Result<Config> {
             "source.url is not a valid PostgreSQL URL ({e}); expected postgres://user:password@host:port/database"
         ))
     })?;
+    if cfg.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+        return Err(Error::config(
+            "source.url asks for sslmode=require, but this build opens its SQL sessions without \
+             TLS; connect through a TLS-terminating proxy (e.g. the Cloud SQL Auth Proxy) or a \
+             private network, and use sslmode=prefer or disable",
+        ));
+    }
     cfg.options(SESSION_OPTIONS);
     cfg.application_name("tidewater");
     if cfg.get_connect_timeout().is_none() {
@@ -184,6 +191,13 @@ mod tests {
             Some(123_456_789_012)
         );
         assert_eq!(parse_lsn("nope"), None);
+    }
+
+    #[test]
+    fn sslmode_require_is_refused_with_the_way_out() {
+        let e = parse_config("postgres://u:pw@h/db?sslmode=require").unwrap_err();
+        assert!(e.to_string().contains("sslmode=require") && !e.to_string().contains("pw"));
+        assert!(parse_config("postgres://u:pw@h/db?sslmode=prefer").is_ok());
     }
 
     #[test]
