@@ -44,12 +44,16 @@ pub fn supported(schema: &TableSchema) -> bool {
 /// values, which is what the sources emit, go this way.)
 pub fn can_append(change: &Change) -> bool {
     matches!(change.kind, ChangeKind::Snapshot | ChangeKind::Insert)
-        && change.row.iter().zip(&change.table.columns).all(|(v, c)| match (&c.ty, v) {
-            (ColumnType::TimestampTz, Value::Text(t)) => {
-                t.ends_with(b"+00") || t.ends_with(b"+00:00") || t.ends_with(b"infinity")
-            }
-            _ => true,
-        })
+        && change
+            .row
+            .iter()
+            .zip(&change.table.columns)
+            .all(|(v, c)| match (&c.ty, v) {
+                (ColumnType::TimestampTz, Value::Text(t)) => {
+                    t.ends_with(b"+00") || t.ends_with(b"+00:00") || t.ends_with(b"infinity")
+                }
+                _ => true,
+            })
 }
 
 /// Facts of the transaction a change belongs to, for its log row.

@@ -1,0 +1,42 @@
+//! The README's first command: `tidewater demo` must run end to end and stop on its own.
+
+use std::process::Command;
+
+#[test]
+fn demo_replicates_and_stops_after_its_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("demo.duckdb");
+    let out = Command::new(env!("CARGO_BIN_EXE_tidewater"))
+        .args(["demo", "--seconds", "3", "--path"])
+        .arg(&path)
+        .output()
+        .expect("run tidewater demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "demo failed:\n{stdout}\n{stderr}");
+    let lines: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains("changes applied"))
+        .collect();
+    assert!(
+        lines.len() >= 3,
+        "expected a progress line per second:\n{stdout}"
+    );
+    assert!(lines.iter().any(|l| l.contains("freshness")), "{stdout}");
+    // The replica holds the demo schema, snapshot and streamed changes.
+    let conn = tidewater_duckdb::duckdb::Connection::open(&path).unwrap();
+    let orders: i64 = conn
+        .query_row("SELECT count(*) FROM public.orders", [], |r| r.get(0))
+        .unwrap();
+    let streamed: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM public.orders_log WHERE _metadata_change_type <> 'SNAPSHOT'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(
+        orders >= 5000 && streamed > 0,
+        "orders {orders}, streamed changes {streamed}"
+    );
+}
