@@ -5,8 +5,9 @@
 use std::str::FromStr;
 
 use tidewater_core::{Error, Result};
+use tokio_postgres::config::SslMode;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, Config, NoTls};
+use tokio_postgres::{Client, Config};
 use tracing::debug;
 
 /// Session settings for every connection: the text output of dates, times and floats then
@@ -43,13 +44,6 @@ pub fn parse_config(url: &str) -> Result<Config> {
             "source.url is not a valid PostgreSQL URL ({e}); expected postgres://user:password@host:port/database"
         ))
     })?;
-    if cfg.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
-        return Err(Error::config(
-            "source.url asks for sslmode=require, but this build opens its SQL sessions without \
-             TLS; connect through a TLS-terminating proxy (e.g. the Cloud SQL Auth Proxy) or a \
-             private network, and use sslmode=prefer or disable",
-        ));
-    }
     cfg.options(SESSION_OPTIONS);
     cfg.application_name("tidewater");
     if cfg.get_connect_timeout().is_none() {
@@ -62,7 +56,7 @@ pub fn parse_config(url: &str) -> Result<Config> {
 pub async fn connect(url: &str) -> Result<Client> {
     let cfg = parse_config(url)?;
     let (client, connection) = cfg
-        .connect(NoTls)
+        .connect(crate::tls::connector())
         .await
         .map_err(|e| pg_error(e, &format!("cannot connect to {}", redact(url))))?;
     tokio::spawn(async move {
@@ -101,6 +95,12 @@ pub fn replication_conninfo(url: &str) -> Result<String> {
         parts.push(format!("dbname={}", quote(db)));
     }
     parts.push(format!("options={}", quote(SESSION_OPTIONS)));
+    let sslmode = match cfg.get_ssl_mode() {
+        SslMode::Disable => "disable",
+        SslMode::Require => "require",
+        _ => "prefer",
+    };
+    parts.push(format!("sslmode={sslmode}"));
     parts.push("connect_timeout=10".into());
     Ok(parts.join(" "))
 }
@@ -194,10 +194,11 @@ mod tests {
     }
 
     #[test]
-    fn sslmode_require_is_refused_with_the_way_out() {
-        let e = parse_config("postgres://u:pw@h/db?sslmode=require").unwrap_err();
-        assert!(e.to_string().contains("sslmode=require") && !e.to_string().contains("pw"));
-        assert!(parse_config("postgres://u:pw@h/db?sslmode=prefer").is_ok());
+    fn sslmode_reaches_the_replication_session() {
+        let ci = replication_conninfo("postgres://u:pw@h/db?sslmode=require").unwrap();
+        assert!(ci.contains("sslmode=require"), "{ci}");
+        let ci = replication_conninfo("postgres://u:pw@h/db?sslmode=disable").unwrap();
+        assert!(ci.contains("sslmode=disable"), "{ci}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod snapshot;
 mod source;
 mod stream;
 pub mod text;
+mod tls;
 pub mod types;
 
 pub use source::{PgSource, PgSourceConfig};

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tidewater_duckdb::duckdb::{AccessMode, Config, Connection};
-use tidewater_harness::{wait_until, PgServer};
+use tidewater_harness::{wait_until, PgOptions, PgServer};
 
 pub const SLOT: &str = "tidewater";
 
@@ -24,7 +24,13 @@ pub struct Rig {
 impl Rig {
     /// A source database prepared with `setup_sql`, and a config replicating `public.*`.
     pub fn new(setup_sql: &str) -> Rig {
-        let pg = PgServer::start().expect("start PostgreSQL");
+        Rig::with_server(setup_sql, PgOptions::default(), "")
+    }
+
+    /// A rig whose server starts with `options` and whose source URL ends with `url_suffix`
+    /// (e.g. `?sslmode=require`).
+    pub fn with_server(setup_sql: &str, options: PgOptions, url_suffix: &str) -> Rig {
+        let pg = PgServer::start_with(options).expect("start PostgreSQL");
         pg.psql("postgres", setup_sql).expect("setup SQL");
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("replica.duckdb");
@@ -33,7 +39,7 @@ impl Rig {
             &config,
             format!(
                 "[source]\ntype = \"postgres\"\nurl = \"{}\"\ntables = [\"public.*\"]\n\n[sink]\ntype = \"duckdb\"\npath = {:?}\n\n[apply]\nflush_interval_ms = 50\n",
-                pg.url("postgres"),
+                format!("{}{url_suffix}", pg.url("postgres")),
                 db.display().to_string()
             ),
         )
