@@ -88,7 +88,7 @@ fn hex(text: &[u8]) -> Result<Vec<u8>> {
         b'A'..=b'F' => Ok(c - b'A' + 10),
         _ => Err(Error::source_fatal("bytea value is not valid hex")),
     };
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return Err(Error::source_fatal(
             "bytea value has an odd number of hex digits",
         ));

@@ -38,8 +38,8 @@ impl Rig {
         std::fs::write(
             &config,
             format!(
-                "[source]\ntype = \"postgres\"\nurl = \"{}\"\ntables = [\"public.*\"]\n\n[sink]\ntype = \"duckdb\"\npath = {:?}\n\n[apply]\nflush_interval_ms = 50\n",
-                format!("{}{url_suffix}", pg.url("postgres")),
+                "[source]\ntype = \"postgres\"\nurl = \"{}{url_suffix}\"\ntables = [\"public.*\"]\n\n[sink]\ntype = \"duckdb\"\npath = {:?}\n\n[apply]\nflush_interval_ms = 50\n",
+                pg.url("postgres"),
                 db.display().to_string()
             ),
         )
