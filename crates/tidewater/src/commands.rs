@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tidewater_core::stats::Stats;
 use tidewater_core::{Error, Result};
 use tidewater_duckdb::status::{collect, open_read_only, StatusReport};
-use tidewater_postgres::check::{failed, render, run_checks};
+use tidewater_postgres::check::{failed, render, run_checks, CheckStatus};
 use tokio::sync::watch;
 use tracing::info;
 
@@ -58,7 +58,7 @@ pub async fn status(config_path: &Path) -> Result<()> {
     })
     .await
     .expect("status task");
-    match opened {
+    let shown = match opened {
         Ok(report) => {
             println!("replica: {} (not running)", config.sink.path.display());
             print_report(&report);
@@ -78,6 +78,20 @@ pub async fn status(config_path: &Path) -> Result<()> {
             }
             None => Err(e),
         },
+    };
+    shown?;
+    print_source(&config).await;
+    Ok(())
+}
+
+/// What the source says about the slot: how far it is confirmed and how much WAL it holds
+/// back (a stopped or stuck replicator shows here first).
+async fn print_source(config: &Config) {
+    let items = run_checks(&pipeline::source_config(config)).await;
+    for item in &items {
+        if item.name == "slot" || item.status == CheckStatus::Fail {
+            println!("source {:<13} {}", format!("{}:", item.name), item.detail);
+        }
     }
 }
 
