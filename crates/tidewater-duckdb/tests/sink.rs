@@ -342,3 +342,30 @@ fn appended_and_staged_values_are_identical_for_every_scalar_type() {
         );
     }
 }
+
+#[test]
+fn rows_removed_in_the_open_batch_can_be_inserted_again() {
+    let t = table("t", true);
+    let mut f = Fixture::new(std::slice::from_ref(&t));
+    f.batch(vec![(1..=3)
+        .map(|i| change(&t, ChangeKind::Insert, i, "old"))
+        .collect()]);
+    f.sink.begin().unwrap();
+    let tx = TxInfo {
+        position: Position("0/9".into()),
+        commit_time_us: 0,
+    };
+    f.sink.truncate(&tx, std::slice::from_ref(&t)).unwrap();
+    let again = (1..=3)
+        .map(|i| change(&t, ChangeKind::Insert, i, "new"))
+        .collect();
+    f.sink.write(&tx, 1, again).unwrap();
+    f.sink
+        .write(&tx, 4, vec![change(&t, ChangeKind::Delete, 2, "")])
+        .unwrap();
+    f.sink
+        .write(&tx, 5, vec![change(&t, ChangeKind::Insert, 2, "newer")])
+        .unwrap();
+    f.sink.commit(&Position("0/9".into()), 0).unwrap();
+    assert_eq!(f.replica("t"), "1|new 2|newer 3|new");
+}
