@@ -462,11 +462,16 @@ impl Sink for DuckDbSink {
         let ids: Vec<TableId> = self.tables.keys().cloned().collect();
         for id in &ids {
             self.merge(id)?;
-            let t = self.tables.get_mut(id).expect("prepared table");
-            if t.changes > 0 {
-                state::add_table_changes(&self.conn, &t.sql.schema, t.changes)?;
-                t.changes = 0;
-            }
+        }
+        let counts: Vec<(&TableId, u64)> = self
+            .tables
+            .iter()
+            .filter(|(_, t)| t.changes > 0)
+            .map(|(id, t)| (id, t.changes))
+            .collect();
+        state::add_table_changes(&self.conn, &counts)?;
+        for t in self.tables.values_mut() {
+            t.changes = 0;
         }
         state::write_position(
             &self.conn,

@@ -2,7 +2,9 @@
 //! written in the same DuckDB transaction as the data they describe.
 
 use duckdb::{params, Connection, OptionalExt};
-use tidewater_core::{Error, Position, Result, TableSchema};
+use tidewater_core::{Error, Position, Result, TableId, TableSchema};
+
+use crate::sql::quote_literal;
 
 pub const STATE_DDL: &str = "
 CREATE SCHEMA IF NOT EXISTS _tidewater;
@@ -98,12 +100,27 @@ pub fn write_table_schema(conn: &Connection, schema: &TableSchema) -> Result<()>
     Ok(())
 }
 
-pub fn add_table_changes(conn: &Connection, schema: &TableSchema, changes: u64) -> Result<()> {
-    conn.prepare_cached(
-        "UPDATE _tidewater.tables SET changes_applied = changes_applied + ?, \
-         updated_at = get_current_timestamp() WHERE schema_name = ? AND table_name = ?",
-    )
-    .and_then(|mut stmt| stmt.execute(params![changes as i64, schema.id.schema, schema.id.name]))
-    .map_err(|e| Error::sink(format!("writing _tidewater.tables: {e}")))?;
-    Ok(())
+/// Adds the batch's change counts of every touched table in one statement.
+pub fn add_table_changes(conn: &Connection, counts: &[(&TableId, u64)]) -> Result<()> {
+    if counts.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<String> = counts
+        .iter()
+        .map(|(id, n)| {
+            format!(
+                "({}, {}, {n})",
+                quote_literal(&id.schema),
+                quote_literal(&id.name)
+            )
+        })
+        .collect();
+    let sql = format!(
+        "UPDATE _tidewater.tables AS t SET changes_applied = t.changes_applied + v.n, \
+         updated_at = get_current_timestamp() FROM (VALUES {}) v(s, name, n) \
+         WHERE t.schema_name = v.s AND t.table_name = v.name",
+        rows.join(", ")
+    );
+    conn.execute_batch(&sql)
+        .map_err(|e| Error::sink(format!("writing _tidewater.tables: {e}")))
 }

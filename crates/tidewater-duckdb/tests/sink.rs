@@ -166,6 +166,11 @@ fn every_staging_shape_applies_like_one_change_at_a_time() {
         f.rows("SELECT CAST(count(*) AS VARCHAR) FROM s.t_log"),
         ["19"]
     );
+    // The per-table counters in the state schema move with the data.
+    assert_eq!(
+        f.rows("SELECT CAST(changes_applied AS VARCHAR) FROM _tidewater.tables"),
+        ["19"]
+    );
     let position = f.rows("SELECT position FROM _tidewater.pipeline");
     assert_eq!(position, [format!("0/{}", f.lsn)]);
 }
