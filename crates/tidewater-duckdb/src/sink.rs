@@ -1,8 +1,10 @@
 //! `DuckDbSink`: applies batches of source transactions to a DuckDB file.
 //!
-//! Changes are appended (Appender) into per-table temp staging tables, then moved with a few
-//! set-based statements into the change log and the replica; the batch, its log rows and the
-//! new source position commit in one DuckDB transaction.
+//! Changes are buffered per table. Inserts of a table with nothing staged go straight into its
+//! replica and log (`direct`); other changes are appended into a per-table temp staging table
+//! and moved with a few set-based statements (`table`); the rare rest goes row by row
+//! (`rowwise`). The batch, its log rows and the new source position commit in one DuckDB
+//! transaction.
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
