@@ -8,7 +8,7 @@ use tokio_postgres::Client;
 
 use crate::catalog::{resolve_tables, SourceTable};
 use crate::conn::{connect, pg_error, redact};
-use crate::setup::{insert_only_publication, quoted_table, slot_info};
+use crate::setup::{insert_only_publication, quote_ident, quoted_table, slot_info};
 use crate::PgSourceConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,7 +237,7 @@ impl Cx<'_> {
                 "as a superuser: ALTER ROLE {u} WITH REPLICATION; (Cloud SQL: the user needs the \
                  cloudsqlsuperuser role and the REPLICATION attribute: GRANT cloudsqlsuperuser TO {u}; \
                  ALTER ROLE {u} WITH REPLICATION; RDS: GRANT rds_replication TO {u};)",
-                u = ident(user)
+                u = quote_ident(user)
             )
         })])
     }
@@ -302,7 +302,7 @@ impl Cx<'_> {
             || {
                 format!(
                     "tidewater needs a UTF8 database: recreate {} WITH ENCODING 'UTF8'",
-                    ident(&self.who.database)
+                    quote_ident(&self.who.database)
                 )
             },
         )])
@@ -379,7 +379,7 @@ impl Cx<'_> {
                 format!(
                     "GRANT SELECT ON {} TO {};",
                     quoted.join(", "),
-                    ident(&self.who.user)
+                    quote_ident(&self.who.user)
                 )
             },
         )])
@@ -438,8 +438,8 @@ impl Cx<'_> {
                 format!(
                 "as the tables' owner run: {} or GRANT CREATE ON DATABASE {} TO {u}; and make {u} the tables' owner",
                 create.join(" "),
-                ident(&self.who.database),
-                u = ident(&self.who.user)
+                quote_ident(&self.who.database),
+                u = quote_ident(&self.who.user)
             )
             },
         )])
@@ -554,7 +554,7 @@ fn create_publication(name: &str, main: &str, tables: &[SourceTable]) -> String 
         .filter(|t| t.publishes_all_changes() != insert_only)
         .map(|t| quoted_table(&t.schema.id))
         .collect();
-    let mut sql = format!("CREATE PUBLICATION {}", ident(name));
+    let mut sql = format!("CREATE PUBLICATION {}", quote_ident(name));
     if !members.is_empty() {
         sql.push_str(&format!(" FOR TABLE {}", members.join(", ")));
     }
@@ -562,10 +562,6 @@ fn create_publication(name: &str, main: &str, tables: &[SourceTable]) -> String 
         sql.push_str(" WITH (publish = 'insert, truncate')");
     }
     sql + ";"
-}
-
-fn ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 /// A comma-separated list, cut after ten names.

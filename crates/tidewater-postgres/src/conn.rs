@@ -15,18 +15,19 @@ use tracing::debug;
 const SESSION_OPTIONS: &str =
     "-c datestyle=ISO -c timezone=UTC -c extra_float_digits=3 -c intervalstyle=iso_8601";
 
+/// The first host of the URL: a name or address, or a Unix socket directory.
+fn first_host(cfg: &Config) -> Option<String> {
+    cfg.get_hosts().first().map(|h| match h {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+    })
+}
+
 /// The source URL with the password removed, for messages and logs.
 pub fn redact(url: &str) -> String {
     match Config::from_str(url) {
         Ok(cfg) => {
-            let host = cfg
-                .get_hosts()
-                .first()
-                .map(|h| match h {
-                    tokio_postgres::config::Host::Tcp(h) => h.clone(),
-                    tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
-                })
-                .unwrap_or_default();
+            let host = first_host(&cfg).unwrap_or_default();
             let port = cfg.get_ports().first().copied().unwrap_or(5432);
             format!(
                 "postgres://{}@{host}:{port}/{}",
@@ -75,11 +76,7 @@ pub fn replication_conninfo(url: &str) -> Result<String> {
         "application_name=tidewater".into(),
     ];
     let quote = |s: &str| format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"));
-    if let Some(h) = cfg.get_hosts().first() {
-        let host = match h {
-            tokio_postgres::config::Host::Tcp(h) => h.clone(),
-            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
-        };
+    if let Some(host) = first_host(&cfg) {
         parts.push(format!("host={}", quote(&host)));
     }
     if let Some(p) = cfg.get_ports().first() {

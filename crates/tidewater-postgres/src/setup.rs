@@ -18,7 +18,8 @@ pub fn insert_only_publication(publication: &str) -> String {
     format!("{publication}_insert_only")
 }
 
-fn quote_ident(s: &str) -> String {
+/// A quoted SQL identifier.
+pub(crate) fn quote_ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 

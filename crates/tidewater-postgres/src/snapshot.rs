@@ -15,7 +15,7 @@ use tracing::info;
 
 use crate::catalog::SourceTable;
 use crate::conn::pg_error;
-use crate::setup::quoted_table;
+use crate::setup::{quote_ident, quoted_table};
 use crate::text::split_copy_line;
 use crate::types::canonical;
 
@@ -65,7 +65,7 @@ async fn copy_table(
     let cols: Vec<String> = schema
         .columns
         .iter()
-        .map(|c| format!("\"{}\"", c.name.replace('"', "\"\"")))
+        .map(|c| quote_ident(&c.name))
         .collect();
     let sql = format!(
         "COPY {} ({}) TO STDOUT",

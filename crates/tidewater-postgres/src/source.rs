@@ -12,7 +12,7 @@ use crate::catalog::{resolve_tables, SourceTable};
 use crate::conn::{
     connect, format_lsn, parse_lsn, redact, replication_conninfo, replication_error,
 };
-use crate::setup::{drop_slot, ensure_publications, slot_in_use, slot_info};
+use crate::setup::{drop_slot, ensure_publications, quote_ident, slot_in_use, slot_info};
 use crate::snapshot::copy_tables;
 use crate::stream::Stream;
 
@@ -92,8 +92,8 @@ impl PgSource {
         let mut repl = self.replication_connection().await?;
         let res = repl
             .exec_async(&format!(
-                "CREATE_REPLICATION_SLOT \"{}\" LOGICAL pgoutput EXPORT_SNAPSHOT",
-                slot.replace('"', "\"\"")
+                "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput EXPORT_SNAPSHOT",
+                quote_ident(slot)
             ))
             .await
             .map_err(|e| replication_error(e, &format!("creating replication slot {slot}")))?;
