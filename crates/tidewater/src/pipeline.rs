@@ -46,8 +46,8 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     // Source problems (unreachable, wal_level, no tables, ...) surface before the DuckDB file
-    // is created, so a mistyped config leaves nothing behind.
-    drop(PgSource::connect(source_config(config)).await?);
+    // is created, so a mistyped config leaves nothing behind. The first attempt reuses it.
+    let mut connected = Some(PgSource::connect(source_config(config)).await?);
     let opts = sink_options(config);
     let mut sink = tokio::task::spawn_blocking(move || DuckDbSink::open(opts))
         .await
@@ -56,44 +56,54 @@ pub async fn run(
     let reporter = tokio::spawn(report_progress(stats.clone()));
     let mut backoff = Duration::from_secs(1);
     let mut ever_streamed = false;
-    loop {
-        let (returned, result) =
-            run_once(config, sink, &stats, shutdown.clone(), &mut ever_streamed).await;
+    let outcome = loop {
+        let source = connected.take();
+        let (returned, result) = run_once(
+            config,
+            source,
+            sink,
+            &stats,
+            shutdown.clone(),
+            &mut ever_streamed,
+        )
+        .await;
         sink = returned;
         match result {
-            Ok(()) => break,
-            Err(e) if e.kind == ErrorKind::Shutdown || *shutdown.borrow() => break,
+            Ok(()) => break Ok(()),
+            Err(e) if e.kind == ErrorKind::Shutdown || *shutdown.borrow() => break Ok(()),
             Err(e) if e.is_retryable() && ever_streamed => {
                 warn!(error = %e, retry_in = ?backoff, "replication interrupted; resuming from the committed position");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
-                    _ = shutdown.changed() => break,
+                    _ = shutdown.changed() => break Ok(()),
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
-            Err(e) => {
-                status.stop();
-                reporter.abort();
-                return Err(e);
-            }
+            Err(e) => break Err(e),
         }
-    }
+    };
     status.stop();
     reporter.abort();
-    info!("stopped cleanly");
-    Ok(())
+    if outcome.is_ok() {
+        info!("stopped cleanly");
+    }
+    outcome
 }
 
 async fn run_once(
     config: &Config,
+    connected: Option<PgSource>,
     mut sink: DuckDbSink,
     stats: &Arc<Stats>,
     mut shutdown: watch::Receiver<bool>,
     ever_streamed: &mut bool,
 ) -> (DuckDbSink, Result<()>) {
-    let mut source = match PgSource::connect(source_config(config)).await {
-        Ok(s) => s,
-        Err(e) => return (sink, Err(e)),
+    let mut source = match connected {
+        Some(s) => s,
+        None => match PgSource::connect(source_config(config)).await {
+            Ok(s) => s,
+            Err(e) => return (sink, Err(e)),
+        },
     };
     let tables = source.tables();
     let prepared = tokio::task::spawn_blocking(move || {
