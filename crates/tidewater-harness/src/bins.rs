@@ -109,7 +109,7 @@ fn find_bindir() -> Option<PathBuf> {
     best.map(|(_, dir)| dir)
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()

@@ -20,7 +20,12 @@ pub enum HarnessError {
         stderr: String,
     },
     /// The server did not come up (or exited); includes the log tail.
-    Start { reason: String, log_tail: String },
+    Start {
+        /// Which server: "PostgreSQL" or "MariaDB".
+        server: &'static str,
+        reason: String,
+        log_tail: String,
+    },
     /// A `wait_until` condition did not hold before its deadline.
     Timeout { what: String, timeout: Duration },
     /// Filesystem trouble around the temp directory or log file.
@@ -45,9 +50,13 @@ impl fmt::Display for HarnessError {
                 }
                 Ok(())
             }
-            Self::Start { reason, log_tail } => write!(
+            Self::Start {
+                server,
+                reason,
+                log_tail,
+            } => write!(
                 f,
-                "PostgreSQL failed to start: {reason}\n--- server log tail ---\n{}",
+                "{server} failed to start: {reason}\n--- server log tail ---\n{}",
                 log_tail.trim_end()
             ),
             Self::Timeout { what, timeout } => {

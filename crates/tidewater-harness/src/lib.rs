@@ -1,5 +1,5 @@
-//! Throwaway PostgreSQL servers for tidewater's integration tests, benchmarks
-//! and the `tidewater demo` command.
+//! Throwaway PostgreSQL and MariaDB servers for tidewater's integration
+//! tests, benchmarks and the `tidewater demo` command.
 //!
 //! [`PgServer::start`] runs `initdb` into a fresh directory under `/tmp`, then
 //! starts `postgres` on a free port of 127.0.0.1 with `wal_level=logical`,
@@ -9,6 +9,16 @@
 //! Binaries come from `$TIDEWATER_PG_BINDIR`, else `pg_config --bindir`, else
 //! the newest `/usr/lib/postgresql/*/bin`, else `PATH`. When running as root
 //! the server binaries are run as the `postgres` user through `runuser`.
+//!
+//! [`MariaDbServer::start`] likewise runs `mariadb-install-db` into a fresh
+//! directory under `/tmp` and starts `mariadbd` on a free port of 127.0.0.1,
+//! set up as a CDC source: binary log on with `binlog_format=ROW`,
+//! `binlog_row_image=FULL`, `binlog_row_metadata=FULL`, `gtid_strict_mode=1`,
+//! `server_id=1`, utf8mb4 and UTC; `root` has no password and real grants
+//! (no `--skip-grant-tables`); commits are not synced to disk. Dropping the
+//! server kills it and deletes the directory. Binaries come from `/usr/sbin`,
+//! `/usr/bin`, else `PATH`; when running as root both get `--user=mysql`,
+//! so `mariadbd` switches to the `mysql` account by itself.
 //!
 //! Everything is blocking; from async code call it via
 //! `tokio::task::spawn_blocking`.
@@ -34,14 +44,31 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! ```no_run
+//! use tidewater_harness::MariaDbServer;
+//!
+//! # fn main() -> Result<(), tidewater_harness::HarnessError> {
+//! let mut my = MariaDbServer::start()?;
+//! my.create_database("app")?;
+//! my.sql("app", "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'a');")?;
+//! assert_eq!(my.sql("app", "SELECT id, v FROM t")?, "1\ta\n"); // -N -B: tab-separated
+//! let url = my.url("app"); // mysql://root@127.0.0.1:PORT/app
+//! # let _ = url;
+//! my.restart()?; // same datadir, same port
+//! # Ok(())
+//! # }
+//! ```
 
 mod bins;
 mod error;
+mod mariadb;
 mod server;
 
 use std::time::{Duration, Instant};
 
 pub use error::HarnessError;
+pub use mariadb::{MariaDbOptions, MariaDbServer};
 pub use server::{PgOptions, PgServer};
 
 /// Polls `cond` every 20 ms until it returns true or `timeout` passes; on
@@ -72,7 +99,8 @@ pub fn wait_until(
 
 /// A free TCP port on 127.0.0.1 (bind port 0, read it, release it).
 ///
-/// Another process may grab it before we use it; [`PgServer::start`] retries.
+/// Another process may grab it before we use it; [`PgServer::start`] and
+/// [`MariaDbServer::start`] retry.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind(("127.0.0.1", 0))
         .and_then(|l| l.local_addr())

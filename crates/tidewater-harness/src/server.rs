@@ -69,6 +69,7 @@ impl PgServer {
         let socket_len = sock_dir.as_os_str().len() + "/.s.PGSQL.65535".len();
         if socket_len > MAX_SOCKET_PATH {
             return Err(HarnessError::Start {
+                server: "PostgreSQL",
                 reason: format!(
                     "socket dir {} is too long for a unix socket",
                     sock_dir.display()
@@ -260,6 +261,7 @@ impl PgServer {
                 let port_taken = log_tail.contains("Address already in use")
                     || log_tail.contains("could not bind");
                 let err = HarnessError::Start {
+                    server: "PostgreSQL",
                     reason: format!("postgres on port {} exited with {status}", self.port),
                     log_tail,
                 };
@@ -276,6 +278,7 @@ impl PgServer {
             if Instant::now() >= deadline {
                 let _ = self.shutdown("immediate");
                 return Err(fatal(HarnessError::Start {
+                    server: "PostgreSQL",
                     reason: format!("not accepting connections after {READY_TIMEOUT:?}"),
                     log_tail: self.log_tail(log_offset),
                 }));
@@ -350,17 +353,8 @@ impl PgServer {
         }
     }
 
-    /// The last 40 lines written to the log since byte `offset`.
     fn log_tail(&self, offset: u64) -> String {
-        let mut text = String::new();
-        if let Ok(mut f) = File::open(&self.log_path) {
-            let _ = f.seek(SeekFrom::Start(offset));
-            let mut bytes = Vec::new();
-            let _ = f.read_to_end(&mut bytes);
-            text = String::from_utf8_lossy(&bytes).into_owned();
-        }
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
+        log_tail(&self.log_path, offset)
     }
 }
 
@@ -382,8 +376,27 @@ impl std::fmt::Debug for PgServer {
     }
 }
 
+/// Everything written to the log at `path` since byte `offset`.
+pub(crate) fn log_since(path: &Path, offset: u64) -> String {
+    let mut text = String::new();
+    if let Ok(mut f) = File::open(path) {
+        let _ = f.seek(SeekFrom::Start(offset));
+        let mut bytes = Vec::new();
+        let _ = f.read_to_end(&mut bytes);
+        text = String::from_utf8_lossy(&bytes).into_owned();
+    }
+    text
+}
+
+/// The last 40 lines written to the log at `path` since byte `offset`.
+pub(crate) fn log_tail(path: &Path, offset: u64) -> String {
+    let text = log_since(path, offset);
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
 /// `/tmp` keeps the socket path short even when `TMPDIR` is deep.
-fn short_tmp_root() -> PathBuf {
+pub(crate) fn short_tmp_root() -> PathBuf {
     let tmp = Path::new("/tmp");
     if tmp.is_dir() {
         tmp.to_path_buf()
