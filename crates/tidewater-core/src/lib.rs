@@ -3,8 +3,10 @@
 //! No database driver appears here.
 
 pub mod apply;
+pub mod check;
 pub mod error;
 pub mod event;
+pub mod glob;
 pub mod model;
 pub mod sink;
 pub mod source;

@@ -13,9 +13,15 @@ use bytes::Bytes;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ColumnType {
     /// Decimal integer text.
+    Int8,
     Int16,
     Int32,
     Int64,
+    /// Decimal integer text (MySQL unsigned integers, BIT).
+    UInt8,
+    UInt16,
+    UInt32,
+    UInt64,
     /// Plain decimal text, all digits (`-12.3400`).
     Decimal {
         precision: u8,
@@ -34,6 +40,8 @@ pub enum ColumnType {
     Date,
     /// `HH:MM:SS[.ffffff]`.
     Time,
+    /// `[-]H+:MM:SS[.ffffff]`: a signed duration (MySQL `TIME`, -838:59:59 to 838:59:59).
+    Interval,
     /// `YYYY-MM-DD HH:MM:SS[.ffffff]`.
     Timestamp,
     /// `YYYY-MM-DD HH:MM:SS[.ffffff]+HH[:MM]` (the sources emit UTC).

@@ -25,9 +25,14 @@ pub fn log_table(id: &TableId) -> String {
 /// DuckDB type of a replica column (ARCHITECTURE.md section 4).
 pub fn duckdb_type(ty: &ColumnType) -> String {
     match ty {
+        ColumnType::Int8 => "TINYINT".into(),
         ColumnType::Int16 => "SMALLINT".into(),
         ColumnType::Int32 => "INTEGER".into(),
         ColumnType::Int64 => "BIGINT".into(),
+        ColumnType::UInt8 => "UTINYINT".into(),
+        ColumnType::UInt16 => "USMALLINT".into(),
+        ColumnType::UInt32 => "UINTEGER".into(),
+        ColumnType::UInt64 => "UBIGINT".into(),
         ColumnType::Decimal { precision, scale } if *precision <= 38 => {
             format!("DECIMAL({precision},{scale})")
         }
@@ -40,6 +45,7 @@ pub fn duckdb_type(ty: &ColumnType) -> String {
         ColumnType::Bytes => "BLOB".into(),
         ColumnType::Date => "DATE".into(),
         ColumnType::Time => "TIME".into(),
+        ColumnType::Interval => "INTERVAL".into(),
         ColumnType::Timestamp => "TIMESTAMP".into(),
         ColumnType::TimestampTz => "TIMESTAMPTZ".into(),
         ColumnType::Uuid => "UUID".into(),

@@ -3,6 +3,7 @@
 
 use std::str::FromStr;
 
+use tidewater_core::check::{fail_if, item, ok, CheckItem, CheckStatus};
 use tidewater_core::{ErrorKind, Result};
 use tokio_postgres::Client;
 
@@ -10,50 +11,6 @@ use crate::catalog::{resolve_tables, SourceTable};
 use crate::conn::{connect, pg_error, redact};
 use crate::setup::{insert_only_publication, quote_ident, quoted_table, slot_info};
 use crate::PgSourceConfig;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CheckStatus {
-    Ok,
-    Warn,
-    Fail,
-}
-
-#[derive(Debug, Clone)]
-pub struct CheckItem {
-    pub name: String,
-    pub status: CheckStatus,
-    /// What was found.
-    pub detail: String,
-    /// What to run or change, for a Warn or Fail.
-    pub fix: Option<String>,
-}
-
-fn item(
-    name: impl Into<String>,
-    status: CheckStatus,
-    detail: impl Into<String>,
-    fix: Option<String>,
-) -> CheckItem {
-    CheckItem {
-        name: name.into(),
-        status,
-        detail: detail.into(),
-        fix,
-    }
-}
-
-fn ok(name: impl Into<String>, detail: impl Into<String>) -> CheckItem {
-    item(name, CheckStatus::Ok, detail, None)
-}
-
-/// Fail when `bad`, Ok otherwise; the fix is only built for a failure.
-fn fail_if(bad: bool, name: &str, detail: String, fix: impl FnOnce() -> String) -> CheckItem {
-    if bad {
-        item(name, CheckStatus::Fail, detail, Some(fix()))
-    } else {
-        ok(name, detail)
-    }
-}
 
 /// Runs every preflight check against the source; never returns early on a failed check
 /// (only when it cannot connect at all: then one Fail item "connection" with the error and fix).
@@ -587,35 +544,4 @@ fn human_bytes(n: u64) -> String {
     } else {
         format!("{v:.1} {}", UNITS[unit])
     }
-}
-
-/// One aligned line per item, with an indented `fix:` line under a Warn or Fail that has one.
-pub fn render(items: &[CheckItem]) -> String {
-    let width = items
-        .iter()
-        .map(|i| i.name.chars().count())
-        .max()
-        .unwrap_or(0);
-    let mut out = String::new();
-    for i in items {
-        let tag = match i.status {
-            CheckStatus::Ok => "[ ok ]",
-            CheckStatus::Warn => "[warn]",
-            CheckStatus::Fail => "[FAIL]",
-        };
-        out.push_str(&format!("{tag} {:width$}  {}\n", i.name, i.detail));
-        if let Some(fix) = &i.fix {
-            out.push_str(&format!(
-                "{:indent$}fix: {fix}\n",
-                "",
-                indent = tag.len() + 1 + width + 2
-            ));
-        }
-    }
-    out
-}
-
-/// Whether any item failed.
-pub fn failed(items: &[CheckItem]) -> bool {
-    items.iter().any(|i| i.status == CheckStatus::Fail)
 }

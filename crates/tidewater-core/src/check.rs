@@ -1,0 +1,77 @@
+//! Preflight check reports (`tidewater check`), shared by every source: one item per check,
+//! with what was found and, for a warning or failure, exactly what to run or change.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckStatus {
+    Ok,
+    Warn,
+    Fail,
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckItem {
+    pub name: String,
+    pub status: CheckStatus,
+    /// What was found.
+    pub detail: String,
+    /// What to run or change, for a Warn or Fail.
+    pub fix: Option<String>,
+}
+
+pub fn item(
+    name: impl Into<String>,
+    status: CheckStatus,
+    detail: impl Into<String>,
+    fix: Option<String>,
+) -> CheckItem {
+    CheckItem {
+        name: name.into(),
+        status,
+        detail: detail.into(),
+        fix,
+    }
+}
+
+pub fn ok(name: impl Into<String>, detail: impl Into<String>) -> CheckItem {
+    item(name, CheckStatus::Ok, detail, None)
+}
+
+/// Fail when `bad`, Ok otherwise; the fix is only built for a failure.
+pub fn fail_if(bad: bool, name: &str, detail: String, fix: impl FnOnce() -> String) -> CheckItem {
+    if bad {
+        item(name, CheckStatus::Fail, detail, Some(fix()))
+    } else {
+        ok(name, detail)
+    }
+}
+
+/// One aligned line per item, with an indented `fix:` line under a Warn or Fail that has one.
+pub fn render(items: &[CheckItem]) -> String {
+    let width = items
+        .iter()
+        .map(|i| i.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for i in items {
+        let tag = match i.status {
+            CheckStatus::Ok => "[ ok ]",
+            CheckStatus::Warn => "[warn]",
+            CheckStatus::Fail => "[FAIL]",
+        };
+        out.push_str(&format!("{tag} {:width$}  {}\n", i.name, i.detail));
+        if let Some(fix) = &i.fix {
+            out.push_str(&format!(
+                "{:indent$}fix: {fix}\n",
+                "",
+                indent = tag.len() + 1 + width + 2
+            ));
+        }
+    }
+    out
+}
+
+/// Whether any item failed.
+pub fn failed(items: &[CheckItem]) -> bool {
+    items.iter().any(|i| i.status == CheckStatus::Fail)
+}
