@@ -1,0 +1,115 @@
+//! Which tables the `tables` globs select (schema = database), their columns, keys and how
+//! each column is decoded.
+
+use std::sync::Arc;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use tidewater_core::glob::selected;
+use tidewater_core::{Column, Error, Result, TableId, TableSchema};
+
+use crate::conn::my_error;
+use crate::types::{map_column, ColumnInfo, Kind};
+
+/// A selected source table.
+#[derive(Debug, Clone)]
+pub struct SourceTable {
+    pub schema: Arc<TableSchema>,
+    /// How each column decodes, parallel to `schema.columns`.
+    pub kinds: Arc<[Kind]>,
+}
+
+const SYSTEM_SCHEMAS: &str = "'mysql','information_schema','performance_schema','sys'";
+
+/// Resolves the globs; an empty match, a column of an unsupported type are errors with a fix.
+pub async fn resolve_tables(conn: &mut Conn, patterns: &[String]) -> Result<Vec<SourceTable>> {
+    let all: Vec<(String, String)> = conn
+        .query(format!(
+            "SELECT TABLE_SCHEMA, TABLE_NAME FROM information_schema.TABLES \
+             WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_SCHEMA NOT IN ({SYSTEM_SCHEMAS}) \
+             ORDER BY TABLE_SCHEMA, TABLE_NAME"
+        ))
+        .await
+        .map_err(|e| my_error(e, "listing tables"))?;
+    let mut tables = Vec::new();
+    for (schema, name) in all {
+        let id = TableId::new(schema, name);
+        if selected(patterns, &id) {
+            tables.push(describe(conn, id).await?);
+        }
+    }
+    if tables.is_empty() {
+        return Err(Error::source_fatal(format!(
+            "no source table matches source.tables = {patterns:?}; patterns are database.table globs \
+             (e.g. \"shop.*\"), and the user needs SELECT on the tables to see them"
+        )));
+    }
+    Ok(tables)
+}
+
+type ColumnRow = (
+    String,
+    String,
+    String,
+    Option<u64>,
+    Option<u64>,
+    Option<String>,
+    Option<u64>,
+    String,
+);
+
+pub async fn describe(conn: &mut Conn, id: TableId) -> Result<SourceTable> {
+    let rows: Vec<ColumnRow> = conn
+        .exec(
+            "SELECT COLUMN_NAME, LOWER(DATA_TYPE), COLUMN_TYPE, NUMERIC_PRECISION, NUMERIC_SCALE, \
+             CHARACTER_SET_NAME, CHARACTER_MAXIMUM_LENGTH, IS_NULLABLE \
+             FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? \
+             ORDER BY ORDINAL_POSITION",
+            (&id.schema, &id.name),
+        )
+        .await
+        .map_err(|e| my_error(e, &format!("reading the columns of {id}")))?;
+    let key_names: Vec<String> = conn
+        .exec(
+            "SELECT COLUMN_NAME FROM information_schema.KEY_COLUMN_USAGE \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND CONSTRAINT_NAME = 'PRIMARY' \
+             ORDER BY ORDINAL_POSITION",
+            (&id.schema, &id.name),
+        )
+        .await
+        .map_err(|e| my_error(e, &format!("reading the primary key of {id}")))?;
+    let mut columns = Vec::with_capacity(rows.len());
+    let mut kinds = Vec::with_capacity(rows.len());
+    for (name, data_type, column_type, precision, scale, charset, char_length, nullable) in rows {
+        let info = ColumnInfo {
+            name: name.clone(),
+            data_type,
+            column_type: column_type.clone(),
+            precision,
+            scale,
+            charset,
+            char_length,
+        };
+        let (kind, ty) = map_column(&info).map_err(|t| {
+            Error::source_fatal(format!(
+                "{id}.{name} has type {t}, which tidewater cannot replicate exactly; \
+                 exclude the table with \"!{id}\" in source.tables, or change the column type"
+            ))
+        })?;
+        kinds.push(kind);
+        columns.push(Column {
+            name,
+            ty,
+            nullable: nullable == "YES",
+            source_type: column_type,
+        });
+    }
+    let key = key_names
+        .iter()
+        .filter_map(|k| columns.iter().position(|c| &c.name == k))
+        .collect();
+    Ok(SourceTable {
+        schema: Arc::new(TableSchema { id, columns, key }),
+        kinds: kinds.into(),
+    })
+}

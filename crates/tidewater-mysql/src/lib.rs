@@ -1,0 +1,18 @@
+//! MySQL and MariaDB source for tidewater: a consistent snapshot whose binlog position is
+//! known exactly, then the row binlog from that position (GTID or file:pos), decoded into the
+//! core's change model.
+
+pub mod catalog;
+pub mod conn;
+pub mod ddl;
+pub mod gtid;
+pub mod position;
+pub mod rows;
+pub mod snapshot;
+pub mod source;
+pub mod stream;
+pub mod types;
+pub mod value;
+
+pub use source::{MySqlSource, MySqlSourceConfig};
+pub use value::ZeroDates;

@@ -1,0 +1,266 @@
+//! Binlog row images to changes. A [`TableMap`] is built once per `TABLE_MAP_EVENT` of a
+//! selected table (checked against the schema tidewater replicates, so a row is never mapped
+//! onto the wrong columns after an ALTER); then every row is decoded with mysql_common's value
+//! decoder straight into canonical text, without building its per-row column metadata.
+
+use std::sync::Arc;
+
+use mysql_common::binlog::events::{OptionalMetadataField, RowsEventData, TableMapEvent};
+use mysql_common::binlog::value::BinlogValue;
+use mysql_common::constants::ColumnType as MyType;
+use mysql_common::io::ParseBuf;
+use mysql_common::value::Value as My;
+use tidewater_core::{Change, ChangeKind, TableSchema, Value};
+
+use crate::types::Kind;
+use crate::value::{convert, Origin, ZeroDates};
+
+/// How to decode one column of a table's row images.
+#[derive(Debug, Clone)]
+struct ColDecode {
+    ty: MyType,
+    meta: Vec<u8>,
+    unsigned: bool,
+    kind: Kind,
+}
+
+/// A selected table as the binlog currently describes it.
+#[derive(Debug, Clone)]
+pub struct TableMap {
+    pub table: Arc<TableSchema>,
+    cols: Vec<ColDecode>,
+}
+
+impl TableMap {
+    /// Checks the table map event against the replicated schema (`kinds` parallel to
+    /// `table.columns`). `Err` explains the mismatch: the table changed under us.
+    pub fn new(
+        tme: &TableMapEvent<'_>,
+        table: Arc<TableSchema>,
+        kinds: &[Kind],
+    ) -> Result<TableMap, String> {
+        let n = tme.columns_count() as usize;
+        if n != table.columns.len() {
+            return Err(format!(
+                "the binlog has {n} columns for it, tidewater replicates {} ({})",
+                table.columns.len(),
+                names(&table)
+            ));
+        }
+        if let Some(binlog_names) = column_names(tme) {
+            if binlog_names
+                .iter()
+                .zip(&table.columns)
+                .any(|(a, c)| a != &c.name)
+            {
+                return Err(format!(
+                    "the binlog names its columns ({}), tidewater replicates ({})",
+                    binlog_names.join(", "),
+                    names(&table)
+                ));
+            }
+        }
+        let mut cols = Vec::with_capacity(n);
+        for (i, kind) in kinds.iter().enumerate() {
+            let ty = tme
+                .get_column_type(i)
+                .ok()
+                .flatten()
+                .ok_or_else(|| format!("unknown binlog type for column {i}"))?;
+            let meta = tme.get_column_metadata(i).unwrap_or_default().to_vec();
+            if !fits(kind, ty) {
+                return Err(format!(
+                    "column `{}` is {ty:?} in the binlog, tidewater replicates {}",
+                    table.columns[i].name, table.columns[i].source_type
+                ));
+            }
+            cols.push(ColDecode {
+                ty,
+                meta,
+                unsigned: matches!(kind, Kind::Unsigned),
+                kind: kind.clone(),
+            });
+        }
+        Ok(TableMap { table, cols })
+    }
+
+    /// Appends the changes of one rows event. `Err` names what could not be decoded.
+    pub fn decode(
+        &self,
+        ev: &RowsEventData<'_>,
+        zero: ZeroDates,
+        out: &mut Vec<Change>,
+    ) -> Result<(), String> {
+        let n = self.cols.len();
+        let full = |bits: Option<Vec<bool>>| -> Result<bool, String> {
+            match bits {
+                None => Ok(false),
+                Some(b) if b.iter().take(n).all(|x| *x) => Ok(true),
+                Some(_) => Err(
+                    "a row image without all columns: set binlog_row_image=FULL on the source"
+                        .to_string(),
+                ),
+            }
+        };
+        let before = full(
+            ev.columns_before_image()
+                .map(|b| b.iter().map(|x| *x).collect()),
+        )?;
+        let after = full(ev.columns_after_image().map(|b| b.iter().map(|x| *x).collect()))?;
+        let mut buf = ParseBuf(ev.rows_data());
+        while !buf.is_empty() {
+            let old = if before {
+                Some(self.image(&mut buf, zero)?)
+            } else {
+                None
+            };
+            let new = if after {
+                Some(self.image(&mut buf, zero)?)
+            } else {
+                None
+            };
+            out.push(self.change(old, new)?);
+        }
+        Ok(())
+    }
+
+    fn change(&self, old: Option<Vec<Value>>, new: Option<Vec<Value>>) -> Result<Change, String> {
+        let table = self.table.clone();
+        Ok(match (old, new) {
+            (None, Some(row)) => Change {
+                table,
+                kind: ChangeKind::Insert,
+                row,
+                old: None,
+            },
+            (Some(row), None) => Change {
+                table,
+                kind: ChangeKind::Delete,
+                row,
+                old: None,
+            },
+            (Some(old), Some(row)) => {
+                let old = if table.has_key() {
+                    let old_key: Vec<Value> = table.key.iter().map(|&k| old[k].clone()).collect();
+                    let changed = table.key.iter().zip(&old_key).any(|(&k, o)| &row[k] != o);
+                    changed.then_some(old_key)
+                } else {
+                    Some(old)
+                };
+                Change {
+                    table,
+                    kind: ChangeKind::Update,
+                    row,
+                    old,
+                }
+            }
+            (None, None) => return Err("a rows event without row images".into()),
+        })
+    }
+
+    fn image(&self, buf: &mut ParseBuf<'_>, zero: ZeroDates) -> Result<Vec<Value>, String> {
+        let n = self.cols.len();
+        let nulls = buf
+            .checked_eat(n.div_ceil(8))
+            .ok_or("row image truncated")?
+            .to_vec();
+        let mut row = Vec::with_capacity(n);
+        for (i, c) in self.cols.iter().enumerate() {
+            if nulls[i / 8] >> (i % 8) & 1 == 1 {
+                row.push(Value::Null);
+                continue;
+            }
+            let v = self
+                .value(c, buf, zero)
+                .map_err(|e| format!("column `{}`: {e}", self.table.columns[i].name))?;
+            row.push(v);
+        }
+        Ok(row)
+    }
+
+    fn value(&self, c: &ColDecode, buf: &mut ParseBuf<'_>, zero: ZeroDates) -> Result<Value, String> {
+        if c.ty == MyType::MYSQL_TYPE_YEAR {
+            // mysql_common turns the stored 0 of year 0000 into 1900.
+            let y = buf.checked_eat(1).ok_or("row image truncated")?[0];
+            let year = if y == 0 { 0 } else { 1900 + i64::from(y) };
+            return Ok(Value::text(&year.to_string()));
+        }
+        // The decoder ties the metadata's lifetime to the buffer's: decode from a reborrow.
+        let data: &[u8] = buf.0;
+        let mut local = ParseBuf(data);
+        let v: BinlogValue<'_> = local
+            .parse((c.ty, c.meta.as_slice(), c.unsigned, false))
+            .map_err(|e| format!("undecodable {:?} value: {e}", c.ty))?;
+        let consumed = data.len() - local.0.len();
+        buf.0 = &buf.0[consumed..];
+        let v = match v {
+            BinlogValue::Value(v) => v,
+            BinlogValue::Jsonb(j) => {
+                let json = serde_json::Value::try_from(j)
+                    .map_err(|e| format!("undecodable JSON: {e}"))?;
+                My::Bytes(json.to_string().into_bytes())
+            }
+            BinlogValue::JsonDiff(_) => {
+                return Err(
+                    "a partial JSON update: set binlog_row_value_options='' on the source".into(),
+                )
+            }
+        };
+        convert(&c.kind, v, Origin::Binlog, zero)
+    }
+}
+
+fn names(t: &TableSchema) -> String {
+    t.columns
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Column names, when the source logs them (`binlog_row_metadata=FULL`).
+fn column_names(tme: &TableMapEvent<'_>) -> Option<Vec<String>> {
+    tme.iter_optional_meta().find_map(|f| match f {
+        Ok(OptionalMetadataField::ColumnName(names)) => Some(
+            names
+                .iter_names()
+                .filter_map(|n| n.ok().map(|n| n.name().into_owned()))
+                .collect(),
+        ),
+        _ => None,
+    })
+}
+
+/// Whether a binlog column type can carry values of the replicated kind.
+fn fits(kind: &Kind, ty: MyType) -> bool {
+    use MyType::*;
+    match kind {
+        Kind::Signed | Kind::Unsigned => matches!(
+            ty,
+            MYSQL_TYPE_TINY | MYSQL_TYPE_SHORT | MYSQL_TYPE_INT24 | MYSQL_TYPE_LONG
+                | MYSQL_TYPE_LONGLONG
+        ),
+        Kind::Decimal => ty == MYSQL_TYPE_NEWDECIMAL,
+        Kind::Float | Kind::Double => matches!(ty, MYSQL_TYPE_FLOAT | MYSQL_TYPE_DOUBLE),
+        Kind::Bit => ty == MYSQL_TYPE_BIT,
+        Kind::Text(_) | Kind::Binary { .. } | Kind::Json | Kind::Geometry => matches!(
+            ty,
+            MYSQL_TYPE_STRING
+                | MYSQL_TYPE_VAR_STRING
+                | MYSQL_TYPE_VARCHAR
+                | MYSQL_TYPE_BLOB
+                | MYSQL_TYPE_TINY_BLOB
+                | MYSQL_TYPE_MEDIUM_BLOB
+                | MYSQL_TYPE_LONG_BLOB
+                | MYSQL_TYPE_JSON
+                | MYSQL_TYPE_GEOMETRY
+        ),
+        Kind::Enum(_) => ty == MYSQL_TYPE_ENUM,
+        Kind::Set(_) => ty == MYSQL_TYPE_SET,
+        Kind::Date => matches!(ty, MYSQL_TYPE_NEWDATE | MYSQL_TYPE_DATE),
+        Kind::Time => matches!(ty, MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2),
+        Kind::DateTime => matches!(ty, MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2),
+        Kind::Timestamp => matches!(ty, MYSQL_TYPE_TIMESTAMP | MYSQL_TYPE_TIMESTAMP2),
+        Kind::Year => ty == MYSQL_TYPE_YEAR,
+    }
+}

@@ -1,0 +1,188 @@
+//! `MySqlSource`: snapshot (when there is no committed position) and binlog streaming for
+//! one pipeline run.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{BinlogStream, BinlogStreamRequest, Conn};
+use tidewater_core::{Error, Result, Source, SourceContext, TableSchema};
+use tracing::{info, warn};
+
+use crate::catalog::{resolve_tables, SourceTable};
+use crate::conn::{connect, flavor, my_error, redact, variable, Flavor};
+use crate::position::BinlogPosition;
+use crate::snapshot::{begin_snapshot, copy_tables};
+use crate::stream::Stream;
+use crate::value::ZeroDates;
+
+#[derive(Debug, Clone)]
+pub struct MySqlSourceConfig {
+    pub url: String,
+    pub tables: Vec<String>,
+    /// Replica id this reader registers with; unique among the source's replicas.
+    pub server_id: u32,
+    pub zero_dates: ZeroDates,
+}
+
+pub struct MySqlSource {
+    config: MySqlSourceConfig,
+    conn: Option<Conn>,
+    flavor: Flavor,
+    tables: Vec<SourceTable>,
+}
+
+impl MySqlSource {
+    /// Connects, checks that the binlog can be replicated and resolves the table globs.
+    pub async fn connect(config: MySqlSourceConfig) -> Result<MySqlSource> {
+        let mut conn = connect(&config.url).await?;
+        let flavor = flavor(&mut conn).await?;
+        require_row_binlog(&mut conn).await?;
+        let tables = resolve_tables(&mut conn, &config.tables).await?;
+        for t in tables.iter().filter(|t| !t.schema.has_key()) {
+            warn!(table = %t.schema.id, "table has no primary key: the replica is a multiset and updates/deletes match whole rows; add a primary key");
+        }
+        info!(source = %redact(&config.url), flavor = flavor.name(), tables = tables.len(), "source ready");
+        Ok(MySqlSource {
+            config,
+            conn: Some(conn),
+            flavor,
+            tables,
+        })
+    }
+
+    pub fn flavor(&self) -> Flavor {
+        self.flavor
+    }
+
+    async fn binlog(&self, from: &BinlogPosition) -> Result<BinlogStream> {
+        let mut conn = connect(&self.config.url).await?;
+        let ctx = |e| my_error(e, "preparing the binlog connection");
+        // A heartbeat every second while idle, so a dead connection is noticed.
+        conn.query_drop("SET @master_heartbeat_period = 1000000000")
+            .await
+            .map_err(ctx)?;
+        let server_id = self.config.server_id;
+        let file_name: Vec<u8>;
+        let request = match (self.flavor, from) {
+            (Flavor::MariaDb, BinlogPosition::MariaDb(state)) => {
+                // Capability 4: send GTID events as such (not as fake BEGIN queries).
+                conn.query_drop("SET @mariadb_slave_capability = 4")
+                    .await
+                    .map_err(ctx)?;
+                conn.exec_drop("SET @slave_connect_state = ?", (state.to_string(),))
+                    .await
+                    .map_err(ctx)?;
+                conn.query_drop("SET @slave_gtid_strict_mode = 1")
+                    .await
+                    .map_err(ctx)?;
+                BinlogStreamRequest::new(server_id)
+            }
+            (Flavor::MySql, BinlogPosition::MySql(set)) => {
+                let mut sids = Vec::new();
+                for m in set.members() {
+                    sids.push(
+                        m.parse::<mysql_common::packets::Sid<'static>>()
+                            .map_err(|e| Error::source_fatal(format!("GTID set member {m}: {e}")))?,
+                    );
+                }
+                BinlogStreamRequest::new(server_id)
+                    .with_gtid()
+                    .with_gtid_set(sids)
+            }
+            (_, BinlogPosition::File { file, pos }) => {
+                if self.flavor == Flavor::MariaDb {
+                    conn.query_drop("SET @mariadb_slave_capability = 4")
+                        .await
+                        .map_err(ctx)?;
+                }
+                file_name = file.clone().into_bytes();
+                BinlogStreamRequest::new(server_id)
+                    .with_filename(&file_name)
+                    .with_pos(*pos)
+            }
+            (flavor, pos) => {
+                return Err(Error::source_fatal(format!(
+                    "the stored position {pos} does not belong to a {} source",
+                    flavor.name()
+                )))
+            }
+        };
+        conn.get_binlog_stream(request)
+            .await
+            .map_err(|e| my_error(e, &format!("starting the binlog stream from {from}")))
+    }
+}
+
+/// The binlog must exist and be row-based, or nothing can be replicated.
+async fn require_row_binlog(conn: &mut Conn) -> Result<()> {
+    let log_bin = variable(conn, "log_bin").await?.unwrap_or_default();
+    if log_bin != "ON" {
+        return Err(Error::source_fatal(
+            "the source's binary log is off (log_bin = OFF); fix: start the server with \
+             log_bin (and server_id, binlog_format=ROW, binlog_row_image=FULL)",
+        ));
+    }
+    let format = variable(conn, "binlog_format").await?.unwrap_or_default();
+    if format != "ROW" {
+        return Err(Error::source_fatal(format!(
+            "the source logs binlog_format = {format}; change data capture needs ROW. \
+             Fix: SET GLOBAL binlog_format = 'ROW' and in my.cnf binlog_format = ROW"
+        )));
+    }
+    let image = variable(conn, "binlog_row_image").await?.unwrap_or_default();
+    if image != "FULL" {
+        return Err(Error::source_fatal(format!(
+            "the source logs binlog_row_image = {image}; tidewater needs FULL row images. \
+             Fix: SET GLOBAL binlog_row_image = 'FULL' and in my.cnf binlog_row_image = FULL"
+        )));
+    }
+    Ok(())
+}
+
+impl Source for MySqlSource {
+    fn tables(&self) -> Vec<Arc<TableSchema>> {
+        self.tables.iter().map(|t| t.schema.clone()).collect()
+    }
+
+    async fn run(&mut self, ctx: SourceContext) -> Result<()> {
+        let from = match &ctx.resume {
+            Some(pos) => BinlogPosition::parse(&pos.0).map_err(|e| {
+                Error::sink(format!(
+                    "{e}: the DuckDB file was written by another kind of source; use a new sink.path"
+                ))
+            })?,
+            None => {
+                let mut conn = match self.conn.take() {
+                    Some(c) => c,
+                    None => connect(&self.config.url).await?,
+                };
+                let started = Instant::now();
+                let position = begin_snapshot(&mut conn, self.flavor).await?;
+                info!(position = %position, "consistent snapshot opened; copying tables");
+                let rows = copy_tables(
+                    &mut conn,
+                    &self.tables,
+                    &position,
+                    self.config.zero_dates,
+                    &ctx.events,
+                )
+                .await?;
+                let secs = started.elapsed().as_secs_f64();
+                info!(
+                    rows,
+                    seconds = format!("{secs:.1}"),
+                    rows_per_sec = (rows as f64 / secs.max(1e-9)) as u64,
+                    "initial snapshot read"
+                );
+                position
+            }
+        };
+        self.conn = None;
+        let binlog = self.binlog(&from).await?;
+        info!(from = %from, server_id = self.config.server_id, "streaming");
+        Stream::new(&self.tables, from, self.config.zero_dates, ctx.events)
+            .run(binlog)
+            .await
+    }
+}

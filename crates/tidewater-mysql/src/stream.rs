@@ -1,0 +1,353 @@
+//! Streaming the row binlog: events become whole source transactions for the apply loop.
+//!
+//! A transaction opens at its GTID event (MariaDB 162, MySQL GTID / anonymous GTID), which
+//! also tells the position *after* it (GTID state plus this GTID, or file offset plus the
+//! transaction's length), so its changes can flow to the apply loop in chunks before the
+//! commit event arrives. Only transactions that change a selected table reach the apply loop.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use mysql_async::binlog::events::{Event, EventData};
+use mysql_async::BinlogStream;
+use tidewater_core::{Change, Error, Position, Result, SourceEvent, TxInfo};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::catalog::SourceTable;
+use crate::conn::{my_error, RESNAPSHOT_FIX};
+use crate::ddl::{self, DdlKind};
+use crate::gtid::{
+    parse_mariadb_gtid_event, uuid_text, MARIADB_GTID_EVENT,
+};
+use crate::position::BinlogPosition;
+use crate::rows::TableMap;
+use crate::value::ZeroDates;
+
+/// Changes per event sent to the apply loop.
+const EVENT_ROWS: usize = 1024;
+/// The server sends a heartbeat every second while idle; this much silence means the
+/// connection is dead even if TCP has not noticed.
+pub const SILENCE_LIMIT: Duration = Duration::from_secs(15);
+
+struct OpenTx {
+    info: TxInfo,
+    /// Position after this transaction.
+    after: BinlogPosition,
+    /// Inside BEGIN ... COMMIT (a statement outside is a standalone DDL transaction).
+    in_body: bool,
+    /// `Begin` sent to the apply loop (the transaction changed a selected table).
+    begun: bool,
+    pending: Vec<Change>,
+}
+
+pub struct Stream {
+    pub tables: HashMap<(String, String), SourceTable>,
+    /// Position after the last transaction read completely.
+    pub position: BinlogPosition,
+    pub zero: ZeroDates,
+    pub events: mpsc::Sender<SourceEvent>,
+    pub file: String,
+    maps: HashMap<u64, Option<TableMap>>,
+    tx: Option<OpenTx>,
+}
+
+impl Stream {
+    pub fn new(
+        tables: &[SourceTable],
+        position: BinlogPosition,
+        zero: ZeroDates,
+        events: mpsc::Sender<SourceEvent>,
+    ) -> Stream {
+        let file = match &position {
+            BinlogPosition::File { file, .. } => file.clone(),
+            _ => String::new(),
+        };
+        Stream {
+            tables: tables
+                .iter()
+                .map(|t| {
+                    (
+                        (t.schema.id.schema.clone(), t.schema.id.name.clone()),
+                        t.clone(),
+                    )
+                })
+                .collect(),
+            position,
+            zero,
+            events,
+            file,
+            maps: HashMap::new(),
+            tx: None,
+        }
+    }
+
+    pub async fn run(mut self, mut binlog: BinlogStream) -> Result<()> {
+        loop {
+            let next = tokio::time::timeout(SILENCE_LIMIT, binlog.next()).await;
+            let event = match next {
+                Err(_) => {
+                    return Err(Error::source_retryable(format!(
+                        "no binlog event or heartbeat for {} s",
+                        SILENCE_LIMIT.as_secs()
+                    )))
+                }
+                Ok(None) => {
+                    return Err(Error::source_retryable("the source closed the binlog stream"))
+                }
+                Ok(Some(Err(e))) => {
+                    let err = my_error(e, "reading the binlog");
+                    return Err(if err.message().contains("error 1236") {
+                        Error::source_fatal(format!(
+                            "{} — position {} is no longer in the source's binlog; {RESNAPSHOT_FIX}",
+                            err.message(),
+                            self.position
+                        ))
+                    } else {
+                        err
+                    });
+                }
+                Ok(Some(Ok(ev))) => ev,
+            };
+            self.handle(&event).await?;
+        }
+    }
+
+    async fn handle(&mut self, event: &Event) -> Result<()> {
+        let header = event.header();
+        let raw = header.event_type_raw();
+        if raw == MARIADB_GTID_EVENT {
+            let g = parse_mariadb_gtid_event(event.data(), header.server_id())
+                .ok_or_else(|| Error::source_fatal("malformed MariaDB GTID event"))?;
+            let BinlogPosition::MariaDb(state) = &self.position else {
+                return Err(Error::source_fatal(
+                    "MariaDB GTID event while resuming from a non-GTID position",
+                ));
+            };
+            let mut after = state.clone();
+            after.apply(g.gtid);
+            self.open(
+                BinlogPosition::MariaDb(after),
+                i64::from(header.timestamp()) * 1_000_000,
+                !g.standalone,
+            )?;
+            return Ok(());
+        }
+        let data = match event.read_data() {
+            Ok(Some(d)) => d,
+            Ok(None) => return Ok(()), // MariaDB annotate/checkpoint/GTID list, MySQL extras
+            Err(e) => {
+                return Err(Error::source_fatal(format!(
+                    "undecodable binlog event (type {raw}) at {}:{}: {e}",
+                    self.file,
+                    header.log_pos()
+                )))
+            }
+        };
+        match data {
+            EventData::RotateEvent(r) => {
+                self.file = r.name().into_owned();
+                debug!(file = %self.file, "binlog file");
+            }
+            EventData::GtidEvent(g) => {
+                let commit_us = match g.immediate_commit_timestamp() {
+                    0 => i64::from(header.timestamp()) * 1_000_000,
+                    us => us as i64,
+                };
+                let after = match &self.position {
+                    BinlogPosition::MySql(set) => {
+                        let mut set = set.clone();
+                        set.add(&uuid_text(g.sid()), g.gno());
+                        BinlogPosition::MySql(set)
+                    }
+                    _ => self.file_end(&header, g.tx_length())?,
+                };
+                self.open(after, commit_us, false)?;
+            }
+            EventData::AnonymousGtidEvent(g) => {
+                let after = self.file_end(&header, g.0.tx_length())?;
+                let commit_us = match g.0.immediate_commit_timestamp() {
+                    0 => i64::from(header.timestamp()) * 1_000_000,
+                    us => us as i64,
+                };
+                self.open(after, commit_us, false)?;
+            }
+            EventData::QueryEvent(q) => {
+                let query = q.query();
+                let trimmed = query.trim();
+                if trimmed.eq_ignore_ascii_case("BEGIN") {
+                    if let Some(tx) = self.tx.as_mut() {
+                        tx.in_body = true;
+                    }
+                } else if trimmed.eq_ignore_ascii_case("COMMIT") {
+                    self.commit().await?;
+                } else if trimmed.eq_ignore_ascii_case("ROLLBACK") {
+                    self.tx = None;
+                } else if self.tx.as_ref().is_some_and(|t| !t.in_body) {
+                    let db = q.schema().into_owned();
+                    self.statement(trimmed, &db).await?;
+                    self.commit().await?;
+                }
+            }
+            EventData::TableMapEvent(tme) => {
+                let id = tme.table_id();
+                if self.maps.contains_key(&id) {
+                    return Ok(());
+                }
+                let key = (tme.database_name().into_owned(), tme.table_name().into_owned());
+                let map = match self.tables.get(&key) {
+                    None => None,
+                    Some(t) => Some(
+                        TableMap::new(&tme, t.schema.clone(), &t.kinds).map_err(|e| {
+                            Error::source_fatal(format!(
+                                "{}.{} changed at the source ({e}) at {}:{}; tidewater does not \
+                                 yet apply this schema change: re-snapshot (move the DuckDB file aside and run again)",
+                                key.0,
+                                key.1,
+                                self.file,
+                                header.log_pos()
+                            ))
+                        })?,
+                    ),
+                };
+                self.maps.insert(id, map);
+            }
+            EventData::RowsEvent(rows) => {
+                let Some(Some(map)) = self.maps.get(&rows.table_id()) else {
+                    return Ok(());
+                };
+                let Some(tx) = self.tx.as_mut() else {
+                    return Err(Error::source_fatal(
+                        "row event outside a transaction: tidewater needs GTID events in the binlog \
+                         (MySQL 5.7+ or MariaDB 10+)",
+                    ));
+                };
+                map.decode(&rows, self.zero, &mut tx.pending).map_err(|e| {
+                    Error::source_fatal(format!(
+                        "{} at {}:{}: {e}",
+                        map.table.id,
+                        self.file,
+                        header.log_pos()
+                    ))
+                })?;
+                if tx.pending.len() >= EVENT_ROWS {
+                    self.flush().await?;
+                }
+            }
+            EventData::XidEvent(_) => self.commit().await?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Position after a transaction that started with the event of `header` and is
+    /// `tx_length` bytes long (MySQL writes the length into its GTID events).
+    fn file_end(
+        &self,
+        header: &mysql_async::binlog::events::BinlogEventHeader,
+        tx_length: u64,
+    ) -> Result<BinlogPosition> {
+        if tx_length == 0 {
+            return Err(Error::source_fatal(
+                "the binlog does not record transaction lengths (MySQL before 8.0.2): enable GTIDs \
+                 (gtid_mode=ON, enforce_gtid_consistency=ON) so tidewater can resume exactly",
+            ));
+        }
+        let start = u64::from(header.log_pos()) - u64::from(header.event_size());
+        Ok(BinlogPosition::File {
+            file: self.file.clone(),
+            pos: start + tx_length,
+        })
+    }
+
+    fn open(&mut self, after: BinlogPosition, commit_time_us: i64, in_body: bool) -> Result<()> {
+        if let Some(tx) = &self.tx {
+            if tx.begun {
+                return Err(Error::source_fatal(format!(
+                    "transaction to {} never committed in the binlog",
+                    tx.after
+                )));
+            }
+        }
+        self.tx = Some(OpenTx {
+            info: TxInfo {
+                position: Position(after.to_string()),
+                commit_time_us,
+            },
+            after,
+            in_body,
+            begun: false,
+            pending: Vec::new(),
+        });
+        Ok(())
+    }
+
+    async fn send(&self, e: SourceEvent) -> Result<()> {
+        self.events.send(e).await.map_err(|_| Error::shutdown())
+    }
+
+    async fn flush(&mut self) -> Result<()> {
+        let Some(tx) = self.tx.as_mut() else {
+            return Ok(());
+        };
+        if tx.pending.is_empty() {
+            return Ok(());
+        }
+        let begin = (!tx.begun).then(|| tx.info.clone());
+        tx.begun = true;
+        let changes = std::mem::take(&mut tx.pending);
+        if let Some(info) = begin {
+            self.send(SourceEvent::Begin(info)).await?;
+        }
+        self.send(SourceEvent::Changes(changes)).await
+    }
+
+    async fn commit(&mut self) -> Result<()> {
+        self.flush().await?;
+        if let Some(tx) = self.tx.take() {
+            if tx.begun {
+                self.send(SourceEvent::Commit).await?;
+            }
+            self.position = tx.after;
+        }
+        Ok(())
+    }
+
+    /// A statement logged as its own transaction (DDL). TRUNCATE of a selected table is
+    /// replicated; other DDL on selected tables is checked when their rows arrive.
+    async fn statement(&mut self, query: &str, db: &str) -> Result<()> {
+        let Some(d) = ddl::parse(query, db) else {
+            return Ok(());
+        };
+        let touched: Vec<&SourceTable> = d
+            .tables
+            .iter()
+            .filter_map(|k| self.tables.get(k))
+            .collect();
+        if touched.is_empty() {
+            return Ok(());
+        }
+        match d.kind {
+            DdlKind::Truncate => {
+                let schemas = touched.iter().map(|t| t.schema.clone()).collect();
+                let info = self.tx.as_ref().map(|t| t.info.clone());
+                if let (Some(info), Some(tx)) = (info, self.tx.as_mut()) {
+                    tx.begun = true;
+                    self.send(SourceEvent::Begin(info)).await?;
+                    self.send(SourceEvent::Truncate(schemas)).await?;
+                }
+            }
+            kind => {
+                // Table ids change with the definition: the next table map is checked.
+                self.maps.clear();
+                if kind == DdlKind::Drop || kind == DdlKind::Rename {
+                    warn!(statement = %query, "a replicated table was dropped or renamed at the source");
+                } else {
+                    info!(statement = %query, "schema change on a replicated table");
+                }
+            }
+        }
+        Ok(())
+    }
+}
