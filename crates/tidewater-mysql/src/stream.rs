@@ -11,6 +11,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use mysql_async::binlog::events::{Event, EventData};
 use mysql_async::BinlogStream;
+use tidewater_core::stats::now_us;
 use tidewater_core::{Change, Error, Position, Result, SourceEvent, TxInfo};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -127,11 +128,11 @@ impl Stream {
             };
             let mut after = state.clone();
             after.apply(g.gtid);
-            self.open(
-                BinlogPosition::MariaDb(after),
-                i64::from(header.timestamp()) * 1_000_000,
-                !g.standalone,
-            )?;
+            // MariaDB logs whole seconds. The event is sent once committed, so its arrival
+            // time, kept inside the logged second, is the closest estimate of the commit.
+            let second = i64::from(header.timestamp()) * 1_000_000;
+            let commit_us = now_us().clamp(second, second + 999_999);
+            self.open(BinlogPosition::MariaDb(after), commit_us, !g.standalone)?;
             return Ok(());
         }
         let data = match event.read_data() {

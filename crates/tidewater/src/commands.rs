@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tidewater_core::stats::Stats;
 use tidewater_core::{Error, Result};
 use tidewater_duckdb::status::{collect, open_read_only, StatusReport};
-use tidewater_postgres::check::{failed, render, run_checks, CheckStatus};
+use tidewater_core::check::{failed, render, CheckStatus};
 use tokio::sync::watch;
 use tracing::info;
 
@@ -40,7 +40,7 @@ pub async fn run(config_path: &Path) -> Result<()> {
 
 pub async fn check(config_path: &Path) -> Result<()> {
     let config = Config::load(config_path)?;
-    let items = run_checks(&pipeline::source_config(&config)).await;
+    let items = crate::sources::checks(&config).await;
     print!("{}", render(&items));
     if failed(&items) {
         return Err(Error::check(
@@ -87,7 +87,7 @@ pub async fn status(config_path: &Path) -> Result<()> {
 /// What the source says about the slot: how far it is confirmed and how much WAL it holds
 /// back (a stopped or stuck replicator shows here first).
 async fn print_source(config: &Config) {
-    let items = run_checks(&pipeline::source_config(config)).await;
+    let items = crate::sources::checks(config).await;
     for item in &items {
         if item.name == "slot" || item.status == CheckStatus::Fail {
             println!("source {:<13} {}", format!("{}:", item.name), item.detail);

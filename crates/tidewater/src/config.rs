@@ -9,6 +9,8 @@ use tidewater_core::Error;
 
 pub const DEFAULT_SLOT: &str = "tidewater";
 pub const DEFAULT_PUBLICATION: &str = "tidewater";
+/// Replica id of the binlog connection when `source.server_id` is not set.
+pub const DEFAULT_SERVER_ID: u32 = 4242;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,6 +34,8 @@ pub struct SourceConfig {
     #[serde(default = "default_publication")]
     pub publication: String,
     pub server_id: Option<u32>,
+    /// MySQL zero dates (`0000-00-00`): "null" (default) or "error".
+    pub zero_dates: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -116,11 +120,29 @@ impl Config {
     fn validate(&self) -> Result<(), Error> {
         let s = &self.source;
         match s.kind.as_str() {
-            "postgres" => {}
+            "postgres" => {
+                for (key, set) in [
+                    ("source.server_id", s.server_id.is_some()),
+                    ("source.zero_dates", s.zero_dates.is_some()),
+                ] {
+                    if set {
+                        tracing::warn!("{key} applies to mysql sources only; ignoring it");
+                    }
+                }
+            }
             "mysql" => {
-                return Err(Error::config(
-                    "source.type = \"mysql\" is not available in this build yet; use \"postgres\"",
-                ))
+                if s.server_id == Some(0) {
+                    return Err(Error::config(
+                        "source.server_id = 0 is invalid: use a replica id (1-4294967295) no other replica of the source uses",
+                    ));
+                }
+                if let Some(z) = &s.zero_dates {
+                    if z != "null" && z != "error" {
+                        return Err(Error::config(format!(
+                            "source.zero_dates = {z:?} is invalid: use \"null\" (replicate 0000-00-00 as NULL) or \"error\""
+                        )));
+                    }
+                }
             }
             other => {
                 return Err(Error::config(format!(
@@ -171,12 +193,6 @@ impl Config {
         }
         if let Some(http) = &self.http {
             tracing::warn!(listen = %http.listen, "[http] is not implemented yet in this build; ignoring it");
-        }
-        if let Some(id) = s.server_id {
-            tracing::warn!(
-                server_id = id,
-                "source.server_id applies to mysql sources only; ignoring it"
-            );
         }
         Ok(())
     }

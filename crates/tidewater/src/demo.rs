@@ -1,5 +1,5 @@
-//! `tidewater demo`: a throwaway PostgreSQL with a small shop schema and a light write
-//! workload, replicated live into a DuckDB file, with a line per second of progress.
+//! `tidewater demo`: a throwaway PostgreSQL or MariaDB with a small shop schema and a light
+//! write workload, replicated live into a DuckDB file, with a line per second of progress.
 
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use tidewater_core::stats::Stats;
 use tidewater_core::{Error, Result};
-use tidewater_harness::PgServer;
+use tidewater_harness::{MariaDbServer, PgServer};
 use tidewater_postgres::conn::connect;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::commands::shutdown_signal;
 use crate::config::Config;
@@ -29,6 +30,37 @@ INSERT INTO orders (customer_id, amount, status, items, tags)
     FROM generate_series(1, 5000) g;
 ";
 
+const MY_SCHEMA: &str = "
+CREATE TABLE customers (id bigint unsigned AUTO_INCREMENT PRIMARY KEY, name varchar(100) NOT NULL,
+    email varchar(200), created_at timestamp(6) NOT NULL DEFAULT current_timestamp(6));
+CREATE TABLE orders (id bigint unsigned AUTO_INCREMENT PRIMARY KEY, customer_id bigint unsigned NOT NULL,
+    amount decimal(12,2), status enum('new','shipped','cancelled') NOT NULL, items json,
+    updated_at datetime(6) NOT NULL DEFAULT current_timestamp(6));
+INSERT INTO customers (name, email) SELECT concat('customer ', seq), concat('c', seq, '@example.com')
+    FROM seq_1_to_1000;
+INSERT INTO orders (customer_id, amount, status, items)
+    SELECT 1 + seq % 1000, (seq % 500) + 0.99, 'new', json_object('sku', seq, 'qty', 1 + seq % 3)
+    FROM seq_1_to_5000;
+";
+
+const MY_WORKLOAD_TX: &str = "
+START TRANSACTION;
+INSERT INTO orders (customer_id, amount, status, items)
+    VALUES (1 + floor(rand() * 999), round(rand() * 500, 2), 'new', '{\"sku\": 1}');
+UPDATE orders SET status = 'shipped', updated_at = now(6) WHERE id = 1 + floor(rand() * 5000) LIMIT 1;
+DELETE FROM orders WHERE id = 1 + floor(rand() * 5000) AND rand() < 0.1;
+COMMIT;
+";
+
+/// A running demo source: the server (stopped on drop), the config's [source] section and
+/// the workload task.
+struct DemoSource {
+    _server: Box<dyn Send>,
+    source_toml: String,
+    tables: &'static str,
+    workload: JoinHandle<()>,
+}
+
 /// One workload transaction: a new order, a status change and now and then a delete.
 const WORKLOAD_TX: &str = "
 BEGIN;
@@ -40,7 +72,7 @@ DELETE FROM orders WHERE id = (SELECT (random() * 5000)::bigint) AND random() < 
 COMMIT;
 ";
 
-pub async fn run(seconds: Option<u64>, path: &Path) -> Result<()> {
+async fn start_postgres() -> Result<DemoSource> {
     eprintln!("starting a throwaway PostgreSQL (wal_level=logical)...");
     let server = tokio::task::spawn_blocking(PgServer::start)
         .await
@@ -52,20 +84,6 @@ pub async fn run(seconds: Option<u64>, path: &Path) -> Result<()> {
         .batch_execute(SCHEMA)
         .await
         .map_err(|e| Error::source_fatal(e.to_string()))?;
-    for f in [path.to_path_buf(), path.with_extension("duckdb.wal")] {
-        let _ = std::fs::remove_file(f);
-    }
-    let config = Config::parse(&format!(
-        "[source]\ntype = \"postgres\"\nurl = \"{url}\"\ntables = [\"public.*\"]\n[sink]\ntype = \"duckdb\"\npath = {:?}\n",
-        path.display().to_string()
-    ))?;
-
-    let stats = Arc::new(Stats::default());
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let pipeline = {
-        let (config, stats) = (config.clone(), stats.clone());
-        tokio::spawn(async move { pipeline::run(&config, stats, stop_rx).await })
-    };
     let workload = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(20));
         loop {
@@ -75,9 +93,76 @@ pub async fn run(seconds: Option<u64>, path: &Path) -> Result<()> {
             }
         }
     });
+    Ok(DemoSource {
+        _server: Box::new(server),
+        source_toml: format!("type = \"postgres\"\nurl = \"{url}\"\ntables = [\"public.*\"]"),
+        tables: "public.customers and public.orders",
+        workload,
+    })
+}
+
+async fn start_mariadb() -> Result<DemoSource> {
+    use mysql_async::prelude::Queryable;
+    eprintln!("starting a throwaway MariaDB (binlog_format=ROW, GTIDs)...");
+    let server = tokio::task::spawn_blocking(|| {
+        let s = MariaDbServer::start()?;
+        s.create_database("shop")?;
+        s.sql("shop", MY_SCHEMA)?;
+        Ok::<_, tidewater_harness::HarnessError>(s)
+    })
+    .await
+    .expect("start task")
+    .map_err(|e| Error::source_fatal(format!("starting the demo MariaDB: {e}")))?;
+    let url = server.url("shop");
+    let mut conn = mysql_async::Conn::from_url(url.as_str())
+        .await
+        .map_err(|e| Error::source_fatal(e.to_string()))?;
+    let workload = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            tick.tick().await;
+            if conn.query_drop(MY_WORKLOAD_TX).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok(DemoSource {
+        _server: Box::new(server),
+        source_toml: format!("type = \"mysql\"\nurl = \"{url}\"\ntables = [\"shop.*\"]"),
+        tables: "shop.customers and shop.orders",
+        workload,
+    })
+}
+
+pub async fn run(source: &str, seconds: Option<u64>, path: &Path) -> Result<()> {
+    let demo = match source {
+        "postgres" => start_postgres().await?,
+        "mysql" | "mariadb" => start_mariadb().await?,
+        other => {
+            return Err(Error::config(format!(
+                "--source {other:?} is unknown; use postgres or mysql"
+            )))
+        }
+    };
+    for f in [path.to_path_buf(), path.with_extension("duckdb.wal")] {
+        let _ = std::fs::remove_file(f);
+    }
+    let config = Config::parse(&format!(
+        "[source]\n{}\n[sink]\ntype = \"duckdb\"\npath = {:?}\n",
+        demo.source_toml,
+        path.display().to_string()
+    ))?;
+
+    let stats = Arc::new(Stats::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let pipeline = {
+        let (config, stats) = (config.clone(), stats.clone());
+        tokio::spawn(async move { pipeline::run(&config, stats, stop_rx).await })
+    };
 
     eprintln!(
-        "replicating public.customers and public.orders into {} (Ctrl-C stops)",
+        "replicating {} into {} (Ctrl-C stops)",
+        demo.tables,
         path.display()
     );
     let mut signal = shutdown_signal();
@@ -109,20 +194,21 @@ pub async fn run(seconds: Option<u64>, path: &Path) -> Result<()> {
             break;
         }
     }
-    workload.abort();
+    demo.workload.abort();
     let _ = stop_tx.send(true);
     pipeline.await.expect("pipeline task")?;
-    drop(server);
+    let schema = demo.tables.split('.').next().unwrap_or("public");
+    drop(demo);
     println!(
         "\nreplica written to {}; look at it with the DuckDB CLI, e.g.:",
         path.display()
     );
     println!(
-        "  duckdb {} \"SELECT status, count(*) FROM public.orders GROUP BY ALL\"",
+        "  duckdb {} \"SELECT status, count(*) FROM {schema}.orders GROUP BY ALL\"",
         path.display()
     );
     println!(
-        "  duckdb {} \"SELECT _metadata_change_type, count(*) FROM public.orders_log GROUP BY ALL\"",
+        "  duckdb {} \"SELECT _metadata_change_type, count(*) FROM {schema}.orders_log GROUP BY ALL\"",
         path.display()
     );
     Ok(())

@@ -4,6 +4,7 @@ mod commands;
 mod config;
 mod demo;
 mod pipeline;
+mod sources;
 mod status_file;
 
 use std::io::IsTerminal;
@@ -17,7 +18,7 @@ use tracing_subscriber::EnvFilter;
 #[command(
     name = "tidewater",
     version,
-    about = "Change-data-capture replicator: PostgreSQL → DuckDB, exactly once"
+    about = "Change-data-capture replicator: PostgreSQL / MySQL / MariaDB → DuckDB, exactly once"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -31,7 +32,7 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Preflight: connectivity, privileges, wal_level, slots, tables, keys and types.
+    /// Preflight: connectivity, privileges, wal_level / binlog settings, tables, keys, types.
     Check {
         #[arg(long, short)]
         config: PathBuf,
@@ -41,8 +42,11 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
-    /// Throwaway PostgreSQL + write workload + live replica in demo.duckdb; no setup needed.
+    /// Throwaway source + write workload + live replica in demo.duckdb; no setup needed.
     Demo {
+        /// The throwaway source: postgres or mysql (a MariaDB server).
+        #[arg(long, default_value = "postgres")]
+        source: String,
         /// Stop after this many seconds (default: run until Ctrl-C).
         #[arg(long)]
         seconds: Option<u64>,
@@ -81,7 +85,11 @@ fn main() -> ExitCode {
             Command::Run { config } => commands::run(&config).await,
             Command::Check { config } => commands::check(&config).await,
             Command::Status { config } => commands::status(&config).await,
-            Command::Demo { seconds, path } => demo::run(seconds, &path).await,
+            Command::Demo {
+                source,
+                seconds,
+                path,
+            } => demo::run(&source, seconds, &path).await,
         }
     });
     match result {

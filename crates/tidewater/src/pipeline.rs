@@ -9,11 +9,11 @@ use tidewater_core::apply::{run_apply, BatchOptions};
 use tidewater_core::stats::Stats;
 use tidewater_core::{Error, ErrorKind, Result, Sink, Source, SourceContext};
 use tidewater_duckdb::{DuckDbOptions, DuckDbSink};
-use tidewater_postgres::{PgSource, PgSourceConfig};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
+use crate::sources::{self, AnySource};
 use crate::status_file::StatusPublisher;
 
 pub const PIPELINE_NAME: &str = "default";
@@ -30,15 +30,6 @@ pub fn sink_options(config: &Config) -> DuckDbOptions {
     }
 }
 
-pub fn source_config(config: &Config) -> PgSourceConfig {
-    PgSourceConfig {
-        url: config.source.url.clone(),
-        tables: config.source.tables.clone(),
-        slot: config.source.slot.clone(),
-        publication: config.source.publication.clone(),
-    }
-}
-
 /// Runs until `shutdown` becomes true (then returns Ok) or a fatal error.
 pub async fn run(
     config: &Config,
@@ -47,7 +38,7 @@ pub async fn run(
 ) -> Result<()> {
     // Source problems (unreachable, wal_level, no tables, ...) surface before the DuckDB file
     // is created, so a mistyped config leaves nothing behind. The first attempt reuses it.
-    let mut connected = Some(PgSource::connect(source_config(config)).await?);
+    let mut connected = Some(sources::connect(config).await?);
     let opts = sink_options(config);
     let mut sink = tokio::task::spawn_blocking(move || DuckDbSink::open(opts))
         .await
@@ -92,7 +83,7 @@ pub async fn run(
 
 async fn run_once(
     config: &Config,
-    connected: Option<PgSource>,
+    connected: Option<AnySource>,
     mut sink: DuckDbSink,
     stats: &Arc<Stats>,
     mut shutdown: watch::Receiver<bool>,
@@ -100,7 +91,7 @@ async fn run_once(
 ) -> (DuckDbSink, Result<()>) {
     let mut source = match connected {
         Some(s) => s,
-        None => match PgSource::connect(source_config(config)).await {
+        None => match sources::connect(config).await {
             Ok(s) => s,
             Err(e) => return (sink, Err(e)),
         },

@@ -200,7 +200,7 @@ fn source_side_mistakes_create_nothing_on_the_source() {
     // A database that does not exist: named, with the fix, and the password kept out.
     let url = format!(
         "postgres://postgres:{PASSWORD}@127.0.0.1:{}/nosuchdb",
-        rig.pg.port()
+        rig.pg().port()
     );
     let db = rig.dir.path().join("other.duckdb");
     expect(
@@ -215,7 +215,7 @@ fn source_side_mistakes_create_nothing_on_the_source() {
         2,
         &["no source table matches", "nope.*", "tidewater check"],
     );
-    assert_eq!(source_objects(&rig.pg), "0/0");
+    assert_eq!(source_objects(rig.pg()), "0/0");
     // Nor is a DuckDB file created for a pipeline that cannot start.
     assert!(
         !db.exists() && !rig.db.exists(),

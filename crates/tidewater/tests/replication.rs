@@ -96,7 +96,7 @@ fn kill_9_mid_stream_loses_and_duplicates_nothing() {
     let mut rig = Rig::new("CREATE TABLE t (id int PRIMARY KEY, v int, note text); INSERT INTO t SELECT g, 0, 'seed' FROM generate_series(1, 100) g;");
     rig.start();
     rig.wait_caught_up(Duration::from_secs(60));
-    let url = rig.pg.url("postgres");
+    let url = rig.pg().url("postgres");
     // A workload of 300 transactions, each inserting 20 rows and updating one seed row.
     let workload = std::thread::spawn(move || {
         let script: String = (0..300)
@@ -227,7 +227,7 @@ fn survives_source_restart_and_a_killed_walsender() {
     rig.sql("INSERT INTO t SELECT g, 'b' FROM generate_series(101, 200) g;");
     rig.wait_caught_up(Duration::from_secs(90));
 
-    rig.pg.restart().expect("restart PostgreSQL");
+    rig.restart_source();
     rig.sql("UPDATE t SET v = 'c' WHERE id % 2 = 0; DELETE FROM t WHERE id > 190;");
     rig.wait_caught_up(Duration::from_secs(120));
     rig.stop();

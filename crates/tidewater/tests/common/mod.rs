@@ -8,17 +8,29 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tidewater_duckdb::duckdb::{AccessMode, Config, Connection};
-use tidewater_harness::{wait_until, PgOptions, PgServer};
+use tidewater_harness::{wait_until, MariaDbServer, PgOptions, PgServer};
 
 pub const SLOT: &str = "tidewater";
+/// The MariaDB database the MySQL rigs replicate (`shop.*`).
+pub const MY_DB: &str = "shop";
+
+/// The source server of a rig.
+pub enum Src {
+    Pg(PgServer),
+    My(MariaDbServer),
+}
 
 pub struct Rig {
-    pub pg: PgServer,
+    pub src: Src,
+    /// The replica schema queries run in (`public`, or the MariaDB database).
+    pub schema: String,
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub db: PathBuf,
     child: Option<Child>,
     starts: usize,
+    /// Length of the log when the current run started.
+    log_mark: usize,
 }
 
 impl Rig {
@@ -32,25 +44,47 @@ impl Rig {
     pub fn with_server(setup_sql: &str, options: PgOptions, url_suffix: &str) -> Rig {
         let pg = PgServer::start_with(options).expect("start PostgreSQL");
         pg.psql("postgres", setup_sql).expect("setup SQL");
+        let source = format!(
+            "type = \"postgres\"\nurl = \"{}{url_suffix}\"\ntables = [\"public.*\"]",
+            pg.url("postgres")
+        );
+        Rig::with_source(Src::Pg(pg), "public", &source)
+    }
+
+    /// A throwaway MariaDB (row binlog, GTIDs) with database `shop` prepared with
+    /// `setup_sql`, and a config replicating `shop.*`.
+    pub fn mysql(setup_sql: &str) -> Rig {
+        let my = MariaDbServer::start().expect("start MariaDB");
+        my.create_database(MY_DB).expect("create database");
+        my.sql(MY_DB, setup_sql).expect("setup SQL");
+        let source = format!(
+            "type = \"mysql\"\nurl = \"{}\"\ntables = [\"{MY_DB}.*\"]\nserver_id = 77",
+            my.url(MY_DB)
+        );
+        Rig::with_source(Src::My(my), MY_DB, &source)
+    }
+
+    fn with_source(src: Src, schema: &str, source_toml: &str) -> Rig {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("replica.duckdb");
         let config = dir.path().join("tidewater.toml");
         std::fs::write(
             &config,
             format!(
-                "[source]\ntype = \"postgres\"\nurl = \"{}{url_suffix}\"\ntables = [\"public.*\"]\n\n[sink]\ntype = \"duckdb\"\npath = {:?}\n\n[apply]\nflush_interval_ms = 50\n",
-                pg.url("postgres"),
+                "[source]\n{source_toml}\n\n[sink]\ntype = \"duckdb\"\npath = {:?}\n\n[apply]\nflush_interval_ms = 50\n",
                 db.display().to_string()
             ),
         )
         .unwrap();
         Rig {
-            pg,
+            src,
+            schema: schema.to_string(),
             dir,
             config,
             db,
             child: None,
             starts: 0,
+            log_mark: 0,
         }
     }
 
@@ -64,6 +98,7 @@ impl Rig {
 
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
+        self.log_mark = self.log().len();
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -116,10 +151,37 @@ impl Rig {
         );
     }
 
+    pub fn pg(&self) -> &PgServer {
+        match &self.src {
+            Src::Pg(pg) => pg,
+            Src::My(_) => panic!("not a PostgreSQL rig"),
+        }
+    }
+
+    pub fn my(&self) -> &MariaDbServer {
+        match &self.src {
+            Src::My(my) => my,
+            Src::Pg(_) => panic!("not a MariaDB rig"),
+        }
+    }
+
+    /// Restarts the source server (same data, same port).
+    pub fn restart_source(&mut self) {
+        match &mut self.src {
+            Src::Pg(pg) => pg.restart().expect("restart PostgreSQL"),
+            Src::My(my) => my.restart().expect("restart MariaDB"),
+        }
+    }
+
+    pub fn try_sql(&self, sql: &str) -> Result<String, String> {
+        match &self.src {
+            Src::Pg(pg) => pg.psql("postgres", sql).map_err(|e| e.to_string()),
+            Src::My(my) => my.sql(MY_DB, sql).map_err(|e| e.to_string()),
+        }
+    }
+
     pub fn sql(&self, sql: &str) -> String {
-        self.pg
-            .psql("postgres", sql)
-            .unwrap_or_else(|e| panic!("{e}"))
+        self.try_sql(sql).unwrap_or_else(|e| panic!("{e}"))
     }
 
     pub fn confirmed_flush_lsn(&self) -> String {
@@ -130,41 +192,65 @@ impl Rig {
         .to_string()
     }
 
+    /// Waits until the replica holds every change written to the source so far.
+    pub fn wait_caught_up(&mut self, timeout: Duration) {
+        match &self.src {
+            Src::Pg(_) => self.wait_slot_caught_up(timeout),
+            Src::My(_) => self.wait_binlog_caught_up(timeout),
+        }
+    }
+
+    /// Panics with the log when the current run has exited; false until it streams.
+    fn running_and_streaming(&mut self) -> bool {
+        let log = self.log();
+        if let Some(c) = self.child.as_mut() {
+            assert!(
+                c.try_wait().unwrap().is_none(),
+                "tidewater exited early:\n{log}"
+            );
+            // The current run must be streaming, not only an earlier one.
+            return log
+                .get(self.log_mark..)
+                .is_some_and(|l| l.contains(": streaming "));
+        }
+        true
+    }
+
+    /// MariaDB: the position `run` publishes (every 2 s) reaches the server's GTID position.
+    /// (Every transaction of these tests changes a replicated table.)
+    fn wait_binlog_caught_up(&mut self, timeout: Duration) {
+        let target = format!("mariadb-gtid:{}", self.sql("SELECT @@gtid_binlog_pos").trim());
+        let status = self.dir.path().join("replica.duckdb.status.json");
+        let result = wait_until(timeout, "the replica to reach the source's GTID position", || {
+            if !self.running_and_streaming() {
+                return false;
+            }
+            let Ok(text) = std::fs::read_to_string(&status) else {
+                return false;
+            };
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            v["report"]["position"]
+                .as_str()
+                .is_some_and(|p| gtid_reached(p, &target))
+        });
+        result.unwrap_or_else(|e| panic!("{e}\n{}", self.log()));
+    }
+
     /// Waits until the slot confirms everything written so far: tidewater confirms only what
     /// DuckDB has committed, so this means the replica holds every change up to now.
-    pub fn wait_caught_up(&mut self, timeout: Duration) {
+    fn wait_slot_caught_up(&mut self, timeout: Duration) {
         let target = self.sql("SELECT pg_current_wal_lsn()").trim().to_string();
         let query = format!(
             "SELECT coalesce(confirmed_flush_lsn >= '{target}'::pg_lsn, false) FROM pg_replication_slots WHERE slot_name = '{SLOT}'"
         );
-        let starts = self.starts;
-        let log_path = self.log_path();
-        let streaming = || {
-            std::fs::read_to_string(&log_path)
-                .unwrap_or_default()
-                .matches("streaming slot=")
-                .count()
-        };
         let result = wait_until(
             timeout,
             "the slot to confirm the current WAL position",
             || {
-                if let Some(c) = self.child.as_mut() {
-                    assert!(
-                        c.try_wait().unwrap().is_none(),
-                        "tidewater exited early:\n{}",
-                        std::fs::read_to_string(self.dir.path().join("run.log"))
-                            .unwrap_or_default()
-                    );
-                    // The current run must be streaming, not only an earlier one.
-                    if streaming() < starts {
-                        return false;
-                    }
+                if !self.running_and_streaming() {
+                    return false;
                 }
-                self.pg
-                    .psql("postgres", &query)
-                    .map(|s| s.trim() == "t")
-                    .unwrap_or(false)
+                self.try_sql(&query).map(|s| s.trim() == "t").unwrap_or(false)
             },
         );
         result.unwrap_or_else(|e| panic!("{e}\n{}", self.log()));
@@ -174,7 +260,8 @@ impl Rig {
     pub fn replica(&self) -> Connection {
         let cfg = Config::default().access_mode(AccessMode::ReadOnly).unwrap();
         let conn = Connection::open_with_flags(&self.db, cfg).expect("open replica");
-        conn.execute_batch("SET search_path = 'public'").unwrap();
+        conn.execute_batch(&format!("SET search_path = '{}'", self.schema))
+            .unwrap();
         conn
     }
 
@@ -209,6 +296,25 @@ impl Rig {
             .query_row(query, [], |r| r.get(0))
             .unwrap_or_else(|e| panic!("{query}: {e}"))
     }
+}
+
+/// Whether MariaDB position `p` (`mariadb-gtid:d-s-n,...`) includes every domain's sequence
+/// number of `target`.
+fn gtid_reached(p: &str, target: &str) -> bool {
+    let parse = |s: &str| -> Vec<(u64, u64)> {
+        s.trim_start_matches("mariadb-gtid:")
+            .split(',')
+            .filter(|g| !g.is_empty())
+            .map(|g| {
+                let parts: Vec<u64> = g.split('-').map(|x| x.parse().unwrap()).collect();
+                (parts[0], parts[2])
+            })
+            .collect()
+    };
+    let have = parse(p);
+    parse(target)
+        .iter()
+        .all(|(d, n)| have.iter().any(|(hd, hn)| hd == d && hn >= n))
 }
 
 impl Drop for Rig {
