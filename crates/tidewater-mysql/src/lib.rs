@@ -16,3 +16,4 @@ pub mod value;
 
 pub use source::{MySqlSource, MySqlSourceConfig};
 pub use value::ZeroDates;
+pub mod check;
