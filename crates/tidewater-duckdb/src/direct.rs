@@ -8,6 +8,7 @@
 
 use duckdb::types::{ToSqlOutput, ValueRef};
 use duckdb::{Connection, ToSql};
+use crate::table::LOG_METADATA_COLUMNS;
 use tidewater_core::{Change, ChangeKind, ColumnType, Error, Result, TableSchema, Value};
 
 /// One appended cell: text DuckDB casts to the column type, bytes for BLOB columns.
@@ -108,10 +109,15 @@ pub fn append(
 ) -> Result<()> {
     let id = &schema.id;
     let err = |e: duckdb::Error| Error::sink(format!("appending to {id}: {e}"));
-    let mut replica = conn.appender_to_db(&id.name, &id.schema).map_err(err)?;
+    // Columns by name: after a schema change the physical order may differ from the source's.
+    let mut names: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
+    let mut replica = conn
+        .appender_with_columns_to_db(&id.name, &id.schema, &names)
+        .map_err(err)?;
     let mut log_appender = if log {
+        names.extend(LOG_METADATA_COLUMNS.iter().map(|(n, _)| *n));
         Some(
-            conn.appender_to_db(&format!("{}_log", id.name), &id.schema)
+            conn.appender_with_columns_to_db(&format!("{}_log", id.name), &id.schema, &names)
                 .map_err(err)?,
         )
     } else {

@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use duckdb::Connection;
 use tidewater_core::{Error, Result, TableSchema};
+use tracing::info;
 
 use crate::sink::exec;
-use crate::sql::{qualified, quote_ident};
+use crate::sql::{duckdb_type, log_table, qualified, quote_ident};
 use crate::state;
 use crate::table::TableSql;
 
@@ -23,16 +24,19 @@ pub fn prepare_table(
         &format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(&id.schema)),
         id,
     )?;
+    let mut sql = sql;
     match state::read_table_schema(conn, &schema)? {
         Some(stored) if stored == *schema => {}
         Some(stored) => {
-            return Err(Error::source_fatal(format!(
-                "source table {id} changed since its replica was created: columns were ({}), \
-                 now ({}). Applying schema changes is not supported yet; to re-snapshot, drop the \
-                 replica, its _log table and the _tidewater state (or start from a new DuckDB file)",
-                names(&stored),
-                names(&schema)
-            )))
+            // The source's table changed since the last applied transaction: the replica keeps
+            // the schema it was written with until the stream reaches the change.
+            info!(
+                table = %id,
+                replica = %names(&stored),
+                source = %names(&schema),
+                "the source table's current columns differ from the replica's; the change is applied when the stream reaches it"
+            );
+            sql = TableSql::new(Arc::new(stored), index, log_tables);
         }
         None => {
             exec(conn, &sql.create_replica(), &format_args!("creating replica {id}"))?;
@@ -42,8 +46,12 @@ pub fn prepare_table(
             state::write_table_schema(conn, &schema)?;
         }
     }
-    let found = replica_columns(conn, &schema)?;
-    let expected: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
+    let schema = sql.schema.clone();
+    let mut found = table_columns(conn, &id.schema, &id.name)?;
+    let mut expected: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
+    // Columns added by a schema change come last in the replica whatever their source order.
+    found.sort();
+    expected.sort_unstable();
     if found != expected {
         return Err(Error::sink(format!(
             "replica {} does not have the columns tidewater created (expected ({}), found ({})): \
@@ -67,18 +75,88 @@ fn names(schema: &TableSchema) -> String {
     v.join(", ")
 }
 
-fn replica_columns(conn: &Connection, schema: &TableSchema) -> Result<Vec<String>> {
+/// Applies a source schema change to the replica and its log inside the open batch: added
+/// columns are added, dropped ones dropped from the replica (the log keeps them: it is
+/// history), changed types altered. A changed primary key needs a new snapshot.
+pub fn evolve_table(
+    conn: &Connection,
+    old: &TableSchema,
+    new: Arc<TableSchema>,
+    index: usize,
+    log_tables: bool,
+) -> Result<TableSql> {
+    let id = &new.id;
+    let key_names = |s: &TableSchema| -> Vec<String> {
+        s.key.iter().map(|&k| s.columns[k].name.clone()).collect()
+    };
+    if key_names(old) != key_names(&new) {
+        return Err(Error::source_fatal(format!(
+            "the primary key of {id} changed from ({}) to ({}); tidewater cannot re-key a replica in \
+             place: start from a new DuckDB file to take a new snapshot",
+            key_names(old).join(", "),
+            key_names(&new).join(", ")
+        )));
+    }
+    let replica = qualified(id);
+    let log = log_table(id);
+    let log_cols = if log_tables {
+        table_columns(conn, &id.schema, &format!("{}_log", id.name))?
+    } else {
+        Vec::new()
+    };
+    let mut ddl = Vec::new();
+    for c in &old.columns {
+        if !new.columns.iter().any(|n| n.name == c.name) {
+            ddl.push(format!("ALTER TABLE {replica} DROP COLUMN {}", quote_ident(&c.name)));
+        }
+    }
+    for c in &new.columns {
+        let ty = duckdb_type(&c.ty);
+        let name = quote_ident(&c.name);
+        match old.columns.iter().find(|o| o.name == c.name) {
+            None => {
+                ddl.push(format!("ALTER TABLE {replica} ADD COLUMN {name} {ty}"));
+                if log_tables && !log_cols.contains(&c.name) {
+                    ddl.push(format!("ALTER TABLE {log} ADD COLUMN {name} {ty}"));
+                } else if log_tables {
+                    ddl.push(format!("ALTER TABLE {log} ALTER COLUMN {name} TYPE {ty}"));
+                }
+            }
+            Some(o) if o.ty != c.ty => {
+                ddl.push(format!("ALTER TABLE {replica} ALTER COLUMN {name} TYPE {ty}"));
+                if log_tables {
+                    ddl.push(format!("ALTER TABLE {log} ALTER COLUMN {name} TYPE {ty}"));
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    for statement in &ddl {
+        exec(conn, statement, &format_args!("applying a schema change to {id}"))?;
+    }
+    state::write_table_schema(conn, &new)?;
+    let sql = TableSql::new(new.clone(), index, log_tables);
+    exec(conn, &sql.create_stage, &format_args!("creating staging for {id}"))?;
+    info!(
+        table = %id,
+        was = %names(old),
+        now = %names(&new),
+        statements = ddl.len(),
+        "schema change applied to the replica"
+    );
+    Ok(sql)
+}
+
+fn table_columns(conn: &Connection, schema: &str, table: &str) -> Result<Vec<String>> {
     let mut stmt = conn
         .prepare(
             "SELECT column_name FROM information_schema.columns WHERE table_catalog = \
              current_database() AND table_schema = ? AND table_name = ? ORDER BY ordinal_position",
         )
-        .map_err(|e| Error::sink(format!("reading columns of {}: {e}", schema.id)))?;
+        .map_err(|e| Error::sink(format!("reading columns of {schema}.{table}: {e}")))?;
     let rows = stmt
-        .query_map([&schema.id.schema, &schema.id.name], |r| {
-            r.get::<_, String>(0)
-        })
+        .query_map([schema, table], |r| r.get::<_, String>(0))
         .and_then(|rows| rows.collect::<duckdb::Result<Vec<String>>>())
-        .map_err(|e| Error::sink(format!("reading columns of {}: {e}", schema.id)))?;
+        .map_err(|e| Error::sink(format!("reading columns of {schema}.{table}: {e}")))?;
     Ok(rows)
 }

@@ -21,7 +21,7 @@ use tracing::debug;
 
 use crate::direct;
 use crate::rowwise;
-use crate::schema::prepare_table;
+use crate::schema::{evolve_table, prepare_table};
 use crate::state;
 use crate::table::TableSql;
 
@@ -137,6 +137,8 @@ pub struct DuckDbSink {
     next_txseq: i64,
     batch_transactions: u64,
     batch_changes: u64,
+    /// Index for the staging table of the next table prepared mid-stream.
+    next_index: usize,
 }
 
 pub fn open_connection(path: &std::path::Path) -> Result<Connection> {
@@ -183,6 +185,7 @@ impl DuckDbSink {
             conn,
             options,
             tables: HashMap::new(),
+            next_index: 0,
             in_batch: false,
             next_seq: 0,
             current_tx: None,
@@ -194,6 +197,40 @@ impl DuckDbSink {
 
     pub fn connection(&self) -> &Connection {
         &self.conn
+    }
+
+    /// Brings the replica to the schema a change was decoded with: a table that appeared at
+    /// the source is created, a changed one altered, inside the open batch (so the change of
+    /// schema commits or rolls back with the data that follows it).
+    fn ensure_schema(&mut self, table: &Arc<TableSchema>) -> Result<()> {
+        if let Some(t) = self.tables.get_mut(&table.id) {
+            if Arc::ptr_eq(&t.sql.schema, table) {
+                return Ok(());
+            }
+            if *t.sql.schema == **table {
+                t.sql.schema = table.clone();
+                return Ok(());
+            }
+        }
+        let id = table.id.clone();
+        let log = self.options.log_tables;
+        let sql = if self.tables.contains_key(&id) {
+            self.merge(&id)?;
+            let old = self.tables[&id].sql.schema.clone();
+            let index = self.tables[&id].sql.index;
+            evolve_table(&self.conn, &old, table.clone(), index, log)?
+        } else {
+            let index = self.next_index;
+            self.next_index += 1;
+            prepare_table(&self.conn, table.clone(), index, log)?
+        };
+        // Cached plans may name the old staging table or columns.
+        self.conn.flush_prepared_statement_cache();
+        let changes = self.tables.get(&id).map_or(0, |t| t.changes);
+        let mut state = TableState::new(sql);
+        state.changes = changes;
+        self.tables.insert(id, state);
+        Ok(())
     }
 
     fn table(&mut self, id: &TableId) -> Result<&mut TableState> {
@@ -253,6 +290,7 @@ impl DuckDbSink {
 
     /// Buffers a change of the open transaction for its table's staging table.
     fn stage(&mut self, change: Change) -> Result<()> {
+        self.ensure_schema(&change.table)?;
         let (_, position, commit_ts) = self.current_tx.clone().expect("inside a transaction");
         let id = change.table.id.clone();
         let pending = Pending {
@@ -345,6 +383,7 @@ impl DuckDbSink {
 
     /// A change set-based staging cannot express: flush what is staged, then apply it alone.
     fn apply_alone(&mut self, change: &Change) -> Result<()> {
+        self.ensure_schema(&change.table)?;
         let id = change.table.id.clone();
         self.merge(&id)?;
         let (_, pos, ts) = self.current_tx.clone().expect("inside a transaction");
@@ -405,6 +444,7 @@ impl Sink for DuckDbSink {
             }
         }
         exec(&self.conn, "COMMIT", &"preparing tables")?;
+        self.next_index = prepared.len();
         self.tables = prepared
             .into_iter()
             .map(|sql| {
@@ -448,6 +488,7 @@ impl Sink for DuckDbSink {
         self.enter_tx(tx, self.next_txseq);
         let (_, pos, ts) = self.current_tx.clone().expect("inside a transaction");
         for t in tables {
+            self.ensure_schema(t)?;
             self.merge(&t.id)?;
             let meta = rowwise::LogMeta {
                 position: &pos,

@@ -24,6 +24,8 @@ pub const LOG_METADATA_COLUMNS: &[(&str, &str)] = &[
 
 pub struct TableSql {
     pub schema: Arc<TableSchema>,
+    /// Distinguishes this table's staging table (`stage_<index>`).
+    pub index: usize,
     pub stage: String,
     pub create_stage: String,
     pub insert_log: Option<String>,
@@ -133,6 +135,7 @@ impl TableSql {
             )
         });
         TableSql {
+            index,
             clear_stage: format!("DELETE FROM {stage_q}"),
             schema,
             stage,
