@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::event::{SourceEvent, TxInfo};
 use crate::model::Position;
 use crate::sink::Sink;
-use crate::stats::{now_us, Stats};
+use crate::stats::{now_us, BatchTally, Stats};
 
 pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 100;
 pub const DEFAULT_MAX_BATCH_ROWS: usize = 50_000;
@@ -53,6 +53,10 @@ struct OpenBatch {
     /// A keepalive position received after the last complete transaction.
     idle: Option<Position>,
     deadline: Option<Instant>,
+    /// Changes per table and kind, for the metrics.
+    tally: BatchTally,
+    /// Time spent inside sink calls for this batch.
+    apply_time: Duration,
 }
 
 /// The loop's fixed inputs.
@@ -90,9 +94,11 @@ pub fn run_apply<S: Sink + ?Sized>(
     };
     let mut b = OpenBatch::default();
     let result = l.apply_events(&mut b);
+    stats.busy_since_us.store(0, std::sync::atomic::Ordering::Relaxed);
     if b.open {
         // Either an error, or the source ended in the middle of a transaction: nothing partial
         // may be committed.
+        stats.abandon_uncommitted_snapshot();
         l.sink.rollback()?;
     }
     result
@@ -100,7 +106,9 @@ pub fn run_apply<S: Sink + ?Sized>(
 
 impl<S: Sink + ?Sized> Loop<'_, S> {
     fn apply_events(&mut self, b: &mut OpenBatch) -> Result<()> {
+        use std::sync::atomic::Ordering::Relaxed;
         loop {
+            self.stats.busy_since_us.store(0, Relaxed);
             let deadline = if b.tx.is_none() { b.deadline } else { None };
             let event = match deadline {
                 Some(at) => {
@@ -118,6 +126,7 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                 }
                 None => self.rt.block_on(self.events.recv()),
             };
+            self.stats.busy_since_us.store(now_us(), Relaxed);
             let Some(event) = event else {
                 if b.tx.is_none() && !b.committed.is_empty() {
                     self.commit_batch(b)?;
@@ -148,7 +157,12 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                     Error::source_fatal("source sent changes outside a transaction")
                 })?;
                 let n = changes.len();
-                self.sink.write(tx, b.next_sequence, changes)?;
+                b.tally.changes(&changes, self.stats);
+                let started = Instant::now();
+                self.sink
+                    .write(tx, b.next_sequence, changes)
+                    .map_err(|e| e.context(format_args!("applying the transaction at {}", tx.position)))?;
+                b.apply_time += started.elapsed();
                 b.next_sequence += n as i64;
                 b.rows += n;
             }
@@ -156,7 +170,12 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                 let tx = b.tx.as_ref().ok_or_else(|| {
                     Error::source_fatal("source sent TRUNCATE outside a transaction")
                 })?;
-                self.sink.truncate(tx, &tables)?;
+                b.tally.truncate(&tables);
+                let started = Instant::now();
+                self.sink
+                    .truncate(tx, &tables)
+                    .map_err(|e| e.context(format_args!("applying the transaction at {}", tx.position)))?;
+                b.apply_time += started.elapsed();
                 b.rows += 1;
             }
             SourceEvent::Commit => {
@@ -194,6 +213,7 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
         let started = Instant::now();
         sink.commit(&last, last_time)?;
         self.last_commit_cost = started.elapsed();
+        b.apply_time += self.last_commit_cost;
         let cost_us = self.last_commit_cost.as_micros() as u64;
         stats
             .commit_us_total
@@ -214,8 +234,9 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
         stats
             .last_apply_us
             .store(applied, std::sync::atomic::Ordering::Relaxed);
-        let ack = b.idle.take().unwrap_or(last);
-        *b = OpenBatch::default();
+        let ack = b.idle.take().unwrap_or(last.clone());
+        let done = std::mem::take(b);
+        stats.record_batch(done.tally, done.rows as u64, done.apply_time, &last);
         acks.send_replace(Some(ack));
         Ok(())
     }

@@ -7,6 +7,7 @@ pub mod check;
 pub mod error;
 pub mod event;
 pub mod glob;
+pub mod histogram;
 pub mod model;
 pub mod sink;
 pub mod source;
