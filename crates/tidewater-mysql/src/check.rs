@@ -271,20 +271,25 @@ impl Cx<'_> {
             "set source.server_id to an id that no server or replica of this source uses, e.g. {}",
             free.unwrap_or(1001)
         );
-        let problem = match &replicas {
-            _ if mine == 0 => Some("0: a binlog reader needs a nonzero id".to_string()),
+        let problem = match mine {
+            0 => Some("0: a binlog reader needs a nonzero id".to_string()),
             _ if mine == source => Some(format!("{mine} is the source's own server_id")),
-            Ok(list) => list.iter().find(|(id, _)| *id == mine).map(|(_, host)| {
-                format!(
-                    "{mine} is used by a connected replica (host '{host}'; an empty host is \
-                     usually another binlog reader, such as a running tidewater): the source \
-                     disconnects one of two readers with the same id"
-                )
-            }),
-            Err(_) => None,
+            _ => None,
         };
         if let Some(problem) = problem {
             return fail(name, format!("source.server_id = {problem}"), fix);
+        }
+        // A reader with this id may be this very pipeline, running: warn, do not fail.
+        if let Some((_, host)) = replicas.iter().flatten().find(|(id, _)| *id == mine) {
+            return warn(
+                name,
+                format!(
+                    "source.server_id = {mine} is used by a connected replica (host '{host}'; an \
+                     empty host is usually a binlog reader such as a running tidewater): if it is \
+                     not this pipeline, the source disconnects one of the two readers"
+                ),
+                fix,
+            );
         }
         let detail = format!("{mine}, the source is {source}; connected replicas: ");
         match replicas {

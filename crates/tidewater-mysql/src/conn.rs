@@ -104,8 +104,9 @@ pub fn my_error(e: mysql_async::Error, context: &str) -> Error {
                 1045 => Some("wrong user or password in source.url"),
                 1049 => Some("the database in source.url does not exist"),
                 1044 | 1142 | 1143 | 1227 => Some(
-                    "the user lacks a privilege: GRANT SELECT, REPLICATION SLAVE, REPLICATION CLIENT \
-                     ON *.* TO the replication user (MariaDB 10.5+: also BINLOG MONITOR)",
+                    "the replication user lacks a privilege: it needs REPLICATION SLAVE and \
+                     REPLICATION CLIENT on *.*, SELECT on the replicated tables, and on MySQL RELOAD \
+                     for the snapshot; `tidewater check` prints the exact GRANT statements",
                 ),
                 1236 => Some(RESNAPSHOT_FIX),
                 _ => None,

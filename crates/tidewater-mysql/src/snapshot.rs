@@ -81,7 +81,11 @@ pub async fn begin_snapshot(conn: &mut Conn, flavor: Flavor) -> Result<BinlogPos
                 let gtid: Option<(String, String)> = conn
                     .query_first("SELECT @@global.gtid_mode, @@global.gtid_executed")
                     .await?;
-                let status: Option<Row> = conn.query_first("SHOW MASTER STATUS").await?;
+                // MySQL 8.4 renamed SHOW MASTER STATUS.
+                let status: Option<Row> = match conn.query_first("SHOW BINARY LOG STATUS").await {
+                    Ok(row) => row,
+                    Err(_) => conn.query_first("SHOW MASTER STATUS").await?,
+                };
                 Ok::<_, mysql_async::Error>((gtid, status))
             }
             .await;

@@ -181,7 +181,14 @@ impl Source for MySqlSource {
         self.conn = None;
         let binlog = self.binlog(&from).await?;
         info!(from = %from, server_id = self.config.server_id, "streaming");
-        Stream::new(&self.tables, from, self.config.zero_dates, ctx.events)
+        Stream::new(
+            &self.config.url,
+            &self.config.tables,
+            &self.tables,
+            from,
+            self.config.zero_dates,
+            ctx.events,
+        )
             .run(binlog)
             .await
     }

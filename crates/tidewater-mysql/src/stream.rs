@@ -9,15 +9,16 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use mysql_async::binlog::events::{Event, EventData};
-use mysql_async::BinlogStream;
+use mysql_async::binlog::events::{Event, EventData, TableMapEvent};
+use mysql_async::{BinlogStream, Conn};
+use tidewater_core::glob::selected;
 use tidewater_core::stats::now_us;
-use tidewater_core::{Change, Error, Position, Result, SourceEvent, TxInfo};
+use tidewater_core::{Change, Error, Position, Result, SourceEvent, TableId, TxInfo};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::catalog::SourceTable;
-use crate::conn::{my_error, RESNAPSHOT_FIX};
+use crate::catalog::{describe, SourceTable};
+use crate::conn::{connect, my_error, RESNAPSHOT_FIX};
 use crate::ddl::{self, DdlKind};
 use crate::gtid::{
     parse_mariadb_gtid_event, uuid_text, MARIADB_GTID_EVENT,
@@ -45,6 +46,11 @@ struct OpenTx {
 
 pub struct Stream {
     pub tables: HashMap<(String, String), SourceTable>,
+    /// The source URL and table globs: tables are described again after a schema change,
+    /// and tables created mid-stream that match the globs join the replication.
+    url: String,
+    patterns: Vec<String>,
+    catalog: Option<Conn>,
     /// Position after the last transaction read completely.
     pub position: BinlogPosition,
     pub zero: ZeroDates,
@@ -56,6 +62,8 @@ pub struct Stream {
 
 impl Stream {
     pub fn new(
+        url: &str,
+        patterns: &[String],
         tables: &[SourceTable],
         position: BinlogPosition,
         zero: ZeroDates,
@@ -75,6 +83,9 @@ impl Stream {
                     )
                 })
                 .collect(),
+            url: url.to_string(),
+            patterns: patterns.to_vec(),
+            catalog: None,
             position,
             zero,
             events,
@@ -197,21 +208,7 @@ impl Stream {
                     return Ok(());
                 }
                 let key = (tme.database_name().into_owned(), tme.table_name().into_owned());
-                let map = match self.tables.get(&key) {
-                    None => None,
-                    Some(t) => Some(
-                        TableMap::new(&tme, t.schema.clone(), &t.kinds).map_err(|e| {
-                            Error::source_fatal(format!(
-                                "{}.{} changed at the source ({e}) at {}:{}; tidewater does not \
-                                 yet apply this schema change: re-snapshot (move the DuckDB file aside and run again)",
-                                key.0,
-                                key.1,
-                                self.file,
-                                header.log_pos()
-                            ))
-                        })?,
-                    ),
-                };
+                let map = self.table_map(&tme, key, header.log_pos()).await?;
                 self.maps.insert(id, map);
             }
             EventData::RowsEvent(rows) => {
@@ -240,6 +237,56 @@ impl Stream {
             _ => {}
         }
         Ok(())
+    }
+
+    /// The decoder for a table map event: `None` for a table that is not replicated. A table
+    /// whose binlog columns no longer match is described again (a schema change: its
+    /// changes then carry the new definition, which the sink applies); a new table matching
+    /// the globs is described for the first time.
+    async fn table_map(
+        &mut self,
+        tme: &TableMapEvent<'_>,
+        key: (String, String),
+        log_pos: u32,
+    ) -> Result<Option<TableMap>> {
+        let id = TableId::new(key.0.clone(), key.1.clone());
+        let known = self.tables.get(&key).cloned();
+        if known.is_none() && !selected(&self.patterns, &id) {
+            return Ok(None);
+        }
+        let first_error = match &known {
+            Some(t) => match TableMap::new(tme, t.schema.clone(), &t.kinds) {
+                Ok(map) => return Ok(Some(map)),
+                Err(e) => e,
+            },
+            None => String::new(),
+        };
+        let fresh = self.describe(id.clone()).await?;
+        match TableMap::new(tme, fresh.schema.clone(), &fresh.kinds) {
+            Ok(map) => {
+                match &known {
+                    Some(_) => info!(table = %id, "table definition changed at the source; the replica follows"),
+                    None => info!(table = %id, "new table matches source.tables; replicating it from its creation"),
+                }
+                self.tables.insert(key, fresh);
+                Ok(Some(map))
+            }
+            Err(e) => Err(Error::source_fatal(format!(
+                "{id} changed at the source ({}) at {}:{log_pos}, and its current definition does not \
+                 match the binlog either ({e}): more schema changes followed while tidewater was behind. \
+                 Re-snapshot: move the DuckDB file aside (or set sink.path to a new file) and run again",
+                if first_error.is_empty() { "new table" } else { &first_error },
+                self.file
+            ))),
+        }
+    }
+
+    async fn describe(&mut self, id: TableId) -> Result<SourceTable> {
+        if self.catalog.is_none() {
+            self.catalog = Some(connect(&self.url).await?);
+        }
+        let conn = self.catalog.as_mut().expect("connected above");
+        describe(conn, id).await
     }
 
     /// Position after a transaction that started with the event of `header` and is

@@ -8,7 +8,7 @@ use std::time::Duration;
 use pg_walstream::{CancellationToken, PgReplicationConnection};
 use tidewater_core::apply::AckReceiver;
 use tidewater_core::{
-    Change, ChangeKind, ColumnType, Error, Position, Result, SourceEvent, TableId, TableSchema,
+    Change, ChangeKind, Column, ColumnType, Error, Position, Result, SourceEvent, TableId, TableSchema,
     TxInfo, Value,
 };
 use tokio::sync::mpsc;
@@ -229,30 +229,20 @@ impl Stream<'_> {
             PgOutputMessage::Relation(rel) => {
                 let id = TableId::new(rel.namespace.clone(), rel.name.clone());
                 let schema = self.tables.get(&id).cloned();
-                if let Some(schema) = &schema {
-                    let sent: Vec<&str> = rel.columns.iter().map(|c| c.name.as_str()).collect();
-                    let known: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
-                    if sent != known {
-                        return Err(Error::source_fatal(format!(
-                            "the columns of {id} changed while streaming (were ({}), now ({})). \
-                             Applying schema changes is not supported yet; nothing after the change \
-                             was applied. Start from a new DuckDB file to take a new snapshot",
-                            known.join(", "),
-                            sent.join(", ")
-                        )));
-                    }
-                    let retyped = rel.columns.iter().zip(&schema.columns).find(|(r, c)| {
-                        let ty =
-                            column_type(r.type_oid, r.type_modifier).unwrap_or(ColumnType::Text);
-                        ty != c.ty && c.ty != ColumnType::Text
-                    });
-                    if let Some((_, c)) = retyped {
-                        return Err(Error::source_fatal(format!(
-                            "the type of {id}.{} changed while streaming (was {}). Applying schema \
-                             changes is not supported yet; nothing after the change was applied. \
-                             Start from a new DuckDB file to take a new snapshot",
-                            c.name, c.source_type
-                        )));
+                let mut schema = schema;
+                if let Some(known) = &schema {
+                    // pgoutput describes the table as of this point in the WAL: a definition
+                    // that differs is a schema change, which the changes carry to the sink.
+                    let current = relation_schema(&rel, known);
+                    if current != **known {
+                        info!(
+                            table = %id,
+                            columns = %current.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "),
+                            "table definition changed at the source; the replica follows"
+                        );
+                        let current = Arc::new(current);
+                        self.tables.insert(id.clone(), current.clone());
+                        schema = Some(current);
                     }
                 } else {
                     debug!(table = %id, "publication sends a table that is not replicated; ignoring it");
@@ -373,4 +363,37 @@ fn update(t: Arc<TableSchema>, old: Option<OldTuple>, new: &Tuple) -> Result<Cha
         row,
         old,
     })
+}
+
+/// The table as a Relation message describes it. Columns that kept their name and type keep
+/// what the catalog said of them; new or retyped ones are typed from their type OID. The key
+/// stays the primary key (its columns by name): the message flags identity columns, which are
+/// all columns under REPLICA IDENTITY FULL.
+fn relation_schema(rel: &crate::pgoutput::Relation, known: &TableSchema) -> TableSchema {
+    let columns: Vec<Column> = rel
+        .columns
+        .iter()
+        .map(|r| {
+            let ty = column_type(r.type_oid, r.type_modifier).unwrap_or(ColumnType::Text);
+            match known.columns.iter().find(|c| c.name == r.name) {
+                Some(c) if c.ty == ty || c.ty == ColumnType::Text => c.clone(),
+                _ => Column {
+                    name: r.name.clone(),
+                    ty,
+                    nullable: true,
+                    source_type: format!("type oid {}", r.type_oid),
+                },
+            }
+        })
+        .collect();
+    let key = known
+        .key
+        .iter()
+        .filter_map(|&k| columns.iter().position(|c| c.name == known.columns[k].name))
+        .collect();
+    TableSchema {
+        id: known.id.clone(),
+        columns,
+        key,
+    }
 }
