@@ -99,7 +99,13 @@ pub fn run_apply<S: Sink + ?Sized>(
         // Either an error, or the source ended in the middle of a transaction: nothing partial
         // may be committed.
         stats.abandon_uncommitted_snapshot();
-        l.sink.rollback()?;
+        let rolled_back = l.sink.rollback();
+        // The error that stopped the batch is the one to report, not a failed cleanup.
+        if let (Err(_), Err(r)) = (&result, &rolled_back) {
+            tracing::warn!(error = %r, "rolling back the failed batch");
+            return result;
+        }
+        rolled_back?;
     }
     result
 }
@@ -153,6 +159,19 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                 b.next_sequence = 0;
             }
             SourceEvent::Changes(changes) => {
+                if b.next_sequence == 0
+                    && !b.committed.is_empty()
+                    && self.sink.changes_schema(&changes)
+                {
+                    // A schema change opens its own destination transaction, after the complete
+                    // transactions before it (DuckDB cannot alter a table whose rows the open
+                    // transaction already rewrote).
+                    let tx = b.tx.take();
+                    self.commit_batch(b)?;
+                    self.sink.begin()?;
+                    b.open = true;
+                    b.tx = tx;
+                }
                 let tx = b.tx.as_ref().ok_or_else(|| {
                     Error::source_fatal("source sent changes outside a transaction")
                 })?;

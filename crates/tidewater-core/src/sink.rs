@@ -27,6 +27,13 @@ pub trait Sink: Send {
     /// Opens a destination transaction for a batch.
     fn begin(&mut self) -> Result<()>;
 
+    /// Whether writing these changes would change a destination table's definition (a
+    /// schema change at the source, or a new table). The apply loop then starts a new batch
+    /// first when it can do so at a transaction boundary.
+    fn changes_schema(&self, _changes: &[Change]) -> bool {
+        false
+    }
+
     /// Applies changes of transaction `tx` inside the open batch. `first_sequence` is the
     /// index of `changes[0]` within its source transaction.
     fn write(&mut self, tx: &TxInfo, first_sequence: i64, changes: Vec<Change>) -> Result<()>;

@@ -455,6 +455,21 @@ impl Sink for DuckDbSink {
         Ok(())
     }
 
+    fn changes_schema(&self, changes: &[Change]) -> bool {
+        let mut last: Option<&Arc<TableSchema>> = None;
+        for c in changes {
+            if last.is_some_and(|l| Arc::ptr_eq(l, &c.table)) {
+                continue;
+            }
+            last = Some(&c.table);
+            match self.tables.get(&c.table.id) {
+                Some(t) if Arc::ptr_eq(&t.sql.schema, &c.table) || *t.sql.schema == *c.table => {}
+                _ => return true,
+            }
+        }
+        false
+    }
+
     fn state(&mut self) -> Result<PipelineState> {
         Ok(PipelineState {
             position: state::read_position(&self.conn, &self.options.pipeline)?,

@@ -6,11 +6,12 @@
 use std::sync::Arc;
 
 use mysql_common::binlog::events::{OptionalMetadataField, RowsEventData, TableMapEvent};
+use mysql_common::binlog::misc;
 use mysql_common::binlog::value::BinlogValue;
 use mysql_common::constants::ColumnType as MyType;
 use mysql_common::io::ParseBuf;
 use mysql_common::value::Value as My;
-use tidewater_core::{Change, ChangeKind, TableSchema, Value};
+use tidewater_core::{Change, ChangeKind, ColumnType, TableSchema, Value};
 
 use crate::types::Kind;
 use crate::value::{convert, Origin, ZeroDates};
@@ -68,7 +69,7 @@ impl TableMap {
                 .flatten()
                 .ok_or_else(|| format!("unknown binlog type for column {i}"))?;
             let meta = tme.get_column_metadata(i).unwrap_or_default().to_vec();
-            if !fits(kind, ty) {
+            if !fits(kind, &table.columns[i].ty, ty, &meta) {
                 return Err(format!(
                     "column `{}` is {ty:?} in the binlog, tidewater replicates {}",
                     table.columns[i].name, table.columns[i].source_type
@@ -185,6 +186,10 @@ impl TableMap {
             let year = if y == 0 { 0 } else { 1900 + i64::from(y) };
             return Ok(Value::text(&year.to_string()));
         }
+        if c.ty == MyType::MYSQL_TYPE_TIME2 && matches!(c.meta.first(), Some(1 | 2)) {
+            let b = buf.checked_eat(4).ok_or("row image truncated")?;
+            return convert(&c.kind, time2_hundredths(b), Origin::Binlog, zero);
+        }
         // The decoder ties the metadata's lifetime to the buffer's: decode from a reborrow.
         let data: &[u8] = buf.0;
         let mut local = ParseBuf(data);
@@ -210,6 +215,20 @@ impl TableMap {
     }
 }
 
+/// A `TIME(1)`/`TIME(2)` binlog value (3 bytes of packed seconds, 1 byte of hundredths).
+/// mysql_common borrows the fraction of a negative value from an unsigned byte (an overflow
+/// panic, or a wrong value); this is MySQL's own arithmetic.
+fn time2_hundredths(b: &[u8]) -> My {
+    let mut int =
+        (i64::from(b[0]) << 16 | i64::from(b[1]) << 8 | i64::from(b[2])) - misc::TIMEF_INT_OFS;
+    let mut frac = i64::from(b[3]);
+    if int < 0 && frac > 0 {
+        int += 1;
+        frac -= 0x100;
+    }
+    misc::time_from_packed(misc::my_packed_time_make(int, frac * 10_000))
+}
+
 fn names(t: &TableSchema) -> String {
     t.columns
         .iter()
@@ -231,17 +250,28 @@ fn column_names(tme: &TableMapEvent<'_>) -> Option<Vec<String>> {
     })
 }
 
-/// Whether a binlog column type can carry values of the replicated kind.
-fn fits(kind: &Kind, ty: MyType) -> bool {
+/// Whether a binlog column (type and metadata) is the replicated column: same integer width,
+/// same decimal precision and scale, same kind otherwise. A difference means the table was
+/// altered.
+fn fits(kind: &Kind, replicated: &ColumnType, ty: MyType, meta: &[u8]) -> bool {
+    use ColumnType as C;
     use MyType::*;
     match kind {
         Kind::Signed | Kind::Unsigned => matches!(
-            ty,
-            MYSQL_TYPE_TINY | MYSQL_TYPE_SHORT | MYSQL_TYPE_INT24 | MYSQL_TYPE_LONG
-                | MYSQL_TYPE_LONGLONG
+            (replicated, ty),
+            (C::Int8 | C::UInt8, MYSQL_TYPE_TINY)
+                | (C::Int16 | C::UInt16, MYSQL_TYPE_SHORT)
+                | (C::Int32 | C::UInt32, MYSQL_TYPE_INT24 | MYSQL_TYPE_LONG)
+                | (C::Int64 | C::UInt64, MYSQL_TYPE_LONGLONG)
         ),
-        Kind::Decimal => ty == MYSQL_TYPE_NEWDECIMAL,
-        Kind::Float | Kind::Double => matches!(ty, MYSQL_TYPE_FLOAT | MYSQL_TYPE_DOUBLE),
+        Kind::Decimal => match replicated {
+            C::Decimal { precision, scale } => {
+                ty == MYSQL_TYPE_NEWDECIMAL && meta == [*precision, *scale]
+            }
+            _ => false,
+        },
+        Kind::Float => ty == MYSQL_TYPE_FLOAT,
+        Kind::Double => ty == MYSQL_TYPE_DOUBLE,
         Kind::Bit => ty == MYSQL_TYPE_BIT,
         Kind::Text(_) | Kind::Binary { .. } | Kind::Json | Kind::Geometry => matches!(
             ty,
@@ -262,5 +292,23 @@ fn fits(kind: &Kind, ty: MyType) -> bool {
         Kind::DateTime => matches!(ty, MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2),
         Kind::Timestamp => matches!(ty, MYSQL_TYPE_TIMESTAMP | MYSQL_TYPE_TIMESTAMP2),
         Kind::Year => ty == MYSQL_TYPE_YEAR,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negative_time_with_hundredths() {
+        // -00:00:01.5 as TIME(1): packed seconds -2 (+ 0x800000), hundredths -50 as a byte.
+        assert_eq!(
+            time2_hundredths(&[0x7f, 0xff, 0xfe, 0xce]),
+            My::Time(true, 0, 0, 0, 1, 500_000)
+        );
+        assert_eq!(
+            time2_hundredths(&[0x80, 0x00, 0x01, 50]),
+            My::Time(false, 0, 0, 0, 1, 500_000)
+        );
     }
 }
