@@ -94,7 +94,9 @@ pub fn run_apply<S: Sink + ?Sized>(
     };
     let mut b = OpenBatch::default();
     let result = l.apply_events(&mut b);
-    stats.busy_since_us.store(0, std::sync::atomic::Ordering::Relaxed);
+    stats
+        .busy_since_us
+        .store(0, std::sync::atomic::Ordering::Relaxed);
     if b.open {
         // Either an error, or the source ended in the middle of a transaction: nothing partial
         // may be committed.
@@ -178,9 +180,9 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                 let n = changes.len();
                 b.tally.changes(&changes, self.stats);
                 let started = Instant::now();
-                self.sink
-                    .write(tx, b.next_sequence, changes)
-                    .map_err(|e| e.context(format_args!("applying the transaction at {}", tx.position)))?;
+                self.sink.write(tx, b.next_sequence, changes).map_err(|e| {
+                    e.context(format_args!("applying the transaction at {}", tx.position))
+                })?;
                 b.apply_time += started.elapsed();
                 b.next_sequence += n as i64;
                 b.rows += n;
@@ -191,9 +193,9 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                 })?;
                 b.tally.truncate(&tables);
                 let started = Instant::now();
-                self.sink
-                    .truncate(tx, &tables)
-                    .map_err(|e| e.context(format_args!("applying the transaction at {}", tx.position)))?;
+                self.sink.truncate(tx, &tables).map_err(|e| {
+                    e.context(format_args!("applying the transaction at {}", tx.position))
+                })?;
                 b.apply_time += started.elapsed();
                 b.rows += 1;
             }

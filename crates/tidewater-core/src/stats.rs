@@ -12,7 +12,14 @@ use crate::model::{Change, ChangeKind, Position, TableId, TableSchema};
 
 /// Upper bounds of the changes-per-batch histogram.
 pub static BATCH_CHANGES_BUCKETS: [f64; 8] = [
-    1.0, 10.0, 100.0, 1_000.0, 10_000.0, 50_000.0, 100_000.0, 1_000_000.0,
+    1.0,
+    10.0,
+    100.0,
+    1_000.0,
+    10_000.0,
+    50_000.0,
+    100_000.0,
+    1_000_000.0,
 ];
 /// Upper bounds (seconds) of the apply-duration and freshness histograms.
 pub static SECONDS_BUCKETS: [f64; 13] = [
@@ -202,14 +209,20 @@ impl Stats {
     }
 
     fn add_snapshot_copied(&self, table: &TableId, n: u64) {
-        let mut m = self.snapshot_copied.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = self
+            .snapshot_copied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         *m.entry(table.to_string()).or_default() += n;
     }
 
     /// A batch was abandoned: snapshot rows that were not committed were not copied.
     pub fn abandon_uncommitted_snapshot(&self) {
         let tables = self.tables.lock().unwrap_or_else(|e| e.into_inner());
-        let mut m = self.snapshot_copied.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = self
+            .snapshot_copied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         for (table, copied) in m.iter_mut() {
             *copied = tables.get(table).map_or(0, |c| c.snapshot);
         }
@@ -217,7 +230,10 @@ impl Stats {
 
     /// Committed changes per table and kind.
     pub fn table_counts(&self) -> BTreeMap<String, KindCounts> {
-        self.tables.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.tables
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Initial-snapshot rows written so far per table (committed or in the open batch).
@@ -303,8 +319,14 @@ mod tests {
         assert_eq!(stats.snapshot_copied()["public.a"], 2);
         stats.record_batch(tally, 5, Duration::from_millis(3), &Position("0/1".into()));
         let counts = stats.table_counts();
-        assert_eq!((counts["public.a"].snapshot, counts["public.a"].update), (2, 1));
-        assert_eq!((counts["public.b"].insert, counts["public.b"].truncate), (1, 1));
+        assert_eq!(
+            (counts["public.a"].snapshot, counts["public.a"].update),
+            (2, 1)
+        );
+        assert_eq!(
+            (counts["public.b"].insert, counts["public.b"].truncate),
+            (1, 1)
+        );
         assert_eq!(stats.position().as_deref(), Some("0/1"));
         assert_eq!(stats.batch_changes.snapshot().count, 1);
     }

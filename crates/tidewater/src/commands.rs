@@ -1,18 +1,27 @@
 //! `run`, `check` and `status`.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
+use tidewater_core::check::{failed, render, CheckStatus};
 use tidewater_core::stats::Stats;
 use tidewater_core::{Error, Result};
-use tidewater_duckdb::status::{collect, open_read_only, StatusReport};
-use tidewater_core::check::{failed, render, CheckStatus};
+use tidewater_duckdb::status::{collect, open_read_only};
 use tokio::sync::watch;
 use tracing::info;
 
 use crate::config::Config;
+use crate::http::{self, client};
+use crate::monitor::Monitor;
 use crate::pipeline::{self, PIPELINE_NAME};
 use crate::status_file::read_published;
+use crate::status_view::StatusView;
+
+/// Without `[http]`, `run` still serves `tidewater query` and `tidewater status` on an
+/// ephemeral loopback port, published in the status file.
+pub const LOCAL_ONLY: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 
 /// A watch that turns true on SIGINT or SIGTERM. The handlers are registered before this
 /// returns, so a signal that arrives at any later moment is never lost.
@@ -32,10 +41,21 @@ pub fn shutdown_signal() -> watch::Receiver<bool> {
     rx
 }
 
-pub async fn run(config_path: &Path) -> Result<()> {
+/// `progress_bars`: draw snapshot progress bars (a terminal); else log progress lines.
+pub async fn run(config_path: &Path, progress_bars: bool) -> Result<()> {
     let shutdown = shutdown_signal();
     let config = Config::load(config_path)?;
-    pipeline::run(&config, Arc::new(Stats::default()), shutdown).await
+    let monitor = Arc::new(Monitor::new(
+        Arc::new(Stats::default()),
+        &config.source.kind,
+        config.sink.path.clone(),
+    ));
+    let addr = http::start(config.http_listen()?.unwrap_or(LOCAL_ONLY), monitor.clone()).await?;
+    info!(http = %addr, "serving / (status page), /status, /metrics, /health and POST /query");
+    let progress = crate::progress::spawn(monitor.clone(), progress_bars);
+    let result = pipeline::run(&config, monitor, shutdown).await;
+    progress.abort();
+    result
 }
 
 pub async fn check(config_path: &Path) -> Result<()> {
@@ -50,38 +70,53 @@ pub async fn check(config_path: &Path) -> Result<()> {
     Ok(())
 }
 
-pub async fn status(config_path: &Path) -> Result<()> {
+pub async fn status(config_path: &Path, json: bool) -> Result<()> {
     let config = Config::load(config_path)?;
-    let path = config.sink.path.clone();
+    let view = current_view(&config.sink.path).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&view).expect("serialises")
+        );
+        return Ok(());
+    }
+    print!("{}", view.render_text());
+    print_source(&config).await;
+    Ok(())
+}
+
+/// The running process's `/status` (fresh), else its status file, else the replica itself.
+async fn current_view(db: &Path) -> Result<StatusView> {
+    let published = read_published(db);
+    if let Some(p) = &published {
+        if let Some(addr) = p.live.as_ref().and_then(|l| l.http.as_deref()) {
+            let answer = client::call(
+                addr,
+                hyper::Method::GET,
+                "/status",
+                None,
+                Duration::from_secs(5),
+            )
+            .await;
+            if let Ok((200, body)) = answer {
+                if let Ok(view) = serde_json::from_slice(&body) {
+                    return Ok(view);
+                }
+            }
+        }
+        return Ok(published.expect("checked"));
+    }
+    let path = db.to_path_buf();
     let opened = tokio::task::spawn_blocking(move || {
         open_read_only(&path).and_then(|conn| collect(&conn, PIPELINE_NAME))
     })
     .await
     .expect("status task");
-    let shown = match opened {
-        Ok(report) => {
-            println!("replica: {} (not running)", config.sink.path.display());
-            print_report(&report);
-            Ok(())
-        }
-        Err(e) => match read_published(&config.sink.path) {
-            Some(s) => {
-                let age = (tidewater_core::stats::now_us() - s.published_at_us) / 1_000_000;
-                println!(
-                    "replica: {} (held by running tidewater pid {}; status published {age}s ago)",
-                    config.sink.path.display(),
-                    s.pid
-                );
-                println!("last lag:            {} ms", s.last_lag_ms);
-                print_report(&s.report);
-                Ok(())
-            }
-            None => Err(e),
-        },
-    };
-    shown?;
-    print_source(&config).await;
-    Ok(())
+    match opened {
+        Ok(report) => Ok(StatusView::stopped(db, report)),
+        // `run` may have taken the file in the meantime.
+        Err(e) => read_published(db).ok_or(e),
+    }
 }
 
 /// What the source says about the slot: how far it is confirmed and how much WAL it holds
@@ -92,24 +127,5 @@ async fn print_source(config: &Config) {
         if item.name == "slot" || item.status == CheckStatus::Fail {
             println!("source {:<13} {}", format!("{}:", item.name), item.detail);
         }
-    }
-}
-
-fn print_report(r: &StatusReport) {
-    let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-    println!("position:            {}", or_dash(&r.position));
-    println!("last source commit:  {}", or_dash(&r.last_source_commit));
-    println!("last apply:          {}", or_dash(&r.last_apply));
-    println!("transactions:        {}", r.transactions_applied);
-    println!("changes:             {}", r.changes_applied);
-    println!(
-        "{:<40} {:>12} {:>12} {:>7}",
-        "table", "rows", "changes", "schema"
-    );
-    for t in &r.tables {
-        println!(
-            "{:<40} {:>12} {:>12} {:>7}",
-            t.table, t.rows, t.changes_applied, t.schema_version
-        );
     }
 }

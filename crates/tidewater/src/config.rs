@@ -60,8 +60,13 @@ pub struct ApplyConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
+    /// Where `/health`, `/metrics`, `/status`, the status page and `/query` are served.
+    #[serde(default = "default_listen")]
     pub listen: String,
 }
+
+/// `[http]` without `listen`: loopback only.
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9187";
 
 impl Default for ApplyConfig {
     fn default() -> Self {
@@ -84,6 +89,9 @@ fn default_flush_interval_ms() -> u64 {
 }
 fn default_max_batch_rows() -> usize {
     DEFAULT_MAX_BATCH_ROWS
+}
+fn default_listen() -> String {
+    DEFAULT_HTTP_LISTEN.into()
 }
 fn default_true() -> bool {
     true
@@ -191,10 +199,31 @@ impl Config {
                 "apply.flush_interval_ms must be at most 60000",
             ));
         }
-        if let Some(http) = &self.http {
-            tracing::warn!(listen = %http.listen, "[http] is not implemented yet in this build; ignoring it");
+        if let Some(addr) = self.http_listen()? {
+            if !addr.ip().is_loopback() {
+                tracing::info!(listen = %addr, "http.listen is not a loopback address: /health, /metrics and /status are reachable from other machines; POST /query stays loopback-only");
+            }
         }
         Ok(())
+    }
+
+    /// `[http] listen` as a socket address, if `[http]` is configured.
+    pub fn http_listen(&self) -> Result<Option<std::net::SocketAddr>, Error> {
+        let Some(http) = &self.http else {
+            return Ok(None);
+        };
+        use std::net::ToSocketAddrs;
+        let addr = http
+            .listen
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next());
+        addr.map(Some).ok_or_else(|| {
+            Error::config(format!(
+                "http.listen = {:?} is not an address: write ip:port, e.g. \"{DEFAULT_HTTP_LISTEN}\"",
+                http.listen
+            ))
+        })
     }
 }
 
@@ -294,6 +323,16 @@ path = "replica.duckdb"
             .unwrap_err()
             .to_string()
             .contains("oracle"));
+        let bad = format!("{MINIMAL}[http]\nlisten = \"localhost\"\n");
+        assert!(Config::parse(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("http.listen"));
+        let http = Config::parse(&format!("{MINIMAL}[http]\n")).unwrap();
+        assert_eq!(
+            http.http_listen().unwrap().unwrap().to_string(),
+            "127.0.0.1:9187"
+        );
         let bad = MINIMAL.replace("[sink]", "[apply]\nmax_batch_rows = 0\n[sink]");
         assert!(Config::parse(&bad)
             .unwrap_err()

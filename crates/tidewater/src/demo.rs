@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::commands::shutdown_signal;
 use crate::config::Config;
+use crate::monitor::Monitor;
 use crate::pipeline;
 
 const SCHEMA: &str = "
@@ -147,21 +148,36 @@ pub async fn run(source: &str, seconds: Option<u64>, path: &Path) -> Result<()> 
     for f in [path.to_path_buf(), path.with_extension("duckdb.wal")] {
         let _ = std::fs::remove_file(f);
     }
-    let config = Config::parse(&format!(
-        "[source]\n{}\n[sink]\ntype = \"duckdb\"\npath = {:?}\n",
-        demo.source_toml,
-        path.display().to_string()
-    ))?;
+    // A config beside the replica, so that `tidewater query --config demo.toml` and
+    // `tidewater status --config demo.toml` work during and after the demo.
+    let config_path = path.with_extension("toml");
+    let file_name = path.file_name().unwrap_or_default().to_string_lossy();
+    std::fs::write(
+        &config_path,
+        format!(
+            "# Written by `tidewater demo` (its source server is gone once the demo ends).\n\
+             [source]\n{}\n\n[sink]\ntype = \"duckdb\"\npath = {:?}\n",
+            demo.source_toml, file_name
+        ),
+    )
+    .map_err(|e| Error::config(format!("writing {}: {e}", config_path.display())))?;
+    let config = Config::load(&config_path)?;
 
     let stats = Arc::new(Stats::default());
+    let monitor = Arc::new(Monitor::new(
+        stats.clone(),
+        &config.source.kind,
+        config.sink.path.clone(),
+    ));
+    let http = crate::http::start(crate::commands::LOCAL_ONLY, monitor.clone()).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let pipeline = {
-        let (config, stats) = (config.clone(), stats.clone());
-        tokio::spawn(async move { pipeline::run(&config, stats, stop_rx).await })
+        let config = config.clone();
+        tokio::spawn(async move { pipeline::run(&config, monitor, stop_rx).await })
     };
 
     eprintln!(
-        "replicating {} into {} (Ctrl-C stops)",
+        "replicating {} into {} (Ctrl-C stops); status page: http://{http}/",
         demo.tables,
         path.display()
     );
@@ -199,17 +215,22 @@ pub async fn run(source: &str, seconds: Option<u64>, path: &Path) -> Result<()> 
     pipeline.await.expect("pipeline task")?;
     let schema = demo.tables.split('.').next().unwrap_or("public");
     drop(demo);
+    let me = std::env::args()
+        .next()
+        .unwrap_or_else(|| "tidewater".into());
+    let cfg = config_path.display();
     println!(
-        "\nreplica written to {}; look at it with the DuckDB CLI, e.g.:",
+        "\nreplica written to {}; query it (this works while `run` runs, too):",
         path.display()
     );
-    println!(
-        "  duckdb {} \"SELECT status, count(*) FROM {schema}.orders GROUP BY ALL\"",
-        path.display()
-    );
-    println!(
-        "  duckdb {} \"SELECT _metadata_change_type, count(*) FROM {schema}.orders_log GROUP BY ALL\"",
-        path.display()
-    );
+    for example in [
+        format!("\"SELECT status, count(*) AS orders, sum(amount) AS total FROM {schema}.orders GROUP BY ALL ORDER BY ALL\""),
+        format!("\"SELECT _metadata_change_type AS kind, count(*) FROM {schema}.orders_log GROUP BY ALL ORDER BY ALL\""),
+        format!("--format csv \"SELECT * FROM {schema}.customers ORDER BY id LIMIT 3\""),
+        "--format json \"SELECT table_name, changes_applied FROM _tidewater.tables\"".to_string(),
+    ] {
+        println!("  {me} query --config {cfg} {example}");
+    }
+    println!("  {me} status --config {cfg}");
     Ok(())
 }

@@ -3,15 +3,21 @@
 mod commands;
 mod config;
 mod demo;
+mod estimates;
+mod http;
+mod monitor;
 mod pipeline;
+mod progress;
+mod query;
 mod sources;
 mod status_file;
+mod status_view;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -23,6 +29,15 @@ use tracing_subscriber::EnvFilter;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log lines on stderr as human text or as one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value = "human")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -41,6 +56,28 @@ enum Command {
     Status {
         #[arg(long, short)]
         config: PathBuf,
+        /// Print the status as JSON (what GET /status returns).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one read-only SQL statement on the replica (also while `run` is running).
+    Query {
+        /// The replica of this config.
+        #[arg(long, short, required_unless_present = "db", conflicts_with = "db")]
+        config: Option<PathBuf>,
+        /// Or the DuckDB file itself.
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// SELECT, WITH, FROM, SHOW, DESCRIBE, SUMMARIZE or EXPLAIN.
+        sql: String,
+        #[arg(long, short, value_enum, default_value = "table")]
+        format: query::render::Format,
+        /// Most rows returned (at most 100000).
+        #[arg(long, default_value_t = query::exec::DEFAULT_LIMIT)]
+        limit: usize,
+        /// Seconds after which the query is interrupted.
+        #[arg(long, default_value_t = 30.0)]
+        timeout: f64,
     },
     /// Throwaway source + write workload + live replica in demo.duckdb; no setup needed.
     Demo {
@@ -71,20 +108,42 @@ fn log_filter(rust_log: Option<String>) -> String {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
+    let terminal = std::io::stderr().is_terminal();
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(log_filter(std::env::var("RUST_LOG").ok())))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(progress::LogMakeWriter);
+    match cli.log_format {
+        LogFormat::Human => logs.with_ansi(terminal).init(),
+        LogFormat::Json => logs.json().with_current_span(false).with_ansi(false).init(),
+    }
+    let progress_bars = terminal && cli.log_format == LogFormat::Human;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run { config } => commands::run(&config).await,
+            Command::Run { config } => commands::run(&config, progress_bars).await,
             Command::Check { config } => commands::check(&config).await,
-            Command::Status { config } => commands::status(&config).await,
+            Command::Status { config, json } => commands::status(&config, json).await,
+            Command::Query {
+                config,
+                db,
+                sql,
+                format,
+                limit,
+                timeout,
+            } => {
+                query::command(query::QueryArgs {
+                    config,
+                    db,
+                    sql,
+                    format,
+                    limit,
+                    timeout: std::time::Duration::from_secs_f64(timeout.clamp(0.001, 3600.0)),
+                })
+                .await
+            }
             Command::Demo {
                 source,
                 seconds,
@@ -96,7 +155,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if e.exit_code() != 0 {
-                eprintln!("error: {e}");
+                let message = monitor::redact_secrets(e.message());
+                match cli.log_format {
+                    LogFormat::Human => eprintln!("error: {message}"),
+                    LogFormat::Json => {
+                        tracing::error!(error = %message, exit_code = e.exit_code(), "stopped with an error")
+                    }
+                }
             }
             ExitCode::from(e.exit_code() as u8)
         }

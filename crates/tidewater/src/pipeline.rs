@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
 
 use crate::config::Config;
+use crate::monitor::{Monitor, Phase};
 use crate::sources::{self, AnySource};
 use crate::status_file::StatusPublisher;
 
@@ -33,9 +34,23 @@ pub fn sink_options(config: &Config) -> DuckDbOptions {
 /// Runs until `shutdown` becomes true (then returns Ok) or a fatal error.
 pub async fn run(
     config: &Config,
-    stats: Arc<Stats>,
+    monitor: Arc<Monitor>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let result = run_pipeline(config, &monitor, shutdown).await;
+    monitor.set_phase(Phase::Stopping);
+    if let Err(e) = &result {
+        monitor.record_error(e);
+    }
+    result
+}
+
+async fn run_pipeline(
+    config: &Config,
+    monitor: &Arc<Monitor>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
+    let stats = monitor.stats.clone();
     // Source problems (unreachable, wal_level, no tables, ...) surface before the DuckDB file
     // is created, so a mistyped config leaves nothing behind. The first attempt reuses it.
     let mut connected = Some(sources::connect(config).await?);
@@ -43,7 +58,12 @@ pub async fn run(
     let mut sink = tokio::task::spawn_blocking(move || DuckDbSink::open(opts))
         .await
         .map_err(|e| Error::sink(format!("opening the sink: {e}")))??;
-    let status = StatusPublisher::start(&sink, &config.sink.path, stats.clone())?;
+    let reader = sink
+        .connection()
+        .try_clone()
+        .map_err(|e| Error::sink(format!("opening a read connection: {e}")))?;
+    monitor.set_reader(reader)?;
+    let status = StatusPublisher::start(monitor.clone())?;
     let reporter = tokio::spawn(report_progress(stats.clone()));
     let mut backoff = Duration::from_secs(1);
     let mut ever_streamed = false;
@@ -53,7 +73,7 @@ pub async fn run(
             config,
             source,
             sink,
-            &stats,
+            monitor,
             shutdown.clone(),
             &mut ever_streamed,
         )
@@ -63,12 +83,18 @@ pub async fn run(
             Ok(()) => break Ok(()),
             Err(e) if e.kind == ErrorKind::Shutdown || *shutdown.borrow() => break Ok(()),
             Err(e) if e.is_retryable() && ever_streamed => {
-                warn!(error = %e, retry_in = ?backoff, "replication interrupted; resuming from the committed position");
+                monitor.record_error(&e);
+                monitor.set_phase(Phase::Retrying);
+                warn!(error = %e, position = stats.position().as_deref().unwrap_or("-"), retry_in = ?backoff, "replication interrupted; resuming from the committed position");
                 tokio::select! {
                     _ = tokio::time::sleep(backoff) => {}
                     _ = shutdown.changed() => break Ok(()),
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
+                monitor
+                    .restarts
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                monitor.set_phase(Phase::Starting);
             }
             Err(e) => break Err(e),
         }
@@ -85,7 +111,7 @@ async fn run_once(
     config: &Config,
     connected: Option<AnySource>,
     mut sink: DuckDbSink,
-    stats: &Arc<Stats>,
+    monitor: &Arc<Monitor>,
     mut shutdown: watch::Receiver<bool>,
     ever_streamed: &mut bool,
 ) -> (DuckDbSink, Result<()>) {
@@ -109,9 +135,20 @@ async fn run_once(
         Err(e) => return (sink, Err(e)),
     };
     *ever_streamed = true;
+    let stats = &monitor.stats;
     match &state.position {
-        Some(p) => info!(position = %p, "resuming"),
-        None => info!("no committed position: taking the initial snapshot"),
+        Some(p) => {
+            info!(position = %p, "resuming");
+            monitor.set_phase(Phase::Streaming);
+        }
+        None => {
+            info!("no committed position: taking the initial snapshot");
+            monitor.set_phase(Phase::Snapshot);
+            let (monitor, config, tables) = (monitor.clone(), config.clone(), source.tables());
+            tokio::spawn(async move {
+                monitor.set_estimates(crate::estimates::fetch(&config, &tables).await);
+            });
+        }
     }
 
     let (events_tx, mut events_rx) = mpsc::channel(EVENT_QUEUE);
@@ -136,9 +173,11 @@ async fn run_once(
 
     if state.position.is_none() {
         let mut first_ack = ack_rx.clone();
+        let monitor = monitor.clone();
         tokio::spawn(async move {
             if let Ok(p) = first_ack.wait_for(Option::is_some).await {
                 info!(position = %p.as_ref().map(|p| p.0.as_str()).unwrap_or(""), "initial snapshot committed");
+                monitor.set_phase(Phase::Streaming);
             }
         });
     }
@@ -157,7 +196,7 @@ async fn run_once(
     let (sink, apply_result) = apply.await.expect("apply task");
     let result = match (apply_result, source_result) {
         (Err(e), _) => {
-            error!(error = %e, "apply failed");
+            error!(error = %e, position = stats.position().as_deref().unwrap_or("-"), "apply failed");
             Err(e)
         }
         (Ok(()), r) => r,

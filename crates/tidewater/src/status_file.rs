@@ -1,31 +1,19 @@
 //! While `run` holds the DuckDB file no other process can open it, so `run` publishes its
-//! status to `<file>.status.json` every few seconds (written atomically: temp file + rename),
-//! read by `tidewater status`.
+//! status (the same view as `GET /status`, with the HTTP address local commands use) to
+//! `<file>.status.json` every few seconds, written atomically (temp file + rename).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-use tidewater_core::stats::{now_us, Stats};
 use tidewater_core::{Error, Result};
-use tidewater_duckdb::status::{collect, StatusReport};
-use tidewater_duckdb::DuckDbSink;
 use tracing::debug;
 
-use crate::pipeline::PIPELINE_NAME;
+use crate::monitor::Monitor;
+use crate::status_view::StatusView;
 
 const PUBLISH_EVERY: Duration = Duration::from_secs(2);
-
-#[derive(Debug, Serialize, Deserialize)]
-pub struct PublishedStatus {
-    pub pid: u32,
-    pub published_at_us: i64,
-    /// Source commit → replica commit of the last applied transaction.
-    pub last_lag_ms: i64,
-    pub report: StatusReport,
-}
 
 pub fn status_path(db: &Path) -> PathBuf {
     let mut name = db.file_name().unwrap_or_default().to_os_string();
@@ -39,29 +27,19 @@ pub struct StatusPublisher {
 }
 
 impl StatusPublisher {
-    pub fn start(sink: &DuckDbSink, db: &Path, stats: Arc<Stats>) -> Result<StatusPublisher> {
-        let conn = sink
-            .connection()
-            .try_clone()
-            .map_err(|e| Error::sink(format!("opening a status connection: {e}")))?;
+    /// Starts publishing; the monitor must have its reader connection.
+    pub fn start(monitor: Arc<Monitor>) -> Result<StatusPublisher> {
         let stop = Arc::new(AtomicBool::new(false));
-        let path = status_path(db);
+        let path = status_path(&monitor.db_path);
         let (stop2, path2) = (stop.clone(), path.clone());
         std::thread::Builder::new()
             .name("status".into())
             .spawn(move || {
                 while !stop2.load(Ordering::Relaxed) {
-                    match collect(&conn, PIPELINE_NAME) {
+                    match monitor.report(Duration::ZERO) {
                         Ok(report) => {
-                            let applied = stats.last_apply_us.load(Ordering::Relaxed);
-                            let committed = stats.last_source_commit_us.load(Ordering::Relaxed);
-                            let s = PublishedStatus {
-                                pid: std::process::id(),
-                                published_at_us: now_us(),
-                                last_lag_ms: (applied - committed) / 1000,
-                                report,
-                            };
-                            if let Err(e) = write_atomically(&path2, &s) {
+                            let view = StatusView::live(&monitor, (*report).clone());
+                            if let Err(e) = write_atomically(&path2, &view) {
                                 debug!("publishing status: {e}");
                             }
                         }
@@ -80,7 +58,7 @@ impl StatusPublisher {
     }
 }
 
-fn write_atomically(path: &Path, s: &PublishedStatus) -> std::io::Result<()> {
+fn write_atomically(path: &Path, s: &StatusView) -> std::io::Result<()> {
     let tmp = path.with_extension("json.tmp");
     std::fs::write(
         &tmp,
@@ -89,9 +67,11 @@ fn write_atomically(path: &Path, s: &PublishedStatus) -> std::io::Result<()> {
     std::fs::rename(tmp, path)
 }
 
-pub fn read_published(db: &Path) -> Option<PublishedStatus> {
+/// The status published by a running `tidewater run` of this replica, if one runs.
+pub fn read_published(db: &Path) -> Option<StatusView> {
     let text = std::fs::read_to_string(status_path(db)).ok()?;
-    let s: PublishedStatus = serde_json::from_str(&text).ok()?;
+    let s: StatusView = serde_json::from_str(&text).ok()?;
     // A file left by a killed process is not a live status.
-    Path::new(&format!("/proc/{}", s.pid)).exists().then_some(s)
+    let pid = s.pid?;
+    Path::new(&format!("/proc/{pid}")).exists().then_some(s)
 }

@@ -1,0 +1,246 @@
+//! The HTTP endpoint of a running `tidewater run`:
+//!
+//! - `GET /health`: 200 while streaming and not stalled, else 503; the body says why;
+//! - `GET /metrics`: Prometheus text format;
+//! - `GET /status`: the status as JSON (what `tidewater status` prints);
+//! - `GET /` (or `/status.html`): a small self-refreshing status page;
+//! - `POST /query` `{"sql": "...", "limit": 100, "timeout_ms": 5000}`: one read-only statement
+//!   on the live replica, answered as JSON; only for clients on the loopback interface.
+//!
+//! It listens on `[http] listen`, or else on an ephemeral loopback port that `tidewater query`
+//! and `tidewater status` find through the status file.
+
+pub mod client;
+mod metrics;
+mod page;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Deserialize;
+use tidewater_core::{Error, Result};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tracing::debug;
+
+use crate::monitor::Monitor;
+use crate::query::exec::{
+    self, QueryError, QueryErrorKind, DEFAULT_LIMIT, DEFAULT_TIMEOUT, MAX_LIMIT, MAX_TIMEOUT,
+};
+use crate::status_view::StatusView;
+
+/// Queries running at once; more wait (2 cores: apply must keep its share).
+const CONCURRENT_QUERIES: usize = 2;
+const MAX_QUERY_BODY: usize = 1 << 20;
+/// `/status` and the page collect row counts at most this often.
+const REPORT_MAX_AGE: Duration = Duration::from_secs(1);
+
+struct Server {
+    monitor: Arc<Monitor>,
+    queries: Semaphore,
+}
+
+/// Binds `listen` and serves until the process ends. Returns the bound address.
+pub async fn start(listen: SocketAddr, monitor: Arc<Monitor>) -> Result<SocketAddr> {
+    let listener = TcpListener::bind(listen).await.map_err(|e| {
+        Error::config(format!(
+            "http.listen = \"{listen}\": cannot listen there ({e}); choose a free address"
+        ))
+    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::config(format!("http.listen: {e}")))?;
+    monitor.set_http_addr(addr);
+    let server = Arc::new(Server {
+        monitor,
+        queries: Semaphore::new(CONCURRENT_QUERIES),
+    });
+    tokio::spawn(accept(listener, server));
+    Ok(addr)
+}
+
+async fn accept(listener: TcpListener, server: Arc<Server>) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // E.g. out of file descriptors: back off instead of spinning.
+                debug!("http accept: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let server = server.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let server = server.clone();
+                async move { Ok::<_, Infallible>(route(req, peer, &server).await) }
+            });
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(e) = conn.await {
+                debug!("http connection from {peer}: {e}");
+            }
+        });
+    }
+}
+
+type Resp = Response<Full<Bytes>>;
+
+fn respond(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+fn json(status: StatusCode, value: &impl serde::Serialize) -> Resp {
+    let body = serde_json::to_vec_pretty(value).expect("serialises");
+    respond(status, "application/json", body)
+}
+
+async fn route(req: Request<Incoming>, peer: SocketAddr, server: &Server) -> Resp {
+    let m = &server.monitor;
+    let path = req.uri().path().to_string();
+    match (req.method().clone(), path.as_str()) {
+        (Method::GET | Method::HEAD, "/health") => {
+            let h = m.health();
+            let status = if h.ok {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            respond(
+                status,
+                "text/plain; charset=utf-8",
+                format!("{}\n", h.reason),
+            )
+        }
+        (Method::GET, "/metrics") => respond(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            metrics::render(m),
+        ),
+        (Method::GET, "/status") => json(StatusCode::OK, &status_view(m).await),
+        (Method::GET, "/" | "/status.html") => respond(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            page::render(&status_view(m).await),
+        ),
+        (Method::POST, "/query") => {
+            let (status, body) = match query(req, peer, server).await {
+                Ok(r) => (StatusCode::OK, serde_json::to_vec_pretty(&r)),
+                Err(e) => (error_status(e.kind), serde_json::to_vec_pretty(&e)),
+            };
+            respond(status, "application/json", body.expect("serialises"))
+        }
+        (_, "/health" | "/metrics" | "/status" | "/" | "/status.html" | "/query") => respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "method not allowed\n",
+        ),
+        _ => respond(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found: try /, /status, /metrics, /health or POST /query\n",
+        ),
+    }
+}
+
+fn error_status(kind: QueryErrorKind) -> StatusCode {
+    match kind {
+        QueryErrorKind::Refused | QueryErrorKind::Sql => StatusCode::BAD_REQUEST,
+        QueryErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        QueryErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
+async fn status_view(m: &Arc<Monitor>) -> StatusView {
+    let m2 = m.clone();
+    let report = tokio::task::spawn_blocking(move || m2.report(REPORT_MAX_AGE))
+        .await
+        .ok()
+        .and_then(|r| r.ok());
+    let report = report
+        .or_else(|| m.cached_report())
+        .map(|r| (*r).clone())
+        .unwrap_or_default();
+    StatusView::live(m, report)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryRequest {
+    sql: String,
+    limit: Option<usize>,
+    timeout_ms: Option<u64>,
+}
+
+async fn query(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    server: &Server,
+) -> std::result::Result<exec::QueryResult, QueryError> {
+    if !peer.ip().is_loopback() {
+        return Err(QueryError::new(
+            QueryErrorKind::Refused,
+            "POST /query is only served to clients on this machine (loopback)",
+        ));
+    }
+    let body = Limited::new(req.into_body(), MAX_QUERY_BODY)
+        .collect()
+        .await
+        .map_err(|e| QueryError::new(QueryErrorKind::Refused, format!("reading the request: {e}")))?
+        .to_bytes();
+    let request: QueryRequest = serde_json::from_slice(&body).map_err(|e| {
+        QueryError::new(
+            QueryErrorKind::Refused,
+            format!("the body must be JSON like {{\"sql\": \"SELECT 1\", \"limit\": 100}}: {e}"),
+        )
+    })?;
+    let limit = request.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
+    let timeout = request
+        .timeout_ms
+        .map_or(DEFAULT_TIMEOUT, Duration::from_millis)
+        .min(MAX_TIMEOUT);
+    exec::check_read_only(&request.sql)?;
+    let _permit = tokio::time::timeout(timeout, server.queries.acquire())
+        .await
+        .map_err(|_| {
+            QueryError::new(
+                QueryErrorKind::Unavailable,
+                "too many queries are running; try again",
+            )
+        })?
+        .expect("semaphore open");
+    let conn = server
+        .monitor
+        .reader()
+        .ok_or_else(|| {
+            QueryError::new(
+                QueryErrorKind::Unavailable,
+                "the replica is not open yet; try again in a moment",
+            )
+        })?
+        .map_err(|e| QueryError::new(QueryErrorKind::Unavailable, e.to_string()))?;
+    let result = exec::run_with_timeout(conn, request.sql, limit, timeout).await;
+    match &result {
+        Ok(r) => debug!(rows = r.rows.len(), ms = r.elapsed_ms, "query served"),
+        Err(e) => debug!(error = %e, "query refused or failed"),
+    }
+    result
+}

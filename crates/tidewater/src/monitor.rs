@@ -1,0 +1,286 @@
+//! What a running `tidewater run` knows about itself beyond the apply counters: the
+//! pipeline's phase, recent errors, restarts, snapshot row estimates, and a read connection to
+//! the replica for `/status` and `/query`. Shared by the pipeline, the HTTP endpoint, the
+//! status file and the progress display.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tidewater_core::stats::{now_us, Stats};
+use tidewater_core::time::format_utc_micros;
+use tidewater_core::{Error, Result};
+use tidewater_duckdb::duckdb::Connection;
+use tidewater_duckdb::status::{collect, StatusReport};
+
+use crate::pipeline::PIPELINE_NAME;
+
+/// Apply busy on one step (a DuckDB write or commit) for longer than this is a stall.
+pub const STALL_AFTER: Duration = Duration::from_secs(60);
+const RECENT_ERRORS: usize = 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Connecting to the source and opening the replica.
+    Starting,
+    /// Copying the initial snapshot (not yet committed).
+    Snapshot,
+    /// Applying the change stream.
+    Streaming,
+    /// Waiting to resume after a retryable error.
+    Retrying,
+    /// Shutting down.
+    Stopping,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Starting => "starting",
+            Phase::Snapshot => "snapshot",
+            Phase::Streaming => "streaming",
+            Phase::Retrying => "retrying",
+            Phase::Stopping => "stopping",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RecentError {
+    pub at: String,
+    pub message: String,
+}
+
+/// `/health`: ok only while streaming and not stalled; otherwise the reason.
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub ok: bool,
+    pub reason: String,
+}
+
+pub struct Monitor {
+    pub stats: Arc<Stats>,
+    pub source_type: String,
+    pub db_path: PathBuf,
+    pub started_us: i64,
+    phase: Mutex<(Phase, i64)>,
+    errors: Mutex<VecDeque<RecentError>>,
+    pub errors_total: AtomicU64,
+    pub restarts: AtomicU64,
+    /// Source row estimates per table ("schema.table") for snapshot progress.
+    estimates: Mutex<BTreeMap<String, u64>>,
+    /// A connection to the running sink's database, cloned for each reader.
+    reader: Mutex<Option<Connection>>,
+    report: Mutex<Option<(Instant, Arc<StatusReport>)>>,
+    http_addr: OnceLock<SocketAddr>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Monitor {
+    pub fn new(stats: Arc<Stats>, source_type: &str, db_path: PathBuf) -> Monitor {
+        Monitor {
+            stats,
+            source_type: source_type.to_string(),
+            db_path,
+            started_us: now_us(),
+            phase: Mutex::new((Phase::Starting, now_us())),
+            errors: Mutex::default(),
+            errors_total: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
+            estimates: Mutex::default(),
+            reader: Mutex::default(),
+            report: Mutex::default(),
+            http_addr: OnceLock::new(),
+        }
+    }
+
+    pub fn set_phase(&self, phase: Phase) {
+        let mut p = lock(&self.phase);
+        if p.0 != phase {
+            *p = (phase, now_us());
+        }
+    }
+
+    /// The phase and since when (µs since epoch).
+    pub fn phase(&self) -> (Phase, i64) {
+        *lock(&self.phase)
+    }
+
+    pub fn record_error(&self, e: &Error) {
+        self.errors_total.fetch_add(1, Relaxed);
+        let mut errors = lock(&self.errors);
+        if errors.len() == RECENT_ERRORS {
+            errors.pop_front();
+        }
+        errors.push_back(RecentError {
+            at: format_utc_micros(now_us()),
+            message: redact_secrets(e.message()),
+        });
+    }
+
+    /// Most recent first.
+    pub fn recent_errors(&self) -> Vec<RecentError> {
+        lock(&self.errors).iter().rev().cloned().collect()
+    }
+
+    pub fn set_estimates(&self, estimates: BTreeMap<String, u64>) {
+        *lock(&self.estimates) = estimates;
+    }
+
+    pub fn estimates(&self) -> BTreeMap<String, u64> {
+        lock(&self.estimates).clone()
+    }
+
+    pub fn set_http_addr(&self, addr: SocketAddr) {
+        let _ = self.http_addr.set(addr);
+    }
+
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr.get().copied()
+    }
+
+    /// Installs the connection readers are cloned from (a clone of the sink's own). Queries
+    /// run on this database instance, so it loses access to files and the environment
+    /// outside the replica: a `/query` must not read `/etc/...` as this process's user.
+    pub fn set_reader(&self, conn: Connection) -> Result<()> {
+        conn.execute_batch("SET enable_external_access = false")
+            .map_err(|e| Error::sink(format!("restricting the read connection: {e}")))?;
+        *lock(&self.reader) = Some(conn);
+        Ok(())
+    }
+
+    /// A fresh connection to the live replica (each reader gets its own: DuckDB connections
+    /// are not shared between threads), or None before the replica is open.
+    pub fn reader(&self) -> Option<Result<Connection>> {
+        let template = lock(&self.reader);
+        template.as_ref().map(|c| {
+            c.try_clone()
+                .map_err(|e| Error::sink(format!("opening a read connection: {e}")))
+        })
+    }
+
+    /// The replica's committed state, collected at most `max_age` ago. Blocking.
+    pub fn report(&self, max_age: Duration) -> Result<Arc<StatusReport>> {
+        if let Some((at, r)) = lock(&self.report).as_ref() {
+            if at.elapsed() <= max_age {
+                return Ok(r.clone());
+            }
+        }
+        let conn = self
+            .reader()
+            .ok_or_else(|| Error::sink("the replica is not open yet"))??;
+        let report = Arc::new(collect(&conn, PIPELINE_NAME)?);
+        *lock(&self.report) = Some((Instant::now(), report.clone()));
+        Ok(report)
+    }
+
+    /// The last collected report, however old, without touching the database.
+    pub fn cached_report(&self) -> Option<Arc<StatusReport>> {
+        lock(&self.report).as_ref().map(|(_, r)| r.clone())
+    }
+
+    pub fn health(&self) -> Health {
+        let (phase, _) = self.phase();
+        let not_ok = |reason: String| Health { ok: false, reason };
+        match phase {
+            Phase::Starting => not_ok("starting: connecting to the source".into()),
+            Phase::Snapshot => {
+                let copied: u64 = self.stats.snapshot_copied().values().sum();
+                not_ok(format!(
+                    "initial snapshot in progress: {copied} rows copied"
+                ))
+            }
+            Phase::Retrying => {
+                let last = self.recent_errors().into_iter().next();
+                not_ok(format!(
+                    "retrying after an error: {}",
+                    last.map(|e| e.message).unwrap_or_default()
+                ))
+            }
+            Phase::Stopping => not_ok("stopping".into()),
+            Phase::Streaming => {
+                let busy = self.stats.busy_since_us.load(Relaxed);
+                let busy_for = Duration::from_micros((now_us() - busy).max(0) as u64);
+                if busy != 0 && busy_for > STALL_AFTER {
+                    return not_ok(format!(
+                        "stalled: applying one step has taken {} s (more than {} s)",
+                        busy_for.as_secs(),
+                        STALL_AFTER.as_secs()
+                    ));
+                }
+                let last = self.stats.last_apply_us.load(Relaxed);
+                let reason = if last == 0 {
+                    "streaming; nothing applied by this process yet".to_string()
+                } else {
+                    format!(
+                        "streaming; last batch applied {} s ago",
+                        (now_us() - last).max(0) / 1_000_000
+                    )
+                };
+                Health { ok: true, reason }
+            }
+        }
+    }
+}
+
+/// Masks the password of `scheme://user:password@host` URLs and `password=...` settings in
+/// a message: error texts can quote a connection string.
+pub fn redact_secrets(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| c.is_whitespace() || c == '/' || c == '"' || c == '\'')
+            .unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                out.push_str(&authority[..colon]);
+                out.push_str(":***");
+                out.push_str(&authority[at..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    let lower = out.to_ascii_lowercase();
+    if let Some(i) = lower.find("password=") {
+        let start = i + "password=".len();
+        let end = out[start..]
+            .find(|c: char| c.is_whitespace() || c == '&' || c == ';')
+            .map_or(out.len(), |e| start + e);
+        out.replace_range(start..end, "***");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_masked() {
+        assert_eq!(
+            redact_secrets("cannot connect to postgres://repl:s3cret@db:5432/shop: refused"),
+            "cannot connect to postgres://repl:***@db:5432/shop: refused"
+        );
+        assert_eq!(
+            redact_secrets("mysql://root@127.0.0.1:3306/shop"),
+            "mysql://root@127.0.0.1:3306/shop"
+        );
+        assert_eq!(
+            redact_secrets("host=h password=x y=1"),
+            "host=h password=*** y=1"
+        );
+    }
+}

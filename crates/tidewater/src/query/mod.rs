@@ -1,0 +1,161 @@
+//! `tidewater query`: one read-only SQL statement against the replica. While `run` runs it
+//! holds the DuckDB file, so the statement is sent to that process (`POST /query` on the
+//! address in its status file) and runs there on its own connection beside the apply loop;
+//! otherwise the file is opened read-only here. Both give the same result and output.
+
+pub mod exec;
+pub mod render;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use hyper::Method;
+use tidewater_core::{Error, Result};
+use tidewater_duckdb::duckdb::{AccessMode, Config as DuckConfig, Connection};
+
+use crate::config::Config;
+use crate::http::client;
+use crate::status_file::read_published;
+use exec::{QueryError, QueryErrorKind, QueryResult, MAX_LIMIT};
+use render::Format;
+
+/// How long to wait for a `run` that holds the file but has not published its address yet.
+const WAIT_FOR_PUBLISHED: Duration = Duration::from_secs(5);
+
+pub struct QueryArgs {
+    pub config: Option<PathBuf>,
+    pub db: Option<PathBuf>,
+    pub sql: String,
+    pub format: Format,
+    pub limit: usize,
+    pub timeout: Duration,
+}
+
+pub async fn command(args: QueryArgs) -> Result<()> {
+    let db = match (&args.config, &args.db) {
+        (Some(c), _) => Config::load(c)?.sink.path,
+        (None, Some(d)) => d.clone(),
+        (None, None) => {
+            return Err(Error::config(
+                "tell query which replica: --config tidewater.toml or --db replica.duckdb",
+            ))
+        }
+    };
+    if args.limit > MAX_LIMIT {
+        return Err(Error::config(format!("--limit is at most {MAX_LIMIT}")));
+    }
+    exec::check_read_only(&args.sql).map_err(query_error)?;
+    let result = run_somewhere(&db, &args).await.map_err(query_error)?;
+    print!("{}", render::render(&result, args.format));
+    if result.truncated && args.format != Format::Table {
+        eprintln!(
+            "note: the result was cut at {} rows; raise --limit for more",
+            result.rows.len()
+        );
+    }
+    Ok(())
+}
+
+/// Exit 2 for a statement that cannot run (refused, invalid, too slow), 3 for no replica.
+fn query_error(e: QueryError) -> Error {
+    match e.kind {
+        QueryErrorKind::Refused => Error::config(format!("query refused: {}", e.message)),
+        QueryErrorKind::Sql | QueryErrorKind::Timeout => Error::config(e.message),
+        QueryErrorKind::Unavailable => Error::sink(e.message),
+    }
+}
+
+async fn run_somewhere(db: &Path, args: &QueryArgs) -> Result<QueryResult, QueryError> {
+    if let Some(addr) = published_http(db) {
+        match remote(&addr, args).await {
+            Err(Remote::Unreachable(_)) => {} // the process just ended: the file is free
+            other => return other.map_err(Remote::into_query_error),
+        }
+    }
+    match open_read_only(db) {
+        Ok(conn) => exec::run_with_timeout(conn, args.sql.clone(), args.limit, args.timeout).await,
+        Err(e) if e.kind == QueryErrorKind::Unavailable && e.message.contains("lock") => {
+            // Held by a `run` that is starting: its status file appears within seconds.
+            let deadline = Instant::now() + WAIT_FOR_PUBLISHED;
+            while Instant::now() < deadline {
+                if let Some(addr) = published_http(db) {
+                    return remote(&addr, args).await.map_err(Remote::into_query_error);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(QueryError::new(
+                QueryErrorKind::Unavailable,
+                format!(
+                    "{} is held by another process that publishes no query address \
+                     (an older tidewater, or not tidewater): {}",
+                    db.display(),
+                    e.message
+                ),
+            ))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn published_http(db: &Path) -> Option<String> {
+    read_published(db)?.live?.http
+}
+
+enum Remote {
+    Unreachable(String),
+    Answer(QueryError),
+}
+
+impl Remote {
+    fn into_query_error(self) -> QueryError {
+        match self {
+            Remote::Unreachable(m) => QueryError::new(QueryErrorKind::Unavailable, m),
+            Remote::Answer(e) => e,
+        }
+    }
+}
+
+async fn remote(addr: &str, args: &QueryArgs) -> Result<QueryResult, Remote> {
+    let body = serde_json::json!({
+        "sql": args.sql,
+        "limit": args.limit,
+        "timeout_ms": args.timeout.as_millis() as u64,
+    });
+    let (status, bytes) = client::call(
+        addr,
+        Method::POST,
+        "/query",
+        Some(body.to_string().into_bytes()),
+        args.timeout + Duration::from_secs(10),
+    )
+    .await
+    .map_err(Remote::Unreachable)?;
+    let bad = |e: serde_json::Error| {
+        Remote::Answer(QueryError::new(
+            QueryErrorKind::Unavailable,
+            format!("unreadable answer from {addr} (HTTP {status}): {e}"),
+        ))
+    };
+    if status == 200 {
+        serde_json::from_slice(&bytes).map_err(bad)
+    } else {
+        Err(Remote::Answer(serde_json::from_slice(&bytes).map_err(bad)?))
+    }
+}
+
+/// Opens the replica read-only, without access to other files (as the server's reader).
+fn open_read_only(db: &Path) -> Result<Connection, QueryError> {
+    let unavailable = |m: String| QueryError::new(QueryErrorKind::Unavailable, m);
+    if !db.exists() {
+        return Err(unavailable(format!(
+            "DuckDB file {} does not exist yet: `tidewater run` creates it",
+            db.display()
+        )));
+    }
+    let config = DuckConfig::default()
+        .access_mode(AccessMode::ReadOnly)
+        .and_then(|c| c.enable_external_access(false))
+        .map_err(|e| unavailable(e.to_string()))?;
+    Connection::open_with_flags(db, config)
+        .map_err(|e| unavailable(format!("cannot open {}: {e}", db.display())))
+}

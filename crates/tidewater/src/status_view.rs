@@ -1,0 +1,220 @@
+//! The facts `tidewater status`, `GET /status`, the status page and the status file all show:
+//! what the replica holds (`report`, read from DuckDB, the same whether or not `run` runs) and,
+//! while `run` runs, what that process is doing (`live`).
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use serde::{Deserialize, Serialize};
+use tidewater_core::stats::{now_us, KindCounts};
+use tidewater_core::time::format_utc_micros;
+use tidewater_duckdb::status::StatusReport;
+
+use crate::monitor::{Monitor, RecentError};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatusView {
+    /// The DuckDB file.
+    pub replica: String,
+    pub running: bool,
+    /// The running process, if any.
+    pub pid: Option<u32>,
+    pub published_at_us: i64,
+    /// Source commit → replica commit of the last transaction this process applied.
+    pub last_lag_ms: i64,
+    /// The replica's committed state (`_tidewater` schema and row counts).
+    pub report: StatusReport,
+    pub live: Option<LiveStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LiveStatus {
+    pub phase: String,
+    pub phase_since: String,
+    pub healthy: bool,
+    pub health: String,
+    /// The HTTP endpoint (`/status`, `/metrics`, `/query`, ...).
+    pub http: Option<String>,
+    pub started_at: String,
+    pub source_type: String,
+    /// Position of the last batch this process committed.
+    pub position: Option<String>,
+    pub transactions: u64,
+    pub changes: u64,
+    pub batches: u64,
+    pub restarts: u64,
+    pub errors: u64,
+    pub last_apply: Option<String>,
+    pub tables: Vec<LiveTable>,
+    pub recent_errors: Vec<RecentError>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LiveTable {
+    pub table: String,
+    /// Changes this process committed, per kind.
+    pub changes: KindCounts,
+    /// Initial-snapshot rows written so far (committed or in the open snapshot).
+    pub snapshot_rows_copied: u64,
+    /// The source's estimate of the table's rows, when it has one.
+    pub snapshot_rows_estimate: Option<u64>,
+}
+
+impl StatusView {
+    /// The replica of a stopped pipeline.
+    pub fn stopped(replica: &std::path::Path, report: StatusReport) -> StatusView {
+        StatusView {
+            replica: replica.display().to_string(),
+            running: false,
+            pid: None,
+            published_at_us: now_us(),
+            last_lag_ms: 0,
+            report,
+            live: None,
+        }
+    }
+
+    /// The running process: `report` as last collected from the replica.
+    pub fn live(monitor: &Monitor, report: StatusReport) -> StatusView {
+        let stats = &monitor.stats;
+        let applied = stats.last_apply_us.load(Relaxed);
+        let committed = stats.last_source_commit_us.load(Relaxed);
+        let (phase, since) = monitor.phase();
+        let health = monitor.health();
+        let counts = stats.table_counts();
+        let copied = stats.snapshot_copied();
+        let estimates = monitor.estimates();
+        let mut names: Vec<&String> = report.tables.iter().map(|t| &t.table).collect();
+        names.extend(counts.keys().chain(copied.keys()).chain(estimates.keys()));
+        names.sort();
+        names.dedup();
+        let tables = names
+            .into_iter()
+            .map(|t| LiveTable {
+                table: t.clone(),
+                changes: counts.get(t).copied().unwrap_or_default(),
+                snapshot_rows_copied: copied.get(t).copied().unwrap_or(0),
+                snapshot_rows_estimate: estimates.get(t).copied(),
+            })
+            .collect();
+        let live = LiveStatus {
+            phase: phase.as_str().into(),
+            phase_since: format_utc_micros(since),
+            healthy: health.ok,
+            health: health.reason,
+            http: monitor.http_addr().map(|a| a.to_string()),
+            started_at: format_utc_micros(monitor.started_us),
+            source_type: monitor.source_type.clone(),
+            position: stats.position(),
+            transactions: stats.transactions_applied.load(Relaxed),
+            changes: stats.rows_applied.load(Relaxed),
+            batches: stats.batches.load(Relaxed),
+            restarts: monitor.restarts.load(Relaxed),
+            errors: monitor.errors_total.load(Relaxed),
+            last_apply: (applied != 0).then(|| format_utc_micros(applied)),
+            tables,
+            recent_errors: monitor.recent_errors(),
+        };
+        StatusView {
+            replica: monitor.db_path.display().to_string(),
+            running: true,
+            pid: Some(std::process::id()),
+            published_at_us: now_us(),
+            last_lag_ms: if applied == 0 {
+                0
+            } else {
+                (applied - committed) / 1000
+            },
+            report,
+            live: Some(live),
+        }
+    }
+
+    /// The text `tidewater status` prints.
+    pub fn render_text(&self) -> String {
+        use std::fmt::Write;
+        let mut o = String::new();
+        let r = &self.report;
+        let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+        match (&self.live, self.pid) {
+            (Some(l), Some(pid)) => {
+                let age = (now_us() - self.published_at_us).max(0) / 1_000_000;
+                let _ = writeln!(
+                    o,
+                    "replica: {} (held by running tidewater pid {pid}; status as of {age}s ago)",
+                    self.replica
+                );
+                let _ = writeln!(
+                    o,
+                    "phase:               {} since {}",
+                    l.phase, l.phase_since
+                );
+                let health = if l.healthy { "ok" } else { "NOT OK" };
+                let _ = writeln!(o, "health:              {health}: {}", l.health);
+                if let Some(http) = &l.http {
+                    let _ = writeln!(o, "http:                http://{http}/");
+                }
+            }
+            _ => {
+                let _ = writeln!(o, "replica: {} (not running)", self.replica);
+            }
+        }
+        let _ = writeln!(o, "position:            {}", or_dash(&r.position));
+        let _ = writeln!(o, "last source commit:  {}", or_dash(&r.last_source_commit));
+        let _ = writeln!(o, "last apply:          {}", or_dash(&r.last_apply));
+        if self.live.is_some() {
+            let _ = writeln!(o, "last lag:            {} ms", self.last_lag_ms);
+        }
+        let _ = writeln!(o, "transactions:        {}", r.transactions_applied);
+        let _ = writeln!(o, "changes:             {}", r.changes_applied);
+        if let Some(l) = &self.live {
+            let _ = writeln!(
+                o,
+                "this run:            {} transactions, {} changes, {} batches, {} restarts, {} errors (since {})",
+                l.transactions, l.changes, l.batches, l.restarts, l.errors, l.started_at
+            );
+        }
+        let snapshot = self.live.as_ref().is_some_and(|l| l.phase == "snapshot");
+        let _ = write!(
+            o,
+            "{:<40} {:>12} {:>12} {:>7}",
+            "table", "rows", "changes", "schema"
+        );
+        o.push_str(if snapshot { "  snapshot\n" } else { "\n" });
+        for t in &r.tables {
+            let _ = write!(
+                o,
+                "{:<40} {:>12} {:>12} {:>7}",
+                t.table, t.rows, t.changes_applied, t.schema_version
+            );
+            let lt = self
+                .live
+                .as_ref()
+                .and_then(|l| l.tables.iter().find(|x| x.table == t.table));
+            match lt.filter(|_| snapshot) {
+                Some(lt) => {
+                    let _ = writeln!(o, "  {}", snapshot_progress(lt));
+                }
+                None => o.push('\n'),
+            }
+        }
+        if let Some(l) = &self.live {
+            for e in l.recent_errors.iter().take(5) {
+                let _ = writeln!(o, "error at {}: {}", e.at, e.message);
+            }
+        }
+        o
+    }
+}
+
+/// "12,345 of ~50,000 rows (24%)" or "12,345 rows".
+pub fn snapshot_progress(t: &LiveTable) -> String {
+    match t.snapshot_rows_estimate.filter(|&e| e > 0) {
+        Some(e) => format!(
+            "{} of ~{} rows ({}%)",
+            t.snapshot_rows_copied,
+            e,
+            (t.snapshot_rows_copied * 100 / e).min(100)
+        ),
+        None => format!("{} rows", t.snapshot_rows_copied),
+    }
+}
