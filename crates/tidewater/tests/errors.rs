@@ -4,48 +4,13 @@
 
 mod common;
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Rig, SLOT};
+use common::{expect, run_cli, Rig, DEADLINE, PASSWORD, SLOT};
 use tidewater_harness::{free_port, wait_until, PgOptions, PgServer};
 
 const SETUP: &str = "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t VALUES (1, 'one');";
-/// Commands that must fail do so well within this; past it they are killed and the test fails.
-const DEADLINE: Duration = Duration::from_secs(30);
-const PASSWORD: &str = "supersecret";
-
-/// Runs `tidewater <args> --config <config>`; returns the exit code and stdout+stderr.
-fn run_cli(args: &[&str], config: &Path) -> (i32, String) {
-    let out_dir = tempfile::tempdir().unwrap();
-    let out_path = out_dir.path().join("out.txt");
-    let out = File::create(&out_path).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tidewater"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "info,pg_walstream=warn")
-        .stdout(Stdio::from(out.try_clone().unwrap()))
-        .stderr(Stdio::from(out))
-        .spawn()
-        .expect("spawn tidewater");
-    let mut status = None;
-    let waited = wait_until(DEADLINE, "tidewater to exit", || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    });
-    if waited.is_err() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    let output = std::fs::read_to_string(&out_path).unwrap_or_default();
-    if let Err(e) = waited {
-        panic!("tidewater {args:?}: {e}\n{output}");
-    }
-    (status.unwrap().code().unwrap_or(-1), output)
-}
 
 /// Writes `config_text` to a fresh `tidewater.toml` and runs `tidewater <args>` on it.
 fn tidewater(args: &[&str], config_text: &str) -> (i32, String) {
@@ -69,20 +34,6 @@ fn variant(rig: &Rig, from: &str, to: &str) -> PathBuf {
     let path = rig.dir.path().join("variant.toml");
     std::fs::write(&path, text.replace(from, to)).unwrap();
     path
-}
-
-#[track_caller]
-fn expect(result: (i32, String), code: i32, needles: &[&str]) -> String {
-    let (got, output) = result;
-    assert_eq!(got, code, "exit code; output:\n{output}");
-    for n in needles {
-        assert!(output.contains(n), "output lacks {n:?}:\n{output}");
-    }
-    assert!(
-        !output.contains(PASSWORD),
-        "output leaks the password:\n{output}"
-    );
-    output
 }
 
 /// What tidewater may have created on the source: replication slots and publications.

@@ -168,3 +168,25 @@ fn source_restart_mid_stream_resumes_by_gtid() {
     rig.assert_same("SELECT concat_ws('|', id, v) FROM t ORDER BY id");
     assert_eq!(rig.count("SELECT count(*) FROM t_log"), 200);
 }
+
+#[test]
+fn a_one_million_row_transaction_streams_through() {
+    let mut rig = Rig::mysql("CREATE TABLE big (id int PRIMARY KEY, v varchar(20));");
+    rig.start();
+    rig.wait_caught_up(Duration::from_secs(60));
+    rig.sql("INSERT INTO big SELECT seq, concat('v', seq) FROM seq_1_to_1000000;");
+    rig.wait_caught_up(Duration::from_secs(300));
+    rig.stop();
+    assert_eq!(rig.count("SELECT count(*) FROM big"), 1_000_000);
+    assert_eq!(
+        rig.count("SELECT count(*) FROM big_log WHERE _metadata_change_type = 'INSERT'"),
+        1_000_000
+    );
+    // One source transaction: one position, sequences 0..n-1.
+    assert_eq!(
+        rig.count("SELECT count(DISTINCT _metadata_position) FROM big_log"),
+        1
+    );
+    assert_eq!(rig.count("SELECT max(_metadata_sequence) FROM big_log"), 999_999);
+    rig.assert_same("SELECT concat_ws('|', count(*), sum(id), max(v)) FROM big");
+}

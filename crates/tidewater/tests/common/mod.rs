@@ -2,8 +2,8 @@
 //! binary started, stopped (SIGTERM) or killed (SIGKILL) as a separate process.
 #![allow(dead_code)]
 
-use std::fs::OpenOptions;
-use std::path::PathBuf;
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -325,3 +325,53 @@ impl Drop for Rig {
         }
     }
 }
+
+/// The password tests put in source URLs; it must never appear in any output.
+pub const PASSWORD: &str = "supersecret";
+/// Commands that must fail do so well within this; past it they are killed and the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// Runs `tidewater <args> --config <config>`; returns the exit code and stdout+stderr.
+pub fn run_cli(args: &[&str], config: &Path) -> (i32, String) {
+    let out_dir = tempfile::tempdir().unwrap();
+    let out_path = out_dir.path().join("out.txt");
+    let out = File::create(&out_path).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidewater"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env("RUST_LOG", "info,pg_walstream=warn")
+        .stdout(Stdio::from(out.try_clone().unwrap()))
+        .stderr(Stdio::from(out))
+        .spawn()
+        .expect("spawn tidewater");
+    let mut status = None;
+    let waited = wait_until(DEADLINE, "tidewater to exit", || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    if waited.is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let output = std::fs::read_to_string(&out_path).unwrap_or_default();
+    if let Err(e) = waited {
+        panic!("tidewater {args:?}: {e}\n{output}");
+    }
+    (status.unwrap().code().unwrap_or(-1), output)
+}
+
+#[track_caller]
+pub fn expect(result: (i32, String), code: i32, needles: &[&str]) -> String {
+    let (got, output) = result;
+    assert_eq!(got, code, "exit code; output:\n{output}");
+    for n in needles {
+        assert!(output.contains(n), "output lacks {n:?}:\n{output}");
+    }
+    assert!(
+        !output.contains(PASSWORD),
+        "output leaks the password:\n{output}"
+    );
+    output
+}
+
