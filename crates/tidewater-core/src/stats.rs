@@ -54,6 +54,9 @@ pub struct Stats {
     snapshot_copied: Mutex<BTreeMap<String, u64>>,
     /// Source position of the last committed batch.
     position: Mutex<Option<String>>,
+    /// Source position up to which everything is committed at the destination: the last
+    /// acknowledged position (a committed transaction, or an idle point after it).
+    caught_up: Mutex<Option<String>>,
 }
 
 impl Default for Stats {
@@ -73,6 +76,7 @@ impl Default for Stats {
             tables: Mutex::default(),
             snapshot_copied: Mutex::default(),
             position: Mutex::default(),
+            caught_up: Mutex::default(),
         }
     }
 }
@@ -244,6 +248,20 @@ impl Stats {
             .clone()
     }
 
+    /// Every source change up to `position` is committed at the destination (set with each
+    /// acknowledgement of the apply loop).
+    pub fn set_caught_up(&self, position: &Position) {
+        *self.caught_up.lock().unwrap_or_else(|e| e.into_inner()) = Some(position.0.clone());
+    }
+
+    /// The last position set by `set_caught_up`: `verify` waits for it to pass its snapshot.
+    pub fn caught_up(&self) -> Option<String> {
+        self.caught_up
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Source position of the last committed batch of this process.
     pub fn position(&self) -> Option<String> {
         self.position
@@ -330,4 +348,15 @@ mod tests {
         assert_eq!(stats.position().as_deref(), Some("0/1"));
         assert_eq!(stats.batch_changes.snapshot().count, 1);
     }
+}
+
+/// The log line every source writes when it has read its initial snapshot.
+pub fn log_snapshot_read(rows: u64, started: std::time::Instant) {
+    let secs = started.elapsed().as_secs_f64();
+    tracing::info!(
+        rows,
+        seconds = format!("{secs:.1}"),
+        rows_per_sec = (rows as f64 / secs.max(1e-9)) as u64,
+        "initial snapshot read"
+    );
 }

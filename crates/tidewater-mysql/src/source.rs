@@ -168,13 +168,7 @@ impl Source for MySqlSource {
                     &ctx.events,
                 )
                 .await?;
-                let secs = started.elapsed().as_secs_f64();
-                info!(
-                    rows,
-                    seconds = format!("{secs:.1}"),
-                    rows_per_sec = (rows as f64 / secs.max(1e-9)) as u64,
-                    "initial snapshot read"
-                );
+                tidewater_core::stats::log_snapshot_read(rows, started);
                 position
             }
         };
