@@ -219,6 +219,7 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                 if b.open {
                     b.idle = Some(position);
                 } else {
+                    self.stats.set_caught_up(&position);
                     self.acks.send_replace(Some(position));
                 }
             }
@@ -258,6 +259,7 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
         let ack = b.idle.take().unwrap_or(last.clone());
         let done = std::mem::take(b);
         stats.record_batch(done.tally, done.rows as u64, done.apply_time, &last);
+        stats.set_caught_up(&ack);
         acks.send_replace(Some(ack));
         Ok(())
     }

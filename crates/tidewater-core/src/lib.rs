@@ -18,4 +18,4 @@ pub use error::{Error, ErrorKind, Result};
 pub use event::{SourceEvent, TxInfo};
 pub use model::{Change, ChangeKind, Column, ColumnType, Position, TableId, TableSchema, Value};
 pub use sink::{PipelineState, Sink};
-pub use source::{Source, SourceContext};
+pub use source::{RowConsumer, Source, SourceContext};

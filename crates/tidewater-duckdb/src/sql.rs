@@ -69,6 +69,22 @@ pub fn cast_from_text(expr: &str, ty: &ColumnType) -> String {
     }
 }
 
+/// Expression turning a replica value `expr` back into canonical text (the inverse of
+/// [`cast_from_text`]), e.g. to look a replica key up at the source. `None` for LIST values.
+pub fn text_from_typed(expr: &str, ty: &ColumnType) -> Option<String> {
+    Some(match ty {
+        ColumnType::Text => expr.to_string(),
+        ColumnType::Decimal { precision, .. } if *precision > 38 => expr.to_string(),
+        ColumnType::Bytes => format!("lower(hex({expr}))"),
+        // In UTC whatever the session's time zone.
+        ColumnType::TimestampTz => {
+            format!("CAST(make_timestamp(epoch_us({expr})) AS VARCHAR) || '+00'")
+        }
+        ColumnType::List(_) => return None,
+        _ => format!("CAST({expr} AS VARCHAR)"),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +119,10 @@ mod tests {
             cast_from_text("c", &ColumnType::Int32),
             "CAST(c AS INTEGER)"
         );
+        assert_eq!(
+            text_from_typed("k", &ColumnType::Bytes).as_deref(),
+            Some("lower(hex(k))")
+        );
+        assert_eq!(text_from_typed("k", &list), None);
     }
 }

@@ -74,6 +74,14 @@ impl MariaState {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Whether this state is at or past `other` in every replication domain of `other`.
+    pub fn includes(&self, other: &MariaState) -> bool {
+        other
+            .0
+            .iter()
+            .all(|(d, (_, seq))| self.0.get(d).is_some_and(|(_, s)| s >= seq))
+    }
 }
 
 impl fmt::Display for MariaState {
@@ -134,6 +142,16 @@ impl MySqlGtidSet {
             Some(r) if gno + 1 == r.0 => r.0 = gno,
             _ => ranges.insert(i, (gno, gno)),
         }
+    }
+
+    /// Whether every transaction of `other` is in this set.
+    pub fn includes(&self, other: &MySqlGtidSet) -> bool {
+        other.0.iter().all(|(uuid, ranges)| {
+            let mine = self.0.get(uuid).map(Vec::as_slice).unwrap_or_default();
+            ranges
+                .iter()
+                .all(|&(a, b)| mine.iter().any(|&(x, y)| x <= a && b <= y))
+        })
     }
 
     /// `uuid:a-b:c-d` members, for building a `COM_BINLOG_DUMP_GTID` request.

@@ -7,6 +7,7 @@ pub mod conn;
 pub mod ddl;
 pub mod gtid;
 pub mod position;
+pub mod read;
 pub mod rows;
 pub mod snapshot;
 pub mod source;

@@ -8,12 +8,16 @@
 //! - MySQL: the same transaction started under a brief `FLUSH TABLES WITH READ LOCK` (needs
 //!   RELOAD), reading `@@gtid_executed` / the binlog position before unlocking.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Row, Value as My};
+use mysql_async::{Conn, Row};
 use tidewater_core::stats::now_us;
-use tidewater_core::{Change, ChangeKind, Error, Position, Result, SourceEvent, TxInfo};
+use tidewater_core::{
+    Change, ChangeKind, Error, Position, Result, RowConsumer, SourceEvent, TableSchema, TxInfo,
+    Value,
+};
 use tokio::sync::mpsc;
 use tracing::info;
 
@@ -21,16 +25,12 @@ use crate::catalog::SourceTable;
 use crate::conn::{my_error, Flavor};
 use crate::gtid::{MariaState, MySqlGtidSet};
 use crate::position::BinlogPosition;
-use crate::value::{convert, Origin, ZeroDates};
+pub use crate::read::quote_ident;
+use crate::read::{read_table, ReadOptions};
+use crate::value::ZeroDates;
 
-/// Rows per primary-key chunk (one round trip each).
-const CHUNK_ROWS: usize = 8192;
 /// Changes per event sent to the apply loop.
 const EVENT_ROWS: usize = 1024;
-
-pub fn quote_ident(s: &str) -> String {
-    format!("`{}`", s.replace('`', "``"))
-}
 
 /// Opens the consistent snapshot and returns the position it corresponds to.
 pub async fn begin_snapshot(conn: &mut Conn, flavor: Flavor) -> Result<BinlogPosition> {
@@ -154,88 +154,38 @@ async fn copy_table(
     zero: ZeroDates,
     events: &mpsc::Sender<SourceEvent>,
 ) -> Result<u64> {
-    let schema = &t.schema;
-    let id = &schema.id;
-    let cols: Vec<String> = schema.columns.iter().map(|c| quote_ident(&c.name)).collect();
-    let from = format!("{}.{}", quote_ident(&id.schema), quote_ident(&id.name));
-    let keys: Vec<&String> = schema.key.iter().map(|&k| &cols[k]).collect();
-    let select = format!("SELECT {} FROM {from}", cols.join(", "));
-    let order = keys
-        .iter()
-        .map(|k| k.as_str())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let first = format!("{select} ORDER BY {order} LIMIT {CHUNK_ROWS}");
-    // Keyset pagination: (k1 > ?) OR (k1 = ? AND k2 > ?) OR ..., which every optimizer turns
-    // into index ranges (row-constructor comparisons are not always).
-    let next = {
-        let mut ors = Vec::new();
-        for i in 0..keys.len() {
-            let mut ands: Vec<String> = keys[..i].iter().map(|k| format!("{k} = ?")).collect();
-            ands.push(format!("{} > ?", keys[i]));
-            ors.push(format!("({})", ands.join(" AND ")));
-        }
-        format!(
-            "{select} WHERE {} ORDER BY {order} LIMIT {CHUNK_ROWS}",
-            ors.join(" OR ")
-        )
+    let opts = ReadOptions {
+        keys: None,
+        chunk_rows: EVENT_ROWS,
+        zero_dates: zero,
     };
-    let ctx = |e| my_error(e, &format!("reading {id}"));
-    let mut total = 0u64;
-    let mut batch = Vec::with_capacity(EVENT_ROWS);
-    let mut last_key: Option<Vec<My>> = None;
-    loop {
-        let params: Vec<My> = match &last_key {
-            Some(k) => (0..k.len()).flat_map(|i| k[..=i].iter().cloned()).collect(),
-            None => Vec::new(),
-        };
-        // Keyless tables are read in one streamed query (there is no order to page by).
-        let sql = match (&last_key, schema.key.is_empty()) {
-            (_, true) => &select,
-            (None, false) => &first,
-            (Some(_), false) => &next,
-        };
-        let mut result = conn.exec_iter(sql.as_str(), params).await.map_err(ctx)?;
-        let mut n = 0;
-        while let Some(row) = result.next().await.map_err(ctx)? {
-            n += 1;
-            let mut values = row.unwrap();
-            if !schema.key.is_empty() {
-                last_key = Some(schema.key.iter().map(|&k| values[k].clone()).collect());
-            }
-            let mut out = Vec::with_capacity(values.len());
-            for (i, v) in values.drain(..).enumerate() {
-                out.push(
-                    convert(&t.kinds[i], v, Origin::Snapshot, zero).map_err(|e| {
-                        Error::source_fatal(format!("{id}.{}: {e}", schema.columns[i].name))
-                    })?,
-                );
-            }
-            batch.push(Change {
-                table: schema.clone(),
+    let mut out = SnapshotRows {
+        schema: t.schema.clone(),
+        events,
+    };
+    read_table(conn, t, &opts, &mut out).await
+}
+
+/// Turns a table's rows into snapshot changes for the apply loop.
+struct SnapshotRows<'a> {
+    schema: Arc<TableSchema>,
+    events: &'a mpsc::Sender<SourceEvent>,
+}
+
+impl RowConsumer for SnapshotRows<'_> {
+    async fn rows(&mut self, rows: Vec<Vec<Value>>) -> Result<()> {
+        let changes = rows
+            .into_iter()
+            .map(|row| Change {
+                table: self.schema.clone(),
                 kind: ChangeKind::Snapshot,
-                row: out,
+                row,
                 old: None,
-            });
-            if batch.len() == EVENT_ROWS {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(EVENT_ROWS));
-                events
-                    .send(SourceEvent::Changes(full))
-                    .await
-                    .map_err(|_| Error::shutdown())?;
-            }
-        }
-        drop(result);
-        total += n as u64;
-        if schema.key.is_empty() || n < CHUNK_ROWS {
-            break;
-        }
-    }
-    if !batch.is_empty() {
-        events
-            .send(SourceEvent::Changes(batch))
+            })
+            .collect();
+        self.events
+            .send(SourceEvent::Changes(changes))
             .await
-            .map_err(|_| Error::shutdown())?;
+            .map_err(|_| Error::shutdown())
     }
-    Ok(total)
 }

@@ -3,13 +3,14 @@
 //! A transaction opens at its GTID event (MariaDB 162, MySQL GTID / anonymous GTID), which
 //! also tells the position *after* it (GTID state plus this GTID, or file offset plus the
 //! transaction's length), so its changes can flow to the apply loop in chunks before the
-//! commit event arrives. Only transactions that change a selected table reach the apply loop.
+//! commit event arrives. Only transactions that change a selected table reach the apply loop;
+//! after others (and on heartbeats) it hears that nothing is pending up to their position.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use mysql_async::binlog::events::{Event, EventData, TableMapEvent};
+use mysql_async::binlog::events::{Event, EventData, GtidEvent, TableMapEvent};
 use mysql_async::{BinlogStream, Conn};
 use tidewater_core::glob::selected;
 use tidewater_core::stats::now_us;
@@ -32,6 +33,8 @@ const EVENT_ROWS: usize = 1024;
 /// The server sends a heartbeat every second while idle; this much silence means the
 /// connection is dead even if TCP has not noticed.
 pub const SILENCE_LIMIT: Duration = Duration::from_secs(15);
+/// Most often an idle position is sent after transactions that change no selected table.
+const IDLE_EVERY: Duration = Duration::from_millis(50);
 
 struct OpenTx {
     info: TxInfo,
@@ -58,6 +61,8 @@ pub struct Stream {
     pub file: String,
     maps: HashMap<u64, Option<TableMap>>,
     tx: Option<OpenTx>,
+    /// The last idle position sent, and when.
+    idle: Option<(BinlogPosition, Instant)>,
 }
 
 impl Stream {
@@ -92,6 +97,7 @@ impl Stream {
             file,
             maps: HashMap::new(),
             tx: None,
+            idle: None,
         }
     }
 
@@ -163,26 +169,15 @@ impl Stream {
                 debug!(file = %self.file, "binlog file");
             }
             EventData::GtidEvent(g) => {
-                let commit_us = match g.immediate_commit_timestamp() {
-                    0 => i64::from(header.timestamp()) * 1_000_000,
-                    us => us as i64,
-                };
-                let after = match &self.position {
-                    BinlogPosition::MySql(set) => {
-                        let mut set = set.clone();
-                        set.add(&uuid_text(g.sid()), g.gno());
-                        BinlogPosition::MySql(set)
-                    }
-                    _ => self.file_end(&header, g.tx_length())?,
-                };
+                let start = u64::from(header.log_pos()) - u64::from(header.event_size());
+                let (after, commit_us) =
+                    mysql_tx_start(&self.position, &self.file, start, header.timestamp(), &g)?;
                 self.open(after, commit_us, false)?;
             }
             EventData::AnonymousGtidEvent(g) => {
-                let after = self.file_end(&header, g.0.tx_length())?;
-                let commit_us = match g.0.immediate_commit_timestamp() {
-                    0 => i64::from(header.timestamp()) * 1_000_000,
-                    us => us as i64,
-                };
+                let start = u64::from(header.log_pos()) - u64::from(header.event_size());
+                let (after, commit_us) =
+                    mysql_tx_start(&self.position, &self.file, start, header.timestamp(), &g.0)?;
                 self.open(after, commit_us, false)?;
             }
             EventData::QueryEvent(q) => {
@@ -234,6 +229,7 @@ impl Stream {
                 }
             }
             EventData::XidEvent(_) => self.commit().await?,
+            EventData::HeartbeatEvent => self.idle(true).await?,
             _ => {}
         }
         Ok(())
@@ -289,26 +285,6 @@ impl Stream {
         describe(conn, id).await
     }
 
-    /// Position after a transaction that started with the event of `header` and is
-    /// `tx_length` bytes long (MySQL writes the length into its GTID events).
-    fn file_end(
-        &self,
-        header: &mysql_async::binlog::events::BinlogEventHeader,
-        tx_length: u64,
-    ) -> Result<BinlogPosition> {
-        if tx_length == 0 {
-            return Err(Error::source_fatal(
-                "the binlog does not record transaction lengths (MySQL before 8.0.2): enable GTIDs \
-                 (gtid_mode=ON, enforce_gtid_consistency=ON) so tidewater can resume exactly",
-            ));
-        }
-        let start = u64::from(header.log_pos()) - u64::from(header.event_size());
-        Ok(BinlogPosition::File {
-            file: self.file.clone(),
-            pos: start + tx_length,
-        })
-    }
-
     fn open(&mut self, after: BinlogPosition, commit_time_us: i64, in_body: bool) -> Result<()> {
         if let Some(tx) = &self.tx {
             if tx.begun {
@@ -358,8 +334,29 @@ impl Stream {
                 self.send(SourceEvent::Commit).await?;
             }
             self.position = tx.after;
+            if !tx.begun {
+                self.idle(false).await?;
+            }
         }
         Ok(())
+    }
+
+    /// Nothing is pending up to the current position (the last transaction changed no
+    /// selected table, or the source is quiet): the apply loop acknowledges it once everything
+    /// before is committed, so waiting for a source position (`verify`) ends even when the
+    /// transactions that led there were not replicated.
+    async fn idle(&mut self, heartbeat: bool) -> Result<()> {
+        if self.tx.is_some() {
+            return Ok(());
+        }
+        if let Some((sent, at)) = &self.idle {
+            if *sent == self.position || (!heartbeat && at.elapsed() < IDLE_EVERY) {
+                return Ok(());
+            }
+        }
+        self.idle = Some((self.position.clone(), Instant::now()));
+        self.send(SourceEvent::Idle(Position(self.position.to_string())))
+            .await
     }
 
     /// A statement logged as its own transaction (DDL). TRUNCATE of a selected table is
@@ -397,5 +394,78 @@ impl Stream {
             }
         }
         Ok(())
+    }
+}
+
+/// A MySQL transaction starts (GTID or anonymous GTID event at `event_start` of `file`): the
+/// position after it — the GTID set plus this GTID, or (GTIDs off) the offset where the
+/// transaction ends, which MySQL 8.0.2+ writes into the event — and its commit time.
+fn mysql_tx_start(
+    position: &BinlogPosition,
+    file: &str,
+    event_start: u64,
+    header_timestamp: u32,
+    g: &GtidEvent,
+) -> Result<(BinlogPosition, i64)> {
+    let commit_us = match g.immediate_commit_timestamp() {
+        0 => i64::from(header_timestamp) * 1_000_000,
+        us => us as i64,
+    };
+    let after = match position {
+        BinlogPosition::MySql(set) if g.gno() != 0 => {
+            let mut set = set.clone();
+            set.add(&uuid_text(g.sid()), g.gno());
+            BinlogPosition::MySql(set)
+        }
+        _ if g.tx_length() == 0 => {
+            return Err(Error::source_fatal(
+                "the binlog does not record transaction lengths (MySQL before 8.0.2): enable GTIDs \
+                 (gtid_mode=ON, enforce_gtid_consistency=ON) so tidewater can resume exactly",
+            ))
+        }
+        _ => BinlogPosition::File {
+            file: file.to_string(),
+            pos: event_start + g.tx_length(),
+        },
+    };
+    Ok((after, commit_us))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gtid::MySqlGtidSet;
+
+    const SID: [u8; 16] = [
+        0x3e, 0x11, 0xfa, 0x47, 0x71, 0xca, 0x11, 0xe1, 0x9e, 0x33, 0xc8, 0x0a, 0xa9, 0x42,
+        0x95, 0x62,
+    ];
+
+    #[test]
+    fn mysql_gtid_events_extend_the_executed_set() {
+        let set = MySqlGtidSet::parse("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-41").unwrap();
+        let g = GtidEvent::new(SID, 42).with_immediate_commit_timestamp(1_700_000_000_123_456);
+        let (after, commit) =
+            mysql_tx_start(&BinlogPosition::MySql(set), "b.000001", 4, 1, &g).unwrap();
+        assert_eq!(
+            after.to_string(),
+            "mysql-gtid:3e11fa47-71ca-11e1-9e33-c80aa9429562:1-42"
+        );
+        assert_eq!(commit, 1_700_000_000_123_456);
+    }
+
+    #[test]
+    fn without_gtids_the_transaction_length_gives_the_resume_offset() {
+        let file = BinlogPosition::File {
+            file: "b.000007".into(),
+            pos: 4,
+        };
+        let g = GtidEvent::new([0; 16], 0).with_tx_length(1234);
+        let (after, commit) = mysql_tx_start(&file, "b.000007", 1000, 7, &g).unwrap();
+        assert_eq!(after.to_string(), "binlog:b.000007:2234");
+        assert_eq!(commit, 7_000_000, "no commit timestamp: the header's seconds");
+        let old = GtidEvent::new([0; 16], 0);
+        let err = mysql_tx_start(&file, "b.000007", 1000, 7, &old).unwrap_err();
+        assert!(err.message().contains("gtid_mode=ON"), "{err}");
     }
 }

@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod check;
 pub mod conn;
 pub mod pgoutput;
+pub mod read;
 mod setup;
 mod snapshot;
 mod source;

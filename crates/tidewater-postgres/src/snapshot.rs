@@ -5,19 +5,18 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use futures_util::StreamExt;
 use tidewater_core::stats::now_us;
-use tidewater_core::{Change, ChangeKind, Error, Position, Result, SourceEvent, TxInfo, Value};
+use tidewater_core::{
+    Change, ChangeKind, Error, Position, Result, RowConsumer, SourceEvent, TableSchema, TxInfo,
+    Value,
+};
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 use tracing::info;
 
 use crate::catalog::SourceTable;
 use crate::conn::pg_error;
-use crate::setup::{quote_ident, quoted_table};
-use crate::text::split_copy_line;
-use crate::types::canonical;
+use crate::read::{read_table, ReadOptions};
 
 pub const CHUNK_ROWS: usize = 1024;
 
@@ -62,95 +61,54 @@ async fn copy_table(
     events: &mpsc::Sender<SourceEvent>,
 ) -> Result<u64> {
     let schema = &table.schema;
-    let cols: Vec<String> = schema
-        .columns
-        .iter()
-        .map(|c| quote_ident(&c.name))
-        .collect();
-    let sql = format!(
-        "COPY {} ({}) TO STDOUT",
-        quoted_table(&schema.id),
-        cols.join(", ")
-    );
-    let stream = client
-        .copy_out(&sql)
-        .await
-        .map_err(|e| pg_error(e, &format!("copying {}", schema.id)))?;
-    futures_util::pin_mut!(stream);
     let started = Instant::now();
-    let mut last_report = started;
-    let mut rows = 0u64;
-    let mut fields = Vec::with_capacity(schema.columns.len());
-    let mut chunk = Vec::with_capacity(CHUNK_ROWS);
-    while let Some(data) = stream.next().await {
-        let data = data.map_err(|e| pg_error(e, &format!("copying {}", schema.id)))?;
-        for line in lines(&data) {
-            split_copy_line(&line, &mut fields).map_err(|e| {
-                Error::source_fatal(format!("malformed COPY row of {}: {e}", schema.id))
-            })?;
-            if fields.len() != schema.columns.len() {
-                return Err(Error::source_fatal(format!(
-                    "COPY row of {} has {} fields, expected {}",
-                    schema.id,
-                    fields.len(),
-                    schema.columns.len()
-                )));
-            }
-            let mut row = Vec::with_capacity(fields.len());
-            for (f, col) in fields.drain(..).zip(&schema.columns) {
-                row.push(match f {
-                    None => Value::Null,
-                    Some(b) => canonical(&col.ty, b)
-                        .map_err(|e| e.context(format!("{}.{}", schema.id, col.name)))?,
-                });
-            }
-            chunk.push(Change {
-                table: Arc::clone(schema),
-                kind: ChangeKind::Snapshot,
-                row,
-                old: None,
-            });
-            rows += 1;
-            if chunk.len() == CHUNK_ROWS {
-                send(
-                    events,
-                    SourceEvent::Changes(std::mem::replace(
-                        &mut chunk,
-                        Vec::with_capacity(CHUNK_ROWS),
-                    )),
-                )
-                .await?;
-            }
-        }
-        if last_report.elapsed() >= Duration::from_secs(5) {
-            last_report = Instant::now();
-            let rate = rows as f64 / started.elapsed().as_secs_f64();
-            info!(table = %schema.id, rows, rows_per_sec = rate as u64, "snapshot in progress");
-        }
-    }
-    if !chunk.is_empty() {
-        send(events, SourceEvent::Changes(chunk)).await?;
-    }
+    let mut out = SnapshotRows {
+        schema: schema.clone(),
+        events,
+        rows: 0,
+        started,
+        last_report: started,
+    };
+    let opts = ReadOptions {
+        ordered: false,
+        keys: None,
+        chunk_rows: CHUNK_ROWS,
+    };
+    let rows = read_table(client, schema, &opts, &mut out).await?;
     let secs = started.elapsed().as_secs_f64();
     info!(table = %schema.id, rows, seconds = format!("{secs:.1}"), rows_per_sec = (rows as f64 / secs.max(1e-9)) as u64, "snapshot of table done");
     Ok(rows)
 }
 
-/// PostgreSQL sends one row per CopyData message; split anyway, in case of several.
-fn lines(data: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
-    let mut start = 0;
-    std::iter::from_fn(move || {
-        if start >= data.len() {
-            return None;
+/// Turns a table's rows into snapshot changes for the apply loop, logging progress.
+struct SnapshotRows<'a> {
+    schema: Arc<TableSchema>,
+    events: &'a mpsc::Sender<SourceEvent>,
+    rows: u64,
+    started: Instant,
+    last_report: Instant,
+}
+
+impl RowConsumer for SnapshotRows<'_> {
+    async fn rows(&mut self, rows: Vec<Vec<Value>>) -> Result<()> {
+        self.rows += rows.len() as u64;
+        let changes = rows
+            .into_iter()
+            .map(|row| Change {
+                table: Arc::clone(&self.schema),
+                kind: ChangeKind::Snapshot,
+                row,
+                old: None,
+            })
+            .collect();
+        send(self.events, SourceEvent::Changes(changes)).await?;
+        if self.last_report.elapsed() >= Duration::from_secs(5) {
+            self.last_report = Instant::now();
+            let rate = self.rows as f64 / self.started.elapsed().as_secs_f64();
+            info!(table = %self.schema.id, rows = self.rows, rows_per_sec = rate as u64, "snapshot in progress");
         }
-        let end = data[start..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(data.len(), |i| start + i);
-        let line = data.slice(start..end);
-        start = end + 1;
-        Some(line)
-    })
+        Ok(())
+    }
 }
 
 pub async fn send(events: &mpsc::Sender<SourceEvent>, event: SourceEvent) -> Result<()> {

@@ -1,0 +1,278 @@
+//! Reading a table's rows as canonical text inside an open snapshot transaction, streamed with
+//! `COPY ... TO STDOUT`: the initial snapshot (whole tables, in storage order) and `verify`
+//! (in primary-key order, or only the rows of given keys, at a snapshot of its own).
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tidewater_core::{ColumnType, Error, Position, Result, RowConsumer, TableSchema, Value};
+use tokio_postgres::Client;
+
+use crate::conn::{format_lsn, parse_lsn, pg_error};
+use crate::setup::{quote_ident, quoted_table};
+use crate::text::split_copy_line;
+use crate::types::canonical;
+
+pub struct ReadOptions<'a> {
+    /// In primary-key order, text-like key columns in byte order (as DuckDB sorts them).
+    pub ordered: bool,
+    /// Only the rows with these keys (canonical text, in `schema.key` order).
+    pub keys: Option<&'a [Vec<Value>]>,
+    /// Rows per chunk handed to the consumer.
+    pub chunk_rows: usize,
+}
+
+/// Opens a read-only REPEATABLE READ transaction whose snapshot every following read on
+/// `client` sees, and returns the WAL position of that snapshot: every transaction it shows
+/// committed at or before it (with `synchronous_commit = on`). End it with
+/// [`end_read_snapshot`].
+pub async fn begin_read_snapshot(client: &Client) -> Result<Position> {
+    client
+        .batch_execute(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+             SET LOCAL standard_conforming_strings = on",
+        )
+        .await
+        .map_err(|e| pg_error(e, "opening a snapshot"))?;
+    // The snapshot is taken by this first query, before the position is read.
+    let lsn: String = client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .map_err(|e| pg_error(e, "reading the snapshot's WAL position"))?
+        .get(0);
+    let lsn = parse_lsn(&lsn)
+        .ok_or_else(|| Error::source_fatal(format!("unexpected WAL position {lsn}")))?;
+    Ok(Position(format_lsn(lsn)))
+}
+
+pub async fn end_read_snapshot(client: &Client) -> Result<()> {
+    client
+        .batch_execute("COMMIT")
+        .await
+        .map_err(|e| pg_error(e, "ending the snapshot"))
+}
+
+/// Whether a replica that has applied everything up to `applied` holds every transaction
+/// committed at or before `target` (both LSNs).
+pub fn position_reached(applied: &Position, target: &Position) -> bool {
+    match (parse_lsn(&applied.0), parse_lsn(&target.0)) {
+        (Some(a), Some(t)) => a >= t,
+        _ => false,
+    }
+}
+
+/// Streams the rows of `schema` selected by `opts` to `out`; returns how many.
+pub async fn read_table(
+    client: &Client,
+    schema: &TableSchema,
+    opts: &ReadOptions<'_>,
+    out: &mut impl RowConsumer,
+) -> Result<u64> {
+    let sql = copy_statement(schema, opts)?;
+    let what = || format!("reading {}", schema.id);
+    let stream = client
+        .copy_out(&sql)
+        .await
+        .map_err(|e| pg_error(e, &what()))?;
+    futures_util::pin_mut!(stream);
+    let chunk_rows = opts.chunk_rows.max(1);
+    let mut rows = 0u64;
+    let mut fields = Vec::with_capacity(schema.columns.len());
+    let mut chunk = Vec::with_capacity(chunk_rows);
+    while let Some(data) = stream.next().await {
+        let data = data.map_err(|e| pg_error(e, &what()))?;
+        for line in lines(&data) {
+            chunk.push(parse_row(schema, &line, &mut fields)?);
+            rows += 1;
+            if chunk.len() == chunk_rows {
+                out.rows(std::mem::replace(&mut chunk, Vec::with_capacity(chunk_rows)))
+                    .await?;
+            }
+        }
+    }
+    if !chunk.is_empty() {
+        out.rows(chunk).await?;
+    }
+    Ok(rows)
+}
+
+fn parse_row(
+    schema: &TableSchema,
+    line: &Bytes,
+    fields: &mut Vec<Option<Bytes>>,
+) -> Result<Vec<Value>> {
+    split_copy_line(line, fields).map_err(|e| {
+        Error::source_fatal(format!("malformed COPY row of {}: {e}", schema.id))
+    })?;
+    if fields.len() != schema.columns.len() {
+        return Err(Error::source_fatal(format!(
+            "COPY row of {} has {} fields, expected {}",
+            schema.id,
+            fields.len(),
+            schema.columns.len()
+        )));
+    }
+    let mut row = Vec::with_capacity(fields.len());
+    for (f, col) in fields.drain(..).zip(&schema.columns) {
+        row.push(match f {
+            None => Value::Null,
+            Some(b) => canonical(&col.ty, b)
+                .map_err(|e| e.context(format!("{}.{}", schema.id, col.name)))?,
+        });
+    }
+    Ok(row)
+}
+
+fn copy_statement(schema: &TableSchema, opts: &ReadOptions<'_>) -> Result<String> {
+    let cols: Vec<String> = schema
+        .columns
+        .iter()
+        .map(|c| quote_ident(&c.name))
+        .collect();
+    let table = quoted_table(&schema.id);
+    if !opts.ordered && opts.keys.is_none() {
+        return Ok(format!("COPY {table} ({}) TO STDOUT", cols.join(", ")));
+    }
+    let mut select = format!("SELECT {} FROM {table}", cols.join(", "));
+    if let Some(keys) = opts.keys {
+        let key_cols: Vec<&str> = schema.key.iter().map(|&k| cols[k].as_str()).collect();
+        let mut tuples = Vec::with_capacity(keys.len());
+        for key in keys {
+            let lits = schema
+                .key
+                .iter()
+                .zip(key)
+                .map(|(&k, v)| literal(&schema.columns[k].ty, &schema.columns[k].source_type, v))
+                .collect::<Result<Vec<_>>>()?;
+            tuples.push(format!("({})", lits.join(", ")));
+        }
+        if tuples.is_empty() {
+            select.push_str(" WHERE false");
+        } else {
+            select.push_str(&format!(
+                " WHERE ({}) IN (VALUES {})",
+                key_cols.join(", "),
+                tuples.join(", ")
+            ));
+        }
+    }
+    if opts.ordered && schema.has_key() {
+        let order: Vec<String> = schema
+            .key
+            .iter()
+            .map(|&k| match &schema.columns[k].ty {
+                // Replicated as VARCHAR: sorted as DuckDB sorts text.
+                ColumnType::Text | ColumnType::Decimal { precision: 39.., .. } => {
+                    format!("{}::text COLLATE \"C\"", cols[k])
+                }
+                _ => cols[k].clone(),
+            })
+            .collect();
+        select.push_str(&format!(" ORDER BY {}", order.join(", ")));
+    }
+    Ok(format!("COPY ({select}) TO STDOUT"))
+}
+
+/// A SQL literal of the source column's type from canonical text.
+fn literal(ty: &ColumnType, source_type: &str, v: &Value) -> Result<String> {
+    let text = match v {
+        Value::Text(_) => v
+            .as_str()
+            .ok_or_else(|| Error::source_fatal("key value is not valid UTF-8"))?,
+        Value::Null => return Ok("NULL".into()),
+        Value::Unchanged => return Err(Error::source_fatal("internal: unchanged key value")),
+    };
+    let quoted = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    Ok(match ty {
+        ColumnType::Bytes => format!("decode({}, 'hex')", quoted(text)),
+        ColumnType::List(_) => {
+            return Err(Error::source_fatal(
+                "rows cannot be looked up by an array key",
+            ))
+        }
+        ColumnType::Date | ColumnType::Timestamp | ColumnType::TimestampTz
+            if text.contains(" (BC)") =>
+        {
+            format!(
+                "CAST({} AS {source_type})",
+                quoted(&format!("{} BC", text.replacen(" (BC)", "", 1)))
+            )
+        }
+        _ => format!("CAST({} AS {source_type})", quoted(text)),
+    })
+}
+
+/// PostgreSQL sends one row per CopyData message; split anyway, in case of several.
+fn lines(data: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        if start >= data.len() {
+            return None;
+        }
+        let end = data[start..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(data.len(), |i| start + i);
+        let line = data.slice(start..end);
+        start = end + 1;
+        Some(line)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tidewater_core::{Column, TableId};
+
+    fn schema() -> TableSchema {
+        let col = |name: &str, ty: ColumnType, st: &str| Column {
+            name: name.into(),
+            ty,
+            nullable: false,
+            source_type: st.into(),
+        };
+        TableSchema {
+            id: TableId::new("public", "t"),
+            columns: vec![
+                col("id", ColumnType::Int32, "integer"),
+                col("name", ColumnType::Text, "character varying(10)"),
+                col("b", ColumnType::Bytes, "bytea"),
+            ],
+            key: vec![1, 0],
+        }
+    }
+
+    #[test]
+    fn statements() {
+        let s = schema();
+        let plain = ReadOptions { ordered: false, keys: None, chunk_rows: 1 };
+        assert_eq!(
+            copy_statement(&s, &plain).unwrap(),
+            r#"COPY "public"."t" ("id", "name", "b") TO STDOUT"#
+        );
+        let keys = vec![vec![Value::text("it's"), Value::text("7")]];
+        let some = ReadOptions { ordered: true, keys: Some(&keys), chunk_rows: 1 };
+        assert_eq!(
+            copy_statement(&s, &some).unwrap(),
+            "COPY (SELECT \"id\", \"name\", \"b\" FROM \"public\".\"t\" WHERE (\"name\", \"id\") IN \
+             (VALUES (CAST('it''s' AS character varying(10)), CAST('7' AS integer))) \
+             ORDER BY \"name\"::text COLLATE \"C\", \"id\") TO STDOUT"
+        );
+        assert_eq!(
+            literal(&ColumnType::Bytes, "bytea", &Value::text("00ff")).unwrap(),
+            "decode('00ff', 'hex')"
+        );
+        assert_eq!(
+            literal(&ColumnType::Date, "date", &Value::text("0044-03-15 (BC)")).unwrap(),
+            "CAST('0044-03-15 BC' AS date)"
+        );
+    }
+
+    #[test]
+    fn reached() {
+        let p = |s: &str| Position(s.into());
+        assert!(position_reached(&p("1/0"), &p("0/FFFF")));
+        assert!(position_reached(&p("0/10"), &p("0/10")));
+        assert!(!position_reached(&p("0/F"), &p("0/10")));
+        assert!(!position_reached(&p("mariadb-gtid:0-1-2"), &p("0/10")));
+    }
+}
