@@ -186,6 +186,11 @@ impl TableMap {
             let year = if y == 0 { 0 } else { 1900 + i64::from(y) };
             return Ok(Value::text(&year.to_string()));
         }
+        if c.ty == MyType::MYSQL_TYPE_INT24 && !c.unsigned {
+            // mysql_common reads a signed MEDIUMINT without sign extension (-1 as 16777215).
+            let b = buf.checked_eat(3).ok_or("row image truncated")?;
+            return convert(&c.kind, My::Int(signed_int24(b)), Origin::Binlog, zero);
+        }
         if c.ty == MyType::MYSQL_TYPE_TIME2 && matches!(c.meta.first(), Some(1 | 2)) {
             let b = buf.checked_eat(4).ok_or("row image truncated")?;
             return convert(&c.kind, time2_hundredths(b), Origin::Binlog, zero);
@@ -213,6 +218,11 @@ impl TableMap {
         };
         convert(&c.kind, v, Origin::Binlog, zero)
     }
+}
+
+/// A signed `MEDIUMINT` (3 bytes, little-endian, two's complement).
+fn signed_int24(b: &[u8]) -> i64 {
+    i64::from(i32::from_le_bytes([0, b[0], b[1], b[2]]) >> 8)
 }
 
 /// A `TIME(1)`/`TIME(2)` binlog value (3 bytes of packed seconds, 1 byte of hundredths).
@@ -298,6 +308,13 @@ fn fits(kind: &Kind, replicated: &ColumnType, ty: MyType, meta: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signed_mediumint_is_sign_extended() {
+        assert_eq!(signed_int24(&[0xff, 0xff, 0xff]), -1);
+        assert_eq!(signed_int24(&[0x00, 0x00, 0x80]), -8_388_608);
+        assert_eq!(signed_int24(&[0xff, 0xff, 0x7f]), 8_388_607);
+    }
 
     #[test]
     fn negative_time_with_hundredths() {

@@ -111,25 +111,23 @@ pub fn map_column(c: &ColumnInfo) -> Result<(Kind, ColumnType), String> {
 
 fn charset(c: &ColumnInfo) -> Result<Charset, String> {
     let name = c.charset.as_deref().unwrap_or("utf8mb4");
+    // Only charsets whose every valid byte sequence (per MariaDB 10.11's own conversion to
+    // utf8mb4) decodes to the same text here. Not: latin5 (ISO-8859-9, which the Encoding
+    // Standard treats as windows-1254), greek, hebrew, koi8u, sjis, ujis, eucjpms, gb2312,
+    // big5: MariaDB maps some of their bytes to other code points.
     let label = match name {
         "utf8mb4" | "utf8mb3" | "utf8" | "ascii" => return Ok(Charset::Utf8),
         "latin1" => "windows-1252",
         "latin2" => "iso-8859-2",
-        "latin5" => "iso-8859-9",
         "latin7" => "iso-8859-13",
         "cp1250" => "windows-1250",
         "cp1251" => "windows-1251",
         "cp1256" => "windows-1256",
         "cp1257" => "windows-1257",
-        "greek" => "iso-8859-7",
-        "hebrew" => "iso-8859-8",
         "koi8r" => "koi8-r",
-        "koi8u" => "koi8-u",
-        "sjis" | "cp932" => "shift_jis",
-        "ujis" | "eucjpms" => "euc-jp",
-        "gbk" | "gb2312" => "gbk",
+        "cp932" => "shift_jis",
+        "gbk" => "gbk",
         "gb18030" => "gb18030",
-        "big5" => "big5",
         "euckr" => "euc-kr",
         "utf16" | "ucs2" => "utf-16be",
         "utf16le" => "utf-16le",
@@ -225,6 +223,9 @@ mod tests {
         };
         assert_eq!(e.decode_without_bom_handling(b"caf\xe9").0, "café");
         c.charset = Some("armscii8".into());
+        assert!(map_column(&c).is_err());
+        // MariaDB's sjis decodes 0x8160 as U+301C, the Encoding Standard's as U+FF5E.
+        c.charset = Some("sjis".into());
         assert!(map_column(&c).is_err());
         c.charset = Some("utf8mb4".into());
         assert_eq!(map_column(&c).unwrap().0, Kind::Text(Charset::Utf8));

@@ -86,22 +86,23 @@ pub fn convert(kind: &Kind, v: My, origin: Origin, zero: ZeroDates) -> Result<Va
         }
         (Kind::Enum(_) | Kind::Set(_) | Kind::Decimal, My::Bytes(b)) => utf8(b),
         (Kind::Json, My::Bytes(b)) => utf8(b),
+        // A zero month or day makes a zero date; year 0 alone is a real date (DuckDB: 1 BC).
         (Kind::Date, My::Date(y, m, d, ..)) => {
-            if y == 0 || m == 0 || d == 0 {
+            if m == 0 || d == 0 {
                 return zero_date(zero, format!("{y:04}-{m:02}-{d:02}"));
             }
             text(format!("{y:04}-{m:02}-{d:02}"))
         }
         (Kind::DateTime, My::Date(y, mo, d, h, mi, s, us)) => {
             let t = datetime(y, mo, d, h, mi, s, us);
-            if y == 0 || mo == 0 || d == 0 {
+            if mo == 0 || d == 0 {
                 return zero_date(zero, t);
             }
             text(t)
         }
         (Kind::Timestamp, My::Date(y, mo, d, h, mi, s, us)) => {
             let t = datetime(y, mo, d, h, mi, s, us);
-            if y == 0 || mo == 0 || d == 0 {
+            if mo == 0 || d == 0 {
                 return zero_date(zero, t);
             }
             text(t + "+00")
@@ -251,6 +252,10 @@ mod tests {
         assert_eq!(
             conv(&Kind::Date, My::Date(0, 0, 0, 0, 0, 0, 0), Origin::Binlog),
             Ok(Value::Null)
+        );
+        assert_eq!(
+            conv(&Kind::Date, My::Date(0, 6, 15, 0, 0, 0, 0), Origin::Binlog),
+            Ok(t("0000-06-15"))
         );
         let err = convert(
             &Kind::Date,
