@@ -62,6 +62,8 @@
 
 mod bins;
 mod error;
+mod instance;
+mod launch;
 mod mariadb;
 mod server;
 

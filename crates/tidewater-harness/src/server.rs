@@ -1,22 +1,16 @@
-//! The throwaway server itself.
+//! The throwaway PostgreSQL server.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom};
+use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use tempfile::TempDir;
+use crate::bins::{run, tools};
+use crate::instance::Instance;
+use crate::launch::{self, Launchable, HOST};
+use crate::{wait_until, HarnessError};
 
-use crate::bins::{describe, run, tools};
-use crate::{free_port, wait_until, HarnessError};
-
-const HOST: &str = "127.0.0.1";
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
-const START_ATTEMPTS: usize = 3;
-/// `sun_path` is 108 bytes including the NUL terminator.
-const MAX_SOCKET_PATH: usize = 107;
 
 /// Knobs for [`PgServer::start_with`].
 #[derive(Debug, Clone)]
@@ -38,21 +32,9 @@ impl Default for PgOptions {
 
 /// A running PostgreSQL cluster in its own temp dir; stopped and deleted on drop.
 pub struct PgServer {
-    port: u16,
-    data_dir: PathBuf,
-    sock_dir: PathBuf,
-    log_path: PathBuf,
     opts: PgOptions,
-    /// `postgres` itself, or the `runuser` wrapping it when we are root.
-    child: Option<Child>,
-    /// Declared last: dropped after `Drop::drop` has stopped the server.
-    tmp: TempDir,
-}
-
-/// Why a single launch attempt failed; only a lost port race is worth retrying.
-enum Launch {
-    PortTaken(HarnessError),
-    Fatal(HarnessError),
+    /// Its child is `postgres` itself, or the `runuser` wrapping it when we are root.
+    instance: Instance,
 }
 
 impl PgServer {
@@ -61,37 +43,18 @@ impl PgServer {
     }
 
     pub fn start_with(opts: PgOptions) -> Result<PgServer, HarnessError> {
-        let tmp = tempfile::Builder::new()
-            .prefix("tw-pg-")
-            .tempdir_in(short_tmp_root())
-            .map_err(HarnessError::io("creating temp dir"))?;
-        let sock_dir = tmp.path().join("sock");
-        let socket_len = sock_dir.as_os_str().len() + "/.s.PGSQL.65535".len();
-        if socket_len > MAX_SOCKET_PATH {
-            return Err(HarnessError::Start {
-                server: "PostgreSQL",
-                reason: format!(
-                    "socket dir {} is too long for a unix socket",
-                    sock_dir.display()
-                ),
-                log_tail: String::new(),
-            });
-        }
-        fs::create_dir(&sock_dir).map_err(HarnessError::io("creating socket dir"))?;
-        let log_path = tmp.path().join("server.log");
-        File::create(&log_path).map_err(HarnessError::io("creating server log"))?;
+        let instance = Instance::create("PostgreSQL", "tw-pg-", ".s.PGSQL.65535")?;
         if tools().as_root() {
-            let mut chown = std::process::Command::new("chown");
+            let mut chown = Command::new("chown");
             run(
-                chown.args(["-R", "postgres:postgres"]).arg(tmp.path()),
+                chown.args(["-R", "postgres:postgres"]).arg(instance.dir()),
                 None,
             )?;
         }
 
-        let data_dir = tmp.path().join("data");
         let started = Instant::now();
-        let mut initdb = tools().server_cmd("initdb", tmp.path());
-        initdb.arg("-D").arg(&data_dir);
+        let mut initdb = tools().server_cmd("initdb", instance.dir());
+        initdb.arg("-D").arg(&instance.data_dir);
         initdb.args([
             "-A",
             "trust",
@@ -103,34 +66,13 @@ impl PgServer {
             "--locale=C",
         ]);
         run(&mut initdb, None)?;
-        tracing::debug!(elapsed = ?started.elapsed(), dir = %data_dir.display(), "initdb done");
+        tracing::debug!(elapsed = ?started.elapsed(), dir = %instance.data_dir.display(), "initdb done");
 
-        let mut server = PgServer {
-            port: 0,
-            data_dir,
-            sock_dir,
-            log_path,
-            opts,
-            child: None,
-            tmp,
-        };
-        let mut last = None;
-        for attempt in 1..=START_ATTEMPTS {
-            server.port = free_port();
-            match server.launch() {
-                Ok(()) => return Ok(server),
-                Err(Launch::Fatal(e)) => return Err(e),
-                Err(Launch::PortTaken(e)) => {
-                    tracing::debug!(attempt, port = server.port, "port taken, retrying");
-                    last = Some(e);
-                }
-            }
-        }
-        Err(last.expect("at least one attempt"))
+        launch::start_on_free_port(PgServer { opts, instance })
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.instance.port
     }
 
     pub fn host(&self) -> &str {
@@ -139,11 +81,11 @@ impl PgServer {
 
     /// `postgres://postgres@127.0.0.1:PORT/DB`; no password, the cluster trusts local TCP.
     pub fn url(&self, db: &str) -> String {
-        format!("postgres://postgres@{HOST}:{}/{db}", self.port)
+        format!("postgres://postgres@{HOST}:{}/{db}", self.instance.port)
     }
 
     pub fn data_dir(&self) -> &Path {
-        &self.data_dir
+        &self.instance.data_dir
     }
 
     /// Runs `sql` (any number of statements, each in its own implicit
@@ -166,7 +108,7 @@ impl PgServer {
             "postgres",
         ]);
         cmd.arg("-p")
-            .arg(self.port.to_string())
+            .arg(self.instance.port.to_string())
             .arg("-d")
             .arg(db)
             .args(["-f", "-"]);
@@ -182,12 +124,7 @@ impl PgServer {
     /// Fast shutdown (clean checkpoint, slots and WAL kept), then the same
     /// cluster comes back on the same port.
     pub fn restart(&mut self) -> Result<(), HarnessError> {
-        let started = Instant::now();
-        self.shutdown("fast")?;
-        self.launch()
-            .map_err(|(Launch::PortTaken(e) | Launch::Fatal(e))| e)?;
-        tracing::debug!(elapsed = ?started.elapsed(), port = self.port, "restarted");
-        Ok(())
+        launch::restart(self, |pg| pg.shutdown("fast"))
     }
 
     /// Immediate shutdown, like a crash; a later [`restart`](Self::restart) recovers.
@@ -196,7 +133,7 @@ impl PgServer {
     }
 
     pub fn log_path(&self) -> PathBuf {
-        self.log_path.clone()
+        self.instance.log_path.clone()
     }
 
     fn settings(&self) -> Vec<(String, String)> {
@@ -205,7 +142,7 @@ impl PgServer {
         } else {
             "replica"
         };
-        let sock = self.sock_dir.to_string_lossy().into_owned();
+        let sock = self.instance.sock_dir.to_string_lossy().into_owned();
         let defaults = [
             ("listen_addresses", HOST),
             ("unix_socket_directories", sock.as_str()),
@@ -224,97 +161,16 @@ impl PgServer {
             .collect()
     }
 
-    /// Spawns `postgres` on `self.port` and waits until it accepts connections.
-    fn launch(&mut self) -> Result<(), Launch> {
-        let fatal = Launch::Fatal;
-        let log_offset = fs::metadata(&self.log_path).map(|m| m.len()).unwrap_or(0);
-        let log = OpenOptions::new()
-            .append(true)
-            .open(&self.log_path)
-            .map_err(|e| fatal(HarnessError::io("opening server log")(e)))?;
-        let log2 = log
-            .try_clone()
-            .map_err(|e| fatal(HarnessError::io("opening server log")(e)))?;
-
-        let mut cmd = tools().server_cmd("postgres", self.tmp.path());
-        cmd.arg("-D")
-            .arg(&self.data_dir)
-            .arg("-p")
-            .arg(self.port.to_string());
-        for (name, value) in self.settings() {
-            cmd.arg("-c").arg(format!("{name}={value}"));
-        }
-        cmd.stdin(Stdio::null()).stdout(log2).stderr(log);
-        let started = Instant::now();
-        let command = describe(&cmd);
-        let child = cmd
-            .spawn()
-            .map_err(|source| fatal(HarnessError::Spawn { command, source }))?;
-        self.child = Some(child);
-
-        let deadline = started + READY_TIMEOUT;
-        loop {
-            let child = self.child.as_mut().expect("just spawned");
-            if let Ok(Some(status)) = child.try_wait() {
-                self.child = None;
-                let log_tail = self.log_tail(log_offset);
-                let port_taken = log_tail.contains("Address already in use")
-                    || log_tail.contains("could not bind");
-                let err = HarnessError::Start {
-                    server: "PostgreSQL",
-                    reason: format!("postgres on port {} exited with {status}", self.port),
-                    log_tail,
-                };
-                return Err(if port_taken {
-                    Launch::PortTaken(err)
-                } else {
-                    Launch::Fatal(err)
-                });
-            }
-            if self.is_ready() {
-                tracing::debug!(elapsed = ?started.elapsed(), port = self.port, "postgres ready");
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                let _ = self.shutdown("immediate");
-                return Err(fatal(HarnessError::Start {
-                    server: "PostgreSQL",
-                    reason: format!("not accepting connections after {READY_TIMEOUT:?}"),
-                    log_tail: self.log_tail(log_offset),
-                }));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Ready means *our* postmaster reports "ready" in its pid file (so the
-    /// port is not answered by someone who won a bind race) and accepts a
-    /// connection.
-    fn is_ready(&self) -> bool {
-        let pid_file = fs::read_to_string(self.data_dir.join("postmaster.pid")).unwrap_or_default();
-        if pid_file.lines().nth(7).map(str::trim) != Some("ready") {
-            return false;
-        }
-        let mut cmd = tools().client_cmd("pg_isready");
-        cmd.args([
-            "-q", "-h", HOST, "-U", "postgres", "-d", "postgres", "-t", "5", "-p",
-        ]);
-        cmd.arg(self.port.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        cmd.status().is_ok_and(|s| s.success())
-    }
-
     fn shutdown(&mut self, mode: &str) -> Result<(), HarnessError> {
-        let Some(mut child) = self.child.take() else {
+        let Some(mut child) = self.instance.child.take() else {
             return Ok(());
         };
         if let Ok(Some(_)) = child.try_wait() {
             return Ok(());
         }
         let started = Instant::now();
-        let mut pg_ctl = tools().server_cmd("pg_ctl", self.tmp.path());
-        pg_ctl.arg("stop").arg("-D").arg(&self.data_dir);
+        let mut pg_ctl = tools().server_cmd("pg_ctl", self.instance.dir());
+        pg_ctl.arg("stop").arg("-D").arg(&self.instance.data_dir);
         pg_ctl.args(["-m", mode, "-w", "-t", &STOP_TIMEOUT.as_secs().to_string()]);
         let stopped = run(&mut pg_ctl, None);
         // Reap the child either way; if pg_ctl failed, give it only a moment.
@@ -331,17 +187,23 @@ impl PgServer {
             let _ = child.kill();
             let _ = child.wait();
         }
-        tracing::debug!(elapsed = ?started.elapsed(), mode, port = self.port, "postgres stopped");
+        tracing::debug!(elapsed = ?started.elapsed(), mode, port = self.instance.port, "postgres stopped");
         match stopped {
             Err(e) if exited.is_err() => Err(e),
             _ => exited,
         }
     }
 
+    /// `postmaster.pid`: the pid on line 1, the status on line 8; empty when absent.
+    fn postmaster_pid(&self) -> String {
+        let path = self.instance.data_dir.join("postmaster.pid");
+        fs::read_to_string(path).unwrap_or_default()
+    }
+
     /// Last resort: as root our child is `runuser`, and killing it would
     /// orphan the postmaster, so signal the pid the cluster recorded.
     fn kill_postmaster(&self) {
-        let pid_file = fs::read_to_string(self.data_dir.join("postmaster.pid")).unwrap_or_default();
+        let pid_file = self.postmaster_pid();
         if let Some(pid) = pid_file
             .lines()
             .next()
@@ -352,56 +214,70 @@ impl PgServer {
                 .status();
         }
     }
+}
 
-    fn log_tail(&self, offset: u64) -> String {
-        log_tail(&self.log_path, offset)
+impl Launchable for PgServer {
+    const PROGRAM: &'static str = "postgres";
+    const READY_MEANS: &'static str = "accepting connections";
+    /// `postgres` exits right after a failed bind.
+    const QUIT_ON_PORT_TAKEN: bool = false;
+
+    fn instance(&self) -> &Instance {
+        &self.instance
+    }
+
+    fn instance_mut(&mut self) -> &mut Instance {
+        &mut self.instance
+    }
+
+    fn server_command(&self) -> Command {
+        let mut cmd = tools().server_cmd("postgres", self.instance.dir());
+        cmd.arg("-D")
+            .arg(&self.instance.data_dir)
+            .arg("-p")
+            .arg(self.instance.port.to_string());
+        for (name, value) in self.settings() {
+            cmd.arg("-c").arg(format!("{name}={value}"));
+        }
+        cmd
+    }
+
+    fn port_taken(log: &str) -> bool {
+        log.contains("Address already in use") || log.contains("could not bind")
+    }
+
+    /// Ready means *our* postmaster reports "ready" in its pid file (so the
+    /// port is not answered by someone who won a bind race) and accepts a
+    /// connection.
+    fn is_ready(&self, _log: &str) -> bool {
+        let pid_file = self.postmaster_pid();
+        if pid_file.lines().nth(7).map(str::trim) != Some("ready") {
+            return false;
+        }
+        let mut cmd = tools().client_cmd("pg_isready");
+        cmd.args([
+            "-q", "-h", HOST, "-U", "postgres", "-d", "postgres", "-t", "5", "-p",
+        ]);
+        cmd.arg(self.instance.port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        cmd.status().is_ok_and(|s| s.success())
+    }
+
+    fn stop_now(&mut self) -> Result<(), HarnessError> {
+        self.stop()
     }
 }
 
 impl Drop for PgServer {
     fn drop(&mut self) {
-        if let Err(e) = self.stop() {
-            tracing::warn!(error = %e, "failed to stop throwaway PostgreSQL");
-        }
+        launch::stop_on_drop(self);
     }
 }
 
 impl std::fmt::Debug for PgServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgServer")
-            .field("port", &self.port)
-            .field("data_dir", &self.data_dir)
-            .field("running", &self.child.is_some())
-            .finish()
-    }
-}
-
-/// Everything written to the log at `path` since byte `offset`.
-pub(crate) fn log_since(path: &Path, offset: u64) -> String {
-    let mut text = String::new();
-    if let Ok(mut f) = File::open(path) {
-        let _ = f.seek(SeekFrom::Start(offset));
-        let mut bytes = Vec::new();
-        let _ = f.read_to_end(&mut bytes);
-        text = String::from_utf8_lossy(&bytes).into_owned();
-    }
-    text
-}
-
-/// The last 40 lines written to the log at `path` since byte `offset`.
-pub(crate) fn log_tail(path: &Path, offset: u64) -> String {
-    let text = log_since(path, offset);
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
-/// `/tmp` keeps the socket path short even when `TMPDIR` is deep.
-pub(crate) fn short_tmp_root() -> PathBuf {
-    let tmp = Path::new("/tmp");
-    if tmp.is_dir() {
-        tmp.to_path_buf()
-    } else {
-        std::env::temp_dir()
+        self.instance.debug("PgServer", f)
     }
 }
 
@@ -409,18 +285,9 @@ pub(crate) fn short_tmp_root() -> PathBuf {
 mod tests {
     use super::*;
 
-    /// The retry in `start_with` hinges on recognising a lost bind race.
     #[test]
     fn taken_port_is_reported_as_retryable() {
-        let mut pg = PgServer::start().unwrap();
-        pg.stop().unwrap();
-        let squatter = std::net::TcpListener::bind((HOST, 0)).unwrap();
-        pg.port = squatter.local_addr().unwrap().port();
-        match pg.launch() {
-            Err(Launch::PortTaken(e)) => assert!(e.to_string().contains("server log tail"), "{e}"),
-            Err(Launch::Fatal(e)) => panic!("expected PortTaken, got fatal: {e}"),
-            Ok(()) => panic!("started on a taken port"),
-        }
-        assert!(pg.child.is_none());
+        let pg = PgServer::start().unwrap();
+        launch::assert_taken_port_is_retryable(pg, "server log tail");
     }
 }

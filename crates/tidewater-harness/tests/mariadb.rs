@@ -1,14 +1,10 @@
 //! Each test starts its own MariaDB server, so they run in parallel safely.
 
-use std::net::{TcpListener, TcpStream};
-use std::time::Duration;
+mod checks;
 
-use tidewater_harness::{wait_until, HarnessError, MariaDbOptions, MariaDbServer};
+use tidewater_harness::{MariaDbOptions, MariaDbServer};
 
-/// Unwraps, printing the server log path so failures can be diagnosed.
-fn ok<T>(db: &MariaDbServer, r: Result<T, HarnessError>) -> T {
-    r.unwrap_or_else(|e| panic!("{e}\n(server log: {})", db.log_path().display()))
-}
+use self::checks::{ok, value, APP_ROWS};
 
 const BINLOG_SETTINGS: &str = "SELECT @@binlog_format, @@binlog_row_image, @@binlog_row_metadata, \
      @@log_bin, @@gtid_strict_mode";
@@ -16,16 +12,11 @@ const BINLOG_SETTINGS: &str = "SELECT @@binlog_format, @@binlog_row_image, @@bin
 #[test]
 fn lifecycle_start_query_restart_drop() {
     let mut db = MariaDbServer::start().unwrap();
-    let port = db.port();
-    assert_ne!(port, 3306, "must never use the machine's own server");
-    assert_eq!(db.host(), "127.0.0.1");
-    assert_eq!(db.url("app"), format!("mysql://root@127.0.0.1:{port}/app"));
+    let port = checks::check_fresh(&db, 3306, "mysql://root", "mysql");
     assert_eq!(
         db.url_as("cdc", "s3cr:t@", "app"),
         format!("mysql://cdc:s3cr%3At%40@127.0.0.1:{port}/app")
     );
-    assert!(db.data_dir().join("mysql").is_dir());
-    assert!(db.log_path().is_file());
     let pid = db.pid().expect("running");
 
     assert_eq!(
@@ -43,36 +34,17 @@ fn lifecycle_start_query_restart_drop() {
         format!("1\tutf8mb4\t+00:00\t{port}\n")
     );
 
-    ok(&db, db.create_database("app"));
-    ok(
-        &db,
-        db.sql(
-            "app",
-            "CREATE TABLE t (id int PRIMARY KEY, v text);\n\
-             INSERT INTO t VALUES (1, 'a'), (2, NULL);",
-        ),
-    );
-    let rows = "SELECT id, v FROM t ORDER BY id";
-    assert_eq!(ok(&db, db.sql("app", rows)), "1\ta\n2\tNULL\n");
+    checks::create_app_table(&db, "(1, 'a'), (2, NULL)");
+    assert_eq!(ok(&db, db.sql("app", APP_ROWS)), "1\ta\n2\tNULL\n");
     let gtid = ok(&db, db.sql("", "SELECT @@gtid_binlog_pos"));
     assert!(gtid.starts_with("0-1-"), "gtid_binlog_pos {gtid:?}");
 
-    let restarted = db.restart();
-    ok(&db, restarted);
-    assert_eq!(db.port(), port, "restart keeps the port");
+    checks::restart(&mut db);
     assert_ne!(db.pid(), Some(pid), "restart runs a new process");
-    assert_eq!(ok(&db, db.sql("app", rows)), "1\ta\n2\tNULL\n");
+    assert_eq!(ok(&db, db.sql("app", APP_ROWS)), "1\ta\n2\tNULL\n");
     assert_eq!(ok(&db, db.sql("", "SELECT @@gtid_binlog_pos")), gtid);
 
-    let data_dir = db.data_dir().to_path_buf();
-    let root = data_dir.parent().unwrap().to_path_buf();
-    drop(db);
-    assert!(!root.exists(), "temp dir {} survived drop", root.display());
-    assert!(
-        TcpStream::connect(("127.0.0.1", port)).is_err(),
-        "server still answering"
-    );
-    TcpListener::bind(("127.0.0.1", port)).expect("port is free after drop");
+    checks::check_drop_cleans_up(db);
 }
 
 #[test]
@@ -104,8 +76,8 @@ fn two_servers_at_once_get_different_ports_and_dirs() {
     assert_ne!(a.data_dir(), b.data_dir());
     ok(&a, a.create_database("only_a"));
     let dbs = "SELECT count(*) FROM information_schema.schemata WHERE schema_name = 'only_a'";
-    assert_eq!(ok(&a, a.sql("", dbs)).trim(), "1");
-    assert_eq!(ok(&b, b.sql("", dbs)).trim(), "0");
+    assert_eq!(value(&a, "", dbs), "1");
+    assert_eq!(value(&b, "", dbs), "0");
 }
 
 #[test]
@@ -115,10 +87,7 @@ fn extra_args_override_defaults() {
         ..Default::default()
     })
     .unwrap();
-    assert_eq!(
-        ok(&db, db.sql("", "SELECT @@binlog_format")).trim(),
-        "MIXED"
-    );
+    assert_eq!(value(&db, "", "SELECT @@binlog_format"), "MIXED");
 }
 
 #[test]
@@ -128,13 +97,13 @@ fn binlog_can_be_switched_off() {
         ..Default::default()
     })
     .unwrap();
-    assert_eq!(ok(&db, db.sql("", "SELECT @@log_bin")).trim(), "0");
+    assert_eq!(value(&db, "", "SELECT @@log_bin"), "0");
     let skip = MariaDbServer::start_with(MariaDbOptions {
         extra_args: vec!["--skip-log-bin".into()],
         ..Default::default()
     })
     .unwrap();
-    assert_eq!(ok(&skip, skip.sql("", "SELECT @@log_bin")).trim(), "0");
+    assert_eq!(value(&skip, "", "SELECT @@log_bin"), "0");
 }
 
 #[test]
@@ -147,35 +116,14 @@ fn stop_is_idempotent_and_restart_recovers() {
             "CREATE DATABASE app; CREATE TABLE app.kept (x int); INSERT INTO app.kept VALUES (42);",
         ),
     );
-    db.stop().unwrap();
-    db.stop().unwrap();
+    checks::check_stop_is_idempotent(&mut db, "");
     assert_eq!(db.pid(), None);
-    assert!(db.sql("", "SELECT 1").is_err());
-    TcpListener::bind(("127.0.0.1", db.port())).expect("port is free after stop");
-
     // stop() is SIGKILL; restart must run crash recovery and keep committed data.
-    let restarted = db.restart();
-    ok(&db, restarted);
-    wait_until(Duration::from_secs(10), "kept row readable", || {
-        db.sql("", "SELECT x FROM app.kept")
-            .is_ok_and(|o| o.trim() == "42")
-    })
-    .unwrap();
+    checks::check_restart_recovers(&mut db, "", "SELECT x FROM app.kept", "42");
 }
 
 #[test]
 fn sql_error_names_command_and_stderr() {
     let db = MariaDbServer::start().unwrap();
-    let err = db
-        .sql("mysql", "SELECT 1; SELECT * FROM no_such_table; SELECT 2;")
-        .unwrap_err();
-    let msg = err.to_string();
-    assert!(msg.contains("mariadb"), "{msg}");
-    assert!(msg.contains("no_such_table"), "{msg}");
-    assert!(db.create_database("dup").is_ok());
-    assert!(db
-        .create_database("dup")
-        .unwrap_err()
-        .to_string()
-        .contains("exists"));
+    checks::check_errors_name_client_and_stderr(&db, "mysql", "mariadb");
 }

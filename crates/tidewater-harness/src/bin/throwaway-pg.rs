@@ -2,7 +2,7 @@
 //! it when stdin closes. For benchmarks and manual experiments:
 //! `cargo run -p tidewater-harness --bin throwaway-pg [name=value ...]`.
 
-use std::io::Read;
+mod serve;
 
 use tidewater_harness::{PgOptions, PgServer};
 
@@ -14,16 +14,9 @@ fn main() {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
         })
         .collect();
-    let server = PgServer::start_with(PgOptions {
+    let started = PgServer::start_with(PgOptions {
         extra_conf,
         ..Default::default()
-    })
-    .unwrap_or_else(|e| {
-        eprintln!("error: {e}");
-        std::process::exit(1)
     });
-    println!("{}", server.url("postgres"));
-    eprintln!("server log: {}", server.log_path().display());
-    let _ = std::io::stdin().read_to_end(&mut Vec::new());
-    drop(server);
+    serve::until_stdin_closes(started, |pg| pg.url("postgres"), PgServer::log_path);
 }
