@@ -37,7 +37,8 @@ pub fn supported(schema: &TableSchema) -> bool {
     !schema
         .columns
         .iter()
-        .any(|c| matches!(c.ty, ColumnType::List(_)))
+        // The Appender cannot cast text to LIST or INTERVAL: such tables go through staging.
+        .any(|c| matches!(c.ty, ColumnType::List(_) | ColumnType::Interval))
 }
 
 /// Whether this change can take the direct path: an insert whose values the Appender's casts
