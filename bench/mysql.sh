@@ -20,7 +20,7 @@ PORT="${URL##*:}"; PORT="${PORT%%/*}"
 RUNPID=""
 cleanup() { [[ -n "$RUNPID" ]] && kill "$RUNPID" 2>/dev/null; eval "exec ${MY[1]}>&-"; wait 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
-q() { mariadb --no-defaults -h127.0.0.1 -P"$PORT" -uroot -N -B -e "$1"; }
+q() { mariadb --no-defaults -h127.0.0.1 -P"$PORT" -uroot -N -B -Dshop -e "$1"; }
 now() { date +%s.%N; }
 rate() { python3 -c "print(f'{$1 / ($3 - $2):,.0f}')"; }
 
@@ -45,8 +45,9 @@ wait_caught_up() { # until the published position is $1 (every transaction here 
 }
 peak_rss_mib() { awk '/VmHWM/ {printf "%d", $2/1024}' "/proc/$RUNPID/status"; }
 
-echo "== machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB; MariaDB $(q 'SELECT VERSION()')"
-q "CREATE DATABASE shop; CREATE TABLE shop.t (id int PRIMARY KEY, v int, s varchar(40), d decimal(12,2), ts datetime(6));
+echo "== machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB"
+mariadb --no-defaults -h127.0.0.1 -P"$PORT" -uroot -e "CREATE DATABASE shop"
+q "CREATE TABLE shop.t (id int PRIMARY KEY, v int, s varchar(40), d decimal(12,2), ts datetime(6));
    INSERT INTO shop.t SELECT seq, seq % 1000, concat('row ', seq), seq / 7, '2024-01-01' + INTERVAL seq SECOND FROM seq_1_to_$ROWS;"
 
 echo "== 1. snapshot ($ROWS rows)"
@@ -71,7 +72,7 @@ for i in range(2000):
     a = base + i * 50 + 1
     print(f"START TRANSACTION; INSERT INTO shop.t SELECT seq, 1, 'small', 2.5, now(6) FROM seq_{a}_to_{a + 49}; COMMIT;")
 PY
-mariadb --no-defaults -h127.0.0.1 -P"$PORT" -uroot <"$WORK/small.sql"
+mariadb --no-defaults -h127.0.0.1 -P"$PORT" -uroot -Dshop <"$WORK/small.sql"
 q "DELETE FROM shop.t WHERE id > $((N * 3 / 10)) AND id <= $((N * 4 / 10))"
 CHANGES=$((N / 2 + N * 3 / 10 + 100000 + N / 10))
 END=$(q "SELECT @@gtid_binlog_pos")

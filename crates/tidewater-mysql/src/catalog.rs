@@ -78,12 +78,28 @@ pub async fn describe(conn: &mut Conn, id: TableId) -> Result<SourceTable> {
         )
         .await
         .map_err(|e| my_error(e, &format!("reading the primary key of {id}")))?;
+    // MariaDB's JSON is LONGTEXT with a json_valid check: it is JSON all the same.
+    let json_checks: Vec<String> = conn
+        .exec(
+            "SELECT CHECK_CLAUSE FROM information_schema.CHECK_CONSTRAINTS \
+             WHERE CONSTRAINT_SCHEMA = ? AND TABLE_NAME = ? AND CHECK_CLAUSE LIKE 'json_valid(%)'",
+            (&id.schema, &id.name),
+        )
+        .await
+        .unwrap_or_default();
     let mut columns = Vec::with_capacity(rows.len());
     let mut kinds = Vec::with_capacity(rows.len());
     for (name, data_type, column_type, precision, scale, charset, char_length, nullable) in rows {
+        let is_json = json_checks
+            .iter()
+            .any(|c| c.replace('`', "") == format!("json_valid({name})"));
         let info = ColumnInfo {
             name: name.clone(),
-            data_type,
+            data_type: if is_json && data_type == "longtext" {
+                "json".into()
+            } else {
+                data_type
+            },
             column_type: column_type.clone(),
             precision,
             scale,

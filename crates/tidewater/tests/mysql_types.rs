@@ -149,8 +149,8 @@ const COLUMNS: &[Col] = &[
         "VARCHAR",
     ),
     col("st", "set('a','b','c','ü')", TEXT_SRC, TEXT_REP, "VARCHAR"),
-    // MariaDB's JSON is LONGTEXT with a json_valid check: replicated as its exact text.
-    col("js", "json", TEXT_SRC, TEXT_REP, "VARCHAR"),
+    // MariaDB's JSON is LONGTEXT with a json_valid check: DuckDB JSON, with its exact text.
+    col("js", "json", TEXT_SRC, TEXT_REP, "JSON"),
     col("dt", "date", DATE_SRC, DATE_REP, "DATE"),
     col("tm", "time", TIME_SRC, TIME_REP, "INTERVAL"),
     col("tm1", "time(1)", TIME_SRC, TIME_REP, "INTERVAL"),
