@@ -50,6 +50,7 @@ pub async fn run(config_path: &Path, progress_bars: bool) -> Result<()> {
         &config.source.kind,
         config.sink.path.clone(),
     ));
+    monitor.set_config(config.clone());
     let addr = http::start(config.http_listen()?.unwrap_or(LOCAL_ONLY), monitor.clone()).await?;
     info!(http = %addr, "serving / (status page), /status, /metrics, /health and POST /query");
     let progress = crate::progress::spawn(monitor.clone(), progress_bars);

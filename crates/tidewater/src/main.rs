@@ -12,6 +12,7 @@ mod query;
 mod sources;
 mod status_file;
 mod status_view;
+mod verify;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -79,6 +80,18 @@ enum Command {
         #[arg(long, default_value_t = 30.0)]
         timeout: f64,
     },
+    /// Compare the source with the replica, row by row (also while `run` is running):
+    /// exit 0 when equal, 1 when not.
+    Verify {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only the replicated tables matching these schema.table globs (! excludes).
+        #[arg(long = "tables", value_name = "GLOB")]
+        tables: Vec<String>,
+        /// Example keys shown per kind of difference and table.
+        #[arg(long, default_value_t = 10)]
+        max_examples: usize,
+    },
     /// Throwaway source + write workload + live replica in demo.duckdb; no setup needed.
     Demo {
         /// The throwaway source: postgres or mysql (a MariaDB server).
@@ -141,6 +154,18 @@ fn main() -> ExitCode {
                     format,
                     limit,
                     timeout: std::time::Duration::from_secs_f64(timeout.clamp(0.001, 3600.0)),
+                })
+                .await
+            }
+            Command::Verify {
+                config,
+                tables,
+                max_examples,
+            } => {
+                verify::command(verify::VerifyArgs {
+                    config,
+                    tables,
+                    max_examples,
                 })
                 .await
             }

@@ -17,6 +17,7 @@ use tidewater_core::{Error, Result};
 use tidewater_duckdb::duckdb::Connection;
 use tidewater_duckdb::status::{collect, StatusReport};
 
+use crate::config::Config;
 use crate::pipeline::PIPELINE_NAME;
 
 /// Apply busy on one step (a DuckDB write or commit) for longer than this is a stall.
@@ -77,6 +78,8 @@ pub struct Monitor {
     reader: Mutex<Option<Connection>>,
     report: Mutex<Option<(Instant, Arc<StatusReport>)>>,
     http_addr: OnceLock<SocketAddr>,
+    /// The configuration `run` was started with: `POST /verify` reads the source with it.
+    config: OnceLock<Arc<Config>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -98,6 +101,7 @@ impl Monitor {
             reader: Mutex::default(),
             report: Mutex::default(),
             http_addr: OnceLock::new(),
+            config: OnceLock::new(),
         }
     }
 
@@ -144,6 +148,14 @@ impl Monitor {
 
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_addr.get().copied()
+    }
+
+    pub fn set_config(&self, config: Config) {
+        let _ = self.config.set(Arc::new(config));
+    }
+
+    pub fn config(&self) -> Option<Arc<Config>> {
+        self.config.get().cloned()
     }
 
     /// Installs the connection readers are cloned from (a clone of the sink's own). Queries

@@ -5,7 +5,8 @@
 //! - `GET /status`: the status as JSON (what `tidewater status` prints);
 //! - `GET /` (or `/status.html`): a small self-refreshing status page;
 //! - `POST /query` `{"sql": "...", "limit": 100, "timeout_ms": 5000}`: one read-only statement
-//!   on the live replica, answered as JSON; only for clients on the loopback interface.
+//!   on the live replica, answered as JSON; only for clients on the loopback interface;
+//! - `POST /verify`: `tidewater verify` inside this process (see `verify::serve`).
 //!
 //! It listens on `[http] listen`, or else on an ephemeral loopback port that `tidewater query`
 //! and `tidewater status` find through the status file.
@@ -148,7 +149,11 @@ async fn route(req: Request<Incoming>, peer: SocketAddr, server: &Server) -> Res
             };
             respond(status, "application/json", body.expect("serialises"))
         }
-        (_, "/health" | "/metrics" | "/status" | "/" | "/status.html" | "/query") => respond(
+        (Method::POST, "/verify") => {
+            let (status, body) = crate::verify::serve::handle(req, peer, m).await;
+            respond(status, "application/json", body)
+        }
+        (_, "/health" | "/metrics" | "/status" | "/" | "/status.html" | "/query" | "/verify") => respond(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
             "method not allowed\n",
@@ -156,7 +161,7 @@ async fn route(req: Request<Incoming>, peer: SocketAddr, server: &Server) -> Res
         _ => respond(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "not found: try /, /status, /metrics, /health or POST /query\n",
+            "not found: try /, /status, /metrics, /health, POST /query or POST /verify\n",
         ),
     }
 }

@@ -1,0 +1,257 @@
+//! One verification: the source read at a consistent snapshot and compared, table by table,
+//! with the replica once the replica holds everything up to that snapshot; then, while `run`
+//! moves the replica, the keys that differed are read again at newer snapshots (a key can
+//! differ only because it changed after a snapshot) and only keys that differ in every round
+//! are reported. Source reading and the DuckDB comparison overlap: rows flow through a small
+//! channel to a blocking thread.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tidewater_core::stats::Stats;
+use tidewater_core::{Error, Position, Result, RowConsumer, Value};
+use tokio::sync::mpsc;
+use tracing::info;
+
+use super::compare::Comparer;
+use super::report::VerifyReport;
+use super::source::VerifySource;
+use crate::config::Config;
+use crate::pipeline::PIPELINE_NAME;
+
+/// Re-check rounds after the first comparison (live only).
+const RECHECK_ROUNDS: u32 = 3;
+/// Keys looked up at the source per query in a re-check.
+const KEYS_PER_LOOKUP: u64 = 1000;
+/// More differing keys than this in one table are reported without re-checking them.
+const RECHECK_MAX: u64 = 100_000;
+/// How long the replica may take to reach a snapshot's position.
+const REACH_TIMEOUT: Duration = Duration::from_secs(300);
+const REACH_POLL: Duration = Duration::from_millis(50);
+/// Chunks in flight between the source reader and the comparison.
+const IN_FLIGHT: usize = 4;
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct VerifyRequest {
+    /// `schema.table` globs narrowing the replicated tables (empty: all).
+    #[serde(default)]
+    pub tables: Vec<String>,
+    pub max_examples: usize,
+}
+
+/// Where the replica's progress comes from.
+pub enum Replica {
+    /// Nobody writes the file: compared as it is, once.
+    Stopped,
+    /// `run` applies changes (this process): wait for it to pass each snapshot.
+    Live(Arc<Stats>),
+}
+
+/// The comparer, used from blocking threads one call at a time.
+#[derive(Clone)]
+struct Duck(Arc<Mutex<Comparer>>);
+
+impl Duck {
+    fn lock(&self) -> MutexGuard<'_, Comparer> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Comparer) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || f(&mut me.lock()))
+            .await
+            .map_err(|e| Error::sink(format!("verify: comparison task failed: {e}")))?
+    }
+}
+
+/// Sends source rows to the comparison thread.
+struct ToDuck(mpsc::Sender<Vec<Vec<Value>>>);
+
+impl RowConsumer for ToDuck {
+    async fn rows(&mut self, rows: Vec<Vec<Value>>) -> Result<()> {
+        self.0
+            .send(rows)
+            .await
+            .map_err(|_| Error::sink("verify: the comparison stopped"))
+    }
+}
+
+pub async fn verify(
+    config: &Config,
+    comparer: Comparer,
+    replica: Replica,
+    req: &VerifyRequest,
+) -> Result<VerifyReport> {
+    let started = Instant::now();
+    let mut source = VerifySource::connect(config, &req.tables).await?;
+    let duck = Duck(Arc::new(Mutex::new(comparer)));
+    let schemas = source.tables();
+    let mut indexes = Vec::with_capacity(schemas.len());
+    for s in schemas {
+        indexes.push(duck.call(move |c| c.add_table(s)).await?);
+    }
+    let mut report = VerifyReport {
+        live: matches!(replica, Replica::Live(_)),
+        rounds: 1,
+        ..VerifyReport::default()
+    };
+
+    let position = source.begin().await?;
+    let (replica_position, reached) = wait_for(&duck, &source, &replica, &position).await?;
+    info!(source = %position, replica = replica_position.as_deref().unwrap_or("-"), "verify: comparing");
+    for &i in &indexes {
+        if !duck.call(move |c| Ok(c.comparable(i))).await? {
+            continue;
+        }
+        duck.call(move |c| c.start(i, false)).await?;
+        report.rows += stream(&mut source, &duck, i, None).await?;
+        duck.call(move |c| c.finish(true)).await?;
+    }
+    source.end().await?;
+    report.source_position = position.0;
+    report.replica_position = replica_position;
+
+    if let Replica::Live(_) = replica {
+        for _ in 0..RECHECK_ROUNDS {
+            let mut differing = Vec::new();
+            for &i in &indexes {
+                if duck.call(move |c| c.differences(i)).await? > 0 {
+                    differing.push(i);
+                }
+            }
+            if differing.is_empty() {
+                break;
+            }
+            report.rounds += 1;
+            let position = source.begin().await?;
+            wait_for(&duck, &source, &replica, &position).await?;
+            info!(source = %position, tables = differing.len(), "verify: re-checking differences");
+            for i in differing {
+                recheck(&mut source, &duck, i, &mut report).await?;
+            }
+            source.end().await?;
+        }
+    }
+
+    for &i in &indexes {
+        let n = req.max_examples;
+        report.tables.push(duck.call(move |c| c.result(i, n)).await?);
+    }
+    if !reached && report.differences() > 0 {
+        report.notes.push(format!(
+            "the replica was stopped at {}, before the source snapshot at {}: changes it has not \
+             applied count as differences; start `tidewater run` to catch up and verify again \
+             (verify also works while run runs)",
+            report.replica_position.as_deref().unwrap_or("no position"),
+            report.source_position
+        ));
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    info!(
+        rows = report.rows,
+        seconds = format!("{:.1}", report.seconds),
+        rows_per_sec = report.rows_per_sec(),
+        differences = report.differences(),
+        "verify done"
+    );
+    Ok(report)
+}
+
+/// Reads the differing keys of table `i` again at the open snapshot.
+async fn recheck(
+    source: &mut VerifySource,
+    duck: &Duck,
+    i: usize,
+    report: &mut VerifyReport,
+) -> Result<()> {
+    let keyed = source.tables()[i].has_key();
+    if !keyed {
+        duck.call(move |c| c.start(i, false)).await?;
+        stream(source, duck, i, None).await?;
+        return duck.call(move |c| c.finish(false)).await;
+    }
+    let total = duck.call(move |c| c.recheck_prepare(i)).await?;
+    if total > RECHECK_MAX {
+        report.notes.push(format!(
+            "{}: {total} keys differ, too many to re-check; some may have changed after the snapshot",
+            source.tables()[i].id
+        ));
+        return Ok(());
+    }
+    duck.call(move |c| c.start(i, true)).await?;
+    let mut from = 1;
+    while from <= total {
+        let to = (from + KEYS_PER_LOOKUP - 1).min(total);
+        let keys = duck.call(move |c| c.recheck_keys(i, from, to)).await?;
+        stream(source, duck, i, Some(&keys)).await?;
+        duck.call(move |c| c.recheck_batch(from, to)).await?;
+        from = to + 1;
+    }
+    duck.call(move |c| c.recheck_done(i)).await
+}
+
+/// Streams table `i` (or the rows of `keys`) from the source into the comparison.
+async fn stream(
+    source: &mut VerifySource,
+    duck: &Duck,
+    i: usize,
+    keys: Option<&[Vec<Value>]>,
+) -> Result<u64> {
+    let (tx, mut rx) = mpsc::channel::<Vec<Vec<Value>>>(IN_FLIGHT);
+    let d = duck.clone();
+    let consumer = tokio::task::spawn_blocking(move || {
+        let mut c = d.lock();
+        while let Some(rows) = rx.blocking_recv() {
+            c.rows(&rows)?;
+        }
+        Ok::<_, Error>(())
+    });
+    let mut out = ToDuck(tx);
+    let read = source.read(i, keys, &mut out).await;
+    drop(out);
+    let consumed = consumer
+        .await
+        .map_err(|e| Error::sink(format!("verify: comparison task failed: {e}")))?;
+    // A comparison error closes the channel: it is the cause, report it first.
+    consumed?;
+    read
+}
+
+/// Waits (live) until the replica holds everything up to `target`. Returns the replica's
+/// position and whether it has reached `target`.
+async fn wait_for(
+    duck: &Duck,
+    source: &VerifySource,
+    replica: &Replica,
+    target: &Position,
+) -> Result<(Option<String>, bool)> {
+    let deadline = Instant::now() + REACH_TIMEOUT;
+    loop {
+        let stored = duck.call(|c| c.replica_position(PIPELINE_NAME)).await?;
+        let mut candidates: Vec<String> = stored.iter().cloned().collect();
+        if let Replica::Live(stats) = replica {
+            candidates.extend(stats.caught_up());
+        }
+        let reached = candidates
+            .iter()
+            .any(|p| source.reached(&Position(p.clone()), target));
+        let Replica::Live(stats) = replica else {
+            return Ok((stored, reached));
+        };
+        if reached {
+            return Ok((stats.caught_up().or(stored), true));
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::sink(format!(
+                "verify: the replica has not reached the source position {target} within {} s \
+                 (it is at {}); is `tidewater run` streaming?",
+                REACH_TIMEOUT.as_secs(),
+                stats.caught_up().or(stored).as_deref().unwrap_or("no position")
+            )));
+        }
+        tokio::time::sleep(REACH_POLL).await;
+    }
+}

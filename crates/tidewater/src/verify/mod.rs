@@ -1,0 +1,183 @@
+//! `tidewater verify`: compares every selected source table with its replica, by primary key
+//! (as a multiset for keyless tables), and reports rows compared, missing, extra and differing
+//! rows with example keys. Exit 0 when equal, 1 when not.
+//!
+//! While `run` runs it holds the DuckDB file, so the comparison runs inside that process
+//! (`POST /verify` on the address in its status file, answered by [`serve`]) on a connection
+//! of its own, waiting for the replica to pass each source snapshot. Otherwise the file is
+//! attached read-only to an in-memory DuckDB here (`run` cannot start meanwhile).
+
+mod compare;
+mod engine;
+pub mod report;
+pub mod serve;
+mod source;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use hyper::Method;
+use tidewater_core::{Error, ErrorKind, Result};
+use tidewater_duckdb::duckdb::Connection;
+use tidewater_duckdb::sql::quote_literal;
+
+use crate::config::Config;
+use crate::http::client;
+use crate::status_file::read_published;
+use compare::Comparer;
+pub use engine::VerifyRequest;
+use engine::Replica;
+use report::VerifyReport;
+
+/// How long to wait for a `run` that holds the file but has not published its address yet.
+const WAIT_FOR_PUBLISHED: Duration = Duration::from_secs(5);
+/// The longest a verification inside the running process may take.
+const REMOTE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+pub struct VerifyArgs {
+    pub config: PathBuf,
+    pub tables: Vec<String>,
+    pub max_examples: usize,
+}
+
+pub async fn command(args: VerifyArgs) -> Result<()> {
+    let config = Config::load(&args.config)?;
+    let request = VerifyRequest {
+        tables: args.tables,
+        max_examples: args.max_examples,
+    };
+    let report = run_somewhere(&config, &request).await?;
+    print!("{}", report.render());
+    match report.differences() {
+        0 => Ok(()),
+        d => Err(Error::check(format!(
+            "the replica differs from the source: {d} difference{} in {} table{}",
+            if d == 1 { "" } else { "s" },
+            report.tables_differing(),
+            if report.tables_differing() == 1 { "" } else { "s" }
+        ))),
+    }
+}
+
+async fn run_somewhere(config: &Config, request: &VerifyRequest) -> Result<VerifyReport> {
+    let db = &config.sink.path;
+    if let Some(addr) = published_http(db) {
+        match remote(&addr, request).await {
+            Err(Remote::Unreachable(_)) => {} // the process just ended: the file is free
+            other => return other.map_err(Remote::into_error),
+        }
+    }
+    match attach_replica(db) {
+        Ok(comparer) => engine::verify(config, comparer, Replica::Stopped, request).await,
+        Err(e) if e.message().contains("lock") => {
+            // Held by a `run` that is starting: its status file appears within seconds.
+            let deadline = Instant::now() + WAIT_FOR_PUBLISHED;
+            while Instant::now() < deadline {
+                if let Some(addr) = published_http(db) {
+                    return remote(&addr, request).await.map_err(Remote::into_error);
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(Error::sink(format!(
+                "{} is held by another process that publishes no address to verify through \
+                 (an older tidewater, or not tidewater): stop it and run verify again ({})",
+                db.display(),
+                e.message()
+            )))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn published_http(db: &Path) -> Option<String> {
+    read_published(db)?.live?.http
+}
+
+/// An in-memory DuckDB with the replica attached read-only as `replica`; temp tables spill
+/// to the system temp directory.
+fn attach_replica(db: &Path) -> Result<Comparer> {
+    if !db.exists() {
+        return Err(Error::sink(format!(
+            "DuckDB file {} does not exist yet: `tidewater run` creates it",
+            db.display()
+        )));
+    }
+    let conn = Connection::open_in_memory()
+        .map_err(|e| Error::sink(format!("opening an in-memory DuckDB: {e}")))?;
+    let spill = std::env::temp_dir().join(format!("tidewater-verify-{}", std::process::id()));
+    conn.execute_batch(&format!(
+        "SET temp_directory = {}; ATTACH {} AS replica (READ_ONLY)",
+        quote_literal(&spill.to_string_lossy()),
+        quote_literal(&db.to_string_lossy())
+    ))
+    .map_err(|e| Error::sink(format!("cannot open {} read-only: {e}", db.display())))?;
+    Ok(Comparer::new(conn, Some("replica".into())))
+}
+
+enum Remote {
+    Unreachable(String),
+    Answer(Error),
+}
+
+impl Remote {
+    fn into_error(self) -> Error {
+        match self {
+            Remote::Unreachable(m) => Error::sink(m),
+            Remote::Answer(e) => e,
+        }
+    }
+}
+
+async fn remote(addr: &str, request: &VerifyRequest) -> Result<VerifyReport, Remote> {
+    let body = serde_json::to_vec(request).expect("request serialises");
+    let (status, bytes) = client::call(addr, Method::POST, "/verify", Some(body), REMOTE_TIMEOUT)
+        .await
+        .map_err(Remote::Unreachable)?;
+    if status == 200 {
+        return serde_json::from_slice(&bytes).map_err(|e| {
+            Remote::Answer(Error::sink(format!("unreadable answer from {addr}: {e}")))
+        });
+    }
+    let answer: wire::ErrorAnswer = serde_json::from_slice(&bytes).map_err(|e| {
+        Remote::Answer(Error::sink(format!(
+            "unreadable answer from {addr} (HTTP {status}): {e}"
+        )))
+    })?;
+    Err(Remote::Answer(answer.into_error()))
+}
+
+/// The form of an error answered by `POST /verify`.
+mod wire {
+    use super::*;
+
+    #[derive(::serde::Serialize, ::serde::Deserialize)]
+    pub struct ErrorAnswer {
+        pub kind: String,
+        pub error: String,
+    }
+
+    impl ErrorAnswer {
+        pub fn from_error(e: &Error) -> ErrorAnswer {
+            let kind = match e.kind {
+                ErrorKind::Config => "config",
+                ErrorKind::Check => "check",
+                ErrorKind::SourceFatal | ErrorKind::SourceRetryable => "source",
+                ErrorKind::Sink | ErrorKind::Shutdown => "sink",
+            };
+            ErrorAnswer {
+                kind: kind.into(),
+                error: e.message().to_string(),
+            }
+        }
+
+        pub fn into_error(self) -> Error {
+            let kind = match self.kind.as_str() {
+                "config" => ErrorKind::Config,
+                "check" => ErrorKind::Check,
+                "source" => ErrorKind::SourceFatal,
+                _ => ErrorKind::Sink,
+            };
+            Error::new(kind, self.error)
+        }
+    }
+}

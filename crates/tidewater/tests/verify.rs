@@ -1,0 +1,314 @@
+//! `tidewater verify` end to end against real PostgreSQL and MariaDB servers and the real
+//! binary: clean after replication, differences made by hand in the replica (missing, extra,
+//! differing rows; keyless multisets), verification inside a running `run` under a write
+//! workload, and tables larger than one comparison chunk.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use common::{Rig, PASSWORD};
+use tidewater_duckdb::duckdb::Connection;
+use tidewater_harness::wait_until;
+
+const PG_SETUP: &str = "
+CREATE TABLE items (id int PRIMARY KEY, name text, qty int, price numeric(12,2),
+  tags text[], doc jsonb, seen timestamptz, raw bytea, ratio float8);
+INSERT INTO items SELECT g, 'item ' || g, g % 10, g * 1.25, ARRAY['a', g::text],
+  jsonb_build_object('n', g, 'even', g % 2 = 0), '2024-01-01 00:00:00+00'::timestamptz + g * interval '1 minute',
+  decode(lpad(to_hex(g), 8, '0'), 'hex'), g / 3.0
+  FROM generate_series(1, 1000) g;
+CREATE TABLE pairs (k1 text, k2 int, v text, PRIMARY KEY (k1, k2));
+INSERT INTO pairs SELECT chr(65 + g % 3) || 'x', g, 'v' || g FROM generate_series(1, 50) g;
+CREATE TABLE notes (a int, b text);
+ALTER TABLE notes REPLICA IDENTITY FULL;
+INSERT INTO notes SELECT g % 5, 'note ' || (g % 5) FROM generate_series(1, 20) g;
+";
+
+const MY_SETUP: &str = "
+CREATE TABLE items (id int PRIMARY KEY, name varchar(100), qty int, price decimal(12,2),
+  doc json, seen timestamp(6) NULL, raw varbinary(16), ratio double);
+INSERT INTO items SELECT seq, concat('item ', seq), seq % 10, seq * 1.25,
+  json_object('n', seq, 'even', seq % 2 = 0), timestamp'2024-01-01 00:00:00' + interval seq minute,
+  unhex(lpad(hex(seq), 8, '0')), seq / 3.0 FROM seq_1_to_1000;
+CREATE TABLE notes (a int, b text);
+INSERT INTO notes SELECT seq % 5, concat('note ', seq % 5) FROM seq_1_to_20;
+";
+
+/// Long enough for the large tables in a debug build; commands that hang fail the test.
+const VERIFY_DEADLINE: Duration = Duration::from_secs(300);
+
+/// Runs `tidewater verify --config <config> <extra>`; returns the exit code and output.
+fn verify(config: &Path, extra: &[&str]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("out.txt");
+    let out = std::fs::File::create(&out_path).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidewater"))
+        .args(["verify", "--config"])
+        .arg(config)
+        .args(extra)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::from(out.try_clone().unwrap()))
+        .stderr(Stdio::from(out))
+        .spawn()
+        .expect("spawn tidewater verify");
+    let mut status = None;
+    let waited = wait_until(VERIFY_DEADLINE, "tidewater verify to exit", || {
+        status = child.try_wait().unwrap();
+        status.is_some()
+    });
+    if waited.is_err() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let output = std::fs::read_to_string(&out_path).unwrap_or_default();
+    waited.unwrap_or_else(|e| panic!("{e}\n{output}"));
+    assert!(!output.contains(PASSWORD), "output leaks the password:\n{output}");
+    (status.unwrap().code().unwrap_or(-1), output)
+}
+
+#[track_caller]
+fn expect_verify(result: (i32, String), code: i32) -> String {
+    let (got, output) = result;
+    assert_eq!(got, code, "exit code; output:\n{output}");
+    output
+}
+
+/// The counts of `table`'s line: rows, missing, extra, differing ("-" for keyless).
+#[track_caller]
+fn counts(output: &str, table: &str) -> [String; 4] {
+    let line = output
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(table))
+        .unwrap_or_else(|| panic!("no line for {table}:\n{output}"));
+    let fields: Vec<String> = line.split_whitespace().map(str::to_string).collect();
+    let n = fields.len();
+    [fields[n - 4].clone(), fields[n - 3].clone(), fields[n - 2].clone(), fields[n - 1].clone()]
+}
+
+#[track_caller]
+fn assert_counts(output: &str, table: &str, expected: [&str; 4]) {
+    assert_eq!(counts(output, table), expected, "counts of {table}:\n{output}");
+}
+
+/// The replica opened read-write (tidewater must be stopped), to change it by hand.
+fn edit_replica(rig: &Rig, sql: &str) {
+    let conn = Connection::open(&rig.db).expect("open the replica read-write");
+    conn.execute_batch(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+fn replicate(rig: &mut Rig, changes: &str) {
+    rig.start();
+    rig.wait_caught_up(Duration::from_secs(120));
+    rig.sql(changes);
+    rig.wait_caught_up(Duration::from_secs(120));
+    rig.stop();
+}
+
+#[test]
+fn postgres_clean_then_differences_made_by_hand() {
+    let mut rig = Rig::new(PG_SETUP);
+    replicate(
+        &mut rig,
+        "UPDATE items SET qty = qty + 100, doc = doc || '{\"x\": [1, 2]}' WHERE id <= 20;
+         DELETE FROM items WHERE id BETWEEN 21 AND 25;
+         INSERT INTO items (id, name) VALUES (2000, 'new');
+         UPDATE pairs SET v = 'changed' WHERE k2 = 7;
+         INSERT INTO notes VALUES (9, 'late'), (9, 'late');
+         DELETE FROM notes WHERE a = 0;",
+    );
+    let out = expect_verify(verify(&rig.config, &[]), 0);
+    assert_counts(&out, "public.items", ["996", "0", "0", "0"]);
+    assert_counts(&out, "public.pairs", ["50", "0", "0", "0"]);
+    assert_counts(&out, "public.notes", ["18", "0", "0", "-"]);
+    assert!(out.contains("(not running)") && out.contains("rows/s"), "{out}");
+    assert!(out.contains("verified 3 tables, 1064 rows"), "{out}");
+
+    edit_replica(
+        &rig,
+        "DELETE FROM public.items WHERE id = 5;
+         UPDATE public.items SET name = 'tampered' WHERE id = 7;
+         UPDATE public.items SET doc = '{\"n\": 8}' WHERE id = 8;
+         UPDATE public.items SET price = NULL WHERE id = 9;
+         INSERT INTO public.items (id, name) VALUES (100001, 'extra');
+         UPDATE public.pairs SET v = 'x' WHERE k1 = 'Bx' AND k2 = 1;
+         DELETE FROM public.notes WHERE rowid IN (SELECT min(rowid) FROM public.notes WHERE a = 9);
+         INSERT INTO public.notes VALUES (1, 'note 1'), (42, 'stray');",
+    );
+    let out = expect_verify(verify(&rig.config, &["--max-examples", "2"]), 1);
+    assert_counts(&out, "public.items", ["996", "1", "1", "3"]);
+    assert!(out.contains("missing:   id=5\n"), "{out}");
+    assert!(out.contains("extra:     id=100001\n"), "{out}");
+    assert!(out.contains("differing: id=7; id=8 (and 1 more)"), "{out}");
+    assert_counts(&out, "public.pairs", ["50", "0", "0", "1"]);
+    assert!(out.contains("differing: k1=Bx, k2=1"), "{out}");
+    assert_counts(&out, "public.notes", ["18", "1", "2", "-"]);
+    assert!(out.contains("missing:   (9, late)"), "{out}");
+    assert!(out.contains("(1, note 1)") && out.contains("(42, stray)"), "{out}");
+    assert!(out.contains("DIFFERENT: 9 differences in 3 tables"), "{out}");
+    assert!(out.contains("error: the replica differs from the source"), "{out}");
+
+    // --tables narrows the comparison.
+    let out = expect_verify(verify(&rig.config, &["--tables", "public.pairs", "--tables", "public.notes"]), 1);
+    assert!(!out.contains("public.items"), "{out}");
+    let out = expect_verify(verify(&rig.config, &["--tables", "public.nothing*"]), 2);
+    assert!(out.contains("no replicated table matches --tables"), "{out}");
+}
+
+#[test]
+fn mariadb_clean_then_differences_made_by_hand() {
+    let mut rig = Rig::mysql(MY_SETUP);
+    replicate(
+        &mut rig,
+        "UPDATE items SET qty = qty + 100, doc = json_set(doc, '$.x', json_array(1, 2)) WHERE id <= 20;
+         DELETE FROM items WHERE id BETWEEN 21 AND 25;
+         INSERT INTO items (id, name) VALUES (2000, 'new');
+         INSERT INTO notes VALUES (9, 'late'), (9, 'late');
+         DELETE FROM notes WHERE a = 0;",
+    );
+    let out = expect_verify(verify(&rig.config, &[]), 0);
+    assert_counts(&out, "shop.items", ["996", "0", "0", "0"]);
+    assert_counts(&out, "shop.notes", ["18", "0", "0", "-"]);
+
+    edit_replica(
+        &rig,
+        "DELETE FROM shop.items WHERE id = 5;
+         UPDATE shop.items SET ratio = ratio + 1e-9 WHERE id = 7;
+         UPDATE shop.items SET seen = seen + INTERVAL 1 MICROSECOND WHERE id = 8;
+         INSERT INTO shop.items (id, name) VALUES (100001, 'extra');
+         INSERT INTO shop.notes VALUES (1, 'note 1');",
+    );
+    let out = expect_verify(verify(&rig.config, &[]), 1);
+    assert_counts(&out, "shop.items", ["996", "1", "1", "2"]);
+    assert!(out.contains("missing:   id=5\n"), "{out}");
+    assert!(out.contains("extra:     id=100001\n"), "{out}");
+    assert!(out.contains("differing: id=7; id=8\n"), "{out}");
+    assert_counts(&out, "shop.notes", ["18", "0", "1", "-"]);
+}
+
+/// A write workload runs while `verify` goes through the running process: every round
+/// waits for the replica to pass its snapshot, and keys that change meanwhile are re-checked.
+fn live_under_load(mut rig: Rig, statement: fn(u64) -> String, table: &str) {
+    rig.start();
+    rig.wait_caught_up(Duration::from_secs(120));
+    let stop = AtomicBool::new(false);
+    let written = AtomicU64::new(0);
+    let out = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                rig.sql(&statement(n));
+                written.store(n, Ordering::Relaxed);
+            }
+        });
+        // The workload is under way before verify starts.
+        wait_until(Duration::from_secs(60), "the workload to start", || {
+            written.load(Ordering::Relaxed) >= 3
+        })
+        .unwrap();
+        let result = verify(&rig.config, &[]);
+        stop.store(true, Ordering::Relaxed);
+        result
+    });
+    let out = expect_verify(out, 0);
+    assert!(out.contains("(live, while run applies changes)"), "{out}");
+    assert!(counts(&out, table)[1..] == ["0", "0", "0"], "{out}");
+    assert!(written.load(Ordering::Relaxed) > 3, "the workload wrote during verify");
+    rig.stop();
+    // And the same from the stopped replica, once caught up.
+    let out = expect_verify(verify(&rig.config, &[]), 0);
+    assert!(out.contains("(not running)"), "{out}");
+}
+
+#[test]
+fn postgres_live_while_run_applies_a_workload() {
+    let rig = Rig::new(PG_SETUP);
+    live_under_load(
+        rig,
+        |n| {
+            format!(
+                "BEGIN; UPDATE items SET qty = qty + 1, name = 'w{n}' WHERE id = {};
+                 INSERT INTO items (id, name) VALUES ({}, 'ins');
+                 DELETE FROM items WHERE id = {};
+                 INSERT INTO notes VALUES ({n}, 'live'); COMMIT;",
+                n % 1000 + 1,
+                10_000 + n,
+                10_000 + n.saturating_sub(3),
+            )
+        },
+        "public.items",
+    );
+}
+
+#[test]
+fn mariadb_live_while_run_applies_a_workload() {
+    let rig = Rig::mysql(MY_SETUP);
+    live_under_load(
+        rig,
+        |n| {
+            format!(
+                "BEGIN; UPDATE items SET qty = qty + 1, name = 'w{n}' WHERE id = {};
+                 INSERT INTO items (id, name) VALUES ({}, 'ins');
+                 DELETE FROM items WHERE id = {};
+                 INSERT INTO notes VALUES ({n}, 'live'); COMMIT;",
+                n % 1000 + 1,
+                10_000 + n,
+                10_000 + n.saturating_sub(3),
+            )
+        },
+        "shop.items",
+    );
+}
+
+/// 200k rows: two comparison chunks. The hand-made differences sit at the first and last
+/// keys and on both sides of the chunk boundary.
+#[test]
+fn postgres_table_larger_than_a_chunk() {
+    let mut rig = Rig::new(
+        "CREATE TABLE big (id bigint PRIMARY KEY, v text, n numeric(20,4));
+         INSERT INTO big SELECT g, md5(g::text), g / 7.0 FROM generate_series(1, 200000) g;",
+    );
+    replicate(&mut rig, "UPDATE big SET v = 'changed' WHERE id % 1000 = 0;");
+    let out = expect_verify(verify(&rig.config, &[]), 0);
+    assert_counts(&out, "public.big", ["200000", "0", "0", "0"]);
+    edit_replica(
+        &rig,
+        "DELETE FROM public.big WHERE id IN (1, 100000, 100001);
+         UPDATE public.big SET v = 'x' WHERE id IN (99999, 100002, 200000);
+         INSERT INTO public.big VALUES (0, 'before', 0), (200001, 'after', 0);",
+    );
+    let out = expect_verify(verify(&rig.config, &[]), 1);
+    assert_counts(&out, "public.big", ["200000", "3", "2", "3"]);
+    assert!(out.contains("missing:   id=1; id=100000; id=100001\n"), "{out}");
+    assert!(out.contains("extra:     id=0; id=200001\n"), "{out}");
+    assert!(out.contains("differing: id=99999; id=100002; id=200000\n"), "{out}");
+}
+
+/// 200k rows keyed by a case-insensitive VARCHAR: MariaDB reads them in an order DuckDB does
+/// not share (`K…` and `k…` interleaved), so replica rows meet their source rows in other
+/// chunks; the counts must stay exact.
+#[test]
+fn mariadb_table_larger_than_a_chunk_in_another_key_order() {
+    let mut rig = Rig::mysql(
+        "CREATE TABLE codes (code varchar(20) PRIMARY KEY, n int) COLLATE utf8mb4_general_ci;
+         INSERT INTO codes SELECT concat(if(seq % 2 = 1, 'K', 'k'), lpad(seq, 7, '0')), seq FROM seq_1_to_200000;",
+    );
+    replicate(&mut rig, "UPDATE codes SET n = -n WHERE n % 1000 = 0;");
+    let out = expect_verify(verify(&rig.config, &[]), 0);
+    assert_counts(&out, "shop.codes", ["200000", "0", "0", "0"]);
+    edit_replica(
+        &rig,
+        "DELETE FROM shop.codes WHERE code IN ('K0000001', 'k0150000');
+         UPDATE shop.codes SET n = 0 WHERE code IN ('K0199999', 'k0000002');
+         INSERT INTO shop.codes VALUES ('a', 1), ('K0000001x', 2);",
+    );
+    let out = expect_verify(verify(&rig.config, &[]), 1);
+    assert_counts(&out, "shop.codes", ["200000", "2", "2", "2"]);
+    assert!(out.contains("missing:   code=K0000001; code=k0150000\n"), "{out}");
+    assert!(out.contains("extra:     code=K0000001x; code=a\n"), "{out}");
+    assert!(out.contains("differing: code=K0199999; code=k0000002\n"), "{out}");
+}
