@@ -76,7 +76,8 @@ pub struct Monitor {
     estimates: Mutex<BTreeMap<String, u64>>,
     /// A connection to the running sink's database, cloned for each reader.
     reader: Mutex<Option<Connection>>,
-    report: Mutex<Option<(Instant, Arc<StatusReport>)>>,
+    /// The last collected report, when, and the replica generation it saw.
+    report: Mutex<Option<(Instant, (u64, i64), Arc<StatusReport>)>>,
     http_addr: OnceLock<SocketAddr>,
     /// The configuration `run` was started with: `POST /verify` reads the source with it.
     config: OnceLock<Arc<Config>>,
@@ -178,10 +179,18 @@ impl Monitor {
         })
     }
 
-    /// The replica's committed state, collected at most `max_age` ago. Blocking.
+    /// Changes whenever what `collect` sees may have changed: a batch was committed, or the
+    /// phase changed (tables are created before anything is committed).
+    fn generation(&self) -> (u64, i64) {
+        (self.stats.batches.load(Relaxed), self.phase().1)
+    }
+
+    /// The replica's committed state, collected at most `max_age` ago and since the last
+    /// commit. Blocking.
     pub fn report(&self, max_age: Duration) -> Result<Arc<StatusReport>> {
-        if let Some((at, r)) = lock(&self.report).as_ref() {
-            if at.elapsed() <= max_age {
+        let generation = self.generation();
+        if let Some((at, seen, r)) = lock(&self.report).as_ref() {
+            if at.elapsed() <= max_age && *seen == generation {
                 return Ok(r.clone());
             }
         }
@@ -189,13 +198,13 @@ impl Monitor {
             .reader()
             .ok_or_else(|| Error::sink("the replica is not open yet"))??;
         let report = Arc::new(collect(&conn, PIPELINE_NAME)?);
-        *lock(&self.report) = Some((Instant::now(), report.clone()));
+        *lock(&self.report) = Some((Instant::now(), generation, report.clone()));
         Ok(report)
     }
 
     /// The last collected report, however old, without touching the database.
     pub fn cached_report(&self) -> Option<Arc<StatusReport>> {
-        lock(&self.report).as_ref().map(|(_, r)| r.clone())
+        lock(&self.report).as_ref().map(|(_, _, r)| r.clone())
     }
 
     pub fn health(&self) -> Health {
