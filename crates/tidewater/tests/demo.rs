@@ -40,3 +40,37 @@ fn demo_replicates_and_stops_after_its_seconds() {
         "orders {orders}, streamed changes {streamed}"
     );
 }
+
+#[test]
+fn demo_leaves_a_config_and_prints_queries_that_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("demo.duckdb");
+    let out = Command::new(env!("CARGO_BIN_EXE_tidewater"))
+        .args(["demo", "--seconds", "2", "--path"])
+        .arg(&path)
+        .output()
+        .expect("run tidewater demo");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let config = dir.path().join("demo.toml");
+    assert!(config.exists(), "demo.toml beside the replica");
+    // Each printed example runs as printed (the program path first, then its arguments).
+    let examples: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.contains(" query --config "))
+        .collect();
+    assert!(examples.len() >= 3, "{stdout}");
+    for line in examples {
+        let args = line.trim().split_once(' ').map(|(_, rest)| rest).unwrap();
+        let (flags, sql) = args.split_once('"').unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tidewater"));
+        cmd.args(flags.split_whitespace())
+            .arg(sql.trim_end_matches('"'));
+        let run = cmd.output().unwrap();
+        assert!(
+            run.status.success() && !run.stdout.is_empty(),
+            "{line}\n{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+    }
+}
