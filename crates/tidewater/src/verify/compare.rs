@@ -16,44 +16,47 @@
 
 use std::sync::Arc;
 
-use tidewater_core::{ColumnType, Error, Result, TableSchema, Value};
+use tidewater_core::{Error, Result, TableSchema, Value};
 use tidewater_duckdb::duckdb::{params, Connection, ToSql};
 use tidewater_duckdb::sql::{
-    cast_from_text, duckdb_type, qualified, quote_ident, quote_literal, text_from_typed,
+    cast_from_text, duckdb_type, qualified, quote_ident, quote_literal,
 };
 
-use super::report::TableReport;
+use super::sql::{columns, key_columns, key_join, key_list, key_literals, normalized, or_distinct, range_filter};
 
 /// Source rows per comparison statement.
 pub const CHUNK_ROWS: usize = 100_000;
 
-const STAGE: &str = "temp.main.tw_stage";
-const SRC: &str = "temp.main.tw_src";
-const REP: &str = "temp.main.tw_rep";
-const PENDING: &str = "temp.main.tw_pending";
-const NEXT: &str = "temp.main.tw_next";
-const RECHECK: &str = "temp.main.tw_recheck";
+pub(super) const STAGE: &str = "temp.main.tw_stage";
+pub(super) const SRC: &str = "temp.main.tw_src";
+pub(super) const REP: &str = "temp.main.tw_rep";
+pub(super) const PENDING: &str = "temp.main.tw_pending";
+pub(super) const NEXT: &str = "temp.main.tw_next";
+pub(super) const RECHECK: &str = "temp.main.tw_recheck";
 
 pub struct Comparer {
-    conn: Connection,
+    pub(super) conn: Connection,
     /// The attached replica database, or None when `conn` is the replica's own.
     catalog: Option<String>,
-    tables: Vec<Table>,
+    pub(super) tables: Vec<Table>,
     /// The table whose rows are arriving.
-    current: Option<Current>,
+    pub(super) current: Option<Current>,
 }
 
-struct Table {
-    schema: Arc<TableSchema>,
-    replica: String,
-    diff: String,
+pub(super) struct Table {
+    pub(super) schema: Arc<TableSchema>,
+    /// The replica table, qualified.
+    pub(super) replica: String,
+    /// The temp table of its differences.
+    pub(super) diff: String,
     /// Why the rows cannot be compared.
-    problem: Option<String>,
-    rows: u64,
+    pub(super) problem: Option<String>,
+    /// Source rows compared (first round).
+    pub(super) rows: u64,
 }
 
-struct Current {
-    table: usize,
+pub(super) struct Current {
+    pub(super) table: usize,
     staged: usize,
     /// A re-check: no comparison until the batch of keys is complete.
     recheck: bool,
@@ -61,7 +64,7 @@ struct Current {
     cursor: Option<Vec<String>>,
 }
 
-fn sql_err(what: &str) -> impl Fn(tidewater_duckdb::duckdb::Error) -> Error + '_ {
+pub(super) fn sql_err(what: &str) -> impl Fn(tidewater_duckdb::duckdb::Error) -> Error + '_ {
     move |e| Error::sink(format!("verify: {what}: {e}"))
 }
 
@@ -75,7 +78,7 @@ impl Comparer {
         }
     }
 
-    fn exec(&self, sql: &str) -> Result<()> {
+    pub(super) fn exec(&self, sql: &str) -> Result<()> {
         self.conn
             .execute_batch(sql)
             .map_err(|e| Error::sink(format!("verify: {e}\n  in: {sql}")))
@@ -207,7 +210,7 @@ impl Comparer {
         Ok(())
     }
 
-    fn current(&self) -> Result<&Current> {
+    pub(super) fn current(&self) -> Result<&Current> {
         self.current
             .as_ref()
             .ok_or_else(|| Error::sink("internal: verify rows without a table"))
@@ -255,7 +258,7 @@ impl Comparer {
     }
 
     /// Moves the staged text rows into the typed source table.
-    fn load_source(&self) -> Result<()> {
+    pub(super) fn load_source(&self) -> Result<()> {
         let t = &self.tables[self.current()?.table];
         let casts: Vec<String> = t
             .schema
@@ -376,283 +379,5 @@ impl Comparer {
             .query_row(&format!("SELECT count(*) FROM {}", t.diff), [], |r| r.get::<_, i64>(0))
             .map(|n| n as u64)
             .map_err(sql_err("counting differences"))
-    }
-
-    /// Keyed re-check: numbers the keys that differ; returns how many.
-    pub fn recheck_prepare(&self, i: usize) -> Result<u64> {
-        let t = &self.tables[i];
-        let keys = key_list(&t.schema, "d");
-        self.exec(&format!(
-            "CREATE OR REPLACE TEMP TABLE tw_recheck AS \
-               SELECT row_number() OVER (ORDER BY {keys}) AS _tw_n, {keys} FROM {} d;
-             CREATE OR REPLACE TEMP TABLE tw_next AS SELECT * FROM {} LIMIT 0;",
-            t.diff, t.diff
-        ))?;
-        self.differences(i)
-    }
-
-    /// Keys `from..=to` of the re-check, as canonical text for the source.
-    pub fn recheck_keys(&self, i: usize, from: u64, to: u64) -> Result<Vec<Vec<Value>>> {
-        let s = &self.tables[i].schema;
-        let texts = key_columns(s)
-            .map(|c| {
-                text_from_typed(&quote_ident(&c.name), &c.ty).ok_or_else(|| {
-                    Error::sink(format!("verify cannot look up {} by its LIST key", s.id))
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let sql = format!(
-            "SELECT {} FROM {RECHECK} WHERE _tw_n BETWEEN ? AND ? ORDER BY _tw_n",
-            texts.join(", ")
-        );
-        let mut stmt = self.conn.prepare(&sql).map_err(sql_err("reading keys to re-check"))?;
-        let rows = stmt
-            .query_map(params![from as i64, to as i64], |r| {
-                (0..texts.len())
-                    .map(|k| r.get::<_, String>(k).map(|v| Value::text(&v)))
-                    .collect::<std::result::Result<Vec<_>, _>>()
-            })
-            .map_err(sql_err("reading keys to re-check"))?;
-        rows.collect::<std::result::Result<_, _>>()
-            .map_err(sql_err("reading keys to re-check"))
-    }
-
-    /// Compares the source rows of keys `from..=to` (staged) with the replica's.
-    pub fn recheck_batch(&mut self, from: u64, to: u64) -> Result<()> {
-        self.load_source()?;
-        let t = &self.tables[self.current()?.table];
-        let s = &t.schema;
-        let keys: Vec<String> = key_columns(s)
-            .map(|c| {
-                let n = quote_ident(&c.name);
-                format!("coalesce(s.{n}, r.{n})")
-            })
-            .collect();
-        self.exec(&format!(
-            "CREATE OR REPLACE TEMP TABLE tw_rep AS SELECT {cols} FROM {rep} r SEMI JOIN \
-               (SELECT * FROM {RECHECK} WHERE _tw_n BETWEEN {from} AND {to}) b ON {on_b};
-             INSERT INTO {NEXT} SELECT CASE WHEN r._tw_present IS NULL THEN 'missing' \
-               WHEN s._tw_present IS NULL THEN 'extra' ELSE 'differing' END, {keys} \
-               FROM (SELECT *, true AS _tw_present FROM {SRC}) s \
-               FULL JOIN (SELECT *, true AS _tw_present FROM {REP}) r ON {on} \
-               WHERE s._tw_present IS NULL OR r._tw_present IS NULL{distinct};
-             DELETE FROM {SRC};",
-            cols = columns(s, Some("r")),
-            rep = t.replica,
-            on_b = key_join(s, "r", "b"),
-            on = key_join(s, "s", "r"),
-            keys = keys.join(", "),
-            distinct = or_distinct(s),
-        ))
-    }
-
-    /// Only the keys that differed again remain.
-    pub fn recheck_done(&mut self, i: usize) -> Result<()> {
-        self.current = None;
-        let diff = self.tables[i].diff.trim_start_matches("temp.main.").to_string();
-        self.exec(&format!("CREATE OR REPLACE TEMP TABLE {diff} AS SELECT * FROM {NEXT}"))
-    }
-
-    /// Counts and up to `max_examples` keys (rows) per kind.
-    pub fn result(&self, i: usize, max_examples: usize) -> Result<TableReport> {
-        let t = &self.tables[i];
-        let mut report = TableReport {
-            table: t.schema.id.to_string(),
-            keyed: t.schema.has_key(),
-            rows: t.rows,
-            problem: t.problem.clone(),
-            ..TableReport::default()
-        };
-        if t.problem.is_some() {
-            return Ok(report);
-        }
-        let (label, order) = if t.schema.has_key() {
-            let parts: Vec<String> = key_columns(&t.schema)
-                .map(|c| {
-                    let n = quote_ident(&c.name);
-                    format!("{} || CAST({n} AS VARCHAR)", quote_literal(&format!("{}=", c.name)))
-                })
-                .collect();
-            (format!("concat_ws(', ', {})", parts.join(", ")), key_list(&t.schema, "d"))
-        } else {
-            let parts: Vec<String> = t
-                .schema
-                .columns
-                .iter()
-                .map(|c| format!("coalesce(CAST({} AS VARCHAR), 'NULL')", quote_ident(&c.name)))
-                .collect();
-            (format!("'(' || concat_ws(', ', {}) || ')'", parts.join(", ")), "1".into())
-        };
-        let sql = format!(
-            "SELECT _tw_kind, count(*) OVER (PARTITION BY _tw_kind), {label} FROM {} d \
-             QUALIFY row_number() OVER (PARTITION BY _tw_kind ORDER BY {order}) <= ?",
-            t.diff
-        );
-        let mut stmt = self.conn.prepare(&sql).map_err(sql_err("reading differences"))?;
-        let rows = stmt
-            .query_map([max_examples.max(1) as i64], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
-            })
-            .map_err(sql_err("reading differences"))?;
-        let mut examples: Vec<(String, i64, String)> = rows
-            .collect::<std::result::Result<_, _>>()
-            .map_err(sql_err("reading differences"))?;
-        examples.sort_by(|a, b| a.0.cmp(&b.0));
-        for (kind, count, key) in examples {
-            let (n, list): (&mut u64, &mut Vec<String>) = match kind.as_str() {
-                "missing" => (&mut report.missing, &mut report.examples.missing),
-                "extra" => (&mut report.extra, &mut report.examples.extra),
-                _ => (&mut report.differing, &mut report.examples.differing),
-            };
-            *n = count as u64;
-            if list.len() < max_examples {
-                list.push(key);
-            }
-        }
-        Ok(report)
-    }
-}
-
-fn key_columns(s: &TableSchema) -> impl Iterator<Item = &tidewater_core::Column> {
-    s.key.iter().map(|&k| &s.columns[k])
-}
-
-/// `a.k1, a.k2`
-fn key_list(s: &TableSchema, alias: &str) -> String {
-    key_columns(s)
-        .map(|c| format!("{alias}.{}", quote_ident(&c.name)))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// `a.k1 = b.k1 AND ...`
-fn key_join(s: &TableSchema, a: &str, b: &str) -> String {
-    key_columns(s)
-        .map(|c| {
-            let n = quote_ident(&c.name);
-            format!("{a}.{n} = {b}.{n}")
-        })
-        .collect::<Vec<_>>()
-        .join(" AND ")
-}
-
-/// The source's columns, in source order (the replica's physical order may differ).
-fn columns(s: &TableSchema, alias: Option<&str>) -> String {
-    let prefix = alias.map(|a| format!("{a}.")).unwrap_or_default();
-    s.columns
-        .iter()
-        .map(|c| format!("{prefix}{}", quote_ident(&c.name)))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// Columns as compared: JSON by its document (whitespace aside), everything else as is.
-fn normalized(s: &TableSchema) -> String {
-    s.columns
-        .iter()
-        .map(|c| {
-            let n = quote_ident(&c.name);
-            match c.ty {
-                ColumnType::Json => format!("json(r.{n}) AS {n}"),
-                _ => format!("r.{n}"),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// ` OR s.c IS DISTINCT FROM r.c ...` over the non-key columns.
-fn or_distinct(s: &TableSchema) -> String {
-    s.columns
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| !s.key.contains(i))
-        .map(|(_, c)| {
-            let n = quote_ident(&c.name);
-            match c.ty {
-                ColumnType::Json => format!(" OR json(s.{n}) IS DISTINCT FROM json(r.{n})"),
-                _ => format!(" OR s.{n} IS DISTINCT FROM r.{n}"),
-            }
-        })
-        .collect()
-}
-
-/// `CAST('text' AS type)` per key column, from DuckDB's own text of the values.
-fn key_literals(s: &TableSchema, texts: &[String]) -> Vec<String> {
-    key_columns(s)
-        .zip(texts)
-        .map(|(c, t)| format!("CAST({} AS {})", quote_literal(t), duckdb_type(&c.ty)))
-        .collect()
-}
-
-/// ` WHERE lo < key <= hi` in DuckDB's order of keys (row comparison), with a plain range on
-/// the first key column so the scan can skip row groups by their min/max.
-fn range_filter(s: &TableSchema, lo: Option<&[String]>, hi: Option<&[String]>) -> String {
-    let names: Vec<String> = key_columns(s).map(|c| format!("r.{}", quote_ident(&c.name))).collect();
-    let row = |items: &[String]| {
-        if items.len() == 1 {
-            items[0].clone()
-        } else {
-            format!("({})", items.join(", "))
-        }
-    };
-    let mut conds = Vec::new();
-    for (bound, strict, op) in [(lo, ">", ">="), (hi, "<=", "<=")] {
-        let Some(texts) = bound else { continue };
-        let lits = key_literals(s, texts);
-        conds.push(format!("{} {strict} {}", row(&names), row(&lits)));
-        if names.len() > 1 {
-            conds.push(format!("{} {op} {}", names[0], lits[0]));
-        }
-    }
-    if conds.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", conds.join(" AND "))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tidewater_core::{Column, TableId};
-
-    fn schema(key: Vec<usize>) -> TableSchema {
-        let col = |name: &str, ty| Column {
-            name: name.into(),
-            ty,
-            nullable: false,
-            source_type: String::new(),
-        };
-        TableSchema {
-            id: TableId::new("s", "t"),
-            columns: vec![
-                col("a", ColumnType::Int32),
-                col("b", ColumnType::Text),
-                col("j", ColumnType::Json),
-            ],
-            key,
-        }
-    }
-
-    #[test]
-    fn ranges_and_predicates() {
-        let one = schema(vec![0]);
-        assert_eq!(range_filter(&one, None, None), "");
-        assert_eq!(
-            range_filter(&one, Some(&["1".into()]), Some(&["9".into()])),
-            " WHERE r.\"a\" > CAST('1' AS INTEGER) AND r.\"a\" <= CAST('9' AS INTEGER)"
-        );
-        let two = schema(vec![1, 0]);
-        assert_eq!(
-            range_filter(&two, Some(&["x".into(), "1".into()]), None),
-            " WHERE (r.\"b\", r.\"a\") > (CAST('x' AS VARCHAR), CAST('1' AS INTEGER)) \
-             AND r.\"b\" >= CAST('x' AS VARCHAR)"
-        );
-        assert_eq!(key_join(&two, "s", "r"), "s.\"b\" = r.\"b\" AND s.\"a\" = r.\"a\"");
-        assert_eq!(
-            or_distinct(&two),
-            " OR json(s.\"j\") IS DISTINCT FROM json(r.\"j\")"
-        );
     }
 }

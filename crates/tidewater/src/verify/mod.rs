@@ -8,10 +8,12 @@
 //! attached read-only to an in-memory DuckDB here (`run` cannot start meanwhile).
 
 mod compare;
+mod differences;
 mod engine;
 pub mod report;
 pub mod serve;
 mod source;
+mod sql;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
