@@ -31,14 +31,19 @@ pub fn spawn(monitor: Arc<Monitor>, terminal: bool) -> tokio::task::JoinHandle<(
 }
 
 async fn draw_bars(monitor: Arc<Monitor>, multi: MultiProgress) {
+    let rate = |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+        let _ = write!(w, "{:.0} rows/s", state.per_sec());
+    };
     let known = ProgressStyle::with_template(
-        "{prefix:<32} [{bar:30}] {pos:>10}/{len:10} rows {per_sec:>14} ETA {eta}",
+        "{prefix:<32} [{bar:30}] {human_pos:>11}/{human_len:11} {rate:>14}  ETA {eta}",
     )
     .expect("template")
+    .with_key("rate", rate)
     .progress_chars("=> ");
     let unknown =
-        ProgressStyle::with_template("{prefix:<32} {spinner} {pos:>10} rows {per_sec:>14}")
-            .expect("template");
+        ProgressStyle::with_template("{prefix:<32} {spinner} {human_pos:>11} rows {rate:>14}")
+            .expect("template")
+            .with_key("rate", rate);
     let mut bars: BTreeMap<String, ProgressBar> = BTreeMap::new();
     let mut tick = tokio::time::interval(DRAW_EVERY);
     loop {
