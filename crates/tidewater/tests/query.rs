@@ -97,9 +97,9 @@ fn query_answers_the_same_live_and_stopped_in_every_format() {
         live[0],
         "id | name                 | amount | at                               | tags   | ok    | score\n\
          ---+----------------------+--------+----------------------------------+--------+-------+------\n \
-          1 | plain                | 10.50  | 2024-03-01 12:00:00+00:00        | [a, b] | true  |   1.5\n \
-          2 | with, comma \"quoted\" | -0.01  | 2024-03-02 00:00:00.123456+00:00 | []     | false |  -2.0\n \
-          3 | NULL                 | NULL   | NULL                             | NULL   | NULL  |  NULL\n\
+          1 | plain                |  10.50 | 2024-03-01 12:00:00+00:00        | [a, b] | true  |   1.5\n \
+          2 | with, comma \"quoted\" |  -0.01 | 2024-03-02 00:00:00.123456+00:00 | []     | false |  -2.0\n \
+          3 | NULL                 |   NULL | NULL                             | NULL   | NULL  |  NULL\n\
          (3 rows)\n"
     );
     assert_eq!(

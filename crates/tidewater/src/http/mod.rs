@@ -144,8 +144,8 @@ async fn route(req: Request<Incoming>, peer: SocketAddr, server: &Server) -> Res
         ),
         (Method::POST, "/query") => {
             let (status, body) = match query(req, peer, server).await {
-                Ok(r) => (StatusCode::OK, serde_json::to_vec_pretty(&r)),
-                Err(e) => (error_status(e.kind), serde_json::to_vec_pretty(&e)),
+                Ok(r) => (StatusCode::OK, serde_json::to_vec(&r)),
+                Err(e) => (error_status(e.kind), serde_json::to_vec(&e)),
             };
             respond(status, "application/json", body.expect("serialises"))
         }
@@ -153,11 +153,13 @@ async fn route(req: Request<Incoming>, peer: SocketAddr, server: &Server) -> Res
             let (status, body) = crate::verify::serve::handle(req, peer, m).await;
             respond(status, "application/json", body)
         }
-        (_, "/health" | "/metrics" | "/status" | "/" | "/status.html" | "/query" | "/verify") => respond(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "text/plain",
-            "method not allowed\n",
-        ),
+        (_, "/health" | "/metrics" | "/status" | "/" | "/status.html" | "/query" | "/verify") => {
+            respond(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                "method not allowed\n",
+            )
+        }
         _ => respond(
             StatusCode::NOT_FOUND,
             "text/plain",

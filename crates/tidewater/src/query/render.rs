@@ -58,10 +58,12 @@ fn table(r: &QueryResult) -> String {
     let widths: Vec<usize> = (0..header.len()).map(width).collect();
     let numeric: Vec<bool> = (0..header.len())
         .map(|i| {
-            r.rows.iter().any(|row| row[i].is_number())
-                && r.rows
-                    .iter()
-                    .all(|row| row[i].is_number() || row[i].is_null())
+            // Decimals travel as exact text but line up like numbers.
+            r.columns[i].ty.starts_with("Decimal")
+                || (r.rows.iter().any(|row| row[i].is_number())
+                    && r.rows
+                        .iter()
+                        .all(|row| row[i].is_number() || row[i].is_null()))
         })
         .collect();
     let line = |values: &[String], align_numbers: bool| -> String {
