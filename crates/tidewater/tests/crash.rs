@@ -1,0 +1,512 @@
+//! Crash safety under load, against real PostgreSQL and MariaDB servers and the real binary.
+//!
+//! - A continuous multi-table transactional workload (one persistent `psql` / `mariadb` client)
+//!   while `tidewater run` is killed with SIGKILL at pseudo-random moments and restarted; then
+//!   `tidewater verify` is clean and every `_log` table holds exactly one row per committed
+//!   source change, counted against the workload's own `ledger` table in the source.
+//! - The replication connection is dropped (walsender terminated / `Binlog Dump` thread
+//!   killed) while changes flow: `run` reconnects by itself and loses and duplicates nothing.
+//! - A DuckDB file that cannot be written (mode 0444; as root, which ignores file modes, the
+//!   immutable attribute where `chattr +i` works), a sink path that is a directory, and one
+//!   whose directory does not exist: a clear error (exit 3) naming the path, and after the
+//!   fix a run resumes and ends equal.
+//!
+//! CI runs a short version (5 kills). The long run (50 kills per source):
+//!
+//! ```text
+//! TIDEWATER_LONG_CRASH=1 cargo nextest run -p tidewater --test crash --no-capture
+//! ```
+
+mod common;
+
+use std::io::Write;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::{run_cli, Rig};
+use tidewater_harness::wait_until;
+
+/// Orders present before the workload starts; transaction `i` deletes order `i`, which is a
+/// seeded one or the one transaction `i - SEED_ORDERS` inserted, so it always exists.
+const SEED_ORDERS: u64 = 50;
+const COUNTERS: u64 = 10;
+
+const PG_SETUP: &str = "
+CREATE TABLE orders (id bigint PRIMARY KEY, tx_no bigint NOT NULL, amount numeric(12,2));
+INSERT INTO orders SELECT g, 0, g FROM generate_series(1, 50) g;
+CREATE TABLE counters (id int PRIMARY KEY, n bigint NOT NULL);
+INSERT INTO counters SELECT g, 0 FROM generate_series(1, 10) g;
+CREATE TABLE ledger (tx_no bigint PRIMARY KEY, order_id bigint NOT NULL, note text);
+";
+
+const MY_SETUP: &str = "
+CREATE TABLE orders (id bigint PRIMARY KEY, tx_no bigint NOT NULL, amount decimal(12,2));
+INSERT INTO orders SELECT seq, 0, seq FROM seq_1_to_50;
+CREATE TABLE counters (id int PRIMARY KEY, n bigint NOT NULL);
+INSERT INTO counters SELECT seq, 0 FROM seq_1_to_10;
+CREATE TABLE ledger (tx_no bigint PRIMARY KEY, order_id bigint NOT NULL, note text);
+";
+
+/// Changes per committed workload transaction, per table and kind.
+const PER_TX: [(&str, &str, u64); 4] = [
+    ("orders", "INSERT", 1),
+    ("orders", "DELETE", 1),
+    ("counters", "UPDATE", 1),
+    ("ledger", "INSERT", 1),
+];
+/// Seeded rows per table (the initial snapshot).
+const SNAPSHOT: [(&str, u64); 3] = [
+    ("orders", SEED_ORDERS),
+    ("counters", COUNTERS),
+    ("ledger", 0),
+];
+
+const CATCH_UP: Duration = Duration::from_secs(120);
+
+fn long_run() -> bool {
+    std::env::var("TIDEWATER_LONG_CRASH").is_ok_and(|v| v == "1")
+}
+
+/// xorshift64: reproducible "random" crash moments.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
+        Duration::from_millis(lo + self.next() % (hi - lo))
+    }
+}
+
+/// One workload transaction: every table changes, and the ledger records the transaction.
+fn transaction(i: u64) -> String {
+    format!(
+        "BEGIN;\nINSERT INTO orders VALUES ({o}, {i}, {i}.25);\nUPDATE counters SET n = n + 1 WHERE id = {c};\nDELETE FROM orders WHERE id = {i};\nINSERT INTO ledger VALUES ({i}, {o}, 'tx {i}');\nCOMMIT;\n",
+        o = SEED_ORDERS + i,
+        c = i % COUNTERS + 1,
+    )
+}
+
+/// A persistent SQL client fed one transaction at a time from a background thread.
+struct Workload {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    thread: JoinHandle<(Child, ChildStdin)>,
+    err_path: std::path::PathBuf,
+}
+
+impl Workload {
+    fn start(rig: &Rig) -> Workload {
+        let err_path = rig.dir.path().join("workload.err");
+        let err = std::fs::File::create(&err_path).unwrap();
+        let mut cmd = match &rig.src {
+            common::Src::Pg(pg) => {
+                let mut c = Command::new("psql");
+                c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", &pg.url("postgres")]);
+                c
+            }
+            common::Src::My(my) => {
+                let mut c = Command::new("mariadb");
+                c.args(["--no-defaults", "--protocol=TCP", "--user=root", "-B"])
+                    .args(["--host", my.host(), "--port", &my.port().to_string()])
+                    .arg(format!("--database={}", common::MY_DB));
+                c
+            }
+        };
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(err))
+            .spawn()
+            .expect("spawn the workload client");
+        let mut stdin = child.stdin.take().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let (stop2, sent2) = (stop.clone(), sent.clone());
+        // Paced so a debug build on busy cores keeps up; the long run writes the same way.
+        let pause = Duration::from_millis(4);
+        let thread = std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop2.load(Ordering::Relaxed) {
+                i += 1;
+                if stdin.write_all(transaction(i).as_bytes()).is_err() {
+                    break; // the client died: reported by finish()
+                }
+                let _ = stdin.flush();
+                sent2.store(i, Ordering::Relaxed);
+                std::thread::sleep(pause);
+            }
+            (child, stdin)
+        });
+        Workload {
+            stop,
+            sent,
+            thread,
+            err_path,
+        }
+    }
+
+    fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Stops writing, lets the client finish what it was sent, and checks it succeeded.
+    fn finish(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let (mut child, stdin) = self.thread.join().unwrap();
+        drop(stdin);
+        let mut status = None;
+        wait_until(
+            Duration::from_secs(60),
+            "the workload client to exit",
+            || {
+                status = child.try_wait().unwrap();
+                status.is_some()
+            },
+        )
+        .unwrap();
+        let err = std::fs::read_to_string(&self.err_path).unwrap_or_default();
+        assert!(
+            status.unwrap().success() && err.trim().is_empty(),
+            "workload client failed ({status:?}):\n{err}"
+        );
+    }
+}
+
+/// After the workload and a clean stop: verify is clean, and the `_log` tables hold exactly
+/// the changes the workload's ledger says were committed, each once.
+fn assert_exactly_once(rig: &Rig) -> u64 {
+    let committed: u64 = rig
+        .sql("SELECT count(*) FROM ledger")
+        .trim()
+        .parse()
+        .unwrap();
+    let max: u64 = rig
+        .sql("SELECT coalesce(max(tx_no), 0) FROM ledger")
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        committed, max,
+        "the ledger has gaps: a workload transaction failed"
+    );
+    assert!(committed > 0, "the workload committed nothing");
+    let counters: u64 = rig
+        .sql("SELECT sum(n) FROM counters")
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        counters, committed,
+        "the source's counters disagree with its ledger"
+    );
+
+    let (code, out) = run_cli(&["verify"], &rig.config);
+    assert_eq!(code, 0, "verify is not clean:\n{out}");
+
+    for table in ["orders", "counters", "ledger"] {
+        for kind in ["INSERT", "UPDATE", "DELETE"] {
+            let per_tx = PER_TX
+                .iter()
+                .find(|(t, k, _)| *t == table && *k == kind)
+                .map_or(0, |x| x.2);
+            let got = rig.count(&format!(
+                "SELECT count(*) FROM {table}_log WHERE _metadata_change_type = '{kind}'"
+            ));
+            assert_eq!(
+                got as u64,
+                per_tx * committed,
+                "{table}_log {kind} rows for {committed} committed transactions"
+            );
+        }
+        let seeded = SNAPSHOT.iter().find(|(t, _)| *t == table).unwrap().1;
+        assert_eq!(
+            rig.count(&format!(
+                "SELECT count(*) FROM {table}_log WHERE _metadata_change_type = 'SNAPSHOT'"
+            )) as u64,
+            seeded,
+            "{table}_log snapshot rows"
+        );
+        assert_eq!(
+            rig.count(&format!(
+                "SELECT count(*) FROM (SELECT _metadata_position, _metadata_sequence FROM {table}_log \
+                 WHERE _metadata_change_type <> 'SNAPSHOT' GROUP BY ALL HAVING count(*) > 1)"
+            )),
+            0,
+            "{table}_log: a (position, sequence) pair appears twice"
+        );
+    }
+    // Every committed transaction's ledger row, once, in the replica.
+    assert_eq!(
+        rig.count(
+            "SELECT count(DISTINCT tx_no) FROM ledger_log WHERE _metadata_change_type = 'INSERT'"
+        ) as u64,
+        committed
+    );
+    committed
+}
+
+fn kill9_under_load(mut rig: Rig, seed: u64) {
+    let started = Instant::now();
+    let kills = if long_run() { 50 } else { 5 };
+    rig.start();
+    rig.wait_caught_up(CATCH_UP);
+    let workload = Workload::start(&rig);
+    let mut rng = Rng(seed);
+    let mut streaming_kills = 0;
+    let mut mark = 0;
+    for _ in 0..kills {
+        // The crash moment: any phase of the run (connecting, catching up, streaming).
+        std::thread::sleep(rng.millis(200, 2000));
+        if rig
+            .log()
+            .get(mark..)
+            .is_some_and(|l| l.contains(": streaming "))
+        {
+            streaming_kills += 1;
+        }
+        rig.kill9();
+        mark = rig.log().len();
+        rig.start();
+    }
+    let sent = workload.sent();
+    workload.finish();
+    rig.wait_caught_up(CATCH_UP);
+    rig.stop();
+    let committed = assert_exactly_once(&rig);
+    assert_eq!(committed, sent, "every transaction sent was committed");
+    eprintln!(
+        "{kills} kills ({streaming_kills} while streaming), {committed} transactions, {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn postgres_kill9_at_random_moments_under_load() {
+    kill9_under_load(Rig::new(PG_SETUP), 0x9e37_79b9_7f4a_7c15);
+}
+
+#[test]
+fn mariadb_kill9_at_random_moments_under_load() {
+    kill9_under_load(Rig::mysql(MY_SETUP), 0xd1b5_4a32_d192_ed03);
+}
+
+/// The replica's published position (MariaDB; refreshed every 2 s).
+fn published_position(rig: &Rig) -> Option<String> {
+    let text = std::fs::read_to_string(rig.dir.path().join("replica.duckdb.status.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["report"]["position"].as_str().map(str::to_string)
+}
+
+/// The id of a server-side replication connection other than `not` (a dropped connection
+/// may linger for a moment next to its successor).
+fn replication_conn(rig: &Rig, not: Option<&String>) -> Option<String> {
+    let q = match &rig.src {
+        common::Src::Pg(_) => "SELECT pid FROM pg_stat_replication",
+        common::Src::My(_) => {
+            "SELECT id FROM information_schema.processlist WHERE command = 'Binlog Dump'"
+        }
+    };
+    let out = rig.try_sql(q).ok()?;
+    out.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && Some(&l.to_string()) != not)
+        .map(str::to_string)
+}
+
+fn progress_marker(rig: &Rig) -> Option<String> {
+    match &rig.src {
+        common::Src::Pg(_) => Some(rig.confirmed_flush_lsn()),
+        common::Src::My(_) => published_position(rig),
+    }
+}
+
+fn connection_drops(mut rig: Rig) {
+    let started = Instant::now();
+    let drops = 3;
+    rig.start();
+    rig.wait_caught_up(CATCH_UP);
+    let workload = Workload::start(&rig);
+    let mut last = None;
+    for round in 0..drops {
+        // Changes flow through the current connection...
+        let before = progress_marker(&rig);
+        wait_until(Duration::from_secs(60), "the replica to advance", || {
+            progress_marker(&rig) != before
+        })
+        .unwrap_or_else(|e| panic!("round {round}: {e}\n{}", rig.log()));
+        let mut id = None;
+        wait_until(
+            Duration::from_secs(60),
+            "a new replication connection",
+            || {
+                id = replication_conn(&rig, last.as_ref());
+                id.is_some()
+            },
+        )
+        .unwrap_or_else(|e| panic!("round {round}: {e}\n{}", rig.log()));
+        let id = id.unwrap();
+        // ...when it is dropped from the server side.
+        match &rig.src {
+            common::Src::Pg(_) => rig.sql(&format!("SELECT pg_terminate_backend({id})")),
+            common::Src::My(_) => rig.sql(&format!("KILL {id}")),
+        };
+        last = Some(id);
+    }
+    // Reconnected once more, by itself, and streaming again.
+    wait_until(
+        Duration::from_secs(60),
+        "a new replication connection",
+        || replication_conn(&rig, last.as_ref()).is_some(),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    let before = progress_marker(&rig);
+    wait_until(Duration::from_secs(60), "the replica to advance", || {
+        progress_marker(&rig) != before
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    let sent = workload.sent();
+    workload.finish();
+    rig.wait_caught_up(CATCH_UP);
+    rig.stop();
+    let log = rig.log();
+    assert_eq!(
+        log.matches("replication interrupted").count(),
+        drops,
+        "each drop is retried once:\n{log}"
+    );
+    let committed = assert_exactly_once(&rig);
+    assert_eq!(committed, sent);
+    eprintln!(
+        "{drops} drops, {committed} transactions, {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn postgres_walsender_terminated_reconnects() {
+    connection_drops(Rig::new(PG_SETUP));
+}
+
+#[test]
+fn mariadb_binlog_dump_killed_reconnects() {
+    connection_drops(Rig::mysql(MY_SETUP));
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// `chattr +i` on a file (even root cannot write it) until dropped; `None` where the
+/// attribute cannot be set (no CAP_LINUX_IMMUTABLE, or a file system without it).
+struct Immutable(std::path::PathBuf);
+
+impl Immutable {
+    fn set(path: &std::path::Path) -> Option<Immutable> {
+        let ok = Command::new("chattr")
+            .arg("+i")
+            .arg(path)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Immutable(path.to_path_buf()))
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        let _ = Command::new("chattr").arg("-i").arg(&self.0).status();
+    }
+}
+
+/// Rewrites the sink path of the rig's config.
+fn config_with_sink(rig: &Rig, path: &std::path::Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(&rig.config).unwrap();
+    let from = format!("path = {:?}", rig.db.display().to_string());
+    assert!(text.contains(&from), "{text}");
+    let other = rig.dir.path().join("bad-sink.toml");
+    std::fs::write(
+        &other,
+        text.replace(&from, &format!("path = {:?}", path.display().to_string())),
+    )
+    .unwrap();
+    other
+}
+
+#[test]
+fn unwritable_duckdb_file_is_a_clear_error_then_resumes() {
+    let mut rig = Rig::new(PG_SETUP);
+    rig.start();
+    rig.wait_caught_up(CATCH_UP);
+    rig.stop();
+    // Changes wait in the slot while the sink cannot be written.
+    for i in 1..=20 {
+        rig.sql(&transaction(i));
+    }
+    let db_text = rig.db.display().to_string();
+    if !is_root() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&rig.db).unwrap().permissions();
+        std::fs::set_permissions(&rig.db, std::fs::Permissions::from_mode(0o444)).unwrap();
+        let (code, out) = run_cli(&["run"], &rig.config);
+        std::fs::set_permissions(&rig.db, mode).unwrap();
+        assert_eq!(code, 3, "read-only DuckDB file: exit code; output:\n{out}");
+        assert!(out.contains(&db_text), "the error names the file:\n{out}");
+    } else if let Some(immutable) = Immutable::set(&rig.db) {
+        // Root ignores file modes, but not the immutable attribute (where it can be set).
+        let (code, out) = run_cli(&["run"], &rig.config);
+        drop(immutable);
+        assert_eq!(code, 3, "immutable DuckDB file: exit code; output:\n{out}");
+        assert!(out.contains(&db_text), "the error names the file:\n{out}");
+        eprintln!("{}", out.lines().last().unwrap_or_default());
+    } else {
+        eprintln!("root without chattr +i: the read-only file case is not exercised");
+    }
+    // Sink paths that cannot be a DuckDB file: a directory, and a file in a directory that
+    // does not exist.
+    let as_dir = rig.dir.path().join("a-directory.duckdb");
+    std::fs::create_dir(&as_dir).unwrap();
+    let missing_dir = rig.dir.path().join("no-such-dir").join("replica.duckdb");
+    for bad in [&as_dir, &missing_dir] {
+        let config = config_with_sink(&rig, bad);
+        let (code, out) = run_cli(&["run"], &config);
+        assert_eq!(code, 3, "sink path {bad:?}: exit code; output:\n{out}");
+        assert!(
+            out.contains(&bad.display().to_string()),
+            "the error names {bad:?}:\n{out}"
+        );
+        eprintln!("{}", out.lines().last().unwrap_or_default());
+    }
+    assert!(
+        !missing_dir.parent().unwrap().exists(),
+        "a directory was created"
+    );
+    // Nothing of the failed attempt is half-applied: the fixed run resumes and ends equal.
+    rig.start();
+    rig.wait_caught_up(CATCH_UP);
+    rig.stop();
+    let (code, out) = run_cli(&["verify"], &rig.config);
+    assert_eq!(code, 0, "verify:\n{out}");
+    for (table, kind, per_tx) in PER_TX {
+        assert_eq!(
+            rig.count(&format!(
+                "SELECT count(*) FROM {table}_log WHERE _metadata_change_type = '{kind}'"
+            )) as u64,
+            20 * per_tx,
+            "{table}_log {kind}"
+        );
+    }
+}
