@@ -76,12 +76,14 @@ pub struct Monitor {
     estimates: Mutex<BTreeMap<String, u64>>,
     /// A connection to the running sink's database, cloned for each reader.
     reader: Mutex<Option<Connection>>,
-    /// The last collected report, when, and the replica generation it saw.
-    report: Mutex<Option<(Instant, (u64, i64), Arc<StatusReport>)>>,
+    report: Mutex<Option<CachedReport>>,
     http_addr: OnceLock<SocketAddr>,
     /// The configuration `run` was started with: `POST /verify` reads the source with it.
     config: OnceLock<Arc<Config>>,
 }
+
+/// A collected report, when, and the replica generation it saw.
+type CachedReport = (Instant, (u64, i64), Arc<StatusReport>);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
