@@ -165,7 +165,7 @@ impl Stream {
         };
         match data {
             EventData::RotateEvent(r) => {
-                self.file = r.name().into_owned();
+                self.file = binlog_file_name(&r.name());
                 debug!(file = %self.file, "binlog file");
             }
             EventData::GtidEvent(g) => {
@@ -397,6 +397,21 @@ impl Stream {
     }
 }
 
+/// The file name of a rotate event. The first (artificial) rotate event arrives before the
+/// format description, so its checksum is not stripped: keep `base.NNNNNN` only.
+fn binlog_file_name(name: &str) -> String {
+    match name.rfind('.') {
+        Some(dot) => {
+            let digits = name[dot + 1..]
+                .bytes()
+                .take_while(u8::is_ascii_digit)
+                .count();
+            name[..dot + 1 + digits].to_string()
+        }
+        None => name.to_string(),
+    }
+}
+
 /// A MySQL transaction starts (GTID or anonymous GTID event at `event_start` of `file`): the
 /// position after it — the GTID set plus this GTID, or (GTIDs off) the offset where the
 /// transaction ends, which MySQL 8.0.2+ writes into the event — and its commit time.
@@ -440,6 +455,12 @@ mod tests {
         0x3e, 0x11, 0xfa, 0x47, 0x71, 0xca, 0x11, 0xe1, 0x9e, 0x33, 0xc8, 0x0a, 0xa9, 0x42,
         0x95, 0x62,
     ];
+
+    #[test]
+    fn rotate_names_lose_an_unstripped_checksum() {
+        assert_eq!(binlog_file_name("mariadb-bin.000001R<sT"), "mariadb-bin.000001");
+        assert_eq!(binlog_file_name("mysql-bin.000123"), "mysql-bin.000123");
+    }
 
     #[test]
     fn mysql_gtid_events_extend_the_executed_set() {

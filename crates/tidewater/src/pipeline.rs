@@ -21,6 +21,8 @@ pub const PIPELINE_NAME: &str = "default";
 /// Event chunks in flight between source and apply loop (each up to 1024 changes).
 const EVENT_QUEUE: usize = 16;
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// An attempt that streamed this long resets the retry backoff.
+const HEALTHY_ATTEMPT: Duration = Duration::from_secs(60);
 
 pub fn sink_options(config: &Config) -> DuckDbOptions {
     DuckDbOptions {
@@ -69,6 +71,7 @@ async fn run_pipeline(
     let mut ever_streamed = false;
     let outcome = loop {
         let source = connected.take();
+        let attempt_started = std::time::Instant::now();
         let (returned, result) = run_once(
             config,
             source,
@@ -83,6 +86,11 @@ async fn run_pipeline(
             Ok(()) => break Ok(()),
             Err(e) if e.kind == ErrorKind::Shutdown || *shutdown.borrow() => break Ok(()),
             Err(e) if e.is_retryable() && ever_streamed => {
+                // An attempt that ran for a while was a recovery, not a failing loop: the next
+                // interruption starts again with the shortest wait.
+                if attempt_started.elapsed() >= HEALTHY_ATTEMPT {
+                    backoff = Duration::from_secs(1);
+                }
                 monitor.record_error(&e);
                 monitor.set_phase(Phase::Retrying);
                 warn!(error = %e, position = stats.position().as_deref().unwrap_or("-"), retry_in = ?backoff, "replication interrupted; resuming from the committed position");
