@@ -15,13 +15,16 @@
 //! row) for the re-check rounds and the report.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use tidewater_core::{Error, Result, TableSchema, Value};
-use tidewater_duckdb::duckdb::{params, Connection, ToSql};
+use tracing::debug;
+use tidewater_duckdb::duckdb::Connection;
 use tidewater_duckdb::sql::{
     cast_from_text, duckdb_type, qualified, quote_ident, quote_literal,
 };
 
+use super::stage::{stage, typed_stage};
 use super::sql::{columns, key_columns, key_join, key_list, key_literals, normalized, or_distinct, range_filter};
 
 /// Source rows per comparison statement.
@@ -58,6 +61,9 @@ pub(super) struct Table {
 pub(super) struct Current {
     pub(super) table: usize,
     staged: usize,
+    /// Time spent staging rows and comparing, for the log.
+    staging: Duration,
+    comparing: Duration,
     /// A re-check: no comparison until the batch of keys is complete.
     recheck: bool,
     /// DuckDB text of the greatest key compared so far.
@@ -84,7 +90,7 @@ impl Comparer {
             .map_err(|e| Error::sink(format!("verify: {e}\n  in: {sql}")))
     }
 
-    fn database(&self) -> String {
+    pub(super) fn database(&self) -> String {
         match &self.catalog {
             Some(c) => quote_literal(c),
             None => "current_database()".into(),
@@ -129,46 +135,6 @@ impl Comparer {
         self.tables[i].problem.is_none()
     }
 
-    fn schema_problem(&self, schema: &TableSchema) -> Result<Option<String>> {
-        let defs: Vec<String> = schema
-            .columns
-            .iter()
-            .map(|c| format!("{} {}", quote_ident(&c.name), duckdb_type(&c.ty)))
-            .collect();
-        self.exec(&format!("CREATE OR REPLACE TEMP TABLE tw_probe ({})", defs.join(", ")))?;
-        let columns = |db: &str, schema_name: &str, table: &str| -> Result<Vec<(String, String)>> {
-            let sql = format!(
-                "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = {db} \
-                 AND schema_name = ? AND table_name = ? ORDER BY column_index"
-            );
-            let mut stmt = self.conn.prepare(&sql).map_err(sql_err("reading columns"))?;
-            let rows = stmt
-                .query_map(params![schema_name, table], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(sql_err("reading columns"))?;
-            rows.collect::<std::result::Result<_, _>>().map_err(sql_err("reading columns"))
-        };
-        let expected = columns("'temp'", "main", "tw_probe")?;
-        let actual = columns(&self.database(), &schema.id.schema, &schema.id.name)?;
-        if actual.is_empty() {
-            return Ok(Some("the table is not in the replica".into()));
-        }
-        let mut problems = Vec::new();
-        for (name, ty) in &expected {
-            match actual.iter().find(|(n, _)| n == name) {
-                None => problems.push(format!("column {name} is not in the replica")),
-                Some((_, t)) if t != ty => {
-                    problems.push(format!("column {name} is {t} in the replica, {ty} at the source"))
-                }
-                Some(_) => {}
-            }
-        }
-        for (name, _) in &actual {
-            if !expected.iter().any(|(n, _)| n == name) {
-                problems.push(format!("the replica has column {name}, which the source has not"));
-            }
-        }
-        Ok((!problems.is_empty()).then(|| problems.join("; ")))
-    }
 
     /// Prepares for table `i`'s rows: the whole table (`recheck` false), or the batches of
     /// keys of a re-check.
@@ -204,6 +170,8 @@ impl Comparer {
         self.current = Some(Current {
             table: i,
             staged: 0,
+            staging: Duration::ZERO,
+            comparing: Duration::ZERO,
             recheck,
             cursor: None,
         });
@@ -218,41 +186,25 @@ impl Comparer {
 
     /// Stages source rows; compares a chunk when enough are staged.
     pub fn rows(&mut self, rows: &[Vec<Value>]) -> Result<()> {
+        let started = Instant::now();
         let cur = self.current()?;
         let (i, recheck) = (cur.table, cur.recheck);
-        {
-            let id = &self.tables[i].schema.id;
-            let mut app = self
-                .conn
-                .appender_to_catalog_and_db("tw_stage", "temp", "main")
-                .map_err(sql_err("staging source rows"))?;
-            for row in rows {
-                let cells: Vec<Option<&str>> = row
-                    .iter()
-                    .map(|v| match v {
-                        Value::Text(_) => v.as_str().ok_or_else(|| {
-                            Error::source_fatal(format!("a value of {id} is not valid UTF-8"))
-                        }).map(Some),
-                        _ => Ok(None),
-                    })
-                    .collect::<Result<_>>()?;
-                let params: Vec<&dyn ToSql> = cells.iter().map(|c| c as &dyn ToSql).collect();
-                app.append_row(params.as_slice()).map_err(sql_err("staging source rows"))?;
-            }
-            app.flush().map_err(sql_err("staging source rows"))?;
-        }
+        stage(&self.conn, &self.tables[i].schema, rows)?;
         if !recheck {
             self.tables[i].rows += rows.len() as u64;
         }
         let cur = self.current.as_mut().expect("checked above");
         cur.staged += rows.len();
+        cur.staging += started.elapsed();
         if cur.staged >= CHUNK_ROWS && !recheck {
             cur.staged = 0;
+            let started = Instant::now();
             if self.tables[i].schema.has_key() {
                 self.compare_chunk(false)?;
             } else {
                 self.load_source()?;
             }
+            self.current.as_mut().expect("current").comparing += started.elapsed();
         }
         Ok(())
     }
@@ -260,21 +212,15 @@ impl Comparer {
     /// Moves the staged text rows into the typed source table.
     pub(super) fn load_source(&self) -> Result<()> {
         let t = &self.tables[self.current()?.table];
-        let casts: Vec<String> = t
-            .schema
-            .columns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| cast_from_text(&format!("c{i}"), &c.ty))
-            .collect();
         self.exec(&format!(
-            "INSERT INTO {SRC} SELECT {} FROM {STAGE}; DELETE FROM {STAGE};",
-            casts.join(", ")
+            "INSERT INTO {SRC} {}; DELETE FROM {STAGE};",
+            typed_stage(&t.schema, "")
         ))
     }
 
     /// The table's last rows have arrived: compares what is left.
     pub fn finish(&mut self, first_round: bool) -> Result<()> {
+        let started = Instant::now();
         let i = self.current()?.table;
         if self.tables[i].schema.has_key() {
             self.compare_chunk(true)?;
@@ -282,32 +228,51 @@ impl Comparer {
             self.load_source()?;
             self.compare_multiset(i, first_round)?;
         }
-        self.current = None;
+        if let Some(cur) = self.current.take() {
+            debug!(
+                table = %self.tables[i].schema.id,
+                staging_ms = cur.staging.as_millis() as u64,
+                comparing_ms = (cur.comparing + started.elapsed()).as_millis() as u64,
+                "verify: table compared"
+            );
+        }
         Ok(())
     }
 
-    /// Compares the staged chunk with the replica rows of its key range.
+    /// Compares the staged chunk with the replica rows of its key range (and those kept aside),
+    /// in one join: what differs lands in `tw_j`, from where missing and differing keys go to
+    /// the differences and unmatched replica rows are kept aside again.
     fn compare_chunk(&mut self, last: bool) -> Result<()> {
-        self.load_source()?;
         let cur = self.current()?;
         let t = &self.tables[cur.table];
         let s = &t.schema;
         let hi = if last { None } else { self.max_key(cur.cursor.as_deref())? };
         let range = range_filter(s, cur.cursor.as_deref(), hi.as_deref());
-        let on = key_join(s, "s", "r");
-        let keys = key_list(s, "s");
+        let source_keys: Vec<String> = key_columns(s)
+            .enumerate()
+            .map(|(k, c)| format!("s.{} AS _tw_k{k}", quote_ident(&c.name)))
+            .collect();
+        let found_keys: Vec<String> = (0..s.key.len()).map(|k| format!("_tw_k{k}")).collect();
         self.exec(&format!(
-            "CREATE OR REPLACE TEMP TABLE tw_rep AS SELECT {cols} FROM {rep} r{range} \
-               UNION ALL SELECT * FROM {PENDING};
-             INSERT INTO {diff} SELECT CASE WHEN r._tw_present IS NULL THEN 'missing' ELSE 'differing' END, {keys} \
-               FROM {SRC} s LEFT JOIN (SELECT *, true AS _tw_present FROM {REP}) r ON {on} \
-               WHERE r._tw_present IS NULL{distinct};
-             CREATE OR REPLACE TEMP TABLE tw_pending AS SELECT r.* FROM {REP} r ANTI JOIN {SRC} s ON {on};
-             DELETE FROM {SRC};",
-            cols = columns(s, Some("r")),
+            "CREATE OR REPLACE TEMP TABLE tw_j AS SELECT \
+               CASE WHEN s._tw_present IS NULL THEN 'aside' WHEN r._tw_present IS NULL THEN 'missing' \
+               ELSE 'differing' END AS _tw_kind, {source_keys}, {rep_cols} \
+             FROM ({casts}) s FULL JOIN \
+               (SELECT {rep_cols}, true AS _tw_present FROM {rep} r{range} \
+                UNION ALL SELECT *, true FROM {PENDING}) r ON {on} \
+             WHERE s._tw_present IS NULL OR r._tw_present IS NULL{distinct};
+             INSERT INTO {diff} SELECT _tw_kind, {found_keys} FROM temp.main.tw_j WHERE _tw_kind <> 'aside';
+             CREATE OR REPLACE TEMP TABLE tw_pending AS SELECT {cols} FROM temp.main.tw_j WHERE _tw_kind = 'aside';
+             DELETE FROM {STAGE};",
+            source_keys = source_keys.join(", "),
+            rep_cols = columns(s, Some("r")),
+            casts = typed_stage(s, "true AS _tw_present"),
             rep = t.replica,
-            diff = t.diff,
+            on = key_join(s, "s", "r"),
             distinct = or_distinct(s),
+            diff = t.diff,
+            found_keys = found_keys.join(", "),
+            cols = columns(s, None),
         ))?;
         if last {
             self.exec(&format!(
@@ -324,7 +289,12 @@ impl Comparer {
     fn max_key(&self, cursor: Option<&[String]>) -> Result<Option<Vec<String>>> {
         let s = &self.tables[self.current()?.table].schema;
         let names: Vec<String> = key_columns(s).map(|c| quote_ident(&c.name)).collect();
-        let mut from = format!("SELECT {} FROM {SRC}", names.join(", "));
+        let casts: Vec<String> = s
+            .key
+            .iter()
+            .map(|&k| format!("{} AS {}", cast_from_text(&format!("c{k}"), &s.columns[k].ty), quote_ident(&s.columns[k].name)))
+            .collect();
+        let mut from = format!("SELECT {} FROM {STAGE}", casts.join(", "));
         if let Some(c) = cursor {
             from.push_str(&format!(" UNION ALL SELECT {}", key_literals(s, c).join(", ")));
         }

@@ -14,6 +14,7 @@ pub mod report;
 pub mod serve;
 mod source;
 mod sql;
+mod stage;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
