@@ -73,6 +73,7 @@ TOML
       INSERT IGNORE INTO t VALUES (floor(rand() * 1e9) + $ROWS, 0, 'new', 0, now(6));" || true; done; }
   fi
   echo "== $kind ($table)"
+  touch "$WORK/run.log"
   "$T/release/tidewater" run --config "$WORK/tw.toml" 2>>"$WORK/run.log" & RUNPID=$!
   until grep -q "initial snapshot committed" "$WORK/run.log"; do kill -0 "$RUNPID"; sleep 0.05; done
   kill -TERM "$RUNPID"; wait "$RUNPID"; RUNPID=""

@@ -58,14 +58,24 @@ pub(super) struct Table {
     pub(super) rows: u64,
 }
 
+/// What the rows of a table are read for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// The first comparison of the whole table.
+    First,
+    /// A keyless table read again: only rows that differed before and differ again remain.
+    Rescan,
+    /// Keyed: the rows of the keys that differed, batch by batch (`recheck_batch`).
+    Recheck,
+}
+
 pub(super) struct Current {
     pub(super) table: usize,
     staged: usize,
     /// Time spent staging rows and comparing, for the log.
     staging: Duration,
     comparing: Duration,
-    /// A re-check: no comparison until the batch of keys is complete.
-    recheck: bool,
+    pass: Pass,
     /// DuckDB text of the greatest key compared so far.
     cursor: Option<Vec<String>>,
 }
@@ -135,10 +145,8 @@ impl Comparer {
         self.tables[i].problem.is_none()
     }
 
-
-    /// Prepares for table `i`'s rows: the whole table (`recheck` false), or the batches of
-    /// keys of a re-check.
-    pub fn start(&mut self, i: usize, recheck: bool) -> Result<()> {
+    /// Prepares for table `i`'s rows.
+    pub fn start(&mut self, i: usize, pass: Pass) -> Result<()> {
         let t = &self.tables[i];
         let stage: Vec<String> = (0..t.schema.columns.len()).map(|c| format!("c{c} VARCHAR")).collect();
         let typed: Vec<String> = t
@@ -156,7 +164,7 @@ impl Comparer {
             columns(&t.schema, None),
             t.replica
         );
-        if t.schema.has_key() && !recheck {
+        if t.schema.has_key() && pass == Pass::First {
             let keys: Vec<String> = key_columns(&t.schema)
                 .map(|c| format!("{} {}", quote_ident(&c.name), duckdb_type(&c.ty)))
                 .collect();
@@ -172,7 +180,7 @@ impl Comparer {
             staged: 0,
             staging: Duration::ZERO,
             comparing: Duration::ZERO,
-            recheck,
+            pass,
             cursor: None,
         });
         Ok(())
@@ -188,15 +196,15 @@ impl Comparer {
     pub fn rows(&mut self, rows: &[Vec<Value>]) -> Result<()> {
         let started = Instant::now();
         let cur = self.current()?;
-        let (i, recheck) = (cur.table, cur.recheck);
+        let (i, pass) = (cur.table, cur.pass);
         stage(&self.conn, &self.tables[i].schema, rows)?;
-        if !recheck {
+        if pass == Pass::First {
             self.tables[i].rows += rows.len() as u64;
         }
         let cur = self.current.as_mut().expect("checked above");
         cur.staged += rows.len();
         cur.staging += started.elapsed();
-        if cur.staged >= CHUNK_ROWS && !recheck {
+        if cur.staged >= CHUNK_ROWS && pass != Pass::Recheck {
             cur.staged = 0;
             let started = Instant::now();
             if self.tables[i].schema.has_key() {
@@ -219,14 +227,14 @@ impl Comparer {
     }
 
     /// The table's last rows have arrived: compares what is left.
-    pub fn finish(&mut self, first_round: bool) -> Result<()> {
+    pub fn finish(&mut self) -> Result<()> {
         let started = Instant::now();
-        let i = self.current()?.table;
+        let (i, pass) = (self.current()?.table, self.current()?.pass);
         if self.tables[i].schema.has_key() {
             self.compare_chunk(true)?;
         } else {
             self.load_source()?;
-            self.compare_multiset(i, first_round)?;
+            self.compare_multiset(i, pass == Pass::First)?;
         }
         if let Some(cur) = self.current.take() {
             debug!(

@@ -113,11 +113,13 @@ impl Comparer {
                 .iter()
                 .map(|c| format!("coalesce(CAST({} AS VARCHAR), 'NULL')", quote_ident(&c.name)))
                 .collect();
-            (format!("'(' || concat_ws(', ', {}) || ')'", parts.join(", ")), "1".into())
+            let label = format!("'(' || concat_ws(', ', {}) || ')'", parts.join(", "));
+            (label.clone(), label)
         };
         let sql = format!(
             "SELECT _tw_kind, count(*) OVER (PARTITION BY _tw_kind), {label} FROM {} d \
-             QUALIFY row_number() OVER (PARTITION BY _tw_kind ORDER BY {order}) <= ?",
+             QUALIFY row_number() OVER (PARTITION BY _tw_kind ORDER BY {order}) <= ? \
+             ORDER BY _tw_kind, {order}",
             t.diff
         );
         let mut stmt = self.conn.prepare(&sql).map_err(sql_err("reading differences"))?;
@@ -126,10 +128,9 @@ impl Comparer {
                 Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
             })
             .map_err(sql_err("reading differences"))?;
-        let mut examples: Vec<(String, i64, String)> = rows
+        let examples: Vec<(String, i64, String)> = rows
             .collect::<std::result::Result<_, _>>()
             .map_err(sql_err("reading differences"))?;
-        examples.sort_by(|a, b| a.0.cmp(&b.0));
         for (kind, count, key) in examples {
             let (n, list): (&mut u64, &mut Vec<String>) = match kind.as_str() {
                 "missing" => (&mut report.missing, &mut report.examples.missing),

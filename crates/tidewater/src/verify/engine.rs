@@ -13,7 +13,7 @@ use tidewater_core::{Error, Position, Result, RowConsumer, Value};
 use tokio::sync::mpsc;
 use tracing::info;
 
-use super::compare::Comparer;
+use super::compare::{Comparer, Pass};
 use super::report::VerifyReport;
 use super::source::VerifySource;
 use crate::config::Config;
@@ -106,9 +106,9 @@ pub async fn verify(
         if !duck.call(move |c| Ok(c.comparable(i))).await? {
             continue;
         }
-        duck.call(move |c| c.start(i, false)).await?;
+        duck.call(move |c| c.start(i, Pass::First)).await?;
         report.rows += stream(&mut source, &duck, i, None).await?;
-        duck.call(move |c| c.finish(true)).await?;
+        duck.call(|c| c.finish()).await?;
     }
     source.end().await?;
     report.source_position = position.0;
@@ -142,9 +142,9 @@ pub async fn verify(
     }
     if !reached && report.differences() > 0 {
         report.notes.push(format!(
-            "the replica was stopped at {}, before the source snapshot at {}: changes it has not \
-             applied count as differences; start `tidewater run` to catch up and verify again \
-             (verify also works while run runs)",
+            "the replica was stopped at {} and the source snapshot is at {}: changes made at the \
+             source since `run` stopped, if any, count as differences; start `tidewater run` to \
+             catch up and verify again (verify also works while run runs)",
             report.replica_position.as_deref().unwrap_or("no position"),
             report.source_position
         ));
@@ -169,9 +169,9 @@ async fn recheck(
 ) -> Result<()> {
     let keyed = source.tables()[i].has_key();
     if !keyed {
-        duck.call(move |c| c.start(i, false)).await?;
+        duck.call(move |c| c.start(i, Pass::Rescan)).await?;
         stream(source, duck, i, None).await?;
-        return duck.call(move |c| c.finish(false)).await;
+        return duck.call(|c| c.finish()).await;
     }
     let total = duck.call(move |c| c.recheck_prepare(i)).await?;
     if total > RECHECK_MAX {
@@ -181,7 +181,7 @@ async fn recheck(
         ));
         return Ok(());
     }
-    duck.call(move |c| c.start(i, true)).await?;
+    duck.call(move |c| c.start(i, Pass::Recheck)).await?;
     let mut from = 1;
     while from <= total {
         let to = (from + KEYS_PER_LOOKUP - 1).min(total);
