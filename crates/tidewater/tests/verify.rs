@@ -112,6 +112,8 @@ fn replicate(rig: &mut Rig, changes: &str) {
 #[test]
 fn postgres_clean_then_differences_made_by_hand() {
     let mut rig = Rig::new(PG_SETUP);
+    let out = expect_verify(verify(&rig.config, &[]), 3);
+    assert!(out.contains("does not exist yet: `tidewater run` creates it"), "{out}");
     replicate(
         &mut rig,
         "UPDATE items SET qty = qty + 100, doc = doc || '{\"x\": [1, 2]}' WHERE id <= 20;
@@ -157,6 +159,13 @@ fn postgres_clean_then_differences_made_by_hand() {
     assert!(!out.contains("public.items"), "{out}");
     let out = expect_verify(verify(&rig.config, &["--tables", "public.nothing*"]), 2);
     assert!(out.contains("no replicated table matches --tables"), "{out}");
+
+    // A replica table whose columns differ is reported, not compared row by row.
+    edit_replica(&rig, "ALTER TABLE public.pairs ADD COLUMN zz int; ALTER TABLE public.notes DROP COLUMN b;");
+    let out = expect_verify(verify(&rig.config, &["--tables", "public.pairs", "--tables", "public.notes"]), 1);
+    assert!(out.contains("not compared: the replica has column zz, which the source has not"), "{out}");
+    assert!(out.contains("not compared: column b is not in the replica"), "{out}");
+    assert!(out.contains("DIFFERENT: 2 differences in 2 tables"), "{out}");
 }
 
 #[test]

@@ -71,7 +71,12 @@ async fn run_somewhere(config: &Config, request: &VerifyRequest) -> Result<Verif
         }
     }
     match attach_replica(db) {
-        Ok(comparer) => engine::verify(config, comparer, Replica::Stopped, request).await,
+        Ok((comparer, spill)) => {
+            let report = engine::verify(config, comparer, Replica::Stopped, request).await;
+            // The comparer (and its database) is gone: nothing uses the spill directory now.
+            let _ = std::fs::remove_dir_all(spill);
+            report
+        }
         Err(e) if e.message().contains("lock") => {
             // Held by a `run` that is starting: its status file appears within seconds.
             let deadline = Instant::now() + WAIT_FOR_PUBLISHED;
@@ -97,8 +102,8 @@ fn published_http(db: &Path) -> Option<String> {
 }
 
 /// An in-memory DuckDB with the replica attached read-only as `replica`; temp tables spill
-/// to the system temp directory.
-fn attach_replica(db: &Path) -> Result<Comparer> {
+/// to a directory of their own (returned) in the system temp directory.
+fn attach_replica(db: &Path) -> Result<(Comparer, PathBuf)> {
     if !db.exists() {
         return Err(Error::sink(format!(
             "DuckDB file {} does not exist yet: `tidewater run` creates it",
@@ -114,7 +119,7 @@ fn attach_replica(db: &Path) -> Result<Comparer> {
         quote_literal(&db.to_string_lossy())
     ))
     .map_err(|e| Error::sink(format!("cannot open {} read-only: {e}", db.display())))?;
-    Ok(Comparer::new(conn, Some("replica".into())))
+    Ok((Comparer::new(conn, Some("replica".into())), spill))
 }
 
 enum Remote {
