@@ -219,20 +219,27 @@ impl Rig {
     /// MariaDB: the position `run` publishes (every 2 s) reaches the server's GTID position.
     /// (Every transaction of these tests changes a replicated table.)
     fn wait_binlog_caught_up(&mut self, timeout: Duration) {
-        let target = format!("mariadb-gtid:{}", self.sql("SELECT @@gtid_binlog_pos").trim());
+        let target = format!(
+            "mariadb-gtid:{}",
+            self.sql("SELECT @@gtid_binlog_pos").trim()
+        );
         let status = self.dir.path().join("replica.duckdb.status.json");
-        let result = wait_until(timeout, "the replica to reach the source's GTID position", || {
-            if !self.running_and_streaming() {
-                return false;
-            }
-            let Ok(text) = std::fs::read_to_string(&status) else {
-                return false;
-            };
-            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-            v["report"]["position"]
-                .as_str()
-                .is_some_and(|p| gtid_reached(p, &target))
-        });
+        let result = wait_until(
+            timeout,
+            "the replica to reach the source's GTID position",
+            || {
+                if !self.running_and_streaming() {
+                    return false;
+                }
+                let Ok(text) = std::fs::read_to_string(&status) else {
+                    return false;
+                };
+                let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+                v["report"]["position"]
+                    .as_str()
+                    .is_some_and(|p| gtid_reached(p, &target))
+            },
+        );
         result.unwrap_or_else(|e| panic!("{e}\n{}", self.log()));
     }
 
@@ -250,7 +257,9 @@ impl Rig {
                 if !self.running_and_streaming() {
                     return false;
                 }
-                self.try_sql(&query).map(|s| s.trim() == "t").unwrap_or(false)
+                self.try_sql(&query)
+                    .map(|s| s.trim() == "t")
+                    .unwrap_or(false)
             },
         );
         result.unwrap_or_else(|e| panic!("{e}\n{}", self.log()));
@@ -374,4 +383,3 @@ pub fn expect(result: (i32, String), code: i32, needles: &[&str]) -> String {
     );
     output
 }
-
