@@ -6,11 +6,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{Rig, PASSWORD};
+use common::{run_tidewater, Rig, PASSWORD};
 use tidewater_duckdb::duckdb::Connection;
 use tidewater_harness::wait_until;
 
@@ -43,31 +42,9 @@ const VERIFY_DEADLINE: Duration = Duration::from_secs(300);
 
 /// Runs `tidewater verify --config <config> <extra>`; returns the exit code and output.
 fn verify(config: &Path, extra: &[&str]) -> (i32, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let out_path = dir.path().join("out.txt");
-    let out = std::fs::File::create(&out_path).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tidewater"))
-        .args(["verify", "--config"])
-        .arg(config)
-        .args(extra)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::from(out.try_clone().unwrap()))
-        .stderr(Stdio::from(out))
-        .spawn()
-        .expect("spawn tidewater verify");
-    let mut status = None;
-    let waited = wait_until(VERIFY_DEADLINE, "tidewater verify to exit", || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    });
-    if waited.is_err() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-    let output = std::fs::read_to_string(&out_path).unwrap_or_default();
-    waited.unwrap_or_else(|e| panic!("{e}\n{output}"));
+    let (code, output) = run_tidewater(&["verify"], config, extra, "warn", VERIFY_DEADLINE);
     assert!(!output.contains(PASSWORD), "output leaks the password:\n{output}");
-    (status.unwrap().code().unwrap_or(-1), output)
+    (code, output)
 }
 
 #[track_caller]

@@ -342,6 +342,18 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 
 /// Runs `tidewater <args> --config <config>`; returns the exit code and stdout+stderr.
 pub fn run_cli(args: &[&str], config: &Path) -> (i32, String) {
+    run_tidewater(args, config, &[], "info,pg_walstream=warn", DEADLINE)
+}
+
+/// Runs `tidewater <args> --config <config> <extra>` with `RUST_LOG=<log>`, killed after
+/// `deadline`; returns the exit code and stdout+stderr.
+pub fn run_tidewater(
+    args: &[&str],
+    config: &Path,
+    extra: &[&str],
+    log: &str,
+    deadline: Duration,
+) -> (i32, String) {
     let out_dir = tempfile::tempdir().unwrap();
     let out_path = out_dir.path().join("out.txt");
     let out = File::create(&out_path).unwrap();
@@ -349,13 +361,14 @@ pub fn run_cli(args: &[&str], config: &Path) -> (i32, String) {
         .args(args)
         .arg("--config")
         .arg(config)
-        .env("RUST_LOG", "info,pg_walstream=warn")
+        .args(extra)
+        .env("RUST_LOG", log)
         .stdout(Stdio::from(out.try_clone().unwrap()))
         .stderr(Stdio::from(out))
         .spawn()
         .expect("spawn tidewater");
     let mut status = None;
-    let waited = wait_until(DEADLINE, "tidewater to exit", || {
+    let waited = wait_until(deadline, "tidewater to exit", || {
         status = child.try_wait().unwrap();
         status.is_some()
     });
