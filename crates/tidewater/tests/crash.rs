@@ -156,14 +156,13 @@ impl Workload {
         }
     }
 
-    fn sent(&self) -> u64 {
-        self.sent.load(Ordering::Relaxed)
-    }
-
-    /// Stops writing, lets the client finish what it was sent, and checks it succeeded.
-    fn finish(self) {
+    /// Stops writing, lets the client finish what it was sent, checks it succeeded and
+    /// returns how many transactions were sent (counted after the writer thread has stopped,
+    /// so a transaction sent while stopping is counted too).
+    fn finish(self) -> u64 {
         self.stop.store(true, Ordering::Relaxed);
         let (mut child, stdin) = self.thread.join().unwrap();
+        let sent = self.sent.load(Ordering::Relaxed);
         drop(stdin);
         let mut status = None;
         wait_until(
@@ -180,6 +179,7 @@ impl Workload {
             status.unwrap().success() && err.trim().is_empty(),
             "workload client failed ({status:?}):\n{err}"
         );
+        sent
     }
 }
 
@@ -279,8 +279,7 @@ fn kill9_under_load(mut rig: Rig, seed: u64) {
         mark = rig.log().len();
         rig.start();
     }
-    let sent = workload.sent();
-    workload.finish();
+    let sent = workload.finish();
     rig.wait_caught_up(CATCH_UP);
     rig.stop();
     let committed = assert_exactly_once(&rig);
@@ -375,8 +374,7 @@ fn connection_drops(mut rig: Rig) {
         progress_marker(&rig) != before
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
-    let sent = workload.sent();
-    workload.finish();
+    let sent = workload.finish();
     rig.wait_caught_up(CATCH_UP);
     rig.stop();
     let log = rig.log();
