@@ -20,6 +20,10 @@
 //! `/usr/bin`, else `PATH`; when running as root both get `--user=mysql`,
 //! so `mariadbd` switches to the `mysql` account by itself.
 //!
+//! [`BqEmulator::start`] runs the BigQuery emulator (PyPI `bqemulator`, installed by
+//! `scripts/install-bqemulator.sh`) in memory with its REST API on a free port; dropping it
+//! kills it.
+//!
 //! Everything is blocking; from async code call it via
 //! `tokio::task::spawn_blocking`.
 //!
@@ -61,6 +65,7 @@
 //! ```
 
 mod bins;
+mod bqemu;
 mod error;
 mod instance;
 mod launch;
@@ -69,6 +74,7 @@ mod server;
 
 use std::time::{Duration, Instant};
 
+pub use bqemu::{BqEmulator, BQ_PROJECT};
 pub use error::HarnessError;
 pub use mariadb::{MariaDbOptions, MariaDbServer};
 pub use server::{PgOptions, PgServer};
