@@ -24,6 +24,10 @@ pub const DEFAULT_MAX_BATCH_ROWS: usize = 50_000;
 pub struct BatchOptions {
     pub flush_interval: Duration,
     pub max_batch_rows: usize,
+    /// A batch stays open at least this long after its first complete transaction (unless
+    /// it fills up): a sink whose commit has a per-commit quota (BigQuery's DML jobs)
+    /// commits no more often than this. Zero for sinks without one.
+    pub min_batch_window: Duration,
 }
 
 impl Default for BatchOptions {
@@ -31,6 +35,7 @@ impl Default for BatchOptions {
         BatchOptions {
             flush_interval: Duration::from_millis(DEFAULT_FLUSH_INTERVAL_MS),
             max_batch_rows: DEFAULT_MAX_BATCH_ROWS,
+            min_batch_window: Duration::ZERO,
         }
     }
 }
@@ -209,7 +214,10 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                 // flush_interval): a quiet source sees each transaction applied within about
                 // two commit times, while under load batches grow until the fixed cost of a
                 // commit is amortised.
-                let window = self.last_commit_cost.min(self.options.flush_interval);
+                let window = self
+                    .last_commit_cost
+                    .min(self.options.flush_interval)
+                    .max(self.options.min_batch_window);
                 let deadline = *b.deadline.get_or_insert(Instant::now() + window);
                 if b.rows >= self.options.max_batch_rows || Instant::now() >= deadline {
                     self.commit_batch(b)?;

@@ -17,6 +17,10 @@ pub enum ErrorKind {
     /// Destination problem (exit code 3); never retried because it is rarely transient for a
     /// local file and a retry could hide corruption.
     Sink,
+    /// Destination problem that may go away (a remote warehouse's rate limit, 5xx or network
+    /// error that outlasted the sink's own retries): `run` resumes from the committed position
+    /// with backoff, like a retryable source error.
+    SinkRetryable,
     /// Shutdown requested (SIGINT/SIGTERM).
     Shutdown,
 }
@@ -51,6 +55,9 @@ impl Error {
     pub fn sink(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Sink, message)
     }
+    pub fn sink_retryable(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::SinkRetryable, message)
+    }
     pub fn shutdown() -> Self {
         Self::new(ErrorKind::Shutdown, "shutdown requested")
     }
@@ -58,14 +65,20 @@ impl Error {
         &self.message
     }
     pub fn is_retryable(&self) -> bool {
-        matches!(self.kind, ErrorKind::SourceRetryable)
+        matches!(
+            self.kind,
+            ErrorKind::SourceRetryable | ErrorKind::SinkRetryable
+        )
     }
     /// Exit code per ARCHITECTURE.md: 1 check/verify, 2 usage/config, 3 source/destination.
     pub fn exit_code(&self) -> i32 {
         match self.kind {
             ErrorKind::Check => 1,
             ErrorKind::Config => 2,
-            ErrorKind::SourceFatal | ErrorKind::SourceRetryable | ErrorKind::Sink => 3,
+            ErrorKind::SourceFatal
+            | ErrorKind::SourceRetryable
+            | ErrorKind::Sink
+            | ErrorKind::SinkRetryable => 3,
             ErrorKind::Shutdown => 0,
         }
     }

@@ -127,6 +127,7 @@ fn apply(
 const LONG: BatchOptions = BatchOptions {
     flush_interval: Duration::from_secs(60),
     max_batch_rows: 1000,
+    min_batch_window: Duration::ZERO,
 };
 
 #[test]
@@ -240,4 +241,25 @@ fn a_quiet_source_gets_a_transaction_committed_without_waiting_for_the_flush_int
     let (r, log) = worker.join().unwrap();
     r.unwrap();
     assert_eq!(log.join("; "), "begin; write 1 #0 x3; commit 1");
+}
+
+#[test]
+fn a_minimum_batch_window_holds_transactions_together() {
+    let mut events = Vec::new();
+    tx(&mut events, "1", &[5]);
+    tx(&mut events, "2", &[5]);
+    tx(&mut events, "3", &[5]);
+    let mut sink = Recorder::default();
+    let options = BatchOptions {
+        min_batch_window: Duration::from_secs(60),
+        ..LONG
+    };
+    let (r, acked) = apply(&mut sink, events, options);
+    r.unwrap();
+    // Without the window the first transaction commits alone (no commit cost known yet).
+    assert_eq!(
+        sink.log.join("; "),
+        "begin; write 1 #0 x5; write 2 #0 x5; write 3 #0 x5; commit 3"
+    );
+    assert_eq!(acked, Some(Position("3".into())));
 }
