@@ -73,7 +73,7 @@ pub async fn check(config_path: &Path) -> Result<()> {
 
 pub async fn status(config_path: &Path, json: bool) -> Result<()> {
     let config = Config::load(config_path)?;
-    let view = current_view(&config.sink.path).await?;
+    let view = current_view(config.sink.duckdb_path("status")?).await?;
     if json {
         println!(
             "{}",

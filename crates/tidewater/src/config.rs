@@ -43,7 +43,123 @@ pub struct SourceConfig {
 pub struct SinkConfig {
     #[serde(rename = "type")]
     pub kind: String,
+    /// duckdb: the replica file.
+    #[serde(default)]
     pub path: PathBuf,
+    /// bigquery: where the replica lives, and as whom to write it.
+    pub project: Option<String>,
+    pub dataset: Option<String>,
+    pub location: Option<String>,
+    /// bigquery: a service-account key file; absent: application-default credentials.
+    pub credentials: Option<PathBuf>,
+    /// bigquery: `http://host:port` of an emulator instead of Google's endpoint.
+    pub endpoint: Option<String>,
+    /// bigquery: a batch is merged into the replicas at most this often.
+    pub merge_interval_ms: Option<u64>,
+}
+
+/// `[sink] merge_interval_ms` when not set: BigQuery runs a MERGE about once a second.
+pub const DEFAULT_MERGE_INTERVAL_MS: u64 = 1000;
+
+impl SinkConfig {
+    pub fn is_bigquery(&self) -> bool {
+        self.kind == "bigquery"
+    }
+
+    /// The DuckDB replica file, for the commands that read it; `command` names the command
+    /// in the message for other sinks.
+    pub fn duckdb_path(&self, command: &str) -> Result<&Path, Error> {
+        if self.kind == "duckdb" {
+            return Ok(&self.path);
+        }
+        Err(Error::config(format!(
+            "`tidewater {command}` reads the DuckDB replica file and is not available for \
+             sink.type = {:?} yet: query the dataset in BigQuery instead",
+            self.kind
+        )))
+    }
+
+    pub fn merge_interval_ms(&self) -> u64 {
+        self.merge_interval_ms.unwrap_or(DEFAULT_MERGE_INTERVAL_MS)
+    }
+
+    fn validate(&self, log_tables: bool) -> Result<(), Error> {
+        let bigquery_keys = [
+            ("project", self.project.is_some()),
+            ("dataset", self.dataset.is_some()),
+            ("location", self.location.is_some()),
+            ("credentials", self.credentials.is_some()),
+            ("endpoint", self.endpoint.is_some()),
+            ("merge_interval_ms", self.merge_interval_ms.is_some()),
+        ];
+        match self.kind.as_str() {
+            "duckdb" => {
+                if self.path.as_os_str().is_empty() {
+                    return Err(Error::config(
+                        "sink.path is missing: name the DuckDB replica file, e.g. path = \"replica.duckdb\"",
+                    ));
+                }
+                if let Some((key, _)) = bigquery_keys.iter().find(|(_, set)| *set) {
+                    return Err(Error::config(format!(
+                        "sink.{key} applies to sink.type = \"bigquery\" only; remove it"
+                    )));
+                }
+            }
+            "bigquery" => {
+                if !self.path.as_os_str().is_empty() {
+                    return Err(Error::config(
+                        "sink.path applies to sink.type = \"duckdb\" only; remove it (BigQuery \
+                         takes project and dataset)",
+                    ));
+                }
+                for (key, value) in [("project", &self.project), ("dataset", &self.dataset)] {
+                    match value.as_deref() {
+                        None | Some("") => {
+                            return Err(Error::config(format!(
+                                "sink.{key} is missing: the BigQuery sink needs project and \
+                                 dataset, e.g. project = \"my-project\", dataset = \"replica\""
+                            )))
+                        }
+                        Some(_) => {}
+                    }
+                }
+                let dataset = self.dataset.as_deref().unwrap_or_default();
+                if !dataset
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                {
+                    return Err(Error::config(format!(
+                        "sink.dataset = {dataset:?} is invalid: BigQuery dataset names hold \
+                         letters, digits and '_'"
+                    )));
+                }
+                if let Some(e) = &self.endpoint {
+                    if !e.starts_with("http://") && !e.starts_with("https://") {
+                        return Err(Error::config(format!(
+                            "sink.endpoint = {e:?} is not a URL: write http://host:port"
+                        )));
+                    }
+                }
+                if !(100..=3_600_000).contains(&self.merge_interval_ms()) {
+                    return Err(Error::config(
+                        "sink.merge_interval_ms must be between 100 and 3600000",
+                    ));
+                }
+                if !log_tables {
+                    return Err(Error::config(
+                        "apply.log_tables = false does not work with the BigQuery sink: its \
+                         replicas are merged from the _log tables. Remove the setting",
+                    ));
+                }
+            }
+            other => {
+                return Err(Error::config(format!(
+                    "sink.type = {other:?} is unknown; use \"duckdb\" or \"bigquery\""
+                )))
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -105,9 +221,13 @@ impl Config {
         let mut config = Config::parse(&text)
             .map_err(|e| e.context(format!("config file {}", path.display())))?;
         // A relative sink path is relative to the config file, not to the working directory.
-        if config.sink.path.is_relative() {
-            if let Some(dir) = path.parent() {
-                config.sink.path = dir.join(&config.sink.path);
+        if let Some(dir) = path.parent() {
+            let sink = &mut config.sink;
+            if sink.path.is_relative() && !sink.path.as_os_str().is_empty() {
+                sink.path = dir.join(&sink.path);
+            }
+            if let Some(key) = sink.credentials.as_mut().filter(|k| k.is_relative()) {
+                *key = dir.join(&*key);
             }
         }
         Ok(config)
@@ -119,8 +239,22 @@ impl Config {
         for t in &mut config.source.tables {
             *t = expand_env(t, "source.tables")?;
         }
-        let path = config.sink.path.to_string_lossy().into_owned();
-        config.sink.path = PathBuf::from(expand_env(&path, "sink.path")?);
+        let sink = &mut config.sink;
+        let path = sink.path.to_string_lossy().into_owned();
+        sink.path = PathBuf::from(expand_env(&path, "sink.path")?);
+        for (key, value) in [
+            ("sink.project", &mut sink.project),
+            ("sink.dataset", &mut sink.dataset),
+            ("sink.location", &mut sink.location),
+            ("sink.endpoint", &mut sink.endpoint),
+        ] {
+            if let Some(v) = value.as_mut() {
+                *v = expand_env(v, key)?;
+            }
+        }
+        if let Some(key) = sink.credentials.as_mut() {
+            *key = PathBuf::from(expand_env(&key.to_string_lossy(), "sink.credentials")?);
+        }
         config.validate()?;
         Ok(config)
     }
@@ -185,12 +319,7 @@ impl Config {
                 )));
             }
         }
-        if self.sink.kind != "duckdb" {
-            return Err(Error::config(format!(
-                "sink.type = {:?} is not available in this build; use \"duckdb\"",
-                self.sink.kind
-            )));
-        }
+        self.sink.validate(self.apply.log_tables)?;
         if self.apply.max_batch_rows == 0 {
             return Err(Error::config("apply.max_batch_rows must be at least 1"));
         }
@@ -338,5 +467,72 @@ path = "replica.duckdb"
             .unwrap_err()
             .to_string()
             .contains("max_batch_rows"));
+    }
+
+    const BIGQUERY: &str = r#"
+[source]
+type = "postgres"
+url = "postgres://u:p@127.0.0.1:5432/db"
+tables = ["public.*"]
+[sink]
+type = "bigquery"
+project = "my-project"
+dataset = "replica"
+location = "EU"
+"#;
+
+    #[test]
+    fn bigquery_sink() {
+        let c = Config::parse(BIGQUERY).unwrap();
+        assert!(c.sink.is_bigquery());
+        assert_eq!(c.sink.merge_interval_ms(), 1000);
+        assert_eq!(c.sink.credentials, None);
+        let e = c.sink.duckdb_path("query").unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("not available for sink.type = \"bigquery\""),
+            "{e}"
+        );
+        let typo = BIGQUERY.replace("location", "locaton");
+        let e = Config::parse(&typo).unwrap_err();
+        assert!(e.to_string().contains("unknown field `locaton`"), "{e}");
+        for (text, needle) in [
+            (
+                BIGQUERY.replace("dataset = \"replica\"", ""),
+                "sink.dataset is missing",
+            ),
+            (
+                BIGQUERY.replace("dataset = \"replica\"", "dataset = \"a-b\""),
+                "dataset names",
+            ),
+            (
+                format!("{BIGQUERY}path = \"x.duckdb\"\n"),
+                "sink.path applies to",
+            ),
+            (
+                format!("{BIGQUERY}endpoint = \"localhost:9050\"\n"),
+                "http://host:port",
+            ),
+            (
+                format!("{BIGQUERY}merge_interval_ms = 5\n"),
+                "merge_interval_ms",
+            ),
+            (
+                format!("{BIGQUERY}[apply]\nlog_tables = false\n"),
+                "log_tables",
+            ),
+            (
+                MINIMAL.replace("path = ", "dataset = \"d\"\npath = "),
+                "sink.dataset applies",
+            ),
+            (
+                MINIMAL.replace("\"duckdb\"", "\"oracle\""),
+                "use \"duckdb\" or \"bigquery\"",
+            ),
+        ] {
+            let e = Config::parse(&text).unwrap_err();
+            assert!(e.to_string().contains(needle), "{needle}: {e}");
+            assert_eq!(e.exit_code(), 2);
+        }
     }
 }

@@ -5,9 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tidewater_bigquery::{BigQueryOptions, BigQuerySink, Connection as BqConnection};
 use tidewater_core::apply::{run_apply, BatchOptions};
 use tidewater_core::stats::Stats;
 use tidewater_core::{Error, ErrorKind, Result, Sink, Source, SourceContext};
+use tidewater_duckdb::duckdb::Connection;
 use tidewater_duckdb::{DuckDbOptions, DuckDbSink};
 use tokio::sync::{mpsc, watch};
 use tracing::{error, info, warn};
@@ -33,6 +35,55 @@ pub fn sink_options(config: &Config) -> DuckDbOptions {
     }
 }
 
+pub fn bigquery_options(config: &Config) -> BigQueryOptions {
+    let s = &config.sink;
+    BigQueryOptions {
+        connection: BqConnection {
+            project: s.project.clone().unwrap_or_default(),
+            dataset: s.dataset.clone().unwrap_or_default(),
+            location: s.location.clone(),
+            credentials: s.credentials.clone(),
+            endpoint: s.endpoint.clone(),
+        },
+        pipeline: PIPELINE_NAME.into(),
+        source_type: config.source.kind.clone(),
+    }
+}
+
+/// Opens the configured sink. DuckDB also gives the connection the monitor reads the
+/// replica through (status, `/query`); BigQuery has none yet.
+async fn open_sink(config: &Config) -> Result<(Box<dyn Sink>, Option<Connection>)> {
+    if config.sink.is_bigquery() {
+        let sink = BigQuerySink::connect(bigquery_options(config)).await?;
+        return Ok((Box::new(sink), None));
+    }
+    let opts = sink_options(config);
+    let sink = tokio::task::spawn_blocking(move || DuckDbSink::open(opts))
+        .await
+        .map_err(|e| Error::sink(format!("opening the sink: {e}")))??;
+    let reader = sink
+        .connection()
+        .try_clone()
+        .map_err(|e| Error::sink(format!("opening a read connection: {e}")))?;
+    Ok((Box::new(sink), Some(reader)))
+}
+
+/// How the apply loop batches for the configured sink: BigQuery merges at most every
+/// `merge_interval_ms` (each MERGE is a DML job, and BigQuery limits those per table).
+fn batch_options(config: &Config) -> BatchOptions {
+    let mut options = BatchOptions {
+        flush_interval: Duration::from_millis(config.apply.flush_interval_ms),
+        max_batch_rows: config.apply.max_batch_rows,
+        min_batch_window: Duration::ZERO,
+    };
+    if config.sink.is_bigquery() {
+        let merge = Duration::from_millis(config.sink.merge_interval_ms());
+        options.flush_interval = merge;
+        options.min_batch_window = merge;
+    }
+    options
+}
+
 /// Runs until `shutdown` becomes true (then returns Ok) or a fatal error.
 pub async fn run(
     config: &Config,
@@ -56,16 +107,15 @@ async fn run_pipeline(
     // Source problems (unreachable, wal_level, no tables, ...) surface before the DuckDB file
     // is created, so a mistyped config leaves nothing behind. The first attempt reuses it.
     let mut connected = Some(sources::connect(config).await?);
-    let opts = sink_options(config);
-    let mut sink = tokio::task::spawn_blocking(move || DuckDbSink::open(opts))
-        .await
-        .map_err(|e| Error::sink(format!("opening the sink: {e}")))??;
-    let reader = sink
-        .connection()
-        .try_clone()
-        .map_err(|e| Error::sink(format!("opening a read connection: {e}")))?;
-    monitor.set_reader(reader)?;
-    let status = StatusPublisher::start(monitor.clone())?;
+    let (mut sink, reader) = open_sink(config).await?;
+    // The status file and `/status` read the replica through DuckDB.
+    let status = match reader {
+        Some(reader) => {
+            monitor.set_reader(reader)?;
+            Some(StatusPublisher::start(monitor.clone())?)
+        }
+        None => None,
+    };
     let reporter = tokio::spawn(report_progress(stats.clone()));
     let mut backoff = Duration::from_secs(1);
     let mut ever_streamed = false;
@@ -107,7 +157,9 @@ async fn run_pipeline(
             Err(e) => break Err(e),
         }
     };
-    status.stop();
+    if let Some(status) = status {
+        status.stop();
+    }
     reporter.abort();
     if outcome.is_ok() {
         info!("stopped cleanly");
@@ -118,11 +170,11 @@ async fn run_pipeline(
 async fn run_once(
     config: &Config,
     connected: Option<AnySource>,
-    mut sink: DuckDbSink,
+    mut sink: Box<dyn Sink>,
     monitor: &Arc<Monitor>,
     mut shutdown: watch::Receiver<bool>,
     ever_streamed: &mut bool,
-) -> (DuckDbSink, Result<()>) {
+) -> (Box<dyn Sink>, Result<()>) {
     let mut source = match connected {
         Some(s) => s,
         None => match sources::connect(config).await {
@@ -161,15 +213,12 @@ async fn run_once(
 
     let (events_tx, mut events_rx) = mpsc::channel(EVENT_QUEUE);
     let (ack_tx, ack_rx) = watch::channel(state.position.clone());
-    let options = BatchOptions {
-        flush_interval: Duration::from_millis(config.apply.flush_interval_ms),
-        max_batch_rows: config.apply.max_batch_rows,
-    };
+    let options = batch_options(config);
     let handle = tokio::runtime::Handle::current();
     let apply_stats = stats.clone();
     let apply = tokio::task::spawn_blocking(move || {
         let r = run_apply(
-            &mut sink,
+            &mut *sink,
             &mut events_rx,
             &ack_tx,
             options,

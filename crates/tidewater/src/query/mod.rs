@@ -33,7 +33,7 @@ pub struct QueryArgs {
 
 pub async fn command(args: QueryArgs) -> Result<()> {
     let db = match (&args.config, &args.db) {
-        (Some(c), _) => Config::load(c)?.sink.path,
+        (Some(c), _) => Config::load(c)?.sink.duckdb_path("query")?.to_path_buf(),
         (None, Some(d)) => d.clone(),
         (None, None) => {
             return Err(Error::config(

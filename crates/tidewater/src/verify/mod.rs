@@ -63,7 +63,7 @@ pub async fn command(args: VerifyArgs) -> Result<()> {
 }
 
 async fn run_somewhere(config: &Config, request: &VerifyRequest) -> Result<VerifyReport> {
-    let db = &config.sink.path;
+    let db = config.sink.duckdb_path("verify")?;
     if let Some(addr) = published_http(db) {
         match remote(&addr, request).await {
             Err(Remote::Unreachable(_)) => {} // the process just ended: the file is free
@@ -170,7 +170,7 @@ mod wire {
                 ErrorKind::Config => "config",
                 ErrorKind::Check => "check",
                 ErrorKind::SourceFatal | ErrorKind::SourceRetryable => "source",
-                ErrorKind::Sink | ErrorKind::Shutdown => "sink",
+                ErrorKind::Sink | ErrorKind::SinkRetryable | ErrorKind::Shutdown => "sink",
             };
             ErrorAnswer {
                 kind: kind.into(),

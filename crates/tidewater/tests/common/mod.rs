@@ -2,6 +2,8 @@
 //! binary started, stopped (SIGTERM) or killed (SIGKILL) as a separate process.
 #![allow(dead_code)]
 
+pub mod bq;
+
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -31,6 +33,8 @@ pub struct Rig {
     starts: usize,
     /// Length of the log when the current run started.
     log_mark: usize,
+    /// Set by [`Rig::use_bigquery`]: the replica is in this emulator, not in `db`.
+    pub bq: Option<bq::BqTarget>,
 }
 
 impl Rig {
@@ -85,7 +89,23 @@ impl Rig {
             child: None,
             starts: 0,
             log_mark: 0,
+            bq: None,
         }
+    }
+
+    /// Replicates into a throwaway BigQuery emulator instead of the DuckDB file.
+    pub fn use_bigquery(&mut self) {
+        let target = bq::BqTarget::start();
+        let config = std::fs::read_to_string(&self.config).unwrap();
+        let (source, rest) = config.split_once("[sink]").unwrap();
+        let apply = &rest[rest.find("[apply]").unwrap()..];
+        let text = format!("{source}{}\n{apply}", target.sink_toml());
+        std::fs::write(&self.config, text).unwrap();
+        self.bq = Some(target);
+    }
+
+    pub fn bq(&self) -> &bq::BqTarget {
+        self.bq.as_ref().expect("a BigQuery rig")
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -97,6 +117,11 @@ impl Rig {
     }
 
     pub fn start(&mut self) {
+        self.start_with_env(&[]);
+    }
+
+    /// Starts `run` with extra environment variables (e.g. `TIDEWATER_FAULT`).
+    pub fn start_with_env(&mut self, env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "already running");
         self.log_mark = self.log().len();
         let log = OpenOptions::new()
@@ -108,6 +133,7 @@ impl Rig {
             .args(["run", "--config"])
             .arg(&self.config)
             .env("RUST_LOG", "info,pg_walstream=warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -125,6 +151,21 @@ impl Rig {
         let mut child = self.child.take().expect("running");
         child.kill().unwrap();
         child.wait().unwrap();
+    }
+
+    /// Waits until the current run exits by itself; returns its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let mut status = None;
+        wait_until(timeout, "tidewater to exit", || {
+            status = child.try_wait().unwrap();
+            status.is_some()
+        })
+        .unwrap_or_else(|e| {
+            let _ = child.kill();
+            panic!("{e}\n{}", self.log())
+        });
+        status.unwrap()
     }
 
     /// SIGTERM, then the process must exit 0 within the deadline.
@@ -223,7 +264,6 @@ impl Rig {
             "mariadb-gtid:{}",
             self.sql("SELECT @@gtid_binlog_pos").trim()
         );
-        let status = self.dir.path().join("replica.duckdb.status.json");
         let result = wait_until(
             timeout,
             "the replica to reach the source's GTID position",
@@ -231,16 +271,23 @@ impl Rig {
                 if !self.running_and_streaming() {
                     return false;
                 }
-                let Ok(text) = std::fs::read_to_string(&status) else {
-                    return false;
-                };
-                let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-                v["report"]["position"]
-                    .as_str()
-                    .is_some_and(|p| gtid_reached(p, &target))
+                self.committed_position()
+                    .is_some_and(|p| gtid_reached(&p, &target))
             },
         );
         result.unwrap_or_else(|e| panic!("{e}\n{}", self.log()));
+    }
+
+    /// The position the replica has committed: from BigQuery's state table, or from the
+    /// status `run` publishes (every 2 s) next to the DuckDB file.
+    fn committed_position(&self) -> Option<String> {
+        if let Some(bq) = &self.bq {
+            return bq.state().map(|(position, _)| position);
+        }
+        let status = self.dir.path().join("replica.duckdb.status.json");
+        let text = std::fs::read_to_string(status).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        v["report"]["position"].as_str().map(str::to_string)
     }
 
     /// Waits until the slot confirms everything written so far: tidewater confirms only what
@@ -255,6 +302,10 @@ impl Rig {
             "the slot to confirm the current WAL position",
             || {
                 if !self.running_and_streaming() {
+                    return false;
+                }
+                // A fresh slot confirms its start before the snapshot is committed.
+                if self.bq.is_some() && self.committed_position().is_none_or(|p| p.is_empty()) {
                     return false;
                 }
                 self.try_sql(&query)

@@ -1,0 +1,278 @@
+//! The BigQuery REST calls the sink makes, through `gcp-bigquery-client`, each retried and
+//! classified (`errors`). No driver type leaves this crate.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gcp_bigquery_client::auth::Authenticator;
+use gcp_bigquery_client::client_builder::ClientBuilder;
+use gcp_bigquery_client::error::BQError;
+use gcp_bigquery_client::model::dataset::Dataset;
+use gcp_bigquery_client::model::get_query_results_parameters::GetQueryResultsParameters;
+use gcp_bigquery_client::model::query_request::QueryRequest;
+use gcp_bigquery_client::model::table::Table;
+use gcp_bigquery_client::model::table_data_insert_all_request::TableDataInsertAllRequest;
+use gcp_bigquery_client::model::table_data_insert_all_request_rows::TableDataInsertAllRequestRows;
+use gcp_bigquery_client::model::table_row::TableRow;
+use gcp_bigquery_client::Client;
+use serde_json::Value as Json;
+use tidewater_core::{Error, Result};
+
+use crate::errors::{check_errors, check_insert, from_client, with_retry};
+
+/// How long one query call waits on the server before polling again.
+const QUERY_WAIT_MS: i32 = 10_000;
+
+/// Where and as whom to connect.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    pub project: String,
+    pub dataset: String,
+    /// The dataset's location (`US`, `EU`, `europe-west1`); jobs run there.
+    pub location: Option<String>,
+    /// A service-account key file; `None`: application-default credentials, or no
+    /// authentication at all when `endpoint` is set (an emulator).
+    pub credentials: Option<PathBuf>,
+    /// `http://host:port` of an emulator instead of Google's endpoint.
+    pub endpoint: Option<String>,
+}
+
+/// An emulator takes any token.
+#[derive(Clone)]
+struct NoAuth;
+
+#[async_trait::async_trait]
+impl Authenticator for NoAuth {
+    async fn access_token(&self) -> Result<String, BQError> {
+        Ok("emulator".into())
+    }
+}
+
+/// A connected client for one dataset.
+#[derive(Clone)]
+pub struct BqClient {
+    client: Client,
+    pub project: String,
+    pub dataset: String,
+    pub location: Option<String>,
+}
+
+/// Rows of a query answer: one JSON cell per column (a string, null, or for arrays an
+/// array of `{"v": ...}`), as BigQuery sends them.
+pub type Rows = Vec<Vec<Json>>;
+
+impl BqClient {
+    pub async fn connect(c: &Connection) -> Result<BqClient> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|e| Error::sink(format!("building the HTTP client: {e}")))?;
+        let mut builder = ClientBuilder::new();
+        builder.with_client(http);
+        if let Some(endpoint) = &c.endpoint {
+            let base = endpoint.trim_end_matches('/');
+            let base = if base.ends_with("/bigquery/v2") {
+                base.to_string()
+            } else {
+                format!("{base}/bigquery/v2")
+            };
+            builder.with_v2_base_url(base);
+        }
+        let built = match (&c.credentials, &c.endpoint) {
+            (Some(key), _) => {
+                let key = key.to_string_lossy();
+                builder.build_from_service_account_key_file(&key).await
+            }
+            (None, Some(_)) => builder.build_from_authenticator(Arc::new(NoAuth)).await,
+            (None, None) => builder.build_from_application_default_credentials().await,
+        };
+        let client = built.map_err(|e| match &c.credentials {
+            Some(key) => Error::config(format!(
+                "[sink] credentials = {:?}: not a usable service-account key file ({e}); \
+                 download a JSON key of the service account, or leave `credentials` out to use \
+                 application-default credentials",
+                key.display()
+            )),
+            None => Error::config(format!(
+                "no application-default credentials for BigQuery ({e}): set [sink] credentials \
+                 to a service-account key file, set GOOGLE_APPLICATION_CREDENTIALS, or run on a \
+                 machine with a service account"
+            )),
+        })?;
+        Ok(BqClient {
+            client,
+            project: c.project.clone(),
+            dataset: c.dataset.clone(),
+            location: c.location.clone(),
+        })
+    }
+
+    /// Creates the dataset when it does not exist.
+    pub async fn ensure_dataset(&self) -> Result<()> {
+        let what = format!("looking up dataset {}.{}", self.project, self.dataset);
+        let found = with_retry(&what, |_| async {
+            match self
+                .client
+                .dataset()
+                .get(&self.project, &self.dataset)
+                .await
+            {
+                Ok(_) => Ok(true),
+                Err(e) if is_status(&e, 404) => Ok(false),
+                Err(e) => Err(from_client(&what, e)),
+            }
+        })
+        .await?;
+        if found {
+            return Ok(());
+        }
+        let what = format!("creating dataset {}.{}", self.project, self.dataset);
+        with_retry(&what, |_| async {
+            let mut dataset = Dataset::new(&self.project, &self.dataset);
+            if let Some(l) = &self.location {
+                dataset = dataset.location(l);
+            }
+            match self.client.dataset().create(dataset).await {
+                Ok(_) => Ok(()),
+                Err(e) if is_status(&e, 409) => Ok(()),
+                Err(e) => Err(from_client(&what, e)),
+            }
+        })
+        .await?;
+        tracing::info!(dataset = %self.dataset, "created the BigQuery dataset");
+        Ok(())
+    }
+
+    /// The column names of a table, or `None` when it does not exist.
+    pub async fn table_columns(&self, table: &str) -> Result<Option<Vec<String>>> {
+        let what = format!("looking up table {}.{table}", self.dataset);
+        with_retry(&what, |_| async {
+            match self
+                .client
+                .table()
+                .get(&self.project, &self.dataset, table, None)
+                .await
+            {
+                Ok(t) => Ok(Some(
+                    t.schema
+                        .fields()
+                        .iter()
+                        .flatten()
+                        .map(|f| f.name.clone())
+                        .collect(),
+                )),
+                Err(e) if is_status(&e, 404) => Ok(None),
+                Err(e) => Err(from_client(&what, e)),
+            }
+        })
+        .await
+    }
+
+    /// Creates a table; one that appeared meanwhile is fine.
+    pub async fn create_table(&self, table: Table) -> Result<()> {
+        let what = format!("creating table {}.{}", self.dataset, table.table_id());
+        with_retry(&what, |_| async {
+            match self.client.table().create(table.clone()).await {
+                Ok(_) => Ok(()),
+                Err(e) if is_status(&e, 409) => Ok(()),
+                Err(e) => Err(from_client(&what, e)),
+            }
+        })
+        .await
+    }
+
+    /// Appends rows with `tabledata.insertAll`. Each row carries its `insertId`, so BigQuery
+    /// drops the copy a retried request would add (best effort, as BigQuery documents it).
+    pub async fn insert_all(
+        &self,
+        table: &str,
+        rows: Vec<TableDataInsertAllRequestRows>,
+    ) -> Result<()> {
+        let what = format!("appending {} rows to {}.{table}", rows.len(), self.dataset);
+        let mut request = TableDataInsertAllRequest::new();
+        request
+            .add_rows(rows)
+            .map_err(|e| Error::sink(format!("{what}: {e}")))?;
+        with_retry(&what, |_| async {
+            let answer = self
+                .client
+                .tabledata()
+                .insert_all(&self.project, &self.dataset, table, request.clone())
+                .await
+                .map_err(|e| from_client(&what, e))?;
+            check_insert(&what, &answer)
+        })
+        .await
+    }
+
+    /// Runs a query or script to completion and returns the rows of its result. A
+    /// `request_id` makes a retried call return the first call's job instead of running
+    /// the statement again (BigQuery keeps it for a few minutes).
+    pub async fn query(&self, what: &str, sql: &str, request_id: Option<&str>) -> Result<Rows> {
+        with_retry(what, |_| self.query_once(what, sql, request_id)).await
+    }
+
+    async fn query_once(&self, what: &str, sql: &str, request_id: Option<&str>) -> Result<Rows> {
+        let mut request = QueryRequest::new(sql);
+        request.location = self.location.clone();
+        request.timeout_ms = Some(QUERY_WAIT_MS);
+        request.request_id = request_id.map(str::to_string);
+        request.use_query_cache = Some(false);
+        let answer = self
+            .client
+            .job()
+            .query(&self.project, request)
+            .await
+            .map_err(|e| from_client(what, e))?;
+        check_errors(what, answer.errors.as_ref())?;
+        let mut rows = answer.rows;
+        if answer.job_complete != Some(true) {
+            let job = answer
+                .job_reference
+                .and_then(|j| j.job_id)
+                .ok_or_else(|| Error::sink(format!("{what}: BigQuery returned no job id")))?;
+            rows = self.wait_for_job(what, &job).await?;
+        }
+        Ok(rows.unwrap_or_default().into_iter().map(cells).collect())
+    }
+
+    /// Polls a job that outlasted the query call until it completes.
+    async fn wait_for_job(&self, what: &str, job: &str) -> Result<Option<Vec<TableRow>>> {
+        loop {
+            let parameters = GetQueryResultsParameters {
+                location: self.location.clone(),
+                timeout_ms: Some(QUERY_WAIT_MS),
+                ..Default::default()
+            };
+            let answer = self
+                .client
+                .job()
+                .get_query_results(&self.project, job, parameters)
+                .await
+                .map_err(|e| from_client(what, e))?;
+            check_errors(what, answer.errors.as_ref())?;
+            if answer.job_complete == Some(true) {
+                return Ok(answer.rows);
+            }
+        }
+    }
+
+    /// `project.dataset.table`, quoted for SQL.
+    pub fn qualified(&self, table: &str) -> String {
+        format!("`{}.{}.{table}`", self.project, self.dataset)
+    }
+}
+
+fn cells(row: TableRow) -> Vec<Json> {
+    row.columns
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.value.unwrap_or(Json::Null))
+        .collect()
+}
+
+fn is_status(e: &BQError, code: i64) -> bool {
+    matches!(e, BQError::ResponseError { error } if error.error.code == code)
+}

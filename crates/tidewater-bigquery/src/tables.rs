@@ -1,0 +1,255 @@
+//! What the sink creates in the dataset, and how it names it (ARCHITECTURE.md section 4,
+//! mapped onto BigQuery's one level of datasets):
+//!
+//! - replica `<schema>_<table>`: the source columns, clustered by the primary key;
+//! - change log `<schema>_<table>_log`: the source columns, `_metadata_old_<key>` (the old key
+//!   of an update that changed the key), and the `_metadata_*` columns of [`LOG_METADATA`];
+//!   partitioned by day on `_metadata_timestamp`, clustered by `_metadata_tx`;
+//! - state `_tidewater_state`: per pipeline the committed source position and the ordinal of
+//!   the last applied transaction.
+//!
+//! Characters BigQuery does not allow in table names become `_`.
+
+use gcp_bigquery_client::model::clustering::Clustering;
+use gcp_bigquery_client::model::table::Table;
+use gcp_bigquery_client::model::table_field_schema::TableFieldSchema;
+use gcp_bigquery_client::model::table_schema::TableSchema as BqSchema;
+use gcp_bigquery_client::model::time_partitioning::TimePartitioning;
+use tidewater_core::{Error, Result, TableId, TableSchema};
+
+use crate::types::{bq_type, clusterable, BqField, BqType};
+
+pub const STATE_TABLE: &str = "_tidewater_state";
+/// Prefix of the log columns holding the old key of a key-changing update.
+pub const OLD_KEY_PREFIX: &str = "_metadata_old_";
+/// BigQuery clusters by at most four columns.
+const MAX_CLUSTER_COLUMNS: usize = 4;
+
+/// The change-log columns after the source's (`_metadata_tx` is the sink's transaction
+/// ordinal: the order of source transactions, and what the MERGE selects by).
+pub const LOG_METADATA: &[(&str, BqField)] = &[
+    ("_metadata_change_type", BqField::String),
+    ("_metadata_deleted", BqField::Bool),
+    ("_metadata_source_timestamp", BqField::Timestamp),
+    ("_metadata_timestamp", BqField::Timestamp),
+    ("_metadata_position", BqField::String),
+    ("_metadata_sequence", BqField::Int64),
+    ("_metadata_tx", BqField::Int64),
+];
+
+const STATE_COLUMNS: &[(&str, BqField)] = &[
+    ("name", BqField::String),
+    ("source_type", BqField::String),
+    ("position", BqField::String),
+    ("tx_ordinal", BqField::Int64),
+    ("last_source_commit", BqField::Timestamp),
+    ("last_apply", BqField::Timestamp),
+];
+
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The BigQuery names of a source table's replica and log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableNames {
+    pub replica: String,
+    pub log: String,
+}
+
+pub fn table_names(id: &TableId) -> TableNames {
+    let replica = format!("{}_{}", sanitize(&id.schema), sanitize(&id.name));
+    TableNames {
+        log: format!("{replica}_log"),
+        replica,
+    }
+}
+
+/// `name` quoted for BigQuery SQL.
+pub fn ident(name: &str) -> String {
+    format!("`{name}`")
+}
+
+/// Column names must be usable as they are: renaming them would break the source-neutral
+/// contract (same column names as the source).
+pub fn check_columns(schema: &TableSchema) -> Result<()> {
+    for c in &schema.columns {
+        let ok = !c.name.is_empty()
+            && !c.name.starts_with(|ch: char| ch.is_ascii_digit())
+            && c.name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+            && !c.name.starts_with("_metadata_");
+        if !ok {
+            return Err(Error::source_fatal(format!(
+                "column {:?} of {} cannot be a BigQuery column name (letters, digits and '_', \
+                 not starting with a digit or _metadata_): rename it at the source, or leave \
+                 the table out of source.tables",
+                c.name, schema.id
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn field(name: &str, t: BqType) -> TableFieldSchema {
+    let mut f = TableFieldSchema::new(name, t.field.field_type());
+    f.mode = Some(if t.repeated { "REPEATED" } else { "NULLABLE" }.into());
+    f
+}
+
+fn scalar_field(name: &str, t: BqField) -> TableFieldSchema {
+    field(
+        name,
+        BqType {
+            field: t,
+            repeated: false,
+        },
+    )
+}
+
+fn source_fields(schema: &TableSchema) -> Vec<TableFieldSchema> {
+    let columns = schema.columns.iter();
+    columns.map(|c| field(&c.name, bq_type(&c.ty))).collect()
+}
+
+fn new_table(
+    project: &str,
+    dataset: &str,
+    name: &str,
+    fields: Vec<TableFieldSchema>,
+    location: Option<&str>,
+) -> Table {
+    let table = Table::new(project, dataset, name, BqSchema::new(fields));
+    match location {
+        Some(l) => table.location(l),
+        None => table,
+    }
+}
+
+/// The replica: source columns, clustered by (up to four of) the primary key columns.
+pub fn replica_table(
+    project: &str,
+    dataset: &str,
+    location: Option<&str>,
+    schema: &TableSchema,
+) -> Table {
+    let names = table_names(&schema.id);
+    let mut table = new_table(
+        project,
+        dataset,
+        &names.replica,
+        source_fields(schema),
+        location,
+    );
+    let cluster: Vec<String> = schema
+        .key
+        .iter()
+        .map(|&k| &schema.columns[k])
+        .filter(|c| clusterable(&bq_type(&c.ty)))
+        .take(MAX_CLUSTER_COLUMNS)
+        .map(|c| c.name.clone())
+        .collect();
+    if !cluster.is_empty() {
+        table = table.clustering(Clustering {
+            fields: Some(cluster),
+        });
+    }
+    table
+}
+
+/// The change log: source columns, old key columns, metadata; partitioned by day.
+pub fn log_table(
+    project: &str,
+    dataset: &str,
+    location: Option<&str>,
+    schema: &TableSchema,
+) -> Table {
+    let names = table_names(&schema.id);
+    let mut fields = source_fields(schema);
+    for &k in &schema.key {
+        let c = &schema.columns[k];
+        fields.push(field(
+            &format!("{OLD_KEY_PREFIX}{}", c.name),
+            bq_type(&c.ty),
+        ));
+    }
+    fields.extend(LOG_METADATA.iter().map(|(n, t)| scalar_field(n, *t)));
+    new_table(project, dataset, &names.log, fields, location)
+        .time_partitioning(TimePartitioning::per_day().field("_metadata_timestamp"))
+        .clustering(Clustering {
+            fields: Some(vec!["_metadata_tx".into()]),
+        })
+}
+
+pub fn state_table(project: &str, dataset: &str, location: Option<&str>) -> Table {
+    let fields = STATE_COLUMNS
+        .iter()
+        .map(|(n, t)| scalar_field(n, *t))
+        .collect();
+    new_table(project, dataset, STATE_TABLE, fields, location)
+}
+
+/// The column names a table created from `table` has, in order.
+pub fn column_names(table: &Table) -> Vec<String> {
+    let fields = table.schema.fields().iter().flatten();
+    fields.map(|f| f.name.clone()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tidewater_core::{Column, ColumnType};
+
+    fn orders() -> TableSchema {
+        let col = |name: &str, ty| Column {
+            name: name.into(),
+            ty,
+            nullable: true,
+            source_type: String::new(),
+        };
+        TableSchema {
+            id: TableId::new("public", "order-items"),
+            columns: vec![
+                col("id", ColumnType::Int64),
+                col("price", ColumnType::Float64),
+                col("tags", ColumnType::List(Box::new(ColumnType::Text))),
+            ],
+            key: vec![0, 1],
+        }
+    }
+
+    #[test]
+    fn names_layout_clustering_and_partitioning() {
+        let s = orders();
+        let names = table_names(&s.id);
+        assert_eq!(names.replica, "public_order_items");
+        assert_eq!(names.log, "public_order_items_log");
+        let replica = replica_table("p", "d", Some("EU"), &s);
+        // FLOAT64 cannot cluster.
+        assert_eq!(replica.clustering.unwrap().fields.unwrap(), vec!["id"]);
+        let json = serde_json::to_value(log_table("p", "d", None, &s)).unwrap();
+        assert_eq!(json["timePartitioning"]["type"], "DAY");
+        assert_eq!(json["timePartitioning"]["field"], "_metadata_timestamp");
+        let fields = json["schema"]["fields"].as_array().unwrap();
+        assert_eq!(fields[2]["mode"], "REPEATED");
+        assert_eq!(fields[3]["name"], "_metadata_old_id");
+        assert_eq!(fields.last().unwrap()["name"], "_metadata_tx");
+    }
+
+    #[test]
+    fn unusable_column_names_are_refused_with_the_fix() {
+        let mut s = orders();
+        s.columns[1].name = "unit price".into();
+        let e = check_columns(&s).unwrap_err();
+        assert!(e.to_string().contains("rename it at the source"), "{e}");
+    }
+}

@@ -1,0 +1,266 @@
+//! PostgreSQL and MariaDB → BigQuery (the emulator the harness starts), through the real
+//! binary: snapshot and stream with every change kind, the replica equal to the source, one
+//! `_log` row per change, and a process killed between the log append and the MERGE.
+
+mod common;
+
+use std::time::Duration;
+
+use common::bq::{cell_text, normalise, BqTarget};
+use common::{Rig, Src};
+
+const CATCH_UP: Duration = Duration::from_secs(90);
+
+const PG_SETUP: &str = "
+CREATE TABLE items (id int PRIMARY KEY, name text, amount numeric(20,2), flag boolean,
+                    created timestamptz, payload bytea, doc jsonb, tags text[]);
+INSERT INTO items SELECT g, 'item ' || g, g * 1.25, g % 2 = 0, '2024-01-02 03:04:05.123456+00',
+                         '\\x00ff', '{\"k\": 1}', ARRAY['a', 'b'] FROM generate_series(1, 20) g;
+CREATE TABLE pairs (a int, b text, v int, PRIMARY KEY (a, b));
+INSERT INTO pairs VALUES (1, 'x', 1), (2, 'y', 2);
+";
+
+const MY_SETUP: &str = "
+CREATE TABLE items (id int PRIMARY KEY, name text, amount decimal(20,2), flag boolean,
+                    big bigint unsigned, created timestamp(6), payload varbinary(8), doc json);
+INSERT INTO items SELECT seq, CONCAT('item ', seq), seq * 1.25, seq % 2 = 0,
+                         18446744073709551615 - seq, '2024-01-02 03:04:05.123456', x'00ff', '{\"k\": 1}'
+                  FROM seq_1_to_20;
+CREATE TABLE pairs (a int, b varchar(10), v int, PRIMARY KEY (a, b));
+INSERT INTO pairs VALUES (1, 'x', 1), (2, 'y', 2);
+";
+
+/// Changes after the snapshot: inserts, updates (one of the key), deletes, multi-row
+/// transactions over two tables, a key changed in each.
+const STREAM: &str = "
+INSERT INTO items (id, name, amount, flag) VALUES (21, 'new', 1.50, true), (22, 'new too', NULL, NULL);
+UPDATE items SET name = 'renamed', amount = amount + 1 WHERE id <= 20;
+DELETE FROM items WHERE id IN (3, 4);
+BEGIN;
+INSERT INTO pairs VALUES (3, 'z', 3);
+UPDATE pairs SET b = 'w' WHERE a = 1;
+UPDATE items SET id = 100 WHERE id = 5;
+DELETE FROM pairs WHERE a = 2;
+INSERT INTO items (id, name) VALUES (4, 'back'), (23, 'last');
+UPDATE items SET name = 'again' WHERE id = 23;
+COMMIT;
+";
+const SNAPSHOT_ROWS: i64 = 22;
+const STREAM_CHANGES: i64 = 2 + 20 + 2 + 1 + 1 + 1 + 1 + 2 + 1;
+
+fn rig_pg() -> Rig {
+    let mut rig = Rig::new(PG_SETUP);
+    rig.use_bigquery();
+    rig
+}
+
+fn rig_my() -> Rig {
+    let mut rig = Rig::mysql(MY_SETUP);
+    rig.use_bigquery();
+    rig
+}
+
+/// Columns compared, as text on the source (`|`-separated on PostgreSQL, tabs on MariaDB).
+const PG_ITEMS: &str = "SELECT id, name, amount, flag, encode(payload, 'hex'), doc->>'k', \
+                        array_to_string(tags, ',') FROM items ORDER BY id";
+const MY_ITEMS: &str = "SELECT id, name, amount, flag, big, hex(payload), \
+                        JSON_UNQUOTE(JSON_EXTRACT(doc, '$.k')) FROM items ORDER BY id";
+
+fn bq_items(bq: &BqTarget, schema: &str, last: &str) -> String {
+    format!(
+        "SELECT id, name, CAST(amount AS STRING), flag, {last} FROM {} ORDER BY id",
+        bq.replica(schema, "items")
+    )
+}
+
+fn source_rows(rig: &Rig, query: &str) -> Vec<Vec<String>> {
+    let sep = match rig.src {
+        Src::Pg(_) => '|',
+        Src::My(_) => '\t',
+    };
+    rig.source_lines(query)
+        .iter()
+        .map(|l| {
+            l.split(sep)
+                .map(|c| normalise(if c == "NULL" { "" } else { c }))
+                .collect()
+        })
+        .collect()
+}
+
+fn replica_rows(rig: &Rig, sql: &str) -> Vec<Vec<String>> {
+    let rows = rig.bq().rows(sql);
+    rows.iter()
+        .map(|r| {
+            r.iter()
+                .map(|c| match c {
+                    // An array: its elements joined, like array_to_string.
+                    serde_json::Value::Array(items) => items
+                        .iter()
+                        .map(|i| cell_text(&i["v"]))
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    c => normalise(&cell_text(c)),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn assert_same(rig: &Rig, source: &str, replica: &str) {
+    let (src, rep) = (source_rows(rig, source), replica_rows(rig, replica));
+    assert_eq!(
+        src.len(),
+        rep.len(),
+        "row count differs: {source}\n{}",
+        rig.log()
+    );
+    for (s, r) in src.iter().zip(&rep) {
+        assert_eq!(s, r, "{source}");
+    }
+}
+
+/// Each change is in the `_log` once: no (transaction, sequence) twice, and as many rows as
+/// changes were made.
+fn assert_log_exact(rig: &Rig, schema: &str, expected_total: i64) {
+    let bq = rig.bq();
+    for table in ["items", "pairs"] {
+        let dups = bq.duplicated_log_rows(schema, table);
+        assert!(dups.is_empty(), "{table}_log holds changes twice: {dups:?}");
+    }
+    let total = bq.count(&format!(
+        "SELECT (SELECT COUNT(*) FROM {}) + (SELECT COUNT(*) FROM {})",
+        bq.log(schema, "items"),
+        bq.log(schema, "pairs")
+    ));
+    assert_eq!(total, expected_total, "change-log rows");
+}
+
+fn check_replica(rig: &Rig, schema: &str, items: &str, last: &str) {
+    let bq = rig.bq();
+    assert_same(rig, items, &bq_items(bq, schema, last));
+    let pairs = format!(
+        "SELECT a, b, v FROM {} ORDER BY a, b",
+        bq.replica(schema, "pairs")
+    );
+    assert_same(rig, "SELECT a, b, v FROM pairs ORDER BY a, b", &pairs);
+}
+
+const PG_LAST: &str = "TO_HEX(payload), JSON_VALUE(doc, '$.k'), tags";
+const MY_LAST: &str = "CAST(big AS STRING), UPPER(TO_HEX(payload)), JSON_VALUE(doc, '$.k')";
+
+#[test]
+fn postgres_snapshot_and_stream_reach_bigquery_exactly_once() {
+    let mut rig = rig_pg();
+    rig.start();
+    rig.wait_caught_up(CATCH_UP);
+    check_replica(&rig, "public", PG_ITEMS, PG_LAST);
+    assert_log_exact(&rig, "public", SNAPSHOT_ROWS);
+    let bq = rig.bq();
+    let kinds = bq.text_rows(&format!(
+        "SELECT DISTINCT _metadata_change_type FROM {}",
+        bq.log("public", "items")
+    ));
+    assert_eq!(kinds, vec![vec!["SNAPSHOT".to_string()]]);
+
+    rig.sql(STREAM);
+    rig.wait_caught_up(CATCH_UP);
+    check_replica(&rig, "public", PG_ITEMS, PG_LAST);
+    assert_log_exact(&rig, "public", SNAPSHOT_ROWS + STREAM_CHANGES);
+    let bq = rig.bq();
+    let deleted = bq.count(&format!(
+        "SELECT COUNT(*) FROM {} WHERE _metadata_change_type = 'DELETE' AND _metadata_deleted",
+        bq.log("public", "items")
+    ));
+    assert_eq!(deleted, 2);
+    let key_change = bq.text_rows(&format!(
+        "SELECT id, _metadata_old_id FROM {} WHERE _metadata_old_id IS NOT NULL",
+        bq.log("public", "items")
+    ));
+    assert_eq!(key_change, vec![vec!["100".to_string(), "5".to_string()]]);
+    rig.stop();
+}
+
+#[test]
+fn mariadb_snapshot_and_stream_reach_bigquery_exactly_once() {
+    let mut rig = rig_my();
+    rig.start();
+    rig.wait_caught_up(CATCH_UP);
+    check_replica(&rig, "shop", MY_ITEMS, MY_LAST);
+    rig.sql(STREAM);
+    rig.wait_caught_up(CATCH_UP);
+    check_replica(&rig, "shop", MY_ITEMS, MY_LAST);
+    assert_log_exact(&rig, "shop", SNAPSHOT_ROWS + STREAM_CHANGES);
+    rig.stop();
+}
+
+/// Killed (SIGKILL) after the batch's rows reached the log, before the MERGE: the replica and
+/// state are untouched, and after a restart the replica is exact and the log holds each change
+/// once (the uncommitted rows were removed and sent again).
+fn crash_between_append_and_merge(mut rig: Rig, schema: &str, items: &str, last: &str) {
+    rig.start();
+    rig.wait_caught_up(CATCH_UP);
+    rig.stop();
+    let (_, applied) = rig.bq().state().expect("state after the snapshot");
+
+    rig.sql(STREAM);
+    rig.start_with_env(&[("TIDEWATER_FAULT", "after-log-append")]);
+    let status = rig.wait_exit(CATCH_UP);
+    assert!(
+        !status.success(),
+        "the fault must kill the run\n{}",
+        rig.log()
+    );
+    let bq = rig.bq();
+    assert_eq!(bq.state().unwrap().1, applied, "nothing was committed");
+    let uncommitted = bq.count(&format!(
+        "SELECT COUNT(*) FROM {} WHERE _metadata_tx > {applied}",
+        bq.log(schema, "items")
+    ));
+    assert!(
+        uncommitted > 0,
+        "the killed run appended its batch to the log first"
+    );
+    let renamed = bq.count(&format!(
+        "SELECT COUNT(*) FROM {} WHERE name = 'renamed'",
+        bq.replica(schema, "items")
+    ));
+    assert_eq!(renamed, 0, "the replica must not see an uncommitted batch");
+
+    rig.start();
+    rig.wait_caught_up(CATCH_UP);
+    check_replica(&rig, schema, items, last);
+    assert_log_exact(&rig, schema, SNAPSHOT_ROWS + STREAM_CHANGES);
+    assert!(rig
+        .log()
+        .contains("removed change-log rows of a batch that never committed"));
+    rig.stop();
+}
+
+#[test]
+fn postgres_kill_between_log_append_and_merge_loses_and_duplicates_nothing() {
+    crash_between_append_and_merge(rig_pg(), "public", PG_ITEMS, PG_LAST);
+}
+
+#[test]
+fn mariadb_kill_between_log_append_and_merge_loses_and_duplicates_nothing() {
+    crash_between_append_and_merge(rig_my(), "shop", MY_ITEMS, MY_LAST);
+}
+
+/// Killed right after the MERGE committed, before the source was acknowledged: the source
+/// sends the batch again from its last acknowledged point, and nothing is applied twice.
+#[test]
+fn postgres_kill_after_merge_before_ack_applies_nothing_twice() {
+    let mut rig = rig_pg();
+    rig.start();
+    rig.wait_caught_up(CATCH_UP);
+    rig.stop();
+    rig.sql(STREAM);
+    rig.start_with_env(&[("TIDEWATER_FAULT", "after-merge")]);
+    assert!(!rig.wait_exit(CATCH_UP).success());
+    rig.start();
+    rig.wait_caught_up(CATCH_UP);
+    check_replica(&rig, "public", PG_ITEMS, PG_LAST);
+    assert_log_exact(&rig, "public", SNAPSHOT_ROWS + STREAM_CHANGES);
+    rig.stop();
+}
