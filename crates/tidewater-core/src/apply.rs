@@ -24,10 +24,11 @@ pub const DEFAULT_MAX_BATCH_ROWS: usize = 50_000;
 pub struct BatchOptions {
     pub flush_interval: Duration,
     pub max_batch_rows: usize,
-    /// A batch stays open at least this long after its first complete transaction (unless
-    /// it fills up): a sink whose commit has a per-commit quota (BigQuery's DML jobs)
-    /// commits no more often than this. Zero for sinks without one.
-    pub min_batch_window: Duration,
+    /// Commits start at least this long after the previous one started (unless the batch
+    /// fills up): a sink with a per-commit quota (BigQuery's DML jobs) commits no more often
+    /// than this, while a quiet source's transaction still commits at once. Zero for sinks
+    /// without one.
+    pub min_commit_interval: Duration,
 }
 
 impl Default for BatchOptions {
@@ -35,7 +36,7 @@ impl Default for BatchOptions {
         BatchOptions {
             flush_interval: Duration::from_millis(DEFAULT_FLUSH_INTERVAL_MS),
             max_batch_rows: DEFAULT_MAX_BATCH_ROWS,
-            min_batch_window: Duration::ZERO,
+            min_commit_interval: Duration::ZERO,
         }
     }
 }
@@ -74,6 +75,8 @@ struct Loop<'a, S: Sink + ?Sized> {
     rt: &'a Handle,
     /// How long the last destination commit took.
     last_commit_cost: Duration,
+    /// When the last destination commit started.
+    last_commit_at: Option<Instant>,
 }
 
 /// Runs until the source closes its channel (then commits what is complete) or an error.
@@ -96,6 +99,7 @@ pub fn run_apply<S: Sink + ?Sized>(
         stats,
         rt,
         last_commit_cost: Duration::ZERO,
+        last_commit_at: None,
     };
     let mut b = OpenBatch::default();
     let result = l.apply_events(&mut b);
@@ -214,11 +218,12 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                 // flush_interval): a quiet source sees each transaction applied within about
                 // two commit times, while under load batches grow until the fixed cost of a
                 // commit is amortised.
-                let window = self
-                    .last_commit_cost
-                    .min(self.options.flush_interval)
-                    .max(self.options.min_batch_window);
-                let deadline = *b.deadline.get_or_insert(Instant::now() + window);
+                let window = self.last_commit_cost.min(self.options.flush_interval);
+                let mut deadline = *b.deadline.get_or_insert(Instant::now() + window);
+                if let Some(last) = self.last_commit_at {
+                    deadline = deadline.max(last + self.options.min_commit_interval);
+                    b.deadline = Some(deadline);
+                }
                 if b.rows >= self.options.max_batch_rows || Instant::now() >= deadline {
                     self.commit_batch(b)?;
                 }
@@ -241,6 +246,7 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
             return Ok(());
         };
         let started = Instant::now();
+        self.last_commit_at = Some(started);
         sink.commit(&last, last_time)?;
         self.last_commit_cost = started.elapsed();
         b.apply_time += self.last_commit_cost;

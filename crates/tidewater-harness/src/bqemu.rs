@@ -108,7 +108,14 @@ impl Launchable for BqEmulator {
     fn server_command(&self) -> Command {
         let mut cmd = Command::new(program());
         cmd.current_dir(self.instance.dir());
-        cmd.args(["start", "--ephemeral", "--rest-host", HOST, "--grpc-host", HOST]);
+        cmd.args([
+            "start",
+            "--ephemeral",
+            "--rest-host",
+            HOST,
+            "--grpc-host",
+            HOST,
+        ]);
         cmd.args(["--rest-port", &self.instance.port.to_string()]);
         // 0: the emulator picks a free port and logs it (read by `grpc_port`).
         cmd.args(["--grpc-port", "0", "--project", BQ_PROJECT]);

@@ -74,12 +74,12 @@ fn batch_options(config: &Config) -> BatchOptions {
     let mut options = BatchOptions {
         flush_interval: Duration::from_millis(config.apply.flush_interval_ms),
         max_batch_rows: config.apply.max_batch_rows,
-        min_batch_window: Duration::ZERO,
+        min_commit_interval: Duration::ZERO,
     };
     if config.sink.is_bigquery() {
         let merge = Duration::from_millis(config.sink.merge_interval_ms());
         options.flush_interval = merge;
-        options.min_batch_window = merge;
+        options.min_commit_interval = merge;
     }
     options
 }

@@ -264,3 +264,43 @@ fn postgres_kill_after_merge_before_ack_applies_nothing_twice() {
     assert_log_exact(&rig, "public", SNAPSHOT_ROWS + STREAM_CHANGES);
     rig.stop();
 }
+
+/// Source commit → row visible in the replica, polled through the REST API like a user
+/// would, with the default `merge_interval_ms`. The README quotes this test's output:
+///
+/// ```text
+/// cargo nextest run -p tidewater --test bigquery freshness --no-capture
+/// ```
+#[test]
+fn freshness_source_commit_to_replica_visible() {
+    const SAMPLES: usize = 15;
+    let mut rig = Rig::new("CREATE TABLE ticks (id int PRIMARY KEY, at text);");
+    rig.use_bigquery_merging_every(1000);
+    rig.start();
+    rig.wait_caught_up(CATCH_UP);
+    let replica = rig.bq().replica("public", "ticks");
+    let mut latencies = Vec::new();
+    for i in 0..SAMPLES {
+        rig.sql(&format!("INSERT INTO ticks VALUES ({i}, 'x')"));
+        // psql returned: the transaction is committed at the source.
+        let committed = std::time::Instant::now();
+        let sql = format!("SELECT COUNT(*) FROM {replica} WHERE id = {i}");
+        tidewater_harness::wait_until(Duration::from_secs(30), "the row in the replica", || {
+            rig.bq().count(&sql) == 1
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+        latencies.push(committed.elapsed());
+    }
+    latencies.sort();
+    let p50 = latencies[SAMPLES / 2];
+    let max = latencies[SAMPLES - 1];
+    eprintln!(
+        "source commit -> replica visible, merge_interval_ms = 1000, {SAMPLES} samples: \
+         p50 {} ms, max {} ms",
+        p50.as_millis(),
+        max.as_millis()
+    );
+    // Fresh within seconds: at most the merge interval, plus one merge, plus a poll.
+    assert!(max < Duration::from_secs(5), "max {max:?}");
+    rig.stop();
+}

@@ -15,6 +15,7 @@ pub struct BqTarget {
     pub emu: BqEmulator,
     client: BqClient,
     rt: tokio::runtime::Runtime,
+    pub merge_interval_ms: u64,
 }
 
 impl BqTarget {
@@ -32,15 +33,21 @@ impl BqTarget {
             endpoint: Some(emu.endpoint()),
         };
         let client = rt.block_on(BqClient::connect(&connection)).expect("client");
-        BqTarget { emu, client, rt }
+        BqTarget {
+            emu,
+            client,
+            rt,
+            merge_interval_ms: MERGE_INTERVAL_MS,
+        }
     }
 
     /// The `[sink]` section of a config writing to this emulator.
     pub fn sink_toml(&self) -> String {
         format!(
-            "[sink]\ntype = \"bigquery\"\nproject = \"{}\"\ndataset = \"{DATASET}\"\nendpoint = \"{}\"\nmerge_interval_ms = {MERGE_INTERVAL_MS}\n",
+            "[sink]\ntype = \"bigquery\"\nproject = \"{}\"\ndataset = \"{DATASET}\"\nendpoint = \"{}\"\nmerge_interval_ms = {}\n",
             self.emu.project(),
-            self.emu.endpoint()
+            self.emu.endpoint(),
+            self.merge_interval_ms
         )
     }
 

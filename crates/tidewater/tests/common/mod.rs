@@ -95,7 +95,12 @@ impl Rig {
 
     /// Replicates into a throwaway BigQuery emulator instead of the DuckDB file.
     pub fn use_bigquery(&mut self) {
-        let target = bq::BqTarget::start();
+        self.use_bigquery_merging_every(bq::MERGE_INTERVAL_MS);
+    }
+
+    pub fn use_bigquery_merging_every(&mut self, merge_interval_ms: u64) {
+        let mut target = bq::BqTarget::start();
+        target.merge_interval_ms = merge_interval_ms;
         let config = std::fs::read_to_string(&self.config).unwrap();
         let (source, rest) = config.split_once("[sink]").unwrap();
         let apply = &rest[rest.find("[apply]").unwrap()..];
