@@ -1,9 +1,9 @@
 //! The apply loop: turns the source's event stream into sink batches.
 //!
 //! A batch holds one or more whole source transactions and commits in one destination
-//! transaction with the position of its last transaction. It commits when
-//! `flush_interval` has passed since its first complete transaction, or when it holds
-//! `max_batch_rows` changes, always at a transaction boundary. Only after the commit is the
+//! transaction with the position of its last transaction. It commits at a transaction
+//! boundary when no further event is waiting, when `flush_interval` has passed since its
+//! first complete transaction, or when it holds `max_batch_rows` changes. Only after the commit is the
 //! position published on `acks` (the source then tells the server it may discard WAL).
 
 use std::time::{Duration, Instant};
@@ -67,8 +67,6 @@ struct Loop<'a, S: Sink + ?Sized> {
     options: BatchOptions,
     stats: &'a Stats,
     rt: &'a Handle,
-    /// How long the last destination commit took.
-    last_commit_cost: Duration,
 }
 
 /// Runs until the source closes its channel (then commits what is complete) or an error.
@@ -90,7 +88,6 @@ pub fn run_apply<S: Sink + ?Sized>(
         options,
         stats,
         rt,
-        last_commit_cost: Duration::ZERO,
     };
     let mut b = OpenBatch::default();
     let result = l.apply_events(&mut b);
@@ -205,13 +202,16 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                 })?;
                 b.committed.push((tx.position, tx.commit_time_us));
                 b.idle = None;
-                // The batch stays open for as long as the last commit took (at most
-                // flush_interval): a quiet source sees each transaction applied within about
-                // two commit times, while under load batches grow until the fixed cost of a
-                // commit is amortised.
-                let window = self.last_commit_cost.min(self.options.flush_interval);
-                let deadline = *b.deadline.get_or_insert(Instant::now() + window);
-                if b.rows >= self.options.max_batch_rows || Instant::now() >= deadline {
+                // Group commit: the batch commits as soon as nothing more is waiting (a quiet
+                // source sees each transaction applied after one commit's time), while under
+                // load the transactions that queued up during the previous commit join the next
+                // batch, up to `max_batch_rows` or `flush_interval`, amortising its fixed cost.
+                let deadline =
+                    *b.deadline.get_or_insert(Instant::now() + self.options.flush_interval);
+                if b.rows >= self.options.max_batch_rows
+                    || self.events.is_empty()
+                    || Instant::now() >= deadline
+                {
                     self.commit_batch(b)?;
                 }
             }
@@ -234,9 +234,9 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
         };
         let started = Instant::now();
         sink.commit(&last, last_time)?;
-        self.last_commit_cost = started.elapsed();
-        b.apply_time += self.last_commit_cost;
-        let cost_us = self.last_commit_cost.as_micros() as u64;
+        let cost = started.elapsed();
+        b.apply_time += cost;
+        let cost_us = cost.as_micros() as u64;
         stats
             .commit_us_total
             .fetch_add(cost_us, std::sync::atomic::Ordering::Relaxed);
