@@ -11,7 +11,7 @@ use std::sync::Arc;
 use duckdb::arrow::array::{
     ArrayRef, BinaryBuilder, BooleanArray, Int64Array, StringArray, StringBuilder,
 };
-use duckdb::arrow::datatypes::{DataType, Field, Schema};
+use duckdb::arrow::datatypes::{Field, Schema};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::Appender;
 use tidewater_core::{Error, Result};
