@@ -88,6 +88,9 @@ pub struct Sizes {
     /// pgbench target rates (tx/s) of the freshness scenario, and seconds at each.
     pub freshness_rates: Vec<u32>,
     pub freshness_seconds: u64,
+    /// How often the freshness scenario asks the replica for new probe rows (pacing: a
+    /// tighter loop takes CPU from what it measures).
+    pub freshness_poll_ms: u64,
     /// `pgbench -i` scale of the freshness scenario.
     pub pgbench_scale: u32,
     /// Rows of the single-transaction inserts the memory scenario drains.
@@ -106,6 +109,7 @@ impl Sizes {
             snapshot_without_log: true,
             freshness_rates: vec![1000, 5000],
             freshness_seconds: 20,
+            freshness_poll_ms: 5,
             pgbench_scale: 1,
             memory_rows: vec![1_000_000, 10_000_000],
             scaling_changes: 200_000,
@@ -121,6 +125,7 @@ impl Sizes {
             snapshot_without_log: false,
             freshness_rates: vec![200],
             freshness_seconds: 2,
+            freshness_poll_ms: 5,
             pgbench_scale: 1,
             memory_rows: vec![5_000],
             scaling_changes: 1_000,
@@ -225,6 +230,18 @@ pub fn run(opts: Options) -> Result<Report> {
     let work = opts
         .work_dir
         .join(format!("tidewater-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work)
+        .map_err(BenchError::io(format!("creating {}", work.display())))?;
+    // Every scenario runs this copy: a rebuild meanwhile cannot mix two versions in one report.
+    let copy = work.join("tidewater");
+    std::fs::copy(&opts.tidewater, &copy).map_err(BenchError::io(format!(
+        "copying {}",
+        opts.tidewater.display()
+    )))?;
+    let opts = Options {
+        tidewater: copy,
+        ..opts
+    };
     let bench = Bench {
         opts,
         work,
@@ -232,8 +249,6 @@ pub fn run(opts: Options) -> Result<Report> {
         my,
         ids: Cell::new(0),
     };
-    std::fs::create_dir_all(&bench.work)
-        .map_err(BenchError::io(format!("creating {}", bench.work.display())))?;
 
     let mut report = Report {
         command: bench.opts.command.clone(),

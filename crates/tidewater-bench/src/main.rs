@@ -47,6 +47,9 @@ struct Cli {
     /// `flush_interval_ms` settings of the freshness scenario (one run each; 100 is the default).
     #[arg(long, value_delimiter = ',', default_value = "100,10")]
     flush_ms: Vec<u64>,
+    /// How often the freshness scenario polls the replica, ms [default: 5].
+    #[arg(long)]
+    poll_ms: Option<u64>,
     /// Single-transaction sizes of the memory scenario [default: 1000000,10000000].
     #[arg(long, value_delimiter = ',')]
     memory_rows: Option<Vec<u64>>,
@@ -86,6 +89,7 @@ fn main() -> ExitCode {
         (cli.snapshot_rows, &mut sizes.snapshot_rows),
         (cli.seconds, &mut sizes.freshness_seconds),
         (cli.scaling_changes, &mut sizes.scaling_changes),
+        (cli.poll_ms, &mut sizes.freshness_poll_ms),
     ];
     for (given, size) in overrides {
         if let Some(v) = given {

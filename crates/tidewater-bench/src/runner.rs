@@ -299,6 +299,23 @@ impl Metrics {
         })
     }
 
+    /// Cumulative bucket counts `(le, count)` of histogram `name`, `+Inf` last.
+    pub fn histogram(&self, name: &str) -> Vec<(f64, u64)> {
+        let prefix = format!("{name}_bucket{{le=\"");
+        self.0
+            .lines()
+            .filter_map(|l| {
+                let (le, count) = l.strip_prefix(&prefix)?.split_once("\"} ")?;
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((le, count.trim().parse().ok()?))
+            })
+            .collect()
+    }
+
     /// Unix time of the last batch commit.
     pub fn last_apply(&self) -> Option<f64> {
         self.value("tidewater_last_apply_timestamp_seconds ")
@@ -344,6 +361,9 @@ mod tests {
         assert_eq!(m.position(), Some("mariadb-gtid:0-1-9"));
         assert_eq!(m.last_apply(), Some(1_700_000_000.25));
         assert_eq!(Metrics(String::new()).phase(), None);
+        let h =
+            Metrics("x_bucket{le=\"0.5\"} 3\nx_bucket{le=\"+Inf\"} 4\nx_sum 1\nx_count 4\n".into());
+        assert_eq!(h.histogram("x"), vec![(0.5, 3), (f64::INFINITY, 4)]);
     }
 
     #[test]

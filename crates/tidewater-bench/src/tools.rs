@@ -11,7 +11,9 @@ use crate::error::{BenchError, Result};
 /// The Debian package that ships `tool`.
 fn package_of(tool: &str) -> &'static str {
     match tool {
-        "psql" | "pgbench" | "pg_recvlogical" => "postgresql-client",
+        "psql" | "pg_recvlogical" => "postgresql-client",
+        // Debian ships pgbench with the server (postgresql-15), not the client.
+        "pgbench" => "postgresql",
         "mariadb" | "mariadb-binlog" => "mariadb-client",
         "mkfifo" => "coreutils",
         _ => "that provides it",

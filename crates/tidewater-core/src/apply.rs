@@ -2,8 +2,9 @@
 //!
 //! A batch holds one or more whole source transactions and commits in one destination
 //! transaction with the position of its last transaction. It commits at a transaction
-//! boundary when no further event is waiting, when `flush_interval` has passed since its
-//! first complete transaction, or when it holds `max_batch_rows` changes. Only after the commit is the
+//! boundary when no further event is waiting (unless the stream is catching up on a
+//! backlog), when `flush_interval` has passed since its first complete transaction, or when
+//! it holds `max_batch_rows` changes. Only after the commit is the
 //! position published on `acks` (the source then tells the server it may discard WAL).
 
 use std::time::{Duration, Instant};
@@ -19,6 +20,9 @@ use crate::stats::{now_us, BatchTally, Stats};
 
 pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 100;
 pub const DEFAULT_MAX_BATCH_ROWS: usize = 50_000;
+/// A transaction committed at the source longer ago than this means the stream is catching
+/// up on a backlog (one second: MariaDB's binlog carries commit times in whole seconds).
+const CATCHING_UP_US: i64 = 1_000_000;
 
 #[derive(Debug, Clone, Copy)]
 pub struct BatchOptions {
@@ -200,17 +204,21 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                 let tx = b.tx.take().ok_or_else(|| {
                     Error::source_fatal("source sent COMMIT outside a transaction")
                 })?;
-                b.committed.push((tx.position, tx.commit_time_us));
+                let commit_time_us = tx.commit_time_us;
+                b.committed.push((tx.position, commit_time_us));
                 b.idle = None;
-                // Group commit: the batch commits as soon as nothing more is waiting (a quiet
-                // source sees each transaction applied after one commit's time), while under
-                // load the transactions that queued up during the previous commit join the next
-                // batch, up to `max_batch_rows` or `flush_interval`, amortising its fixed cost.
-                let deadline =
-                    *b.deadline.get_or_insert(Instant::now() + self.options.flush_interval);
+                // Group commit: while the source is current, the batch commits as soon as
+                // nothing more is queued (a transaction waits at most for the commit in
+                // progress), and the transactions that queue up meanwhile form the next batch.
+                // While it catches up on a backlog, the batch takes whatever arrives for up to
+                // `flush_interval` or `max_batch_rows`, amortising each commit's fixed cost.
+                let catching_up = now_us() - commit_time_us > CATCHING_UP_US;
+                let deadline = *b
+                    .deadline
+                    .get_or_insert(Instant::now() + self.options.flush_interval);
                 if b.rows >= self.options.max_batch_rows
-                    || self.events.is_empty()
                     || Instant::now() >= deadline
+                    || (!catching_up && self.events.is_empty())
                 {
                     self.commit_batch(b)?;
                 }

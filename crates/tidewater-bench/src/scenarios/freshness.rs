@@ -22,8 +22,6 @@ use crate::Bench;
 const SCENARIO: &str = "PostgreSQL freshness";
 /// A probe row is committed this often.
 const PROBE_EVERY: Duration = Duration::from_millis(20);
-/// The replica is asked this often (pacing: a tighter loop would take CPU from what it measures).
-const POLL_EVERY: Duration = Duration::from_millis(5);
 
 pub fn method(bench: &Bench) -> String {
     let flush: Vec<String> = bench
@@ -47,7 +45,7 @@ pub fn method(bench: &Bench) -> String {
         flush.join(" and "),
         bench.opts.sizes.freshness_seconds,
         PROBE_EVERY.as_millis(),
-        POLL_EVERY.as_millis()
+        bench.opts.sizes.freshness_poll_ms
     )
 }
 
@@ -82,12 +80,25 @@ fn at_flush_interval(bench: &Bench, flush_ms: u64) -> Result<Vec<Figure>> {
     let mut figures = Vec::new();
     let mut last_id = 0;
     for &rate in &sizes.freshness_rates {
-        let m = measure(&mut tw, &db, rate, sizes.freshness_seconds, &mut last_id)?;
+        let before = own_histogram(&mut tw)?;
+        let poll_every = Duration::from_millis(sizes.freshness_poll_ms);
+        let m = measure(
+            &mut tw,
+            &db,
+            (rate, sizes.freshness_seconds),
+            poll_every,
+            &mut last_id,
+        )?;
+        let after = own_histogram(&mut tw)?;
         let detail = format!(
-            "pgbench reached {:.0} tx/s (target {rate}); {} probe rows; poll round trip median {:.1} ms",
+            "pgbench reached {:.0} tx/s (target {rate}); {} probe rows; poll round trip median {:.1} ms; \
+             tidewater's own `tidewater_freshness_seconds` histogram over the same window (every \
+             transaction, source commit → DuckDB commit): p50 ≤ {} s, p99 ≤ {} s (bucket bounds)",
             m.tps,
             m.latencies_ms.len(),
-            m.poll_ms
+            m.poll_ms,
+            bucket_quantile(&before, &after, 0.5),
+            bucket_quantile(&before, &after, 0.99)
         );
         let quantile =
             |q: f64| m.latencies_ms[((m.latencies_ms.len() - 1) as f64 * q).round() as usize];
@@ -130,11 +141,12 @@ struct Measured {
     poll_ms: f64,
 }
 
+/// `load`: pgbench's rate (tx/s) and seconds.
 fn measure(
     tw: &mut Tidewater,
     db: &Db,
-    rate: u32,
-    seconds: u64,
+    (rate, seconds): (u32, u64),
+    poll_every: Duration,
     last_id: &mut u64,
 ) -> Result<Measured> {
     let mut pgbench = PgServer::tool("pgbench");
@@ -166,7 +178,7 @@ fn measure(
     };
     let deadline = Instant::now() + Duration::from_secs(seconds + 120);
     let load_result = loop {
-        let paced = Instant::now() + POLL_EVERY;
+        let paced = Instant::now() + poll_every;
         if let Some(status) = load
             .try_wait()
             .map_err(BenchError::io("waiting for pgbench"))?
@@ -271,4 +283,45 @@ fn probe(url: &str, first: u64, stop: &AtomicBool) -> Result<u64> {
         std::thread::sleep(next.saturating_duration_since(Instant::now()));
     }
     Ok(id)
+}
+
+fn own_histogram(tw: &mut Tidewater) -> Result<Vec<(f64, u64)>> {
+    let metrics = tw
+        .metrics()?
+        .ok_or_else(|| BenchError::Tidewater("/metrics is not answering".into()))?;
+    Ok(metrics.histogram("tidewater_freshness_seconds"))
+}
+
+/// The upper bound of the bucket holding quantile `q` of the observations between two
+/// snapshots of a cumulative histogram.
+fn bucket_quantile(before: &[(f64, u64)], after: &[(f64, u64)], q: f64) -> String {
+    let count = |h: &[(f64, u64)], le: f64| h.iter().find(|b| b.0 == le).map_or(0, |b| b.1);
+    let total = after.last().map_or(0, |b| b.1) - before.last().map_or(0, |b| b.1);
+    if total == 0 {
+        return "?".into();
+    }
+    let le = after
+        .iter()
+        .find(|(le, n)| (n - count(before, *le)) as f64 >= q * total as f64)
+        .map_or(f64::INFINITY, |b| b.0);
+    if le.is_infinite() {
+        "+Inf".into()
+    } else {
+        le.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_come_from_the_window_between_two_snapshots() {
+        let before = [(0.1, 10), (1.0, 10), (f64::INFINITY, 10)];
+        let after = [(0.1, 15), (1.0, 19), (f64::INFINITY, 20)];
+        assert_eq!(bucket_quantile(&before, &after, 0.5), "0.1");
+        assert_eq!(bucket_quantile(&before, &after, 0.9), "1");
+        assert_eq!(bucket_quantile(&before, &after, 0.99), "+Inf");
+        assert_eq!(bucket_quantile(&after, &after, 0.5), "?");
+    }
 }
