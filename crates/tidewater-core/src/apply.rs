@@ -1,9 +1,10 @@
 //! The apply loop: turns the source's event stream into sink batches.
 //!
 //! A batch holds one or more whole source transactions and commits in one destination
-//! transaction with the position of its last transaction. It commits when
-//! `flush_interval` has passed since its first complete transaction, or when it holds
-//! `max_batch_rows` changes, always at a transaction boundary. Only after the commit is the
+//! transaction with the position of its last transaction. It commits at a transaction
+//! boundary when no further event is waiting (unless the stream is catching up on a
+//! backlog), when `flush_interval` has passed since its first complete transaction, or when
+//! it holds `max_batch_rows` changes. Only after the commit is the
 //! position published on `acks` (the source then tells the server it may discard WAL).
 
 use std::time::{Duration, Instant};
@@ -19,6 +20,9 @@ use crate::stats::{now_us, BatchTally, Stats};
 
 pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 100;
 pub const DEFAULT_MAX_BATCH_ROWS: usize = 50_000;
+/// A transaction committed at the source longer ago than this means the stream is catching
+/// up on a backlog (one second: MariaDB's binlog carries commit times in whole seconds).
+const CATCHING_UP_US: i64 = 1_000_000;
 
 #[derive(Debug, Clone, Copy)]
 pub struct BatchOptions {
@@ -73,8 +77,6 @@ struct Loop<'a, S: Sink + ?Sized> {
     options: BatchOptions,
     stats: &'a Stats,
     rt: &'a Handle,
-    /// How long the last destination commit took.
-    last_commit_cost: Duration,
     /// When the last destination commit started.
     last_commit_at: Option<Instant>,
 }
@@ -98,7 +100,6 @@ pub fn run_apply<S: Sink + ?Sized>(
         options,
         stats,
         rt,
-        last_commit_cost: Duration::ZERO,
         last_commit_at: None,
     };
     let mut b = OpenBatch::default();
@@ -212,19 +213,34 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                 let tx = b.tx.take().ok_or_else(|| {
                     Error::source_fatal("source sent COMMIT outside a transaction")
                 })?;
-                b.committed.push((tx.position, tx.commit_time_us));
+                let commit_time_us = tx.commit_time_us;
+                b.committed.push((tx.position, commit_time_us));
                 b.idle = None;
-                // The batch stays open for as long as the last commit took (at most
-                // flush_interval): a quiet source sees each transaction applied within about
-                // two commit times, while under load batches grow until the fixed cost of a
-                // commit is amortised.
-                let window = self.last_commit_cost.min(self.options.flush_interval);
-                let mut deadline = *b.deadline.get_or_insert(Instant::now() + window);
-                if let Some(last) = self.last_commit_at {
-                    deadline = deadline.max(last + self.options.min_commit_interval);
+                // Group commit: while the source is current, the batch commits as soon as
+                // nothing more is queued (a transaction waits at most for the commit in
+                // progress), and the transactions that queue up meanwhile form the next batch.
+                // While it catches up on a backlog, the batch takes whatever arrives for up to
+                // `flush_interval` or `max_batch_rows`, amortising each commit's fixed cost.
+                let catching_up = now_us() - commit_time_us > CATCHING_UP_US;
+                let now = Instant::now();
+                let group_commit = !catching_up && self.events.is_empty();
+                let mut deadline = *b
+                    .deadline
+                    .get_or_insert(now + self.options.flush_interval);
+                // A sink with a commit quota: no commit before `min_commit_interval` has passed
+                // since the last one started; a group commit waits until then.
+                let earliest = self
+                    .last_commit_at
+                    .map(|last| last + self.options.min_commit_interval)
+                    .filter(|e| *e > now);
+                if let Some(e) = earliest {
+                    deadline = if group_commit { e } else { deadline.max(e) };
                     b.deadline = Some(deadline);
                 }
-                if b.rows >= self.options.max_batch_rows || Instant::now() >= deadline {
+                if b.rows >= self.options.max_batch_rows
+                    || now >= deadline
+                    || (group_commit && earliest.is_none())
+                {
                     self.commit_batch(b)?;
                 }
             }
@@ -248,9 +264,9 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
         let started = Instant::now();
         self.last_commit_at = Some(started);
         sink.commit(&last, last_time)?;
-        self.last_commit_cost = started.elapsed();
-        b.apply_time += self.last_commit_cost;
-        let cost_us = self.last_commit_cost.as_micros() as u64;
+        let cost = started.elapsed();
+        b.apply_time += cost;
+        let cost_us = cost.as_micros() as u64;
         stats
             .commit_us_total
             .fetch_add(cost_us, std::sync::atomic::Ordering::Relaxed);

@@ -40,7 +40,6 @@ pub fn selected(patterns: &[String], id: &TableId) -> bool {
     included && !excluded
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

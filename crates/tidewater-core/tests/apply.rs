@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tidewater_core::apply::{run_apply, BatchOptions};
-use tidewater_core::stats::Stats;
+use tidewater_core::apply::{run_apply, AckReceiver, BatchOptions};
+use tidewater_core::stats::{self, Stats};
 use tidewater_core::*;
 use tokio::sync::{mpsc, watch};
 
@@ -13,8 +13,6 @@ struct Recorder {
     log: Vec<String>,
     open: bool,
     fail_commit: bool,
-    /// Simulated duration of a destination commit.
-    commit_cost: Duration,
 }
 
 impl Sink for Recorder {
@@ -45,7 +43,6 @@ impl Sink for Recorder {
         if self.fail_commit {
             return Err(Error::sink("disk full"));
         }
-        std::thread::sleep(self.commit_cost);
         self.open = false;
         self.log.push(format!("commit {position}"));
         Ok(())
@@ -84,10 +81,15 @@ fn changes(n: usize) -> SourceEvent {
     )
 }
 
+/// A transaction that committed at the source just now.
 fn tx(events: &mut Vec<SourceEvent>, pos: &str, chunks: &[usize]) {
+    tx_at(events, pos, chunks, stats::now_us());
+}
+
+fn tx_at(events: &mut Vec<SourceEvent>, pos: &str, chunks: &[usize], commit_time_us: i64) {
     events.push(SourceEvent::Begin(TxInfo {
         position: Position(pos.into()),
-        commit_time_us: 0,
+        commit_time_us,
     }));
     for &n in chunks {
         events.push(changes(n));
@@ -131,21 +133,18 @@ const LONG: BatchOptions = BatchOptions {
 };
 
 #[test]
-fn batches_last_as_long_as_a_commit_and_end_at_max_rows() {
+fn batches_take_what_is_queued_and_end_at_max_rows() {
     let mut events = Vec::new();
     tx(&mut events, "1", &[5]);
     tx(&mut events, "2", &[400, 300]);
     tx(&mut events, "3", &[400]);
     tx(&mut events, "4", &[10]);
-    let mut sink = Recorder {
-        commit_cost: Duration::from_millis(300),
-        ..Default::default()
-    };
+    let mut sink = Recorder::default();
     let (r, acked) = apply(&mut sink, events, LONG);
     r.unwrap();
-    // The first commit is immediate (no commit cost known yet); the next batch stays open for
-    // the commit's duration and takes whole transactions until it holds max_batch_rows.
-    assert_eq!(sink.log.join("; "), "begin; write 1 #0 x5; commit 1; begin; write 2 #0 x400; write 2 #400 x300; write 3 #0 x400; commit 3; begin; write 4 #0 x10; commit 4");
+    // Everything is queued up front: the batch takes whole transactions until it holds
+    // max_batch_rows, and the last one commits when the queue is empty.
+    assert_eq!(sink.log.join("; "), "begin; write 1 #0 x5; write 2 #0 x400; write 2 #400 x300; write 3 #0 x400; commit 3; begin; write 4 #0 x10; commit 4");
     assert_eq!(acked, Some(Position("4".into())));
 }
 
@@ -158,8 +157,13 @@ fn a_partial_transaction_is_never_committed() {
         commit_time_us: 0,
     }));
     events.push(changes(5));
+    // Batches of one transaction: the first commits although the second is already queued.
+    let options = BatchOptions {
+        max_batch_rows: 5,
+        ..LONG
+    };
     let mut sink = Recorder::default();
-    let (r, acked) = apply(&mut sink, events, LONG);
+    let (r, acked) = apply(&mut sink, events, options);
     r.unwrap();
     assert_eq!(
         sink.log.join("; "),
@@ -198,8 +202,12 @@ fn a_failed_commit_acknowledges_nothing() {
     assert_eq!(acked, None);
 }
 
-#[test]
-fn a_quiet_source_gets_a_transaction_committed_without_waiting_for_the_flush_interval() {
+/// Runs the loop on its own thread; `feed` sends events to it (pacing them as it likes)
+/// and returns when done, then the channel is closed. Returns the sink's log.
+fn apply_live(
+    options: BatchOptions,
+    feed: impl FnOnce(&mpsc::Sender<SourceEvent>, &mut AckReceiver),
+) -> Vec<String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -214,53 +222,107 @@ fn a_quiet_source_gets_a_transaction_committed_without_waiting_for_the_flush_int
             &mut sink,
             &mut rx,
             &ack_tx,
-            LONG,
+            options,
             &Stats::default(),
             &handle,
         );
         (r, sink.log)
     });
-    let send = |e| tx_.blocking_send(e).unwrap();
-    let mut events = Vec::new();
-    tx(&mut events, "1", &[3]);
-    for e in events {
-        send(e);
-    }
-    // With a 60 s flush interval, only the "source is idle" rule can commit this in time.
-    let rt2 = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt2.block_on(async {
-        tokio::time::timeout(Duration::from_secs(10), ack_rx.wait_for(|a| a.is_some()))
-            .await
-            .expect("acknowledged")
-            .unwrap();
-    });
+    feed(&tx_, &mut ack_rx);
     drop(tx_);
     let (r, log) = worker.join().unwrap();
     r.unwrap();
-    assert_eq!(log.join("; "), "begin; write 1 #0 x3; commit 1");
+    log
+}
+
+fn send_all(sender: &mpsc::Sender<SourceEvent>, events: Vec<SourceEvent>) {
+    for e in events {
+        sender.blocking_send(e).unwrap();
+    }
+}
+
+/// Waits (at most 10 s) until `position` is acknowledged.
+fn wait_acked(acks: &mut AckReceiver, position: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            acks.wait_for(|a| a.as_ref().is_some_and(|p| p.0 == position)),
+        )
+        .await
+        .expect("acknowledged in time")
+        .unwrap();
+    });
+}
+
+#[test]
+fn a_quiet_source_gets_a_transaction_committed_without_waiting_for_the_flush_interval() {
+    // With a 60 s flush interval, only the "nothing more is queued" rule can commit in time.
+    let log = apply_live(LONG, |sender, acks| {
+        for pos in ["1", "2"] {
+            let mut events = Vec::new();
+            tx(&mut events, pos, &[3]);
+            send_all(sender, events);
+            wait_acked(acks, pos);
+        }
+    });
+    assert_eq!(
+        log.join("; "),
+        "begin; write 1 #0 x3; commit 1; begin; write 2 #0 x3; commit 2"
+    );
+}
+
+#[test]
+fn a_backlog_is_batched_even_when_nothing_is_queued_for_a_moment() {
+    // Transactions that committed at the source a minute ago: the stream is catching up, so
+    // a momentarily empty queue does not end the batch; the flush interval does.
+    let options = BatchOptions {
+        flush_interval: Duration::from_millis(300),
+        ..LONG
+    };
+    let old = stats::now_us() - 60_000_000;
+    let log = apply_live(options, |sender, acks| {
+        let mut events = Vec::new();
+        tx_at(&mut events, "1", &[3], old);
+        send_all(sender, events);
+        std::thread::sleep(Duration::from_millis(20)); // pacing the source, not synchronising
+        let mut events = Vec::new();
+        tx_at(&mut events, "2", &[3], old);
+        send_all(sender, events);
+        wait_acked(acks, "2");
+    });
+    assert_eq!(
+        log.join("; "),
+        "begin; write 1 #0 x3; write 2 #0 x3; commit 2"
+    );
 }
 
 #[test]
 fn a_minimum_commit_interval_holds_transactions_together() {
-    let mut events = Vec::new();
-    tx(&mut events, "1", &[5]);
-    tx(&mut events, "2", &[5]);
-    tx(&mut events, "3", &[5]);
-    let mut sink = Recorder::default();
     let options = BatchOptions {
-        min_commit_interval: Duration::from_secs(60),
+        min_commit_interval: Duration::from_millis(300),
         ..LONG
     };
-    let (r, acked) = apply(&mut sink, events, options);
-    r.unwrap();
+    let log = apply_live(options, |sender, acks| {
+        let mut events = Vec::new();
+        tx(&mut events, "1", &[3]);
+        send_all(sender, events);
+        wait_acked(acks, "1");
+        for pos in ["2", "3"] {
+            let mut events = Vec::new();
+            tx(&mut events, pos, &[3]);
+            send_all(sender, events);
+            std::thread::sleep(Duration::from_millis(20)); // pacing the source, not synchronising
+        }
+        wait_acked(acks, "3");
+    });
     // The first commits at once (none before it); the next waits for the interval, so it
-    // takes the rest (without the interval each commits alone: commits cost nothing here).
+    // takes both (without the interval each commits alone: nothing was queued behind it).
     assert_eq!(
-        sink.log.join("; "),
-        "begin; write 1 #0 x5; commit 1; begin; write 2 #0 x5; write 3 #0 x5; commit 3"
+        log.join("; "),
+        "begin; write 1 #0 x3; commit 1; begin; write 2 #0 x3; write 3 #0 x3; commit 3"
     );
-    assert_eq!(acked, Some(Position("3".into())));
 }

@@ -6,31 +6,10 @@
 //! while nothing of the table is staged (order is kept) and for tables without LIST columns
 //! (their canonical text is JSON, which DuckDB's own text-to-list cast does not read).
 
-use duckdb::types::{ToSqlOutput, ValueRef};
-use duckdb::{Connection, ToSql};
+use duckdb::Connection;
+use crate::columns::Columns;
 use crate::table::LOG_METADATA_COLUMNS;
 use tidewater_core::{Change, ChangeKind, ColumnType, Error, Result, TableSchema, Value};
-
-/// One appended cell: text DuckDB casts to the column type, bytes for BLOB columns.
-enum Cell<'a> {
-    Null,
-    Text(&'a str),
-    Bytes(Vec<u8>),
-    Bool(bool),
-    Int(i64),
-}
-
-impl ToSql for Cell<'_> {
-    fn to_sql(&self) -> duckdb::Result<ToSqlOutput<'_>> {
-        Ok(match self {
-            Cell::Null => ToSqlOutput::Borrowed(ValueRef::Null),
-            Cell::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
-            Cell::Bytes(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
-            Cell::Bool(b) => ToSqlOutput::Borrowed(ValueRef::Boolean(*b)),
-            Cell::Int(i) => ToSqlOutput::Borrowed(ValueRef::BigInt(*i)),
-        })
-    }
-}
 
 /// Whether rows of this table can take the direct path.
 pub fn supported(schema: &TableSchema) -> bool {
@@ -66,21 +45,26 @@ pub struct RowMeta<'a> {
     pub txseq: i64,
 }
 
-fn cells<'a>(schema: &TableSchema, row: &'a [Value]) -> Result<Vec<Cell<'a>>> {
-    row.iter()
-        .zip(&schema.columns)
-        .map(|(v, col)| match (v, &col.ty) {
-            (Value::Null, _) => Ok(Cell::Null),
-            (Value::Text(b), ColumnType::Bytes) => hex(b).map(Cell::Bytes),
-            (Value::Text(_), _) => v.as_str().map(Cell::Text).ok_or_else(|| {
-                Error::source_fatal(format!(
-                    "a value of {}.{} is not valid UTF-8",
-                    schema.id, col.name
-                ))
-            }),
-            (Value::Unchanged, _) => Err(Error::sink("internal: unchanged value in an insert")),
-        })
-        .collect()
+/// The text of a value for the Appender, which casts it to the column's type.
+fn text_cell<'a>(v: &'a Value, schema: &TableSchema, column: usize) -> Result<Option<&'a str>> {
+    match v {
+        Value::Null => Ok(None),
+        Value::Text(_) => v.as_str().map(Some).ok_or_else(|| {
+            Error::source_fatal(format!(
+                "a value of {}.{} is not valid UTF-8",
+                schema.id, schema.columns[column].name
+            ))
+        }),
+        Value::Unchanged => Err(Error::sink("internal: unchanged value in an insert")),
+    }
+}
+
+fn bytes_cell(v: &Value) -> Result<Option<Vec<u8>>> {
+    match v {
+        Value::Null => Ok(None),
+        Value::Text(b) => hex(b).map(Some),
+        Value::Unchanged => Err(Error::sink("internal: unchanged value in an insert")),
+    }
 }
 
 fn hex(text: &[u8]) -> Result<Vec<u8>> {
@@ -100,7 +84,8 @@ fn hex(text: &[u8]) -> Result<Vec<u8>> {
         .collect()
 }
 
-/// Appends insert and snapshot rows to the replica and, when kept, to the change log.
+/// Appends insert and snapshot rows to the replica and, when kept, to the change log: each
+/// value is converted once, and the log shares the replica's columns.
 pub fn append(
     conn: &Connection,
     schema: &TableSchema,
@@ -109,43 +94,40 @@ pub fn append(
     now_ts: &str,
 ) -> Result<()> {
     let id = &schema.id;
-    let err = |e: duckdb::Error| Error::sink(format!("appending to {id}: {e}"));
+    let what = format!("appending to {id}");
+    let err = |e: duckdb::Error| Error::sink(format!("{what}: {e}"));
+    let mut columns = Columns::with_rows(rows.len());
+    for (i, col) in schema.columns.iter().enumerate() {
+        let values = rows.iter().map(|r| &r.change.row[i]);
+        if matches!(col.ty, ColumnType::Bytes) {
+            columns.binary(values.map(bytes_cell))?;
+        } else {
+            columns.text(values.map(|v| text_cell(v, schema, i)))?;
+        }
+    }
     // Columns by name: after a schema change the physical order may differ from the source's.
     let mut names: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
     let mut replica = conn
         .appender_with_columns_to_db(&id.name, &id.schema, &names)
         .map_err(err)?;
-    let mut log_appender = if log {
-        names.extend(LOG_METADATA_COLUMNS.iter().map(|(n, _)| *n));
-        Some(
-            conn.appender_with_columns_to_db(&format!("{}_log", id.name), &id.schema, &names)
-                .map_err(err)?,
-        )
-    } else {
-        None
-    };
-    for r in rows {
-        let mut row = cells(schema, &r.change.row)?;
-        let params: Vec<&dyn ToSql> = row.iter().map(|c| c as &dyn ToSql).collect();
-        replica.append_row(params.as_slice()).map_err(err)?;
-        if let Some(l) = log_appender.as_mut() {
-            row.extend([
-                Cell::Text(r.change.kind.as_str()),
-                Cell::Bool(false),
-                Cell::Text(r.commit_ts),
-                Cell::Text(now_ts),
-                Cell::Text(r.position),
-                Cell::Int(r.txseq),
-            ]);
-            let params: Vec<&dyn ToSql> = row.iter().map(|c| c as &dyn ToSql).collect();
-            l.append_row(params.as_slice()).map_err(err)?;
-        }
-    }
+    columns.append_to(&mut replica, &what)?;
     replica.flush().map_err(err)?;
-    if let Some(mut l) = log_appender {
-        l.flush().map_err(err)?;
+    drop(replica);
+    if !log {
+        return Ok(());
     }
-    Ok(())
+    columns.text(rows.iter().map(|r| Ok(Some(r.change.kind.as_str()))))?;
+    columns.bools(rows.iter().map(|_| false));
+    columns.text(rows.iter().map(|r| Ok(Some(r.commit_ts))))?;
+    columns.constant_text(now_ts);
+    columns.text(rows.iter().map(|r| Ok(Some(r.position))))?;
+    columns.ints(rows.iter().map(|r| r.txseq));
+    names.extend(LOG_METADATA_COLUMNS.iter().map(|(n, _)| *n));
+    let mut log = conn
+        .appender_with_columns_to_db(&format!("{}_log", id.name), &id.schema, &names)
+        .map_err(err)?;
+    columns.append_to(&mut log, &what)?;
+    log.flush().map_err(err)
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! DuckDB sink: replica tables, `<table>_log` change tables and the `_tidewater` state schema
 //! in one DuckDB file (ARCHITECTURE.md section 4).
 
+mod columns;
 mod direct;
 mod rowwise;
 mod schema;

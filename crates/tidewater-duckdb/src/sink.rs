@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use duckdb::{Connection, ToSql};
+use duckdb::Connection;
 use tidewater_core::stats::now_us;
 use tidewater_core::time::format_utc_micros;
 use tidewater_core::{
@@ -19,6 +19,7 @@ use tidewater_core::{
 };
 use tracing::debug;
 
+use crate::columns::Columns;
 use crate::direct;
 use crate::rowwise;
 use crate::schema::{evolve_table, prepare_table};
@@ -341,37 +342,34 @@ impl DuckDbSink {
             t.changes += pending.len() as u64;
             return Ok(());
         }
+        for p in &pending {
+            t.observe(&p.change);
+        }
+        let what = format!("staging changes of {id}");
+        let mut columns = Columns::with_rows(pending.len());
+        columns.ints(pending.iter().map(|p| p.seq));
+        columns.ints(pending.iter().map(|p| p.txseq));
+        columns.text(pending.iter().map(|p| Ok(Some(op_code(p.change.kind)))))?;
+        columns.text(pending.iter().map(|p| Ok(Some(&*p.position))))?;
+        columns.text(pending.iter().map(|p| Ok(Some(&*p.commit_ts))))?;
+        columns.bools(pending.iter().map(|p| p.change.old.is_some()));
+        for i in 0..t.sql.schema.columns.len() {
+            columns.text(pending.iter().map(|p| text_value(p.change.row.get(i), id)))?;
+        }
+        for k in 0..t.sql.schema.key.len() {
+            columns.text(pending.iter().map(|p| match &p.change.old {
+                Some(old) => text_value(old.get(k), id),
+                None => Ok(None),
+            }))?;
+        }
         let mut appender = self
             .conn
             .appender_to_catalog_and_db(&t.sql.stage, "temp", "main")
-            .map_err(|e| Error::sink(format!("staging changes of {id}: {e}")))?;
-        for p in &pending {
-            let change = &p.change;
-            let op = match change.kind {
-                ChangeKind::Snapshot => "S",
-                ChangeKind::Insert => "I",
-                ChangeKind::Update => "U",
-                ChangeKind::Delete => "D",
-            };
-            t.observe(change);
-            let row = text_values(&change.row, id)?;
-            let old = match &change.old {
-                Some(old) => text_values(old, id)?,
-                None => vec![None; change.table.key.len()],
-            };
-            let (pos, ts): (&str, &str) = (&p.position, &p.commit_ts);
-            let has_old = change.old.is_some();
-            let mut params: Vec<&dyn ToSql> = Vec::with_capacity(6 + row.len() + old.len());
-            params.extend([&p.seq as &dyn ToSql, &p.txseq, &op, &pos, &ts, &has_old]);
-            params.extend(row.iter().map(|v| v as &dyn ToSql));
-            params.extend(old.iter().map(|v| v as &dyn ToSql));
-            appender
-                .append_row(params.as_slice())
-                .map_err(|e| Error::sink(format!("staging a change of {id}: {e}")))?;
-        }
+            .map_err(|e| Error::sink(format!("{what}: {e}")))?;
+        columns.append_to(&mut appender, &what)?;
         appender
             .flush()
-            .map_err(|e| Error::sink(format!("staging changes of {id}: {e}")))?;
+            .map_err(|e| Error::sink(format!("{what}: {e}")))?;
         drop(appender);
         t.staged += pending.len();
         t.changes += pending.len() as u64;
@@ -400,19 +398,29 @@ impl DuckDbSink {
     }
 }
 
-fn text_values<'a>(values: &'a [Value], table: &TableId) -> Result<Vec<Option<&'a str>>> {
-    values
-        .iter()
-        .map(|v| match v {
-            Value::Null => Ok(None),
-            Value::Text(_) => v.as_str().map(Some).ok_or_else(|| {
-                Error::source_fatal(format!("a value of {table} is not valid UTF-8"))
-            }),
-            Value::Unchanged => Err(Error::sink(format!(
-                "internal: unchanged value for {table} reached the staging path"
-            ))),
-        })
-        .collect()
+fn op_code(kind: ChangeKind) -> &'static str {
+    match kind {
+        ChangeKind::Snapshot => "S",
+        ChangeKind::Insert => "I",
+        ChangeKind::Update => "U",
+        ChangeKind::Delete => "D",
+    }
+}
+
+/// A staged value's text; `None` (a row shorter than its table) is an internal error.
+fn text_value<'a>(value: Option<&'a Value>, table: &TableId) -> Result<Option<&'a str>> {
+    match value {
+        Some(Value::Null) => Ok(None),
+        Some(v @ Value::Text(_)) => v.as_str().map(Some).ok_or_else(|| {
+            Error::source_fatal(format!("a value of {table} is not valid UTF-8"))
+        }),
+        Some(Value::Unchanged) => Err(Error::sink(format!(
+            "internal: unchanged value for {table} reached the staging path"
+        ))),
+        None => Err(Error::sink(format!(
+            "internal: a change of {table} has fewer values than the table has columns"
+        ))),
+    }
 }
 
 /// Changes that the set-based path cannot apply: an update whose unchanged (TOAST) values

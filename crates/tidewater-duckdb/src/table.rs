@@ -155,21 +155,17 @@ impl TableSql {
             .collect()
     }
 
+    /// The replica's key is not declared as a DuckDB `PRIMARY KEY`: a constraint's ART index
+    /// lives in memory (~15 bytes per replica row) and DuckDB re-checks it for every row an
+    /// open transaction rewrites (~100 bytes each until the commit), so a large source
+    /// transaction would need memory in proportion to its size. Tidewater keeps keys unique
+    /// itself (every change deletes the touched key before inserting its new image); the key
+    /// is recorded in `_tidewater.tables`.
     pub fn create_replica(&self) -> String {
-        let s = &self.schema;
-        let mut cols = self.typed_columns();
-        if s.has_key() {
-            let key: Vec<String> = s
-                .key
-                .iter()
-                .map(|&i| quote_ident(&s.columns[i].name))
-                .collect();
-            cols.push(format!("PRIMARY KEY ({})", key.join(", ")));
-        }
         format!(
             "CREATE TABLE IF NOT EXISTS {} ({})",
-            qualified(&s.id),
-            cols.join(", ")
+            qualified(&self.schema.id),
+            self.typed_columns().join(", ")
         )
     }
 

@@ -193,9 +193,23 @@ impl MariaDbServer {
 
     /// The `mariadb` client, logged in as root over TCP.
     fn client(&self) -> Command {
-        let mut cmd = command("mariadb", self.instance.dir());
-        cmd.args(["--no-defaults", "--protocol=TCP", "--user=root"]);
-        cmd.args(["--default-character-set=utf8mb4", "--host", HOST, "--port"]);
+        let mut cmd = self.tool("mariadb");
+        cmd.arg("--default-character-set=utf8mb4");
+        cmd
+    }
+
+    /// A MariaDB client tool (`mariadb`, `mariadb-binlog`, ...) connecting to
+    /// this server as root over TCP; add the tool's own arguments.
+    pub fn tool(&self, name: &str) -> Command {
+        let mut cmd = command(name, self.instance.dir());
+        cmd.args([
+            "--no-defaults",
+            "--protocol=TCP",
+            "--user=root",
+            "--host",
+            HOST,
+            "--port",
+        ]);
         cmd.arg(self.instance.port.to_string());
         cmd
     }

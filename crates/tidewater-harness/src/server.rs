@@ -115,6 +115,13 @@ impl PgServer {
         run(&mut cmd, Some(sql))
     }
 
+    /// A PostgreSQL client tool (`psql`, `pgbench`, `pg_recvlogical`, ...)
+    /// of the same installation as the server, with the caller's `PG*`
+    /// variables removed; pass it [`url`](Self::url) as its connection string.
+    pub fn tool(name: &str) -> Command {
+        tools().client_cmd(name)
+    }
+
     pub fn create_database(&self, name: &str) -> Result<(), HarnessError> {
         let ident = name.replace('"', "\"\"");
         self.psql("postgres", &format!("CREATE DATABASE \"{ident}\";"))

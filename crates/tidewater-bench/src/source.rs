@@ -1,0 +1,215 @@
+//! The two kinds of source the suite runs against (a throwaway PostgreSQL or
+//! MariaDB from `tidewater-harness`), one fresh database per scenario, and the
+//! SQL dialect the workloads are written in.
+
+use std::process::Command;
+
+use tidewater_harness::{MariaDbServer, PgServer};
+
+use crate::error::Result;
+use crate::workload::Width;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Postgres,
+    MariaDb,
+}
+
+/// A database of its own on one of the suite's servers.
+pub enum Db<'a> {
+    Pg {
+        server: &'a PgServer,
+        name: String,
+    },
+    My {
+        server: &'a MariaDbServer,
+        name: String,
+    },
+}
+
+impl Db<'_> {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Db::Pg { .. } => Kind::Postgres,
+            Db::My { .. } => Kind::MariaDb,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Db::Pg { name, .. } | Db::My { name, .. } => name,
+        }
+    }
+
+    /// Connection URL (no password: the throwaway servers trust local TCP / an empty root password).
+    pub fn url(&self) -> String {
+        match self {
+            Db::Pg { server, name } => server.url(name),
+            Db::My { server, name } => server.url(name),
+        }
+    }
+
+    /// Runs a script (any number of `;`-terminated statements, each its own transaction).
+    pub fn sql(&self, sql: &str) -> Result<String> {
+        Ok(match self {
+            Db::Pg { server, name } => server.psql(name, sql)?,
+            Db::My { server, name } => server.sql(name, sql)?,
+        })
+    }
+
+    /// The schema the replica tables land in.
+    pub fn schema(&self) -> &str {
+        match self {
+            Db::Pg { .. } => "public",
+            Db::My { name, .. } => name,
+        }
+    }
+
+    /// The `[source]` lines of a tidewater config; `id` keeps slots and replica ids apart.
+    pub fn source_toml(&self, id: u32) -> String {
+        match self {
+            Db::Pg { .. } => format!(
+                "type = \"postgres\"\nurl = \"{}\"\ntables = [\"public.*\"]\nslot = \"{}\"\npublication = \"{}\"\n",
+                self.url(),
+                self.slot(),
+                self.name()
+            ),
+            Db::My { name, .. } => format!(
+                "type = \"mysql\"\nurl = \"{}\"\ntables = [\"{name}.*\"]\nserver_id = {}\n",
+                self.url(),
+                4242 + id
+            ),
+        }
+    }
+
+    /// PostgreSQL: the slot tidewater uses for this database (named after it).
+    pub fn slot(&self) -> String {
+        format!("{}_slot", self.name())
+    }
+
+    /// The client that reads a query's result as the source's own tool would
+    /// (`psql` COPY to stdout as CSV; `mariadb -B --quick`, tab-separated).
+    pub fn export_command(&self, query: &str) -> Command {
+        match self {
+            Db::Pg { .. } => {
+                let mut cmd = PgServer::tool("psql");
+                cmd.args(["-X", "-q", "-d", &self.url(), "-c"]);
+                cmd.arg(format!("\\copy ({query}) TO STDOUT (FORMAT csv)"));
+                cmd
+            }
+            Db::My { server, name } => {
+                let mut cmd = server.tool("mariadb");
+                cmd.args(["-N", "-B", "--quick", "--default-character-set=utf8mb4"]);
+                cmd.arg(format!("--database={name}")).arg("-e").arg(query);
+                cmd
+            }
+        }
+    }
+
+    /// How DuckDB's `read_csv` must read what [`export_command`](Self::export_command) prints.
+    pub fn csv_options(&self) -> &'static str {
+        match self {
+            Db::Pg { .. } => "header = false, delim = ',', quote = '\"'",
+            Db::My { .. } => {
+                "header = false, delim = '\\t', quote = '', escape = '', nullstr = 'NULL'"
+            }
+        }
+    }
+
+    pub fn create_table(&self, table: &str, width: Width) -> String {
+        let pad = match width {
+            Width::Narrow => "",
+            Width::Wide => ", pad text",
+        };
+        match self {
+            Db::Pg { .. } => format!(
+                "CREATE TABLE {table} (id bigint PRIMARY KEY, v int NOT NULL, s text, d numeric(12,2), ts timestamptz{pad});\n"
+            ),
+            Db::My { .. } => format!(
+                "CREATE TABLE {table} (id bigint PRIMARY KEY, v int NOT NULL, s varchar(40), d decimal(12,2), ts datetime(6){pad});\n"
+            ),
+        }
+    }
+
+    /// Rows `first..=last` of a [`create_table`](Self::create_table) table, in one statement.
+    pub fn insert_range(&self, table: &str, first: u64, last: u64, width: Width) -> String {
+        let wide = matches!(width, Width::Wide);
+        match self {
+            Db::Pg { .. } => format!(
+                "INSERT INTO {table} SELECT g, g % 1000, 'row ' || g, g / 7.0, \
+                 timestamptz '2024-01-01 00:00:00+00' + g * interval '1 second'{} \
+                 FROM generate_series({first}, {last}) g;\n",
+                if wide {
+                    ", repeat(md5(g::text), 64)"
+                } else {
+                    ""
+                }
+            ),
+            Db::My { .. } => format!(
+                "INSERT INTO {table} SELECT seq, seq % 1000, concat('row ', seq), seq / 7, \
+                 '2024-01-01' + INTERVAL seq SECOND{} FROM seq_{first}_to_{last};\n",
+                if wide { ", repeat(md5(seq), 64)" } else { "" }
+            ),
+        }
+    }
+
+    pub fn update_range(&self, table: &str, first: u64, last: u64) -> String {
+        format!("UPDATE {table} SET v = v + 1 WHERE id BETWEEN {first} AND {last};\n")
+    }
+
+    pub fn delete_range(&self, table: &str, first: u64, last: u64) -> String {
+        format!("DELETE FROM {table} WHERE id BETWEEN {first} AND {last};\n")
+    }
+
+    /// The snapshot table of issue 6: int, bigint, numeric, text and timestamp columns.
+    pub fn create_snapshot_table(&self, table: &str, rows: u64) -> String {
+        match self {
+            Db::Pg { .. } => format!(
+                "CREATE TABLE {table} (id int PRIMARY KEY, big bigint, amount numeric(12,2), note text, ts timestamp);\n\
+                 INSERT INTO {table} SELECT g, g * 1000003::bigint, g / 7.0, 'note ' || g, \
+                 timestamp '2024-01-01' + g * interval '1 second' FROM generate_series(1, {rows}) g;\n"
+            ),
+            Db::My { .. } => format!(
+                "CREATE TABLE {table} (id int PRIMARY KEY, big bigint, amount decimal(12,2), note text, ts datetime);\n\
+                 INSERT INTO {table} SELECT seq, seq * 1000003, seq / 7, concat('note ', seq), \
+                 '2024-01-01' + INTERVAL seq SECOND FROM seq_1_to_{rows};\n"
+            ),
+        }
+    }
+}
+
+/// The DuckDB column list of the snapshot table (what tidewater's replica holds too).
+pub const SNAPSHOT_COLUMNS: &str =
+    "{'id': 'INTEGER', 'big': 'BIGINT', 'amount': 'DECIMAL(12,2)', 'note': 'VARCHAR', 'ts': 'TIMESTAMP'}";
+
+/// Whether MariaDB GTID position `have` (`0-1-42,1-1-7`, optionally prefixed
+/// `mariadb-gtid:`) includes every domain's sequence number of `target`.
+pub fn gtid_reached(have: &str, target: &str) -> bool {
+    fn parse(s: &str) -> Vec<(u64, u64)> {
+        s.trim_start_matches("mariadb-gtid:")
+            .split(',')
+            .filter_map(|g| {
+                let parts: Vec<u64> = g.trim().split('-').filter_map(|x| x.parse().ok()).collect();
+                (parts.len() == 3).then(|| (parts[0], parts[2]))
+            })
+            .collect()
+    }
+    let have = parse(have);
+    parse(target)
+        .iter()
+        .all(|(d, n)| have.iter().any(|(hd, hn)| hd == d && hn >= n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gtid_positions_compare_per_domain() {
+        assert!(gtid_reached("mariadb-gtid:0-1-42", "0-1-42"));
+        assert!(gtid_reached("mariadb-gtid:0-1-43,1-1-2", "0-1-42,1-1-2"));
+        assert!(!gtid_reached("mariadb-gtid:0-1-41", "0-1-42"));
+        assert!(!gtid_reached("mariadb-gtid:0-1-50", "0-1-42,1-1-1"));
+        assert!(gtid_reached("mariadb-gtid:0-1-5", ""));
+    }
+}
