@@ -10,11 +10,13 @@ if "$VENV/bin/python" -c "import bqemulator, numpy, duckdb_extension_spatial" 2>
   exit 0
 fi
 echo "installing bqemulator into $VENV"
-command -v python3 >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv; }
-python3 -m venv "$VENV"
+if ! python3 -m venv --help >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv
+fi
+python3 -m venv --clear "$VENV"
 # numpy: the emulator's UDFs need it. The spatial extension comes from PyPI and is installed
 # into DuckDB from its local file: otherwise the emulator tries to download it at start.
-"$VENV/bin/pip" install -q bqemulator "duckdb==$DUCKDB_VERSION" \
+"$VENV/bin/pip" install -q bqemulator==1.4.0 "duckdb==$DUCKDB_VERSION" \
   "duckdb-extension-spatial==$DUCKDB_VERSION" numpy
 "$VENV/bin/python" - <<'PY'
 import glob, os
