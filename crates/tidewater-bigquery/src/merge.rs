@@ -30,7 +30,8 @@ pub struct LogRange<'a> {
     /// Transaction ordinals `lo < _metadata_tx <= hi`.
     pub lo: i64,
     pub hi: i64,
-    /// The batch's last TRUNCATE of this table: (ordinal, sequence of the change after it).
+    /// The batch's last TRUNCATE of this table: (ordinal, sequence of the change after it);
+    /// only changes from there on reach the emptied replica.
     pub truncated_at: Option<(i64, i64)>,
     /// Every row of the range was appended at or after this time (µs since the epoch):
     /// lets BigQuery prune the log's day partitions.

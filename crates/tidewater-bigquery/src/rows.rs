@@ -100,7 +100,7 @@ pub fn log_row(
     })
 }
 
-/// The log row recording a TRUNCATE: no values, and `sequence` the one of the change after it.
+/// The log row recording a TRUNCATE: no values.
 pub fn truncate_row(tx: &TxMeta, sequence: i64) -> TableDataInsertAllRequestRows {
     let mut row = Map::new();
     metadata(&mut row, tx, "TRUNCATE", sequence);

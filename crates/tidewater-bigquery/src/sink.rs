@@ -69,6 +69,9 @@ struct CurrentTx {
     commit_time_us: i64,
     ordinal: i64,
     next_sequence: i64,
+    /// TRUNCATEs so far in the transaction: each takes a sequence number of its own (the
+    /// apply loop numbers only the changes), so later changes move up by one per TRUNCATE.
+    truncates: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,6 +214,7 @@ impl BigQuerySink {
                 commit_time_us: tx.commit_time_us,
                 ordinal: self.next_ordinal,
                 next_sequence: 0,
+                truncates: 0,
             });
             self.next_ordinal += 1;
         }
@@ -347,11 +351,12 @@ impl Sink for BigQuerySink {
             self.table_for(&change.table)?.touched = true;
         }
         let current = self.enter_tx(tx);
-        current.next_sequence = first_sequence + changes.len() as i64;
+        let first = first_sequence + current.truncates;
+        current.next_sequence = first + changes.len() as i64;
         let current = self.current.as_ref().expect("inside a transaction");
         let meta = self.tx_meta(current);
         for (i, change) in changes.iter().enumerate() {
-            let row = log_row(change, &meta, first_sequence + i as i64)?;
+            let row = log_row(change, &meta, first + i as i64)?;
             let log = &self.tables[&change.table.id].names.log;
             per_log.entry(log.clone()).or_default().push(row);
         }
@@ -364,13 +369,16 @@ impl Sink for BigQuerySink {
     fn truncate(&mut self, tx: &TxInfo, tables: &[Arc<TableSchema>]) -> Result<()> {
         let (ordinal, sequence) = {
             let c = self.enter_tx(tx);
-            (c.ordinal, c.next_sequence)
+            let sequence = c.next_sequence;
+            c.next_sequence += 1;
+            c.truncates += 1;
+            (c.ordinal, sequence)
         };
         let mut logs = Vec::new();
         for schema in tables {
             let t = self.table_for(schema)?;
             t.touched = true;
-            t.truncated_at = Some((ordinal, sequence));
+            t.truncated_at = Some((ordinal, sequence + 1));
             logs.push(t.names.log.clone());
         }
         let current = self.current.as_ref().expect("inside a transaction");

@@ -224,15 +224,10 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                 let catching_up = now_us() - commit_time_us > CATCHING_UP_US;
                 let now = Instant::now();
                 let group_commit = !catching_up && self.events.is_empty();
-                let mut deadline = *b
-                    .deadline
-                    .get_or_insert(now + self.options.flush_interval);
+                let mut deadline = *b.deadline.get_or_insert(now + self.options.flush_interval);
                 // A sink with a commit quota: no commit before `min_commit_interval` has passed
                 // since the last one started; a group commit waits until then.
-                let earliest = self
-                    .last_commit_at
-                    .map(|last| last + self.options.min_commit_interval)
-                    .filter(|e| *e > now);
+                let earliest = self.earliest_commit();
                 if let Some(e) = earliest {
                     deadline = if group_commit { e } else { deadline.max(e) };
                     b.deadline = Some(deadline);
@@ -247,6 +242,14 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
             SourceEvent::Idle(position) => {
                 if b.open {
                     b.idle = Some(position);
+                    // The source says nothing more is pending: a complete batch is a group
+                    // commit now (the COMMIT before this keepalive saw it queued).
+                    if b.tx.is_none() && !b.committed.is_empty() && self.events.is_empty() {
+                        match self.earliest_commit() {
+                            None => self.commit_batch(b)?,
+                            Some(e) => b.deadline = Some(b.deadline.map_or(e, |d| d.min(e))),
+                        }
+                    }
                 } else {
                     self.stats.set_caught_up(&position);
                     self.acks.send_replace(Some(position));
@@ -254,6 +257,13 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
             }
         }
         Ok(())
+    }
+
+    /// When the next commit may start, if that is still ahead: `min_commit_interval` after
+    /// the last one started.
+    fn earliest_commit(&self) -> Option<Instant> {
+        let earliest = self.last_commit_at? + self.options.min_commit_interval;
+        (earliest > Instant::now()).then_some(earliest)
     }
 
     fn commit_batch(&mut self, b: &mut OpenBatch) -> Result<()> {

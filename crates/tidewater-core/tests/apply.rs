@@ -326,3 +326,17 @@ fn a_minimum_commit_interval_holds_transactions_together() {
         "begin; write 1 #0 x3; commit 1; begin; write 2 #0 x3; write 3 #0 x3; commit 3"
     );
 }
+
+#[test]
+fn a_keepalive_behind_a_commit_ends_the_batch_at_once() {
+    // The COMMIT sees the keepalive queued behind it, so it does not group-commit; the
+    // keepalive says nothing more is pending, so the batch commits then, not after 60 s.
+    let log = apply_live(LONG, |sender, acks| {
+        let mut events = Vec::new();
+        tx(&mut events, "1", &[3]);
+        events.push(SourceEvent::Idle(Position("1+".into())));
+        send_all(sender, events);
+        wait_acked(acks, "1+");
+    });
+    assert_eq!(log.join("; "), "begin; write 1 #0 x3; commit 1");
+}
