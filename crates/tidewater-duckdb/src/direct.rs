@@ -6,9 +6,9 @@
 //! while nothing of the table is staged (order is kept) and for tables without LIST columns
 //! (their canonical text is JSON, which DuckDB's own text-to-list cast does not read).
 
-use duckdb::Connection;
 use crate::columns::Columns;
 use crate::table::LOG_METADATA_COLUMNS;
+use duckdb::Connection;
 use tidewater_core::{Change, ChangeKind, ColumnType, Error, Result, TableSchema, Value};
 
 /// Whether rows of this table can take the direct path.

@@ -40,6 +40,9 @@ pub struct DuckDbOptions {
     /// Key of this pipeline's row in `_tidewater.pipeline`.
     pub pipeline: String,
     pub source_type: String,
+    /// DuckDB worker threads (0: one per core). Apply runs many small statements, for which
+    /// one thread is fastest: waking workers costs more than they save.
+    pub threads: usize,
 }
 
 /// A change waiting to be appended to staging, with its place in the batch.
@@ -182,6 +185,10 @@ impl DuckDbSink {
             state::STATE_DDL,
             &"creating the _tidewater state schema",
         )?;
+        if options.threads > 0 {
+            let set = format!("SET threads = {}", options.threads);
+            exec(&conn, &set, &"setting the DuckDB thread count")?;
+        }
         Ok(DuckDbSink {
             conn,
             options,
@@ -411,9 +418,10 @@ fn op_code(kind: ChangeKind) -> &'static str {
 fn text_value<'a>(value: Option<&'a Value>, table: &TableId) -> Result<Option<&'a str>> {
     match value {
         Some(Value::Null) => Ok(None),
-        Some(v @ Value::Text(_)) => v.as_str().map(Some).ok_or_else(|| {
-            Error::source_fatal(format!("a value of {table} is not valid UTF-8"))
-        }),
+        Some(v @ Value::Text(_)) => v
+            .as_str()
+            .map(Some)
+            .ok_or_else(|| Error::source_fatal(format!("a value of {table} is not valid UTF-8"))),
         Some(Value::Unchanged) => Err(Error::sink(format!(
             "internal: unchanged value for {table} reached the staging path"
         ))),

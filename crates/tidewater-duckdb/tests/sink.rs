@@ -57,6 +57,7 @@ impl Fixture {
             log_tables: true,
             pipeline: "default".into(),
             source_type: "test".into(),
+            threads: 1,
         };
         let mut sink = DuckDbSink::open(options).unwrap();
         sink.prepare(tables).unwrap();

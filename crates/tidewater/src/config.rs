@@ -44,6 +44,13 @@ pub struct SinkConfig {
     #[serde(rename = "type")]
     pub kind: String,
     pub path: PathBuf,
+    /// DuckDB worker threads; 0 = one per core.
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+}
+
+fn default_threads() -> usize {
+    1
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -30,6 +30,7 @@ pub fn sink_options(config: &Config) -> DuckDbOptions {
         log_tables: config.apply.log_tables,
         pipeline: PIPELINE_NAME.into(),
         source_type: config.source.kind.clone(),
+        threads: config.sink.threads,
     }
 }
 
