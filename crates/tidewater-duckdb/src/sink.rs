@@ -54,6 +54,17 @@ struct Pending {
     change: Change,
 }
 
+impl Pending {
+    fn meta(&self) -> direct::RowMeta<'_> {
+        direct::RowMeta {
+            change: &self.change,
+            position: &self.position,
+            commit_ts: &self.commit_ts,
+            txseq: self.txseq,
+        }
+    }
+}
+
 /// What the staged changes of a table need, from cheapest to most general apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Shape {
@@ -268,9 +279,11 @@ impl DuckDbSink {
         const DELETE: &str = "applying deletes/updates to replica";
         const INSERT: &str = "applying changes to replica";
         let sql = &t.sql;
+        // Tables the Appender can cast to had their log rows appended with the staging.
         let mut steps: Vec<(&String, &str)> = sql
             .insert_log
             .iter()
+            .filter(|_| !direct::supported(&sql.schema))
             .map(|l| (l, "appending to the change log of"))
             .collect();
         match (t.shape, &sql.delete_once) {
@@ -329,15 +342,7 @@ impl DuckDbSink {
             && direct::supported(&t.sql.schema)
             && pending.iter().all(|p| direct::can_append(&p.change))
         {
-            let rows: Vec<direct::RowMeta> = pending
-                .iter()
-                .map(|p| direct::RowMeta {
-                    change: &p.change,
-                    position: &p.position,
-                    commit_ts: &p.commit_ts,
-                    txseq: p.txseq,
-                })
-                .collect();
+            let rows: Vec<direct::RowMeta> = pending.iter().map(Pending::meta).collect();
             let now = format_utc_micros(now_us());
             direct::append(
                 &self.conn,
@@ -351,6 +356,12 @@ impl DuckDbSink {
         }
         for p in &pending {
             t.observe(&p.change);
+        }
+        if self.options.log_tables && direct::supported(&t.sql.schema) {
+            // Log rows go in by Appender now, not by a statement per batch at the merge.
+            let rows: Vec<direct::RowMeta> = pending.iter().map(Pending::meta).collect();
+            let now = format_utc_micros(now_us());
+            direct::append_log(&self.conn, &t.sql.schema, &rows, &now)?;
         }
         let what = format!("staging changes of {id}");
         let mut columns = Columns::with_rows(pending.len());
