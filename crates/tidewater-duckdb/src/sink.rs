@@ -43,6 +43,8 @@ pub struct DuckDbOptions {
     /// DuckDB worker threads (0: one per core). Apply runs many small statements, for which
     /// one thread is fastest: waking workers costs more than they save.
     pub threads: usize,
+    /// Declare each replica's key as a DuckDB `PRIMARY KEY` (see `TableSql::create_replica`).
+    pub primary_key: bool,
 }
 
 /// A change waiting to be appended to staging, with its place in the batch.
@@ -241,7 +243,7 @@ impl DuckDbSink {
         } else {
             let index = self.next_index;
             self.next_index += 1;
-            prepare_table(&self.conn, table.clone(), index, log)?
+            prepare_table(&self.conn, table.clone(), index, &self.options)?
         };
         // Cached plans may name the old staging table or columns.
         self.conn.flush_prepared_statement_cache();
@@ -462,7 +464,7 @@ impl Sink for DuckDbSink {
         exec(&self.conn, "BEGIN TRANSACTION", &"preparing tables")?;
         let mut prepared = Vec::new();
         for (i, schema) in tables.iter().enumerate() {
-            match prepare_table(&self.conn, schema.clone(), i, self.options.log_tables) {
+            match prepare_table(&self.conn, schema.clone(), i, &self.options) {
                 Ok(sql) => prepared.push(sql),
                 Err(e) => {
                     let _ = self.conn.execute_batch("ROLLBACK");

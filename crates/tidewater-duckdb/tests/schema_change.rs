@@ -40,6 +40,7 @@ fn options(dir: &tempfile::TempDir) -> DuckDbOptions {
         pipeline: "default".into(),
         source_type: "test".into(),
         threads: 1,
+        primary_key: true,
     }
 }
 

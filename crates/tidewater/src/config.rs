@@ -47,6 +47,10 @@ pub struct SinkConfig {
     /// DuckDB worker threads; 0 = one per core.
     #[serde(default = "default_threads")]
     pub threads: usize,
+    /// Declare replica keys as DuckDB PRIMARY KEYs (fast updates/deletes on large tables;
+    /// memory grows with table and transaction size).
+    #[serde(default = "default_true")]
+    pub primary_key: bool,
 }
 
 fn default_threads() -> usize {

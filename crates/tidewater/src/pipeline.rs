@@ -31,6 +31,7 @@ pub fn sink_options(config: &Config) -> DuckDbOptions {
         pipeline: PIPELINE_NAME.into(),
         source_type: config.source.kind.clone(),
         threads: config.sink.threads,
+        primary_key: config.sink.primary_key,
     }
 }
 
