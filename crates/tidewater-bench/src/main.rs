@@ -47,7 +47,7 @@ struct Cli {
     /// `flush_interval_ms` settings of the freshness scenario (one run each; 100 is the default).
     #[arg(long, value_delimiter = ',', default_value = "100,10")]
     flush_ms: Vec<u64>,
-    /// How often the freshness scenario polls the replica, ms [default: 5].
+    /// How often the freshness scenario polls the replica, ms [default: 10].
     #[arg(long)]
     poll_ms: Option<u64>,
     /// Single-transaction sizes of the memory scenario [default: 1000000,10000000].
@@ -111,6 +111,7 @@ fn main() -> ExitCode {
         },
     };
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let repo = repo.canonicalize().unwrap_or(repo);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = format!(
         "cargo run --release -p tidewater-bench -- {}",

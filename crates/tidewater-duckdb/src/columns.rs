@@ -77,7 +77,11 @@ impl Columns {
     }
 
     /// Appends all rows through `appender` (whose columns match these, in order).
-    pub fn append_to(&self, appender: &mut Appender<'_>, what: &dyn std::fmt::Display) -> Result<()> {
+    pub fn append_to(
+        &self,
+        appender: &mut Appender<'_>,
+        what: &dyn std::fmt::Display,
+    ) -> Result<()> {
         if self.rows == 0 {
             return Ok(());
         }

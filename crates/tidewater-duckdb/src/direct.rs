@@ -1,14 +1,15 @@
 //! The fast path for inserts and snapshot rows: appended straight into the replica and its
-//! log with DuckDB's Appender, which casts the canonical text to each column's type.
+//! log with DuckDB's Appender, which casts the canonical text to each column's type. Staged
+//! changes of such tables get their log rows the same way (`append_log`).
 //!
 //! Nothing is staged, so a bulk load or a snapshot costs one pass, and DuckDB can write full
 //! row groups of the open transaction to the file instead of keeping them in memory. Only used
 //! while nothing of the table is staged (order is kept) and for tables without LIST columns
 //! (their canonical text is JSON, which DuckDB's own text-to-list cast does not read).
 
-use duckdb::Connection;
 use crate::columns::Columns;
 use crate::table::LOG_METADATA_COLUMNS;
+use duckdb::Connection;
 use tidewater_core::{Change, ChangeKind, ColumnType, Error, Result, TableSchema, Value};
 
 /// Whether rows of this table can take the direct path.
@@ -21,20 +22,15 @@ pub fn supported(schema: &TableSchema) -> bool {
 }
 
 /// Whether this change can take the direct path: an insert whose values the Appender's casts
-/// read exactly. (The Appender's text-to-TIMESTAMPTZ cast ignores a UTC offset, so only UTC
-/// values, which is what the sources emit, go this way.)
+/// read exactly.
 pub fn can_append(change: &Change) -> bool {
-    matches!(change.kind, ChangeKind::Snapshot | ChangeKind::Insert)
-        && change
-            .row
-            .iter()
-            .zip(&change.table.columns)
-            .all(|(v, c)| match (&c.ty, v) {
-                (ColumnType::TimestampTz, Value::Text(t)) => {
-                    t.ends_with(b"+00") || t.ends_with(b"+00:00") || t.ends_with(b"infinity")
-                }
-                _ => true,
-            })
+    matches!(change.kind, ChangeKind::Snapshot | ChangeKind::Insert) && casts_exactly(change)
+}
+
+/// Whether this change has every value as text (an unchanged TOAST value has none). The
+/// Appender casts a record batch with DuckDB's vectorised casts, the same as SQL `CAST`.
+fn casts_exactly(change: &Change) -> bool {
+    !change.row.iter().any(|v| matches!(v, Value::Unchanged))
 }
 
 /// Facts of the transaction a change belongs to, for its log row.
@@ -55,7 +51,7 @@ fn text_cell<'a>(v: &'a Value, schema: &TableSchema, column: usize) -> Result<Op
                 schema.id, schema.columns[column].name
             ))
         }),
-        Value::Unchanged => Err(Error::sink("internal: unchanged value in an insert")),
+        Value::Unchanged => Err(Error::sink("internal: unchanged value in an appended row")),
     }
 }
 
@@ -63,7 +59,7 @@ fn bytes_cell(v: &Value) -> Result<Option<Vec<u8>>> {
     match v {
         Value::Null => Ok(None),
         Value::Text(b) => hex(b).map(Some),
-        Value::Unchanged => Err(Error::sink("internal: unchanged value in an insert")),
+        Value::Unchanged => Err(Error::sink("internal: unchanged value in an appended row")),
     }
 }
 
@@ -84,6 +80,24 @@ fn hex(text: &[u8]) -> Result<Vec<u8>> {
         .collect()
 }
 
+/// The rows' values as Appender columns in the table's column order.
+fn value_columns(schema: &TableSchema, rows: &[RowMeta]) -> Result<Columns> {
+    let mut columns = Columns::with_rows(rows.len());
+    for (i, col) in schema.columns.iter().enumerate() {
+        let values = rows.iter().map(|r| &r.change.row[i]);
+        if matches!(col.ty, ColumnType::Bytes) {
+            columns.binary(values.map(bytes_cell))?;
+        } else {
+            columns.text(values.map(|v| text_cell(v, schema, i)))?;
+        }
+    }
+    Ok(columns)
+}
+
+fn column_names(schema: &TableSchema) -> Vec<&str> {
+    schema.columns.iter().map(|c| c.name.as_str()).collect()
+}
+
 /// Appends insert and snapshot rows to the replica and, when kept, to the change log: each
 /// value is converted once, and the log shares the replica's columns.
 pub fn append(
@@ -96,32 +110,47 @@ pub fn append(
     let id = &schema.id;
     let what = format!("appending to {id}");
     let err = |e: duckdb::Error| Error::sink(format!("{what}: {e}"));
-    let mut columns = Columns::with_rows(rows.len());
-    for (i, col) in schema.columns.iter().enumerate() {
-        let values = rows.iter().map(|r| &r.change.row[i]);
-        if matches!(col.ty, ColumnType::Bytes) {
-            columns.binary(values.map(bytes_cell))?;
-        } else {
-            columns.text(values.map(|v| text_cell(v, schema, i)))?;
-        }
-    }
+    let columns = value_columns(schema, rows)?;
     // Columns by name: after a schema change the physical order may differ from the source's.
-    let mut names: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
     let mut replica = conn
-        .appender_with_columns_to_db(&id.name, &id.schema, &names)
+        .appender_with_columns_to_db(&id.name, &id.schema, &column_names(schema))
         .map_err(err)?;
     columns.append_to(&mut replica, &what)?;
     replica.flush().map_err(err)?;
     drop(replica);
-    if !log {
-        return Ok(());
+    if log {
+        append_log_columns(conn, schema, columns, rows, now_ts)?;
     }
+    Ok(())
+}
+
+/// Appends the log rows of any changes (the new image; for a delete the old key or image).
+pub fn append_log(
+    conn: &Connection,
+    schema: &TableSchema,
+    rows: &[RowMeta],
+    now_ts: &str,
+) -> Result<()> {
+    append_log_columns(conn, schema, value_columns(schema, rows)?, rows, now_ts)
+}
+
+fn append_log_columns(
+    conn: &Connection,
+    schema: &TableSchema,
+    mut columns: Columns,
+    rows: &[RowMeta],
+    now_ts: &str,
+) -> Result<()> {
+    let id = &schema.id;
+    let what = format!("appending to the change log of {id}");
+    let err = |e: duckdb::Error| Error::sink(format!("{what}: {e}"));
     columns.text(rows.iter().map(|r| Ok(Some(r.change.kind.as_str()))))?;
-    columns.bools(rows.iter().map(|_| false));
+    columns.bools(rows.iter().map(|r| r.change.kind == ChangeKind::Delete));
     columns.text(rows.iter().map(|r| Ok(Some(r.commit_ts))))?;
     columns.constant_text(now_ts);
     columns.text(rows.iter().map(|r| Ok(Some(r.position))))?;
     columns.ints(rows.iter().map(|r| r.txseq));
+    let mut names = column_names(schema);
     names.extend(LOG_METADATA_COLUMNS.iter().map(|(n, _)| *n));
     let mut log = conn
         .appender_with_columns_to_db(&format!("{}_log", id.name), &id.schema, &names)

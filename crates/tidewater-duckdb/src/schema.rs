@@ -6,7 +6,7 @@ use duckdb::Connection;
 use tidewater_core::{Error, Result, TableSchema};
 use tracing::info;
 
-use crate::sink::exec;
+use crate::sink::{exec, DuckDbOptions};
 use crate::sql::{duckdb_type, log_table, qualified, quote_ident};
 use crate::state;
 use crate::table::TableSql;
@@ -15,8 +15,9 @@ pub fn prepare_table(
     conn: &Connection,
     schema: Arc<TableSchema>,
     index: usize,
-    log_tables: bool,
+    options: &DuckDbOptions,
 ) -> Result<TableSql> {
+    let log_tables = options.log_tables;
     let id = &schema.id;
     let sql = TableSql::new(schema.clone(), index, log_tables);
     exec(
@@ -39,7 +40,7 @@ pub fn prepare_table(
             sql = TableSql::new(Arc::new(stored), index, log_tables);
         }
         None => {
-            exec(conn, &sql.create_replica(), &format_args!("creating replica {id}"))?;
+            exec(conn, &sql.create_replica(options.primary_key), &format_args!("creating replica {id}"))?;
             if log_tables {
                 exec(conn, &sql.create_log(), &format_args!("creating change log of {id}"))?;
             }

@@ -40,6 +40,11 @@ pub struct DuckDbOptions {
     /// Key of this pipeline's row in `_tidewater.pipeline`.
     pub pipeline: String,
     pub source_type: String,
+    /// DuckDB worker threads (0: one per core). Apply runs many small statements, for which
+    /// one thread is fastest: waking workers costs more than they save.
+    pub threads: usize,
+    /// Declare each replica's key as a DuckDB `PRIMARY KEY` (see `TableSql::create_replica`).
+    pub primary_key: bool,
 }
 
 /// A change waiting to be appended to staging, with its place in the batch.
@@ -49,6 +54,17 @@ struct Pending {
     position: Arc<str>,
     commit_ts: Arc<str>,
     change: Change,
+}
+
+impl Pending {
+    fn meta(&self) -> direct::RowMeta<'_> {
+        direct::RowMeta {
+            change: &self.change,
+            position: &self.position,
+            commit_ts: &self.commit_ts,
+            txseq: self.txseq,
+        }
+    }
 }
 
 /// What the staged changes of a table need, from cheapest to most general apply.
@@ -182,6 +198,10 @@ impl DuckDbSink {
             state::STATE_DDL,
             &"creating the _tidewater state schema",
         )?;
+        if options.threads > 0 {
+            let set = format!("SET threads = {}", options.threads);
+            exec(&conn, &set, &"setting the DuckDB thread count")?;
+        }
         Ok(DuckDbSink {
             conn,
             options,
@@ -223,7 +243,7 @@ impl DuckDbSink {
         } else {
             let index = self.next_index;
             self.next_index += 1;
-            prepare_table(&self.conn, table.clone(), index, log)?
+            prepare_table(&self.conn, table.clone(), index, &self.options)?
         };
         // Cached plans may name the old staging table or columns.
         self.conn.flush_prepared_statement_cache();
@@ -261,9 +281,11 @@ impl DuckDbSink {
         const DELETE: &str = "applying deletes/updates to replica";
         const INSERT: &str = "applying changes to replica";
         let sql = &t.sql;
+        // Tables the Appender can cast to had their log rows appended with the staging.
         let mut steps: Vec<(&String, &str)> = sql
             .insert_log
             .iter()
+            .filter(|_| !direct::supported(&sql.schema))
             .map(|l| (l, "appending to the change log of"))
             .collect();
         match (t.shape, &sql.delete_once) {
@@ -322,15 +344,7 @@ impl DuckDbSink {
             && direct::supported(&t.sql.schema)
             && pending.iter().all(|p| direct::can_append(&p.change))
         {
-            let rows: Vec<direct::RowMeta> = pending
-                .iter()
-                .map(|p| direct::RowMeta {
-                    change: &p.change,
-                    position: &p.position,
-                    commit_ts: &p.commit_ts,
-                    txseq: p.txseq,
-                })
-                .collect();
+            let rows: Vec<direct::RowMeta> = pending.iter().map(Pending::meta).collect();
             let now = format_utc_micros(now_us());
             direct::append(
                 &self.conn,
@@ -344,6 +358,12 @@ impl DuckDbSink {
         }
         for p in &pending {
             t.observe(&p.change);
+        }
+        if self.options.log_tables && direct::supported(&t.sql.schema) {
+            // Log rows go in by Appender now, not by a statement per batch at the merge.
+            let rows: Vec<direct::RowMeta> = pending.iter().map(Pending::meta).collect();
+            let now = format_utc_micros(now_us());
+            direct::append_log(&self.conn, &t.sql.schema, &rows, &now)?;
         }
         let what = format!("staging changes of {id}");
         let mut columns = Columns::with_rows(pending.len());
@@ -411,9 +431,10 @@ fn op_code(kind: ChangeKind) -> &'static str {
 fn text_value<'a>(value: Option<&'a Value>, table: &TableId) -> Result<Option<&'a str>> {
     match value {
         Some(Value::Null) => Ok(None),
-        Some(v @ Value::Text(_)) => v.as_str().map(Some).ok_or_else(|| {
-            Error::source_fatal(format!("a value of {table} is not valid UTF-8"))
-        }),
+        Some(v @ Value::Text(_)) => v
+            .as_str()
+            .map(Some)
+            .ok_or_else(|| Error::source_fatal(format!("a value of {table} is not valid UTF-8"))),
         Some(Value::Unchanged) => Err(Error::sink(format!(
             "internal: unchanged value for {table} reached the staging path"
         ))),
@@ -443,7 +464,7 @@ impl Sink for DuckDbSink {
         exec(&self.conn, "BEGIN TRANSACTION", &"preparing tables")?;
         let mut prepared = Vec::new();
         for (i, schema) in tables.iter().enumerate() {
-            match prepare_table(&self.conn, schema.clone(), i, self.options.log_tables) {
+            match prepare_table(&self.conn, schema.clone(), i, &self.options) {
                 Ok(sql) => prepared.push(sql),
                 Err(e) => {
                     let _ = self.conn.execute_batch("ROLLBACK");

@@ -39,6 +39,8 @@ fn options(dir: &tempfile::TempDir) -> DuckDbOptions {
         log_tables: true,
         pipeline: "default".into(),
         source_type: "test".into(),
+        threads: 1,
+        primary_key: true,
     }
 }
 
@@ -63,7 +65,11 @@ fn added_dropped_and_widened_columns_and_new_tables_apply_in_the_batch() {
     let dir = tempfile::tempdir().unwrap();
     let v1 = schema(
         "t",
-        &[("id", ColumnType::Int32), ("a", ColumnType::Text), ("n", ColumnType::Int16)],
+        &[
+            ("id", ColumnType::Int32),
+            ("a", ColumnType::Text),
+            ("n", ColumnType::Int16),
+        ],
     );
     let mut sink = DuckDbSink::open(options(&dir)).unwrap();
     sink.prepare(&[v1.clone()]).unwrap();
@@ -72,7 +78,11 @@ fn added_dropped_and_widened_columns_and_new_tables_apply_in_the_batch() {
     // DROP COLUMN a, n widened to BIGINT, ADD COLUMN b; and a new table.
     let v2 = schema(
         "t",
-        &[("id", ColumnType::Int32), ("n", ColumnType::Int64), ("b", ColumnType::Text)],
+        &[
+            ("id", ColumnType::Int32),
+            ("n", ColumnType::Int64),
+            ("b", ColumnType::Text),
+        ],
     );
     let fresh = schema("u", &[("id", ColumnType::Int32)]);
     batch(
@@ -101,7 +111,10 @@ fn added_dropped_and_widened_columns_and_new_tables_apply_in_the_batch() {
     );
     assert_eq!(lines(&sink, "SELECT id::VARCHAR FROM s.u"), ["5"]);
     assert_eq!(
-        lines(&sink, "SELECT schema_version::VARCHAR FROM _tidewater.tables WHERE table_name = 't'"),
+        lines(
+            &sink,
+            "SELECT schema_version::VARCHAR FROM _tidewater.tables WHERE table_name = 't'"
+        ),
         ["2"]
     );
     drop(sink);
@@ -110,7 +123,11 @@ fn added_dropped_and_widened_columns_and_new_tables_apply_in_the_batch() {
     // replica keeps the schema it was written with.
     let mut sink = DuckDbSink::open(options(&dir)).unwrap();
     sink.prepare(&[v1.clone()]).unwrap();
-    batch(&mut sink, 3, vec![insert(&v2, &["3", "1", "after restart"])]);
+    batch(
+        &mut sink,
+        3,
+        vec![insert(&v2, &["3", "1", "after restart"])],
+    );
     assert_eq!(lines(&sink, "SELECT count(*)::VARCHAR FROM s.t"), ["3"]);
 }
 

@@ -51,12 +51,18 @@ struct Fixture {
 
 impl Fixture {
     fn new(tables: &[Arc<TableSchema>]) -> Fixture {
+        Fixture::with_primary_key(tables, true)
+    }
+
+    fn with_primary_key(tables: &[Arc<TableSchema>], primary_key: bool) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let options = DuckDbOptions {
             path: dir.path().join("r.duckdb"),
             log_tables: true,
             pipeline: "default".into(),
             source_type: "test".into(),
+            threads: 1,
+            primary_key,
         };
         let mut sink = DuckDbSink::open(options).unwrap();
         sink.prepare(tables).unwrap();
@@ -118,8 +124,17 @@ impl Fixture {
 
 #[test]
 fn every_staging_shape_applies_like_one_change_at_a_time() {
+    staging_shapes(true);
+}
+
+#[test]
+fn every_staging_shape_applies_like_one_change_at_a_time_without_a_primary_key() {
+    staging_shapes(false);
+}
+
+fn staging_shapes(primary_key: bool) {
     let t = table("t", true);
-    let mut f = Fixture::new(std::slice::from_ref(&t));
+    let mut f = Fixture::with_primary_key(std::slice::from_ref(&t), primary_key);
     use ChangeKind::*;
     // Inserts only (snapshot rows, then streamed inserts).
     f.batch(vec![(1..=5)

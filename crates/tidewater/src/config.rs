@@ -56,6 +56,17 @@ pub struct SinkConfig {
     pub endpoint: Option<String>,
     /// bigquery: a batch is merged into the replicas at most this often.
     pub merge_interval_ms: Option<u64>,
+    /// DuckDB worker threads; 0 = one per core.
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+    /// Declare replica keys as DuckDB PRIMARY KEYs (fast updates/deletes on large tables;
+    /// memory grows with table and transaction size).
+    #[serde(default = "default_true")]
+    pub primary_key: bool,
+}
+
+fn default_threads() -> usize {
+    1
 }
 
 /// `[sink] merge_interval_ms` when not set: BigQuery runs a MERGE about once a second.
@@ -111,6 +122,16 @@ impl SinkConfig {
                         "sink.path applies to sink.type = \"duckdb\" only; remove it (BigQuery \
                          takes project and dataset)",
                     ));
+                }
+                // Defaults cannot be told from settings here: anything else was set.
+                let duckdb_keys = [
+                    ("threads", self.threads != default_threads()),
+                    ("primary_key", !self.primary_key),
+                ];
+                if let Some((key, _)) = duckdb_keys.iter().find(|(_, set)| *set) {
+                    return Err(Error::config(format!(
+                        "sink.{key} applies to sink.type = \"duckdb\" only; remove it"
+                    )));
                 }
                 for (key, value) in [("project", &self.project), ("dataset", &self.dataset)] {
                     match value.as_deref() {
@@ -508,6 +529,10 @@ location = "EU"
             (
                 format!("{BIGQUERY}path = \"x.duckdb\"\n"),
                 "sink.path applies to",
+            ),
+            (
+                format!("{BIGQUERY}threads = 4\n"),
+                "sink.threads applies to",
             ),
             (
                 format!("{BIGQUERY}endpoint = \"localhost:9050\"\n"),

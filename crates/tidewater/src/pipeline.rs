@@ -32,6 +32,8 @@ pub fn sink_options(config: &Config) -> DuckDbOptions {
         log_tables: config.apply.log_tables,
         pipeline: PIPELINE_NAME.into(),
         source_type: config.source.kind.clone(),
+        threads: config.sink.threads,
+        primary_key: config.sink.primary_key,
     }
 }
 
