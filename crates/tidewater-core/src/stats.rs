@@ -294,6 +294,17 @@ pub fn summarize(samples: &mut [u32]) -> LatencySummary {
     }
 }
 
+/// The log line every source writes when it has read its initial snapshot.
+pub fn log_snapshot_read(rows: u64, started: std::time::Instant) {
+    let secs = started.elapsed().as_secs_f64();
+    tracing::info!(
+        rows,
+        seconds = format!("{secs:.1}"),
+        rows_per_sec = (rows as f64 / secs.max(1e-9)) as u64,
+        "initial snapshot read"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,7 +344,7 @@ mod tests {
             ],
             &stats,
         );
-        tally.truncate(&[b.clone()]);
+        tally.truncate(std::slice::from_ref(&b));
         assert_eq!(stats.snapshot_copied()["public.a"], 2);
         stats.record_batch(tally, 5, Duration::from_millis(3), &Position("0/1".into()));
         let counts = stats.table_counts();
@@ -348,15 +359,4 @@ mod tests {
         assert_eq!(stats.position().as_deref(), Some("0/1"));
         assert_eq!(stats.batch_changes.snapshot().count, 1);
     }
-}
-
-/// The log line every source writes when it has read its initial snapshot.
-pub fn log_snapshot_read(rows: u64, started: std::time::Instant) {
-    let secs = started.elapsed().as_secs_f64();
-    tracing::info!(
-        rows,
-        seconds = format!("{secs:.1}"),
-        rows_per_sec = (rows as f64 / secs.max(1e-9)) as u64,
-        "initial snapshot read"
-    );
 }

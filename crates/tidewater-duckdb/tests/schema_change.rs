@@ -72,7 +72,7 @@ fn added_dropped_and_widened_columns_and_new_tables_apply_in_the_batch() {
         ],
     );
     let mut sink = DuckDbSink::open(options(&dir)).unwrap();
-    sink.prepare(&[v1.clone()]).unwrap();
+    sink.prepare(std::slice::from_ref(&v1)).unwrap();
     batch(&mut sink, 1, vec![insert(&v1, &["1", "x", "7"])]);
 
     // DROP COLUMN a, n widened to BIGINT, ADD COLUMN b; and a new table.
@@ -122,7 +122,7 @@ fn added_dropped_and_widened_columns_and_new_tables_apply_in_the_batch() {
     // Restarted with the source's older definition (the stream is behind the change): the
     // replica keeps the schema it was written with.
     let mut sink = DuckDbSink::open(options(&dir)).unwrap();
-    sink.prepare(&[v1.clone()]).unwrap();
+    sink.prepare(std::slice::from_ref(&v1)).unwrap();
     batch(
         &mut sink,
         3,
@@ -136,7 +136,7 @@ fn a_changed_primary_key_is_refused_with_the_fix() {
     let dir = tempfile::tempdir().unwrap();
     let v1 = schema("t", &[("id", ColumnType::Int32), ("a", ColumnType::Text)]);
     let mut sink = DuckDbSink::open(options(&dir)).unwrap();
-    sink.prepare(&[v1.clone()]).unwrap();
+    sink.prepare(std::slice::from_ref(&v1)).unwrap();
     let mut v2 = (*v1).clone();
     v2.key = vec![1];
     sink.begin().unwrap();
