@@ -235,6 +235,6 @@ mod tests {
     fn numbers_are_grouped() {
         assert_eq!(number(1_234_567.4, "rows/s"), "1,234,567 rows/s");
         assert_eq!(number(999.0, ""), "999");
-        assert_eq!(number(3.14159, "ms"), "3.14 ms");
+        assert_eq!(number(4.256, "ms"), "4.26 ms");
     }
 }
