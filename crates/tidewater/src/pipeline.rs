@@ -20,8 +20,11 @@ use crate::sources::{self, AnySource};
 use crate::status_file::StatusPublisher;
 
 pub const PIPELINE_NAME: &str = "default";
-/// Event chunks in flight between source and apply loop (each up to 1024 changes).
-const EVENT_QUEUE: usize = 16;
+/// Events in flight between source and apply loop. A `Changes` event holds up to 1024
+/// changes, so this bounds memory (at most ~64k changes queued); small transactions take
+/// three events each, so about 20 of them can queue up while a commit runs and then join
+/// the next batch together (group commit needs them visible in the queue).
+const EVENT_QUEUE: usize = 64;
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// An attempt that streamed this long resets the retry backoff.
 const HEALTHY_ATTEMPT: Duration = Duration::from_secs(60);
