@@ -74,7 +74,10 @@ enum Shape {
     InsertsOnly,
     /// Each key touched once, no key changed: delete the touched keys, insert the new rows.
     KeysOnce,
-    /// Anything else: the last change per key decides.
+    /// Keys touched more than once, none changed: delete the touched keys, insert each key's
+    /// last image unless it was deleted.
+    RepeatedKeys,
+    /// Key changes (or full old images): the last event per key, old keys included, decides.
     Mixed,
 }
 
@@ -122,9 +125,9 @@ impl TableState {
         };
         self.shape = self.shape.max(kind_shape);
         if self.shape == Shape::KeysOnce && self.has_snapshot_rows {
-            self.shape = Shape::Mixed;
+            self.shape = Shape::RepeatedKeys;
         }
-        if self.shape == Shape::Mixed
+        if self.shape >= Shape::RepeatedKeys
             || change.kind == ChangeKind::Snapshot
             || !change.table.has_key()
         {
@@ -137,7 +140,7 @@ impl TableState {
             key.extend_from_slice(v.as_bytes());
         }
         if !self.keys.insert(key) {
-            self.shape = Shape::Mixed;
+            self.shape = Shape::RepeatedKeys;
             self.keys.clear();
         }
     }
@@ -302,6 +305,9 @@ impl DuckDbSink {
             (Shape::InsertsOnly, _) => steps.push((&sql.insert_all, "inserting into replica")),
             (Shape::KeysOnce, Some(delete)) => {
                 steps.extend([(delete, DELETE), (&sql.insert_once, INSERT)])
+            }
+            (Shape::RepeatedKeys, Some(delete)) => {
+                steps.extend([(delete, DELETE), (&sql.insert_last, INSERT)])
             }
             _ => {
                 steps.extend(sql.delete_touched.iter().map(|d| (d, DELETE)));

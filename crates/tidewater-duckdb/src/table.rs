@@ -38,6 +38,9 @@ pub struct TableSql {
     /// Keyed tables whose staged changes touch each key once and change no key: no need to
     /// find the last change per key.
     pub delete_once: Option<String>,
+    /// Keyed tables whose staged changes change no key: each key's last image, unless that
+    /// was a delete (cheaper than `insert_live`, which must also order the old keys).
+    pub insert_last: String,
     pub insert_once: String,
     pub clear_stage: String,
 }
@@ -117,6 +120,21 @@ impl TableSql {
         let insert_all =
             format!("INSERT INTO {replica} ({column_names}) SELECT {casts} FROM {stage_q} s");
         let insert_once = format!("{insert_all} WHERE s._op <> 'D'");
+        let last_per_key: Vec<String> = schema
+            .key
+            .iter()
+            .map(|&k| cast_from_text(&format!("c{k}"), &schema.columns[k].ty))
+            .collect();
+        // (Keyless tables stage inserts only: the plain insert is their last image.)
+        let insert_last = if schema.has_key() {
+            format!(
+                "INSERT INTO {replica} ({column_names}) SELECT {casts} FROM (SELECT * FROM {stage_q} \
+                 QUALIFY row_number() OVER (PARTITION BY {} ORDER BY _seq DESC) = 1) s WHERE s._op <> 'D'",
+                last_per_key.join(", ")
+            )
+        } else {
+            insert_once.clone()
+        };
         let delete_once = schema.has_key().then(|| {
             let keys: Vec<String> = schema
                 .key
@@ -145,6 +163,7 @@ impl TableSql {
             insert_live,
             insert_all,
             delete_once,
+            insert_last,
             insert_once,
         }
     }
