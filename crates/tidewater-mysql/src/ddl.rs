@@ -56,8 +56,7 @@ pub fn parse(query: &str, default_db: &str) -> Option<Ddl> {
         i += if word(i + 1) == "NOT" { 3 } else { 2 };
     }
     let mut tables = Vec::new();
-    loop {
-        let Some(name) = tokens.get(i) else { break };
+    while let Some(name) = tokens.get(i) {
         let (db, t) = if tokens.get(i + 1).map(String::as_str) == Some(".") {
             let t = tokens.get(i + 2)?.clone();
             i += 3;
