@@ -294,11 +294,9 @@ impl DuckDbSink {
         const DELETE: &str = "applying deletes/updates to replica";
         const INSERT: &str = "applying changes to replica";
         let sql = &t.sql;
-        // Tables the Appender can cast to had their log rows appended with the staging.
         let mut steps: Vec<(&String, &str)> = sql
             .insert_log
             .iter()
-            .filter(|_| !direct::supported(&sql.schema))
             .map(|l| (l, "appending to the change log of"))
             .collect();
         match (t.shape, &sql.delete_once) {
@@ -375,7 +373,7 @@ impl DuckDbSink {
         for p in &pending {
             t.observe(&p.change);
         }
-        if self.options.log_tables && direct::supported(&t.sql.schema) {
+        if t.sql.log_on_stage {
             // Log rows go in by Appender now, not by a statement per batch at the merge.
             let rows: Vec<direct::RowMeta> = pending.iter().map(Pending::meta).collect();
             let now = format_utc_micros(now_us());

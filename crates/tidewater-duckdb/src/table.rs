@@ -29,6 +29,9 @@ pub struct TableSql {
     pub stage: String,
     pub create_stage: String,
     pub insert_log: Option<String>,
+    /// Log rows are appended by Appender as changes are staged (a table whose types the
+    /// Appender casts to); `insert_log` is then `None`.
+    pub log_on_stage: bool,
     /// Keyed tables: delete every key the staged changes touch, then insert the last live
     /// image per key.
     pub delete_touched: Option<String>,
@@ -69,7 +72,8 @@ impl TableSql {
         let casts = casts.join(", ");
         let column_names = column_list(&schema);
 
-        let insert_log = log_tables.then(|| {
+        let log_on_stage = log_tables && crate::direct::supported(&schema);
+        let insert_log = (log_tables && !log_on_stage).then(|| {
             let meta: Vec<&str> = LOG_METADATA_COLUMNS.iter().map(|(n, _)| *n).collect();
             format!(
                 "INSERT INTO {log} ({column_names}, {meta}) SELECT {casts}, \
@@ -159,6 +163,7 @@ impl TableSql {
             stage,
             create_stage,
             insert_log,
+            log_on_stage,
             delete_touched,
             insert_live,
             insert_all,
