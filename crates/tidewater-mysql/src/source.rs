@@ -172,6 +172,15 @@ impl Source for MySqlSource {
                 position
             }
         };
+        if !ctx.backfill.is_empty() {
+            let names: Vec<String> = ctx.backfill.iter().map(|t| t.to_string()).collect();
+            warn!(
+                tables = %names.join(", "),
+                "selected tables that the replica does not hold: they are replicated from the binlog \
+                 from {from} on; rows they held before are not copied (a MySQL source copies rows \
+                 only in its initial snapshot). If they existed before, start from a new DuckDB file"
+            );
+        }
         self.conn = None;
         let binlog = self.binlog(&from).await?;
         info!(from = %from, server_id = self.config.server_id, "streaming");

@@ -102,6 +102,19 @@ pub fn replication_conninfo(url: &str) -> Result<String> {
     Ok(parts.join(" "))
 }
 
+/// Opens a replication session (`replication=database`) to the server of `url`.
+pub async fn open_replication(url: &str) -> Result<pg_walstream::PgReplicationConnection> {
+    let conninfo = replication_conninfo(url)?;
+    pg_walstream::PgReplicationConnection::connect_async(&conninfo)
+        .await
+        .map_err(|e| {
+            replication_error(
+                e,
+                &format!("opening a replication connection to {}", redact(url)),
+            )
+        })
+}
+
 /// Classifies a driver error once: what the user must fix is fatal (with the fix), what a
 /// reconnect may cure is retryable.
 pub fn pg_error(e: tokio_postgres::Error, what: &str) -> Error {

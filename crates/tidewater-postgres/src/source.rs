@@ -9,9 +9,8 @@ use tokio_postgres::Client;
 use tracing::{info, warn};
 
 use crate::catalog::{resolve_tables, SourceTable};
-use crate::conn::{
-    connect, format_lsn, parse_lsn, redact, replication_conninfo, replication_error,
-};
+use crate::conn::{connect, format_lsn, open_replication, parse_lsn, redact, replication_error};
+use crate::join::Joiner;
 use crate::setup::{drop_slot, ensure_publications, quote_ident, slot_in_use, slot_info};
 use crate::snapshot::copy_tables;
 use crate::stream::Stream;
@@ -60,18 +59,7 @@ impl PgSource {
     }
 
     async fn replication_connection(&self) -> Result<PgReplicationConnection> {
-        let conninfo = replication_conninfo(&self.config.url)?;
-        PgReplicationConnection::connect_async(&conninfo)
-            .await
-            .map_err(|e| {
-                replication_error(
-                    e,
-                    &format!(
-                        "opening a replication connection to {}",
-                        redact(&self.config.url)
-                    ),
-                )
-            })
+        open_replication(&self.config.url).await
     }
 
     /// Creates the slot with an exported snapshot and copies the tables inside it. Returns the
@@ -131,6 +119,7 @@ impl Source for PgSource {
             &self.config.publication,
             &self.tables,
             streaming,
+            &ctx.backfill,
         )
         .await?;
         let (mut repl, applied_lsn) = match &ctx.resume {
@@ -174,14 +163,27 @@ impl Source for PgSource {
             .await
             .map_err(|e| replication_error(e, "starting replication"))?;
         info!(slot = %self.config.slot, from = %format_lsn(applied_lsn), "streaming");
-        let tables: HashMap<_, _> = self
+        let (join_now, streamed): (Vec<SourceTable>, Vec<SourceTable>) = self
             .tables
+            .iter()
+            .cloned()
+            .partition(|t| ctx.backfill.contains(&t.schema.id));
+        let tables: HashMap<_, _> = streamed
             .iter()
             .map(|t| (t.schema.id.clone(), t.schema.clone()))
             .collect();
+        let joiner = ctx.add_tables.then(|| Joiner {
+            url: self.config.url.clone(),
+            slot: self.config.slot.clone(),
+            publication: self.config.publication.clone(),
+        });
         Stream {
             conn: &mut repl,
+            client: &self.client,
             tables,
+            patterns: &self.config.tables,
+            joiner,
+            join_now,
             events: ctx.events,
             acks: ctx.acks,
             applied_lsn,
