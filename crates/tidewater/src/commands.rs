@@ -16,6 +16,8 @@ use crate::config::Config;
 use crate::http::{self, client};
 use crate::monitor::Monitor;
 use crate::pipeline::{self, PIPELINE_NAME};
+use crate::query::gate::QueryGate;
+use crate::sql_endpoint;
 use crate::status_file::read_published;
 use crate::status_view::StatusView;
 
@@ -51,8 +53,14 @@ pub async fn run(config_path: &Path, progress_bars: bool) -> Result<()> {
         config.sink.path.clone(),
     ));
     monitor.set_config(config.clone());
-    let addr = http::start(config.http_listen()?.unwrap_or(LOCAL_ONLY), monitor.clone()).await?;
+    let queries = QueryGate::new(monitor.clone());
+    let listen = config.http_listen()?.unwrap_or(LOCAL_ONLY);
+    let addr = http::start(listen, monitor.clone(), queries.clone()).await?;
     info!(http = %addr, "serving / (status page), /status, /metrics, /health and POST /query");
+    if let Some(sql) = config.sql_endpoint()? {
+        let addr = sql_endpoint::start(sql, queries).await?;
+        info!(sql = %addr, "sql endpoint listening (PostgreSQL wire protocol, read-only)");
+    }
     let progress = crate::progress::spawn(monitor.clone(), progress_bars);
     let result = pipeline::run(&config, monitor, shutdown).await;
     progress.abort();

@@ -7,6 +7,8 @@ use serde::Deserialize;
 use tidewater_core::apply::{DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_MAX_BATCH_ROWS};
 use tidewater_core::Error;
 
+use crate::query::exec;
+
 pub const DEFAULT_SLOT: &str = "tidewater";
 pub const DEFAULT_PUBLICATION: &str = "tidewater";
 /// Replica id of the binlog connection when `source.server_id` is not set.
@@ -20,6 +22,7 @@ pub struct Config {
     #[serde(default)]
     pub apply: ApplyConfig,
     pub http: Option<HttpConfig>,
+    pub sql: Option<SqlConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -205,6 +208,28 @@ pub struct HttpConfig {
 /// `[http]` without `listen`: loopback only.
 pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9187";
 
+/// `[sql]`: the PostgreSQL wire-protocol endpoint of `run` (psql, BI tools).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlConfig {
+    /// A loopback address: clients are served without a password.
+    pub listen: String,
+    /// Rows a statement returns at most (more are cut, with a warning to the client).
+    #[serde(default = "default_sql_limit")]
+    pub limit: usize,
+    /// A statement running longer is interrupted.
+    #[serde(default = "default_sql_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+/// `[sql]` validated: what the endpoint needs to start.
+#[derive(Debug, Clone, Copy)]
+pub struct SqlEndpoint {
+    pub listen: std::net::SocketAddr,
+    pub limit: usize,
+    pub timeout: std::time::Duration,
+}
+
 impl Default for ApplyConfig {
     fn default() -> Self {
         ApplyConfig {
@@ -229,6 +254,12 @@ fn default_max_batch_rows() -> usize {
 }
 fn default_listen() -> String {
     DEFAULT_HTTP_LISTEN.into()
+}
+fn default_sql_limit() -> usize {
+    exec::DEFAULT_LIMIT
+}
+fn default_sql_timeout_ms() -> u64 {
+    exec::DEFAULT_TIMEOUT.as_millis() as u64
 }
 fn default_true() -> bool {
     true
@@ -354,6 +385,13 @@ impl Config {
                 tracing::info!(listen = %addr, "http.listen is not a loopback address: /health, /metrics and /status are reachable from other machines; POST /query stays loopback-only");
             }
         }
+        if self.sql.is_some() && self.sink.is_bigquery() {
+            return Err(Error::config(
+                "[sql] serves the DuckDB replica and is not available for sink.type = \"bigquery\": \
+                 query the dataset in BigQuery instead; remove [sql]",
+            ));
+        }
+        self.sql_endpoint()?;
         Ok(())
     }
 
@@ -362,19 +400,54 @@ impl Config {
         let Some(http) = &self.http else {
             return Ok(None);
         };
-        use std::net::ToSocketAddrs;
-        let addr = http
-            .listen
-            .to_socket_addrs()
-            .ok()
-            .and_then(|mut a| a.next());
-        addr.map(Some).ok_or_else(|| {
-            Error::config(format!(
-                "http.listen = {:?} is not an address: write ip:port, e.g. \"{DEFAULT_HTTP_LISTEN}\"",
-                http.listen
-            ))
-        })
+        socket_addr("http.listen", &http.listen, DEFAULT_HTTP_LISTEN).map(Some)
     }
+
+    /// `[sql]`, if configured: a loopback address, the row limit and the timeout.
+    pub fn sql_endpoint(&self) -> Result<Option<SqlEndpoint>, Error> {
+        let Some(sql) = &self.sql else {
+            return Ok(None);
+        };
+        let listen = socket_addr("sql.listen", &sql.listen, "127.0.0.1:5433")?;
+        if !listen.ip().is_loopback() {
+            return Err(Error::config(format!(
+                "sql.listen = {:?} is not a loopback address: the SQL endpoint serves its \
+                 clients without a password, so it listens on this machine only (127.0.0.1 or \
+                 [::1]); reach it from elsewhere through an SSH tunnel",
+                sql.listen
+            )));
+        }
+        if !(1..=exec::MAX_LIMIT).contains(&sql.limit) {
+            return Err(Error::config(format!(
+                "sql.limit = {} is out of range: 1 to {}",
+                sql.limit,
+                exec::MAX_LIMIT
+            )));
+        }
+        let max_ms = exec::MAX_TIMEOUT.as_millis() as u64;
+        if !(1..=max_ms).contains(&sql.timeout_ms) {
+            return Err(Error::config(format!(
+                "sql.timeout_ms = {} is out of range: 1 to {max_ms}",
+                sql.timeout_ms
+            )));
+        }
+        Ok(Some(SqlEndpoint {
+            listen,
+            limit: sql.limit,
+            timeout: std::time::Duration::from_millis(sql.timeout_ms),
+        }))
+    }
+}
+
+/// `value` of `key` as a socket address (a host name resolves to its first address).
+fn socket_addr(key: &str, value: &str, example: &str) -> Result<std::net::SocketAddr, Error> {
+    use std::net::ToSocketAddrs;
+    let addr = value.to_socket_addrs().ok().and_then(|mut a| a.next());
+    addr.ok_or_else(|| {
+        Error::config(format!(
+            "{key} = {value:?} is not an address: write ip:port, e.g. \"{example}\""
+        ))
+    })
 }
 
 /// "line L, column C: message", without the quoted source line the toml crate adds: that line
@@ -490,6 +563,49 @@ path = "replica.duckdb"
             .contains("max_batch_rows"));
     }
 
+    #[test]
+    fn sql_endpoint() {
+        assert!(Config::parse(MINIMAL)
+            .unwrap()
+            .sql_endpoint()
+            .unwrap()
+            .is_none());
+        let c = Config::parse(&format!("{MINIMAL}[sql]\nlisten = \"127.0.0.1:5433\"\n")).unwrap();
+        let sql = c.sql_endpoint().unwrap().unwrap();
+        assert_eq!(sql.listen.to_string(), "127.0.0.1:5433");
+        assert_eq!(sql.limit, exec::DEFAULT_LIMIT);
+        assert_eq!(sql.timeout, exec::DEFAULT_TIMEOUT);
+        let c = Config::parse(&format!(
+            "{MINIMAL}[sql]\nlisten = \"[::1]:0\"\nlimit = 5\ntimeout_ms = 2000\n"
+        ))
+        .unwrap();
+        let sql = c.sql_endpoint().unwrap().unwrap();
+        assert_eq!((sql.limit, sql.timeout.as_millis()), (5, 2000));
+        for (sql, needle) in [
+            ("listen = \"0.0.0.0:5433\"", "not a loopback address"),
+            ("listen = \"192.0.2.1:5433\"", "SSH tunnel"),
+            (
+                "listen = \"5433\"",
+                "sql.listen = \"5433\" is not an address",
+            ),
+            ("", "missing field `listen`"),
+            (
+                "listen = \"127.0.0.1:5433\"\npassword = \"x\"",
+                "unknown field `password`",
+            ),
+            ("listen = \"127.0.0.1:5433\"\nlimit = 0", "sql.limit"),
+            ("listen = \"127.0.0.1:5433\"\nlimit = 100001", "sql.limit"),
+            (
+                "listen = \"127.0.0.1:5433\"\ntimeout_ms = 0",
+                "sql.timeout_ms",
+            ),
+        ] {
+            let e = Config::parse(&format!("{MINIMAL}[sql]\n{sql}\n")).unwrap_err();
+            assert!(e.to_string().contains(needle), "{needle}: {e}");
+            assert_eq!(e.exit_code(), 2);
+        }
+    }
+
     const BIGQUERY: &str = r#"
 [source]
 type = "postgres"
@@ -553,6 +669,10 @@ location = "EU"
             (
                 MINIMAL.replace("\"duckdb\"", "\"oracle\""),
                 "use \"duckdb\" or \"bigquery\"",
+            ),
+            (
+                format!("{BIGQUERY}[sql]\nlisten = \"127.0.0.1:5433\"\n"),
+                "[sql] serves the DuckDB replica",
             ),
         ] {
             let e = Config::parse(&text).unwrap_err();

@@ -169,7 +169,8 @@ pub async fn run(source: &str, seconds: Option<u64>, path: &Path) -> Result<()> 
         &config.source.kind,
         config.sink.path.clone(),
     ));
-    let http = crate::http::start(crate::commands::LOCAL_ONLY, monitor.clone()).await?;
+    let queries = crate::query::gate::QueryGate::new(monitor.clone());
+    let http = crate::http::start(crate::commands::LOCAL_ONLY, monitor.clone(), queries).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let pipeline = {
         let config = config.clone();

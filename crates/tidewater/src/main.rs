@@ -10,6 +10,7 @@ mod pipeline;
 mod progress;
 mod query;
 mod sources;
+mod sql_endpoint;
 mod status_file;
 mod status_view;
 mod verify;

@@ -30,28 +30,32 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Deserialize;
 use tidewater_core::{Error, Result};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tracing::debug;
 
 use crate::monitor::Monitor;
 use crate::query::exec::{
-    self, QueryError, QueryErrorKind, DEFAULT_LIMIT, DEFAULT_TIMEOUT, MAX_LIMIT, MAX_TIMEOUT,
+    self, Params, QueryError, QueryErrorKind, DEFAULT_LIMIT, DEFAULT_TIMEOUT, MAX_LIMIT,
+    MAX_TIMEOUT,
 };
+use crate::query::gate::QueryGate;
 use crate::status_view::StatusView;
 
-/// Queries running at once; more wait (2 cores: apply must keep its share).
-const CONCURRENT_QUERIES: usize = 2;
 const MAX_QUERY_BODY: usize = 1 << 20;
 /// `/status` and the page collect row counts at most this often.
 const REPORT_MAX_AGE: Duration = Duration::from_secs(1);
 
 struct Server {
     monitor: Arc<Monitor>,
-    queries: Semaphore,
+    queries: Arc<QueryGate>,
 }
 
-/// Binds `listen` and serves until the process ends. Returns the bound address.
-pub async fn start(listen: SocketAddr, monitor: Arc<Monitor>) -> Result<SocketAddr> {
+/// Binds `listen` and serves until the process ends; `POST /query` runs through `queries`.
+/// Returns the bound address.
+pub async fn start(
+    listen: SocketAddr,
+    monitor: Arc<Monitor>,
+    queries: Arc<QueryGate>,
+) -> Result<SocketAddr> {
     let listener = TcpListener::bind(listen).await.map_err(|e| {
         Error::config(format!(
             "http.listen = \"{listen}\": cannot listen there ({e}); choose a free address"
@@ -61,10 +65,7 @@ pub async fn start(listen: SocketAddr, monitor: Arc<Monitor>) -> Result<SocketAd
         .local_addr()
         .map_err(|e| Error::config(format!("http.listen: {e}")))?;
     monitor.set_http_addr(addr);
-    let server = Arc::new(Server {
-        monitor,
-        queries: Semaphore::new(CONCURRENT_QUERIES),
-    });
+    let server = Arc::new(Server { monitor, queries });
     tokio::spawn(accept(listener, server));
     Ok(addr)
 }
@@ -224,27 +225,11 @@ async fn query(
         .timeout_ms
         .map_or(DEFAULT_TIMEOUT, Duration::from_millis)
         .min(MAX_TIMEOUT);
-    exec::check_read_only(&request.sql)?;
-    let _permit = tokio::time::timeout(timeout, server.queries.acquire())
+    let result = server
+        .queries
+        .run(request.sql, Params::Values(Vec::new()), limit, timeout)
         .await
-        .map_err(|_| {
-            QueryError::new(
-                QueryErrorKind::Unavailable,
-                "too many queries are running; try again",
-            )
-        })?
-        .expect("semaphore open");
-    let conn = server
-        .monitor
-        .reader()
-        .ok_or_else(|| {
-            QueryError::new(
-                QueryErrorKind::Unavailable,
-                "the replica is not open yet; try again in a moment",
-            )
-        })?
-        .map_err(|e| QueryError::new(QueryErrorKind::Unavailable, e.to_string()))?;
-    let result = exec::run_with_timeout(conn, request.sql, limit, timeout).await;
+        .map(exec::TextResult::into_json);
     match &result {
         Ok(r) => debug!(rows = r.rows.len(), ms = r.elapsed_ms, "query served"),
         Err(e) => debug!(error = %e, "query refused or failed"),

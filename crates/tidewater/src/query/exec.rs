@@ -17,7 +17,8 @@ use serde_json::Value as Json;
 use tidewater_duckdb::duckdb::arrow::array::{make_array, Array, RecordBatch};
 use tidewater_duckdb::duckdb::arrow::datatypes::DataType;
 use tidewater_duckdb::duckdb::arrow::util::display::{ArrayFormatter, FormatOptions};
-use tidewater_duckdb::duckdb::Connection;
+use tidewater_duckdb::duckdb::types::Value;
+use tidewater_duckdb::duckdb::{params_from_iter, Connection};
 
 /// Rows returned when the request names no limit, and the most it may ask for.
 pub const DEFAULT_LIMIT: usize = 10_000;
@@ -194,8 +195,68 @@ fn escaped(chars: &[char], start: usize, j: usize) -> bool {
     run % 2 == 1
 }
 
+/// A result with every value as text (Arrow's rendering; NULL as `None`), before an endpoint
+/// turns it into its own format (JSON for `POST /query`, PostgreSQL text for the SQL endpoint).
+#[derive(Debug, Clone)]
+pub struct TextResult {
+    /// Name and Arrow type of each column.
+    pub columns: Vec<(String, DataType)>,
+    pub rows: Vec<Vec<Option<String>>>,
+    /// More rows existed than the limit.
+    pub truncated: bool,
+    /// Parameters the statement takes (`$1`, `?`).
+    pub parameters: usize,
+    pub elapsed_ms: u64,
+}
+
+impl TextResult {
+    pub fn into_json(self) -> QueryResult {
+        let rows = self
+            .rows
+            .into_iter()
+            .map(|row| {
+                row.into_iter()
+                    .zip(&self.columns)
+                    .map(|(v, (_, ty))| v.map_or(Json::Null, |text| to_json(ty, text)))
+                    .collect()
+            })
+            .collect();
+        QueryResult {
+            columns: self
+                .columns
+                .iter()
+                .map(|(name, ty)| QueryColumn {
+                    name: name.clone(),
+                    ty: ty.to_string(),
+                })
+                .collect(),
+            rows,
+            truncated: self.truncated,
+            elapsed_ms: self.elapsed_ms,
+        }
+    }
+}
+
+/// Values for a statement's parameters.
+#[derive(Debug, Clone)]
+pub enum Params {
+    Values(Vec<Value>),
+    /// NULL for each parameter the statement has: to learn its columns before values exist.
+    AllNull,
+}
+
 /// Runs `sql` on `conn` (checked, read-only, at most `limit` rows). Blocking.
 pub fn run(conn: &Connection, sql: &str, limit: usize) -> Result<QueryResult, QueryError> {
+    run_text(conn, sql, &Params::Values(Vec::new()), limit).map(TextResult::into_json)
+}
+
+/// `run` with parameters, its values left as text.
+pub fn run_text(
+    conn: &Connection,
+    sql: &str,
+    params: &Params,
+    limit: usize,
+) -> Result<TextResult, QueryError> {
     check_read_only(sql)?;
     let started = Instant::now();
     let sql_error = |e: tidewater_duckdb::duckdb::Error| {
@@ -213,16 +274,21 @@ pub fn run(conn: &Connection, sql: &str, limit: usize) -> Result<QueryResult, Qu
         .map_err(sql_error)?;
     let result = (|| {
         let mut stmt = conn.prepare(sql).map_err(sql_error)?;
+        let parameters = stmt.parameter_count();
+        let values = match params {
+            Params::Values(v) => v.clone(),
+            Params::AllNull => vec![Value::Null; parameters],
+        };
         // Streaming execution: rows are fetched chunk by chunk, so the limit bounds memory.
-        drop(stmt.stream_arrow([]).map_err(sql_error)?);
-        let schema = stmt.schema();
-        let columns: Vec<QueryColumn> = schema
+        drop(
+            stmt.stream_arrow(params_from_iter(values))
+                .map_err(sql_error)?,
+        );
+        let columns = stmt
+            .schema()
             .fields()
             .iter()
-            .map(|f| QueryColumn {
-                name: f.name().clone(),
-                ty: f.data_type().to_string(),
-            })
+            .map(|f| (f.name().clone(), f.data_type().clone()))
             .collect();
         let mut rows = Vec::new();
         let mut truncated = false;
@@ -236,10 +302,11 @@ pub fn run(conn: &Connection, sql: &str, limit: usize) -> Result<QueryResult, Qu
                 break;
             }
         }
-        Ok(QueryResult {
+        Ok(TextResult {
             columns,
             rows,
             truncated,
+            parameters,
             elapsed_ms: started.elapsed().as_millis() as u64,
         })
     })();
@@ -250,7 +317,7 @@ pub fn run(conn: &Connection, sql: &str, limit: usize) -> Result<QueryResult, Qu
 fn append_rows(
     batch: &RecordBatch,
     max: usize,
-    rows: &mut Vec<Vec<Json>>,
+    rows: &mut Vec<Vec<Option<String>>>,
 ) -> Result<(), QueryError> {
     let options = FormatOptions::default()
         .with_null("NULL")
@@ -271,12 +338,7 @@ fn append_rows(
     for i in 0..batch.num_rows().min(max) {
         let row = columns
             .iter()
-            .map(|(array, f)| {
-                if array.is_null(i) {
-                    return Json::Null;
-                }
-                to_json(array.data_type(), f.value(i).to_string())
-            })
+            .map(|(array, f)| (!array.is_null(i)).then(|| f.value(i).to_string()))
             .collect();
         rows.push(row);
     }
@@ -322,8 +384,17 @@ pub async fn run_with_timeout(
     limit: usize,
     timeout: Duration,
 ) -> Result<QueryResult, QueryError> {
+    with_timeout(conn, timeout, move |c| run(c, &sql, limit)).await
+}
+
+/// Runs `job` on `conn` on a blocking thread and interrupts its statement at `timeout`.
+pub async fn with_timeout<T: Send + 'static>(
+    conn: Connection,
+    timeout: Duration,
+    job: impl FnOnce(&Connection) -> Result<T, QueryError> + Send + 'static,
+) -> Result<T, QueryError> {
     let interrupt = conn.interrupt_handle();
-    let mut job = tokio::task::spawn_blocking(move || run(&conn, &sql, limit));
+    let mut job = tokio::task::spawn_blocking(move || job(&conn));
     let joined = match tokio::time::timeout(timeout, &mut job).await {
         Ok(joined) => joined,
         Err(_) => {

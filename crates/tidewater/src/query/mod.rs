@@ -4,6 +4,7 @@
 //! otherwise the file is opened read-only here. Both give the same result and output.
 
 pub mod exec;
+pub mod gate;
 pub mod render;
 
 use std::path::{Path, PathBuf};

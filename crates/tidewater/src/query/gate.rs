@@ -1,0 +1,65 @@
+//! The one way a running `tidewater run` executes a client's statement, whichever endpoint
+//! received it (`POST /query`, the PostgreSQL wire protocol): the read-only check, a place
+//! among the queries allowed to run at once, a read connection of its own beside the apply
+//! loop, and the timeout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+
+use super::exec::{self, Params, QueryError, QueryErrorKind, TextResult};
+use crate::monitor::Monitor;
+
+/// Queries running at once, all endpoints together; more wait (2 cores: apply must keep its
+/// share).
+const CONCURRENT_QUERIES: usize = 2;
+
+pub struct QueryGate {
+    monitor: Arc<Monitor>,
+    permits: Semaphore,
+}
+
+impl QueryGate {
+    pub fn new(monitor: Arc<Monitor>) -> Arc<QueryGate> {
+        Arc::new(QueryGate {
+            monitor,
+            permits: Semaphore::new(CONCURRENT_QUERIES),
+        })
+    }
+
+    /// Runs one read-only statement (see `exec`) with at most `limit` rows: waits at most
+    /// `timeout` for a place, then interrupts the statement after `timeout`.
+    pub async fn run(
+        &self,
+        sql: String,
+        params: Params,
+        limit: usize,
+        timeout: Duration,
+    ) -> Result<TextResult, QueryError> {
+        exec::check_read_only(&sql)?;
+        let _permit = tokio::time::timeout(timeout, self.permits.acquire())
+            .await
+            .map_err(|_| {
+                QueryError::new(
+                    QueryErrorKind::Unavailable,
+                    "too many queries are running; try again",
+                )
+            })?
+            .expect("semaphore open");
+        let conn = self
+            .monitor
+            .reader()
+            .ok_or_else(|| {
+                QueryError::new(
+                    QueryErrorKind::Unavailable,
+                    "the replica is not open yet; try again in a moment",
+                )
+            })?
+            .map_err(|e| QueryError::new(QueryErrorKind::Unavailable, e.to_string()))?;
+        exec::with_timeout(conn, timeout, move |c| {
+            exec::run_text(c, &sql, &params, limit)
+        })
+        .await
+    }
+}
