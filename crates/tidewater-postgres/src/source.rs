@@ -10,7 +10,8 @@ use tracing::{info, warn};
 
 use crate::catalog::{resolve_tables, SourceTable};
 use crate::conn::{
-    connect, format_lsn, parse_lsn, redact, replication_conninfo, replication_error,
+    connect, format_lsn, parse_config, parse_lsn, redact, replication_connect_error,
+    replication_conninfo, replication_error,
 };
 use crate::setup::{drop_slot, ensure_publications, quote_ident, slot_in_use, slot_info};
 use crate::snapshot::copy_tables;
@@ -28,7 +29,15 @@ pub struct PgSource {
     config: PgSourceConfig,
     client: Client,
     tables: Vec<SourceTable>,
+    /// Opened by `connect`, so that a role without REPLICATION is refused before anything
+    /// (DuckDB file, publication, slot) is created; taken by the first `run`.
+    repl: Option<Box<PgReplicationConnection>>,
 }
+
+/// What to do when the slot cannot deliver the changes since the committed position.
+const RESNAPSHOT_FIX: &str = "the replica cannot catch up from here. Fix: move the DuckDB \
+     file (and its .wal, if any) aside, or set sink.path to a new file, and run `tidewater run` \
+     again: it takes a new snapshot (and replaces the slot)";
 
 impl PgSource {
     /// Connects, checks that logical decoding is possible and resolves the table globs.
@@ -47,29 +56,37 @@ impl PgSource {
             )));
         }
         let tables = resolve_tables(&client, &config.tables).await?;
-        info!(source = %redact(&config.url), tables = tables.len(), "source ready");
-        Ok(PgSource {
+        let mut source = PgSource {
             config,
             client,
             tables,
-        })
+            repl: None,
+        };
+        source.repl = Some(Box::new(
+            Self::replication_connection(&source.config.url).await?,
+        ));
+        info!(source = %redact(&source.config.url), tables = source.tables.len(), "source ready");
+        Ok(source)
     }
 
     pub fn source_tables(&self) -> &[SourceTable] {
         &self.tables
     }
 
-    async fn replication_connection(&self) -> Result<PgReplicationConnection> {
-        let conninfo = replication_conninfo(&self.config.url)?;
+    /// (Takes the URL, not `&self`: the connection held in `self` is not `Sync`.)
+    async fn replication_connection(url: &str) -> Result<PgReplicationConnection> {
+        let conninfo = replication_conninfo(url)?;
+        let user = parse_config(url)?
+            .get_user()
+            .unwrap_or_default()
+            .to_string();
         PgReplicationConnection::connect_async(&conninfo)
             .await
             .map_err(|e| {
-                replication_error(
+                replication_connect_error(
                     e,
-                    &format!(
-                        "opening a replication connection to {}",
-                        redact(&self.config.url)
-                    ),
+                    &format!("opening a replication connection to {}", redact(url)),
+                    &user,
                 )
             })
     }
@@ -78,6 +95,7 @@ impl PgSource {
     /// replication connection (idle since slot creation) and the slot's consistent point.
     async fn initial_snapshot(
         &mut self,
+        mut repl: PgReplicationConnection,
         ctx: &SourceContext,
     ) -> Result<(PgReplicationConnection, u64)> {
         let slot = &self.config.slot;
@@ -89,7 +107,6 @@ impl PgSource {
             warn!(slot = %slot, "replication slot exists but no snapshot was committed: recreating it");
             drop_slot(&self.client, slot).await?;
         }
-        let mut repl = self.replication_connection().await?;
         let res = repl
             .exec_async(&format!(
                 "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput EXPORT_SNAPSHOT",
@@ -133,8 +150,12 @@ impl Source for PgSource {
             streaming,
         )
         .await?;
+        let repl = match self.repl.take() {
+            Some(repl) => *repl,
+            None => Self::replication_connection(&self.config.url).await?,
+        };
         let (mut repl, applied_lsn) = match &ctx.resume {
-            None => self.initial_snapshot(&ctx).await?,
+            None => self.initial_snapshot(repl, &ctx).await?,
             Some(pos) => {
                 let lsn = parse_lsn(&pos.0).ok_or_else(|| {
                     Error::sink(format!("stored position {pos} is not a PostgreSQL LSN"))
@@ -143,14 +164,16 @@ impl Source for PgSource {
                 match slot_info(&self.client, slot).await? {
                     None => {
                         return Err(Error::source_fatal(format!(
-                            "replication slot {slot} does not exist, but the replica was applied up to {pos}: \
-                             the changes since then are gone. Start from a new DuckDB file to take a new snapshot"
+                            "replication slot {slot} does not exist (dropped?), but the replica was applied \
+                             up to {pos}: the changes since then are gone and {RESNAPSHOT_FIX}"
                         )))
                     }
                     Some(info) if info.wal_status.as_deref() == Some("lost") => {
                         return Err(Error::source_fatal(format!(
-                            "replication slot {slot} has lost WAL it needed (max_slot_wal_keep_size exceeded): \
-                             the replica cannot catch up. Drop the slot and start from a new DuckDB file"
+                            "replication slot {slot} has lost the WAL it held (wal_status = lost: the source \
+                             removed it past max_slot_wal_keep_size while the replica was stopped or behind), \
+                             so the changes since {pos} are gone and {RESNAPSHOT_FIX}; raise \
+                             max_slot_wal_keep_size so that this does not recur"
                         )))
                     }
                     Some(info) if info.active_pid.is_some() => return Err(slot_in_use(slot, info.active_pid.unwrap_or(0))),
@@ -162,7 +185,7 @@ impl Source for PgSource {
                     }
                     Some(_) => {}
                 }
-                (self.replication_connection().await?, lsn)
+                (repl, lsn)
             }
         };
         let options = [
