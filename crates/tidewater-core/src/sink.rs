@@ -1,11 +1,12 @@
 //! The destination contract. A sink applies batches of whole source transactions, each
 //! batch in one destination transaction together with the source position it reaches.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::error::Result;
 use crate::event::TxInfo;
-use crate::model::{Change, Position, TableSchema};
+use crate::model::{Change, Position, TableId, TableSchema};
 
 /// What a sink remembers of the pipeline, read at start.
 #[derive(Debug, Clone, Default)]
@@ -20,6 +21,13 @@ pub trait Sink: Send {
     /// Creates the destination tables for these source tables, or checks that existing ones
     /// still match (a replica changed by hand is an error, not something to guess about).
     fn prepare(&mut self, tables: &[Arc<TableSchema>]) -> Result<()>;
+
+    /// The source tables the destination already holds with their rows (from the initial
+    /// snapshot, or added later), read before `prepare`. `None`: the sink does not track
+    /// this, and cannot take in a table whose rows must be copied while streaming.
+    fn replicated_tables(&mut self) -> Result<Option<BTreeSet<TableId>>> {
+        Ok(None)
+    }
 
     /// The committed state, read at start to resume.
     fn state(&mut self) -> Result<PipelineState>;

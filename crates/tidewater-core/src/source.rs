@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use crate::apply::AckReceiver;
 use crate::error::Result;
 use crate::event::SourceEvent;
-use crate::model::{Position, TableSchema, Value};
+use crate::model::{Position, TableId, TableSchema, Value};
 
 pub struct SourceContext {
     /// The position the sink has committed; `None` means "take the initial snapshot first".
@@ -16,6 +16,13 @@ pub struct SourceContext {
     pub events: mpsc::Sender<SourceEvent>,
     /// Positions the sink has committed; the source acknowledges them to the server.
     pub acks: AckReceiver,
+    /// Selected tables that the destination does not hold yet although it is past its
+    /// initial snapshot (a table created at the source, or `tables` widened): the source
+    /// copies their rows at a position of its stream, then streams their changes after it.
+    pub backfill: Vec<TableId>,
+    /// Whether the destination can take in tables while streaming (new ones found at the
+    /// source, and `backfill`): a source that finds a new selected table then adds it.
+    pub add_tables: bool,
 }
 
 pub trait Source: Send {

@@ -6,7 +6,7 @@
 //! (`rowwise`). The batch, its log rows and the new source position commit in one DuckDB
 //! transaction.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -511,6 +511,10 @@ impl Sink for DuckDbSink {
             }
         }
         false
+    }
+
+    fn replicated_tables(&mut self) -> Result<Option<BTreeSet<TableId>>> {
+        state::replicated_tables(&self.conn).map(Some)
     }
 
     fn state(&mut self) -> Result<PipelineState> {

@@ -1,6 +1,8 @@
 //! The `_tidewater` state schema: the committed source position and per-table facts,
 //! written in the same DuckDB transaction as the data they describe.
 
+use std::collections::BTreeSet;
+
 use duckdb::{params, Connection, OptionalExt};
 use tidewater_core::{Error, Position, Result, TableId, TableSchema};
 
@@ -69,6 +71,19 @@ pub fn write_position(
     })
     .map_err(|e| Error::sink(format!("writing _tidewater.pipeline: {e}")))?;
     Ok(())
+}
+
+/// The tables whose replicas exist (recorded when each was created, in the transaction that
+/// filled it).
+pub fn replicated_tables(conn: &Connection) -> Result<BTreeSet<TableId>> {
+    let mut stmt = conn
+        .prepare("SELECT schema_name, table_name FROM _tidewater.tables")
+        .map_err(|e| Error::sink(format!("reading _tidewater.tables: {e}")))?;
+    let rows = stmt
+        .query_map([], |r| Ok(TableId::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .and_then(|rows| rows.collect::<std::result::Result<BTreeSet<_>, _>>())
+        .map_err(|e| Error::sink(format!("reading _tidewater.tables: {e}")))?;
+    Ok(rows)
 }
 
 /// The schema recorded for a table when its replica was created, if any.

@@ -1,6 +1,7 @@
 //! Reading the source catalog: which tables the `tables` globs select, their columns,
 //! primary keys and replica identity.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use tidewater_core::glob::selected;
@@ -30,6 +31,23 @@ impl SourceTable {
 }
 
 pub async fn resolve_tables(client: &Client, patterns: &[String]) -> Result<Vec<SourceTable>> {
+    let tables = selected_tables(client, patterns, &HashSet::new()).await?;
+    if tables.is_empty() {
+        return Err(Error::config(format!(
+            "no source table matches source.tables = {patterns:?}; patterns are schema.table globs \
+             such as \"public.*\" (run `tidewater check` to list the tables it sees)"
+        )));
+    }
+    Ok(tables)
+}
+
+/// The tables the globs select, except `known` ones (one catalog query; only the others
+/// are described): also how tables created while streaming are found.
+pub async fn selected_tables(
+    client: &Client,
+    patterns: &[String],
+    known: &HashSet<TableId>,
+) -> Result<Vec<SourceTable>> {
     let rows = client
         .query(
             "SELECT c.oid, n.nspname, c.relname, c.relreplident::text FROM pg_class c \
@@ -45,18 +63,12 @@ pub async fn resolve_tables(client: &Client, patterns: &[String]) -> Result<Vec<
     let mut tables = Vec::new();
     for row in rows {
         let id = TableId::new(row.get::<_, String>(1), row.get::<_, String>(2));
-        if !selected(patterns, &id) {
+        if known.contains(&id) || !selected(patterns, &id) {
             continue;
         }
         let oid: u32 = row.get(0);
         let ident: String = row.get(3);
         tables.push(describe(client, oid, id, ident.chars().next().unwrap_or('d')).await?);
-    }
-    if tables.is_empty() {
-        return Err(Error::config(format!(
-            "no source table matches source.tables = {patterns:?}; patterns are schema.table globs \
-             such as \"public.*\" (run `tidewater check` to list the tables it sees)"
-        )));
     }
     Ok(tables)
 }

@@ -102,6 +102,24 @@ pub fn replication_conninfo(url: &str) -> Result<String> {
     Ok(parts.join(" "))
 }
 
+/// Opens a replication session (`replication=database`) to the server of `url`.
+pub async fn open_replication(url: &str) -> Result<pg_walstream::PgReplicationConnection> {
+    let conninfo = replication_conninfo(url)?;
+    let user = parse_config(url)?
+        .get_user()
+        .unwrap_or_default()
+        .to_string();
+    pg_walstream::PgReplicationConnection::connect_async(&conninfo)
+        .await
+        .map_err(|e| {
+            replication_connect_error(
+                e,
+                &format!("opening a replication connection to {}", redact(url)),
+                &user,
+            )
+        })
+}
+
 /// Classifies a driver error once: what the user must fix is fatal (with the fix), what a
 /// reconnect may cure is retryable.
 pub fn pg_error(e: tokio_postgres::Error, what: &str) -> Error {
@@ -158,18 +176,14 @@ pub fn replication_fix(user: &str) -> String {
 /// Whether the server refused a replication connection because the role may not replicate
 /// (PostgreSQL 14/15: "must be superuser or replication role to start walsender"; 16+:
 /// "permission denied to start WAL sender").
-pub fn is_replication_denied(message: &str) -> bool {
+fn is_replication_denied(message: &str) -> bool {
     let lower = message.to_lowercase();
     lower.contains("must be superuser or replication role")
         || lower.contains("permission denied to start wal sender")
 }
 
 /// A refused replication connection, with the fix for `user` when the role lacks REPLICATION.
-pub fn replication_connect_error(
-    e: pg_walstream::ReplicationError,
-    what: &str,
-    user: &str,
-) -> Error {
+fn replication_connect_error(e: pg_walstream::ReplicationError, what: &str, user: &str) -> Error {
     let msg = e.to_string();
     if is_replication_denied(&msg) {
         // The server's words, without the driver's "transient connection error" wrapping.

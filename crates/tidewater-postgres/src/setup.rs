@@ -46,14 +46,25 @@ async fn publication_tables(client: &Client, name: &str) -> Result<Option<BTreeS
     ))
 }
 
+/// The publication that carries a table's changes.
+fn publication_for(publication: &str, table: &SourceTable) -> String {
+    if table.publishes_all_changes() {
+        publication.to_string()
+    } else {
+        insert_only_publication(publication)
+    }
+}
+
 /// Makes both publications hold exactly `tables`. Before the first snapshot they are
-/// (re)created freely; once streaming, a different table set is an error, because a table
-/// added without a snapshot would be missing its existing rows.
+/// (re)created freely. Once streaming, only the `joining` tables (which are copied at a
+/// position of the stream before their changes apply) may be missing from them; any other
+/// difference is an error, because a table added without a copy would lack its existing rows.
 pub async fn ensure_publications(
     client: &Client,
     publication: &str,
     tables: &[SourceTable],
     streaming: bool,
+    joining: &[TableId],
 ) -> Result<Vec<String>> {
     let full: BTreeSet<TableId> = tables
         .iter()
@@ -80,14 +91,21 @@ pub async fn ensure_publications(
         }
         if streaming {
             if let Some(current) = &current {
-                let added: Vec<String> =
-                    wanted.difference(current).map(|t| t.to_string()).collect();
+                let added: Vec<String> = wanted
+                    .difference(current)
+                    .filter(|t| !joining.contains(t))
+                    .map(|t| t.to_string())
+                    .collect();
                 let removed: Vec<String> =
                     current.difference(wanted).map(|t| t.to_string()).collect();
+                if added.is_empty() && removed.is_empty() {
+                    continue;
+                }
                 return Err(Error::source_fatal(format!(
-                    "publication {name} no longer matches source.tables (new: [{}], gone: [{}]). \
-                     Adding or removing tables while streaming is not supported yet: restore \
-                     source.tables, or start from a new DuckDB file to take a new snapshot",
+                    "publication {name} no longer matches source.tables (new: [{}], gone: [{}]): \
+                     a table the replica holds left the publication (its changes since then are \
+                     missing), or tables were removed from source.tables. Restore source.tables, \
+                     or start from a new DuckDB file to take a new snapshot",
                     added.join(", "),
                     removed.join(", ")
                 )));
@@ -120,6 +138,42 @@ pub async fn ensure_publications(
         );
     }
     Ok(vec![publication.to_string(), insert_only])
+}
+
+/// Adds tables joining while streaming to their publication (where they are not yet): their
+/// changes are published from this transaction's commit on.
+pub async fn add_to_publications(
+    client: &Client,
+    publication: &str,
+    tables: &[SourceTable],
+) -> Result<()> {
+    for t in tables {
+        let name = publication_for(publication, t);
+        let id = &t.schema.id;
+        let member = client
+            .query_opt(
+                "SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3",
+                &[&name, &id.schema, &id.name],
+            )
+            .await
+            .map_err(|e| pg_error(e, "reading publication tables"))?;
+        if member.is_some() {
+            continue;
+        }
+        let sql = format!(
+            "ALTER PUBLICATION {} ADD TABLE {}",
+            quote_ident(&name),
+            quoted_table(id)
+        );
+        client.batch_execute(&sql).await.map_err(|e| {
+            pg_error(e, &format!("adding {id} to publication {name}")).context(
+                "tidewater needs ownership of a table to add it to its publication (or add it \
+                 yourself: ALTER PUBLICATION ... ADD TABLE ...)",
+            )
+        })?;
+        info!(table = %id, publication = %name, "table added to the publication");
+    }
+    Ok(())
 }
 
 #[derive(Debug)]

@@ -9,10 +9,8 @@ use tokio_postgres::Client;
 use tracing::{info, warn};
 
 use crate::catalog::{resolve_tables, SourceTable};
-use crate::conn::{
-    connect, format_lsn, parse_config, parse_lsn, redact, replication_connect_error,
-    replication_conninfo, replication_error,
-};
+use crate::conn::{connect, format_lsn, open_replication, parse_lsn, redact, replication_error};
+use crate::join::Joiner;
 use crate::setup::{drop_slot, ensure_publications, quote_ident, slot_in_use, slot_info};
 use crate::snapshot::copy_tables;
 use crate::stream::Stream;
@@ -62,33 +60,13 @@ impl PgSource {
             tables,
             repl: None,
         };
-        source.repl = Some(Box::new(
-            Self::replication_connection(&source.config.url).await?,
-        ));
+        source.repl = Some(Box::new(open_replication(&source.config.url).await?));
         info!(source = %redact(&source.config.url), tables = source.tables.len(), "source ready");
         Ok(source)
     }
 
     pub fn source_tables(&self) -> &[SourceTable] {
         &self.tables
-    }
-
-    /// (Takes the URL, not `&self`: the connection held in `self` is not `Sync`.)
-    async fn replication_connection(url: &str) -> Result<PgReplicationConnection> {
-        let conninfo = replication_conninfo(url)?;
-        let user = parse_config(url)?
-            .get_user()
-            .unwrap_or_default()
-            .to_string();
-        PgReplicationConnection::connect_async(&conninfo)
-            .await
-            .map_err(|e| {
-                replication_connect_error(
-                    e,
-                    &format!("opening a replication connection to {}", redact(url)),
-                    &user,
-                )
-            })
     }
 
     /// Creates the slot with an exported snapshot and copies the tables inside it. Returns the
@@ -148,11 +126,12 @@ impl Source for PgSource {
             &self.config.publication,
             &self.tables,
             streaming,
+            &ctx.backfill,
         )
         .await?;
         let repl = match self.repl.take() {
             Some(repl) => *repl,
-            None => Self::replication_connection(&self.config.url).await?,
+            None => open_replication(&self.config.url).await?,
         };
         let (mut repl, applied_lsn) = match &ctx.resume {
             None => self.initial_snapshot(repl, &ctx).await?,
@@ -197,14 +176,27 @@ impl Source for PgSource {
             .await
             .map_err(|e| replication_error(e, "starting replication"))?;
         info!(slot = %self.config.slot, from = %format_lsn(applied_lsn), "streaming");
-        let tables: HashMap<_, _> = self
+        let (join_now, streamed): (Vec<SourceTable>, Vec<SourceTable>) = self
             .tables
+            .iter()
+            .cloned()
+            .partition(|t| ctx.backfill.contains(&t.schema.id));
+        let tables: HashMap<_, _> = streamed
             .iter()
             .map(|t| (t.schema.id.clone(), t.schema.clone()))
             .collect();
+        let joiner = ctx.add_tables.then(|| Joiner {
+            url: self.config.url.clone(),
+            slot: self.config.slot.clone(),
+            publication: self.config.publication.clone(),
+        });
         Stream {
             conn: &mut repl,
+            client: &self.client,
             tables,
+            patterns: &self.config.tables,
+            joiner,
+            join_now,
             events: ctx.events,
             acks: ctx.acks,
             applied_lsn,

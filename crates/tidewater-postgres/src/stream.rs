@@ -1,7 +1,7 @@
 //! Streaming: pgoutput messages become source-neutral events; standby status feedback
 //! reports as flushed only what the sink has committed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,22 +12,38 @@ use tidewater_core::{
     TxInfo, Value,
 };
 use tokio::sync::mpsc;
+use tokio_postgres::Client;
 use tokio::time::{interval, Interval, MissedTickBehavior};
 use tracing::{debug, info};
 
+use crate::catalog::{selected_tables, SourceTable};
 use crate::conn::{format_lsn, parse_lsn, replication_error};
+use crate::join::{Joiner, Joining};
 use crate::pgoutput::{
     decode, decode_copy_data, OldTuple, PgOutputMessage, ReplicationMessage, Tuple, TupleValue,
 };
-use crate::snapshot::CHUNK_ROWS;
+use crate::snapshot::{copy_tables, CHUNK_ROWS};
 use crate::types::{canonical, column_type};
 
 /// Standby status is sent at least this often (wal_sender_timeout defaults to 60 s).
 const STATUS_INTERVAL: Duration = Duration::from_secs(10);
+/// How often the catalog is asked for new tables that the globs select.
+const DISCOVER_INTERVAL: Duration = Duration::from_secs(5);
+/// While joining tables wait for the stream to pass their snapshot, the server is asked this
+/// often for its position (an idle server would otherwise report it only every 30 s).
+const NUDGE_INTERVAL: Duration = Duration::from_secs(1);
 
 pub struct Stream<'a> {
     pub conn: &'a mut PgReplicationConnection,
+    /// SQL session: finds new tables and copies joining ones.
+    pub client: &'a Client,
     pub tables: HashMap<TableId, Arc<TableSchema>>,
+    /// The `tables` globs, to find tables created while streaming.
+    pub patterns: &'a [String],
+    /// Adds tables while streaming; `None` when the sink cannot take them in.
+    pub joiner: Option<Joiner>,
+    /// Tables to join right away (selected, but not in the replica yet).
+    pub join_now: Vec<SourceTable>,
     pub events: mpsc::Sender<SourceEvent>,
     pub acks: AckReceiver,
     /// Transactions whose commit LSN is at or below this were applied already: skip them.
@@ -47,6 +63,12 @@ struct State {
     relations: HashMap<u32, Option<Arc<TableSchema>>>,
     /// The open transaction: `Some(true)` when it is a replay being skipped.
     in_tx: Option<bool>,
+    /// Commit LSN of the open transaction.
+    tx_lsn: u64,
+    /// Tables whose copy waits for the stream to pass its snapshot.
+    joining: Option<Joining>,
+    discover: Interval,
+    nudge: Interval,
     chunk: Vec<Change>,
     received: u64,
     idle_sent: u64,
@@ -56,6 +78,8 @@ struct State {
 enum Wake {
     Ack,
     Tick,
+    Discover,
+    Nudge,
     Data(pg_walstream::Result<bytes::Bytes>),
 }
 
@@ -95,21 +119,38 @@ impl Stream<'_> {
             confirmed: Confirmed::default(),
             relations: HashMap::new(),
             in_tx: None,
+            tx_lsn: 0,
+            joining: None,
+            discover: interval(DISCOVER_INTERVAL),
+            nudge: interval(NUDGE_INTERVAL),
             chunk: Vec::with_capacity(CHUNK_ROWS),
             received: self.applied_lsn,
             idle_sent: 0,
             status,
         };
+        st.discover.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        st.nudge.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let join_now = std::mem::take(&mut self.join_now);
+        if !join_now.is_empty() {
+            self.join(&mut st, join_now).await?;
+        }
         let token = CancellationToken::new();
         loop {
+            // New tables are looked for between transactions, one set of them at a time.
+            let discover = self.joiner.is_some() && st.joining.is_none() && st.in_tx.is_none();
+            let nudge = st.joining.is_some();
             let wake = tokio::select! {
                 r = self.acks.changed() => { if r.is_err() { return Err(Error::shutdown()) } Wake::Ack }
                 _ = st.status.tick() => Wake::Tick,
+                _ = st.discover.tick(), if discover => Wake::Discover,
+                _ = st.nudge.tick(), if nudge => Wake::Nudge,
                 d = self.conn.get_copy_data_async(&token) => Wake::Data(d),
             };
             match wake {
                 Wake::Ack => self.send_status(&mut st, false).await?,
                 Wake::Tick => self.send_status(&mut st, false).await?,
+                Wake::Discover => self.discover(&mut st).await?,
+                Wake::Nudge => self.send_status(&mut st, true).await?,
                 Wake::Data(d) => {
                     let payload =
                         d.map_err(|e| replication_error(e, "reading the replication stream"))?;
@@ -131,6 +172,13 @@ impl Stream<'_> {
                         } => {
                             st.received = st.received.max(wal_end);
                             if st.in_tx.is_none()
+                                && st.joining.as_ref().is_some_and(|j| wal_end >= j.lsn)
+                            {
+                                // Every transaction that commits before the joining tables'
+                                // snapshot has been received.
+                                self.copy_joining(&mut st).await?;
+                            }
+                            if st.in_tx.is_none()
                                 && wal_end > st.idle_sent
                                 && wal_end > st.confirmed.lsn
                             {
@@ -151,6 +199,83 @@ impl Stream<'_> {
                 }
             }
         }
+    }
+
+    /// Runs `work` (which must not borrow the stream), answering the server meanwhile.
+    async fn answering<T>(
+        &mut self,
+        st: &mut State,
+        work: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                r = &mut work => return r,
+                _ = st.status.tick() => self.send_status(st, false).await?,
+            }
+        }
+    }
+
+    /// Looks for tables created since the stream started that the globs select.
+    async fn discover(&mut self, st: &mut State) -> Result<()> {
+        let known: HashSet<TableId> = self.tables.keys().cloned().collect();
+        let (client, patterns) = (self.client, self.patterns);
+        let new = self
+            .answering(st, selected_tables(client, patterns, &known))
+            .await?;
+        if new.is_empty() {
+            return Ok(());
+        }
+        self.join(st, new).await
+    }
+
+    /// Publishes `tables` and opens their snapshot; their changes are held back until the
+    /// stream passes it (see `join`).
+    async fn join(&mut self, st: &mut State, tables: Vec<SourceTable>) -> Result<()> {
+        let Some(joiner) = self.joiner.take() else {
+            return Err(Error::source_fatal(
+                "tables must join while streaming, but this destination cannot take in tables",
+            ));
+        };
+        let client = self.client;
+        let begun = self.answering(st, joiner.begin(client, tables)).await;
+        self.joiner = Some(joiner);
+        let joining = begun?;
+        for t in &joining.tables {
+            self.tables.insert(t.schema.id.clone(), t.schema.clone());
+            // Described before it was selected (a rename): from now on it is replicated.
+            if let Some(rel) = st.relations.get_mut(&t.oid) {
+                *rel = Some(t.schema.clone());
+            }
+        }
+        st.joining = Some(joining);
+        self.send_status(st, true).await
+    }
+
+    /// Sends the joining tables' copy as one transaction at their snapshot's position.
+    async fn copy_joining(&mut self, st: &mut State) -> Result<()> {
+        let Some(joining) = st.joining.take() else {
+            return Ok(());
+        };
+        let lsn = joining.lsn;
+        let (client, events) = (self.client, self.events.clone());
+        let started = std::time::Instant::now();
+        let rows = self
+            .answering(st, async move {
+                let position = Position(format_lsn(joining.lsn));
+                copy_tables(client, &joining.snapshot, position, &joining.tables, &events).await
+            })
+            .await?;
+        st.confirmed.pending.push_back((lsn, lsn));
+        info!(rows, seconds = format!("{:.1}", started.elapsed().as_secs_f64()), at = %format_lsn(lsn), "joining tables copied; their changes stream from here");
+        Ok(())
+    }
+
+    /// A change of a joining table in a transaction that its copy already holds.
+    fn held_by_copy(st: &State, table: &TableId) -> bool {
+        st.joining
+            .as_ref()
+            .is_some_and(|j| st.tx_lsn < j.lsn && j.ids.contains(table))
     }
 
     /// Sends an event, answering the server meanwhile if the apply loop is busy.
@@ -203,8 +328,12 @@ impl Stream<'_> {
                 commit_time_us,
                 ..
             } => {
+                if st.joining.as_ref().is_some_and(|j| final_lsn > j.lsn) {
+                    self.copy_joining(st).await?;
+                }
                 let skip = final_lsn <= self.applied_lsn;
                 st.in_tx = Some(skip);
+                st.tx_lsn = final_lsn;
                 if skip {
                     debug!(lsn = %format_lsn(final_lsn), "skipping a transaction applied before");
                 } else {
@@ -252,6 +381,9 @@ impl Stream<'_> {
             _ if skipping => {}
             PgOutputMessage::Insert { relation, new } => {
                 if let Some(t) = self.table(st, relation)? {
+                    if Self::held_by_copy(st, &t.id) {
+                        return Ok(());
+                    }
                     let row = values(&new, &t)?;
                     self.push(
                         st,
@@ -267,12 +399,18 @@ impl Stream<'_> {
             }
             PgOutputMessage::Update { relation, old, new } => {
                 if let Some(t) = self.table(st, relation)? {
+                    if Self::held_by_copy(st, &t.id) {
+                        return Ok(());
+                    }
                     let change = update(t, old, &new)?;
                     self.push(st, change).await?;
                 }
             }
             PgOutputMessage::Delete { relation, old } => {
                 if let Some(t) = self.table(st, relation)? {
+                    if Self::held_by_copy(st, &t.id) {
+                        return Ok(());
+                    }
                     let (OldTuple::Key(tuple) | OldTuple::Full(tuple)) = &old;
                     let row = values(tuple, &t)?;
                     self.push(
@@ -291,7 +429,9 @@ impl Stream<'_> {
                 let mut tables = Vec::new();
                 for r in relations {
                     if let Some(t) = self.table(st, r)? {
-                        tables.push(t);
+                        if !Self::held_by_copy(st, &t.id) {
+                            tables.push(t);
+                        }
                     }
                 }
                 if !tables.is_empty() {

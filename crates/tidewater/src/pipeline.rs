@@ -8,7 +8,9 @@ use std::time::Duration;
 use tidewater_bigquery::{BigQueryOptions, BigQuerySink, Connection as BqConnection};
 use tidewater_core::apply::{run_apply, BatchOptions};
 use tidewater_core::stats::Stats;
-use tidewater_core::{Error, ErrorKind, Result, Sink, Source, SourceContext};
+use tidewater_core::{
+    Error, ErrorKind, PipelineState, Result, Sink, Source, SourceContext, TableId, TableSchema,
+};
 use tidewater_duckdb::duckdb::Connection;
 use tidewater_duckdb::{DuckDbOptions, DuckDbSink};
 use tokio::sync::{mpsc, watch};
@@ -213,16 +215,20 @@ async fn run_once(
     };
     let tables = source.tables();
     let prepared = tokio::task::spawn_blocking(move || {
-        let r = sink.prepare(&tables).and_then(|_| sink.state());
+        let r = prepare(&mut *sink, tables);
         (sink, r)
     })
     .await
     .expect("prepare task");
-    let (mut sink, state) = prepared;
-    let state = match state {
-        Ok(s) => s,
+    let (mut sink, prepared) = prepared;
+    let (state, backfill, add_tables) = match prepared {
+        Ok(p) => p,
         Err(e) => return (sink, Err(e)),
     };
+    if !backfill.is_empty() {
+        let names: Vec<String> = backfill.iter().map(|t| t.to_string()).collect();
+        info!(tables = %names.join(", "), "selected tables the replica does not hold yet: their rows are copied while streaming");
+    }
     *ever_streamed = true;
     let stats = &monitor.stats;
     match &state.position {
@@ -271,6 +277,8 @@ async fn run_once(
         resume: state.position,
         events: events_tx,
         acks: ack_rx,
+        backfill,
+        add_tables,
     };
     let source_result = tokio::select! {
         r = source.run(ctx) => r,
@@ -288,6 +296,28 @@ async fn run_once(
         (Ok(()), r) => r,
     };
     (sink, result)
+}
+
+/// Prepares the destination tables and reads the committed state. Past the initial snapshot,
+/// a sink that tracks its tables prepares only those it holds; the other selected tables are
+/// returned to be copied while streaming (their creation then commits with their rows).
+fn prepare(
+    sink: &mut dyn Sink,
+    tables: Vec<Arc<TableSchema>>,
+) -> Result<(PipelineState, Vec<TableId>, bool)> {
+    let Some(held) = sink.replicated_tables()? else {
+        sink.prepare(&tables)?;
+        return Ok((sink.state()?, Vec::new(), false));
+    };
+    let state = sink.state()?;
+    if state.position.is_none() {
+        sink.prepare(&tables)?;
+        return Ok((state, Vec::new(), true));
+    }
+    let (present, missing): (Vec<_>, Vec<_>) =
+        tables.into_iter().partition(|t| held.contains(&t.id));
+    sink.prepare(&present)?;
+    Ok((state, missing.iter().map(|t| t.id.clone()).collect(), true))
 }
 
 /// A log line every 10 s while changes flow: throughput and source-commit → replica-commit

@@ -1,6 +1,7 @@
 //! Schema changes mid-stream reach the replica and its log without a restart, for both
-//! sources: ADD COLUMN, DROP COLUMN, a widened type, and (MariaDB) a new table matching the
-//! globs. A restart after the change resumes with the replica's schema.
+//! sources: ADD COLUMN, DROP COLUMN, a widened type, and new tables matching the globs
+//! (MariaDB: from their creation in the binlog; PostgreSQL: copied with their rows at a
+//! position of the stream). A restart after the change resumes with the replica's schema.
 
 mod common;
 
@@ -93,5 +94,115 @@ fn mariadb_add_drop_widen_and_new_tables_while_streaming() {
     assert_eq!(
         rig.replica_lines("SELECT a FROM t_log WHERE id = 3 AND a IS NOT NULL"),
         ["three"]
+    );
+}
+
+/// PostgreSQL tables that start to match the globs while streaming (created, or present when
+/// `run` starts but absent from the replica) join with their existing rows: copied at a
+/// position of the stream, their changes applied after it, without a restart. A writer
+/// changes the table all through its join; every update adds one to `n`, so the log of each
+/// key must hold consecutive values, each once: nothing missed or applied twice at the cut.
+#[test]
+fn postgres_tables_join_while_streaming_with_their_rows() {
+    let mut rig = Rig::new(
+        "CREATE TABLE t (id int PRIMARY KEY, n int);
+         INSERT INTO t VALUES (1, 0);
+         CREATE PROCEDURE bump(times int) LANGUAGE plpgsql AS $$
+         BEGIN
+           FOR i IN 1..times LOOP
+             UPDATE joined SET n = n + 1 WHERE id = 1 + (i * 7919) % 50;
+             UPDATE t SET n = n + 1 WHERE id = 1;
+             COMMIT;
+             PERFORM pg_sleep(0.002);
+           END LOOP;
+         END $$;",
+    );
+    rig.start();
+    rig.wait_caught_up(WAIT);
+    let url = rig.pg().url("postgres");
+    let mut writer = std::process::Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", &url, "-c"])
+        .arg(
+            "CREATE TABLE joined (id int PRIMARY KEY, n int NOT NULL);
+             INSERT INTO joined SELECT g, 0 FROM generate_series(1, 20000) g;",
+        )
+        .args(["-c", "CALL bump(4000)"])
+        .spawn()
+        .unwrap();
+    tidewater_harness::wait_until(WAIT, "the new table to join", || {
+        rig.log().contains("joining tables copied")
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    assert!(writer.wait().unwrap().success(), "writer failed");
+    rig.wait_caught_up(WAIT);
+    rig.stop();
+    // Created while tidewater was stopped: joins at the next start.
+    rig.sql(
+        "CREATE TABLE later (id int PRIMARY KEY, v text);
+         INSERT INTO later VALUES (1, 'a'), (2, 'b');",
+    );
+    rig.start();
+    tidewater_harness::wait_until(WAIT, "the table created meanwhile to join", || {
+        rig.log().matches("joining tables copied").count() == 2
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    rig.sql("UPDATE later SET v = 'c' WHERE id = 2; INSERT INTO later VALUES (3, 'd');");
+    rig.wait_caught_up(WAIT);
+    rig.stop();
+    rig.assert_same("SELECT concat_ws('|', id, n) FROM joined ORDER BY id");
+    rig.assert_same("SELECT concat_ws('|', id, n) FROM t ORDER BY id");
+    rig.assert_same("SELECT concat_ws('|', id, v) FROM later ORDER BY id");
+    assert_eq!(
+        rig.count("SELECT count(*) FROM joined_log WHERE _metadata_change_type = 'SNAPSHOT'"),
+        20000,
+        "one copied row per key"
+    );
+    let broken = rig.count(
+        "SELECT count(*) FROM (SELECT id, n, count(*) AS c, \
+         lag(n) OVER (PARTITION BY id ORDER BY n) AS prev FROM joined_log GROUP BY id, n) \
+         WHERE c <> 1 OR (prev IS NOT NULL AND n <> prev + 1)",
+    );
+    assert_eq!(broken, 0, "a change missed or applied twice at the cut");
+    assert!(
+        rig.count("SELECT count(*) FROM joined_log WHERE _metadata_change_type = 'UPDATE'") > 0,
+        "no update streamed after the copy: the cut was not exercised"
+    );
+    assert_eq!(
+        rig.replica_lines("SELECT _metadata_change_type FROM later_log ORDER BY _metadata_position, _metadata_sequence"),
+        ["SNAPSHOT", "SNAPSHOT", "UPDATE", "INSERT"]
+    );
+}
+
+/// MariaDB: a table created while tidewater is stopped joins at the next start with its
+/// rows: copied at a consistent snapshot's binlog position, its binlog changes before that
+/// position dropped (the copy holds them), the ones after applied.
+#[test]
+fn mariadb_table_created_while_stopped_joins_with_its_rows() {
+    let mut rig = Rig::mysql("CREATE TABLE t (id int PRIMARY KEY, v varchar(10)); INSERT INTO t VALUES (1, 'a');");
+    rig.start();
+    rig.wait_caught_up(WAIT);
+    rig.stop();
+    rig.sql(
+        "CREATE TABLE later (id int PRIMARY KEY, v varchar(10));
+         INSERT INTO later VALUES (1, 'a'), (2, 'b');
+         UPDATE later SET v = 'b2' WHERE id = 2;
+         INSERT INTO t VALUES (2, 'b');",
+    );
+    rig.start();
+    tidewater_harness::wait_until(WAIT, "the table created meanwhile to join", || {
+        rig.log().contains("joining tables copied")
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    rig.sql("UPDATE later SET v = 'c' WHERE id = 2; INSERT INTO later VALUES (3, 'd');");
+    rig.wait_caught_up(WAIT);
+    rig.stop();
+    rig.assert_same("SELECT concat_ws('|', id, v) FROM later ORDER BY id");
+    rig.assert_same("SELECT concat_ws('|', id, v) FROM t ORDER BY id");
+    assert_eq!(
+        rig.replica_lines(
+            "SELECT _metadata_change_type || ' ' || id || ' ' || v FROM later_log \
+             ORDER BY _metadata_position, _metadata_sequence"
+        ),
+        ["SNAPSHOT 1 a", "SNAPSHOT 2 b2", "UPDATE 2 c", "INSERT 3 d"]
     );
 }
