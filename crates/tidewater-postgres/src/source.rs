@@ -9,7 +9,9 @@ use tokio_postgres::Client;
 use tracing::{info, warn};
 
 use crate::catalog::{resolve_tables, SourceTable};
-use crate::conn::{connect, format_lsn, open_replication, parse_lsn, redact, replication_error};
+use crate::conn::{
+    connect, format_lsn, open_replication, parse_config, parse_lsn, redact, replication_error,
+};
 use crate::join::Joiner;
 use crate::setup::{drop_slot, ensure_publications, quote_ident, slot_in_use, slot_info};
 use crate::snapshot::copy_tables;
@@ -81,7 +83,20 @@ impl PgSource {
             if let Some(pid) = info.active_pid {
                 return Err(slot_in_use(slot, pid));
             }
-            // A slot without a committed snapshot is left from an interrupted first run.
+            // A slot without a committed snapshot is left from an interrupted first run, unless
+            // it is another tool's: only a pgoutput slot of this database is ours to replace.
+            let database = parse_config(&self.config.url)?
+                .get_dbname()
+                .map(str::to_string);
+            if info.plugin.as_deref() != Some("pgoutput") || info.database != database {
+                return Err(Error::source_fatal(format!(
+                    "replication slot {slot} exists (plugin {}, database {}) but this replica never \
+                     used it: it belongs to something else. Set source.slot to another name, or drop \
+                     the slot if it is an abandoned one: SELECT pg_drop_replication_slot('{slot}')",
+                    info.plugin.as_deref().unwrap_or("?"),
+                    info.database.as_deref().unwrap_or("?"),
+                )));
+            }
             warn!(slot = %slot, "replication slot exists but no snapshot was committed: recreating it");
             drop_slot(&self.client, slot).await?;
         }

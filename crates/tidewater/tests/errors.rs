@@ -501,3 +501,25 @@ fn slot_with_lost_wal_says_how_to_resnapshot() {
     );
     resnapshot_recovers(&mut rig, n);
 }
+
+/// A slot with the configured name that this replica never used (another tool's, another
+/// plugin) is left alone: the first run stops with the choice, instead of replacing it.
+#[test]
+fn another_tools_slot_with_the_same_name_is_not_replaced() {
+    let rig = Rig::new(SETUP);
+    rig.sql(&format!(
+        "SELECT pg_create_logical_replication_slot('{SLOT}', 'test_decoding')"
+    ));
+    expect(
+        run_cli(&["run"], &rig.config),
+        3,
+        &["belongs to something else", "test_decoding", "source.slot"],
+    );
+    assert_eq!(
+        rig.sql(&format!(
+            "SELECT plugin FROM pg_replication_slots WHERE slot_name = '{SLOT}'"
+        ))
+        .trim(),
+        "test_decoding"
+    );
+}
