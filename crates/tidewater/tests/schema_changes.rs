@@ -206,3 +206,37 @@ fn mariadb_table_created_while_stopped_joins_with_its_rows() {
         ["SNAPSHOT 1 a", "SNAPSHOT 2 b2", "UPDATE 2 c", "INSERT 3 d"]
     );
 }
+
+/// kill -9 while a joining table is being copied: the copy commits with the table's creation,
+/// so the restart copies it again from scratch — every row exactly once.
+#[test]
+fn postgres_kill9_during_a_join_copies_the_table_once() {
+    let mut rig = Rig::new("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);");
+    rig.start();
+    rig.wait_caught_up(WAIT);
+    rig.sql(
+        "CREATE TABLE big (id int PRIMARY KEY, v text);
+         INSERT INTO big SELECT g, repeat('x', 100) FROM generate_series(1, 300000) g;",
+    );
+    tidewater_harness::wait_until(WAIT, "the join to start", || {
+        rig.log().contains("tables join the replica")
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    let copied_before_kill = rig.log().contains("joining tables copied");
+    rig.kill9();
+    rig.sql("UPDATE big SET v = 'after' WHERE id = 1;");
+    rig.start();
+    tidewater_harness::wait_until(WAIT, "the join to complete", || {
+        rig.log().contains("joining tables copied")
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    rig.wait_caught_up(WAIT);
+    rig.stop();
+    eprintln!("copy complete before the kill: {copied_before_kill}");
+    rig.assert_same("SELECT count(*) || '|' || count(DISTINCT v) FROM big");
+    rig.assert_same("SELECT v FROM big WHERE id = 1");
+    assert_eq!(
+        rig.count("SELECT count(*) FROM big_log WHERE _metadata_change_type = 'SNAPSHOT'"),
+        300_000
+    );
+}
