@@ -588,13 +588,16 @@ impl Sink for DuckDbSink {
             self.batch_changes,
         )?;
         let started = std::time::Instant::now();
-        exec(
+        let committed = exec(
             &self.conn,
             "COMMIT",
             &format_args!("committing the batch up to {position}"),
-        )?;
-        tracing::trace!(micros = started.elapsed().as_micros() as u64, "COMMIT");
+        );
+        // DuckDB ends the transaction either way: a COMMIT that fails (a full disk) rolls it
+        // back, and a ROLLBACK after it would only fail with "no transaction is active".
         self.in_batch = false;
+        committed?;
+        tracing::trace!(micros = started.elapsed().as_micros() as u64, "COMMIT");
         Ok(())
     }
 

@@ -1,5 +1,6 @@
-//! Connections to a MySQL or MariaDB server: URL parsing without leaking the password, the
-//! session settings that make values canonical, and one classification of driver errors.
+//! Connections to a MySQL or MariaDB server: URL parsing (with TLS) without leaking the
+//! password, the session settings that make values canonical, and one classification of
+//! driver errors.
 
 use std::time::Duration;
 
@@ -24,12 +25,13 @@ impl Flavor {
 }
 
 pub fn parse_opts(url: &str) -> Result<Opts> {
-    let opts = Opts::from_url(url).map_err(|e| {
+    let (url, tls) = split_tls_params(url)?;
+    let opts = Opts::from_url(&url).map_err(|e| {
         Error::config(format!(
             "source.url is not a valid MySQL URL ({e}); expected mysql://user:password@host:port/database"
         ))
     })?;
-    Ok(OptsBuilder::from_opts(opts)
+    let mut builder = OptsBuilder::from_opts(opts)
         .prefer_socket(false)
         .conn_ttl(None)
         .tcp_keepalive(Some(Duration::from_secs(10)))
@@ -37,13 +39,113 @@ pub fn parse_opts(url: &str) -> Result<Opts> {
             "SET NAMES utf8mb4",
             "SET time_zone = '+00:00'",
             "SET SESSION sql_mode = ''",
-        ])
-        .into())
+        ]);
+    if let Some(ssl) = tls.ssl_opts() {
+        builder = builder.ssl_opts(ssl);
+    }
+    Ok(builder.into())
+}
+
+/// TLS as MySQL's own clients spell it in the URL: `ssl-mode` (DISABLED, REQUIRED, VERIFY_CA,
+/// VERIFY_IDENTITY) and `ssl-ca` (a PEM file of the CA that signed the server certificate;
+/// without it, the public web roots). mysql_async's `require_ssl`, `verify_ca` and
+/// `verify_identity` parameters work as well.
+#[derive(Debug, Default, PartialEq)]
+struct TlsParams {
+    mode: Option<SslMode>,
+    ca: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum SslMode {
+    Disabled,
+    Required,
+    VerifyCa,
+    VerifyIdentity,
+}
+
+impl TlsParams {
+    fn ssl_opts(&self) -> Option<mysql_async::SslOpts> {
+        let mode = match (self.mode, &self.ca) {
+            (Some(SslMode::Disabled), _) | (None, None) => return None,
+            (Some(m), _) => m,
+            (None, Some(_)) => SslMode::VerifyIdentity,
+        };
+        let mut ssl = mysql_async::SslOpts::default()
+            .with_danger_accept_invalid_certs(mode == SslMode::Required)
+            .with_danger_skip_domain_validation(mode != SslMode::VerifyIdentity);
+        if let Some(ca) = &self.ca {
+            ssl = ssl.with_root_certs(vec![std::path::PathBuf::from(ca).into()]);
+        }
+        Some(ssl)
+    }
+}
+
+/// Takes `ssl-mode` and `ssl-ca` out of the URL's query (mysql_async does not know them).
+fn split_tls_params(url: &str) -> Result<(String, TlsParams)> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url.to_string(), TlsParams::default()));
+    };
+    let mut tls = TlsParams::default();
+    let mut rest = Vec::new();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key.to_ascii_lowercase().replace('_', "-").as_str() {
+            "ssl-mode" | "sslmode" => {
+                tls.mode = Some(
+                    match value.to_ascii_uppercase().replace('-', "_").as_str() {
+                        "DISABLED" | "DISABLE" => SslMode::Disabled,
+                        "REQUIRED" | "REQUIRE" => SslMode::Required,
+                        "VERIFY_CA" => SslMode::VerifyCa,
+                        "VERIFY_IDENTITY" | "VERIFY_FULL" => SslMode::VerifyIdentity,
+                        _ => {
+                            return Err(Error::config(format!(
+                                "source.url: ssl-mode={value} is not one of DISABLED, REQUIRED, \
+                             VERIFY_CA, VERIFY_IDENTITY (PREFERRED is not supported: say which)"
+                            )))
+                        }
+                    },
+                )
+            }
+            "ssl-ca" => tls.ca = Some(percent_decode(value)),
+            _ => rest.push(pair),
+        }
+    }
+    let url = match rest.is_empty() {
+        true => base.to_string(),
+        false => format!("{base}?{}", rest.join("&")),
+    };
+    Ok((url, tls))
+}
+
+/// `%2F` → `/` (a CA path in a URL may be percent-encoded).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The source URL with the password removed, for messages and logs.
 pub fn redact(url: &str) -> String {
-    match Opts::from_url(url) {
+    let url = split_tls_params(url).map_or_else(|_| url.to_string(), |(u, _)| u);
+    match Opts::from_url(&url) {
         Ok(o) => format!(
             "mysql://{}@{}:{}/{}",
             o.user().unwrap_or(""),
@@ -90,7 +192,8 @@ pub async fn variable(conn: &mut Conn, name: &str) -> Result<Option<String>> {
 }
 
 /// The fix for a binlog that no longer holds the stored position.
-pub const RESNAPSHOT_FIX: &str = "the replica cannot catch up from here: move the DuckDB file aside \
+pub const RESNAPSHOT_FIX: &str =
+    "the replica cannot catch up from here: move the DuckDB file aside \
      (or set sink.path to a new file) and run `tidewater run` again to take a new snapshot; \
      raise binlog_expire_logs_seconds (MySQL) / expire_logs_days (MariaDB) so this does not recur";
 
@@ -122,11 +225,26 @@ pub fn my_error(e: mysql_async::Error, context: &str) -> Error {
                 Error::source_fatal(msg)
             }
         }
+        E::Io(io) if is_tls_failure(io) => Error::source_fatal(format!(
+            "{context}: {e}; fix the TLS settings in source.url: ssl-ca=<PEM file of the server's \
+             CA> to trust a private CA, ssl-mode=VERIFY_CA when the certificate does not name the \
+             host, ssl-mode=REQUIRED to encrypt without verifying"
+        )),
         E::Io(_) => Error::source_retryable(format!(
             "{context}: {e}; check that the server is running and reachable at the host and port in source.url"
         )),
         E::Url(_) => Error::config(format!("source.url: {e}")),
         _ => Error::source_fatal(format!("{context}: {e}")),
+    }
+}
+
+/// A failed TLS handshake (an untrusted or mismatched certificate): retrying cannot help.
+fn is_tls_failure(e: &mysql_async::IoError) -> bool {
+    match e {
+        mysql_async::IoError::Tls(_) => true,
+        mysql_async::IoError::Io(io) => io
+            .get_ref()
+            .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some()),
     }
 }
 
@@ -139,6 +257,30 @@ mod tests {
         let r = redact("mysql://repl:s3cret@db.example:3307/shop");
         assert_eq!(r, "mysql://repl@db.example:3307/shop");
         assert_eq!(redact("mysql://u:p@["), "<unparseable mysql URL>");
+    }
+
+    #[test]
+    fn tls_parameters_are_taken_out_of_the_url() {
+        let (url, tls) =
+            split_tls_params("mysql://u:p@h:3306/db?ssl-mode=verify_ca&ssl-ca=%2Fetc%2Fca.pem&x=1")
+                .unwrap();
+        assert_eq!(url, "mysql://u:p@h:3306/db?x=1");
+        assert_eq!(tls.mode, Some(SslMode::VerifyCa));
+        assert_eq!(tls.ca.as_deref(), Some("/etc/ca.pem"));
+        let (url, tls) = split_tls_params("mysql://u@h/db?sslmode=REQUIRED").unwrap();
+        assert_eq!(
+            (url.as_str(), tls.mode),
+            ("mysql://u@h/db", Some(SslMode::Required))
+        );
+        assert!(tls.ssl_opts().unwrap().accept_invalid_certs());
+        let (_, tls) = split_tls_params("mysql://u@h/db?ssl-ca=/ca.pem").unwrap();
+        let ssl = tls.ssl_opts().unwrap();
+        assert!(!ssl.accept_invalid_certs() && !ssl.skip_domain_validation());
+        let (_, tls) = split_tls_params("mysql://u@h/db?ssl-mode=DISABLED").unwrap();
+        assert!(tls.ssl_opts().is_none());
+        let e = split_tls_params("mysql://u@h/db?ssl-mode=PREFERRED").unwrap_err();
+        assert!(e.message().contains("PREFERRED"), "{e}");
+        assert!(parse_opts("mysql://u@h/db?ssl-mode=REQUIRED").is_ok());
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod gtid;
 pub mod position;
 pub mod read;
 pub mod rows;
+mod join;
 pub mod snapshot;
 pub mod source;
 pub mod stream;

@@ -11,6 +11,7 @@ use tracing::{info, warn};
 
 use crate::catalog::{resolve_tables, SourceTable};
 use crate::conn::{connect, flavor, my_error, redact, variable, Flavor};
+use crate::join::Joining;
 use crate::position::BinlogPosition;
 use crate::snapshot::{begin_snapshot, copy_tables};
 use crate::stream::Stream;
@@ -172,27 +173,48 @@ impl Source for MySqlSource {
                 position
             }
         };
-        if !ctx.backfill.is_empty() {
-            let names: Vec<String> = ctx.backfill.iter().map(|t| t.to_string()).collect();
-            warn!(
-                tables = %names.join(", "),
-                "selected tables that the replica does not hold: they are replicated from the binlog \
-                 from {from} on; rows they held before are not copied (a MySQL source copies rows \
-                 only in its initial snapshot). If they existed before, start from a new DuckDB file"
-            );
-        }
+        let joining = match (ctx.backfill.is_empty(), ctx.add_tables) {
+            (true, _) => None,
+            (false, true) => {
+                let mut conn = match self.conn.take() {
+                    Some(c) => c,
+                    None => connect(&self.config.url).await?,
+                };
+                let at = begin_snapshot(&mut conn, self.flavor).await?;
+                let tables = self
+                    .tables
+                    .iter()
+                    .filter(|t| ctx.backfill.contains(&t.schema.id))
+                    .cloned()
+                    .collect();
+                Some(Joining::new(at, tables, conn))
+            }
+            (false, false) => {
+                let names: Vec<String> = ctx.backfill.iter().map(|t| t.to_string()).collect();
+                return Err(Error::source_fatal(format!(
+                    "tables {} are selected but the destination does not hold them, and it cannot \
+                     take in tables while streaming: remove them from source.tables, or start \
+                     from an empty destination to take a new snapshot",
+                    names.join(", ")
+                )));
+            }
+        };
         self.conn = None;
         let binlog = self.binlog(&from).await?;
         info!(from = %from, server_id = self.config.server_id, "streaming");
-        Stream::new(
+        let stream = Stream::new(
             &self.config.url,
             &self.config.tables,
             &self.tables,
             from,
             self.config.zero_dates,
             ctx.events,
-        )
-            .run(binlog)
-            .await
+        );
+        match joining {
+            Some(j) => stream.with_joining(j),
+            None => stream,
+        }
+        .run(binlog)
+        .await
     }
 }

@@ -21,6 +21,7 @@ use tracing::{debug, info, warn};
 use crate::catalog::{describe, SourceTable};
 use crate::conn::{connect, my_error, RESNAPSHOT_FIX};
 use crate::ddl::{self, DdlKind};
+use crate::join::Joining;
 use crate::gtid::{
     parse_mariadb_gtid_event, uuid_text, MARIADB_GTID_EVENT,
 };
@@ -44,6 +45,8 @@ struct OpenTx {
     in_body: bool,
     /// `Begin` sent to the apply loop (the transaction changed a selected table).
     begun: bool,
+    /// The joining tables' copy holds this transaction: their changes in it are dropped.
+    held: bool,
     pending: Vec<Change>,
 }
 
@@ -63,6 +66,8 @@ pub struct Stream {
     tx: Option<OpenTx>,
     /// The last idle position sent, and when.
     idle: Option<(BinlogPosition, Instant)>,
+    /// Tables whose copy waits for the stream to reach its snapshot's position.
+    joining: Option<Joining>,
 }
 
 impl Stream {
@@ -98,7 +103,27 @@ impl Stream {
             maps: HashMap::new(),
             tx: None,
             idle: None,
+            joining: None,
         }
+    }
+
+    /// Copies these tables when the stream reaches their snapshot (see `join`).
+    pub fn with_joining(mut self, joining: Joining) -> Stream {
+        self.joining = Some(joining);
+        self
+    }
+
+    async fn copy_joining(&mut self) -> Result<()> {
+        match self.joining.take() {
+            Some(j) => j.copy(self.zero, &self.events).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Whether changes of `table` in the open transaction are held by the joining copy.
+    fn held(&self, table: &TableId) -> bool {
+        self.tx.as_ref().is_some_and(|t| t.held)
+            && self.joining.as_ref().is_some_and(|j| j.ids.contains(table))
     }
 
     pub async fn run(mut self, mut binlog: BinlogStream) -> Result<()> {
@@ -149,7 +174,8 @@ impl Stream {
             // time, kept inside the logged second, is the closest estimate of the commit.
             let second = i64::from(header.timestamp()) * 1_000_000;
             let commit_us = now_us().clamp(second, second + 999_999);
-            self.open(BinlogPosition::MariaDb(after), commit_us, !g.standalone)?;
+            self.open(BinlogPosition::MariaDb(after), commit_us, !g.standalone)
+                .await?;
             return Ok(());
         }
         let data = match event.read_data() {
@@ -172,13 +198,13 @@ impl Stream {
                 let start = u64::from(header.log_pos()) - u64::from(header.event_size());
                 let (after, commit_us) =
                     mysql_tx_start(&self.position, &self.file, start, header.timestamp(), &g)?;
-                self.open(after, commit_us, false)?;
+                self.open(after, commit_us, false).await?;
             }
             EventData::AnonymousGtidEvent(g) => {
                 let start = u64::from(header.log_pos()) - u64::from(header.event_size());
                 let (after, commit_us) =
                     mysql_tx_start(&self.position, &self.file, start, header.timestamp(), &g.0)?;
-                self.open(after, commit_us, false)?;
+                self.open(after, commit_us, false).await?;
             }
             EventData::QueryEvent(q) => {
                 let query = q.query();
@@ -203,6 +229,11 @@ impl Stream {
                     return Ok(());
                 }
                 let key = (tme.database_name().into_owned(), tme.table_name().into_owned());
+                if self.held(&TableId::new(key.0.clone(), key.1.clone())) {
+                    // Its rows here are dropped (the joining copy holds them), so its
+                    // definition at this older point of the binlog does not matter.
+                    return Ok(());
+                }
                 let map = self.table_map(&tme, key, header.log_pos()).await?;
                 self.maps.insert(id, map);
             }
@@ -210,6 +241,9 @@ impl Stream {
                 let Some(Some(map)) = self.maps.get(&rows.table_id()) else {
                     return Ok(());
                 };
+                if self.held(&map.table.id) {
+                    return Ok(());
+                }
                 let Some(tx) = self.tx.as_mut() else {
                     return Err(Error::source_fatal(
                         "row event outside a transaction: tidewater needs GTID events in the binlog \
@@ -285,7 +319,17 @@ impl Stream {
         describe(conn, id).await
     }
 
-    fn open(&mut self, after: BinlogPosition, commit_time_us: i64, in_body: bool) -> Result<()> {
+    async fn open(
+        &mut self,
+        after: BinlogPosition,
+        commit_time_us: i64,
+        in_body: bool,
+    ) -> Result<()> {
+        if self.joining.as_ref().is_some_and(|j| !j.holds(&after)) {
+            // The first transaction the joining copy does not hold: the copy goes first.
+            self.copy_joining().await?;
+        }
+        let held = self.joining.is_some();
         if let Some(tx) = &self.tx {
             if tx.begun {
                 return Err(Error::source_fatal(format!(
@@ -302,6 +346,7 @@ impl Stream {
             after,
             in_body,
             begun: false,
+            held,
             pending: Vec::new(),
         });
         Ok(())
@@ -349,6 +394,9 @@ impl Stream {
         if self.tx.is_some() {
             return Ok(());
         }
+        if self.joining.as_ref().is_some_and(|j| self.position.reached(&j.at)) {
+            self.copy_joining().await?;
+        }
         if let Some((sent, at)) = &self.idle {
             if *sent == self.position || (!heartbeat && at.elapsed() < IDLE_EVERY) {
                 return Ok(());
@@ -369,6 +417,7 @@ impl Stream {
             .tables
             .iter()
             .filter_map(|k| self.tables.get(k))
+            .filter(|t| !self.held(&t.schema.id))
             .collect();
         if touched.is_empty() {
             return Ok(());

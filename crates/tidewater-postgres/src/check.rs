@@ -8,7 +8,7 @@ use tidewater_core::{ErrorKind, Result};
 use tokio_postgres::Client;
 
 use crate::catalog::{resolve_tables, SourceTable};
-use crate::conn::{connect, pg_error, redact};
+use crate::conn::{connect, pg_error, redact, replication_fix};
 use crate::setup::{insert_only_publication, quote_ident, quoted_table, slot_info};
 use crate::PgSourceConfig;
 
@@ -190,12 +190,7 @@ impl Cx<'_> {
             if may { "may" } else { "may not" }
         );
         Ok(vec![fail_if(!may, "replication privilege", detail, || {
-            format!(
-                "as a superuser: ALTER ROLE {u} WITH REPLICATION; (Cloud SQL: the user needs the \
-                 cloudsqlsuperuser role and the REPLICATION attribute: GRANT cloudsqlsuperuser TO {u}; \
-                 ALTER ROLE {u} WITH REPLICATION; RDS: GRANT rds_replication TO {u};)",
-                u = quote_ident(user)
-            )
+            replication_fix(user)
         })])
     }
 
@@ -440,7 +435,9 @@ impl Cx<'_> {
             return fail(
                 format!("{slot} has lost WAL it needed (max_slot_wal_keep_size exceeded)"),
                 format!(
-                    "SELECT pg_drop_replication_slot('{}'); then start from a new DuckDB file",
+                    "the changes it held are gone: move the DuckDB file (and its .wal, if any) aside \
+                     or set sink.path to a new file, and `tidewater run` takes a new snapshot and \
+                     replaces the slot (or drop it: SELECT pg_drop_replication_slot('{}');)",
                     slot.replace('\'', "''")
                 ),
             );

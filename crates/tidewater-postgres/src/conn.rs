@@ -105,12 +105,17 @@ pub fn replication_conninfo(url: &str) -> Result<String> {
 /// Opens a replication session (`replication=database`) to the server of `url`.
 pub async fn open_replication(url: &str) -> Result<pg_walstream::PgReplicationConnection> {
     let conninfo = replication_conninfo(url)?;
+    let user = parse_config(url)?
+        .get_user()
+        .unwrap_or_default()
+        .to_string();
     pg_walstream::PgReplicationConnection::connect_async(&conninfo)
         .await
         .map_err(|e| {
-            replication_error(
+            replication_connect_error(
                 e,
                 &format!("opening a replication connection to {}", redact(url)),
+                &user,
             )
         })
 }
@@ -155,6 +160,42 @@ pub fn pg_error(e: tokio_postgres::Error, what: &str) -> Error {
         ));
     }
     Error::source_retryable(format!("{what}: {e}"))
+}
+
+/// How to give `user` the right to open replication connections, on plain PostgreSQL and on
+/// the managed services.
+pub fn replication_fix(user: &str) -> String {
+    format!(
+        "as a superuser: ALTER ROLE {u} WITH REPLICATION; (Cloud SQL: the user needs the \
+         cloudsqlsuperuser role and the REPLICATION attribute: GRANT cloudsqlsuperuser TO {u}; \
+         ALTER ROLE {u} WITH REPLICATION; RDS: GRANT rds_replication TO {u};)",
+        u = crate::setup::quote_ident(user)
+    )
+}
+
+/// Whether the server refused a replication connection because the role may not replicate
+/// (PostgreSQL 14/15: "must be superuser or replication role to start walsender"; 16+:
+/// "permission denied to start WAL sender").
+fn is_replication_denied(message: &str) -> bool {
+    let lower = message.to_lowercase();
+    lower.contains("must be superuser or replication role")
+        || lower.contains("permission denied to start wal sender")
+}
+
+/// A refused replication connection, with the fix for `user` when the role lacks REPLICATION.
+fn replication_connect_error(e: pg_walstream::ReplicationError, what: &str, user: &str) -> Error {
+    let msg = e.to_string();
+    if is_replication_denied(&msg) {
+        // The server's words, without the driver's "transient connection error" wrapping.
+        let refusal = msg.split_once("FATAL:").map_or(msg.as_str(), |(_, m)| m);
+        return Error::source_fatal(format!(
+            "{what}: refused ({}): user {user} lacks the REPLICATION attribute, which reading \
+             the replication stream needs. Fix: {}",
+            refusal.trim(),
+            replication_fix(user)
+        ));
+    }
+    replication_error(e, what)
 }
 
 pub fn replication_error(e: pg_walstream::ReplicationError, what: &str) -> Error {
@@ -209,6 +250,25 @@ mod tests {
         assert!(ci.contains("sslmode=require"), "{ci}");
         let ci = replication_conninfo("postgres://u:pw@h/db?sslmode=disable").unwrap();
         assert!(ci.contains("sslmode=disable"), "{ci}");
+    }
+
+    #[test]
+    fn replication_refusal_is_recognised_in_every_server_version() {
+        // PostgreSQL 14/15, then 16+.
+        assert!(is_replication_denied(
+            "connection to server at \"h\", port 5432 failed: FATAL:  must be superuser or replication role to start walsender"
+        ));
+        assert!(is_replication_denied(
+            "FATAL:  permission denied to start WAL sender\nDETAIL:  Only roles with the REPLICATION attribute may start a WAL sender process."
+        ));
+        assert!(!is_replication_denied(
+            "FATAL:  password authentication failed for user \"repl\""
+        ));
+        let fix = replication_fix("Repl");
+        assert!(
+            fix.contains("ALTER ROLE \"Repl\" WITH REPLICATION"),
+            "{fix}"
+        );
     }
 
     #[test]

@@ -9,7 +9,9 @@ use tokio_postgres::Client;
 use tracing::{info, warn};
 
 use crate::catalog::{resolve_tables, SourceTable};
-use crate::conn::{connect, format_lsn, open_replication, parse_lsn, redact, replication_error};
+use crate::conn::{
+    connect, format_lsn, open_replication, parse_config, parse_lsn, redact, replication_error,
+};
 use crate::join::Joiner;
 use crate::setup::{drop_slot, ensure_publications, quote_ident, slot_in_use, slot_info};
 use crate::snapshot::copy_tables;
@@ -27,7 +29,15 @@ pub struct PgSource {
     config: PgSourceConfig,
     client: Client,
     tables: Vec<SourceTable>,
+    /// Opened by `connect`, so that a role without REPLICATION is refused before anything
+    /// (DuckDB file, publication, slot) is created; taken by the first `run`.
+    repl: Option<Box<PgReplicationConnection>>,
 }
+
+/// What to do when the slot cannot deliver the changes since the committed position.
+const RESNAPSHOT_FIX: &str = "the replica cannot catch up from here. Fix: move the DuckDB \
+     file (and its .wal, if any) aside, or set sink.path to a new file, and run `tidewater run` \
+     again: it takes a new snapshot (and replaces the slot)";
 
 impl PgSource {
     /// Connects, checks that logical decoding is possible and resolves the table globs.
@@ -46,26 +56,26 @@ impl PgSource {
             )));
         }
         let tables = resolve_tables(&client, &config.tables).await?;
-        info!(source = %redact(&config.url), tables = tables.len(), "source ready");
-        Ok(PgSource {
+        let mut source = PgSource {
             config,
             client,
             tables,
-        })
+            repl: None,
+        };
+        source.repl = Some(Box::new(open_replication(&source.config.url).await?));
+        info!(source = %redact(&source.config.url), tables = source.tables.len(), "source ready");
+        Ok(source)
     }
 
     pub fn source_tables(&self) -> &[SourceTable] {
         &self.tables
     }
 
-    async fn replication_connection(&self) -> Result<PgReplicationConnection> {
-        open_replication(&self.config.url).await
-    }
-
     /// Creates the slot with an exported snapshot and copies the tables inside it. Returns the
     /// replication connection (idle since slot creation) and the slot's consistent point.
     async fn initial_snapshot(
         &mut self,
+        mut repl: PgReplicationConnection,
         ctx: &SourceContext,
     ) -> Result<(PgReplicationConnection, u64)> {
         let slot = &self.config.slot;
@@ -73,11 +83,23 @@ impl PgSource {
             if let Some(pid) = info.active_pid {
                 return Err(slot_in_use(slot, pid));
             }
-            // A slot without a committed snapshot is left from an interrupted first run.
+            // A slot without a committed snapshot is left from an interrupted first run, unless
+            // it is another tool's: only a pgoutput slot of this database is ours to replace.
+            let database = parse_config(&self.config.url)?
+                .get_dbname()
+                .map(str::to_string);
+            if info.plugin.as_deref() != Some("pgoutput") || info.database != database {
+                return Err(Error::source_fatal(format!(
+                    "replication slot {slot} exists (plugin {}, database {}) but this replica never \
+                     used it: it belongs to something else. Set source.slot to another name, or drop \
+                     the slot if it is an abandoned one: SELECT pg_drop_replication_slot('{slot}')",
+                    info.plugin.as_deref().unwrap_or("?"),
+                    info.database.as_deref().unwrap_or("?"),
+                )));
+            }
             warn!(slot = %slot, "replication slot exists but no snapshot was committed: recreating it");
             drop_slot(&self.client, slot).await?;
         }
-        let mut repl = self.replication_connection().await?;
         let res = repl
             .exec_async(&format!(
                 "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput EXPORT_SNAPSHOT",
@@ -122,8 +144,12 @@ impl Source for PgSource {
             &ctx.backfill,
         )
         .await?;
+        let repl = match self.repl.take() {
+            Some(repl) => *repl,
+            None => open_replication(&self.config.url).await?,
+        };
         let (mut repl, applied_lsn) = match &ctx.resume {
-            None => self.initial_snapshot(&ctx).await?,
+            None => self.initial_snapshot(repl, &ctx).await?,
             Some(pos) => {
                 let lsn = parse_lsn(&pos.0).ok_or_else(|| {
                     Error::sink(format!("stored position {pos} is not a PostgreSQL LSN"))
@@ -132,14 +158,16 @@ impl Source for PgSource {
                 match slot_info(&self.client, slot).await? {
                     None => {
                         return Err(Error::source_fatal(format!(
-                            "replication slot {slot} does not exist, but the replica was applied up to {pos}: \
-                             the changes since then are gone. Start from a new DuckDB file to take a new snapshot"
+                            "replication slot {slot} does not exist (dropped?), but the replica was applied \
+                             up to {pos}: the changes since then are gone and {RESNAPSHOT_FIX}"
                         )))
                     }
                     Some(info) if info.wal_status.as_deref() == Some("lost") => {
                         return Err(Error::source_fatal(format!(
-                            "replication slot {slot} has lost WAL it needed (max_slot_wal_keep_size exceeded): \
-                             the replica cannot catch up. Drop the slot and start from a new DuckDB file"
+                            "replication slot {slot} has lost the WAL it held (wal_status = lost: the source \
+                             removed it past max_slot_wal_keep_size while the replica was stopped or behind), \
+                             so the changes since {pos} are gone and {RESNAPSHOT_FIX}; raise \
+                             max_slot_wal_keep_size so that this does not recur"
                         )))
                     }
                     Some(info) if info.active_pid.is_some() => return Err(slot_in_use(slot, info.active_pid.unwrap_or(0))),
@@ -151,7 +179,7 @@ impl Source for PgSource {
                     }
                     Some(_) => {}
                 }
-                (self.replication_connection().await?, lsn)
+                (repl, lsn)
             }
         };
         let options = [

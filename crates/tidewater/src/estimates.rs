@@ -1,5 +1,5 @@
 //! Row estimates of the source tables, for snapshot progress (bars with an ETA, percentages):
-//! PostgreSQL `pg_class.reltuples` (unknown until the table was vacuumed or analyzed),
+//! PostgreSQL `pg_class.reltuples` (a table never vacuumed or analyzed is counted when small),
 //! MySQL/MariaDB `information_schema.TABLES.TABLE_ROWS`. Best effort: an estimate that cannot
 //! be read is left out, and progress shows rows and rate only.
 
@@ -11,9 +11,12 @@ use tracing::debug;
 
 use crate::config::Config;
 
-const PG_ESTIMATES: &str = "SELECT n.nspname || '.' || c.relname, c.reltuples::bigint \
+const PG_ESTIMATES: &str = "SELECT n.nspname || '.' || c.relname, c.reltuples::bigint, \
+     pg_relation_size(c.oid), format('%I.%I', n.nspname, c.relname) \
      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
      WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')";
+/// A table never vacuumed or analyzed has no estimate; up to this size it is counted instead.
+const PG_COUNT_BELOW_BYTES: i64 = 64 << 20;
 const MY_ESTIMATES: &str =
     "SELECT CONCAT(TABLE_SCHEMA, '.', TABLE_NAME), CAST(TABLE_ROWS AS SIGNED) \
      FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_ROWS IS NOT NULL";
@@ -24,7 +27,7 @@ pub async fn fetch(config: &Config, tables: &[Arc<TableSchema>]) -> BTreeMap<Str
     let all = if config.source.kind == "mysql" {
         mysql(&config.source.url).await
     } else {
-        postgres(&config.source.url).await
+        postgres(&config.source.url, &wanted).await
     };
     match all {
         Ok(all) => all
@@ -39,13 +42,26 @@ pub async fn fetch(config: &Config, tables: &[Arc<TableSchema>]) -> BTreeMap<Str
     }
 }
 
-async fn postgres(url: &str) -> Result<Vec<(String, i64)>> {
+async fn postgres(url: &str, wanted: &HashSet<String>) -> Result<Vec<(String, i64)>> {
     let client = tidewater_postgres::conn::connect(url).await?;
-    let rows = client
-        .query(PG_ESTIMATES, &[])
-        .await
-        .map_err(|e| tidewater_core::Error::source_retryable(e.to_string()))?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    let err = |e: tidewater_postgres::tokio_postgres::Error| {
+        tidewater_core::Error::source_retryable(e.to_string())
+    };
+    let rows = client.query(PG_ESTIMATES, &[]).await.map_err(err)?;
+    let mut estimates = Vec::with_capacity(rows.len());
+    for r in rows {
+        let (name, mut n, bytes, quoted): (String, i64, i64, String) =
+            (r.get(0), r.get(1), r.get(2), r.get(3));
+        if n < 0 && bytes < PG_COUNT_BELOW_BYTES && wanted.contains(&name) {
+            let count = client
+                .query_one(&format!("SELECT count(*) FROM {quoted}"), &[])
+                .await
+                .map_err(err)?;
+            n = count.get(0);
+        }
+        estimates.push((name, n));
+    }
+    Ok(estimates)
 }
 
 async fn mysql(url: &str) -> Result<Vec<(String, i64)>> {

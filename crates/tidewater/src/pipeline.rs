@@ -97,12 +97,36 @@ pub async fn run(
     monitor: Arc<Monitor>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
-    let result = run_pipeline(config, &monitor, shutdown).await;
+    let result = run_pipeline(config, &monitor, shutdown)
+        .await
+        .map_err(|e| with_disk_full_fix(e, config));
     monitor.set_phase(Phase::Stopping);
     if let Err(e) = &result {
         monitor.record_error(e);
     }
     result
+}
+
+/// A sink error caused by a full file system (DuckDB's message names the file it could not
+/// write) gets what to do about it. A failed write fails its whole batch, so the replica stays
+/// at the last committed batch and a later run resumes from there.
+fn with_disk_full_fix(e: Error, config: &Config) -> Error {
+    let full = ["No space left on device", "Disk quota exceeded"]
+        .iter()
+        .any(|m| e.message().contains(m));
+    if !full || !matches!(e.kind, ErrorKind::Sink | ErrorKind::SinkRetryable) {
+        return e;
+    }
+    let db = config.sink.path.display();
+    Error::new(
+        e.kind,
+        format!(
+            "{e}. The file system holding {db} is full; the replica stays at its last committed \
+             batch. Fix: free space on that file system, or move {db} and {db}.wal (if present) \
+             together to one with room and set sink.path to the new place; then `tidewater run` \
+             resumes from the last committed batch"
+        ),
+    )
 }
 
 async fn run_pipeline(

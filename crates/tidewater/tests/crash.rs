@@ -10,6 +10,9 @@
 //!   immutable attribute where `chattr +i` works), a sink path that is a directory, and one
 //!   whose directory does not exist: a clear error (exit 3) naming the path, and after the
 //!   fix a run resumes and ends equal.
+//! - A DuckDB file on a full file system (an 8 MB tmpfs, where mounting is permitted): exit 3
+//!   naming the file, "No space left on device" and the fix; moved with its WAL to a roomy
+//!   place it resumes from its last committed batch and ends equal, each change logged once.
 //!
 //! CI runs a short version (5 kills). The long run (50 kills per source):
 //!
@@ -507,4 +510,147 @@ fn unwritable_duckdb_file_is_a_clear_error_then_resumes() {
             "{table}_log {kind}"
         );
     }
+}
+
+/// A tmpfs of `size` mounted on `dir` until dropped; `None` where mounting is not permitted.
+/// Unmounted lazily, so a process still holding a file there cannot keep it mounted.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &std::path::Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Points the rig's own config (and `rig.db`) at another DuckDB file.
+fn move_sink(rig: &mut Rig, path: &std::path::Path) {
+    let text = std::fs::read_to_string(&rig.config).unwrap();
+    let from = format!("path = {:?}", rig.db.display().to_string());
+    assert!(text.contains(&from), "{text}");
+    let to = format!("path = {:?}", path.display().to_string());
+    std::fs::write(&rig.config, text.replace(&from, &to)).unwrap();
+    rig.db = path.to_path_buf();
+}
+
+const BLOBS_SEEDED: u64 = 10;
+const BLOB_TXS: u64 = 40;
+const BLOBS_PER_TX: u64 = 75;
+
+#[test]
+fn full_disk_is_a_clear_error_then_resumes_elsewhere() {
+    let mut rig = Rig::new(&format!(
+        "CREATE TABLE blobs (id bigint PRIMARY KEY, payload text NOT NULL);
+         INSERT INTO blobs SELECT g, 'seed' FROM generate_series(1, {BLOBS_SEEDED}) g;"
+    ));
+    let disk_dir = rig.dir.path().join("small-disk");
+    let Some(disk) = Tmpfs::mount(&disk_dir, "8m") else {
+        eprintln!("mounting a tmpfs is not permitted: the full-disk case is not exercised");
+        return;
+    };
+    let db_on_disk = disk_dir.join("replica.duckdb");
+    move_sink(&mut rig, &db_on_disk);
+    // Batches of at most two source transactions (about 1.2 MB of DuckDB WAL each).
+    let mut config = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&rig.config)
+        .unwrap();
+    writeln!(config, "max_batch_rows = {}", 2 * BLOBS_PER_TX).unwrap();
+    // The snapshot fits; then, with tidewater stopped, the source writes about 12 MB of
+    // incompressible text (replica and log: twice that in DuckDB) in many transactions, so
+    // that some batches commit before the 8 MB file system is full.
+    rig.start();
+    rig.wait_caught_up(CATCH_UP);
+    rig.stop();
+    for tx in 0..BLOB_TXS {
+        let first = BLOBS_SEEDED + tx * BLOBS_PER_TX + 1;
+        let last = first + BLOBS_PER_TX - 1;
+        rig.sql(&format!(
+            "INSERT INTO blobs SELECT g, (SELECT string_agg(md5(random()::text || g || i), '') \
+             FROM generate_series(1, 128) i) FROM generate_series({first}, {last}) g"
+        ));
+    }
+    let inserted = BLOB_TXS * BLOBS_PER_TX;
+    let mark = rig.log().len();
+    rig.start();
+    let status = rig.wait_exit(CATCH_UP);
+    let log = rig.log()[mark..].to_string();
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "full disk: exit status; log:\n{log}"
+    );
+    let error = log
+        .lines()
+        .rfind(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("no error line:\n{log}"));
+    eprintln!("{error}");
+    for needle in [
+        db_on_disk.display().to_string().as_str(),
+        "No space left on device",
+        "free space",
+        "sink.path",
+    ] {
+        assert!(
+            error.contains(needle),
+            "the error lacks {needle:?}: {error}"
+        );
+    }
+
+    // DuckDB ends a transaction whose COMMIT failed: no second error from a rollback.
+    assert!(!log.contains("no transaction is active"), "{log}");
+
+    // The fix: the DuckDB file and its WAL moved to a file system with room.
+    let roomy = rig.dir.path().join("roomy");
+    std::fs::create_dir(&roomy).unwrap();
+    for name in ["replica.duckdb", "replica.duckdb.wal"] {
+        if disk_dir.join(name).exists() {
+            std::fs::copy(disk_dir.join(name), roomy.join(name)).unwrap();
+        }
+    }
+    drop(disk);
+    move_sink(&mut rig, &roomy.join("replica.duckdb"));
+    // Some batches committed before the disk filled, each of whole source transactions.
+    let committed = rig.count("SELECT count(*) FROM blobs") as u64 - BLOBS_SEEDED;
+    assert!(
+        committed > 0
+            && committed < inserted
+            && committed / BLOBS_PER_TX * BLOBS_PER_TX == committed,
+        "{committed} rows committed before the disk was full"
+    );
+    rig.start();
+    rig.wait_caught_up(CATCH_UP);
+    rig.stop();
+    let (code, out) = run_cli(&["verify"], &rig.config);
+    assert_eq!(code, 0, "verify:\n{out}");
+    // Each change once: nothing of the batch that hit the full disk was half-applied.
+    for (kind, want) in [("SNAPSHOT", BLOBS_SEEDED), ("INSERT", inserted)] {
+        assert_eq!(
+            rig.count(&format!(
+                "SELECT count(*) FROM blobs_log WHERE _metadata_change_type = '{kind}'"
+            )) as u64,
+            want,
+            "blobs_log {kind}"
+        );
+    }
+    assert_eq!(
+        rig.count("SELECT count(DISTINCT id) FROM blobs_log") as u64,
+        BLOBS_SEEDED + inserted
+    );
+    assert_eq!(
+        rig.count("SELECT count(*) FROM blobs") as u64,
+        BLOBS_SEEDED + inserted
+    );
 }

@@ -276,3 +276,250 @@ fn replica_changed_by_hand_is_refused_without_applying() {
     assert_eq!(rig.count("SELECT count(*) FROM public.t"), 1);
     assert_eq!(rig.confirmed_flush_lsn(), confirmed);
 }
+
+/// Prints the `error:` line of `out` (the message a user sees) and returns `out`.
+fn shown(out: String) -> String {
+    eprintln!(
+        "{}",
+        out.lines()
+            .rfind(|l| l.starts_with("error:"))
+            .unwrap_or_default()
+    );
+    out
+}
+
+/// Makes the server ask every user but `postgres` (which the harness's psql uses) for a
+/// password (scram-sha-256) over TCP, and waits until it does: `wrong_url` is refused.
+fn require_passwords(pg: &PgServer, wrong_url: &str) {
+    let hba = "local all all trust\n\
+               host all postgres 127.0.0.1/32 trust\n\
+               host all all 127.0.0.1/32 scram-sha-256\n";
+    std::fs::write(pg.data_dir().join("pg_hba.conf"), hba).unwrap();
+    pg.psql("postgres", "SELECT pg_reload_conf()").unwrap();
+    // The postmaster reloads asynchronously: wait until a wrong password is refused.
+    wait_until(DEADLINE, "pg_hba.conf to require passwords", || {
+        PgServer::tool("psql")
+            .args(["-X", "-A", "-t", "-c", "SELECT 1", wrong_url])
+            .output()
+            .is_ok_and(|o| {
+                String::from_utf8_lossy(&o.stderr).contains("password authentication failed")
+            })
+    })
+    .unwrap();
+}
+
+#[test]
+fn wrong_password_is_named_without_the_password() {
+    let pg = PgServer::start().unwrap();
+    pg.psql(
+        "postgres",
+        &format!(
+            "{SETUP} CREATE ROLE repl LOGIN REPLICATION PASSWORD 'the-right-one'; \
+             ALTER TABLE t OWNER TO repl; GRANT CREATE ON DATABASE postgres TO repl;"
+        ),
+    )
+    .unwrap();
+    let url = |password: &str| {
+        format!(
+            "postgres://repl:{password}@127.0.0.1:{}/postgres",
+            pg.port()
+        )
+    };
+    require_passwords(&pg, &url(PASSWORD));
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.duckdb");
+    let wrong = config_for(&url(PASSWORD), &db);
+    shown(expect(
+        tidewater(&["run"], &wrong),
+        3,
+        &[
+            "password authentication failed for user \"repl\"",
+            "check the user and password in source.url",
+        ],
+    ));
+    expect(
+        tidewater(&["check"], &wrong),
+        1,
+        &[
+            "[FAIL] connection",
+            "password authentication failed",
+            "password in source.url",
+        ],
+    );
+    assert_eq!(source_objects(&pg), "0/0");
+    assert!(!db.exists(), "a DuckDB file was created");
+    // The same config with the right password connects: it was the password, nothing else.
+    let out = expect(
+        tidewater(&["check"], &config_for(&url("the-right-one"), &db)),
+        0,
+        &["as user repl"],
+    );
+    assert!(!out.contains("[FAIL]"), "{out}");
+}
+
+#[test]
+fn role_without_replication_is_refused_before_creating_anything() {
+    // The role may log in, owns the table and may create publications: only REPLICATION
+    // is missing, so the refusal must come before the publication is created.
+    let pg = PgServer::start().unwrap();
+    pg.psql(
+        "postgres",
+        &format!(
+            "{SETUP} CREATE ROLE norepl LOGIN; ALTER TABLE t OWNER TO norepl; \
+             GRANT CREATE ON DATABASE postgres TO norepl;"
+        ),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.duckdb");
+    let text = config_for(
+        &format!("postgres://norepl@127.0.0.1:{}/postgres", pg.port()),
+        &db,
+    );
+    shown(expect(
+        tidewater(&["run"], &text),
+        3,
+        &[
+            "must be superuser or replication role",
+            "user norepl lacks the REPLICATION attribute",
+            "ALTER ROLE \"norepl\" WITH REPLICATION",
+            "rds_replication",
+        ],
+    ));
+    assert_eq!(source_objects(&pg), "0/0");
+    assert!(!db.exists(), "a DuckDB file was created");
+    expect(
+        tidewater(&["check"], &text),
+        1,
+        &[
+            "[FAIL] replication privilege",
+            "ALTER ROLE \"norepl\" WITH REPLICATION",
+        ],
+    );
+    // With the attribute granted the same config replicates.
+    pg.psql("postgres", "ALTER ROLE norepl WITH REPLICATION")
+        .unwrap();
+    let out = expect(
+        tidewater(&["check"], &text),
+        0,
+        &["user norepl may replicate"],
+    );
+    assert!(!out.contains("[FAIL]"), "{out}");
+}
+
+/// Moves the rig's DuckDB file (and its WAL, if any) aside, as the re-snapshot fix says.
+fn move_replica_aside(rig: &Rig) {
+    for ext in ["", ".wal"] {
+        let from = PathBuf::from(format!("{}{ext}", rig.db.display()));
+        if from.exists() {
+            std::fs::rename(&from, format!("{}.old", from.display())).unwrap();
+        }
+    }
+}
+
+/// After the fix a new snapshot is taken and the replica holds every row again.
+fn resnapshot_recovers(rig: &mut Rig, rows: i64) {
+    move_replica_aside(rig);
+    let mark = rig.log().len();
+    rig.start();
+    rig.wait_caught_up(Duration::from_secs(60));
+    rig.stop();
+    let log = rig.log()[mark..].to_string();
+    assert!(log.contains("taking the initial snapshot"), "{log}");
+    assert_eq!(rig.count("SELECT count(*) FROM public.t"), rows);
+}
+
+#[test]
+fn dropped_slot_says_the_changes_are_gone_and_how_to_resnapshot() {
+    let mut rig = Rig::new(SETUP);
+    rig.start();
+    rig.wait_caught_up(Duration::from_secs(60));
+    rig.stop();
+    rig.sql(&format!("SELECT pg_drop_replication_slot('{SLOT}')"));
+    rig.sql("INSERT INTO t VALUES (2, 'two')");
+    shown(expect(
+        run_cli(&["run"], &rig.config),
+        3,
+        &[
+            &format!("replication slot {SLOT} does not exist"),
+            "changes since then are gone",
+            "move the DuckDB file",
+            "sink.path to a new file",
+            "new snapshot",
+        ],
+    ));
+    // Nothing was recreated behind the user's back, nor applied.
+    assert_eq!(
+        rig.sql("SELECT count(*) FROM pg_replication_slots").trim(),
+        "0"
+    );
+    assert_eq!(rig.count("SELECT count(*) FROM public.t"), 1);
+    resnapshot_recovers(&mut rig, 2);
+}
+
+#[test]
+fn slot_with_lost_wal_says_how_to_resnapshot() {
+    let mut rig = Rig::with_server(
+        SETUP,
+        PgOptions {
+            extra_conf: vec![("max_slot_wal_keep_size".into(), "1MB".into())],
+            ..Default::default()
+        },
+        "",
+    );
+    rig.start();
+    rig.wait_caught_up(Duration::from_secs(60));
+    rig.stop();
+    // With tidewater stopped the source writes past max_slot_wal_keep_size: at a checkpoint
+    // the server invalidates the slot and removes the WAL it held.
+    let status = format!("SELECT wal_status FROM pg_replication_slots WHERE slot_name = '{SLOT}'");
+    let mut n = 1;
+    wait_until(Duration::from_secs(60), "the slot's WAL to be lost", || {
+        n += 1;
+        rig.sql(&format!(
+            "INSERT INTO t VALUES ({n}, 'lost'); SELECT pg_switch_wal(); CHECKPOINT;"
+        ));
+        rig.sql(&status).trim() == "lost"
+    })
+    .unwrap();
+    shown(expect(
+        run_cli(&["run"], &rig.config),
+        3,
+        &[
+            &format!("replication slot {SLOT} has lost"),
+            "max_slot_wal_keep_size",
+            "move the DuckDB file",
+            "sink.path to a new file",
+            "new snapshot",
+        ],
+    ));
+    assert_eq!(rig.count("SELECT count(*) FROM public.t"), 1);
+    expect(
+        run_cli(&["check"], &rig.config),
+        1,
+        &["[FAIL] slot", "lost WAL"],
+    );
+    resnapshot_recovers(&mut rig, n);
+}
+
+/// A slot with the configured name that this replica never used (another tool's, another
+/// plugin) is left alone: the first run stops with the choice, instead of replacing it.
+#[test]
+fn another_tools_slot_with_the_same_name_is_not_replaced() {
+    let rig = Rig::new(SETUP);
+    rig.sql(&format!(
+        "SELECT pg_create_logical_replication_slot('{SLOT}', 'test_decoding')"
+    ));
+    expect(
+        run_cli(&["run"], &rig.config),
+        3,
+        &["belongs to something else", "test_decoding", "source.slot"],
+    );
+    assert_eq!(
+        rig.sql(&format!(
+            "SELECT plugin FROM pg_replication_slots WHERE slot_name = '{SLOT}'"
+        ))
+        .trim(),
+        "test_decoding"
+    );
+}

@@ -1,51 +1,14 @@
-//! `sslmode=require`: both the SQL session and the replication session are encrypted.
+//! TLS to the source. PostgreSQL `sslmode=require`: both the SQL session and the replication
+//! session are encrypted. MySQL/MariaDB `ssl-mode` and `ssl-ca`: the server's certificate is
+//! verified against a private CA, and a user that requires TLS replicates.
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
-use common::Rig;
-use tidewater_harness::PgOptions;
-
-/// A self-signed certificate the server (running as `postgres` when we are root) can read.
-fn certificate(dir: &std::path::Path) -> (String, String) {
-    let (crt, key) = (dir.join("server.crt"), dir.join("server.key"));
-    let ok = Command::new("openssl")
-        .args([
-            "req",
-            "-new",
-            "-x509",
-            "-days",
-            "2",
-            "-nodes",
-            "-subj",
-            "/CN=localhost",
-            "-keyout",
-        ])
-        .arg(&key)
-        .arg("-out")
-        .arg(&crt)
-        .output()
-        .expect("openssl")
-        .status
-        .success();
-    assert!(ok, "openssl could not make a certificate");
-    let root = String::from_utf8(Command::new("id").arg("-u").output().unwrap().stdout)
-        .unwrap()
-        .trim()
-        == "0";
-    if root {
-        Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(dir)
-            .status()
-            .unwrap();
-    }
-    Command::new("chmod").arg("600").arg(&key).status().unwrap();
-    Command::new("chmod").arg("755").arg(dir).status().unwrap();
-    (crt.display().to_string(), key.display().to_string())
-}
+use common::tls::{certificates, Certs};
+use common::{expect, run_cli, Rig, MY_DB, PASSWORD};
+use tidewater_harness::{MariaDbOptions, PgOptions};
 
 #[test]
 fn sslmode_require_encrypts_both_sessions() {
@@ -53,7 +16,7 @@ fn sslmode_require_encrypts_both_sessions() {
         .prefix("tw-tls")
         .tempdir_in("/tmp")
         .unwrap();
-    let (crt, key) = certificate(certs.path());
+    let Certs { crt, key, .. } = certificates(certs.path(), "postgres");
     let options = PgOptions {
         extra_conf: vec![
             ("ssl".into(), "on".into()),
@@ -85,5 +48,53 @@ fn sslmode_require_encrypts_both_sessions() {
         ssl, all,
         "every tidewater session must be encrypted: {encrypted}"
     );
+    rig.assert_same("SELECT concat_ws('|', id, v) FROM t ORDER BY id");
+}
+
+#[test]
+fn mariadb_ssl_mode_verifies_the_server_and_replicates_over_tls() {
+    let certs = tempfile::Builder::new()
+        .prefix("tw-tls")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let c = certificates(certs.path(), "mysql");
+    let options = MariaDbOptions {
+        extra_args: vec![
+            format!("--ssl-cert={}", c.crt),
+            format!("--ssl-key={}", c.key),
+            format!("--ssl-ca={}", c.ca),
+        ],
+        ..Default::default()
+    };
+    // A replication user that the server admits over TLS only.
+    let setup = format!(
+        "CREATE TABLE t (id int PRIMARY KEY, v varchar(20)); INSERT INTO t VALUES (1, 'snapshot');
+         CREATE USER tls@'%' IDENTIFIED BY '{PASSWORD}' REQUIRE SSL;
+         GRANT SELECT, RELOAD, REPLICATION SLAVE, REPLICATION CLIENT ON *.* TO tls@'%';"
+    );
+    let ca = c.ca.clone();
+    let mut rig = Rig::mysql_with(&setup, options, move |my| {
+        format!(
+            "{}?ssl-mode=VERIFY_IDENTITY&ssl-ca={ca}",
+            my.url_as("tls", PASSWORD, MY_DB)
+        )
+    });
+    let text = std::fs::read_to_string(&rig.config).unwrap();
+    let variant = |from: &str, to: &str| {
+        let path = rig.dir.path().join("variant.toml");
+        std::fs::write(&path, text.replace(from, to)).unwrap();
+        path
+    };
+    // Without TLS the user is refused; without the private CA the certificate is.
+    let plain = variant(&format!("?ssl-mode=VERIFY_IDENTITY&ssl-ca={}", c.ca), "");
+    expect(run_cli(&["run"], &plain), 3, &["Access denied"]);
+    let no_ca = variant(&format!("&ssl-ca={}", c.ca), "");
+    expect(run_cli(&["run"], &no_ca), 3, &["TLS", "ssl-ca="]);
+    assert!(!rig.db.exists(), "a failed start created the replica");
+    rig.start();
+    rig.wait_caught_up(Duration::from_secs(60));
+    rig.sql("INSERT INTO t VALUES (2, 'streamed');");
+    rig.wait_caught_up(Duration::from_secs(60));
+    rig.stop();
     rig.assert_same("SELECT concat_ws('|', id, v) FROM t ORDER BY id");
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod bq;
+pub mod tls;
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -10,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tidewater_duckdb::duckdb::{AccessMode, Config, Connection};
-use tidewater_harness::{wait_until, MariaDbServer, PgOptions, PgServer};
+use tidewater_harness::{wait_until, MariaDbOptions, MariaDbServer, PgOptions, PgServer};
 
 pub const SLOT: &str = "tidewater";
 /// The MariaDB database the MySQL rigs replicate (`shop.*`).
@@ -58,12 +59,21 @@ impl Rig {
     /// A throwaway MariaDB (row binlog, GTIDs) with database `shop` prepared with
     /// `setup_sql`, and a config replicating `shop.*`.
     pub fn mysql(setup_sql: &str) -> Rig {
-        let my = MariaDbServer::start().expect("start MariaDB");
+        Rig::mysql_with(setup_sql, MariaDbOptions::default(), |my| my.url(MY_DB))
+    }
+
+    /// [`Rig::mysql`] with server `options` and the source URL that `url` gives.
+    pub fn mysql_with(
+        setup_sql: &str,
+        options: MariaDbOptions,
+        url: impl Fn(&MariaDbServer) -> String,
+    ) -> Rig {
+        let my = MariaDbServer::start_with(options).expect("start MariaDB");
         my.create_database(MY_DB).expect("create database");
         my.sql(MY_DB, setup_sql).expect("setup SQL");
         let source = format!(
             "type = \"mysql\"\nurl = \"{}\"\ntables = [\"{MY_DB}.*\"]\nserver_id = 77",
-            my.url(MY_DB)
+            url(&my)
         );
         Rig::with_source(Src::My(my), MY_DB, &source)
     }
