@@ -170,7 +170,22 @@ pub async fn run(source: &str, seconds: Option<u64>, path: &Path) -> Result<()> 
         config.sink.path.clone(),
     ));
     let queries = crate::query::gate::QueryGate::new(monitor.clone());
-    let http = crate::http::start(crate::commands::LOCAL_ONLY, monitor.clone(), queries).await?;
+    let http = crate::http::start(
+        crate::commands::LOCAL_ONLY,
+        monitor.clone(),
+        queries.clone(),
+    )
+    .await?;
+    // The PostgreSQL wire protocol too, on a free loopback port: psql on the live replica.
+    let sql = crate::sql_endpoint::start(
+        crate::config::SqlEndpoint {
+            listen: crate::commands::LOCAL_ONLY,
+            limit: crate::query::exec::DEFAULT_LIMIT,
+            timeout: crate::query::exec::DEFAULT_TIMEOUT,
+        },
+        queries,
+    )
+    .await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let pipeline = {
         let config = config.clone();
@@ -178,9 +193,12 @@ pub async fn run(source: &str, seconds: Option<u64>, path: &Path) -> Result<()> 
     };
 
     eprintln!(
-        "replicating {} into {} (Ctrl-C stops); status page: http://{http}/",
+        "replicating {} into {} (Ctrl-C stops); status page: http://{http}/; \
+         psql: psql -h {} -p {} -d demo",
         demo.tables,
-        path.display()
+        path.display(),
+        sql.ip(),
+        sql.port()
     );
     let mut signal = shutdown_signal();
     let started = Instant::now();

@@ -1,6 +1,7 @@
 //! The README's first command: `tidewater demo` must run end to end and stop on its own.
 
 use std::process::Command;
+use std::time::Duration;
 
 #[test]
 fn demo_replicates_and_stops_after_its_seconds() {
@@ -73,4 +74,53 @@ fn demo_leaves_a_config_and_prints_queries_that_work() {
             String::from_utf8_lossy(&run.stderr)
         );
     }
+}
+
+/// While the demo runs, the psql command it prints reads the live replica.
+#[test]
+fn demo_serves_psql_while_it_runs() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_tidewater"))
+        .args(["demo", "--seconds", "8", "--path"])
+        .arg(dir.path().join("demo.duckdb"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run tidewater demo");
+    let stderr = BufReader::new(demo.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    let mut psql = None;
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        if let Some((_, cmd)) = line.split_once("psql: ") {
+            psql = Some(cmd.to_string());
+            break;
+        }
+        seen.push(line);
+    }
+    let psql = psql.unwrap_or_else(|| panic!("no psql command printed:\n{}", seen.join("\n")));
+    let args: Vec<&str> = psql.split_whitespace().skip(1).collect();
+    // The endpoint answers at once; the replica opens once the snapshot has begun.
+    let mut last = String::new();
+    tidewater_harness::wait_until(Duration::from_secs(30), "psql to read the replica", || {
+        let out = Command::new("psql")
+            .args(&args)
+            .args([
+                "-X",
+                "-At",
+                "-c",
+                "SELECT count(*) > 0 FROM public.customers",
+            ])
+            .output()
+            .unwrap();
+        last = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        last.trim() == "t"
+    })
+    .unwrap_or_else(|e| panic!("{e}: {psql}: {last}"));
+    assert!(demo.wait().unwrap().success());
 }
