@@ -45,7 +45,27 @@ pub struct Joiner {
 }
 
 impl Joiner {
-    /// Steps 1 and 2: publishes the tables and opens their snapshot.
+    /// Step 1, table by table: the tables now in their publication, and those refused for
+    /// good (typically: tidewater's role does not own a table another role created). A
+    /// connection error is returned instead: the pipeline retries.
+    pub async fn publish(
+        &self,
+        client: &Client,
+        tables: Vec<SourceTable>,
+    ) -> Result<(Vec<SourceTable>, Vec<(TableId, Error)>)> {
+        let (mut published, mut refused) = (Vec::new(), Vec::new());
+        for t in tables {
+            match add_to_publications(client, &self.publication, std::slice::from_ref(&t)).await {
+                Ok(()) => published.push(t),
+                Err(e) if e.is_retryable() => return Err(e),
+                Err(e) => refused.push((t.schema.id.clone(), e)),
+            }
+        }
+        Ok((published, refused))
+    }
+
+    /// Steps 1 (where `publish` was not called) and 2: publishes the tables and opens their
+    /// snapshot.
     pub async fn begin(&self, client: &Client, tables: Vec<SourceTable>) -> Result<Joining> {
         add_to_publications(client, &self.publication, &tables).await?;
         let mut session = open_replication(&self.url).await?;

@@ -14,7 +14,7 @@ use tidewater_core::{
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 use tokio::time::{interval, Interval, MissedTickBehavior};
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::catalog::{selected_tables, SourceTable};
 use crate::conn::{format_lsn, parse_lsn, replication_error};
@@ -67,6 +67,8 @@ struct State {
     tx_lsn: u64,
     /// Tables whose copy waits for the stream to pass its snapshot.
     joining: Option<Joining>,
+    /// Selected tables that could not join (not published): not looked at again.
+    refused: HashSet<TableId>,
     discover: Interval,
     nudge: Interval,
     chunk: Vec<Change>,
@@ -121,6 +123,7 @@ impl Stream<'_> {
             in_tx: None,
             tx_lsn: 0,
             joining: None,
+            refused: HashSet::new(),
             discover: interval(DISCOVER_INTERVAL),
             nudge: interval(NUDGE_INTERVAL),
             chunk: Vec::with_capacity(CHUNK_ROWS),
@@ -218,7 +221,7 @@ impl Stream<'_> {
 
     /// Looks for tables created since the stream started that the globs select.
     async fn discover(&mut self, st: &mut State) -> Result<()> {
-        let known: HashSet<TableId> = self.tables.keys().cloned().collect();
+        let known: HashSet<TableId> = self.tables.keys().chain(&st.refused).cloned().collect();
         let (client, patterns) = (self.client, self.patterns);
         let new = self
             .answering(st, selected_tables(client, patterns, &known))
@@ -238,9 +241,22 @@ impl Stream<'_> {
             ));
         };
         let client = self.client;
-        let begun = self.answering(st, joiner.begin(client, tables)).await;
+        let begun = async {
+            let (published, refused) = self.answering(st, joiner.publish(client, tables)).await?;
+            for (id, e) in refused {
+                warn!(table = %id, error = %e, "a selected table cannot join the replica (the other tables replicate on); fix the cause and restart tidewater to copy it");
+                st.refused.insert(id);
+            }
+            if published.is_empty() {
+                return Ok(None);
+            }
+            self.answering(st, joiner.begin(client, published)).await.map(Some)
+        }
+        .await;
         self.joiner = Some(joiner);
-        let joining = begun?;
+        let Some(joining) = begun? else {
+            return Ok(());
+        };
         for t in &joining.tables {
             self.tables.insert(t.schema.id.clone(), t.schema.clone());
             // Described before it was selected (a rename): from now on it is replicated.

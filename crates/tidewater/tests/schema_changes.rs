@@ -240,3 +240,46 @@ fn postgres_kill9_during_a_join_copies_the_table_once() {
         300_000
     );
 }
+
+/// A new table that tidewater's role may not add to its publication (another role owns it)
+/// is named in a warning and left out; the other tables, old and new, replicate on.
+#[test]
+fn postgres_a_table_that_cannot_join_does_not_stop_the_others() {
+    let mut rig = Rig::new(
+        "CREATE ROLE tw LOGIN REPLICATION;
+         GRANT CREATE ON DATABASE postgres TO tw;
+         CREATE TABLE t (id int PRIMARY KEY);
+         ALTER TABLE t OWNER TO tw;
+         INSERT INTO t VALUES (1);",
+    );
+    let text = std::fs::read_to_string(&rig.config).unwrap();
+    assert!(text.contains("postgres://postgres@"), "{text}");
+    std::fs::write(&rig.config, text.replace("postgres://postgres@", "postgres://tw@")).unwrap();
+    rig.start();
+    rig.wait_caught_up(WAIT);
+    rig.sql(
+        "CREATE TABLE foreign_owned (id int PRIMARY KEY); INSERT INTO foreign_owned VALUES (1);
+         CREATE TABLE mine (id int PRIMARY KEY); ALTER TABLE mine OWNER TO tw;
+         INSERT INTO mine VALUES (1), (2);",
+    );
+    tidewater_harness::wait_until(WAIT, "the joinable table to join", || {
+        rig.log().contains("joining tables copied")
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    rig.sql("INSERT INTO t VALUES (2); INSERT INTO mine VALUES (3);");
+    rig.wait_caught_up(WAIT);
+    rig.stop();
+    let log = rig.log();
+    assert!(
+        log.contains("cannot join the replica") && log.contains("foreign_owned"),
+        "{log}"
+    );
+    rig.assert_same("SELECT string_agg(id::text, ',' ORDER BY id) FROM t");
+    rig.assert_same("SELECT string_agg(id::text, ',' ORDER BY id) FROM mine");
+    assert_eq!(
+        rig.count(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'foreign_owned'"
+        ),
+        0
+    );
+}
