@@ -59,6 +59,7 @@ pub async fn run(config_path: &Path, progress_bars: bool) -> Result<()> {
     info!(http = %addr, "serving / (status page), /status, /metrics, /health and POST /query");
     if let Some(sql) = config.sql_endpoint()? {
         let addr = sql_endpoint::start(sql, queries).await?;
+        monitor.set_sql_addr(addr);
         info!(sql = %addr, "sql endpoint listening (PostgreSQL wire protocol, read-only)");
     }
     let progress = crate::progress::spawn(monitor.clone(), progress_bars);

@@ -186,6 +186,7 @@ pub async fn run(source: &str, seconds: Option<u64>, path: &Path) -> Result<()> 
         queries,
     )
     .await?;
+    monitor.set_sql_addr(sql);
     let (stop_tx, stop_rx) = watch::channel(false);
     let pipeline = {
         let config = config.clone();

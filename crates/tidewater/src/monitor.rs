@@ -78,6 +78,8 @@ pub struct Monitor {
     reader: Mutex<Option<Connection>>,
     report: Mutex<Option<CachedReport>>,
     http_addr: OnceLock<SocketAddr>,
+    /// The PostgreSQL wire-protocol endpoint, when `[sql] listen` is set.
+    sql_addr: OnceLock<SocketAddr>,
     /// The configuration `run` was started with: `POST /verify` reads the source with it.
     config: OnceLock<Arc<Config>>,
 }
@@ -104,6 +106,7 @@ impl Monitor {
             reader: Mutex::default(),
             report: Mutex::default(),
             http_addr: OnceLock::new(),
+            sql_addr: OnceLock::new(),
             config: OnceLock::new(),
         }
     }
@@ -151,6 +154,14 @@ impl Monitor {
 
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_addr.get().copied()
+    }
+
+    pub fn set_sql_addr(&self, addr: SocketAddr) {
+        let _ = self.sql_addr.set(addr);
+    }
+
+    pub fn sql_addr(&self) -> Option<SocketAddr> {
+        self.sql_addr.get().copied()
     }
 
     pub fn set_config(&self, config: Config) {

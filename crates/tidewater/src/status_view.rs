@@ -34,6 +34,9 @@ pub struct LiveStatus {
     pub health: String,
     /// The HTTP endpoint (`/status`, `/metrics`, `/query`, ...).
     pub http: Option<String>,
+    /// The PostgreSQL wire-protocol endpoint (`[sql] listen`), for psql and BI tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sql: Option<String>,
     pub started_at: String,
     pub source_type: String,
     /// Position of the last batch this process committed.
@@ -102,6 +105,7 @@ impl StatusView {
             healthy: health.ok,
             health: health.reason,
             http: monitor.http_addr().map(|a| a.to_string()),
+            sql: monitor.sql_addr().map(|a| a.to_string()),
             started_at: format_utc_micros(monitor.started_us),
             source_type: monitor.source_type.clone(),
             position: stats.position(),
@@ -152,6 +156,18 @@ impl StatusView {
                 let _ = writeln!(o, "health:              {health}: {}", l.health);
                 if let Some(http) = &l.http {
                     let _ = writeln!(o, "http:                http://{http}/");
+                }
+                if let Some(sql) = l
+                    .sql
+                    .as_deref()
+                    .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+                {
+                    let _ = writeln!(
+                        o,
+                        "sql:                 psql -h {} -p {}",
+                        sql.ip(),
+                        sql.port()
+                    );
                 }
             }
             _ => {

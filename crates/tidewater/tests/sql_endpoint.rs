@@ -117,6 +117,14 @@ fn psql_reads_the_live_replica_and_its_changes() {
     })
     .unwrap_or_else(|e| panic!("{e}: psql shows\n{seen}\nthe source has\n{expected}"));
 
+    // `tidewater status` tells how to connect.
+    let (code, status) = run_cli(&["status"], &rig.config);
+    assert_eq!(code, 0, "{status}");
+    assert!(
+        status.contains(&format!("psql -h 127.0.0.1 -p {port}")),
+        "{status}"
+    );
+
     // What BI tools and drivers send first: the server's version, transaction blocks; a
     // session goes on after an error.
     let out = psql(
