@@ -11,6 +11,12 @@ use common::Rig;
 
 const WAIT: Duration = Duration::from_secs(90);
 
+/// Waits until the current run's log holds `needle` at least `times` times.
+fn wait_logged(rig: &Rig, needle: &str, times: usize) {
+    tidewater_harness::wait_until(WAIT, needle, || rig.log().matches(needle).count() >= times)
+        .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+}
+
 /// The replica's columns of `table`, as `name type` in order.
 fn replica_columns(rig: &Rig, table: &str) -> Vec<String> {
     rig.replica_lines(&format!(
@@ -45,13 +51,19 @@ fn postgres_add_drop_and_widen_columns_while_streaming() {
     rig.wait_caught_up(WAIT);
     rig.stop();
     rig.assert_same("SELECT concat_ws('|', id, n, b) FROM t ORDER BY id");
-    assert_eq!(replica_columns(&rig, "t"), ["id INTEGER", "n BIGINT", "b VARCHAR"]);
+    assert_eq!(
+        replica_columns(&rig, "t"),
+        ["id INTEGER", "n BIGINT", "b VARCHAR"]
+    );
     // The log keeps the dropped column's history.
     assert_eq!(
         rig.replica_lines("SELECT a FROM t_log WHERE id = 3 AND a IS NOT NULL"),
         ["three"]
     );
-    assert_eq!(rig.count("SELECT count(*) FROM t_log"), 2 + 1 + 1 + 1 + 1 + 1);
+    assert_eq!(
+        rig.count("SELECT count(*) FROM t_log"),
+        2 + 1 + 1 + 1 + 1 + 1
+    );
 }
 
 #[test]
@@ -90,7 +102,10 @@ fn mariadb_add_drop_widen_and_new_tables_while_streaming() {
     rig.assert_same("SELECT concat_ws('|', id, v) FROM fresh ORDER BY id");
     let mut cols = replica_columns(&rig, "t");
     cols.sort();
-    assert_eq!(cols, ["b VARCHAR", "first_col INTEGER", "id INTEGER", "n BIGINT"]);
+    assert_eq!(
+        cols,
+        ["b VARCHAR", "first_col INTEGER", "id INTEGER", "n BIGINT"]
+    );
     assert_eq!(
         rig.replica_lines("SELECT a FROM t_log WHERE id = 3 AND a IS NOT NULL"),
         ["three"]
@@ -129,10 +144,7 @@ fn postgres_tables_join_while_streaming_with_their_rows() {
         .args(["-c", "CALL bump(4000)"])
         .spawn()
         .unwrap();
-    tidewater_harness::wait_until(WAIT, "the new table to join", || {
-        rig.log().contains("joining tables copied")
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    wait_logged(&rig, "joining tables copied", 1);
     assert!(writer.wait().unwrap().success(), "writer failed");
     rig.wait_caught_up(WAIT);
     rig.stop();
@@ -142,10 +154,7 @@ fn postgres_tables_join_while_streaming_with_their_rows() {
          INSERT INTO later VALUES (1, 'a'), (2, 'b');",
     );
     rig.start();
-    tidewater_harness::wait_until(WAIT, "the table created meanwhile to join", || {
-        rig.log().matches("joining tables copied").count() == 2
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    wait_logged(&rig, "joining tables copied", 2);
     rig.sql("UPDATE later SET v = 'c' WHERE id = 2; INSERT INTO later VALUES (3, 'd');");
     rig.wait_caught_up(WAIT);
     rig.stop();
@@ -178,7 +187,9 @@ fn postgres_tables_join_while_streaming_with_their_rows() {
 /// position dropped (the copy holds them), the ones after applied.
 #[test]
 fn mariadb_table_created_while_stopped_joins_with_its_rows() {
-    let mut rig = Rig::mysql("CREATE TABLE t (id int PRIMARY KEY, v varchar(10)); INSERT INTO t VALUES (1, 'a');");
+    let mut rig = Rig::mysql(
+        "CREATE TABLE t (id int PRIMARY KEY, v varchar(10)); INSERT INTO t VALUES (1, 'a');",
+    );
     rig.start();
     rig.wait_caught_up(WAIT);
     rig.stop();
@@ -189,10 +200,7 @@ fn mariadb_table_created_while_stopped_joins_with_its_rows() {
          INSERT INTO t VALUES (2, 'b');",
     );
     rig.start();
-    tidewater_harness::wait_until(WAIT, "the table created meanwhile to join", || {
-        rig.log().contains("joining tables copied")
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    wait_logged(&rig, "joining tables copied", 1);
     rig.sql("UPDATE later SET v = 'c' WHERE id = 2; INSERT INTO later VALUES (3, 'd');");
     rig.wait_caught_up(WAIT);
     rig.stop();
@@ -218,18 +226,12 @@ fn postgres_kill9_during_a_join_copies_the_table_once() {
         "CREATE TABLE big (id int PRIMARY KEY, v text);
          INSERT INTO big SELECT g, repeat('x', 100) FROM generate_series(1, 300000) g;",
     );
-    tidewater_harness::wait_until(WAIT, "the join to start", || {
-        rig.log().contains("tables join the replica")
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    wait_logged(&rig, "tables join the replica", 1);
     let copied_before_kill = rig.log().contains("joining tables copied");
     rig.kill9();
     rig.sql("UPDATE big SET v = 'after' WHERE id = 1;");
     rig.start();
-    tidewater_harness::wait_until(WAIT, "the join to complete", || {
-        rig.log().contains("joining tables copied")
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    wait_logged(&rig, "joining tables copied", 1);
     rig.wait_caught_up(WAIT);
     rig.stop();
     eprintln!("copy complete before the kill: {copied_before_kill}");
@@ -254,7 +256,11 @@ fn postgres_a_table_that_cannot_join_does_not_stop_the_others() {
     );
     let text = std::fs::read_to_string(&rig.config).unwrap();
     assert!(text.contains("postgres://postgres@"), "{text}");
-    std::fs::write(&rig.config, text.replace("postgres://postgres@", "postgres://tw@")).unwrap();
+    std::fs::write(
+        &rig.config,
+        text.replace("postgres://postgres@", "postgres://tw@"),
+    )
+    .unwrap();
     rig.start();
     rig.wait_caught_up(WAIT);
     rig.sql(
@@ -262,10 +268,7 @@ fn postgres_a_table_that_cannot_join_does_not_stop_the_others() {
          CREATE TABLE mine (id int PRIMARY KEY); ALTER TABLE mine OWNER TO tw;
          INSERT INTO mine VALUES (1), (2);",
     );
-    tidewater_harness::wait_until(WAIT, "the joinable table to join", || {
-        rig.log().contains("joining tables copied")
-    })
-    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    wait_logged(&rig, "joining tables copied", 1);
     rig.sql("INSERT INTO t VALUES (2); INSERT INTO mine VALUES (3);");
     rig.wait_caught_up(WAIT);
     rig.stop();
