@@ -87,6 +87,17 @@ fn value_columns(schema: &TableSchema, rows: &[RowMeta]) -> Result<Columns> {
         let values = rows.iter().map(|r| &r.change.row[i]);
         if matches!(col.ty, ColumnType::Bytes) {
             columns.binary(values.map(bytes_cell))?;
+        } else if matches!(
+            col.ty,
+            ColumnType::Int8
+                | ColumnType::Int16
+                | ColumnType::Int32
+                | ColumnType::Int64
+                | ColumnType::UInt8
+                | ColumnType::UInt16
+                | ColumnType::UInt32
+        ) {
+            columns.int_text(values.map(|v| text_cell(v, schema, i)))?;
         } else {
             columns.text(values.map(|v| text_cell(v, schema, i)))?;
         }
