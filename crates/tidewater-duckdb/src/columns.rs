@@ -9,12 +9,36 @@
 use std::sync::Arc;
 
 use duckdb::arrow::array::{
-    ArrayRef, BinaryBuilder, BooleanArray, Int64Array, Int64Builder, StringArray, StringBuilder,
+    ArrayRef, BinaryBuilder, BooleanArray, Decimal128Builder, Int64Array, Int64Builder,
+    StringArray, StringBuilder,
 };
 use duckdb::arrow::datatypes::{Field, Schema};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::Appender;
 use tidewater_core::{Error, Result};
+
+/// `-12.34` at scale 3 → -12340; `None` unless it is `[-]digits[.digits]` with at most
+/// `scale` fraction digits and at most 38 digits in all.
+fn scaled_decimal(s: &str, scale: u8) -> Option<i128> {
+    let (negative, body) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    let digits = |t: &str| t.bytes().all(|c| c.is_ascii_digit());
+    if int.is_empty() || !digits(int) || !digits(frac) || frac.len() > scale as usize {
+        return None;
+    }
+    if int.len() + scale as usize > 38 {
+        return None;
+    }
+    let mut n: i128 = 0;
+    for c in int.bytes().chain(frac.bytes()) {
+        n = n * 10 + i128::from(c - b'0');
+    }
+    n *= 10i128.pow(u32::from(scale) - frac.len() as u32);
+    Some(if negative { -n } else { n })
+}
 
 #[derive(Default, Clone)]
 pub struct Columns {
@@ -80,6 +104,30 @@ impl Columns {
         Ok(())
     }
 
+    /// A DECIMAL(p ≤ 38, s) column given as plain decimal text, as Arrow decimals. `false`
+    /// (nothing pushed) when a value has another form (more fraction digits than the scale,
+    /// an exponent, NaN): the caller then appends the text, which DuckDB casts or rejects.
+    pub fn decimal_text(&mut self, values: &[Option<&str>], precision: u8, scale: u8) -> bool {
+        let mut b = Decimal128Builder::with_capacity(self.rows);
+        for v in values {
+            match v {
+                None => b.append_null(),
+                Some(s) => match scaled_decimal(s, scale) {
+                    Some(n) => b.append_value(n),
+                    None => return false,
+                },
+            }
+        }
+        match b.with_precision_and_scale(precision, scale as i8) {
+            Ok(b) => {
+                let mut b = b;
+                self.push(Arc::new(b.finish()));
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     pub fn binary(&mut self, values: impl Iterator<Item = Result<Option<Vec<u8>>>>) -> Result<()> {
         let mut b = BinaryBuilder::with_capacity(self.rows, self.rows * 8);
         for v in values {
@@ -112,5 +160,25 @@ impl Columns {
         appender
             .append_record_batch(batch)
             .map_err(|e| Error::sink(format!("{what}: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::scaled_decimal;
+
+    #[test]
+    fn plain_decimals_scale_exactly() {
+        assert_eq!(scaled_decimal("-12.34", 3), Some(-12340));
+        assert_eq!(scaled_decimal("0.5", 2), Some(50));
+        assert_eq!(scaled_decimal("42", 0), Some(42));
+        assert_eq!(scaled_decimal("42", 2), Some(4200));
+        assert_eq!(
+            scaled_decimal("99999999999999999999999999999999999999", 0),
+            Some(10i128.pow(38) - 1)
+        );
+        for other in ["1.234", "NaN", "1e5", "", "-", ".5", "1.2.3", "+1", "1 "] {
+            assert_eq!(scaled_decimal(other, 2), None, "{other}");
+        }
     }
 }

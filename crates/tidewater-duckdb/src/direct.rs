@@ -98,6 +98,13 @@ fn value_columns(schema: &TableSchema, rows: &[RowMeta]) -> Result<Columns> {
                 | ColumnType::UInt32
         ) {
             columns.int_text(values.map(|v| text_cell(v, schema, i)))?;
+        } else if let ColumnType::Decimal { precision, scale } = col.ty {
+            let cells: Vec<Option<&str>> = values
+                .map(|v| text_cell(v, schema, i))
+                .collect::<Result<_>>()?;
+            if precision > 38 || !columns.decimal_text(&cells, precision, scale) {
+                columns.text(cells.into_iter().map(Ok))?;
+            }
         } else {
             columns.text(values.map(|v| text_cell(v, schema, i)))?;
         }
