@@ -119,8 +119,7 @@ impl Columns {
             }
         }
         match b.with_precision_and_scale(precision, scale as i8) {
-            Ok(b) => {
-                let mut b = b;
+            Ok(mut b) => {
                 self.push(Arc::new(b.finish()));
                 true
             }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, OptsBuilder};
+use percent_encoding::percent_decode_str;
 use tidewater_core::{Error, Result};
 
 /// MySQL and MariaDB differ in GTIDs, snapshot position and binlog events.
@@ -107,7 +108,10 @@ fn split_tls_params(url: &str) -> Result<(String, TlsParams)> {
                     },
                 )
             }
-            "ssl-ca" => tls.ca = Some(percent_decode(value)),
+            "ssl-ca" => {
+                // A CA path in a URL may be percent-encoded (`%2F` for `/`).
+                tls.ca = Some(percent_decode_str(value).decode_utf8_lossy().into_owned())
+            }
             _ => rest.push(pair),
         }
     }
@@ -116,30 +120,6 @@ fn split_tls_params(url: &str) -> Result<(String, TlsParams)> {
         false => format!("{base}?{}", rest.join("&")),
     };
     Ok((url, tls))
-}
-
-/// `%2F` → `/` (a CA path in a URL may be percent-encoded).
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The source URL with the password removed, for messages and logs.

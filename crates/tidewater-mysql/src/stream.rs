@@ -21,10 +21,8 @@ use tracing::{debug, info, warn};
 use crate::catalog::{describe, SourceTable};
 use crate::conn::{connect, my_error, RESNAPSHOT_FIX};
 use crate::ddl::{self, DdlKind};
+use crate::gtid::{parse_mariadb_gtid_event, uuid_text, MARIADB_GTID_EVENT};
 use crate::join::Joining;
-use crate::gtid::{
-    parse_mariadb_gtid_event, uuid_text, MARIADB_GTID_EVENT,
-};
 use crate::position::BinlogPosition;
 use crate::rows::TableMap;
 use crate::value::ZeroDates;
@@ -45,8 +43,6 @@ struct OpenTx {
     in_body: bool,
     /// `Begin` sent to the apply loop (the transaction changed a selected table).
     begun: bool,
-    /// The joining tables' copy holds this transaction: their changes in it are dropped.
-    held: bool,
     pending: Vec<Change>,
 }
 
@@ -120,10 +116,11 @@ impl Stream {
         }
     }
 
-    /// Whether changes of `table` in the open transaction are held by the joining copy.
+    /// Whether changes of `table` in the open transaction are held by the joining copy (the
+    /// copy is sent before the first transaction it does not hold, so while it waits every
+    /// open transaction is one it holds).
     fn held(&self, table: &TableId) -> bool {
-        self.tx.as_ref().is_some_and(|t| t.held)
-            && self.joining.as_ref().is_some_and(|j| j.ids.contains(table))
+        self.tx.is_some() && self.joining.as_ref().is_some_and(|j| j.ids.contains(table))
     }
 
     pub async fn run(mut self, mut binlog: BinlogStream) -> Result<()> {
@@ -137,7 +134,9 @@ impl Stream {
                     )))
                 }
                 Ok(None) => {
-                    return Err(Error::source_retryable("the source closed the binlog stream"))
+                    return Err(Error::source_retryable(
+                        "the source closed the binlog stream",
+                    ))
                 }
                 Ok(Some(Err(e))) => {
                     let err = my_error(e, "reading the binlog");
@@ -228,10 +227,13 @@ impl Stream {
                 if self.maps.contains_key(&id) {
                     return Ok(());
                 }
-                let key = (tme.database_name().into_owned(), tme.table_name().into_owned());
+                let key = (
+                    tme.database_name().into_owned(),
+                    tme.table_name().into_owned(),
+                );
                 if self.held(&TableId::new(key.0.clone(), key.1.clone())) {
-                    // Its rows here are dropped (the joining copy holds them), so its
-                    // definition at this older point of the binlog does not matter.
+                    // Without a map its rows here are dropped (the joining copy holds them),
+                    // and its definition at this older point of the binlog does not matter.
                     return Ok(());
                 }
                 let map = self.table_map(&tme, key, header.log_pos()).await?;
@@ -241,9 +243,6 @@ impl Stream {
                 let Some(Some(map)) = self.maps.get(&rows.table_id()) else {
                     return Ok(());
                 };
-                if self.held(&map.table.id) {
-                    return Ok(());
-                }
                 let Some(tx) = self.tx.as_mut() else {
                     return Err(Error::source_fatal(
                         "row event outside a transaction: tidewater needs GTID events in the binlog \
@@ -329,7 +328,6 @@ impl Stream {
             // The first transaction the joining copy does not hold: the copy goes first.
             self.copy_joining().await?;
         }
-        let held = self.joining.is_some();
         if let Some(tx) = &self.tx {
             if tx.begun {
                 return Err(Error::source_fatal(format!(
@@ -346,7 +344,6 @@ impl Stream {
             after,
             in_body,
             begun: false,
-            held,
             pending: Vec::new(),
         });
         Ok(())
@@ -394,7 +391,11 @@ impl Stream {
         if self.tx.is_some() {
             return Ok(());
         }
-        if self.joining.as_ref().is_some_and(|j| self.position.reached(&j.at)) {
+        if self
+            .joining
+            .as_ref()
+            .is_some_and(|j| self.position.reached(&j.at))
+        {
             self.copy_joining().await?;
         }
         if let Some((sent, at)) = &self.idle {
@@ -481,12 +482,10 @@ fn mysql_tx_start(
             set.add(&uuid_text(g.sid()), g.gno());
             BinlogPosition::MySql(set)
         }
-        _ if g.tx_length() == 0 => {
-            return Err(Error::source_fatal(
-                "the binlog does not record transaction lengths (MySQL before 8.0.2): enable GTIDs \
+        _ if g.tx_length() == 0 => return Err(Error::source_fatal(
+            "the binlog does not record transaction lengths (MySQL before 8.0.2): enable GTIDs \
                  (gtid_mode=ON, enforce_gtid_consistency=ON) so tidewater can resume exactly",
-            ))
-        }
+        )),
         _ => BinlogPosition::File {
             file: file.to_string(),
             pos: event_start + g.tx_length(),
@@ -501,13 +500,16 @@ mod tests {
     use crate::gtid::MySqlGtidSet;
 
     const SID: [u8; 16] = [
-        0x3e, 0x11, 0xfa, 0x47, 0x71, 0xca, 0x11, 0xe1, 0x9e, 0x33, 0xc8, 0x0a, 0xa9, 0x42,
-        0x95, 0x62,
+        0x3e, 0x11, 0xfa, 0x47, 0x71, 0xca, 0x11, 0xe1, 0x9e, 0x33, 0xc8, 0x0a, 0xa9, 0x42, 0x95,
+        0x62,
     ];
 
     #[test]
     fn rotate_names_lose_an_unstripped_checksum() {
-        assert_eq!(binlog_file_name("mariadb-bin.000001R<sT"), "mariadb-bin.000001");
+        assert_eq!(
+            binlog_file_name("mariadb-bin.000001R<sT"),
+            "mariadb-bin.000001"
+        );
         assert_eq!(binlog_file_name("mysql-bin.000123"), "mysql-bin.000123");
     }
 
@@ -533,7 +535,10 @@ mod tests {
         let g = GtidEvent::new([0; 16], 0).with_tx_length(1234);
         let (after, commit) = mysql_tx_start(&file, "b.000007", 1000, 7, &g).unwrap();
         assert_eq!(after.to_string(), "binlog:b.000007:2234");
-        assert_eq!(commit, 7_000_000, "no commit timestamp: the header's seconds");
+        assert_eq!(
+            commit, 7_000_000,
+            "no commit timestamp: the header's seconds"
+        );
         let old = GtidEvent::new([0; 16], 0);
         let err = mysql_tx_start(&file, "b.000007", 1000, 7, &old).unwrap_err();
         assert!(err.message().contains("gtid_mode=ON"), "{err}");

@@ -23,7 +23,7 @@ use tracing::info;
 
 use crate::catalog::SourceTable;
 use crate::conn::{format_lsn, open_replication, parse_lsn, replication_error};
-use crate::setup::{add_to_publications, quote_ident};
+use crate::setup::{add_to_publication, quote_ident};
 
 /// Joining tables whose copy waits for the stream to reach the snapshot's position.
 pub struct Joining {
@@ -55,7 +55,7 @@ impl Joiner {
     ) -> Result<(Vec<SourceTable>, Vec<(TableId, Error)>)> {
         let (mut published, mut refused) = (Vec::new(), Vec::new());
         for t in tables {
-            match add_to_publications(client, &self.publication, std::slice::from_ref(&t)).await {
+            match add_to_publication(client, &self.publication, &t).await {
                 Ok(()) => published.push(t),
                 Err(e) if e.is_retryable() => return Err(e),
                 Err(e) => refused.push((t.schema.id.clone(), e)),
@@ -64,10 +64,8 @@ impl Joiner {
         Ok((published, refused))
     }
 
-    /// Steps 1 (where `publish` was not called) and 2: publishes the tables and opens their
-    /// snapshot.
-    pub async fn begin(&self, client: &Client, tables: Vec<SourceTable>) -> Result<Joining> {
-        add_to_publications(client, &self.publication, &tables).await?;
+    /// Step 2, for tables `publish` published: opens their snapshot.
+    pub async fn begin(&self, tables: Vec<SourceTable>) -> Result<Joining> {
         let mut session = open_replication(&self.url).await?;
         // A temporary slot disappears with its session, also when the process dies.
         let mut name: String = self.slot.chars().take(58).collect();

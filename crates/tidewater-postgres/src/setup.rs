@@ -140,39 +140,37 @@ pub async fn ensure_publications(
     Ok(vec![publication.to_string(), insert_only])
 }
 
-/// Adds tables joining while streaming to their publication (where they are not yet): their
-/// changes are published from this transaction's commit on.
-pub async fn add_to_publications(
+/// Adds a table joining while streaming to its publication (unless it is there already):
+/// its changes are published from this transaction's commit on.
+pub async fn add_to_publication(
     client: &Client,
     publication: &str,
-    tables: &[SourceTable],
+    table: &SourceTable,
 ) -> Result<()> {
-    for t in tables {
-        let name = publication_for(publication, t);
-        let id = &t.schema.id;
-        let member = client
-            .query_opt(
-                "SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3",
-                &[&name, &id.schema, &id.name],
-            )
-            .await
-            .map_err(|e| pg_error(e, "reading publication tables"))?;
-        if member.is_some() {
-            continue;
-        }
-        let sql = format!(
-            "ALTER PUBLICATION {} ADD TABLE {}",
-            quote_ident(&name),
-            quoted_table(id)
-        );
-        client.batch_execute(&sql).await.map_err(|e| {
-            pg_error(e, &format!("adding {id} to publication {name}")).context(
-                "tidewater needs ownership of a table to add it to its publication (or add it \
-                 yourself: ALTER PUBLICATION ... ADD TABLE ...)",
-            )
-        })?;
-        info!(table = %id, publication = %name, "table added to the publication");
+    let name = publication_for(publication, table);
+    let id = &table.schema.id;
+    let member = client
+        .query_opt(
+            "SELECT 1 FROM pg_publication_tables WHERE pubname = $1 AND schemaname = $2 AND tablename = $3",
+            &[&name, &id.schema, &id.name],
+        )
+        .await
+        .map_err(|e| pg_error(e, "reading publication tables"))?;
+    if member.is_some() {
+        return Ok(());
     }
+    let sql = format!(
+        "ALTER PUBLICATION {} ADD TABLE {}",
+        quote_ident(&name),
+        quoted_table(id)
+    );
+    client.batch_execute(&sql).await.map_err(|e| {
+        pg_error(e, &format!("adding {id} to publication {name}")).context(
+            "tidewater needs ownership of a table to add it to its publication (or add it \
+             yourself: ALTER PUBLICATION ... ADD TABLE ...)",
+        )
+    })?;
+    info!(table = %id, publication = %name, "table added to the publication");
     Ok(())
 }
 

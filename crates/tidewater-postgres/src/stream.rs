@@ -8,12 +8,12 @@ use std::time::Duration;
 use pg_walstream::{CancellationToken, PgReplicationConnection};
 use tidewater_core::apply::AckReceiver;
 use tidewater_core::{
-    Change, ChangeKind, Column, ColumnType, Error, Position, Result, SourceEvent, TableId, TableSchema,
-    TxInfo, Value,
+    Change, ChangeKind, Column, ColumnType, Error, Position, Result, SourceEvent, TableId,
+    TableSchema, TxInfo, Value,
 };
 use tokio::sync::mpsc;
-use tokio_postgres::Client;
 use tokio::time::{interval, Interval, MissedTickBehavior};
+use tokio_postgres::Client;
 use tracing::{debug, info, warn};
 
 use crate::catalog::{selected_tables, SourceTable};
@@ -131,7 +131,8 @@ impl Stream<'_> {
             idle_sent: 0,
             status,
         };
-        st.discover.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        st.discover
+            .set_missed_tick_behavior(MissedTickBehavior::Delay);
         st.nudge.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let join_now = std::mem::take(&mut self.join_now);
         if !join_now.is_empty() {
@@ -250,7 +251,7 @@ impl Stream<'_> {
             if published.is_empty() {
                 return Ok(None);
             }
-            self.answering(st, joiner.begin(client, published)).await.map(Some)
+            self.answering(st, joiner.begin(published)).await.map(Some)
         }
         .await;
         self.joiner = Some(joiner);
@@ -279,7 +280,14 @@ impl Stream<'_> {
         let rows = self
             .answering(st, async move {
                 let position = Position(format_lsn(joining.lsn));
-                copy_tables(client, &joining.snapshot, position, &joining.tables, &events).await
+                copy_tables(
+                    client,
+                    &joining.snapshot,
+                    position,
+                    &joining.tables,
+                    &events,
+                )
+                .await
             })
             .await?;
         st.confirmed.pending.push_back((lsn, lsn));
@@ -287,29 +295,12 @@ impl Stream<'_> {
         Ok(())
     }
 
-    /// A change of a joining table in a transaction that its copy already holds.
-    fn held_by_copy(st: &State, table: &TableId) -> bool {
-        st.joining
-            .as_ref()
-            .is_some_and(|j| st.tx_lsn < j.lsn && j.ids.contains(table))
-    }
-
     /// Sends an event, answering the server meanwhile if the apply loop is busy.
     async fn send(&mut self, st: &mut State, event: SourceEvent) -> Result<()> {
         let events = self.events.clone();
-        loop {
-            let permit = tokio::select! {
-                p = events.reserve() => Some(p.map_err(|_| Error::shutdown())?),
-                _ = st.status.tick() => None,
-            };
-            match permit {
-                Some(p) => {
-                    p.send(event);
-                    return Ok(());
-                }
-                None => self.send_status(st, false).await?,
-            }
-        }
+        let reserve = async { events.reserve().await.map_err(|_| Error::shutdown()) };
+        self.answering(st, reserve).await?.send(event);
+        Ok(())
     }
 
     async fn flush_chunk(&mut self, st: &mut State) -> Result<()> {
@@ -328,12 +319,20 @@ impl Stream<'_> {
         Ok(())
     }
 
+    /// The replicated table a change of `relation` goes to: `None` for a table that is not
+    /// replicated, and for a joining table in a transaction its copy already holds.
     fn table(&self, st: &State, relation: u32) -> Result<Option<Arc<TableSchema>>> {
-        st.relations.get(&relation).cloned().ok_or_else(|| {
+        let table = st.relations.get(&relation).cloned().ok_or_else(|| {
             Error::source_fatal(format!(
                 "pgoutput sent a change for relation {relation} before describing it"
             ))
-        })
+        })?;
+        let held = |t: &Arc<TableSchema>| {
+            st.joining
+                .as_ref()
+                .is_some_and(|j| st.tx_lsn < j.lsn && j.ids.contains(&t.id))
+        };
+        Ok(table.filter(|t| !held(t)))
     }
 
     async fn handle(&mut self, st: &mut State, m: PgOutputMessage) -> Result<()> {
@@ -397,9 +396,6 @@ impl Stream<'_> {
             _ if skipping => {}
             PgOutputMessage::Insert { relation, new } => {
                 if let Some(t) = self.table(st, relation)? {
-                    if Self::held_by_copy(st, &t.id) {
-                        return Ok(());
-                    }
                     let row = values(&new, &t)?;
                     self.push(
                         st,
@@ -415,18 +411,12 @@ impl Stream<'_> {
             }
             PgOutputMessage::Update { relation, old, new } => {
                 if let Some(t) = self.table(st, relation)? {
-                    if Self::held_by_copy(st, &t.id) {
-                        return Ok(());
-                    }
                     let change = update(t, old, &new)?;
                     self.push(st, change).await?;
                 }
             }
             PgOutputMessage::Delete { relation, old } => {
                 if let Some(t) = self.table(st, relation)? {
-                    if Self::held_by_copy(st, &t.id) {
-                        return Ok(());
-                    }
                     let (OldTuple::Key(tuple) | OldTuple::Full(tuple)) = &old;
                     let row = values(tuple, &t)?;
                     self.push(
@@ -445,9 +435,7 @@ impl Stream<'_> {
                 let mut tables = Vec::new();
                 for r in relations {
                     if let Some(t) = self.table(st, r)? {
-                        if !Self::held_by_copy(st, &t.id) {
-                            tables.push(t);
-                        }
+                        tables.push(t);
                     }
                 }
                 if !tables.is_empty() {
