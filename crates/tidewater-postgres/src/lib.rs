@@ -4,9 +4,9 @@
 pub mod catalog;
 pub mod check;
 pub mod conn;
+mod join;
 pub mod pgoutput;
 pub mod read;
-mod join;
 mod setup;
 mod snapshot;
 mod source;

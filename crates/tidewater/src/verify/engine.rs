@@ -138,7 +138,9 @@ pub async fn verify(
 
     for &i in &indexes {
         let n = req.max_examples;
-        report.tables.push(duck.call(move |c| c.result(i, n)).await?);
+        report
+            .tables
+            .push(duck.call(move |c| c.result(i, n)).await?);
     }
     if !reached && report.differences() > 0 {
         report.notes.push(format!(
@@ -249,7 +251,11 @@ async fn wait_for(
                 "verify: the replica has not reached the source position {target} within {} s \
                  (it is at {}); is `tidewater run` streaming?",
                 REACH_TIMEOUT.as_secs(),
-                stats.caught_up().or(stored).as_deref().unwrap_or("no position")
+                stats
+                    .caught_up()
+                    .or(stored)
+                    .as_deref()
+                    .unwrap_or("no position")
             )));
         }
         tokio::time::sleep(REACH_POLL).await;

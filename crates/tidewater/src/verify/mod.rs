@@ -28,8 +28,8 @@ use crate::config::Config;
 use crate::http::client;
 use crate::status_file::read_published;
 use compare::Comparer;
-pub use engine::VerifyRequest;
 use engine::Replica;
+pub use engine::VerifyRequest;
 use report::VerifyReport;
 
 /// How long to wait for a `run` that holds the file but has not published its address yet.
@@ -57,7 +57,11 @@ pub async fn command(args: VerifyArgs) -> Result<()> {
             "the replica differs from the source: {d} difference{} in {} table{}",
             if d == 1 { "" } else { "s" },
             report.tables_differing(),
-            if report.tables_differing() == 1 { "" } else { "s" }
+            if report.tables_differing() == 1 {
+                ""
+            } else {
+                "s"
+            }
         ))),
     }
 }

@@ -62,7 +62,9 @@ impl VerifySource {
 
     pub fn tables(&self) -> Vec<Arc<TableSchema>> {
         match self {
-            VerifySource::Postgres { tables, .. } => tables.iter().map(|t| t.schema.clone()).collect(),
+            VerifySource::Postgres { tables, .. } => {
+                tables.iter().map(|t| t.schema.clone()).collect()
+            }
             VerifySource::MySql { tables, .. } => tables.iter().map(|t| t.schema.clone()).collect(),
         }
     }
