@@ -50,7 +50,7 @@ async fn run_pipeline(
     monitor: &Arc<Monitor>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
-    let driver = Arc::new(registry::driver(config));
+    let driver = Arc::new(registry::driver(config)?);
     // Source problems (unreachable, wal_level, no tables, ...) surface before the DuckDB file
     // is created, so a mistyped config leaves nothing behind. The first attempt reuses it.
     let connected = Some(driver.connect().await?);

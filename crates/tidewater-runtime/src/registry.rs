@@ -43,48 +43,39 @@ fn is_mysql(config: &Config) -> bool {
     config.source.kind == "mysql"
 }
 
-pub fn pg_config(config: &Config) -> PgSourceConfig {
-    PgSourceConfig {
-        url: config.source.url.clone(),
+pub fn pg_config(config: &Config) -> Result<PgSourceConfig> {
+    Ok(PgSourceConfig {
+        url: config.source_url()?,
         tables: config.source.tables.clone(),
         slot: config.source.slot.clone(),
         publication: config.source.publication.clone(),
-    }
+    })
 }
 
-pub fn mysql_config(config: &Config) -> MySqlSourceConfig {
-    MySqlSourceConfig {
-        url: config.source.url.clone(),
+pub fn mysql_config(config: &Config) -> Result<MySqlSourceConfig> {
+    Ok(MySqlSourceConfig {
+        url: config.source_url()?,
         tables: config.source.tables.clone(),
         server_id: config.source.server_id.unwrap_or(DEFAULT_SERVER_ID),
         zero_dates: match config.source.zero_dates.as_deref() {
             Some("error") => ZeroDates::Error,
             _ => ZeroDates::Null,
         },
-    }
+    })
 }
 
-/// The driver of the configured source (nothing is connected yet).
-pub fn driver(config: &Config) -> AnyDriver {
-    if is_mysql(config) {
+/// The driver of the configured source (nothing is connected yet). Fails when `source.url`
+/// names an environment variable that is not set.
+pub fn driver(config: &Config) -> Result<AnyDriver> {
+    Ok(if is_mysql(config) {
         AnyDriver::MySql(MySqlDriver {
-            config: mysql_config(config),
+            config: mysql_config(config)?,
         })
     } else {
         AnyDriver::Postgres(PgDriver {
-            config: pg_config(config),
+            config: pg_config(config)?,
         })
-    }
-}
-
-/// Connects and resolves the tables (the preflight part of every run).
-pub async fn connect(config: &Config) -> Result<AnySource> {
-    driver(config).connect().await
-}
-
-/// `tidewater check` items for the configured source.
-pub async fn checks(config: &Config) -> Vec<CheckItem> {
-    driver(config).check().await
+    })
 }
 
 impl SourceDriver for AnyDriver {

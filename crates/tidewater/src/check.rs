@@ -3,13 +3,13 @@
 use std::path::Path;
 
 use tidewater_core::check::{failed, render};
-use tidewater_core::{Error, Result};
+use tidewater_core::{Error, Result, SourceDriver};
 use tidewater_runtime::config::Config;
 use tidewater_runtime::registry;
 
 pub async fn check(config_path: &Path) -> Result<()> {
     let config = Config::load(config_path)?;
-    let items = registry::checks(&config).await;
+    let items = registry::driver(&config)?.check().await;
     print!("{}", render(&items));
     if failed(&items) {
         return Err(Error::check(

@@ -15,6 +15,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
+/// `--config` when not given: `tidewater.toml` in the working directory.
+const DEFAULT_CONFIG: &str = "tidewater.toml";
+
 #[derive(Parser)]
 #[command(
     name = "tidewater",
@@ -39,17 +42,21 @@ enum LogFormat {
 enum Command {
     /// Snapshot if needed, then stream changes until stopped (SIGINT/SIGTERM).
     Run {
-        #[arg(long, short)]
+        /// The configuration file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Preflight: connectivity, privileges, wal_level / binlog settings, tables, keys, types.
     Check {
-        #[arg(long, short)]
+        /// The configuration file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Position, per-table rows, last commit and lag (also while `run` is running).
     Status {
-        #[arg(long, short)]
+        /// The configuration file (only the replica is read: the source's secrets are not
+        /// needed).
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Print the status as JSON (what GET /status returns).
         #[arg(long)]
@@ -57,8 +64,8 @@ enum Command {
     },
     /// Run one read-only SQL statement on the replica (also while `run` is running).
     Query {
-        /// The replica of this config.
-        #[arg(long, short, required_unless_present = "db", conflicts_with = "db")]
+        /// The replica of this configuration file [default: tidewater.toml, unless --db].
+        #[arg(long, short, conflicts_with = "db")]
         config: Option<PathBuf>,
         /// Or the DuckDB file itself.
         #[arg(long)]
@@ -77,7 +84,8 @@ enum Command {
     /// Compare the source with the replica, row by row (also while `run` is running):
     /// exit 0 when equal, 1 when not.
     Verify {
-        #[arg(long, short)]
+        /// The configuration file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Only the replicated tables matching these schema.table globs (! excludes).
         #[arg(long = "tables", value_name = "GLOB")]
@@ -142,7 +150,7 @@ fn main() -> ExitCode {
                 timeout,
             } => {
                 let args = tidewater_runtime::query::QueryArgs {
-                    config,
+                    config: config.or_else(|| db.is_none().then(|| DEFAULT_CONFIG.into())),
                     db,
                     sql,
                     limit,
