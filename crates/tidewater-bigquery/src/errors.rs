@@ -48,16 +48,16 @@ fn classify(reason: &str, message: &str) -> ErrorKind {
 /// The fix for a fatal reason, when there is an obvious one.
 fn hint(reason: &str) -> Option<&'static str> {
     match reason {
-        "accessDenied" | "forbidden" => {
-            Some("the credentials lack a permission: grant roles/bigquery.dataEditor on the dataset \
-             and roles/bigquery.jobUser on the project, see the README's BigQuery section")
-        }
+        "accessDenied" | "forbidden" => Some(
+            "the credentials lack a permission: grant roles/bigquery.dataEditor on the dataset \
+             and roles/bigquery.jobUser on the project, see the README's BigQuery section",
+        ),
         "notFound" => Some("check [sink] project and dataset, and the location"),
         "billingNotEnabled" => Some("enable billing on the project"),
-        "invalid" | "invalidQuery" => {
-            Some("a schema or SQL error: if a replica or _log table was changed by hand, restore it \
-             or drop it with the _tidewater_state table to take a new snapshot")
-        }
+        "invalid" | "invalidQuery" => Some(
+            "a schema or SQL error: if a replica or _log table was changed by hand, restore it \
+             or drop it with the _tidewater_state table to take a new snapshot",
+        ),
         _ => None,
     }
 }

@@ -142,7 +142,10 @@ mod tests {
         let e = Error::source_fatal("wal_level is replica").with_fix("set wal_level = logical");
         assert_eq!(e.message(), "wal_level is replica");
         assert_eq!(e.fix(), Some("set wal_level = logical"));
-        assert_eq!(e.to_string(), "wal_level is replica; fix: set wal_level = logical");
+        assert_eq!(
+            e.to_string(),
+            "wal_level is replica; fix: set wal_level = logical"
+        );
         let e = e.context("connecting");
         assert_eq!(e.message(), "connecting: wal_level is replica");
         assert_eq!(e.fix(), Some("set wal_level = logical"));

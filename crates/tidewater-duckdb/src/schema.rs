@@ -40,9 +40,17 @@ pub fn prepare_table(
             sql = TableSql::new(Arc::new(stored), index, log_tables);
         }
         None => {
-            exec(conn, &sql.create_replica(options.primary_key), &format_args!("creating replica {id}"))?;
+            exec(
+                conn,
+                &sql.create_replica(options.primary_key),
+                &format_args!("creating replica {id}"),
+            )?;
             if log_tables {
-                exec(conn, &sql.create_log(), &format_args!("creating change log of {id}"))?;
+                exec(
+                    conn,
+                    &sql.create_log(),
+                    &format_args!("creating change log of {id}"),
+                )?;
             }
             state::write_table_schema(conn, &schema)?;
         }
@@ -108,7 +116,10 @@ pub fn evolve_table(
     let mut ddl = Vec::new();
     for c in &old.columns {
         if !new.columns.iter().any(|n| n.name == c.name) {
-            ddl.push(format!("ALTER TABLE {replica} DROP COLUMN {}", quote_ident(&c.name)));
+            ddl.push(format!(
+                "ALTER TABLE {replica} DROP COLUMN {}",
+                quote_ident(&c.name)
+            ));
         }
     }
     for c in &new.columns {
@@ -124,7 +135,9 @@ pub fn evolve_table(
                 }
             }
             Some(o) if o.ty != c.ty => {
-                ddl.push(format!("ALTER TABLE {replica} ALTER COLUMN {name} TYPE {ty}"));
+                ddl.push(format!(
+                    "ALTER TABLE {replica} ALTER COLUMN {name} TYPE {ty}"
+                ));
                 if log_tables {
                     ddl.push(format!("ALTER TABLE {log} ALTER COLUMN {name} TYPE {ty}"));
                 }
@@ -133,11 +146,19 @@ pub fn evolve_table(
         }
     }
     for statement in &ddl {
-        exec(conn, statement, &format_args!("applying a schema change to {id}"))?;
+        exec(
+            conn,
+            statement,
+            &format_args!("applying a schema change to {id}"),
+        )?;
     }
     state::write_table_schema(conn, &new)?;
     let sql = TableSql::new(new.clone(), index, log_tables);
-    exec(conn, &sql.create_stage, &format_args!("creating staging for {id}"))?;
+    exec(
+        conn,
+        &sql.create_stage,
+        &format_args!("creating staging for {id}"),
+    )?;
     info!(
         table = %id,
         was = %names(old),

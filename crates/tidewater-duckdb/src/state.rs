@@ -80,7 +80,9 @@ pub fn replicated_tables(conn: &Connection) -> Result<BTreeSet<TableId>> {
         .prepare("SELECT schema_name, table_name FROM _tidewater.tables")
         .map_err(|e| Error::sink(format!("reading _tidewater.tables: {e}")))?;
     let rows = stmt
-        .query_map([], |r| Ok(TableId::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .query_map([], |r| {
+            Ok(TableId::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })
         .and_then(|rows| rows.collect::<std::result::Result<BTreeSet<_>, _>>())
         .map_err(|e| Error::sink(format!("reading _tidewater.tables: {e}")))?;
     Ok(rows)

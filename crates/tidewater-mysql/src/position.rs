@@ -55,12 +55,21 @@ impl BinlogPosition {
 
 /// The sequence number of a binlog file name (`mysql-bin.000042` → 42).
 fn file_number(file: &str) -> u64 {
-    file.rsplit('.').next().and_then(|n| n.parse().ok()).unwrap_or(0)
+    file.rsplit('.')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// [`BinlogPosition::reached`] on stored positions; unparseable ones have not reached.
-pub fn position_reached(applied: &tidewater_core::Position, target: &tidewater_core::Position) -> bool {
-    match (BinlogPosition::parse(&applied.0), BinlogPosition::parse(&target.0)) {
+pub fn position_reached(
+    applied: &tidewater_core::Position,
+    target: &tidewater_core::Position,
+) -> bool {
+    match (
+        BinlogPosition::parse(&applied.0),
+        BinlogPosition::parse(&target.0),
+    ) {
         (Ok(a), Ok(t)) => a.reached(&t),
         _ => false,
     }

@@ -35,7 +35,11 @@ pub async fn read_table(
     out: &mut impl RowConsumer,
 ) -> Result<u64> {
     let schema = &t.schema;
-    let cols: Vec<String> = schema.columns.iter().map(|c| quote_ident(&c.name)).collect();
+    let cols: Vec<String> = schema
+        .columns
+        .iter()
+        .map(|c| quote_ident(&c.name))
+        .collect();
     let id = &schema.id;
     let select = format!(
         "SELECT {} FROM {}.{}",
@@ -44,7 +48,11 @@ pub async fn read_table(
         quote_ident(&id.name)
     );
     let keys: Vec<&String> = schema.key.iter().map(|&k| &cols[k]).collect();
-    let order = keys.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ");
+    let order = keys
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
     if let Some(wanted) = opts.keys {
         if wanted.is_empty() {
             return Ok(0);
@@ -55,7 +63,9 @@ pub async fn read_table(
     }
     if schema.key.is_empty() {
         // No order to page by: one streamed query.
-        return Query::new(&select, Vec::new()).run(conn, t, opts, out).await;
+        return Query::new(&select, Vec::new())
+            .run(conn, t, opts, out)
+            .await;
     }
     let first = format!("{select} ORDER BY {order} LIMIT {CHUNK_ROWS}");
     // Keyset pagination: (k1 > ?) OR (k1 = ? AND k2 > ?) OR ..., which every optimizer turns
@@ -129,8 +139,11 @@ impl<'a> Query<'a> {
             }
             chunk.push(canonical_row(t, &mut values, opts.zero_dates)?);
             if chunk.len() == chunk_rows {
-                out.rows(std::mem::replace(&mut chunk, Vec::with_capacity(chunk_rows)))
-                    .await?;
+                out.rows(std::mem::replace(
+                    &mut chunk,
+                    Vec::with_capacity(chunk_rows),
+                ))
+                .await?;
             }
         }
         drop(result);
@@ -189,13 +202,22 @@ fn key_param(kind: &Kind, ty: &ColumnType, v: &Value) -> Result<(String, My)> {
     };
     let bad = |e: String| Error::source_fatal(format!("key value {text:?}: {e}"));
     Ok(match (kind, ty) {
-        (Kind::Signed | Kind::Year, _) => ("?".into(), My::Int(text.parse().map_err(|e| bad(format!("{e}")))?)),
-        (Kind::Unsigned | Kind::Bit, _) => ("?".into(), My::UInt(text.parse().map_err(|e| bad(format!("{e}")))?)),
+        (Kind::Signed | Kind::Year, _) => (
+            "?".into(),
+            My::Int(text.parse().map_err(|e| bad(format!("{e}")))?),
+        ),
+        (Kind::Unsigned | Kind::Bit, _) => (
+            "?".into(),
+            My::UInt(text.parse().map_err(|e| bad(format!("{e}")))?),
+        ),
         (Kind::Float, _) => {
             let f: f32 = text.parse().map_err(|e| bad(format!("{e}")))?;
             ("?".into(), My::Double(f64::from(f)))
         }
-        (Kind::Double, _) => ("?".into(), My::Double(text.parse().map_err(|e| bad(format!("{e}")))?)),
+        (Kind::Double, _) => (
+            "?".into(),
+            My::Double(text.parse().map_err(|e| bad(format!("{e}")))?),
+        ),
         (Kind::Decimal, ColumnType::Decimal { precision, scale }) => (
             format!("CAST(? AS DECIMAL({precision},{scale}))"),
             My::Bytes(text.as_bytes().to_vec()),
@@ -221,14 +243,32 @@ mod tests {
 
     #[test]
     fn key_params() {
-        let (m, p) = key_param(&Kind::Unsigned, &ColumnType::UInt64, &Value::text("18446744073709551615")).unwrap();
+        let (m, p) = key_param(
+            &Kind::Unsigned,
+            &ColumnType::UInt64,
+            &Value::text("18446744073709551615"),
+        )
+        .unwrap();
         assert_eq!((m.as_str(), p), ("?", My::UInt(u64::MAX)));
-        let (m, _) = key_param(&Kind::Binary { pad_to: None }, &ColumnType::Bytes, &Value::text("00ff")).unwrap();
+        let (m, _) = key_param(
+            &Kind::Binary { pad_to: None },
+            &ColumnType::Bytes,
+            &Value::text("00ff"),
+        )
+        .unwrap();
         assert_eq!(m, "UNHEX(?)");
-        let dec = ColumnType::Decimal { precision: 12, scale: 2 };
+        let dec = ColumnType::Decimal {
+            precision: 12,
+            scale: 2,
+        };
         let (m, _) = key_param(&Kind::Decimal, &dec, &Value::text("1.50")).unwrap();
         assert_eq!(m, "CAST(? AS DECIMAL(12,2))");
-        let (_, p) = key_param(&Kind::Timestamp, &ColumnType::TimestampTz, &Value::text("2024-01-02 03:04:05+00")).unwrap();
+        let (_, p) = key_param(
+            &Kind::Timestamp,
+            &ColumnType::TimestampTz,
+            &Value::text("2024-01-02 03:04:05+00"),
+        )
+        .unwrap();
         assert_eq!(p, My::Bytes(b"2024-01-02 03:04:05".to_vec()));
         assert!(key_param(&Kind::Signed, &ColumnType::Int32, &Value::text("x")).is_err());
     }

@@ -107,7 +107,10 @@ impl TableMap {
             ev.columns_before_image()
                 .map(|b| b.iter().map(|x| *x).collect()),
         )?;
-        let after = full(ev.columns_after_image().map(|b| b.iter().map(|x| *x).collect()))?;
+        let after = full(
+            ev.columns_after_image()
+                .map(|b| b.iter().map(|x| *x).collect()),
+        )?;
         let mut buf = ParseBuf(ev.rows_data());
         while !buf.is_empty() {
             let old = if before {
@@ -179,7 +182,12 @@ impl TableMap {
         Ok(row)
     }
 
-    fn value(&self, c: &ColDecode, buf: &mut ParseBuf<'_>, zero: ZeroDates) -> Result<Value, String> {
+    fn value(
+        &self,
+        c: &ColDecode,
+        buf: &mut ParseBuf<'_>,
+        zero: ZeroDates,
+    ) -> Result<Value, String> {
         if c.ty == MyType::MYSQL_TYPE_YEAR {
             // mysql_common turns the stored 0 of year 0000 into 1900.
             let y = buf.checked_eat(1).ok_or("row image truncated")?[0];
@@ -206,8 +214,8 @@ impl TableMap {
         let v = match v {
             BinlogValue::Value(v) => v,
             BinlogValue::Jsonb(j) => {
-                let json = serde_json::Value::try_from(j)
-                    .map_err(|e| format!("undecodable JSON: {e}"))?;
+                let json =
+                    serde_json::Value::try_from(j).map_err(|e| format!("undecodable JSON: {e}"))?;
                 My::Bytes(json.to_string().into_bytes())
             }
             BinlogValue::JsonDiff(_) => {

@@ -61,9 +61,9 @@ pub async fn begin_snapshot(conn: &mut Conn, flavor: Flavor) -> Result<BinlogPos
                 .await
                 .map_err(err("reading the snapshot's GTID position"))?;
             Ok(match gtid {
-                Some(g) => BinlogPosition::MariaDb(
-                    MariaState::parse(&g).map_err(Error::source_fatal)?,
-                ),
+                Some(g) => {
+                    BinlogPosition::MariaDb(MariaState::parse(&g).map_err(Error::source_fatal)?)
+                }
                 None => BinlogPosition::File { file, pos },
             })
         }
@@ -98,7 +98,9 @@ pub async fn begin_snapshot(conn: &mut Conn, flavor: Flavor) -> Result<BinlogPos
                 )),
                 _ => {
                     let row = status.ok_or_else(|| {
-                        Error::source_fatal("SHOW MASTER STATUS is empty: enable the binary log (log_bin)")
+                        Error::source_fatal(
+                            "SHOW MASTER STATUS is empty: enable the binary log (log_bin)",
+                        )
                     })?;
                     let file: Option<String> = row.get(0);
                     let pos: Option<u64> = row.get(1);

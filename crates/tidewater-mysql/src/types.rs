@@ -27,7 +27,9 @@ pub enum Kind {
     Bit,
     Text(Charset),
     /// `BINARY(n)` pads to `n` bytes (the binlog strips trailing zero bytes); others do not.
-    Binary { pad_to: Option<usize> },
+    Binary {
+        pad_to: Option<usize>,
+    },
     Enum(Arc<[String]>),
     Set(Arc<[String]>),
     Json,
@@ -93,8 +95,14 @@ pub fn map_column(c: &ColumnInfo) -> Result<(Kind, ColumnType), String> {
         "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => {
             (Kind::Binary { pad_to: None }, ColumnType::Bytes)
         }
-        "enum" => (Kind::Enum(enum_values(&c.column_type).into()), ColumnType::Text),
-        "set" => (Kind::Set(enum_values(&c.column_type).into()), ColumnType::Text),
+        "enum" => (
+            Kind::Enum(enum_values(&c.column_type).into()),
+            ColumnType::Text,
+        ),
+        "set" => (
+            Kind::Set(enum_values(&c.column_type).into()),
+            ColumnType::Text,
+        ),
         "json" => (Kind::Json, ColumnType::Json),
         "date" => (Kind::Date, ColumnType::Date),
         "time" => (Kind::Time, ColumnType::Interval),
@@ -131,12 +139,7 @@ fn charset(c: &ColumnInfo) -> Result<Charset, String> {
         "euckr" => "euc-kr",
         "utf16" | "ucs2" => "utf-16be",
         "utf16le" => "utf-16le",
-        _ => {
-            return Err(format!(
-                "{} with character set {name}",
-                c.column_type
-            ))
-        }
+        _ => return Err(format!("{} with character set {name}", c.column_type)),
     };
     Encoding::for_label(label.as_bytes())
         .map(Charset::Legacy)
@@ -147,7 +150,11 @@ fn charset(c: &ColumnInfo) -> Result<Charset, String> {
 pub fn enum_values(column_type: &str) -> Vec<String> {
     let inner = column_type
         .find('(')
-        .and_then(|start| column_type.rfind(')').map(|end| &column_type[start + 1..end]))
+        .and_then(|start| {
+            column_type
+                .rfind(')')
+                .map(|end| &column_type[start + 1..end])
+        })
         .unwrap_or("");
     let mut out = Vec::new();
     let mut chars = inner.chars().peekable();
@@ -200,7 +207,9 @@ mod tests {
             (Kind::Signed, ColumnType::Int8)
         );
         assert_eq!(
-            map_column(&col("mediumint", "mediumint(8) unsigned")).unwrap().1,
+            map_column(&col("mediumint", "mediumint(8) unsigned"))
+                .unwrap()
+                .1,
             ColumnType::UInt32
         );
     }

@@ -43,7 +43,11 @@ pub fn convert(kind: &Kind, v: My, origin: Origin, zero: ZeroDates) -> Result<Va
             if b.len() > 8 {
                 return Err(format!("BIT value of {} bytes", b.len()));
             }
-            text(b.iter().fold(0u64, |acc, &x| acc << 8 | u64::from(x)).to_string())
+            text(
+                b.iter()
+                    .fold(0u64, |acc, &x| acc << 8 | u64::from(x))
+                    .to_string(),
+            )
         }
         (Kind::Bit, My::UInt(u)) => text(u.to_string()),
         (Kind::Text(cs), My::Bytes(b)) => match (origin, cs) {
@@ -190,8 +194,14 @@ mod tests {
             conv(&Kind::Unsigned, My::UInt(u64::MAX), Origin::Binlog),
             Ok(t("18446744073709551615"))
         );
-        assert_eq!(conv(&Kind::Signed, My::Int(-128), Origin::Binlog), Ok(t("-128")));
-        assert_eq!(conv(&Kind::Float, My::Float(0.1), Origin::Binlog), Ok(t("0.1")));
+        assert_eq!(
+            conv(&Kind::Signed, My::Int(-128), Origin::Binlog),
+            Ok(t("-128"))
+        );
+        assert_eq!(
+            conv(&Kind::Float, My::Float(0.1), Origin::Binlog),
+            Ok(t("0.1"))
+        );
         assert_eq!(
             conv(&Kind::Double, My::Double(-1.5e300), Origin::Binlog).unwrap(),
             t(&(-1.5e300f64).to_string())
@@ -215,38 +225,72 @@ mod tests {
         );
         assert!(conv(&Kind::Enum(members.clone()), My::Int(9), Origin::Binlog).is_err());
         assert_eq!(
-            conv(&Kind::Set(members.clone()), My::Bytes(vec![0b101]), Origin::Binlog),
+            conv(
+                &Kind::Set(members.clone()),
+                My::Bytes(vec![0b101]),
+                Origin::Binlog
+            ),
             Ok(t("a,c"))
         );
         assert_eq!(
-            conv(&Kind::Set(members), My::Bytes(b"a,c".to_vec()), Origin::Snapshot),
+            conv(
+                &Kind::Set(members),
+                My::Bytes(b"a,c".to_vec()),
+                Origin::Snapshot
+            ),
             Ok(t("a,c"))
         );
         let bin = Kind::Binary { pad_to: Some(4) };
-        assert_eq!(conv(&bin, My::Bytes(vec![0xab]), Origin::Binlog), Ok(t("ab000000")));
-        assert_eq!(conv(&bin, My::Bytes(vec![0xab, 0, 0, 0]), Origin::Snapshot), Ok(t("ab000000")));
+        assert_eq!(
+            conv(&bin, My::Bytes(vec![0xab]), Origin::Binlog),
+            Ok(t("ab000000"))
+        );
+        assert_eq!(
+            conv(&bin, My::Bytes(vec![0xab, 0, 0, 0]), Origin::Snapshot),
+            Ok(t("ab000000"))
+        );
     }
 
     #[test]
     fn temporal_values() {
         assert_eq!(
-            conv(&Kind::Time, My::Time(true, 34, 22, 59, 59, 0), Origin::Binlog),
+            conv(
+                &Kind::Time,
+                My::Time(true, 34, 22, 59, 59, 0),
+                Origin::Binlog
+            ),
             Ok(t("-838:59:59"))
         );
         assert_eq!(
-            conv(&Kind::Time, My::Time(false, 0, 1, 2, 3, 500), Origin::Binlog),
+            conv(
+                &Kind::Time,
+                My::Time(false, 0, 1, 2, 3, 500),
+                Origin::Binlog
+            ),
             Ok(t("01:02:03.000500"))
         );
         assert_eq!(
-            conv(&Kind::DateTime, My::Date(2024, 2, 29, 23, 59, 59, 999999), Origin::Binlog),
+            conv(
+                &Kind::DateTime,
+                My::Date(2024, 2, 29, 23, 59, 59, 999999),
+                Origin::Binlog
+            ),
             Ok(t("2024-02-29 23:59:59.999999"))
         );
         assert_eq!(
-            conv(&Kind::Timestamp, My::Bytes(b"1700000000.5".to_vec()), Origin::Binlog),
+            conv(
+                &Kind::Timestamp,
+                My::Bytes(b"1700000000.5".to_vec()),
+                Origin::Binlog
+            ),
             Ok(t("2023-11-14 22:13:20.500000+00"))
         );
         assert_eq!(
-            conv(&Kind::Timestamp, My::Date(2023, 11, 14, 22, 13, 20, 500000), Origin::Snapshot),
+            conv(
+                &Kind::Timestamp,
+                My::Date(2023, 11, 14, 22, 13, 20, 500000),
+                Origin::Snapshot
+            ),
             Ok(t("2023-11-14 22:13:20.500000+00"))
         );
         assert_eq!(
@@ -264,18 +308,29 @@ mod tests {
             ZeroDates::Error,
         )
         .unwrap_err();
-        assert!(err.contains("zero date") && err.contains("zero_dates"), "{err}");
+        assert!(
+            err.contains("zero date") && err.contains("zero_dates"),
+            "{err}"
+        );
     }
 
     #[test]
     fn legacy_charsets_decode_only_from_the_binlog() {
         let enc = encoding_rs::WINDOWS_1252;
         let k = Kind::Text(Charset::Legacy(enc));
-        assert_eq!(conv(&k, My::Bytes(b"\x80uro".to_vec()), Origin::Binlog), Ok(t("€uro")));
+        assert_eq!(
+            conv(&k, My::Bytes(b"\x80uro".to_vec()), Origin::Binlog),
+            Ok(t("€uro"))
+        );
         assert_eq!(
             conv(&k, My::Bytes("€uro".as_bytes().to_vec()), Origin::Snapshot),
             Ok(t("€uro"))
         );
-        assert!(conv(&Kind::Text(Charset::Utf8), My::Bytes(vec![0xff]), Origin::Binlog).is_err());
+        assert!(conv(
+            &Kind::Text(Charset::Utf8),
+            My::Bytes(vec![0xff]),
+            Origin::Binlog
+        )
+        .is_err());
     }
 }

@@ -40,7 +40,12 @@ pub async fn run_checks(cfg: &PgSourceConfig) -> Vec<CheckItem> {
     let mut items = vec![ok("connection", connected)];
     let mut add = |name: &str, res: Result<Vec<CheckItem>>| match res {
         Ok(found) => items.extend(found),
-        Err(e) => items.push(item(name, CheckStatus::Fail, e.message(), e.fix().map(String::from))),
+        Err(e) => items.push(item(
+            name,
+            CheckStatus::Fail,
+            e.message(),
+            e.fix().map(String::from),
+        )),
     };
     add("server version", Ok(vec![cx.version()]));
     add("wal_level", cx.wal_level().await);

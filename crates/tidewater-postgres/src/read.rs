@@ -84,8 +84,11 @@ pub async fn read_table(
             chunk.push(parse_row(schema, &line, &mut fields)?);
             rows += 1;
             if chunk.len() == chunk_rows {
-                out.rows(std::mem::replace(&mut chunk, Vec::with_capacity(chunk_rows)))
-                    .await?;
+                out.rows(std::mem::replace(
+                    &mut chunk,
+                    Vec::with_capacity(chunk_rows),
+                ))
+                .await?;
             }
         }
     }
@@ -100,9 +103,8 @@ fn parse_row(
     line: &Bytes,
     fields: &mut Vec<Option<Bytes>>,
 ) -> Result<Vec<Value>> {
-    split_copy_line(line, fields).map_err(|e| {
-        Error::source_fatal(format!("malformed COPY row of {}: {e}", schema.id))
-    })?;
+    split_copy_line(line, fields)
+        .map_err(|e| Error::source_fatal(format!("malformed COPY row of {}: {e}", schema.id)))?;
     if fields.len() != schema.columns.len() {
         return Err(Error::source_fatal(format!(
             "COPY row of {} has {} fields, expected {}",
@@ -161,7 +163,10 @@ fn copy_statement(schema: &TableSchema, opts: &ReadOptions<'_>) -> Result<String
             .iter()
             .map(|&k| match &schema.columns[k].ty {
                 // Replicated as VARCHAR: sorted as DuckDB sorts text.
-                ColumnType::Text | ColumnType::Decimal { precision: 39.., .. } => {
+                ColumnType::Text
+                | ColumnType::Decimal {
+                    precision: 39.., ..
+                } => {
                     format!("{}::text COLLATE \"C\"", cols[k])
                 }
                 _ => cols[k].clone(),
@@ -244,13 +249,21 @@ mod tests {
     #[test]
     fn statements() {
         let s = schema();
-        let plain = ReadOptions { ordered: false, keys: None, chunk_rows: 1 };
+        let plain = ReadOptions {
+            ordered: false,
+            keys: None,
+            chunk_rows: 1,
+        };
         assert_eq!(
             copy_statement(&s, &plain).unwrap(),
             r#"COPY "public"."t" ("id", "name", "b") TO STDOUT"#
         );
         let keys = vec![vec![Value::text("it's"), Value::text("7")]];
-        let some = ReadOptions { ordered: true, keys: Some(&keys), chunk_rows: 1 };
+        let some = ReadOptions {
+            ordered: true,
+            keys: Some(&keys),
+            chunk_rows: 1,
+        };
         assert_eq!(
             copy_statement(&s, &some).unwrap(),
             "COPY (SELECT \"id\", \"name\", \"b\" FROM \"public\".\"t\" WHERE (\"name\", \"id\") IN \

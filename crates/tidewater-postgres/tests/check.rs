@@ -1,7 +1,7 @@
 //! Preflight checks against real throwaway servers.
 
-use tidewater_harness::{free_port, PgOptions, PgServer};
 use tidewater_core::check::{failed, render, CheckItem, CheckStatus};
+use tidewater_harness::{free_port, PgOptions, PgServer};
 use tidewater_postgres::check::run_checks;
 use tidewater_postgres::PgSourceConfig;
 

@@ -167,7 +167,10 @@ impl ScriptedSource {
             position: pos(p),
             commit_time_us: now_us(),
         };
-        ctx.events.send(SourceEvent::Begin(tx)).await.map_err(closed)?;
+        ctx.events
+            .send(SourceEvent::Begin(tx))
+            .await
+            .map_err(closed)?;
         let change = Change {
             table: self.0.tables[0].clone(),
             kind: ChangeKind::Insert,
@@ -328,7 +331,11 @@ async fn a_retry_resumes_from_the_committed_position() {
         .map(String::as_str)
         .filter(|l| l.starts_with("commit"))
         .collect();
-    assert_eq!(commits, ["commit 1", "commit 2", "commit 3"], "each once: {log:?}");
+    assert_eq!(
+        commits,
+        ["commit 1", "commit 2", "commit 3"],
+        "each once: {log:?}"
+    );
     assert_eq!(
         rig.monitor
             .restarts
@@ -411,9 +418,16 @@ async fn shutdown_commits_what_is_complete_and_abandons_a_partial_transaction() 
         .await
         .expect("stops within the deadline")
         .unwrap();
-    assert!(result.is_ok(), "a requested stop is not an error: {result:?}");
+    assert!(
+        result.is_ok(),
+        "a requested stop is not an error: {result:?}"
+    );
     let log = rig.log();
-    assert_eq!(rig.sink.lock().unwrap().committed, Some(pos("2")), "{log:?}");
+    assert_eq!(
+        rig.sink.lock().unwrap().committed,
+        Some(pos("2")),
+        "{log:?}"
+    );
     assert!(
         !log.iter().any(|l| l == "commit 3"),
         "the partial transaction must not commit: {log:?}"

@@ -25,7 +25,10 @@ fn config(source_type: &str, url: &str) -> String {
 
 /// Exit code and stderr.
 fn outcome(out: &Output) -> (Option<i32>, String) {
-    (out.status.code(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 #[test]
@@ -49,7 +52,10 @@ fn query_and_status_do_not_need_the_source_secrets() {
     for command in ["run", "check"] {
         let (code, stderr) = outcome(&tidewater(dir.path(), &[command, "--config", "t.toml"]));
         assert_eq!(code, Some(2), "{command}: {stderr}");
-        assert!(stderr.contains("TIDEWATER_TEST_NEVER_SET"), "{command}: {stderr}");
+        assert!(
+            stderr.contains("TIDEWATER_TEST_NEVER_SET"),
+            "{command}: {stderr}"
+        );
     }
 }
 

@@ -36,11 +36,21 @@ fn server(extra: &[&str], setup: &str) -> MariaDbServer {
 
 #[test]
 fn statement_based_binlog_is_refused_with_the_fix() {
-    let s = server(&["--binlog-format=MIXED"], "CREATE TABLE t (id int PRIMARY KEY);");
+    let s = server(
+        &["--binlog-format=MIXED"],
+        "CREATE TABLE t (id int PRIMARY KEY);",
+    );
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(&dir, &s.url("shop"), "shop.*");
-    expect(run_cli(&["run"], &cfg), 3, &["binlog_format = MIXED", "SET GLOBAL binlog_format = 'ROW'"]);
-    assert!(!dir.path().join("replica.duckdb").exists(), "nothing may be created");
+    expect(
+        run_cli(&["run"], &cfg),
+        3,
+        &["binlog_format = MIXED", "SET GLOBAL binlog_format = 'ROW'"],
+    );
+    assert!(
+        !dir.path().join("replica.duckdb").exists(),
+        "nothing may be created"
+    );
 }
 
 #[test]
@@ -59,8 +69,11 @@ fn binlog_off_is_refused_with_the_fix() {
 #[test]
 fn wrong_password_names_the_cause_without_the_password() {
     let s = server(&[], "CREATE TABLE t (id int PRIMARY KEY);");
-    s.sql("", "CREATE USER 'repl'@'%' IDENTIFIED BY 'right'; GRANT ALL ON *.* TO 'repl'@'%';")
-        .unwrap();
+    s.sql(
+        "",
+        "CREATE USER 'repl'@'%' IDENTIFIED BY 'right'; GRANT ALL ON *.* TO 'repl'@'%';",
+    )
+    .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(&dir, &s.url_as("repl", PASSWORD, "shop"), "shop.*");
     expect(run_cli(&["run"], &cfg), 3, &["Access denied", "password"]);
@@ -71,29 +84,48 @@ fn unsupported_types_and_unmatched_globs_are_named() {
     let s = server(&[], "CREATE TABLE t (id int PRIMARY KEY, u uuid);");
     let dir = tempfile::tempdir().unwrap();
     let cfg = config(&dir, &s.url("shop"), "shop.*");
-    expect(run_cli(&["run"], &cfg), 3, &["shop.t.u", "uuid", "\"!shop.t\""]);
+    expect(
+        run_cli(&["run"], &cfg),
+        3,
+        &["shop.t.u", "uuid", "\"!shop.t\""],
+    );
     let cfg = config(&dir, &s.url("shop"), "shop.nothing_*");
-    expect(run_cli(&["run"], &cfg), 3, &["no source table matches", "shop.nothing_*"]);
+    expect(
+        run_cli(&["run"], &cfg),
+        3,
+        &["no source table matches", "shop.nothing_*"],
+    );
 }
 
 #[test]
 fn purged_binlog_stops_with_the_resnapshot_fix() {
-    let mut rig = Rig::mysql("CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 1);");
+    let mut rig =
+        Rig::mysql("CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 1);");
     rig.start();
     rig.wait_caught_up(Duration::from_secs(60));
     rig.stop();
     // Changes the replica never saw, then their binlog files are purged.
-    let first = |rig: &Rig| rig.sql("SHOW BINARY LOGS").lines().next().unwrap_or("").to_string();
+    let first = |rig: &Rig| {
+        rig.sql("SHOW BINARY LOGS")
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string()
+    };
     let before = first(&rig);
     rig.sql("INSERT INTO t VALUES (2, 2); FLUSH BINARY LOGS; INSERT INTO t VALUES (3, 3);");
     // MariaDB keeps a file until InnoDB has checkpointed past it: purge until it is gone.
-    wait_until(Duration::from_secs(30), "the old binlog files to be purged", || {
-        rig.sql("FLUSH BINARY LOGS");
-        let current = rig.sql("SHOW MASTER STATUS");
-        let current = current.split('\t').next().unwrap_or("").to_string();
-        rig.sql(&format!("PURGE BINARY LOGS TO '{current}'"));
-        first(&rig) != before && first(&rig).starts_with(&current)
-    })
+    wait_until(
+        Duration::from_secs(30),
+        "the old binlog files to be purged",
+        || {
+            rig.sql("FLUSH BINARY LOGS");
+            let current = rig.sql("SHOW MASTER STATUS");
+            let current = current.split('\t').next().unwrap_or("").to_string();
+            rig.sql(&format!("PURGE BINARY LOGS TO '{current}'"));
+            first(&rig) != before && first(&rig).starts_with(&current)
+        },
+    )
     .unwrap();
     let out = expect(
         run_cli(&["run"], &rig.config),

@@ -98,7 +98,11 @@ fn kill9_and_restart_apply_every_change_exactly_once() {
             base + 1000
         ));
         expected_changes += 1000;
-        expected_changes += rig.sql("SELECT count(*) FROM t WHERE id % 3 = 0").trim().parse::<i64>().unwrap();
+        expected_changes += rig
+            .sql("SELECT count(*) FROM t WHERE id % 3 = 0")
+            .trim()
+            .parse::<i64>()
+            .unwrap();
         rig.kill9();
         rig.start();
     }
@@ -187,6 +191,9 @@ fn a_one_million_row_transaction_streams_through() {
         rig.count("SELECT count(DISTINCT _metadata_position) FROM big_log"),
         1
     );
-    assert_eq!(rig.count("SELECT max(_metadata_sequence) FROM big_log"), 999_999);
+    assert_eq!(
+        rig.count("SELECT max(_metadata_sequence) FROM big_log"),
+        999_999
+    );
     rig.assert_same("SELECT concat_ws('|', count(*), sum(id), max(v)) FROM big");
 }

@@ -85,7 +85,10 @@ fn endpoints_follow_the_snapshot_then_the_stream() {
     );
     // `notes` was never analyzed (no estimate in the catalog): small, so it was counted.
     assert_eq!(
-        metric(&during, "tidewater_snapshot_rows_estimate{table=\"public.notes\"}"),
+        metric(
+            &during,
+            "tidewater_snapshot_rows_estimate{table=\"public.notes\"}"
+        ),
         Some(2.0)
     );
 

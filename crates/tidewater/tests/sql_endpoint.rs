@@ -192,7 +192,8 @@ fn psql_cannot_write_and_slow_statements_are_interrupted() {
     let out = psql(port, &["-c", ROWS], "");
     assert_eq!(out.stdout.lines().count(), 2, "{}", out.stdout);
     assert!(
-        out.stderr.contains("WARNING:  01000: the result was cut at 2 rows"),
+        out.stderr
+            .contains("WARNING:  01000: the result was cut at 2 rows"),
         "{}",
         out.stderr
     );

@@ -43,7 +43,10 @@ const VERIFY_DEADLINE: Duration = Duration::from_secs(300);
 /// Runs `tidewater verify --config <config> <extra>`; returns the exit code and output.
 fn verify(config: &Path, extra: &[&str]) -> (i32, String) {
     let (code, output) = run_tidewater(&["verify"], config, extra, "warn", VERIFY_DEADLINE);
-    assert!(!output.contains(PASSWORD), "output leaks the password:\n{output}");
+    assert!(
+        !output.contains(PASSWORD),
+        "output leaks the password:\n{output}"
+    );
     (code, output)
 }
 
@@ -64,18 +67,28 @@ fn counts(output: &str, table: &str) -> [String; 4] {
         .unwrap_or_else(|| panic!("no line for {table}:\n{output}"));
     let fields: Vec<String> = line.split_whitespace().map(str::to_string).collect();
     let n = fields.len();
-    [fields[n - 4].clone(), fields[n - 3].clone(), fields[n - 2].clone(), fields[n - 1].clone()]
+    [
+        fields[n - 4].clone(),
+        fields[n - 3].clone(),
+        fields[n - 2].clone(),
+        fields[n - 1].clone(),
+    ]
 }
 
 #[track_caller]
 fn assert_counts(output: &str, table: &str, expected: [&str; 4]) {
-    assert_eq!(counts(output, table), expected, "counts of {table}:\n{output}");
+    assert_eq!(
+        counts(output, table),
+        expected,
+        "counts of {table}:\n{output}"
+    );
 }
 
 /// The replica opened read-write (tidewater must be stopped), to change it by hand.
 fn edit_replica(rig: &Rig, sql: &str) {
     let conn = Connection::open(&rig.db).expect("open the replica read-write");
-    conn.execute_batch(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    conn.execute_batch(sql)
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
 fn replicate(rig: &mut Rig, changes: &str) {
@@ -90,7 +103,10 @@ fn replicate(rig: &mut Rig, changes: &str) {
 fn postgres_clean_then_differences_made_by_hand() {
     let mut rig = Rig::new(PG_SETUP);
     let out = expect_verify(verify(&rig.config, &[]), 3);
-    assert!(out.contains("does not exist yet: `tidewater run` creates it"), "{out}");
+    assert!(
+        out.contains("does not exist yet: `tidewater run` creates it"),
+        "{out}"
+    );
     replicate(
         &mut rig,
         "UPDATE items SET qty = qty + 100, doc = doc || '{\"x\": [1, 2]}' WHERE id <= 20;
@@ -104,7 +120,10 @@ fn postgres_clean_then_differences_made_by_hand() {
     assert_counts(&out, "public.items", ["996", "0", "0", "0"]);
     assert_counts(&out, "public.pairs", ["50", "0", "0", "0"]);
     assert_counts(&out, "public.notes", ["18", "0", "0", "-"]);
-    assert!(out.contains("(not running)") && out.contains("rows/s"), "{out}");
+    assert!(
+        out.contains("(not running)") && out.contains("rows/s"),
+        "{out}"
+    );
     assert!(out.contains("verified 3 tables, 1064 rows"), "{out}");
 
     edit_replica(
@@ -127,22 +146,58 @@ fn postgres_clean_then_differences_made_by_hand() {
     assert!(out.contains("differing: k1=Bx, k2=1"), "{out}");
     assert_counts(&out, "public.notes", ["18", "1", "2", "-"]);
     assert!(out.contains("missing:   (9, late)"), "{out}");
-    assert!(out.contains("extra:     (1, note 1); (42, stray)\n"), "{out}");
-    assert!(out.contains("DIFFERENT: 9 differences in 3 tables"), "{out}");
-    assert!(out.contains("error: the replica differs from the source"), "{out}");
+    assert!(
+        out.contains("extra:     (1, note 1); (42, stray)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("DIFFERENT: 9 differences in 3 tables"),
+        "{out}"
+    );
+    assert!(
+        out.contains("error: the replica differs from the source"),
+        "{out}"
+    );
 
     // --tables narrows the comparison.
-    let out = expect_verify(verify(&rig.config, &["--tables", "public.pairs", "--tables", "public.notes"]), 1);
+    let out = expect_verify(
+        verify(
+            &rig.config,
+            &["--tables", "public.pairs", "--tables", "public.notes"],
+        ),
+        1,
+    );
     assert!(!out.contains("public.items"), "{out}");
     let out = expect_verify(verify(&rig.config, &["--tables", "public.nothing*"]), 2);
-    assert!(out.contains("no replicated table matches --tables"), "{out}");
+    assert!(
+        out.contains("no replicated table matches --tables"),
+        "{out}"
+    );
 
     // A replica table whose columns differ is reported, not compared row by row.
-    edit_replica(&rig, "ALTER TABLE public.pairs ADD COLUMN zz int; ALTER TABLE public.notes DROP COLUMN b;");
-    let out = expect_verify(verify(&rig.config, &["--tables", "public.pairs", "--tables", "public.notes"]), 1);
-    assert!(out.contains("not compared: the replica has column zz, which the source has not"), "{out}");
-    assert!(out.contains("not compared: column b is not in the replica"), "{out}");
-    assert!(out.contains("DIFFERENT: 2 differences in 2 tables"), "{out}");
+    edit_replica(
+        &rig,
+        "ALTER TABLE public.pairs ADD COLUMN zz int; ALTER TABLE public.notes DROP COLUMN b;",
+    );
+    let out = expect_verify(
+        verify(
+            &rig.config,
+            &["--tables", "public.pairs", "--tables", "public.notes"],
+        ),
+        1,
+    );
+    assert!(
+        out.contains("not compared: the replica has column zz, which the source has not"),
+        "{out}"
+    );
+    assert!(
+        out.contains("not compared: column b is not in the replica"),
+        "{out}"
+    );
+    assert!(
+        out.contains("DIFFERENT: 2 differences in 2 tables"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -205,7 +260,10 @@ fn live_under_load(mut rig: Rig, statement: fn(u64) -> String, schema: &str) {
     let out = expect_verify(out, 0);
     assert!(out.contains("(live, while run applies changes)"), "{out}");
     assert!(counts(&out, &items)[1..] == ["0", "0", "0"], "{out}");
-    assert!(written.load(Ordering::Relaxed) > 3, "the workload wrote during verify");
+    assert!(
+        written.load(Ordering::Relaxed) > 3,
+        "the workload wrote during verify"
+    );
     let live_notes: u64 = counts(&out, &notes)[0].parse().unwrap();
     rig.wait_caught_up(Duration::from_secs(120));
     rig.stop();
@@ -214,7 +272,10 @@ fn live_under_load(mut rig: Rig, statement: fn(u64) -> String, schema: &str) {
     assert!(out.contains("(not running)"), "{out}");
     // Rows are counted once, at the first snapshot, whatever the re-check rounds read.
     let notes_now: u64 = counts(&out, &notes)[0].parse().unwrap();
-    assert!(live_notes <= notes_now, "{live_notes} rows counted for an insert-only table that has {notes_now}");
+    assert!(
+        live_notes <= notes_now,
+        "{live_notes} rows counted for an insert-only table that has {notes_now}"
+    );
 }
 
 #[test]
@@ -265,7 +326,10 @@ fn postgres_table_larger_than_a_chunk() {
         "CREATE TABLE big (id bigint PRIMARY KEY, v text, n numeric(20,4));
          INSERT INTO big SELECT g, md5(g::text), g / 7.0 FROM generate_series(1, 200000) g;",
     );
-    replicate(&mut rig, "UPDATE big SET v = 'changed' WHERE id % 1000 = 0;");
+    replicate(
+        &mut rig,
+        "UPDATE big SET v = 'changed' WHERE id % 1000 = 0;",
+    );
     let out = expect_verify(verify(&rig.config, &[]), 0);
     assert_counts(&out, "public.big", ["200000", "0", "0", "0"]);
     edit_replica(
@@ -276,9 +340,15 @@ fn postgres_table_larger_than_a_chunk() {
     );
     let out = expect_verify(verify(&rig.config, &[]), 1);
     assert_counts(&out, "public.big", ["200000", "3", "2", "3"]);
-    assert!(out.contains("missing:   id=1; id=100000; id=100001\n"), "{out}");
+    assert!(
+        out.contains("missing:   id=1; id=100000; id=100001\n"),
+        "{out}"
+    );
     assert!(out.contains("extra:     id=0; id=200001\n"), "{out}");
-    assert!(out.contains("differing: id=99999; id=100002; id=200000\n"), "{out}");
+    assert!(
+        out.contains("differing: id=99999; id=100002; id=200000\n"),
+        "{out}"
+    );
 }
 
 /// 200k rows keyed by a case-insensitive VARCHAR: MariaDB reads them in an order DuckDB does
@@ -301,7 +371,13 @@ fn mariadb_table_larger_than_a_chunk_in_another_key_order() {
     );
     let out = expect_verify(verify(&rig.config, &[]), 1);
     assert_counts(&out, "shop.codes", ["200000", "2", "2", "2"]);
-    assert!(out.contains("missing:   code=K0000001; code=k0150000\n"), "{out}");
+    assert!(
+        out.contains("missing:   code=K0000001; code=k0150000\n"),
+        "{out}"
+    );
     assert!(out.contains("extra:     code=K0000001x; code=a\n"), "{out}");
-    assert!(out.contains("differing: code=K0199999; code=k0000002\n"), "{out}");
+    assert!(
+        out.contains("differing: code=K0199999; code=k0000002\n"),
+        "{out}"
+    );
 }

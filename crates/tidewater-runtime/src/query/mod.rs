@@ -65,7 +65,10 @@ async fn run_somewhere(db: &Path, args: &QueryArgs) -> Result<QueryResult, Query
     }
     match open_read_only(db) {
         Ok(conn) => exec::run_with_timeout(conn, args.sql.clone(), args.limit, args.timeout).await,
-        Err(Unopened { error: e, held: true }) => {
+        Err(Unopened {
+            error: e,
+            held: true,
+        }) => {
             // Held by a `run` that is starting: its status file appears within seconds.
             let deadline = Instant::now() + WAIT_FOR_PUBLISHED;
             while Instant::now() < deadline {

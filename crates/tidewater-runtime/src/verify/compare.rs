@@ -18,14 +18,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tidewater_core::{Error, Result, TableSchema, Value};
-use tracing::debug;
 use tidewater_duckdb::duckdb::Connection;
-use tidewater_duckdb::sql::{
-    cast_from_text, duckdb_type, qualified, quote_ident, quote_literal,
-};
+use tidewater_duckdb::sql::{cast_from_text, duckdb_type, qualified, quote_ident, quote_literal};
+use tracing::debug;
 
+use super::sql::{
+    columns, key_columns, key_join, key_list, key_literals, normalized, or_distinct, range_filter,
+};
 use super::stage::{stage, typed_stage};
-use super::sql::{columns, key_columns, key_join, key_list, key_literals, normalized, or_distinct, range_filter};
 
 /// Source rows per comparison statement.
 pub const CHUNK_ROWS: usize = 100_000;
@@ -109,14 +109,25 @@ impl Comparer {
 
     /// The replica's committed position.
     pub fn replica_position(&self, pipeline: &str) -> Result<Option<String>> {
-        let prefix = self.catalog.as_deref().map(|c| format!("{}.", quote_ident(c)));
+        let prefix = self
+            .catalog
+            .as_deref()
+            .map(|c| format!("{}.", quote_ident(c)));
         let sql = format!(
             "SELECT position FROM {}_tidewater.pipeline WHERE name = ?",
             prefix.unwrap_or_default()
         );
-        let mut stmt = self.conn.prepare(&sql).map_err(sql_err("reading the replica's position"))?;
-        let mut rows = stmt.query([pipeline]).map_err(sql_err("reading the replica's position"))?;
-        match rows.next().map_err(sql_err("reading the replica's position"))? {
+        let mut stmt = self
+            .conn
+            .prepare(&sql)
+            .map_err(sql_err("reading the replica's position"))?;
+        let mut rows = stmt
+            .query([pipeline])
+            .map_err(sql_err("reading the replica's position"))?;
+        match rows
+            .next()
+            .map_err(sql_err("reading the replica's position"))?
+        {
             Some(r) => r.get(0).map_err(sql_err("reading the replica's position")),
             None => Ok(None),
         }
@@ -148,7 +159,9 @@ impl Comparer {
     /// Prepares for table `i`'s rows.
     pub fn start(&mut self, i: usize, pass: Pass) -> Result<()> {
         let t = &self.tables[i];
-        let stage: Vec<String> = (0..t.schema.columns.len()).map(|c| format!("c{c} VARCHAR")).collect();
+        let stage: Vec<String> = (0..t.schema.columns.len())
+            .map(|c| format!("c{c} VARCHAR"))
+            .collect();
         let typed: Vec<String> = t
             .schema
             .columns
@@ -254,7 +267,11 @@ impl Comparer {
         let cur = self.current()?;
         let t = &self.tables[cur.table];
         let s = &t.schema;
-        let hi = if last { None } else { self.max_key(cur.cursor.as_deref())? };
+        let hi = if last {
+            None
+        } else {
+            self.max_key(cur.cursor.as_deref())?
+        };
         let range = range_filter(s, cur.cursor.as_deref(), hi.as_deref());
         let source_keys: Vec<String> = key_columns(s)
             .enumerate()
@@ -300,26 +317,49 @@ impl Comparer {
         let casts: Vec<String> = s
             .key
             .iter()
-            .map(|&k| format!("{} AS {}", cast_from_text(&format!("c{k}"), &s.columns[k].ty), quote_ident(&s.columns[k].name)))
+            .map(|&k| {
+                format!(
+                    "{} AS {}",
+                    cast_from_text(&format!("c{k}"), &s.columns[k].ty),
+                    quote_ident(&s.columns[k].name)
+                )
+            })
             .collect();
         let mut from = format!("SELECT {} FROM {STAGE}", casts.join(", "));
         if let Some(c) = cursor {
-            from.push_str(&format!(" UNION ALL SELECT {}", key_literals(s, c).join(", ")));
+            from.push_str(&format!(
+                " UNION ALL SELECT {}",
+                key_literals(s, c).join(", ")
+            ));
         }
-        let texts: Vec<String> = names.iter().map(|n| format!("CAST({n} AS VARCHAR)")).collect();
+        let texts: Vec<String> = names
+            .iter()
+            .map(|n| format!("CAST({n} AS VARCHAR)"))
+            .collect();
         let desc: Vec<String> = names.iter().map(|n| format!("{n} DESC")).collect();
         let sql = format!(
             "SELECT {} FROM ({from}) ORDER BY {} LIMIT 1",
             texts.join(", "),
             desc.join(", ")
         );
-        let mut stmt = self.conn.prepare(&sql).map_err(sql_err("finding the chunk's last key"))?;
-        let mut rows = stmt.query([]).map_err(sql_err("finding the chunk's last key"))?;
-        let Some(row) = rows.next().map_err(sql_err("finding the chunk's last key"))? else {
+        let mut stmt = self
+            .conn
+            .prepare(&sql)
+            .map_err(sql_err("finding the chunk's last key"))?;
+        let mut rows = stmt
+            .query([])
+            .map_err(sql_err("finding the chunk's last key"))?;
+        let Some(row) = rows
+            .next()
+            .map_err(sql_err("finding the chunk's last key"))?
+        else {
             return Ok(None);
         };
         (0..names.len())
-            .map(|k| row.get::<_, String>(k).map_err(sql_err("finding the chunk's last key")))
+            .map(|k| {
+                row.get::<_, String>(k)
+                    .map_err(sql_err("finding the chunk's last key"))
+            })
             .collect::<Result<Vec<_>>>()
             .map(Some)
     }
@@ -354,7 +394,9 @@ impl Comparer {
             return Ok(0);
         }
         self.conn
-            .query_row(&format!("SELECT count(*) FROM {}", t.diff), [], |r| r.get::<_, i64>(0))
+            .query_row(&format!("SELECT count(*) FROM {}", t.diff), [], |r| {
+                r.get::<_, i64>(0)
+            })
             .map(|n| n as u64)
             .map_err(sql_err("counting differences"))
     }

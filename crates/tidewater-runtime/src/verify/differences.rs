@@ -37,7 +37,10 @@ impl Comparer {
             "SELECT {} FROM {RECHECK} WHERE _tw_n BETWEEN ? AND ? ORDER BY _tw_n",
             texts.join(", ")
         );
-        let mut stmt = self.conn.prepare(&sql).map_err(sql_err("reading keys to re-check"))?;
+        let mut stmt = self
+            .conn
+            .prepare(&sql)
+            .map_err(sql_err("reading keys to re-check"))?;
         let rows = stmt
             .query_map(params![from as i64, to as i64], |r| {
                 (0..texts.len())
@@ -81,8 +84,13 @@ impl Comparer {
     /// Only the keys that differed again remain.
     pub fn recheck_done(&mut self, i: usize) -> Result<()> {
         self.current = None;
-        let diff = self.tables[i].diff.trim_start_matches("temp.main.").to_string();
-        self.exec(&format!("CREATE OR REPLACE TEMP TABLE {diff} AS SELECT * FROM {NEXT}"))
+        let diff = self.tables[i]
+            .diff
+            .trim_start_matches("temp.main.")
+            .to_string();
+        self.exec(&format!(
+            "CREATE OR REPLACE TEMP TABLE {diff} AS SELECT * FROM {NEXT}"
+        ))
     }
 
     /// Counts and up to `max_examples` keys (rows) per kind.
@@ -102,16 +110,27 @@ impl Comparer {
             let parts: Vec<String> = key_columns(&t.schema)
                 .map(|c| {
                     let n = quote_ident(&c.name);
-                    format!("{} || CAST({n} AS VARCHAR)", quote_literal(&format!("{}=", c.name)))
+                    format!(
+                        "{} || CAST({n} AS VARCHAR)",
+                        quote_literal(&format!("{}=", c.name))
+                    )
                 })
                 .collect();
-            (format!("concat_ws(', ', {})", parts.join(", ")), key_list(&t.schema, "d"))
+            (
+                format!("concat_ws(', ', {})", parts.join(", ")),
+                key_list(&t.schema, "d"),
+            )
         } else {
             let parts: Vec<String> = t
                 .schema
                 .columns
                 .iter()
-                .map(|c| format!("coalesce(CAST({} AS VARCHAR), 'NULL')", quote_ident(&c.name)))
+                .map(|c| {
+                    format!(
+                        "coalesce(CAST({} AS VARCHAR), 'NULL')",
+                        quote_ident(&c.name)
+                    )
+                })
                 .collect();
             let label = format!("'(' || concat_ws(', ', {}) || ')'", parts.join(", "));
             (label.clone(), label)
@@ -122,10 +141,17 @@ impl Comparer {
              ORDER BY _tw_kind, {order}",
             t.diff
         );
-        let mut stmt = self.conn.prepare(&sql).map_err(sql_err("reading differences"))?;
+        let mut stmt = self
+            .conn
+            .prepare(&sql)
+            .map_err(sql_err("reading differences"))?;
         let rows = stmt
             .query_map([max_examples.max(1) as i64], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
             })
             .map_err(sql_err("reading differences"))?;
         let examples: Vec<(String, i64, String)> = rows

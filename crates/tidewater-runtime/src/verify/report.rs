@@ -76,17 +76,35 @@ impl VerifyReport {
             out,
             "source snapshot at {}; replica at {replica}{}",
             self.source_position,
-            if self.live { " (live, while run applies changes)" } else { " (not running)" }
+            if self.live {
+                " (live, while run applies changes)"
+            } else {
+                " (not running)"
+            }
         );
-        let width = self.tables.iter().map(|t| t.table.len() + 10).max().unwrap_or(5).max(5);
+        let width = self
+            .tables
+            .iter()
+            .map(|t| t.table.len() + 10)
+            .max()
+            .unwrap_or(5)
+            .max(5);
         let _ = writeln!(
             out,
             "{:<width$} {:>12} {:>10} {:>10} {:>10}",
             "table", "rows", "missing", "extra", "differing"
         );
         for t in &self.tables {
-            let name = if t.keyed { t.table.clone() } else { format!("{} (no key)", t.table) };
-            let differing = if t.keyed { t.differing.to_string() } else { "-".into() };
+            let name = if t.keyed {
+                t.table.clone()
+            } else {
+                format!("{} (no key)", t.table)
+            };
+            let differing = if t.keyed {
+                t.differing.to_string()
+            } else {
+                "-".into()
+            };
             let _ = writeln!(
                 out,
                 "{name:<width$} {:>12} {:>10} {:>10} {:>10}",
@@ -104,8 +122,17 @@ impl VerifyReport {
                     continue;
                 }
                 let more = n.saturating_sub(keys.len() as u64);
-                let tail = if more > 0 { format!(" (and {more} more)") } else { String::new() };
-                let _ = writeln!(out, "  {:<10} {}{tail}", format!("{kind}:"), keys.join("; "));
+                let tail = if more > 0 {
+                    format!(" (and {more} more)")
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(
+                    out,
+                    "  {:<10} {}{tail}",
+                    format!("{kind}:"),
+                    keys.join("; ")
+                );
             }
         }
         for n in &self.notes {
@@ -117,7 +144,11 @@ impl VerifyReport {
                 "DIFFERENT: {d} difference{} in {} table{}",
                 if d == 1 { "" } else { "s" },
                 self.tables_differing(),
-                if self.tables_differing() == 1 { "" } else { "s" }
+                if self.tables_differing() == 1 {
+                    ""
+                } else {
+                    "s"
+                }
             ),
         };
         let _ = writeln!(
@@ -170,9 +201,14 @@ mod tests {
         };
         let text = report.render();
         assert!(text.contains("public.notes (no key)"), "{text}");
-        assert!(text.contains("missing:   id=1; id=2 (and 1 more)"), "{text}");
         assert!(
-            text.contains("1000 rows in 0.5 s (2000 rows/s, 2 rounds): DIFFERENT: 3 differences in 1 table"),
+            text.contains("missing:   id=1; id=2 (and 1 more)"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "1000 rows in 0.5 s (2000 rows/s, 2 rounds): DIFFERENT: 3 differences in 1 table"
+            ),
             "{text}"
         );
         assert_eq!(report.differences(), 3);

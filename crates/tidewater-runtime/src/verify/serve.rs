@@ -23,7 +23,11 @@ const MAX_BODY: usize = 64 << 10;
 static RUNNING: Mutex<()> = Mutex::const_new(());
 
 /// The status code and JSON body answering `req`.
-pub async fn handle(req: Request<Incoming>, peer: SocketAddr, monitor: &Arc<Monitor>) -> (StatusCode, Vec<u8>) {
+pub async fn handle(
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    monitor: &Arc<Monitor>,
+) -> (StatusCode, Vec<u8>) {
     match verify(req, peer, monitor).await {
         Ok(report) => (
             StatusCode::OK,
@@ -51,7 +55,12 @@ async fn verify(
     let body = Limited::new(req.into_body(), MAX_BODY)
         .collect()
         .await
-        .map_err(|e| refuse(StatusCode::BAD_REQUEST, Error::config(format!("reading the request: {e}"))))?
+        .map_err(|e| {
+            refuse(
+                StatusCode::BAD_REQUEST,
+                Error::config(format!("reading the request: {e}")),
+            )
+        })?
         .to_bytes();
     let request: VerifyRequest = serde_json::from_slice(&body).map_err(|e| {
         refuse(
@@ -76,13 +85,18 @@ async fn verify(
         .ok_or_else(|| unavailable("the replica is not open yet; try again in a moment".into()))?
         .map_err(|e| unavailable(e.to_string()))?;
     let comparer = Comparer::new(conn, None);
-    engine::verify(&config, comparer, Replica::Live(monitor.stats.clone()), &request)
-        .await
-        .map_err(|e| {
-            let status = match e.kind {
-                ErrorKind::Config => StatusCode::BAD_REQUEST,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
-            };
-            (status, e)
-        })
+    engine::verify(
+        &config,
+        comparer,
+        Replica::Live(monitor.stats.clone()),
+        &request,
+    )
+    .await
+    .map_err(|e| {
+        let status = match e.kind {
+            ErrorKind::Config => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        (status, e)
+    })
 }

@@ -77,8 +77,14 @@ pub(super) fn key_literals(s: &TableSchema, texts: &[String]) -> Vec<String> {
 
 /// ` WHERE lo < key <= hi` in DuckDB's order of keys (row comparison), with a plain range on
 /// the first key column so the scan can skip row groups by their min/max.
-pub(super) fn range_filter(s: &TableSchema, lo: Option<&[String]>, hi: Option<&[String]>) -> String {
-    let names: Vec<String> = key_columns(s).map(|c| format!("r.{}", quote_ident(&c.name))).collect();
+pub(super) fn range_filter(
+    s: &TableSchema,
+    lo: Option<&[String]>,
+    hi: Option<&[String]>,
+) -> String {
+    let names: Vec<String> = key_columns(s)
+        .map(|c| format!("r.{}", quote_ident(&c.name)))
+        .collect();
     let row = |items: &[String]| {
         if items.len() == 1 {
             items[0].clone()
@@ -139,7 +145,10 @@ mod tests {
             " WHERE (r.\"b\", r.\"a\") > (CAST('x' AS VARCHAR), CAST('1' AS INTEGER)) \
              AND r.\"b\" >= CAST('x' AS VARCHAR)"
         );
-        assert_eq!(key_join(&two, "s", "r"), "s.\"b\" = r.\"b\" AND s.\"a\" = r.\"a\"");
+        assert_eq!(
+            key_join(&two, "s", "r"),
+            "s.\"b\" = r.\"b\" AND s.\"a\" = r.\"a\""
+        );
         assert_eq!(
             or_distinct(&two),
             " OR json(s.\"j\") IS DISTINCT FROM json(r.\"j\")"

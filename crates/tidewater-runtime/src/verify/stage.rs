@@ -50,7 +50,13 @@ pub(super) fn typed_stage(schema: &TableSchema, extra: &str) -> String {
         .columns
         .iter()
         .enumerate()
-        .map(|(i, c)| format!("{} AS {}", cast_from_text(&format!("c{i}"), &c.ty), quote_ident(&c.name)))
+        .map(|(i, c)| {
+            format!(
+                "{} AS {}",
+                cast_from_text(&format!("c{i}"), &c.ty),
+                quote_ident(&c.name)
+            )
+        })
         .collect();
     if !extra.is_empty() {
         casts.push(extra.to_string());
@@ -65,17 +71,24 @@ impl Comparer {
             .iter()
             .map(|c| format!("{} {}", quote_ident(&c.name), duckdb_type(&c.ty)))
             .collect();
-        self.exec(&format!("CREATE OR REPLACE TEMP TABLE tw_probe ({})", defs.join(", ")))?;
+        self.exec(&format!(
+            "CREATE OR REPLACE TEMP TABLE tw_probe ({})",
+            defs.join(", ")
+        ))?;
         let columns = |db: &str, schema_name: &str, table: &str| -> Result<Vec<(String, String)>> {
             let sql = format!(
                 "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = {db} \
                  AND schema_name = ? AND table_name = ? ORDER BY column_index"
             );
-            let mut stmt = self.conn.prepare(&sql).map_err(sql_err("reading columns"))?;
+            let mut stmt = self
+                .conn
+                .prepare(&sql)
+                .map_err(sql_err("reading columns"))?;
             let rows = stmt
                 .query_map(params![schema_name, table], |r| Ok((r.get(0)?, r.get(1)?)))
                 .map_err(sql_err("reading columns"))?;
-            rows.collect::<std::result::Result<_, _>>().map_err(sql_err("reading columns"))
+            rows.collect::<std::result::Result<_, _>>()
+                .map_err(sql_err("reading columns"))
         };
         let expected = columns("'temp'", "main", "tw_probe")?;
         let actual = columns(&self.database(), &schema.id.schema, &schema.id.name)?;
@@ -86,15 +99,17 @@ impl Comparer {
         for (name, ty) in &expected {
             match actual.iter().find(|(n, _)| n == name) {
                 None => problems.push(format!("column {name} is not in the replica")),
-                Some((_, t)) if t != ty => {
-                    problems.push(format!("column {name} is {t} in the replica, {ty} at the source"))
-                }
+                Some((_, t)) if t != ty => problems.push(format!(
+                    "column {name} is {t} in the replica, {ty} at the source"
+                )),
                 Some(_) => {}
             }
         }
         for (name, _) in &actual {
             if !expected.iter().any(|(n, _)| n == name) {
-                problems.push(format!("the replica has column {name}, which the source has not"));
+                problems.push(format!(
+                    "the replica has column {name}, which the source has not"
+                ));
             }
         }
         Ok((!problems.is_empty()).then(|| problems.join("; ")))
