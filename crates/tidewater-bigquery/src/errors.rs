@@ -46,19 +46,19 @@ fn classify(reason: &str, message: &str) -> ErrorKind {
 }
 
 /// The fix for a fatal reason, when there is an obvious one.
-fn hint(reason: &str) -> &'static str {
+fn hint(reason: &str) -> Option<&'static str> {
     match reason {
-        "accessDenied" | "forbidden" => {
-            " (the credentials lack a permission: grant roles/bigquery.dataEditor on the dataset \
-             and roles/bigquery.jobUser on the project, see the README's BigQuery section)"
-        }
-        "notFound" => " (check [sink] project and dataset, and the location)",
-        "billingNotEnabled" => " (enable billing on the project)",
-        "invalid" | "invalidQuery" => {
-            " (a schema or SQL error: if a replica or _log table was changed by hand, restore it \
-             or drop it with the _tidewater_state table to take a new snapshot)"
-        }
-        _ => "",
+        "accessDenied" | "forbidden" => Some(
+            "the credentials lack a permission: grant roles/bigquery.dataEditor on the dataset \
+             and roles/bigquery.jobUser on the project, see the README's BigQuery section",
+        ),
+        "notFound" => Some("check [sink] project and dataset, and the location"),
+        "billingNotEnabled" => Some("enable billing on the project"),
+        "invalid" | "invalidQuery" => Some(
+            "a schema or SQL error: if a replica or _log table was changed by hand, restore it \
+             or drop it with the _tidewater_state table to take a new snapshot",
+        ),
+        _ => None,
     }
 }
 
@@ -73,10 +73,44 @@ pub fn from_protos(what: &str, errors: &[ErrorProto]) -> Error {
         .collect();
     let message = messages.join("; ");
     let kind = classify(reason, &message);
-    Error::new(
-        kind,
-        format!("{what}: {message} [{reason}]{}", hint(reason)),
-    )
+    let e = Error::new(kind, format!("{what}: {message} [{reason}]"));
+    typed(with_hint(e, hint(reason)), &message)
+}
+
+fn with_hint(e: Error, fix: Option<&str>) -> Error {
+    match fix {
+        Some(fix) => e.with_fix(fix),
+        None => e,
+    }
+}
+
+/// The commit script's guard stopped it: the state row no longer holds the ordinal this
+/// process last committed (`merge::STATE_MOVED`). Carried as the error's source, so that the
+/// sink tells it apart without reading message text.
+#[derive(Debug)]
+pub struct StateMoved;
+
+impl std::fmt::Display for StateMoved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the pipeline state moved")
+    }
+}
+
+impl std::error::Error for StateMoved {}
+
+/// Whether `e` is the commit guard's refusal ([`StateMoved`]).
+pub fn is_state_moved(e: &Error) -> bool {
+    std::error::Error::source(e).is_some_and(|s| s.is::<StateMoved>())
+}
+
+/// BigQuery's `ERROR()` reaches us only as message text: the marker our own guard raises is
+/// recognised here, where the answer arrives, and from then on travels typed.
+fn typed(e: Error, remote_message: &str) -> Error {
+    if remote_message.contains(crate::merge::STATE_MOVED) {
+        e.with_source(StateMoved)
+    } else {
+        e
+    }
 }
 
 /// A query or job answer carrying `errors` is a failure, whatever its HTTP status was.
@@ -127,13 +161,16 @@ pub fn from_client(what: &str, e: BQError) -> Error {
             }
             let mut fix = hint(reason);
             if code == 401 {
-                fix = " (the credentials were rejected: check the [sink] credentials key file, \
-                       or the application-default credentials)";
+                fix = Some(
+                    "the credentials were rejected: check the [sink] credentials key file, or \
+                     the application-default credentials",
+                );
             }
-            Error::new(
+            let e = Error::new(
                 kind,
-                format!("{what}: HTTP {code}: {} [{reason}]{fix}", nested.message),
-            )
+                format!("{what}: HTTP {code}: {} [{reason}]", nested.message),
+            );
+            typed(with_hint(e, fix), &nested.message)
         }
         BQError::RequestError(r) => {
             // Connection refused/reset, timeouts: the network or the service is away.
@@ -145,11 +182,11 @@ pub fn from_client(what: &str, e: BQError) -> Error {
             Error::new(kind, format!("{what}: {r}"))
         }
         BQError::AuthError(_) | BQError::YupAuthError(_) | BQError::NoToken => {
-            Error::sink(format!(
-            "{what}: getting an access token failed ({e}): check the [sink] credentials key file, \
-             or the application-default credentials (GOOGLE_APPLICATION_CREDENTIALS, gcloud auth \
-             application-default login, or the metadata server)"
-        ))
+            Error::sink(format!("{what}: getting an access token failed ({e})")).with_fix(
+                "check the [sink] credentials key file, or the application-default credentials \
+                 (GOOGLE_APPLICATION_CREDENTIALS, gcloud auth application-default login, or the \
+                 metadata server)",
+            )
         }
         other => Error::sink(format!("{what}: {other}")),
     }

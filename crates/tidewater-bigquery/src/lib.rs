@@ -1,5 +1,5 @@
 //! BigQuery sink: replica tables kept fresh within seconds, `<table>_log` change tables that
-//! fill in real time, and `_tidewater_state`, in one dataset (ARCHITECTURE.md section 4).
+//! fill in real time, and `_tidewater_state`, in one dataset (docs/bigquery.md).
 //!
 //! Each batch's changes are appended to the logs as they arrive (`tabledata.insertAll`); its
 //! commit is one multi-statement transaction that MERGEs them into the replicas and advances

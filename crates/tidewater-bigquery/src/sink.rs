@@ -35,7 +35,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
 use crate::client::{BqClient, Connection};
-use crate::merge::{commit_script, LogRange, StateUpdate, STATE_MOVED};
+use crate::merge::{commit_script, LogRange, StateUpdate};
 use crate::rows::{log_row, truncate_row, TxMeta};
 use crate::state::{self, StoredState};
 use crate::tables::{self, table_names, TableNames};
@@ -279,7 +279,7 @@ impl BigQuerySink {
         let result = self.block_on(self.client.query(&what, script, Some(&request_id)));
         match result {
             Ok(_) => Ok(()),
-            Err(e) if e.message().contains(STATE_MOVED) => {
+            Err(e) if crate::errors::is_state_moved(&e) => {
                 let stored = self.block_on(state::read(&self.client, &self.options.pipeline))?;
                 match stored {
                     Some(s) if s.tx_ordinal == hi => Ok(()),
@@ -452,5 +452,15 @@ impl Sink for BigQuerySink {
             t.truncated_at = None;
         }
         Ok(())
+    }
+
+    fn resnapshot_fix(&self) -> String {
+        format!(
+            "drop the replicated tables, their _log tables and this pipeline's row of {} in \
+             dataset {} (or set sink.dataset to a new dataset), and run `tidewater run` again: \
+             it takes a new snapshot",
+            tables::STATE_TABLE,
+            self.client.dataset
+        )
     }
 }

@@ -1,4 +1,4 @@
-//! What the sink creates in the dataset, and how it names it (ARCHITECTURE.md section 4,
+//! What the sink creates in the dataset, and how it names it (README.md "What lands in DuckDB",
 //! mapped onto BigQuery's one level of datasets):
 //!
 //! - replica `<schema>_<table>`: the source columns, clustered by the primary key;

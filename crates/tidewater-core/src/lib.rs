@@ -1,9 +1,10 @@
-//! Source-neutral core of tidewater: the change model, source positions, the `Sink`
-//! contract and the apply loop that batches whole source transactions into sink commits.
+//! Source-neutral core of tidewater: the change model, source positions, the source driver
+//! and `Sink` contracts and the apply loop that batches whole source transactions into sink commits.
 //! No database driver appears here.
 
 pub mod apply;
 pub mod check;
+pub mod driver;
 pub mod error;
 pub mod event;
 pub mod glob;
@@ -14,6 +15,7 @@ pub mod source;
 pub mod stats;
 pub mod time;
 
+pub use driver::{ConsistentReader, SourceDriver};
 pub use error::{Error, ErrorKind, Result};
 pub use event::{SourceEvent, TxInfo};
 pub use model::{Change, ChangeKind, Column, ColumnType, Position, TableId, TableSchema, Value};

@@ -55,4 +55,12 @@ pub trait Sink: Send {
 
     /// Abandons the open batch, if any.
     fn rollback(&mut self) -> Result<()>;
+
+    /// How a user starts this destination over, so that `tidewater run` takes a new snapshot
+    /// (the fix sources give when the changes since the stored position are gone).
+    fn resnapshot_fix(&self) -> String {
+        "start from an empty destination and run `tidewater run` again: it takes a new \
+         snapshot"
+            .into()
+    }
 }

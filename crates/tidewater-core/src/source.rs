@@ -23,6 +23,10 @@ pub struct SourceContext {
     /// Whether the destination can take in tables while streaming (new ones found at the
     /// source, and `backfill`): a source that finds a new selected table then adds it.
     pub add_tables: bool,
+    /// How to start the replica over with a new snapshot, from the sink
+    /// ([`crate::Sink::resnapshot_fix`]): the fix of an error after which the replica cannot
+    /// catch up (the changes since its position are gone at the source).
+    pub resnapshot_fix: String,
 }
 
 pub trait Source: Send {

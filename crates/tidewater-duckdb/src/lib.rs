@@ -1,8 +1,9 @@
 //! DuckDB sink: replica tables, `<table>_log` change tables and the `_tidewater` state schema
-//! in one DuckDB file (ARCHITECTURE.md section 4).
+//! in one DuckDB file (README.md, "What lands in DuckDB").
 
 mod columns;
 mod direct;
+pub mod errors;
 mod rowwise;
 mod schema;
 mod sink;

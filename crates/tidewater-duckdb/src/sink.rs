@@ -167,12 +167,13 @@ pub fn open_connection(path: &std::path::Path) -> Result<Connection> {
 
 pub(crate) fn open_error(path: &std::path::Path, e: duckdb::Error) -> Error {
     let msg = e.to_string();
-    if msg.contains("lock") {
+    if crate::errors::is_lock_failure(&e) {
         Error::sink(format!(
             "DuckDB file {} is in use by another process ({msg}). Only one `tidewater run` may \
              write a replica; stop the other one, or use `tidewater status` to look at it",
             path.display()
         ))
+        .with_source(crate::errors::Held)
     } else {
         Error::sink(format!("cannot open DuckDB file {}: {msg}", path.display()))
     }
@@ -612,5 +613,9 @@ impl Sink for DuckDbSink {
             t.changes = 0;
         }
         Ok(())
+    }
+
+    fn resnapshot_fix(&self) -> String {
+        crate::errors::resnapshot_fix(&self.options.path)
     }
 }

@@ -22,7 +22,7 @@ pub fn log_table(id: &TableId) -> String {
     )
 }
 
-/// DuckDB type of a replica column (ARCHITECTURE.md section 4).
+/// DuckDB type of a replica column (README.md, "What lands in DuckDB").
 pub fn duckdb_type(ty: &ColumnType) -> String {
     match ty {
         ColumnType::Int8 => "TINYINT".into(),

@@ -108,8 +108,10 @@ pub async fn describe(conn: &mut Conn, id: TableId) -> Result<SourceTable> {
         };
         let (kind, ty) = map_column(&info).map_err(|t| {
             Error::source_fatal(format!(
-                "{id}.{name} has type {t}, which tidewater cannot replicate exactly; \
-                 exclude the table with \"!{id}\" in source.tables, or change the column type"
+                "{id}.{name} has type {t}, which tidewater cannot replicate exactly"
+            ))
+            .with_fix(format!(
+                "exclude the table with \"!{id}\" in source.tables, or change the column type"
             ))
         })?;
         kinds.push(kind);

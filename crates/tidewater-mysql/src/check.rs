@@ -38,7 +38,7 @@ const DAY: f64 = 86_400.0;
 pub async fn run_checks(cfg: &MySqlSourceConfig) -> Vec<CheckItem> {
     let mut conn = match connect(&cfg.url).await {
         Ok(conn) => conn,
-        Err(e) => return vec![connection_failed(cfg, e.message())],
+        Err(e) => return vec![connection_failed(cfg, &e)],
     };
     let session = async {
         let flavor = flavor(&mut conn).await?;
@@ -49,7 +49,7 @@ pub async fn run_checks(cfg: &MySqlSourceConfig) -> Vec<CheckItem> {
     };
     let (flavor, (version, account)) = match session.await {
         Ok(found) => found,
-        Err(e) => return vec![connection_failed(cfg, e.message())],
+        Err(e) => return vec![connection_failed(cfg, &e)],
     };
     let (user, host) = account.rsplit_once('@').unwrap_or((&account, "%"));
     let account = format!("{}@{}", quote_string(user), quote_string(host));
@@ -97,38 +97,19 @@ fn fail(name: &str, detail: impl Into<String>, fix: impl Into<String>) -> CheckI
 
 /// A check that could not run: its error, with the fix the error carries when it has one.
 fn failed(name: &str, e: &Error) -> CheckItem {
-    let (detail, fix) = split_fix(e.message());
-    let fix = fix.unwrap_or("run the statement named above as this user to see why it fails");
-    fail(name, detail, fix)
-}
-
-/// `conn::my_error` appends "; fix: ..." (or "; check ..." for I/O errors) to its message.
-fn split_fix(message: &str) -> (&str, Option<&str>) {
-    if let Some((head, fix)) = message.split_once("; fix: ") {
-        return (head, Some(fix));
-    }
-    match message.split_once("; check ") {
-        Some((head, _)) => (head, Some(&message[head.len() + 2..])),
-        None => (message, None),
-    }
+    let fix = e
+        .fix()
+        .unwrap_or("run the statement named above as this user to see why it fails");
+    fail(name, e.message(), fix)
 }
 
 /// The single item reported when no session can be opened; never shows the password.
-fn connection_failed(cfg: &MySqlSourceConfig, message: &str) -> CheckItem {
-    let (head, carried) = split_fix(message);
-    let fix = if message.contains("not a valid MySQL URL") {
-        "write source.url as mysql://user:password@host:port/database"
-    } else if message.contains("(error 1045)") {
-        "check the user and password in source.url; the account must also allow this client's \
-         host (e.g. 'user'@'%')"
-    } else if message.contains("(error 1049)") {
-        "check the database name in source.url (or CREATE DATABASE it)"
-    } else {
-        carried.unwrap_or(
-            "check the host and port in source.url, that the server is running, and that it \
-             accepts TCP connections from this machine (bind_address, skip_networking, firewall)",
-        )
-    };
+fn connection_failed(cfg: &MySqlSourceConfig, e: &Error) -> CheckItem {
+    let head = e.message();
+    let fix = e.fix().unwrap_or(
+        "check the host and port in source.url, that the server is running, and that it \
+         accepts TCP connections from this machine (bind_address, skip_networking, firewall)",
+    );
     let opts = Opts::from_url(&cfg.url).ok();
     let password = opts
         .as_ref()
@@ -304,7 +285,7 @@ impl Cx<'_> {
                      list them: GRANT {privilege} ON *.* TO {};",
                     self.account
                 );
-                warn(name, detail + "unknown, " + split_fix(e.message()).0, fix)
+                warn(name, detail + "unknown, " + e.message(), fix)
             }
         }
     }
@@ -324,9 +305,11 @@ impl Cx<'_> {
                 let oldest = oldest.unwrap_or_default();
                 format!("; {} binlog files, the oldest {oldest}", rows.len())
             }
-            Err(e) => format!("; binlogs not listed: {}", my_error(e, "SHOW BINARY LOGS")),
+            Err(e) => format!(
+                "; binlogs not listed: {}",
+                my_error(e, "SHOW BINARY LOGS").message()
+            ),
         };
-        let logs = split_fix(&logs).0;
         let (value, week) = match var {
             "expire_logs_days" => (format!("{days}"), "7".to_string()),
             _ => (format!("{secs}"), format!("{}", 7.0 * DAY)),
@@ -347,7 +330,7 @@ impl Cx<'_> {
             let lost = "a tidewater stopped for longer loses its position and needs a new snapshot";
             return warn(name, format!("{kept}: {lost}{logs}"), fix);
         }
-        ok(name, kept + logs)
+        ok(name, kept + &logs)
     }
 
     /// MySQL 8.0.3+ can log JSON updates as partial diffs, which tidewater cannot apply.
@@ -390,10 +373,8 @@ impl Cx<'_> {
             selected(patterns, &TableId::new(db, name))
         };
         if seen.iter().any(|t| matching(&t)) {
-            let msg = err.message();
-            let split = msg.split_once("; fix: ").or(msg.split_once("; "));
-            let (detail, fix) = split.unwrap_or((msg, "exclude the table in source.tables"));
-            return Ok((vec![fail("tables", detail, fix)], Vec::new()));
+            let fix = err.fix().unwrap_or("exclude the table in source.tables");
+            return Ok((vec![fail("tables", err.message(), fix)], Vec::new()));
         }
         let detail = format!(
             "no table matches {patterns:?}; this user sees {}",

@@ -28,9 +28,8 @@ impl Flavor {
 pub fn parse_opts(url: &str) -> Result<Opts> {
     let (url, tls) = split_tls_params(url)?;
     let opts = Opts::from_url(&url).map_err(|e| {
-        Error::config(format!(
-            "source.url is not a valid MySQL URL ({e}); expected mysql://user:password@host:port/database"
-        ))
+        Error::config(format!("source.url is not a valid MySQL URL ({e})"))
+            .with_fix("write source.url as mysql://user:password@host:port/database")
     })?;
     let mut builder = OptsBuilder::from_opts(opts)
         .prefer_socket(false)
@@ -171,11 +170,45 @@ pub async fn variable(conn: &mut Conn, name: &str) -> Result<Option<String>> {
     Ok(row.and_then(|(_, v)| v))
 }
 
-/// The fix for a binlog that no longer holds the stored position.
-pub const RESNAPSHOT_FIX: &str =
-    "the replica cannot catch up from here: move the DuckDB file aside \
-     (or set sink.path to a new file) and run `tidewater run` again to take a new snapshot; \
-     raise binlog_expire_logs_seconds (MySQL) / expire_logs_days (MariaDB) so this does not recur";
+/// What keeps a purged binlog from recurring (after the sink's re-snapshot fix).
+pub const RETENTION_FIX: &str = "raise binlog_expire_logs_seconds (MySQL) / expire_logs_days \
+     (MariaDB) so this does not recur";
+
+/// The marker source of an error the server answered with 1236: the binlog no longer holds
+/// the requested position. The source turns it into the sink's re-snapshot fix.
+#[derive(Debug)]
+pub struct Purged;
+
+impl std::fmt::Display for Purged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the binlog no longer holds the position")
+    }
+}
+
+impl std::error::Error for Purged {}
+
+/// The marker source of an error after which the replica cannot follow the binlog any more
+/// (the source turns it into the sink's re-snapshot fix).
+#[derive(Debug)]
+pub struct CannotCatchUp;
+
+impl std::fmt::Display for CannotCatchUp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the replica cannot catch up")
+    }
+}
+
+impl std::error::Error for CannotCatchUp {}
+
+/// Whether `e` needs a new snapshot ([`CannotCatchUp`]).
+pub fn cannot_catch_up(e: &Error) -> bool {
+    std::error::Error::source(e).is_some_and(|s| s.is::<CannotCatchUp>())
+}
+
+/// Whether `e` says the binlog no longer holds the requested position.
+pub fn is_purged(e: &Error) -> bool {
+    std::error::Error::source(e).is_some_and(|s| s.is::<Purged>())
+}
 
 /// Classifies a driver error once: the connection dropping is retryable; wrong credentials,
 /// missing privileges and purged binlogs are not, and say how to fix them.
@@ -184,35 +217,39 @@ pub fn my_error(e: mysql_async::Error, context: &str) -> Error {
     match &e {
         E::Server(s) => {
             let fix = match s.code {
-                1045 => Some("wrong user or password in source.url"),
-                1049 => Some("the database in source.url does not exist"),
+                1045 => Some(
+                    "check the user and password in source.url; the account must also allow \
+                     this client's host (e.g. 'user'@'%')",
+                ),
+                1049 => Some("check the database name in source.url (or CREATE DATABASE it)"),
                 1044 | 1142 | 1143 | 1227 => Some(
                     "the replication user lacks a privilege: it needs REPLICATION SLAVE and \
                      REPLICATION CLIENT on *.*, SELECT on the replicated tables, and on MySQL RELOAD \
                      for the snapshot; `tidewater check` prints the exact GRANT statements",
                 ),
-                1236 => Some(RESNAPSHOT_FIX),
                 _ => None,
             };
             let retryable = matches!(s.code, 1053 | 1205 | 1213 | 1927 | 2006 | 2013 | 1040);
-            let msg = match fix {
-                Some(f) => format!("{context}: {} (error {}); fix: {f}", s.message, s.code),
-                None => format!("{context}: {} (error {})", s.message, s.code),
-            };
-            if retryable {
+            let msg = format!("{context}: {} (error {})", s.message, s.code);
+            let e = if retryable {
                 Error::source_retryable(msg)
             } else {
                 Error::source_fatal(msg)
+            };
+            match fix {
+                Some(f) => e.with_fix(f),
+                None if s.code == 1236 => e.with_source(Purged),
+                None => e,
             }
         }
-        E::Io(io) if is_tls_failure(io) => Error::source_fatal(format!(
-            "{context}: {e}; fix the TLS settings in source.url: ssl-ca=<PEM file of the server's \
-             CA> to trust a private CA, ssl-mode=VERIFY_CA when the certificate does not name the \
-             host, ssl-mode=REQUIRED to encrypt without verifying"
-        )),
-        E::Io(_) => Error::source_retryable(format!(
-            "{context}: {e}; check that the server is running and reachable at the host and port in source.url"
-        )),
+        E::Io(io) if is_tls_failure(io) => Error::source_fatal(format!("{context}: {e}")).with_fix(
+            "fix the TLS settings in source.url: ssl-ca=<PEM file of the server's CA> to trust a \
+             private CA, ssl-mode=VERIFY_CA when the certificate does not name the host, \
+             ssl-mode=REQUIRED to encrypt without verifying",
+        ),
+        E::Io(_) => Error::source_retryable(format!("{context}: {e}")).with_fix(
+            "check that the server is running and reachable at the host and port in source.url",
+        ),
         E::Url(_) => Error::config(format!("source.url: {e}")),
         _ => Error::source_fatal(format!("{context}: {e}")),
     }

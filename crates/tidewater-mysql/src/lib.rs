@@ -5,6 +5,7 @@
 pub mod catalog;
 pub mod conn;
 pub mod ddl;
+pub mod driver;
 pub mod gtid;
 mod join;
 pub mod position;
@@ -19,3 +20,4 @@ pub mod value;
 pub use source::{MySqlSource, MySqlSourceConfig};
 pub use value::ZeroDates;
 pub mod check;
+pub use driver::{MySqlDriver, MySqlReader};

@@ -10,7 +10,9 @@ use tidewater_core::{Error, Result, Source, SourceContext, TableSchema};
 use tracing::{info, warn};
 
 use crate::catalog::{resolve_tables, SourceTable};
-use crate::conn::{connect, flavor, my_error, redact, variable, Flavor};
+use crate::conn::{
+    cannot_catch_up, connect, flavor, is_purged, my_error, redact, variable, Flavor, RETENTION_FIX,
+};
 use crate::join::Joining;
 use crate::position::BinlogPosition;
 use crate::snapshot::{begin_snapshot, copy_tables};
@@ -119,26 +121,28 @@ impl MySqlSource {
 async fn require_row_binlog(conn: &mut Conn) -> Result<()> {
     let log_bin = variable(conn, "log_bin").await?.unwrap_or_default();
     if log_bin != "ON" {
-        return Err(Error::source_fatal(
-            "the source's binary log is off (log_bin = OFF); fix: start the server with \
-             log_bin (and server_id, binlog_format=ROW, binlog_row_image=FULL)",
-        ));
+        return Err(
+            Error::source_fatal("the source's binary log is off (log_bin = OFF)").with_fix(
+                "start the server with log_bin (and server_id, binlog_format=ROW, \
+                 binlog_row_image=FULL)",
+            ),
+        );
     }
     let format = variable(conn, "binlog_format").await?.unwrap_or_default();
     if format != "ROW" {
         return Err(Error::source_fatal(format!(
-            "the source logs binlog_format = {format}; change data capture needs ROW. \
-             Fix: SET GLOBAL binlog_format = 'ROW' and in my.cnf binlog_format = ROW"
-        )));
+            "the source logs binlog_format = {format}; change data capture needs ROW"
+        ))
+        .with_fix("SET GLOBAL binlog_format = 'ROW' and in my.cnf binlog_format = ROW"));
     }
     let image = variable(conn, "binlog_row_image")
         .await?
         .unwrap_or_default();
     if image != "FULL" {
         return Err(Error::source_fatal(format!(
-            "the source logs binlog_row_image = {image}; tidewater needs FULL row images. \
-             Fix: SET GLOBAL binlog_row_image = 'FULL' and in my.cnf binlog_row_image = FULL"
-        )));
+            "the source logs binlog_row_image = {image}; tidewater needs FULL row images"
+        ))
+        .with_fix("SET GLOBAL binlog_row_image = 'FULL' and in my.cnf binlog_row_image = FULL"));
     }
     Ok(())
 }
@@ -152,8 +156,9 @@ impl Source for MySqlSource {
         let from = match &ctx.resume {
             Some(pos) => BinlogPosition::parse(&pos.0).map_err(|e| {
                 Error::sink(format!(
-                    "{e}: the DuckDB file was written by another kind of source; use a new sink.path"
+                    "{e}: the replica was written by another kind of source"
                 ))
+                .with_fix(ctx.resnapshot_fix.clone())
             })?,
             None => {
                 let mut conn = match self.conn.take() {
@@ -202,7 +207,18 @@ impl Source for MySqlSource {
             }
         };
         self.conn = None;
-        let binlog = self.binlog(&from).await?;
+        // A purged binlog: the replica cannot catch up, and how to start it over depends on
+        // the sink.
+        let resnapshot = |e: Error| {
+            if is_purged(&e) {
+                e.with_fix(format!("{}; {RETENTION_FIX}", ctx.resnapshot_fix))
+            } else if cannot_catch_up(&e) {
+                e.with_fix(ctx.resnapshot_fix.clone())
+            } else {
+                e
+            }
+        };
+        let binlog = self.binlog(&from).await.map_err(resnapshot)?;
         info!(from = %from, server_id = self.config.server_id, "streaming");
         let stream = Stream::new(
             &self.config.url,
@@ -218,5 +234,6 @@ impl Source for MySqlSource {
         }
         .run(binlog)
         .await
+        .map_err(resnapshot)
     }
 }

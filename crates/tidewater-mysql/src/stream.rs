@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::catalog::{describe, SourceTable};
-use crate::conn::{connect, my_error, RESNAPSHOT_FIX};
+use crate::conn::{connect, is_purged, my_error, CannotCatchUp, Purged};
 use crate::ddl::{self, DdlKind};
 use crate::gtid::{parse_mariadb_gtid_event, uuid_text, MARIADB_GTID_EVENT};
 use crate::join::Joining;
@@ -140,12 +140,13 @@ impl Stream {
                 }
                 Ok(Some(Err(e))) => {
                     let err = my_error(e, "reading the binlog");
-                    return Err(if err.message().contains("error 1236") {
+                    return Err(if is_purged(&err) {
                         Error::source_fatal(format!(
-                            "{} — position {} is no longer in the source's binlog; {RESNAPSHOT_FIX}",
+                            "{} — position {} is no longer in the source's binlog",
                             err.message(),
                             self.position
                         ))
+                        .with_source(Purged)
                     } else {
                         err
                     });
@@ -302,11 +303,11 @@ impl Stream {
             }
             Err(e) => Err(Error::source_fatal(format!(
                 "{id} changed at the source ({}) at {}:{log_pos}, and its current definition does not \
-                 match the binlog either ({e}): more schema changes followed while tidewater was behind. \
-                 Re-snapshot: move the DuckDB file aside (or set sink.path to a new file) and run again",
+                 match the binlog either ({e}): more schema changes followed while tidewater was behind",
                 if first_error.is_empty() { "new table" } else { &first_error },
                 self.file
-            ))),
+            ))
+            .with_source(CannotCatchUp)),
         }
     }
 

@@ -1,5 +1,5 @@
 //! MySQL / MariaDB column types: what each maps to in the change model and how its values are
-//! decoded (ARCHITECTURE.md section 4).
+//! decoded (README.md, "What lands in DuckDB").
 
 use std::sync::Arc;
 

@@ -40,7 +40,12 @@ pub async fn run_checks(cfg: &PgSourceConfig) -> Vec<CheckItem> {
     let mut items = vec![ok("connection", connected)];
     let mut add = |name: &str, res: Result<Vec<CheckItem>>| match res {
         Ok(found) => items.extend(found),
-        Err(e) => items.push(item(name, CheckStatus::Fail, e.message(), None)),
+        Err(e) => items.push(item(
+            name,
+            CheckStatus::Fail,
+            e.message(),
+            e.fix().map(String::from),
+        )),
     };
     add("server version", Ok(vec![cx.version()]));
     add("wal_level", cx.wal_level().await);
@@ -82,11 +87,7 @@ fn connection_failed(cfg: &PgSourceConfig, message: &str) -> CheckItem {
         "check the host and port in source.url, that the server is running, and that it accepts \
          TCP connections from this machine (listen_addresses, firewall)"
     };
-    // pg_error appends its own fix, which the fix line repeats.
-    let mut detail = message
-        .split_once("; check ")
-        .map_or(message, |(head, _)| head)
-        .to_string();
+    let mut detail = message.to_string();
     let config = tokio_postgres::Config::from_str(&cfg.url).ok();
     if let Some(pw) = config
         .as_ref()
@@ -435,9 +436,10 @@ impl Cx<'_> {
             return fail(
                 format!("{slot} has lost WAL it needed (max_slot_wal_keep_size exceeded)"),
                 format!(
-                    "the changes it held are gone: move the DuckDB file (and its .wal, if any) aside \
-                     or set sink.path to a new file, and `tidewater run` takes a new snapshot and \
-                     replaces the slot (or drop it: SELECT pg_drop_replication_slot('{}');)",
+                    "the changes it held are gone: start from an empty replica (DuckDB: move the \
+                     file and its .wal aside or set sink.path to a new file; BigQuery: a new \
+                     sink.dataset), and `tidewater run` takes a new snapshot and replaces the \
+                     slot (or drop it: SELECT pg_drop_replication_slot('{}');)",
                     slot.replace('\'', "''")
                 ),
             );

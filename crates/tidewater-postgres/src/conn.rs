@@ -143,21 +143,17 @@ pub fn pg_error(e: tokio_postgres::Error, what: &str) -> Error {
         } else {
             ""
         };
-        let text = if fix.is_empty() {
-            format!("{what}: {msg}")
-        } else {
-            format!("{what}: {msg}; {fix}")
-        };
-        return Error::source_fatal(text);
+        let e = Error::source_fatal(format!("{what}: {msg}"));
+        return if fix.is_empty() { e } else { e.with_fix(fix) };
     }
     if e.is_closed() || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>()) {
         // The driver's own text ("error connecting to server") leaves out the cause.
         let cause = std::error::Error::source(&e)
             .map(|s| format!(": {s}"))
             .unwrap_or_default();
-        return Error::source_retryable(format!(
-            "{what}: {e}{cause}; check that the server is running and reachable at the host and port in source.url"
-        ));
+        return Error::source_retryable(format!("{what}: {e}{cause}")).with_fix(
+            "check that the server is running and reachable at the host and port in source.url",
+        );
     }
     Error::source_retryable(format!("{what}: {e}"))
 }
@@ -190,10 +186,10 @@ fn replication_connect_error(e: pg_walstream::ReplicationError, what: &str, user
         let refusal = msg.split_once("FATAL:").map_or(msg.as_str(), |(_, m)| m);
         return Error::source_fatal(format!(
             "{what}: refused ({}): user {user} lacks the REPLICATION attribute, which reading \
-             the replication stream needs. Fix: {}",
+             the replication stream needs",
             refusal.trim(),
-            replication_fix(user)
-        ));
+        ))
+        .with_fix(replication_fix(user));
     }
     replication_error(e, what)
 }

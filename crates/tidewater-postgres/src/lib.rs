@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod check;
 pub mod conn;
+pub mod driver;
 mod join;
 pub mod pgoutput;
 pub mod read;
@@ -15,5 +16,6 @@ pub mod text;
 mod tls;
 pub mod types;
 
+pub use driver::{PgDriver, PgReader};
 pub use source::{PgSource, PgSourceConfig};
 pub use tokio_postgres;

@@ -105,7 +105,8 @@ pub async fn ensure_publications(
                     "publication {name} no longer matches source.tables (new: [{}], gone: [{}]): \
                      a table the replica holds left the publication (its changes since then are \
                      missing), or tables were removed from source.tables. Restore source.tables, \
-                     or start from a new DuckDB file to take a new snapshot",
+                     or start from an empty replica (a new sink.path or sink.dataset) to take a \
+                     new snapshot",
                     added.join(", "),
                     removed.join(", ")
                 )));

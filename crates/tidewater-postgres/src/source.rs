@@ -34,11 +34,6 @@ pub struct PgSource {
     repl: Option<Box<PgReplicationConnection>>,
 }
 
-/// What to do when the slot cannot deliver the changes since the committed position.
-const RESNAPSHOT_FIX: &str = "the replica cannot catch up from here. Fix: move the DuckDB \
-     file (and its .wal, if any) aside, or set sink.path to a new file, and run `tidewater run` \
-     again: it takes a new snapshot (and replaces the slot)";
-
 impl PgSource {
     /// Connects, checks that logical decoding is possible and resolves the table globs.
     pub async fn connect(config: PgSourceConfig) -> Result<PgSource> {
@@ -50,10 +45,12 @@ impl PgSource {
             .get(0);
         if wal_level != "logical" {
             return Err(Error::source_fatal(format!(
-                "the source has wal_level = {wal_level}; logical replication needs wal_level = logical. \
-                 Fix: ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL \
-                 (Cloud SQL: set the flag cloudsql.logical_decoding=on)"
-            )));
+                "the source has wal_level = {wal_level}; logical replication needs wal_level = logical"
+            ))
+            .with_fix(
+                "ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL \
+                 (Cloud SQL: set the flag cloudsql.logical_decoding=on)",
+            ));
         }
         let tables = resolve_tables(&client, &config.tables).await?;
         let mut source = PgSource {
@@ -159,15 +156,21 @@ impl Source for PgSource {
                     None => {
                         return Err(Error::source_fatal(format!(
                             "replication slot {slot} does not exist (dropped?), but the replica was applied \
-                             up to {pos}: the changes since then are gone and {RESNAPSHOT_FIX}"
-                        )))
+                             up to {pos}: the changes since then are gone and the replica cannot catch up \
+                             from here"
+                        ))
+                        .with_fix(format!("{} (and replaces the slot)", ctx.resnapshot_fix)))
                     }
                     Some(info) if info.wal_status.as_deref() == Some("lost") => {
                         return Err(Error::source_fatal(format!(
                             "replication slot {slot} has lost the WAL it held (wal_status = lost: the source \
                              removed it past max_slot_wal_keep_size while the replica was stopped or behind), \
-                             so the changes since {pos} are gone and {RESNAPSHOT_FIX}; raise \
-                             max_slot_wal_keep_size so that this does not recur"
+                             so the changes since {pos} are gone and the replica cannot catch up from here"
+                        ))
+                        .with_fix(format!(
+                            "{} (and replaces the slot); raise max_slot_wal_keep_size so that this \
+                             does not recur",
+                            ctx.resnapshot_fix
                         )))
                     }
                     Some(info) if info.active_pid.is_some() => return Err(slot_in_use(slot, info.active_pid.unwrap_or(0))),

@@ -1,18 +1,11 @@
-//! The `tidewater` command line (ARCHITECTURE.md section 2).
+//! The `tidewater` command line: arguments, logging and exit codes. Each command lives in a
+//! file of its own and calls into `tidewater-runtime` (docs/architecture.md).
 
-mod commands;
-mod config;
+mod check;
 mod demo;
-mod estimates;
-mod http;
-mod monitor;
-mod pipeline;
-mod progress;
 mod query;
-mod sources;
-mod sql_endpoint;
-mod status_file;
-mod status_view;
+mod run;
+mod status;
 mod verify;
 
 use std::io::IsTerminal;
@@ -21,6 +14,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
+
+/// `--config` when not given: `tidewater.toml` in the working directory.
+const DEFAULT_CONFIG: &str = "tidewater.toml";
 
 #[derive(Parser)]
 #[command(
@@ -46,17 +42,21 @@ enum LogFormat {
 enum Command {
     /// Snapshot if needed, then stream changes until stopped (SIGINT/SIGTERM).
     Run {
-        #[arg(long, short)]
+        /// The configuration file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Preflight: connectivity, privileges, wal_level / binlog settings, tables, keys, types.
     Check {
-        #[arg(long, short)]
+        /// The configuration file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
     },
     /// Position, per-table rows, last commit and lag (also while `run` is running).
     Status {
-        #[arg(long, short)]
+        /// The configuration file (only the replica is read: the source's secrets are not
+        /// needed).
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Print the status as JSON (what GET /status returns).
         #[arg(long)]
@@ -64,8 +64,8 @@ enum Command {
     },
     /// Run one read-only SQL statement on the replica (also while `run` is running).
     Query {
-        /// The replica of this config.
-        #[arg(long, short, required_unless_present = "db", conflicts_with = "db")]
+        /// The replica of this configuration file [default: tidewater.toml, unless --db].
+        #[arg(long, short, conflicts_with = "db")]
         config: Option<PathBuf>,
         /// Or the DuckDB file itself.
         #[arg(long)]
@@ -75,7 +75,7 @@ enum Command {
         #[arg(long, short, value_enum, default_value = "table")]
         format: query::render::Format,
         /// Most rows returned (at most 100000).
-        #[arg(long, default_value_t = query::exec::DEFAULT_LIMIT)]
+        #[arg(long, default_value_t = tidewater_runtime::query::exec::DEFAULT_LIMIT)]
         limit: usize,
         /// Seconds after which the query is interrupted.
         #[arg(long, default_value_t = 30.0)]
@@ -84,7 +84,8 @@ enum Command {
     /// Compare the source with the replica, row by row (also while `run` is running):
     /// exit 0 when equal, 1 when not.
     Verify {
-        #[arg(long, short)]
+        /// The configuration file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Only the replicated tables matching these schema.table globs (! excludes).
         #[arg(long = "tables", value_name = "GLOB")]
@@ -125,7 +126,7 @@ fn main() -> ExitCode {
     let terminal = std::io::stderr().is_terminal();
     let logs = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(log_filter(std::env::var("RUST_LOG").ok())))
-        .with_writer(progress::LogMakeWriter);
+        .with_writer(run::LogMakeWriter);
     match cli.log_format {
         LogFormat::Human => logs.with_ansi(terminal).init(),
         LogFormat::Json => logs.json().with_current_span(false).with_ansi(false).init(),
@@ -137,9 +138,9 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run { config } => commands::run(&config, progress_bars).await,
-            Command::Check { config } => commands::check(&config).await,
-            Command::Status { config, json } => commands::status(&config, json).await,
+            Command::Run { config } => run::run(&config, progress_bars).await,
+            Command::Check { config } => check::check(&config).await,
+            Command::Status { config, json } => status::status(&config, json).await,
             Command::Query {
                 config,
                 db,
@@ -148,22 +149,21 @@ fn main() -> ExitCode {
                 limit,
                 timeout,
             } => {
-                query::command(query::QueryArgs {
-                    config,
+                let args = tidewater_runtime::query::QueryArgs {
+                    config: config.or_else(|| db.is_none().then(|| DEFAULT_CONFIG.into())),
                     db,
                     sql,
-                    format,
                     limit,
                     timeout: std::time::Duration::from_secs_f64(timeout.clamp(0.001, 3600.0)),
-                })
-                .await
+                };
+                query::query(args, format).await
             }
             Command::Verify {
                 config,
                 tables,
                 max_examples,
             } => {
-                verify::command(verify::VerifyArgs {
+                verify::verify(verify::VerifyArgs {
                     config,
                     tables,
                     max_examples,
@@ -181,11 +181,18 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if e.exit_code() != 0 {
-                let message = monitor::redact_secrets(e.message());
+                let redact = tidewater_runtime::monitor::redact_secrets;
+                let message = redact(e.message());
+                let fix = e.fix().map(redact);
                 match cli.log_format {
-                    LogFormat::Human => eprintln!("error: {message}"),
+                    LogFormat::Human => {
+                        eprintln!("error: {message}");
+                        if let Some(fix) = fix {
+                            eprintln!("  fix: {fix}");
+                        }
+                    }
                     LogFormat::Json => {
-                        tracing::error!(error = %message, exit_code = e.exit_code(), "stopped with an error")
+                        tracing::error!(error = %message, fix = fix.as_deref(), exit_code = e.exit_code(), "stopped with an error")
                     }
                 }
             }

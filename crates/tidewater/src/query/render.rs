@@ -2,7 +2,7 @@
 
 use serde_json::Value as Json;
 
-use super::exec::QueryResult;
+use tidewater_runtime::query::exec::QueryResult;
 
 /// Widest a table cell is printed (longer values end in `…`).
 const MAX_CELL: usize = 60;
@@ -151,8 +151,8 @@ fn json(r: &QueryResult) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::query::exec::QueryColumn;
     use serde_json::json;
+    use tidewater_runtime::query::exec::QueryColumn;
 
     fn result() -> QueryResult {
         QueryResult {

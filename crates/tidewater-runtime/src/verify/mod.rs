@@ -1,4 +1,4 @@
-//! `tidewater verify`: compares every selected source table with its replica, by primary key
+//! The verify engine behind `tidewater verify`: compares every selected source table with its replica, by primary key
 //! (as a multiset for keyless tables), and reports rows compared, missing, extra and differing
 //! rows with example keys. Exit 0 when equal, 1 when not.
 //!
@@ -12,7 +12,6 @@ mod differences;
 mod engine;
 pub mod report;
 pub mod serve;
-mod source;
 mod sql;
 mod stage;
 
@@ -37,36 +36,8 @@ const WAIT_FOR_PUBLISHED: Duration = Duration::from_secs(5);
 /// The longest a verification inside the running process may take.
 const REMOTE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
-pub struct VerifyArgs {
-    pub config: PathBuf,
-    pub tables: Vec<String>,
-    pub max_examples: usize,
-}
-
-pub async fn command(args: VerifyArgs) -> Result<()> {
-    let config = Config::load(&args.config)?;
-    let request = VerifyRequest {
-        tables: args.tables,
-        max_examples: args.max_examples,
-    };
-    let report = run_somewhere(&config, &request).await?;
-    print!("{}", report.render());
-    match report.differences() {
-        0 => Ok(()),
-        d => Err(Error::check(format!(
-            "the replica differs from the source: {d} difference{} in {} table{}",
-            if d == 1 { "" } else { "s" },
-            report.tables_differing(),
-            if report.tables_differing() == 1 {
-                ""
-            } else {
-                "s"
-            }
-        ))),
-    }
-}
-
-async fn run_somewhere(config: &Config, request: &VerifyRequest) -> Result<VerifyReport> {
+/// Verifies inside the running process if there is one, else on the replica file here.
+pub async fn run_somewhere(config: &Config, request: &VerifyRequest) -> Result<VerifyReport> {
     let db = config.sink.duckdb_path("verify")?;
     if let Some(addr) = published_http(db) {
         match remote(&addr, request).await {
@@ -81,7 +52,7 @@ async fn run_somewhere(config: &Config, request: &VerifyRequest) -> Result<Verif
             let _ = std::fs::remove_dir_all(spill);
             report
         }
-        Err(e) if e.message().contains("lock") => {
+        Err(e) if tidewater_duckdb::errors::is_held(&e) => {
             // Held by a `run` that is starting: its status file appears within seconds.
             let deadline = Instant::now() + WAIT_FOR_PUBLISHED;
             while Instant::now() < deadline {
@@ -122,7 +93,10 @@ fn attach_replica(db: &Path) -> Result<(Comparer, PathBuf)> {
         quote_literal(&spill.to_string_lossy()),
         quote_literal(&db.to_string_lossy())
     ))
-    .map_err(|e| Error::sink(format!("cannot open {} read-only: {e}", db.display())))?;
+    .map_err(|e| {
+        let error = Error::sink(format!("cannot open {} read-only: {e}", db.display()));
+        tidewater_duckdb::errors::mark(error, &e)
+    })?;
     Ok((Comparer::new(conn, Some("replica".into())), spill))
 }
 
@@ -166,6 +140,8 @@ mod wire {
     pub struct ErrorAnswer {
         pub kind: String,
         pub error: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub fix: Option<String>,
     }
 
     impl ErrorAnswer {
@@ -179,6 +155,7 @@ mod wire {
             ErrorAnswer {
                 kind: kind.into(),
                 error: e.message().to_string(),
+                fix: e.fix().map(String::from),
             }
         }
 
@@ -189,7 +166,11 @@ mod wire {
                 "source" => ErrorKind::SourceFatal,
                 _ => ErrorKind::Sink,
             };
-            Error::new(kind, self.error)
+            let e = Error::new(kind, self.error);
+            match self.fix {
+                Some(fix) => e.with_fix(fix),
+                None => e,
+            }
         }
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use tracing::info;
 
-use crate::monitor::{Monitor, Phase};
+use tidewater_runtime::monitor::{Monitor, Phase};
 
 static BARS: OnceLock<MultiProgress> = OnceLock::new();
 

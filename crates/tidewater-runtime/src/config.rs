@@ -287,7 +287,14 @@ impl Config {
 
     pub fn parse(text: &str) -> Result<Config, Error> {
         let mut config: Config = toml::from_str(text).map_err(|e| toml_error(text, &e))?;
-        config.source.url = expand_env(&config.source.url, "source.url")?;
+        // Other names of the same source kinds.
+        config.source.kind = match config.source.kind.as_str() {
+            "postgresql" => "postgres".into(),
+            "mariadb" => "mysql".into(),
+            _ => config.source.kind,
+        };
+        // source.url is expanded only when the source is used (`source_url`): `query` and
+        // `status` read the replica and must work without the source's secrets.
         for t in &mut config.source.tables {
             *t = expand_env(t, "source.tables")?;
         }
@@ -340,7 +347,8 @@ impl Config {
             }
             other => {
                 return Err(Error::config(format!(
-                    "source.type = {other:?} is unknown; expected \"postgres\" or \"mysql\""
+                    "source.type = {other:?} is unknown; expected \"postgres\" (or \"postgresql\") \
+                     or \"mysql\" (or \"mariadb\")"
                 )))
             }
         }
@@ -393,6 +401,11 @@ impl Config {
         }
         self.sql_endpoint()?;
         Ok(())
+    }
+
+    /// `source.url` with `${ENV}` expanded: fails naming the variable when one is not set.
+    pub fn source_url(&self) -> Result<String, Error> {
+        expand_env(&self.source.url, "source.url")
     }
 
     /// `[http] listen` as a socket address, if `[http]` is configured.
@@ -516,6 +529,29 @@ path = "replica.duckdb"
         let text = MINIMAL.replace("[sink]", "[sink]\npth = 1");
         let e = Config::parse(&text).unwrap_err();
         assert!(e.to_string().contains("unknown field `pth`"), "{e}");
+        assert_eq!(e.exit_code(), 2);
+    }
+
+    #[test]
+    fn source_type_aliases() {
+        for (alias, kind) in [("postgresql", "postgres"), ("mariadb", "mysql")] {
+            let text = MINIMAL.replace("type = \"postgres\"", &format!("type = \"{alias}\""));
+            let c = Config::parse(&text).unwrap_or_else(|e| panic!("{alias}: {e}"));
+            assert_eq!(c.source.kind, kind);
+        }
+    }
+
+    #[test]
+    fn source_secrets_are_expanded_only_when_the_source_is_used() {
+        let text = MINIMAL.replace(
+            "postgres://u:p@127.0.0.1:5432/db",
+            "postgres://u:${TW_SURELY_UNSET_PASSWORD}@127.0.0.1:5432/db",
+        );
+        // `query` and `status` load the config to find the replica: no secret needed.
+        let c = Config::parse(&text).unwrap();
+        assert_eq!(c.sink.path, std::path::PathBuf::from("replica.duckdb"));
+        let e = c.source_url().unwrap_err();
+        assert!(e.to_string().contains("TW_SURELY_UNSET_PASSWORD"), "{e}");
         assert_eq!(e.exit_code(), 2);
     }
 

@@ -9,15 +9,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tidewater_core::stats::Stats;
-use tidewater_core::{Error, Position, Result, RowConsumer, Value};
+use tidewater_core::{ConsistentReader, Error, Position, Result, RowConsumer, SourceDriver, Value};
 use tokio::sync::mpsc;
 use tracing::info;
 
 use super::compare::{Comparer, Pass};
 use super::report::VerifyReport;
-use super::source::VerifySource;
 use crate::config::Config;
 use crate::pipeline::PIPELINE_NAME;
+use crate::registry::{self, AnyReader};
 
 /// Re-check rounds after the first comparison (live only).
 const RECHECK_ROUNDS: u32 = 3;
@@ -86,7 +86,13 @@ pub async fn verify(
     req: &VerifyRequest,
 ) -> Result<VerifyReport> {
     let started = Instant::now();
-    let mut source = VerifySource::connect(config, &req.tables).await?;
+    let mut source = registry::driver(config)?.reader(&req.tables).await?;
+    if source.tables().is_empty() {
+        return Err(Error::config(format!(
+            "no replicated table matches --tables {:?} (source.tables = {:?})",
+            req.tables, config.source.tables
+        )));
+    }
     let duck = Duck(Arc::new(Mutex::new(comparer)));
     let schemas = source.tables();
     let mut indexes = Vec::with_capacity(schemas.len());
@@ -164,7 +170,7 @@ pub async fn verify(
 
 /// Reads the differing keys of table `i` again at the open snapshot.
 async fn recheck(
-    source: &mut VerifySource,
+    source: &mut AnyReader,
     duck: &Duck,
     i: usize,
     report: &mut VerifyReport,
@@ -197,7 +203,7 @@ async fn recheck(
 
 /// Streams table `i` (or the rows of `keys`) from the source into the comparison.
 async fn stream(
-    source: &mut VerifySource,
+    source: &mut AnyReader,
     duck: &Duck,
     i: usize,
     keys: Option<&[Vec<Value>]>,
@@ -226,7 +232,7 @@ async fn stream(
 /// position and whether it has reached `target`.
 async fn wait_for(
     duck: &Duck,
-    source: &VerifySource,
+    source: &AnyReader,
     replica: &Replica,
     target: &Position,
 ) -> Result<(Option<String>, bool)> {

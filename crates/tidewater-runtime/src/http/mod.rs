@@ -40,6 +40,11 @@ use crate::query::exec::{
 use crate::query::gate::QueryGate;
 use crate::status_view::StatusView;
 
+/// Without `[http]`, `run` still serves `tidewater query` and `tidewater status` on an
+/// ephemeral loopback port, published in the status file.
+pub const LOCAL_ONLY: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+
 const MAX_QUERY_BODY: usize = 1 << 20;
 /// `/status` and the page collect row counts at most this often.
 const REPORT_MAX_AGE: Duration = Duration::from_secs(1);

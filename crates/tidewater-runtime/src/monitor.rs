@@ -131,7 +131,7 @@ impl Monitor {
         }
         errors.push_back(RecentError {
             at: format_utc_micros(now_us()),
-            message: redact_secrets(e.message()),
+            message: redact_secrets(&e.to_string()),
         });
     }
 

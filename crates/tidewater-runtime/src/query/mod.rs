@@ -5,7 +5,6 @@
 
 pub mod exec;
 pub mod gate;
-pub mod render;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -18,7 +17,6 @@ use crate::config::Config;
 use crate::http::client;
 use crate::status_file::read_published;
 use exec::{QueryError, QueryErrorKind, QueryResult, MAX_LIMIT};
-use render::Format;
 
 /// How long to wait for a `run` that holds the file but has not published its address yet.
 const WAIT_FOR_PUBLISHED: Duration = Duration::from_secs(5);
@@ -27,12 +25,12 @@ pub struct QueryArgs {
     pub config: Option<PathBuf>,
     pub db: Option<PathBuf>,
     pub sql: String,
-    pub format: Format,
     pub limit: usize,
     pub timeout: Duration,
 }
 
-pub async fn command(args: QueryArgs) -> Result<()> {
+/// Runs the statement on the replica of `--config` or `--db`, wherever it can run.
+pub async fn query(args: &QueryArgs) -> Result<QueryResult> {
     let db = match (&args.config, &args.db) {
         (Some(c), _) => Config::load(c)?.sink.duckdb_path("query")?.to_path_buf(),
         (None, Some(d)) => d.clone(),
@@ -46,15 +44,7 @@ pub async fn command(args: QueryArgs) -> Result<()> {
         return Err(Error::config(format!("--limit is at most {MAX_LIMIT}")));
     }
     exec::check_read_only(&args.sql).map_err(query_error)?;
-    let result = run_somewhere(&db, &args).await.map_err(query_error)?;
-    print!("{}", render::render(&result, args.format));
-    if result.truncated && args.format != Format::Table {
-        eprintln!(
-            "note: the result was cut at {} rows; raise --limit for more",
-            result.rows.len()
-        );
-    }
-    Ok(())
+    run_somewhere(&db, args).await.map_err(query_error)
 }
 
 /// Exit 2 for a statement that cannot run (refused, invalid, too slow), 3 for no replica.
@@ -75,7 +65,10 @@ async fn run_somewhere(db: &Path, args: &QueryArgs) -> Result<QueryResult, Query
     }
     match open_read_only(db) {
         Ok(conn) => exec::run_with_timeout(conn, args.sql.clone(), args.limit, args.timeout).await,
-        Err(e) if e.kind == QueryErrorKind::Unavailable && e.message.contains("lock") => {
+        Err(Unopened {
+            error: e,
+            held: true,
+        }) => {
             // Held by a `run` that is starting: its status file appears within seconds.
             let deadline = Instant::now() + WAIT_FOR_PUBLISHED;
             while Instant::now() < deadline {
@@ -94,8 +87,14 @@ async fn run_somewhere(db: &Path, args: &QueryArgs) -> Result<QueryResult, Query
                 ),
             ))
         }
-        Err(e) => Err(e),
+        Err(Unopened { error, .. }) => Err(error),
     }
+}
+
+/// Why the replica could not be opened here, and whether another process holds it.
+struct Unopened {
+    error: QueryError,
+    held: bool,
 }
 
 fn published_http(db: &Path) -> Option<String> {
@@ -145,8 +144,11 @@ async fn remote(addr: &str, args: &QueryArgs) -> Result<QueryResult, Remote> {
 }
 
 /// Opens the replica read-only, without access to other files (as the server's reader).
-fn open_read_only(db: &Path) -> Result<Connection, QueryError> {
-    let unavailable = |m: String| QueryError::new(QueryErrorKind::Unavailable, m);
+fn open_read_only(db: &Path) -> Result<Connection, Unopened> {
+    let unavailable = |m: String| Unopened {
+        error: QueryError::new(QueryErrorKind::Unavailable, m),
+        held: false,
+    };
     if !db.exists() {
         return Err(unavailable(format!(
             "DuckDB file {} does not exist yet: `tidewater run` creates it",
@@ -157,6 +159,8 @@ fn open_read_only(db: &Path) -> Result<Connection, QueryError> {
         .access_mode(AccessMode::ReadOnly)
         .and_then(|c| c.enable_external_access(false))
         .map_err(|e| unavailable(e.to_string()))?;
-    Connection::open_with_flags(db, config)
-        .map_err(|e| unavailable(format!("cannot open {}: {e}", db.display())))
+    Connection::open_with_flags(db, config).map_err(|e| Unopened {
+        held: tidewater_duckdb::errors::is_lock_failure(&e),
+        ..unavailable(format!("cannot open {}: {e}", db.display()))
+    })
 }

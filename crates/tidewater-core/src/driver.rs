@@ -1,0 +1,64 @@
+//! The source driver contract: everything the runtime asks of a kind of source, so that the
+//! runtime names a source kind in one place only (its registry).
+//!
+//! A driver is built from its configuration and does not connect until asked. It gives:
+//! - [`SourceDriver::connect`]: the replication [`Source`] (snapshot, then the stream);
+//! - [`SourceDriver::check`]: the preflight items of `tidewater check`;
+//! - [`SourceDriver::row_estimates`]: best-effort row counts for snapshot progress;
+//! - [`SourceDriver::reader`]: a [`ConsistentReader`], what `verify` reads the source with.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::check::CheckItem;
+use crate::error::Result;
+use crate::model::{Position, TableSchema, Value};
+use crate::source::{RowConsumer, Source};
+
+pub trait SourceDriver: Send + Sync {
+    type Stream: Source;
+    type Reader: ConsistentReader;
+
+    /// Connects and resolves the tables (the preflight part of every run).
+    fn connect(&self) -> impl Future<Output = Result<Self::Stream>> + Send;
+
+    /// `tidewater check` items: connectivity, privileges, server settings, tables, keys, types.
+    fn check(&self) -> impl Future<Output = Vec<CheckItem>> + Send;
+
+    /// Row estimates per replicated table ("schema.table") for snapshot progress. Best effort:
+    /// a table without an estimate is missing, and an unreadable catalog gives an empty map.
+    fn row_estimates(
+        &self,
+        tables: &[Arc<TableSchema>],
+    ) -> impl Future<Output = BTreeMap<String, u64>> + Send;
+
+    /// A reader of the replicated tables (narrowed to the `only` globs when not empty) at
+    /// consistent snapshots of its own, for `verify`.
+    fn reader(&self, only: &[String]) -> impl Future<Output = Result<Self::Reader>> + Send;
+}
+
+/// Reads a source's tables at consistent snapshots, in key order (what `verify` compares).
+pub trait ConsistentReader: Send {
+    /// The tables this reader reads, by index.
+    fn tables(&self) -> Vec<Arc<TableSchema>>;
+
+    /// Opens a consistent snapshot; returns its position in the source's stream.
+    fn begin(&mut self) -> impl Future<Output = Result<Position>> + Send;
+
+    /// Closes the open snapshot.
+    fn end(&mut self) -> impl Future<Output = Result<()>> + Send;
+
+    /// Streams table `table` (or only the rows of `keys`) in key order at the open snapshot;
+    /// returns the rows read.
+    fn read<C: RowConsumer>(
+        &mut self,
+        table: usize,
+        keys: Option<&[Vec<Value>]>,
+        out: &mut C,
+    ) -> impl Future<Output = Result<u64>> + Send;
+
+    /// Whether a replica applied up to `applied` holds everything up to `target` (positions
+    /// of this source's stream).
+    fn reached(&self, applied: &Position, target: &Position) -> bool;
+}

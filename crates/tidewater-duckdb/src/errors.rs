@@ -1,0 +1,77 @@
+//! DuckDB failures that callers act on. DuckDB names them only in its error text, so this is
+//! the one place that reads it:
+//!
+//! - a file held by another process (`tidewater run` writes it): "Could not set lock on
+//!   file ...". Errors built from such a failure carry [`Held`] as their source; callers ask
+//!   [`is_held`] instead of reading messages;
+//! - a full file system: the sink's error gets what to do about it ([`with_disk_full_fix`]).
+
+use std::path::Path;
+
+use tidewater_core::{Error, ErrorKind};
+
+/// The marker source of an error caused by another process holding the file.
+#[derive(Debug)]
+pub struct Held;
+
+impl std::fmt::Display for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the DuckDB file is held by another process")
+    }
+}
+
+impl std::error::Error for Held {}
+
+/// Whether DuckDB failed because another process holds the file's lock.
+pub fn is_lock_failure(e: &duckdb::Error) -> bool {
+    e.to_string().contains("lock")
+}
+
+/// `e` marked as caused by a held file when `cause` was one.
+pub fn mark(e: Error, cause: &duckdb::Error) -> Error {
+    if is_lock_failure(cause) {
+        e.with_source(Held)
+    } else {
+        e
+    }
+}
+
+/// Whether `e` failed because another process holds the DuckDB file.
+pub fn is_held(e: &Error) -> bool {
+    std::error::Error::source(e).is_some_and(|s| s.is::<Held>())
+}
+
+/// A sink error caused by a full file system (DuckDB's message names the file it could not
+/// write) gets what to do about it. A failed write fails its whole batch, so the replica stays
+/// at the last committed batch and a later run resumes from there.
+pub fn with_disk_full_fix(e: Error, db: &Path) -> Error {
+    let full = ["No space left on device", "Disk quota exceeded"]
+        .iter()
+        .any(|m| e.message().contains(m));
+    if !full || !matches!(e.kind, ErrorKind::Sink | ErrorKind::SinkRetryable) {
+        return e;
+    }
+    let db = db.display();
+    Error::new(
+        e.kind,
+        format!(
+            "{}. The file system holding {db} is full; the replica stays at its last committed \
+             batch",
+            e.message()
+        ),
+    )
+    .with_fix(format!(
+        "free space on that file system, or move {db} and {db}.wal (if present) together to \
+         one with room and set sink.path to the new place; then `tidewater run` resumes from \
+         the last committed batch"
+    ))
+}
+
+/// How to start a DuckDB replica over: `tidewater run` takes a new snapshot into a new file.
+pub fn resnapshot_fix(db: &Path) -> String {
+    format!(
+        "move the DuckDB file {} (and its .wal, if any) aside, or set sink.path to a new file, \
+         and run `tidewater run` again: it takes a new snapshot",
+        db.display()
+    )
+}

@@ -1,0 +1,127 @@
+//! The MySQL / MariaDB source driver: what the runtime asks of this source besides the stream
+//! ([`MySqlSource`]): preflight checks, row estimates for snapshot progress, and the
+//! consistent reader `verify` compares with.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use tidewater_core::check::CheckItem;
+use tidewater_core::glob::selected;
+use tidewater_core::{
+    ConsistentReader, Position, Result, RowConsumer, SourceDriver, TableId, TableSchema, Value,
+};
+use tracing::debug;
+
+use crate::catalog::{resolve_tables, SourceTable};
+use crate::conn::{connect, flavor, my_error, Flavor};
+use crate::read::{read_table, ReadOptions};
+use crate::{MySqlSource, MySqlSourceConfig, ZeroDates};
+
+/// Source rows per chunk handed to `verify`'s comparison.
+const READ_CHUNK: usize = 8192;
+
+/// Row estimates from `information_schema.TABLES.TABLE_ROWS`.
+const ESTIMATES: &str = "SELECT CONCAT(TABLE_SCHEMA, '.', TABLE_NAME), CAST(TABLE_ROWS AS SIGNED) \
+     FROM information_schema.TABLES WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_ROWS IS NOT NULL";
+
+pub struct MySqlDriver {
+    pub config: MySqlSourceConfig,
+}
+
+impl SourceDriver for MySqlDriver {
+    type Stream = MySqlSource;
+    type Reader = MySqlReader;
+
+    async fn connect(&self) -> Result<MySqlSource> {
+        MySqlSource::connect(self.config.clone()).await
+    }
+
+    async fn check(&self) -> Vec<CheckItem> {
+        crate::check::run_checks(&self.config).await
+    }
+
+    async fn row_estimates(&self, tables: &[Arc<TableSchema>]) -> BTreeMap<String, u64> {
+        let wanted: HashSet<String> = tables.iter().map(|t| t.id.to_string()).collect();
+        match estimates(&self.config.url).await {
+            Ok(all) => all
+                .into_iter()
+                .filter(|(t, n)| *n > 0 && wanted.contains(t))
+                .map(|(t, n)| (t, n as u64))
+                .collect(),
+            Err(e) => {
+                debug!("reading row estimates: {e}");
+                BTreeMap::new()
+            }
+        }
+    }
+
+    async fn reader(&self, only: &[String]) -> Result<MySqlReader> {
+        let mut conn = connect(&self.config.url).await?;
+        let flavor = flavor(&mut conn).await?;
+        let mut tables = resolve_tables(&mut conn, &self.config.tables).await?;
+        let keep = |id: &TableId| only.is_empty() || selected(only, id);
+        tables.retain(|t| keep(&t.schema.id));
+        Ok(MySqlReader {
+            conn,
+            flavor,
+            tables,
+            zero_dates: self.config.zero_dates,
+        })
+    }
+}
+
+async fn estimates(url: &str) -> Result<Vec<(String, i64)>> {
+    let mut conn = connect(url).await?;
+    let rows: Vec<(String, i64)> = conn
+        .query(ESTIMATES)
+        .await
+        .map_err(|e| my_error(e, "reading row estimates"))?;
+    let _ = conn.disconnect().await;
+    Ok(rows)
+}
+
+/// `verify`'s reader: a connection of its own, snapshots opened like the initial snapshot's.
+pub struct MySqlReader {
+    conn: Conn,
+    flavor: Flavor,
+    tables: Vec<SourceTable>,
+    zero_dates: ZeroDates,
+}
+
+impl ConsistentReader for MySqlReader {
+    fn tables(&self) -> Vec<Arc<TableSchema>> {
+        self.tables.iter().map(|t| t.schema.clone()).collect()
+    }
+
+    async fn begin(&mut self) -> Result<Position> {
+        let pos = crate::snapshot::begin_snapshot(&mut self.conn, self.flavor).await?;
+        Ok(Position(pos.to_string()))
+    }
+
+    async fn end(&mut self) -> Result<()> {
+        self.conn
+            .query_drop("COMMIT")
+            .await
+            .map_err(|e| my_error(e, "ending the snapshot"))
+    }
+
+    async fn read<C: RowConsumer>(
+        &mut self,
+        table: usize,
+        keys: Option<&[Vec<Value>]>,
+        out: &mut C,
+    ) -> Result<u64> {
+        let opts = ReadOptions {
+            keys,
+            chunk_rows: READ_CHUNK,
+            zero_dates: self.zero_dates,
+        };
+        read_table(&mut self.conn, &self.tables[table], &opts, out).await
+    }
+
+    fn reached(&self, applied: &Position, target: &Position) -> bool {
+        crate::position::position_reached(applied, target)
+    }
+}

@@ -1,0 +1,1 @@
+include!("../../build/duckdb_rpath.rs");

@@ -1,0 +1,318 @@
+//! One replication pipeline: source → apply loop → sink, restarted from the committed
+//! position after a retryable failure (the same path as a process restart, so recovery is
+//! exercised constantly rather than being a special case).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tidewater_core::apply::{run_apply, BatchOptions};
+use tidewater_core::stats::Stats;
+use tidewater_core::{
+    Error, ErrorKind, PipelineState, Result, Sink, Source, SourceContext, SourceDriver, TableId,
+    TableSchema,
+};
+use tokio::sync::{mpsc, watch};
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::monitor::{Monitor, Phase};
+use crate::registry::{self, batch_options, open_sink};
+use crate::status_file::StatusPublisher;
+
+pub const PIPELINE_NAME: &str = "default";
+/// Events in flight between source and apply loop. A `Changes` event holds up to 1024
+/// changes, so this bounds memory (at most ~64k changes queued); small transactions take
+/// three events each, so about 20 of them can queue up while a commit runs and then join
+/// the next batch together (group commit needs them visible in the queue).
+const EVENT_QUEUE: usize = 64;
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// An attempt that streamed this long resets the retry backoff.
+const HEALTHY_ATTEMPT: Duration = Duration::from_secs(60);
+
+/// Runs until `shutdown` becomes true (then returns Ok) or a fatal error.
+pub async fn run(
+    config: &Config,
+    monitor: Arc<Monitor>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let result = run_pipeline(config, &monitor, shutdown)
+        .await
+        .map_err(|e| registry::explain_sink_error(config, e));
+    monitor.set_phase(Phase::Stopping);
+    if let Err(e) = &result {
+        monitor.record_error(e);
+    }
+    result
+}
+
+async fn run_pipeline(
+    config: &Config,
+    monitor: &Arc<Monitor>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let driver = Arc::new(registry::driver(config)?);
+    // Source problems (unreachable, wal_level, no tables, ...) surface before the DuckDB file
+    // is created, so a mistyped config leaves nothing behind. The first attempt reuses it.
+    let connected = Some(driver.connect().await?);
+    let (sink, reader) = open_sink(config).await?;
+    // The status file and `/status` read the replica through DuckDB.
+    let status = match reader {
+        Some(reader) => {
+            monitor.set_reader(reader)?;
+            Some(StatusPublisher::start(monitor.clone())?)
+        }
+        None => None,
+    };
+    let parts = Parts {
+        driver,
+        connected,
+        sink,
+        options: batch_options(config),
+    };
+    let outcome = run_with(parts, monitor, shutdown).await;
+    if let Some(status) = status {
+        status.stop();
+    }
+    outcome
+}
+
+/// What one pipeline runs: a source driver, a sink, and how the apply loop batches for it.
+pub struct Parts<D: SourceDriver> {
+    pub driver: Arc<D>,
+    /// The first attempt's source when it is already connected (`run` connects it before
+    /// opening the sink); later attempts connect through `driver`.
+    pub connected: Option<D::Stream>,
+    pub sink: Box<dyn Sink>,
+    pub options: BatchOptions,
+}
+
+/// The pipeline's attempts: each prepares the sink, reads its committed position and runs the
+/// source from there into the apply loop. A retryable error after the first attempt has
+/// streamed starts the next attempt (with backoff) from the position the sink committed;
+/// `shutdown` ends it cleanly. Runs until shutdown (Ok) or a fatal error.
+pub async fn run_with<D: SourceDriver + 'static>(
+    parts: Parts<D>,
+    monitor: &Arc<Monitor>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    let Parts {
+        driver,
+        mut connected,
+        mut sink,
+        options,
+    } = parts;
+    let stats = monitor.stats.clone();
+    let reporter = tokio::spawn(report_progress(stats.clone()));
+    let mut backoff = Duration::from_secs(1);
+    let mut ever_streamed = false;
+    let outcome = loop {
+        let source = connected.take();
+        let attempt_started = std::time::Instant::now();
+        let attempt = Attempt {
+            driver: &driver,
+            options,
+            monitor,
+        };
+        let (returned, result) = attempt
+            .run(source, sink, shutdown.clone(), &mut ever_streamed)
+            .await;
+        sink = returned;
+        match result {
+            Ok(()) => break Ok(()),
+            Err(e) if e.kind == ErrorKind::Shutdown || *shutdown.borrow() => break Ok(()),
+            Err(e) if e.is_retryable() && ever_streamed => {
+                // An attempt that ran for a while was a recovery, not a failing loop: the next
+                // interruption starts again with the shortest wait.
+                if attempt_started.elapsed() >= HEALTHY_ATTEMPT {
+                    backoff = Duration::from_secs(1);
+                }
+                monitor.record_error(&e);
+                monitor.set_phase(Phase::Retrying);
+                warn!(error = %e, position = stats.position().as_deref().unwrap_or("-"), retry_in = ?backoff, "replication interrupted; resuming from the committed position");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => break Ok(()),
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                monitor
+                    .restarts
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                monitor.set_phase(Phase::Starting);
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    reporter.abort();
+    if outcome.is_ok() {
+        info!("stopped cleanly");
+    }
+    outcome
+}
+
+/// One attempt's fixed inputs.
+struct Attempt<'a, D: SourceDriver> {
+    driver: &'a Arc<D>,
+    options: BatchOptions,
+    monitor: &'a Arc<Monitor>,
+}
+
+impl<D: SourceDriver + 'static> Attempt<'_, D> {
+    async fn run(
+        &self,
+        connected: Option<D::Stream>,
+        sink: Box<dyn Sink>,
+        mut shutdown: watch::Receiver<bool>,
+        ever_streamed: &mut bool,
+    ) -> (Box<dyn Sink>, Result<()>) {
+        let monitor = self.monitor;
+        let mut source = match connected {
+            Some(s) => s,
+            None => match self.driver.connect().await {
+                Ok(s) => s,
+                Err(e) => return (sink, Err(e)),
+            },
+        };
+        let tables = source.tables();
+        let mut sink = sink;
+        let prepared = tokio::task::spawn_blocking(move || {
+            let r = prepare(&mut *sink, tables);
+            (sink, r)
+        })
+        .await
+        .expect("prepare task");
+        let (mut sink, prepared) = prepared;
+        let (state, backfill, add_tables) = match prepared {
+            Ok(p) => p,
+            Err(e) => return (sink, Err(e)),
+        };
+        if !backfill.is_empty() {
+            let names: Vec<String> = backfill.iter().map(|t| t.to_string()).collect();
+            info!(tables = %names.join(", "), "selected tables the replica does not hold yet: their rows are copied while streaming");
+        }
+        *ever_streamed = true;
+        let stats = &monitor.stats;
+        match &state.position {
+            Some(p) => {
+                info!(position = %p, "resuming");
+                monitor.set_phase(Phase::Streaming);
+            }
+            None => {
+                info!("no committed position: taking the initial snapshot");
+                monitor.set_phase(Phase::Snapshot);
+                let (monitor, driver, tables) =
+                    (monitor.clone(), self.driver.clone(), source.tables());
+                tokio::spawn(async move {
+                    monitor.set_estimates(driver.row_estimates(&tables).await);
+                });
+            }
+        }
+
+        let resnapshot_fix = sink.resnapshot_fix();
+        let (events_tx, mut events_rx) = mpsc::channel(EVENT_QUEUE);
+        let (ack_tx, ack_rx) = watch::channel(state.position.clone());
+        let options = self.options;
+        let handle = tokio::runtime::Handle::current();
+        let apply_stats = stats.clone();
+        let apply = tokio::task::spawn_blocking(move || {
+            let r = run_apply(
+                &mut *sink,
+                &mut events_rx,
+                &ack_tx,
+                options,
+                &apply_stats,
+                &handle,
+            );
+            (sink, r)
+        });
+
+        if state.position.is_none() {
+            let mut first_ack = ack_rx.clone();
+            let monitor = monitor.clone();
+            tokio::spawn(async move {
+                if let Ok(p) = first_ack.wait_for(Option::is_some).await {
+                    info!(position = %p.as_ref().map(|p| p.0.as_str()).unwrap_or(""), "initial snapshot committed");
+                    monitor.set_phase(Phase::Streaming);
+                }
+            });
+        }
+        let ctx = SourceContext {
+            resume: state.position,
+            events: events_tx,
+            acks: ack_rx,
+            backfill,
+            add_tables,
+            resnapshot_fix,
+        };
+        let source_result = tokio::select! {
+            r = source.run(ctx) => r,
+            _ = shutdown.changed() => Err(Error::shutdown()),
+        };
+        // The source (and its event sender) is gone: the apply loop commits what is complete,
+        // abandons a partial transaction, and returns.
+        drop(source);
+        let (sink, apply_result) = apply.await.expect("apply task");
+        let result = match (apply_result, source_result) {
+            (Err(e), _) => {
+                error!(error = %e, position = stats.position().as_deref().unwrap_or("-"), "apply failed");
+                Err(e)
+            }
+            (Ok(()), r) => r,
+        };
+        (sink, result)
+    }
+}
+
+/// Prepares the destination tables and reads the committed state. Past the initial snapshot,
+/// a sink that tracks its tables prepares only those it holds; the other selected tables are
+/// returned to be copied while streaming (their creation then commits with their rows).
+fn prepare(
+    sink: &mut dyn Sink,
+    tables: Vec<Arc<TableSchema>>,
+) -> Result<(PipelineState, Vec<TableId>, bool)> {
+    let Some(held) = sink.replicated_tables()? else {
+        sink.prepare(&tables)?;
+        return Ok((sink.state()?, Vec::new(), false));
+    };
+    let state = sink.state()?;
+    if state.position.is_none() {
+        sink.prepare(&tables)?;
+        return Ok((state, Vec::new(), true));
+    }
+    let (present, missing): (Vec<_>, Vec<_>) =
+        tables.into_iter().partition(|t| held.contains(&t.id));
+    sink.prepare(&present)?;
+    Ok((state, missing.iter().map(|t| t.id.clone()).collect(), true))
+}
+
+/// A log line every 10 s while changes flow: throughput and source-commit → replica-commit
+/// latency of the transactions applied in that window.
+async fn report_progress(stats: Arc<Stats>) {
+    use std::sync::atomic::Ordering::Relaxed;
+    const EVERY: Duration = Duration::from_secs(10);
+    let mut last = (0, 0, 0);
+    let mut tick = tokio::time::interval(EVERY);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let now = (
+            stats.rows_applied.load(Relaxed),
+            stats.batches.load(Relaxed),
+            stats.commit_us_total.load(Relaxed),
+        );
+        let lat = stats.take_latencies();
+        let batches = now.1 - last.1;
+        if now.0 != last.0 {
+            info!(
+                changes_per_sec = (now.0 - last.0) / EVERY.as_secs(),
+                transactions = lat.count,
+                batches,
+                avg_commit_ms = (now.2 - last.2) / batches.max(1) / 1000,
+                freshness_p50_ms = lat.p50_ms,
+                freshness_p99_ms = lat.p99_ms,
+                freshness_max_ms = lat.max_ms,
+                "applied"
+            );
+        }
+        last = now;
+    }
+}
