@@ -3,7 +3,7 @@
 //! `_log` row per change, and a process killed between the log append and the MERGE or after
 //! the MERGE. Results are read by plain REST calls with the table names written out.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -343,7 +343,7 @@ fn commit_to_visible(
 /// transactions after a quiet interval (committed at once). The README quotes the output of
 ///
 /// ```text
-/// cargo nextest run -p tidewater --test bigquery freshness --no-capture
+/// cargo nextest run -p tidewater --test e2e bigquery::freshness --no-capture
 /// ```
 #[test]
 fn freshness_source_commit_to_replica_visible() {

@@ -19,10 +19,10 @@
 //! kills). The long run (50 kills per source):
 //!
 //! ```text
-//! TIDEWATER_LONG_CRASH=1 cargo nextest run -p tidewater --test crash --no-capture
+//! TIDEWATER_LONG_CRASH=1 cargo nextest run -p tidewater --test e2e crash:: --no-capture
 //! ```
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::Command;

@@ -2,7 +2,7 @@
 //! stream, every change kind, multi-statement transactions, keyless tables, truncate, key
 //! changes, a snapshot racing concurrent writes, kill -9 and exactly-once.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

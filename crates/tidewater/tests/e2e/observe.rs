@@ -1,8 +1,8 @@
 //! The HTTP endpoint of `tidewater run` (health, metrics, status, status page, query) against
 //! a real PostgreSQL or MariaDB source and the real binary.
 
-mod common;
-mod observe_support;
+use crate::common;
+use crate::observe_support;
 
 use std::time::Duration;
 

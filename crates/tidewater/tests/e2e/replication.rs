@@ -1,7 +1,7 @@
 //! End to end against a real PostgreSQL and the real binary: snapshot then stream, every
 //! change kind, keyless tables, truncate, key changes, kill -9 and exactly-once.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

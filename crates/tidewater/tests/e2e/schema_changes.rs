@@ -3,7 +3,7 @@
 //! (MariaDB: from their creation in the binlog; PostgreSQL: copied with their rows at a
 //! position of the stream). A restart after the change resumes with the replica's schema.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

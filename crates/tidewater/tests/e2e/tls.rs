@@ -3,7 +3,7 @@
 //! verified against a private CA, and a user that requires TLS replicates; VERIFY_IDENTITY
 //! refuses a certificate of that CA made out to another host name.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! differing rows; keyless multisets), verification inside a running `run` under a write
 //! workload, and tables larger than one comparison chunk.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
