@@ -202,9 +202,15 @@ mod tests {
             conv(&Kind::Float, My::Float(0.1), Origin::Binlog),
             Ok(t("0.1"))
         );
+        // Plain decimal notation, every digit: -15 followed by 299 zeros.
+        let minus_1_5e300 = format!("-15{}", "0".repeat(299));
         assert_eq!(
-            conv(&Kind::Double, My::Double(-1.5e300), Origin::Binlog).unwrap(),
-            t(&(-1.5e300f64).to_string())
+            conv(&Kind::Double, My::Double(-1.5e300), Origin::Binlog),
+            Ok(t(&minus_1_5e300))
+        );
+        assert_eq!(
+            conv(&Kind::Double, My::Double(0.1), Origin::Binlog),
+            Ok(t("0.1"))
         );
         assert_eq!(
             conv(&Kind::Bit, My::Bytes(vec![1, 2]), Origin::Binlog),

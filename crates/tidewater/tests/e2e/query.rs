@@ -2,8 +2,8 @@
 //! and when it does not (the file opened read-only): the same answers, every format, and
 //! nothing but reads.
 
-mod common;
-mod observe_support;
+use crate::common;
+use crate::observe_support;
 
 use std::process::{Command, Stdio};
 use std::time::Duration;

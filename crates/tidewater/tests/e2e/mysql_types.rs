@@ -3,7 +3,7 @@
 //! values, to NULL and from NULL, deletes). Every column of every row must be exactly equal
 //! between source and replica, compared through one canonical text per column and side.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! the output: binlog off or not ROW, wrong password, unsupported type, no matching table, a
 //! stored position whose binlog was purged.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

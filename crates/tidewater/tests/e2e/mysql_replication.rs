@@ -2,12 +2,13 @@
 //! stream, every change kind, multi-statement transactions, keyless tables, truncate, key
 //! changes, a snapshot racing concurrent writes, kill -9 and exactly-once.
 
-mod common;
+use crate::common;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::workload::Workload;
 use common::Rig;
 
 const SETUP: &str = "
@@ -65,7 +66,31 @@ fn snapshot_then_stream_every_change_kind() {
         rig.count("SELECT count(*) FROM pairs_log WHERE _metadata_change_type = 'TRUNCATE'"),
         1
     );
-    // Every change of one source transaction carries its GTID position, in order.
+    // The log holds the changes in source order: by GTID sequence number, then by sequence
+    // within the transaction.
+    let mut expected: Vec<String> = Vec::new();
+    expected.extend((1001..=1100).map(|id| format!("INSERT {id}")));
+    expected.extend((1..=50).map(|id| format!("UPDATE {id}")));
+    expected.extend((51..=60).map(|id| format!("DELETE {id}")));
+    for change in [
+        "UPDATE 5000",
+        "UPDATE 5000",
+        "INSERT 5",
+        "DELETE 6",
+        "INSERT 6",
+        "UPDATE 7",
+    ] {
+        expected.push(change.to_string());
+    }
+    assert_eq!(
+        rig.replica_lines(
+            "SELECT _metadata_change_type || ' ' || id FROM items_log \
+             WHERE _metadata_change_type <> 'SNAPSHOT' \
+             ORDER BY CAST(split_part(_metadata_position, '-', 4) AS BIGINT), _metadata_sequence"
+        ),
+        expected
+    );
+    // Every change of one source transaction carries its GTID position.
     let positions = rig.replica_lines(
         "SELECT DISTINCT _metadata_position FROM items_log WHERE _metadata_change_type <> 'SNAPSHOT' ORDER BY 1",
     );
@@ -83,71 +108,97 @@ fn snapshot_then_stream_every_change_kind() {
     );
 }
 
-#[test]
-fn kill9_and_restart_apply_every_change_exactly_once() {
-    let mut rig = Rig::mysql("CREATE TABLE t (id int PRIMARY KEY, v int);");
-    rig.start();
-    rig.wait_caught_up(Duration::from_secs(60));
-    let mut expected_changes = 0;
-    for round in 0..4 {
-        let base = round * 1000;
-        rig.sql(&format!(
-            "INSERT INTO t SELECT seq, 0 FROM seq_{}_to_{};
-             UPDATE t SET v = v + 1 WHERE id % 3 = 0;",
-            base + 1,
-            base + 1000
-        ));
-        expected_changes += 1000;
-        expected_changes += rig
-            .sql("SELECT count(*) FROM t WHERE id % 3 = 0")
-            .trim()
-            .parse::<i64>()
-            .unwrap();
-        rig.kill9();
-        rig.start();
-    }
-    rig.wait_caught_up(Duration::from_secs(60));
-    rig.stop();
-    rig.assert_same("SELECT concat_ws('|', id, v) FROM t ORDER BY id");
-    assert_eq!(rig.count("SELECT count(*) FROM t_log"), expected_changes);
+/// Transaction `i` of the kill test: 10 new rows and one seed row updated.
+fn kill_test_tx(i: u64) -> String {
+    format!(
+        "BEGIN; INSERT INTO t SELECT seq, {i} FROM seq_{s}_to_{e}; UPDATE t SET v = v + 1 WHERE id = {u}; COMMIT;\n",
+        s = 1000 + i * 10,
+        e = 1000 + i * 10 + 9,
+        u = 1 + i % 100
+    )
 }
 
 #[test]
-fn snapshot_racing_concurrent_writes_loses_and_duplicates_nothing() {
-    let mut rig = Rig::mysql(
-        "CREATE TABLE t (id int PRIMARY KEY, v int);
-         INSERT INTO t SELECT seq, 0 FROM seq_1_to_50000;",
+fn kill9_and_restart_apply_every_change_exactly_once() {
+    let mut rig =
+        Rig::mysql("CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t SELECT seq, 0 FROM seq_1_to_100;");
+    let addr = rig.listen_http();
+    rig.start();
+    rig.wait_caught_up(Duration::from_secs(60));
+    let workload = Workload::start(&rig, kill_test_tx);
+    for kill in 0..4 {
+        // The moment: this run has applied changes of the workload, which is still writing.
+        let applied = rig.kill9_mid_stream(&addr, "shop.t", || workload.writing());
+        eprintln!("kill {kill}: mid-stream, after this run applied {applied} changes");
+        rig.start();
+    }
+    let sent = workload.finish() as i64;
+    rig.wait_caught_up(Duration::from_secs(60));
+    rig.stop();
+    rig.assert_same("SELECT concat_ws('|', id, v) FROM t ORDER BY id");
+    assert_eq!(
+        rig.replica_lines(
+            "SELECT _metadata_change_type || '=' || count(*) FROM t_log GROUP BY _metadata_change_type ORDER BY 1"
+        ),
+        [
+            format!("INSERT={}", sent * 10),
+            "SNAPSHOT=100".to_string(),
+            format!("UPDATE={sent}")
+        ]
     );
-    let url_rig_done = Arc::new(AtomicBool::new(false));
+}
+
+/// Rows of the snapshot racing writes: enough that the copy takes a while.
+const RACED_ROWS: u64 = 200_000;
+
+#[test]
+fn snapshot_racing_concurrent_writes_loses_and_duplicates_nothing() {
+    let mut rig = Rig::mysql(&format!(
+        "CREATE TABLE t (id int PRIMARY KEY, v int);
+         INSERT INTO t SELECT seq, 0 FROM seq_1_to_{RACED_ROWS};"
+    ));
+    let done = Arc::new(AtomicBool::new(false));
+    let written = Arc::new(AtomicU64::new(0));
     let port = rig.my().port();
-    let done = url_rig_done.clone();
-    // Writers commit small transactions throughout the snapshot.
+    let (done2, written2) = (done.clone(), written.clone());
+    // Writers commit small transactions before, throughout and after the snapshot: write `n`
+    // inserts row 1000000 + n.
     let writer = std::thread::spawn(move || {
         let mut n = 0;
-        while !done.load(Ordering::Relaxed) {
-            let id = 100_000 + n;
+        while !done2.load(Ordering::Relaxed) {
+            let id = 1_000_000 + n;
             let status = std::process::Command::new("mariadb")
                 .args(["--no-defaults", "-h127.0.0.1", "-uroot", "shop"])
                 .arg(format!("-P{port}"))
                 .arg("-e")
                 .arg(format!(
                     "INSERT INTO t VALUES ({id}, 1); UPDATE t SET v = v + 1 WHERE id = {};",
-                    n * 7 % 50000 + 1
+                    n * 7 % RACED_ROWS + 1
                 ))
                 .status()
                 .expect("mariadb client");
             assert!(status.success());
             n += 1;
+            written2.store(n, Ordering::Relaxed);
         }
         n
     });
     rig.start();
-    rig.wait_caught_up(Duration::from_secs(120));
-    url_rig_done.store(true, Ordering::Relaxed);
-    let writes = writer.join().unwrap();
+    tidewater_harness::wait_until(Duration::from_secs(120), "the snapshot to commit", || {
+        rig.log().contains("initial snapshot committed")
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    // Writes 0..before_commit had committed at the source when the snapshot committed.
+    let before_commit = written.load(Ordering::Relaxed);
+    let after = before_commit + 5;
+    tidewater_harness::wait_until(Duration::from_secs(60), "writes after the snapshot", || {
+        written.load(Ordering::Relaxed) >= after
+    })
+    .unwrap();
+    done.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
     rig.wait_caught_up(Duration::from_secs(60));
     rig.stop();
-    assert!(writes > 0);
     rig.assert_same("SELECT concat_ws('|', id, v) FROM t ORDER BY id");
     // Each inserted row appears in the log exactly once, as SNAPSHOT or as INSERT.
     assert_eq!(
@@ -156,6 +207,20 @@ fn snapshot_racing_concurrent_writes_loses_and_duplicates_nothing() {
              GROUP BY id HAVING count(*) <> 1)"
         ),
         0
+    );
+    // The writes overlapped the snapshot: some were copied by it, and some that had committed
+    // before it did were not (they came after its consistent point) and were streamed.
+    let copied = rig.count(
+        "SELECT count(*) FROM t_log WHERE id >= 1000000 AND _metadata_change_type = 'SNAPSHOT'",
+    );
+    let streamed_during = rig.count(&format!(
+        "SELECT count(*) FROM t_log WHERE id >= 1000000 AND id < {} AND _metadata_change_type = 'INSERT'",
+        1_000_000 + before_commit
+    ));
+    assert!(
+        copied > 0 && streamed_during > 0,
+        "{copied} written rows copied, {streamed_during} of the {before_commit} written before \
+         the snapshot committed streamed: the writes did not overlap the snapshot"
     );
 }
 

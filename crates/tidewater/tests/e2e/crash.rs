@@ -7,29 +7,29 @@
 //! - The replication connection is dropped (walsender terminated / `Binlog Dump` thread
 //!   killed) while changes flow: `run` reconnects by itself and loses and duplicates nothing.
 //! - A DuckDB file that cannot be written (mode 0444; as root, which ignores file modes, the
-//!   immutable attribute where `chattr +i` works), a sink path that is a directory, and one
+//!   immutable attribute set with `chattr +i`), a sink path that is a directory, and one
 //!   whose directory does not exist: a clear error (exit 3) naming the path, and after the
 //!   fix a run resumes and ends equal.
-//! - A DuckDB file on a full file system (an 8 MB tmpfs, where mounting is permitted): exit 3
+//! - A DuckDB file on a full file system (an 8 MB tmpfs the test mounts, as root): exit 3
 //!   naming the file, "No space left on device" and the fix; moved with its WAL to a roomy
 //!   place it resumes from its last committed batch and ends equal, each change logged once.
 //!
-//! CI runs a short version (5 kills). The long run (50 kills per source):
+//! Half the kills land mid-stream for sure (after the run applied changes of the workload,
+//! read from its `/metrics`), the others at random moments. CI runs a short version (6
+//! kills). The long run (50 kills per source):
 //!
 //! ```text
-//! TIDEWATER_LONG_CRASH=1 cargo nextest run -p tidewater --test crash --no-capture
+//! TIDEWATER_LONG_CRASH=1 cargo nextest run -p tidewater --test e2e crash:: --no-capture
 //! ```
 
-mod common;
+use crate::common;
 
 use std::io::Write;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{run_cli, Rig};
+use common::workload::Workload;
+use common::{run_cli, streamed_changes, Rig};
 use tidewater_harness::wait_until;
 
 /// Orders present before the workload starts; transaction `i` deletes order `i`, which is a
@@ -98,92 +98,6 @@ fn transaction(i: u64) -> String {
         o = SEED_ORDERS + i,
         c = i % COUNTERS + 1,
     )
-}
-
-/// A persistent SQL client fed one transaction at a time from a background thread.
-struct Workload {
-    stop: Arc<AtomicBool>,
-    sent: Arc<AtomicU64>,
-    thread: JoinHandle<(Child, ChildStdin)>,
-    err_path: std::path::PathBuf,
-}
-
-impl Workload {
-    fn start(rig: &Rig) -> Workload {
-        let err_path = rig.dir.path().join("workload.err");
-        let err = std::fs::File::create(&err_path).unwrap();
-        let mut cmd = match &rig.src {
-            common::Src::Pg(pg) => {
-                let mut c = Command::new("psql");
-                c.args(["-X", "-q", "-v", "ON_ERROR_STOP=1", &pg.url("postgres")]);
-                c
-            }
-            common::Src::My(my) => {
-                let mut c = Command::new("mariadb");
-                c.args(["--no-defaults", "--protocol=TCP", "--user=root", "-B"])
-                    .args(["--host", my.host(), "--port", &my.port().to_string()])
-                    .arg(format!("--database={}", common::MY_DB));
-                c
-            }
-        };
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(err))
-            .spawn()
-            .expect("spawn the workload client");
-        let mut stdin = child.stdin.take().unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let sent = Arc::new(AtomicU64::new(0));
-        let (stop2, sent2) = (stop.clone(), sent.clone());
-        // Paced so a debug build on busy cores keeps up; the long run writes the same way.
-        let pause = Duration::from_millis(4);
-        let thread = std::thread::spawn(move || {
-            let mut i = 0;
-            while !stop2.load(Ordering::Relaxed) {
-                i += 1;
-                if stdin.write_all(transaction(i).as_bytes()).is_err() {
-                    break; // the client died: reported by finish()
-                }
-                let _ = stdin.flush();
-                sent2.store(i, Ordering::Relaxed);
-                std::thread::sleep(pause);
-            }
-            (child, stdin)
-        });
-        Workload {
-            stop,
-            sent,
-            thread,
-            err_path,
-        }
-    }
-
-    /// Stops writing, lets the client finish what it was sent, checks it succeeded and
-    /// returns how many transactions were sent (counted after the writer thread has stopped,
-    /// so a transaction sent while stopping is counted too).
-    fn finish(self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        let (mut child, stdin) = self.thread.join().unwrap();
-        let sent = self.sent.load(Ordering::Relaxed);
-        drop(stdin);
-        let mut status = None;
-        wait_until(
-            Duration::from_secs(60),
-            "the workload client to exit",
-            || {
-                status = child.try_wait().unwrap();
-                status.is_some()
-            },
-        )
-        .unwrap();
-        let err = std::fs::read_to_string(&self.err_path).unwrap_or_default();
-        assert!(
-            status.unwrap().success() && err.trim().is_empty(),
-            "workload client failed ({status:?}):\n{err}"
-        );
-        sent
-    }
 }
 
 /// After the workload and a clean stop: verify is clean, and the `_log` tables hold exactly
@@ -261,25 +175,32 @@ fn assert_exactly_once(rig: &Rig) -> u64 {
 
 fn kill9_under_load(mut rig: Rig, seed: u64) {
     let started = Instant::now();
-    let kills = if long_run() { 50 } else { 5 };
+    let kills = if long_run() { 50 } else { 6 };
+    let addr = rig.listen_http();
+    let orders = format!("{}.orders", rig.schema);
     rig.start();
     rig.wait_caught_up(CATCH_UP);
-    let workload = Workload::start(&rig);
+    let workload = Workload::start(&rig, transaction);
     let mut rng = Rng(seed);
-    let mut streaming_kills = 0;
-    let mut mark = 0;
-    for _ in 0..kills {
-        // The crash moment: any phase of the run (connecting, catching up, streaming).
-        std::thread::sleep(rng.millis(200, 2000));
-        if rig
-            .log()
-            .get(mark..)
-            .is_some_and(|l| l.contains(": streaming "))
-        {
-            streaming_kills += 1;
+    // Kills by where they landed: before the run applied a change (connecting, catching up),
+    // and mid-stream (the run had applied changes of the workload, which was still writing).
+    let (mut early, mut mid_stream) = (0, 0);
+    for k in 0..kills {
+        if k % 2 == 0 {
+            // Any moment.
+            std::thread::sleep(rng.millis(200, 2000));
+            if streamed_changes(&addr, &orders) > 0 && workload.writing() {
+                mid_stream += 1;
+            } else {
+                early += 1;
+            }
+            rig.kill9();
+        } else {
+            // Mid-stream, after a further random part of the stream.
+            std::thread::sleep(rng.millis(0, 500));
+            rig.kill9_mid_stream(&addr, &orders, || workload.writing());
+            mid_stream += 1;
         }
-        rig.kill9();
-        mark = rig.log().len();
         rig.start();
     }
     let sent = workload.finish();
@@ -287,8 +208,14 @@ fn kill9_under_load(mut rig: Rig, seed: u64) {
     rig.stop();
     let committed = assert_exactly_once(&rig);
     assert_eq!(committed, sent, "every transaction sent was committed");
+    assert_eq!(early + mid_stream, kills);
+    assert!(
+        mid_stream >= kills / 2,
+        "{mid_stream} of {kills} kills landed mid-stream"
+    );
     eprintln!(
-        "{kills} kills ({streaming_kills} while streaming), {committed} transactions, {:?}",
+        "{kills} kills ({mid_stream} mid-stream, {early} before the run applied a change), \
+         {committed} transactions, {:?}",
         started.elapsed()
     );
 }
@@ -338,7 +265,7 @@ fn connection_drops(mut rig: Rig) {
     let drops = 3;
     rig.start();
     rig.wait_caught_up(CATCH_UP);
-    let workload = Workload::start(&rig);
+    let workload = Workload::start(&rig, transaction);
     let mut last = None;
     for round in 0..drops {
         // Changes flow through the current connection...
@@ -411,19 +338,31 @@ fn is_root() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-/// `chattr +i` on a file (even root cannot write it) until dropped; `None` where the
-/// attribute cannot be set (no CAP_LINUX_IMMUTABLE, or a file system without it).
+/// Runs a command the test's precondition needs; panics with its output and `fix`.
+#[track_caller]
+fn required(cmd: &mut Command, fix: &str) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e}; {fix}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}): {}{fix}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `chattr +i` on a file (even root cannot write it) until dropped.
 struct Immutable(std::path::PathBuf);
 
 impl Immutable {
-    fn set(path: &std::path::Path) -> Option<Immutable> {
-        let ok = Command::new("chattr")
-            .arg("+i")
-            .arg(path)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| Immutable(path.to_path_buf()))
+    fn set(path: &std::path::Path) -> Immutable {
+        required(
+            Command::new("chattr").arg("+i").arg(path),
+            "this test runs as root and needs `chattr +i` (e2fsprogs, CAP_LINUX_IMMUTABLE, and \
+             a temp dir on ext4/xfs/btrfs: set TMPDIR to one)",
+        );
+        Immutable(path.to_path_buf())
     }
 }
 
@@ -466,15 +405,14 @@ fn unwritable_duckdb_file_is_a_clear_error_then_resumes() {
         std::fs::set_permissions(&rig.db, mode).unwrap();
         assert_eq!(code, 3, "read-only DuckDB file: exit code; output:\n{out}");
         assert!(out.contains(&db_text), "the error names the file:\n{out}");
-    } else if let Some(immutable) = Immutable::set(&rig.db) {
-        // Root ignores file modes, but not the immutable attribute (where it can be set).
+    } else {
+        // Root ignores file modes, but not the immutable attribute.
+        let immutable = Immutable::set(&rig.db);
         let (code, out) = run_cli(&["run"], &rig.config);
         drop(immutable);
         assert_eq!(code, 3, "immutable DuckDB file: exit code; output:\n{out}");
         assert!(out.contains(&db_text), "the error names the file:\n{out}");
         eprintln!("{}", out.lines().last().unwrap_or_default());
-    } else {
-        eprintln!("root without chattr +i: the read-only file case is not exercised");
     }
     // Sink paths that cannot be a DuckDB file: a directory, and a file in a directory that
     // does not exist.
@@ -512,20 +450,21 @@ fn unwritable_duckdb_file_is_a_clear_error_then_resumes() {
     }
 }
 
-/// A tmpfs of `size` mounted on `dir` until dropped; `None` where mounting is not permitted.
-/// Unmounted lazily, so a process still holding a file there cannot keep it mounted.
+/// A tmpfs of `size` mounted on `dir` until dropped. Unmounted lazily, so a process still
+/// holding a file there cannot keep it mounted.
 struct Tmpfs(std::path::PathBuf);
 
 impl Tmpfs {
-    fn mount(dir: &std::path::Path, size: &str) -> Option<Tmpfs> {
+    fn mount(dir: &std::path::Path, size: &str) -> Tmpfs {
         std::fs::create_dir_all(dir).unwrap();
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| Tmpfs(dir.to_path_buf()))
+        required(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(dir),
+            "this test mounts a small tmpfs to fill it: run it as root (or with CAP_SYS_ADMIN; \
+             in a container, --cap-add SYS_ADMIN)",
+        );
+        Tmpfs(dir.to_path_buf())
     }
 }
 
@@ -556,10 +495,7 @@ fn full_disk_is_a_clear_error_then_resumes_elsewhere() {
          INSERT INTO blobs SELECT g, 'seed' FROM generate_series(1, {BLOBS_SEEDED}) g;"
     ));
     let disk_dir = rig.dir.path().join("small-disk");
-    let Some(disk) = Tmpfs::mount(&disk_dir, "8m") else {
-        eprintln!("mounting a tmpfs is not permitted: the full-disk case is not exercised");
-        return;
-    };
+    let disk = Tmpfs::mount(&disk_dir, "8m");
     let db_on_disk = disk_dir.join("replica.duckdb");
     move_sink(&mut rig, &db_on_disk);
     // Batches of at most two source transactions (about 1.2 MB of DuckDB WAL each).

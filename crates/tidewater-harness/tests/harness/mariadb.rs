@@ -1,6 +1,6 @@
 //! Each test starts its own MariaDB server, so they run in parallel safely.
 
-mod checks;
+use crate::checks;
 
 use tidewater_harness::{MariaDbOptions, MariaDbServer};
 

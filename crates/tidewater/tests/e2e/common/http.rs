@@ -1,17 +1,10 @@
-//! For the observability tests: a minimal blocking HTTP/1.1 client (the endpoint and
-//! chromedriver's WebDriver API), the `tidewater` CLI run to completion, and the address a
-//! running `tidewater run` publishes.
-#![allow(dead_code)]
-
-pub mod webdriver;
+//! A minimal blocking HTTP/1.1 client for the tests: the endpoint of `tidewater run`
+//! (`/metrics`, `/health`, ...), chromedriver's WebDriver API and the BigQuery emulator's REST
+//! API, read by plain requests so that no product code sits between a test and what it checks.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
-
-use tidewater_harness::wait_until;
 
 pub struct HttpResponse {
     pub status: u16,
@@ -107,63 +100,8 @@ pub fn get(addr: &str, path: &str) -> HttpResponse {
     http(addr, "GET", path, None).unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 
-/// The address a running `run` of `db` published in its status file, once it has.
-pub fn published_http(db: &Path, timeout: Duration) -> String {
-    let status = db.with_file_name(format!(
-        "{}.status.json",
-        db.file_name().unwrap().to_string_lossy()
-    ));
-    let mut addr = String::new();
-    wait_until(timeout, "run to publish its HTTP address", || {
-        let Ok(text) = std::fs::read_to_string(&status) else {
-            return false;
-        };
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        match v["live"]["http"].as_str() {
-            Some(a) => {
-                addr = a.to_string();
-                true
-            }
-            None => false,
-        }
-    })
-    .unwrap();
-    addr
-}
-
-pub struct CliOutput {
-    pub code: i32,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-/// Runs `tidewater <args>` to completion (bounded: every command here ends by itself).
-pub fn cli(args: &[&str]) -> CliOutput {
-    let out = Command::new(env!("CARGO_BIN_EXE_tidewater"))
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run tidewater");
-    CliOutput {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).to_string(),
-        stderr: String::from_utf8_lossy(&out.stderr).to_string(),
-    }
-}
-
 /// The value of the sample `name{labels}` (labels exactly as rendered) in Prometheus text.
 pub fn metric(text: &str, sample: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
-}
-
-/// A child process killed when the test ends, however it ends.
-pub struct KillOnDrop(pub std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }

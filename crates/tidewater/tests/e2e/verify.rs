@@ -3,7 +3,7 @@
 //! differing rows; keyless multisets), verification inside a running `run` under a write
 //! workload, and tables larger than one comparison chunk.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -379,5 +379,52 @@ fn mariadb_table_larger_than_a_chunk_in_another_key_order() {
     assert!(
         out.contains("differing: code=K0199999; code=k0000002\n"),
         "{out}"
+    );
+}
+/// The live re-check, both ways: a difference made by hand in the replica persists through
+/// every re-check round and is reported; a difference the stream heals (the source changes
+/// that row after verify's first snapshot, and run applies it) is not.
+#[test]
+fn postgres_live_recheck_reports_what_persists_not_what_heals() {
+    let mut rig = Rig::new(&format!(
+        "{PG_SETUP}
+         CREATE TABLE big (id bigint PRIMARY KEY, v text);
+         INSERT INTO big SELECT g, md5(g::text) FROM generate_series(1, 200000) g;"
+    ));
+    replicate(&mut rig, "SELECT 1;");
+    edit_replica(
+        &rig,
+        "UPDATE public.items SET name = 'tampered' WHERE id IN (7, 8);",
+    );
+    rig.start();
+    rig.wait_caught_up(Duration::from_secs(120));
+    let out = std::thread::scope(|s| {
+        let verifying = s.spawn(|| verify(&rig.config, &[]));
+        // Row 7 differs at verify's first source snapshot whatever happens next (the source
+        // has 'item 7' there, the replica 'tampered' or the update's row); the update commits
+        // while the first pass still compares (200k more rows), so the re-check's later
+        // snapshot and the replica agree on it.
+        wait_until(Duration::from_secs(120), "verify's first snapshot", || {
+            rig.log().contains("verify: comparing")
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+        rig.sql("UPDATE items SET qty = qty + 1 WHERE id = 7;");
+        verifying.join().unwrap()
+    });
+    let out = expect_verify(out, 1);
+    assert!(out.contains("(live, while run applies changes)"), "{out}");
+    assert_counts(&out, "public.items", ["1000", "0", "0", "1"]);
+    assert!(out.contains("differing: id=8\n"), "{out}");
+    // The persistent difference was re-checked in every round.
+    assert!(
+        out.contains(", 4 rounds): DIFFERENT: 1 difference in 1 table"),
+        "{out}"
+    );
+    rig.stop();
+    assert_eq!(
+        rig.log().matches("verify: re-checking differences").count(),
+        3,
+        "{}",
+        rig.log()
     );
 }

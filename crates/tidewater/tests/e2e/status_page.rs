@@ -1,8 +1,8 @@
 //! The status page in a real headless browser (Debian chromium via chromedriver): it renders
 //! the replica's numbers, and refreshes them in place as changes are applied.
 
-mod common;
-mod observe_support;
+use crate::common;
+use crate::observe_support;
 
 use std::time::Duration;
 

@@ -128,7 +128,28 @@ fn added_dropped_and_widened_columns_and_new_tables_apply_in_the_batch() {
         3,
         vec![insert(&v2, &["3", "1", "after restart"])],
     );
-    assert_eq!(lines(&sink, "SELECT count(*)::VARCHAR FROM s.t"), ["3"]);
+    assert_eq!(
+        lines(
+            &sink,
+            "SELECT concat_ws('|', id, n, coalesce(b, '-')) FROM s.t ORDER BY id"
+        ),
+        ["1|7|-", "2|9000000000|new", "3|1|after restart"]
+    );
+    assert_eq!(
+        lines(
+            &sink,
+            "SELECT string_agg(column_name || ' ' || data_type, ', ' ORDER BY ordinal_position) \
+             FROM information_schema.columns WHERE table_schema = 's' AND table_name = 't'"
+        ),
+        ["id INTEGER, n BIGINT, b VARCHAR"]
+    );
+    assert_eq!(
+        lines(
+            &sink,
+            "SELECT schema_version::VARCHAR FROM _tidewater.tables WHERE table_name = 't'"
+        ),
+        ["2"]
+    );
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! COPY text) and while streaming (pgoutput), plus an update; every column of every row must be
 //! exactly equal between source and replica, compared through a canonical text per column.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

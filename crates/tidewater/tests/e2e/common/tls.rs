@@ -1,5 +1,5 @@
-//! Certificates for TLS tests: a private CA and a server certificate it signs for
-//! `localhost` and `127.0.0.1`, readable by the server's user.
+//! Certificates for TLS tests: a private CA and a server certificate it signs (for
+//! `localhost` and `127.0.0.1`, or for other names), readable by the server's user.
 
 use std::path::Path;
 use std::process::Command;
@@ -23,9 +23,14 @@ fn openssl(args: &[&str], dir: &Path) {
     );
 }
 
-/// Writes the CA and the server certificate into `dir`; `owner` (when we are root) is the
-/// user the server runs as.
+/// Writes the CA and the server certificate for `localhost` and `127.0.0.1` into `dir`;
+/// `owner` (when we are root) is the user the server runs as.
 pub fn certificates(dir: &Path, owner: &str) -> Certs {
+    certificates_for(dir, owner, "DNS:localhost, IP:127.0.0.1")
+}
+
+/// [`certificates`] with a server certificate for `alt_names` (`subjectAltName` syntax).
+pub fn certificates_for(dir: &Path, owner: &str, alt_names: &str) -> Certs {
     let days = ["-days", "2"];
     openssl(
         &[
@@ -63,8 +68,10 @@ pub fn certificates(dir: &Path, owner: &str) -> Certs {
     );
     std::fs::write(
         dir.join("server.ext"),
-        "subjectAltName = DNS:localhost, IP:127.0.0.1\nbasicConstraints = CA:FALSE\n\
-         keyUsage = digitalSignature, keyEncipherment\nextendedKeyUsage = serverAuth\n",
+        format!(
+            "subjectAltName = {alt_names}\nbasicConstraints = CA:FALSE\n\
+             keyUsage = digitalSignature, keyEncipherment\nextendedKeyUsage = serverAuth\n"
+        ),
     )
     .unwrap();
     openssl(

@@ -3,7 +3,9 @@
 #![allow(dead_code)]
 
 pub mod bq;
+pub mod http;
 pub mod tls;
+pub mod workload;
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -11,7 +13,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use tidewater_duckdb::duckdb::{AccessMode, Config, Connection};
-use tidewater_harness::{wait_until, MariaDbOptions, MariaDbServer, PgOptions, PgServer};
+use tidewater_harness::{
+    free_port, wait_until, MariaDbOptions, MariaDbServer, PgOptions, PgServer,
+};
 
 pub const SLOT: &str = "tidewater";
 /// The MariaDB database the MySQL rigs replicate (`shop.*`).
@@ -121,6 +125,41 @@ impl Rig {
 
     pub fn bq(&self) -> &bq::BqTarget {
         self.bq.as_ref().expect("a BigQuery rig")
+    }
+
+    /// Adds `[http] listen` on a free loopback port to the config (every later start serves
+    /// its `/metrics` there); returns the address.
+    pub fn listen_http(&self) -> String {
+        use std::io::Write;
+        let addr = format!("127.0.0.1:{}", free_port());
+        let mut f = OpenOptions::new().append(true).open(&self.config).unwrap();
+        writeln!(f, "\n[http]\nlisten = \"{addr}\"").unwrap();
+        addr
+    }
+
+    /// SIGKILL in the middle of the stream: once the current run has applied streamed changes
+    /// to `table` (counted by its own `/metrics` on `addr`, so after this start), and while
+    /// `writing()` says the source workload is still writing (changes are still to come).
+    /// Returns how many changes the run had applied. Panics when the moment cannot be reached.
+    #[track_caller]
+    pub fn kill9_mid_stream(&mut self, addr: &str, table: &str, writing: impl Fn() -> bool) -> u64 {
+        let mut applied = 0;
+        wait_until(
+            Duration::from_secs(120),
+            &format!("this run to apply streamed changes to {table}"),
+            || {
+                applied = streamed_changes(addr, table);
+                applied > 0 || !writing()
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.log()));
+        assert!(
+            applied > 0 && writing(),
+            "the workload ended before this run applied a change to {table}: the kill would \
+             not land mid-stream; make the workload longer"
+        );
+        self.kill9();
+        applied
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -371,6 +410,35 @@ impl Rig {
             .query_row(query, [], |r| r.get(0))
             .unwrap_or_else(|e| panic!("{query}: {e}"))
     }
+}
+
+/// Insert, update and delete changes to `table` (`schema.name`) that the run serving `addr`
+/// has applied, from its `/metrics` (0 while nothing answers).
+pub fn streamed_changes(addr: &str, table: &str) -> u64 {
+    let Ok(m) = http::http(addr, "GET", "/metrics", None) else {
+        return 0;
+    };
+    ["insert", "update", "delete"]
+        .iter()
+        .filter_map(|kind| {
+            let sample =
+                format!("tidewater_changes_applied_total{{table=\"{table}\",kind=\"{kind}\"}}");
+            http::metric(&m.body, &sample)
+        })
+        .sum::<f64>() as u64
+}
+
+/// Rows of the initial snapshot or of a joining table that the run serving `addr` has
+/// copied into `table`, from its `/metrics` (0 while nothing answers).
+pub fn snapshot_rows_copied(addr: &str, table: &str) -> u64 {
+    let Ok(m) = http::http(addr, "GET", "/metrics", None) else {
+        return 0;
+    };
+    http::metric(
+        &m.body,
+        &format!("tidewater_snapshot_rows_copied{{table=\"{table}\"}}"),
+    )
+    .unwrap_or(0.0) as u64
 }
 
 /// Whether MariaDB position `p` (`mariadb-gtid:d-s-n,...`) includes every domain's sequence

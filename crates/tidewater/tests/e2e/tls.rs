@@ -1,12 +1,13 @@
 //! TLS to the source. PostgreSQL `sslmode=require`: both the SQL session and the replication
 //! session are encrypted. MySQL/MariaDB `ssl-mode` and `ssl-ca`: the server's certificate is
-//! verified against a private CA, and a user that requires TLS replicates.
+//! verified against a private CA, and a user that requires TLS replicates; VERIFY_IDENTITY
+//! refuses a certificate of that CA made out to another host name.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::tls::{certificates, Certs};
+use common::tls::{certificates, certificates_for, Certs};
 use common::{expect, run_cli, Rig, MY_DB, PASSWORD};
 use tidewater_harness::{MariaDbOptions, PgOptions};
 
@@ -97,4 +98,36 @@ fn mariadb_ssl_mode_verifies_the_server_and_replicates_over_tls() {
     rig.wait_caught_up(Duration::from_secs(60));
     rig.stop();
     rig.assert_same("SELECT concat_ws('|', id, v) FROM t ORDER BY id");
+}
+
+/// VERIFY_IDENTITY checks the server's name: a certificate signed by the trusted CA but made
+/// out to another host is refused, and the error says which name it is valid for.
+#[test]
+fn mariadb_verify_identity_refuses_a_certificate_for_another_host() {
+    let certs = tempfile::Builder::new()
+        .prefix("tw-tls")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let c = certificates_for(certs.path(), "mysql", "DNS:db.elsewhere.test");
+    let options = MariaDbOptions {
+        extra_args: vec![
+            format!("--ssl-cert={}", c.crt),
+            format!("--ssl-key={}", c.key),
+            format!("--ssl-ca={}", c.ca),
+        ],
+        ..Default::default()
+    };
+    let ca = c.ca.clone();
+    let rig = Rig::mysql_with(
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);",
+        options,
+        move |my| format!("{}?ssl-mode=VERIFY_IDENTITY&ssl-ca={ca}", my.url(MY_DB)),
+    );
+    let out = expect(
+        run_cli(&["run"], &rig.config),
+        3,
+        &["TLS", "127.0.0.1", "db.elsewhere.test"],
+    );
+    eprintln!("{out}");
+    assert!(!rig.db.exists(), "a failed start created the replica");
 }

@@ -2,7 +2,7 @@
 //! code (0 ok, 1 failed check, 2 usage/config, 3 source/destination) and nothing half-applied.
 //! The real binary is run against real PostgreSQL servers; each command gets a deadline.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

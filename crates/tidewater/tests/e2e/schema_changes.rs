@@ -3,11 +3,11 @@
 //! (MariaDB: from their creation in the binlog; PostgreSQL: copied with their rows at a
 //! position of the stream). A restart after the change resumes with the replica's schema.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
-use common::Rig;
+use common::{snapshot_rows_copied, Rig};
 
 const WAIT: Duration = Duration::from_secs(90);
 
@@ -220,6 +220,7 @@ fn mariadb_table_created_while_stopped_joins_with_its_rows() {
 #[test]
 fn postgres_kill9_during_a_join_copies_the_table_once() {
     let mut rig = Rig::new("CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t VALUES (1);");
+    let addr = rig.listen_http();
     rig.start();
     rig.wait_caught_up(WAIT);
     rig.sql(
@@ -227,14 +228,25 @@ fn postgres_kill9_during_a_join_copies_the_table_once() {
          INSERT INTO big SELECT g, repeat('x', 100) FROM generate_series(1, 300000) g;",
     );
     wait_logged(&rig, "tables join the replica", 1);
-    let copied_before_kill = rig.log().contains("joining tables copied");
+    // The moment: the copy is under way (its rows counted by this run's /metrics).
+    let mut copied = 0;
+    tidewater_harness::wait_until(WAIT, "the join copy to write rows", || {
+        copied = snapshot_rows_copied(&addr, "public.big");
+        copied > 0
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
     rig.kill9();
+    assert!(
+        copied < 300_000 && !rig.log().contains("joining tables copied"),
+        "the kill came after the copy ({copied} rows copied):\n{}",
+        rig.log()
+    );
     rig.sql("UPDATE big SET v = 'after' WHERE id = 1;");
     rig.start();
     wait_logged(&rig, "joining tables copied", 1);
     rig.wait_caught_up(WAIT);
     rig.stop();
-    eprintln!("copy complete before the kill: {copied_before_kill}");
+    eprintln!("killed with {copied} of 300000 rows copied");
     rig.assert_same("SELECT count(*) || '|' || count(DISTINCT v) FROM big");
     rig.assert_same("SELECT v FROM big WHERE id = 1");
     assert_eq!(

@@ -4,7 +4,7 @@
 //! tokio-postgres, a driver, gets PostgreSQL's types and binary values through the extended
 //! protocol. (psql 15, the one here, has no `\bind`: the extended protocol arrived in psql 16.)
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -1,0 +1,25 @@
+//! The end-to-end tests of tidewater in one test binary (one module per topic): linking one
+//! binary instead of one per file is most of what building the tests costs. `common` holds
+//! the rig (throwaway source server, config, the real `tidewater` binary), `observe_support`
+//! the helpers of the HTTP endpoint tests.
+
+mod common;
+mod observe_support;
+
+mod bench_smoke;
+mod bigquery;
+mod crash;
+mod demo;
+mod errors;
+mod mysql_errors;
+mod mysql_replication;
+mod mysql_types;
+mod observe;
+mod query;
+mod replication;
+mod schema_changes;
+mod sql_endpoint;
+mod status_page;
+mod tls;
+mod types;
+mod verify;
