@@ -8,6 +8,7 @@ mod observe_support;
 
 mod bench_smoke;
 mod bigquery;
+mod config;
 mod crash;
 mod demo;
 mod errors;
