@@ -13,6 +13,7 @@ pub mod sink;
 pub mod source;
 pub mod stats;
 pub mod time;
+pub mod uncarried;
 
 pub use error::{Error, ErrorKind, Result};
 pub use event::{SourceEvent, TxInfo};

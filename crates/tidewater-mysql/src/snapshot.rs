@@ -8,6 +8,7 @@
 //! - MySQL: the same transaction started under a brief `FLUSH TABLES WITH READ LOCK` (needs
 //!   RELOAD), reading `@@gtid_executed` / the binlog position before unlocking.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,8 +16,8 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 use tidewater_core::stats::now_us;
 use tidewater_core::{
-    Change, ChangeKind, Error, Position, Result, RowConsumer, SourceEvent, TableSchema, TxInfo,
-    Value,
+    Change, ChangeKind, Error, Position, Result, RowConsumer, SourceEvent, TableId, TableSchema,
+    TxInfo, Value,
 };
 use tokio::sync::mpsc;
 use tracing::info;
@@ -61,9 +62,9 @@ pub async fn begin_snapshot(conn: &mut Conn, flavor: Flavor) -> Result<BinlogPos
                 .await
                 .map_err(err("reading the snapshot's GTID position"))?;
             Ok(match gtid {
-                Some(g) => BinlogPosition::MariaDb(
-                    MariaState::parse(&g).map_err(Error::source_fatal)?,
-                ),
+                Some(g) => {
+                    BinlogPosition::MariaDb(MariaState::parse(&g).map_err(Error::source_fatal)?)
+                }
                 None => BinlogPosition::File { file, pos },
             })
         }
@@ -98,7 +99,9 @@ pub async fn begin_snapshot(conn: &mut Conn, flavor: Flavor) -> Result<BinlogPos
                 )),
                 _ => {
                     let row = status.ok_or_else(|| {
-                        Error::source_fatal("SHOW MASTER STATUS is empty: enable the binary log (log_bin)")
+                        Error::source_fatal(
+                            "SHOW MASTER STATUS is empty: enable the binary log (log_bin)",
+                        )
                     })?;
                     let file: Option<String> = row.get(0);
                     let pos: Option<u64> = row.get(1);
@@ -113,10 +116,13 @@ pub async fn begin_snapshot(conn: &mut Conn, flavor: Flavor) -> Result<BinlogPos
 }
 
 /// Reads every table inside the open snapshot transaction and sends it as one source
-/// transaction at `position`. Returns the number of rows.
+/// transaction at `position`. Returns the number of rows. The replica's rows of a table in
+/// `recopy` (one it holds already) are removed first, in the same transaction: a truncate
+/// that carries the table's new definition.
 pub async fn copy_tables(
     conn: &mut Conn,
     tables: &[SourceTable],
+    recopy: &HashSet<TableId>,
     position: &BinlogPosition,
     zero: ZeroDates,
     events: &mpsc::Sender<SourceEvent>,
@@ -131,6 +137,12 @@ pub async fn copy_tables(
         .map_err(|_| gone())?;
     let mut total = 0;
     for t in tables {
+        if recopy.contains(&t.schema.id) {
+            events
+                .send(SourceEvent::Truncate(vec![t.schema.clone()]))
+                .await
+                .map_err(|_| gone())?;
+        }
         let started = Instant::now();
         let n = copy_table(conn, t, zero, events).await?;
         info!(

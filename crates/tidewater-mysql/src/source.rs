@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn};
-use tidewater_core::{Error, Result, Source, SourceContext, TableSchema};
+use tidewater_core::uncarried::copy_again;
+use tidewater_core::{Error, Result, Source, SourceContext, TableId, TableSchema};
 use tracing::{info, warn};
 
 use crate::catalog::{resolve_tables, SourceTable};
@@ -65,50 +66,50 @@ impl MySqlSource {
             .map_err(ctx)?;
         let server_id = self.config.server_id;
         let file_name: Vec<u8>;
-        let request = match (self.flavor, from) {
-            (Flavor::MariaDb, BinlogPosition::MariaDb(state)) => {
-                // Capability 4: send GTID events as such (not as fake BEGIN queries).
-                conn.query_drop("SET @mariadb_slave_capability = 4")
-                    .await
-                    .map_err(ctx)?;
-                conn.exec_drop("SET @slave_connect_state = ?", (state.to_string(),))
-                    .await
-                    .map_err(ctx)?;
-                conn.query_drop("SET @slave_gtid_strict_mode = 1")
-                    .await
-                    .map_err(ctx)?;
-                BinlogStreamRequest::new(server_id)
-            }
-            (Flavor::MySql, BinlogPosition::MySql(set)) => {
-                let mut sids = Vec::new();
-                for m in set.members() {
-                    sids.push(
-                        m.parse::<mysql_common::packets::Sid<'static>>()
-                            .map_err(|e| Error::source_fatal(format!("GTID set member {m}: {e}")))?,
-                    );
-                }
-                BinlogStreamRequest::new(server_id)
-                    .with_gtid()
-                    .with_gtid_set(sids)
-            }
-            (_, BinlogPosition::File { file, pos }) => {
-                if self.flavor == Flavor::MariaDb {
+        let request =
+            match (self.flavor, from) {
+                (Flavor::MariaDb, BinlogPosition::MariaDb(state)) => {
+                    // Capability 4: send GTID events as such (not as fake BEGIN queries).
                     conn.query_drop("SET @mariadb_slave_capability = 4")
                         .await
                         .map_err(ctx)?;
+                    conn.exec_drop("SET @slave_connect_state = ?", (state.to_string(),))
+                        .await
+                        .map_err(ctx)?;
+                    conn.query_drop("SET @slave_gtid_strict_mode = 1")
+                        .await
+                        .map_err(ctx)?;
+                    BinlogStreamRequest::new(server_id)
                 }
-                file_name = file.clone().into_bytes();
-                BinlogStreamRequest::new(server_id)
-                    .with_filename(&file_name)
-                    .with_pos(*pos)
-            }
-            (flavor, pos) => {
-                return Err(Error::source_fatal(format!(
-                    "the stored position {pos} does not belong to a {} source",
-                    flavor.name()
-                )))
-            }
-        };
+                (Flavor::MySql, BinlogPosition::MySql(set)) => {
+                    let mut sids = Vec::new();
+                    for m in set.members() {
+                        sids.push(m.parse::<mysql_common::packets::Sid<'static>>().map_err(
+                            |e| Error::source_fatal(format!("GTID set member {m}: {e}")),
+                        )?);
+                    }
+                    BinlogStreamRequest::new(server_id)
+                        .with_gtid()
+                        .with_gtid_set(sids)
+                }
+                (_, BinlogPosition::File { file, pos }) => {
+                    if self.flavor == Flavor::MariaDb {
+                        conn.query_drop("SET @mariadb_slave_capability = 4")
+                            .await
+                            .map_err(ctx)?;
+                    }
+                    file_name = file.clone().into_bytes();
+                    BinlogStreamRequest::new(server_id)
+                        .with_filename(&file_name)
+                        .with_pos(*pos)
+                }
+                (flavor, pos) => {
+                    return Err(Error::source_fatal(format!(
+                        "the stored position {pos} does not belong to a {} source",
+                        flavor.name()
+                    )))
+                }
+            };
         conn.get_binlog_stream(request)
             .await
             .map_err(|e| my_error(e, &format!("starting the binlog stream from {from}")))
@@ -131,7 +132,9 @@ async fn require_row_binlog(conn: &mut Conn) -> Result<()> {
              Fix: SET GLOBAL binlog_format = 'ROW' and in my.cnf binlog_format = ROW"
         )));
     }
-    let image = variable(conn, "binlog_row_image").await?.unwrap_or_default();
+    let image = variable(conn, "binlog_row_image")
+        .await?
+        .unwrap_or_default();
     if image != "FULL" {
         return Err(Error::source_fatal(format!(
             "the source logs binlog_row_image = {image}; tidewater needs FULL row images. \
@@ -164,6 +167,7 @@ impl Source for MySqlSource {
                 let rows = copy_tables(
                     &mut conn,
                     &self.tables,
+                    &Default::default(),
                     &position,
                     self.config.zero_dates,
                     &ctx.events,
@@ -173,9 +177,18 @@ impl Source for MySqlSource {
                 position
             }
         };
-        let joining = match (ctx.backfill.is_empty(), ctx.add_tables) {
-            (true, _) => None,
-            (false, true) => {
+        let recopy: Vec<TableId> = copy_again(
+            &ctx.replica_schemas,
+            self.tables.iter().map(|t| &*t.schema),
+            true,
+        )
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+        let copy = !ctx.backfill.is_empty() || !recopy.is_empty();
+        let joining = match (copy, ctx.add_tables) {
+            (false, _) => None,
+            (true, true) => {
                 let mut conn = match self.conn.take() {
                     Some(c) => c,
                     None => connect(&self.config.url).await?,
@@ -187,14 +200,24 @@ impl Source for MySqlSource {
                     .filter(|t| ctx.backfill.contains(&t.schema.id))
                     .cloned()
                     .collect();
-                Some(Joining::new(at, tables, conn))
+                let mut joining = Joining::new(at, tables, conn);
+                for t in self.tables.iter().filter(|t| recopy.contains(&t.schema.id)) {
+                    joining.add_recopy(t.clone());
+                }
+                Some(joining)
             }
-            (false, false) => {
-                let names: Vec<String> = ctx.backfill.iter().map(|t| t.to_string()).collect();
+            (true, false) => {
+                let names: Vec<String> = ctx
+                    .backfill
+                    .iter()
+                    .chain(&recopy)
+                    .map(|t| t.to_string())
+                    .collect();
                 return Err(Error::source_fatal(format!(
-                    "tables {} are selected but the destination does not hold them, and it cannot \
-                     take in tables while streaming: remove them from source.tables, or start \
-                     from an empty destination to take a new snapshot",
+                    "tables {} must be copied (selected but not held by the destination, or \
+                     changed at the source in a way the binlog does not carry), and the \
+                     destination cannot take in tables while streaming: remove them from \
+                     source.tables, or start from an empty destination to take a new snapshot",
                     names.join(", ")
                 )));
             }
@@ -210,6 +233,11 @@ impl Source for MySqlSource {
             self.config.zero_dates,
             ctx.events,
         );
+        let stream = if ctx.add_tables {
+            stream.with_recopy(self.flavor)
+        } else {
+            stream
+        };
         match joining {
             Some(j) => stream.with_joining(j),
             None => stream,

@@ -4,9 +4,10 @@
 pub mod catalog;
 pub mod check;
 pub mod conn;
-pub mod pgoutput;
-pub mod read;
 mod join;
+pub mod pgoutput;
+mod placement;
+pub mod read;
 mod setup;
 mod snapshot;
 mod source;
