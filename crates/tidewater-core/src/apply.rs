@@ -57,6 +57,8 @@ struct OpenBatch {
     /// The source transaction whose changes are arriving (None between transactions).
     tx: Option<TxInfo>,
     next_sequence: i64,
+    /// The open source transaction has written (changes or a truncate) into the batch.
+    tx_wrote: bool,
     rows: usize,
     /// Complete transactions in the batch: (position, source commit time).
     committed: Vec<(Position, i64)>,
@@ -67,6 +69,14 @@ struct OpenBatch {
     tally: BatchTally,
     /// Time spent inside sink calls for this batch.
     apply_time: Duration,
+}
+
+impl OpenBatch {
+    /// The batch can be committed before the open source transaction: it holds complete
+    /// transactions, and the open one has written nothing yet.
+    fn may_split(&self) -> bool {
+        !self.tx_wrote && !self.committed.is_empty()
+    }
 }
 
 /// The loop's fixed inputs.
@@ -169,21 +179,13 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                 }
                 b.tx = Some(tx);
                 b.next_sequence = 0;
+                b.tx_wrote = false;
             }
             SourceEvent::Changes(changes) => {
-                if b.next_sequence == 0
-                    && !b.committed.is_empty()
-                    && self.sink.changes_schema(&changes)
-                {
-                    // A schema change opens its own destination transaction, after the complete
-                    // transactions before it (DuckDB cannot alter a table whose rows the open
-                    // transaction already rewrote).
-                    let tx = b.tx.take();
-                    self.commit_batch(b)?;
-                    self.sink.begin()?;
-                    b.open = true;
-                    b.tx = tx;
+                if b.may_split() && self.sink.changes_schema(&changes) {
+                    self.split_batch(b)?;
                 }
+                b.tx_wrote = true;
                 let tx = b.tx.as_ref().ok_or_else(|| {
                     Error::source_fatal("source sent changes outside a transaction")
                 })?;
@@ -198,6 +200,11 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                 b.rows += n;
             }
             SourceEvent::Truncate(tables) => {
+                if b.may_split() && self.sink.truncate_changes_schema(&tables) {
+                    // A re-copy of a table whose definition changed starts with its truncate.
+                    self.split_batch(b)?;
+                }
+                b.tx_wrote = true;
                 let tx = b.tx.as_ref().ok_or_else(|| {
                     Error::source_fatal("source sent TRUNCATE outside a transaction")
                 })?;
@@ -256,6 +263,18 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// A schema change opens its own destination transaction, after the complete transactions
+    /// before it (DuckDB cannot alter a table whose rows the open transaction already
+    /// rewrote). Called when `may_split`.
+    fn split_batch(&mut self, b: &mut OpenBatch) -> Result<()> {
+        let tx = b.tx.take();
+        self.commit_batch(b)?;
+        self.sink.begin()?;
+        b.open = true;
+        b.tx = tx;
         Ok(())
     }
 

@@ -14,6 +14,7 @@ pub mod sink;
 pub mod source;
 pub mod stats;
 pub mod time;
+pub mod uncarried;
 
 pub use driver::{ConsistentReader, SourceDriver};
 pub use error::{Error, ErrorKind, Result};

@@ -29,6 +29,12 @@ pub trait Sink: Send {
         Ok(None)
     }
 
+    /// The definition the destination's replica of `id` was last written with, if it holds
+    /// one and records it (read after `prepare`).
+    fn replica_schema(&mut self, _id: &TableId) -> Result<Option<TableSchema>> {
+        Ok(None)
+    }
+
     /// The committed state, read at start to resume.
     fn state(&mut self) -> Result<PipelineState>;
 
@@ -39,6 +45,13 @@ pub trait Sink: Send {
     /// schema change at the source, or a new table). The apply loop then starts a new batch
     /// first when it can do so at a transaction boundary.
     fn changes_schema(&self, _changes: &[Change]) -> bool {
+        false
+    }
+
+    /// Whether truncating these tables would change a destination table's definition (a
+    /// table re-copied after a schema change the stream does not carry: its copy starts with
+    /// a truncate carrying the new definition). Handled like `changes_schema`.
+    fn truncate_changes_schema(&self, _tables: &[Arc<TableSchema>]) -> bool {
         false
     }
 

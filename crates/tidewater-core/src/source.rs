@@ -20,6 +20,12 @@ pub struct SourceContext {
     /// initial snapshot (a table created at the source, or `tables` widened): the source
     /// copies their rows at a position of its stream, then streams their changes after it.
     pub backfill: Vec<TableId>,
+    /// The definitions the destination's tables were last written with. A table whose
+    /// current source definition changes one of them in a way the stream does not carry (see
+    /// `uncarried`: changed while tidewater was stopped, or a copy again that a crash
+    /// interrupted) is copied again by the source at a position of its stream, replacing its
+    /// replica rows (needs `add_tables`).
+    pub replica_schemas: Vec<TableSchema>,
     /// Whether the destination can take in tables while streaming (new ones found at the
     /// source, and `backfill`): a source that finds a new selected table then adds it.
     pub add_tables: bool,

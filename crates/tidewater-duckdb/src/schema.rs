@@ -86,19 +86,23 @@ fn names(schema: &TableSchema) -> String {
 
 /// Applies a source schema change to the replica and its log inside the open batch: added
 /// columns are added, dropped ones dropped from the replica (the log keeps them: it is
-/// history), changed types altered. A changed primary key needs a new snapshot.
+/// history), changed types altered. A changed primary key needs a new snapshot, unless
+/// `emptied` is `Some(primary_key)`: the caller removes every replica row next (a table
+/// copied again), so the replica is created anew with the new key.
 pub fn evolve_table(
     conn: &Connection,
     old: &TableSchema,
     new: Arc<TableSchema>,
     index: usize,
     log_tables: bool,
+    emptied: Option<bool>,
 ) -> Result<TableSql> {
     let id = &new.id;
     let key_names = |s: &TableSchema| -> Vec<String> {
         s.key.iter().map(|&k| s.columns[k].name.clone()).collect()
     };
-    if key_names(old) != key_names(&new) {
+    let rekey = key_names(old) != key_names(&new);
+    if rekey && emptied.is_none() {
         return Err(Error::source_fatal(format!(
             "the primary key of {id} changed from ({}) to ({}); tidewater cannot re-key a replica in \
              place: start from a new DuckDB file to take a new snapshot",
@@ -114,8 +118,13 @@ pub fn evolve_table(
         Vec::new()
     };
     let mut ddl = Vec::new();
+    let sql = TableSql::new(new.clone(), index, log_tables);
+    if let (true, Some(primary_key)) = (rekey, emptied) {
+        ddl.push(format!("DROP TABLE {replica}"));
+        ddl.push(sql.create_replica(primary_key));
+    }
     for c in &old.columns {
-        if !new.columns.iter().any(|n| n.name == c.name) {
+        if !rekey && !new.columns.iter().any(|n| n.name == c.name) {
             ddl.push(format!(
                 "ALTER TABLE {replica} DROP COLUMN {}",
                 quote_ident(&c.name)
@@ -127,7 +136,9 @@ pub fn evolve_table(
         let name = quote_ident(&c.name);
         match old.columns.iter().find(|o| o.name == c.name) {
             None => {
-                ddl.push(format!("ALTER TABLE {replica} ADD COLUMN {name} {ty}"));
+                if !rekey {
+                    ddl.push(format!("ALTER TABLE {replica} ADD COLUMN {name} {ty}"));
+                }
                 if log_tables && !log_cols.contains(&c.name) {
                     ddl.push(format!("ALTER TABLE {log} ADD COLUMN {name} {ty}"));
                 } else if log_tables {
@@ -135,9 +146,11 @@ pub fn evolve_table(
                 }
             }
             Some(o) if o.ty != c.ty => {
-                ddl.push(format!(
-                    "ALTER TABLE {replica} ALTER COLUMN {name} TYPE {ty}"
-                ));
+                if !rekey {
+                    ddl.push(format!(
+                        "ALTER TABLE {replica} ALTER COLUMN {name} TYPE {ty}"
+                    ));
+                }
                 if log_tables {
                     ddl.push(format!("ALTER TABLE {log} ALTER COLUMN {name} TYPE {ty}"));
                 }
@@ -153,7 +166,6 @@ pub fn evolve_table(
         )?;
     }
     state::write_table_schema(conn, &new)?;
-    let sql = TableSql::new(new.clone(), index, log_tables);
     exec(
         conn,
         &sql.create_stage,

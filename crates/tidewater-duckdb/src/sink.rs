@@ -230,6 +230,14 @@ impl DuckDbSink {
         })
     }
 
+    /// Whether `table` is not (yet) a replica table of this definition.
+    fn new_definition(&self, table: &Arc<TableSchema>) -> bool {
+        match self.tables.get(&table.id) {
+            Some(t) => !Arc::ptr_eq(&t.sql.schema, table) && *t.sql.schema != **table,
+            None => true,
+        }
+    }
+
     pub fn connection(&self) -> &Connection {
         &self.conn
     }
@@ -238,6 +246,12 @@ impl DuckDbSink {
     /// the source is created, a changed one altered, inside the open batch (so the change of
     /// schema commits or rolls back with the data that follows it).
     fn ensure_schema(&mut self, table: &Arc<TableSchema>) -> Result<()> {
+        self.ensure_schema_of(table, false)
+    }
+
+    /// `ensure_schema`; with `emptied`, the caller removes every replica row next (a table
+    /// copied again starts with a truncate), so a changed key may recreate the replica.
+    fn ensure_schema_of(&mut self, table: &Arc<TableSchema>, emptied: bool) -> Result<()> {
         if let Some(t) = self.tables.get_mut(&table.id) {
             if Arc::ptr_eq(&t.sql.schema, table) {
                 return Ok(());
@@ -253,7 +267,8 @@ impl DuckDbSink {
             self.merge(&id)?;
             let old = self.tables[&id].sql.schema.clone();
             let index = self.tables[&id].sql.index;
-            evolve_table(&self.conn, &old, table.clone(), index, log)?
+            let emptied = emptied.then_some(self.options.primary_key);
+            evolve_table(&self.conn, &old, table.clone(), index, log, emptied)?
         } else {
             let index = self.next_index;
             self.next_index += 1;
@@ -506,16 +521,23 @@ impl Sink for DuckDbSink {
                 continue;
             }
             last = Some(&c.table);
-            match self.tables.get(&c.table.id) {
-                Some(t) if Arc::ptr_eq(&t.sql.schema, &c.table) || *t.sql.schema == *c.table => {}
-                _ => return true,
+            if self.new_definition(&c.table) {
+                return true;
             }
         }
         false
     }
 
+    fn truncate_changes_schema(&self, tables: &[Arc<TableSchema>]) -> bool {
+        tables.iter().any(|t| self.new_definition(t))
+    }
+
     fn replicated_tables(&mut self) -> Result<Option<BTreeSet<TableId>>> {
         state::replicated_tables(&self.conn).map(Some)
+    }
+
+    fn replica_schema(&mut self, id: &TableId) -> Result<Option<TableSchema>> {
+        Ok(self.tables.get(id).map(|t| (*t.sql.schema).clone()))
     }
 
     fn state(&mut self) -> Result<PipelineState> {
@@ -551,7 +573,7 @@ impl Sink for DuckDbSink {
         self.enter_tx(tx, self.next_txseq);
         let (_, pos, ts) = self.current_tx.clone().expect("inside a transaction");
         for t in tables {
-            self.ensure_schema(t)?;
+            self.ensure_schema_of(t, true)?;
             self.merge(&t.id)?;
             let meta = rowwise::LogMeta {
                 position: &pos,

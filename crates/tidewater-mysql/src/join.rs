@@ -29,20 +29,37 @@ pub struct Joining {
     pub at: BinlogPosition,
     pub ids: HashSet<TableId>,
     tables: Vec<SourceTable>,
+    /// Tables the replica holds already, copied again after a schema change the binlog does
+    /// not carry (see `Stream::recopy`): their replica rows are replaced by the copy.
+    recopy: HashSet<TableId>,
     /// Holds the snapshot transaction open until the copy.
     conn: Conn,
 }
 
 impl Joining {
     pub fn new(at: BinlogPosition, tables: Vec<SourceTable>, conn: Conn) -> Joining {
-        let names: Vec<String> = tables.iter().map(|t| t.schema.id.to_string()).collect();
-        info!(tables = %names.join(", "), at = %at, "tables join the replica: their rows are copied when the stream reaches this position");
+        if !tables.is_empty() {
+            let names: Vec<String> = tables.iter().map(|t| t.schema.id.to_string()).collect();
+            info!(tables = %names.join(", "), at = %at, "tables join the replica: their rows are copied when the stream reaches this position");
+        }
         Joining {
             at,
             ids: tables.iter().map(|t| t.schema.id.clone()).collect(),
             tables,
+            recopy: HashSet::new(),
             conn,
         }
+    }
+
+    /// Adds a table the replica holds already: its replica rows are replaced by the copy's.
+    /// Sound while the stream is inside a transaction the snapshot holds (every open one, as
+    /// long as the copy waits): the snapshot includes the change that asked for the copy.
+    pub fn add_recopy(&mut self, table: SourceTable) {
+        let id = table.schema.id.clone();
+        self.tables.retain(|t| t.schema.id != id);
+        self.tables.push(table);
+        self.ids.insert(id.clone());
+        self.recopy.insert(id);
     }
 
     /// Whether the copy holds the transaction that ends at `after`.
@@ -53,7 +70,15 @@ impl Joining {
     /// Sends the copy as one transaction at the snapshot's position.
     pub async fn copy(mut self, zero: ZeroDates, events: &mpsc::Sender<SourceEvent>) -> Result<()> {
         let started = std::time::Instant::now();
-        let rows = copy_tables(&mut self.conn, &self.tables, &self.at, zero, events).await?;
+        let rows = copy_tables(
+            &mut self.conn,
+            &self.tables,
+            &self.recopy,
+            &self.at,
+            zero,
+            events,
+        )
+        .await?;
         info!(rows, seconds = format!("{:.1}", started.elapsed().as_secs_f64()), at = %self.at, "joining tables copied; their changes stream from here");
         Ok(())
     }

@@ -8,6 +8,7 @@
 //! - MySQL: the same transaction started under a brief `FLUSH TABLES WITH READ LOCK` (needs
 //!   RELOAD), reading `@@gtid_executed` / the binlog position before unlocking.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,8 +16,8 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
 use tidewater_core::stats::now_us;
 use tidewater_core::{
-    Change, ChangeKind, Error, Position, Result, RowConsumer, SourceEvent, TableSchema, TxInfo,
-    Value,
+    Change, ChangeKind, Error, Position, Result, RowConsumer, SourceEvent, TableId, TableSchema,
+    TxInfo, Value,
 };
 use tokio::sync::mpsc;
 use tracing::info;
@@ -115,10 +116,13 @@ pub async fn begin_snapshot(conn: &mut Conn, flavor: Flavor) -> Result<BinlogPos
 }
 
 /// Reads every table inside the open snapshot transaction and sends it as one source
-/// transaction at `position`. Returns the number of rows.
+/// transaction at `position`. Returns the number of rows. The replica's rows of a table in
+/// `recopy` (one it holds already) are removed first, in the same transaction: a truncate
+/// that carries the table's new definition.
 pub async fn copy_tables(
     conn: &mut Conn,
     tables: &[SourceTable],
+    recopy: &HashSet<TableId>,
     position: &BinlogPosition,
     zero: ZeroDates,
     events: &mpsc::Sender<SourceEvent>,
@@ -133,6 +137,12 @@ pub async fn copy_tables(
         .map_err(|_| gone())?;
     let mut total = 0;
     for t in tables {
+        if recopy.contains(&t.schema.id) {
+            events
+                .send(SourceEvent::Truncate(vec![t.schema.clone()]))
+                .await
+                .map_err(|_| gone())?;
+        }
         let started = Instant::now();
         let n = copy_table(conn, t, zero, events).await?;
         info!(

@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn};
-use tidewater_core::{Error, Result, Source, SourceContext, TableSchema};
+use tidewater_core::uncarried::copy_again;
+use tidewater_core::{Error, Result, Source, SourceContext, TableId, TableSchema};
 use tracing::{info, warn};
 
 use crate::catalog::{resolve_tables, SourceTable};
@@ -171,6 +172,7 @@ impl Source for MySqlSource {
                 let rows = copy_tables(
                     &mut conn,
                     &self.tables,
+                    &Default::default(),
                     &position,
                     self.config.zero_dates,
                     &ctx.events,
@@ -180,9 +182,18 @@ impl Source for MySqlSource {
                 position
             }
         };
-        let joining = match (ctx.backfill.is_empty(), ctx.add_tables) {
-            (true, _) => None,
-            (false, true) => {
+        let recopy: Vec<TableId> = copy_again(
+            &ctx.replica_schemas,
+            self.tables.iter().map(|t| &*t.schema),
+            true,
+        )
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+        let copy = !ctx.backfill.is_empty() || !recopy.is_empty();
+        let joining = match (copy, ctx.add_tables) {
+            (false, _) => None,
+            (true, true) => {
                 let mut conn = match self.conn.take() {
                     Some(c) => c,
                     None => connect(&self.config.url).await?,
@@ -194,14 +205,24 @@ impl Source for MySqlSource {
                     .filter(|t| ctx.backfill.contains(&t.schema.id))
                     .cloned()
                     .collect();
-                Some(Joining::new(at, tables, conn))
+                let mut joining = Joining::new(at, tables, conn);
+                for t in self.tables.iter().filter(|t| recopy.contains(&t.schema.id)) {
+                    joining.add_recopy(t.clone());
+                }
+                Some(joining)
             }
-            (false, false) => {
-                let names: Vec<String> = ctx.backfill.iter().map(|t| t.to_string()).collect();
+            (true, false) => {
+                let names: Vec<String> = ctx
+                    .backfill
+                    .iter()
+                    .chain(&recopy)
+                    .map(|t| t.to_string())
+                    .collect();
                 return Err(Error::source_fatal(format!(
-                    "tables {} are selected but the destination does not hold them, and it cannot \
-                     take in tables while streaming: remove them from source.tables, or start \
-                     from an empty destination to take a new snapshot",
+                    "tables {} must be copied (selected but not held by the destination, or \
+                     changed at the source in a way the binlog does not carry), and the \
+                     destination cannot take in tables while streaming: remove them from \
+                     source.tables, or start from an empty destination to take a new snapshot",
                     names.join(", ")
                 )));
             }
@@ -228,6 +249,11 @@ impl Source for MySqlSource {
             self.config.zero_dates,
             ctx.events,
         );
+        let stream = if ctx.add_tables {
+            stream.with_recopy(self.flavor)
+        } else {
+            stream
+        };
         match joining {
             Some(j) => stream.with_joining(j),
             None => stream,

@@ -19,13 +19,15 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::catalog::{describe, SourceTable};
-use crate::conn::{connect, is_purged, my_error, CannotCatchUp, Purged};
+use crate::conn::{connect, is_purged, my_error, CannotCatchUp, Flavor, Purged};
 use crate::ddl::{self, DdlKind};
 use crate::gtid::{parse_mariadb_gtid_event, uuid_text, MARIADB_GTID_EVENT};
 use crate::join::Joining;
 use crate::position::BinlogPosition;
 use crate::rows::TableMap;
 use crate::value::ZeroDates;
+
+mod recopy;
 
 /// Changes per event sent to the apply loop.
 const EVENT_ROWS: usize = 1024;
@@ -64,6 +66,9 @@ pub struct Stream {
     idle: Option<(BinlogPosition, Instant)>,
     /// Tables whose copy waits for the stream to reach its snapshot's position.
     joining: Option<Joining>,
+    /// How to open a snapshot to copy a table again (see `recopy`); `None` when the
+    /// destination cannot take in tables while streaming.
+    recopy: Option<Flavor>,
 }
 
 impl Stream {
@@ -100,7 +105,15 @@ impl Stream {
             tx: None,
             idle: None,
             joining: None,
+            recopy: None,
         }
+    }
+
+    /// Tables whose definition changes in a way the binlog does not carry are copied again
+    /// through snapshots of this flavor (see `recopy`).
+    pub fn with_recopy(mut self, flavor: Flavor) -> Stream {
+        self.recopy = Some(flavor);
+        self
     }
 
     /// Copies these tables when the stream reaches their snapshot (see `join`).
@@ -441,6 +454,12 @@ impl Stream {
                     warn!(statement = %query, "a replicated table was dropped or renamed at the source");
                 } else {
                     info!(statement = %query, "schema change on a replicated table");
+                }
+                if kind == DdlKind::Alter {
+                    let ids: Vec<TableId> = touched.iter().map(|t| t.schema.id.clone()).collect();
+                    for id in ids {
+                        self.check_alter(id, query).await?;
+                    }
                 }
             }
         }

@@ -73,6 +73,26 @@ pub async fn selected_tables(
     Ok(tables)
 }
 
+/// The table with this OID as the catalog describes it now; `None` once it is dropped.
+pub async fn describe_relation(client: &Client, oid: u32) -> Result<Option<SourceTable>> {
+    let row = client
+        .query_opt(
+            "SELECT n.nspname, c.relname, c.relreplident::text FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1",
+            &[&oid],
+        )
+        .await
+        .map_err(|e| pg_error(e, &format!("reading table oid {oid}")))?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let id = TableId::new(row.get::<_, String>(0), row.get::<_, String>(1));
+    let ident: String = row.get(2);
+    describe(client, oid, id, ident.chars().next().unwrap_or('d'))
+        .await
+        .map(Some)
+}
+
 async fn describe(
     client: &Client,
     oid: u32,

@@ -32,9 +32,24 @@ pub struct Joining {
     pub snapshot: String,
     pub tables: Vec<SourceTable>,
     pub ids: HashSet<TableId>,
+    /// Tables the replica holds already, copied again (see `stream::recopy`): their replica
+    /// rows are replaced by the copy.
+    pub recopy: HashSet<TableId>,
     /// Holds the temporary slot and keeps its exported snapshot importable until the copy
     /// is done (both end with this session).
     _session: PgReplicationConnection,
+}
+
+impl Joining {
+    /// Adds a table the replica holds already to this copy: its replica rows are replaced
+    /// by the copy's (see `stream::recopy`).
+    pub fn add_recopy(&mut self, table: SourceTable) {
+        let id = table.schema.id.clone();
+        self.tables.retain(|t| t.schema.id != id);
+        self.tables.push(table);
+        self.ids.insert(id.clone());
+        self.recopy.insert(id);
+    }
 }
 
 /// Where to add tables and how to reach the server.
@@ -83,12 +98,15 @@ impl Joiner {
                 "CREATE_REPLICATION_SLOT returned no snapshot",
             ));
         };
-        let names: Vec<String> = tables.iter().map(|t| t.schema.id.to_string()).collect();
-        info!(tables = %names.join(", "), at = %format_lsn(lsn), "tables join the replica: their rows are copied when the stream reaches this position");
+        if !tables.is_empty() {
+            let names: Vec<String> = tables.iter().map(|t| t.schema.id.to_string()).collect();
+            info!(tables = %names.join(", "), at = %format_lsn(lsn), "tables join the replica: their rows are copied when the stream reaches this position");
+        }
         Ok(Joining {
             lsn,
             snapshot,
             ids: tables.iter().map(|t| t.schema.id.clone()).collect(),
+            recopy: HashSet::new(),
             tables,
             _session: session,
         })

@@ -7,6 +7,7 @@ pub mod conn;
 pub mod driver;
 mod join;
 pub mod pgoutput;
+mod placement;
 pub mod read;
 mod setup;
 mod snapshot;

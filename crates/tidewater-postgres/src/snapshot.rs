@@ -2,13 +2,14 @@
 //! replication slot was created, so the copy and the stream that follows it neither overlap
 //! nor leave a gap. Rows stream to the apply loop in chunks; nothing holds a table whole.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tidewater_core::stats::now_us;
 use tidewater_core::{
-    Change, ChangeKind, Error, Position, Result, RowConsumer, SourceEvent, TableSchema, TxInfo,
-    Value,
+    Change, ChangeKind, Error, Position, Result, RowConsumer, SourceEvent, TableId, TableSchema,
+    TxInfo, Value,
 };
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
@@ -21,11 +22,14 @@ use crate::read::{read_table, ReadOptions};
 pub const CHUNK_ROWS: usize = 1024;
 
 /// Copies `tables` as of `snapshot_name` and sends them as one transaction at `position`.
+/// The replica's rows of a table in `recopy` (one it holds already) are removed first, in
+/// the same transaction: a truncate that carries the table's new definition.
 pub async fn copy_tables(
     client: &Client,
     snapshot_name: &str,
     position: Position,
     tables: &[SourceTable],
+    recopy: &HashSet<TableId>,
     events: &mpsc::Sender<SourceEvent>,
 ) -> Result<u64> {
     client
@@ -45,6 +49,9 @@ pub async fn copy_tables(
     .await?;
     let mut total = 0;
     for table in tables {
+        if recopy.contains(&table.schema.id) {
+            send(events, SourceEvent::Truncate(vec![table.schema.clone()])).await?;
+        }
         total += copy_table(client, table, events).await?;
     }
     client

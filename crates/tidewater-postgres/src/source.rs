@@ -1,10 +1,10 @@
 //! `PgSource`: ties setup, snapshot and streaming together for one pipeline run.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use pg_walstream::PgReplicationConnection;
-use tidewater_core::{Error, Position, Result, Source, SourceContext, TableSchema};
+use tidewater_core::{Error, Position, Result, Source, SourceContext, TableId, TableSchema};
 use tokio_postgres::Client;
 use tracing::{info, warn};
 
@@ -13,9 +13,11 @@ use crate::conn::{
     connect, format_lsn, open_replication, parse_config, parse_lsn, redact, replication_error,
 };
 use crate::join::Joiner;
+use crate::placement::{misplaced, place};
 use crate::setup::{drop_slot, ensure_publications, quote_ident, slot_in_use, slot_info};
 use crate::snapshot::copy_tables;
 use crate::stream::Stream;
+use tidewater_core::uncarried::copy_again;
 
 #[derive(Debug, Clone)]
 pub struct PgSourceConfig {
@@ -118,12 +120,28 @@ impl PgSource {
             &snapshot_name,
             Position(format_lsn(lsn)),
             &self.tables,
+            &Default::default(),
             &ctx.events,
         )
         .await?;
         tidewater_core::stats::log_snapshot_read(rows, started);
         Ok((repl, lsn))
     }
+}
+
+/// Tables must be copied again (see `SourceContext::recopy`), but the destination cannot.
+pub(crate) fn recopy_refused(changed: &[(TableId, String)]) -> Error {
+    let names: Vec<String> = changed
+        .iter()
+        .map(|(t, why)| format!("{t} ({why})"))
+        .collect();
+    Error::source_fatal(format!(
+        "{} changed at the source since the replica was written, in a way the stream does not \
+         carry: they must be copied again, and this destination cannot copy tables while \
+         streaming. Fix: re-snapshot into a new destination (a new sink.path or dataset), or \
+         remove them from source.tables",
+        names.join(", ")
+    ))
 }
 
 impl Source for PgSource {
@@ -133,6 +151,41 @@ impl Source for PgSource {
 
     async fn run(&mut self, ctx: SourceContext) -> Result<()> {
         let streaming = ctx.resume.is_some();
+        let mut recopy_now = Vec::new();
+        if streaming && ctx.add_tables {
+            // Tables whose replica identity or key changed (or that left their publication)
+            // while tidewater was stopped: put back, and copied again if changes were missed.
+            let held: HashSet<TableId> = self
+                .tables
+                .iter()
+                .map(|t| t.schema.id.clone())
+                .filter(|id| !ctx.backfill.contains(id))
+                .collect();
+            for m in misplaced(&self.client, &self.config.publication, &held).await? {
+                let Some(t) = self.tables.iter().find(|t| t.schema.id == m.id) else {
+                    continue;
+                };
+                place(&self.client, &self.config.publication, t).await?;
+                if m.missed {
+                    recopy_now.push((m.oid, m.id));
+                }
+            }
+        }
+        let changed = copy_again(
+            &ctx.replica_schemas,
+            self.tables.iter().map(|t| &*t.schema),
+            false,
+        );
+        if !changed.is_empty() && !ctx.add_tables {
+            return Err(recopy_refused(&changed));
+        }
+        for (id, _) in changed {
+            if let Some(t) = self.tables.iter().find(|t| t.schema.id == id) {
+                if !recopy_now.iter().any(|(_, r)| *r == id) {
+                    recopy_now.push((t.oid, id));
+                }
+            }
+        }
         let publications = ensure_publications(
             &self.client,
             &self.config.publication,
@@ -215,6 +268,7 @@ impl Source for PgSource {
             patterns: &self.config.tables,
             joiner,
             join_now,
+            recopy_now,
             events: ctx.events,
             acks: ctx.acks,
             applied_lsn,

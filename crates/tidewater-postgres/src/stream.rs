@@ -24,6 +24,10 @@ use crate::pgoutput::{
 };
 use crate::snapshot::{copy_tables, CHUNK_ROWS};
 use crate::types::{canonical, column_type};
+use tidewater_core::uncarried::uncarried_change;
+
+mod recopy;
+mod republish;
 
 /// Standby status is sent at least this often (wal_sender_timeout defaults to 60 s).
 const STATUS_INTERVAL: Duration = Duration::from_secs(10);
@@ -44,6 +48,9 @@ pub struct Stream<'a> {
     pub joiner: Option<Joiner>,
     /// Tables to join right away (selected, but not in the replica yet).
     pub join_now: Vec<SourceTable>,
+    /// Replicated tables to copy again right away (changes were missed while stopped: see
+    /// `crate::placement`), by relation OID.
+    pub recopy_now: Vec<(u32, TableId)>,
     pub events: mpsc::Sender<SourceEvent>,
     pub acks: AckReceiver,
     /// Transactions whose commit LSN is at or below this were applied already: skip them.
@@ -138,6 +145,9 @@ impl Stream<'_> {
         if !join_now.is_empty() {
             self.join(&mut st, join_now).await?;
         }
+        for (oid, id) in std::mem::take(&mut self.recopy_now) {
+            self.recopy(&mut st, oid, &id, republish::MISSED).await?;
+        }
         let token = CancellationToken::new();
         loop {
             // New tables are looked for between transactions, one set of them at a time.
@@ -228,7 +238,7 @@ impl Stream<'_> {
             .answering(st, selected_tables(client, patterns, &known))
             .await?;
         if new.is_empty() {
-            return Ok(());
+            return self.republish(st).await;
         }
         self.join(st, new).await
     }
@@ -285,6 +295,7 @@ impl Stream<'_> {
                     &joining.snapshot,
                     position,
                     &joining.tables,
+                    &joining.recopy,
                     &events,
                 )
                 .await
@@ -384,9 +395,14 @@ impl Stream<'_> {
                             columns = %current.columns.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", "),
                             "table definition changed at the source; the replica follows"
                         );
+                        let uncarried = uncarried_change(known, &current);
                         let current = Arc::new(current);
                         self.tables.insert(id.clone(), current.clone());
                         schema = Some(current);
+                        if let Some(reason) = uncarried {
+                            st.relations.insert(rel.oid, schema);
+                            return self.recopy(st, rel.oid, &id, &reason).await;
+                        }
                     }
                 } else {
                     debug!(table = %id, "publication sends a table that is not replicated; ignoring it");

@@ -181,7 +181,7 @@ impl<D: SourceDriver + 'static> Attempt<'_, D> {
         .await
         .expect("prepare task");
         let (mut sink, prepared) = prepared;
-        let (state, backfill, add_tables) = match prepared {
+        let (state, (backfill, replica_schemas), add_tables) = match prepared {
             Ok(p) => p,
             Err(e) => return (sink, Err(e)),
         };
@@ -240,6 +240,7 @@ impl<D: SourceDriver + 'static> Attempt<'_, D> {
             events: events_tx,
             acks: ack_rx,
             backfill,
+            replica_schemas,
             add_tables,
             resnapshot_fix,
         };
@@ -265,23 +266,31 @@ impl<D: SourceDriver + 'static> Attempt<'_, D> {
 /// Prepares the destination tables and reads the committed state. Past the initial snapshot,
 /// a sink that tracks its tables prepares only those it holds; the other selected tables are
 /// returned to be copied while streaming (their creation then commits with their rows).
+/// Also returns the definitions the held tables were written with
+/// (`SourceContext::replica_schemas`).
+#[allow(clippy::type_complexity)]
 fn prepare(
     sink: &mut dyn Sink,
     tables: Vec<Arc<TableSchema>>,
-) -> Result<(PipelineState, Vec<TableId>, bool)> {
+) -> Result<(PipelineState, (Vec<TableId>, Vec<TableSchema>), bool)> {
     let Some(held) = sink.replicated_tables()? else {
         sink.prepare(&tables)?;
-        return Ok((sink.state()?, Vec::new(), false));
+        return Ok((sink.state()?, Default::default(), false));
     };
     let state = sink.state()?;
     if state.position.is_none() {
         sink.prepare(&tables)?;
-        return Ok((state, Vec::new(), true));
+        return Ok((state, Default::default(), true));
     }
     let (present, missing): (Vec<_>, Vec<_>) =
         tables.into_iter().partition(|t| held.contains(&t.id));
     sink.prepare(&present)?;
-    Ok((state, missing.iter().map(|t| t.id.clone()).collect(), true))
+    let mut stored = Vec::new();
+    for t in &present {
+        stored.extend(sink.replica_schema(&t.id)?);
+    }
+    let missing = missing.iter().map(|t| t.id.clone()).collect();
+    Ok((state, (missing, stored), true))
 }
 
 /// A log line every 10 s while changes flow: throughput and source-commit → replica-commit

@@ -23,4 +23,5 @@ mod sql_endpoint;
 mod status_page;
 mod tls;
 mod types;
+mod uncarried_ddl;
 mod verify;

@@ -34,14 +34,21 @@ fn postgres_add_drop_and_widen_columns_while_streaming() {
     );
     rig.start();
     rig.wait_caught_up(WAIT);
+    // Carried by the stream: applied in place.
     rig.sql(
-        "ALTER TABLE t ADD COLUMN b text;
-         INSERT INTO t VALUES (3, 'three', 3, 'bee');
-         UPDATE t SET b = 'set' WHERE id = 1;
+        "INSERT INTO t VALUES (3, 'three', 3);
          ALTER TABLE t DROP COLUMN a;
-         INSERT INTO t VALUES (4, 4, 'four');
+         INSERT INTO t VALUES (4, 4);
          ALTER TABLE t ALTER COLUMN n TYPE bigint;
          UPDATE t SET n = 9000000000 WHERE id = 2;",
+    );
+    rig.wait_caught_up(WAIT);
+    // An added column: existing rows may hold values the stream does not carry, so the table
+    // is copied again (see uncarried_ddl.rs).
+    rig.sql(
+        "ALTER TABLE t ADD COLUMN b text;
+         INSERT INTO t VALUES (6, 6, 'bee');
+         UPDATE t SET b = 'set' WHERE id = 1;",
     );
     rig.wait_caught_up(WAIT);
     rig.kill9();
@@ -61,9 +68,14 @@ fn postgres_add_drop_and_widen_columns_while_streaming() {
         ["three"]
     );
     assert_eq!(
-        rig.count("SELECT count(*) FROM t_log"),
-        2 + 1 + 1 + 1 + 1 + 1
+        rig.replica_lines(
+            "SELECT _metadata_change_type || ' ' || id FROM t_log \
+             WHERE _metadata_change_type IN ('INSERT', 'UPDATE') AND id < 5 \
+             ORDER BY _metadata_position, _metadata_sequence"
+        ),
+        ["INSERT 3", "INSERT 4", "UPDATE 2"]
     );
+    assert!(rig.log().contains("the table is copied again"));
 }
 
 #[test]
