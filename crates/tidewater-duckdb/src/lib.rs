@@ -3,6 +3,7 @@
 
 mod columns;
 mod direct;
+pub mod guard;
 mod rowwise;
 mod schema;
 mod sink;

@@ -4,6 +4,7 @@
 pub mod catalog;
 pub mod check;
 pub mod conn;
+mod guard;
 pub mod pgoutput;
 pub mod read;
 mod join;

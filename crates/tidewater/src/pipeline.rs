@@ -275,6 +275,8 @@ async fn run_once(
     }
     let ctx = SourceContext {
         resume: state.position,
+        acknowledged: state.acknowledged,
+        replica_id: state.replica_id,
         events: events_tx,
         acks: ack_rx,
         backfill,
