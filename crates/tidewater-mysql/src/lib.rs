@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod conn;
 pub mod ddl;
 pub mod gtid;
+mod guard;
 pub mod position;
 pub mod read;
 pub mod rows;

@@ -11,6 +11,7 @@ use tracing::{info, warn};
 
 use crate::catalog::{resolve_tables, SourceTable};
 use crate::conn::{connect, flavor, my_error, redact, variable, Flavor};
+use crate::guard;
 use crate::join::Joining;
 use crate::position::BinlogPosition;
 use crate::snapshot::{begin_snapshot, copy_tables};
@@ -148,11 +149,20 @@ impl Source for MySqlSource {
 
     async fn run(&mut self, ctx: SourceContext) -> Result<()> {
         let from = match &ctx.resume {
-            Some(pos) => BinlogPosition::parse(&pos.0).map_err(|e| {
-                Error::sink(format!(
-                    "{e}: the DuckDB file was written by another kind of source; use a new sink.path"
-                ))
-            })?,
+            Some(pos) => {
+                let from = BinlogPosition::parse(&pos.0).map_err(|e| {
+                    Error::sink(format!(
+                        "{e}: the DuckDB file was written by another kind of source; use a new sink.path"
+                    ))
+                })?;
+                let mut conn = match self.conn.take() {
+                    Some(c) => c,
+                    None => connect(&self.config.url).await?,
+                };
+                guard::check_resume(&mut conn, self.flavor, &from).await?;
+                self.conn = Some(conn);
+                from
+            }
             None => {
                 let mut conn = match self.conn.take() {
                     Some(c) => c,
