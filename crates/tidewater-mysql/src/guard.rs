@@ -7,10 +7,14 @@
 //! - MySQL with GTIDs: `@@gtid_purged`, the transactions no longer in any binlog. A stored
 //!   executed set that does not include it is behind a gap.
 //! - MariaDB: the GTID list at the start of the oldest binlog (the state before it): the
-//!   stored state must be at or past it in every replication domain. This also catches what
-//!   the server itself lets pass: a domain the stored state does not know (MariaDB then
-//!   streams that domain from the oldest binlog it still has, without an error), for example
-//!   one whose first transactions were written and purged while tidewater was stopped.
+//!   stored state must be at or past it in every replication domain, including a domain the
+//!   stored state does not know (one whose first transactions were written and purged while
+//!   tidewater was stopped).
+//!
+//! The servers refuse such a resume themselves too (error 1236, with tidewater's
+//! `@slave_gtid_strict_mode` on MariaDB; tested for an unseen domain), but only once the binlog
+//! stream starts and without saying what is gone; this check runs before anything streams and
+//! names both sides.
 //! - A file:offset position (GTIDs off): the file must still be listed by `SHOW BINARY LOGS`.
 //!
 //! What cannot be detected: a binlog that was never written (`sql_log_bin = 0` sessions,
