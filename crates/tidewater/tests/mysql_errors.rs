@@ -90,7 +90,8 @@ fn purged_binlog_stops_with_the_resnapshot_fix() {
         3,
         &["mariadb-gtid:0-1-", "take a new snapshot"],
     );
-    assert!(out.contains("error 1236"), "{out}");
+    // Refused by the position guard before streaming, naming what the source no longer has.
+    assert!(out.contains("the source no longer has the transactions up to mariadb-gtid:0-1-"), "{out}");
     // Nothing was applied past the stored position.
     assert_eq!(rig.count("SELECT count(*) FROM t"), 1);
 }
