@@ -6,6 +6,13 @@
 //! backlog), when `flush_interval` has passed since its first complete transaction, or when
 //! it holds `max_batch_rows` changes. Only after the commit is the
 //! position published on `acks` (the source then tells the server it may discard WAL).
+//!
+//! Nothing is published on `acks` that the sink has not stored: a transaction's position
+//! is stored by its batch's commit, and an idle position (`SourceEvent::Idle`) by
+//! [`Sink::record_ack`] first (with the batch it follows, or alone, at most once per
+//! [`IDLE_ACK_INTERVAL`]). So whatever the source server holds as confirmed by this replica is
+//! at most the sink's `acknowledged` position, and the position guard can tell a server that
+//! is past it (changes discarded that the replica never stored) from one that is not.
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +30,9 @@ pub const DEFAULT_MAX_BATCH_ROWS: usize = 50_000;
 /// A transaction committed at the source longer ago than this means the stream is catching
 /// up on a backlog (one second: MariaDB's binlog carries commit times in whole seconds).
 const CATCHING_UP_US: i64 = 1_000_000;
+/// An idle position outside a batch is stored (a small destination commit) and acknowledged
+/// at most this often: a busy source whose replicated tables are quiet sends many.
+pub const IDLE_ACK_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, Clone, Copy)]
 pub struct BatchOptions {
@@ -89,6 +99,10 @@ struct Loop<'a, S: Sink + ?Sized> {
     rt: &'a Handle,
     /// When the last destination commit started.
     last_commit_at: Option<Instant>,
+    /// An idle position received outside a batch, not stored and acknowledged yet.
+    idle: Option<Position>,
+    /// When an idle position was last stored outside a batch.
+    idle_recorded_at: Option<Instant>,
 }
 
 /// Runs until the source closes its channel (then commits what is complete) or an error.
@@ -111,6 +125,8 @@ pub fn run_apply<S: Sink + ?Sized>(
         stats,
         rt,
         last_commit_at: None,
+        idle: None,
+        idle_recorded_at: None,
     };
     let mut b = OpenBatch::default();
     let result = l.apply_events(&mut b);
@@ -138,6 +154,10 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
         loop {
             self.stats.busy_since_us.store(0, Relaxed);
             let deadline = if b.tx.is_none() { b.deadline } else { None };
+            let deadline = match (deadline, self.idle_due(b)) {
+                (Some(d), Some(i)) => Some(d.min(i)),
+                (d, i) => d.or(i),
+            };
             let event = match deadline {
                 Some(at) => {
                     let at = tokio::time::Instant::from_std(at);
@@ -147,7 +167,10 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                     {
                         Ok(ev) => ev,
                         Err(_elapsed) => {
-                            self.commit_batch(b)?;
+                            if b.deadline.is_some_and(|d| d <= Instant::now()) {
+                                self.commit_batch(b)?;
+                            }
+                            self.ack_idle(b)?;
                             continue;
                         }
                     }
@@ -259,7 +282,8 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                     }
                 } else {
                     self.stats.set_caught_up(&position);
-                    self.acks.send_replace(Some(position));
+                    self.idle = Some(position);
+                    self.ack_idle(b)?;
                 }
             }
         }
@@ -278,6 +302,32 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
         Ok(())
     }
 
+    /// When the pending idle position may be stored: [`IDLE_ACK_INTERVAL`] after the last
+    /// one (`None`: nothing pending, or a batch is open and will carry it).
+    fn idle_due(&self, b: &OpenBatch) -> Option<Instant> {
+        if b.open || self.idle.is_none() {
+            return None;
+        }
+        Some(
+            self.idle_recorded_at
+                .map_or_else(Instant::now, |at| at + IDLE_ACK_INTERVAL),
+        )
+    }
+
+    /// Stores the pending idle position and acknowledges it, when it is due.
+    fn ack_idle(&mut self, b: &OpenBatch) -> Result<()> {
+        if self.idle_due(b).is_none_or(|due| due > Instant::now()) {
+            return Ok(());
+        }
+        let Some(position) = self.idle.take() else {
+            return Ok(());
+        };
+        self.sink.record_ack(&position)?;
+        self.idle_recorded_at = Some(Instant::now());
+        self.acks.send_replace(Some(position));
+        Ok(())
+    }
+
     /// When the next commit may start, if that is still ahead: `min_commit_interval` after
     /// the last one started.
     fn earliest_commit(&self) -> Option<Instant> {
@@ -292,6 +342,11 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
         };
         let started = Instant::now();
         self.last_commit_at = Some(started);
+        // An idle position outside the batch is older than its transactions: superseded.
+        self.idle = None;
+        if let Some(idle) = &b.idle {
+            sink.record_ack(idle)?;
+        }
         sink.commit(&last, last_time)?;
         let cost = started.elapsed();
         b.apply_time += cost;

@@ -14,6 +14,15 @@ pub struct PipelineState {
     /// Position of the last applied source transaction; `None` until the initial snapshot
     /// has been committed.
     pub position: Option<Position>,
+    /// The highest position the source may have been told is applied (`position`, or an
+    /// idle point after it recorded by [`Sink::record_ack`]): never less than what the
+    /// source server holds as confirmed by this replica. `None` when the sink keeps no such
+    /// record; the position guard then cannot compare the server's view with the replica.
+    pub acknowledged: Option<Position>,
+    /// This replica's identity (a UUID, stored before anything is taken from the source),
+    /// which claims server-side state such as a replication slot; `None` when the sink has
+    /// no place for it.
+    pub replica_id: Option<String>,
 }
 
 /// Called from one thread (the apply loop); implementations may block.
@@ -75,5 +84,14 @@ pub trait Sink: Send {
         "start from an empty destination and run `tidewater run` again: it takes a new \
          snapshot"
             .into()
+    }
+
+    /// Records, before the source is told, that the source may acknowledge `position`: an
+    /// idle point past every transaction committed so far. Inside an open batch it is stored
+    /// by that batch's commit (the batch's transactions come before it); outside one it is
+    /// stored at once. A sink that keeps no such record does nothing (its `state` then has
+    /// no `acknowledged`).
+    fn record_ack(&mut self, _position: &Position) -> Result<()> {
+        Ok(())
     }
 }

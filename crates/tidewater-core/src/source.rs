@@ -13,6 +13,12 @@ use crate::model::{Position, TableId, TableSchema, Value};
 pub struct SourceContext {
     /// The position the sink has committed; `None` means "take the initial snapshot first".
     pub resume: Option<Position>,
+    /// The highest position the sink has recorded as acknowledgeable (see
+    /// [`crate::PipelineState::acknowledged`]): the position guard compares the server's
+    /// view of this replica with it before resuming.
+    pub acknowledged: Option<Position>,
+    /// The replica's identity (see [`crate::PipelineState::replica_id`]).
+    pub replica_id: Option<String>,
     pub events: mpsc::Sender<SourceEvent>,
     /// Positions the sink has committed; the source acknowledges them to the server.
     pub acks: AckReceiver,

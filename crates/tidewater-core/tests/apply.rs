@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tidewater_core::apply::{run_apply, AckReceiver, BatchOptions};
+use tidewater_core::apply::{self, run_apply, AckReceiver, BatchOptions};
 use tidewater_core::stats::{self, Stats};
 use tidewater_core::*;
 use tokio::sync::{mpsc, watch};
@@ -50,6 +50,11 @@ impl Sink for Recorder {
     fn rollback(&mut self) -> Result<()> {
         self.open = false;
         self.log.push("rollback".into());
+        Ok(())
+    }
+    fn record_ack(&mut self, position: &Position) -> Result<()> {
+        let at = if self.open { "with the batch" } else { "alone" };
+        self.log.push(format!("record {position} {at}"));
         Ok(())
     }
 }
@@ -184,7 +189,10 @@ fn idle_position_is_acknowledged_only_after_the_commit_before_it() {
     let mut sink = Recorder::default();
     let (r, acked) = apply(&mut sink, events, LONG);
     r.unwrap();
-    assert_eq!(sink.log.last().unwrap(), "commit 1");
+    assert_eq!(
+        sink.log.join("; "),
+        "begin; write 1 #0 x5; record 9 with the batch; commit 1"
+    );
     assert_eq!(acked, Some(Position("9".into())));
 }
 
@@ -338,5 +346,43 @@ fn a_keepalive_behind_a_commit_ends_the_batch_at_once() {
         send_all(sender, events);
         wait_acked(acks, "1+");
     });
-    assert_eq!(log.join("; "), "begin; write 1 #0 x3; commit 1");
+    // The keepalive is stored with the batch, or alone when the loop took the COMMIT before
+    // the keepalive was queued (then the batch had committed at once).
+    let log = log.join("; ");
+    assert!(
+        [
+            "begin; write 1 #0 x3; record 1+ with the batch; commit 1",
+            "begin; write 1 #0 x3; commit 1; record 1+ alone"
+        ]
+        .contains(&log.as_str()),
+        "{log}"
+    );
+}
+
+#[test]
+fn idle_positions_outside_a_batch_are_recorded_before_acknowledged_at_most_once_a_second() {
+    let log = apply_live(LONG, |sender, acks| {
+        let mut events = Vec::new();
+        tx(&mut events, "1", &[3]);
+        send_all(sender, events);
+        wait_acked(acks, "1");
+        // The first is recorded at once; the next two within the interval: only the last of
+        // them is recorded, when the interval has passed (not when the channel closes).
+        send_all(sender, vec![SourceEvent::Idle(Position("2".into()))]);
+        wait_acked(acks, "2");
+        let started = std::time::Instant::now();
+        send_all(
+            sender,
+            vec![
+                SourceEvent::Idle(Position("3".into())),
+                SourceEvent::Idle(Position("4".into())),
+            ],
+        );
+        wait_acked(acks, "4");
+        assert!(started.elapsed() >= apply::IDLE_ACK_INTERVAL / 2);
+    });
+    assert_eq!(
+        log.join("; "),
+        "begin; write 1 #0 x3; commit 1; record 2 alone; record 4 alone"
+    );
 }

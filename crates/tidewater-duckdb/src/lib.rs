@@ -4,6 +4,7 @@
 mod columns;
 mod direct;
 pub mod errors;
+pub mod guard;
 mod rowwise;
 mod schema;
 mod sink;

@@ -21,6 +21,7 @@ use tracing::debug;
 
 use crate::columns::Columns;
 use crate::direct;
+use crate::guard;
 use crate::rowwise;
 use crate::schema::{evolve_table, prepare_table};
 use crate::state;
@@ -157,6 +158,8 @@ pub struct DuckDbSink {
     next_txseq: i64,
     batch_transactions: u64,
     batch_changes: u64,
+    /// An idle position to store with the open batch instead of its last transaction's.
+    batch_ack: Option<Position>,
     /// Index for the staging table of the next table prepared mid-stream.
     next_index: usize,
 }
@@ -202,6 +205,7 @@ impl DuckDbSink {
             state::STATE_DDL,
             &"creating the _tidewater state schema",
         )?;
+        exec(&conn, guard::GUARD_DDL, &"creating the replica identity")?;
         // Each batch deletes its touched keys with `key IN (SELECT ... FROM staging)`. DuckDB
         // turns a join's build side of up to this many keys into an IN filter on the replica
         // scan, which the primary key's index answers by lookups: 2 vs 8 ms for 80 keys of a
@@ -227,6 +231,7 @@ impl DuckDbSink {
             next_txseq: 0,
             batch_transactions: 0,
             batch_changes: 0,
+            batch_ack: None,
         })
     }
 
@@ -543,6 +548,8 @@ impl Sink for DuckDbSink {
     fn state(&mut self) -> Result<PipelineState> {
         Ok(PipelineState {
             position: state::read_position(&self.conn, &self.options.pipeline)?,
+            acknowledged: guard::acknowledged(&self.conn, &self.options.pipeline)?,
+            replica_id: Some(guard::replica_id(&self.conn)?),
         })
     }
 
@@ -552,6 +559,7 @@ impl Sink for DuckDbSink {
         self.next_seq = 0;
         self.batch_transactions = 0;
         self.batch_changes = 0;
+        self.batch_ack = None;
         self.current_tx = None;
         Ok(())
     }
@@ -601,11 +609,12 @@ impl Sink for DuckDbSink {
         for t in self.tables.values_mut() {
             t.changes = 0;
         }
+        let acked = self.batch_ack.take();
         state::write_position(
             &self.conn,
             &self.options.pipeline,
             &self.options.source_type,
-            position,
+            (position, acked.as_ref().unwrap_or(position)),
             &format_utc_micros(last_commit_time_us),
             self.batch_transactions,
             self.batch_changes,
@@ -624,7 +633,16 @@ impl Sink for DuckDbSink {
         Ok(())
     }
 
+    fn record_ack(&mut self, position: &Position) -> Result<()> {
+        if self.in_batch {
+            self.batch_ack = Some(position.clone());
+            return Ok(());
+        }
+        guard::record_idle(&self.conn, &self.options.pipeline, position)
+    }
+
     fn rollback(&mut self) -> Result<()> {
+        self.batch_ack = None;
         if self.in_batch {
             self.in_batch = false;
             exec(&self.conn, "ROLLBACK", &"abandoning the open batch")?;

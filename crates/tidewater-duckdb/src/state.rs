@@ -46,14 +46,17 @@ pub fn write_position(
     conn: &Connection,
     pipeline: &str,
     source_type: &str,
-    position: &Position,
+    // The committed position, and the acknowledged one (itself, or an idle point after it).
+    (position, acked): (&Position, &Position),
     last_source_commit: &str,
     transactions: u64,
     changes: u64,
 ) -> Result<()> {
     conn.prepare_cached(
-        "INSERT INTO _tidewater.pipeline AS p VALUES (?, ?, ?, CAST(? AS TIMESTAMPTZ), \
-         get_current_timestamp(), ?, ?) ON CONFLICT (name) DO UPDATE SET \
+        "INSERT INTO _tidewater.pipeline AS p (name, source_type, position, last_source_commit, \
+         last_apply, transactions_applied, changes_applied, acked_position) \
+         VALUES (?, ?, ?, CAST(? AS TIMESTAMPTZ), get_current_timestamp(), ?, ?, ?) \
+         ON CONFLICT (name) DO UPDATE SET acked_position = excluded.acked_position, \
          position = excluded.position, last_source_commit = excluded.last_source_commit, \
          last_apply = excluded.last_apply, \
          transactions_applied = p.transactions_applied + excluded.transactions_applied, \
@@ -66,7 +69,8 @@ pub fn write_position(
             position.0,
             last_source_commit,
             transactions as i64,
-            changes as i64
+            changes as i64,
+            acked.0
         ])
     })
     .map_err(|e| Error::sink(format!("writing _tidewater.pipeline: {e}")))?;

@@ -7,6 +7,7 @@ pub mod conn;
 pub mod ddl;
 pub mod driver;
 pub mod gtid;
+mod guard;
 mod join;
 pub mod position;
 pub mod read;

@@ -14,6 +14,7 @@ use crate::catalog::{resolve_tables, SourceTable};
 use crate::conn::{
     cannot_catch_up, connect, flavor, is_purged, my_error, redact, variable, Flavor, RETENTION_FIX,
 };
+use crate::guard;
 use crate::join::Joining;
 use crate::position::BinlogPosition;
 use crate::snapshot::{begin_snapshot, copy_tables};
@@ -155,12 +156,21 @@ impl Source for MySqlSource {
 
     async fn run(&mut self, ctx: SourceContext) -> Result<()> {
         let from = match &ctx.resume {
-            Some(pos) => BinlogPosition::parse(&pos.0).map_err(|e| {
-                Error::sink(format!(
-                    "{e}: the replica was written by another kind of source"
-                ))
-                .with_fix(ctx.resnapshot_fix.clone())
-            })?,
+            Some(pos) => {
+                let from = BinlogPosition::parse(&pos.0).map_err(|e| {
+                    Error::sink(format!(
+                        "{e}: the replica was written by another kind of source"
+                    ))
+                    .with_fix(ctx.resnapshot_fix.clone())
+                })?;
+                let mut conn = match self.conn.take() {
+                    Some(c) => c,
+                    None => connect(&self.config.url).await?,
+                };
+                guard::check_resume(&mut conn, self.flavor, &from, &ctx.resnapshot_fix).await?;
+                self.conn = Some(conn);
+                from
+            }
             None => {
                 let mut conn = match self.conn.take() {
                     Some(c) => c,

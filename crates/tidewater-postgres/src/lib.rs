@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod check;
 pub mod conn;
 pub mod driver;
+mod guard;
 mod join;
 pub mod pgoutput;
 mod placement;

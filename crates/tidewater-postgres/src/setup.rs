@@ -12,7 +12,7 @@ use tokio_postgres::Client;
 use tracing::{info, warn};
 
 use crate::catalog::SourceTable;
-use crate::conn::pg_error;
+use crate::conn::{parse_lsn, pg_error};
 
 pub fn insert_only_publication(publication: &str) -> String {
     format!("{publication}_insert_only")
@@ -181,12 +181,18 @@ pub struct SlotInfo {
     pub database: Option<String>,
     pub active_pid: Option<i32>,
     pub wal_status: Option<String>,
+    /// Up to where the slot's consumer confirmed (NULL for an invalidated slot).
+    pub confirmed_flush_lsn: Option<u64>,
+    /// The oldest WAL the slot still holds.
+    pub restart_lsn: Option<u64>,
 }
 
 pub async fn slot_info(client: &Client, slot: &str) -> Result<Option<SlotInfo>> {
     let row = client
         .query_opt(
-            "SELECT plugin::text, database::text, active_pid, wal_status FROM pg_replication_slots WHERE slot_name = $1",
+            "SELECT plugin::text, database::text, active_pid, wal_status, \
+             confirmed_flush_lsn::text, restart_lsn::text \
+             FROM pg_replication_slots WHERE slot_name = $1",
             &[&slot],
         )
         .await
@@ -196,6 +202,8 @@ pub async fn slot_info(client: &Client, slot: &str) -> Result<Option<SlotInfo>> 
         database: r.get(1),
         active_pid: r.get(2),
         wal_status: r.get(3),
+        confirmed_flush_lsn: r.get::<_, Option<String>>(4).and_then(|l| parse_lsn(&l)),
+        restart_lsn: r.get::<_, Option<String>>(5).and_then(|l| parse_lsn(&l)),
     }))
 }
 

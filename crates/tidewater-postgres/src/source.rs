@@ -12,6 +12,7 @@ use crate::catalog::{resolve_tables, SourceTable};
 use crate::conn::{
     connect, format_lsn, open_replication, parse_config, parse_lsn, redact, replication_error,
 };
+use crate::guard::{position_gap, Owner, CANNOT_CATCH_UP};
 use crate::join::Joiner;
 use crate::placement::{misplaced, place};
 use crate::setup::{drop_slot, ensure_publications, quote_ident, slot_in_use, slot_info};
@@ -33,7 +34,17 @@ pub struct PgSource {
     tables: Vec<SourceTable>,
     /// Opened by `connect`, so that a role without REPLICATION is refused before anything
     /// (DuckDB file, publication, slot) is created; taken by the first `run`.
-    repl: Option<Box<PgReplicationConnection>>,
+    /// (In a mutex only so that `PgSource` is `Sync`: `run`'s checks borrow it across awaits.
+    /// Reached through `get_mut`, never locked.)
+    repl: std::sync::Mutex<Option<Box<PgReplicationConnection>>>,
+}
+
+/// How a run starts, decided before the publications are touched.
+enum Start {
+    /// No committed snapshot: take one, replacing the existing slot if `replace`.
+    Snapshot { replace: bool },
+    /// Resume after this committed LSN.
+    Resume(u64),
 }
 
 impl PgSource {
@@ -59,9 +70,10 @@ impl PgSource {
             config,
             client,
             tables,
-            repl: None,
+            repl: std::sync::Mutex::new(None),
         };
-        source.repl = Some(Box::new(open_replication(&source.config.url).await?));
+        let repl = open_replication(&source.config.url).await?;
+        source.repl = std::sync::Mutex::new(Some(Box::new(repl)));
         info!(source = %redact(&source.config.url), tables = source.tables.len(), "source ready");
         Ok(source)
     }
@@ -70,32 +82,119 @@ impl PgSource {
         &self.tables
     }
 
+    /// Before resuming from `pos`: the slot must exist, hold its WAL, be this replica's, and
+    /// not be past what the replica stored (the position guard, `crate::guard`). Returns the
+    /// stored LSN.
+    async fn resume_from(
+        &self,
+        owner: &Owner<'_>,
+        pos: &Position,
+        ctx: &SourceContext,
+    ) -> Result<u64> {
+        let lsn = parse_lsn(&pos.0)
+            .ok_or_else(|| Error::sink(format!("stored position {pos} is not a PostgreSQL LSN")))?;
+        let slot = &self.config.slot;
+        let info = match slot_info(&self.client, slot).await? {
+            None => {
+                return Err(Error::source_fatal(format!(
+                    "replication slot {slot} does not exist (dropped?), but the replica was applied \
+                     up to {pos}: the changes since then are gone and {CANNOT_CATCH_UP}"
+                ))
+                .with_fix(format!("{} (and replaces the slot)", ctx.resnapshot_fix)))
+            }
+            Some(info) if info.wal_status.as_deref() == Some("lost") => {
+                owner.release().await;
+                return Err(Error::source_fatal(format!(
+                    "replication slot {slot} has lost the WAL it held (wal_status = lost: the source \
+                     removed it past max_slot_wal_keep_size while the replica was stopped or behind), \
+                     so the changes since {pos} are gone and {CANNOT_CATCH_UP}"
+                ))
+                .with_fix(format!(
+                    "{} (and replaces the slot); raise max_slot_wal_keep_size so that this \
+                     does not recur",
+                    ctx.resnapshot_fix
+                )));
+            }
+            Some(info) if info.active_pid.is_some() => {
+                return Err(slot_in_use(slot, info.active_pid.unwrap_or(0)))
+            }
+            Some(info) if info.plugin.as_deref() != Some("pgoutput") => {
+                return Err(Error::source_fatal(format!(
+                    "replication slot {slot} uses plugin {:?}, not pgoutput; set source.slot to another name",
+                    info.plugin
+                )))
+            }
+            Some(info) => info,
+        };
+        let claimed = owner.still_mine(pos).await?;
+        match ctx.acknowledged.as_ref().map(|a| parse_lsn(&a.0)) {
+            Some(Some(acked)) => {
+                if let Some(refusal) =
+                    position_gap(slot, &info, pos, acked.max(lsn), &ctx.resnapshot_fix)
+                {
+                    owner.release().await;
+                    return Err(refusal);
+                }
+            }
+            Some(None) => {
+                return Err(Error::sink(format!(
+                    "stored acknowledged position {:?} is not a PostgreSQL LSN",
+                    ctx.acknowledged
+                )))
+            }
+            None => {
+                info!(slot = %slot, "the replica has no acknowledged position stored yet (an older file, or a sink that keeps none): the slot's position is not compared with it")
+            }
+        }
+        if !claimed {
+            // A slot of an older tidewater, or released: this replica takes it (again).
+            owner.claim().await;
+        }
+        Ok(lsn)
+    }
+
+    /// Before a snapshot: whether an existing slot is this replica's to replace (one of its
+    /// own, left by an interrupted first run, or nobody's), checked before the publications
+    /// are touched. An error when it is in use, another tool's, or another replica's.
+    async fn slot_to_replace(&self, owner: &Owner<'_>) -> Result<bool> {
+        let slot = &self.config.slot;
+        let Some(info) = slot_info(&self.client, slot).await? else {
+            return Ok(false);
+        };
+        if let Some(pid) = info.active_pid {
+            return Err(slot_in_use(slot, pid));
+        }
+        // Only a pgoutput slot of this database can be a tidewater replica's.
+        let database = parse_config(&self.config.url)?
+            .get_dbname()
+            .map(str::to_string);
+        if info.plugin.as_deref() != Some("pgoutput") || info.database != database {
+            return Err(Error::source_fatal(format!(
+                "replication slot {slot} exists (plugin {}, database {}) but this replica never \
+                 used it: it belongs to something else. Set source.slot to another name, or drop \
+                 the slot if it is an abandoned one: SELECT pg_drop_replication_slot('{slot}')",
+                info.plugin.as_deref().unwrap_or("?"),
+                info.database.as_deref().unwrap_or("?"),
+            )));
+        }
+        owner.may_replace().await?;
+        Ok(true)
+    }
+
     /// Creates the slot with an exported snapshot and copies the tables inside it. Returns the
     /// replication connection (idle since slot creation) and the slot's consistent point.
     async fn initial_snapshot(
-        &mut self,
+        &self,
         mut repl: PgReplicationConnection,
         ctx: &SourceContext,
+        owner: &Owner<'_>,
+        replace: bool,
     ) -> Result<(PgReplicationConnection, u64)> {
         let slot = &self.config.slot;
-        if let Some(info) = slot_info(&self.client, slot).await? {
-            if let Some(pid) = info.active_pid {
-                return Err(slot_in_use(slot, pid));
-            }
-            // A slot without a committed snapshot is left from an interrupted first run, unless
-            // it is another tool's: only a pgoutput slot of this database is ours to replace.
-            let database = parse_config(&self.config.url)?
-                .get_dbname()
-                .map(str::to_string);
-            if info.plugin.as_deref() != Some("pgoutput") || info.database != database {
-                return Err(Error::source_fatal(format!(
-                    "replication slot {slot} exists (plugin {}, database {}) but this replica never \
-                     used it: it belongs to something else. Set source.slot to another name, or drop \
-                     the slot if it is an abandoned one: SELECT pg_drop_replication_slot('{slot}')",
-                    info.plugin.as_deref().unwrap_or("?"),
-                    info.database.as_deref().unwrap_or("?"),
-                )));
-            }
+        // The claim comes before the slot: a crash between them leaves a claimed slot-to-be,
+        // never an unclaimed slot of a replica that may resume from it.
+        owner.claim().await;
+        if replace {
             warn!(slot = %slot, "replication slot exists but no snapshot was committed: recreating it");
             drop_slot(&self.client, slot).await?;
         }
@@ -150,6 +249,29 @@ impl Source for PgSource {
     }
 
     async fn run(&mut self, ctx: SourceContext) -> Result<()> {
+        let opened = self
+            .repl
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let repl = match opened {
+            Some(repl) => *repl,
+            None => open_replication(&self.config.url).await?,
+        };
+        let owner = Owner {
+            client: &self.client,
+            slot: &self.config.slot,
+            publication: &self.config.publication,
+            replica: ctx.replica_id.as_deref(),
+        };
+        // The slot is checked before the publications are touched: a second replica must not
+        // change the first one's publication either.
+        let start = match &ctx.resume {
+            None => Start::Snapshot {
+                replace: self.slot_to_replace(&owner).await?,
+            },
+            Some(pos) => Start::Resume(self.resume_from(&owner, pos, &ctx).await?),
+        };
         let streaming = ctx.resume.is_some();
         let mut recopy_now = Vec::new();
         if streaming && ctx.add_tables {
@@ -194,49 +316,11 @@ impl Source for PgSource {
             &ctx.backfill,
         )
         .await?;
-        let repl = match self.repl.take() {
-            Some(repl) => *repl,
-            None => open_replication(&self.config.url).await?,
-        };
-        let (mut repl, applied_lsn) = match &ctx.resume {
-            None => self.initial_snapshot(repl, &ctx).await?,
-            Some(pos) => {
-                let lsn = parse_lsn(&pos.0).ok_or_else(|| {
-                    Error::sink(format!("stored position {pos} is not a PostgreSQL LSN"))
-                })?;
-                let slot = &self.config.slot;
-                match slot_info(&self.client, slot).await? {
-                    None => {
-                        return Err(Error::source_fatal(format!(
-                            "replication slot {slot} does not exist (dropped?), but the replica was applied \
-                             up to {pos}: the changes since then are gone and the replica cannot catch up \
-                             from here"
-                        ))
-                        .with_fix(format!("{} (and replaces the slot)", ctx.resnapshot_fix)))
-                    }
-                    Some(info) if info.wal_status.as_deref() == Some("lost") => {
-                        return Err(Error::source_fatal(format!(
-                            "replication slot {slot} has lost the WAL it held (wal_status = lost: the source \
-                             removed it past max_slot_wal_keep_size while the replica was stopped or behind), \
-                             so the changes since {pos} are gone and the replica cannot catch up from here"
-                        ))
-                        .with_fix(format!(
-                            "{} (and replaces the slot); raise max_slot_wal_keep_size so that this \
-                             does not recur",
-                            ctx.resnapshot_fix
-                        )))
-                    }
-                    Some(info) if info.active_pid.is_some() => return Err(slot_in_use(slot, info.active_pid.unwrap_or(0))),
-                    Some(info) if info.plugin.as_deref() != Some("pgoutput") => {
-                        return Err(Error::source_fatal(format!(
-                            "replication slot {slot} uses plugin {:?}, not pgoutput; set source.slot to another name",
-                            info.plugin
-                        )))
-                    }
-                    Some(_) => {}
-                }
-                (repl, lsn)
+        let (mut repl, applied_lsn) = match start {
+            Start::Snapshot { replace } => {
+                self.initial_snapshot(repl, &ctx, &owner, replace).await?
             }
+            Start::Resume(lsn) => (repl, lsn),
         };
         let options = [
             ("proto_version", "1".to_string()),

@@ -57,16 +57,9 @@ pub struct Stream<'a> {
     pub applied_lsn: u64,
 }
 
-/// Commit LSN → end LSN of the transactions sent but not yet acknowledged, so that a
-/// committed transaction is confirmed up to its end (the server then need not resend it).
-#[derive(Default)]
-struct Confirmed {
-    pending: std::collections::VecDeque<(u64, u64)>,
-    lsn: u64,
-}
-
 struct State {
-    confirmed: Confirmed,
+    /// The LSN confirmed to the server (flushed): what the apply loop acknowledged.
+    confirmed: u64,
     relations: HashMap<u32, Option<Arc<TableSchema>>>,
     /// The open transaction: `Some(true)` when it is a replay being skipped.
     in_tx: Option<bool>,
@@ -79,7 +72,6 @@ struct State {
     discover: Interval,
     nudge: Interval,
     chunk: Vec<Change>,
-    received: u64,
     idle_sent: u64,
     status: Interval,
 }
@@ -93,30 +85,28 @@ enum Wake {
 }
 
 impl Stream<'_> {
-    /// What may be confirmed to the server: only what the sink has committed.
-    fn confirmed(&self, c: &mut Confirmed) -> u64 {
+    /// What may be confirmed to the server: exactly what the apply loop acknowledged, which
+    /// the sink stored first (a committed transaction's commit LSN, or an idle position).
+    /// Nothing more, not even a committed transaction's end LSN: the position guard relies
+    /// on the slot's confirmed_flush_lsn never passing what the replica has stored (see
+    /// `crate::guard`). The server then resends the last applied transaction after a
+    /// restart, which is skipped by its commit LSN; the keepalive that follows it (sent
+    /// because the write position below is behind the server's) moves the slot past it.
+    fn confirmed(&self, st: &mut State) -> u64 {
         let acked = self
             .acks
             .borrow()
             .as_ref()
             .and_then(|p| parse_lsn(&p.0))
             .unwrap_or(0);
-        c.lsn = c.lsn.max(acked).max(self.applied_lsn);
-        while let Some(&(commit, end)) = c.pending.front() {
-            if commit > acked {
-                break;
-            }
-            c.lsn = c.lsn.max(end);
-            c.pending.pop_front();
-        }
-        c.lsn
+        st.confirmed = st.confirmed.max(acked).max(self.applied_lsn);
+        st.confirmed
     }
 
     async fn send_status(&mut self, st: &mut State, reply: bool) -> Result<()> {
-        let acked = self.confirmed(&mut st.confirmed);
-        let received = st.received.max(acked);
+        let acked = self.confirmed(st);
         self.conn
-            .send_standby_status_update(received, acked, acked, reply)
+            .send_standby_status_update(acked, acked, acked, reply)
             .await
             .map_err(|e| replication_error(e, "sending standby status"))
     }
@@ -125,7 +115,7 @@ impl Stream<'_> {
         let mut status = interval(STATUS_INTERVAL);
         status.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut st = State {
-            confirmed: Confirmed::default(),
+            confirmed: 0,
             relations: HashMap::new(),
             in_tx: None,
             tx_lsn: 0,
@@ -134,7 +124,6 @@ impl Stream<'_> {
             discover: interval(DISCOVER_INTERVAL),
             nudge: interval(NUDGE_INTERVAL),
             chunk: Vec::with_capacity(CHUNK_ROWS),
-            received: self.applied_lsn,
             idle_sent: 0,
             status,
         };
@@ -172,8 +161,7 @@ impl Stream<'_> {
                         Error::source_fatal(format!("malformed replication message: {e}"))
                     })?;
                     match msg {
-                        ReplicationMessage::XLogData { wal_end, data, .. } => {
-                            st.received = st.received.max(wal_end);
+                        ReplicationMessage::XLogData { data, .. } => {
                             let m = decode(data).map_err(|e| {
                                 Error::source_fatal(format!("malformed pgoutput message: {e}"))
                             })?;
@@ -184,7 +172,6 @@ impl Stream<'_> {
                             reply_requested,
                             ..
                         } => {
-                            st.received = st.received.max(wal_end);
                             if st.in_tx.is_none()
                                 && st.joining.as_ref().is_some_and(|j| wal_end >= j.lsn)
                             {
@@ -194,7 +181,7 @@ impl Stream<'_> {
                             }
                             if st.in_tx.is_none()
                                 && wal_end > st.idle_sent
-                                && wal_end > st.confirmed.lsn
+                                && wal_end > st.confirmed
                             {
                                 // Nothing of ours is pending before wal_end: it may be confirmed once
                                 // everything received so far is committed.
@@ -301,7 +288,6 @@ impl Stream<'_> {
                 .await
             })
             .await?;
-        st.confirmed.pending.push_back((lsn, lsn));
         info!(rows, seconds = format!("{:.1}", started.elapsed().as_secs_f64()), at = %format_lsn(lsn), "joining tables copied; their changes stream from here");
         Ok(())
     }
@@ -370,13 +356,8 @@ impl Stream<'_> {
                     self.send(st, SourceEvent::Begin(tx)).await?;
                 }
             }
-            PgOutputMessage::Commit {
-                commit_lsn,
-                end_lsn,
-                ..
-            } => {
+            PgOutputMessage::Commit { .. } => {
                 if st.in_tx.take() == Some(false) {
-                    st.confirmed.pending.push_back((commit_lsn, end_lsn));
                     self.flush_chunk(st).await?;
                     self.send(st, SourceEvent::Commit).await?;
                 }

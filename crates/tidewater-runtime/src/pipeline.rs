@@ -237,6 +237,8 @@ impl<D: SourceDriver + 'static> Attempt<'_, D> {
         }
         let ctx = SourceContext {
             resume: state.position,
+            acknowledged: state.acknowledged,
+            replica_id: state.replica_id,
             events: events_tx,
             acks: ack_rx,
             backfill,

@@ -70,6 +70,7 @@ impl Sink for RecordingSink {
     fn state(&mut self) -> Result<PipelineState> {
         Ok(PipelineState {
             position: self.shared.lock().unwrap().committed.clone(),
+            ..Default::default()
         })
     }
     fn begin(&mut self) -> Result<()> {

@@ -16,6 +16,7 @@ mod mysql_errors;
 mod mysql_replication;
 mod mysql_types;
 mod observe;
+mod position_guard;
 mod query;
 mod replication;
 mod schema_changes;

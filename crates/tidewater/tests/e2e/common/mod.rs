@@ -279,6 +279,31 @@ impl Rig {
         self.try_sql(sql).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// MariaDB: rotates the binlog and purges every older file (MariaDB keeps a file until
+    /// InnoDB has checkpointed past it, so this repeats until the oldest file is the current).
+    pub fn purge_binlogs(&self) {
+        let first = |rig: &Rig| {
+            rig.sql("SHOW BINARY LOGS")
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_string()
+        };
+        let before = first(self);
+        wait_until(
+            Duration::from_secs(30),
+            "the old binlog files to be purged",
+            || {
+                self.sql("FLUSH BINARY LOGS");
+                let current = self.sql("SHOW MASTER STATUS");
+                let current = current.split('\t').next().unwrap_or("").to_string();
+                self.sql(&format!("PURGE BINARY LOGS TO '{current}'"));
+                first(self) != before && first(self).starts_with(&current)
+            },
+        )
+        .unwrap();
+    }
+
     pub fn confirmed_flush_lsn(&self) -> String {
         self.sql(&format!(
             "SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = '{SLOT}'"
