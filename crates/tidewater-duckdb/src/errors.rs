@@ -71,7 +71,7 @@ pub fn with_disk_full_fix(e: Error, db: &Path) -> Error {
 pub fn resnapshot_fix(db: &Path) -> String {
     format!(
         "move the DuckDB file {} (and its .wal, if any) aside, or set sink.path to a new file, \
-         and run `tidewater run` again: it takes a new snapshot",
+         and run `tidewater run` again to take a new snapshot",
         db.display()
     )
 }

@@ -185,12 +185,11 @@ fn main() -> ExitCode {
                 let message = redact(e.message());
                 let fix = e.fix().map(redact);
                 match cli.log_format {
-                    LogFormat::Human => {
-                        eprintln!("error: {message}");
-                        if let Some(fix) = fix {
-                            eprintln!("  fix: {fix}");
-                        }
-                    }
+                    // One line, as before the fix became a field (scripts grep for it).
+                    LogFormat::Human => match fix {
+                        Some(fix) => eprintln!("error: {message}; fix: {fix}"),
+                        None => eprintln!("error: {message}"),
+                    },
                     LogFormat::Json => {
                         tracing::error!(error = %message, fix = fix.as_deref(), exit_code = e.exit_code(), "stopped with an error")
                     }
