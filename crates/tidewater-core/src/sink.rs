@@ -55,4 +55,10 @@ pub trait Sink: Send {
 
     /// Abandons the open batch, if any.
     fn rollback(&mut self) -> Result<()>;
+
+    /// Called once when the pipeline stops cleanly, after its last commit: leaves the
+    /// destination complete by itself (DuckDB: its write-ahead log checkpointed into the file).
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
 }

@@ -3,6 +3,7 @@
 
 mod columns;
 mod direct;
+mod order;
 mod rowwise;
 mod schema;
 mod sink;
@@ -10,6 +11,7 @@ pub mod sql;
 pub mod state;
 pub mod status;
 mod table;
+mod upgrade;
 
 pub use duckdb;
 pub use sink::{open_connection, DuckDbOptions, DuckDbSink};

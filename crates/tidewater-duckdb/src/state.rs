@@ -17,7 +17,9 @@ CREATE TABLE IF NOT EXISTS _tidewater.pipeline (
     last_source_commit TIMESTAMPTZ,
     last_apply TIMESTAMPTZ,
     transactions_applied BIGINT,
-    changes_applied BIGINT
+    changes_applied BIGINT,
+    -- The ordinal of the last applied source transaction (`_metadata_tx` in the logs).
+    tx_ordinal BIGINT
 );
 CREATE TABLE IF NOT EXISTS _tidewater.tables (
     schema_name VARCHAR,
@@ -42,20 +44,42 @@ pub fn read_position(conn: &Connection, pipeline: &str) -> Result<Option<Positio
     Ok(pos.flatten().map(Position))
 }
 
+/// The ordinal of the last applied source transaction (0 before the first).
+pub fn read_tx_ordinal(conn: &Connection, pipeline: &str) -> Result<i64> {
+    let ordinal: Option<Option<i64>> = conn
+        .query_row(
+            "SELECT tx_ordinal FROM _tidewater.pipeline WHERE name = ?",
+            [pipeline],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| Error::sink(format!("reading _tidewater.pipeline: {e}")))?;
+    Ok(ordinal.flatten().unwrap_or(0))
+}
+
+/// What a committing batch records in `_tidewater.pipeline`.
+pub struct Committed<'a> {
+    pub position: &'a Position,
+    /// The ordinal of the batch's last source transaction.
+    pub tx_ordinal: i64,
+    pub last_source_commit: &'a str,
+    /// Transactions and changes in the batch (added to the totals).
+    pub transactions: u64,
+    pub changes: u64,
+}
+
 pub fn write_position(
     conn: &Connection,
     pipeline: &str,
     source_type: &str,
-    position: &Position,
-    last_source_commit: &str,
-    transactions: u64,
-    changes: u64,
+    c: &Committed,
 ) -> Result<()> {
     conn.prepare_cached(
-        "INSERT INTO _tidewater.pipeline AS p VALUES (?, ?, ?, CAST(? AS TIMESTAMPTZ), \
-         get_current_timestamp(), ?, ?) ON CONFLICT (name) DO UPDATE SET \
-         position = excluded.position, last_source_commit = excluded.last_source_commit, \
-         last_apply = excluded.last_apply, \
+        "INSERT INTO _tidewater.pipeline AS p (name, source_type, position, last_source_commit, \
+         last_apply, transactions_applied, changes_applied, tx_ordinal) VALUES (?, ?, ?, \
+         CAST(? AS TIMESTAMPTZ), get_current_timestamp(), ?, ?, ?) ON CONFLICT (name) DO UPDATE \
+         SET position = excluded.position, last_source_commit = excluded.last_source_commit, \
+         last_apply = excluded.last_apply, tx_ordinal = excluded.tx_ordinal, \
          transactions_applied = p.transactions_applied + excluded.transactions_applied, \
          changes_applied = p.changes_applied + excluded.changes_applied",
     )
@@ -63,10 +87,11 @@ pub fn write_position(
         stmt.execute(params![
             pipeline,
             source_type,
-            position.0,
-            last_source_commit,
-            transactions as i64,
-            changes as i64
+            c.position.0,
+            c.last_source_commit,
+            c.transactions as i64,
+            c.changes as i64,
+            c.tx_ordinal
         ])
     })
     .map_err(|e| Error::sink(format!("writing _tidewater.pipeline: {e}")))?;
@@ -80,7 +105,9 @@ pub fn replicated_tables(conn: &Connection) -> Result<BTreeSet<TableId>> {
         .prepare("SELECT schema_name, table_name FROM _tidewater.tables")
         .map_err(|e| Error::sink(format!("reading _tidewater.tables: {e}")))?;
     let rows = stmt
-        .query_map([], |r| Ok(TableId::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .query_map([], |r| {
+            Ok(TableId::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })
         .and_then(|rows| rows.collect::<std::result::Result<BTreeSet<_>, _>>())
         .map_err(|e| Error::sink(format!("reading _tidewater.tables: {e}")))?;
     Ok(rows)

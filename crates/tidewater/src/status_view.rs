@@ -180,6 +180,13 @@ impl StatusView {
         if self.live.is_some() {
             let _ = writeln!(o, "last lag:            {} ms", self.last_lag_ms);
         }
+        if let Some(checkpointed) = r.checkpointed {
+            let _ = writeln!(
+                o,
+                "file:                {}",
+                checkpoint_text(checkpointed, r.wal_bytes)
+            );
+        }
         let _ = writeln!(o, "transactions:        {}", r.transactions_applied);
         let _ = writeln!(o, "changes:             {}", r.changes_applied);
         if let Some(l) = &self.live {
@@ -232,5 +239,18 @@ pub fn snapshot_progress(t: &LiveTable) -> String {
             (t.snapshot_rows_copied * 100 / e).min(100)
         ),
         None => format!("{} rows", t.snapshot_rows_copied),
+    }
+}
+
+/// Whether the DuckDB file alone is complete, and what to do when it is not.
+fn checkpoint_text(checkpointed: bool, wal_bytes: u64) -> String {
+    if checkpointed {
+        "checkpointed (the .duckdb file alone holds every commit)".into()
+    } else {
+        format!(
+            "not checkpointed: {} KiB of commits are only in the .wal file next to it (copy or \
+             move the two together; a clean stop checkpoints)",
+            wal_bytes.div_ceil(1024)
+        )
     }
 }
