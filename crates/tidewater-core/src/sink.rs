@@ -94,4 +94,10 @@ pub trait Sink: Send {
     fn record_ack(&mut self, _position: &Position) -> Result<()> {
         Ok(())
     }
+
+    /// Called once when the pipeline stops cleanly, after its last commit: leaves the
+    /// destination complete by itself (DuckDB: its write-ahead log checkpointed into the file).
+    fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
 }

@@ -8,7 +8,7 @@
 //! (their canonical text is JSON, which DuckDB's own text-to-list cast does not read).
 
 use crate::columns::Columns;
-use crate::table::LOG_METADATA_COLUMNS;
+use crate::table::{old_key_columns, LOG_METADATA_COLUMNS};
 use duckdb::Connection;
 use tidewater_core::{Change, ChangeKind, ColumnType, Error, Result, TableSchema, Value};
 
@@ -33,12 +33,16 @@ fn casts_exactly(change: &Change) -> bool {
     !change.row.iter().any(|v| matches!(v, Value::Unchanged))
 }
 
+static NULL: Value = Value::Null;
+
 /// Facts of the transaction a change belongs to, for its log row.
 pub struct RowMeta<'a> {
     pub change: &'a Change,
     pub position: &'a str,
     pub commit_ts: &'a str,
     pub txseq: i64,
+    /// The sink's ordinal of the transaction (`_metadata_tx`).
+    pub tx: i64,
 }
 
 /// The text of a value for the Appender, which casts it to the column's type.
@@ -83,33 +87,50 @@ fn hex(text: &[u8]) -> Result<Vec<u8>> {
 /// The rows' values as Appender columns in the table's column order.
 fn value_columns(schema: &TableSchema, rows: &[RowMeta]) -> Result<Columns> {
     let mut columns = Columns::with_rows(rows.len());
-    for (i, col) in schema.columns.iter().enumerate() {
-        let values = rows.iter().map(|r| &r.change.row[i]);
-        if matches!(col.ty, ColumnType::Bytes) {
-            columns.binary(values.map(bytes_cell))?;
-        } else if matches!(
-            col.ty,
-            ColumnType::Int8
-                | ColumnType::Int16
-                | ColumnType::Int32
-                | ColumnType::Int64
-                | ColumnType::UInt8
-                | ColumnType::UInt16
-                | ColumnType::UInt32
-        ) {
-            columns.int_text(values.map(|v| text_cell(v, schema, i)))?;
-        } else if let ColumnType::Decimal { precision, scale } = col.ty {
-            let cells: Vec<Option<&str>> = values
-                .map(|v| text_cell(v, schema, i))
-                .collect::<Result<_>>()?;
-            if precision > 38 || !columns.decimal_text(&cells, precision, scale) {
-                columns.text(cells.into_iter().map(Ok))?;
-            }
-        } else {
-            columns.text(values.map(|v| text_cell(v, schema, i)))?;
-        }
+    for i in 0..schema.columns.len() {
+        push_column(
+            &mut columns,
+            schema,
+            i,
+            rows.iter().map(|r| &r.change.row[i]),
+        )?;
     }
     Ok(columns)
+}
+
+/// Appends one column of values of the table's column `i`, in the Arrow form DuckDB casts
+/// cheapest to the column's type.
+fn push_column<'a>(
+    columns: &mut Columns,
+    schema: &TableSchema,
+    i: usize,
+    values: impl Iterator<Item = &'a Value>,
+) -> Result<()> {
+    let col = &schema.columns[i];
+    if matches!(col.ty, ColumnType::Bytes) {
+        columns.binary(values.map(bytes_cell))?;
+    } else if matches!(
+        col.ty,
+        ColumnType::Int8
+            | ColumnType::Int16
+            | ColumnType::Int32
+            | ColumnType::Int64
+            | ColumnType::UInt8
+            | ColumnType::UInt16
+            | ColumnType::UInt32
+    ) {
+        columns.int_text(values.map(|v| text_cell(v, schema, i)))?;
+    } else if let ColumnType::Decimal { precision, scale } = col.ty {
+        let cells: Vec<Option<&str>> = values
+            .map(|v| text_cell(v, schema, i))
+            .collect::<Result<_>>()?;
+        if precision > 38 || !columns.decimal_text(&cells, precision, scale) {
+            columns.text(cells.into_iter().map(Ok))?;
+        }
+    } else {
+        columns.text(values.map(|v| text_cell(v, schema, i)))?;
+    }
+    Ok(())
 }
 
 fn column_names(schema: &TableSchema) -> Vec<&str> {
@@ -162,13 +183,25 @@ fn append_log_columns(
     let id = &schema.id;
     let what = format!("appending to the change log of {id}");
     let err = |e: duckdb::Error| Error::sink(format!("{what}: {e}"));
+    // The old key of a key-changing update (`old` holds the old key values in key order);
+    // NULL in every other row.
+    let old_keys = old_key_columns(schema);
+    for (n, (_, k)) in old_keys.iter().enumerate() {
+        let old = rows.iter().map(|r| match &r.change.old {
+            Some(old) => old.get(n).unwrap_or(&NULL),
+            None => &NULL,
+        });
+        push_column(&mut columns, schema, *k, old)?;
+    }
     columns.text(rows.iter().map(|r| Ok(Some(r.change.kind.as_str()))))?;
     columns.bools(rows.iter().map(|r| r.change.kind == ChangeKind::Delete));
     columns.text(rows.iter().map(|r| Ok(Some(r.commit_ts))))?;
     columns.constant_text(now_ts);
     columns.text(rows.iter().map(|r| Ok(Some(r.position))))?;
     columns.ints(rows.iter().map(|r| r.txseq));
+    columns.ints(rows.iter().map(|r| r.tx));
     let mut names = column_names(schema);
+    names.extend(old_keys.iter().map(|(n, _)| n.as_str()));
     names.extend(LOG_METADATA_COLUMNS.iter().map(|(n, _)| *n));
     let mut log = conn
         .appender_with_columns_to_db(&format!("{}_log", id.name), &id.schema, &names)

@@ -5,6 +5,7 @@ mod columns;
 mod direct;
 pub mod errors;
 pub mod guard;
+mod order;
 mod rowwise;
 mod schema;
 mod sink;
@@ -12,6 +13,7 @@ pub mod sql;
 pub mod state;
 pub mod status;
 mod table;
+mod upgrade;
 
 pub use duckdb;
 pub use sink::{open_connection, DuckDbOptions, DuckDbSink};

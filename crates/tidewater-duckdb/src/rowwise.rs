@@ -6,12 +6,14 @@ use duckdb::{Connection, ToSql};
 use tidewater_core::{Change, ChangeKind, Error, Result, TableSchema, Value};
 
 use crate::sql::{cast_from_text, log_table, qualified, quote_ident};
-use crate::table::{column_list, LOG_METADATA_COLUMNS};
+use crate::table::{column_list, old_key_columns, LOG_METADATA_COLUMNS};
 
 pub struct LogMeta<'a> {
     pub position: &'a str,
     pub commit_ts: &'a str,
     pub txseq: i64,
+    /// The sink's ordinal of the transaction (`_metadata_tx`).
+    pub tx: i64,
 }
 
 fn param_cast(schema: &TableSchema, col: usize) -> String {
@@ -72,16 +74,28 @@ pub fn apply(conn: &Connection, change: &Change, meta: &LogMeta, log: bool) -> R
         }
         if log {
             let new_key: Vec<Option<&str>> = s.key.iter().map(|&k| new[k]).collect();
-            let mut params = vec![Some(meta.commit_ts), Some(meta.position)];
+            // The old key when the update changed it (`old` is the old key), else NULLs.
+            let old_keys = old_key_columns(s);
+            let mut params: Vec<Option<&str>> = old_keys
+                .iter()
+                .enumerate()
+                .map(|(n, _)| change.old.as_ref().and_then(|o| o.get(n)).and_then(text))
+                .collect();
+            params.extend([Some(meta.commit_ts), Some(meta.position)]);
             params.extend(new_key);
+            let old_names: Vec<String> = old_keys.iter().map(|(n, _)| quote_ident(n)).collect();
+            let old_values: Vec<String> = old_keys.iter().map(|(_, k)| param_cast(s, *k)).collect();
             let sql = format!(
-                "INSERT INTO {} ({}, {}) SELECT {}, 'UPDATE', false, CAST(? AS TIMESTAMPTZ), \
-                 get_current_timestamp(), ?, {} FROM {replica} WHERE {}",
+                "INSERT INTO {} ({}, {}, {}) SELECT {}, {}, 'UPDATE', false, \
+                 CAST(? AS TIMESTAMPTZ), get_current_timestamp(), ?, {}, {} FROM {replica} WHERE {}",
                 log_table(&s.id),
                 column_list(s),
+                old_names.join(", "),
                 meta_columns(),
                 column_list(s),
+                old_values.join(", "),
                 meta.txseq,
+                meta.tx,
                 key_predicate(s, "")
             );
             run(conn, &sql, &params, &what)?;
@@ -137,14 +151,15 @@ pub fn apply(conn: &Connection, change: &Change, meta: &LogMeta, log: bool) -> R
         params.extend([Some(meta.commit_ts), Some(meta.position)]);
         let sql = format!(
             "INSERT INTO {} ({}, {}) VALUES ({}, '{}', {}, CAST(? AS TIMESTAMPTZ), \
-             get_current_timestamp(), ?, {})",
+             get_current_timestamp(), ?, {}, {})",
             log_table(&s.id),
             column_list(s),
             meta_columns(),
             values.join(", "),
             change.kind.as_str(),
             change.kind == ChangeKind::Delete,
-            meta.txseq
+            meta.txseq,
+            meta.tx
         );
         run(conn, &sql, &params, &what)?;
     }
@@ -163,10 +178,11 @@ pub fn truncate(conn: &Connection, s: &TableSchema, meta: &LogMeta, log: bool) -
     if log {
         let sql = format!(
             "INSERT INTO {} ({}) VALUES ('TRUNCATE', true, CAST(? AS TIMESTAMPTZ), \
-             get_current_timestamp(), ?, {})",
+             get_current_timestamp(), ?, {}, {})",
             log_table(&s.id),
             meta_columns(),
-            meta.txseq
+            meta.txseq,
+            meta.tx
         );
         run(
             conn,

@@ -9,7 +9,7 @@ use tracing::info;
 use crate::sink::{exec, DuckDbOptions};
 use crate::sql::{duckdb_type, log_table, qualified, quote_ident};
 use crate::state;
-use crate::table::TableSql;
+use crate::table::{old_key_columns, TableSql};
 
 pub fn prepare_table(
     conn: &Connection,
@@ -153,6 +153,15 @@ pub fn evolve_table(
                 }
                 if log_tables {
                     ddl.push(format!("ALTER TABLE {log} ALTER COLUMN {name} TYPE {ty}"));
+                    // A key column's old value in the log has the column's type.
+                    let old_keys = old_key_columns(&new);
+                    if let Some((old, _)) = old_keys
+                        .iter()
+                        .find(|(_, k)| new.columns[*k].name == c.name)
+                    {
+                        let old = quote_ident(old);
+                        ddl.push(format!("ALTER TABLE {log} ALTER COLUMN {old} TYPE {ty}"));
+                    }
                 }
             }
             Some(_) => {}

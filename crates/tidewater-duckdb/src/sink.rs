@@ -5,6 +5,13 @@
 //! and moved with a few set-based statements (`table`); the rare rest goes row by row
 //! (`rowwise`). The batch, its log rows and the new source position commit in one DuckDB
 //! transaction.
+//!
+//! Transaction ordinals (`_metadata_tx`): each source transaction that writes anything gets
+//! the committed ordinal + 1, + 2, ... in the order the apply loop hands them over, which is
+//! the source's commit order. The last one is stored with the position in the batch's own
+//! DuckDB transaction (`_tidewater.pipeline.tx_ordinal`), so after a crash the source replays
+//! from the stored position and the replayed transactions get the same ordinals again: the
+//! ordinals in the logs have no gaps and no repeats.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
@@ -22,6 +29,7 @@ use tracing::debug;
 use crate::columns::Columns;
 use crate::direct;
 use crate::guard;
+use crate::order::log_position;
 use crate::rowwise;
 use crate::schema::{evolve_table, prepare_table};
 use crate::state;
@@ -52,6 +60,7 @@ pub struct DuckDbOptions {
 struct Pending {
     seq: i64,
     txseq: i64,
+    tx: i64,
     position: Arc<str>,
     commit_ts: Arc<str>,
     change: Change,
@@ -64,6 +73,7 @@ impl Pending {
             position: &self.position,
             commit_ts: &self.commit_ts,
             txseq: self.txseq,
+            tx: self.tx,
         }
     }
 }
@@ -147,14 +157,29 @@ impl TableState {
     }
 }
 
+/// The source transaction being written.
+#[derive(Clone)]
+struct CurrentTx {
+    position: Position,
+    commit_time_us: i64,
+    /// The position as the log stores it, and the formatted commit time.
+    log_position: Arc<str>,
+    commit_ts: Arc<str>,
+    /// The sink's ordinal of the transaction (`_metadata_tx`).
+    ordinal: i64,
+}
+
 pub struct DuckDbSink {
     conn: Connection,
     options: DuckDbOptions,
     tables: HashMap<TableId, TableState>,
     in_batch: bool,
     next_seq: i64,
-    /// The transaction being written: its position and formatted commit time.
-    current_tx: Option<(Position, Arc<str>, Arc<str>)>,
+    current_tx: Option<CurrentTx>,
+    /// The transaction ordinal stored with the committed position.
+    committed_ordinal: i64,
+    /// The ordinal of the last transaction written in the open batch.
+    last_ordinal: i64,
     next_txseq: i64,
     batch_transactions: u64,
     batch_changes: u64,
@@ -220,6 +245,8 @@ impl DuckDbSink {
             let set = format!("SET threads = {}", options.threads);
             exec(&conn, &set, &"setting the DuckDB thread count")?;
         }
+        crate::upgrade::upgrade_layout(&conn)?;
+        let committed_ordinal = state::read_tx_ordinal(&conn, &options.pipeline)?;
         Ok(DuckDbSink {
             conn,
             options,
@@ -228,6 +255,8 @@ impl DuckDbSink {
             in_batch: false,
             next_seq: 0,
             current_tx: None,
+            committed_ordinal,
+            last_ordinal: committed_ordinal,
             next_txseq: 0,
             batch_transactions: 0,
             batch_changes: 0,
@@ -294,14 +323,28 @@ impl DuckDbSink {
             .ok_or_else(|| Error::sink(format!("change for table {id}, which was never prepared")))
     }
 
+    /// Called before each piece of a transaction is written. A transaction new to the batch
+    /// (another position or commit time than the one before: the apply loop hands each
+    /// transaction over whole, one after the other) gets the next ordinal.
     fn enter_tx(&mut self, tx: &TxInfo, first_sequence: i64) {
-        let same = matches!(&self.current_tx, Some((p, _, _)) if *p == tx.position);
+        let same = matches!(&self.current_tx, Some(c)
+            if c.position == tx.position && c.commit_time_us == tx.commit_time_us);
         if !same {
-            let ts: Arc<str> = format_utc_micros(tx.commit_time_us).into();
-            self.current_tx = Some((tx.position.clone(), tx.position.0.as_str().into(), ts));
+            self.last_ordinal += 1;
+            self.current_tx = Some(CurrentTx {
+                position: tx.position.clone(),
+                commit_time_us: tx.commit_time_us,
+                log_position: log_position(&self.options.source_type, &tx.position).into(),
+                commit_ts: format_utc_micros(tx.commit_time_us).into(),
+                ordinal: self.last_ordinal,
+            });
             self.batch_transactions += 1;
         }
         self.next_txseq = first_sequence;
+    }
+
+    fn current_tx(&self) -> CurrentTx {
+        self.current_tx.clone().expect("inside a transaction")
     }
 
     /// Moves one table's buffered and staged rows into its log and replica.
@@ -349,13 +392,14 @@ impl DuckDbSink {
     /// Buffers a change of the open transaction for its table's staging table.
     fn stage(&mut self, change: Change) -> Result<()> {
         self.ensure_schema(&change.table)?;
-        let (_, position, commit_ts) = self.current_tx.clone().expect("inside a transaction");
+        let tx = self.current_tx();
         let id = change.table.id.clone();
         let pending = Pending {
             seq: self.next_seq,
             txseq: self.next_txseq,
-            position,
-            commit_ts,
+            tx: tx.ordinal,
+            position: tx.log_position,
+            commit_ts: tx.commit_ts,
             change,
         };
         self.next_seq += 1;
@@ -404,6 +448,7 @@ impl DuckDbSink {
         let mut columns = Columns::with_rows(pending.len());
         columns.ints(pending.iter().map(|p| p.seq));
         columns.ints(pending.iter().map(|p| p.txseq));
+        columns.ints(pending.iter().map(|p| p.tx));
         columns.text(pending.iter().map(|p| Ok(Some(op_code(p.change.kind)))))?;
         columns.text(pending.iter().map(|p| Ok(Some(&*p.position))))?;
         columns.text(pending.iter().map(|p| Ok(Some(&*p.commit_ts))))?;
@@ -439,11 +484,12 @@ impl DuckDbSink {
         self.ensure_schema(&change.table)?;
         let id = change.table.id.clone();
         self.merge(&id)?;
-        let (_, pos, ts) = self.current_tx.clone().expect("inside a transaction");
+        let tx = self.current_tx();
         let meta = rowwise::LogMeta {
-            position: &pos,
-            commit_ts: &ts,
+            position: &tx.log_position,
+            commit_ts: &tx.commit_ts,
             txseq: self.next_txseq,
+            tx: tx.ordinal,
         };
         rowwise::apply(&self.conn, change, &meta, self.options.log_tables)?;
         self.next_seq += 1;
@@ -546,6 +592,8 @@ impl Sink for DuckDbSink {
     }
 
     fn state(&mut self) -> Result<PipelineState> {
+        self.committed_ordinal = state::read_tx_ordinal(&self.conn, &self.options.pipeline)?;
+        self.last_ordinal = self.committed_ordinal;
         Ok(PipelineState {
             position: state::read_position(&self.conn, &self.options.pipeline)?,
             acknowledged: guard::acknowledged(&self.conn, &self.options.pipeline)?,
@@ -556,6 +604,7 @@ impl Sink for DuckDbSink {
     fn begin(&mut self) -> Result<()> {
         exec(&self.conn, "BEGIN TRANSACTION", &"starting a batch")?;
         self.in_batch = true;
+        self.last_ordinal = self.committed_ordinal;
         self.next_seq = 0;
         self.batch_transactions = 0;
         self.batch_changes = 0;
@@ -565,6 +614,10 @@ impl Sink for DuckDbSink {
     }
 
     fn write(&mut self, tx: &TxInfo, first_sequence: i64, changes: Vec<Change>) -> Result<()> {
+        if changes.is_empty() {
+            // Nothing to log: no ordinal either (every ordinal has log rows).
+            return Ok(());
+        }
         self.enter_tx(tx, first_sequence);
         self.batch_changes += changes.len() as u64;
         for change in changes {
@@ -578,15 +631,19 @@ impl Sink for DuckDbSink {
     }
 
     fn truncate(&mut self, tx: &TxInfo, tables: &[Arc<TableSchema>]) -> Result<()> {
+        if tables.is_empty() {
+            return Ok(());
+        }
         self.enter_tx(tx, self.next_txseq);
-        let (_, pos, ts) = self.current_tx.clone().expect("inside a transaction");
+        let tx = self.current_tx();
         for t in tables {
             self.ensure_schema_of(t, true)?;
             self.merge(&t.id)?;
             let meta = rowwise::LogMeta {
-                position: &pos,
-                commit_ts: &ts,
+                position: &tx.log_position,
+                commit_ts: &tx.commit_ts,
                 txseq: self.next_txseq,
+                tx: tx.ordinal,
             };
             rowwise::truncate(&self.conn, t, &meta, self.options.log_tables)?;
             self.next_txseq += 1;
@@ -614,10 +671,14 @@ impl Sink for DuckDbSink {
             &self.conn,
             &self.options.pipeline,
             &self.options.source_type,
-            (position, acked.as_ref().unwrap_or(position)),
-            &format_utc_micros(last_commit_time_us),
-            self.batch_transactions,
-            self.batch_changes,
+            &state::Committed {
+                position,
+                acked: acked.as_ref().unwrap_or(position),
+                tx_ordinal: self.last_ordinal,
+                last_source_commit: &format_utc_micros(last_commit_time_us),
+                transactions: self.batch_transactions,
+                changes: self.batch_changes,
+            },
         )?;
         let started = std::time::Instant::now();
         let committed = exec(
@@ -629,6 +690,7 @@ impl Sink for DuckDbSink {
         // back, and a ROLLBACK after it would only fail with "no transaction is active".
         self.in_batch = false;
         committed?;
+        self.committed_ordinal = self.last_ordinal;
         tracing::trace!(micros = started.elapsed().as_micros() as u64, "COMMIT");
         Ok(())
     }
@@ -652,6 +714,31 @@ impl Sink for DuckDbSink {
             t.reset_staging();
             t.changes = 0;
         }
+        // The abandoned transactions come again from the source, with the same ordinals.
+        self.last_ordinal = self.committed_ordinal;
+        self.current_tx = None;
+        Ok(())
+    }
+
+    /// A clean stop leaves the `.duckdb` file complete by itself: the batches committed since
+    /// the last checkpoint move from the `.wal` into it (DuckDB then empties the `.wal`), so
+    /// the file can be copied alone, and a `.wal` lost afterwards loses nothing.
+    fn close(&mut self) -> Result<()> {
+        let started = std::time::Instant::now();
+        if let Err(e) = exec(&self.conn, "CHECKPOINT", &"checkpointing the DuckDB file") {
+            // Another connection (a query still running at shutdown) holds a transaction:
+            // FORCE aborts it, which at shutdown costs that query only.
+            debug!(error = %e, "CHECKPOINT refused; forcing it");
+            exec(
+                &self.conn,
+                "FORCE CHECKPOINT",
+                &"checkpointing the DuckDB file",
+            )?;
+        }
+        debug!(
+            millis = started.elapsed().as_millis() as u64,
+            "checkpointed"
+        );
         Ok(())
     }
 

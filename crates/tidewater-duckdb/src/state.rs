@@ -17,7 +17,9 @@ CREATE TABLE IF NOT EXISTS _tidewater.pipeline (
     last_source_commit TIMESTAMPTZ,
     last_apply TIMESTAMPTZ,
     transactions_applied BIGINT,
-    changes_applied BIGINT
+    changes_applied BIGINT,
+    -- The ordinal of the last applied source transaction (`_metadata_tx` in the logs).
+    tx_ordinal BIGINT
 );
 CREATE TABLE IF NOT EXISTS _tidewater.tables (
     schema_name VARCHAR,
@@ -42,23 +44,45 @@ pub fn read_position(conn: &Connection, pipeline: &str) -> Result<Option<Positio
     Ok(pos.flatten().map(Position))
 }
 
+/// The ordinal of the last applied source transaction (0 before the first).
+pub fn read_tx_ordinal(conn: &Connection, pipeline: &str) -> Result<i64> {
+    let ordinal: Option<Option<i64>> = conn
+        .query_row(
+            "SELECT tx_ordinal FROM _tidewater.pipeline WHERE name = ?",
+            [pipeline],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| Error::sink(format!("reading _tidewater.pipeline: {e}")))?;
+    Ok(ordinal.flatten().unwrap_or(0))
+}
+
+/// What a committing batch records in `_tidewater.pipeline`.
+pub struct Committed<'a> {
+    pub position: &'a Position,
+    /// The acknowledged position: `position` itself, or an idle point after it.
+    pub acked: &'a Position,
+    /// The ordinal of the batch's last source transaction.
+    pub tx_ordinal: i64,
+    pub last_source_commit: &'a str,
+    /// Transactions and changes in the batch (added to the totals).
+    pub transactions: u64,
+    pub changes: u64,
+}
+
 pub fn write_position(
     conn: &Connection,
     pipeline: &str,
     source_type: &str,
-    // The committed position, and the acknowledged one (itself, or an idle point after it).
-    (position, acked): (&Position, &Position),
-    last_source_commit: &str,
-    transactions: u64,
-    changes: u64,
+    c: &Committed,
 ) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO _tidewater.pipeline AS p (name, source_type, position, last_source_commit, \
-         last_apply, transactions_applied, changes_applied, acked_position) \
-         VALUES (?, ?, ?, CAST(? AS TIMESTAMPTZ), get_current_timestamp(), ?, ?, ?) \
+         last_apply, transactions_applied, changes_applied, tx_ordinal, acked_position) \
+         VALUES (?, ?, ?, CAST(? AS TIMESTAMPTZ), get_current_timestamp(), ?, ?, ?, ?) \
          ON CONFLICT (name) DO UPDATE SET acked_position = excluded.acked_position, \
          position = excluded.position, last_source_commit = excluded.last_source_commit, \
-         last_apply = excluded.last_apply, \
+         last_apply = excluded.last_apply, tx_ordinal = excluded.tx_ordinal, \
          transactions_applied = p.transactions_applied + excluded.transactions_applied, \
          changes_applied = p.changes_applied + excluded.changes_applied",
     )
@@ -66,11 +90,12 @@ pub fn write_position(
         stmt.execute(params![
             pipeline,
             source_type,
-            position.0,
-            last_source_commit,
-            transactions as i64,
-            changes as i64,
-            acked.0
+            c.position.0,
+            c.last_source_commit,
+            c.transactions as i64,
+            c.changes as i64,
+            c.tx_ordinal,
+            c.acked.0
         ])
     })
     .map_err(|e| Error::sink(format!("writing _tidewater.pipeline: {e}")))?;

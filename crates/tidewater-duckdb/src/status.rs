@@ -17,6 +17,14 @@ pub struct StatusReport {
     pub transactions_applied: i64,
     pub changes_applied: i64,
     pub tables: Vec<TableStatus>,
+    /// Whether the `.duckdb` file alone holds every committed change (its `.wal` is empty or
+    /// gone: a clean stop checkpoints). `None` where unknown (an in-memory database, or a
+    /// status written by an older version).
+    #[serde(default)]
+    pub checkpointed: Option<bool>,
+    /// Bytes of committed changes waiting in the `.wal` file for a checkpoint.
+    #[serde(default)]
+    pub wal_bytes: u64,
 }
 
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -57,7 +65,7 @@ pub fn collect(conn: &Connection, pipeline: &str) -> Result<StatusReport> {
                     last_apply: r.get(3)?,
                     transactions_applied: r.get::<_, Option<i64>>(4)?.unwrap_or(0),
                     changes_applied: r.get::<_, Option<i64>>(5)?.unwrap_or(0),
-                    tables: Vec::new(),
+                    ..StatusReport::default()
                 })
             },
         )
@@ -74,6 +82,10 @@ pub fn collect(conn: &Connection, pipeline: &str) -> Result<StatusReport> {
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .and_then(|rows| rows.collect())
         .map_err(err)?;
+    if let Some(wal) = wal_path(conn) {
+        report.wal_bytes = std::fs::metadata(&wal).map_or(0, |m| m.len());
+        report.checkpointed = Some(report.wal_bytes == 0);
+    }
     for (schema, name, changes, version) in tables {
         let id = tidewater_core::TableId::new(schema, name);
         let rows: i64 = conn
@@ -91,4 +103,17 @@ pub fn collect(conn: &Connection, pipeline: &str) -> Result<StatusReport> {
         });
     }
     Ok(report)
+}
+
+/// The write-ahead log of the connection's database file (`<file>.wal`), if it has a file.
+fn wal_path(conn: &Connection) -> Option<std::path::PathBuf> {
+    let path: Option<String> = conn
+        .query_row(
+            "SELECT path FROM duckdb_databases() WHERE database_name = current_database()",
+            [],
+            |r| r.get(0),
+        )
+        .ok()?;
+    path.filter(|p| !p.is_empty() && p != ":memory:")
+        .map(|p| std::path::PathBuf::from(format!("{p}.wal")))
 }

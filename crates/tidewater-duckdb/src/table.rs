@@ -2,10 +2,11 @@
 //! set-based statements that move staged changes into them.
 //!
 //! Staging (a temp table, never written to the file) holds each change as canonical text:
-//! `_seq` (order in the batch), `_txseq` (order in its source transaction), `_op`
-//! (`S`napshot, `I`nsert, `U`pdate, `D`elete), `_pos`/`_ts` (position and commit time of its
-//! transaction), `_has_old` (an update that changed the key), `c0..cN` (the row; for a delete
-//! the old key/image) and `o0..oK` (the old key of a key-changing update).
+//! `_seq` (order in the batch), `_txseq` (order in its source transaction), `_tx` (the sink's
+//! ordinal of that transaction), `_op` (`S`napshot, `I`nsert, `U`pdate, `D`elete), `_pos`/`_ts`
+//! (position and commit time of its transaction), `_has_old` (an update that changed the key),
+//! `c0..cN` (the row; for a delete the old key/image) and `o0..oK` (the old key of a
+//! key-changing update).
 
 use std::sync::Arc;
 
@@ -13,6 +14,9 @@ use tidewater_core::{ColumnType, TableSchema};
 
 use crate::sql::{cast_from_text, duckdb_type, log_table, qualified, quote_ident};
 
+/// The change-log columns after the source's and the old key's. `_metadata_tx` is the sink's
+/// ordinal of the source transaction (as in the BigQuery layout): with `_metadata_sequence`
+/// it orders the log in commit order.
 pub const LOG_METADATA_COLUMNS: &[(&str, &str)] = &[
     ("_metadata_change_type", "VARCHAR"),
     ("_metadata_deleted", "BOOLEAN"),
@@ -20,7 +24,21 @@ pub const LOG_METADATA_COLUMNS: &[(&str, &str)] = &[
     ("_metadata_timestamp", "TIMESTAMPTZ"),
     ("_metadata_position", "VARCHAR"),
     ("_metadata_sequence", "BIGINT"),
+    ("_metadata_tx", "BIGINT"),
 ];
+
+/// Prefix of the log columns holding the old key of a key-changing update (NULL in every
+/// other row), named as in the BigQuery layout.
+pub const OLD_KEY_PREFIX: &str = "_metadata_old_";
+
+/// The log's old-key columns of a keyed table: (name, index of the key column).
+pub fn old_key_columns(schema: &TableSchema) -> Vec<(String, usize)> {
+    schema
+        .key
+        .iter()
+        .map(|&k| (format!("{OLD_KEY_PREFIX}{}", schema.columns[k].name), k))
+        .collect()
+}
 
 pub struct TableSql {
     pub schema: Arc<TableSchema>,
@@ -58,8 +76,8 @@ impl TableSql {
             .map(|i| format!("o{i} VARCHAR"))
             .collect();
         let create_stage = format!(
-            "CREATE OR REPLACE TEMP TABLE {stage} (_seq BIGINT, _txseq BIGINT, _op VARCHAR, \
-             _pos VARCHAR, _ts VARCHAR, _has_old BOOLEAN{}{})",
+            "CREATE OR REPLACE TEMP TABLE {stage} (_seq BIGINT, _txseq BIGINT, _tx BIGINT, \
+             _op VARCHAR, _pos VARCHAR, _ts VARCHAR, _has_old BOOLEAN{}{})",
             prefixed(&data_cols),
             prefixed(&old_cols)
         );
@@ -75,11 +93,20 @@ impl TableSql {
         let log_on_stage = log_tables && crate::direct::supported(&schema);
         let insert_log = (log_tables && !log_on_stage).then(|| {
             let meta: Vec<&str> = LOG_METADATA_COLUMNS.iter().map(|(n, _)| *n).collect();
+            let old_keys = old_key_columns(&schema);
+            let old_names: Vec<String> = old_keys.iter().map(|(n, _)| quote_ident(n)).collect();
+            let old_casts: Vec<String> = old_keys
+                .iter()
+                .enumerate()
+                .map(|(i, (_, k))| cast_from_text(&format!("s.o{i}"), &schema.columns[*k].ty))
+                .collect();
             format!(
-                "INSERT INTO {log} ({column_names}, {meta}) SELECT {casts}, \
+                "INSERT INTO {log} ({column_names}{}, {meta}) SELECT {casts}{}, \
                  CASE s._op WHEN 'S' THEN 'SNAPSHOT' WHEN 'I' THEN 'INSERT' WHEN 'U' THEN 'UPDATE' \
                  ELSE 'DELETE' END, s._op = 'D', CAST(s._ts AS TIMESTAMPTZ), get_current_timestamp(), \
-                 s._pos, s._txseq FROM {stage_q} s",
+                 s._pos, s._txseq, s._tx FROM {stage_q} s",
+                prefixed(&old_names),
+                prefixed(&old_casts),
                 log = log_table(&schema.id),
                 meta = meta.join(", ")
             )
@@ -209,6 +236,11 @@ impl TableSql {
     pub fn create_log(&self) -> String {
         let s = &self.schema;
         let mut cols = self.typed_columns();
+        cols.extend(
+            old_key_columns(s).into_iter().map(|(name, k)| {
+                format!("{} {}", quote_ident(&name), duckdb_type(&s.columns[k].ty))
+            }),
+        );
         cols.extend(LOG_METADATA_COLUMNS.iter().map(|(n, t)| format!("{n} {t}")));
         format!(
             "CREATE TABLE IF NOT EXISTS {} ({})",

@@ -144,9 +144,22 @@ pub async fn run_with<D: SourceDriver + 'static>(
     };
     reporter.abort();
     if outcome.is_ok() {
+        close_sink(sink).await;
         info!("stopped cleanly");
     }
     outcome
+}
+
+/// A clean stop leaves a self-contained destination (DuckDB: checkpointed). Committed data is
+/// durable either way, so a failure is a warning naming what to keep.
+async fn close_sink(mut sink: Box<dyn Sink>) {
+    match tokio::task::spawn_blocking(move || sink.close()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            warn!(error = %e, "the replica file is not checkpointed: its committed changes are also in the .wal file next to it; keep the two together")
+        }
+        Err(e) => warn!(error = %e, "closing the sink"),
+    }
 }
 
 /// One attempt's fixed inputs.

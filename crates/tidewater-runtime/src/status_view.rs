@@ -180,6 +180,13 @@ impl StatusView {
         if self.live.is_some() {
             let _ = writeln!(o, "last lag:            {} ms", self.last_lag_ms);
         }
+        if let Some(checkpointed) = r.checkpointed {
+            let _ = writeln!(
+                o,
+                "file:                {}",
+                checkpoint_text(checkpointed, r.wal_bytes)
+            );
+        }
         let _ = writeln!(o, "transactions:        {}", r.transactions_applied);
         let _ = writeln!(o, "changes:             {}", r.changes_applied);
         if let Some(l) = &self.live {
@@ -269,5 +276,18 @@ pub async fn current(db: &std::path::Path) -> tidewater_core::Result<StatusView>
         Ok(report) => Ok(StatusView::stopped(db, report)),
         // `run` may have taken the file in the meantime.
         Err(e) => read_published(db).ok_or(e),
+    }
+}
+
+/// Whether the DuckDB file alone is complete, and what to do when it is not.
+fn checkpoint_text(checkpointed: bool, wal_bytes: u64) -> String {
+    if checkpointed {
+        "checkpointed (the .duckdb file alone holds every commit)".into()
+    } else {
+        format!(
+            "not checkpointed: {} KiB of commits are only in the .wal file next to it (copy or \
+             move the two together; a clean stop checkpoints)",
+            wal_bytes.div_ceil(1024)
+        )
     }
 }

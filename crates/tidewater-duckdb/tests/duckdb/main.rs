@@ -1,4 +1,5 @@
 //! The DuckDB sink's integration tests in one test binary (one module per topic).
 
+mod change_log;
 mod schema_change;
 mod sink;

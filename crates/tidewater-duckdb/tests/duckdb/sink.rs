@@ -374,7 +374,7 @@ fn appended_and_staged_values_are_identical_for_every_scalar_type() {
         assert!(text(direct).contains(expected), "{:?}", text(direct));
         let logged = |id: i32| {
             f.row_text(&format!(
-                "SELECT CAST(COLUMNS(* EXCLUDE (id, _metadata_timestamp, _metadata_position)) AS VARCHAR) \
+                "SELECT CAST(COLUMNS(* EXCLUDE (id, _metadata_timestamp, _metadata_position, _metadata_tx)) AS VARCHAR) \
                  FROM s.all_log WHERE id = {id} ORDER BY _metadata_position DESC LIMIT 1"
             ))
         };

@@ -8,6 +8,7 @@ mod observe_support;
 
 mod bench_smoke;
 mod bigquery;
+mod change_log;
 mod config;
 mod crash;
 mod demo;

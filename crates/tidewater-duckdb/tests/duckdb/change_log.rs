@@ -1,0 +1,467 @@
+//! The change log's order and contents against a real DuckDB file: transaction ordinals
+//! (`_metadata_tx`) in commit order and continuous across batches, rollbacks and reopening;
+//! PostgreSQL positions that sort as text; the old key of a key-changing update on every
+//! apply path; a file of the layout before ordinals upgraded when opened; a clean close
+//! that leaves the `.duckdb` file complete without its `.wal`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tidewater_core::{
+    Change, ChangeKind, Column, ColumnType, Position, Sink, TableId, TableSchema, TxInfo, Value,
+};
+use tidewater_duckdb::duckdb::Connection;
+use tidewater_duckdb::{status, DuckDbOptions, DuckDbSink};
+
+fn schema(name: &str, cols: &[(&str, ColumnType)], key: &[usize]) -> Arc<TableSchema> {
+    Arc::new(TableSchema {
+        id: TableId::new("s", name),
+        columns: cols
+            .iter()
+            .map(|(n, ty)| Column {
+                name: n.to_string(),
+                ty: ty.clone(),
+                nullable: true,
+                source_type: String::new(),
+            })
+            .collect(),
+        key: key.to_vec(),
+    })
+}
+
+/// `(id int, v text)` keyed by id.
+fn keyed(name: &str) -> Arc<TableSchema> {
+    schema(
+        name,
+        &[("id", ColumnType::Int32), ("v", ColumnType::Text)],
+        &[0],
+    )
+}
+
+fn text(v: &str) -> Value {
+    match v {
+        "~" => Value::Unchanged,
+        "" => Value::Null,
+        v => Value::text(v),
+    }
+}
+
+/// A change; `old` is the old key of a key-changing update.
+fn change(t: &Arc<TableSchema>, kind: ChangeKind, row: &[&str], old: Option<&[&str]>) -> Change {
+    Change {
+        table: t.clone(),
+        kind,
+        row: row.iter().map(|v| text(v)).collect(),
+        old: old.map(|o| o.iter().map(|v| text(v)).collect()),
+    }
+}
+
+fn open(path: &Path, source_type: &str) -> DuckDbSink {
+    DuckDbSink::open(DuckDbOptions {
+        path: path.to_path_buf(),
+        log_tables: true,
+        pipeline: "default".into(),
+        source_type: source_type.into(),
+        threads: 1,
+        primary_key: true,
+    })
+    .unwrap()
+}
+
+/// Writes source transactions `(position, changes)` into the open batch.
+fn write(sink: &mut DuckDbSink, txs: Vec<(&str, Vec<Change>)>) -> Position {
+    let mut last = Position(String::new());
+    for (i, (position, changes)) in txs.into_iter().enumerate() {
+        let tx = TxInfo {
+            position: Position(position.into()),
+            commit_time_us: i as i64,
+        };
+        sink.write(&tx, 0, changes).unwrap();
+        last = tx.position;
+    }
+    last
+}
+
+/// Applies source transactions as one batch.
+fn batch(sink: &mut DuckDbSink, txs: Vec<(&str, Vec<Change>)>) {
+    sink.begin().unwrap();
+    let last = write(sink, txs);
+    sink.commit(&last, 0).unwrap();
+}
+
+/// Rows of `sql` (one column, any type) as text; NULL as `NULL`.
+fn lines(conn: &Connection, sql: &str) -> Vec<String> {
+    let mut stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+    let rows = stmt
+        .query_map([], |r| r.get::<_, Option<String>>(0))
+        .unwrap();
+    rows.map(|r| r.unwrap().unwrap_or_else(|| "NULL".into()))
+        .collect()
+}
+
+/// The logs of `tables` as `ordinal position kind id`, in the documented replay order.
+fn replay(conn: &Connection, tables: &[&str], order: &str) -> Vec<String> {
+    let union: Vec<String> = tables
+        .iter()
+        .map(|t| {
+            format!(
+                "SELECT _metadata_tx, _metadata_position, _metadata_sequence, \
+                 _metadata_change_type, id FROM s.{t}_log"
+            )
+        })
+        .collect();
+    lines(
+        conn,
+        &format!(
+            "SELECT concat_ws(' ', _metadata_tx, _metadata_position, _metadata_change_type, id) \
+             FROM ({}) ORDER BY {order}",
+            union.join(" UNION ALL ")
+        ),
+    )
+}
+
+const REPLAY_ORDER: &str = "_metadata_tx, _metadata_sequence";
+
+#[test]
+fn ordinals_follow_commit_order_across_batches_rollbacks_and_reopening() {
+    use ChangeKind::*;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.duckdb");
+    let (t, u) = (keyed("t"), keyed("u"));
+    let mut sink = open(&path, "postgres");
+    sink.prepare(&[t.clone(), u.clone()]).unwrap();
+    // The snapshot: one transaction, one ordinal, whatever the tables.
+    batch(
+        &mut sink,
+        vec![(
+            "0/9E2C9E8",
+            vec![
+                change(&t, Snapshot, &["1", "a"], None),
+                change(&u, Snapshot, &["1", "a"], None),
+            ],
+        )],
+    );
+    // Two transactions in one batch, across the LSN digit boundary; an empty write between
+    // them takes no ordinal.
+    sink.begin().unwrap();
+    write(&mut sink, vec![("0/9E2D000", vec![])]);
+    let last = write(
+        &mut sink,
+        vec![
+            ("0/FFFFFF8", vec![change(&u, Insert, &["2", "b"], None)]),
+            ("0/10000000", vec![change(&t, Update, &["1", "c"], None)]),
+        ],
+    );
+    sink.truncate(
+        &TxInfo {
+            position: last.clone(),
+            commit_time_us: 1,
+        },
+        std::slice::from_ref(&u),
+    )
+    .unwrap();
+    sink.commit(&last, 0).unwrap();
+    // A batch rolled back: its transaction comes again with the same ordinal.
+    sink.begin().unwrap();
+    write(
+        &mut sink,
+        vec![("0/10000100", vec![change(&t, Insert, &["5", "lost"], None)])],
+    );
+    sink.rollback().unwrap();
+    batch(
+        &mut sink,
+        vec![("0/10000100", vec![change(&t, Insert, &["5", "e"], None)])],
+    );
+    // Reopened (a restart): the ordinals continue.
+    drop(sink);
+    let mut sink = open(&path, "postgres");
+    sink.prepare(&[t.clone(), u.clone()]).unwrap();
+    sink.state().unwrap();
+    batch(
+        &mut sink,
+        vec![("1/0", vec![change(&u, Delete, &["2", ""], None)])],
+    );
+
+    let conn = sink.connection();
+    let expected = [
+        "1 00000000/09E2C9E8 SNAPSHOT 1",
+        "1 00000000/09E2C9E8 SNAPSHOT 1",
+        "2 00000000/0FFFFFF8 INSERT 2",
+        "3 00000000/10000000 UPDATE 1",
+        "3 00000000/10000000 TRUNCATE",
+        "4 00000000/10000100 INSERT 5",
+        "5 00000001/00000000 DELETE 2",
+    ];
+    let order = format!("{REPLAY_ORDER}, id");
+    assert_eq!(replay(conn, &["t", "u"], &order), expected);
+    // PostgreSQL positions sort as they read.
+    let by_position = "_metadata_position, _metadata_sequence, id";
+    assert_eq!(replay(conn, &["t", "u"], by_position), expected);
+    // The state keeps the source's own position text, and the last ordinal with it.
+    assert_eq!(
+        lines(
+            conn,
+            "SELECT concat_ws(' ', position, tx_ordinal) FROM _tidewater.pipeline"
+        ),
+        ["1/0 5"]
+    );
+}
+
+#[test]
+fn the_old_key_of_a_key_change_is_logged_on_every_apply_path() {
+    use ChangeKind::*;
+    let dir = tempfile::tempdir().unwrap();
+    // `a` logs by Appender, `b` (an INTERVAL column) by SQL from staging, `c` has a composite
+    // key; a change with an unchanged (TOAST) value takes the row-at-a-time path.
+    let a = keyed("a");
+    let b = schema(
+        "b",
+        &[("id", ColumnType::Int32), ("d", ColumnType::Interval)],
+        &[0],
+    );
+    let c = schema(
+        "c",
+        &[
+            ("k1", ColumnType::Int64),
+            ("k2", ColumnType::Text),
+            ("v", ColumnType::Text),
+        ],
+        &[1, 0],
+    );
+    let mut sink = open(&dir.path().join("r.duckdb"), "mysql");
+    sink.prepare(&[a.clone(), b.clone(), c.clone()]).unwrap();
+    batch(
+        &mut sink,
+        vec![(
+            "mariadb-gtid:0-1-9",
+            vec![
+                change(&a, Insert, &["1", "x"], None),
+                change(&b, Insert, &["1", "01:00:00"], None),
+                change(&c, Insert, &["7", "p", "x"], None),
+            ],
+        )],
+    );
+    batch(
+        &mut sink,
+        vec![
+            (
+                "mariadb-gtid:0-1-10",
+                vec![
+                    change(&a, Update, &["10", "moved"], Some(&["1"])),
+                    change(&a, Update, &["10", "same key"], None),
+                    change(&b, Update, &["2", "02:00:00"], Some(&["1"])),
+                    change(&c, Update, &["7", "q", "moved"], Some(&["p", "7"])),
+                ],
+            ),
+            (
+                "mariadb-gtid:0-1-11",
+                vec![
+                    change(&a, Update, &["20", "~"], Some(&["10"])),
+                    change(&a, Delete, &["20", ""], None),
+                ],
+            ),
+        ],
+    );
+    let conn = sink.connection();
+    let log = |sql: &str| lines(conn, sql);
+    assert_eq!(
+        log("SELECT concat_ws(' ', _metadata_change_type, id, v, coalesce(CAST(_metadata_old_id AS VARCHAR), '-')) \
+             FROM s.a_log ORDER BY _metadata_tx, _metadata_sequence"),
+        [
+            "INSERT 1 x -",
+            "UPDATE 10 moved 1",
+            "UPDATE 10 same key -",
+            "UPDATE 20 same key 10",
+            "DELETE 20 -",
+        ]
+    );
+    assert_eq!(
+        log("SELECT concat_ws(' ', _metadata_change_type, id, coalesce(CAST(_metadata_old_id AS VARCHAR), '-')) \
+             FROM s.b_log ORDER BY _metadata_tx, _metadata_sequence"),
+        ["INSERT 1 -", "UPDATE 2 1"]
+    );
+    assert_eq!(
+        log("SELECT concat_ws(' ', _metadata_change_type, k1, k2, coalesce(_metadata_old_k2 || '/' || _metadata_old_k1, '-')) \
+             FROM s.c_log ORDER BY _metadata_tx, _metadata_sequence"),
+        ["INSERT 7 p -", "UPDATE 7 q p/7"]
+    );
+    // Typed like the key columns.
+    assert_eq!(
+        log("SELECT typeof(_metadata_old_id) || ' ' || typeof(_metadata_old_k1) FROM s.a_log, s.c_log LIMIT 1"),
+        ["INTEGER BIGINT"]
+    );
+    assert_eq!(
+        log("SELECT concat_ws('|', id, v) FROM s.a UNION ALL SELECT concat_ws('|', k1, k2, v) FROM s.c"),
+        ["7|q|moved"]
+    );
+}
+
+/// The DDL of the layout before transaction ordinals (tidewater at 3e69e83).
+const OLD_LAYOUT: &str = "
+CREATE SCHEMA _tidewater;
+CREATE TABLE _tidewater.pipeline (name VARCHAR PRIMARY KEY, source_type VARCHAR,
+    position VARCHAR, last_source_commit TIMESTAMPTZ, last_apply TIMESTAMPTZ,
+    transactions_applied BIGINT, changes_applied BIGINT);
+CREATE TABLE _tidewater.tables (schema_name VARCHAR, table_name VARCHAR, schema_json VARCHAR,
+    schema_version INTEGER, changes_applied BIGINT, updated_at TIMESTAMPTZ,
+    PRIMARY KEY (schema_name, table_name));
+CREATE SCHEMA s;
+";
+
+fn old_log(table: &str) -> String {
+    format!(
+        "CREATE TABLE s.{table} (id INTEGER PRIMARY KEY, v VARCHAR);
+         CREATE TABLE s.{table}_log (id INTEGER, v VARCHAR, _metadata_change_type VARCHAR,
+            _metadata_deleted BOOLEAN, _metadata_source_timestamp TIMESTAMPTZ,
+            _metadata_timestamp TIMESTAMPTZ, _metadata_position VARCHAR, _metadata_sequence BIGINT);"
+    )
+}
+
+/// A file as the previous layout wrote it: tables `t` and `u`, their logs holding one row per
+/// `(table, position, id)`, physically out of order.
+fn old_file(path: &Path, source_type: &str, rows: &[(&str, &str, i32)]) -> PathBuf {
+    let conn = Connection::open(path).unwrap();
+    conn.execute_batch(OLD_LAYOUT).unwrap();
+    for t in ["t", "u"] {
+        conn.execute_batch(&old_log(t)).unwrap();
+        let json = serde_json::to_string(&*keyed(t)).unwrap();
+        conn.execute(
+            "INSERT INTO _tidewater.tables VALUES ('s', ?, ?, 1, 0, now())",
+            [t, json.as_str()],
+        )
+        .unwrap();
+    }
+    for (seq, (table, position, id)) in rows.iter().enumerate().rev() {
+        conn.execute_batch(&format!(
+            "INSERT INTO s.{table}_log VALUES ({id}, 'old', 'INSERT', false, now(), now(), \
+             '{position}', {seq}); INSERT INTO s.{table} VALUES ({id}, 'old');"
+        ))
+        .unwrap();
+    }
+    let last = rows.last().unwrap().1;
+    conn.execute(
+        "INSERT INTO _tidewater.pipeline VALUES ('default', ?, ?, now(), now(), 0, 0)",
+        [source_type, last],
+    )
+    .unwrap();
+    path.to_path_buf()
+}
+
+fn upgrade_case(source_type: &str, rows: &[(&str, &str, i32)], next: &str, stored: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = old_file(&dir.path().join("old.duckdb"), source_type, rows);
+    let (t, u) = (keyed("t"), keyed("u"));
+    let mut sink = open(&path, source_type);
+    sink.prepare(&[t.clone(), u.clone()]).unwrap();
+    sink.state().unwrap();
+    // The next transaction continues the backfilled ordinals, with the current layout.
+    batch(
+        &mut sink,
+        vec![(
+            next,
+            vec![change(
+                &t,
+                ChangeKind::Update,
+                &["100", "new"],
+                Some(&["1"]),
+            )],
+        )],
+    );
+    drop(sink);
+    // Reopening does not upgrade again.
+    let sink = open(&path, source_type);
+    let conn = sink.connection();
+    let mut expected: Vec<String> = stored
+        .iter()
+        .zip(rows)
+        .enumerate()
+        .map(|(i, (p, (_, _, id)))| format!("{} {p} INSERT {id}", i + 1))
+        .collect();
+    expected.push(format!("{} {next} UPDATE 100", rows.len() + 1));
+    assert_eq!(replay(conn, &["t", "u"], REPLAY_ORDER), expected);
+    assert_eq!(
+        lines(
+            conn,
+            "SELECT CAST(tx_ordinal AS VARCHAR) FROM _tidewater.pipeline"
+        ),
+        [(rows.len() + 1).to_string()]
+    );
+    assert_eq!(
+        lines(conn, "SELECT concat_ws(' ', id, _metadata_old_id) FROM s.t_log WHERE _metadata_old_id IS NOT NULL OR id = 1 ORDER BY id"),
+        ["1", "100 1"]
+    );
+}
+
+#[test]
+fn a_postgres_file_of_the_previous_layout_is_upgraded_when_opened() {
+    // Rows in commit order; unpadded LSNs that sort wrongly as text.
+    let rows = [
+        ("t", "0/9E2C9E8", 1),
+        ("u", "0/FFFFFF8", 2),
+        ("t", "0/10000000", 3),
+        ("u", "0/10000100", 4),
+        ("t", "1/0", 5),
+    ];
+    let stored = [
+        "00000000/09E2C9E8",
+        "00000000/0FFFFFF8",
+        "00000000/10000000",
+        "00000000/10000100",
+        "00000001/00000000",
+    ];
+    upgrade_case("postgres", &rows, "00000001/00000010", &stored);
+}
+
+#[test]
+fn a_mariadb_file_of_the_previous_layout_is_upgraded_when_opened() {
+    // GTID sequence numbers of different digit counts, and a second domain.
+    let rows = [
+        ("t", "mariadb-gtid:0-1-98", 1),
+        ("u", "mariadb-gtid:0-1-99", 2),
+        ("t", "mariadb-gtid:0-1-100", 3),
+        ("u", "mariadb-gtid:0-1-100,1-1-5", 4),
+        ("t", "mariadb-gtid:0-1-1000,1-1-5", 5),
+    ];
+    let stored = rows.map(|r| r.1);
+    upgrade_case("mysql", &rows, "mariadb-gtid:0-1-1001,1-1-5", &stored);
+}
+
+#[test]
+fn a_clean_close_leaves_the_file_complete_without_its_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.duckdb");
+    let wal = dir.path().join("r.duckdb.wal");
+    let t = keyed("t");
+    let mut sink = open(&path, "postgres");
+    sink.prepare(std::slice::from_ref(&t)).unwrap();
+    let rows: Vec<Change> = (1..=1000)
+        .map(|i| change(&t, ChangeKind::Insert, &[&i.to_string(), "v"], None))
+        .collect();
+    batch(&mut sink, vec![("0/10", rows)]);
+    let wal_bytes = || std::fs::metadata(&wal).map_or(0, |m| m.len());
+    assert!(wal_bytes() > 0, "the commit is in the .wal");
+    let report = status::collect(sink.connection(), "default").unwrap();
+    assert_eq!(
+        (report.checkpointed, report.wal_bytes),
+        (Some(false), wal_bytes())
+    );
+
+    sink.close().unwrap();
+    assert_eq!(wal_bytes(), 0, "checkpointed into the file");
+    let report = status::collect(sink.connection(), "default").unwrap();
+    assert_eq!((report.checkpointed, report.wal_bytes), (Some(true), 0));
+    drop(sink);
+    let _ = std::fs::remove_file(&wal);
+    let conn = status::open_read_only(&path).unwrap();
+    assert_eq!(
+        lines(
+            &conn,
+            "SELECT count(*) || ' ' || count(DISTINCT id) FROM s.t_log"
+        ),
+        ["1000 1000"]
+    );
+    assert_eq!(
+        lines(&conn, "SELECT position FROM _tidewater.pipeline"),
+        ["0/10"]
+    );
+}
