@@ -13,9 +13,11 @@ pub mod sink;
 pub mod source;
 pub mod stats;
 pub mod time;
+pub mod unreplicated;
 
 pub use error::{Error, ErrorKind, Result};
 pub use event::{SourceEvent, TxInfo};
 pub use model::{Change, ChangeKind, Column, ColumnType, Position, TableId, TableSchema, Value};
 pub use sink::{PipelineState, Sink};
 pub use source::{RowConsumer, Source, SourceContext};
+pub use unreplicated::Unreplicated;

@@ -9,6 +9,7 @@ use crate::apply::AckReceiver;
 use crate::error::Result;
 use crate::event::SourceEvent;
 use crate::model::{Position, TableId, TableSchema, Value};
+use crate::unreplicated::Unreplicated;
 
 pub struct SourceContext {
     /// The position the sink has committed; `None` means "take the initial snapshot first".
@@ -23,6 +24,9 @@ pub struct SourceContext {
     /// Whether the destination can take in tables while streaming (new ones found at the
     /// source, and `backfill`): a source that finds a new selected table then adds it.
     pub add_tables: bool,
+    /// Where the source lists selected tables it cannot replicate, with the reason and fix,
+    /// and removes them once they have joined (see `unreplicated`).
+    pub unreplicated: Unreplicated,
 }
 
 pub trait Source: Send {

@@ -65,50 +65,50 @@ impl MySqlSource {
             .map_err(ctx)?;
         let server_id = self.config.server_id;
         let file_name: Vec<u8>;
-        let request = match (self.flavor, from) {
-            (Flavor::MariaDb, BinlogPosition::MariaDb(state)) => {
-                // Capability 4: send GTID events as such (not as fake BEGIN queries).
-                conn.query_drop("SET @mariadb_slave_capability = 4")
-                    .await
-                    .map_err(ctx)?;
-                conn.exec_drop("SET @slave_connect_state = ?", (state.to_string(),))
-                    .await
-                    .map_err(ctx)?;
-                conn.query_drop("SET @slave_gtid_strict_mode = 1")
-                    .await
-                    .map_err(ctx)?;
-                BinlogStreamRequest::new(server_id)
-            }
-            (Flavor::MySql, BinlogPosition::MySql(set)) => {
-                let mut sids = Vec::new();
-                for m in set.members() {
-                    sids.push(
-                        m.parse::<mysql_common::packets::Sid<'static>>()
-                            .map_err(|e| Error::source_fatal(format!("GTID set member {m}: {e}")))?,
-                    );
-                }
-                BinlogStreamRequest::new(server_id)
-                    .with_gtid()
-                    .with_gtid_set(sids)
-            }
-            (_, BinlogPosition::File { file, pos }) => {
-                if self.flavor == Flavor::MariaDb {
+        let request =
+            match (self.flavor, from) {
+                (Flavor::MariaDb, BinlogPosition::MariaDb(state)) => {
+                    // Capability 4: send GTID events as such (not as fake BEGIN queries).
                     conn.query_drop("SET @mariadb_slave_capability = 4")
                         .await
                         .map_err(ctx)?;
+                    conn.exec_drop("SET @slave_connect_state = ?", (state.to_string(),))
+                        .await
+                        .map_err(ctx)?;
+                    conn.query_drop("SET @slave_gtid_strict_mode = 1")
+                        .await
+                        .map_err(ctx)?;
+                    BinlogStreamRequest::new(server_id)
                 }
-                file_name = file.clone().into_bytes();
-                BinlogStreamRequest::new(server_id)
-                    .with_filename(&file_name)
-                    .with_pos(*pos)
-            }
-            (flavor, pos) => {
-                return Err(Error::source_fatal(format!(
-                    "the stored position {pos} does not belong to a {} source",
-                    flavor.name()
-                )))
-            }
-        };
+                (Flavor::MySql, BinlogPosition::MySql(set)) => {
+                    let mut sids = Vec::new();
+                    for m in set.members() {
+                        sids.push(m.parse::<mysql_common::packets::Sid<'static>>().map_err(
+                            |e| Error::source_fatal(format!("GTID set member {m}: {e}")),
+                        )?);
+                    }
+                    BinlogStreamRequest::new(server_id)
+                        .with_gtid()
+                        .with_gtid_set(sids)
+                }
+                (_, BinlogPosition::File { file, pos }) => {
+                    if self.flavor == Flavor::MariaDb {
+                        conn.query_drop("SET @mariadb_slave_capability = 4")
+                            .await
+                            .map_err(ctx)?;
+                    }
+                    file_name = file.clone().into_bytes();
+                    BinlogStreamRequest::new(server_id)
+                        .with_filename(&file_name)
+                        .with_pos(*pos)
+                }
+                (flavor, pos) => {
+                    return Err(Error::source_fatal(format!(
+                        "the stored position {pos} does not belong to a {} source",
+                        flavor.name()
+                    )))
+                }
+            };
         conn.get_binlog_stream(request)
             .await
             .map_err(|e| my_error(e, &format!("starting the binlog stream from {from}")))
@@ -131,7 +131,9 @@ async fn require_row_binlog(conn: &mut Conn) -> Result<()> {
              Fix: SET GLOBAL binlog_format = 'ROW' and in my.cnf binlog_format = ROW"
         )));
     }
-    let image = variable(conn, "binlog_row_image").await?.unwrap_or_default();
+    let image = variable(conn, "binlog_row_image")
+        .await?
+        .unwrap_or_default();
     if image != "FULL" {
         return Err(Error::source_fatal(format!(
             "the source logs binlog_row_image = {image}; tidewater needs FULL row images. \
@@ -202,14 +204,15 @@ impl Source for MySqlSource {
         self.conn = None;
         let binlog = self.binlog(&from).await?;
         info!(from = %from, server_id = self.config.server_id, "streaming");
-        let stream = Stream::new(
+        let mut stream = Stream::new(
             &self.config.url,
             &self.config.tables,
             &self.tables,
             from,
-            self.config.zero_dates,
+            (self.config.zero_dates, self.flavor),
             ctx.events,
         );
+        stream.unreplicated = ctx.unreplicated;
         match joining {
             Some(j) => stream.with_joining(j),
             None => stream,

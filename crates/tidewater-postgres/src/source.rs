@@ -215,6 +215,7 @@ impl Source for PgSource {
             events: ctx.events,
             acks: ctx.acks,
             applied_lsn,
+            unreplicated: ctx.unreplicated,
         }
         .run()
         .await

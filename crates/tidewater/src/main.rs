@@ -2,6 +2,7 @@
 
 mod commands;
 mod config;
+mod degraded;
 mod demo;
 mod estimates;
 mod http;

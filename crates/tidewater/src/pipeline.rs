@@ -279,6 +279,7 @@ async fn run_once(
         acks: ack_rx,
         backfill,
         add_tables,
+        unreplicated: stats.unreplicated.clone(),
     };
     let source_result = tokio::select! {
         r = source.run(ctx) => r,
