@@ -15,6 +15,7 @@ pub mod source;
 pub mod stats;
 pub mod time;
 pub mod uncarried;
+pub mod unreplicated;
 
 pub use driver::{ConsistentReader, SourceDriver};
 pub use error::{Error, ErrorKind, Result};
@@ -22,3 +23,4 @@ pub use event::{SourceEvent, TxInfo};
 pub use model::{Change, ChangeKind, Column, ColumnType, Position, TableId, TableSchema, Value};
 pub use sink::{PipelineState, Sink};
 pub use source::{RowConsumer, Source, SourceContext};
+pub use unreplicated::Unreplicated;

@@ -9,6 +9,7 @@ use crate::apply::AckReceiver;
 use crate::error::Result;
 use crate::event::SourceEvent;
 use crate::model::{Position, TableId, TableSchema, Value};
+use crate::unreplicated::Unreplicated;
 
 pub struct SourceContext {
     /// The position the sink has committed; `None` means "take the initial snapshot first".
@@ -39,6 +40,9 @@ pub struct SourceContext {
     /// ([`crate::Sink::resnapshot_fix`]): the fix of an error after which the replica cannot
     /// catch up (the changes since its position are gone at the source).
     pub resnapshot_fix: String,
+    /// Where the source lists selected tables it cannot replicate, with the reason and fix,
+    /// and removes them once they have joined (see `unreplicated`).
+    pub unreplicated: Unreplicated,
 }
 
 pub trait Source: Send {

@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::histogram::Histogram;
 use crate::model::{Change, ChangeKind, Position, TableId, TableSchema};
+use crate::unreplicated::Unreplicated;
 
 /// Upper bounds of the changes-per-batch histogram.
 pub static BATCH_CHANGES_BUCKETS: [f64; 8] = [
@@ -57,6 +58,9 @@ pub struct Stats {
     /// Source position up to which everything is committed at the destination: the last
     /// acknowledged position (a committed transaction, or an idle point after it).
     caught_up: Mutex<Option<String>>,
+    /// Selected tables the source reports it is not replicating (handed to it in
+    /// `SourceContext`): health, status and metrics read them here.
+    pub unreplicated: Unreplicated,
 }
 
 impl Default for Stats {
@@ -77,6 +81,7 @@ impl Default for Stats {
             snapshot_copied: Mutex::default(),
             position: Mutex::default(),
             caught_up: Mutex::default(),
+            unreplicated: Unreplicated::default(),
         }
     }
 }

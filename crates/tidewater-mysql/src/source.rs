@@ -256,14 +256,15 @@ impl Source for MySqlSource {
             &self.config.tables,
             &self.tables,
             from,
-            self.config.zero_dates,
+            (self.config.zero_dates, self.flavor),
             ctx.events,
         );
-        let stream = if ctx.add_tables {
+        let mut stream = if ctx.add_tables {
             stream.with_recopy(self.flavor)
         } else {
             stream
         };
+        stream.unreplicated = ctx.unreplicated;
         match joining {
             Some(j) => stream.with_joining(j),
             None => stream,

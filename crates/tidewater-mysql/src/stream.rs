@@ -14,7 +14,7 @@ use mysql_async::binlog::events::{Event, EventData, GtidEvent, TableMapEvent};
 use mysql_async::{BinlogStream, Conn};
 use tidewater_core::glob::selected;
 use tidewater_core::stats::now_us;
-use tidewater_core::{Change, Error, Position, Result, SourceEvent, TableId, TxInfo};
+use tidewater_core::{Change, Error, Position, Result, SourceEvent, TableId, TxInfo, Unreplicated};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -22,9 +22,10 @@ use crate::catalog::{describe, SourceTable};
 use crate::conn::{connect, is_purged, my_error, CannotCatchUp, Flavor, Purged};
 use crate::ddl::{self, DdlKind};
 use crate::gtid::{parse_mariadb_gtid_event, uuid_text, MARIADB_GTID_EVENT};
-use crate::join::Joining;
+use crate::join::{unreadable, Joining};
 use crate::position::BinlogPosition;
 use crate::rows::TableMap;
+use crate::snapshot::begin_snapshot;
 use crate::value::ZeroDates;
 
 mod recopy;
@@ -36,6 +37,8 @@ const EVENT_ROWS: usize = 1024;
 pub const SILENCE_LIMIT: Duration = Duration::from_secs(15);
 /// Most often an idle position is sent after transactions that change no selected table.
 const IDLE_EVERY: Duration = Duration::from_millis(50);
+/// How often tables listed as not replicated are asked again.
+const RETRY_EVERY: Duration = Duration::from_secs(5);
 
 struct OpenTx {
     info: TxInfo,
@@ -69,6 +72,11 @@ pub struct Stream {
     /// How to open a snapshot to copy a table again (see `recopy`); `None` when the
     /// destination cannot take in tables while streaming.
     recopy: Option<Flavor>,
+    /// Selected tables the binlog names that cannot be replicated, with why (set by the
+    /// source from `SourceContext`); asked again every `RETRY_EVERY` between transactions.
+    pub unreplicated: Unreplicated,
+    flavor: Flavor,
+    retried: Instant,
 }
 
 impl Stream {
@@ -77,7 +85,7 @@ impl Stream {
         patterns: &[String],
         tables: &[SourceTable],
         position: BinlogPosition,
-        zero: ZeroDates,
+        (zero, flavor): (ZeroDates, Flavor),
         events: mpsc::Sender<SourceEvent>,
     ) -> Stream {
         let file = match &position {
@@ -106,6 +114,9 @@ impl Stream {
             idle: None,
             joining: None,
             recopy: None,
+            unreplicated: Unreplicated::default(),
+            flavor,
+            retried: Instant::now(),
         }
     }
 
@@ -124,7 +135,7 @@ impl Stream {
 
     async fn copy_joining(&mut self) -> Result<()> {
         match self.joining.take() {
-            Some(j) => j.copy(self.zero, &self.events).await,
+            Some(j) => j.copy(self.zero, &self.events, &self.unreplicated).await,
             None => Ok(()),
         }
     }
@@ -276,7 +287,10 @@ impl Stream {
                 }
             }
             EventData::XidEvent(_) => self.commit().await?,
-            EventData::HeartbeatEvent => self.idle(true).await?,
+            EventData::HeartbeatEvent => {
+                self.idle(true).await?;
+                self.retry_unreplicated().await?;
+            }
             _ => {}
         }
         Ok(())
@@ -305,6 +319,16 @@ impl Stream {
             None => String::new(),
         };
         let fresh = self.describe(id.clone()).await?;
+        if known.is_none() {
+            let conn = self.catalog.as_mut().expect("connected by describe");
+            if let Some(reason) = unreadable(conn, &fresh).await? {
+                // Its rows are not applied: listed (health degraded) until it can join.
+                if self.unreplicated.set(&id, &reason) {
+                    warn!(table = %id, reason = %reason, "a selected table cannot be replicated (the other tables replicate on; /health reports degraded); it joins once the cause is fixed, no restart needed");
+                }
+                return Ok(None);
+            }
+        }
         match TableMap::new(tme, fresh.schema.clone(), &fresh.kinds) {
             Ok(map) => {
                 match &known {
@@ -394,6 +418,47 @@ impl Stream {
                 self.idle(false).await?;
             }
         }
+        self.retry_unreplicated().await
+    }
+
+    /// Between transactions, at most every `RETRY_EVERY`: the tables listed as not
+    /// replicated that can be read now (after a GRANT) join like tables the replica does
+    /// not hold at start. Their snapshot opens now, so its position is at or past the
+    /// stream's (the stream has read only transactions the server had committed): the
+    /// stream drops their changes up to it and sends the copy before the first transaction
+    /// after it (see `join`).
+    async fn retry_unreplicated(&mut self) -> Result<()> {
+        if self.tx.is_some()
+            || self.joining.is_some()
+            || self.unreplicated.is_empty()
+            || self.retried.elapsed() < RETRY_EVERY
+        {
+            return Ok(());
+        }
+        self.retried = Instant::now();
+        let mut readable = Vec::new();
+        for (id, _) in self.unreplicated.list() {
+            let table = self.describe(id.clone()).await?;
+            let conn = self.catalog.as_mut().expect("connected by describe");
+            match unreadable(conn, &table).await? {
+                Some(reason) => {
+                    self.unreplicated.set(&id, &reason);
+                }
+                None => readable.push(table),
+            }
+        }
+        if readable.is_empty() {
+            return Ok(());
+        }
+        let mut conn = connect(&self.url).await?;
+        let at = begin_snapshot(&mut conn, self.flavor).await?;
+        for t in &readable {
+            let key = (t.schema.id.schema.clone(), t.schema.id.name.clone());
+            self.tables.insert(key, t.clone());
+        }
+        // Their table ids were mapped to "not replicated": map them afresh.
+        self.maps.clear();
+        self.joining = Some(Joining::new(at, readable, conn));
         Ok(())
     }
 
@@ -428,6 +493,13 @@ impl Stream {
         let Some(d) = ddl::parse(query, db) else {
             return Ok(());
         };
+        if matches!(d.kind, DdlKind::Drop | DdlKind::Rename) {
+            for (schema, name) in &d.tables {
+                // A table listed as not replicated that is gone is no longer selected.
+                self.unreplicated
+                    .clear(&TableId::new(schema.clone(), name.clone()));
+            }
+        }
         let touched: Vec<&SourceTable> = d
             .tables
             .iter()

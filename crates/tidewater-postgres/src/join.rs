@@ -22,8 +22,8 @@ use tokio_postgres::Client;
 use tracing::info;
 
 use crate::catalog::SourceTable;
-use crate::conn::{format_lsn, open_replication, parse_lsn, replication_error};
-use crate::setup::{add_to_publication, quote_ident};
+use crate::conn::{format_lsn, open_replication, parse_lsn, pg_error, replication_error};
+use crate::setup::{add_to_publication, publication_for, quote_ident, quoted_table};
 
 /// Joining tables whose copy waits for the stream to reach the snapshot's position.
 pub struct Joining {
@@ -60,20 +60,25 @@ pub struct Joiner {
 }
 
 impl Joiner {
-    /// Step 1, table by table: the tables now in their publication, and those refused for
-    /// good (typically: tidewater's role does not own a table another role created). A
-    /// connection error is returned instead: the pipeline retries.
+    /// Step 1, table by table: the tables now in their publication, and those refused with
+    /// the reason and its fix (typically: tidewater's role does not own a table another role
+    /// created). A refused table is asked again at the next poll, so a fix takes effect
+    /// without a restart. A connection error is returned instead: the pipeline retries.
     pub async fn publish(
         &self,
         client: &Client,
         tables: Vec<SourceTable>,
-    ) -> Result<(Vec<SourceTable>, Vec<(TableId, Error)>)> {
+    ) -> Result<(Vec<SourceTable>, Vec<(TableId, String)>)> {
         let (mut published, mut refused) = (Vec::new(), Vec::new());
         for t in tables {
+            if let Some(reason) = refusal(client, &self.publication, &t).await? {
+                refused.push((t.schema.id.clone(), reason));
+                continue;
+            }
             match add_to_publication(client, &self.publication, &t).await {
                 Ok(()) => published.push(t),
                 Err(e) if e.is_retryable() => return Err(e),
-                Err(e) => refused.push((t.schema.id.clone(), e)),
+                Err(e) => refused.push((t.schema.id.clone(), e.message().to_string())),
             }
         }
         Ok((published, refused))
@@ -111,4 +116,60 @@ impl Joiner {
             _session: session,
         })
     }
+}
+
+/// Why tidewater's role cannot take `table` in, from the catalog: it may not read the table
+/// (the copy would fail), or may not add it to the publication (only the owner, or a member
+/// of the owning role, may). Asked before trying, because every refused `ALTER PUBLICATION`
+/// would be an error in the server's log at each poll. `None`: nothing stands in the way
+/// (the `ALTER PUBLICATION` may still fail for another reason; `publish` reports that one).
+async fn refusal(
+    client: &Client,
+    publication: &str,
+    table: &SourceTable,
+) -> Result<Option<String>> {
+    let publication = publication_for(publication, table);
+    let id = &table.schema.id;
+    let row = client
+        .query_opt(
+            "SELECT has_table_privilege(c.oid, 'SELECT'), pg_has_role(c.relowner, 'USAGE'), \
+             pg_get_userbyid(c.relowner)::text, current_user::text, \
+             EXISTS (SELECT 1 FROM pg_publication_tables p WHERE p.pubname = $2 \
+                     AND p.schemaname = $3 AND p.tablename = $4) \
+             FROM pg_class c WHERE c.oid = $1",
+            &[&table.oid, &publication, &id.schema, &id.name],
+        )
+        .await
+        .map_err(|e| pg_error(e, &format!("reading the privileges on {id}")))?;
+    let Some(row) = row else {
+        return Ok(Some(
+            "the table was dropped or renamed before it could join".into(),
+        ));
+    };
+    let (select, owns, owner, me, member): (bool, bool, String, String, bool) =
+        (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4));
+    let (quoted, role, owner_role) = (quoted_table(id), quote_ident(&me), quote_ident(&owner));
+    if !owns && !member {
+        // Ownership (or membership in the owning role) also gives SELECT: one fix for both.
+        let grant = if select {
+            String::new()
+        } else {
+            format!(" and GRANT SELECT ON {quoted} TO {role}")
+        };
+        return Ok(Some(format!(
+            "tidewater's role {me} cannot add it to publication {publication}: the table is owned \
+             by {owner}, and only its owner may publish it. Fix (one of): ALTER TABLE {quoted} \
+             OWNER TO {role}; or GRANT {owner_role} TO {role}; or, as {owner}, ALTER PUBLICATION \
+             {} ADD TABLE {quoted}{grant}. It joins within seconds, no restart needed",
+            quote_ident(&publication)
+        )));
+    }
+    if !select {
+        return Ok(Some(format!(
+            "tidewater's role {me} may not read it (no SELECT privilege), so its rows cannot be \
+             copied. Fix: GRANT SELECT ON {quoted} TO {role}; it joins within seconds, no \
+             restart needed"
+        )));
+    }
+    Ok(None)
 }

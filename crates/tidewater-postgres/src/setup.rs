@@ -47,7 +47,7 @@ async fn publication_tables(client: &Client, name: &str) -> Result<Option<BTreeS
 }
 
 /// The publication that carries a table's changes.
-fn publication_for(publication: &str, table: &SourceTable) -> String {
+pub(crate) fn publication_for(publication: &str, table: &SourceTable) -> String {
     if table.publishes_all_changes() {
         publication.to_string()
     } else {

@@ -356,6 +356,7 @@ impl Source for PgSource {
             events: ctx.events,
             acks: ctx.acks,
             applied_lsn,
+            unreplicated: ctx.unreplicated,
         }
         .run()
         .await

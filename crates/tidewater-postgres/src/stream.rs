@@ -9,7 +9,7 @@ use pg_walstream::{CancellationToken, PgReplicationConnection};
 use tidewater_core::apply::AckReceiver;
 use tidewater_core::{
     Change, ChangeKind, Column, ColumnType, Error, Position, Result, SourceEvent, TableId,
-    TableSchema, TxInfo, Value,
+    TableSchema, TxInfo, Unreplicated, Value,
 };
 use tokio::sync::mpsc;
 use tokio::time::{interval, Interval, MissedTickBehavior};
@@ -55,6 +55,9 @@ pub struct Stream<'a> {
     pub acks: AckReceiver,
     /// Transactions whose commit LSN is at or below this were applied already: skip them.
     pub applied_lsn: u64,
+    /// Selected tables that could not join, with why: listed here for health and status,
+    /// asked again at every discovery poll, removed once copied or no longer selected.
+    pub unreplicated: Unreplicated,
 }
 
 struct State {
@@ -67,8 +70,6 @@ struct State {
     tx_lsn: u64,
     /// Tables whose copy waits for the stream to pass its snapshot.
     joining: Option<Joining>,
-    /// Selected tables that could not join (not published): not looked at again.
-    refused: HashSet<TableId>,
     discover: Interval,
     nudge: Interval,
     chunk: Vec<Change>,
@@ -120,7 +121,6 @@ impl Stream<'_> {
             in_tx: None,
             tx_lsn: 0,
             joining: None,
-            refused: HashSet::new(),
             discover: interval(DISCOVER_INTERVAL),
             nudge: interval(NUDGE_INTERVAL),
             chunk: Vec::with_capacity(CHUNK_ROWS),
@@ -217,13 +217,20 @@ impl Stream<'_> {
         }
     }
 
-    /// Looks for tables created since the stream started that the globs select.
+    /// Looks for selected tables the replica does not hold: created since the stream
+    /// started, or refused before (asked again, so a fixed cause needs no restart). A refused
+    /// table that is no longer selected (dropped, renamed) leaves the list.
     async fn discover(&mut self, st: &mut State) -> Result<()> {
-        let known: HashSet<TableId> = self.tables.keys().chain(&st.refused).cloned().collect();
+        let known: HashSet<TableId> = self.tables.keys().cloned().collect();
         let (client, patterns) = (self.client, self.patterns);
         let new = self
             .answering(st, selected_tables(client, patterns, &known))
             .await?;
+        for (id, _) in self.unreplicated.list() {
+            if !new.iter().any(|t| t.schema.id == id) && self.unreplicated.clear(&id) {
+                info!(table = %id, "a table that could not join is no longer selected (dropped or renamed)");
+            }
+        }
         if new.is_empty() {
             return self.republish(st).await;
         }
@@ -241,9 +248,11 @@ impl Stream<'_> {
         let client = self.client;
         let begun = async {
             let (published, refused) = self.answering(st, joiner.publish(client, tables)).await?;
-            for (id, e) in refused {
-                warn!(table = %id, error = %e, "a selected table cannot join the replica (the other tables replicate on); fix the cause and restart tidewater to copy it");
-                st.refused.insert(id);
+            for (id, reason) in refused {
+                // Asked again every poll: warn when the reason is new, not every 5 s.
+                if self.unreplicated.set(&id, &reason) {
+                    warn!(table = %id, reason = %reason, "a selected table cannot join the replica (the other tables replicate on; /health reports degraded); it joins once the cause is fixed, no restart needed");
+                }
             }
             if published.is_empty() {
                 return Ok(None);
@@ -272,6 +281,7 @@ impl Stream<'_> {
             return Ok(());
         };
         let lsn = joining.lsn;
+        let ids: Vec<TableId> = joining.ids.iter().cloned().collect();
         let (client, events) = (self.client, self.events.clone());
         let started = std::time::Instant::now();
         let rows = self
@@ -288,6 +298,12 @@ impl Stream<'_> {
                 .await
             })
             .await?;
+        for id in &ids {
+            // A table refused before has joined: the cause was fixed.
+            if self.unreplicated.clear(id) {
+                info!(table = %id, "a table that could not join has joined the replica");
+            }
+        }
         info!(rows, seconds = format!("{:.1}", started.elapsed().as_secs_f64()), at = %format_lsn(lsn), "joining tables copied; their changes stream from here");
         Ok(())
     }

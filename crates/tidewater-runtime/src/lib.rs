@@ -15,6 +15,7 @@
 //! See docs/architecture.md for the picture.
 
 pub mod config;
+pub mod degraded;
 pub mod demo;
 pub mod http;
 pub mod monitor;

@@ -56,7 +56,8 @@ pub struct RecentError {
     pub message: String,
 }
 
-/// `/health`: ok only while streaming and not stalled; otherwise the reason.
+/// `/health`: ok only while streaming and not stalled; otherwise the reason. The reason of
+/// an ok pipeline starts with `degraded:` when a selected table is not replicated.
 #[derive(Debug, Clone)]
 pub struct Health {
     pub ok: bool,
@@ -258,6 +259,9 @@ impl Monitor {
                         (now_us() - last).max(0) / 1_000_000
                     )
                 };
+                // Streaming, but a selected table is left out: still ok (see `degraded`).
+                let reason = crate::degraded::health_reason(&self.stats.unreplicated, &reason)
+                    .unwrap_or(reason);
                 Health { ok: true, reason }
             }
         }

@@ -258,6 +258,7 @@ impl<D: SourceDriver + 'static> Attempt<'_, D> {
             replica_schemas,
             add_tables,
             resnapshot_fix,
+            unreplicated: stats.unreplicated.clone(),
         };
         let source_result = tokio::select! {
             r = source.run(ctx) => r,

@@ -9,6 +9,7 @@ use tidewater_core::stats::{now_us, KindCounts};
 use tidewater_core::time::format_utc_micros;
 use tidewater_duckdb::status::StatusReport;
 
+use crate::degraded::NotReplicated;
 use crate::monitor::{Monitor, RecentError};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -49,6 +50,9 @@ pub struct LiveStatus {
     pub last_apply: Option<String>,
     pub tables: Vec<LiveTable>,
     pub recent_errors: Vec<RecentError>,
+    /// Selected tables the source cannot replicate, with why: health is `degraded`.
+    #[serde(default)]
+    pub not_replicated: Vec<NotReplicated>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -117,6 +121,7 @@ impl StatusView {
             last_apply: (applied != 0).then(|| format_utc_micros(applied)),
             tables,
             recent_errors: monitor.recent_errors(),
+            not_replicated: crate::degraded::list(&stats.unreplicated),
         };
         StatusView {
             replica: monitor.db_path.display().to_string(),
@@ -152,8 +157,13 @@ impl StatusView {
                     "phase:               {} since {}",
                     l.phase, l.phase_since
                 );
-                let health = if l.healthy { "ok" } else { "NOT OK" };
-                let _ = writeln!(o, "health:              {health}: {}", l.health);
+                let health = match (l.healthy, l.not_replicated.is_empty()) {
+                    (false, _) => "NOT OK: ",
+                    (true, false) => "", // the reason starts with "degraded:"
+                    (true, true) => "ok: ",
+                };
+                let _ = writeln!(o, "health:              {health}{}", l.health);
+                crate::degraded::render_text(&mut o, &l.not_replicated);
                 if let Some(http) = &l.http {
                     let _ = writeln!(o, "http:                http://{http}/");
                 }

@@ -231,6 +231,7 @@ pub fn render(m: &Monitor) -> String {
         }
     }
 
+    crate::degraded::render_metric(&mut o, &s.unreplicated);
     header(
         &mut o,
         "tidewater_errors_total",

@@ -16,7 +16,7 @@ const STYLE: &str = "
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#1d2733;background:#f6f8fa}
 h1{font-size:20px;margin:0 0 .6em}h1 small{font-weight:normal;color:#667}
 .badge{display:inline-block;padding:2px 10px;border-radius:10px;color:#fff;font-weight:600}
-.ok{background:#1a7f37}.bad{background:#cf222e}
+.ok{background:#1a7f37}.warn{background:#bf8700}.bad{background:#cf222e}
 dl{display:grid;grid-template-columns:max-content auto;gap:2px 16px;margin:1em 0}
 dt{color:#667}dd{margin:0;font-family:ui-monospace,monospace}
 table{border-collapse:collapse;background:#fff;min-width:60%}
@@ -63,7 +63,11 @@ fn main(o: &mut String, v: &StatusView) {
     let _ = write!(o, "<h1>tidewater <small>{}</small> ", esc(&v.replica));
     match &v.live {
         Some(l) => {
-            let class = if l.healthy { "ok" } else { "bad" };
+            let class = match (l.healthy, l.not_replicated.is_empty()) {
+                (true, true) => "ok",
+                (true, false) => "warn",
+                (false, _) => "bad",
+            };
             let _ = write!(
                 o,
                 "<span id=\"phase\" class=\"badge {class}\">{}</span></h1>",
@@ -151,6 +155,7 @@ fn main(o: &mut String, v: &StatusView) {
     }
     o.push_str("</table>");
     if let Some(l) = &v.live {
+        crate::degraded::render_html(o, &l.not_replicated, esc);
         if !l.recent_errors.is_empty() {
             o.push_str("<h2>recent errors</h2><ul class=\"errors\">");
             for e in &l.recent_errors {

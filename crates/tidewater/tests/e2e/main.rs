@@ -11,6 +11,7 @@ mod bigquery;
 mod change_log;
 mod config;
 mod crash;
+mod degraded;
 mod demo;
 mod errors;
 mod mysql_errors;
