@@ -6,6 +6,7 @@ pub mod check;
 pub mod conn;
 pub mod pgoutput;
 pub mod read;
+pub mod teardown;
 mod join;
 mod setup;
 mod snapshot;

@@ -47,6 +47,7 @@ pub fn shutdown_signal() -> watch::Receiver<bool> {
 pub async fn run(config_path: &Path, progress_bars: bool) -> Result<()> {
     let shutdown = shutdown_signal();
     let config = Config::load(config_path)?;
+    crate::single_writer::ensure_no_other_writer(&config, config_path)?;
     let monitor = Arc::new(Monitor::new(
         Arc::new(Stats::default()),
         &config.source.kind,
@@ -70,8 +71,9 @@ pub async fn run(config_path: &Path, progress_bars: bool) -> Result<()> {
 
 pub async fn check(config_path: &Path) -> Result<()> {
     let config = Config::load(config_path)?;
-    let items = crate::sources::checks(&config).await;
-    print!("{}", render(&items));
+    let mut items = crate::sources::checks(&config).await;
+    crate::own_run::recognise(&mut items, &config);
+    crate::stdout::print(&render(&items))?;
     if failed(&items) {
         return Err(Error::check(
             "preflight check failed: fix the items marked FAIL",
@@ -84,15 +86,11 @@ pub async fn status(config_path: &Path, json: bool) -> Result<()> {
     let config = Config::load(config_path)?;
     let view = current_view(config.sink.duckdb_path("status")?).await?;
     if json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&view).expect("serialises")
-        );
-        return Ok(());
+        let json = serde_json::to_string_pretty(&view).expect("serialises");
+        return crate::stdout::print(&format!("{json}\n"));
     }
-    print!("{}", view.render_text());
-    print_source(&config).await;
-    Ok(())
+    crate::stdout::print(&view.render_text())?;
+    print_source(&config).await
 }
 
 /// The running process's `/status` (fresh), else its status file, else the replica itself.
@@ -131,11 +129,15 @@ async fn current_view(db: &Path) -> Result<StatusView> {
 
 /// What the source says about the slot: how far it is confirmed and how much WAL it holds
 /// back (a stopped or stuck replicator shows here first).
-async fn print_source(config: &Config) {
-    let items = crate::sources::checks(config).await;
+async fn print_source(config: &Config) -> Result<()> {
+    let mut items = crate::sources::checks(config).await;
+    crate::own_run::recognise(&mut items, config);
+    let mut out = String::new();
     for item in &items {
         if item.name == "slot" || item.status == CheckStatus::Fail {
-            println!("source {:<13} {}", format!("{}:", item.name), item.detail);
+            let name = format!("{}:", item.name);
+            out.push_str(&format!("source {name:<13} {}\n", item.detail));
         }
     }
+    crate::stdout::print(&out)
 }

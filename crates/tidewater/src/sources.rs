@@ -15,7 +15,7 @@ pub enum AnySource {
     MySql(MySqlSource),
 }
 
-fn is_mysql(config: &Config) -> bool {
+pub fn is_mysql(config: &Config) -> bool {
     config.source.kind == "mysql"
 }
 

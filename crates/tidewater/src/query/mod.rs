@@ -5,6 +5,7 @@
 
 pub mod exec;
 pub mod gate;
+mod json_cells;
 pub mod render;
 
 use std::path::{Path, PathBuf};
@@ -47,7 +48,7 @@ pub async fn command(args: QueryArgs) -> Result<()> {
     }
     exec::check_read_only(&args.sql).map_err(query_error)?;
     let result = run_somewhere(&db, &args).await.map_err(query_error)?;
-    print!("{}", render::render(&result, args.format));
+    crate::stdout::print(&render::render(&result, args.format))?;
     if result.truncated && args.format != Format::Table {
         eprintln!(
             "note: the result was cut at {} rows; raise --limit for more",
