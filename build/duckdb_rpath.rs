@@ -1,8 +1,13 @@
 // Shared by the build scripts of the crates that link DuckDB: points the linker and the
 // runtime loader (rpath) at the prebuilt libduckdb.so unless DuckDB is compiled in (`bundled`).
+// Two rpath entries, searched in order: `$ORIGIN/../lib`, where scripts/install.sh puts the
+// library beside an installed `bin/tidewater` (so an installed binary keeps working after the
+// checkout is gone, and never picks up another checkout's library), then the checkout's own
+// copy for `cargo run` and the tests (`target/lib` does not exist).
 fn main() {
     println!("cargo:rerun-if-env-changed=DUCKDB_LIB_DIR");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=../../build/duckdb_rpath.rs");
     if std::env::var_os("CARGO_FEATURE_BUNDLED").is_some() {
         return;
     }
@@ -20,5 +25,7 @@ fn main() {
              (or build with --features bundled to compile DuckDB from source)"
         );
     }
+    // `$ORIGIN` reaches the linker literally (no shell in between); the loader expands it.
+    println!("cargo:rustc-link-arg=-Wl,-rpath,$ORIGIN/../lib");
     println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
 }

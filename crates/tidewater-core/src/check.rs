@@ -1,6 +1,8 @@
 //! Preflight check reports (`tidewater check`), shared by every source: one item per check,
 //! with what was found and, for a warning or failure, exactly what to run or change.
 
+use crate::model::TableId;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckStatus {
     Ok,
@@ -69,6 +71,27 @@ pub fn render(items: &[CheckItem]) -> String {
         }
     }
     out
+}
+
+/// The `tables` item: how many tables are selected (`names`: their list as the source
+/// renders it), a warning naming the patterns of `source.tables` that select none of them
+/// (see `glob::unmatched`).
+pub fn tables_item(patterns: &[String], tables: &[&TableId], names: &str) -> CheckItem {
+    let found = format!("{} selected: {names}", tables.len());
+    let missing = crate::glob::unmatched(patterns, tables);
+    if missing.is_empty() {
+        return ok("tables", found);
+    }
+    let quoted: Vec<String> = missing.iter().map(|p| format!("{p:?}")).collect();
+    item(
+        "tables",
+        CheckStatus::Warn,
+        format!(
+            "{found}; {} in source.tables match no table",
+            quoted.join(", ")
+        ),
+        Some("correct the name (a typo?) or remove the pattern from source.tables".into()),
+    )
 }
 
 /// Whether any item failed.

@@ -40,6 +40,19 @@ pub fn selected(patterns: &[String], id: &TableId) -> bool {
     included && !excluded
 }
 
+/// The including patterns that match none of `ids` (the selected tables): a typo beside a
+/// pattern that matches (`["public.orders", "public.ordrs"]`) selects tables all the same,
+/// so it must be named, not passed over.
+pub fn unmatched<'p>(patterns: &'p [String], ids: &[&TableId]) -> Vec<&'p str> {
+    let names: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+    patterns
+        .iter()
+        .filter(|p| !p.starts_with('!'))
+        .filter(|p| !names.iter().any(|n| glob_match(p, n)))
+        .map(String::as_str)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +66,9 @@ mod tests {
         let pats = vec!["public.*".to_string(), "!public.audit_*".to_string()];
         assert!(selected(&pats, &TableId::new("public", "orders")));
         assert!(!selected(&pats, &TableId::new("public", "audit_log")));
+        let typo = vec!["public.orders".to_string(), "public.ordrs".to_string()];
+        let orders = TableId::new("public", "orders");
+        assert_eq!(unmatched(&typo, &[&orders]), ["public.ordrs"]);
+        assert!(unmatched(&pats, &[&orders]).is_empty());
     }
 }

@@ -3,7 +3,7 @@
 
 use std::str::FromStr;
 
-use tidewater_core::check::{fail_if, item, ok, CheckItem, CheckStatus};
+use tidewater_core::check::{fail_if, item, ok, tables_item, CheckItem, CheckStatus};
 use tidewater_core::{ErrorKind, Result};
 use tokio_postgres::Client;
 
@@ -267,10 +267,8 @@ impl Cx<'_> {
         match resolve_tables(&self.client, patterns).await {
             Ok(tables) => {
                 let names = list(tables.iter().map(|t| &t.schema.id));
-                Ok((
-                    ok("tables", format!("{} selected: {names}", tables.len())),
-                    tables,
-                ))
+                let ids: Vec<_> = tables.iter().map(|t| &t.schema.id).collect();
+                Ok((tables_item(patterns, &ids, &names), tables))
             }
             Err(e) if e.kind == ErrorKind::Config => {
                 let sql = "SELECT n.nspname || '.' || c.relname FROM pg_class c \
@@ -531,7 +529,7 @@ fn list<T: std::fmt::Display>(names: impl IntoIterator<Item = T>) -> String {
     }
 }
 
-fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["bytes", "kB", "MB", "GB", "TB"];
     let (mut v, mut unit) = (n as f64, 0);
     while v >= 1024.0 && unit + 1 < UNITS.len() {

@@ -14,6 +14,7 @@ mod setup;
 mod snapshot;
 mod source;
 mod stream;
+pub mod teardown;
 pub mod text;
 mod tls;
 pub mod types;

@@ -83,6 +83,10 @@ pub struct Monitor {
     sql_addr: OnceLock<SocketAddr>,
     /// The configuration `run` was started with: `POST /verify` reads the source with it.
     config: OnceLock<Arc<Config>>,
+    /// The replica's (transactions, changes) totals when this process opened it: "this run"
+    /// is a report's totals minus these, so both figures of one status come from the same
+    /// committed state and always agree.
+    totals_at_open: OnceLock<(i64, i64)>,
 }
 
 /// A collected report, when, and the replica generation it saw.
@@ -109,6 +113,7 @@ impl Monitor {
             http_addr: OnceLock::new(),
             sql_addr: OnceLock::new(),
             config: OnceLock::new(),
+            totals_at_open: OnceLock::new(),
         }
     }
 
@@ -179,6 +184,10 @@ impl Monitor {
     pub fn set_reader(&self, conn: Connection) -> Result<()> {
         conn.execute_batch("SET enable_external_access = false")
             .map_err(|e| Error::sink(format!("restricting the read connection: {e}")))?;
+        let at_open = collect(&conn, PIPELINE_NAME)?;
+        let _ = self
+            .totals_at_open
+            .set((at_open.transactions_applied, at_open.changes_applied));
         *lock(&self.reader) = Some(conn);
         Ok(())
     }
@@ -214,6 +223,16 @@ impl Monitor {
         let report = Arc::new(collect(&conn, PIPELINE_NAME)?);
         *lock(&self.report) = Some((Instant::now(), generation, report.clone()));
         Ok(report)
+    }
+
+    /// The (transactions, changes) this process committed, as of `report`.
+    pub fn this_run(&self, report: &StatusReport) -> Option<(u64, u64)> {
+        let (transactions, changes) = *self.totals_at_open.get()?;
+        let since = |total: i64, base: i64| u64::try_from(total - base).ok();
+        Some((
+            since(report.transactions_applied, transactions)?,
+            since(report.changes_applied, changes)?,
+        ))
     }
 
     /// The last collected report, however old, without touching the database.

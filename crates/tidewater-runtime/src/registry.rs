@@ -43,6 +43,16 @@ fn is_mysql(config: &Config) -> bool {
     config.source.kind == "mysql"
 }
 
+/// `tidewater teardown` at the source: the objects dropped (or, without `drop`, that would
+/// be); `None` when the source kind leaves nothing behind (a binlog reader).
+pub async fn teardown_source(config: &Config, drop: bool) -> Result<Option<Vec<String>>> {
+    if is_mysql(config) {
+        return Ok(None);
+    }
+    let found = tidewater_postgres::teardown::teardown(&pg_config(config)?, drop).await?;
+    Ok(Some(found.objects))
+}
+
 pub fn pg_config(config: &Config) -> Result<PgSourceConfig> {
     Ok(PgSourceConfig {
         url: config.source_url()?,

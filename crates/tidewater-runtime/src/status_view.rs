@@ -90,6 +90,12 @@ impl StatusView {
         let counts = stats.table_counts();
         let copied = stats.snapshot_copied();
         let estimates = monitor.estimates();
+        // From the report when it can be (the same committed state as its totals); the
+        // counters only before the replica is open.
+        let (transactions, changes) = monitor.this_run(&report).unwrap_or((
+            stats.transactions_applied.load(Relaxed),
+            stats.rows_applied.load(Relaxed),
+        ));
         let mut names: Vec<&String> = report.tables.iter().map(|t| &t.table).collect();
         names.extend(counts.keys().chain(copied.keys()).chain(estimates.keys()));
         names.sort();
@@ -113,8 +119,8 @@ impl StatusView {
             started_at: format_utc_micros(monitor.started_us),
             source_type: monitor.source_type.clone(),
             position: stats.position(),
-            transactions: stats.transactions_applied.load(Relaxed),
-            changes: stats.rows_applied.load(Relaxed),
+            transactions,
+            changes,
             batches: stats.batches.load(Relaxed),
             restarts: monitor.restarts.load(Relaxed),
             errors: monitor.errors_total.load(Relaxed),

@@ -9,8 +9,9 @@ use tidewater_runtime::registry;
 
 pub async fn check(config_path: &Path) -> Result<()> {
     let config = Config::load(config_path)?;
-    let items = registry::driver(&config)?.check().await;
-    print!("{}", render(&items));
+    let mut items = registry::driver(&config)?.check().await;
+    tidewater_runtime::own_run::recognise(&mut items, &config);
+    crate::stdout::print(&render(&items))?;
     if failed(&items) {
         return Err(Error::check(
             "preflight check failed: fix the items marked FAIL",

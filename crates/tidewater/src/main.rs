@@ -6,13 +6,15 @@ mod demo;
 mod query;
 mod run;
 mod status;
+mod stdout;
+mod teardown;
 mod verify;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use tracing_subscriber::EnvFilter;
 
 /// `--config` when not given: `tidewater.toml` in the working directory.
@@ -93,6 +95,24 @@ enum Command {
         /// Example keys shown per kind of difference and table.
         #[arg(long, default_value_t = 10)]
         max_examples: usize,
+    },
+    /// Remove the pipeline: drop the PostgreSQL slot and publications tidewater created
+    /// (an abandoned slot keeps WAL forever). Lists them only, without --yes.
+    Teardown {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Drop them (without it, only list what would be dropped).
+        #[arg(long)]
+        yes: bool,
+        /// Delete the DuckDB replica file too (kept by default).
+        #[arg(long)]
+        drop_replica: bool,
+    },
+    /// Print a completion script for a shell: bash, zsh or fish (scripts/install.sh
+    /// installs them; or `source <(tidewater completions bash)`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
     },
     /// Throwaway source + write workload + live replica in demo.duckdb; no setup needed.
     Demo {
@@ -175,6 +195,16 @@ fn main() -> ExitCode {
                 seconds,
                 path,
             } => demo::run(&source, seconds, &path).await,
+            Command::Completions { shell } => {
+                let mut out = Vec::new();
+                clap_complete::generate(shell, &mut Cli::command(), "tidewater", &mut out);
+                stdout::print(&String::from_utf8_lossy(&out))
+            }
+            Command::Teardown {
+                config,
+                yes,
+                drop_replica,
+            } => teardown::command(&config, yes, drop_replica).await,
         }
     });
     match result {

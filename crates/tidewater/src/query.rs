@@ -9,7 +9,7 @@ use render::Format;
 
 pub async fn query(args: QueryArgs, format: Format) -> Result<()> {
     let result = tidewater_runtime::query::query(&args).await?;
-    print!("{}", render::render(&result, format));
+    crate::stdout::print(&render::render(&result, format))?;
     if result.truncated && format != Format::Table {
         eprintln!(
             "note: the result was cut at {} rows; raise --limit for more",

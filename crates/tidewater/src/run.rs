@@ -22,6 +22,8 @@ use tracing::info;
 pub async fn run(config_path: &Path, progress_bars: bool) -> Result<()> {
     let shutdown = shutdown_signal();
     let config = Config::load(config_path)?;
+    // Before any port is bound: a second writer is named as such, not as a busy address.
+    tidewater_runtime::single_writer::ensure_no_other_writer(&config, config_path)?;
     let monitor = Arc::new(Monitor::new(
         Arc::new(Stats::default()),
         &config.source.kind,

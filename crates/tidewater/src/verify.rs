@@ -20,7 +20,7 @@ pub async fn verify(args: VerifyArgs) -> Result<()> {
         max_examples: args.max_examples,
     };
     let report = run_somewhere(&config, &request).await?;
-    print!("{}", report.render());
+    crate::stdout::print(&report.render())?;
     match report.differences() {
         0 => Ok(()),
         d => Err(Error::check(format!(

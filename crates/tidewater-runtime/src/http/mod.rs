@@ -233,7 +233,13 @@ async fn query(
         .min(MAX_TIMEOUT);
     let result = server
         .queries
-        .run(request.sql, Params::Values(Vec::new()), limit, timeout)
+        .run(
+            request.sql,
+            Params::Values(Vec::new()),
+            limit,
+            timeout,
+            exec::Cells::Json,
+        )
         .await
         .map(exec::TextResult::into_json);
     match &result {

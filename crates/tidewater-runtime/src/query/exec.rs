@@ -20,6 +20,8 @@ use tidewater_duckdb::duckdb::arrow::util::display::{ArrayFormatter, FormatOptio
 use tidewater_duckdb::duckdb::types::Value;
 use tidewater_duckdb::duckdb::{params_from_iter, Connection};
 
+use super::json_cells;
+
 /// Rows returned when the request names no limit, and the most it may ask for.
 pub const DEFAULT_LIMIT: usize = 10_000;
 pub const MAX_LIMIT: usize = 100_000;
@@ -207,6 +209,17 @@ pub struct TextResult {
     /// Parameters the statement takes (`$1`, `?`).
     pub parameters: usize,
     pub elapsed_ms: u64,
+    /// Per column: its text is a JSON document (with `Cells::Json`: structures, DuckDB `JSON`).
+    pub json_columns: Vec<bool>,
+}
+
+/// How structured cells (lists, structs, maps) are rendered as text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cells {
+    /// Arrow's display text (`[fruit, red]`): the SQL endpoint's text columns.
+    Text,
+    /// JSON documents (`["fruit","red"]`), which `into_json` turns into JSON values.
+    Json,
 }
 
 impl TextResult {
@@ -217,7 +230,13 @@ impl TextResult {
             .map(|row| {
                 row.into_iter()
                     .zip(&self.columns)
-                    .map(|(v, (_, ty))| v.map_or(Json::Null, |text| to_json(ty, text)))
+                    .zip(&self.json_columns)
+                    .map(|((v, (_, ty)), json)| {
+                        v.map_or(Json::Null, |text| match json {
+                            true => serde_json::from_str(&text).unwrap_or(Json::String(text)),
+                            false => to_json(ty, text),
+                        })
+                    })
                     .collect()
             })
             .collect();
@@ -247,7 +266,7 @@ pub enum Params {
 
 /// Runs `sql` on `conn` (checked, read-only, at most `limit` rows). Blocking.
 pub fn run(conn: &Connection, sql: &str, limit: usize) -> Result<QueryResult, QueryError> {
-    run_text(conn, sql, &Params::Values(Vec::new()), limit).map(TextResult::into_json)
+    run_text(conn, sql, &Params::Values(Vec::new()), limit, Cells::Json).map(TextResult::into_json)
 }
 
 /// `run` with parameters, its values left as text.
@@ -256,6 +275,7 @@ pub fn run_text(
     sql: &str,
     params: &Params,
     limit: usize,
+    cells: Cells,
 ) -> Result<TextResult, QueryError> {
     check_read_only(sql)?;
     let started = Instant::now();
@@ -284,11 +304,24 @@ pub fn run_text(
             stmt.stream_arrow(params_from_iter(values))
                 .map_err(sql_error)?,
         );
-        let columns = stmt
-            .schema()
+        let schema = stmt.schema();
+        let columns = schema
             .fields()
             .iter()
             .map(|f| (f.name().clone(), f.data_type().clone()))
+            .collect();
+        // Structures become JSON documents, and a `JSON` column's text is one already
+        // (DuckDB hands it to Arrow as plain text: only its logical type says JSON).
+        let nested: Vec<bool> = schema
+            .fields()
+            .iter()
+            .map(|f| cells == Cells::Json && json_cells::is_nested(f.data_type()))
+            .collect();
+        let json_columns: Vec<bool> = (0..nested.len())
+            .map(|i| {
+                let alias = stmt.column_logical_type(i).get_alias();
+                nested[i] || (cells == Cells::Json && alias.is_some_and(|a| a == "JSON"))
+            })
             .collect();
         let mut rows = Vec::new();
         let mut truncated = false;
@@ -297,7 +330,7 @@ pub fn run_text(
             if rows.len() + batch.num_rows() > limit {
                 truncated = true;
             }
-            append_rows(&batch, limit - rows.len(), &mut rows)?;
+            append_rows(&batch, limit - rows.len(), &nested, &mut rows)?;
             if truncated {
                 break;
             }
@@ -308,15 +341,18 @@ pub fn run_text(
             truncated,
             parameters,
             elapsed_ms: started.elapsed().as_millis() as u64,
+            json_columns,
         })
     })();
     let _ = conn.execute_batch("ROLLBACK");
     result
 }
 
+/// `nested`: the columns whose cells are written as JSON documents.
 fn append_rows(
     batch: &RecordBatch,
     max: usize,
+    nested: &[bool],
     rows: &mut Vec<Vec<Option<String>>>,
 ) -> Result<(), QueryError> {
     let options = FormatOptions::default()
@@ -338,7 +374,13 @@ fn append_rows(
     for i in 0..batch.num_rows().min(max) {
         let row = columns
             .iter()
-            .map(|(array, f)| (!array.is_null(i)).then(|| f.value(i).to_string()))
+            .enumerate()
+            .map(|(c, (array, f))| {
+                (!array.is_null(i)).then(|| match nested[c] {
+                    true => json_cells::cell(array, i, &options).to_string(),
+                    false => f.value(i).to_string(),
+                })
+            })
             .collect();
         rows.push(row);
     }
@@ -347,7 +389,7 @@ fn append_rows(
 
 /// TIMESTAMPTZ values are instants; DuckDB labels them with its session time zone (e.g.
 /// `Etc/UTC`), which the formatter cannot resolve without a zone database: show them in UTC.
-fn in_utc(array: &Arc<dyn Array>) -> Arc<dyn Array> {
+pub(super) fn in_utc(array: &Arc<dyn Array>) -> Arc<dyn Array> {
     match array.data_type() {
         DataType::Timestamp(unit, Some(tz)) if tz.as_ref() != "+00:00" => {
             let utc = DataType::Timestamp(*unit, Some("+00:00".into()));
@@ -361,7 +403,7 @@ fn in_utc(array: &Arc<dyn Array>) -> Arc<dyn Array> {
 }
 
 /// Numbers and booleans become JSON values; the rest (decimals too: exact) stays text.
-fn to_json(ty: &DataType, text: String) -> Json {
+pub(super) fn to_json(ty: &DataType, text: String) -> Json {
     let parsed = match ty {
         DataType::Boolean => text.parse::<bool>().ok().map(Json::Bool),
         t if t.is_integer() => serde_json::from_str::<serde_json::Number>(&text)

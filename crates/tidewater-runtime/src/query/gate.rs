@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
-use super::exec::{self, Params, QueryError, QueryErrorKind, TextResult};
+use super::exec::{self, Cells, Params, QueryError, QueryErrorKind, TextResult};
 use crate::monitor::Monitor;
 
 /// Queries running at once, all endpoints together; more wait (2 cores: apply must keep its
@@ -36,6 +36,7 @@ impl QueryGate {
         params: Params,
         limit: usize,
         timeout: Duration,
+        cells: Cells,
     ) -> Result<TextResult, QueryError> {
         exec::check_read_only(&sql)?;
         let _permit = tokio::time::timeout(timeout, self.permits.acquire())
@@ -58,7 +59,7 @@ impl QueryGate {
             })?
             .map_err(|e| QueryError::new(QueryErrorKind::Unavailable, e.to_string()))?;
         exec::with_timeout(conn, timeout, move |c| {
-            exec::run_text(c, &sql, &params, limit)
+            exec::run_text(c, &sql, &params, limit, cells)
         })
         .await
     }

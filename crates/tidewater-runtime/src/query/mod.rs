@@ -5,6 +5,7 @@
 
 pub mod exec;
 pub mod gate;
+mod json_cells;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

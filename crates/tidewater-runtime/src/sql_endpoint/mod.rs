@@ -6,12 +6,14 @@
 //! check, a read-only transaction on a connection of its own, no external access, the row
 //! limit and the timeout. Refusals and errors are ErrorResponses with the message
 //! `POST /query` gives. Transaction blocks and `SHOW` of a session parameter are answered
-//! here (`session`).
+//! here (`session`); psql's catalog queries (`\dt`, `\d`, `\dn`) and `SHOW TABLES` are
+//! answered from DuckDB's catalog (`catalog`).
 //!
 //! Clients on the loopback interface only (the address must be one), without a password;
 //! no TLS. Results in text or binary format, as the client asks.
 
 mod binary;
+mod catalog;
 mod encode;
 mod session;
 
@@ -46,7 +48,7 @@ use tokio::net::TcpListener;
 use tracing::debug;
 
 use crate::config::SqlEndpoint;
-use crate::query::exec::{Params, TextResult};
+use crate::query::exec::{Cells, Params, TextResult};
 use crate::query::gate::QueryGate;
 use session::Local;
 
@@ -129,7 +131,7 @@ impl Endpoint {
     async fn run(&self, sql: &str, params: Params, limit: usize) -> PgWireResult<TextResult> {
         let result = self
             .queries
-            .run(sql.to_string(), params, limit, self.timeout)
+            .run(sql.to_string(), params, limit, self.timeout, Cells::Text)
             .await;
         match &result {
             Ok(r) => debug!(rows = r.rows.len(), ms = r.elapsed_ms, "sql query served"),
@@ -141,6 +143,8 @@ impl Endpoint {
     /// The answer to `sql`: given here (`session`), or its rows from the replica, at most
     /// `limit`.
     async fn answer(&self, sql: &str, params: Params, limit: usize) -> PgWireResult<Answer> {
+        let catalog = catalog::rewrite(sql);
+        let sql = catalog.as_deref().unwrap_or(sql);
         match session::local(sql) {
             Some(Local::Transaction(tag)) => return Ok(Answer::Tag(tag)),
             Some(Local::Show(result)) => return Ok(Answer::Rows(result)),

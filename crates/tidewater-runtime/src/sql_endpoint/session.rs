@@ -81,6 +81,7 @@ pub fn local(sql: &str) -> Option<Local> {
                 truncated: false,
                 parameters: 0,
                 elapsed_ms: 0,
+                json_columns: vec![false],
             }))
         }
         _ => None,

@@ -95,17 +95,17 @@ fn query_answers_the_same_live_and_stopped_in_every_format() {
         .collect();
     assert_eq!(
         live[0],
-        "id | name                 | amount | at                               | tags   | ok    | score\n\
-         ---+----------------------+--------+----------------------------------+--------+-------+------\n \
-          1 | plain                |  10.50 | 2024-03-01 12:00:00+00:00        | [a, b] | true  |   1.5\n \
-          2 | with, comma \"quoted\" |  -0.01 | 2024-03-02 00:00:00.123456+00:00 | []     | false |  -2.0\n \
-          3 | NULL                 |   NULL | NULL                             | NULL   | NULL  |  NULL\n\
+        "id | name                 | amount | at                               | tags      | ok    | score\n\
+         ---+----------------------+--------+----------------------------------+-----------+-------+------\n \
+          1 | plain                |  10.50 | 2024-03-01 12:00:00+00:00        | [\"a\",\"b\"] | true  |   1.5\n \
+          2 | with, comma \"quoted\" |  -0.01 | 2024-03-02 00:00:00.123456+00:00 | []        | false |  -2.0\n \
+          3 | NULL                 |   NULL | NULL                             | NULL      | NULL  |  NULL\n\
          (3 rows)\n"
     );
     assert_eq!(
         live[1],
         "id,name,amount,at,tags,ok,score\r\n\
-         1,plain,10.50,2024-03-01 12:00:00+00:00,\"[a, b]\",true,1.5\r\n\
+         1,plain,10.50,2024-03-01 12:00:00+00:00,\"[\"\"a\"\",\"\"b\"\"]\",true,1.5\r\n\
          2,\"with, comma \"\"quoted\"\"\",-0.01,2024-03-02 00:00:00.123456+00:00,[],false,-2.0\r\n\
          3,,,,,,\r\n"
     );
@@ -114,6 +114,7 @@ fn query_answers_the_same_live_and_stopped_in_every_format() {
     assert_eq!(json[0]["amount"], "10.50");
     assert_eq!(json[0]["ok"], true);
     assert_eq!(json[0]["score"], 1.5);
+    assert_eq!(json[0]["tags"], serde_json::json!(["a", "b"]));
     assert_eq!(json[2]["name"], serde_json::Value::Null);
     // --db names the file directly; the running process answers it too.
     assert_eq!(ok(cli(&["query", "--db", &db, QUERY])), live[0]);

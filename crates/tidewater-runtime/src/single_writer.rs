@@ -1,0 +1,52 @@
+//! One `tidewater run` writes a replica. A second `run` of the same config must say so, not
+//! trip over the first one's ports ("address already in use" on a fixed `http.listen`):
+//! this check runs before any port is bound.
+//!
+//! Two signs of a live writer, either sufficient: its published status file names a pid
+//! that is alive, or DuckDB refuses to open the file because another process holds its lock
+//! (the writer may not have published yet).
+
+use std::path::Path;
+
+use tidewater_core::{Error, Result};
+use tidewater_duckdb::status::open_read_only;
+
+use crate::config::Config;
+use crate::own_run::live_run;
+
+/// Fails when another live process writes the configured DuckDB replica.
+pub fn ensure_no_other_writer(config: &Config, config_path: &Path) -> Result<()> {
+    match live_writer(config) {
+        Some(writer) => Err(Error::sink(format!(
+            "{writer}: only one `tidewater run` may write a replica. Stop the other one first, \
+             or look at it with `tidewater status --config {}`",
+            config_path.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Who writes the configured DuckDB replica, when another live process does.
+pub fn live_writer(config: &Config) -> Option<String> {
+    if config.sink.is_bigquery() {
+        return None;
+    }
+    let db = &config.sink.path;
+    let own = std::process::id();
+    if let Some(pid) = live_run(config).filter(|p| *p != own) {
+        return Some(format!(
+            "`tidewater run` (pid {pid}) is writing {}",
+            db.display()
+        ));
+    }
+    if !db.exists() {
+        return None;
+    }
+    match open_read_only(db) {
+        // Any other failure to open is for the pipeline to report, with its context.
+        Err(e) if e.message().contains("in use by another process") => {
+            Some(e.message().to_string())
+        }
+        _ => None,
+    }
+}

@@ -1,0 +1,11 @@
+//! `tidewater teardown`: removes a pipeline's slot and publications at the source (and the
+//! replica with `--drop-replica`); see `tidewater_runtime::teardown`.
+
+use std::path::Path;
+
+use tidewater_core::Result;
+
+pub async fn command(config_path: &Path, yes: bool, drop_replica: bool) -> Result<()> {
+    let out = tidewater_runtime::teardown::teardown(config_path, yes, drop_replica).await?;
+    crate::stdout::print(&out)
+}
