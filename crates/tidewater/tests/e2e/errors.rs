@@ -219,11 +219,15 @@ fn a_running_replica_refuses_a_second_run_and_keeps_replicating() {
         &["held by running tidewater", "position:", "public.t"],
     );
 
-    // Same DuckDB file: locked.
+    // Same DuckDB file: the live writer is named before any port is bound.
     expect(
         run_cli(&["run"], &rig.config),
         3,
-        &["is in use by another process", "stop the other one"],
+        &[
+            "is writing",
+            "only one `tidewater run` may write a replica",
+            "Stop the other one",
+        ],
     );
     // Another DuckDB file, same slot: the slot is in use.
     let config = variant(&rig, "replica.duckdb", "other.duckdb");
