@@ -93,7 +93,7 @@ impl Error {
             ErrorKind::SourceRetryable | ErrorKind::SinkRetryable
         )
     }
-    /// Exit code (README.md "Use"): 1 check/verify, 2 usage/config, 3 source/destination.
+    /// Exit code (README.md "Commands"): 1 check/verify, 2 usage/config, 3 source/destination.
     pub fn exit_code(&self) -> i32 {
         match self.kind {
             ErrorKind::Check => 1,
