@@ -243,7 +243,9 @@ impl<D: SourceDriver + 'static> Attempt<'_, D> {
             let monitor = monitor.clone();
             tokio::spawn(async move {
                 if let Ok(p) = first_ack.wait_for(Option::is_some).await {
-                    info!(position = %p.as_ref().map(|p| p.0.as_str()).unwrap_or(""), "initial snapshot committed");
+                    // The first acknowledged position can be past the snapshot's own (what
+                    // streamed after it may commit in the same batch): named for what it is.
+                    info!(replica_at = %p.as_ref().map(|p| p.0.as_str()).unwrap_or(""), "initial snapshot committed (with what streamed after it in the same commit)");
                     monitor.set_phase(Phase::Streaming);
                 }
             });
