@@ -123,6 +123,22 @@ pub fn evolve_table(
         ddl.push(format!("DROP TABLE {replica}"));
         ddl.push(sql.create_replica(primary_key));
     }
+    // A key column new to the log (a primary key added, or the table re-keyed) gets its
+    // old-key column, with the key's type; the rows logged before hold NULL there (they
+    // changed no key).
+    let mut added_old_keys = Vec::new();
+    if log_tables {
+        for (old_key, k) in old_key_columns(&new) {
+            if !log_cols.contains(&old_key) {
+                let ty = duckdb_type(&new.columns[k].ty);
+                ddl.push(format!(
+                    "ALTER TABLE {log} ADD COLUMN {} {ty}",
+                    quote_ident(&old_key)
+                ));
+                added_old_keys.push(old_key);
+            }
+        }
+    }
     for c in &old.columns {
         if !rekey && !new.columns.iter().any(|n| n.name == c.name) {
             ddl.push(format!(
@@ -155,10 +171,9 @@ pub fn evolve_table(
                     ddl.push(format!("ALTER TABLE {log} ALTER COLUMN {name} TYPE {ty}"));
                     // A key column's old value in the log has the column's type.
                     let old_keys = old_key_columns(&new);
-                    if let Some((old, _)) = old_keys
-                        .iter()
-                        .find(|(_, k)| new.columns[*k].name == c.name)
-                    {
+                    if let Some((old, _)) = old_keys.iter().find(|(o, k)| {
+                        new.columns[*k].name == c.name && !added_old_keys.contains(o)
+                    }) {
                         let old = quote_ident(old);
                         ddl.push(format!("ALTER TABLE {log} ALTER COLUMN {old} TYPE {ty}"));
                     }
