@@ -7,7 +7,15 @@ use serde::Deserialize;
 use tidewater_core::apply::{DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_MAX_BATCH_ROWS};
 use tidewater_core::Error;
 
-use crate::query::exec;
+/// The name under which the replica's pipeline state is stored (`_tidewater.pipeline`).
+pub const PIPELINE_NAME: &str = "default";
+
+/// Rows a query returns when the request names no limit, and the most it may ask for.
+pub const DEFAULT_LIMIT: usize = 10_000;
+pub const MAX_LIMIT: usize = 100_000;
+/// How long a query runs when the request names no timeout, and the longest it may ask for.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+pub const MAX_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 pub const DEFAULT_SLOT: &str = "tidewater";
 pub const DEFAULT_PUBLICATION: &str = "tidewater";
@@ -256,10 +264,10 @@ fn default_listen() -> String {
     DEFAULT_HTTP_LISTEN.into()
 }
 fn default_sql_limit() -> usize {
-    exec::DEFAULT_LIMIT
+    DEFAULT_LIMIT
 }
 fn default_sql_timeout_ms() -> u64 {
-    exec::DEFAULT_TIMEOUT.as_millis() as u64
+    DEFAULT_TIMEOUT.as_millis() as u64
 }
 fn default_true() -> bool {
     true
@@ -430,14 +438,13 @@ impl Config {
                 sql.listen
             )));
         }
-        if !(1..=exec::MAX_LIMIT).contains(&sql.limit) {
+        if !(1..=MAX_LIMIT).contains(&sql.limit) {
             return Err(Error::config(format!(
                 "sql.limit = {} is out of range: 1 to {}",
-                sql.limit,
-                exec::MAX_LIMIT
+                sql.limit, MAX_LIMIT
             )));
         }
-        let max_ms = exec::MAX_TIMEOUT.as_millis() as u64;
+        let max_ms = MAX_TIMEOUT.as_millis() as u64;
         if !(1..=max_ms).contains(&sql.timeout_ms) {
             return Err(Error::config(format!(
                 "sql.timeout_ms = {} is out of range: 1 to {max_ms}",
@@ -609,8 +616,8 @@ path = "replica.duckdb"
         let c = Config::parse(&format!("{MINIMAL}[sql]\nlisten = \"127.0.0.1:5433\"\n")).unwrap();
         let sql = c.sql_endpoint().unwrap().unwrap();
         assert_eq!(sql.listen.to_string(), "127.0.0.1:5433");
-        assert_eq!(sql.limit, exec::DEFAULT_LIMIT);
-        assert_eq!(sql.timeout, exec::DEFAULT_TIMEOUT);
+        assert_eq!(sql.limit, DEFAULT_LIMIT);
+        assert_eq!(sql.timeout, DEFAULT_TIMEOUT);
         let c = Config::parse(&format!(
             "{MINIMAL}[sql]\nlisten = \"[::1]:0\"\nlimit = 5\ntimeout_ms = 2000\n"
         ))

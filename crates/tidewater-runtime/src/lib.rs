@@ -14,6 +14,7 @@
 //!
 //! See docs/architecture.md for the picture.
 
+pub mod client;
 pub mod config;
 pub mod degraded;
 pub mod demo;

@@ -18,7 +18,7 @@ use tidewater_duckdb::duckdb::Connection;
 use tidewater_duckdb::status::{collect, StatusReport};
 
 use crate::config::Config;
-use crate::pipeline::PIPELINE_NAME;
+use crate::config::PIPELINE_NAME;
 
 /// Apply busy on one step (a DuckDB write or commit) for longer than this is a stall.
 pub const STALL_AFTER: Duration = Duration::from_secs(60);

@@ -19,7 +19,6 @@ use crate::monitor::{Monitor, Phase};
 use crate::registry::{self, batch_options, open_sink};
 use crate::status_file::StatusPublisher;
 
-pub const PIPELINE_NAME: &str = "default";
 /// Events in flight between source and apply loop. A `Changes` event holds up to 1024
 /// changes, so this bounds memory (at most ~64k changes queued); small transactions take
 /// three events each, so about 20 of them can queue up while a commit runs and then join

@@ -18,8 +18,8 @@ use tidewater_duckdb::{DuckDbOptions, DuckDbSink};
 use tidewater_mysql::{MySqlDriver, MySqlReader, MySqlSource, MySqlSourceConfig, ZeroDates};
 use tidewater_postgres::{PgDriver, PgReader, PgSource, PgSourceConfig};
 
+use crate::config::PIPELINE_NAME;
 use crate::config::{Config, DEFAULT_SERVER_ID};
-use crate::pipeline::PIPELINE_NAME;
 
 /// The configured source driver, whichever kind it is.
 pub enum AnyDriver {

@@ -75,3 +75,38 @@ pub fn read_published(db: &Path) -> Option<StatusView> {
     let pid = s.pid?;
     Path::new(&format!("/proc/{pid}")).exists().then_some(s)
 }
+
+/// The running process's `/status` (fresh), else its status file, else the replica itself.
+pub async fn current(db: &std::path::Path) -> tidewater_core::Result<StatusView> {
+    let published = read_published(db);
+    if let Some(p) = &published {
+        if let Some(addr) = p.live.as_ref().and_then(|l| l.http.as_deref()) {
+            let answer = crate::client::call(
+                addr,
+                hyper::Method::GET,
+                "/status",
+                None,
+                std::time::Duration::from_secs(5),
+            )
+            .await;
+            if let Ok((200, body)) = answer {
+                if let Ok(view) = serde_json::from_slice(&body) {
+                    return Ok(view);
+                }
+            }
+        }
+        return Ok(published.expect("checked"));
+    }
+    let path = db.to_path_buf();
+    let opened = tokio::task::spawn_blocking(move || {
+        tidewater_duckdb::status::open_read_only(&path)
+            .and_then(|conn| tidewater_duckdb::status::collect(&conn, crate::config::PIPELINE_NAME))
+    })
+    .await
+    .expect("status task");
+    match opened {
+        Ok(report) => Ok(StatusView::stopped(db, report)),
+        // `run` may have taken the file in the meantime.
+        Err(e) => read_published(db).ok_or(e),
+    }
+}

@@ -258,43 +258,6 @@ pub fn snapshot_progress(t: &LiveTable) -> String {
     }
 }
 
-/// The running process's `/status` (fresh), else its status file, else the replica itself.
-pub async fn current(db: &std::path::Path) -> tidewater_core::Result<StatusView> {
-    use crate::status_file::read_published;
-    let published = read_published(db);
-    if let Some(p) = &published {
-        if let Some(addr) = p.live.as_ref().and_then(|l| l.http.as_deref()) {
-            let answer = crate::http::client::call(
-                addr,
-                hyper::Method::GET,
-                "/status",
-                None,
-                std::time::Duration::from_secs(5),
-            )
-            .await;
-            if let Ok((200, body)) = answer {
-                if let Ok(view) = serde_json::from_slice(&body) {
-                    return Ok(view);
-                }
-            }
-        }
-        return Ok(published.expect("checked"));
-    }
-    let path = db.to_path_buf();
-    let opened = tokio::task::spawn_blocking(move || {
-        tidewater_duckdb::status::open_read_only(&path).and_then(|conn| {
-            tidewater_duckdb::status::collect(&conn, crate::pipeline::PIPELINE_NAME)
-        })
-    })
-    .await
-    .expect("status task");
-    match opened {
-        Ok(report) => Ok(StatusView::stopped(db, report)),
-        // `run` may have taken the file in the meantime.
-        Err(e) => read_published(db).ok_or(e),
-    }
-}
-
 /// Whether the DuckDB file alone is complete, and what to do when it is not.
 fn checkpoint_text(checkpointed: bool, wal_bytes: u64) -> String {
     if checkpointed {

@@ -6,11 +6,11 @@ use std::path::Path;
 use tidewater_core::check::CheckStatus;
 use tidewater_core::{Result, SourceDriver};
 use tidewater_runtime::config::Config;
-use tidewater_runtime::{own_run, registry, status_view};
+use tidewater_runtime::{own_run, registry, status_file};
 
 pub async fn status(config_path: &Path, json: bool) -> Result<()> {
     let config = Config::load(config_path)?;
-    let view = status_view::current(config.sink.duckdb_path("status")?).await?;
+    let view = status_file::current(config.sink.duckdb_path("status")?).await?;
     if json {
         let json = serde_json::to_string_pretty(&view).expect("serialises");
         return crate::stdout::print(&format!("{json}\n"));

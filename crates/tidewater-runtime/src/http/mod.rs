@@ -12,7 +12,6 @@
 //! It listens on `[http] listen`, or else on an ephemeral loopback port that `tidewater query`
 //! and `tidewater status` find through the status file.
 
-pub mod client;
 mod metrics;
 mod page;
 

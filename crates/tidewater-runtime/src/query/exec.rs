@@ -22,11 +22,7 @@ use tidewater_duckdb::duckdb::{params_from_iter, Connection};
 
 use super::json_cells;
 
-/// Rows returned when the request names no limit, and the most it may ask for.
-pub const DEFAULT_LIMIT: usize = 10_000;
-pub const MAX_LIMIT: usize = 100_000;
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+pub use crate::config::{DEFAULT_LIMIT, DEFAULT_TIMEOUT, MAX_LIMIT, MAX_TIMEOUT};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QueryColumn {

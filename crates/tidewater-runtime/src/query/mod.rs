@@ -14,8 +14,8 @@ use hyper::Method;
 use tidewater_core::{Error, Result};
 use tidewater_duckdb::duckdb::{AccessMode, Config as DuckConfig, Connection};
 
+use crate::client;
 use crate::config::Config;
-use crate::http::client;
 use crate::status_file::read_published;
 use exec::{QueryError, QueryErrorKind, QueryResult, MAX_LIMIT};
 

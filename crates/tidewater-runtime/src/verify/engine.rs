@@ -16,7 +16,7 @@ use tracing::info;
 use super::compare::{Comparer, Pass};
 use super::report::VerifyReport;
 use crate::config::Config;
-use crate::pipeline::PIPELINE_NAME;
+use crate::config::PIPELINE_NAME;
 use crate::registry::{self, AnyReader};
 
 /// Re-check rounds after the first comparison (live only).

@@ -23,8 +23,8 @@ use tidewater_core::{Error, ErrorKind, Result};
 use tidewater_duckdb::duckdb::Connection;
 use tidewater_duckdb::sql::quote_literal;
 
+use crate::client;
 use crate::config::Config;
-use crate::http::client;
 use crate::status_file::read_published;
 use compare::Comparer;
 use engine::Replica;
