@@ -287,20 +287,15 @@ fn postgres_kill_after_merge_before_ack_applies_nothing_twice() {
     rig.sql(STREAM);
     rig.start_with_env(&[("TIDEWATER_FAULT", "after-merge")]);
     assert!(!rig.wait_exit(CATCH_UP).success());
-    // The moment: the MERGE had committed (the state's ordinal moved, the replica shows the
-    // batch) when the run died, before it acknowledged the source.
+    // The moment: the MERGE had committed when the run died, before it acknowledged the
+    // source: the state's ordinal, written in the MERGE's own transaction, moved. (Which of
+    // the stream's changes the first batch held depends on batching, so the replica's rows
+    // are not the proof.)
     let bq = rig.bq();
     let (_, merged) = bq.state().expect("state");
     assert!(
         merged > applied,
         "the killed run committed no MERGE ({applied} -> {merged})"
-    );
-    assert!(
-        bq.count(&format!(
-            "SELECT COUNT(*) FROM {} WHERE name = 'renamed'",
-            bq.table("public_items")
-        )) > 0,
-        "the replica does not show the merged batch"
     );
     rig.start();
     rig.wait_caught_up(CATCH_UP);
