@@ -126,12 +126,8 @@ fn kill9_and_restart_apply_every_change_exactly_once() {
     rig.start();
     rig.wait_caught_up(Duration::from_secs(60));
     let workload = Workload::start(&rig, kill_test_tx);
-    for kill in 0..4 {
-        // The moment: this run has applied changes of the workload, which is still writing.
-        let applied = rig.kill9_mid_stream(&addr, "shop.t", || workload.writing());
-        eprintln!("kill {kill}: mid-stream, after this run applied {applied} changes");
-        rig.start();
-    }
+    // The moment: this run has applied changes of the workload, which is still writing.
+    rig.kill9_mid_stream_and_restart(&addr, "shop.t", 4, &workload);
     let sent = workload.finish() as i64;
     rig.wait_caught_up(Duration::from_secs(60));
     rig.stop();

@@ -109,12 +109,8 @@ fn kill_9_mid_stream_loses_and_duplicates_nothing() {
     rig.start();
     rig.wait_caught_up(Duration::from_secs(60));
     let workload = Workload::start(&rig, mid_stream_tx);
-    for kill in 0..3 {
-        // The moment: this run has applied changes of the workload, which is still writing.
-        let applied = rig.kill9_mid_stream(&addr, "public.t", || workload.writing());
-        eprintln!("kill {kill}: mid-stream, after this run applied {applied} changes");
-        rig.start();
-    }
+    // The moment: this run has applied changes of the workload, which is still writing.
+    rig.kill9_mid_stream_and_restart(&addr, "public.t", 3, &workload);
     let sent = workload.finish() as i64;
     rig.wait_caught_up(Duration::from_secs(120));
     rig.stop();

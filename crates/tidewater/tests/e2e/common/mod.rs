@@ -162,6 +162,23 @@ impl Rig {
         applied
     }
 
+    /// `kills` times: kill -9 mid-stream ([`Rig::kill9_mid_stream`]) while `workload` writes
+    /// to `table`, then start again.
+    #[track_caller]
+    pub fn kill9_mid_stream_and_restart(
+        &mut self,
+        addr: &str,
+        table: &str,
+        kills: usize,
+        workload: &workload::Workload,
+    ) {
+        for kill in 0..kills {
+            let applied = self.kill9_mid_stream(addr, table, || workload.writing());
+            eprintln!("kill {kill}: mid-stream, after this run applied {applied} changes");
+            self.start();
+        }
+    }
+
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("run.log")
     }
