@@ -239,6 +239,16 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                 b.apply_time += started.elapsed();
                 b.rows += 1;
             }
+            SourceEvent::Progress(progress) => {
+                if b.tx.is_none() {
+                    return Err(Error::source_fatal(
+                        "source sent copy progress outside a transaction",
+                    ));
+                }
+                b.tx_wrote = true;
+                self.sink.write_progress(&progress)?;
+                self.stats.set_copy_progress(&progress);
+            }
             SourceEvent::Commit => {
                 let tx = b.tx.take().ok_or_else(|| {
                     Error::source_fatal("source sent COMMIT outside a transaction")

@@ -23,6 +23,9 @@ pub enum SourceEvent {
     Changes(Vec<Change>),
     /// All rows of these tables were removed (in order with the changes around it).
     Truncate(Vec<Arc<TableSchema>>),
+    /// Copy progress of tables (the chunked initial snapshot, `crate::copy`), inside a
+    /// transaction: committed with it.
+    Progress(Vec<crate::copy::CopyProgress>),
     /// The open transaction is complete.
     Commit,
     /// Nothing is pending at the source up to here (a keepalive while idle): the apply loop

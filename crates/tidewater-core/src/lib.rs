@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod check;
+pub mod copy;
 pub mod driver;
 pub mod error;
 pub mod event;
@@ -17,6 +18,7 @@ pub mod time;
 pub mod uncarried;
 pub mod unreplicated;
 
+pub use copy::{ChunkedCopy, CopyProgress};
 pub use driver::{ConsistentReader, SourceDriver};
 pub use error::{Error, ErrorKind, Result};
 pub use event::{SourceEvent, TxInfo};

@@ -4,7 +4,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::error::Result;
+use crate::copy::CopyProgress;
+use crate::error::{Error, Result};
 use crate::event::TxInfo;
 use crate::model::{Change, Position, TableId, TableSchema};
 
@@ -93,6 +94,27 @@ pub trait Sink: Send {
     /// no `acknowledged`).
     fn record_ack(&mut self, _position: &Position) -> Result<()> {
         Ok(())
+    }
+
+    /// Whether this sink takes the chunked initial snapshot (`crate::copy`): stores
+    /// [`CopyProgress`] with its batches, applies `Snapshot` rows as upserts and the changes of
+    /// a table that is not consistent yet leniently. A sink that does not is given the whole
+    /// snapshot as one transaction.
+    fn copies_in_chunks(&self) -> bool {
+        false
+    }
+
+    /// The committed copy progress of every table (empty when the replica never copied in
+    /// chunks), read at start after `state`.
+    fn copy_progress(&mut self) -> Result<Vec<CopyProgress>> {
+        Ok(Vec::new())
+    }
+
+    /// Stores copy progress inside the open batch (it commits with the batch).
+    fn write_progress(&mut self, _progress: &[CopyProgress]) -> Result<()> {
+        Err(Error::sink(
+            "internal: this destination does not take the chunked initial snapshot",
+        ))
     }
 
     /// Called once when the pipeline stops cleanly, after its last commit: leaves the

@@ -40,6 +40,10 @@ pub struct SourceContext {
     /// ([`crate::Sink::resnapshot_fix`]): the fix of an error after which the replica cannot
     /// catch up (the changes since its position are gone at the source).
     pub resnapshot_fix: String,
+    /// The chunked initial snapshot (`crate::copy`): `Some` when the sink takes it, with the
+    /// committed progress of a copy still under way (or finished). `None`: the sink cannot,
+    /// and the initial snapshot is one transaction.
+    pub chunked: Option<crate::copy::ChunkedCopy>,
     /// Where the source lists selected tables it cannot replicate, with the reason and fix,
     /// and removes them once they have joined (see `unreplicated`).
     pub unreplicated: Unreplicated,

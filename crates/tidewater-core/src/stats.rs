@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::copy::CopyProgress;
 use crate::histogram::Histogram;
 use crate::model::{Change, ChangeKind, Position, TableId, TableSchema};
 use crate::unreplicated::Unreplicated;
@@ -53,6 +54,9 @@ pub struct Stats {
     tables: Mutex<BTreeMap<String, KindCounts>>,
     /// Rows of the initial snapshot written so far per table, committed or not (progress).
     snapshot_copied: Mutex<BTreeMap<String, u64>>,
+    /// Copy progress per table of the chunked initial snapshot (`crate::copy`), as last
+    /// written (committed or in the open batch).
+    copies: Mutex<BTreeMap<String, CopyProgress>>,
     /// Source position of the last committed batch.
     position: Mutex<Option<String>>,
     /// Source position up to which everything is committed at the destination: the last
@@ -79,6 +83,7 @@ impl Default for Stats {
             latencies: Mutex::default(),
             tables: Mutex::default(),
             snapshot_copied: Mutex::default(),
+            copies: Mutex::default(),
             position: Mutex::default(),
             caught_up: Mutex::default(),
             unreplicated: Unreplicated::default(),
@@ -235,6 +240,21 @@ impl Stats {
         for (table, copied) in m.iter_mut() {
             *copied = tables.get(table).map_or(0, |c| c.snapshot);
         }
+    }
+
+    /// Records copy progress of the chunked initial snapshot (at start: what the sink holds;
+    /// then as each chunk is written).
+    pub fn set_copy_progress(&self, progress: &[CopyProgress]) {
+        let mut m = self.copies.lock().unwrap_or_else(|e| e.into_inner());
+        for p in progress {
+            m.insert(p.table.to_string(), p.clone());
+        }
+    }
+
+    /// Copy progress per table of the chunked initial snapshot (empty: no chunked copy).
+    pub fn copy_progress(&self) -> Vec<CopyProgress> {
+        let m = self.copies.lock().unwrap_or_else(|e| e.into_inner());
+        m.values().cloned().collect()
     }
 
     /// Committed changes per table and kind.

@@ -30,7 +30,16 @@ fn run(conn: &Connection, sql: &str, params: &[Option<&str>], what: &str) -> Res
         .map_err(|e| Error::sink(format!("{what}: {e}")))
 }
 
-pub fn apply(conn: &Connection, change: &Change, meta: &LogMeta, log: bool) -> Result<()> {
+/// With `lenient` (a keyed table whose chunked copy is not consistent yet), an update of a
+/// row the replica does not hold is skipped: the chunk that copies its key, or a later delete,
+/// brings the row to its final state (see `tidewater_core::copy`).
+pub fn apply(
+    conn: &Connection,
+    change: &Change,
+    meta: &LogMeta,
+    log: bool,
+    lenient: bool,
+) -> Result<()> {
     let s = &*change.table;
     let replica = qualified(&s.id);
     let what = format!("applying a {} to {}", change.kind.as_str(), s.id);
@@ -67,6 +76,9 @@ pub fn apply(conn: &Connection, change: &Change, meta: &LogMeta, log: bool) -> R
         params.extend(key_values);
         let sql = format!("UPDATE {replica} SET {} WHERE {key_match}", sets.join(", "));
         let n = run(conn, &sql, &params, &what)?;
+        if n == 0 && lenient {
+            return Ok(());
+        }
         if n != 1 {
             return Err(Error::sink(format!(
                 "{what}: the row to update is missing from the replica (it no longer matches the source)"

@@ -21,8 +21,8 @@ use duckdb::Connection;
 use tidewater_core::stats::now_us;
 use tidewater_core::time::format_utc_micros;
 use tidewater_core::{
-    Change, ChangeKind, Error, PipelineState, Position, Result, Sink, TableId, TableSchema, TxInfo,
-    Value,
+    Change, ChangeKind, CopyProgress, Error, PipelineState, Position, Result, Sink, TableId,
+    TableSchema, TxInfo, Value,
 };
 use tracing::debug;
 
@@ -101,6 +101,10 @@ pub(crate) struct TableState {
     keys: HashSet<Vec<u8>>,
     has_snapshot_rows: bool,
     changes: u64,
+    /// A keyed table whose chunked copy is not consistent yet (`tidewater_core::copy`):
+    /// every staged change is applied as an upsert or a delete (snapshot rows and inserts
+    /// replace the row of their key), and an update of a missing row is not an error.
+    lenient: bool,
 }
 
 impl TableState {
@@ -113,6 +117,7 @@ impl TableState {
             keys: HashSet::new(),
             has_snapshot_rows: false,
             changes: 0,
+            lenient: false,
         }
     }
 
@@ -125,6 +130,10 @@ impl TableState {
 
     /// Narrows down how the staged changes must be applied, as each one is staged.
     fn observe(&mut self, change: &Change) {
+        if self.lenient {
+            // Upserts: delete each touched key, insert its last image.
+            self.shape = self.shape.max(Shape::RepeatedKeys);
+        }
         let kind_shape = match (change.kind, &change.old) {
             (ChangeKind::Snapshot, _) => {
                 self.has_snapshot_rows = true;
@@ -187,6 +196,9 @@ pub struct DuckDbSink {
     batch_ack: Option<Position>,
     /// Index for the staging table of the next table prepared mid-stream.
     next_index: usize,
+    /// Keyed tables whose chunked copy is not consistent yet (see `TableState::lenient`), as
+    /// the open batch leaves them.
+    lenient: HashSet<TableId>,
 }
 
 pub fn open_connection(path: &std::path::Path) -> Result<Connection> {
@@ -261,7 +273,27 @@ impl DuckDbSink {
             batch_transactions: 0,
             batch_changes: 0,
             batch_ack: None,
+            lenient: HashSet::new(),
         })
+    }
+
+    /// Takes the tables' copy progress into account: which tables are applied leniently.
+    fn set_lenient(&mut self, progress: &[CopyProgress]) {
+        for p in progress {
+            let keyed = self
+                .tables
+                .get(&p.table)
+                .is_some_and(|t| t.sql.schema.has_key());
+            let lenient = keyed && !p.consistent;
+            if lenient {
+                self.lenient.insert(p.table.clone());
+            } else {
+                self.lenient.remove(&p.table);
+            }
+            if let Some(t) = self.tables.get_mut(&p.table) {
+                t.lenient = lenient;
+            }
+        }
     }
 
     /// Whether `table` is not (yet) a replica table of this definition.
@@ -313,6 +345,7 @@ impl DuckDbSink {
         let changes = self.tables.get(&id).map_or(0, |t| t.changes);
         let mut state = TableState::new(sql);
         state.changes = changes;
+        state.lenient = self.lenient.contains(&id) && state.sql.schema.has_key();
         self.tables.insert(id, state);
         Ok(())
     }
@@ -420,6 +453,7 @@ impl DuckDbSink {
         }
         let pending = std::mem::take(&mut t.pending);
         if t.staged == 0
+            && !t.lenient
             && direct::supported(&t.sql.schema)
             && pending.iter().all(|p| direct::can_append(&p.change))
         {
@@ -491,7 +525,8 @@ impl DuckDbSink {
             txseq: self.next_txseq,
             tx: tx.ordinal,
         };
-        rowwise::apply(&self.conn, change, &meta, self.options.log_tables)?;
+        let lenient = self.table(&id)?.lenient;
+        rowwise::apply(&self.conn, change, &meta, self.options.log_tables, lenient)?;
         self.next_seq += 1;
         self.next_txseq += 1;
         self.table(&id)?.changes += 1;
@@ -559,7 +594,9 @@ impl Sink for DuckDbSink {
             .into_iter()
             .map(|sql| {
                 let id = sql.schema.id.clone();
-                (id, TableState::new(sql))
+                let mut state = TableState::new(sql);
+                state.lenient = self.lenient.contains(&id) && state.sql.schema.has_key();
+                (id, state)
             })
             .collect();
         Ok(())
@@ -581,6 +618,35 @@ impl Sink for DuckDbSink {
 
     fn truncate_changes_schema(&self, tables: &[Arc<TableSchema>]) -> bool {
         tables.iter().any(|t| self.new_definition(t))
+    }
+
+    fn copies_in_chunks(&self) -> bool {
+        true
+    }
+
+    fn copy_progress(&mut self) -> Result<Vec<CopyProgress>> {
+        let progress = state::read_copies(&self.conn)?;
+        self.lenient.clear();
+        self.set_lenient(&progress);
+        Ok(progress)
+    }
+
+    fn write_progress(&mut self, progress: &[CopyProgress]) -> Result<()> {
+        state::write_copies(&self.conn, progress)?;
+        // Changes buffered under one mode are applied under it before the mode changes (a
+        // chunk's rows are upserts, not appends, even if the table becomes consistent in the
+        // same batch).
+        for p in progress {
+            if self
+                .tables
+                .get(&p.table)
+                .is_some_and(|t| t.lenient == p.consistent)
+            {
+                self.merge(&p.table)?;
+            }
+        }
+        self.set_lenient(progress);
+        Ok(())
     }
 
     fn replicated_tables(&mut self) -> Result<Option<BTreeSet<TableId>>> {
@@ -714,6 +780,10 @@ impl Sink for DuckDbSink {
             t.reset_staging();
             t.changes = 0;
         }
+        // Progress of the abandoned batch is gone too.
+        let progress = state::read_copies(&self.conn)?;
+        self.lenient.clear();
+        self.set_lenient(&progress);
         // The abandoned transactions come again from the source, with the same ordinals.
         self.last_ordinal = self.committed_ordinal;
         self.current_tx = None;

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use duckdb::{params, Connection, OptionalExt};
-use tidewater_core::{Error, Position, Result, TableId, TableSchema};
+use tidewater_core::{CopyProgress, Error, Position, Result, TableId, TableSchema};
 
 use crate::sql::quote_literal;
 
@@ -30,7 +30,92 @@ CREATE TABLE IF NOT EXISTS _tidewater.tables (
     updated_at TIMESTAMPTZ,
     PRIMARY KEY (schema_name, table_name)
 );
+-- The chunked initial snapshot: each table's copy progress, committed with its chunks.
+CREATE TABLE IF NOT EXISTS _tidewater.copies (
+    schema_name VARCHAR,
+    table_name VARCHAR,
+    last_key VARCHAR,
+    rows_copied BIGINT,
+    chunks BIGINT,
+    done BOOLEAN,
+    horizon VARCHAR,
+    consistent BOOLEAN,
+    updated_at TIMESTAMPTZ,
+    PRIMARY KEY (schema_name, table_name)
+);
 ";
+
+/// The copy progress of every table (`tidewater_core::copy`).
+pub fn read_copies(conn: &Connection) -> Result<Vec<CopyProgress>> {
+    let what = |e: duckdb::Error| Error::sink(format!("reading _tidewater.copies: {e}"));
+    let mut stmt = conn
+        .prepare(
+            "SELECT schema_name, table_name, last_key, rows_copied, chunks, done, horizon, \
+             consistent FROM _tidewater.copies ORDER BY schema_name, table_name",
+        )
+        .map_err(what)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                TableId::new(r.get::<_, String>(0)?, r.get::<_, String>(1)?),
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, bool>(5)?,
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, bool>(7)?,
+            ))
+        })
+        .and_then(|rows| rows.collect::<std::result::Result<Vec<_>, _>>())
+        .map_err(what)?;
+    rows.into_iter()
+        .map(|(table, key, rows, chunks, done, horizon, consistent)| {
+            let last_key = key
+                .map(|k| serde_json::from_str(&k))
+                .transpose()
+                .map_err(|e| {
+                    Error::sink(format!("_tidewater.copies holds an unreadable key: {e}"))
+                })?;
+            Ok(CopyProgress {
+                table,
+                last_key,
+                rows: rows as u64,
+                chunks: chunks as u64,
+                done,
+                horizon,
+                consistent,
+            })
+        })
+        .collect()
+}
+
+/// Stores copy progress (inside the batch that holds the chunk it describes).
+pub fn write_copies(conn: &Connection, progress: &[CopyProgress]) -> Result<()> {
+    for p in progress {
+        let key = p
+            .last_key
+            .as_ref()
+            .map(|k| serde_json::to_string(k).expect("key serialises"));
+        conn.prepare_cached(
+            "INSERT OR REPLACE INTO _tidewater.copies VALUES (?, ?, ?, ?, ?, ?, ?, ?, \
+             get_current_timestamp())",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                p.table.schema,
+                p.table.name,
+                key,
+                p.rows as i64,
+                p.chunks as i64,
+                p.done,
+                p.horizon,
+                p.consistent
+            ])
+        })
+        .map_err(|e| Error::sink(format!("writing _tidewater.copies: {e}")))?;
+    }
+    Ok(())
+}
 
 pub fn read_position(conn: &Connection, pipeline: &str) -> Result<Option<Position>> {
     let pos: Option<Option<String>> = conn

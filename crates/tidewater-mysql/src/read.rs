@@ -100,6 +100,71 @@ pub async fn read_table(
     }
 }
 
+/// One chunk of the chunked initial snapshot (`tidewater_core::copy`): at most `limit` rows
+/// after the key `after` in primary-key order, compared and ordered by the server in the key's
+/// own collation (keyless tables: the whole table). Returns how many rows.
+pub async fn read_chunk(
+    conn: &mut Conn,
+    t: &SourceTable,
+    after: Option<&[Value]>,
+    limit: usize,
+    zero_dates: ZeroDates,
+    out: &mut impl RowConsumer,
+) -> Result<u64> {
+    let schema = &t.schema;
+    let cols: Vec<String> = schema
+        .columns
+        .iter()
+        .map(|c| quote_ident(&c.name))
+        .collect();
+    let select = format!(
+        "SELECT {} FROM {}.{}",
+        cols.join(", "),
+        quote_ident(&schema.id.schema),
+        quote_ident(&schema.id.name)
+    );
+    let opts = ReadOptions {
+        keys: None,
+        chunk_rows: 1024,
+        zero_dates,
+    };
+    if schema.key.is_empty() {
+        return Query::new(&select, Vec::new())
+            .run(conn, t, &opts, out)
+            .await;
+    }
+    let keys: Vec<&String> = schema.key.iter().map(|&k| &cols[k]).collect();
+    let order = keys
+        .iter()
+        .map(|k| k.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut params = Vec::new();
+    let mut filter = String::new();
+    if let Some(after) = after {
+        let marks = schema
+            .key
+            .iter()
+            .zip(after)
+            .map(|(&k, v)| key_param(&t.kinds[k], &schema.columns[k].ty, v))
+            .collect::<Result<Vec<_>>>()?;
+        // (k1 > ?) OR (k1 = ? AND k2 > ?) OR ...: index ranges for every optimizer.
+        let mut ors = Vec::new();
+        for i in 0..keys.len() {
+            let mut ands = Vec::new();
+            for (j, (mark, param)) in marks.iter().enumerate().take(i + 1) {
+                let op = if j == i { ">" } else { "=" };
+                ands.push(format!("{} {op} {mark}", keys[j]));
+                params.push(param.clone());
+            }
+            ors.push(format!("({})", ands.join(" AND ")));
+        }
+        filter = format!(" WHERE {}", ors.join(" OR "));
+    }
+    let sql = format!("{select}{filter} ORDER BY {order} LIMIT {limit}");
+    Query::new(&sql, params).run(conn, t, &opts, out).await
+}
+
 /// One statement whose rows go to the consumer in chunks.
 struct Query<'a> {
     sql: &'a str,

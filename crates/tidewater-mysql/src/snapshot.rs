@@ -171,21 +171,36 @@ async fn copy_table(
         chunk_rows: EVENT_ROWS,
         zero_dates: zero,
     };
-    let mut out = SnapshotRows {
-        schema: t.schema.clone(),
-        events,
-    };
+    let mut out = SnapshotRows::new(t.schema.clone(), events);
     read_table(conn, t, &opts, &mut out).await
 }
 
 /// Turns a table's rows into snapshot changes for the apply loop.
-struct SnapshotRows<'a> {
+pub(crate) struct SnapshotRows<'a> {
     schema: Arc<TableSchema>,
     events: &'a mpsc::Sender<SourceEvent>,
+    /// The key of the last row (keyed tables).
+    pub last_key: Option<Vec<Value>>,
+}
+
+impl<'a> SnapshotRows<'a> {
+    pub(crate) fn new(
+        schema: Arc<TableSchema>,
+        events: &'a mpsc::Sender<SourceEvent>,
+    ) -> SnapshotRows<'a> {
+        SnapshotRows {
+            schema,
+            events,
+            last_key: None,
+        }
+    }
 }
 
 impl RowConsumer for SnapshotRows<'_> {
     async fn rows(&mut self, rows: Vec<Vec<Value>>) -> Result<()> {
+        if let (Some(last), true) = (rows.last(), self.schema.has_key()) {
+            self.last_key = Some(self.schema.key.iter().map(|&k| last[k].clone()).collect());
+        }
         let changes = rows
             .into_iter()
             .map(|row| Change {

@@ -7,7 +7,10 @@ use std::time::Instant;
 use mysql_async::prelude::Queryable;
 use mysql_async::{BinlogStream, BinlogStreamRequest, Conn};
 use tidewater_core::uncarried::copy_again;
-use tidewater_core::{Error, Result, Source, SourceContext, TableId, TableSchema};
+use tidewater_core::{
+    CopyProgress, Error, Position, Result, Source, SourceContext, SourceEvent, TableId,
+    TableSchema, TxInfo,
+};
 use tracing::{info, warn};
 
 use crate::catalog::{resolve_tables, SourceTable};
@@ -18,6 +21,7 @@ use crate::guard;
 use crate::join::Joining;
 use crate::position::BinlogPosition;
 use crate::snapshot::{begin_snapshot, copy_tables};
+use crate::stream::chunks::Copying;
 use crate::stream::Stream;
 use crate::value::ZeroDates;
 
@@ -155,6 +159,16 @@ impl Source for MySqlSource {
     }
 
     async fn run(&mut self, ctx: SourceContext) -> Result<()> {
+        // MariaDB copies in chunks while streaming when the destination can
+        // (`stream::chunks`); MySQL keeps the single-transaction snapshot.
+        let chunked = ctx
+            .chunked
+            .clone()
+            .filter(|_| self.flavor == Flavor::MariaDb);
+        let mut progress = chunked
+            .as_ref()
+            .map(|c| c.progress.clone())
+            .unwrap_or_default();
         let from = match &ctx.resume {
             Some(pos) => {
                 let from = BinlogPosition::parse(&pos.0).map_err(|e| {
@@ -170,6 +184,36 @@ impl Source for MySqlSource {
                 guard::check_resume(&mut conn, self.flavor, &from, &ctx.resnapshot_fix).await?;
                 self.conn = Some(conn);
                 from
+            }
+            None if chunked.is_some() => {
+                let mut conn = match self.conn.take() {
+                    Some(c) => c,
+                    None => connect(&self.config.url).await?,
+                };
+                // The stream's start: an exact position (the snapshot's), and nothing read.
+                let position = begin_snapshot(&mut conn, self.flavor).await?;
+                conn.query_drop("COMMIT")
+                    .await
+                    .map_err(|e| my_error(e, "ending the snapshot transaction"))?;
+                info!(position = %position, tables = self.tables.len(), "copying tables in chunks while streaming");
+                progress = self
+                    .tables
+                    .iter()
+                    .map(|t| CopyProgress::new(t.schema.id.clone()))
+                    .collect();
+                let tx = TxInfo {
+                    position: Position(position.to_string()),
+                    commit_time_us: tidewater_core::stats::now_us(),
+                };
+                for e in [
+                    SourceEvent::Begin(tx),
+                    SourceEvent::Progress(progress.clone()),
+                    SourceEvent::Commit,
+                ] {
+                    ctx.events.send(e).await.map_err(|_| Error::shutdown())?;
+                }
+                self.conn = Some(conn);
+                position
             }
             None => {
                 let mut conn = match self.conn.take() {
@@ -265,6 +309,16 @@ impl Source for MySqlSource {
             stream
         };
         stream.unreplicated = ctx.unreplicated;
+        progress.retain(|p| self.tables.iter().any(|t| t.schema.id == p.table));
+        if !progress.is_empty() && !progress.iter().all(|p| p.consistent) {
+            let keyless = |id: &TableId| {
+                self.tables
+                    .iter()
+                    .any(|t| t.schema.id == *id && !t.schema.has_key())
+            };
+            let chunk_rows = chunked.as_ref().map_or(1, |c| c.chunk_rows);
+            stream.copy = Some(Copying::new(chunk_rows, progress, keyless));
+        }
         match joining {
             Some(j) => stream.with_joining(j),
             None => stream,

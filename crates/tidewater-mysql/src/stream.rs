@@ -28,6 +28,7 @@ use crate::rows::TableMap;
 use crate::snapshot::begin_snapshot;
 use crate::value::ZeroDates;
 
+pub mod chunks;
 mod recopy;
 
 /// Changes per event sent to the apply loop.
@@ -77,6 +78,8 @@ pub struct Stream {
     pub unreplicated: Unreplicated,
     flavor: Flavor,
     retried: Instant,
+    /// The chunked initial snapshot while a table is not consistent yet (`chunks`).
+    pub copy: Option<chunks::Copying>,
 }
 
 impl Stream {
@@ -117,6 +120,7 @@ impl Stream {
             unreplicated: Unreplicated::default(),
             flavor,
             retried: Instant::now(),
+            copy: None,
         }
     }
 
@@ -149,7 +153,22 @@ impl Stream {
 
     pub async fn run(mut self, mut binlog: BinlogStream) -> Result<()> {
         loop {
-            let next = tokio::time::timeout(SILENCE_LIMIT, binlog.next()).await;
+            // A chunk is read between transactions: when it is due (the stream is busy), or
+            // when no binlog event is ready (the stream is idle).
+            let chunk = self.tx.is_none()
+                && self.joining.is_none()
+                && self.copy.as_ref().is_some_and(|c| c.copying());
+            let due = self.copy.as_ref().map_or_else(Instant::now, |c| c.due);
+            let next = tokio::select! {
+                biased;
+                _ = tokio::time::sleep_until(due.into()), if chunk => None,
+                n = tokio::time::timeout(SILENCE_LIMIT, binlog.next()) => Some(n),
+                _ = std::future::ready(()), if chunk => None,
+            };
+            let Some(next) = next else {
+                self.copy_chunk().await?;
+                continue;
+            };
             let event = match next {
                 Err(_) => {
                     return Err(Error::source_retryable(format!(
@@ -274,6 +293,13 @@ impl Stream {
                          (MySQL 5.7+ or MariaDB 10+)",
                     ));
                 };
+                if self
+                    .copy
+                    .as_ref()
+                    .is_some_and(|c| c.drops(&map.table.id, &tx.after))
+                {
+                    return Ok(());
+                }
                 map.decode(&rows, self.zero, &mut tx.pending).map_err(|e| {
                     Error::source_fatal(format!(
                         "{} at {}:{}: {e}",
@@ -289,6 +315,7 @@ impl Stream {
             EventData::XidEvent(_) => self.commit().await?,
             EventData::HeartbeatEvent => {
                 self.idle(true).await?;
+                self.passed().await?;
                 self.retry_unreplicated().await?;
             }
             _ => {}
@@ -418,6 +445,7 @@ impl Stream {
                 self.idle(false).await?;
             }
         }
+        self.passed().await?;
         self.retry_unreplicated().await
     }
 

@@ -68,13 +68,67 @@ pub async fn read_table(
     out: &mut impl RowConsumer,
 ) -> Result<u64> {
     let sql = copy_statement(schema, opts)?;
+    copy_rows(client, schema, &sql, opts.chunk_rows, out).await
+}
+
+/// Streams the rows of one chunk of the chunked initial snapshot (`tidewater_core::copy`):
+/// keyset pagination on the primary key, `(k1, k2) > (last key) ORDER BY k1, k2 LIMIT n`,
+/// compared and ordered by the server in the key's own collation; the whole table when it
+/// has no key. Returns how many rows.
+pub async fn read_chunk(
+    client: &Client,
+    schema: &TableSchema,
+    after: Option<&[Value]>,
+    limit: usize,
+    out: &mut impl RowConsumer,
+) -> Result<u64> {
+    let sql = chunk_statement(schema, after, limit)?;
+    copy_rows(client, schema, &sql, crate::snapshot::CHUNK_ROWS, out).await
+}
+
+fn chunk_statement(schema: &TableSchema, after: Option<&[Value]>, limit: usize) -> Result<String> {
+    let cols: Vec<String> = schema
+        .columns
+        .iter()
+        .map(|c| quote_ident(&c.name))
+        .collect();
+    let table = quoted_table(&schema.id);
+    if !schema.has_key() {
+        return Ok(format!("COPY {table} ({}) TO STDOUT", cols.join(", ")));
+    }
+    let keys: Vec<&str> = schema.key.iter().map(|&k| cols[k].as_str()).collect();
+    let mut select = format!("SELECT {} FROM {table}", cols.join(", "));
+    if let Some(after) = after {
+        let lits = schema
+            .key
+            .iter()
+            .zip(after)
+            .map(|(&k, v)| literal(&schema.columns[k].ty, &schema.columns[k].source_type, v))
+            .collect::<Result<Vec<_>>>()?;
+        select.push_str(&format!(
+            " WHERE ({}) > ({})",
+            keys.join(", "),
+            lits.join(", ")
+        ));
+    }
+    select.push_str(&format!(" ORDER BY {} LIMIT {limit}", keys.join(", ")));
+    Ok(format!("COPY ({select}) TO STDOUT"))
+}
+
+async fn copy_rows(
+    client: &Client,
+    schema: &TableSchema,
+    sql: &str,
+    chunk_rows: usize,
+    out: &mut impl RowConsumer,
+) -> Result<u64> {
     let what = || format!("reading {}", schema.id);
     let stream = client
-        .copy_out(&sql)
+        .copy_out(sql)
         .await
         .map_err(|e| pg_error(e, &what()))?;
     futures_util::pin_mut!(stream);
-    let chunk_rows = opts.chunk_rows.max(1);
+    let chunk_rows = chunk_rows.max(1);
     let mut rows = 0u64;
     let mut fields = Vec::with_capacity(schema.columns.len());
     let mut chunk = Vec::with_capacity(chunk_rows);
@@ -277,6 +331,23 @@ mod tests {
         assert_eq!(
             literal(&ColumnType::Date, "date", &Value::text("0044-03-15 (BC)")).unwrap(),
             "CAST('0044-03-15 BC' AS date)"
+        );
+    }
+
+    #[test]
+    fn chunks() {
+        let s = schema();
+        let after = vec![Value::text("a"), Value::text("7")];
+        assert_eq!(
+            chunk_statement(&s, Some(&after), 100).unwrap(),
+            "COPY (SELECT \"id\", \"name\", \"b\" FROM \"public\".\"t\" WHERE (\"name\", \"id\") > \
+             (CAST('a' AS character varying(10)), CAST('7' AS integer)) ORDER BY \"name\", \"id\" \
+             LIMIT 100) TO STDOUT"
+        );
+        assert_eq!(
+            chunk_statement(&s, None, 5).unwrap(),
+            "COPY (SELECT \"id\", \"name\", \"b\" FROM \"public\".\"t\" ORDER BY \"name\", \"id\" \
+             LIMIT 5) TO STDOUT"
         );
     }
 

@@ -69,13 +69,7 @@ async fn copy_table(
 ) -> Result<u64> {
     let schema = &table.schema;
     let started = Instant::now();
-    let mut out = SnapshotRows {
-        schema: schema.clone(),
-        events,
-        rows: 0,
-        started,
-        last_report: started,
-    };
+    let mut out = SnapshotRows::new(schema.clone(), events);
     let opts = ReadOptions {
         ordered: false,
         keys: None,
@@ -88,17 +82,41 @@ async fn copy_table(
 }
 
 /// Turns a table's rows into snapshot changes for the apply loop, logging progress.
-struct SnapshotRows<'a> {
+pub(crate) struct SnapshotRows<'a> {
     schema: Arc<TableSchema>,
     events: &'a mpsc::Sender<SourceEvent>,
     rows: u64,
     started: Instant,
     last_report: Instant,
+    /// The key of the last row (keyed tables).
+    pub last_key: Option<Vec<Value>>,
+}
+
+impl<'a> SnapshotRows<'a> {
+    pub(crate) fn new(
+        schema: Arc<TableSchema>,
+        events: &'a mpsc::Sender<SourceEvent>,
+    ) -> SnapshotRows<'a> {
+        let started = Instant::now();
+        SnapshotRows {
+            schema,
+            events,
+            rows: 0,
+            started,
+            last_report: started,
+            last_key: None,
+        }
+    }
 }
 
 impl RowConsumer for SnapshotRows<'_> {
     async fn rows(&mut self, rows: Vec<Vec<Value>>) -> Result<()> {
         self.rows += rows.len() as u64;
+        if let Some(last) = rows.last() {
+            if self.schema.has_key() {
+                self.last_key = Some(self.schema.key.iter().map(|&k| last[k].clone()).collect());
+            }
+        }
         let changes = rows
             .into_iter()
             .map(|row| Change {

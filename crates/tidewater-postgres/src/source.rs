@@ -4,7 +4,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use pg_walstream::PgReplicationConnection;
-use tidewater_core::{Error, Position, Result, Source, SourceContext, TableId, TableSchema};
+use tidewater_core::stats::now_us;
+use tidewater_core::{
+    CopyProgress, Error, Position, Result, Source, SourceContext, SourceEvent, TableId,
+    TableSchema, TxInfo,
+};
 use tokio_postgres::Client;
 use tracing::{info, warn};
 
@@ -16,7 +20,8 @@ use crate::guard::{position_gap, Owner, CANNOT_CATCH_UP};
 use crate::join::Joiner;
 use crate::placement::{misplaced, place};
 use crate::setup::{drop_slot, ensure_publications, quote_ident, slot_in_use, slot_info};
-use crate::snapshot::copy_tables;
+use crate::snapshot::{copy_tables, send};
+use crate::stream::chunks::Copying;
 use crate::stream::Stream;
 use tidewater_core::uncarried::copy_again;
 
@@ -181,6 +186,51 @@ impl PgSource {
         Ok(true)
     }
 
+    /// The chunked initial snapshot's start (`tidewater_core::copy`): creates the slot
+    /// without a snapshot, and commits "copying at its consistent point" with every table's
+    /// (empty) progress. The tables are copied in chunks while streaming from there.
+    async fn start_chunked(
+        &self,
+        mut repl: PgReplicationConnection,
+        ctx: &SourceContext,
+        owner: &Owner<'_>,
+        replace: bool,
+    ) -> Result<(PgReplicationConnection, u64, Vec<CopyProgress>)> {
+        let slot = &self.config.slot;
+        owner.claim().await;
+        if replace {
+            warn!(slot = %slot, "replication slot exists but no snapshot was committed: recreating it");
+            drop_slot(&self.client, slot).await?;
+        }
+        let res = repl
+            .exec_async(&format!(
+                "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput NOEXPORT_SNAPSHOT",
+                quote_ident(slot)
+            ))
+            .await
+            .map_err(|e| replication_error(e, &format!("creating replication slot {slot}")))?;
+        let Some(lsn) = res.get_value(0, 1).and_then(|s| parse_lsn(&s)) else {
+            return Err(Error::source_fatal(
+                "CREATE_REPLICATION_SLOT returned no consistent point",
+            ));
+        };
+        info!(slot = %slot, lsn = %format_lsn(lsn), tables = self.tables.len(), "replication slot created; copying tables in chunks while streaming");
+        let progress: Vec<CopyProgress> = self
+            .tables
+            .iter()
+            .map(|t| CopyProgress::new(t.schema.id.clone()))
+            .collect();
+        let events = &ctx.events;
+        let tx = TxInfo {
+            position: Position(format_lsn(lsn)),
+            commit_time_us: now_us(),
+        };
+        send(events, SourceEvent::Begin(tx)).await?;
+        send(events, SourceEvent::Progress(progress.clone())).await?;
+        send(events, SourceEvent::Commit).await?;
+        Ok((repl, lsn, progress))
+    }
+
     /// Creates the slot with an exported snapshot and copies the tables inside it. Returns the
     /// replication connection (idle since slot creation) and the slot's consistent point.
     async fn initial_snapshot(
@@ -316,12 +366,32 @@ impl Source for PgSource {
             &ctx.backfill,
         )
         .await?;
-        let (mut repl, applied_lsn) = match start {
-            Start::Snapshot { replace } => {
-                self.initial_snapshot(repl, &ctx, &owner, replace).await?
+        let chunked = ctx.chunked.clone();
+        let (mut repl, applied_lsn, progress) = match (start, chunked) {
+            (Start::Snapshot { replace }, Some(_)) => {
+                self.start_chunked(repl, &ctx, &owner, replace).await?
             }
-            Start::Resume(lsn) => (repl, lsn),
+            (Start::Snapshot { replace }, None) => {
+                let (repl, lsn) = self.initial_snapshot(repl, &ctx, &owner, replace).await?;
+                (repl, lsn, Vec::new())
+            }
+            (Start::Resume(lsn), Some(c)) => (repl, lsn, c.progress),
+            (Start::Resume(lsn), None) => (repl, lsn, Vec::new()),
         };
+        // A copy under way continues (for the tables still selected).
+        let progress: Vec<CopyProgress> = progress
+            .into_iter()
+            .filter(|p| self.tables.iter().any(|t| t.schema.id == p.table))
+            .collect();
+        let copy = (!progress.is_empty() && !progress.iter().all(|p| p.consistent)).then(|| {
+            let keyless = |id: &TableId| {
+                self.tables
+                    .iter()
+                    .any(|t| t.schema.id == *id && !t.schema.has_key())
+            };
+            let chunk_rows = ctx.chunked.as_ref().map_or(1, |c| c.chunk_rows);
+            Copying::new(chunk_rows, progress, keyless)
+        });
         let options = [
             ("proto_version", "1".to_string()),
             ("publication_names", publications.join(",")),
@@ -357,6 +427,13 @@ impl Source for PgSource {
             acks: ctx.acks,
             applied_lsn,
             unreplicated: ctx.unreplicated,
+            copy,
+            acknowledged_lsn: ctx
+                .acknowledged
+                .as_ref()
+                .and_then(|a| parse_lsn(&a.0))
+                .unwrap_or(0)
+                .max(applied_lsn),
         }
         .run()
         .await

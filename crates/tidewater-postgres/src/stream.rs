@@ -26,6 +26,7 @@ use crate::snapshot::{copy_tables, CHUNK_ROWS};
 use crate::types::{canonical, column_type};
 use tidewater_core::uncarried::uncarried_change;
 
+pub(crate) mod chunks;
 mod recopy;
 mod republish;
 
@@ -58,6 +59,11 @@ pub struct Stream<'a> {
     /// Selected tables that could not join, with why: listed here for health and status,
     /// asked again at every discovery poll, removed once copied or no longer selected.
     pub unreplicated: Unreplicated,
+    /// The chunked initial snapshot, while a table is not consistent yet (`chunks`).
+    pub copy: Option<chunks::Copying>,
+    /// The acknowledged position the replica stored (an idle point at or after
+    /// `applied_lsn`): the stream's position starts there (see `State::stream_position`).
+    pub acknowledged_lsn: u64,
 }
 
 struct State {
@@ -68,6 +74,11 @@ struct State {
     in_tx: Option<bool>,
     /// Commit LSN of the open transaction.
     tx_lsn: u64,
+    /// Xid of the open transaction.
+    tx_xid: u32,
+    /// Commit LSN of the last transaction handed to the apply loop (or the position it
+    /// resumed from): the position of a chunk sent now.
+    delivered_lsn: u64,
     /// Tables whose copy waits for the stream to pass its snapshot.
     joining: Option<Joining>,
     discover: Interval,
@@ -77,7 +88,18 @@ struct State {
     status: Interval,
 }
 
+impl State {
+    /// The stream's position between transactions: everything up to it has been handed to
+    /// the apply loop (the last delivered commit, or a later idle position sent since, which
+    /// the apply loop may already have acknowledged). A chunk or progress transaction is sent
+    /// at it, so the stored position never goes back.
+    fn stream_position(&self) -> u64 {
+        self.delivered_lsn.max(self.idle_sent)
+    }
+}
+
 enum Wake {
+    Chunk,
     Ack,
     Tick,
     Discover,
@@ -120,11 +142,13 @@ impl Stream<'_> {
             relations: HashMap::new(),
             in_tx: None,
             tx_lsn: 0,
+            tx_xid: 0,
+            delivered_lsn: self.applied_lsn,
             joining: None,
             discover: interval(DISCOVER_INTERVAL),
             nudge: interval(NUDGE_INTERVAL),
             chunk: Vec::with_capacity(CHUNK_ROWS),
-            idle_sent: 0,
+            idle_sent: self.acknowledged_lsn,
             status,
         };
         st.discover
@@ -142,14 +166,27 @@ impl Stream<'_> {
             // New tables are looked for between transactions, one set of them at a time.
             let discover = self.joiner.is_some() && st.joining.is_none() && st.in_tx.is_none();
             let nudge = st.joining.is_some();
+            // A chunk is read between transactions: when it is due (the stream is busy), or
+            // when nothing else is ready (the stream is idle).
+            let chunk = st.in_tx.is_none()
+                && st.joining.is_none()
+                && self.copy.as_ref().is_some_and(|c| c.copying());
+            let due = self
+                .copy
+                .as_ref()
+                .map_or_else(std::time::Instant::now, |c| c.due);
             let wake = tokio::select! {
+                biased;
+                _ = tokio::time::sleep_until(due.into()), if chunk => Wake::Chunk,
                 r = self.acks.changed() => { if r.is_err() { return Err(Error::shutdown()) } Wake::Ack }
                 _ = st.status.tick() => Wake::Tick,
                 _ = st.discover.tick(), if discover => Wake::Discover,
                 _ = st.nudge.tick(), if nudge => Wake::Nudge,
                 d = self.conn.get_copy_data_async(&token) => Wake::Data(d),
+                _ = std::future::ready(()), if chunk => Wake::Chunk,
             };
             match wake {
+                Wake::Chunk => self.copy_chunk(&mut st).await?,
                 Wake::Ack => self.send_status(&mut st, false).await?,
                 Wake::Tick => self.send_status(&mut st, false).await?,
                 Wake::Discover => self.discover(&mut st).await?,
@@ -178,6 +215,9 @@ impl Stream<'_> {
                                 // Every transaction that commits before the joining tables'
                                 // snapshot has been received.
                                 self.copy_joining(&mut st).await?;
+                            }
+                            if st.in_tx.is_none() && self.copy.is_some() {
+                                self.passed(&mut st, wal_end).await?;
                             }
                             if st.in_tx.is_none()
                                 && wal_end > st.idle_sent
@@ -344,6 +384,10 @@ impl Stream<'_> {
             st.joining
                 .as_ref()
                 .is_some_and(|j| st.tx_lsn < j.lsn && j.ids.contains(&t.id))
+                || self
+                    .copy
+                    .as_ref()
+                    .is_some_and(|c| c.drops(&t.id, st.tx_xid))
         };
         Ok(table.filter(|t| !held(t)))
     }
@@ -354,14 +398,20 @@ impl Stream<'_> {
             PgOutputMessage::Begin {
                 final_lsn,
                 commit_time_us,
-                ..
+                xid,
             } => {
                 if st.joining.as_ref().is_some_and(|j| final_lsn > j.lsn) {
                     self.copy_joining(st).await?;
                 }
+                // Every transaction committed before this one has been delivered.
+                self.passed(st, final_lsn).await?;
                 let skip = final_lsn <= self.applied_lsn;
                 st.in_tx = Some(skip);
                 st.tx_lsn = final_lsn;
+                st.tx_xid = xid;
+                if let Some(copy) = self.copy.as_mut().filter(|c| !skip && c.copying()) {
+                    copy.delivered(xid);
+                }
                 if skip {
                     debug!(lsn = %format_lsn(final_lsn), "skipping a transaction applied before");
                 } else {
@@ -376,6 +426,7 @@ impl Stream<'_> {
                 if st.in_tx.take() == Some(false) {
                     self.flush_chunk(st).await?;
                     self.send(st, SourceEvent::Commit).await?;
+                    st.delivered_lsn = st.tx_lsn;
                 }
             }
             PgOutputMessage::Relation(rel) => {

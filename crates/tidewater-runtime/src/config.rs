@@ -29,6 +29,8 @@ pub struct Config {
     pub sink: SinkConfig,
     #[serde(default)]
     pub apply: ApplyConfig,
+    #[serde(default)]
+    pub snapshot: SnapshotConfig,
     pub http: Option<HttpConfig>,
     pub sql: Option<SqlConfig>,
 }
@@ -203,6 +205,28 @@ pub struct ApplyConfig {
     pub max_batch_rows: usize,
     #[serde(default = "default_true")]
     pub log_tables: bool,
+}
+
+/// `[snapshot]`: the chunked initial snapshot (`tidewater_core::copy`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotConfig {
+    /// Rows read per chunk, each in its own short source transaction and committed in its own
+    /// destination transaction.
+    #[serde(default = "default_chunk_rows")]
+    pub chunk_rows: usize,
+}
+
+impl Default for SnapshotConfig {
+    fn default() -> Self {
+        SnapshotConfig {
+            chunk_rows: tidewater_core::copy::DEFAULT_CHUNK_ROWS,
+        }
+    }
+}
+
+fn default_chunk_rows() -> usize {
+    tidewater_core::copy::DEFAULT_CHUNK_ROWS
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -388,6 +412,11 @@ impl Config {
             }
         }
         self.sink.validate(self.apply.log_tables)?;
+        if !(100..=1_000_000).contains(&self.snapshot.chunk_rows) {
+            return Err(Error::config(
+                "snapshot.chunk_rows must be between 100 and 1000000",
+            ));
+        }
         if self.apply.max_batch_rows == 0 {
             return Err(Error::config("apply.max_batch_rows must be at least 1"));
         }

@@ -124,9 +124,15 @@ impl Monitor {
         }
     }
 
-    /// The phase and since when (µs since epoch).
+    /// The phase and since when (µs since epoch). Streaming while a chunked initial copy is
+    /// under way (`tidewater_core::copy`) is still the snapshot phase: the replica is not
+    /// transaction-consistent yet.
     pub fn phase(&self) -> (Phase, i64) {
-        *lock(&self.phase)
+        let p = *lock(&self.phase);
+        if p.0 == Phase::Streaming && self.stats.copy_progress().iter().any(|c| !c.consistent) {
+            return (Phase::Snapshot, p.1);
+        }
+        p
     }
 
     pub fn record_error(&self, e: &Error) {

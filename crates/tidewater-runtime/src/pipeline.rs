@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tidewater_core::apply::{run_apply, BatchOptions};
 use tidewater_core::stats::Stats;
+use tidewater_core::ChunkedCopy;
 use tidewater_core::{
     Error, ErrorKind, PipelineState, Result, Sink, Source, SourceContext, SourceDriver, TableId,
     TableSchema,
@@ -67,6 +68,7 @@ async fn run_pipeline(
         connected,
         sink,
         options: batch_options(config),
+        chunk_rows: config.snapshot.chunk_rows,
     };
     let outcome = run_with(parts, monitor, shutdown).await;
     if let Some(status) = status {
@@ -83,6 +85,8 @@ pub struct Parts<D: SourceDriver> {
     pub connected: Option<D::Stream>,
     pub sink: Box<dyn Sink>,
     pub options: BatchOptions,
+    /// Rows per chunk of the chunked initial snapshot (`[snapshot] chunk_rows`).
+    pub chunk_rows: usize,
 }
 
 /// The pipeline's attempts: each prepares the sink, reads its committed position and runs the
@@ -99,6 +103,7 @@ pub async fn run_with<D: SourceDriver + 'static>(
         mut connected,
         mut sink,
         options,
+        chunk_rows,
     } = parts;
     let stats = monitor.stats.clone();
     let reporter = tokio::spawn(report_progress(stats.clone()));
@@ -110,6 +115,7 @@ pub async fn run_with<D: SourceDriver + 'static>(
         let attempt = Attempt {
             driver: &driver,
             options,
+            chunk_rows,
             monitor,
         };
         let (returned, result) = attempt
@@ -165,6 +171,7 @@ async fn close_sink(mut sink: Box<dyn Sink>) {
 struct Attempt<'a, D: SourceDriver> {
     driver: &'a Arc<D>,
     options: BatchOptions,
+    chunk_rows: usize,
     monitor: &'a Arc<Monitor>,
 }
 
@@ -197,6 +204,20 @@ impl<D: SourceDriver + 'static> Attempt<'_, D> {
             Ok(p) => p,
             Err(e) => return (sink, Err(e)),
         };
+        let chunked = if sink.copies_in_chunks() {
+            match sink.copy_progress() {
+                Ok(progress) => {
+                    monitor.stats.set_copy_progress(&progress);
+                    Some(ChunkedCopy {
+                        chunk_rows: self.chunk_rows,
+                        progress,
+                    })
+                }
+                Err(e) => return (sink, Err(e)),
+            }
+        } else {
+            None
+        };
         if !backfill.is_empty() {
             let names: Vec<String> = backfill.iter().map(|t| t.to_string()).collect();
             info!(tables = %names.join(", "), "selected tables the replica does not hold yet: their rows are copied while streaming");
@@ -207,6 +228,17 @@ impl<D: SourceDriver + 'static> Attempt<'_, D> {
             Some(p) => {
                 info!(position = %p, "resuming");
                 monitor.set_phase(Phase::Streaming);
+                if chunked
+                    .as_ref()
+                    .is_some_and(|c| !c.progress.is_empty() && !c.finished())
+                {
+                    info!("the initial copy is under way: it continues while streaming");
+                    let (monitor, driver, tables) =
+                        (monitor.clone(), self.driver.clone(), source.tables());
+                    tokio::spawn(async move {
+                        monitor.set_estimates(driver.row_estimates(&tables).await);
+                    });
+                }
             }
             None => {
                 info!("no committed position: taking the initial snapshot");
@@ -260,6 +292,7 @@ impl<D: SourceDriver + 'static> Attempt<'_, D> {
             add_tables,
             resnapshot_fix,
             unreplicated: stats.unreplicated.clone(),
+            chunked,
         };
         let source_result = tokio::select! {
             r = source.run(ctx) => r,

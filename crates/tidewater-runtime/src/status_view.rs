@@ -53,6 +53,14 @@ pub struct LiveStatus {
     /// Selected tables the source cannot replicate, with why: health is `degraded`.
     #[serde(default)]
     pub not_replicated: Vec<NotReplicated>,
+    /// The replica equals the source at a transaction boundary: no chunked copy is under way
+    /// (every table copied, and the stream past the last chunk's horizon).
+    #[serde(default = "yes")]
+    pub consistent: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -64,6 +72,10 @@ pub struct LiveTable {
     pub snapshot_rows_copied: u64,
     /// The source's estimate of the table's rows, when it has one.
     pub snapshot_rows_estimate: Option<u64>,
+    /// The table's chunked copy (`tidewater_core::copy`): rows and chunks copied (committed
+    /// or in the open batch), done, consistent. `None`: not copied in chunks.
+    #[serde(default)]
+    pub copy: Option<tidewater_core::CopyProgress>,
 }
 
 impl StatusView {
@@ -90,6 +102,7 @@ impl StatusView {
         let counts = stats.table_counts();
         let copied = stats.snapshot_copied();
         let estimates = monitor.estimates();
+        let copies = stats.copy_progress();
         // From the report when it can be (the same committed state as its totals); the
         // counters only before the replica is open.
         let (transactions, changes) = monitor.this_run(&report).unwrap_or((
@@ -98,6 +111,8 @@ impl StatusView {
         ));
         let mut names: Vec<&String> = report.tables.iter().map(|t| &t.table).collect();
         names.extend(counts.keys().chain(copied.keys()).chain(estimates.keys()));
+        let copy_names: Vec<String> = copies.iter().map(|c| c.table.to_string()).collect();
+        names.extend(copy_names.iter());
         names.sort();
         names.dedup();
         let tables = names
@@ -107,6 +122,7 @@ impl StatusView {
                 changes: counts.get(t).copied().unwrap_or_default(),
                 snapshot_rows_copied: copied.get(t).copied().unwrap_or(0),
                 snapshot_rows_estimate: estimates.get(t).copied(),
+                copy: copies.iter().find(|c| c.table.to_string() == *t).cloned(),
             })
             .collect();
         let live = LiveStatus {
@@ -128,6 +144,7 @@ impl StatusView {
             tables,
             recent_errors: monitor.recent_errors(),
             not_replicated: crate::degraded::list(&stats.unreplicated),
+            consistent: copies.iter().all(|c| c.consistent),
         };
         StatusView {
             replica: monitor.db_path.display().to_string(),
@@ -234,6 +251,26 @@ impl StatusView {
                     let _ = writeln!(o, "  {}", snapshot_progress(lt));
                 }
                 None => o.push('\n'),
+            }
+        }
+        if let Some(l) = self.live.as_ref().filter(|l| !l.consistent) {
+            let _ = writeln!(
+                o,
+                "consistent:          no: the initial copy is under way (rows are copied in chunks while streaming)"
+            );
+            for t in &l.tables {
+                if let Some(c) = &t.copy {
+                    let state = match (c.done, c.consistent) {
+                        (_, true) => "consistent",
+                        (true, false) => "copied; consistent once the stream passes its last chunk",
+                        (false, _) => "copying",
+                    };
+                    let _ = writeln!(
+                        o,
+                        "  copy {:<34} {:>12} rows {:>8} chunks  {state}",
+                        t.table, c.rows, c.chunks
+                    );
+                }
             }
         }
         if let Some(l) = &self.live {

@@ -196,6 +196,46 @@ pub fn render(m: &Monitor) -> String {
         );
     }
 
+    let copies = s.copy_progress();
+    for (name, kind, help) in [
+        (
+            "tidewater_copy_rows",
+            "gauge",
+            "Rows copied per table by the chunked initial snapshot (committed with its chunks).",
+        ),
+        (
+            "tidewater_copy_chunks",
+            "gauge",
+            "Chunks copied per table by the chunked initial snapshot.",
+        ),
+        (
+            "tidewater_copy_done",
+            "gauge",
+            "1 when every row of the table has been copied.",
+        ),
+    ] {
+        header(&mut o, name, kind, help);
+        for c in &copies {
+            let v = match name {
+                "tidewater_copy_rows" => c.rows,
+                "tidewater_copy_chunks" => c.chunks,
+                _ => u64::from(c.done),
+            };
+            let _ = writeln!(o, "{name}{{table=\"{}\"}} {v}", label(&c.table.to_string()));
+        }
+    }
+    header(
+        &mut o,
+        "tidewater_replica_consistent",
+        "gauge",
+        "1 when the replica equals the source at a transaction boundary (no chunked copy under way).",
+    );
+    let _ = writeln!(
+        o,
+        "tidewater_replica_consistent {}",
+        u8::from(copies.iter().all(|c| c.consistent))
+    );
+
     let report = m.cached_report();
     let position = s
         .position()

@@ -163,8 +163,10 @@ fn assert_exactly_once(rig: &Rig) -> u64 {
             "{table}_log: a (position, sequence) pair appears twice"
         );
     }
-    // Transaction ordinals: 1 for the snapshot, then one per committed transaction in commit
-    // (= tx_no) order, with no gap and no repeat across the kills.
+    // Transaction ordinals: the snapshot's first (one chunk per table with rows: orders and
+    // counters), then one per committed transaction in commit (= tx_no) order, with no gap and
+    // no repeat across the kills.
+    let snapshot_txs: u64 = 2;
     let logs =
         "(SELECT _metadata_tx, _metadata_change_type AS kind, NULL AS tx_no FROM orders_log \
         UNION ALL SELECT _metadata_tx, _metadata_change_type, NULL FROM counters_log \
@@ -173,9 +175,14 @@ fn assert_exactly_once(rig: &Rig) -> u64 {
         rig.replica_lines(&format!(
             "SELECT concat_ws(' ', count(DISTINCT _metadata_tx), max(_metadata_tx), \
              max(_metadata_tx) FILTER (kind = 'SNAPSHOT'), \
-             count(*) FILTER (kind = 'INSERT' AND tx_no <> _metadata_tx - 1)) FROM {logs}"
+             count(*) FILTER (kind = 'INSERT' AND tx_no <> _metadata_tx - {snapshot_txs})) \
+             FROM {logs}"
         )),
-        [format!("{} {} 1 0", committed + 1, committed + 1)],
+        [format!(
+            "{} {} {snapshot_txs} 0",
+            committed + snapshot_txs,
+            committed + snapshot_txs
+        )],
         "_metadata_tx: distinct, max, the snapshot's, ledger rows off commit order"
     );
     // Every committed transaction's ledger row, once, in the replica.

@@ -9,6 +9,7 @@ mod observe_support;
 mod bench_smoke;
 mod bigquery;
 mod change_log;
+mod chunked_snapshot;
 mod config;
 mod crash;
 mod degraded;

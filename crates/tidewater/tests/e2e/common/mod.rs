@@ -18,6 +18,9 @@ use tidewater_harness::{
 };
 
 pub const SLOT: &str = "tidewater";
+/// What `run` logs once the chunked initial snapshot is done and the replica is
+/// transaction-consistent (PostgreSQL into DuckDB).
+pub const COPY_FINISHED: &str = "initial copy finished";
 /// The MariaDB database the MySQL rigs replicate (`shop.*`).
 pub const MY_DB: &str = "shop";
 
@@ -367,6 +370,10 @@ impl Rig {
                 if !self.running_and_streaming() {
                     return false;
                 }
+                // MariaDB into DuckDB copies the tables in chunks while streaming.
+                if self.bq.is_none() && !self.log().contains(COPY_FINISHED) {
+                    return false;
+                }
                 self.committed_position()
                     .is_some_and(|p| gtid_reached(&p, &target))
             },
@@ -402,6 +409,11 @@ impl Rig {
                 }
                 // A fresh slot confirms its start before the snapshot is committed.
                 if self.bq.is_some() && self.committed_position().is_none_or(|p| p.is_empty()) {
+                    return false;
+                }
+                // DuckDB copies the tables in chunks while streaming: the slot confirms the
+                // stream's position before the copy is done.
+                if self.bq.is_none() && !self.log().contains(COPY_FINISHED) {
                     return false;
                 }
                 self.try_sql(&query)

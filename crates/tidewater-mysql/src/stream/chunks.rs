@@ -1,0 +1,228 @@
+//! The chunked initial snapshot on MariaDB (the rules are in `tidewater_core::copy`): between
+//! two binlog transactions, the next chunk of a table still copying is read in its own short
+//! `START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY` on an ordinary connection, while the
+//! binlog stream waits.
+//!
+//! **The chunk holds every delivered transaction (rule 1).** MariaDB publishes the binlog
+//! position exactly consistent with a consistent-snapshot transaction
+//! (`binlog_snapshot_file/position`, turned into a GTID state with `BINLOG_GTID_POS`): the
+//! snapshot shows every transaction logged before it and none after. MariaDB writes a
+//! transaction to the binlog before its InnoDB commit is visible, so the stream can deliver a
+//! transaction a new snapshot does not show yet; then that snapshot's position has not reached
+//! the stream's (the GTID state after the last transaction read), and the chunk is read again.
+//!
+//! **The horizon** is the snapshot's own GTID state: once the stream's position reaches it,
+//! every transaction the chunk shows has been delivered.
+//!
+//! **Keyless tables** are one chunk: their row events are dropped until it, and afterwards
+//! those of transactions the snapshot's position includes, until the stream reaches it.
+//!
+//! MySQL keeps the single-transaction snapshot (its consistent snapshot has no exact binlog
+//! position without a lock; GTID sets read inside the chunk are the way there, not built yet).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use mysql_async::prelude::Queryable;
+use mysql_async::Conn;
+use tidewater_core::stats::now_us;
+use tidewater_core::{CopyProgress, Error, Position, Result, SourceEvent, TableId, TxInfo};
+use tracing::{debug, info};
+
+use super::Stream;
+use crate::conn::{connect, my_error, Flavor};
+use crate::position::BinlogPosition;
+use crate::read::read_chunk;
+use crate::snapshot::{begin_snapshot, SnapshotRows};
+
+/// A chunk whose snapshot misses a delivered transaction is read again for at most this long.
+const MAX_WAIT: Duration = Duration::from_secs(120);
+/// After this many snapshots in a row that miss a delivered transaction, the wait is logged.
+const TELL_AFTER: u32 = 20;
+
+/// The copy under way.
+pub struct Copying {
+    pub chunk_rows: usize,
+    /// Per selected table, in copy order.
+    pub progress: Vec<CopyProgress>,
+    /// Keyless tables not consistent yet: `None` until copied, then the copy's position.
+    keyless: HashMap<TableId, Option<BinlogPosition>>,
+    /// The connection chunks are read on (opened at the first chunk).
+    conn: Option<Conn>,
+    /// When the next chunk is due while the stream is busy (see the PostgreSQL source).
+    pub due: Instant,
+}
+
+impl Copying {
+    pub fn new(
+        chunk_rows: usize,
+        progress: Vec<CopyProgress>,
+        keyless: impl Fn(&TableId) -> bool,
+    ) -> Copying {
+        let keyless = progress
+            .iter()
+            .filter(|p| keyless(&p.table) && !p.consistent)
+            .map(|p| {
+                let at = p
+                    .done
+                    .then(|| {
+                        p.horizon
+                            .as_deref()
+                            .and_then(|h| BinlogPosition::parse(h).ok())
+                    })
+                    .flatten();
+                (p.table.clone(), at)
+            })
+            .collect();
+        Copying {
+            chunk_rows,
+            progress,
+            keyless,
+            conn: None,
+            due: Instant::now(),
+        }
+    }
+
+    pub fn copying(&self) -> bool {
+        self.progress.iter().any(|p| !p.done)
+    }
+
+    /// Whether a change of `table` in the transaction ending at `after` is dropped (keyless
+    /// tables only: the copy holds it, or holds the table's rows after it).
+    pub fn drops(&self, table: &TableId, after: &BinlogPosition) -> bool {
+        match self.keyless.get(table) {
+            None => false,
+            Some(None) => true,
+            Some(Some(at)) => at.reached(after),
+        }
+    }
+}
+
+impl Stream {
+    /// Reads and sends the next chunk of the first table still copying, as one transaction at
+    /// the stream's position, with the table's progress.
+    pub(super) async fn copy_chunk(&mut self) -> Result<()> {
+        let started = Instant::now();
+        let Some(copy) = self.copy.as_mut() else {
+            return Ok(());
+        };
+        let Some(i) = copy.progress.iter().position(|p| !p.done) else {
+            return Ok(());
+        };
+        let id = copy.progress[i].table.clone();
+        let key = (id.schema.clone(), id.name.clone());
+        let Some(table) = self.tables.get(&key).cloned() else {
+            copy.progress[i].done = true;
+            copy.progress[i].consistent = true;
+            return Ok(());
+        };
+        let mut conn = match copy.conn.take() {
+            Some(c) => c,
+            None => connect(&self.url).await?,
+        };
+        let mut retries = 0u32;
+        let at = loop {
+            let at = begin_snapshot(&mut conn, Flavor::MariaDb).await?;
+            if at.reached(&self.position) {
+                break at;
+            }
+            // Rule 1: the snapshot misses a transaction the stream delivered (logged, not
+            // yet committed in InnoDB): taken again, before any row is read.
+            conn.query_drop("ROLLBACK")
+                .await
+                .map_err(|e| my_error(e, "ending a snapshot chunk"))?;
+            retries += 1;
+            if started.elapsed() > MAX_WAIT {
+                return Err(Error::source_retryable(format!(
+                    "the binlog stream is at {} but new snapshots stay at {at}",
+                    self.position
+                )));
+            }
+            if retries == TELL_AFTER {
+                info!(stream = %self.position, snapshot = %at, "a snapshot chunk waits for a transaction the stream delivered to become visible at the source (it is in the binlog, but not visible yet)");
+            }
+            tokio::time::sleep(Duration::from_micros(100 << retries.min(9))).await;
+        };
+        let copy = self.copy.as_mut().expect("copying");
+        let (chunk_rows, after) = (copy.chunk_rows, copy.progress[i].last_key_values());
+        let tx = TxInfo {
+            position: Position(self.position.to_string()),
+            commit_time_us: now_us(),
+        };
+        self.send(SourceEvent::Begin(tx)).await?;
+        let mut out = SnapshotRows::new(table.schema.clone(), &self.events);
+        let rows = read_chunk(
+            &mut conn,
+            &table,
+            after.as_deref(),
+            chunk_rows,
+            self.zero,
+            &mut out,
+        )
+        .await?;
+        let last_key = out.last_key;
+        conn.query_drop("COMMIT")
+            .await
+            .map_err(|e| my_error(e, "ending a snapshot chunk"))?;
+        let copy = self.copy.as_mut().expect("copying");
+        copy.conn = Some(conn);
+        let p = &mut copy.progress[i];
+        p.add_chunk(rows, last_key.as_deref(), at.to_string());
+        p.done = !table.schema.has_key() || rows < chunk_rows as u64;
+        if p.done {
+            info!(table = %id, rows = p.rows, chunks = p.chunks, "table copied; consistent once the stream reaches {at}");
+            if let Some(k) = copy.keyless.get_mut(&id) {
+                *k = Some(at);
+            }
+        }
+        let progress = p.clone();
+        copy.due = Instant::now() + started.elapsed().min(Duration::from_secs(5));
+        if retries > 0 {
+            debug!(table = %id, retries, "chunk snapshot taken again until it showed every delivered transaction");
+        }
+        self.send(SourceEvent::Progress(vec![progress])).await?;
+        self.send(SourceEvent::Commit).await
+    }
+
+    /// Between transactions: marks done tables consistent once the stream's position has
+    /// reached their last chunk's (sent as its own empty transaction at that position).
+    pub(super) async fn passed(&mut self) -> Result<()> {
+        if self.tx.is_some() {
+            return Ok(());
+        }
+        let Some(copy) = self.copy.as_mut() else {
+            return Ok(());
+        };
+        let mut marked = Vec::new();
+        for p in copy.progress.iter_mut().filter(|p| p.done && !p.consistent) {
+            let h = p
+                .horizon
+                .as_deref()
+                .and_then(|h| BinlogPosition::parse(h).ok());
+            if h.is_none_or(|h| self.position.reached(&h)) {
+                p.consistent = true;
+                copy.keyless.remove(&p.table);
+                marked.push(p.clone());
+            }
+        }
+        if marked.is_empty() {
+            return Ok(());
+        }
+        let all = copy.progress.iter().all(|p| p.consistent);
+        for p in &marked {
+            info!(table = %p.table, "table replica is transaction-consistent");
+        }
+        let tx = TxInfo {
+            position: Position(self.position.to_string()),
+            commit_time_us: now_us(),
+        };
+        self.send(SourceEvent::Begin(tx)).await?;
+        self.send(SourceEvent::Progress(marked)).await?;
+        self.send(SourceEvent::Commit).await?;
+        if all {
+            info!("initial copy finished: the replica is transaction-consistent");
+            self.copy = None;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,342 @@
+//! The chunked initial snapshot on PostgreSQL (the rules are in `tidewater_core::copy`):
+//! between two stream transactions, the next chunk of a table still copying is read in its own
+//! short `REPEATABLE READ READ ONLY` transaction on the SQL connection, while the replication
+//! stream waits (keepalives are still answered).
+//!
+//! **The chunk holds every delivered transaction (rule 1).** The chunk transaction's first
+//! statement takes its snapshot and returns it (`pg_current_snapshot()`), then the WAL insert
+//! position (`pg_current_wal_lsn()`), read after the snapshot was taken. The stream remembers
+//! the xid of every transaction it delivered (pgoutput's BEGIN) since a chunk's snapshot last
+//! showed them all: a delivered transaction is committed, so it is visible to a snapshot unless
+//! its xid is at or past the snapshot's `xmax` or in its `xip` list (still in the proc array:
+//! PostgreSQL writes the commit record, which the walsender may already have decoded and sent,
+//! before the committing backend leaves the proc array). Such a snapshot is discarded before
+//! any row is read, and a new one taken. A transaction once visible to a snapshot is visible
+//! to every later one, so the list is cleared after each accepted snapshot and stays short.
+//! Xids in BEGIN are 32-bit; the snapshot's are 64-bit (epoch and xid): a delivered xid is at
+//! most 2^31 older than the snapshot's `xmax`, which places it in its epoch.
+//!
+//! **The horizon.** Every transaction the snapshot shows committed has its commit record
+//! before the WAL position read after it. Once the stream delivers a transaction whose commit
+//! is at or past it (or a keepalive reports the server's WAL past it while the stream is
+//! between transactions), everything committed before it has been delivered.
+//!
+//! **Keyless tables** are one chunk: the stream drops their changes until it, and afterwards
+//! the changes of transactions visible to its snapshot (stored with the progress, so a restart
+//! keeps dropping them), until the stream passes its horizon.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use tidewater_core::stats::now_us;
+use tidewater_core::{CopyProgress, Error, Position, Result, SourceEvent, TableId, TxInfo};
+use tokio_postgres::Client;
+use tracing::{debug, info};
+
+use super::{State, Stream};
+use crate::conn::{format_lsn, parse_lsn, pg_error};
+use crate::read::read_chunk;
+use crate::snapshot::SnapshotRows;
+
+/// A snapshot that misses a delivered transaction is taken again for at most this long
+/// before the copy gives up (the race lasts microseconds; a synchronous standby that does not
+/// answer can hold a committed transaction invisible for longer).
+const MAX_WAIT: Duration = Duration::from_secs(120);
+/// After this many snapshots in a row that miss a delivered transaction, the wait is logged.
+const TELL_AFTER: u32 = 20;
+
+/// A snapshot as `pg_current_snapshot()` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgSnapshot {
+    pub xmin: u64,
+    pub xmax: u64,
+    pub xip: Vec<u64>,
+}
+
+impl PgSnapshot {
+    /// Parses `xmin:xmax:xip1,xip2,...`.
+    pub fn parse(s: &str) -> Option<PgSnapshot> {
+        let mut parts = s.split(':');
+        let xmin = parts.next()?.parse().ok()?;
+        let xmax = parts.next()?.parse().ok()?;
+        let xip = match parts.next()? {
+            "" => Vec::new(),
+            list => list
+                .split(',')
+                .map(|x| x.parse().ok())
+                .collect::<Option<Vec<u64>>>()?,
+        };
+        parts
+            .next()
+            .is_none()
+            .then_some(PgSnapshot { xmin, xmax, xip })
+    }
+
+    /// Whether the committed transaction with this 32-bit xid is visible to the snapshot.
+    pub fn shows(&self, xid: u32) -> bool {
+        // How far the xid is below xmax, modulo 2^32: a committed xid older than xmax by less
+        // than 2^31 (every recent one); 0 or "ahead" means at or past xmax.
+        let below = (self.xmax as u32).wrapping_sub(xid);
+        if below == 0 || below > 1 << 31 {
+            return false;
+        }
+        let full = self.xmax - u64::from(below);
+        full < self.xmin || !self.xip.contains(&full)
+    }
+
+    fn text(&self) -> String {
+        let xip: Vec<String> = self.xip.iter().map(u64::to_string).collect();
+        format!("{}:{}:{}", self.xmin, self.xmax, xip.join(","))
+    }
+}
+
+/// A chunk's horizon and snapshot, stored as the progress's opaque `horizon`: `LSN|snapshot`.
+pub fn horizon_text(lsn: u64, snapshot: &PgSnapshot) -> String {
+    format!("{}|{}", format_lsn(lsn), snapshot.text())
+}
+
+pub fn parse_horizon(h: &str) -> Option<(u64, PgSnapshot)> {
+    let (lsn, snap) = h.split_once('|')?;
+    Some((parse_lsn(lsn)?, PgSnapshot::parse(snap)?))
+}
+
+/// The copy under way.
+pub struct Copying {
+    pub chunk_rows: usize,
+    /// Per selected table, in copy order.
+    pub progress: Vec<CopyProgress>,
+    /// Xids of transactions delivered since a chunk's snapshot last showed them all.
+    delivered: Vec<u32>,
+    /// Keyless tables not consistent yet: `None` until copied (their changes are dropped),
+    /// then the copy's snapshot (changes of transactions it shows are dropped).
+    pub keyless: HashMap<TableId, Option<PgSnapshot>>,
+    /// When the next chunk is due while the stream is busy (the stream and the copy share the
+    /// time about equally); chunks are read at once while the stream is idle.
+    pub due: Instant,
+}
+
+impl Copying {
+    pub fn new(
+        chunk_rows: usize,
+        progress: Vec<CopyProgress>,
+        keyless: impl Fn(&TableId) -> bool,
+    ) -> Copying {
+        let keyless = progress
+            .iter()
+            .filter(|p| keyless(&p.table) && !p.consistent)
+            .map(|p| {
+                let snap = p
+                    .done
+                    .then(|| p.horizon.as_deref().and_then(parse_horizon).map(|h| h.1))
+                    .flatten();
+                (p.table.clone(), snap)
+            })
+            .collect();
+        Copying {
+            chunk_rows,
+            progress,
+            delivered: Vec::new(),
+            keyless,
+            due: Instant::now(),
+        }
+    }
+
+    /// A table still has rows to copy.
+    pub fn copying(&self) -> bool {
+        self.progress.iter().any(|p| !p.done)
+    }
+
+    /// A stream transaction with this xid was delivered.
+    pub fn delivered(&mut self, xid: u32) {
+        self.delivered.push(xid);
+    }
+
+    /// Whether a change of `table` in the transaction `xid` is dropped (keyless tables only).
+    pub fn drops(&self, table: &TableId, xid: u32) -> bool {
+        match self.keyless.get(table) {
+            None => false,
+            Some(None) => true,
+            Some(Some(snap)) => snap.shows(xid),
+        }
+    }
+}
+
+/// Opens a chunk transaction; returns its snapshot and the WAL position read after it.
+async fn begin_chunk(client: &Client) -> Result<(PgSnapshot, u64)> {
+    client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await
+        .map_err(|e| pg_error(e, "opening a snapshot chunk"))?;
+    // One statement: the snapshot is taken when it starts, the WAL position read after.
+    let row = client
+        .query_one(
+            "SELECT pg_current_snapshot()::text, pg_current_wal_lsn()::text",
+            &[],
+        )
+        .await
+        .map_err(|e| pg_error(e, "reading the chunk's snapshot"))?;
+    let (snap, lsn): (String, String) = (row.get(0), row.get(1));
+    match (PgSnapshot::parse(&snap), parse_lsn(&lsn)) {
+        (Some(s), Some(l)) => Ok((s, l)),
+        _ => Err(Error::source_fatal(format!(
+            "unexpected snapshot {snap} or WAL position {lsn}"
+        ))),
+    }
+}
+
+async fn end_chunk(client: &Client, commit: bool) -> Result<()> {
+    client
+        .batch_execute(if commit { "COMMIT" } else { "ROLLBACK" })
+        .await
+        .map_err(|e| pg_error(e, "ending a snapshot chunk"))
+}
+
+impl Stream<'_> {
+    /// Reads and sends the next chunk of the first table still copying, as one transaction
+    /// at the position of the last delivered one, with the table's progress.
+    pub(super) async fn copy_chunk(&mut self, st: &mut State) -> Result<()> {
+        let started = Instant::now();
+        let client = self.client;
+        let Some(copy) = self.copy.as_mut() else {
+            return Ok(());
+        };
+        let Some(i) = copy.progress.iter().position(|p| !p.done) else {
+            return Ok(());
+        };
+        let id = copy.progress[i].table.clone();
+        let Some(schema) = self.tables.get(&id).cloned() else {
+            // No longer replicated (dropped at the source): nothing to copy.
+            copy.progress[i].done = true;
+            copy.progress[i].consistent = true;
+            return Ok(());
+        };
+        let mut retries = 0u32;
+        let (snapshot, horizon) = loop {
+            let (snapshot, horizon) = self.answering(st, begin_chunk(client)).await?;
+            let copy = self.copy.as_ref().expect("copying");
+            let Some(xid) = copy.delivered.iter().copied().find(|&x| !snapshot.shows(x)) else {
+                break (snapshot, horizon);
+            };
+            // Rule 1: the snapshot misses a delivered transaction (its commit is logged, but
+            // it has not left the proc array yet): taken again, before any row is read.
+            self.answering(st, end_chunk(client, false)).await?;
+            retries += 1;
+            let waited = started.elapsed();
+            if waited > MAX_WAIT {
+                return Err(Error::source_retryable(format!(
+                    "transaction {xid}, delivered by the replication stream, stayed invisible to \
+                     new snapshots for {} s",
+                    waited.as_secs()
+                )));
+            }
+            if retries == TELL_AFTER {
+                info!(xid, snapshot = %snapshot.text(), "a snapshot chunk waits for a transaction the stream delivered to become visible at the source (its commit is logged, but not visible yet)");
+            }
+            let pause = Duration::from_micros(100 << retries.min(9));
+            self.answering(st, async {
+                tokio::time::sleep(pause).await;
+                Ok(())
+            })
+            .await?;
+        };
+        let copy = self.copy.as_mut().expect("copying");
+        copy.delivered.clear();
+        let (chunk_rows, after) = (copy.chunk_rows, copy.progress[i].last_key_values());
+        let tx = TxInfo {
+            position: Position(format_lsn(st.stream_position())),
+            commit_time_us: now_us(),
+        };
+        self.send(st, SourceEvent::Begin(tx)).await?;
+        let events = self.events.clone();
+        let read = async {
+            let mut out = SnapshotRows::new(schema.clone(), &events);
+            let rows = read_chunk(client, &schema, after.as_deref(), chunk_rows, &mut out).await?;
+            end_chunk(client, true).await?;
+            Ok((rows, out.last_key))
+        };
+        let (rows, last_key) = self.answering(st, read).await?;
+        let copy = self.copy.as_mut().expect("copying");
+        let p = &mut copy.progress[i];
+        p.add_chunk(rows, last_key.as_deref(), horizon_text(horizon, &snapshot));
+        p.done = !schema.has_key() || rows < chunk_rows as u64;
+        if p.done {
+            info!(table = %id, rows = p.rows, chunks = p.chunks, "table copied; consistent once the stream passes {}", format_lsn(horizon));
+            if let Some(k) = copy.keyless.get_mut(&id) {
+                *k = Some(snapshot);
+            }
+        }
+        let progress = p.clone();
+        let elapsed = started.elapsed();
+        copy.due = Instant::now() + elapsed.min(Duration::from_secs(5));
+        if retries > 0 {
+            debug!(table = %id, retries, "chunk snapshot taken again until it showed every delivered transaction");
+        }
+        self.send(st, SourceEvent::Progress(vec![progress])).await?;
+        self.send(st, SourceEvent::Commit).await
+    }
+
+    /// Marks done tables consistent once the stream has passed their horizon: every
+    /// transaction committed before `lsn` has been delivered. Sent as its own (empty)
+    /// transaction at the last delivered position, between stream transactions.
+    pub(super) async fn passed(&mut self, st: &mut State, lsn: u64) -> Result<()> {
+        let Some(copy) = self.copy.as_mut() else {
+            return Ok(());
+        };
+        let mut marked = Vec::new();
+        for p in copy.progress.iter_mut().filter(|p| p.done && !p.consistent) {
+            let h = p.horizon.as_deref().and_then(parse_horizon).map(|h| h.0);
+            if h.is_none_or(|h| h <= lsn) {
+                p.consistent = true;
+                copy.keyless.remove(&p.table);
+                marked.push(p.clone());
+            }
+        }
+        if marked.is_empty() {
+            return Ok(());
+        }
+        let all = copy.progress.iter().all(|p| p.consistent);
+        let tx = TxInfo {
+            position: Position(format_lsn(st.stream_position())),
+            commit_time_us: now_us(),
+        };
+        for p in &marked {
+            info!(table = %p.table, "table replica is transaction-consistent");
+        }
+        self.send(st, SourceEvent::Begin(tx)).await?;
+        self.send(st, SourceEvent::Progress(marked)).await?;
+        self.send(st, SourceEvent::Commit).await?;
+        if all {
+            info!("initial copy finished: the replica is transaction-consistent");
+            self.copy = None;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots() {
+        let s = PgSnapshot::parse("100:105:100,103").unwrap();
+        assert_eq!(s.xip, vec![100, 103]);
+        assert!(s.shows(99));
+        assert!(s.shows(101));
+        assert!(!s.shows(100));
+        assert!(!s.shows(103));
+        assert!(s.shows(104));
+        assert!(!s.shows(105));
+        assert!(!s.shows(106));
+        assert_eq!(PgSnapshot::parse("7:7:").unwrap().xip, Vec::<u64>::new());
+        assert!(PgSnapshot::parse("7:x:").is_none());
+        // Across an epoch: xmax in epoch 1, a delivered xid from the end of epoch 0.
+        let e = PgSnapshot::parse(&format!("{}:{}:", (1u64 << 32) - 5, (1u64 << 32) + 3)).unwrap();
+        assert!(e.shows(u32::MAX - 1));
+        assert!(e.shows(2));
+        assert!(!e.shows(3));
+        let h = horizon_text(0x1_0000_0010, &s);
+        assert_eq!(h, "1/10|100:105:100,103");
+        assert_eq!(parse_horizon(&h), Some((0x1_0000_0010, s)));
+    }
+}

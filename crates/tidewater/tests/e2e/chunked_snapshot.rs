@@ -1,0 +1,348 @@
+//! The chunked, lock-free, resumable initial snapshot (`tidewater_core::copy`), PostgreSQL
+//! into DuckDB:
+//!
+//! - A writer changes every table (inserts, updates, deletes, key changes; a composite text
+//!   key; a keyless table) during the whole copy while `run` is killed with SIGKILL three times
+//!   mid-copy: afterwards the replica equals the source, the last `_log` entry of every key
+//!   equals its replica row, and no chunk was copied twice.
+//! - The race of rule 1: a delete whose commit record the stream delivers while the
+//!   transaction is still invisible to new snapshots (held in the proc array by a synchronous
+//!   standby that never answers). A chunk read then (a plain position read would take it) still
+//!   shows the deleted row; tidewater must wait until the delete is visible.
+//! - No long transactions: while a table is copied no tidewater session holds a source
+//!   transaction or an xmin horizon for long.
+
+use crate::common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::workload::Workload;
+use common::{snapshot_rows_copied, streamed_changes, Rig};
+use tidewater_harness::wait_until;
+
+const ROWS: u64 = 60_000;
+const CHUNK_ROWS: u64 = 500;
+/// The race test's table: copied in a few seconds, so that the racing delete lands well
+/// ahead of the copy.
+const RACE_ROWS: u64 = 200_000;
+
+fn pg_setup() -> String {
+    format!(
+        "
+CREATE TABLE big (id bigint PRIMARY KEY, v text, n int NOT NULL);
+INSERT INTO big SELECT g, md5(g::text), 0 FROM generate_series(1, {ROWS}) g;
+CREATE TABLE comp (a text, b int, v text, PRIMARY KEY (a, b));
+INSERT INTO comp SELECT 'k' || (g % 37), g, 'x' FROM generate_series(1, 5000) g;
+CREATE TABLE bag (a int, b text);
+INSERT INTO bag SELECT g % 10, 'r' FROM generate_series(1, 3000) g;
+"
+    )
+}
+
+fn my_setup() -> String {
+    format!(
+        "
+CREATE TABLE big (id bigint PRIMARY KEY, v text, n int NOT NULL);
+INSERT INTO big SELECT seq, md5(seq), 0 FROM seq_1_to_{ROWS};
+CREATE TABLE comp (a varchar(20), b int, v text, PRIMARY KEY (a, b));
+INSERT INTO comp SELECT concat('k', seq % 37), seq, 'x' FROM seq_1_to_5000;
+CREATE TABLE bag (a int, b text);
+INSERT INTO bag SELECT seq % 10, 'r' FROM seq_1_to_3000;
+"
+    )
+}
+
+/// Changes every table: an update, a delete, an insert and a key change of `big` spread over
+/// its key range (copied and not yet copied parts alike), the same on `comp`, an insert into
+/// the keyless `bag`.
+fn transaction(i: u64) -> String {
+    let spread = |m: u64| (i * m) % ROWS + 1;
+    format!(
+        "BEGIN;
+UPDATE big SET n = n + 1, v = 'u{i}' WHERE id = {u};
+DELETE FROM big WHERE id = {d};
+INSERT INTO big VALUES ({ins}, 'new', {i});
+UPDATE big SET id = {moved} WHERE id = {k};
+UPDATE comp SET v = 'u{i}' WHERE a = 'k{ca}' AND b = {cb};
+INSERT INTO comp VALUES ('n{i}', {i}, 'new');
+DELETE FROM comp WHERE a = 'k{da}' AND b = {db};
+INSERT INTO bag VALUES ({i}, 'w');
+COMMIT;
+",
+        u = spread(7919),
+        d = spread(104_729),
+        ins = 1_000_000 + i,
+        moved = 2_000_000 + i,
+        k = spread(31),
+        ca = i % 37,
+        cb = i % 5000 + 1,
+        da = (i + 3) % 37,
+        db = (i * 13) % 5000 + 1,
+    )
+}
+
+fn with_chunk_rows(rig: &Rig, rows: u64) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&rig.config)
+        .unwrap();
+    writeln!(f, "\n[snapshot]\nchunk_rows = {rows}").unwrap();
+}
+
+/// The rows of `query` (one text column) on both sides, as sorted multisets.
+#[track_caller]
+fn assert_same_rows(rig: &Rig, query: &str) {
+    let mut src = rig.source_lines(query);
+    let mut rep = rig.replica_lines(query);
+    src.sort();
+    rep.sort();
+    assert_eq!(src.len(), rep.len(), "row count differs for {query}");
+    let diff: Vec<_> = src
+        .iter()
+        .zip(&rep)
+        .filter(|(s, r)| s != r)
+        .take(5)
+        .collect();
+    assert!(diff.is_empty(), "rows differ for {query}: {diff:?}");
+}
+
+/// Keys whose last `_log` entry (by transaction ordinal and sequence; a key-changing update
+/// is the old key's last entry, a departure) is not the replica's row, and replica rows
+/// without such an entry.
+fn log_mismatches(rig: &Rig) -> i64 {
+    rig.count(
+        "WITH e AS ( \
+           SELECT id AS k, _metadata_tx AS tx, _metadata_sequence AS seq, 1 AS sub, \
+                  NOT _metadata_deleted AS live, v, n FROM big_log \
+           UNION ALL \
+           SELECT _metadata_old_id, _metadata_tx, _metadata_sequence, 0, false, NULL, NULL \
+           FROM big_log WHERE _metadata_old_id IS NOT NULL), \
+         last AS (SELECT * FROM e QUALIFY row_number() OVER \
+                  (PARTITION BY k ORDER BY tx DESC, seq DESC, sub DESC) = 1) \
+         SELECT count(*) FROM ( \
+           (SELECT k, v, n FROM last WHERE live EXCEPT SELECT id, v, n FROM big) \
+           UNION ALL \
+           (SELECT id, v, n FROM big EXCEPT SELECT k, v, n FROM last WHERE live))",
+    )
+}
+
+#[test]
+fn pg_chunked_copy_under_writes_survives_kill9() {
+    copy_under_writes_survives_kill9(Rig::new(&pg_setup()));
+}
+
+#[test]
+fn mariadb_chunked_copy_under_writes_survives_kill9() {
+    copy_under_writes_survives_kill9(Rig::mysql(&my_setup()));
+}
+
+fn copy_under_writes_survives_kill9(mut rig: Rig) {
+    let big = format!("{}.big", rig.schema);
+    with_chunk_rows(&rig, CHUNK_ROWS);
+    let addr = rig.listen_http();
+    let workload = Workload::start(&rig, transaction);
+    rig.start();
+    for kill in 0..3 {
+        // Mid-copy: this run has written chunks of `big`, and the copy is not done.
+        let mut copied = 0;
+        wait_until(
+            Duration::from_secs(120),
+            "this run to copy chunks of big",
+            || {
+                copied = snapshot_rows_copied(&addr, &big);
+                copied >= 2 * CHUNK_ROWS || rig.log().contains(common::COPY_FINISHED)
+            },
+        )
+        .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+        assert!(
+            !rig.log().contains(common::COPY_FINISHED),
+            "the copy finished before kill {kill}: make the table larger\n{}",
+            rig.log()
+        );
+        rig.kill9();
+        eprintln!("kill {kill}: after this run copied {copied} rows of {big}");
+        rig.start();
+    }
+    // The stream runs while the copy goes on: the writer's changes are applied meanwhile.
+    wait_until(
+        Duration::from_secs(60),
+        "changes to be applied while copying",
+        || streamed_changes(&addr, &big) > 0,
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    let sent = workload.finish();
+    rig.wait_caught_up(Duration::from_secs(300));
+    rig.stop();
+    assert!(sent > 0);
+    assert_same_rows(
+        &rig,
+        "SELECT concat_ws(',', id, coalesce(v, '-'), n) FROM big",
+    );
+    assert_same_rows(
+        &rig,
+        "SELECT concat_ws(',', a, b, coalesce(v, '-')) FROM comp",
+    );
+    assert_same_rows(&rig, "SELECT concat_ws(',', a, b) FROM bag");
+    assert_eq!(
+        log_mismatches(&rig),
+        0,
+        "the last _log entry of a key is not its row"
+    );
+    // Every table done and consistent; the chunks committed count each row once (a chunk
+    // interrupted by a kill is read again, not counted twice).
+    let copies = rig.replica_lines(
+        "SELECT table_name || ',' || done || ',' || consistent || ',' || rows_copied || ',' || chunks \
+         FROM _tidewater.copies ORDER BY 1",
+    );
+    assert_eq!(copies.len(), 3, "{copies:?}");
+    for c in &copies {
+        let f: Vec<&str> = c.split(',').collect();
+        assert_eq!((f[1], f[2]), ("true", "true"), "{c}");
+    }
+    let big: Vec<u64> = copies[1]
+        .split(',')
+        .skip(3)
+        .map(|x| x.parse().unwrap())
+        .collect();
+    assert!(
+        big[0] <= ROWS + sent && big[1] >= ROWS / CHUNK_ROWS,
+        "big: {} rows in {} chunks",
+        big[0],
+        big[1]
+    );
+}
+
+/// A held-open race window: with `synchronous_standby_names` naming a standby that never
+/// connects, a committing transaction writes its commit record (which the walsender decodes
+/// and sends) and then waits for the standby before it leaves the proc array, invisible to
+/// new snapshots until the setting is reset. Only the racing session waits for it
+/// (`synchronous_commit = on`); the server default is `local`.
+#[test]
+fn pg_chunk_waits_for_a_delivered_commit_to_become_visible() {
+    let setup = format!(
+        "ALTER SYSTEM SET synchronous_commit = local;
+SELECT pg_reload_conf();
+CREATE TABLE t (id bigint PRIMARY KEY, v text);
+INSERT INTO t SELECT g, 'v' FROM generate_series(1, {RACE_ROWS}) g;"
+    );
+    let mut rig = Rig::new(&setup);
+    with_chunk_rows(&rig, CHUNK_ROWS);
+    let addr = rig.listen_http();
+    rig.start();
+    let mut copied = 0;
+    wait_until(Duration::from_secs(120), "the copy to start", || {
+        copied = snapshot_rows_copied(&addr, "public.t");
+        copied > 0
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    // A key well ahead of the copy.
+    let key = copied + 100 * CHUNK_ROWS;
+    rig.sql("ALTER SYSTEM SET synchronous_standby_names = 'nobody'; SELECT pg_reload_conf();");
+    // Committing sessions wait for the standby once the checkpointer has read the setting:
+    // it handles a pending reload before the checkpoint it is asked for.
+    wait_until(Duration::from_secs(30), "the setting to be loaded", || {
+        rig.sql("SHOW synchronous_standby_names").trim() == "nobody"
+    })
+    .unwrap();
+    rig.sql("CHECKPOINT");
+    let mut racer = Command::new("psql")
+        .args([
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            &rig.pg().url("postgres"),
+        ])
+        .args([
+            "-c",
+            &format!("SET synchronous_commit = on; DELETE FROM t WHERE id = {key}"),
+        ])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn the racing delete");
+    wait_until(
+        Duration::from_secs(30),
+        "the delete to wait for the standby",
+        || {
+            rig.sql("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'")
+                .trim()
+                == "1"
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}: the racing transaction did not wait"));
+    // The stream delivers the delete (its commit record is written) ...
+    wait_until(
+        Duration::from_secs(60),
+        "the delete to be delivered",
+        || streamed_changes(&addr, "public.t") > 0,
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    // ... while it stays invisible. A chunk read now would still hold the row: tidewater
+    // waits (and says so), or, wrongly, copies on past the key.
+    let waiting = "waits for a transaction the stream delivered to become visible";
+    let started = Instant::now();
+    wait_until(
+        Duration::from_secs(120),
+        "the copy to wait for the delete, or to pass its key",
+        || rig.log().contains(waiting) || snapshot_rows_copied(&addr, "public.t") > key,
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    let passed = snapshot_rows_copied(&addr, "public.t");
+    rig.sql("ALTER SYSTEM RESET synchronous_standby_names; SELECT pg_reload_conf();");
+    assert!(racer.wait().unwrap().success());
+    assert!(
+        rig.log().contains(waiting) && passed <= key,
+        "the copy read past key {key} ({passed} rows) while the delivered delete was not \
+         visible, after {:?}\n{}",
+        started.elapsed(),
+        rig.log()
+    );
+    rig.wait_caught_up(Duration::from_secs(300));
+    rig.stop();
+    assert_eq!(
+        rig.count(&format!("SELECT count(*) FROM t WHERE id = {key}")),
+        0
+    );
+    assert_same_rows(&rig, "SELECT id || ',' || v FROM t");
+}
+
+/// While a table is copied, no tidewater session holds a source transaction (or an xmin
+/// horizon) open for long: each chunk is its own short transaction.
+#[test]
+fn pg_chunked_copy_holds_no_long_transaction() {
+    let rows = 400_000;
+    let mut rig = Rig::new(&format!(
+        "CREATE TABLE t (id bigint PRIMARY KEY, v text);
+INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, {rows}) g;"
+    ));
+    with_chunk_rows(&rig, 5_000);
+    rig.start();
+    let mut longest = 0.0f64;
+    let mut samples = 0;
+    let started = Instant::now();
+    wait_until(Duration::from_secs(600), "the copy to finish", || {
+        let age = rig.sql(
+            "SELECT coalesce(max(extract(epoch FROM now() - xact_start)), 0) FROM pg_stat_activity \
+             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid() \
+             AND (xact_start IS NOT NULL OR backend_xmin IS NOT NULL) \
+             AND application_name NOT LIKE 'psql%'",
+        );
+        longest = longest.max(age.trim().parse().unwrap_or(0.0));
+        samples += 1;
+        rig.log().contains(common::COPY_FINISHED)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    eprintln!(
+        "copy of {rows} rows took {:?}; longest source transaction seen {longest:.2} s in {samples} samples",
+        started.elapsed()
+    );
+    assert!(samples >= 3, "too few samples to judge ({samples})");
+    assert!(
+        longest < 10.0,
+        "a source transaction stayed open {longest} s"
+    );
+    rig.stop();
+    assert_eq!(rig.count("SELECT count(*) FROM t"), rows);
+}
