@@ -4,12 +4,14 @@
 
 pub mod apply;
 pub mod check;
+pub mod config;
 pub mod driver;
 pub mod error;
 pub mod event;
 pub mod glob;
 pub mod histogram;
 pub mod model;
+pub mod redact;
 pub mod sink;
 pub mod source;
 pub mod stats;
@@ -17,6 +19,7 @@ pub mod time;
 pub mod uncarried;
 pub mod unreplicated;
 
+pub use config::Secret;
 pub use driver::{ConsistentReader, SourceDriver};
 pub use error::{Error, ErrorKind, Result};
 pub use event::{SourceEvent, TxInfo};

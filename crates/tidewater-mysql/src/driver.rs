@@ -44,7 +44,7 @@ impl SourceDriver for MySqlDriver {
 
     async fn row_estimates(&self, tables: &[Arc<TableSchema>]) -> BTreeMap<String, u64> {
         let wanted: HashSet<String> = tables.iter().map(|t| t.id.to_string()).collect();
-        match estimates(&self.config.url).await {
+        match estimates(self.config.url.expose()).await {
             Ok(all) => all
                 .into_iter()
                 .filter(|(t, n)| *n > 0 && wanted.contains(t))
@@ -58,7 +58,7 @@ impl SourceDriver for MySqlDriver {
     }
 
     async fn reader(&self, only: &[String]) -> Result<MySqlReader> {
-        let mut conn = connect(&self.config.url).await?;
+        let mut conn = connect(self.config.url.expose()).await?;
         let flavor = flavor(&mut conn).await?;
         let mut tables = resolve_tables(&mut conn, &self.config.tables).await?;
         let keep = |id: &TableId| only.is_empty() || selected(only, id);

@@ -49,7 +49,7 @@ impl SourceDriver for PgDriver {
 
     async fn row_estimates(&self, tables: &[Arc<TableSchema>]) -> BTreeMap<String, u64> {
         let wanted: HashSet<String> = tables.iter().map(|t| t.id.to_string()).collect();
-        match estimates(&self.config.url, &wanted).await {
+        match estimates(self.config.url.expose(), &wanted).await {
             Ok(all) => all
                 .into_iter()
                 .filter(|(t, n)| *n > 0 && wanted.contains(t))
@@ -63,7 +63,7 @@ impl SourceDriver for PgDriver {
     }
 
     async fn reader(&self, only: &[String]) -> Result<PgReader> {
-        let client = connect(&self.config.url).await?;
+        let client = connect(self.config.url.expose()).await?;
         let mut tables = resolve_tables(&client, &self.config.tables).await?;
         let keep = |id: &TableId| only.is_empty() || selected(only, id);
         tables.retain(|t| keep(&t.schema.id));

@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod check;
+pub mod config;
 pub mod conn;
 pub mod driver;
 mod guard;
@@ -20,5 +21,6 @@ mod tls;
 pub mod types;
 
 pub use driver::{PgDriver, PgReader};
-pub use source::{PgSource, PgSourceConfig};
+pub use config::PgSourceConfig;
+pub use source::PgSource;
 pub use tokio_postgres;

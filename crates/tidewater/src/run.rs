@@ -26,8 +26,8 @@ pub async fn run(config_path: &Path, progress_bars: bool) -> Result<()> {
     tidewater_runtime::single_writer::ensure_no_other_writer(&config, config_path)?;
     let monitor = Arc::new(Monitor::new(
         Arc::new(Stats::default()),
-        &config.source.kind,
-        config.sink.path.clone(),
+        config.source.kind(),
+        config.sink.local_file().unwrap_or(Path::new("")).to_path_buf(),
     ));
     monitor.set_config(config.clone());
     let queries = QueryGate::new(monitor.clone());
