@@ -115,10 +115,10 @@ pub fn expand_env(value: &str, key: &str) -> Result<String, Error> {
             .ok_or_else(|| Error::config(format!("{key}: unterminated ${{ in {value:?}")))?;
         let name = &after[..end];
         let v = std::env::var(name).map_err(|_| {
-            Error::config(format!("{key} refers to environment variable {name}, which is not set"))
-                .with_fix(
-                    "export it before starting tidewater, or write the value in the config file",
-                )
+            Error::config(format!(
+                "{key} refers to environment variable {name}, which is not set"
+            ))
+            .with_fix("export it before starting tidewater, or write the value in the config file")
         })?;
         out.push_str(&v);
         rest = &after[end + 1..];

@@ -14,6 +14,7 @@ pub mod model;
 pub mod redact;
 pub mod sink;
 pub mod source;
+pub mod sql;
 pub mod stats;
 pub mod time;
 pub mod uncarried;

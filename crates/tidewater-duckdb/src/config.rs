@@ -22,6 +22,21 @@ pub struct DuckDbConfig {
     pub primary_key: bool,
 }
 
+/// What the sink is opened with: its config section and what the runtime adds.
+#[derive(Debug, Clone)]
+pub struct DuckDbOptions {
+    pub path: PathBuf,
+    pub log_tables: bool,
+    /// Key of this pipeline's row in `_tidewater.pipeline`.
+    pub pipeline: String,
+    pub source_type: String,
+    /// DuckDB worker threads (0: one per core). Apply runs many small statements, for which
+    /// one thread is fastest: waking workers costs more than they save.
+    pub threads: usize,
+    /// Declare each replica's key as a DuckDB `PRIMARY KEY` (see `TableSql::create_replica`).
+    pub primary_key: bool,
+}
+
 /// The keys of this section, for `tidewater config --print-defaults`.
 pub const SINK_TYPE: SectionType = SectionType {
     name: "duckdb",

@@ -16,6 +16,6 @@ pub mod status;
 mod table;
 mod upgrade;
 
-pub use config::DuckDbConfig;
+pub use config::{DuckDbConfig, DuckDbOptions};
 pub use duckdb;
-pub use sink::{open_connection, DuckDbOptions, DuckDbSink};
+pub use sink::{open_connection, DuckDbSink};

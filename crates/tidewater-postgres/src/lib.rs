@@ -20,7 +20,7 @@ pub mod text;
 mod tls;
 pub mod types;
 
-pub use driver::{PgDriver, PgReader};
 pub use config::PgSourceConfig;
+pub use driver::{PgDriver, PgReader};
 pub use source::PgSource;
 pub use tokio_postgres;

@@ -4,7 +4,7 @@
 //! (`tidewater-postgres`, `tidewater-mysql`, `tidewater-duckdb`, `tidewater-bigquery`), and
 //! the kind-specific calls on them in `registry.rs`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 use tidewater_core::apply::{BatchOptions, DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_MAX_BATCH_ROWS};
@@ -127,8 +127,7 @@ impl Config {
         sections::check(&mut table, "sink", SINK_TYPES, Foreign::Reject)?;
         // From the text when nothing was taken out, so that errors point at their line.
         let mut config: Config = if ignored {
-            Config::deserialize(toml::Value::Table(table))
-                .map_err(|e| toml_error(text, &e))?
+            Config::deserialize(toml::Value::Table(table)).map_err(|e| toml_error(text, &e))?
         } else {
             toml::from_str(text).map_err(|e| toml_error(text, &e))?
         };
@@ -137,7 +136,7 @@ impl Config {
     }
 
     /// Expands `${ENV}` (except in `source.url`: `query` and `status` read the replica and
-    /// must work without the source's secrets; see `source_resolved`) and checks every key.
+    /// must work without the source's secrets; see `registry::driver`) and checks every key.
     fn validate(&mut self) -> Result<(), Error> {
         self.source.validate()?;
         self.sink.validate(self.apply.log_tables)?;

@@ -5,7 +5,7 @@
 //! output is itself an accepted config file. The tests below parse every type's block and
 //! check that each listed default is the one the parser applies.
 
-use tidewater_core::config::{ConfigKey, KeyDefault, SectionType};
+use tidewater_core::config::{ConfigKey, KeyDefault};
 
 use crate::registry::{SINK_TYPES, SOURCE_TYPES};
 
@@ -91,19 +91,25 @@ fn block(
 ) {
     let mut lines = vec![format!("[{section}]")];
     lines.extend(type_line);
-    let width = keys
+    let settings: Vec<(String, &ConfigKey)> = keys
         .iter()
-        .map(|k| k.name.len() + k.value.len() + 3)
-        .max()
-        .unwrap_or(0);
-    for k in keys {
-        let setting = format!("{} = {}", k.name, k.value);
-        let (prefix, label) = match k.default {
-            KeyDefault::Required => ("", "required"),
-            KeyDefault::Default => ("", "default"),
-            KeyDefault::Optional => ("# ", "optional"),
+        .map(|k| {
+            let prefix = if k.default == KeyDefault::Optional {
+                "# "
+            } else {
+                ""
+            };
+            (format!("{prefix}{} = {}", k.name, k.value), k)
+        })
+        .collect();
+    let width = settings.iter().map(|(s, _)| s.len()).max().unwrap_or(0);
+    for (setting, k) in settings {
+        let label = match k.default {
+            KeyDefault::Required => "required",
+            KeyDefault::Default => "default",
+            KeyDefault::Optional => "optional",
         };
-        lines.push(format!("{prefix}{setting:width$}  # {label}: {}", k.doc));
+        lines.push(format!("{setting:width$}  # {label}: {}", k.doc));
     }
     out.push('\n');
     for line in lines {
@@ -117,7 +123,11 @@ fn block(
 
 /// The keys of every section type, for tests: (section, type, keys).
 #[cfg(test)]
-fn every_section() -> Vec<(&'static str, Option<&'static SectionType>, &'static [ConfigKey])> {
+fn every_section() -> Vec<(
+    &'static str,
+    Option<&'static tidewater_core::config::SectionType>,
+    &'static [ConfigKey],
+)> {
     let mut all = Vec::new();
     for (section, types) in [("source", SOURCE_TYPES), ("sink", SINK_TYPES)] {
         for t in types {
@@ -135,7 +145,8 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
-    const SOURCE: &str = "[source]\ntype = \"postgres\"\nurl = \"postgres://u@h/db\"\ntables = [\"public.*\"]\n";
+    const SOURCE: &str =
+        "[source]\ntype = \"postgres\"\nurl = \"postgres://u@h/db\"\ntables = [\"public.*\"]\n";
     const SINK: &str = "[sink]\ntype = \"duckdb\"\npath = \"replica.duckdb\"\n";
 
     /// `text` with the block of `section` (of type `type_name`, if the section has types)
@@ -181,8 +192,10 @@ mod tests {
                 let c = Config::parse(&chosen).unwrap_or_else(|e| panic!("{e}\n{chosen}"));
                 assert_eq!((c.source.kind(), c.sink.kind()), (source.name, sink.name));
                 for alias in source.aliases {
-                    let aliased =
-                        chosen.replace(&format!("type = {:?}", source.name), &format!("type = {alias:?}"));
+                    let aliased = chosen.replace(
+                        &format!("type = {:?}", source.name),
+                        &format!("type = {alias:?}"),
+                    );
                     assert_eq!(Config::parse(&aliased).unwrap().source.kind(), source.name);
                 }
             }

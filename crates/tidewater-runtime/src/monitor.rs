@@ -137,7 +137,7 @@ impl Monitor {
         }
         errors.push_back(RecentError {
             at: format_utc_micros(now_us()),
-            message: redact_secrets(&e.to_string()),
+            message: tidewater_core::redact::redact(&e.to_string()),
         });
     }
 
@@ -284,60 +284,5 @@ impl Monitor {
                 Health { ok: true, reason }
             }
         }
-    }
-}
-
-/// Masks the password of `scheme://user:password@host` URLs and `password=...` settings in
-/// a message: error texts can quote a connection string.
-pub fn redact_secrets(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(i) = rest.find("://") {
-        let (head, tail) = rest.split_at(i + 3);
-        out.push_str(head);
-        let end = tail
-            .find(|c: char| c.is_whitespace() || c == '/' || c == '"' || c == '\'')
-            .unwrap_or(tail.len());
-        let authority = &tail[..end];
-        match (authority.rfind('@'), authority.find(':')) {
-            (Some(at), Some(colon)) if colon < at => {
-                out.push_str(&authority[..colon]);
-                out.push_str(":***");
-                out.push_str(&authority[at..]);
-            }
-            _ => out.push_str(authority),
-        }
-        rest = &tail[end..];
-    }
-    out.push_str(rest);
-    let lower = out.to_ascii_lowercase();
-    if let Some(i) = lower.find("password=") {
-        let start = i + "password=".len();
-        let end = out[start..]
-            .find(|c: char| c.is_whitespace() || c == '&' || c == ';')
-            .map_or(out.len(), |e| start + e);
-        out.replace_range(start..end, "***");
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_are_masked() {
-        assert_eq!(
-            redact_secrets("cannot connect to postgres://repl:s3cret@db:5432/shop: refused"),
-            "cannot connect to postgres://repl:***@db:5432/shop: refused"
-        );
-        assert_eq!(
-            redact_secrets("mysql://root@127.0.0.1:3306/shop"),
-            "mysql://root@127.0.0.1:3306/shop"
-        );
-        assert_eq!(
-            redact_secrets("host=h password=x y=1"),
-            "host=h password=*** y=1"
-        );
     }
 }

@@ -28,7 +28,11 @@ pub async fn run(source: &str, seconds: Option<u64>, path: &Path) -> Result<()> 
     let monitor = Arc::new(Monitor::new(
         stats.clone(),
         config.source.kind(),
-        config.sink.local_file().unwrap_or(Path::new("")).to_path_buf(),
+        config
+            .sink
+            .local_file()
+            .unwrap_or(Path::new(""))
+            .to_path_buf(),
     ));
     let queries = QueryGate::new(monitor.clone());
     let http = http::start(LOCAL_ONLY, monitor.clone(), queries.clone()).await?;

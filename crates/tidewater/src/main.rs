@@ -220,7 +220,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if e.exit_code() != 0 {
-                let redact = tidewater_runtime::monitor::redact_secrets;
+                let redact = tidewater_core::redact::redact;
                 let message = redact(e.message());
                 let fix = e.fix().map(redact);
                 match cli.log_format {

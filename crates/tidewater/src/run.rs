@@ -27,7 +27,11 @@ pub async fn run(config_path: &Path, progress_bars: bool) -> Result<()> {
     let monitor = Arc::new(Monitor::new(
         Arc::new(Stats::default()),
         config.source.kind(),
-        config.sink.local_file().unwrap_or(Path::new("")).to_path_buf(),
+        config
+            .sink
+            .local_file()
+            .unwrap_or(Path::new(""))
+            .to_path_buf(),
     ));
     monitor.set_config(config.clone());
     let queries = QueryGate::new(monitor.clone());
