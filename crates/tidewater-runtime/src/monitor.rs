@@ -97,6 +97,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Monitor {
+    /// The monitor of `config`'s pipeline: its source type, and its replica file if the
+    /// sink keeps one.
+    pub fn for_config(stats: Arc<Stats>, config: &Config) -> Monitor {
+        let file = config.sink.local_file().unwrap_or(std::path::Path::new(""));
+        Monitor::new(stats, config.source.kind(), file.to_path_buf())
+    }
+
     pub fn new(stats: Arc<Stats>, source_type: &str, db_path: PathBuf) -> Monitor {
         Monitor {
             stats,
