@@ -6,6 +6,7 @@
 //! the stored position (see `sink` for the exactly-once argument).
 
 mod client;
+pub mod config;
 mod errors;
 mod merge;
 mod rows;
@@ -15,6 +16,7 @@ mod tables;
 mod types;
 
 pub use client::{BqClient, Connection, Rows};
+pub use config::BigQueryConfig;
 pub use merge::literal as sql_literal;
 pub use sink::{BigQueryOptions, BigQuerySink};
 pub use tables::{table_names, TableNames, STATE_TABLE};

@@ -4,19 +4,23 @@
 
 pub mod apply;
 pub mod check;
+pub mod config;
 pub mod driver;
 pub mod error;
 pub mod event;
 pub mod glob;
 pub mod histogram;
 pub mod model;
+pub mod redact;
 pub mod sink;
 pub mod source;
+pub mod sql;
 pub mod stats;
 pub mod time;
 pub mod uncarried;
 pub mod unreplicated;
 
+pub use config::Secret;
 pub use driver::{ConsistentReader, SourceDriver};
 pub use error::{Error, ErrorKind, Result};
 pub use event::{SourceEvent, TxInfo};

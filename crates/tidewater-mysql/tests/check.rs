@@ -27,7 +27,7 @@ async fn server(sql: &'static str) -> MariaDbServer {
 
 fn config(url: String, tables: &[&str]) -> MySqlSourceConfig {
     MySqlSourceConfig {
-        url,
+        url: tidewater_core::Secret::new(url),
         tables: tables.iter().map(|t| t.to_string()).collect(),
         server_id: 4242,
         zero_dates: ZeroDates::default(),

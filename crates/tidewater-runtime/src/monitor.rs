@@ -97,6 +97,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Monitor {
+    /// The monitor of `config`'s pipeline: its source type, and its replica file if the
+    /// sink keeps one.
+    pub fn for_config(stats: Arc<Stats>, config: &Config) -> Monitor {
+        let file = config.sink.local_file().unwrap_or(std::path::Path::new(""));
+        Monitor::new(stats, config.source.kind(), file.to_path_buf())
+    }
+
     pub fn new(stats: Arc<Stats>, source_type: &str, db_path: PathBuf) -> Monitor {
         Monitor {
             stats,
@@ -137,7 +144,7 @@ impl Monitor {
         }
         errors.push_back(RecentError {
             at: format_utc_micros(now_us()),
-            message: redact_secrets(&e.to_string()),
+            message: tidewater_core::redact::redact(&e.to_string()),
         });
     }
 
@@ -284,60 +291,5 @@ impl Monitor {
                 Health { ok: true, reason }
             }
         }
-    }
-}
-
-/// Masks the password of `scheme://user:password@host` URLs and `password=...` settings in
-/// a message: error texts can quote a connection string.
-pub fn redact_secrets(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(i) = rest.find("://") {
-        let (head, tail) = rest.split_at(i + 3);
-        out.push_str(head);
-        let end = tail
-            .find(|c: char| c.is_whitespace() || c == '/' || c == '"' || c == '\'')
-            .unwrap_or(tail.len());
-        let authority = &tail[..end];
-        match (authority.rfind('@'), authority.find(':')) {
-            (Some(at), Some(colon)) if colon < at => {
-                out.push_str(&authority[..colon]);
-                out.push_str(":***");
-                out.push_str(&authority[at..]);
-            }
-            _ => out.push_str(authority),
-        }
-        rest = &tail[end..];
-    }
-    out.push_str(rest);
-    let lower = out.to_ascii_lowercase();
-    if let Some(i) = lower.find("password=") {
-        let start = i + "password=".len();
-        let end = out[start..]
-            .find(|c: char| c.is_whitespace() || c == '&' || c == ';')
-            .map_or(out.len(), |e| start + e);
-        out.replace_range(start..end, "***");
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_are_masked() {
-        assert_eq!(
-            redact_secrets("cannot connect to postgres://repl:s3cret@db:5432/shop: refused"),
-            "cannot connect to postgres://repl:***@db:5432/shop: refused"
-        );
-        assert_eq!(
-            redact_secrets("mysql://root@127.0.0.1:3306/shop"),
-            "mysql://root@127.0.0.1:3306/shop"
-        );
-        assert_eq!(
-            redact_secrets("host=h password=x y=1"),
-            "host=h password=*** y=1"
-        );
     }
 }

@@ -24,11 +24,7 @@ pub async fn run(config_path: &Path, progress_bars: bool) -> Result<()> {
     let config = Config::load(config_path)?;
     // Before any port is bound: a second writer is named as such, not as a busy address.
     tidewater_runtime::single_writer::ensure_no_other_writer(&config, config_path)?;
-    let monitor = Arc::new(Monitor::new(
-        Arc::new(Stats::default()),
-        &config.source.kind,
-        config.sink.path.clone(),
-    ));
+    let monitor = Arc::new(Monitor::for_config(Arc::new(Stats::default()), &config));
     monitor.set_config(config.clone());
     let queries = QueryGate::new(monitor.clone());
     let listen = config.http_listen()?.unwrap_or(LOCAL_ONLY);

@@ -86,11 +86,14 @@ pub async fn verify(
     req: &VerifyRequest,
 ) -> Result<VerifyReport> {
     let started = Instant::now();
-    let mut source = registry::driver(config)?.reader(&req.tables).await?;
+    let mut source = registry::driver(&config.source)?
+        .reader(&req.tables)
+        .await?;
     if source.tables().is_empty() {
         return Err(Error::config(format!(
             "no replicated table matches --tables {:?} (source.tables = {:?})",
-            req.tables, config.source.tables
+            req.tables,
+            config.source.tables()
         )));
     }
     let duck = Duck(Arc::new(Mutex::new(comparer)));
