@@ -280,6 +280,23 @@ path = "replica.duckdb"
         assert_eq!(e.exit_code(), 2);
     }
 
+    /// A MySQL key in a PostgreSQL `[source]` was accepted with a warning before the
+    /// sections had types of their own; it still is, and the rest is still checked strictly.
+    #[test]
+    fn a_key_of_another_source_type_is_ignored() {
+        let text = MINIMAL.replace(
+            "tables = [\"public.*\"]",
+            "tables = [\"public.*\"]\nserver_id = 5\nzero_dates = \"error\"",
+        );
+        let c = Config::parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.source.kind(), "postgres");
+        let e = Config::parse(&text.replace("[sink]", "[sink]\npth = 1")).unwrap_err();
+        assert!(e.to_string().contains("unknown field `pth`"), "{e}");
+        let e = Config::parse(&text.replace("server_id = 5", "server_id = 5\nslott = \"x\""))
+            .unwrap_err();
+        assert!(e.to_string().contains("unknown field `slott`"), "{e}");
+    }
+
     #[test]
     fn source_type_aliases() {
         for (alias, kind) in [("postgresql", "postgres"), ("mariadb", "mysql")] {
