@@ -7,6 +7,9 @@ use serde::Deserialize;
 use tidewater_core::apply::{DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_MAX_BATCH_ROWS};
 use tidewater_core::Error;
 
+mod verify;
+pub use verify::{parse_duration, ContinuousVerify, VerifyConfig, DEFAULT_MAX_ROWS_PER_SECOND};
+
 /// The name under which the replica's pipeline state is stored (`_tidewater.pipeline`).
 pub const PIPELINE_NAME: &str = "default";
 
@@ -31,6 +34,8 @@ pub struct Config {
     pub apply: ApplyConfig,
     pub http: Option<HttpConfig>,
     pub sql: Option<SqlConfig>,
+    /// Continuous verification inside `run` (off when absent).
+    pub verify: Option<VerifyConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -408,7 +413,19 @@ impl Config {
             ));
         }
         self.sql_endpoint()?;
+        if self.verify.is_some() && self.sink.is_bigquery() {
+            return Err(Error::config(
+                "[verify] compares a DuckDB replica and is not available for sink.type = \
+                 \"bigquery\" yet; remove [verify]",
+            ));
+        }
+        self.continuous_verify()?;
         Ok(())
+    }
+
+    /// `[verify]` validated, if configured.
+    pub fn continuous_verify(&self) -> Result<Option<ContinuousVerify>, Error> {
+        self.verify.as_ref().map(VerifyConfig::validate).transpose()
     }
 
     /// `source.url` with `${ENV}` expanded: fails naming the variable when one is not set.
