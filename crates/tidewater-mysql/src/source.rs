@@ -256,6 +256,7 @@ impl Source for MySqlSource {
             stream
         };
         stream.unreplicated = ctx.unreplicated;
+        stream.recopy_requests = ctx.recopy;
         match joining {
             Some(j) => stream.with_joining(j),
             None => stream,

@@ -350,6 +350,7 @@ impl Source for PgSource {
             acks: ctx.acks,
             applied_lsn,
             unreplicated: ctx.unreplicated,
+            recopy_requests: ctx.recopy,
         }
         .run()
         .await

@@ -8,8 +8,8 @@ use std::time::Duration;
 use pg_walstream::{CancellationToken, PgReplicationConnection};
 use tidewater_core::apply::AckReceiver;
 use tidewater_core::{
-    Change, ChangeKind, Column, ColumnType, Error, Position, Result, SourceEvent, TableId,
-    TableSchema, TxInfo, Unreplicated, Value,
+    Change, ChangeKind, Column, ColumnType, Error, Position, RecopyRequests, Result, SourceEvent,
+    TableId, TableSchema, TxInfo, Unreplicated, Value,
 };
 use tokio::sync::mpsc;
 use tokio::time::{interval, Interval, MissedTickBehavior};
@@ -58,6 +58,8 @@ pub struct Stream<'a> {
     /// Selected tables that could not join, with why: listed here for health and status,
     /// asked again at every discovery poll, removed once copied or no longer selected.
     pub unreplicated: Unreplicated,
+    /// Replicated tables the runtime asks to copy again (see `recopy`).
+    pub recopy_requests: RecopyRequests,
 }
 
 struct State {
@@ -152,7 +154,10 @@ impl Stream<'_> {
             match wake {
                 Wake::Ack => self.send_status(&mut st, false).await?,
                 Wake::Tick => self.send_status(&mut st, false).await?,
-                Wake::Discover => self.discover(&mut st).await?,
+                Wake::Discover => {
+                    self.discover(&mut st).await?;
+                    self.recopy_requested(&mut st).await?;
+                }
                 Wake::Nudge => self.send_status(&mut st, true).await?,
                 Wake::Data(d) => {
                     let payload =

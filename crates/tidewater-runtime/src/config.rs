@@ -15,6 +15,9 @@ use crate::registry::{SINK_TYPES, SOURCE_TYPES};
 
 pub use crate::registry::{SinkConfig, SourceConfig, PIPELINE_NAME};
 
+mod verify;
+pub use verify::{parse_duration, ContinuousVerify, VerifyConfig, DEFAULT_MAX_ROWS_PER_SECOND};
+
 /// Rows a query returns when the request names no limit, and the most it may ask for.
 pub const DEFAULT_LIMIT: usize = 10_000;
 pub const MAX_LIMIT: usize = 100_000;
@@ -31,6 +34,8 @@ pub struct Config {
     pub apply: ApplyConfig,
     pub http: Option<HttpConfig>,
     pub sql: Option<SqlConfig>,
+    /// Continuous verification inside `run` (off when absent).
+    pub verify: Option<VerifyConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -162,6 +167,15 @@ impl Config {
             .with_fix("remove [sql]"));
         }
         self.sql_endpoint()?;
+        if self.verify.is_some() && self.sink.local_file().is_none() {
+            return Err(Error::config(format!(
+                "[verify] compares a DuckDB replica and is not available for sink.type = {:?} \
+                 yet",
+                self.sink.kind()
+            ))
+            .with_fix("remove [verify]"));
+        }
+        self.continuous_verify()?;
         Ok(())
     }
 
@@ -173,6 +187,11 @@ impl Config {
             min_commit_interval: std::time::Duration::ZERO,
         };
         crate::registry::batch_options(&self.sink, options)
+    }
+
+    /// `[verify]` validated, if configured.
+    pub fn continuous_verify(&self) -> Result<Option<ContinuousVerify>, Error> {
+        self.verify.as_ref().map(VerifyConfig::validate).transpose()
     }
 
     /// `[http] listen` as a socket address, if `[http]` is configured.

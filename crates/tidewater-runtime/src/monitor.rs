@@ -19,6 +19,7 @@ use tidewater_duckdb::status::{collect, StatusReport};
 
 use crate::config::Config;
 use crate::config::PIPELINE_NAME;
+use crate::verify::passes::Passes;
 
 /// Apply busy on one step (a DuckDB write or commit) for longer than this is a stall.
 pub const STALL_AFTER: Duration = Duration::from_secs(60);
@@ -57,7 +58,8 @@ pub struct RecentError {
 }
 
 /// `/health`: ok only while streaming and not stalled; otherwise the reason. The reason of
-/// an ok pipeline starts with `degraded:` when a selected table is not replicated.
+/// an ok pipeline starts with `degraded:` when a selected table is not replicated, or the
+/// last continuous verification pass found differences.
 #[derive(Debug, Clone)]
 pub struct Health {
     pub ok: bool,
@@ -87,6 +89,8 @@ pub struct Monitor {
     /// is a report's totals minus these, so both figures of one status come from the same
     /// committed state and always agree.
     totals_at_open: OnceLock<(i64, i64)>,
+    /// What continuous verification (`[verify]`) found; off until enabled.
+    pub verify_passes: Passes,
 }
 
 /// A collected report, when, and the replica generation it saw.
@@ -121,6 +125,7 @@ impl Monitor {
             sql_addr: OnceLock::new(),
             config: OnceLock::new(),
             totals_at_open: OnceLock::new(),
+            verify_passes: Passes::default(),
         }
     }
 
@@ -288,6 +293,8 @@ impl Monitor {
                 // Streaming, but a selected table is left out: still ok (see `degraded`).
                 let reason = crate::degraded::health_reason(&self.stats.unreplicated, &reason)
                     .unwrap_or(reason);
+                // ... or the last verification found differences.
+                let reason = self.verify_passes.health_reason(&reason).unwrap_or(reason);
                 Health { ok: true, reason }
             }
         }

@@ -261,6 +261,7 @@ impl<D: SourceDriver + 'static> Attempt<'_, D> {
             add_tables,
             resnapshot_fix,
             unreplicated: stats.unreplicated.clone(),
+            recopy: stats.recopy.clone(),
         };
         let source_result = tokio::select! {
             r = source.run(ctx) => r,

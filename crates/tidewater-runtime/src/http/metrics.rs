@@ -232,6 +232,7 @@ pub fn render(m: &Monitor) -> String {
     }
 
     crate::degraded::render_metric(&mut o, &s.unreplicated);
+    crate::verify::passes::render_metrics(&mut o, &m.verify_passes, label);
     header(
         &mut o,
         "tidewater_errors_total",
