@@ -7,7 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer};
 use tidewater_bigquery::{BigQueryConfig, BigQueryOptions, BigQuerySink};
 use tidewater_core::apply::BatchOptions;
 use tidewater_core::check::CheckItem;
@@ -37,24 +38,66 @@ pub const SINK_TYPES: &[SectionType] = &[
     tidewater_bigquery::config::SINK_TYPE,
 ];
 
-/// `[source]`: one struct per source type, each owned and validated by its crate.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type")]
+/// `[source]`: one struct per source type, each owned and validated by its crate; tagged by
+/// `type` (one of `SOURCE_TYPES`, aliases included).
+#[derive(Debug, Clone)]
 pub enum SourceConfig {
-    #[serde(rename = "postgres", alias = "postgresql")]
     Postgres(PgSourceConfig),
-    #[serde(rename = "mysql", alias = "mariadb")]
     MySql(MySqlSourceConfig),
 }
 
-/// `[sink]`: one struct per sink type, each owned and validated by its crate.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type")]
+/// `[sink]`: one struct per sink type, each owned and validated by its crate; tagged by
+/// `type` (one of `SINK_TYPES`).
+#[derive(Debug, Clone)]
 pub enum SinkConfig {
-    #[serde(rename = "duckdb")]
     DuckDb(DuckDbConfig),
-    #[serde(rename = "bigquery")]
     BigQuery(BigQueryConfig),
+}
+
+impl<'de> Deserialize<'de> for SourceConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let (name, table) = tagged(d, SOURCE_TYPES)?;
+        match name {
+            "postgres" => typed(table).map(SourceConfig::Postgres),
+            _ => typed(table).map(SourceConfig::MySql),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SinkConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let (name, table) = tagged(d, SINK_TYPES)?;
+        match name {
+            "duckdb" => typed(table).map(SinkConfig::DuckDb),
+            _ => typed(table).map(SinkConfig::BigQuery),
+        }
+    }
+}
+
+/// A section's `type` (its name among `types`, for an alias too) and its other keys.
+fn tagged<'de, D: Deserializer<'de>>(
+    d: D,
+    types: &[SectionType],
+) -> std::result::Result<(&'static str, toml::Table), D::Error> {
+    let mut table = toml::Table::deserialize(d)?;
+    let Some(toml::Value::String(kind)) = table.remove("type") else {
+        return Err(D::Error::missing_field("type"));
+    };
+    match types.iter().find(|t| t.is_named(&kind)) {
+        Some(t) => Ok((t.name, table)),
+        // (`config_sections` names an unknown type first, with the section.)
+        None => Err(D::Error::custom(format!("type = {kind:?} is unknown"))),
+    }
+}
+
+/// The section's struct, deserialized on its own (not through serde's internally tagged
+/// enums, which lose the key): an error names the key ("... in `threads`").
+fn typed<T: DeserializeOwned, E: serde::de::Error>(
+    table: toml::Table,
+) -> std::result::Result<T, E> {
+    toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| E::custom(e.to_string().trim_end().replace('\n', " ")))
 }
 
 impl SourceConfig {
