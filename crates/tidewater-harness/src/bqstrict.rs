@@ -122,7 +122,10 @@ struct Message {
 
 impl Message {
     fn header(&self, name: &str) -> Option<&str> {
-        let h = self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name));
+        let h = self
+            .headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name));
         h.map(|(_, v)| v.as_str())
     }
 
@@ -130,7 +133,12 @@ impl Message {
     fn to_bytes(&self, connection: &str) -> Vec<u8> {
         let mut out = format!("{}\r\n", self.start);
         for (n, v) in &self.headers {
-            let hop = ["content-length", "transfer-encoding", "connection", "keep-alive"];
+            let hop = [
+                "content-length",
+                "transfer-encoding",
+                "connection",
+                "keep-alive",
+            ];
             if !hop.iter().any(|h| n.eq_ignore_ascii_case(h)) {
                 out.push_str(&format!("{n}: {v}\r\n"));
             }
@@ -271,7 +279,9 @@ fn inspect(request: &Message, log: &Mutex<StrictLog>) -> Option<Message> {
     }?;
     log.queries.push(sql.to_string());
     let streamed: BTreeSet<&str> = log.streamed_rows.keys().map(String::as_str).collect();
-    let hit = dml_targets(sql).into_iter().find(|t| streamed.contains(t.as_str()))?;
+    let hit = dml_targets(sql)
+        .into_iter()
+        .find(|t| streamed.contains(t.as_str()))?;
     log.violations.push((hit.clone(), sql.to_string()));
     Some(refusal(&hit))
 }
@@ -376,7 +386,16 @@ mod tests {
                       WHEN NOT MATCHED THEN INSERT ROW";
         assert_eq!(
             dml_targets(script),
-            vec!["a_log", "b", "WHEN", "SET", "_tidewater_state", "e", "d", "f"]
+            vec![
+                "a_log",
+                "b",
+                "WHEN",
+                "SET",
+                "_tidewater_state",
+                "e",
+                "d",
+                "f"
+            ]
         );
     }
 }

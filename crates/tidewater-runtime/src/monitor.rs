@@ -87,6 +87,8 @@ pub struct Monitor {
     /// is a report's totals minus these, so both figures of one status come from the same
     /// committed state and always agree.
     totals_at_open: OnceLock<(i64, i64)>,
+    /// The BigQuery sink's bytes processed, when the sink is BigQuery.
+    bigquery_cost: OnceLock<Arc<tidewater_bigquery::BqCost>>,
 }
 
 /// A collected report, when, and the replica generation it saw.
@@ -114,6 +116,7 @@ impl Monitor {
             sql_addr: OnceLock::new(),
             config: OnceLock::new(),
             totals_at_open: OnceLock::new(),
+            bigquery_cost: OnceLock::new(),
         }
     }
 
@@ -176,6 +179,15 @@ impl Monitor {
 
     pub fn config(&self) -> Option<Arc<Config>> {
         self.config.get().cloned()
+    }
+
+    /// Where `/metrics` reads the BigQuery sink's bytes processed.
+    pub fn set_bigquery_cost(&self, cost: Arc<tidewater_bigquery::BqCost>) {
+        let _ = self.bigquery_cost.set(cost);
+    }
+
+    pub fn bigquery_cost(&self) -> Option<&Arc<tidewater_bigquery::BqCost>> {
+        self.bigquery_cost.get()
     }
 
     /// Installs the connection readers are cloned from (a clone of the sink's own). Queries

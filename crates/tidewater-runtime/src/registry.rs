@@ -20,6 +20,7 @@ use tidewater_postgres::{PgDriver, PgReader, PgSource, PgSourceConfig};
 
 use crate::config::PIPELINE_NAME;
 use crate::config::{Config, DEFAULT_SERVER_ID};
+use crate::monitor::Monitor;
 
 /// The configured source driver, whichever kind it is.
 pub enum AnyDriver {
@@ -206,10 +207,15 @@ pub fn bigquery_options(config: &Config) -> BigQueryOptions {
 }
 
 /// Opens the configured sink. DuckDB also gives the connection the monitor reads the
-/// replica through (status, `/query`); BigQuery has none yet.
-pub async fn open_sink(config: &Config) -> Result<(Box<dyn Sink>, Option<Connection>)> {
+/// replica through (status, `/query`); BigQuery has none yet, and gives the monitor its
+/// bytes processed instead.
+pub async fn open_sink(
+    config: &Config,
+    monitor: &Monitor,
+) -> Result<(Box<dyn Sink>, Option<Connection>)> {
     if config.sink.is_bigquery() {
         let sink = BigQuerySink::connect(bigquery_options(config)).await?;
+        monitor.set_bigquery_cost(sink.cost());
         return Ok((Box::new(sink), None));
     }
     let opts = sink_options(config);
