@@ -60,7 +60,7 @@ use crate::merge::{commit_script, LogRange, StateUpdate};
 use crate::prune::KeyBounds;
 use crate::rows::{log_row, truncate_row, TxMeta};
 use crate::state::{self, StoredState};
-use crate::tables::{self, table_names, TableNames, OLD_KEY_PREFIX};
+use crate::tables::{self, table_names, Place, TableNames, OLD_KEY_PREFIX};
 
 /// Rows per insertAll request (BigQuery recommends about 500).
 const APPEND_ROWS: usize = 500;
@@ -81,6 +81,14 @@ fn new_run() -> String {
         now
     };
     format!("{id:x}")
+}
+
+fn place(c: &Connection) -> Place<'_> {
+    Place {
+        project: &c.project,
+        dataset: &c.dataset,
+        location: c.location.as_deref(),
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -152,14 +160,8 @@ impl BigQuerySink {
     pub async fn connect(options: BigQueryOptions) -> Result<BigQuerySink> {
         let client = BqClient::connect(&options.connection).await?;
         client.ensure_dataset().await?;
-        let c = &options.connection;
-        client
-            .create_table(tables::state_table(
-                &c.project,
-                &c.dataset,
-                c.location.as_deref(),
-            ))
-            .await?;
+        let state_table = tables::state_table(&place(&options.connection));
+        client.create_table(state_table).await?;
         let fault = match std::env::var("TIDEWATER_FAULT").as_deref() {
             Ok("after-log-append") => Some(Fault::AfterLogAppend),
             Ok("after-merge") => Some(Fault::AfterMerge),
@@ -194,7 +196,7 @@ impl BigQuerySink {
     fn prepare_table(&mut self, schema: &Arc<TableSchema>) -> Result<()> {
         tables::check_columns(schema)?;
         let c = &self.options.connection;
-        let loc = c.location.as_deref();
+        let at = place(c);
         let names = table_names(&schema.id);
         if let Some(other) = self
             .tables
@@ -208,9 +210,9 @@ impl BigQuerySink {
             )));
         }
         let wanted = [
-            tables::replica_table(&c.project, &c.dataset, loc, schema),
-            tables::log_table(&c.project, &c.dataset, loc, schema),
-            tables::staging_table(&c.project, &c.dataset, loc, schema),
+            tables::replica_table(&at, schema),
+            tables::log_table(&at, schema),
+            tables::staging_table(&at, schema),
         ];
         for table in wanted {
             let name = table.table_id().clone();

@@ -133,35 +133,26 @@ fn source_fields(schema: &TableSchema) -> Vec<TableFieldSchema> {
     columns.map(|c| field(&c.name, bq_type(&c.ty))).collect()
 }
 
-fn new_table(
-    project: &str,
-    dataset: &str,
-    name: &str,
-    fields: Vec<TableFieldSchema>,
-    location: Option<&str>,
-) -> Table {
-    let table = Table::new(project, dataset, name, BqSchema::new(fields));
-    match location {
+/// Where tables are created: the dataset, and its location.
+#[derive(Debug, Clone, Copy)]
+pub struct Place<'a> {
+    pub project: &'a str,
+    pub dataset: &'a str,
+    pub location: Option<&'a str>,
+}
+
+fn new_table(at: &Place, name: &str, fields: Vec<TableFieldSchema>) -> Table {
+    let table = Table::new(at.project, at.dataset, name, BqSchema::new(fields));
+    match at.location {
         Some(l) => table.location(l),
         None => table,
     }
 }
 
 /// The replica: source columns, clustered by (up to four of) the primary key columns.
-pub fn replica_table(
-    project: &str,
-    dataset: &str,
-    location: Option<&str>,
-    schema: &TableSchema,
-) -> Table {
+pub fn replica_table(at: &Place, schema: &TableSchema) -> Table {
     let names = table_names(&schema.id);
-    let mut table = new_table(
-        project,
-        dataset,
-        &names.replica,
-        source_fields(schema),
-        location,
-    );
+    let mut table = new_table(at, &names.replica, source_fields(schema));
     let cluster: Vec<String> = schema
         .key
         .iter()
@@ -197,14 +188,9 @@ pub fn log_column_names(schema: &TableSchema) -> Vec<String> {
 }
 
 /// The change log: source columns, old key columns, metadata; partitioned by day.
-pub fn log_table(
-    project: &str,
-    dataset: &str,
-    location: Option<&str>,
-    schema: &TableSchema,
-) -> Table {
+pub fn log_table(at: &Place, schema: &TableSchema) -> Table {
     let names = table_names(&schema.id);
-    new_table(project, dataset, &names.log, log_fields(schema), location)
+    new_table(at, &names.log, log_fields(schema))
         .time_partitioning(TimePartitioning::per_day().field("_metadata_timestamp"))
         .clustering(Clustering {
             fields: Some(vec!["_metadata_tx".into()]),
@@ -213,30 +199,25 @@ pub fn log_table(
 
 /// The staging table: the log's columns and the run; day partitions that expire by
 /// themselves, clustered by run and transaction (what a commit selects by).
-pub fn staging_table(
-    project: &str,
-    dataset: &str,
-    location: Option<&str>,
-    schema: &TableSchema,
-) -> Table {
+pub fn staging_table(at: &Place, schema: &TableSchema) -> Table {
     let names = table_names(&schema.id);
     let mut fields = log_fields(schema);
     fields.push(scalar_field(RUN_COLUMN, BqField::String));
     let mut partitioning = TimePartitioning::per_day().field("_metadata_timestamp");
     partitioning.expiration_ms = Some(STAGING_EXPIRATION_MS.to_string());
-    new_table(project, dataset, &names.staging, fields, location)
+    new_table(at, &names.staging, fields)
         .time_partitioning(partitioning)
         .clustering(Clustering {
             fields: Some(vec![RUN_COLUMN.into(), "_metadata_tx".into()]),
         })
 }
 
-pub fn state_table(project: &str, dataset: &str, location: Option<&str>) -> Table {
+pub fn state_table(at: &Place) -> Table {
     let fields = STATE_COLUMNS
         .iter()
         .map(|(n, t)| scalar_field(n, *t))
         .collect();
-    new_table(project, dataset, STATE_TABLE, fields, location)
+    new_table(at, STATE_TABLE, fields)
 }
 
 /// The column names a table created from `table` has, in order.
@@ -274,17 +255,23 @@ mod tests {
         let names = table_names(&s.id);
         assert_eq!(names.replica, "public_order_items");
         assert_eq!(names.log, "public_order_items_log");
-        let replica = replica_table("p", "d", Some("EU"), &s);
+        let mut at = Place {
+            project: "p",
+            dataset: "d",
+            location: Some("EU"),
+        };
+        let replica = replica_table(&at, &s);
+        at.location = None;
         // FLOAT64 cannot cluster.
         assert_eq!(replica.clustering.unwrap().fields.unwrap(), vec!["id"]);
-        let json = serde_json::to_value(log_table("p", "d", None, &s)).unwrap();
+        let json = serde_json::to_value(log_table(&at, &s)).unwrap();
         assert_eq!(json["timePartitioning"]["type"], "DAY");
         assert_eq!(json["timePartitioning"]["field"], "_metadata_timestamp");
         let fields = json["schema"]["fields"].as_array().unwrap();
         assert_eq!(fields[2]["mode"], "REPEATED");
         assert_eq!(fields[3]["name"], "_metadata_old_id");
         assert_eq!(fields.last().unwrap()["name"], "_metadata_tx");
-        let json = serde_json::to_value(staging_table("p", "d", None, &s)).unwrap();
+        let json = serde_json::to_value(staging_table(&at, &s)).unwrap();
         assert_eq!(
             json["tableReference"]["tableId"],
             "public_order_items_staging"

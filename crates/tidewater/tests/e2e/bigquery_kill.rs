@@ -18,23 +18,27 @@ const INSERTS: u64 = 5;
 // synchronising): about 100 changes/s, which the emulator on a busy 2-core machine keeps up
 // with; the kills land within seconds of the workload's start.
 
-/// PostgreSQL transaction `i`: `INSERTS` new rows and one seed row updated.
-fn pg_tx(i: u64) -> String {
+/// Workload transaction `i`: `INSERTS` new rows from `rows(first, last)`, one seed row
+/// updated, then the client's `pause`.
+fn tx(i: u64, rows: fn(u64, u64, u64) -> String, pause: &str) -> String {
+    let first = 1000 + i * INSERTS;
     format!(
-        "BEGIN; INSERT INTO t SELECT g, {i}, 'w' FROM generate_series({s}, {e}) g; UPDATE t SET v = v + 1 WHERE id = {u}; COMMIT; SELECT pg_sleep(0.05);\n",
-        s = 1000 + i * INSERTS,
-        e = 1000 + i * INSERTS + INSERTS - 1,
-        u = 1 + i % 100
+        "BEGIN; INSERT INTO t {}; UPDATE t SET v = v + 1 WHERE id = {}; COMMIT; {pause};\n",
+        rows(i, first, first + INSERTS - 1),
+        1 + i % 100
     )
 }
 
-/// MariaDB transaction `i`: `INSERTS` new rows and one seed row updated.
+fn pg_tx(i: u64) -> String {
+    let rows = |i, s, e| format!("SELECT g, {i}, 'w' FROM generate_series({s}, {e}) g");
+    tx(i, rows, "SELECT pg_sleep(0.05)")
+}
+
 fn my_tx(i: u64) -> String {
-    format!(
-        "BEGIN; INSERT INTO t SELECT seq, {i}, 'w' FROM seq_{s}_to_{e}; UPDATE t SET v = v + 1 WHERE id = {u}; COMMIT; DO SLEEP(0.05);\n",
-        s = 1000 + i * INSERTS,
-        e = 1000 + i * INSERTS + INSERTS - 1,
-        u = 1 + i % 100
+    tx(
+        i,
+        |i, s, e| format!("SELECT seq, {i}, 'w' FROM seq_{s}_to_{e}"),
+        "DO SLEEP(0.05)",
     )
 }
 
