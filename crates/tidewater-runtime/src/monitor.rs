@@ -91,6 +91,8 @@ pub struct Monitor {
     totals_at_open: OnceLock<(i64, i64)>,
     /// What continuous verification (`[verify]`) found; off until enabled.
     pub verify_passes: Passes,
+    /// The BigQuery sink's bytes processed, when the sink is BigQuery.
+    bigquery_cost: OnceLock<Arc<tidewater_bigquery::BqCost>>,
 }
 
 /// A collected report, when, and the replica generation it saw.
@@ -126,6 +128,7 @@ impl Monitor {
             config: OnceLock::new(),
             totals_at_open: OnceLock::new(),
             verify_passes: Passes::default(),
+            bigquery_cost: OnceLock::new(),
         }
     }
 
@@ -188,6 +191,15 @@ impl Monitor {
 
     pub fn config(&self) -> Option<Arc<Config>> {
         self.config.get().cloned()
+    }
+
+    /// Where `/metrics` reads the BigQuery sink's bytes processed.
+    pub fn set_bigquery_cost(&self, cost: Arc<tidewater_bigquery::BqCost>) {
+        let _ = self.bigquery_cost.set(cost);
+    }
+
+    pub fn bigquery_cost(&self) -> Option<&Arc<tidewater_bigquery::BqCost>> {
+        self.bigquery_cost.get()
     }
 
     /// Installs the connection readers are cloned from (a clone of the sink's own). Queries

@@ -184,6 +184,8 @@ impl SinkConfig {
     }
 }
 
+use crate::monitor::Monitor;
+
 /// The configured source driver, whichever kind it is.
 pub enum AnyDriver {
     Postgres(PgDriver),
@@ -320,11 +322,12 @@ impl ConsistentReader for AnyReader {
 
 /// Opens the configured sink; `source_type` and `log_tables` (`[apply]`) go into its
 /// options. DuckDB also gives the connection the monitor reads the replica through (status,
-/// `/query`); BigQuery has none yet.
+/// `/query`); BigQuery has none yet, and gives the monitor its bytes processed instead.
 pub async fn open_sink(
     sink: &SinkConfig,
     source_type: &str,
     log_tables: bool,
+    monitor: &Monitor,
 ) -> Result<(Box<dyn Sink>, Option<Connection>)> {
     let c = match sink {
         SinkConfig::BigQuery(c) => {
@@ -334,6 +337,7 @@ pub async fn open_sink(
                 source_type: source_type.into(),
             })
             .await?;
+            monitor.set_bigquery_cost(sink.cost());
             return Ok((Box::new(sink), None));
         }
         SinkConfig::DuckDb(c) => c,

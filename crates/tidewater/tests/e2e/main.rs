@@ -8,6 +8,7 @@ mod observe_support;
 
 mod bench_smoke;
 mod bigquery;
+mod bigquery_kill;
 mod change_log;
 mod config;
 mod continuous_verify;
