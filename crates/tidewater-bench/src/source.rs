@@ -7,7 +7,7 @@ use std::process::Command;
 use tidewater_harness::{MariaDbServer, PgServer};
 
 use crate::error::Result;
-use crate::workload::Width;
+use crate::workload::{table_name, Op, Txn, Width};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -198,6 +198,30 @@ pub fn gtid_reached(have: &str, target: &str) -> bool {
     parse(target)
         .iter()
         .all(|(d, n)| have.iter().any(|(hd, hn)| hd == d && hn >= n))
+}
+
+/// Workloads (`workload`) written in this database's dialect.
+impl Db<'_> {
+    /// The SQL script that creates `tables` tables of `width` rows.
+    pub fn create_tables(&self, tables: usize, width: Width) -> String {
+        (0..tables.max(1))
+            .map(|t| self.create_table(&table_name(t), width))
+            .collect()
+    }
+
+    /// The SQL script of `txns`: one autocommit statement per transaction.
+    pub fn render(&self, txns: &[Txn], width: Width) -> String {
+        let mut script = String::with_capacity(txns.len() * 120);
+        for t in txns {
+            let table = table_name(t.table);
+            script.push_str(&match t.op {
+                Op::Insert => self.insert_range(&table, t.first, t.last, width),
+                Op::Update => self.update_range(&table, t.first, t.last),
+                Op::Delete => self.delete_range(&table, t.first, t.last),
+            });
+        }
+        script
+    }
 }
 
 #[cfg(test)]

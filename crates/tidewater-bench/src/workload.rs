@@ -2,8 +2,6 @@
 //! inserts, updates and deletes in transactions of various sizes (one large
 //! transaction per table included), spread over one or more tables.
 
-use crate::source::Db;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub enum Width {
     /// id, int, short text, numeric, timestamp (~60 bytes).
@@ -143,27 +141,6 @@ fn interleave(per_table: Vec<Vec<Txn>>) -> Vec<Txn> {
 
 pub fn table_name(index: usize) -> String {
     format!("t{index}")
-}
-
-/// The SQL script that creates `tables` tables of `width` rows.
-pub fn create_tables(db: &Db, tables: usize, width: Width) -> String {
-    (0..tables.max(1))
-        .map(|t| db.create_table(&table_name(t), width))
-        .collect()
-}
-
-/// The SQL script of `txns`: one autocommit statement per transaction.
-pub fn render(db: &Db, txns: &[Txn], width: Width) -> String {
-    let mut script = String::with_capacity(txns.len() * 120);
-    for t in txns {
-        let table = table_name(t.table);
-        script.push_str(&match t.op {
-            Op::Insert => db.insert_range(&table, t.first, t.last, width),
-            Op::Update => db.update_range(&table, t.first, t.last),
-            Op::Delete => db.delete_range(&table, t.first, t.last),
-        });
-    }
-    script
 }
 
 pub fn total_changes(txns: &[Txn]) -> u64 {

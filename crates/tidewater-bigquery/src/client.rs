@@ -62,6 +62,17 @@ pub struct BqClient {
 /// array of `{"v": ...}`), as BigQuery sends them.
 pub type Rows = Vec<Vec<Json>>;
 
+/// A completed query: its rows, and the bytes BigQuery processed (what on-demand pricing
+/// bills; 0 when the answer does not say).
+pub struct Answer {
+    pub rows: Rows,
+    pub bytes_processed: u64,
+}
+
+fn bytes(s: Option<&String>) -> u64 {
+    s.and_then(|b| b.parse().ok()).unwrap_or(0)
+}
+
 impl BqClient {
     pub async fn connect(c: &Connection) -> Result<BqClient> {
         let http = reqwest::Client::builder()
@@ -211,10 +222,20 @@ impl BqClient {
     /// `request_id` makes a retried call return the first call's job instead of running
     /// the statement again (BigQuery keeps it for a few minutes).
     pub async fn query(&self, what: &str, sql: &str, request_id: Option<&str>) -> Result<Rows> {
+        Ok(self.query_answer(what, sql, request_id).await?.rows)
+    }
+
+    /// [`BqClient::query`], with the job's bytes processed.
+    pub async fn query_answer(
+        &self,
+        what: &str,
+        sql: &str,
+        request_id: Option<&str>,
+    ) -> Result<Answer> {
         with_retry(what, |_| self.query_once(what, sql, request_id)).await
     }
 
-    async fn query_once(&self, what: &str, sql: &str, request_id: Option<&str>) -> Result<Rows> {
+    async fn query_once(&self, what: &str, sql: &str, request_id: Option<&str>) -> Result<Answer> {
         let mut request = QueryRequest::new(sql);
         request.location = self.location.clone();
         request.timeout_ms = Some(QUERY_WAIT_MS);
@@ -228,18 +249,22 @@ impl BqClient {
             .map_err(|e| from_client(what, e))?;
         check_errors(what, answer.errors.as_ref())?;
         let mut rows = answer.rows;
+        let mut bytes_processed = bytes(answer.total_bytes_processed.as_ref());
         if answer.job_complete != Some(true) {
             let job = answer
                 .job_reference
                 .and_then(|j| j.job_id)
                 .ok_or_else(|| Error::sink(format!("{what}: BigQuery returned no job id")))?;
-            rows = self.wait_for_job(what, &job).await?;
+            (rows, bytes_processed) = self.wait_for_job(what, &job).await?;
         }
-        Ok(rows.unwrap_or_default().into_iter().map(cells).collect())
+        Ok(Answer {
+            rows: rows.unwrap_or_default().into_iter().map(cells).collect(),
+            bytes_processed,
+        })
     }
 
     /// Polls a job that outlasted the query call until it completes.
-    async fn wait_for_job(&self, what: &str, job: &str) -> Result<Option<Vec<TableRow>>> {
+    async fn wait_for_job(&self, what: &str, job: &str) -> Result<(Option<Vec<TableRow>>, u64)> {
         loop {
             let parameters = GetQueryResultsParameters {
                 location: self.location.clone(),
@@ -254,7 +279,7 @@ impl BqClient {
                 .map_err(|e| from_client(what, e))?;
             check_errors(what, answer.errors.as_ref())?;
             if answer.job_complete == Some(true) {
-                return Ok(answer.rows);
+                return Ok((answer.rows, bytes(answer.total_bytes_processed.as_ref())));
             }
         }
     }

@@ -1,32 +1,40 @@
-//! The commit script: one BigQuery multi-statement transaction that applies the appended,
-//! not yet applied log rows of every touched table to its replica and advances the stored
-//! position, all or nothing.
+//! The commit script: one BigQuery multi-statement transaction that moves this run's staged
+//! rows of the batch into every touched table's log, applies them to its replica and advances
+//! the stored position, all or nothing.
 //!
 //! ```sql
 //! BEGIN TRANSACTION;
 //! SELECT IF(<state ordinal> = lo, 1, ERROR('tidewater-state-moved ...'));   -- guard
+//! INSERT INTO log (...) SELECT ... FROM staging WHERE <this run> AND lo < _metadata_tx <= hi;
 //! DELETE FROM replica WHERE TRUE;                 -- only after a TRUNCATE in the batch
-//! MERGE replica USING (last change per key among log rows lo < _metadata_tx <= hi) ...;
+//! MERGE replica USING (last change per key among the same staging rows) ...;
 //! UPDATE _tidewater_state SET position = ..., tx_ordinal = hi ...;
 //! COMMIT TRANSACTION;
 //! ```
+//!
+//! Every statement that writes (INSERT, DELETE, MERGE, UPDATE) targets a table that never
+//! receives streamed rows: the log, the replica and the state table are written only here.
+//! The staging table, which does receive them, is only read.
 //!
 //! The guard makes a script that already ran (a retry after a lost answer) fail without
 //! changing anything, and stops a second process writing the same pipeline.
 
 use tidewater_core::TableSchema;
 
-use crate::tables::{ident, OLD_KEY_PREFIX};
+use crate::tables::{ident, log_column_names, OLD_KEY_PREFIX, RUN_COLUMN};
 
 /// In the guard's error: the state no longer is where this batch started.
 pub const STATE_MOVED: &str = "tidewater-state-moved";
 
-/// The log rows of one table a commit applies.
+/// The staged rows of one table a commit moves to the log and applies.
 pub struct LogRange<'a> {
     pub schema: &'a TableSchema,
     /// Fully qualified, quoted names.
     pub replica: String,
     pub log: String,
+    pub staging: String,
+    /// The run whose staged rows these are (`_metadata_run`).
+    pub run: &'a str,
     /// Transaction ordinals `lo < _metadata_tx <= hi`.
     pub lo: i64,
     pub hi: i64,
@@ -34,8 +42,11 @@ pub struct LogRange<'a> {
     /// only changes from there on reach the emptied replica.
     pub truncated_at: Option<(i64, i64)>,
     /// Every row of the range was appended at or after this time (µs since the epoch):
-    /// lets BigQuery prune the log's day partitions.
+    /// lets BigQuery prune the staging table's day partitions.
     pub appended_since_us: i64,
+    /// A constant filter on the replica's first key column that every key of the batch
+    /// passes (`prune`): lets BigQuery prune the replica's clustered blocks.
+    pub prune: Option<String>,
 }
 
 /// A BigQuery string literal.
@@ -44,12 +55,22 @@ pub fn literal(s: &str) -> String {
 }
 
 impl LogRange<'_> {
+    /// This run's staged rows of the batch, every change type.
+    fn batch(&self) -> String {
+        format!(
+            "{RUN_COLUMN} = {} AND _metadata_tx > {} AND _metadata_tx <= {} AND \
+             _metadata_timestamp >= TIMESTAMP_MICROS({})",
+            literal(self.run),
+            self.lo,
+            self.hi,
+            self.appended_since_us
+        )
+    }
+
+    /// The batch's rows that reach the replica: no TRUNCATE marker, nothing before the last
+    /// TRUNCATE.
     fn filter(&self) -> String {
-        let mut f = format!(
-            "_metadata_tx > {} AND _metadata_tx <= {} AND _metadata_timestamp >= TIMESTAMP_MICROS({}) \
-             AND _metadata_change_type <> 'TRUNCATE'",
-            self.lo, self.hi, self.appended_since_us
-        );
+        let mut f = format!("{} AND _metadata_change_type <> 'TRUNCATE'", self.batch());
         if let Some((tx, seq)) = self.truncated_at {
             f.push_str(&format!(
                 " AND (_metadata_tx > {tx} OR (_metadata_tx = {tx} AND _metadata_sequence >= {seq}))"
@@ -58,9 +79,19 @@ impl LogRange<'_> {
         f
     }
 
-    /// The statements that bring the replica up to `hi`.
+    /// The statements that bring the log and the replica up to `hi`.
     pub fn statements(&self) -> Vec<String> {
-        let mut out = Vec::new();
+        let cols: Vec<String> = log_column_names(self.schema)
+            .iter()
+            .map(|c| ident(c))
+            .collect();
+        let cols = cols.join(", ");
+        let mut out = vec![format!(
+            "INSERT INTO {} ({cols}) SELECT {cols} FROM {} WHERE {}",
+            self.log,
+            self.staging,
+            self.batch()
+        )];
         if self.truncated_at.is_some() {
             out.push(format!("DELETE FROM {} WHERE TRUE", self.replica));
         }
@@ -78,7 +109,7 @@ impl LogRange<'_> {
         format!(
             "INSERT INTO {} ({cols}) SELECT {cols} FROM {} WHERE {} AND _metadata_change_type IN ('SNAPSHOT', 'INSERT')",
             self.replica,
-            self.log,
+            self.staging,
             self.filter()
         )
     }
@@ -109,12 +140,12 @@ impl LogRange<'_> {
         let filter = self.filter();
         let events = format!(
             "SELECT {new}, {cols}, _metadata_tx AS _tx, _metadata_sequence AS _seq, 1 AS _sub, \
-             NOT _metadata_deleted AS _live FROM {log} WHERE {filter} \
-             UNION ALL SELECT {old}, {cols}, _metadata_tx, _metadata_sequence, 0, FALSE FROM {log} \
+             NOT _metadata_deleted AS _live FROM {staging} WHERE {filter} \
+             UNION ALL SELECT {old}, {cols}, _metadata_tx, _metadata_sequence, 0, FALSE FROM {staging} \
              WHERE {filter} AND {first_old} IS NOT NULL",
             new = new_keys.join(", "),
             old = old_keys.join(", "),
-            log = self.log,
+            staging = self.staging,
             first_old = ident(&format!("{OLD_KEY_PREFIX}{}", keys[0])),
         );
         let outer: Vec<String> = k_alias
@@ -129,11 +160,12 @@ impl LogRange<'_> {
             outer = outer.join(", "),
             parts = k_alias.join(", "),
         );
-        let on: Vec<String> = keys
+        let mut on: Vec<String> = keys
             .iter()
             .zip(&k_alias)
             .map(|(k, a)| format!("t.{} = s.{a}", ident(k)))
             .collect();
+        on.extend(self.prune.clone());
         let sets: Vec<String> = s
             .columns
             .iter()
@@ -235,10 +267,13 @@ mod tests {
             schema,
             replica: "`p.d.s_t`".into(),
             log: "`p.d.s_t_log`".into(),
+            staging: "`p.d.s_t_staging`".into(),
+            run: "r9",
             lo: 4,
             hi: 9,
             truncated_at,
             appended_since_us: 77,
+            prune: Some("t.`id` IN (1, 5)".into()),
         }
     }
 
@@ -260,27 +295,44 @@ mod tests {
             statements[1].contains("= 4, 1, ERROR('tidewater-state-moved"),
             "{script}"
         );
-        assert_eq!(statements[2], "DELETE FROM `p.d.s_t` WHERE TRUE");
         assert!(
-            statements[3].starts_with("MERGE `p.d.s_t` t USING"),
+            statements[2].starts_with(
+                "INSERT INTO `p.d.s_t_log` (`id`, `v`, `_metadata_old_id`, `_metadata_change_type`"
+            ),
             "{script}"
         );
-        assert!(statements[3].contains("_metadata_tx > 4 AND _metadata_tx <= 9"));
-        assert!(statements[3]
+        assert!(statements[2].ends_with(
+            "FROM `p.d.s_t_staging` WHERE _metadata_run = 'r9' AND _metadata_tx > 4 AND \
+             _metadata_tx <= 9 AND _metadata_timestamp >= TIMESTAMP_MICROS(77)"
+        ));
+        assert_eq!(statements[3], "DELETE FROM `p.d.s_t` WHERE TRUE");
+        assert!(
+            statements[4].starts_with("MERGE `p.d.s_t` t USING"),
+            "{script}"
+        );
+        assert!(statements[4].contains("FROM `p.d.s_t_staging` WHERE _metadata_run = 'r9'"));
+        assert!(statements[4].contains("_metadata_tx > 4 AND _metadata_tx <= 9"));
+        assert!(statements[4]
             .contains("(_metadata_tx > 6 OR (_metadata_tx = 6 AND _metadata_sequence >= 2))"));
-        assert!(statements[3].contains("TIMESTAMP_MICROS(77)"));
-        assert!(statements[3].contains("WHEN MATCHED THEN UPDATE SET `v` = s.`v`"));
-        assert!(statements[4].contains("tx_ordinal = 9"));
-        assert!(statements[4].contains("position = '0/16B3748'"));
+        assert!(statements[4].contains("TIMESTAMP_MICROS(77)"));
+        assert!(statements[4].contains("WHEN MATCHED THEN UPDATE SET `v` = s.`v`"));
+        assert!(
+            statements[4].contains(") s ON t.`id` = s._k0 AND t.`id` IN (1, 5) WHEN"),
+            "{script}"
+        );
+        assert!(statements[5].contains("tx_ordinal = 9"));
+        assert!(statements[5].contains("position = '0/16B3748'"));
         assert_eq!(*statements.last().unwrap(), "COMMIT TRANSACTION;");
     }
 
     #[test]
     fn keyless_tables_append_inserts_and_all_key_tables_only_insert_or_delete() {
         let keyless = table(vec![]);
-        let sql = range(&keyless, None).statements().join(";");
+        let sql = range(&keyless, None).statements()[1].clone();
         assert!(
-            sql.starts_with("INSERT INTO `p.d.s_t` (`id`, `v`) SELECT"),
+            sql.starts_with(
+                "INSERT INTO `p.d.s_t` (`id`, `v`) SELECT `id`, `v` FROM `p.d.s_t_staging`"
+            ),
             "{sql}"
         );
         let all_key = table(vec![0, 1]);

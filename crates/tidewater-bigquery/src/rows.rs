@@ -1,12 +1,13 @@
-//! Changes as `<table>_log` rows for insertAll: the source columns, the old key of a
-//! key-changing update, the `_metadata_*` columns, and a deterministic `insertId`.
+//! Changes as `<table>_staging` rows for insertAll: the source columns, the old key of a
+//! key-changing update, the `_metadata_*` columns (those of the log, and the run that
+//! appended the row), and a deterministic `insertId`.
 
 use gcp_bigquery_client::model::table_data_insert_all_request_rows::TableDataInsertAllRequestRows;
 use serde_json::{Map, Value as Json};
 use tidewater_core::time::format_utc_micros;
 use tidewater_core::{Change, ChangeKind, Error, Result, TableSchema, Value};
 
-use crate::tables::OLD_KEY_PREFIX;
+use crate::tables::{OLD_KEY_PREFIX, RUN_COLUMN};
 use crate::types::encode;
 
 /// The transaction a log row belongs to.
@@ -17,8 +18,9 @@ pub struct TxMeta<'a> {
     pub commit_time_us: i64,
     /// When the row was appended (`_metadata_timestamp`).
     pub appended_us: i64,
-    /// Distinguishes this run's insertIds from those of rows an earlier run appended but
-    /// never committed (removed at start): BigQuery must not drop a re-sent row as a copy.
+    /// The run appending (`_metadata_run`): a commit selects only its own run's staging
+    /// rows. In the insertIds too, so BigQuery does not drop a row re-sent by a later run
+    /// as a copy of one an earlier run appended but never committed.
     pub run: &'a str,
 }
 
@@ -38,6 +40,7 @@ fn metadata(row: &mut Map<String, Json>, tx: &TxMeta, kind: &str, sequence: i64)
     row.insert("_metadata_position".into(), tx.position.into());
     row.insert("_metadata_sequence".into(), sequence.into());
     row.insert("_metadata_tx".into(), tx.ordinal.into());
+    row.insert(RUN_COLUMN.into(), tx.run.into());
 }
 
 fn value(schema: &TableSchema, col: usize, v: &Value) -> Result<Json> {
@@ -157,6 +160,7 @@ mod tests {
         assert_eq!(j["_metadata_deleted"], false);
         assert_eq!(j["_metadata_tx"], 12);
         assert_eq!(j["_metadata_sequence"], 3);
+        assert_eq!(j["_metadata_run"], "r1");
         assert_eq!(j["_metadata_timestamp"], "1970-01-01 00:00:01.000000+00:00");
     }
 

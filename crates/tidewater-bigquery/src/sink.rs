@@ -1,23 +1,43 @@
-//! `BigQuerySink`: the log fills as changes arrive; the replica follows in one transaction
-//! per batch.
+//! `BigQuerySink`: rows stream to a staging table as changes arrive; the log and the replica
+//! follow in one transaction per batch.
 //!
-//! Exactly once, by a transaction ordinal. The sink numbers source transactions: the one after
-//! the stored position gets `tx_ordinal + 1` (`tx_ordinal` lives in `_tidewater_state` next to
-//! the position), and every log row carries its transaction's ordinal (`_metadata_tx`) and
-//! sequence. `write` appends rows to `<table>_log` at once (insertAll, several requests in
-//! flight); `commit` waits for them, then runs one multi-statement transaction (`merge`) that
-//! MERGEs the log rows with `lo < _metadata_tx <= hi` into the replicas and sets the state to
-//! (position, `hi`). Only then does `commit` return and the apply loop acknowledge the source.
+//! Real BigQuery refuses UPDATE, DELETE, MERGE and TRUNCATE on a table whose streaming buffer
+//! holds rows (for 30 to 90 minutes after a `tabledata.insertAll`). So no table that receives
+//! streamed rows is ever the target of DML, and no table that is the target of DML ever
+//! receives streamed rows:
 //!
-//! - Crash before or during the appends, or after them but before the MERGE: the state still
-//!   says `lo`, so those log rows were never applied. At the next start `state()` deletes the
-//!   log rows above the stored ordinal, then the source replays from the stored position and
-//!   the rows are appended again: the log holds every change once, the replica gets it once.
-//! - Crash after the MERGE transaction committed, before the acknowledgement: the state holds
-//!   the new position; the source replays only what is after it.
+//! - `<table>_staging` receives every streamed row, tagged with the run that appended it
+//!   (`_metadata_run`), its transaction's ordinal (`_metadata_tx`) and sequence. It is only
+//!   ever read; its day partitions expire by themselves (`tables::STAGING_EXPIRATION_MS`).
+//! - `<table>_log`, the replica and `_tidewater_state` are written only by the commit
+//!   transaction (INSERT … SELECT, MERGE, UPDATE), never streamed to.
+//!
+//! Exactly once, by a transaction ordinal and the run. The sink numbers source transactions:
+//! the one after the stored position gets `tx_ordinal + 1` (`tx_ordinal` lives in
+//! `_tidewater_state` next to the position). `write` appends rows to the staging tables at
+//! once (insertAll, several requests in flight); `commit` waits for them, then runs one
+//! multi-statement transaction (`merge`) that copies this run's staged rows with
+//! `lo < _metadata_tx <= hi` into the logs, MERGEs the same rows into the replicas and sets the
+//! state to (position, `hi`). Only then does `commit` return and the apply loop acknowledge
+//! the source.
+//!
+//! - Crash before or during the appends, or after them but before the commit transaction:
+//!   the state still says `lo`, and the log and replica hold nothing above it (they are
+//!   written only by that transaction, all or nothing). The next run gets a new run id and
+//!   the source replays from the stored position; its commits select only rows of the new
+//!   run, so the dead run's staged rows are never read again (they expire with their
+//!   partition). The log gets every change once, the replica applies it once: nothing needs
+//!   deleting, so a restart never waits for a streaming buffer.
+//! - Crash after the commit transaction, before the acknowledgement: the state holds the new
+//!   position; the source replays only what is after it.
 //! - A commit whose answer was lost is retried with the same request id; the script's guard
 //!   (state still at `lo`) makes a second run fail without effect, and the sink then reads
 //!   the state to learn that the first run committed.
+//! - An insertAll retried after a lost answer: its rows carry insertIds (run, ordinal,
+//!   sequence), so BigQuery drops the copies; if one slipped through (insertId de-duplication
+//!   is best effort), the MERGE still takes one event per key and position, but the log would
+//!   hold it twice — the same exposure as any insertAll user, and why the insertIds are
+//!   deterministic.
 //!
 //! `TIDEWATER_FAULT=after-log-append` (or `after-merge`) kills the process with SIGKILL at
 //! that point of the next commit: the crash tests use it.
@@ -35,10 +55,12 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
 use crate::client::{BqClient, Connection};
+use crate::cost::BqCost;
 use crate::merge::{commit_script, LogRange, StateUpdate};
+use crate::prune::KeyBounds;
 use crate::rows::{log_row, truncate_row, TxMeta};
 use crate::state::{self, StoredState};
-use crate::tables::{self, table_names, TableNames};
+use crate::tables::{self, table_names, Place, TableNames, OLD_KEY_PREFIX};
 
 /// Rows per insertAll request (BigQuery recommends about 500).
 const APPEND_ROWS: usize = 500;
@@ -46,6 +68,28 @@ const APPEND_ROWS: usize = 500;
 const MAX_APPENDS_IN_FLIGHT: usize = 8;
 /// Clock slack for the partition filter of the MERGE.
 const PARTITION_SLACK_US: i64 = 10 * 60 * 1_000_000;
+
+/// A run id: distinct for every start and every abandoned batch of this process (the clock
+/// in µs, made strictly increasing).
+fn new_run() -> String {
+    static LAST: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+    let now = now_us();
+    let prev = LAST.fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+    let id = if prev >= now {
+        LAST.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1
+    } else {
+        now
+    };
+    format!("{id:x}")
+}
+
+fn place(c: &Connection) -> Place<'_> {
+    Place {
+        project: &c.project,
+        dataset: &c.dataset,
+        location: c.location.as_deref(),
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct BigQueryOptions {
@@ -61,6 +105,17 @@ struct TableState {
     /// Whether the open batch wrote to it.
     touched: bool,
     truncated_at: Option<(i64, i64)>,
+    /// The keys the open batch touched (keyed tables): the MERGE's pruning predicate.
+    bounds: Option<KeyBounds>,
+}
+
+impl TableState {
+    /// Ready for the next batch.
+    fn reset(&mut self) {
+        self.touched = false;
+        self.truncated_at = None;
+        self.bounds = KeyBounds::new(&self.schema);
+    }
 }
 
 /// The source transaction being written.
@@ -93,9 +148,10 @@ pub struct BigQuerySink {
     /// When the open batch started appending.
     batch_started_us: i64,
     appends: VecDeque<JoinHandle<Result<()>>>,
-    /// Set anew by every `state()` (the start of a run).
+    /// Set anew by every `state()` (the start of a run) and `rollback()`.
     run: String,
     fault: Option<Fault>,
+    cost: Arc<BqCost>,
 }
 
 impl BigQuerySink {
@@ -104,14 +160,8 @@ impl BigQuerySink {
     pub async fn connect(options: BigQueryOptions) -> Result<BigQuerySink> {
         let client = BqClient::connect(&options.connection).await?;
         client.ensure_dataset().await?;
-        let c = &options.connection;
-        client
-            .create_table(tables::state_table(
-                &c.project,
-                &c.dataset,
-                c.location.as_deref(),
-            ))
-            .await?;
+        let state_table = tables::state_table(&place(&options.connection));
+        client.create_table(state_table).await?;
         let fault = match std::env::var("TIDEWATER_FAULT").as_deref() {
             Ok("after-log-append") => Some(Fault::AfterLogAppend),
             Ok("after-merge") => Some(Fault::AfterMerge),
@@ -129,7 +179,13 @@ impl BigQuerySink {
             appends: VecDeque::new(),
             run: String::new(),
             fault,
+            cost: Arc::default(),
         })
+    }
+
+    /// Bytes processed by the commits, for `/metrics`.
+    pub fn cost(&self) -> Arc<BqCost> {
+        self.cost.clone()
     }
 
     fn block_on<T>(&self, f: impl std::future::Future<Output = T>) -> T {
@@ -140,7 +196,7 @@ impl BigQuerySink {
     fn prepare_table(&mut self, schema: &Arc<TableSchema>) -> Result<()> {
         tables::check_columns(schema)?;
         let c = &self.options.connection;
-        let loc = c.location.as_deref();
+        let at = place(c);
         let names = table_names(&schema.id);
         if let Some(other) = self
             .tables
@@ -154,8 +210,9 @@ impl BigQuerySink {
             )));
         }
         let wanted = [
-            tables::replica_table(&c.project, &c.dataset, loc, schema),
-            tables::log_table(&c.project, &c.dataset, loc, schema),
+            tables::replica_table(&at, schema),
+            tables::log_table(&at, schema),
+            tables::staging_table(&at, schema),
         ];
         for table in wanted {
             let name = table.table_id().clone();
@@ -183,6 +240,7 @@ impl BigQuerySink {
                 names,
                 touched: false,
                 truncated_at: None,
+                bounds: KeyBounds::new(schema),
             },
         );
         Ok(())
@@ -221,16 +279,17 @@ impl BigQuerySink {
         self.current.as_mut().expect("just set")
     }
 
-    /// Sends rows to a log table in the background; waits when too many requests are out.
-    fn append(&mut self, log: &str, rows: Vec<TableDataInsertAllRequestRows>) -> Result<()> {
+    /// Sends rows to a staging table in the background; waits when too many requests are out.
+    fn append(&mut self, staging: &str, rows: Vec<TableDataInsertAllRequestRows>) -> Result<()> {
         for chunk in rows.chunks(APPEND_ROWS) {
             while self.appends.len() >= MAX_APPENDS_IN_FLIGHT {
                 self.wait_oldest_append()?;
             }
-            let (client, log, chunk) = (self.client.clone(), log.to_string(), chunk.to_vec());
+            let (client, staging) = (self.client.clone(), staging.to_string());
+            let chunk = chunk.to_vec();
             let task = self
                 .rt
-                .spawn(async move { client.insert_all(&log, chunk).await });
+                .spawn(async move { client.insert_all(&staging, chunk).await });
             self.appends.push_back(task);
         }
         Ok(())
@@ -241,7 +300,7 @@ impl BigQuerySink {
             return Ok(());
         };
         self.block_on(task)
-            .map_err(|e| Error::sink(format!("appending to a change log: {e}")))?
+            .map_err(|e| Error::sink(format!("appending to a staging table: {e}")))?
     }
 
     fn wait_appends(&mut self) -> Result<()> {
@@ -273,16 +332,17 @@ impl BigQuerySink {
     }
 
     /// Runs the commit script; a retried one that finds the state already at `hi` committed.
-    fn run_commit(&self, script: &str, hi: i64) -> Result<()> {
+    /// Returns the bytes it processed (0 when only the retry's answer arrived).
+    fn run_commit(&self, script: &str, hi: i64) -> Result<u64> {
         let request_id = format!("tidewater-{}-{hi}", self.run);
         let what = format!("committing the batch up to transaction {hi}");
-        let result = self.block_on(self.client.query(&what, script, Some(&request_id)));
+        let result = self.block_on(self.client.query_answer(&what, script, Some(&request_id)));
         match result {
-            Ok(_) => Ok(()),
+            Ok(answer) => Ok(answer.bytes_processed),
             Err(e) if crate::errors::is_state_moved(&e) => {
                 let stored = self.block_on(state::read(&self.client, &self.options.pipeline))?;
                 match stored {
-                    Some(s) if s.tx_ordinal == hi => Ok(()),
+                    Some(s) if s.tx_ordinal == hi => Ok(0),
                     _ => Err(Error::sink(format!(
                         "{what}: the pipeline state in {} moved under this process: is another \
                          `tidewater run` writing dataset {}? Stop it",
@@ -317,16 +377,9 @@ impl Sink for BigQuerySink {
         };
         self.applied = stored.tx_ordinal;
         self.next_ordinal = stored.tx_ordinal + 1;
-        self.run = format!("{:x}", now_us());
-        let logs: Vec<String> = self.tables.values().map(|t| t.names.log.clone()).collect();
-        let removed =
-            self.block_on(state::remove_uncommitted(&self.client, &logs, self.applied))?;
-        if removed > 0 {
-            info!(
-                rows = removed,
-                "removed change-log rows of a batch that never committed; they are sent again"
-            );
-        }
+        // A new run: staged rows of an earlier run that never committed are never selected.
+        self.run = new_run();
+        info!(run = %self.run, tx_ordinal = self.applied, "resuming the BigQuery pipeline");
         Ok(PipelineState {
             position: stored.position.map(Position),
             // Acknowledgements and the replica's identity are not kept in BigQuery yet: the
@@ -349,7 +402,7 @@ impl Sink for BigQuerySink {
     }
 
     fn write(&mut self, tx: &TxInfo, first_sequence: i64, changes: Vec<Change>) -> Result<()> {
-        let mut per_log: HashMap<String, Vec<TableDataInsertAllRequestRows>> = HashMap::new();
+        let mut per_table: HashMap<String, Vec<TableDataInsertAllRequestRows>> = HashMap::new();
         for change in &changes {
             self.table_for(&change.table)?.touched = true;
         }
@@ -357,14 +410,28 @@ impl Sink for BigQuerySink {
         let first = first_sequence + current.truncates;
         current.next_sequence = first + changes.len() as i64;
         let current = self.current.as_ref().expect("inside a transaction");
-        let meta = self.tx_meta(current);
+        let meta = TxMeta {
+            ordinal: current.ordinal,
+            position: &current.position.0,
+            commit_time_us: current.commit_time_us,
+            appended_us: now_us(),
+            run: &self.run,
+        };
         for (i, change) in changes.iter().enumerate() {
             let row = log_row(change, &meta, first + i as i64)?;
-            let log = &self.tables[&change.table.id].names.log;
-            per_log.entry(log.clone()).or_default().push(row);
+            let t = self.tables.get_mut(&change.table.id).expect("prepared");
+            if let Some(b) = &mut t.bounds {
+                let old = format!("{OLD_KEY_PREFIX}{}", b.column());
+                b.add(&row.json[b.column()]);
+                b.add(&row.json[old.as_str()]);
+            }
+            per_table
+                .entry(t.names.staging.clone())
+                .or_default()
+                .push(row);
         }
-        for (log, rows) in per_log {
-            self.append(&log, rows)?;
+        for (staging, rows) in per_table {
+            self.append(&staging, rows)?;
         }
         Ok(())
     }
@@ -377,17 +444,17 @@ impl Sink for BigQuerySink {
             c.truncates += 1;
             (c.ordinal, sequence)
         };
-        let mut logs = Vec::new();
+        let mut staged = Vec::new();
         for schema in tables {
             let t = self.table_for(schema)?;
             t.touched = true;
             t.truncated_at = Some((ordinal, sequence + 1));
-            logs.push(t.names.log.clone());
+            staged.push(t.names.staging.clone());
         }
         let current = self.current.as_ref().expect("inside a transaction");
         let row = truncate_row(&self.tx_meta(current), sequence);
-        for log in logs {
-            self.append(&log, vec![row.clone()])?;
+        for staging in staged {
+            self.append(&staging, vec![row.clone()])?;
         }
         Ok(())
     }
@@ -406,10 +473,13 @@ impl Sink for BigQuerySink {
                 schema: &t.schema,
                 replica: self.client.qualified(&t.names.replica),
                 log: self.client.qualified(&t.names.log),
+                staging: self.client.qualified(&t.names.staging),
+                run: &self.run,
                 lo,
                 hi,
                 truncated_at: t.truncated_at,
                 appended_since_us: since,
+                prune: t.bounds.as_ref().and_then(|b| b.predicate("t")),
             })
             .collect();
         let state_table = self.client.qualified(tables::STATE_TABLE);
@@ -424,10 +494,17 @@ impl Sink for BigQuerySink {
         let script = commit_script(&ranges, &update);
         let tables_merged = ranges.len();
         let started = std::time::Instant::now();
-        self.run_commit(&script, hi)?;
+        let bytes = self.run_commit(&script, hi)?;
+        let merged = self.tables.values().filter(|t| t.touched);
+        let names: Vec<String> = merged
+            .map(|t| format!("{}.{}", c.dataset, t.names.replica))
+            .collect();
+        self.cost
+            .record_commit(names.iter().map(String::as_str), bytes);
         debug!(
             transactions = hi - lo,
             tables = tables_merged,
+            bytes_processed = bytes,
             millis = started.elapsed().as_millis() as u64,
             dataset = %c.dataset,
             "merged the batch into the replicas"
@@ -435,25 +512,20 @@ impl Sink for BigQuerySink {
         self.inject(Fault::AfterMerge);
         self.applied = hi;
         self.current = None;
-        for t in self.tables.values_mut() {
-            t.touched = false;
-            t.truncated_at = None;
-        }
+        self.tables.values_mut().for_each(TableState::reset);
         Ok(())
     }
 
     fn rollback(&mut self) -> Result<()> {
-        // Appended rows stay in the logs above the stored ordinal; the next `state()` removes
-        // them before anything is sent again.
+        // Staged rows of the abandoned batch are never selected: the ordinals are handed out
+        // again, but only to rows of a new run, and commits select by run.
+        self.run = new_run();
         for task in self.appends.drain(..) {
             task.abort();
         }
         self.current = None;
         self.next_ordinal = self.applied + 1;
-        for t in self.tables.values_mut() {
-            t.touched = false;
-            t.truncated_at = None;
-        }
+        self.tables.values_mut().for_each(TableState::reset);
         Ok(())
     }
 

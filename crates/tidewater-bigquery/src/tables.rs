@@ -5,6 +5,10 @@
 //! - change log `<schema>_<table>_log`: the source columns, `_metadata_old_<key>` (the old key
 //!   of an update that changed the key), and the `_metadata_*` columns of [`LOG_METADATA`];
 //!   partitioned by day on `_metadata_timestamp`, clustered by `_metadata_tx`;
+//! - staging `<schema>_<table>_staging`: the log's columns and `_metadata_run`; where rows
+//!   stream to (insertAll) and load jobs load to before a commit moves them into the log and
+//!   replica. Partitioned by day on `_metadata_timestamp`, partitions expiring after
+//!   [`STAGING_EXPIRATION_MS`]: nothing ever deletes from it (see `sink`);
 //! - state `_tidewater_state`: per pipeline the committed source position and the ordinal of
 //!   the last applied transaction.
 //!
@@ -22,6 +26,12 @@ use crate::types::{bq_type, clusterable, BqField, BqType};
 pub const STATE_TABLE: &str = "_tidewater_state";
 /// Prefix of the log columns holding the old key of a key-changing update.
 pub const OLD_KEY_PREFIX: &str = "_metadata_old_";
+/// The staging column naming the run that appended a row; a commit selects only its own.
+pub const RUN_COLUMN: &str = "_metadata_run";
+/// Staging partitions expire two days after their day ends: far longer than any batch waits
+/// for its commit (seconds; minutes when BigQuery is slow), and short enough to keep the
+/// table small.
+pub const STAGING_EXPIRATION_MS: i64 = 2 * 24 * 3600 * 1000;
 /// BigQuery clusters by at most four columns.
 const MAX_CLUSTER_COLUMNS: usize = 4;
 
@@ -63,12 +73,14 @@ fn sanitize(s: &str) -> String {
 pub struct TableNames {
     pub replica: String,
     pub log: String,
+    pub staging: String,
 }
 
 pub fn table_names(id: &TableId) -> TableNames {
     let replica = format!("{}_{}", sanitize(&id.schema), sanitize(&id.name));
     TableNames {
         log: format!("{replica}_log"),
+        staging: format!("{replica}_staging"),
         replica,
     }
 }
@@ -121,35 +133,26 @@ fn source_fields(schema: &TableSchema) -> Vec<TableFieldSchema> {
     columns.map(|c| field(&c.name, bq_type(&c.ty))).collect()
 }
 
-fn new_table(
-    project: &str,
-    dataset: &str,
-    name: &str,
-    fields: Vec<TableFieldSchema>,
-    location: Option<&str>,
-) -> Table {
-    let table = Table::new(project, dataset, name, BqSchema::new(fields));
-    match location {
+/// Where tables are created: the dataset, and its location.
+#[derive(Debug, Clone, Copy)]
+pub struct Place<'a> {
+    pub project: &'a str,
+    pub dataset: &'a str,
+    pub location: Option<&'a str>,
+}
+
+fn new_table(at: &Place, name: &str, fields: Vec<TableFieldSchema>) -> Table {
+    let table = Table::new(at.project, at.dataset, name, BqSchema::new(fields));
+    match at.location {
         Some(l) => table.location(l),
         None => table,
     }
 }
 
 /// The replica: source columns, clustered by (up to four of) the primary key columns.
-pub fn replica_table(
-    project: &str,
-    dataset: &str,
-    location: Option<&str>,
-    schema: &TableSchema,
-) -> Table {
+pub fn replica_table(at: &Place, schema: &TableSchema) -> Table {
     let names = table_names(&schema.id);
-    let mut table = new_table(
-        project,
-        dataset,
-        &names.replica,
-        source_fields(schema),
-        location,
-    );
+    let mut table = new_table(at, &names.replica, source_fields(schema));
     let cluster: Vec<String> = schema
         .key
         .iter()
@@ -166,14 +169,7 @@ pub fn replica_table(
     table
 }
 
-/// The change log: source columns, old key columns, metadata; partitioned by day.
-pub fn log_table(
-    project: &str,
-    dataset: &str,
-    location: Option<&str>,
-    schema: &TableSchema,
-) -> Table {
-    let names = table_names(&schema.id);
+fn log_fields(schema: &TableSchema) -> Vec<TableFieldSchema> {
     let mut fields = source_fields(schema);
     for &k in &schema.key {
         let c = &schema.columns[k];
@@ -183,19 +179,45 @@ pub fn log_table(
         ));
     }
     fields.extend(LOG_METADATA.iter().map(|(n, t)| scalar_field(n, *t)));
-    new_table(project, dataset, &names.log, fields, location)
+    fields
+}
+
+/// The names of the log's columns, in order (the staging table has them too).
+pub fn log_column_names(schema: &TableSchema) -> Vec<String> {
+    log_fields(schema).into_iter().map(|f| f.name).collect()
+}
+
+/// The change log: source columns, old key columns, metadata; partitioned by day.
+pub fn log_table(at: &Place, schema: &TableSchema) -> Table {
+    let names = table_names(&schema.id);
+    new_table(at, &names.log, log_fields(schema))
         .time_partitioning(TimePartitioning::per_day().field("_metadata_timestamp"))
         .clustering(Clustering {
             fields: Some(vec!["_metadata_tx".into()]),
         })
 }
 
-pub fn state_table(project: &str, dataset: &str, location: Option<&str>) -> Table {
+/// The staging table: the log's columns and the run; day partitions that expire by
+/// themselves, clustered by run and transaction (what a commit selects by).
+pub fn staging_table(at: &Place, schema: &TableSchema) -> Table {
+    let names = table_names(&schema.id);
+    let mut fields = log_fields(schema);
+    fields.push(scalar_field(RUN_COLUMN, BqField::String));
+    let mut partitioning = TimePartitioning::per_day().field("_metadata_timestamp");
+    partitioning.expiration_ms = Some(STAGING_EXPIRATION_MS.to_string());
+    new_table(at, &names.staging, fields)
+        .time_partitioning(partitioning)
+        .clustering(Clustering {
+            fields: Some(vec![RUN_COLUMN.into(), "_metadata_tx".into()]),
+        })
+}
+
+pub fn state_table(at: &Place) -> Table {
     let fields = STATE_COLUMNS
         .iter()
         .map(|(n, t)| scalar_field(n, *t))
         .collect();
-    new_table(project, dataset, STATE_TABLE, fields, location)
+    new_table(at, STATE_TABLE, fields)
 }
 
 /// The column names a table created from `table` has, in order.
@@ -233,16 +255,31 @@ mod tests {
         let names = table_names(&s.id);
         assert_eq!(names.replica, "public_order_items");
         assert_eq!(names.log, "public_order_items_log");
-        let replica = replica_table("p", "d", Some("EU"), &s);
+        let mut at = Place {
+            project: "p",
+            dataset: "d",
+            location: Some("EU"),
+        };
+        let replica = replica_table(&at, &s);
+        at.location = None;
         // FLOAT64 cannot cluster.
         assert_eq!(replica.clustering.unwrap().fields.unwrap(), vec!["id"]);
-        let json = serde_json::to_value(log_table("p", "d", None, &s)).unwrap();
+        let json = serde_json::to_value(log_table(&at, &s)).unwrap();
         assert_eq!(json["timePartitioning"]["type"], "DAY");
         assert_eq!(json["timePartitioning"]["field"], "_metadata_timestamp");
         let fields = json["schema"]["fields"].as_array().unwrap();
         assert_eq!(fields[2]["mode"], "REPEATED");
         assert_eq!(fields[3]["name"], "_metadata_old_id");
         assert_eq!(fields.last().unwrap()["name"], "_metadata_tx");
+        let json = serde_json::to_value(staging_table(&at, &s)).unwrap();
+        assert_eq!(
+            json["tableReference"]["tableId"],
+            "public_order_items_staging"
+        );
+        assert_eq!(json["timePartitioning"]["expirationMs"], "172800000");
+        let fields = json["schema"]["fields"].as_array().unwrap();
+        assert_eq!(fields.last().unwrap()["name"], "_metadata_run");
+        assert_eq!(log_column_names(&s).len(), fields.len() - 1);
     }
 
     #[test]

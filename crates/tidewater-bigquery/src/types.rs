@@ -57,6 +57,23 @@ impl BqField {
             BqField::Json => FieldType::Json,
         }
     }
+
+    /// The type's name in SQL.
+    pub fn sql_name(self) -> &'static str {
+        match self {
+            BqField::Int64 => "INT64",
+            BqField::Numeric => "NUMERIC",
+            BqField::Float64 => "FLOAT64",
+            BqField::Bool => "BOOL",
+            BqField::String => "STRING",
+            BqField::Bytes => "BYTES",
+            BqField::Date => "DATE",
+            BqField::Time => "TIME",
+            BqField::Datetime => "DATETIME",
+            BqField::Timestamp => "TIMESTAMP",
+            BqField::Json => "JSON",
+        }
+    }
 }
 
 /// The BigQuery type of a column, and whether it is an array (`REPEATED`).

@@ -7,13 +7,14 @@
 //! - [`SourceDriver::row_estimates`]: best-effort row counts for snapshot progress;
 //! - [`SourceDriver::reader`]: a [`ConsistentReader`], what `verify` reads the source with.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 
 use crate::check::CheckItem;
 use crate::error::Result;
-use crate::model::{Position, TableSchema, Value};
+use crate::glob::selected;
+use crate::model::{Position, TableId, TableSchema, Value};
 use crate::source::{RowConsumer, Source};
 
 pub trait SourceDriver: Send + Sync {
@@ -61,4 +62,41 @@ pub trait ConsistentReader: Send {
     /// Whether a replica applied up to `applied` holds everything up to `target` (positions
     /// of this source's stream).
     fn reached(&self, applied: &Position, target: &Position) -> bool;
+}
+
+/// Rows per chunk a [`ConsistentReader`] hands to `verify`'s comparison.
+pub const READ_CHUNK_ROWS: usize = 8192;
+
+/// [`SourceDriver::row_estimates`] out of what a source's catalog answered (`schema.table`,
+/// estimate): the positive estimates of `tables`. When reading them failed there are none
+/// (logged at debug level): estimates only drive the snapshot's progress display.
+pub fn estimates_of(
+    tables: &[Arc<TableSchema>],
+    answer: Result<Vec<(String, i64)>>,
+) -> BTreeMap<String, u64> {
+    let wanted = table_names(tables);
+    match answer {
+        Ok(all) => all
+            .into_iter()
+            .filter(|(t, n)| *n > 0 && wanted.contains(t))
+            .map(|(t, n)| (t, n as u64))
+            .collect(),
+        Err(e) => {
+            tracing::debug!("reading row estimates: {e}");
+            BTreeMap::new()
+        }
+    }
+}
+
+/// `schema.table` of each of `tables`.
+pub fn table_names(tables: &[Arc<TableSchema>]) -> HashSet<String> {
+    tables.iter().map(|t| t.id.to_string()).collect()
+}
+
+/// Keeps the tables a [`SourceDriver::reader`] was narrowed to: those matching the `only`
+/// globs, or all when `only` is empty.
+pub fn retain_selected<T>(tables: &mut Vec<T>, only: &[String], id: impl Fn(&T) -> &TableId) {
+    if !only.is_empty() {
+        tables.retain(|t| selected(only, id(t)));
+    }
 }

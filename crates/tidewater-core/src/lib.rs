@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod check;
+pub mod config;
 pub mod copy;
 pub mod driver;
 pub mod error;
@@ -11,18 +12,23 @@ pub mod event;
 pub mod glob;
 pub mod histogram;
 pub mod model;
+pub mod recopy;
+pub mod redact;
 pub mod sink;
 pub mod source;
+pub mod sql;
 pub mod stats;
 pub mod time;
 pub mod uncarried;
 pub mod unreplicated;
 
+pub use config::Secret;
 pub use copy::{ChunkedCopy, CopyProgress};
 pub use driver::{ConsistentReader, SourceDriver};
 pub use error::{Error, ErrorKind, Result};
 pub use event::{SourceEvent, TxInfo};
 pub use model::{Change, ChangeKind, Column, ColumnType, Position, TableId, TableSchema, Value};
+pub use recopy::RecopyRequests;
 pub use sink::{PipelineState, Sink};
 pub use source::{RowConsumer, Source, SourceContext};
 pub use unreplicated::Unreplicated;

@@ -9,6 +9,7 @@ use crate::apply::AckReceiver;
 use crate::error::Result;
 use crate::event::SourceEvent;
 use crate::model::{Position, TableId, TableSchema, Value};
+use crate::recopy::RecopyRequests;
 use crate::unreplicated::Unreplicated;
 
 pub struct SourceContext {
@@ -47,6 +48,11 @@ pub struct SourceContext {
     /// Where the source lists selected tables it cannot replicate, with the reason and fix,
     /// and removes them once they have joined (see `unreplicated`).
     pub unreplicated: Unreplicated,
+    /// Replicated tables the runtime asks to copy again while streaming (see `recopy`): the
+    /// source takes them between transactions and copies each at a position of its stream,
+    /// replacing its replica rows, as after a change the stream does not carry (needs
+    /// `add_tables`; without it they are left untaken).
+    pub recopy: RecopyRequests,
 }
 
 pub trait Source: Send {

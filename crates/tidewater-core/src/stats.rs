@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use crate::copy::CopyProgress;
 use crate::histogram::Histogram;
 use crate::model::{Change, ChangeKind, Position, TableId, TableSchema};
+use crate::recopy::RecopyRequests;
 use crate::unreplicated::Unreplicated;
 
 /// Upper bounds of the changes-per-batch histogram.
@@ -65,6 +66,8 @@ pub struct Stats {
     /// Selected tables the source reports it is not replicating (handed to it in
     /// `SourceContext`): health, status and metrics read them here.
     pub unreplicated: Unreplicated,
+    /// Tables the runtime asks the source to copy again (handed to it in `SourceContext`).
+    pub recopy: RecopyRequests,
 }
 
 impl Default for Stats {
@@ -87,6 +90,7 @@ impl Default for Stats {
             position: Mutex::default(),
             caught_up: Mutex::default(),
             unreplicated: Unreplicated::default(),
+            recopy: RecopyRequests::default(),
         }
     }
 }

@@ -8,7 +8,7 @@
 //! (their canonical text is JSON, which DuckDB's own text-to-list cast does not read).
 
 use crate::columns::Columns;
-use crate::table::{old_key_columns, LOG_METADATA_COLUMNS};
+use crate::sql::{old_key_columns, LOG_METADATA_COLUMNS};
 use duckdb::Connection;
 use tidewater_core::{Change, ChangeKind, ColumnType, Error, Result, TableSchema, Value};
 

@@ -2,6 +2,7 @@
 //! in one DuckDB file (README.md, "What lands in DuckDB").
 
 mod columns;
+pub mod config;
 mod direct;
 pub mod errors;
 pub mod guard;
@@ -15,5 +16,6 @@ pub mod status;
 mod table;
 mod upgrade;
 
+pub use config::{DuckDbConfig, DuckDbOptions};
 pub use duckdb;
-pub use sink::{open_connection, DuckDbOptions, DuckDbSink};
+pub use sink::{open_connection, DuckDbSink};

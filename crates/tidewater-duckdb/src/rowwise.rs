@@ -5,8 +5,10 @@
 use duckdb::{Connection, ToSql};
 use tidewater_core::{Change, ChangeKind, Error, Result, TableSchema, Value};
 
-use crate::sql::{cast_from_text, log_table, qualified, quote_ident};
-use crate::table::{column_list, old_key_columns, LOG_METADATA_COLUMNS};
+use crate::sql::{
+    cast_from_text, log_table, old_key_columns, qualified, quote_ident, LOG_METADATA_COLUMNS,
+};
+use crate::table::column_list;
 
 pub struct LogMeta<'a> {
     pub position: &'a str,

@@ -6,10 +6,10 @@ use duckdb::Connection;
 use tidewater_core::{Error, Result, TableSchema};
 use tracing::info;
 
-use crate::sink::{exec, DuckDbOptions};
-use crate::sql::{duckdb_type, log_table, qualified, quote_ident};
+use crate::config::DuckDbOptions;
+use crate::sql::{duckdb_type, exec, log_table, old_key_columns, qualified, quote_ident};
 use crate::state;
-use crate::table::{old_key_columns, TableSql};
+use crate::table::TableSql;
 
 pub fn prepare_table(
     conn: &Connection,

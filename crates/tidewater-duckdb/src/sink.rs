@@ -14,7 +14,7 @@
 //! ordinals in the logs have no gaps and no repeats.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::path::PathBuf;
+
 use std::sync::Arc;
 
 use duckdb::Connection;
@@ -27,11 +27,13 @@ use tidewater_core::{
 use tracing::debug;
 
 use crate::columns::Columns;
+use crate::config::DuckDbOptions;
 use crate::direct;
 use crate::guard;
 use crate::order::log_position;
 use crate::rowwise;
 use crate::schema::{evolve_table, prepare_table};
+use crate::sql::exec;
 use crate::state;
 use crate::table::TableSql;
 
@@ -41,20 +43,6 @@ const STAGE_FLUSH_ROWS: usize = 100_000;
 /// Changes buffered per table before they are appended to its staging table in one go
 /// (one Appender per buffer, not per change: transactions interleave tables).
 const APPEND_ROWS: usize = 4096;
-
-#[derive(Debug, Clone)]
-pub struct DuckDbOptions {
-    pub path: PathBuf,
-    pub log_tables: bool,
-    /// Key of this pipeline's row in `_tidewater.pipeline`.
-    pub pipeline: String,
-    pub source_type: String,
-    /// DuckDB worker threads (0: one per core). Apply runs many small statements, for which
-    /// one thread is fastest: waking workers costs more than they save.
-    pub threads: usize,
-    /// Declare each replica's key as a DuckDB `PRIMARY KEY` (see `TableSql::create_replica`).
-    pub primary_key: bool,
-}
 
 /// A change waiting to be appended to staging, with its place in the batch.
 struct Pending {
@@ -217,11 +205,6 @@ pub(crate) fn open_error(path: &std::path::Path, e: duckdb::Error) -> Error {
     } else {
         Error::sink(format!("cannot open DuckDB file {}: {msg}", path.display()))
     }
-}
-
-pub(crate) fn exec(conn: &Connection, sql: &str, what: &dyn std::fmt::Display) -> Result<()> {
-    conn.execute_batch(sql)
-        .map_err(|e| Error::sink(format!("{what}: {e}")))
 }
 
 /// A statement run once per batch and table: parsed and planned once, then cached.

@@ -1,13 +1,16 @@
-//! SQL text for DuckDB: identifiers, type mapping and the casts from canonical text.
+//! SQL text for DuckDB: identifiers, the change log's columns, type mapping and the casts
+//! from canonical text; and `exec`, which runs such text.
 
-use tidewater_core::{ColumnType, TableId};
+use duckdb::Connection;
+use tidewater_core::{ColumnType, Error, Result, TableId, TableSchema};
 
-pub fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
+/// DuckDB quotes as the SQL standard does (the one quoter of that dialect, in the core).
+pub use tidewater_core::sql::{quote_ident, quote_literal};
 
-pub fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
+/// Runs `sql` (one or more statements); a failure names `what`.
+pub(crate) fn exec(conn: &Connection, sql: &str, what: &dyn std::fmt::Display) -> Result<()> {
+    conn.execute_batch(sql)
+        .map_err(|e| Error::sink(format!("{what}: {e}")))
 }
 
 pub fn qualified(id: &TableId) -> String {
@@ -20,6 +23,32 @@ pub fn log_table(id: &TableId) -> String {
         quote_ident(&id.schema),
         quote_ident(&format!("{}_log", id.name))
     )
+}
+
+/// The change-log columns after the source's and the old key's. `_metadata_tx` is the sink's
+/// ordinal of the source transaction (as in the BigQuery layout): with `_metadata_sequence`
+/// it orders the log in commit order.
+pub const LOG_METADATA_COLUMNS: &[(&str, &str)] = &[
+    ("_metadata_change_type", "VARCHAR"),
+    ("_metadata_deleted", "BOOLEAN"),
+    ("_metadata_source_timestamp", "TIMESTAMPTZ"),
+    ("_metadata_timestamp", "TIMESTAMPTZ"),
+    ("_metadata_position", "VARCHAR"),
+    ("_metadata_sequence", "BIGINT"),
+    ("_metadata_tx", "BIGINT"),
+];
+
+/// Prefix of the log columns holding the old key of a key-changing update (NULL in every
+/// other row), named as in the BigQuery layout.
+pub const OLD_KEY_PREFIX: &str = "_metadata_old_";
+
+/// The log's old-key columns of a keyed table: (name, index of the key column).
+pub fn old_key_columns(schema: &TableSchema) -> Vec<(String, usize)> {
+    schema
+        .key
+        .iter()
+        .map(|&k| (format!("{OLD_KEY_PREFIX}{}", schema.columns[k].name), k))
+        .collect()
 }
 
 /// DuckDB type of a replica column (README.md, "What lands in DuckDB").

@@ -12,33 +12,10 @@ use std::sync::Arc;
 
 use tidewater_core::{ColumnType, TableSchema};
 
-use crate::sql::{cast_from_text, duckdb_type, log_table, qualified, quote_ident};
-
-/// The change-log columns after the source's and the old key's. `_metadata_tx` is the sink's
-/// ordinal of the source transaction (as in the BigQuery layout): with `_metadata_sequence`
-/// it orders the log in commit order.
-pub const LOG_METADATA_COLUMNS: &[(&str, &str)] = &[
-    ("_metadata_change_type", "VARCHAR"),
-    ("_metadata_deleted", "BOOLEAN"),
-    ("_metadata_source_timestamp", "TIMESTAMPTZ"),
-    ("_metadata_timestamp", "TIMESTAMPTZ"),
-    ("_metadata_position", "VARCHAR"),
-    ("_metadata_sequence", "BIGINT"),
-    ("_metadata_tx", "BIGINT"),
-];
-
-/// Prefix of the log columns holding the old key of a key-changing update (NULL in every
-/// other row), named as in the BigQuery layout.
-pub const OLD_KEY_PREFIX: &str = "_metadata_old_";
-
-/// The log's old-key columns of a keyed table: (name, index of the key column).
-pub fn old_key_columns(schema: &TableSchema) -> Vec<(String, usize)> {
-    schema
-        .key
-        .iter()
-        .map(|&k| (format!("{OLD_KEY_PREFIX}{}", schema.columns[k].name), k))
-        .collect()
-}
+use crate::sql::{
+    cast_from_text, duckdb_type, log_table, old_key_columns, qualified, quote_ident,
+    LOG_METADATA_COLUMNS,
+};
 
 pub struct TableSql {
     pub schema: Arc<TableSchema>,

@@ -16,9 +16,7 @@ use tidewater_core::{Error, Result, TableSchema};
 use tracing::info;
 
 use crate::order::{padded_lsn_sql, position_order_sql};
-use crate::sink::exec;
-use crate::sql::{duckdb_type, log_table, quote_ident};
-use crate::table::old_key_columns;
+use crate::sql::{duckdb_type, exec, log_table, old_key_columns, quote_ident};
 
 const WHAT: &str = "upgrading the change logs to the current layout";
 

@@ -22,7 +22,8 @@
 //!
 //! [`BqEmulator::start`] runs the BigQuery emulator (PyPI `bqemulator`, installed by
 //! `scripts/install-bqemulator.sh`) in memory with its REST API on a free port; dropping it
-//! kills it.
+//! kills it. [`StrictProxy`] sits between the sink and the emulator and refuses DML on
+//! tables that received streamed rows, as BigQuery does.
 //!
 //! Everything is blocking; from async code call it via
 //! `tokio::task::spawn_blocking`.
@@ -66,6 +67,7 @@
 
 mod bins;
 mod bqemu;
+mod bqstrict;
 mod error;
 mod instance;
 mod launch;
@@ -75,6 +77,7 @@ mod server;
 use std::time::{Duration, Instant};
 
 pub use bqemu::{BqEmulator, BQ_PROJECT};
+pub use bqstrict::{dml_targets, StrictLog, StrictProxy};
 pub use error::HarnessError;
 pub use mariadb::{MariaDbOptions, MariaDbServer};
 pub use server::{PgOptions, PgServer};

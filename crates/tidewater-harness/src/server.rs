@@ -19,6 +19,10 @@ pub struct PgOptions {
     pub extra_conf: Vec<(String, String)>,
     /// `wal_level=logical` when true (the default), `replica` otherwise.
     pub wal_level_logical: bool,
+    /// When true, no `wal_level` is given on the command line (where it would override the
+    /// files): the cluster's configuration decides, PostgreSQL's default `replica` or what
+    /// `ALTER SYSTEM` set, as on a server a user set up. `wal_level_logical` is then unused.
+    pub wal_level_from_config: bool,
 }
 
 impl Default for PgOptions {
@@ -26,6 +30,7 @@ impl Default for PgOptions {
         Self {
             extra_conf: Vec::new(),
             wal_level_logical: true,
+            wal_level_from_config: false,
         }
     }
 }
@@ -162,7 +167,11 @@ impl PgServer {
             ("log_min_messages", "warning"),
             ("wal_sender_timeout", "60s"),
         ];
-        let defaults = defaults.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        let from_config = self.opts.wal_level_from_config;
+        let defaults = defaults
+            .iter()
+            .filter(|(k, _)| !(from_config && *k == "wal_level"))
+            .map(|(k, v)| (k.to_string(), v.to_string()));
         defaults
             .chain(self.opts.extra_conf.iter().cloned())
             .collect()

@@ -36,7 +36,7 @@ const DAY: f64 = 86_400.0;
 /// Runs every preflight check against the source; never returns early on a failed check
 /// (only when it cannot connect at all: then one Fail item "connection" with the error and fix).
 pub async fn run_checks(cfg: &MySqlSourceConfig) -> Vec<CheckItem> {
-    let mut conn = match connect(&cfg.url).await {
+    let mut conn = match connect(cfg.url.expose()).await {
         Ok(conn) => conn,
         Err(e) => return vec![connection_failed(cfg, &e)],
     };
@@ -53,7 +53,7 @@ pub async fn run_checks(cfg: &MySqlSourceConfig) -> Vec<CheckItem> {
     };
     let (user, host) = account.rsplit_once('@').unwrap_or((&account, "%"));
     let account = format!("{}@{}", quote_string(user), quote_string(host));
-    let (url, name) = (redact(&cfg.url), flavor.name());
+    let (url, name) = (redact(cfg.url.expose()), flavor.name());
     let found = format!("{url} as {account} ({name} {version})");
     let mut items = vec![ok("connection", found)];
     let version = parse_version(&version);
@@ -110,7 +110,7 @@ fn connection_failed(cfg: &MySqlSourceConfig, e: &Error) -> CheckItem {
         "check the host and port in source.url, that the server is running, and that it \
          accepts TCP connections from this machine (bind_address, skip_networking, firewall)",
     );
-    let opts = Opts::from_url(&cfg.url).ok();
+    let opts = Opts::from_url(cfg.url.expose()).ok();
     let password = opts
         .as_ref()
         .and_then(|o| o.pass())

@@ -2,25 +2,21 @@
 //! ([`MySqlSource`]): preflight checks, row estimates for snapshot progress, and the
 //! consistent reader `verify` compares with.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use tidewater_core::check::CheckItem;
-use tidewater_core::glob::selected;
+use tidewater_core::driver::{estimates_of, retain_selected, READ_CHUNK_ROWS};
 use tidewater_core::{
-    ConsistentReader, Position, Result, RowConsumer, SourceDriver, TableId, TableSchema, Value,
+    ConsistentReader, Position, Result, RowConsumer, SourceDriver, TableSchema, Value,
 };
-use tracing::debug;
 
 use crate::catalog::{resolve_tables, SourceTable};
 use crate::conn::{connect, flavor, my_error, Flavor};
 use crate::read::{read_table, ReadOptions};
 use crate::{MySqlSource, MySqlSourceConfig, ZeroDates};
-
-/// Source rows per chunk handed to `verify`'s comparison.
-const READ_CHUNK: usize = 8192;
 
 /// Row estimates from `information_schema.TABLES.TABLE_ROWS`.
 const ESTIMATES: &str = "SELECT CONCAT(TABLE_SCHEMA, '.', TABLE_NAME), CAST(TABLE_ROWS AS SIGNED) \
@@ -43,26 +39,14 @@ impl SourceDriver for MySqlDriver {
     }
 
     async fn row_estimates(&self, tables: &[Arc<TableSchema>]) -> BTreeMap<String, u64> {
-        let wanted: HashSet<String> = tables.iter().map(|t| t.id.to_string()).collect();
-        match estimates(&self.config.url).await {
-            Ok(all) => all
-                .into_iter()
-                .filter(|(t, n)| *n > 0 && wanted.contains(t))
-                .map(|(t, n)| (t, n as u64))
-                .collect(),
-            Err(e) => {
-                debug!("reading row estimates: {e}");
-                BTreeMap::new()
-            }
-        }
+        estimates_of(tables, estimates(self.config.url.expose()).await)
     }
 
     async fn reader(&self, only: &[String]) -> Result<MySqlReader> {
-        let mut conn = connect(&self.config.url).await?;
+        let mut conn = connect(self.config.url.expose()).await?;
         let flavor = flavor(&mut conn).await?;
         let mut tables = resolve_tables(&mut conn, &self.config.tables).await?;
-        let keep = |id: &TableId| only.is_empty() || selected(only, id);
-        tables.retain(|t| keep(&t.schema.id));
+        retain_selected(&mut tables, only, |t| &t.schema.id);
         Ok(MySqlReader {
             conn,
             flavor,
@@ -115,7 +99,7 @@ impl ConsistentReader for MySqlReader {
     ) -> Result<u64> {
         let opts = ReadOptions {
             keys,
-            chunk_rows: READ_CHUNK,
+            chunk_rows: READ_CHUNK_ROWS,
             zero_dates: self.zero_dates,
         };
         read_table(&mut self.conn, &self.tables[table], &opts, out).await

@@ -3,6 +3,7 @@
 //! core's change model.
 
 pub mod catalog;
+pub mod config;
 pub mod conn;
 pub mod ddl;
 pub mod driver;
@@ -18,7 +19,8 @@ pub mod stream;
 pub mod types;
 pub mod value;
 
-pub use source::{MySqlSource, MySqlSourceConfig};
+pub use config::MySqlSourceConfig;
+pub use source::MySqlSource;
 pub use value::ZeroDates;
 pub mod check;
 pub use driver::{MySqlDriver, MySqlReader};

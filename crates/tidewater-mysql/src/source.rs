@@ -14,6 +14,7 @@ use tidewater_core::{
 use tracing::{info, warn};
 
 use crate::catalog::{resolve_tables, SourceTable};
+use crate::config::MySqlSourceConfig;
 use crate::conn::{
     cannot_catch_up, connect, flavor, is_purged, my_error, redact, variable, Flavor, RETENTION_FIX,
 };
@@ -23,16 +24,6 @@ use crate::position::BinlogPosition;
 use crate::snapshot::{begin_snapshot, copy_tables};
 use crate::stream::chunks::Copying;
 use crate::stream::Stream;
-use crate::value::ZeroDates;
-
-#[derive(Debug, Clone)]
-pub struct MySqlSourceConfig {
-    pub url: String,
-    pub tables: Vec<String>,
-    /// Replica id this reader registers with; unique among the source's replicas.
-    pub server_id: u32,
-    pub zero_dates: ZeroDates,
-}
 
 pub struct MySqlSource {
     config: MySqlSourceConfig,
@@ -44,14 +35,14 @@ pub struct MySqlSource {
 impl MySqlSource {
     /// Connects, checks that the binlog can be replicated and resolves the table globs.
     pub async fn connect(config: MySqlSourceConfig) -> Result<MySqlSource> {
-        let mut conn = connect(&config.url).await?;
+        let mut conn = connect(config.url.expose()).await?;
         let flavor = flavor(&mut conn).await?;
         require_row_binlog(&mut conn).await?;
         let tables = resolve_tables(&mut conn, &config.tables).await?;
         for t in tables.iter().filter(|t| !t.schema.has_key()) {
             warn!(table = %t.schema.id, "table has no primary key: the replica is a multiset and updates/deletes match whole rows; add a primary key");
         }
-        info!(source = %redact(&config.url), flavor = flavor.name(), tables = tables.len(), "source ready");
+        info!(source = %redact(config.url.expose()), flavor = flavor.name(), tables = tables.len(), "source ready");
         Ok(MySqlSource {
             config,
             conn: Some(conn),
@@ -65,7 +56,7 @@ impl MySqlSource {
     }
 
     async fn binlog(&self, from: &BinlogPosition) -> Result<BinlogStream> {
-        let mut conn = connect(&self.config.url).await?;
+        let mut conn = connect(self.config.url.expose()).await?;
         let ctx = |e| my_error(e, "preparing the binlog connection");
         // A heartbeat every second while idle, so a dead connection is noticed.
         conn.query_drop("SET @master_heartbeat_period = 1000000000")
@@ -179,7 +170,7 @@ impl Source for MySqlSource {
                 })?;
                 let mut conn = match self.conn.take() {
                     Some(c) => c,
-                    None => connect(&self.config.url).await?,
+                    None => connect(self.config.url.expose()).await?,
                 };
                 guard::check_resume(&mut conn, self.flavor, &from, &ctx.resnapshot_fix).await?;
                 self.conn = Some(conn);
@@ -188,7 +179,7 @@ impl Source for MySqlSource {
             None if chunked.is_some() => {
                 let mut conn = match self.conn.take() {
                     Some(c) => c,
-                    None => connect(&self.config.url).await?,
+                    None => connect(self.config.url.expose()).await?,
                 };
                 // The stream's start: an exact position (the snapshot's), and nothing read.
                 let position = begin_snapshot(&mut conn, self.flavor).await?;
@@ -218,7 +209,7 @@ impl Source for MySqlSource {
             None => {
                 let mut conn = match self.conn.take() {
                     Some(c) => c,
-                    None => connect(&self.config.url).await?,
+                    None => connect(self.config.url.expose()).await?,
                 };
                 let started = Instant::now();
                 let position = begin_snapshot(&mut conn, self.flavor).await?;
@@ -250,7 +241,7 @@ impl Source for MySqlSource {
             (true, true) => {
                 let mut conn = match self.conn.take() {
                     Some(c) => c,
-                    None => connect(&self.config.url).await?,
+                    None => connect(self.config.url.expose()).await?,
                 };
                 let at = begin_snapshot(&mut conn, self.flavor).await?;
                 let tables = self
@@ -296,7 +287,7 @@ impl Source for MySqlSource {
         let binlog = self.binlog(&from).await.map_err(resnapshot)?;
         info!(from = %from, server_id = self.config.server_id, "streaming");
         let stream = Stream::new(
-            &self.config.url,
+            self.config.url.expose(),
             &self.config.tables,
             &self.tables,
             from,
@@ -319,6 +310,7 @@ impl Source for MySqlSource {
             let chunk_rows = chunked.as_ref().map_or(1, |c| c.chunk_rows);
             stream.copy = Some(Copying::new(chunk_rows, progress, keyless));
         }
+        stream.recopy_requests = ctx.recopy;
         match joining {
             Some(j) => stream.with_joining(j),
             None => stream,

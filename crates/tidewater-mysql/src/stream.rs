@@ -14,7 +14,9 @@ use mysql_async::binlog::events::{Event, EventData, GtidEvent, TableMapEvent};
 use mysql_async::{BinlogStream, Conn};
 use tidewater_core::glob::selected;
 use tidewater_core::stats::now_us;
-use tidewater_core::{Change, Error, Position, Result, SourceEvent, TableId, TxInfo, Unreplicated};
+use tidewater_core::{
+    Change, Error, Position, RecopyRequests, Result, SourceEvent, TableId, TxInfo, Unreplicated,
+};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -76,6 +78,8 @@ pub struct Stream {
     /// Selected tables the binlog names that cannot be replicated, with why (set by the
     /// source from `SourceContext`); asked again every `RETRY_EVERY` between transactions.
     pub unreplicated: Unreplicated,
+    /// Replicated tables the runtime asks to copy again (see `recopy`).
+    pub recopy_requests: RecopyRequests,
     flavor: Flavor,
     retried: Instant,
     /// The chunked initial snapshot while a table is not consistent yet (`chunks`).
@@ -118,6 +122,7 @@ impl Stream {
             joining: None,
             recopy: None,
             unreplicated: Unreplicated::default(),
+            recopy_requests: RecopyRequests::default(),
             flavor,
             retried: Instant::now(),
             copy: None,
@@ -317,6 +322,7 @@ impl Stream {
                 self.idle(true).await?;
                 self.passed().await?;
                 self.retry_unreplicated().await?;
+                self.recopy_requested().await?;
             }
             _ => {}
         }
@@ -446,7 +452,8 @@ impl Stream {
             }
         }
         self.passed().await?;
-        self.retry_unreplicated().await
+        self.retry_unreplicated().await?;
+        self.recopy_requested().await
     }
 
     /// Between transactions, at most every `RETRY_EVERY`: the tables listed as not

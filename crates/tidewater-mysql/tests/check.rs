@@ -27,7 +27,7 @@ async fn server(sql: &'static str) -> MariaDbServer {
 
 fn config(url: String, tables: &[&str]) -> MySqlSourceConfig {
     MySqlSourceConfig {
-        url,
+        url: tidewater_core::Secret::new(url),
         tables: tables.iter().map(|t| t.to_string()).collect(),
         server_id: 4242,
         zero_dates: ZeroDates::default(),
@@ -180,17 +180,16 @@ async fn user_without_replication_privileges_fails_with_grant() {
     );
 }
 
-/// The replication user exactly as README.md creates it (its ```sql block with
-/// `CREATE USER 'repl'`), the password filled in.
+/// The replication user exactly as README.md creates it (its ```sql quickstart:mysql-grants
+/// block, which the e2e test `readme_quickstart` runs too), with the password `pw`.
 fn readme_grants() -> String {
     let readme = include_str!("../../../README.md");
     let block = readme
         .split("```")
-        .find(|b| b.starts_with("sql") && b.contains("CREATE USER 'repl'"))
+        .find_map(|b| b.strip_prefix("sql quickstart:mysql-grants\n"))
         .expect("README.md has the MySQL replication user's sql block");
-    block
-        .trim_start_matches("sql")
-        .replace("IDENTIFIED BY '...'", "IDENTIFIED BY 'pw'")
+    assert!(block.contains("IDENTIFIED BY 'change-me'"), "{block}");
+    block.replace("IDENTIFIED BY 'change-me'", "IDENTIFIED BY 'pw'")
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -15,7 +15,7 @@ use crate::PgSourceConfig;
 /// Runs every preflight check against the source; never returns early on a failed check
 /// (only when it cannot connect at all: then one Fail item "connection" with the error and fix).
 pub async fn run_checks(cfg: &PgSourceConfig) -> Vec<CheckItem> {
-    let client = match connect(&cfg.url).await {
+    let client = match connect(cfg.url.expose()).await {
         Ok(client) => client,
         Err(e) => return vec![connection_failed(cfg, e.message())],
     };
@@ -33,7 +33,7 @@ pub async fn run_checks(cfg: &PgSourceConfig) -> Vec<CheckItem> {
     let cx = Cx { client, cfg, who };
     let connected = format!(
         "{} as user {} (PostgreSQL {})",
-        redact(&cfg.url),
+        redact(cfg.url.expose()),
         cx.who.user,
         cx.who.version
     );
@@ -88,7 +88,7 @@ fn connection_failed(cfg: &PgSourceConfig, message: &str) -> CheckItem {
          TCP connections from this machine (listen_addresses, firewall)"
     };
     let mut detail = message.to_string();
-    let config = tokio_postgres::Config::from_str(&cfg.url).ok();
+    let config = tokio_postgres::Config::from_str(cfg.url.expose()).ok();
     if let Some(pw) = config
         .as_ref()
         .and_then(|c| c.get_password())

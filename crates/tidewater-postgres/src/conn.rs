@@ -23,21 +23,8 @@ fn first_host(cfg: &Config) -> Option<String> {
     })
 }
 
-/// The source URL with the password removed, for messages and logs.
-pub fn redact(url: &str) -> String {
-    match Config::from_str(url) {
-        Ok(cfg) => {
-            let host = first_host(&cfg).unwrap_or_default();
-            let port = cfg.get_ports().first().copied().unwrap_or(5432);
-            format!(
-                "postgres://{}@{host}:{port}/{}",
-                cfg.get_user().unwrap_or(""),
-                cfg.get_dbname().unwrap_or("")
-            )
-        }
-        Err(_) => "<unparseable postgres URL>".to_string(),
-    }
-}
+/// The source URL with the password masked, for messages and logs (the one redactor).
+pub use tidewater_core::redact::redact;
 
 pub fn parse_config(url: &str) -> Result<Config> {
     let mut cfg = Config::from_str(url).map_err(|e| {
@@ -165,7 +152,7 @@ pub fn replication_fix(user: &str) -> String {
         "as a superuser: ALTER ROLE {u} WITH REPLICATION; (Cloud SQL: the user needs the \
          cloudsqlsuperuser role and the REPLICATION attribute: GRANT cloudsqlsuperuser TO {u}; \
          ALTER ROLE {u} WITH REPLICATION; RDS: GRANT rds_replication TO {u};)",
-        u = crate::setup::quote_ident(user)
+        u = tidewater_core::sql::quote_ident(user)
     )
 }
 
@@ -270,7 +257,7 @@ mod tests {
     #[test]
     fn redaction_drops_the_password() {
         let r = redact("postgres://repl:s3cret@db.example:6432/shop");
-        assert_eq!(r, "postgres://repl@db.example:6432/shop");
+        assert_eq!(r, "postgres://repl:***@db.example:6432/shop");
         let ci = replication_conninfo("postgres://repl:s3cret@db.example:6432/shop").unwrap();
         assert!(ci.contains("replication=database") && ci.contains("password='s3cret'"));
     }

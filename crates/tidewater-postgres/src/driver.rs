@@ -6,12 +6,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use tidewater_core::check::CheckItem;
-use tidewater_core::glob::selected;
+use tidewater_core::driver::{estimates_of, retain_selected, table_names, READ_CHUNK_ROWS};
 use tidewater_core::{
-    ConsistentReader, Position, Result, RowConsumer, SourceDriver, TableId, TableSchema, Value,
+    ConsistentReader, Position, Result, RowConsumer, SourceDriver, TableSchema, Value,
 };
 use tokio_postgres::Client;
-use tracing::debug;
 
 use crate::catalog::{resolve_tables, SourceTable};
 use crate::conn::{connect, pg_error};
@@ -19,9 +18,6 @@ use crate::read::{
     begin_read_snapshot, end_read_snapshot, position_reached, read_table, ReadOptions,
 };
 use crate::{PgSource, PgSourceConfig};
-
-/// Source rows per chunk handed to `verify`'s comparison.
-const READ_CHUNK: usize = 8192;
 
 /// Row estimates from `pg_class.reltuples` (-1 for a table never vacuumed or analyzed).
 const ESTIMATES: &str = "SELECT n.nspname || '.' || c.relname, c.reltuples::bigint, \
@@ -48,25 +44,14 @@ impl SourceDriver for PgDriver {
     }
 
     async fn row_estimates(&self, tables: &[Arc<TableSchema>]) -> BTreeMap<String, u64> {
-        let wanted: HashSet<String> = tables.iter().map(|t| t.id.to_string()).collect();
-        match estimates(&self.config.url, &wanted).await {
-            Ok(all) => all
-                .into_iter()
-                .filter(|(t, n)| *n > 0 && wanted.contains(t))
-                .map(|(t, n)| (t, n as u64))
-                .collect(),
-            Err(e) => {
-                debug!("reading row estimates: {e}");
-                BTreeMap::new()
-            }
-        }
+        let wanted = table_names(tables);
+        estimates_of(tables, estimates(self.config.url.expose(), &wanted).await)
     }
 
     async fn reader(&self, only: &[String]) -> Result<PgReader> {
-        let client = connect(&self.config.url).await?;
+        let client = connect(self.config.url.expose()).await?;
         let mut tables = resolve_tables(&client, &self.config.tables).await?;
-        let keep = |id: &TableId| only.is_empty() || selected(only, id);
-        tables.retain(|t| keep(&t.schema.id));
+        retain_selected(&mut tables, only, |t| &t.schema.id);
         Ok(PgReader { client, tables })
     }
 }
@@ -122,7 +107,7 @@ impl ConsistentReader for PgReader {
         let opts = ReadOptions {
             ordered: true,
             keys,
-            chunk_rows: READ_CHUNK,
+            chunk_rows: READ_CHUNK_ROWS,
         };
         read_table(&self.client, &self.tables[table].schema, &opts, out).await
     }

@@ -32,6 +32,7 @@
 //! publication the user created): the replica then warns and runs unclaimed, and a second
 //! replica is not told apart (its resume is still caught by the position guard).
 
+use tidewater_core::sql::quote_literal;
 use tidewater_core::{Error, Position, Result};
 use tokio_postgres::Client;
 use tracing::{info, warn};
@@ -61,10 +62,6 @@ fn claimed_by<'a>(line: &'a str, slot: &str) -> Option<&'a str> {
     let rest = line.trim().strip_prefix("tidewater replica ")?;
     let (replica, s) = rest.split_once(" owns replication slot ")?;
     (s == slot).then_some(replica)
-}
-
-fn quote_literal(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// Whether the slot's server-side view is past what the replica stored: the refusal, with

@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod check;
+pub mod config;
 pub mod conn;
 pub mod driver;
 mod guard;
@@ -19,6 +20,7 @@ pub mod text;
 mod tls;
 pub mod types;
 
+pub use config::PgSourceConfig;
 pub use driver::{PgDriver, PgReader};
-pub use source::{PgSource, PgSourceConfig};
+pub use source::PgSource;
 pub use tokio_postgres;

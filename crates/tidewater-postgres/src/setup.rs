@@ -18,10 +18,8 @@ pub fn insert_only_publication(publication: &str) -> String {
     format!("{publication}_insert_only")
 }
 
-/// A quoted SQL identifier.
-pub(crate) fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
-}
+/// A quoted SQL identifier (the SQL standard's quoting, from the core).
+pub(crate) use tidewater_core::sql::quote_ident;
 
 pub fn quoted_table(id: &TableId) -> String {
     format!("{}.{}", quote_ident(&id.schema), quote_ident(&id.name))

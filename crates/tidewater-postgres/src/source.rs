@@ -13,6 +13,7 @@ use tokio_postgres::Client;
 use tracing::{info, warn};
 
 use crate::catalog::{resolve_tables, SourceTable};
+use crate::config::PgSourceConfig;
 use crate::conn::{
     connect, format_lsn, open_replication, parse_config, parse_lsn, redact, replication_error,
 };
@@ -24,14 +25,6 @@ use crate::snapshot::{copy_tables, send};
 use crate::stream::chunks::Copying;
 use crate::stream::Stream;
 use tidewater_core::uncarried::copy_again;
-
-#[derive(Debug, Clone)]
-pub struct PgSourceConfig {
-    pub url: String,
-    pub tables: Vec<String>,
-    pub slot: String,
-    pub publication: String,
-}
 
 pub struct PgSource {
     config: PgSourceConfig,
@@ -55,7 +48,7 @@ enum Start {
 impl PgSource {
     /// Connects, checks that logical decoding is possible and resolves the table globs.
     pub async fn connect(config: PgSourceConfig) -> Result<PgSource> {
-        let client = connect(&config.url).await?;
+        let client = connect(config.url.expose()).await?;
         let wal_level: String = client
             .query_one("SHOW wal_level", &[])
             .await
@@ -77,9 +70,9 @@ impl PgSource {
             tables,
             repl: std::sync::Mutex::new(None),
         };
-        let repl = open_replication(&source.config.url).await?;
+        let repl = open_replication(source.config.url.expose()).await?;
         source.repl = std::sync::Mutex::new(Some(Box::new(repl)));
-        info!(source = %redact(&source.config.url), tables = source.tables.len(), "source ready");
+        info!(source = %redact(source.config.url.expose()), tables = source.tables.len(), "source ready");
         Ok(source)
     }
 
@@ -170,7 +163,7 @@ impl PgSource {
             return Err(slot_in_use(slot, pid));
         }
         // Only a pgoutput slot of this database can be a tidewater replica's.
-        let database = parse_config(&self.config.url)?
+        let database = parse_config(self.config.url.expose())?
             .get_dbname()
             .map(str::to_string);
         if info.plugin.as_deref() != Some("pgoutput") || info.database != database {
@@ -306,7 +299,7 @@ impl Source for PgSource {
             .take();
         let repl = match opened {
             Some(repl) => *repl,
-            None => open_replication(&self.config.url).await?,
+            None => open_replication(self.config.url.expose()).await?,
         };
         let owner = Owner {
             client: &self.client,
@@ -411,7 +404,7 @@ impl Source for PgSource {
             .map(|t| (t.schema.id.clone(), t.schema.clone()))
             .collect();
         let joiner = ctx.add_tables.then(|| Joiner {
-            url: self.config.url.clone(),
+            url: self.config.url.expose().to_string(),
             slot: self.config.slot.clone(),
             publication: self.config.publication.clone(),
         });
@@ -434,6 +427,7 @@ impl Source for PgSource {
                 .and_then(|a| parse_lsn(&a.0))
                 .unwrap_or(0)
                 .max(applied_lsn),
+            recopy_requests: ctx.recopy,
         }
         .run()
         .await

@@ -8,8 +8,8 @@ use std::time::Duration;
 use pg_walstream::{CancellationToken, PgReplicationConnection};
 use tidewater_core::apply::AckReceiver;
 use tidewater_core::{
-    Change, ChangeKind, Column, ColumnType, Error, Position, Result, SourceEvent, TableId,
-    TableSchema, TxInfo, Unreplicated, Value,
+    Change, ChangeKind, Column, ColumnType, Error, Position, RecopyRequests, Result, SourceEvent,
+    TableId, TableSchema, TxInfo, Unreplicated, Value,
 };
 use tokio::sync::mpsc;
 use tokio::time::{interval, Interval, MissedTickBehavior};
@@ -64,6 +64,8 @@ pub struct Stream<'a> {
     /// The acknowledged position the replica stored (an idle point at or after
     /// `applied_lsn`): the stream's position starts there (see `State::stream_position`).
     pub acknowledged_lsn: u64,
+    /// Replicated tables the runtime asks to copy again (see `recopy`).
+    pub recopy_requests: RecopyRequests,
 }
 
 struct State {
@@ -189,7 +191,10 @@ impl Stream<'_> {
                 Wake::Chunk => self.copy_chunk(&mut st).await?,
                 Wake::Ack => self.send_status(&mut st, false).await?,
                 Wake::Tick => self.send_status(&mut st, false).await?,
-                Wake::Discover => self.discover(&mut st).await?,
+                Wake::Discover => {
+                    self.discover(&mut st).await?;
+                    self.recopy_requested(&mut st).await?;
+                }
                 Wake::Nudge => self.send_status(&mut st, true).await?,
                 Wake::Data(d) => {
                     let payload =

@@ -20,7 +20,7 @@ pub struct Teardown {
 /// dropping anything, when the slot is held by a running reader (a `tidewater run`
 /// elsewhere, or a walsender left behind).
 pub async fn teardown(cfg: &PgSourceConfig, drop: bool) -> Result<Teardown> {
-    let client = connect(&cfg.url).await?;
+    let client = connect(cfg.url.expose()).await?;
     let slot = &cfg.slot;
     let mut objects = Vec::new();
     let slot_exists = match slot_info(&client, slot).await? {

@@ -19,7 +19,7 @@ async fn server(opts: PgOptions, sql: &'static str) -> PgServer {
 
 fn config(url: String, tables: &[&str]) -> PgSourceConfig {
     PgSourceConfig {
-        url,
+        url: tidewater_core::Secret::new(url),
         tables: tables.iter().map(|t| t.to_string()).collect(),
         slot: "tw_slot".into(),
         publication: "tw_pub".into(),

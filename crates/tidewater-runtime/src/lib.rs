@@ -16,6 +16,8 @@
 
 pub mod client;
 pub mod config;
+mod config_sections;
+pub mod config_template;
 pub mod degraded;
 pub mod demo;
 pub mod http;

@@ -19,6 +19,7 @@ use tidewater_duckdb::status::{collect, StatusReport};
 
 use crate::config::Config;
 use crate::config::PIPELINE_NAME;
+use crate::verify::passes::Passes;
 
 /// Apply busy on one step (a DuckDB write or commit) for longer than this is a stall.
 pub const STALL_AFTER: Duration = Duration::from_secs(60);
@@ -57,7 +58,8 @@ pub struct RecentError {
 }
 
 /// `/health`: ok only while streaming and not stalled; otherwise the reason. The reason of
-/// an ok pipeline starts with `degraded:` when a selected table is not replicated.
+/// an ok pipeline starts with `degraded:` when a selected table is not replicated, or the
+/// last continuous verification pass found differences.
 #[derive(Debug, Clone)]
 pub struct Health {
     pub ok: bool,
@@ -87,6 +89,10 @@ pub struct Monitor {
     /// is a report's totals minus these, so both figures of one status come from the same
     /// committed state and always agree.
     totals_at_open: OnceLock<(i64, i64)>,
+    /// What continuous verification (`[verify]`) found; off until enabled.
+    pub verify_passes: Passes,
+    /// The BigQuery sink's bytes processed, when the sink is BigQuery.
+    bigquery_cost: OnceLock<Arc<tidewater_bigquery::BqCost>>,
 }
 
 /// A collected report, when, and the replica generation it saw.
@@ -97,6 +103,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Monitor {
+    /// The monitor of `config`'s pipeline: its source type, and its replica file if the
+    /// sink keeps one.
+    pub fn for_config(stats: Arc<Stats>, config: &Config) -> Monitor {
+        let file = config.sink.local_file().unwrap_or(std::path::Path::new(""));
+        Monitor::new(stats, config.source.kind(), file.to_path_buf())
+    }
+
     pub fn new(stats: Arc<Stats>, source_type: &str, db_path: PathBuf) -> Monitor {
         Monitor {
             stats,
@@ -114,6 +127,8 @@ impl Monitor {
             sql_addr: OnceLock::new(),
             config: OnceLock::new(),
             totals_at_open: OnceLock::new(),
+            verify_passes: Passes::default(),
+            bigquery_cost: OnceLock::new(),
         }
     }
 
@@ -143,7 +158,7 @@ impl Monitor {
         }
         errors.push_back(RecentError {
             at: format_utc_micros(now_us()),
-            message: redact_secrets(&e.to_string()),
+            message: tidewater_core::redact::redact(&e.to_string()),
         });
     }
 
@@ -182,6 +197,15 @@ impl Monitor {
 
     pub fn config(&self) -> Option<Arc<Config>> {
         self.config.get().cloned()
+    }
+
+    /// Where `/metrics` reads the BigQuery sink's bytes processed.
+    pub fn set_bigquery_cost(&self, cost: Arc<tidewater_bigquery::BqCost>) {
+        let _ = self.bigquery_cost.set(cost);
+    }
+
+    pub fn bigquery_cost(&self) -> Option<&Arc<tidewater_bigquery::BqCost>> {
+        self.bigquery_cost.get()
     }
 
     /// Installs the connection readers are cloned from (a clone of the sink's own). Queries
@@ -287,63 +311,10 @@ impl Monitor {
                 // Streaming, but a selected table is left out: still ok (see `degraded`).
                 let reason = crate::degraded::health_reason(&self.stats.unreplicated, &reason)
                     .unwrap_or(reason);
+                // ... or the last verification found differences.
+                let reason = self.verify_passes.health_reason(&reason).unwrap_or(reason);
                 Health { ok: true, reason }
             }
         }
-    }
-}
-
-/// Masks the password of `scheme://user:password@host` URLs and `password=...` settings in
-/// a message: error texts can quote a connection string.
-pub fn redact_secrets(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(i) = rest.find("://") {
-        let (head, tail) = rest.split_at(i + 3);
-        out.push_str(head);
-        let end = tail
-            .find(|c: char| c.is_whitespace() || c == '/' || c == '"' || c == '\'')
-            .unwrap_or(tail.len());
-        let authority = &tail[..end];
-        match (authority.rfind('@'), authority.find(':')) {
-            (Some(at), Some(colon)) if colon < at => {
-                out.push_str(&authority[..colon]);
-                out.push_str(":***");
-                out.push_str(&authority[at..]);
-            }
-            _ => out.push_str(authority),
-        }
-        rest = &tail[end..];
-    }
-    out.push_str(rest);
-    let lower = out.to_ascii_lowercase();
-    if let Some(i) = lower.find("password=") {
-        let start = i + "password=".len();
-        let end = out[start..]
-            .find(|c: char| c.is_whitespace() || c == '&' || c == ';')
-            .map_or(out.len(), |e| start + e);
-        out.replace_range(start..end, "***");
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_are_masked() {
-        assert_eq!(
-            redact_secrets("cannot connect to postgres://repl:s3cret@db:5432/shop: refused"),
-            "cannot connect to postgres://repl:***@db:5432/shop: refused"
-        );
-        assert_eq!(
-            redact_secrets("mysql://root@127.0.0.1:3306/shop"),
-            "mysql://root@127.0.0.1:3306/shop"
-        );
-        assert_eq!(
-            redact_secrets("host=h password=x y=1"),
-            "host=h password=*** y=1"
-        );
     }
 }

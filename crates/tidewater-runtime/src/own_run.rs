@@ -13,10 +13,7 @@ use crate::status_file::read_published;
 
 /// The pid of the live `tidewater run` writing this config's replica, if one runs.
 pub fn live_run(config: &Config) -> Option<u32> {
-    if config.sink.is_bigquery() {
-        return None;
-    }
-    read_published(&config.sink.path)?.pid
+    read_published(config.sink.local_file()?)?.pid
 }
 
 /// Rewrites the "in use" items of `items` when they are this config's own running pipeline.

@@ -17,7 +17,7 @@ use tracing::{error, info, warn};
 
 use crate::config::Config;
 use crate::monitor::{Monitor, Phase};
-use crate::registry::{self, batch_options, open_sink};
+use crate::registry::{self, open_sink};
 use crate::status_file::StatusPublisher;
 
 /// Events in flight between source and apply loop. A `Changes` event holds up to 1024
@@ -37,7 +37,7 @@ pub async fn run(
 ) -> Result<()> {
     let result = run_pipeline(config, &monitor, shutdown)
         .await
-        .map_err(|e| registry::explain_sink_error(config, e));
+        .map_err(|e| registry::explain_sink_error(&config.sink, e));
     monitor.set_phase(Phase::Stopping);
     if let Err(e) = &result {
         monitor.record_error(e);
@@ -50,11 +50,17 @@ async fn run_pipeline(
     monitor: &Arc<Monitor>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
-    let driver = Arc::new(registry::driver(config)?);
+    let driver = Arc::new(registry::driver(&config.source)?);
     // Source problems (unreachable, wal_level, no tables, ...) surface before the DuckDB file
     // is created, so a mistyped config leaves nothing behind. The first attempt reuses it.
     let connected = Some(driver.connect().await?);
-    let (sink, reader) = open_sink(config).await?;
+    let (sink, reader) = open_sink(
+        &config.sink,
+        config.source.kind(),
+        config.apply.log_tables,
+        monitor,
+    )
+    .await?;
     // The status file and `/status` read the replica through DuckDB.
     let status = match reader {
         Some(reader) => {
@@ -67,7 +73,7 @@ async fn run_pipeline(
         driver,
         connected,
         sink,
-        options: batch_options(config),
+        options: config.batch_options(),
         chunk_rows: config.snapshot.chunk_rows,
     };
     let outcome = run_with(parts, monitor, shutdown).await;
@@ -293,6 +299,7 @@ impl<D: SourceDriver + 'static> Attempt<'_, D> {
             resnapshot_fix,
             unreplicated: stats.unreplicated.clone(),
             chunked,
+            recopy: stats.recopy.clone(),
         };
         let source_result = tokio::select! {
             r = source.run(ctx) => r,

@@ -3,23 +3,188 @@
 //! and one entry point for `check`; the configured sink is opened here with its options.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tidewater_bigquery::{BigQueryOptions, BigQuerySink, Connection as BqConnection};
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer};
+use tidewater_bigquery::{BigQueryConfig, BigQueryOptions, BigQuerySink};
 use tidewater_core::apply::BatchOptions;
 use tidewater_core::check::CheckItem;
+use tidewater_core::config::SectionType;
 use tidewater_core::{
     ConsistentReader, Error, Position, Result, RowConsumer, Sink, Source, SourceContext,
     SourceDriver, TableSchema, Value,
 };
 use tidewater_duckdb::duckdb::Connection;
-use tidewater_duckdb::{DuckDbOptions, DuckDbSink};
-use tidewater_mysql::{MySqlDriver, MySqlReader, MySqlSource, MySqlSourceConfig, ZeroDates};
+use tidewater_duckdb::{DuckDbConfig, DuckDbOptions, DuckDbSink};
+use tidewater_mysql::{MySqlDriver, MySqlReader, MySqlSource, MySqlSourceConfig};
 use tidewater_postgres::{PgDriver, PgReader, PgSource, PgSourceConfig};
 
-use crate::config::PIPELINE_NAME;
-use crate::config::{Config, DEFAULT_SERVER_ID};
+/// The name under which the replica's pipeline state is stored (`_tidewater.pipeline`).
+pub const PIPELINE_NAME: &str = "default";
+
+/// The source types, their other names and their keys (`--print-defaults`, and naming a
+/// key of another type). The same names as `SourceConfig`'s variants (a test checks).
+pub const SOURCE_TYPES: &[SectionType] = &[
+    tidewater_postgres::config::SOURCE_TYPE,
+    tidewater_mysql::config::SOURCE_TYPE,
+];
+
+/// The sink types and their keys, as `SOURCE_TYPES`.
+pub const SINK_TYPES: &[SectionType] = &[
+    tidewater_duckdb::config::SINK_TYPE,
+    tidewater_bigquery::config::SINK_TYPE,
+];
+
+/// `[source]`: one struct per source type, each owned and validated by its crate; tagged by
+/// `type` (one of `SOURCE_TYPES`, aliases included).
+#[derive(Debug, Clone)]
+pub enum SourceConfig {
+    Postgres(PgSourceConfig),
+    MySql(MySqlSourceConfig),
+}
+
+/// `[sink]`: one struct per sink type, each owned and validated by its crate; tagged by
+/// `type` (one of `SINK_TYPES`).
+#[derive(Debug, Clone)]
+pub enum SinkConfig {
+    DuckDb(DuckDbConfig),
+    BigQuery(BigQueryConfig),
+}
+
+impl<'de> Deserialize<'de> for SourceConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let (name, table) = tagged(d, SOURCE_TYPES)?;
+        match name {
+            "postgres" => typed(table).map(SourceConfig::Postgres),
+            _ => typed(table).map(SourceConfig::MySql),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SinkConfig {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let (name, table) = tagged(d, SINK_TYPES)?;
+        match name {
+            "duckdb" => typed(table).map(SinkConfig::DuckDb),
+            _ => typed(table).map(SinkConfig::BigQuery),
+        }
+    }
+}
+
+/// A section's `type` (its name among `types`, for an alias too) and its other keys.
+fn tagged<'de, D: Deserializer<'de>>(
+    d: D,
+    types: &[SectionType],
+) -> std::result::Result<(&'static str, toml::Table), D::Error> {
+    let mut table = toml::Table::deserialize(d)?;
+    let Some(toml::Value::String(kind)) = table.remove("type") else {
+        return Err(D::Error::missing_field("type"));
+    };
+    match types.iter().find(|t| t.is_named(&kind)) {
+        Some(t) => Ok((t.name, table)),
+        // (`config_sections` names an unknown type first, with the section.)
+        None => Err(D::Error::custom(format!("type = {kind:?} is unknown"))),
+    }
+}
+
+/// The section's struct, deserialized on its own (not through serde's internally tagged
+/// enums, which lose the key): an error names the key ("... in `threads`").
+fn typed<T: DeserializeOwned, E: serde::de::Error>(
+    table: toml::Table,
+) -> std::result::Result<T, E> {
+    toml::Value::Table(table)
+        .try_into()
+        .map_err(|e: toml::de::Error| E::custom(e.to_string().trim_end().replace('\n', " ")))
+}
+
+impl SourceConfig {
+    /// The source type's name (an alias in the file gives the type's own name).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceConfig::Postgres(_) => "postgres",
+            SourceConfig::MySql(_) => "mysql",
+        }
+    }
+
+    /// The configured table globs.
+    pub fn tables(&self) -> &[String] {
+        match self {
+            SourceConfig::Postgres(c) => &c.tables,
+            SourceConfig::MySql(c) => &c.tables,
+        }
+    }
+
+    /// Expands `${ENV}` (not in the URL) and checks every key, in the source's crate.
+    pub fn validate(&mut self) -> Result<()> {
+        match self {
+            SourceConfig::Postgres(c) => c.validate(),
+            SourceConfig::MySql(c) => c.validate(),
+        }
+    }
+}
+
+impl SinkConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkConfig::DuckDb(_) => "duckdb",
+            SinkConfig::BigQuery(_) => "bigquery",
+        }
+    }
+
+    /// Expands `${ENV}` and checks every key, in the sink's crate; `log_tables` is
+    /// `[apply] log_tables`.
+    pub fn validate(&mut self, log_tables: bool) -> Result<()> {
+        match self {
+            SinkConfig::DuckDb(c) => c.validate(),
+            SinkConfig::BigQuery(c) => c.validate(log_tables),
+        }
+    }
+
+    /// Makes relative paths relative to the config file's directory `dir`.
+    pub fn relative_to(&mut self, dir: &Path) {
+        match self {
+            SinkConfig::DuckDb(c) => c.relative_to(dir),
+            SinkConfig::BigQuery(c) => c.relative_to(dir),
+        }
+    }
+
+    /// The replica file on this machine, for sinks that keep one (DuckDB): the status file
+    /// beside it, one writer at a time, `query`, `status`, `verify` and `[sql]` read it.
+    pub fn local_file(&self) -> Option<&Path> {
+        match self {
+            SinkConfig::DuckDb(c) => Some(&c.path),
+            SinkConfig::BigQuery(_) => None,
+        }
+    }
+
+    /// The replica file, for the commands that read it; `command` names the command in the
+    /// message for sinks without one.
+    pub fn duckdb_path(&self, command: &str) -> Result<&Path> {
+        self.local_file().ok_or_else(|| {
+            Error::config(format!(
+                "`tidewater {command}` reads the DuckDB replica file and is not available for \
+                 sink.type = {:?} yet",
+                self.kind()
+            ))
+            .with_fix("query the destination directly instead")
+        })
+    }
+
+    /// The shortest time between two commits, when the sink needs one: BigQuery merges at
+    /// most every `merge_interval_ms` (each MERGE is a DML job, and BigQuery limits those
+    /// per table).
+    fn min_commit_interval(&self) -> Option<Duration> {
+        match self {
+            SinkConfig::DuckDb(_) => None,
+            SinkConfig::BigQuery(c) => Some(Duration::from_millis(c.merge_interval_ms)),
+        }
+    }
+}
+
+use crate::monitor::Monitor;
 
 /// The configured source driver, whichever kind it is.
 pub enum AnyDriver {
@@ -39,52 +204,28 @@ pub enum AnyReader {
     MySql(MySqlReader),
 }
 
-fn is_mysql(config: &Config) -> bool {
-    config.source.kind == "mysql"
-}
-
 /// `tidewater teardown` at the source: the objects dropped (or, without `drop`, that would
 /// be); `None` when the source kind leaves nothing behind (a binlog reader).
-pub async fn teardown_source(config: &Config, drop: bool) -> Result<Option<Vec<String>>> {
-    if is_mysql(config) {
-        return Ok(None);
+pub async fn teardown_source(source: &SourceConfig, drop: bool) -> Result<Option<Vec<String>>> {
+    match source {
+        SourceConfig::MySql(_) => Ok(None),
+        SourceConfig::Postgres(c) => {
+            let found = tidewater_postgres::teardown::teardown(&c.resolved()?, drop).await?;
+            Ok(Some(found.objects))
+        }
     }
-    let found = tidewater_postgres::teardown::teardown(&pg_config(config)?, drop).await?;
-    Ok(Some(found.objects))
-}
-
-pub fn pg_config(config: &Config) -> Result<PgSourceConfig> {
-    Ok(PgSourceConfig {
-        url: config.source_url()?,
-        tables: config.source.tables.clone(),
-        slot: config.source.slot.clone(),
-        publication: config.source.publication.clone(),
-    })
-}
-
-pub fn mysql_config(config: &Config) -> Result<MySqlSourceConfig> {
-    Ok(MySqlSourceConfig {
-        url: config.source_url()?,
-        tables: config.source.tables.clone(),
-        server_id: config.source.server_id.unwrap_or(DEFAULT_SERVER_ID),
-        zero_dates: match config.source.zero_dates.as_deref() {
-            Some("error") => ZeroDates::Error,
-            _ => ZeroDates::Null,
-        },
-    })
 }
 
 /// The driver of the configured source (nothing is connected yet). Fails when `source.url`
 /// names an environment variable that is not set.
-pub fn driver(config: &Config) -> Result<AnyDriver> {
-    Ok(if is_mysql(config) {
-        AnyDriver::MySql(MySqlDriver {
-            config: mysql_config(config)?,
-        })
-    } else {
-        AnyDriver::Postgres(PgDriver {
-            config: pg_config(config)?,
-        })
+pub fn driver(source: &SourceConfig) -> Result<AnyDriver> {
+    Ok(match source {
+        SourceConfig::MySql(c) => AnyDriver::MySql(MySqlDriver {
+            config: c.resolved()?,
+        }),
+        SourceConfig::Postgres(c) => AnyDriver::Postgres(PgDriver {
+            config: c.resolved()?,
+        }),
     })
 }
 
@@ -179,40 +320,36 @@ impl ConsistentReader for AnyReader {
     }
 }
 
-pub fn sink_options(config: &Config) -> DuckDbOptions {
-    DuckDbOptions {
-        path: config.sink.path.clone(),
-        log_tables: config.apply.log_tables,
+/// Opens the configured sink; `source_type` and `log_tables` (`[apply]`) go into its
+/// options. DuckDB also gives the connection the monitor reads the replica through (status,
+/// `/query`); BigQuery has none yet, and gives the monitor its bytes processed instead.
+pub async fn open_sink(
+    sink: &SinkConfig,
+    source_type: &str,
+    log_tables: bool,
+    monitor: &Monitor,
+) -> Result<(Box<dyn Sink>, Option<Connection>)> {
+    let c = match sink {
+        SinkConfig::BigQuery(c) => {
+            let sink = BigQuerySink::connect(BigQueryOptions {
+                connection: c.connection(),
+                pipeline: PIPELINE_NAME.into(),
+                source_type: source_type.into(),
+            })
+            .await?;
+            monitor.set_bigquery_cost(sink.cost());
+            return Ok((Box::new(sink), None));
+        }
+        SinkConfig::DuckDb(c) => c,
+    };
+    let opts = DuckDbOptions {
+        path: c.path.clone(),
+        log_tables,
         pipeline: PIPELINE_NAME.into(),
-        source_type: config.source.kind.clone(),
-        threads: config.sink.threads,
-        primary_key: config.sink.primary_key,
-    }
-}
-
-pub fn bigquery_options(config: &Config) -> BigQueryOptions {
-    let s = &config.sink;
-    BigQueryOptions {
-        connection: BqConnection {
-            project: s.project.clone().unwrap_or_default(),
-            dataset: s.dataset.clone().unwrap_or_default(),
-            location: s.location.clone(),
-            credentials: s.credentials.clone(),
-            endpoint: s.endpoint.clone(),
-        },
-        pipeline: PIPELINE_NAME.into(),
-        source_type: config.source.kind.clone(),
-    }
-}
-
-/// Opens the configured sink. DuckDB also gives the connection the monitor reads the
-/// replica through (status, `/query`); BigQuery has none yet.
-pub async fn open_sink(config: &Config) -> Result<(Box<dyn Sink>, Option<Connection>)> {
-    if config.sink.is_bigquery() {
-        let sink = BigQuerySink::connect(bigquery_options(config)).await?;
-        return Ok((Box::new(sink), None));
-    }
-    let opts = sink_options(config);
+        source_type: source_type.into(),
+        threads: c.threads,
+        primary_key: c.primary_key,
+    };
     let sink = tokio::task::spawn_blocking(move || DuckDbSink::open(opts))
         .await
         .map_err(|e| Error::sink(format!("opening the sink: {e}")))??;
@@ -223,28 +360,21 @@ pub async fn open_sink(config: &Config) -> Result<(Box<dyn Sink>, Option<Connect
     Ok((Box::new(sink), Some(reader)))
 }
 
-/// How the apply loop batches for the configured sink: BigQuery merges at most every
-/// `merge_interval_ms` (each MERGE is a DML job, and BigQuery limits those per table).
-pub fn batch_options(config: &Config) -> BatchOptions {
-    let mut options = BatchOptions {
-        flush_interval: Duration::from_millis(config.apply.flush_interval_ms),
-        max_batch_rows: config.apply.max_batch_rows,
-        min_commit_interval: Duration::ZERO,
-    };
-    if config.sink.is_bigquery() {
-        let merge = Duration::from_millis(config.sink.merge_interval_ms());
-        options.flush_interval = merge;
-        options.min_commit_interval = merge;
+/// How the apply loop batches for the configured sink: `options` from `[apply]`, then
+/// what the sink needs (see `SinkConfig::min_commit_interval`).
+pub fn batch_options(sink: &SinkConfig, mut options: BatchOptions) -> BatchOptions {
+    if let Some(interval) = sink.min_commit_interval() {
+        options.flush_interval = interval;
+        options.min_commit_interval = interval;
     }
     options
 }
 
 /// What the configured sink adds to an error that stopped the pipeline (DuckDB: what to do
 /// about a full file system).
-pub fn explain_sink_error(config: &Config, e: Error) -> Error {
-    if config.sink.is_bigquery() {
-        e
-    } else {
-        tidewater_duckdb::errors::with_disk_full_fix(e, &config.sink.path)
+pub fn explain_sink_error(sink: &SinkConfig, e: Error) -> Error {
+    match sink {
+        SinkConfig::BigQuery(_) => e,
+        SinkConfig::DuckDb(c) => tidewater_duckdb::errors::with_disk_full_fix(e, &c.path),
     }
 }

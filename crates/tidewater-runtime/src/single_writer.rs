@@ -28,10 +28,7 @@ pub fn ensure_no_other_writer(config: &Config, config_path: &Path) -> Result<()>
 
 /// Who writes the configured DuckDB replica, when another live process does.
 pub fn live_writer(config: &Config) -> Option<String> {
-    if config.sink.is_bigquery() {
-        return None;
-    }
-    let db = &config.sink.path;
+    let db = config.sink.local_file()?;
     let own = std::process::id();
     if let Some(pid) = live_run(config).filter(|p| *p != own) {
         return Some(format!(

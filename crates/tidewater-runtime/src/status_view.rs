@@ -11,6 +11,7 @@ use tidewater_duckdb::status::StatusReport;
 
 use crate::degraded::NotReplicated;
 use crate::monitor::{Monitor, RecentError};
+use crate::verify::passes::PassesView;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusView {
@@ -53,6 +54,9 @@ pub struct LiveStatus {
     /// Selected tables the source cannot replicate, with why: health is `degraded`.
     #[serde(default)]
     pub not_replicated: Vec<NotReplicated>,
+    /// Continuous verification (`[verify]`), when on: the last pass and the pass counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<PassesView>,
     /// The replica equals the source at a transaction boundary: no chunked copy is under way
     /// (every table copied, and the stream past the last chunk's horizon).
     #[serde(default = "yes")]
@@ -145,6 +149,7 @@ impl StatusView {
             recent_errors: monitor.recent_errors(),
             not_replicated: crate::degraded::list(&stats.unreplicated),
             consistent: copies.iter().all(|c| c.consistent),
+            verify: monitor.verify_passes.view(),
         };
         StatusView {
             replica: monitor.db_path.display().to_string(),
@@ -180,13 +185,16 @@ impl StatusView {
                     "phase:               {} since {}",
                     l.phase, l.phase_since
                 );
-                let health = match (l.healthy, l.not_replicated.is_empty()) {
+                let health = match (l.healthy, l.health.starts_with("degraded:")) {
                     (false, _) => "NOT OK: ",
-                    (true, false) => "", // the reason starts with "degraded:"
-                    (true, true) => "ok: ",
+                    (true, true) => "", // says so itself
+                    (true, false) => "ok: ",
                 };
                 let _ = writeln!(o, "health:              {health}{}", l.health);
                 crate::degraded::render_text(&mut o, &l.not_replicated);
+                if let Some(v) = &l.verify {
+                    crate::verify::passes::render_text(&mut o, v);
+                }
                 if let Some(http) = &l.http {
                     let _ = writeln!(o, "http:                http://{http}/");
                 }

@@ -25,7 +25,7 @@ pub async fn teardown(config_path: &Path, yes: bool, drop_replica: bool) -> Resu
     }
     let verb = if yes { "dropped" } else { "would drop" };
     let mut out = String::new();
-    match teardown_source(&config, yes).await? {
+    match teardown_source(&config.source, yes).await? {
         None => out.push_str(
             "source: nothing to drop: a MySQL/MariaDB binlog reader leaves no slot or \
              publication behind (the source purges binlogs by its own retention)\n",
@@ -48,13 +48,12 @@ pub async fn teardown(config_path: &Path, yes: bool, drop_replica: bool) -> Resu
 
 /// Removes (or names) the DuckDB replica and its companion files when `drop_replica`.
 fn replica(config: &Config, yes: bool, drop_replica: bool) -> Result<String> {
-    if config.sink.is_bigquery() {
+    let Some(db) = config.sink.local_file() else {
         return Ok(match drop_replica {
             true => "replica: left alone: drop the BigQuery dataset's tables in BigQuery\n".into(),
             false => "replica: kept (the BigQuery dataset)\n".into(),
         });
-    }
-    let db = &config.sink.path;
+    };
     if !drop_replica {
         return Ok(format!(
             "replica: kept ({}; add --drop-replica to delete it too)\n",
@@ -63,7 +62,7 @@ fn replica(config: &Config, yes: bool, drop_replica: bool) -> Result<String> {
     }
     let mut wal = db.as_os_str().to_os_string();
     wal.push(".wal");
-    let files: Vec<std::path::PathBuf> = [db.clone(), wal.into()]
+    let files: Vec<std::path::PathBuf> = [db.to_path_buf(), wal.into()]
         .into_iter()
         .filter(|f| f.exists())
         .collect();

@@ -25,11 +25,7 @@ pub async fn run(source: &str, seconds: Option<u64>, path: &Path) -> Result<()> 
     let (config_path, config) = demo.write_config(path)?;
 
     let stats = Arc::new(Stats::default());
-    let monitor = Arc::new(Monitor::new(
-        stats.clone(),
-        &config.source.kind,
-        config.sink.path.clone(),
-    ));
+    let monitor = Arc::new(Monitor::for_config(stats.clone(), &config));
     let queries = QueryGate::new(monitor.clone());
     let http = http::start(LOCAL_ONLY, monitor.clone(), queries.clone()).await?;
     // The PostgreSQL wire protocol too, on a free loopback port: psql on the live replica.

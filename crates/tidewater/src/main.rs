@@ -2,6 +2,7 @@
 //! file of its own and calls into `tidewater-runtime` (docs/architecture.md).
 
 mod check;
+mod config;
 mod demo;
 mod query;
 mod run;
@@ -108,6 +109,13 @@ enum Command {
         #[arg(long)]
         drop_replica: bool,
     },
+    /// Print the configuration: `--print-defaults` writes a commented tidewater.toml with
+    /// every key of every source and sink type and its default.
+    Config {
+        /// Print every key with its default (a config file to start from).
+        #[arg(long, required = true)]
+        print_defaults: bool,
+    },
     /// Print a completion script for a shell: bash, zsh or fish (scripts/install.sh
     /// installs them; or `source <(tidewater completions bash)`).
     Completions {
@@ -200,6 +208,7 @@ fn main() -> ExitCode {
                 clap_complete::generate(shell, &mut Cli::command(), "tidewater", &mut out);
                 stdout::print(&String::from_utf8_lossy(&out))
             }
+            Command::Config { print_defaults: _ } => config::print_defaults(),
             Command::Teardown {
                 config,
                 yes,
@@ -211,7 +220,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if e.exit_code() != 0 {
-                let redact = tidewater_runtime::monitor::redact_secrets;
+                let redact = tidewater_core::redact::redact;
                 let message = redact(e.message());
                 let fix = e.fix().map(redact);
                 match cli.log_format {

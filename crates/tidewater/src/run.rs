@@ -16,6 +16,7 @@ use tidewater_runtime::pipeline;
 use tidewater_runtime::query::gate::QueryGate;
 use tidewater_runtime::shutdown::shutdown_signal;
 use tidewater_runtime::sql_endpoint;
+use tidewater_runtime::verify::continuous;
 use tracing::info;
 
 /// `progress_bars`: draw snapshot progress bars (a terminal); else log progress lines.
@@ -24,11 +25,7 @@ pub async fn run(config_path: &Path, progress_bars: bool) -> Result<()> {
     let config = Config::load(config_path)?;
     // Before any port is bound: a second writer is named as such, not as a busy address.
     tidewater_runtime::single_writer::ensure_no_other_writer(&config, config_path)?;
-    let monitor = Arc::new(Monitor::new(
-        Arc::new(Stats::default()),
-        &config.source.kind,
-        config.sink.path.clone(),
-    ));
+    let monitor = Arc::new(Monitor::for_config(Arc::new(Stats::default()), &config));
     monitor.set_config(config.clone());
     let queries = QueryGate::new(monitor.clone());
     let listen = config.http_listen()?.unwrap_or(LOCAL_ONLY);
@@ -40,7 +37,13 @@ pub async fn run(config_path: &Path, progress_bars: bool) -> Result<()> {
         info!(sql = %addr, "sql endpoint listening (PostgreSQL wire protocol, read-only)");
     }
     let progress = progress::spawn(monitor.clone(), progress_bars);
+    let verifying = config
+        .continuous_verify()?
+        .map(|settings| continuous::spawn(monitor.clone(), settings, shutdown.clone()));
     let result = pipeline::run(&config, monitor, shutdown).await;
     progress.abort();
+    if let Some(v) = verifying {
+        v.abort();
+    }
     result
 }

@@ -23,7 +23,7 @@ pub async fn status(config_path: &Path, json: bool) -> Result<()> {
 /// back (a stopped or stuck replicator shows here first). Without the source's secrets (an
 /// unset variable in source.url) it says so and the status stands.
 async fn print_source(config: &Config) -> Result<()> {
-    let driver = match registry::driver(config) {
+    let driver = match registry::driver(&config.source) {
         Ok(driver) => driver,
         Err(e) => {
             return crate::stdout::print(&format!("source        not checked: {}\n", e.message()))

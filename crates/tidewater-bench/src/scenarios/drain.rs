@@ -75,7 +75,7 @@ enum Target {
 
 pub fn drain(bench: &Bench, spec: Drain) -> Result<Drained> {
     let (id, db) = bench.db(spec.kind, spec.label)?;
-    db.sql(&workload::create_tables(&db, spec.tables, spec.width))?;
+    db.sql(&db.create_tables(spec.tables, spec.width))?;
     let mut tw = bench.tidewater(&db, id, "run", &Apply::default())?;
     tw.start()?;
     tw.wait_streaming(bench.timeout(0))?;
@@ -86,7 +86,7 @@ pub fn drain(bench: &Bench, spec: Drain) -> Result<Drained> {
     } else {
         None
     };
-    let script = workload::render(&db, &spec.txns, spec.width);
+    let script = db.render(&spec.txns, spec.width);
     let changes = workload::total_changes(&spec.txns);
     let started = Instant::now();
     db.sql(&script)?;

@@ -28,6 +28,7 @@ fn options_are_applied() {
     let pg = PgServer::start_with(PgOptions {
         extra_conf: vec![("max_slot_wal_keep_size".into(), "1GB".into())],
         wal_level_logical: false,
+        ..Default::default()
     })
     .unwrap();
     assert_eq!(value(&pg, "postgres", "SHOW wal_level"), "replica");

@@ -24,7 +24,46 @@ use crate::conn::connect;
 use crate::join::Joining;
 use crate::snapshot::begin_snapshot;
 
+/// Why a table the runtime asked for (`SourceContext::recopy`) is copied again.
+const REQUESTED: &str = "a copy was requested (verify found differences)";
+
 impl Stream {
+    /// Between transactions, with no copy waiting: tables the runtime asked to copy again
+    /// (`SourceContext::recopy`) join a snapshot opened now, as after an `ALTER` the binlog
+    /// does not carry. The stream has read only committed transactions, so the snapshot's
+    /// position is at or past it: the tables' changes up to there are in the copy, the
+    /// later ones stream after it. Left untaken when the destination cannot copy tables
+    /// while streaming.
+    pub(super) async fn recopy_requested(&mut self) -> Result<()> {
+        let Some(flavor) = self.recopy else {
+            return Ok(());
+        };
+        if self.tx.is_some() || self.joining.is_some() || self.recopy_requests.is_empty() {
+            return Ok(());
+        }
+        let mut conn = connect(&self.url).await?;
+        let at = begin_snapshot(&mut conn, flavor).await?;
+        let mut joining = Joining::new(at, Vec::new(), conn);
+        let mut copied = 0;
+        for id in self.recopy_requests.take() {
+            let key = (id.schema.clone(), id.name.clone());
+            // The definition as of the snapshot or later (see the module comment).
+            let table = self.describe(id.clone()).await?;
+            if !self.tables.contains_key(&key) || table.schema.columns.is_empty() {
+                warn!(table = %id, "a copy was requested for a table that is not replicated (dropped, renamed, or not readable); nothing to copy");
+                continue;
+            }
+            info!(table = %id, change = REQUESTED, copy_at = %joining.at, "the table is copied again at a later position (its changes until then are in the copy)");
+            joining.add_recopy(table.clone());
+            self.tables.insert(key, table);
+            copied += 1;
+        }
+        if copied > 0 {
+            self.joining = Some(joining);
+        }
+        Ok(())
+    }
+
     /// An `ALTER TABLE` of replicated table `id` read in the binlog: copies the table again
     /// when what it did to existing rows is not carried by row events.
     pub(super) async fn check_alter(&mut self, id: TableId, query: &str) -> Result<()> {

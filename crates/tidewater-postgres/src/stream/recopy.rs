@@ -21,13 +21,39 @@
 use std::sync::Arc;
 
 use tidewater_core::{Error, Result, TableId, TableSchema};
+use tokio_postgres::Client;
 use tracing::{info, warn};
 
 use super::{State, Stream};
 use crate::catalog::describe_relation;
-use crate::conn::format_lsn;
+use crate::conn::{format_lsn, pg_error};
+
+/// Why a table the runtime asked for (`SourceContext::recopy`) is copied again.
+const REQUESTED: &str = "a copy was requested (verify found differences)";
 
 impl Stream<'_> {
+    /// Tables the runtime asked to copy again (`SourceContext::recopy`), taken between
+    /// transactions on the discovery tick, go through `recopy` as a table whose change the
+    /// stream does not carry does: outside a transaction every change seen so far has
+    /// committed, so a copy at a later point of the stream replaces the replica rows exactly.
+    /// Left untaken when the destination cannot copy tables while streaming.
+    pub(super) async fn recopy_requested(&mut self, st: &mut State) -> Result<()> {
+        if self.joiner.is_none() || st.in_tx.is_some() {
+            return Ok(());
+        }
+        for id in self.recopy_requests.take() {
+            let client = self.client;
+            let oid = self.answering(st, relation_oid(client, &id)).await?;
+            match oid.filter(|_| self.tables.contains_key(&id)) {
+                Some(oid) => self.recopy(st, oid, &id, REQUESTED).await?,
+                None => {
+                    warn!(table = %id, "a copy was requested for a table that is not replicated (dropped, renamed, or joining); nothing to copy")
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Copies `id` again at a point of the stream after its change `reason` (seen at
     /// relation `oid` in the open transaction); its changes until then are dropped.
     pub(super) async fn recopy(
@@ -117,4 +143,17 @@ impl Stream<'_> {
             _ => {}
         }
     }
+}
+
+/// The relation OID of table `id`, if it exists.
+async fn relation_oid(client: &Client, id: &TableId) -> Result<Option<u32>> {
+    let row = client
+        .query_opt(
+            "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = $2",
+            &[&id.schema, &id.name],
+        )
+        .await
+        .map_err(|e| pg_error(e, &format!("looking up {id}")))?;
+    Ok(row.map(|r| r.get(0)))
 }

@@ -32,6 +32,31 @@ fn histogram(o: &mut String, name: &str, help: &str, h: &HistogramSnapshot) {
     let _ = writeln!(o, "{name}_sum {}\n{name}_count {}", h.sum, h.count);
 }
 
+/// The BigQuery sink's bytes processed (from the commit jobs' statistics).
+fn bigquery_cost(o: &mut String, cost: &tidewater_bigquery::BqCost) {
+    header(
+        o,
+        "tidewater_bigquery_bytes_processed_total",
+        "counter",
+        "Bytes BigQuery processed in this process's commit transactions (what on-demand pricing bills).",
+    );
+    let total = cost.bytes_processed_total();
+    let _ = writeln!(o, "tidewater_bigquery_bytes_processed_total {total}");
+    header(
+        o,
+        "tidewater_bigquery_last_merge_bytes",
+        "gauge",
+        "Bytes processed by the last commit transaction that MERGEd into the table.",
+    );
+    for (table, bytes) in cost.last_merge_bytes() {
+        let _ = writeln!(
+            o,
+            "tidewater_bigquery_last_merge_bytes{{table=\"{}\"}} {bytes}",
+            label(&table)
+        );
+    }
+}
+
 pub fn render(m: &Monitor) -> String {
     let s = &m.stats;
     let mut o = String::with_capacity(4096);
@@ -272,6 +297,10 @@ pub fn render(m: &Monitor) -> String {
     }
 
     crate::degraded::render_metric(&mut o, &s.unreplicated);
+    crate::verify::passes::render_metrics(&mut o, &m.verify_passes, label);
+    if let Some(cost) = m.bigquery_cost() {
+        bigquery_cost(&mut o, cost);
+    }
     header(
         &mut o,
         "tidewater_errors_total",

@@ -25,6 +25,7 @@ td.n{text-align:right;font-family:ui-monospace,monospace}
 .bar{background:#d0d7de;border-radius:3px;height:8px;width:120px;display:inline-block;vertical-align:middle}
 .bar i{display:block;height:8px;border-radius:3px;background:#0969da}
 ul.errors{color:#cf222e;font-family:ui-monospace,monospace}
+.ok-text{color:#1a7f37}.warn-text{color:#bf8700;font-weight:600}
 footer{color:#889;margin-top:1em;font-size:12px}
 ";
 
@@ -63,9 +64,9 @@ fn main(o: &mut String, v: &StatusView) {
     let _ = write!(o, "<h1>tidewater <small>{}</small> ", esc(&v.replica));
     match &v.live {
         Some(l) => {
-            let class = match (l.healthy, l.not_replicated.is_empty()) {
-                (true, true) => "ok",
-                (true, false) => "warn",
+            let class = match (l.healthy, l.health.starts_with("degraded:")) {
+                (true, false) => "ok",
+                (true, true) => "warn",
                 (false, _) => "bad",
             };
             let _ = write!(
@@ -156,6 +157,9 @@ fn main(o: &mut String, v: &StatusView) {
     o.push_str("</table>");
     if let Some(l) = &v.live {
         crate::degraded::render_html(o, &l.not_replicated, esc);
+        if let Some(verify) = &l.verify {
+            crate::verify::passes::render_html(o, verify, esc);
+        }
         if !l.recent_errors.is_empty() {
             o.push_str("<h2>recent errors</h2><ul class=\"errors\">");
             for e in &l.recent_errors {

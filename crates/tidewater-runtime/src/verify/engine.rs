@@ -47,9 +47,10 @@ pub enum Replica {
     Live(Arc<Stats>),
 }
 
-/// The comparer, used from blocking threads one call at a time.
+/// The comparer, used from blocking threads one call at a time, and the pace source rows
+/// are read at.
 #[derive(Clone)]
-struct Duck(Arc<Mutex<Comparer>>);
+struct Duck(Arc<Mutex<Comparer>>, Option<Arc<Pacer>>);
 
 impl Duck {
     fn lock(&self) -> MutexGuard<'_, Comparer> {
@@ -67,33 +68,73 @@ impl Duck {
     }
 }
 
-/// Sends source rows to the comparison thread.
-struct ToDuck(mpsc::Sender<Vec<Vec<Value>>>);
+/// Sends source rows to the comparison thread, at the pace of the verification.
+struct ToDuck(mpsc::Sender<Vec<Vec<Value>>>, Option<Arc<Pacer>>);
 
 impl RowConsumer for ToDuck {
     async fn rows(&mut self, rows: Vec<Vec<Value>>) -> Result<()> {
+        let n = rows.len() as u64;
         self.0
             .send(rows)
             .await
-            .map_err(|_| Error::sink("verify: the comparison stopped"))
+            .map_err(|_| Error::sink("verify: the comparison stopped"))?;
+        if let Some(pacer) = &self.1 {
+            pacer.read(n).await;
+        }
+        Ok(())
     }
 }
 
+/// At most `rows_per_second` source rows over a whole verification (every table and
+/// re-check): after each chunk, reading waits until the rows read so far are due. A chunk is
+/// read at full speed, so the rate holds on average, over seconds; memory is unchanged (the
+/// source's chunks and the in-flight channel bound it).
+struct Pacer {
+    rows_per_second: u64,
+    started: Instant,
+    rows: std::sync::atomic::AtomicU64,
+}
+
+impl Pacer {
+    async fn read(&self, n: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let rows = self.rows.fetch_add(n, Relaxed) + n;
+        let due = Duration::from_secs_f64(rows as f64 / self.rows_per_second as f64);
+        let elapsed = self.started.elapsed();
+        if due > elapsed {
+            tokio::time::sleep(due - elapsed).await;
+        }
+    }
+}
+
+/// Compares the source with the replica; `max_rows_per_second` paces the source reads
+/// (continuous verification), `None` reads as fast as the comparison goes.
 pub async fn verify(
     config: &Config,
     comparer: Comparer,
     replica: Replica,
     req: &VerifyRequest,
+    max_rows_per_second: Option<u64>,
 ) -> Result<VerifyReport> {
     let started = Instant::now();
-    let mut source = registry::driver(config)?.reader(&req.tables).await?;
+    let mut source = registry::driver(&config.source)?
+        .reader(&req.tables)
+        .await?;
     if source.tables().is_empty() {
         return Err(Error::config(format!(
             "no replicated table matches --tables {:?} (source.tables = {:?})",
-            req.tables, config.source.tables
+            req.tables,
+            config.source.tables()
         )));
     }
-    let duck = Duck(Arc::new(Mutex::new(comparer)));
+    let pacer = max_rows_per_second.map(|rows_per_second| {
+        Arc::new(Pacer {
+            rows_per_second: rows_per_second.max(1),
+            started: Instant::now(),
+            rows: Default::default(),
+        })
+    });
+    let duck = Duck(Arc::new(Mutex::new(comparer)), pacer);
     let schemas = source.tables();
     let mut indexes = Vec::with_capacity(schemas.len());
     for s in schemas {
@@ -217,7 +258,7 @@ async fn stream(
         }
         Ok::<_, Error>(())
     });
-    let mut out = ToDuck(tx);
+    let mut out = ToDuck(tx, duck.1.clone());
     let read = source.read(i, keys, &mut out).await;
     drop(out);
     let consumed = consumer

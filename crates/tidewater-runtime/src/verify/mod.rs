@@ -6,10 +6,15 @@
 //! (`POST /verify` on the address in its status file, answered by [`serve`]) on a connection
 //! of its own, waiting for the replica to pass each source snapshot. Otherwise the file is
 //! attached read-only to an in-memory DuckDB here (`run` cannot start meanwhile).
+//!
+//! With `[verify] interval`, `run` also verifies in the background ([`continuous`]) and shows
+//! what the last pass found ([`passes`]).
 
 mod compare;
+pub mod continuous;
 mod differences;
 mod engine;
+pub mod passes;
 pub mod report;
 pub mod serve;
 mod sql;
@@ -47,7 +52,7 @@ pub async fn run_somewhere(config: &Config, request: &VerifyRequest) -> Result<V
     }
     match attach_replica(db) {
         Ok((comparer, spill)) => {
-            let report = engine::verify(config, comparer, Replica::Stopped, request).await;
+            let report = engine::verify(config, comparer, Replica::Stopped, request, None).await;
             // The comparer (and its database) is gone: nothing uses the spill directory now.
             let _ = std::fs::remove_dir_all(spill);
             report

@@ -19,8 +19,8 @@ use crate::monitor::Monitor;
 
 const MAX_BODY: usize = 64 << 10;
 
-/// Held while a verification runs.
-static RUNNING: Mutex<()> = Mutex::const_new(());
+/// Held while a verification runs (a request here, or a continuous verification pass).
+pub(super) static RUNNING: Mutex<()> = Mutex::const_new(());
 
 /// The status code and JSON body answering `req`.
 pub async fn handle(
@@ -73,7 +73,10 @@ async fn verify(
     let _running = RUNNING.try_lock().map_err(|_| {
         refuse(
             StatusCode::CONFLICT,
-            Error::sink("another verify is running in this process; try again when it is done"),
+            Error::sink(
+                "another verify is running in this process (a POST /verify, or a continuous \
+                 verification pass of [verify]); try again when it is done",
+            ),
         )
     })?;
     let unavailable = |m: String| refuse(StatusCode::SERVICE_UNAVAILABLE, Error::sink(m));
@@ -90,6 +93,7 @@ async fn verify(
         comparer,
         Replica::Live(monitor.stats.clone()),
         &request,
+        None,
     )
     .await
     .map_err(|e| {

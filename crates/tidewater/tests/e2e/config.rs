@@ -88,3 +88,30 @@ fn postgresql_and_mariadb_name_the_source_kinds() {
         assert!(stderr.contains("does not exist yet"), "{kind}: {stderr}");
     }
 }
+
+#[test]
+fn print_defaults_lists_every_type_and_is_an_accepted_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tidewater(dir.path(), &["config", "--print-defaults"]);
+    let (code, stderr) = outcome(&out);
+    assert_eq!(code, Some(0), "{stderr}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "type = \"postgres\"",
+        "# type = \"mysql\"",
+        "server_id = 4242",
+        "# type = \"bigquery\"",
+        "merge_interval_ms = 1000",
+        "threads = 1",
+        "flush_interval_ms = 100",
+        "# [sql]",
+    ] {
+        assert!(text.contains(needle), "{needle} missing:\n{text}");
+    }
+    // As printed, it is a config file (PostgreSQL into DuckDB) that `status` accepts: the
+    // replica does not exist yet, which is reported only after the config was read.
+    std::fs::write(dir.path().join("t.toml"), &text).unwrap();
+    let (code, stderr) = outcome(&tidewater(dir.path(), &["status", "--config", "t.toml"]));
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("does not exist yet"), "{stderr}");
+}

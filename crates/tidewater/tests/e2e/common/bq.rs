@@ -1,12 +1,17 @@
 //! The BigQuery side of a rig: a throwaway emulator, and SQL against it through its REST API
 //! (`jobs.query`) by plain HTTP, with table names written out by the tests: no code of the
 //! sink (client, name mapping, state table access) sits between a test and what it checks.
+//!
+//! Strict mode, always: the sink talks to the emulator through the harness's `StrictProxy`,
+//! which refuses DML on tables that received streamed rows (as BigQuery does for rows in its
+//! streaming buffer) and records what went through insertAll and load jobs. A target fails
+//! its test when dropped if the proxy refused any statement.
 #![allow(dead_code)]
 
 use std::time::Duration;
 
 use serde_json::{json, Value as Json};
-use tidewater_harness::{wait_until, BqEmulator};
+use tidewater_harness::{wait_until, BqEmulator, StrictLog, StrictProxy};
 
 use super::http::http;
 
@@ -16,16 +21,26 @@ pub const MERGE_INTERVAL_MS: u64 = 200;
 
 pub struct BqTarget {
     pub emu: BqEmulator,
+    /// What the sink's `endpoint` points at.
+    pub strict: StrictProxy,
     pub merge_interval_ms: u64,
 }
 
 impl BqTarget {
     pub fn start() -> BqTarget {
         let emu = BqEmulator::start().expect("start the BigQuery emulator");
+        let upstream = emu.endpoint().trim_start_matches("http://").to_string();
+        let strict = StrictProxy::start(&upstream).expect("start the strict proxy");
         BqTarget {
             emu,
+            strict,
             merge_interval_ms: MERGE_INTERVAL_MS,
         }
+    }
+
+    /// What the sink sent so far: streamed rows, load jobs, queries, refused DML.
+    pub fn strict_log(&self) -> StrictLog {
+        self.strict.log()
     }
 
     /// The `[sink]` section of a config writing to this emulator.
@@ -33,7 +48,7 @@ impl BqTarget {
         format!(
             "[sink]\ntype = \"bigquery\"\nproject = \"{}\"\ndataset = \"{DATASET}\"\nendpoint = \"{}\"\nmerge_interval_ms = {}\n",
             self.emu.project(),
-            self.emu.endpoint(),
+            self.strict.endpoint(),
             self.merge_interval_ms
         )
     }
@@ -130,6 +145,19 @@ impl BqTarget {
              GROUP BY _metadata_tx, _metadata_sequence HAVING COUNT(*) > 1",
             self.table(log)
         ))
+    }
+}
+
+impl Drop for BqTarget {
+    fn drop(&mut self) {
+        let refused = self.strict.log().violations;
+        if !std::thread::panicking() {
+            assert!(
+                refused.is_empty(),
+                "strict mode: DML on tables with streamed rows (refused, as BigQuery would): \
+                 {refused:#?}"
+            );
+        }
     }
 }
 
