@@ -213,6 +213,8 @@ fn binlog_gtids(rig: &Rig, from: u64) -> Vec<String> {
         for event in rig.source_lines(&format!("SHOW BINLOG EVENTS IN '{name}'")) {
             let cols: Vec<&str> = event.split('\t').collect();
             if let Some(gtid) = cols.get(5).and_then(|i| i.strip_prefix("BEGIN GTID ")) {
+                // "BEGIN GTID 0-1-8", or "BEGIN GTID 0-1-8 cid=42" when group-committed.
+                let gtid = gtid.split_whitespace().next().unwrap();
                 let seq: u64 = gtid.rsplit('-').next().unwrap().parse().unwrap();
                 if seq > from {
                     gtids.push(gtid.to_string());

@@ -387,7 +387,8 @@ impl Rig {
         if let Some(bq) = &self.bq {
             return bq.state().map(|(position, _)| position);
         }
-        let status = self.dir.path().join("replica.duckdb.status.json");
+        // Beside the replica, wherever the test moved it.
+        let status = PathBuf::from(format!("{}.status.json", self.db.display()));
         let text = std::fs::read_to_string(status).ok()?;
         let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
         v["report"]["position"].as_str().map(str::to_string)
