@@ -12,6 +12,9 @@ use crate::setup::{quote_ident, quoted_table};
 use crate::text::split_copy_line;
 use crate::types::canonical;
 
+/// Rows per event a table read sends on (snapshot copies and the stream's chunks).
+pub const CHUNK_ROWS: usize = 1024;
+
 pub struct ReadOptions<'a> {
     /// In primary-key order, text-like key columns in byte order (as DuckDB sorts them).
     pub ordered: bool,
@@ -83,7 +86,7 @@ pub async fn read_chunk(
     out: &mut impl RowConsumer,
 ) -> Result<u64> {
     let sql = chunk_statement(schema, after, limit)?;
-    copy_rows(client, schema, &sql, crate::snapshot::CHUNK_ROWS, out).await
+    copy_rows(client, schema, &sql, CHUNK_ROWS, out).await
 }
 
 fn chunk_statement(schema: &TableSchema, after: Option<&[Value]>, limit: usize) -> Result<String> {

@@ -17,9 +17,7 @@ use tracing::info;
 
 use crate::catalog::SourceTable;
 use crate::conn::pg_error;
-use crate::read::{read_table, ReadOptions};
-
-pub const CHUNK_ROWS: usize = 1024;
+use crate::read::{read_table, ReadOptions, CHUNK_ROWS};
 
 /// Copies `tables` as of `snapshot_name` and sends them as one transaction at `position`.
 /// The replica's rows of a table in `recopy` (one it holds already) are removed first, in

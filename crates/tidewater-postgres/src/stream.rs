@@ -22,7 +22,8 @@ use crate::join::{Joiner, Joining};
 use crate::pgoutput::{
     decode, decode_copy_data, OldTuple, PgOutputMessage, ReplicationMessage, Tuple, TupleValue,
 };
-use crate::snapshot::{copy_tables, CHUNK_ROWS};
+use crate::read::CHUNK_ROWS;
+use crate::snapshot::copy_tables;
 use crate::types::{canonical, column_type};
 use tidewater_core::uncarried::uncarried_change;
 

@@ -33,3 +33,5 @@ pub mod status_file;
 pub mod status_view;
 pub mod teardown;
 pub mod verify;
+pub mod verify_passes;
+pub mod verify_report;

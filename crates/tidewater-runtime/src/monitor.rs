@@ -19,7 +19,7 @@ use tidewater_duckdb::status::{collect, StatusReport};
 
 use crate::config::Config;
 use crate::config::PIPELINE_NAME;
-use crate::verify::passes::Passes;
+use crate::verify_passes::Passes;
 
 /// Apply busy on one step (a DuckDB write or commit) for longer than this is a stall.
 pub const STALL_AFTER: Duration = Duration::from_secs(60);

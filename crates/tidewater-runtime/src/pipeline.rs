@@ -54,13 +54,11 @@ async fn run_pipeline(
     // Source problems (unreachable, wal_level, no tables, ...) surface before the DuckDB file
     // is created, so a mistyped config leaves nothing behind. The first attempt reuses it.
     let connected = Some(driver.connect().await?);
-    let (sink, reader) = open_sink(
-        &config.sink,
-        config.source.kind(),
-        config.apply.log_tables,
-        monitor,
-    )
-    .await?;
+    let opened = open_sink(&config.sink, config.source.kind(), config.apply.log_tables).await?;
+    let (sink, reader) = (opened.sink, opened.reader);
+    if let Some(cost) = opened.bigquery_cost {
+        monitor.set_bigquery_cost(cost);
+    }
     // The status file and `/status` read the replica through DuckDB.
     let status = match reader {
         Some(reader) => {

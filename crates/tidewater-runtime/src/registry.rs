@@ -184,8 +184,6 @@ impl SinkConfig {
     }
 }
 
-use crate::monitor::Monitor;
-
 /// The configured source driver, whichever kind it is.
 pub enum AnyDriver {
     Postgres(PgDriver),
@@ -322,13 +320,12 @@ impl ConsistentReader for AnyReader {
 
 /// Opens the configured sink; `source_type` and `log_tables` (`[apply]`) go into its
 /// options. DuckDB also gives the connection the monitor reads the replica through (status,
-/// `/query`); BigQuery has none yet, and gives the monitor its bytes processed instead.
+/// `/query`); BigQuery has none yet, and gives its bytes processed for the monitor instead.
 pub async fn open_sink(
     sink: &SinkConfig,
     source_type: &str,
     log_tables: bool,
-    monitor: &Monitor,
-) -> Result<(Box<dyn Sink>, Option<Connection>)> {
+) -> Result<OpenedSink> {
     let c = match sink {
         SinkConfig::BigQuery(c) => {
             let sink = BigQuerySink::connect(BigQueryOptions {
@@ -337,8 +334,12 @@ pub async fn open_sink(
                 source_type: source_type.into(),
             })
             .await?;
-            monitor.set_bigquery_cost(sink.cost());
-            return Ok((Box::new(sink), None));
+            let cost = Some(sink.cost());
+            return Ok(OpenedSink {
+                sink: Box::new(sink),
+                reader: None,
+                bigquery_cost: cost,
+            });
         }
         SinkConfig::DuckDb(c) => c,
     };
@@ -357,7 +358,20 @@ pub async fn open_sink(
         .connection()
         .try_clone()
         .map_err(|e| Error::sink(format!("opening a read connection: {e}")))?;
-    Ok((Box::new(sink), Some(reader)))
+    Ok(OpenedSink {
+        sink: Box::new(sink),
+        reader: Some(reader),
+        bigquery_cost: None,
+    })
+}
+
+/// What `open_sink` opened: the sink, and what the monitor reads beside it.
+pub struct OpenedSink {
+    pub sink: Box<dyn Sink>,
+    /// DuckDB: a connection to read the replica (status, `/query`).
+    pub reader: Option<Connection>,
+    /// BigQuery: the bytes its jobs processed (`/metrics`).
+    pub bigquery_cost: Option<std::sync::Arc<tidewater_bigquery::BqCost>>,
 }
 
 /// How the apply loop batches for the configured sink: `options` from `[apply]`, then

@@ -11,7 +11,7 @@ use tidewater_duckdb::status::StatusReport;
 
 use crate::degraded::NotReplicated;
 use crate::monitor::{Monitor, RecentError};
-use crate::verify::passes::PassesView;
+use crate::verify_passes::PassesView;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusView {
@@ -193,7 +193,7 @@ impl StatusView {
                 let _ = writeln!(o, "health:              {health}{}", l.health);
                 crate::degraded::render_text(&mut o, &l.not_replicated);
                 if let Some(v) = &l.verify {
-                    crate::verify::passes::render_text(&mut o, v);
+                    crate::verify_passes::render_text(&mut o, v);
                 }
                 if let Some(http) = &l.http {
                     let _ = writeln!(o, "http:                http://{http}/");

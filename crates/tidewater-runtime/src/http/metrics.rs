@@ -297,7 +297,7 @@ pub fn render(m: &Monitor) -> String {
     }
 
     crate::degraded::render_metric(&mut o, &s.unreplicated);
-    crate::verify::passes::render_metrics(&mut o, &m.verify_passes, label);
+    crate::verify_passes::render_metrics(&mut o, &m.verify_passes, label);
     if let Some(cost) = m.bigquery_cost() {
         bigquery_cost(&mut o, cost);
     }

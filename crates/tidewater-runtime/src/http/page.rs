@@ -158,7 +158,7 @@ fn main(o: &mut String, v: &StatusView) {
     if let Some(l) = &v.live {
         crate::degraded::render_html(o, &l.not_replicated, esc);
         if let Some(verify) = &l.verify {
-            crate::verify::passes::render_html(o, verify, esc);
+            crate::verify_passes::render_html(o, verify, esc);
         }
         if !l.recent_errors.is_empty() {
             o.push_str("<h2>recent errors</h2><ul class=\"errors\">");

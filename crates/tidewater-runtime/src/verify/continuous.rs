@@ -21,10 +21,10 @@ use tracing::{info, warn};
 
 use super::compare::Comparer;
 use super::engine::{self, Replica, VerifyRequest};
-use super::passes::{LastPass, MAX_EXAMPLES};
 use super::report::VerifyReport;
 use crate::config::ContinuousVerify;
 use crate::monitor::{Monitor, Phase};
+use crate::verify_passes::{LastPass, MAX_EXAMPLES};
 use tidewater_core::redact::redact;
 
 /// How often the scheduler looks whether the pipeline streams, or repair requests were taken.

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use tidewater_core::stats::now_us;
 use tidewater_core::time::format_utc_micros;
 
-use super::report::{TableReport, VerifyReport};
 use crate::config::ContinuousVerify;
+use crate::verify_report::{TableReport, VerifyReport};
 
 /// Example keys kept per table and kind of difference.
 pub const MAX_EXAMPLES: usize = 5;
@@ -351,7 +351,7 @@ mod tests {
                 keyed: true,
                 rows: 10,
                 differing,
-                examples: super::super::report::Examples {
+                examples: crate::verify_report::Examples {
                     differing: (0..differing).map(|i| format!("id={i}")).collect(),
                     ..Default::default()
                 },
