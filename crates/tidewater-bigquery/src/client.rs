@@ -14,7 +14,9 @@ use gcp_bigquery_client::model::query_request::QueryRequest;
 use gcp_bigquery_client::model::table::Table;
 use gcp_bigquery_client::model::table_data_insert_all_request::TableDataInsertAllRequest;
 use gcp_bigquery_client::model::table_data_insert_all_request_rows::TableDataInsertAllRequestRows;
+use gcp_bigquery_client::model::table_field_schema::TableFieldSchema;
 use gcp_bigquery_client::model::table_row::TableRow;
+use gcp_bigquery_client::model::table_schema::TableSchema as BqSchema;
 use gcp_bigquery_client::Client;
 use serde_json::Value as Json;
 use tidewater_core::{Error, Result};
@@ -156,8 +158,8 @@ impl BqClient {
         Ok(())
     }
 
-    /// The column names of a table, or `None` when it does not exist.
-    pub async fn table_columns(&self, table: &str) -> Result<Option<Vec<String>>> {
+    /// The columns of a table, or `None` when it does not exist.
+    pub async fn table_fields(&self, table: &str) -> Result<Option<Vec<TableFieldSchema>>> {
         let what = format!("looking up table {}.{table}", self.dataset);
         with_retry(&what, |_| async {
             match self
@@ -166,17 +168,26 @@ impl BqClient {
                 .get(&self.project, &self.dataset, table, None)
                 .await
             {
-                Ok(t) => Ok(Some(
-                    t.schema
-                        .fields()
-                        .iter()
-                        .flatten()
-                        .map(|f| f.name.clone())
-                        .collect(),
-                )),
+                Ok(t) => Ok(Some(t.schema.fields().clone().unwrap_or_default())),
                 Err(e) if is_status(&e, 404) => Ok(None),
                 Err(e) => Err(from_client(&what, e)),
             }
+        })
+        .await
+    }
+
+    /// Sets a table's schema in its metadata (`tables.patch`), after DDL changed its columns
+    /// (see `evolve`).
+    pub async fn patch_fields(&self, table: &str, fields: Vec<TableFieldSchema>) -> Result<()> {
+        let what = format!("updating the schema of table {}.{table}", self.dataset);
+        let patch = Table::new(&self.project, &self.dataset, table, BqSchema::new(fields));
+        with_retry(&what, |_| async {
+            self.client
+                .table()
+                .patch(&self.project, &self.dataset, table, patch.clone())
+                .await
+                .map(drop)
+                .map_err(|e| from_client(&what, e))
         })
         .await
     }

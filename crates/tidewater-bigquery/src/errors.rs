@@ -45,21 +45,55 @@ fn classify(reason: &str, message: &str) -> ErrorKind {
     }
 }
 
-/// The fix for a fatal reason, when there is an obvious one.
-fn hint(reason: &str) -> Option<&'static str> {
-    match reason {
-        "accessDenied" | "forbidden" => Some(
+/// The fix for an error, from its reason and message (BigQuery names the quota or the
+/// missing permission only in the message: "Quota exceeded: Your table exceeded quota for
+/// ...", "User does not have bigquery.jobs.create permission in project p.").
+fn hint(reason: &str, message: &str) -> Option<&'static str> {
+    let has = |s: &str| message.contains(s);
+    Some(match reason {
+        "quotaExceeded" | "rateLimitExceeded" if has("DML") => {
+            "too many DML statements against one table (BigQuery runs 2 and queues 20 per \
+             table): raise [sink] merge_interval_ms so that fewer commits run, and check that \
+             nothing else writes the replica tables"
+        }
+        "quotaExceeded" if has("per day") || has("daily") => {
+            "a daily BigQuery quota of the project is used up (it refills over 24 hours): raise \
+             [sink] merge_interval_ms so that fewer jobs run, or ask for a higher quota in the \
+             Google Cloud console (IAM & Admin > Quotas); tidewater retries meanwhile"
+        }
+        "quotaExceeded" | "rateLimitExceeded" if has("table") => {
+            "too many changes of one table: raise [sink] merge_interval_ms so that fewer \
+             commits run; tidewater retries meanwhile"
+        }
+        "quotaExceeded" => {
+            "a BigQuery quota of the project is used up (the message names it): raise [sink] \
+             merge_interval_ms, or ask for a higher quota in the Google Cloud console (IAM & \
+             Admin > Quotas); tidewater retries meanwhile"
+        }
+        "accessDenied" | "forbidden" if has("bigquery.jobs.create") => {
+            "grant the service account roles/bigquery.jobUser on the project (tidewater's \
+             commits and reads are query jobs)"
+        }
+        "accessDenied" | "forbidden" if has("bigquery.datasets.create") => {
+            "create the dataset (in [sink] location), or grant the service account \
+             roles/bigquery.dataEditor on the project so that tidewater creates it"
+        }
+        "accessDenied" | "forbidden" => {
             "the credentials lack a permission: grant roles/bigquery.dataEditor on the dataset \
-             and roles/bigquery.jobUser on the project, see the README's BigQuery section",
-        ),
-        "notFound" => Some("check [sink] project and dataset, and the location"),
-        "billingNotEnabled" => Some("enable billing on the project"),
-        "invalid" | "invalidQuery" => Some(
+             and roles/bigquery.jobUser on the project, see the README's BigQuery section"
+        }
+        "notFound" if has("Dataset") => {
+            "the dataset does not exist, or is in another location: check [sink] project, \
+             dataset and location (tidewater creates a missing dataset at start)"
+        }
+        "notFound" => "check [sink] project and dataset, and the location",
+        "billingNotEnabled" => "enable billing on the project",
+        "invalid" | "invalidQuery" => {
             "a schema or SQL error: if a replica or _log table was changed by hand, restore it \
-             or drop it with the _tidewater_state table to take a new snapshot",
-        ),
-        _ => None,
-    }
+             or drop it with the _tidewater_state table to take a new snapshot"
+        }
+        _ => return None,
+    })
 }
 
 /// An error from the objects BigQuery returns (`errors` arrays); the first one decides.
@@ -74,7 +108,7 @@ pub fn from_protos(what: &str, errors: &[ErrorProto]) -> Error {
     let message = messages.join("; ");
     let kind = classify(reason, &message);
     let e = Error::new(kind, format!("{what}: {message} [{reason}]"));
-    typed(with_hint(e, hint(reason)), &message)
+    typed(with_hint(e, hint(reason, &message)), &message)
 }
 
 fn with_hint(e: Error, fix: Option<&str>) -> Error {
@@ -159,7 +193,7 @@ pub fn from_client(what: &str, e: BQError) -> Error {
             if code == 429 || code >= 500 {
                 kind = ErrorKind::SinkRetryable;
             }
-            let mut fix = hint(reason);
+            let mut fix = hint(reason, &nested.message);
             if code == 401 {
                 fix = Some(
                     "the credentials were rejected: check the [sink] credentials key file, or \
@@ -282,6 +316,77 @@ mod tests {
             )]
         )
         .is_retryable());
+    }
+
+    /// HTTP error answers as BigQuery sends them (docs: "Troubleshoot quota and limit
+    /// errors", "Error messages"): the status, `errors[].reason`, and the message naming the
+    /// quota or permission.
+    fn http_error(code: i64, reason: &str, message: &str) -> Error {
+        let body = serde_json::json!({"error": {"code": code, "message": message,
+            "errors": [{"domain": "global", "reason": reason, "message": message}],
+            "status": "PERMISSION_DENIED"}});
+        let error = serde_json::from_value(body).unwrap();
+        from_client("committing", BQError::ResponseError { error })
+    }
+
+    #[test]
+    fn quota_permission_and_missing_dataset_errors_name_the_fix() {
+        let dml = http_error(
+            400,
+            "quotaExceeded",
+            "Resources exceeded during query execution: Too many DML statements outstanding \
+             against table p:d.public_t, limit is 20.",
+        );
+        assert!(dml.is_retryable());
+        assert!(dml.fix().unwrap().contains("merge_interval_ms"), "{dml:?}");
+        let daily = http_error(
+            403,
+            "quotaExceeded",
+            "Quota exceeded: Your project exceeded quota for query jobs per day. For more \
+             information, see https://cloud.google.com/bigquery/docs/troubleshoot-quotas",
+        );
+        assert!(daily.is_retryable());
+        assert!(
+            daily.fix().unwrap().contains("refills over 24 hours"),
+            "{daily:?}"
+        );
+        let table = http_error(
+            403,
+            "rateLimitExceeded",
+            "Exceeded rate limits: too many table update operations for this table.",
+        );
+        assert!(table.is_retryable());
+        assert!(table.fix().unwrap().contains("one table"), "{table:?}");
+        let jobs = http_error(
+            403,
+            "accessDenied",
+            "Access Denied: Project p: User does not have bigquery.jobs.create permission in \
+             project p.",
+        );
+        assert!(!jobs.is_retryable());
+        assert!(
+            jobs.fix().unwrap().contains("roles/bigquery.jobUser"),
+            "{jobs:?}"
+        );
+        let create = http_error(
+            403,
+            "accessDenied",
+            "Access Denied: Project p: User does not have bigquery.datasets.create permission \
+             in project p.",
+        );
+        assert!(
+            create.fix().unwrap().contains("create the dataset"),
+            "{create:?}"
+        );
+        let missing = http_error(404, "notFound", "Not found: Dataset p:replica");
+        assert!(!missing.is_retryable());
+        assert!(missing
+            .fix()
+            .unwrap()
+            .contains("[sink] project, dataset and location"));
+        assert!(missing
+            .message()
+            .contains("HTTP 404: Not found: Dataset p:replica"));
     }
 
     #[test]

@@ -9,7 +9,9 @@
 mod client;
 pub mod config;
 mod cost;
+mod definitions;
 mod errors;
+mod evolve;
 mod merge;
 mod prune;
 mod rows;

@@ -7,7 +7,7 @@ use serde_json::{Map, Value as Json};
 use tidewater_core::time::format_utc_micros;
 use tidewater_core::{Change, ChangeKind, Error, Result, TableSchema, Value};
 
-use crate::tables::{OLD_KEY_PREFIX, RUN_COLUMN};
+use crate::tables::{BEFORE, OLD_KEY_PREFIX, RUN_COLUMN, UNCHANGED_COLUMN};
 use crate::types::encode;
 
 /// The transaction a log row belongs to.
@@ -55,10 +55,15 @@ fn value(schema: &TableSchema, col: usize, v: &Value) -> Result<Json> {
                 .map_err(|e| e.context(format_args!("column {} of {}", c.name, schema.id)))
         }
         Value::Unchanged => Err(Error::source_fatal(format!(
-            "an UPDATE of {} left out the unchanged (TOASTed) value of column {}: the BigQuery \
-             sink needs whole rows (a known limitation, see the README's BigQuery section): \
-             replicate this table with the DuckDB sink, or leave it out of source.tables",
+            "an UPDATE of {} that changed the primary key left out the unchanged (TOASTed) \
+             value of column {}: the BigQuery sink keeps an unchanged value only under the \
+             same key",
             schema.id, schema.columns[col].name
+        ))
+        .with_fix(format!(
+            "ALTER TABLE {} REPLICA IDENTITY FULL at the source (updates then carry every \
+             value), and take a new snapshot of the table",
+            schema.id
         ))),
     }
 }
@@ -70,24 +75,38 @@ pub fn log_row(
     sequence: i64,
 ) -> Result<TableDataInsertAllRequestRows> {
     let s = &*change.table;
-    if !s.has_key() && matches!(change.kind, ChangeKind::Update | ChangeKind::Delete) {
+    let full_image = change.kind != ChangeKind::Update || change.old.is_some();
+    if !s.has_key() && !full_image {
         return Err(Error::source_fatal(format!(
-            "{} has no primary key: the BigQuery sink replicates only its inserts, and got an \
-             {}. Add a primary key to the table (the replica is merged by key)",
-            s.id,
-            change.kind.as_str()
+            "an UPDATE of {}, which has no primary key, came without its old row: the BigQuery \
+             sink replaces one copy of the old row by the new one",
+            s.id
+        ))
+        .with_fix(format!(
+            "ALTER TABLE {} REPLICA IDENTITY FULL (PostgreSQL) or binlog_row_image = FULL \
+             (MySQL/MariaDB), or add a primary key",
+            s.id
         )));
     }
     let mut row = Map::new();
     // `old` is a full old image (keyless tables, REPLICA IDENTITY FULL) or the old key.
     let full_old = change.old.as_ref().filter(|o| o.len() == s.columns.len());
+    let mut unchanged = Vec::new();
     for (i, (c, v)) in s.columns.iter().zip(&change.row).enumerate() {
-        // An unchanged (TOASTed) value is in a full old image, when there is one.
+        // An unchanged (TOASTed) value is in a full old image, when there is one; else the
+        // commit takes it from the key's previous image (`merge`), when the key is the same.
         let v = match (v, full_old) {
             (Value::Unchanged, Some(old)) => &old[i],
+            (Value::Unchanged, None) if change.old.is_none() => {
+                unchanged.push(Json::String(c.name.clone()));
+                &Value::Null
+            }
             _ => v,
         };
         row.insert(c.name.clone(), value(s, i, v)?);
+    }
+    if !unchanged.is_empty() {
+        row.insert(UNCHANGED_COLUMN.into(), Json::Array(unchanged));
     }
     if let (Some(old), true) = (&change.old, s.has_key()) {
         for (n, &k) in s.key.iter().enumerate() {
@@ -101,6 +120,30 @@ pub fn log_row(
         insert_id: Some(format!("{}-{}-{sequence}", tx.run, tx.ordinal)),
         json: Json::Object(row),
     })
+}
+
+/// The staging row of the old image an update of a keyless table replaced (its full old
+/// image, REPLICA IDENTITY FULL): the commit removes one copy of it. `BEFORE`, deleted; never
+/// copied to the log, where the update is one row. `None` for every other change.
+pub fn before_row(
+    change: &Change,
+    tx: &TxMeta,
+    sequence: i64,
+) -> Result<Option<TableDataInsertAllRequestRows>> {
+    let s = &*change.table;
+    let (ChangeKind::Update, false, Some(old)) = (change.kind, s.has_key(), &change.old) else {
+        return Ok(None);
+    };
+    let mut row = Map::new();
+    for (i, (c, v)) in s.columns.iter().zip(old).enumerate() {
+        row.insert(c.name.clone(), value(s, i, v)?);
+    }
+    metadata(&mut row, tx, BEFORE, sequence);
+    row.insert("_metadata_deleted".into(), true.into());
+    Ok(Some(TableDataInsertAllRequestRows {
+        insert_id: Some(format!("{}-{}-{sequence}-before", tx.run, tx.ordinal)),
+        json: Json::Object(row),
+    }))
 }
 
 /// The log row recording a TRUNCATE: no values.
@@ -165,23 +208,35 @@ mod tests {
     }
 
     #[test]
-    fn keyless_updates_and_toasted_values_are_refused_with_the_fix() {
-        let update = Change {
+    fn keyless_updates_carry_their_old_image_and_toasted_values_are_marked() {
+        let mut update = Change {
             table: schema(vec![]),
-            kind: ChangeKind::Delete,
+            kind: ChangeKind::Update,
             row: vec![Value::text("1"), Value::Null],
             old: None,
         };
         let e = log_row(&update, &TX, 0).unwrap_err();
-        assert!(e.to_string().contains("Add a primary key"), "{e}");
-        let toasted = Change {
+        assert!(e.fix().unwrap().contains("REPLICA IDENTITY FULL"), "{e:?}");
+        update.old = Some(vec![Value::text("0"), Value::text("ff")]);
+        let before = before_row(&update, &TX, 5).unwrap().unwrap();
+        assert_eq!(before.insert_id.as_deref(), Some("r1-12-5-before"));
+        assert_eq!(before.json["id"], "0");
+        assert_eq!(before.json["_metadata_change_type"], "BEFORE");
+        assert_eq!(before.json["_metadata_deleted"], true);
+        assert_eq!(log_row(&update, &TX, 5).unwrap().json["id"], "1");
+        let mut toasted = Change {
             table: schema(vec![0]),
             kind: ChangeKind::Update,
             row: vec![Value::text("1"), Value::Unchanged],
             old: None,
         };
+        let row = log_row(&toasted, &TX, 0).unwrap().json;
+        assert_eq!(row["b"], Json::Null);
+        assert_eq!(row[UNCHANGED_COLUMN], serde_json::json!(["b"]));
+        toasted.old = Some(vec![Value::text("0")]);
         let e = log_row(&toasted, &TX, 0).unwrap_err();
-        assert!(e.to_string().contains("whole rows"), "{e}");
+        assert!(e.to_string().contains("changed the primary key"), "{e}");
+        assert!(e.fix().unwrap().contains("REPLICA IDENTITY FULL"), "{e:?}");
         let t = truncate_row(&TX, 4);
         assert_eq!(t.json["_metadata_change_type"], "TRUNCATE");
         assert_eq!(t.insert_id.as_deref(), Some("r1-12-4-truncate"));

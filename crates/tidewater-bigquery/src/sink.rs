@@ -39,28 +39,50 @@
 //!   hold it twice — the same exposure as any insertAll user, and why the insertIds are
 //!   deterministic.
 //!
+//! Schema changes. `_tidewater_tables` (`definitions`) holds the definition each replica was
+//! last committed with, written by the commit transaction that applies the first rows under
+//! it. BigQuery DDL cannot run inside that transaction, so the tables change around it:
+//!
+//! - before the commit, columns are added and widened (`evolve`), in the replica, log and
+//!   staging tables. If the process dies before the commit, the committed definition is the
+//!   old one and nothing committed wrote the new columns: the next start (`prepare`) brings
+//!   the tables back to the committed definition (dropping the added replica columns, whose
+//!   values are all NULL; a widened column stays wide, and takes the old values exactly), and
+//!   the replayed stream brings the change again;
+//! - after the commit, the replica drops the columns the committed definition no longer
+//!   has. Dropping before it would lose values if the commit never happened (the replay
+//!   needs them); if the process dies between the commit and the drop, the next start drops
+//!   them. Until then the replica has an extra column the MERGE does not write. The log and
+//!   staging tables keep dropped columns (history; and no column is ever dropped from a
+//!   table that receives streamed rows);
+//! - a change the stream does not carry (an added column: docs/schema-changes.md) arrives as
+//!   a copy of the table at a later position, a TRUNCATE carrying the new definition and the
+//!   copied rows in one source transaction: the same path, with the truncate's `DELETE`.
+//!
 //! `TIDEWATER_FAULT=after-log-append` (or `after-merge`) kills the process with SIGKILL at
 //! that point of the next commit: the crash tests use it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use gcp_bigquery_client::model::table_data_insert_all_request_rows::TableDataInsertAllRequestRows;
 use tidewater_core::stats::now_us;
 use tidewater_core::{
-    Change, Error, PipelineState, Position, Result, Sink, TableId, TableSchema, TxInfo,
+    Change, ChangeKind, Error, PipelineState, Position, Result, Sink, TableId, TableSchema, TxInfo,
 };
 use tokio::runtime::Handle;
 use tokio::task::JoinHandle;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::client::{BqClient, Connection};
 use crate::cost::BqCost;
+use crate::definitions::{self, DEFINITIONS_TABLE};
+use crate::evolve::ensure;
 use crate::merge::{commit_script, LogRange, StateUpdate};
 use crate::prune::KeyBounds;
-use crate::rows::{log_row, truncate_row, TxMeta};
+use crate::rows::{before_row, log_row, truncate_row, TxMeta};
 use crate::state::{self, StoredState};
-use crate::tables::{self, table_names, Place, TableNames, OLD_KEY_PREFIX};
+use crate::tables::{self, table_names, Place, TableNames, OLD_KEY_PREFIX, UNCHANGED_COLUMN};
 
 /// Rows per insertAll request (BigQuery recommends about 500).
 const APPEND_ROWS: usize = 500;
@@ -102,11 +124,22 @@ pub struct BigQueryOptions {
 struct TableState {
     schema: Arc<TableSchema>,
     names: TableNames,
+    /// Whether `schema` is the definition committed in `_tidewater_tables`; if not, the next
+    /// commit records it.
+    recorded: bool,
+    /// The replica may hold columns `schema` no longer has: dropped after the next commit.
+    evolved: bool,
+    /// What the commit copies from staging into the log (`LogRange::log_columns`).
+    log_columns: Vec<String>,
     /// Whether the open batch wrote to it.
     touched: bool,
     truncated_at: Option<(i64, i64)>,
     /// The keys the open batch touched (keyed tables): the MERGE's pruning predicate.
     bounds: Option<KeyBounds>,
+    /// Whether an update of the open batch left values unchanged (TOAST).
+    unchanged: bool,
+    /// Whether the open batch updates or deletes rows of this keyless table.
+    multiset: bool,
 }
 
 impl TableState {
@@ -115,6 +148,8 @@ impl TableState {
         self.touched = false;
         self.truncated_at = None;
         self.bounds = KeyBounds::new(&self.schema);
+        self.unchanged = false;
+        self.multiset = false;
     }
 }
 
@@ -152,6 +187,8 @@ pub struct BigQuerySink {
     run: String,
     fault: Option<Fault>,
     cost: Arc<BqCost>,
+    /// The committed definitions, read by `replicated_tables` for `prepare`.
+    stored: Option<HashMap<TableId, TableSchema>>,
 }
 
 impl BigQuerySink {
@@ -160,8 +197,9 @@ impl BigQuerySink {
     pub async fn connect(options: BigQueryOptions) -> Result<BigQuerySink> {
         let client = BqClient::connect(&options.connection).await?;
         client.ensure_dataset().await?;
-        let state_table = tables::state_table(&place(&options.connection));
-        client.create_table(state_table).await?;
+        let at = place(&options.connection);
+        client.create_table(tables::state_table(&at)).await?;
+        client.create_table(tables::definitions_table(&at)).await?;
         let fault = match std::env::var("TIDEWATER_FAULT").as_deref() {
             Ok("after-log-append") => Some(Fault::AfterLogAppend),
             Ok("after-merge") => Some(Fault::AfterMerge),
@@ -180,6 +218,7 @@ impl BigQuerySink {
             run: String::new(),
             fault,
             cost: Arc::default(),
+            stored: None,
         })
     }
 
@@ -192,11 +231,29 @@ impl BigQuerySink {
         self.rt.block_on(f)
     }
 
-    /// Creates the replica and log of a table, or checks that existing ones have its columns.
-    fn prepare_table(&mut self, schema: &Arc<TableSchema>) -> Result<()> {
+    /// Brings the replica, log and staging tables of `schema` to its columns (creating them
+    /// when missing; see `evolve`). The replica drops columns `schema` lacks only when
+    /// `drop_extra` (its definition is committed). Returns the log columns a commit copies.
+    fn ensure_tables(&self, schema: &TableSchema, drop_extra: bool) -> Result<Vec<String>> {
         tables::check_columns(schema)?;
-        let c = &self.options.connection;
-        let at = place(c);
+        let at = place(&self.options.connection);
+        let fix = self.resnapshot_fix();
+        let client = &self.client;
+        // Replica, then log, then staging: a widened staging column (where rows come from)
+        // implies a widened log and replica (where they go), whatever the crash point.
+        self.block_on(async {
+            ensure(client, tables::replica_table(&at, schema), drop_extra, &fix).await?;
+            let log = ensure(client, tables::log_table(&at, schema), false, &fix).await?;
+            let staging = ensure(client, tables::staging_table(&at, schema), false, &fix).await?;
+            // Both have every column of the definition; a crash between their DDL can leave
+            // one with an added column the other lacks, which no committed row holds yet.
+            Ok(log.into_iter().filter(|c| staging.contains(c)).collect())
+        })
+    }
+
+    /// Creates the tables of a table new to the sink, or brings existing ones to `schema`
+    /// (`recorded`: `schema` is the committed definition).
+    fn prepare_table(&mut self, schema: &Arc<TableSchema>, recorded: bool) -> Result<()> {
         let names = table_names(&schema.id);
         if let Some(other) = self
             .tables
@@ -209,59 +266,100 @@ impl BigQuerySink {
                 other.0, schema.id, names.replica
             )));
         }
-        let wanted = [
-            tables::replica_table(&at, schema),
-            tables::log_table(&at, schema),
-            tables::staging_table(&at, schema),
-        ];
-        for table in wanted {
-            let name = table.table_id().clone();
-            match self.block_on(self.client.table_columns(&name))? {
-                None => self.block_on(self.client.create_table(table))?,
-                Some(found) if found == tables::column_names(&table) => {}
-                Some(found) => {
-                    return Err(Error::sink(format!(
-                        "BigQuery table {}.{name} does not have the columns tidewater writes \
-                         (expected ({}), found ({})): the source table changed, or the table was \
-                         changed by hand. The BigQuery sink cannot alter tables yet: drop the \
-                         table, its _log table and this pipeline's row of {} to take a new snapshot",
-                        c.dataset,
-                        tables::column_names(&table).join(", "),
-                        found.join(", "),
-                        tables::STATE_TABLE
-                    )))
-                }
-            }
-        }
+        let log_columns = self.ensure_tables(schema, recorded)?;
         self.tables.insert(
             schema.id.clone(),
             TableState {
                 schema: schema.clone(),
                 names,
+                recorded,
+                evolved: false,
+                log_columns,
                 touched: false,
                 truncated_at: None,
                 bounds: KeyBounds::new(schema),
+                unchanged: false,
+                multiset: false,
             },
         );
         Ok(())
     }
 
-    /// A table's state; a table new to the stream is created first, a changed one refused.
-    fn table_for(&mut self, schema: &Arc<TableSchema>) -> Result<&mut TableState> {
+    /// A table whose definition changed at the source (carried by the stream, or with its
+    /// copy, `emptied`): its tables get the new columns now; the replica's dropped columns go
+    /// after the commit that records the new definition ("Schema changes" above).
+    fn evolve_table(&mut self, new: &Arc<TableSchema>, emptied: bool) -> Result<()> {
+        let t = &self.tables[&new.id];
+        let key_names = |s: &TableSchema| -> Vec<String> {
+            s.key.iter().map(|&k| s.columns[k].name.clone()).collect()
+        };
+        let (old_key, new_key) = (key_names(&t.schema), key_names(new));
+        if old_key != new_key && !emptied {
+            return Err(Error::source_fatal(format!(
+                "the primary key of {} changed from ({}) to ({}): tidewater cannot re-key a \
+                 BigQuery replica in place",
+                new.id,
+                old_key.join(", "),
+                new_key.join(", ")
+            ))
+            .with_fix(self.resnapshot_fix()));
+        }
+        let key_type = |s: &TableSchema| s.key.first().map(|&k| s.columns[k].ty.clone());
+        let same_bounds = old_key == new_key && key_type(&t.schema) == key_type(new);
+        let log_columns = self.ensure_tables(new, false)?;
+        let t = self.tables.get_mut(&new.id).expect("known");
+        info!(table = %new.id, "the source table's definition changed: the BigQuery tables follow");
+        t.schema = new.clone();
+        t.recorded = false;
+        t.evolved = true;
+        t.log_columns = log_columns;
+        if !same_bounds {
+            // Keys of the batch so far are of another column or type: no pruning this batch.
+            t.bounds = None;
+        }
+        Ok(())
+    }
+
+    /// Whether `schema` is not the definition the sink writes its table with.
+    fn new_definition(&self, schema: &Arc<TableSchema>) -> bool {
         match self.tables.get(&schema.id) {
-            Some(t) if Arc::ptr_eq(&t.schema, schema) || *t.schema == **schema => {}
-            Some(_) => {
-                return Err(Error::source_fatal(format!(
-                    "the columns of {} changed at the source: the BigQuery sink cannot alter its \
-                     tables yet. Stop tidewater, drop the replica, its _log table and this \
-                     pipeline's row of {} to take a new snapshot",
-                    schema.id,
-                    tables::STATE_TABLE
-                )))
+            Some(t) => !Arc::ptr_eq(&t.schema, schema) && *t.schema != **schema,
+            None => true,
+        }
+    }
+
+    /// A table's state; a table new to the stream is created first, a changed one evolved.
+    /// `emptied`: the table is being truncated (its copy follows), so its key may change.
+    fn table_for(&mut self, schema: &Arc<TableSchema>, emptied: bool) -> Result<&mut TableState> {
+        if self.new_definition(schema) {
+            if self.tables.contains_key(&schema.id) {
+                self.evolve_table(schema, emptied)?;
+            } else {
+                self.prepare_table(schema, false)?;
             }
-            None => self.prepare_table(schema)?,
         }
         Ok(self.tables.get_mut(&schema.id).expect("prepared"))
+    }
+
+    /// After a commit: what it recorded is committed, and replicas lose the columns their
+    /// committed definition dropped. A failure here only delays the drop to the next start
+    /// (`prepare` drops them then): the commit itself stands.
+    fn after_commit(&mut self) {
+        let mut evolved = Vec::new();
+        for t in self.tables.values_mut() {
+            t.recorded = true;
+            if std::mem::take(&mut t.evolved) {
+                evolved.push(t.schema.clone());
+            }
+        }
+        let at = place(&self.options.connection);
+        let fix = self.resnapshot_fix();
+        for schema in evolved {
+            let replica = tables::replica_table(&at, &schema);
+            if let Err(e) = self.block_on(ensure(&self.client, replica, true, &fix)) {
+                warn!(table = %schema.id, error = %e, "dropping columns the source dropped from the replica failed; retried at the next start");
+            }
+        }
     }
 
     fn enter_tx(&mut self, tx: &TxInfo) -> &mut CurrentTx {
@@ -331,6 +429,11 @@ impl BigQuerySink {
         }
     }
 
+    fn read_definitions(&self) -> Result<HashMap<TableId, TableSchema>> {
+        let stored = self.block_on(definitions::read(&self.client, &self.options.pipeline))?;
+        Ok(stored.into_iter().map(|s| (s.id.clone(), s)).collect())
+    }
+
     /// Runs the commit script; a retried one that finds the state already at `hi` committed.
     /// Returns the bytes it processed (0 when only the retry's answer arrived).
     fn run_commit(&self, script: &str, hi: i64) -> Result<u64> {
@@ -359,10 +462,30 @@ impl BigQuerySink {
 impl Sink for BigQuerySink {
     fn prepare(&mut self, tables: &[Arc<TableSchema>]) -> Result<()> {
         self.tables.clear();
+        let mut stored = match self.stored.take() {
+            Some(s) => s,
+            None => self.read_definitions()?,
+        };
         for t in tables {
-            self.prepare_table(t)?;
+            // The replica keeps its committed definition until the stream brings the change.
+            match stored.remove(&t.id) {
+                Some(def) => self.prepare_table(&Arc::new(def), true)?,
+                None => self.prepare_table(t, false)?,
+            }
         }
         Ok(())
+    }
+
+    fn replicated_tables(&mut self) -> Result<Option<BTreeSet<TableId>>> {
+        let stored = self.read_definitions()?;
+        let held = stored.keys().cloned().collect();
+        self.stored = Some(stored);
+        Ok(Some(held))
+    }
+
+    fn replica_schema(&mut self, id: &TableId) -> Result<Option<TableSchema>> {
+        let t = self.tables.get(id).filter(|t| t.recorded);
+        Ok(t.map(|t| (*t.schema).clone()))
     }
 
     fn state(&mut self) -> Result<PipelineState> {
@@ -377,6 +500,11 @@ impl Sink for BigQuerySink {
         };
         self.applied = stored.tx_ordinal;
         self.next_ordinal = stored.tx_ordinal + 1;
+        if stored.position.is_none() {
+            // A new snapshot: definitions left by an earlier one describe nothing held (the
+            // snapshot's commit records them anew).
+            self.stored = Some(HashMap::new());
+        }
         // A new run: staged rows of an earlier run that never committed are never selected.
         self.run = new_run();
         info!(run = %self.run, tx_ordinal = self.applied, "resuming the BigQuery pipeline");
@@ -395,16 +523,17 @@ impl Sink for BigQuerySink {
     }
 
     fn changes_schema(&self, changes: &[Change]) -> bool {
-        changes.iter().any(|c| match self.tables.get(&c.table.id) {
-            Some(t) => !Arc::ptr_eq(&t.schema, &c.table) && *t.schema != *c.table,
-            None => true,
-        })
+        changes.iter().any(|c| self.new_definition(&c.table))
+    }
+
+    fn truncate_changes_schema(&self, tables: &[Arc<TableSchema>]) -> bool {
+        tables.iter().any(|t| self.new_definition(t))
     }
 
     fn write(&mut self, tx: &TxInfo, first_sequence: i64, changes: Vec<Change>) -> Result<()> {
         let mut per_table: HashMap<String, Vec<TableDataInsertAllRequestRows>> = HashMap::new();
         for change in &changes {
-            self.table_for(&change.table)?.touched = true;
+            self.table_for(&change.table, false)?.touched = true;
         }
         let current = self.enter_tx(tx);
         let first = first_sequence + current.truncates;
@@ -418,8 +547,18 @@ impl Sink for BigQuerySink {
             run: &self.run,
         };
         for (i, change) in changes.iter().enumerate() {
-            let row = log_row(change, &meta, first + i as i64)?;
+            let sequence = first + i as i64;
+            let row = log_row(change, &meta, sequence)?;
             let t = self.tables.get_mut(&change.table.id).expect("prepared");
+            t.unchanged |= row.json.get(UNCHANGED_COLUMN).is_some();
+            if !t.schema.has_key() && matches!(change.kind, ChangeKind::Update | ChangeKind::Delete)
+            {
+                t.multiset = true;
+                if let Some(before) = before_row(change, &meta, sequence)? {
+                    let staged = per_table.entry(t.names.staging.clone()).or_default();
+                    staged.push(before);
+                }
+            }
             if let Some(b) = &mut t.bounds {
                 let old = format!("{OLD_KEY_PREFIX}{}", b.column());
                 b.add(&row.json[b.column()]);
@@ -446,7 +585,7 @@ impl Sink for BigQuerySink {
         };
         let mut staged = Vec::new();
         for schema in tables {
-            let t = self.table_for(schema)?;
+            let t = self.table_for(schema, true)?;
             t.touched = true;
             t.truncated_at = Some((ordinal, sequence + 1));
             staged.push(t.names.staging.clone());
@@ -474,12 +613,16 @@ impl Sink for BigQuerySink {
                 replica: self.client.qualified(&t.names.replica),
                 log: self.client.qualified(&t.names.log),
                 staging: self.client.qualified(&t.names.staging),
+                log_columns: &t.log_columns,
                 run: &self.run,
                 lo,
                 hi,
                 truncated_at: t.truncated_at,
                 appended_since_us: since,
                 prune: t.bounds.as_ref().and_then(|b| b.predicate("t")),
+                unchanged: t.unchanged,
+                prune_previous: t.bounds.as_ref().and_then(|b| b.predicate("r")),
+                multiset: t.multiset,
             })
             .collect();
         let state_table = self.client.qualified(tables::STATE_TABLE);
@@ -491,7 +634,17 @@ impl Sink for BigQuerySink {
             position: &position.0,
             last_source_commit_us: last_commit_time_us,
         };
-        let script = commit_script(&ranges, &update);
+        let definitions_table = self.client.qualified(DEFINITIONS_TABLE);
+        let mut definitions = Vec::new();
+        for t in self.tables.values().filter(|t| !t.recorded) {
+            let pipeline = &self.options.pipeline;
+            definitions.extend(definitions::record(
+                &definitions_table,
+                pipeline,
+                &t.schema,
+            )?);
+        }
+        let script = commit_script(&ranges, &definitions, &update);
         let tables_merged = ranges.len();
         let started = std::time::Instant::now();
         let bytes = self.run_commit(&script, hi)?;
@@ -509,6 +662,7 @@ impl Sink for BigQuerySink {
             dataset = %c.dataset,
             "merged the batch into the replicas"
         );
+        self.after_commit();
         self.inject(Fault::AfterMerge);
         self.applied = hi;
         self.current = None;
@@ -531,10 +685,11 @@ impl Sink for BigQuerySink {
 
     fn resnapshot_fix(&self) -> String {
         format!(
-            "drop the replicated tables, their _log tables and this pipeline's row of {} in \
-             dataset {} (or set sink.dataset to a new dataset), and run `tidewater run` again: \
-             it takes a new snapshot",
+            "drop the replicated tables, their _log tables and this pipeline's rows of {} and {} \
+             in dataset {} (or set sink.dataset to a new dataset), and run `tidewater run` \
+             again: it takes a new snapshot",
             tables::STATE_TABLE,
+            DEFINITIONS_TABLE,
             self.client.dataset
         )
     }

@@ -28,6 +28,11 @@ pub const STATE_TABLE: &str = "_tidewater_state";
 pub const OLD_KEY_PREFIX: &str = "_metadata_old_";
 /// The staging column naming the run that appended a row; a commit selects only its own.
 pub const RUN_COLUMN: &str = "_metadata_run";
+/// The staging-only change type of a keyless table's replaced row (`rows::before_row`).
+pub const BEFORE: &str = "BEFORE";
+/// The staging column listing an update's unchanged (TOASTed) columns, whose values the
+/// commit takes from the key's previous image; never copied to the log.
+pub const UNCHANGED_COLUMN: &str = "_metadata_unchanged";
 /// Staging partitions expire two days after their day ends: far longer than any batch waits
 /// for its commit (seconds; minutes when BigQuery is slow), and short enough to keep the
 /// table small.
@@ -183,6 +188,7 @@ fn log_fields(schema: &TableSchema) -> Vec<TableFieldSchema> {
 }
 
 /// The names of the log's columns, in order (the staging table has them too).
+#[cfg(test)]
 pub fn log_column_names(schema: &TableSchema) -> Vec<String> {
     log_fields(schema).into_iter().map(|f| f.name).collect()
 }
@@ -203,6 +209,11 @@ pub fn staging_table(at: &Place, schema: &TableSchema) -> Table {
     let names = table_names(&schema.id);
     let mut fields = log_fields(schema);
     fields.push(scalar_field(RUN_COLUMN, BqField::String));
+    let unchanged = BqType {
+        field: BqField::String,
+        repeated: true,
+    };
+    fields.push(field(UNCHANGED_COLUMN, unchanged));
     let mut partitioning = TimePartitioning::per_day().field("_metadata_timestamp");
     partitioning.expiration_ms = Some(STAGING_EXPIRATION_MS.to_string());
     new_table(at, &names.staging, fields)
@@ -210,6 +221,13 @@ pub fn staging_table(at: &Place, schema: &TableSchema) -> Table {
         .clustering(Clustering {
             fields: Some(vec![RUN_COLUMN.into(), "_metadata_tx".into()]),
         })
+}
+
+/// `_tidewater_tables` (`definitions`): every column a string.
+pub fn definitions_table(at: &Place) -> Table {
+    let columns = crate::definitions::DEFINITION_COLUMNS.iter();
+    let fields = columns.map(|n| scalar_field(n, BqField::String)).collect();
+    new_table(at, crate::definitions::DEFINITIONS_TABLE, fields)
 }
 
 pub fn state_table(at: &Place) -> Table {
@@ -220,10 +238,9 @@ pub fn state_table(at: &Place) -> Table {
     new_table(at, STATE_TABLE, fields)
 }
 
-/// The column names a table created from `table` has, in order.
-pub fn column_names(table: &Table) -> Vec<String> {
-    let fields = table.schema.fields().iter().flatten();
-    fields.map(|f| f.name.clone()).collect()
+/// The columns a table created from `table` has, in order.
+pub fn fields(table: &Table) -> Vec<TableFieldSchema> {
+    table.schema.fields().clone().unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -278,8 +295,9 @@ mod tests {
         );
         assert_eq!(json["timePartitioning"]["expirationMs"], "172800000");
         let fields = json["schema"]["fields"].as_array().unwrap();
-        assert_eq!(fields.last().unwrap()["name"], "_metadata_run");
-        assert_eq!(log_column_names(&s).len(), fields.len() - 1);
+        assert_eq!(fields[fields.len() - 2]["name"], "_metadata_run");
+        assert_eq!(fields.last().unwrap()["name"], "_metadata_unchanged");
+        assert_eq!(log_column_names(&s).len(), fields.len() - 2);
     }
 
     #[test]

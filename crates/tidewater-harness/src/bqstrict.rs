@@ -9,7 +9,12 @@
 //! - records which tables received rows by `insertAll` (and how many), and every load job;
 //! - refuses, with BigQuery's own error (HTTP 400, `invalidQuery`, "would affect rows in the
 //!   streaming buffer"), any query or query job whose SQL applies UPDATE, DELETE, MERGE or
-//!   TRUNCATE to one of those tables, and records the attempt as a violation.
+//!   TRUNCATE to one of those tables, and records the attempt as a violation;
+//! - refuses `ALTER TABLE ... DROP COLUMN` on those tables too. This is stricter than
+//!   BigQuery is known to be: its documentation names no streaming-buffer limit for schema
+//!   changes, and none was found for dropping a column either, so the sink is held to never
+//!   needing one (its staging tables keep dropped columns). `ADD COLUMN` and `ALTER COLUMN
+//!   ... SET DATA TYPE` pass: schema updates that BigQuery documents for streamed-to tables.
 //!
 //! A test's lifetime is far shorter than the buffer window, so a table that received a
 //! streamed row stays protected until the proxy stops. The Storage Write API (gRPC) does not
@@ -281,6 +286,7 @@ fn inspect(request: &Message, log: &Mutex<StrictLog>) -> Option<Message> {
     let streamed: BTreeSet<&str> = log.streamed_rows.keys().map(String::as_str).collect();
     let hit = dml_targets(sql)
         .into_iter()
+        .chain(column_drop_targets(sql))
         .find(|t| streamed.contains(t.as_str()))?;
     log.violations.push((hit.clone(), sql.to_string()));
     Some(refusal(&hit))
@@ -307,6 +313,28 @@ pub fn dml_targets(sql: &str) -> Vec<String> {
             _ => continue,
         };
         if let Some(name) = tokens.get(i + 1 + skip) {
+            let name = name.trim_matches('`');
+            out.push(name.rsplit('.').next().unwrap_or(name).to_string());
+        }
+    }
+    out
+}
+
+/// The tables (last name component) that `ALTER TABLE ... DROP COLUMN` statements in `sql`
+/// change.
+pub fn column_drop_targets(sql: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for statement in sql.split(';') {
+        let t: Vec<String> = tokens(statement)
+            .iter()
+            .map(|w| w.to_ascii_uppercase())
+            .collect();
+        if t.len() < 3 || t[0] != "ALTER" || t[1] != "TABLE" {
+            continue;
+        }
+        let at = if t[2] == "IF" { 4 } else { 2 };
+        let drops = t.windows(2).any(|w| w[0] == "DROP" && w[1] == "COLUMN");
+        if let (true, Some(name)) = (drops, tokens(statement).get(at)) {
             let name = name.trim_matches('`');
             out.push(name.rsplit('.').next().unwrap_or(name).to_string());
         }
@@ -373,6 +401,14 @@ fn refusal(table: &str) -> Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_the_tables_losing_a_column() {
+        let sql = "ALTER TABLE `p.d.a_staging` ADD COLUMN IF NOT EXISTS `b` STRING;\n\
+                   ALTER TABLE `p.d.a` DROP COLUMN IF EXISTS `c`; alter table if exists d.e \
+                   drop column f; SELECT 'ALTER TABLE x DROP COLUMN y'";
+        assert_eq!(column_drop_targets(sql), vec!["a", "e"]);
+    }
 
     #[test]
     fn finds_the_tables_dml_writes_and_nothing_else() {

@@ -9,6 +9,8 @@ mod observe_support;
 mod bench_smoke;
 mod bigquery;
 mod bigquery_kill;
+mod bigquery_rows;
+mod bigquery_schema;
 mod change_log;
 mod chunked_snapshot;
 mod config;
