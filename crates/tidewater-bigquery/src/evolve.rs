@@ -19,9 +19,9 @@
 //! (drops) the commit transaction that records the new definition, never inside it; why that
 //! is safe whatever the crash point is argued in `sink` ("Schema changes").
 //!
-//! After the DDL the table's metadata is patched to the same schema (`tables.patch`): on real
-//! BigQuery that is a no-op (the DDL already changed it), and the emulator the tests run
-//! against keeps the two apart (its `tables.get` and insertAll follow the metadata only).
+//! When the table's metadata does not show the DDL's columns afterwards, it is patched to them
+//! (`tables.patch`): real BigQuery shows them at once, and the emulator the tests run against
+//! keeps the two apart (its `tables.get` and insertAll follow the metadata only).
 
 use gcp_bigquery_client::model::field_type::FieldType;
 use gcp_bigquery_client::model::table::Table;
@@ -56,6 +56,16 @@ pub fn sql_type(f: &TableFieldSchema) -> String {
         format!("ARRAY<{name}>")
     } else {
         name.to_string()
+    }
+}
+
+/// A column's type in DDL: [`sql_type`], with `NUMERIC` spelled out as `NUMERIC(38, 9)`, the
+/// same range (29 integer and 9 fractional digits). BigQuery reads both alike; the emulator
+/// reads a bare `NUMERIC` in DDL as a narrower decimal.
+fn ddl_type(f: &TableFieldSchema) -> String {
+    match sql_type(f).as_str() {
+        "NUMERIC" => "NUMERIC(38, 9)".into(),
+        other => other.into(),
     }
 }
 
@@ -103,8 +113,9 @@ pub fn plan(
             fields.push(a.clone());
         } else if widens(&has, &needs) {
             statements.push(format!(
-                "ALTER TABLE {table} ALTER COLUMN {} SET DATA TYPE {needs}",
-                ident(&a.name)
+                "ALTER TABLE {table} ALTER COLUMN {} SET DATA TYPE {}",
+                ident(&a.name),
+                ddl_type(w)
             ));
             fields.push(w.clone());
         } else {
@@ -121,7 +132,7 @@ pub fn plan(
             statements.push(format!(
                 "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {} {}",
                 ident(&w.name),
-                sql_type(w)
+                ddl_type(w)
             ));
             fields.push(w.clone());
         }
@@ -151,7 +162,13 @@ pub async fn ensure(
     for statement in &plan.statements {
         client.query(&what, statement, None).await?;
     }
-    client.patch_fields(&name, plan.fields.clone()).await?;
+    let types = |f: &[TableFieldSchema]| -> Vec<(String, String)> {
+        f.iter().map(|f| (f.name.clone(), sql_type(f))).collect()
+    };
+    let after = client.table_fields(&name).await?.unwrap_or_default();
+    if types(&after) != types(&plan.fields) {
+        client.patch_fields(&name, plan.fields.clone()).await?;
+    }
     info!(table = %name, statements = ?plan.statements, "changed the columns of a BigQuery table");
     Ok(names(&plan.fields))
 }
@@ -186,7 +203,7 @@ mod tests {
         assert_eq!(
             p.statements,
             [
-                "ALTER TABLE `p.d.t` ALTER COLUMN `u` SET DATA TYPE NUMERIC",
+                "ALTER TABLE `p.d.t` ALTER COLUMN `u` SET DATA TYPE NUMERIC(38, 9)",
                 "ALTER TABLE `p.d.t` ADD COLUMN IF NOT EXISTS `b` STRING",
             ]
         );
