@@ -24,6 +24,11 @@ use tidewater_core::{Error, Result, TableId, TableSchema};
 use crate::types::{bq_type, clusterable, BqField, BqType};
 
 pub const STATE_TABLE: &str = "_tidewater_state";
+/// The tables held and their committed definitions (`definitions`).
+pub const DEFINITIONS_TABLE: &str = "_tidewater_tables";
+/// Its columns: the pipeline, the source table, its definition (JSON).
+pub const DEFINITION_COLUMNS: [&str; 4] =
+    ["pipeline", "source_schema", "source_table", "definition"];
 /// Prefix of the log columns holding the old key of a key-changing update.
 pub const OLD_KEY_PREFIX: &str = "_metadata_old_";
 /// The staging column naming the run that appended a row; a commit selects only its own.
@@ -225,9 +230,9 @@ pub fn staging_table(at: &Place, schema: &TableSchema) -> Table {
 
 /// `_tidewater_tables` (`definitions`): every column a string.
 pub fn definitions_table(at: &Place) -> Table {
-    let columns = crate::definitions::DEFINITION_COLUMNS.iter();
+    let columns = DEFINITION_COLUMNS.iter();
     let fields = columns.map(|n| scalar_field(n, BqField::String)).collect();
-    new_table(at, crate::definitions::DEFINITIONS_TABLE, fields)
+    new_table(at, DEFINITIONS_TABLE, fields)
 }
 
 pub fn state_table(at: &Place) -> Table {

@@ -37,79 +37,20 @@ fn check_log(rig: &Rig, log: &str) {
     assert!(dups.is_empty(), "{log} holds changes twice: {dups:?}");
 }
 
-#[test]
-fn postgres_add_drop_and_widen_columns_reach_bigquery() {
-    let mut rig = Rig::new(
-        "CREATE TABLE t (id int PRIMARY KEY, a text, n int, amt numeric(10,2));
-         INSERT INTO t VALUES (1, 'one', 1, 1.50), (2, 'two', 2, 2.50);",
-    );
+/// Applies `steps` one after the other (each caught up), kills the run, inserts a row
+/// while it is down, restarts, and compares (`id, n, <wide>, b`) with the source; the
+/// BigQuery table `bq_name` must then have `columns`.
+fn steps_then_kill_and_restart(
+    mut rig: Rig,
+    steps: &[&str],
+    wide: &str,
+    bq_name: &str,
+    columns: [&str; 4],
+) -> Rig {
     rig.use_bigquery();
     rig.start();
     rig.wait_caught_up(CATCH_UP);
-    // Carried by the stream: applied in place.
-    rig.sql(
-        "INSERT INTO t VALUES (3, 'three', 3, 3.50);
-         ALTER TABLE t DROP COLUMN a;
-         INSERT INTO t VALUES (4, 4, 4.25);
-         ALTER TABLE t ALTER COLUMN n TYPE bigint;
-         UPDATE t SET n = 9000000000 WHERE id = 2;
-         ALTER TABLE t ALTER COLUMN amt TYPE numeric(14,2);
-         UPDATE t SET amt = 123456789012.34 WHERE id = 1;",
-    );
-    rig.wait_caught_up(CATCH_UP);
-    // Not carried (existing rows got a value the stream never sends): copied again online.
-    rig.sql(
-        "ALTER TABLE t ADD COLUMN b text DEFAULT 'dflt';
-         INSERT INTO t VALUES (6, 6, 6, 'bee');
-         UPDATE t SET b = 'set' WHERE id = 1;",
-    );
-    rig.wait_caught_up(CATCH_UP);
-    rig.kill9();
-    rig.sql("INSERT INTO t VALUES (5, 5, 5, 'after restart');");
-    rig.start();
-    rig.wait_caught_up(CATCH_UP);
-    rig.stop();
-    let bq = rig.bq();
-    assert_same(
-        &rig,
-        "SELECT id, n, amt, b FROM t ORDER BY id",
-        &format!(
-            "SELECT id, n, CAST(amt AS STRING), b FROM {} ORDER BY id",
-            bq.table("public_t")
-        ),
-    );
-    assert_eq!(
-        bq_columns(&rig, "public_t"),
-        ["id INT64", "n INT64", "amt NUMERIC", "b STRING"]
-    );
-    check_log(&rig, "public_t_log");
-    assert!(
-        rig.log().contains("the table is copied again"),
-        "{}",
-        rig.log()
-    );
-}
-
-#[test]
-fn mariadb_add_drop_and_widen_columns_reach_bigquery() {
-    let mut rig = Rig::mysql(
-        "CREATE TABLE t (id int PRIMARY KEY, a varchar(20), n int, u int unsigned);
-         INSERT INTO t VALUES (1, 'one', 1, 1), (2, 'two', 2, 2);",
-    );
-    rig.use_bigquery();
-    rig.start();
-    rig.wait_caught_up(CATCH_UP);
-    // One change of the table at a time (see schema_changes.rs).
-    for step in [
-        "INSERT INTO t VALUES (3, 'three', 3, 3);
-         ALTER TABLE t DROP COLUMN a;
-         INSERT INTO t VALUES (4, 4, 4);",
-        "ALTER TABLE t MODIFY n bigint, MODIFY u bigint unsigned;
-         UPDATE t SET n = 9000000000, u = 18446744073709551615 WHERE id = 2;",
-        "ALTER TABLE t ADD COLUMN b varchar(20);
-         INSERT INTO t VALUES (6, 6, 6, 'bee');
-         UPDATE t SET b = 'set' WHERE id = 1;",
-    ] {
+    for step in steps {
         rig.sql(step);
         rig.wait_caught_up(CATCH_UP);
     }
@@ -118,18 +59,60 @@ fn mariadb_add_drop_and_widen_columns_reach_bigquery() {
     rig.start();
     rig.wait_caught_up(CATCH_UP);
     rig.stop();
-    let bq = rig.bq();
-    assert_same(
-        &rig,
-        "SELECT id, n, u, b FROM t ORDER BY id",
-        &format!(
-            "SELECT id, n, CAST(u AS STRING), b FROM {} ORDER BY id",
-            bq.table("shop_t")
-        ),
+    let replica = format!(
+        "SELECT id, n, CAST({wide} AS STRING), b FROM {} ORDER BY id",
+        rig.bq().table(bq_name)
     );
-    assert_eq!(
-        bq_columns(&rig, "shop_t"),
-        ["id INT64", "n INT64", "u NUMERIC", "b STRING"]
+    let source = format!("SELECT id, n, {wide}, b FROM t ORDER BY id");
+    assert_same(&rig, &source, &replica);
+    assert_eq!(bq_columns(&rig, bq_name), columns);
+    check_log(&rig, &format!("{bq_name}_log"));
+    rig
+}
+
+#[test]
+fn postgres_add_drop_and_widen_columns_reach_bigquery() {
+    let rig = Rig::new(
+        "CREATE TABLE t (id int PRIMARY KEY, a text, n int, amt numeric(10,2));
+         INSERT INTO t VALUES (1, 'one', 1, 1.50), (2, 'two', 2, 2.50);",
     );
-    check_log(&rig, "shop_t_log");
+    let steps = [
+        // Carried by the stream: applied in place.
+        "INSERT INTO t VALUES (3, 'three', 3, 3.50);
+         ALTER TABLE t DROP COLUMN a;
+         INSERT INTO t VALUES (4, 4, 4.25);
+         ALTER TABLE t ALTER COLUMN n TYPE bigint;
+         UPDATE t SET n = 9000000000 WHERE id = 2;
+         ALTER TABLE t ALTER COLUMN amt TYPE numeric(14,2);
+         UPDATE t SET amt = 123456789012.34 WHERE id = 1;",
+        // Not carried (existing rows got a value the stream never sends): copied again online.
+        "ALTER TABLE t ADD COLUMN b text DEFAULT 'dflt';
+         INSERT INTO t VALUES (6, 6, 6, 'bee');
+         UPDATE t SET b = 'set' WHERE id = 1;",
+    ];
+    let columns = ["id INT64", "n INT64", "amt NUMERIC", "b STRING"];
+    let rig = steps_then_kill_and_restart(rig, &steps, "amt", "public_t", columns);
+    let log = rig.log();
+    assert!(log.contains("the table is copied again"), "{log}");
+}
+
+#[test]
+fn mariadb_add_drop_and_widen_columns_reach_bigquery() {
+    let rig = Rig::mysql(
+        "CREATE TABLE t (id int PRIMARY KEY, a varchar(20), n int, u int unsigned);
+         INSERT INTO t VALUES (1, 'one', 1, 1), (2, 'two', 2, 2);",
+    );
+    // One change of the table at a time (see schema_changes.rs).
+    let steps = [
+        "INSERT INTO t VALUES (3, 'three', 3, 3);
+         ALTER TABLE t DROP COLUMN a;
+         INSERT INTO t VALUES (4, 4, 4);",
+        "ALTER TABLE t MODIFY n bigint, MODIFY u bigint unsigned;
+         UPDATE t SET n = 9000000000, u = 18446744073709551615 WHERE id = 2;",
+        "ALTER TABLE t ADD COLUMN b varchar(20);
+         INSERT INTO t VALUES (6, 6, 6, 'bee');
+         UPDATE t SET b = 'set' WHERE id = 1;",
+    ];
+    let columns = ["id INT64", "n INT64", "u NUMERIC", "b STRING"];
+    steps_then_kill_and_restart(rig, &steps, "u", "shop_t", columns);
 }
