@@ -60,7 +60,8 @@
 //!   copied rows in one source transaction: the same path, with the truncate's `DELETE`.
 //!
 //! `TIDEWATER_FAULT=after-log-append` (or `after-merge`) kills the process with SIGKILL at
-//! that point of the next commit: the crash tests use it.
+//! that point of the next commit, `after-schema-change` after the DDL of the next schema
+//! change: the crash tests use them.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -168,6 +169,7 @@ struct CurrentTx {
 enum Fault {
     AfterLogAppend,
     AfterMerge,
+    AfterSchemaChange,
 }
 
 pub struct BigQuerySink {
@@ -203,6 +205,7 @@ impl BigQuerySink {
         let fault = match std::env::var("TIDEWATER_FAULT").as_deref() {
             Ok("after-log-append") => Some(Fault::AfterLogAppend),
             Ok("after-merge") => Some(Fault::AfterMerge),
+            Ok("after-schema-change") => Some(Fault::AfterSchemaChange),
             _ => None,
         };
         Ok(BigQuerySink {
@@ -307,6 +310,7 @@ impl BigQuerySink {
         let key_type = |s: &TableSchema| s.key.first().map(|&k| s.columns[k].ty.clone());
         let same_bounds = old_key == new_key && key_type(&t.schema) == key_type(new);
         let log_columns = self.ensure_tables(new, false)?;
+        self.inject(Fault::AfterSchemaChange);
         let t = self.tables.get_mut(&new.id).expect("known");
         info!(table = %new.id, "the source table's definition changed: the BigQuery tables follow");
         t.schema = new.clone();

@@ -116,3 +116,53 @@ fn mariadb_add_drop_and_widen_columns_reach_bigquery() {
     let columns = ["id INT64", "n INT64", "u NUMERIC", "b STRING"];
     steps_then_kill_and_restart(rig, &steps, "u", "shop_t", columns);
 }
+
+/// Killed after the DDL of a schema change and before the commit that records it (the copy
+/// after an ADD COLUMN made while tidewater was stopped): the replica already has the new
+/// column, the committed definition does not. The next start brings the tables back to the
+/// committed definition, the copy runs again, and the replica ends equal to the source.
+#[test]
+fn postgres_killed_between_schema_change_ddl_and_commit_recovers() {
+    let mut rig = Rig::new(
+        "CREATE TABLE t (id int PRIMARY KEY, a text, n int);
+         INSERT INTO t VALUES (1, 'one', 1), (2, 'two', 2);",
+    );
+    rig.use_bigquery();
+    rig.start();
+    rig.wait_caught_up(CATCH_UP);
+    rig.stop();
+    let (_, applied) = rig.bq().state().expect("state after the snapshot");
+    rig.sql(
+        "ALTER TABLE t ADD COLUMN b text DEFAULT 'dflt';
+         INSERT INTO t VALUES (3, 'three', 3, 'bee');",
+    );
+    rig.start_with_env(&[("TIDEWATER_FAULT", "after-schema-change")]);
+    let status = rig.wait_exit(CATCH_UP);
+    assert!(
+        !status.success(),
+        "the fault must kill the run\n{}",
+        rig.log()
+    );
+    assert_eq!(
+        rig.bq().state().unwrap().1,
+        applied,
+        "nothing was committed"
+    );
+    assert!(
+        bq_columns(&rig, "public_t").contains(&"b STRING".to_string()),
+        "the column is added before the commit\n{}",
+        rig.log()
+    );
+    rig.start();
+    rig.wait_caught_up(CATCH_UP);
+    rig.stop();
+    let replica = format!(
+        "SELECT id, a, n, b FROM {} ORDER BY id",
+        rig.bq().table("public_t")
+    );
+    assert_same(&rig, "SELECT id, a, n, b FROM t ORDER BY id", &replica);
+    assert_eq!(
+        bq_columns(&rig, "public_t"),
+        ["id INT64", "a STRING", "n INT64", "b STRING"]
+    );
+}
