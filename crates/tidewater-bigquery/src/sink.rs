@@ -167,9 +167,9 @@ struct CurrentTx {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
-    AfterLogAppend,
-    AfterMerge,
-    AfterSchemaChange,
+    LogAppended,
+    Merged,
+    SchemaChanged,
 }
 
 pub struct BigQuerySink {
@@ -203,9 +203,9 @@ impl BigQuerySink {
         client.create_table(tables::state_table(&at)).await?;
         client.create_table(tables::definitions_table(&at)).await?;
         let fault = match std::env::var("TIDEWATER_FAULT").as_deref() {
-            Ok("after-log-append") => Some(Fault::AfterLogAppend),
-            Ok("after-merge") => Some(Fault::AfterMerge),
-            Ok("after-schema-change") => Some(Fault::AfterSchemaChange),
+            Ok("after-log-append") => Some(Fault::LogAppended),
+            Ok("after-merge") => Some(Fault::Merged),
+            Ok("after-schema-change") => Some(Fault::SchemaChanged),
             _ => None,
         };
         Ok(BigQuerySink {
@@ -310,7 +310,7 @@ impl BigQuerySink {
         let key_type = |s: &TableSchema| s.key.first().map(|&k| s.columns[k].ty.clone());
         let same_bounds = old_key == new_key && key_type(&t.schema) == key_type(new);
         let log_columns = self.ensure_tables(new, false)?;
-        self.inject(Fault::AfterSchemaChange);
+        self.inject(Fault::SchemaChanged);
         let t = self.tables.get_mut(&new.id).expect("known");
         info!(table = %new.id, "the source table's definition changed: the BigQuery tables follow");
         t.schema = new.clone();
@@ -604,7 +604,7 @@ impl Sink for BigQuerySink {
 
     fn commit(&mut self, position: &Position, last_commit_time_us: i64) -> Result<()> {
         self.wait_appends()?;
-        self.inject(Fault::AfterLogAppend);
+        self.inject(Fault::LogAppended);
         let (lo, hi) = (self.applied, self.next_ordinal - 1);
         let c = &self.options.connection;
         let since = self.batch_started_us - PARTITION_SLACK_US;
@@ -667,7 +667,7 @@ impl Sink for BigQuerySink {
             "merged the batch into the replicas"
         );
         self.after_commit();
-        self.inject(Fault::AfterMerge);
+        self.inject(Fault::Merged);
         self.applied = hi;
         self.current = None;
         self.tables.values_mut().for_each(TableState::reset);
