@@ -11,6 +11,7 @@ pub mod config;
 mod cost;
 mod errors;
 mod merge;
+mod metrics;
 mod prune;
 mod rows;
 mod sink;

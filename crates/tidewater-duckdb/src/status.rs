@@ -1,4 +1,5 @@
-//! What `tidewater status` shows, read from the state schema and the replicas.
+//! What `tidewater status` shows (`tidewater_core::replica::StatusReport`), read from the
+//! state schema and the replicas.
 
 use std::path::Path;
 
@@ -8,32 +9,7 @@ use tidewater_core::{Error, Result};
 use crate::sink::open_error;
 use crate::sql::qualified;
 
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct StatusReport {
-    pub position: Option<String>,
-    pub source_type: Option<String>,
-    pub last_source_commit: Option<String>,
-    pub last_apply: Option<String>,
-    pub transactions_applied: i64,
-    pub changes_applied: i64,
-    pub tables: Vec<TableStatus>,
-    /// Whether the `.duckdb` file alone holds every committed change (its `.wal` is empty or
-    /// gone: a clean stop checkpoints). `None` where unknown (an in-memory database, or a
-    /// status written by an older version).
-    #[serde(default)]
-    pub checkpointed: Option<bool>,
-    /// Bytes of committed changes waiting in the `.wal` file for a checkpoint.
-    #[serde(default)]
-    pub wal_bytes: u64,
-}
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct TableStatus {
-    pub table: String,
-    pub rows: i64,
-    pub changes_applied: i64,
-    pub schema_version: i32,
-}
+pub use tidewater_core::replica::{StatusReport, TableStatus};
 
 /// Opens the file read-only; fails (with a message saying so) while `run` holds it.
 pub fn open_read_only(path: &Path) -> Result<Connection> {

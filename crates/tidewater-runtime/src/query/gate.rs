@@ -48,18 +48,16 @@ impl QueryGate {
                 )
             })?
             .expect("semaphore open");
-        let conn = self
-            .monitor
-            .reader()
-            .ok_or_else(|| {
-                QueryError::new(
-                    QueryErrorKind::Unavailable,
-                    "the replica is not open yet; try again in a moment",
-                )
-            })?
-            .map_err(|e| QueryError::new(QueryErrorKind::Unavailable, e.to_string()))?;
-        exec::with_timeout(conn, timeout, move |c| {
-            exec::run_text(c, &sql, &params, limit, cells)
+        let unavailable = |m: String| QueryError::new(QueryErrorKind::Unavailable, m);
+        let replica = self.monitor.replica().ok_or_else(|| {
+            unavailable("the replica is not open yet; try again in a moment".into())
+        })?;
+        if !replica.capabilities().live_query {
+            return Err(unavailable("this replica answers no queries".into()));
+        }
+        let session = replica.session().map_err(|e| unavailable(e.to_string()))?;
+        exec::with_timeout(session, timeout, move |s| {
+            s.query(&sql, &params, limit, cells)
         })
         .await
     }
