@@ -11,18 +11,26 @@ use crate::sql::qualified;
 
 pub use tidewater_core::replica::{StatusReport, TableStatus};
 
-/// Opens the file read-only; fails (with a message saying so) while `run` holds it.
+/// Opens the file read-only, without access to other files or the environment; fails (with
+/// a message saying so, and `replica::Held` as the source) while `run` holds it.
 pub fn open_read_only(path: &Path) -> Result<Connection> {
-    if !path.exists() {
-        return Err(Error::sink(format!(
-            "DuckDB file {} does not exist yet: `tidewater run` creates it",
-            path.display()
-        )));
-    }
+    must_exist(path)?;
     let config = Config::default()
         .access_mode(AccessMode::ReadOnly)
+        .and_then(|c| c.enable_external_access(false))
         .map_err(|e| Error::sink(e.to_string()))?;
     Connection::open_with_flags(path, config).map_err(|e| open_error(path, e))
+}
+
+/// Fails, saying who creates it, when the replica file does not exist yet.
+pub(crate) fn must_exist(path: &Path) -> Result<()> {
+    match path.exists() {
+        true => Ok(()),
+        false => Err(Error::sink(format!(
+            "DuckDB file {} does not exist yet: `tidewater run` creates it",
+            path.display()
+        ))),
+    }
 }
 
 pub fn collect(conn: &Connection, pipeline: &str) -> Result<StatusReport> {

@@ -13,7 +13,7 @@ use tidewater_bigquery::{BigQueryConfig, BigQueryOptions, BigQuerySink};
 use tidewater_core::apply::BatchOptions;
 use tidewater_core::check::CheckItem;
 use tidewater_core::config::SectionType;
-use tidewater_core::replica::{Comparison, Replica, SinkMetrics};
+use tidewater_core::replica::{Comparison, Replica, ReplicaCapabilities, SinkMetrics};
 use tidewater_core::{
     ConsistentReader, Error, Position, Result, RowConsumer, Sink, Source, SourceContext,
     SourceDriver, TableSchema, Value,
@@ -157,6 +157,15 @@ impl SinkConfig {
         match self {
             SinkConfig::DuckDb(c) => Some(&c.path),
             SinkConfig::BigQuery(_) => None,
+        }
+    }
+
+    /// What the sink's read side offers (`Replica::capabilities`), known from the config
+    /// alone: `[sql]` and `[verify]` are checked against it before anything is opened.
+    pub fn capabilities(&self) -> ReplicaCapabilities {
+        match self {
+            SinkConfig::DuckDb(_) => DuckDbReplica::CAPABILITIES,
+            SinkConfig::BigQuery(_) => ReplicaCapabilities::default(),
         }
     }
 

@@ -108,12 +108,7 @@ impl Comparer {
     /// the comparer is dropped. Fails while another process holds the file, with
     /// `tidewater_core::replica::Held` as the error's source.
     pub fn attach_file(db: &Path) -> Result<Comparer> {
-        if !db.exists() {
-            return Err(Error::sink(format!(
-                "DuckDB file {} does not exist yet: `tidewater run` creates it",
-                db.display()
-            )));
-        }
+        crate::status::must_exist(db)?;
         let conn = Connection::open_in_memory()
             .map_err(|e| Error::sink(format!("opening an in-memory DuckDB: {e}")))?;
         let spill = std::env::temp_dir().join(format!("tidewater-verify-{}", std::process::id()));

@@ -15,7 +15,7 @@ mod json_cells;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use duckdb::{AccessMode, Config, Connection};
+use duckdb::Connection;
 use tidewater_core::replica::{
     Cells, Comparison, Interrupt, Params, QueryError, ReadSession, Replica, ReplicaCapabilities,
     StatusReport, TextResult,
@@ -23,7 +23,6 @@ use tidewater_core::replica::{
 use tidewater_core::{Error, Result};
 
 use crate::compare::Comparer;
-use crate::sink::open_error;
 
 /// A DuckDB replica, read through clones of one connection.
 pub struct DuckDbReplica {
@@ -34,20 +33,17 @@ pub struct DuckDbReplica {
 }
 
 impl DuckDbReplica {
+    /// Everything: status, live query, the SQL endpoint, verify.
+    pub const CAPABILITIES: ReplicaCapabilities = ReplicaCapabilities {
+        live_query: true,
+        sql_endpoint: true,
+        verify: true,
+    };
+
     /// The replica file opened read-only; fails while another process (`tidewater run`)
     /// holds it, with [`tidewater_core::replica::Held`] as the error's source.
     pub fn open_read_only(path: &Path, pipeline: &str) -> Result<DuckDbReplica> {
-        if !path.exists() {
-            return Err(Error::sink(format!(
-                "DuckDB file {} does not exist yet: `tidewater run` creates it",
-                path.display()
-            )));
-        }
-        let config = Config::default()
-            .access_mode(AccessMode::ReadOnly)
-            .and_then(|c| c.enable_external_access(false))
-            .map_err(|e| Error::sink(e.to_string()))?;
-        let conn = Connection::open_with_flags(path, config).map_err(|e| open_error(path, e))?;
+        let conn = crate::status::open_read_only(path)?;
         Ok(DuckDbReplica {
             template: Mutex::new(conn),
             pipeline: pipeline.into(),
@@ -86,11 +82,7 @@ impl DuckDbReplica {
 
 impl Replica for DuckDbReplica {
     fn capabilities(&self) -> ReplicaCapabilities {
-        ReplicaCapabilities {
-            live_query: true,
-            sql_endpoint: true,
-            verify: true,
-        }
+        Self::CAPABILITIES
     }
 
     fn comparison(&self) -> Result<Box<dyn Comparison>> {
