@@ -8,7 +8,7 @@
 //! - the replica runs the statement inside `BEGIN TRANSACTION READ ONLY`, so a write hidden
 //!   in a read (`WITH ... INSERT`, `nextval`) fails;
 //! - the replica's database has `enable_external_access = false`, so no file or environment
-//!   outside the replica can be read (`read_csv('/etc/passwd')`) (`tidewater_duckdb::read`).
+//!   outside the replica can be read (`read_csv('/etc/passwd')`; DuckDB's `read` module).
 
 use std::time::Duration;
 
