@@ -13,6 +13,7 @@ mod definitions;
 mod errors;
 mod evolve;
 mod merge;
+mod metrics;
 mod prune;
 mod rows;
 mod sink;

@@ -10,17 +10,7 @@ use std::path::Path;
 
 use tidewater_core::{Error, ErrorKind};
 
-/// The marker source of an error caused by another process holding the file.
-#[derive(Debug)]
-pub struct Held;
-
-impl std::fmt::Display for Held {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the DuckDB file is held by another process")
-    }
-}
-
-impl std::error::Error for Held {}
+pub use tidewater_core::replica::{is_held, Held};
 
 /// Whether DuckDB failed because another process holds the file's lock.
 pub fn is_lock_failure(e: &duckdb::Error) -> bool {
@@ -34,11 +24,6 @@ pub fn mark(e: Error, cause: &duckdb::Error) -> Error {
     } else {
         e
     }
-}
-
-/// Whether `e` failed because another process holds the DuckDB file.
-pub fn is_held(e: &Error) -> bool {
-    std::error::Error::source(e).is_some_and(|s| s.is::<Held>())
 }
 
 /// A sink error caused by a full file system (DuckDB's message names the file it could not

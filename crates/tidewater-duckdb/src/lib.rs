@@ -2,11 +2,13 @@
 //! in one DuckDB file (README.md, "What lands in DuckDB").
 
 mod columns;
+mod compare;
 pub mod config;
 mod direct;
 pub mod errors;
 pub mod guard;
 mod order;
+pub mod read;
 mod rowwise;
 mod schema;
 mod sink;
@@ -18,4 +20,5 @@ mod upgrade;
 
 pub use config::{DuckDbConfig, DuckDbOptions};
 pub use duckdb;
+pub use read::DuckDbReplica;
 pub use sink::{open_connection, DuckDbSink};

@@ -1,4 +1,5 @@
-//! What `tidewater status` shows, read from the state schema and the replicas.
+//! What `tidewater status` shows (`tidewater_core::replica::StatusReport`), read from the
+//! state schema and the replicas.
 
 use std::path::Path;
 
@@ -8,45 +9,28 @@ use tidewater_core::{Error, Result};
 use crate::sink::open_error;
 use crate::sql::qualified;
 
-#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-pub struct StatusReport {
-    pub position: Option<String>,
-    pub source_type: Option<String>,
-    pub last_source_commit: Option<String>,
-    pub last_apply: Option<String>,
-    pub transactions_applied: i64,
-    pub changes_applied: i64,
-    pub tables: Vec<TableStatus>,
-    /// Whether the `.duckdb` file alone holds every committed change (its `.wal` is empty or
-    /// gone: a clean stop checkpoints). `None` where unknown (an in-memory database, or a
-    /// status written by an older version).
-    #[serde(default)]
-    pub checkpointed: Option<bool>,
-    /// Bytes of committed changes waiting in the `.wal` file for a checkpoint.
-    #[serde(default)]
-    pub wal_bytes: u64,
-}
+pub use tidewater_core::replica::{StatusReport, TableStatus};
 
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct TableStatus {
-    pub table: String,
-    pub rows: i64,
-    pub changes_applied: i64,
-    pub schema_version: i32,
-}
-
-/// Opens the file read-only; fails (with a message saying so) while `run` holds it.
+/// Opens the file read-only, without access to other files or the environment; fails (with
+/// a message saying so, and `replica::Held` as the source) while `run` holds it.
 pub fn open_read_only(path: &Path) -> Result<Connection> {
-    if !path.exists() {
-        return Err(Error::sink(format!(
-            "DuckDB file {} does not exist yet: `tidewater run` creates it",
-            path.display()
-        )));
-    }
+    must_exist(path)?;
     let config = Config::default()
         .access_mode(AccessMode::ReadOnly)
+        .and_then(|c| c.enable_external_access(false))
         .map_err(|e| Error::sink(e.to_string()))?;
     Connection::open_with_flags(path, config).map_err(|e| open_error(path, e))
+}
+
+/// Fails, saying who creates it, when the replica file does not exist yet.
+pub(crate) fn must_exist(path: &Path) -> Result<()> {
+    match path.exists() {
+        true => Ok(()),
+        false => Err(Error::sink(format!(
+            "DuckDB file {} does not exist yet: `tidewater run` creates it",
+            path.display()
+        ))),
+    }
 }
 
 pub fn collect(conn: &Connection, pipeline: &str) -> Result<StatusReport> {

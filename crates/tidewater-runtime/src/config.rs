@@ -187,7 +187,7 @@ impl Config {
                 tracing::info!(listen = %addr, "http.listen is not a loopback address: /health, /metrics and /status are reachable from other machines; POST /query stays loopback-only");
             }
         }
-        if self.sql.is_some() && self.sink.local_file().is_none() {
+        if self.sql.is_some() && !self.sink.capabilities().sql_endpoint {
             return Err(Error::config(format!(
                 "[sql] serves the DuckDB replica and is not available for sink.type = {:?}: \
                  query the destination directly instead",
@@ -196,7 +196,7 @@ impl Config {
             .with_fix("remove [sql]"));
         }
         self.sql_endpoint()?;
-        if self.verify.is_some() && self.sink.local_file().is_none() {
+        if self.verify.is_some() && !self.sink.capabilities().verify {
             return Err(Error::config(format!(
                 "[verify] compares a DuckDB replica and is not available for sink.type = {:?} \
                  yet",

@@ -1,7 +1,7 @@
 //! What a running `tidewater run` knows about itself beyond the apply counters: the
-//! pipeline's phase, recent errors, restarts, snapshot row estimates, and a read connection to
-//! the replica for `/status` and `/query`. Shared by the pipeline, the HTTP endpoint, the
-//! status file and the progress display.
+//! pipeline's phase, recent errors, restarts, snapshot row estimates, and the sink's read
+//! side (`tidewater_core::Replica`) for `/status`, `/query`, the SQL endpoint and verify.
+//! Shared by the pipeline, the HTTP endpoint, the status file and the progress display.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -11,14 +11,12 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
+use tidewater_core::replica::{Replica, SinkMetrics, StatusReport};
 use tidewater_core::stats::{now_us, Stats};
 use tidewater_core::time::format_utc_micros;
 use tidewater_core::{Error, Result};
-use tidewater_duckdb::duckdb::Connection;
-use tidewater_duckdb::status::{collect, StatusReport};
 
 use crate::config::Config;
-use crate::config::PIPELINE_NAME;
 use crate::verify_passes::Passes;
 
 /// Apply busy on one step (a DuckDB write or commit) for longer than this is a stall.
@@ -77,8 +75,8 @@ pub struct Monitor {
     pub restarts: AtomicU64,
     /// Source row estimates per table ("schema.table") for snapshot progress.
     estimates: Mutex<BTreeMap<String, u64>>,
-    /// A connection to the running sink's database, cloned for each reader.
-    reader: Mutex<Option<Connection>>,
+    /// The running sink's read side (status, `/query`, the SQL endpoint), once it is open.
+    replica: Mutex<Option<Arc<dyn Replica>>>,
     report: Mutex<Option<CachedReport>>,
     http_addr: OnceLock<SocketAddr>,
     /// The PostgreSQL wire-protocol endpoint, when `[sql] listen` is set.
@@ -91,8 +89,8 @@ pub struct Monitor {
     totals_at_open: OnceLock<(i64, i64)>,
     /// What continuous verification (`[verify]`) found; off until enabled.
     pub verify_passes: Passes,
-    /// The BigQuery sink's bytes processed, when the sink is BigQuery.
-    bigquery_cost: OnceLock<Arc<tidewater_bigquery::BqCost>>,
+    /// What the sink counts about itself (BigQuery: bytes processed), for `/metrics`.
+    sink_metrics: OnceLock<Arc<dyn SinkMetrics>>,
 }
 
 /// A collected report, when, and the replica generation it saw.
@@ -121,14 +119,14 @@ impl Monitor {
             errors_total: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
             estimates: Mutex::default(),
-            reader: Mutex::default(),
+            replica: Mutex::default(),
             report: Mutex::default(),
             http_addr: OnceLock::new(),
             sql_addr: OnceLock::new(),
             config: OnceLock::new(),
             totals_at_open: OnceLock::new(),
             verify_passes: Passes::default(),
-            bigquery_cost: OnceLock::new(),
+            sink_metrics: OnceLock::new(),
         }
     }
 
@@ -199,40 +197,33 @@ impl Monitor {
         self.config.get().cloned()
     }
 
-    /// Where `/metrics` reads the BigQuery sink's bytes processed.
-    pub fn set_bigquery_cost(&self, cost: Arc<tidewater_bigquery::BqCost>) {
-        let _ = self.bigquery_cost.set(cost);
+    /// Where `/metrics` reads what the sink counts about itself.
+    pub fn set_sink_metrics(&self, metrics: Arc<dyn SinkMetrics>) {
+        let _ = self.sink_metrics.set(metrics);
     }
 
-    pub fn bigquery_cost(&self) -> Option<&Arc<tidewater_bigquery::BqCost>> {
-        self.bigquery_cost.get()
+    pub fn sink_metrics(&self) -> Option<&Arc<dyn SinkMetrics>> {
+        self.sink_metrics.get()
     }
 
-    /// Installs the connection readers are cloned from (a clone of the sink's own). Queries
-    /// run on this database instance, so it loses access to files and the environment
-    /// outside the replica: a `/query` must not read `/etc/...` as this process's user.
-    pub fn set_reader(&self, conn: Connection) -> Result<()> {
-        conn.execute_batch("SET enable_external_access = false")
-            .map_err(|e| Error::sink(format!("restricting the read connection: {e}")))?;
-        let at_open = collect(&conn, PIPELINE_NAME)?;
+    /// Installs the running sink's read side (it reads without access to files and the
+    /// environment outside the replica: a `/query` must not read `/etc/...` as this
+    /// process's user), and notes its totals as the base of "this run".
+    pub fn set_replica(&self, replica: Arc<dyn Replica>) -> Result<()> {
+        let at_open = replica.status()?;
         let _ = self
             .totals_at_open
             .set((at_open.transactions_applied, at_open.changes_applied));
-        *lock(&self.reader) = Some(conn);
+        *lock(&self.replica) = Some(replica);
         Ok(())
     }
 
-    /// A fresh connection to the live replica (each reader gets its own: DuckDB connections
-    /// are not shared between threads), or None before the replica is open.
-    pub fn reader(&self) -> Option<Result<Connection>> {
-        let template = lock(&self.reader);
-        template.as_ref().map(|c| {
-            c.try_clone()
-                .map_err(|e| Error::sink(format!("opening a read connection: {e}")))
-        })
+    /// The running sink's read side, or None before it is open.
+    pub fn replica(&self) -> Option<Arc<dyn Replica>> {
+        lock(&self.replica).clone()
     }
 
-    /// Changes whenever what `collect` sees may have changed: a batch was committed, or the
+    /// Changes whenever what `Replica::status` sees may have changed: a batch was committed, or the
     /// phase changed (tables are created before anything is committed).
     fn generation(&self) -> (u64, i64) {
         (self.stats.batches.load(Relaxed), self.phase().1)
@@ -247,10 +238,10 @@ impl Monitor {
                 return Ok(r.clone());
             }
         }
-        let conn = self
-            .reader()
-            .ok_or_else(|| Error::sink("the replica is not open yet"))??;
-        let report = Arc::new(collect(&conn, PIPELINE_NAME)?);
+        let replica = self
+            .replica()
+            .ok_or_else(|| Error::sink("the replica is not open yet"))?;
+        let report = Arc::new(replica.status()?);
         *lock(&self.report) = Some((Instant::now(), generation, report.clone()));
         Ok(report)
     }

@@ -55,14 +55,14 @@ async fn run_pipeline(
     // is created, so a mistyped config leaves nothing behind. The first attempt reuses it.
     let connected = Some(driver.connect().await?);
     let opened = open_sink(&config.sink, config.source.kind(), config.apply.log_tables).await?;
-    let (sink, reader) = (opened.sink, opened.reader);
-    if let Some(cost) = opened.bigquery_cost {
-        monitor.set_bigquery_cost(cost);
+    let sink = opened.sink;
+    if let Some(metrics) = opened.metrics {
+        monitor.set_sink_metrics(metrics);
     }
-    // The status file and `/status` read the replica through DuckDB.
-    let status = match reader {
-        Some(reader) => {
-            monitor.set_reader(reader)?;
+    // The status file and `/status` read the replica through its read side.
+    let status = match opened.replica {
+        Some(replica) => {
+            monitor.set_replica(replica)?;
             Some(StatusPublisher::start(monitor.clone())?)
         }
         None => None,

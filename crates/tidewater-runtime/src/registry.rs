@@ -13,12 +13,12 @@ use tidewater_bigquery::{BigQueryConfig, BigQueryOptions, BigQuerySink};
 use tidewater_core::apply::BatchOptions;
 use tidewater_core::check::CheckItem;
 use tidewater_core::config::SectionType;
+use tidewater_core::replica::{Comparison, Replica, ReplicaCapabilities, SinkMetrics};
 use tidewater_core::{
     ConsistentReader, Error, Position, Result, RowConsumer, Sink, Source, SourceContext,
     SourceDriver, TableSchema, Value,
 };
-use tidewater_duckdb::duckdb::Connection;
-use tidewater_duckdb::{DuckDbConfig, DuckDbOptions, DuckDbSink};
+use tidewater_duckdb::{DuckDbConfig, DuckDbOptions, DuckDbReplica, DuckDbSink};
 use tidewater_mysql::{MySqlDriver, MySqlReader, MySqlSource, MySqlSourceConfig};
 use tidewater_postgres::{PgDriver, PgReader, PgSource, PgSourceConfig};
 
@@ -157,6 +157,15 @@ impl SinkConfig {
         match self {
             SinkConfig::DuckDb(c) => Some(&c.path),
             SinkConfig::BigQuery(_) => None,
+        }
+    }
+
+    /// What the sink's read side offers (`Replica::capabilities`), known from the config
+    /// alone: `[sql]` and `[verify]` are checked against it before anything is opened.
+    pub fn capabilities(&self) -> ReplicaCapabilities {
+        match self {
+            SinkConfig::DuckDb(_) => DuckDbReplica::CAPABILITIES,
+            SinkConfig::BigQuery(_) => ReplicaCapabilities::default(),
         }
     }
 
@@ -319,8 +328,8 @@ impl ConsistentReader for AnyReader {
 }
 
 /// Opens the configured sink; `source_type` and `log_tables` (`[apply]`) go into its
-/// options. DuckDB also gives the connection the monitor reads the replica through (status,
-/// `/query`); BigQuery has none yet, and gives its bytes processed for the monitor instead.
+/// options. DuckDB also gives its read side, which the monitor reads the replica through
+/// (status, `/query`); BigQuery has none yet, and gives its bytes processed for `/metrics`.
 pub async fn open_sink(
     sink: &SinkConfig,
     source_type: &str,
@@ -334,11 +343,11 @@ pub async fn open_sink(
                 source_type: source_type.into(),
             })
             .await?;
-            let cost = Some(sink.cost());
+            let metrics: Arc<dyn SinkMetrics> = sink.cost();
             return Ok(OpenedSink {
                 sink: Box::new(sink),
-                reader: None,
-                bigquery_cost: cost,
+                replica: None,
+                metrics: Some(metrics),
             });
         }
         SinkConfig::DuckDb(c) => c,
@@ -354,24 +363,37 @@ pub async fn open_sink(
     let sink = tokio::task::spawn_blocking(move || DuckDbSink::open(opts))
         .await
         .map_err(|e| Error::sink(format!("opening the sink: {e}")))??;
-    let reader = sink
-        .connection()
-        .try_clone()
-        .map_err(|e| Error::sink(format!("opening a read connection: {e}")))?;
+    let replica = DuckDbReplica::beside_sink(sink.connection(), PIPELINE_NAME)?;
     Ok(OpenedSink {
         sink: Box::new(sink),
-        reader: Some(reader),
-        bigquery_cost: None,
+        replica: Some(Arc::new(replica)),
+        metrics: None,
     })
 }
 
 /// What `open_sink` opened: the sink, and what the monitor reads beside it.
 pub struct OpenedSink {
     pub sink: Box<dyn Sink>,
-    /// DuckDB: a connection to read the replica (status, `/query`).
-    pub reader: Option<Connection>,
-    /// BigQuery: the bytes its jobs processed (`/metrics`).
-    pub bigquery_cost: Option<std::sync::Arc<tidewater_bigquery::BqCost>>,
+    /// Its read side (status, `/query`, the SQL endpoint), when it has one.
+    pub replica: Option<Arc<dyn Replica>>,
+    /// What the sink counts about itself (`/metrics`).
+    pub metrics: Option<Arc<dyn SinkMetrics>>,
+}
+
+/// `verify`'s comparison with a replica file on this machine while nobody writes it; fails
+/// while `tidewater run` holds it, with `replica::Held` as the error's source.
+pub fn open_local_comparison(path: &Path) -> Result<Box<dyn Comparison>> {
+    DuckDbReplica::file_comparison(path)
+}
+
+/// The read side of a replica file on this machine (`SinkConfig::local_file`, `--db`),
+/// opened read-only: fails while `tidewater run` holds it, with `replica::Held` as the
+/// error's source.
+pub fn open_local_replica(path: &Path) -> Result<Arc<dyn Replica>> {
+    Ok(Arc::new(DuckDbReplica::open_read_only(
+        path,
+        PIPELINE_NAME,
+    )?))
 }
 
 /// How the apply loop batches for the configured sink: `options` from `[apply]`, then

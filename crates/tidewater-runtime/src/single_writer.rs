@@ -3,16 +3,17 @@
 //! this check runs before any port is bound.
 //!
 //! Two signs of a live writer, either sufficient: its published status file names a pid
-//! that is alive, or DuckDB refuses to open the file because another process holds its lock
+//! that is alive, or the replica file cannot be opened because another process holds its lock
 //! (the writer may not have published yet).
 
 use std::path::Path;
 
+use tidewater_core::replica::is_held;
 use tidewater_core::{Error, Result};
-use tidewater_duckdb::status::open_read_only;
 
 use crate::config::Config;
 use crate::own_run::live_run;
+use crate::registry::open_local_replica;
 
 /// Fails when another live process writes the configured DuckDB replica.
 pub fn ensure_no_other_writer(config: &Config, config_path: &Path) -> Result<()> {
@@ -39,11 +40,9 @@ pub fn live_writer(config: &Config) -> Option<String> {
     if !db.exists() {
         return None;
     }
-    match open_read_only(db) {
+    match open_local_replica(db) {
         // Any other failure to open is for the pipeline to report, with its context.
-        Err(e) if e.message().contains("in use by another process") => {
-            Some(e.message().to_string())
-        }
+        Err(e) if is_held(&e) => Some(e.message().to_string()),
         _ => None,
     }
 }

@@ -99,8 +99,7 @@ pub async fn current(db: &std::path::Path) -> tidewater_core::Result<StatusView>
     }
     let path = db.to_path_buf();
     let opened = tokio::task::spawn_blocking(move || {
-        tidewater_duckdb::status::open_read_only(&path)
-            .and_then(|conn| tidewater_duckdb::status::collect(&conn, crate::config::PIPELINE_NAME))
+        crate::registry::open_local_replica(&path).and_then(|replica| replica.status())
     })
     .await
     .expect("status task");

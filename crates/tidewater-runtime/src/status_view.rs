@@ -1,13 +1,14 @@
 //! The facts `tidewater status`, `GET /status`, the status page and the status file all show:
-//! what the replica holds (`report`, read from DuckDB, the same whether or not `run` runs) and,
+//! what the replica holds (`report`, read through the sink's `Replica`, the same whether or
+//! not `run` runs) and,
 //! while `run` runs, what that process is doing (`live`).
 
 use std::sync::atomic::Ordering::Relaxed;
 
 use serde::{Deserialize, Serialize};
+use tidewater_core::replica::StatusReport;
 use tidewater_core::stats::{now_us, KindCounts};
 use tidewater_core::time::format_utc_micros;
-use tidewater_duckdb::status::StatusReport;
 
 use crate::degraded::NotReplicated;
 use crate::monitor::{Monitor, RecentError};

@@ -23,37 +23,7 @@ pub struct VerifyReport {
     pub notes: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct TableReport {
-    pub table: String,
-    /// False for a table without a primary key: compared as a multiset of rows.
-    pub keyed: bool,
-    /// Source rows compared.
-    pub rows: u64,
-    /// In the source, not in the replica.
-    pub missing: u64,
-    /// In the replica, not in the source.
-    pub extra: u64,
-    /// Same key, other values.
-    pub differing: u64,
-    /// Why the rows could not be compared (the replica's table or columns differ).
-    pub problem: Option<String>,
-    /// Up to `--max-examples` keys (keyless tables: rows) per kind of difference.
-    pub examples: Examples,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Examples {
-    pub missing: Vec<String>,
-    pub extra: Vec<String>,
-    pub differing: Vec<String>,
-}
-
-impl TableReport {
-    pub fn differences(&self) -> u64 {
-        self.missing + self.extra + self.differing + u64::from(self.problem.is_some())
-    }
-}
+pub use tidewater_core::replica::{Examples, TableReport};
 
 impl VerifyReport {
     pub fn differences(&self) -> u64 {

@@ -4,6 +4,7 @@ use std::fmt::Write;
 use std::sync::atomic::Ordering::Relaxed;
 
 use tidewater_core::histogram::HistogramSnapshot;
+use tidewater_core::replica::SinkMetrics;
 use tidewater_core::stats::now_us;
 
 use crate::monitor::{Monitor, Phase};
@@ -32,28 +33,21 @@ fn histogram(o: &mut String, name: &str, help: &str, h: &HistogramSnapshot) {
     let _ = writeln!(o, "{name}_sum {}\n{name}_count {}", h.sum, h.count);
 }
 
-/// The BigQuery sink's bytes processed (from the commit jobs' statistics).
-fn bigquery_cost(o: &mut String, cost: &tidewater_bigquery::BqCost) {
-    header(
-        o,
-        "tidewater_bigquery_bytes_processed_total",
-        "counter",
-        "Bytes BigQuery processed in this process's commit transactions (what on-demand pricing bills).",
-    );
-    let total = cost.bytes_processed_total();
-    let _ = writeln!(o, "tidewater_bigquery_bytes_processed_total {total}");
-    header(
-        o,
-        "tidewater_bigquery_last_merge_bytes",
-        "gauge",
-        "Bytes processed by the last commit transaction that MERGEd into the table.",
-    );
-    for (table, bytes) in cost.last_merge_bytes() {
-        let _ = writeln!(
-            o,
-            "tidewater_bigquery_last_merge_bytes{{table=\"{}\"}} {bytes}",
-            label(&table)
-        );
+/// The sink's own metrics (BigQuery: the bytes its jobs processed).
+fn sink_metrics(o: &mut String, metrics: &dyn SinkMetrics) {
+    for metric in metrics.metrics() {
+        let kind = if metric.counter { "counter" } else { "gauge" };
+        header(o, metric.name, kind, metric.help);
+        for (labels, value) in metric.samples {
+            match labels {
+                Some((name, v)) => {
+                    let _ = writeln!(o, "{}{{{name}=\"{}\"}} {value}", metric.name, label(&v));
+                }
+                None => {
+                    let _ = writeln!(o, "{} {value}", metric.name);
+                }
+            }
+        }
     }
 }
 
@@ -298,8 +292,8 @@ pub fn render(m: &Monitor) -> String {
 
     crate::degraded::render_metric(&mut o, &s.unreplicated);
     crate::verify_passes::render_metrics(&mut o, &m.verify_passes, label);
-    if let Some(cost) = m.bigquery_cost() {
-        bigquery_cost(&mut o, cost);
+    if let Some(metrics) = m.sink_metrics() {
+        sink_metrics(&mut o, metrics.as_ref());
     }
     header(
         &mut o,

@@ -240,7 +240,7 @@ async fn query(
             exec::Cells::Json,
         )
         .await
-        .map(exec::TextResult::into_json);
+        .map(exec::into_json);
     match &result {
         Ok(r) => debug!(rows = r.rows.len(), ms = r.elapsed_ms, "query served"),
         Err(e) => debug!(error = %e, "query refused or failed"),

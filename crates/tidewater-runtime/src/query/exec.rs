@@ -1,33 +1,30 @@
-//! Running one read-only statement against the replica, with a row limit and a timeout.
+//! Running one read-only statement against the replica (through its `ReadSession`), with a
+//! row limit and a timeout, and the answer `POST /query` gives.
 //!
 //! Three locks on the door, each sufficient for a different kind of statement:
 //! - `check_read_only` accepts one statement whose first keyword reads (SELECT, WITH, FROM,
 //!   TABLE, VALUES, SHOW, DESCRIBE, SUMMARIZE, PIVOT, EXPLAIN of those): SET, PRAGMA, CALL,
 //!   CHECKPOINT, ATTACH, COPY, INSTALL, LOAD, EXPORT, DDL and DML never reach DuckDB;
-//! - the statement runs inside `BEGIN TRANSACTION READ ONLY`, so a write hidden in a read
-//!   (`WITH ... INSERT`, `nextval`) fails;
-//! - the database has `enable_external_access = false`, so no file or environment outside the
-//!   replica can be read (`read_csv('/etc/passwd')`).
+//! - the replica runs the statement inside `BEGIN TRANSACTION READ ONLY`, so a write hidden
+//!   in a read (`WITH ... INSERT`, `nextval`) fails;
+//! - the replica's database has `enable_external_access = false`, so no file or environment
+//!   outside the replica can be read (`read_csv('/etc/passwd')`; DuckDB's `read` module).
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
-use tidewater_duckdb::duckdb::arrow::array::{make_array, Array, RecordBatch};
-use tidewater_duckdb::duckdb::arrow::datatypes::DataType;
-use tidewater_duckdb::duckdb::arrow::util::display::{ArrayFormatter, FormatOptions};
-use tidewater_duckdb::duckdb::types::Value;
-use tidewater_duckdb::duckdb::{params_from_iter, Connection};
-
-use super::json_cells;
+pub use tidewater_core::replica::{
+    Cells, Params, QueryError, QueryErrorKind, ReadSession, TextResult,
+};
 
 pub use crate::config::{DEFAULT_LIMIT, DEFAULT_TIMEOUT, MAX_LIMIT, MAX_TIMEOUT};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct QueryColumn {
     pub name: String,
-    /// The Arrow type DuckDB returned the column as (`Int64`, `Utf8`, `Decimal128(12, 2)`).
+    /// The destination's name of the column's type (DuckDB: the Arrow type it returned the
+    /// column as, `Int64`, `Utf8`, `Decimal128(12, 2)`).
     #[serde(rename = "type")]
     pub ty: String,
 }
@@ -42,40 +39,6 @@ pub struct QueryResult {
     /// More rows existed than the limit.
     pub truncated: bool,
     pub elapsed_ms: u64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum QueryErrorKind {
-    /// Not a single read-only statement.
-    Refused,
-    /// DuckDB rejected or failed the statement.
-    Sql,
-    Timeout,
-    /// No replica to query (not open yet, or the server is busy).
-    Unavailable,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct QueryError {
-    pub kind: QueryErrorKind,
-    #[serde(rename = "error")]
-    pub message: String,
-}
-
-impl QueryError {
-    pub fn new(kind: QueryErrorKind, message: impl Into<String>) -> QueryError {
-        QueryError {
-            kind,
-            message: message.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for QueryError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
 }
 
 const READING: &[&str] = &[
@@ -193,253 +156,69 @@ fn escaped(chars: &[char], start: usize, j: usize) -> bool {
     run % 2 == 1
 }
 
-/// A result with every value as text (Arrow's rendering; NULL as `None`), before an endpoint
-/// turns it into its own format (JSON for `POST /query`, PostgreSQL text for the SQL endpoint).
-#[derive(Debug, Clone)]
-pub struct TextResult {
-    /// Name and Arrow type of each column.
-    pub columns: Vec<(String, DataType)>,
-    pub rows: Vec<Vec<Option<String>>>,
-    /// More rows existed than the limit.
-    pub truncated: bool,
-    /// Parameters the statement takes (`$1`, `?`).
-    pub parameters: usize,
-    pub elapsed_ms: u64,
-    /// Per column: its text is a JSON document (with `Cells::Json`: structures, DuckDB `JSON`).
-    pub json_columns: Vec<bool>,
-}
-
-/// How structured cells (lists, structs, maps) are rendered as text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cells {
-    /// Arrow's display text (`[fruit, red]`): the SQL endpoint's text columns.
-    Text,
-    /// JSON documents (`["fruit","red"]`), which `into_json` turns into JSON values.
-    Json,
-}
-
-impl TextResult {
-    pub fn into_json(self) -> QueryResult {
-        let rows = self
-            .rows
-            .into_iter()
-            .map(|row| {
-                row.into_iter()
-                    .zip(&self.columns)
-                    .zip(&self.json_columns)
-                    .map(|((v, (_, ty)), json)| {
-                        v.map_or(Json::Null, |text| match json {
-                            true => serde_json::from_str(&text).unwrap_or(Json::String(text)),
-                            false => to_json(ty, text),
-                        })
+/// `result` as `POST /query` answers it: each cell (a JSON document, `Cells::Json`) as its
+/// JSON value.
+pub fn into_json(result: TextResult) -> QueryResult {
+    let rows = result
+        .rows
+        .into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|v| {
+                    v.map_or(Json::Null, |text| {
+                        serde_json::from_str(&text).unwrap_or(Json::String(text))
                     })
-                    .collect()
-            })
-            .collect();
-        QueryResult {
-            columns: self
-                .columns
-                .iter()
-                .map(|(name, ty)| QueryColumn {
-                    name: name.clone(),
-                    ty: ty.to_string(),
                 })
-                .collect(),
-            rows,
-            truncated: self.truncated,
-            elapsed_ms: self.elapsed_ms,
-        }
-    }
-}
-
-/// Values for a statement's parameters.
-#[derive(Debug, Clone)]
-pub enum Params {
-    Values(Vec<Value>),
-    /// NULL for each parameter the statement has: to learn its columns before values exist.
-    AllNull,
-}
-
-/// Runs `sql` on `conn` (checked, read-only, at most `limit` rows). Blocking.
-pub fn run(conn: &Connection, sql: &str, limit: usize) -> Result<QueryResult, QueryError> {
-    run_text(conn, sql, &Params::Values(Vec::new()), limit, Cells::Json).map(TextResult::into_json)
-}
-
-/// `run` with parameters, its values left as text.
-pub fn run_text(
-    conn: &Connection,
-    sql: &str,
-    params: &Params,
-    limit: usize,
-    cells: Cells,
-) -> Result<TextResult, QueryError> {
-    check_read_only(sql)?;
-    let started = Instant::now();
-    let sql_error = |e: tidewater_duckdb::duckdb::Error| {
-        let message = e.to_string();
-        let kind = if message.contains("INTERRUPT") || message.contains("nterrupted") {
-            QueryErrorKind::Timeout
-        } else if message.contains("read-only") || message.contains("disabled by configuration") {
-            QueryErrorKind::Refused
-        } else {
-            QueryErrorKind::Sql
-        };
-        QueryError::new(kind, message)
-    };
-    conn.execute_batch("BEGIN TRANSACTION READ ONLY")
-        .map_err(sql_error)?;
-    let result = (|| {
-        let mut stmt = conn.prepare(sql).map_err(sql_error)?;
-        let parameters = stmt.parameter_count();
-        let values = match params {
-            Params::Values(v) => v.clone(),
-            Params::AllNull => vec![Value::Null; parameters],
-        };
-        // Streaming execution: rows are fetched chunk by chunk, so the limit bounds memory.
-        drop(
-            stmt.stream_arrow(params_from_iter(values))
-                .map_err(sql_error)?,
-        );
-        let schema = stmt.schema();
-        let columns = schema
-            .fields()
-            .iter()
-            .map(|f| (f.name().clone(), f.data_type().clone()))
-            .collect();
-        // Structures become JSON documents, and a `JSON` column's text is one already
-        // (DuckDB hands it to Arrow as plain text: only its logical type says JSON).
-        let nested: Vec<bool> = schema
-            .fields()
-            .iter()
-            .map(|f| cells == Cells::Json && json_cells::is_nested(f.data_type()))
-            .collect();
-        let json_columns: Vec<bool> = (0..nested.len())
-            .map(|i| {
-                let alias = stmt.column_logical_type(i).get_alias();
-                nested[i] || (cells == Cells::Json && alias.is_some_and(|a| a == "JSON"))
-            })
-            .collect();
-        let mut rows = Vec::new();
-        let mut truncated = false;
-        while let Some(chunk) = stmt.step().map_err(sql_error)? {
-            let batch = RecordBatch::from(&chunk);
-            if rows.len() + batch.num_rows() > limit {
-                truncated = true;
-            }
-            append_rows(&batch, limit - rows.len(), &nested, &mut rows)?;
-            if truncated {
-                break;
-            }
-        }
-        Ok(TextResult {
-            columns,
-            rows,
-            truncated,
-            parameters,
-            elapsed_ms: started.elapsed().as_millis() as u64,
-            json_columns,
+                .collect()
         })
-    })();
-    let _ = conn.execute_batch("ROLLBACK");
-    result
-}
-
-/// `nested`: the columns whose cells are written as JSON documents.
-fn append_rows(
-    batch: &RecordBatch,
-    max: usize,
-    nested: &[bool],
-    rows: &mut Vec<Vec<Option<String>>>,
-) -> Result<(), QueryError> {
-    let options = FormatOptions::default()
-        .with_null("NULL")
-        .with_timestamp_format(Some("%Y-%m-%d %H:%M:%S%.f"))
-        .with_timestamp_tz_format(Some("%Y-%m-%d %H:%M:%S%.f%:z"))
-        .with_time_format(Some("%H:%M:%S%.f"));
-    let arrays: Vec<Arc<dyn Array>> = batch.columns().iter().map(in_utc).collect();
-    let columns: Vec<(&Arc<dyn Array>, ArrayFormatter)> = arrays
-        .iter()
-        .map(|a| {
-            ArrayFormatter::try_new(a.as_ref(), &options)
-                .map(|f| (a, f))
-                .map_err(|e| {
-                    QueryError::new(QueryErrorKind::Sql, format!("formatting a value: {e}"))
-                })
-        })
-        .collect::<Result<_, _>>()?;
-    for i in 0..batch.num_rows().min(max) {
-        let row = columns
-            .iter()
-            .enumerate()
-            .map(|(c, (array, f))| {
-                (!array.is_null(i)).then(|| match nested[c] {
-                    true => json_cells::cell(array, i, &options).to_string(),
-                    false => f.value(i).to_string(),
-                })
+        .collect();
+    QueryResult {
+        columns: result
+            .columns
+            .into_iter()
+            .map(|c| QueryColumn {
+                name: c.name,
+                ty: c.type_name,
             })
-            .collect();
-        rows.push(row);
-    }
-    Ok(())
-}
-
-/// TIMESTAMPTZ values are instants; DuckDB labels them with its session time zone (e.g.
-/// `Etc/UTC`), which the formatter cannot resolve without a zone database: show them in UTC.
-pub(super) fn in_utc(array: &Arc<dyn Array>) -> Arc<dyn Array> {
-    match array.data_type() {
-        DataType::Timestamp(unit, Some(tz)) if tz.as_ref() != "+00:00" => {
-            let utc = DataType::Timestamp(*unit, Some("+00:00".into()));
-            match array.to_data().into_builder().data_type(utc).build() {
-                Ok(data) => make_array(data),
-                Err(_) => array.clone(),
-            }
-        }
-        _ => array.clone(),
+            .collect(),
+        rows,
+        truncated: result.truncated,
+        elapsed_ms: result.elapsed_ms,
     }
 }
 
-/// Numbers and booleans become JSON values; the rest (decimals too: exact) stays text.
-pub(super) fn to_json(ty: &DataType, text: String) -> Json {
-    let parsed = match ty {
-        DataType::Boolean => text.parse::<bool>().ok().map(Json::Bool),
-        t if t.is_integer() => serde_json::from_str::<serde_json::Number>(&text)
-            .ok()
-            .map(Json::Number),
-        t if t.is_floating() => text
-            .parse::<f64>()
-            .ok()
-            .and_then(serde_json::Number::from_f64)
-            .map(Json::Number),
-        _ => None,
-    };
-    parsed.unwrap_or(Json::String(text))
-}
-
-/// Runs `run` on a blocking thread and interrupts it at `timeout`.
+/// Runs the read-only `sql` (checked here) on `session` with at most `limit` rows, on a
+/// blocking thread, and interrupts it at `timeout`.
 pub async fn run_with_timeout(
-    conn: Connection,
+    session: Box<dyn ReadSession>,
     sql: String,
     limit: usize,
     timeout: Duration,
 ) -> Result<QueryResult, QueryError> {
-    with_timeout(conn, timeout, move |c| run(c, &sql, limit)).await
+    check_read_only(&sql)?;
+    let no_params = Params::Values(Vec::new());
+    with_timeout(session, timeout, move |s| {
+        s.query(&sql, &no_params, limit, Cells::Json)
+    })
+    .await
+    .map(into_json)
 }
 
-/// Runs `job` on `conn` on a blocking thread and interrupts its statement at `timeout`.
+/// Runs `job` on `session` on a blocking thread and interrupts its statement at `timeout`.
 pub async fn with_timeout<T: Send + 'static>(
-    conn: Connection,
+    mut session: Box<dyn ReadSession>,
     timeout: Duration,
-    job: impl FnOnce(&Connection) -> Result<T, QueryError> + Send + 'static,
+    job: impl FnOnce(&mut dyn ReadSession) -> Result<T, QueryError> + Send + 'static,
 ) -> Result<T, QueryError> {
-    let interrupt = conn.interrupt_handle();
-    let mut job = tokio::task::spawn_blocking(move || job(&conn));
+    let interrupt = session.interrupt();
+    let mut job = tokio::task::spawn_blocking(move || job(session.as_mut()));
     let joined = match tokio::time::timeout(timeout, &mut job).await {
         Ok(joined) => joined,
         Err(_) => {
             // The interrupt only reaches a statement that is running: repeat it until the
             // job ends (it may be between BEGIN and the statement).
             loop {
-                interrupt.interrupt();
+                interrupt();
                 tokio::select! {
                     j = &mut job => { drop(j); break; }
                     _ = tokio::time::sleep(Duration::from_millis(50)) => {}

@@ -48,19 +48,112 @@ impl QueryGate {
                 )
             })?
             .expect("semaphore open");
-        let conn = self
-            .monitor
-            .reader()
-            .ok_or_else(|| {
-                QueryError::new(
-                    QueryErrorKind::Unavailable,
-                    "the replica is not open yet; try again in a moment",
-                )
-            })?
-            .map_err(|e| QueryError::new(QueryErrorKind::Unavailable, e.to_string()))?;
-        exec::with_timeout(conn, timeout, move |c| {
-            exec::run_text(c, &sql, &params, limit, cells)
+        let unavailable = |m: String| QueryError::new(QueryErrorKind::Unavailable, m);
+        let replica = self.monitor.replica().ok_or_else(|| {
+            unavailable("the replica is not open yet; try again in a moment".into())
+        })?;
+        if !replica.capabilities().live_query {
+            return Err(unavailable("this replica answers no queries".into()));
+        }
+        let session = replica.session().map_err(|e| unavailable(e.to_string()))?;
+        exec::with_timeout(session, timeout, move |s| {
+            s.query(&sql, &params, limit, cells)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tidewater_core::replica::{
+        ColumnKind, Comparison, Interrupt, ReadSession, Replica, ReplicaCapabilities, ResultColumn,
+        StatusReport,
+    };
+    use tidewater_core::Result;
+
+    /// A replica that is not DuckDB: it answers every statement with the statement's text.
+    struct Echo {
+        live_query: bool,
+    }
+
+    struct EchoSession;
+
+    impl Replica for Echo {
+        fn capabilities(&self) -> ReplicaCapabilities {
+            ReplicaCapabilities {
+                live_query: self.live_query,
+                ..ReplicaCapabilities::default()
+            }
+        }
+        fn status(&self) -> Result<StatusReport> {
+            Ok(StatusReport::default())
+        }
+        fn session(&self) -> Result<Box<dyn ReadSession>> {
+            Ok(Box::new(EchoSession))
+        }
+        fn comparison(&self) -> Result<Box<dyn Comparison>> {
+            Err(tidewater_core::Error::sink("no verify here"))
+        }
+    }
+
+    impl ReadSession for EchoSession {
+        fn query(
+            &mut self,
+            sql: &str,
+            _: &Params,
+            _: usize,
+            _: Cells,
+        ) -> Result<TextResult, QueryError> {
+            Ok(TextResult {
+                columns: vec![ResultColumn {
+                    name: "sql".into(),
+                    type_name: "STRING".into(),
+                    kind: ColumnKind::Text,
+                }],
+                rows: vec![vec![Some(sql.to_string())]],
+                truncated: false,
+                parameters: 0,
+                elapsed_ms: 0,
+            })
+        }
+        fn interrupt(&self) -> Interrupt {
+            Arc::new(|| {})
+        }
+    }
+
+    async fn ask(gate: &QueryGate, sql: &str) -> Result<TextResult, QueryError> {
+        let timeout = Duration::from_secs(5);
+        gate.run(sql.into(), Params::AllNull, 10, timeout, Cells::Text)
+            .await
+    }
+
+    #[tokio::test]
+    async fn statements_reach_any_replica_that_offers_live_query() {
+        let monitor = Arc::new(Monitor::new(Default::default(), "postgres", "".into()));
+        let gate = QueryGate::new(monitor.clone());
+        let e = ask(&gate, "SELECT 1").await.unwrap_err();
+        assert_eq!(e.kind, QueryErrorKind::Unavailable, "not open yet: {e}");
+
+        monitor
+            .set_replica(Arc::new(Echo { live_query: true }))
+            .unwrap();
+        let answer = ask(&gate, "SELECT 1").await.unwrap();
+        assert_eq!(answer.rows, vec![vec![Some("SELECT 1".to_string())]]);
+        // The read-only check is the gate's, whatever the replica.
+        let e = ask(&gate, "DELETE FROM t").await.unwrap_err();
+        assert_eq!(e.kind, QueryErrorKind::Refused, "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_replica_without_live_query_is_not_asked() {
+        let monitor = Arc::new(Monitor::new(Default::default(), "postgres", "".into()));
+        let gate = QueryGate::new(monitor.clone());
+        monitor
+            .set_replica(Arc::new(Echo { live_query: false }))
+            .unwrap();
+        let e = ask(&gate, "SELECT 1").await.unwrap_err();
+        assert_eq!(e.kind, QueryErrorKind::Unavailable, "{e}");
+        assert!(e.message.contains("answers no queries"), "{e}");
     }
 }

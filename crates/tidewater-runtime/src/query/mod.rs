@@ -1,21 +1,21 @@
 //! `tidewater query`: one read-only SQL statement against the replica. While `run` runs it
-//! holds the DuckDB file, so the statement is sent to that process (`POST /query` on the
+//! holds the replica file, so the statement is sent to that process (`POST /query` on the
 //! address in its status file) and runs there on its own connection beside the apply loop;
 //! otherwise the file is opened read-only here. Both give the same result and output.
 
 pub mod exec;
 pub mod gate;
-mod json_cells;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use hyper::Method;
+use tidewater_core::replica::{is_held, ReadSession};
 use tidewater_core::{Error, Result};
-use tidewater_duckdb::duckdb::{AccessMode, Config as DuckConfig, Connection};
 
 use crate::client;
 use crate::config::Config;
+use crate::registry::open_local_replica;
 use crate::status_file::read_published;
 use exec::{QueryError, QueryErrorKind, QueryResult, MAX_LIMIT};
 
@@ -65,7 +65,9 @@ async fn run_somewhere(db: &Path, args: &QueryArgs) -> Result<QueryResult, Query
         }
     }
     match open_read_only(db) {
-        Ok(conn) => exec::run_with_timeout(conn, args.sql.clone(), args.limit, args.timeout).await,
+        Ok(session) => {
+            exec::run_with_timeout(session, args.sql.clone(), args.limit, args.timeout).await
+        }
         Err(Unopened {
             error: e,
             held: true,
@@ -145,23 +147,11 @@ async fn remote(addr: &str, args: &QueryArgs) -> Result<QueryResult, Remote> {
 }
 
 /// Opens the replica read-only, without access to other files (as the server's reader).
-fn open_read_only(db: &Path) -> Result<Connection, Unopened> {
-    let unavailable = |m: String| Unopened {
-        error: QueryError::new(QueryErrorKind::Unavailable, m),
-        held: false,
-    };
-    if !db.exists() {
-        return Err(unavailable(format!(
-            "DuckDB file {} does not exist yet: `tidewater run` creates it",
-            db.display()
-        )));
-    }
-    let config = DuckConfig::default()
-        .access_mode(AccessMode::ReadOnly)
-        .and_then(|c| c.enable_external_access(false))
-        .map_err(|e| unavailable(e.to_string()))?;
-    Connection::open_with_flags(db, config).map_err(|e| Unopened {
-        held: tidewater_duckdb::errors::is_lock_failure(&e),
-        ..unavailable(format!("cannot open {}: {e}", db.display()))
-    })
+fn open_read_only(db: &Path) -> Result<Box<dyn ReadSession>, Unopened> {
+    open_local_replica(db)
+        .and_then(|replica| replica.session())
+        .map_err(|e| Unopened {
+            held: is_held(&e),
+            error: QueryError::new(QueryErrorKind::Unavailable, e.message()),
+        })
 }

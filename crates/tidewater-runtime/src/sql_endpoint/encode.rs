@@ -1,5 +1,6 @@
-//! PostgreSQL's view of a DuckDB result: type OIDs for Arrow types, values in PostgreSQL's
-//! text format, SQLSTATEs for refusals and errors, and Bind parameters as DuckDB values.
+//! PostgreSQL's view of a replica's result: type OIDs for its columns' kinds, values in
+//! PostgreSQL's text format, SQLSTATEs for refusals and errors, and Bind parameters as
+//! neutral values (`tidewater_core::replica::Param`).
 
 use std::sync::Arc;
 
@@ -7,34 +8,32 @@ use pgwire::api::portal::{Format, Portal};
 use pgwire::api::results::{DataRowEncoder, FieldFormat, FieldInfo, QueryResponse};
 use pgwire::api::Type;
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
-use tidewater_duckdb::duckdb::arrow::datatypes::DataType;
-use tidewater_duckdb::duckdb::types::Value;
+use tidewater_core::replica::{ColumnKind, Param};
 
 use super::binary;
 use crate::query::exec::{QueryError, QueryErrorKind, TextResult};
 
-/// The PostgreSQL type a column of Arrow type `ty` is described as; its values are sent in
-/// that type's text format. Types without a close PostgreSQL match are text.
-pub fn pg_type(ty: &DataType) -> Type {
-    use DataType as A;
-    match ty {
-        A::Boolean => Type::BOOL,
-        A::Int8 | A::Int16 | A::UInt8 => Type::INT2,
-        A::Int32 | A::UInt16 => Type::INT4,
-        A::Int64 | A::UInt32 => Type::INT8,
-        A::UInt64 | A::Decimal128(..) | A::Decimal256(..) => Type::NUMERIC,
-        A::Float16 | A::Float32 => Type::FLOAT4,
-        A::Float64 => Type::FLOAT8,
-        A::Date32 | A::Date64 => Type::DATE,
-        A::Timestamp(_, None) => Type::TIMESTAMP,
-        A::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
-        A::Time32(_) | A::Time64(_) => Type::TIME,
-        A::Binary | A::LargeBinary | A::BinaryView | A::FixedSizeBinary(_) => Type::BYTEA,
-        _ => Type::TEXT,
+/// The PostgreSQL type a column of kind `kind` is described as; its values are sent in that
+/// type's text format.
+pub fn pg_type(kind: ColumnKind) -> Type {
+    match kind {
+        ColumnKind::Bool => Type::BOOL,
+        ColumnKind::Int16 => Type::INT2,
+        ColumnKind::Int32 => Type::INT4,
+        ColumnKind::Int64 => Type::INT8,
+        ColumnKind::Numeric => Type::NUMERIC,
+        ColumnKind::Float32 => Type::FLOAT4,
+        ColumnKind::Float64 => Type::FLOAT8,
+        ColumnKind::Date => Type::DATE,
+        ColumnKind::Timestamp => Type::TIMESTAMP,
+        ColumnKind::TimestampTz => Type::TIMESTAMPTZ,
+        ColumnKind::Time => Type::TIME,
+        ColumnKind::Bytes => Type::BYTEA,
+        ColumnKind::Text => Type::TEXT,
     }
 }
 
-/// PostgreSQL's text for a value of type `ty` that Arrow rendered as `text`.
+/// PostgreSQL's text for a value of type `ty` that the replica rendered as `text`.
 pub fn pg_text(ty: &Type, text: String) -> String {
     match *ty {
         Type::BOOL => if text == "true" { "t" } else { "f" }.to_string(),
@@ -96,8 +95,14 @@ pub fn fields(result: &TextResult, formats: &Format) -> Arc<Vec<FieldInfo>> {
         .columns
         .iter()
         .enumerate()
-        .map(|(i, (name, ty))| {
-            FieldInfo::new(name.clone(), None, None, pg_type(ty), formats.format_for(i))
+        .map(|(i, c)| {
+            FieldInfo::new(
+                c.name.clone(),
+                None,
+                None,
+                pg_type(c.kind),
+                formats.format_for(i),
+            )
         })
         .collect();
     Arc::new(fields)
@@ -134,32 +139,32 @@ pub fn param_type(declared: &[Option<Type>], i: usize) -> Type {
     declared.get(i).cloned().flatten().unwrap_or(Type::TEXT)
 }
 
-/// The values bound to `portal`: text parameters as text (DuckDB casts them), binary ones
-/// decoded by their type (`param_type`).
-pub fn params<S: Clone>(portal: &Portal<S>) -> PgWireResult<Vec<Value>> {
+/// The values bound to `portal`: text parameters as text (the replica casts them), binary
+/// ones decoded by their type (`param_type`).
+pub fn params<S: Clone>(portal: &Portal<S>) -> PgWireResult<Vec<Param>> {
     let declared = &portal.statement.parameter_types;
     (0..portal.parameter_len())
         .map(|i| {
             let Some(bytes) = &portal.parameters[i] else {
-                return Ok(Value::Null);
+                return Ok(Param::Null);
             };
             if !portal.parameter_format.is_binary(i) {
                 return String::from_utf8(bytes.to_vec())
-                    .map(Value::Text)
+                    .map(Param::Text)
                     .map_err(|_| user_error("22021", "a text parameter is not valid UTF-8"));
             }
             let ty = param_type(declared, i);
             let value = match ty {
-                Type::BOOL => portal.parameter::<bool>(i, &ty)?.map(Value::Boolean),
-                Type::INT2 => portal.parameter::<i16>(i, &ty)?.map(Value::SmallInt),
-                Type::INT4 => portal.parameter::<i32>(i, &ty)?.map(Value::Int),
-                Type::INT8 => portal.parameter::<i64>(i, &ty)?.map(Value::BigInt),
-                Type::FLOAT4 => portal.parameter::<f32>(i, &ty)?.map(Value::Float),
-                Type::FLOAT8 => portal.parameter::<f64>(i, &ty)?.map(Value::Double),
+                Type::BOOL => portal.parameter::<bool>(i, &ty)?.map(Param::Bool),
+                Type::INT2 => portal.parameter::<i16>(i, &ty)?.map(Param::Int16),
+                Type::INT4 => portal.parameter::<i32>(i, &ty)?.map(Param::Int32),
+                Type::INT8 => portal.parameter::<i64>(i, &ty)?.map(Param::Int64),
+                Type::FLOAT4 => portal.parameter::<f32>(i, &ty)?.map(Param::Float32),
+                Type::FLOAT8 => portal.parameter::<f64>(i, &ty)?.map(Param::Float64),
                 Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME => {
-                    portal.parameter::<String>(i, &ty)?.map(Value::Text)
+                    portal.parameter::<String>(i, &ty)?.map(Param::Text)
                 }
-                Type::BYTEA => portal.parameter::<Vec<u8>>(i, &ty)?.map(Value::Blob),
+                Type::BYTEA => portal.parameter::<Vec<u8>>(i, &ty)?.map(Param::Bytes),
                 _ => {
                     return Err(user_error(
                         "0A000",
@@ -172,7 +177,7 @@ pub fn params<S: Clone>(portal: &Portal<S>) -> PgWireResult<Vec<Value>> {
                     ))
                 }
             };
-            Ok(value.unwrap_or(Value::Null))
+            Ok(value.unwrap_or(Param::Null))
         })
         .collect()
 }
@@ -261,19 +266,10 @@ mod tests {
 
     #[test]
     fn types() {
-        use tidewater_duckdb::duckdb::arrow::datatypes::TimeUnit;
-        assert_eq!(pg_type(&DataType::Int64), Type::INT8);
-        assert_eq!(pg_type(&DataType::UInt64), Type::NUMERIC);
-        assert_eq!(pg_type(&DataType::Decimal128(12, 2)), Type::NUMERIC);
-        let tz = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
-        assert_eq!(pg_type(&tz), Type::TIMESTAMPTZ);
-        assert_eq!(pg_type(&DataType::Utf8), Type::TEXT);
-        assert_eq!(
-            pg_type(&DataType::Interval(
-                tidewater_duckdb::duckdb::arrow::datatypes::IntervalUnit::MonthDayNano
-            )),
-            Type::TEXT
-        );
+        assert_eq!(pg_type(ColumnKind::Int64), Type::INT8);
+        assert_eq!(pg_type(ColumnKind::Numeric), Type::NUMERIC);
+        assert_eq!(pg_type(ColumnKind::TimestampTz), Type::TIMESTAMPTZ);
+        assert_eq!(pg_type(ColumnKind::Text), Type::TEXT);
     }
 
     fn sqlstate(e: PgWireError) -> String {

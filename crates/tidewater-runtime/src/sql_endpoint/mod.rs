@@ -42,8 +42,8 @@ use pgwire::api::{
 use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use pgwire::messages::response::NoticeResponse;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use tidewater_core::replica::Param;
 use tidewater_core::{Error, Result};
-use tidewater_duckdb::duckdb::types::Value;
 use tokio::net::TcpListener;
 use tracing::debug;
 
@@ -159,7 +159,7 @@ impl Endpoint {
         &self,
         client: &mut C,
         sql: &str,
-        params: Vec<Value>,
+        params: Vec<Param>,
         formats: &Format,
     ) -> PgWireResult<Response>
     where

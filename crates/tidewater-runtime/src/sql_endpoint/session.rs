@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use pgwire::api::auth::ServerParameterProvider;
 use pgwire::api::results::{Response, Tag};
 use pgwire::api::{ClientInfo, METADATA_APPLICATION_NAME};
-use tidewater_duckdb::duckdb::arrow::datatypes::DataType;
+use tidewater_core::replica::ResultColumn;
 
 use crate::query::exec::TextResult;
 
@@ -76,12 +76,11 @@ pub fn local(sql: &str) -> Option<Local> {
                 .iter()
                 .find(|(name, _)| name.eq_ignore_ascii_case(&words[1]))?;
             Some(Local::Show(TextResult {
-                columns: vec![(name.to_ascii_lowercase(), DataType::Utf8)],
+                columns: vec![ResultColumn::text(name.to_ascii_lowercase())],
                 rows: vec![vec![Some(value.to_string())]],
                 truncated: false,
                 parameters: 0,
                 elapsed_ms: 0,
-                json_columns: vec![false],
             }))
         }
         _ => None,
@@ -106,7 +105,7 @@ mod tests {
         let Some(Local::Show(r)) = local("show SERVER_VERSION;") else {
             panic!("SHOW server_version")
         };
-        assert_eq!(r.columns[0].0, "server_version");
+        assert_eq!(r.columns[0].name, "server_version");
         assert_eq!(r.rows, [[Some(SERVER_VERSION.to_string())]]);
         assert!(matches!(local("SHOW TimeZone"), Some(Local::Show(_))));
         // Everything else is DuckDB's (and the read-only check's) to answer.

@@ -1,6 +1,6 @@
 //! Continuous verification (`[verify] interval`): inside `tidewater run`, the comparison of
 //! `tidewater verify` runs again and again in the background, `interval` after the previous
-//! pass ended, on a DuckDB connection of its own, with the source read at most
+//! pass ended, on a connection of its own to the replica, with the source read at most
 //! `max_rows_per_second` (so that it does not starve the apply loop). Never two at once: a
 //! pass holds the same lock as `POST /verify`. Results go to `passes` (metrics, health,
 //! status).
@@ -19,7 +19,6 @@ use tidewater_core::TableId;
 use tokio::sync::watch;
 use tracing::{info, warn};
 
-use super::compare::Comparer;
 use super::engine::{self, Replica, VerifyRequest};
 use super::report::VerifyReport;
 use crate::config::ContinuousVerify;
@@ -95,16 +94,17 @@ async fn pass(monitor: &Monitor, max_rows_per_second: u64) -> tidewater_core::Re
     let config = monitor
         .config()
         .ok_or_else(|| tidewater_core::Error::sink("continuous verification has no config"))?;
-    let conn = monitor
-        .reader()
-        .ok_or_else(|| tidewater_core::Error::sink("the replica is not open"))??;
+    let comparer = monitor
+        .replica()
+        .ok_or_else(|| tidewater_core::Error::sink("the replica is not open"))?
+        .comparison()?;
     let request = VerifyRequest {
         tables: Vec::new(),
         max_examples: MAX_EXAMPLES,
     };
     engine::verify(
         &config,
-        Comparer::new(conn, None),
+        comparer,
         Replica::Live(monitor.stats.clone()),
         &request,
         Some(max_rows_per_second),

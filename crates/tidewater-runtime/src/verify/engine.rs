@@ -2,7 +2,7 @@
 //! with the replica once the replica holds everything up to that snapshot; then, while `run`
 //! moves the replica, the keys that differed are read again at newer snapshots (a key can
 //! differ only because it changed after a snapshot) and only keys that differ in every round
-//! are reported. Source reading and the DuckDB comparison overlap: rows flow through a small
+//! are reported. Source reading and the replica's comparison (`tidewater_core::replica::Comparison`) overlap: rows flow through a small
 //! channel to a blocking thread.
 
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,11 +13,11 @@ use tidewater_core::{ConsistentReader, Error, Position, Result, RowConsumer, Sou
 use tokio::sync::mpsc;
 use tracing::info;
 
-use super::compare::{Comparer, Pass};
 use super::report::VerifyReport;
 use crate::config::Config;
 use crate::config::PIPELINE_NAME;
 use crate::registry::{self, AnyReader};
+use tidewater_core::replica::{Comparison, Pass};
 
 /// Re-check rounds after the first comparison (live only).
 const RECHECK_ROUNDS: u32 = 3;
@@ -50,19 +50,19 @@ pub enum Replica {
 /// The comparer, used from blocking threads one call at a time, and the pace source rows
 /// are read at.
 #[derive(Clone)]
-struct Duck(Arc<Mutex<Comparer>>, Option<Arc<Pacer>>);
+struct Duck(Arc<Mutex<Box<dyn Comparison>>>, Option<Arc<Pacer>>);
 
 impl Duck {
-    fn lock(&self) -> MutexGuard<'_, Comparer> {
+    fn lock(&self) -> MutexGuard<'_, Box<dyn Comparison>> {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     async fn call<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Comparer) -> Result<T> + Send + 'static,
+        f: impl FnOnce(&mut dyn Comparison) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let me = self.clone();
-        tokio::task::spawn_blocking(move || f(&mut me.lock()))
+        tokio::task::spawn_blocking(move || f(me.lock().as_mut()))
             .await
             .map_err(|e| Error::sink(format!("verify: comparison task failed: {e}")))?
     }
@@ -111,7 +111,7 @@ impl Pacer {
 /// (continuous verification), `None` reads as fast as the comparison goes.
 pub async fn verify(
     config: &Config,
-    comparer: Comparer,
+    comparer: Box<dyn Comparison>,
     replica: Replica,
     req: &VerifyRequest,
     max_rows_per_second: Option<u64>,

@@ -2,35 +2,30 @@
 //! (as a multiset for keyless tables), and reports rows compared, missing, extra and differing
 //! rows with example keys. Exit 0 when equal, 1 when not.
 //!
-//! While `run` runs it holds the DuckDB file, so the comparison runs inside that process
+//! While `run` runs it holds the replica file, so the comparison runs inside that process
 //! (`POST /verify` on the address in its status file, answered by [`serve`]) on a connection
 //! of its own, waiting for the replica to pass each source snapshot. Otherwise the file is
-//! attached read-only to an in-memory DuckDB here (`run` cannot start meanwhile).
+//! compared here, read-only (`registry::open_local_comparison`; `run` cannot start meanwhile).
 //!
 //! With `[verify] interval`, `run` also verifies in the background ([`continuous`]) and shows
 //! what the last pass found ([`passes`]).
 
-mod compare;
 pub mod continuous;
-mod differences;
 mod engine;
 pub use crate::verify_report as report;
 pub mod serve;
-mod sql;
-mod stage;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use hyper::Method;
+use tidewater_core::replica::is_held;
 use tidewater_core::{Error, ErrorKind, Result};
-use tidewater_duckdb::duckdb::Connection;
-use tidewater_duckdb::sql::quote_literal;
 
 use crate::client;
 use crate::config::Config;
+use crate::registry::open_local_comparison;
 use crate::status_file::read_published;
-use compare::Comparer;
 use engine::Replica;
 pub use engine::VerifyRequest;
 use report::VerifyReport;
@@ -49,14 +44,10 @@ pub async fn run_somewhere(config: &Config, request: &VerifyRequest) -> Result<V
             other => return other.map_err(Remote::into_error),
         }
     }
-    match attach_replica(db) {
-        Ok((comparer, spill)) => {
-            let report = engine::verify(config, comparer, Replica::Stopped, request, None).await;
-            // The comparer (and its database) is gone: nothing uses the spill directory now.
-            let _ = std::fs::remove_dir_all(spill);
-            report
-        }
-        Err(e) if tidewater_duckdb::errors::is_held(&e) => {
+    match open_local_comparison(db) {
+        // (The comparison's temporary files go when it is dropped, at the end of `verify`.)
+        Ok(comparer) => engine::verify(config, comparer, Replica::Stopped, request, None).await,
+        Err(e) if is_held(&e) => {
             // Held by a `run` that is starting: its status file appears within seconds.
             let deadline = Instant::now() + WAIT_FOR_PUBLISHED;
             while Instant::now() < deadline {
@@ -78,30 +69,6 @@ pub async fn run_somewhere(config: &Config, request: &VerifyRequest) -> Result<V
 
 fn published_http(db: &Path) -> Option<String> {
     read_published(db)?.live?.http
-}
-
-/// An in-memory DuckDB with the replica attached read-only as `replica`; temp tables spill
-/// to a directory of their own (returned) in the system temp directory.
-fn attach_replica(db: &Path) -> Result<(Comparer, PathBuf)> {
-    if !db.exists() {
-        return Err(Error::sink(format!(
-            "DuckDB file {} does not exist yet: `tidewater run` creates it",
-            db.display()
-        )));
-    }
-    let conn = Connection::open_in_memory()
-        .map_err(|e| Error::sink(format!("opening an in-memory DuckDB: {e}")))?;
-    let spill = std::env::temp_dir().join(format!("tidewater-verify-{}", std::process::id()));
-    conn.execute_batch(&format!(
-        "SET temp_directory = {}; ATTACH {} AS replica (READ_ONLY)",
-        quote_literal(&spill.to_string_lossy()),
-        quote_literal(&db.to_string_lossy())
-    ))
-    .map_err(|e| {
-        let error = Error::sink(format!("cannot open {} read-only: {e}", db.display()));
-        tidewater_duckdb::errors::mark(error, &e)
-    })?;
-    Ok((Comparer::new(conn, Some("replica".into())), spill))
 }
 
 enum Remote {

@@ -1,5 +1,5 @@
 //! `POST /verify` `{"tables": ["public.*"], "max_examples": 10}` on a running `tidewater run`:
-//! the comparison on a connection of its own to the live replica, waiting for the apply loop
+//! the comparison on a connection of its own to the live replica (`Replica::comparison`), waiting for the apply loop
 //! to pass each source snapshot. Answers the report as JSON; one verification at a time, only
 //! for clients on the loopback interface (it reads every replicated row of the source).
 
@@ -12,7 +12,6 @@ use hyper::{Request, StatusCode};
 use tidewater_core::{Error, ErrorKind};
 use tokio::sync::Mutex;
 
-use super::compare::Comparer;
 use super::engine::{self, Replica, VerifyRequest};
 use super::wire::ErrorAnswer;
 use crate::monitor::Monitor;
@@ -83,11 +82,11 @@ async fn verify(
     let config = monitor
         .config()
         .ok_or_else(|| unavailable("this process serves no verification".into()))?;
-    let conn = monitor
-        .reader()
+    let comparer = monitor
+        .replica()
         .ok_or_else(|| unavailable("the replica is not open yet; try again in a moment".into()))?
+        .comparison()
         .map_err(|e| unavailable(e.to_string()))?;
-    let comparer = Comparer::new(conn, None);
     engine::verify(
         &config,
         comparer,

@@ -1,7 +1,7 @@
 //! SQL text of the comparison: key lists, joins, ranges and the column comparisons.
 
+use crate::sql::{duckdb_type, quote_ident, quote_literal};
 use tidewater_core::{Column, ColumnType, TableSchema};
-use tidewater_duckdb::sql::{duckdb_type, quote_ident, quote_literal};
 
 pub(super) fn key_columns(s: &TableSchema) -> impl Iterator<Item = &Column> {
     s.key.iter().map(|&k| &s.columns[k])

@@ -1,13 +1,13 @@
 //! The differences found: keys re-checked at newer source snapshots (only those that differ
 //! again stay), and what the report shows of them.
 
+use crate::sql::{quote_ident, quote_literal, text_from_typed};
+use duckdb::params;
 use tidewater_core::{Error, Result, Value};
-use tidewater_duckdb::duckdb::params;
-use tidewater_duckdb::sql::{quote_ident, quote_literal, text_from_typed};
 
-use super::compare::{sql_err, Comparer, NEXT, RECHECK, REP, SRC};
-use super::report::TableReport;
 use super::sql::{columns, key_columns, key_join, key_list, or_distinct};
+use super::{sql_err, Comparer, NEXT, RECHECK, REP, SRC};
+use tidewater_core::replica::TableReport;
 
 impl Comparer {
     /// Keyed re-check: numbers the keys that differ; returns how many.

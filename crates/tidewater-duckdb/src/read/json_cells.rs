@@ -9,10 +9,10 @@
 
 use std::sync::Arc;
 
+use duckdb::arrow::array::{Array, AsArray};
+use duckdb::arrow::datatypes::DataType;
+use duckdb::arrow::util::display::{ArrayFormatter, FormatOptions};
 use serde_json::{Map, Value as Json};
-use tidewater_duckdb::duckdb::arrow::array::{Array, AsArray};
-use tidewater_duckdb::duckdb::arrow::datatypes::DataType;
-use tidewater_duckdb::duckdb::arrow::util::display::{ArrayFormatter, FormatOptions};
 
 /// Whether cells of this type are structures (they become JSON arrays and objects).
 pub fn is_nested(ty: &DataType) -> bool {

@@ -1,4 +1,4 @@
-//! The DuckDB side of `verify`. Source rows arrive as canonical text, are cast to the
+//! The DuckDB side of `verify` (`tidewater_core::replica::Comparison`). Source rows arrive as canonical text, are cast to the
 //! replica's types in a temp table (`cast_from_text`, as the sink does) and compared there with
 //! the replica on typed values, so no text format can hide or invent a difference.
 //!
@@ -14,18 +14,25 @@
 //! The differences stay in a temp table per table (`tw_diff_<i>`: kind and key, or kind and
 //! row) for the re-check rounds and the report.
 
+mod differences;
+mod sql;
+mod stage;
+
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use duckdb::Connection;
+use tidewater_core::replica::{Comparison, Pass, TableReport};
 use tidewater_core::{Error, Result, TableSchema, Value};
-use tidewater_duckdb::duckdb::Connection;
-use tidewater_duckdb::sql::{cast_from_text, duckdb_type, qualified, quote_ident, quote_literal};
 use tracing::debug;
 
-use super::sql::{
+use crate::sql::{cast_from_text, duckdb_type, qualified, quote_ident, quote_literal};
+
+use self::sql::{
     columns, key_columns, key_join, key_list, key_literals, normalized, or_distinct, range_filter,
 };
-use super::stage::{stage, typed_stage};
+use self::stage::{stage, typed_stage};
 
 /// Source rows per comparison statement.
 pub const CHUNK_ROWS: usize = 100_000;
@@ -44,6 +51,17 @@ pub struct Comparer {
     pub(super) tables: Vec<Table>,
     /// The table whose rows are arriving.
     pub(super) current: Option<Current>,
+    /// Where temp tables spill, removed after `conn` is closed (fields drop in order).
+    _spill: Option<SpillDir>,
+}
+
+/// A directory of this process's own, removed when dropped.
+struct SpillDir(PathBuf);
+
+impl Drop for SpillDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 pub(super) struct Table {
@@ -58,17 +76,6 @@ pub(super) struct Table {
     pub(super) rows: u64,
 }
 
-/// What the rows of a table are read for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Pass {
-    /// The first comparison of the whole table.
-    First,
-    /// A keyless table read again: only rows that differed before and differ again remain.
-    Rescan,
-    /// Keyed: the rows of the keys that differed, batch by batch (`recheck_batch`).
-    Recheck,
-}
-
 pub(super) struct Current {
     pub(super) table: usize,
     staged: usize,
@@ -80,18 +87,45 @@ pub(super) struct Current {
     cursor: Option<Vec<String>>,
 }
 
-pub(super) fn sql_err(what: &str) -> impl Fn(tidewater_duckdb::duckdb::Error) -> Error + '_ {
+pub(super) fn sql_err(what: &str) -> impl Fn(duckdb::Error) -> Error + '_ {
     move |e| Error::sink(format!("verify: {what}: {e}"))
 }
 
 impl Comparer {
-    pub fn new(conn: Connection, catalog: Option<String>) -> Comparer {
+    /// A comparison on `conn`, a connection of the replica's own database.
+    pub fn new(conn: Connection) -> Comparer {
         Comparer {
             conn,
-            catalog,
+            catalog: None,
             tables: Vec::new(),
             current: None,
+            _spill: None,
         }
+    }
+
+    /// An in-memory DuckDB with the replica file attached read-only as `replica`; temp
+    /// tables spill to a directory of their own in the system temp directory, removed when
+    /// the comparer is dropped. Fails while another process holds the file, with
+    /// `tidewater_core::replica::Held` as the error's source.
+    pub fn attach_file(db: &Path) -> Result<Comparer> {
+        crate::status::must_exist(db)?;
+        let conn = Connection::open_in_memory()
+            .map_err(|e| Error::sink(format!("opening an in-memory DuckDB: {e}")))?;
+        let spill = std::env::temp_dir().join(format!("tidewater-verify-{}", std::process::id()));
+        conn.execute_batch(&format!(
+            "SET temp_directory = {}; ATTACH {} AS replica (READ_ONLY)",
+            quote_literal(&spill.to_string_lossy()),
+            quote_literal(&db.to_string_lossy())
+        ))
+        .map_err(|e| {
+            let error = Error::sink(format!("cannot open {} read-only: {e}", db.display()));
+            crate::errors::mark(error, &e)
+        })?;
+        Ok(Comparer {
+            catalog: Some("replica".into()),
+            _spill: Some(SpillDir(spill)),
+            ..Comparer::new(conn)
+        })
     }
 
     pub(super) fn exec(&self, sql: &str) -> Result<()> {
@@ -399,5 +433,44 @@ impl Comparer {
             })
             .map(|n| n as u64)
             .map_err(sql_err("counting differences"))
+    }
+}
+
+impl Comparison for Comparer {
+    fn replica_position(&self, pipeline: &str) -> Result<Option<String>> {
+        Comparer::replica_position(self, pipeline)
+    }
+    fn add_table(&mut self, schema: Arc<TableSchema>) -> Result<usize> {
+        Comparer::add_table(self, schema)
+    }
+    fn comparable(&self, i: usize) -> bool {
+        Comparer::comparable(self, i)
+    }
+    fn start(&mut self, i: usize, pass: Pass) -> Result<()> {
+        Comparer::start(self, i, pass)
+    }
+    fn rows(&mut self, rows: &[Vec<Value>]) -> Result<()> {
+        Comparer::rows(self, rows)
+    }
+    fn finish(&mut self) -> Result<()> {
+        Comparer::finish(self)
+    }
+    fn differences(&self, i: usize) -> Result<u64> {
+        Comparer::differences(self, i)
+    }
+    fn recheck_prepare(&self, i: usize) -> Result<u64> {
+        Comparer::recheck_prepare(self, i)
+    }
+    fn recheck_keys(&self, i: usize, from: u64, to: u64) -> Result<Vec<Vec<Value>>> {
+        Comparer::recheck_keys(self, i, from, to)
+    }
+    fn recheck_batch(&mut self, from: u64, to: u64) -> Result<()> {
+        Comparer::recheck_batch(self, from, to)
+    }
+    fn recheck_done(&mut self, i: usize) -> Result<()> {
+        Comparer::recheck_done(self, i)
+    }
+    fn result(&self, i: usize, max_examples: usize) -> Result<TableReport> {
+        Comparer::result(self, i, max_examples)
     }
 }

@@ -4,13 +4,13 @@
 
 use std::sync::Arc;
 
+use crate::sql::{cast_from_text, duckdb_type, quote_ident};
+use duckdb::arrow::array::{ArrayRef, RecordBatch, StringArray};
+use duckdb::arrow::datatypes::{DataType, Field, Schema};
+use duckdb::{params, Connection};
 use tidewater_core::{Error, Result, TableSchema, Value};
-use tidewater_duckdb::duckdb::arrow::array::{ArrayRef, RecordBatch, StringArray};
-use tidewater_duckdb::duckdb::arrow::datatypes::{DataType, Field, Schema};
-use tidewater_duckdb::duckdb::{params, Connection};
-use tidewater_duckdb::sql::{cast_from_text, duckdb_type, quote_ident};
 
-use super::compare::{sql_err, Comparer, STAGE};
+use super::{sql_err, Comparer, STAGE};
 
 /// Appends text rows to the staging table as one Arrow batch (column by column: much cheaper
 /// than a call per value).
