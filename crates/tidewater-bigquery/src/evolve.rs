@@ -140,18 +140,38 @@ pub fn plan(
     Ok((!statements.is_empty()).then_some(Plan { statements, fields }))
 }
 
-/// Creates the table `create` describes, or brings an existing one to its columns (see
-/// [`plan`]). Returns the names of the table's columns afterwards.
+/// What [`ensure`] does when the table does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfMissing {
+    Create,
+    /// The dataset's committed state says the table holds replicated rows: a missing one was
+    /// dropped by hand, and recreating it empty would leave a replica that silently lacks
+    /// every row copied or applied before. Stop instead.
+    Refuse,
+}
+
+/// Creates the table `create` describes (unless `if_missing` refuses), or brings an existing
+/// one to its columns (see [`plan`]). Returns the names of the table's columns afterwards.
 pub async fn ensure(
     client: &BqClient,
     create: Table,
     drop_extra: bool,
+    if_missing: IfMissing,
     fix: &str,
 ) -> Result<Vec<String>> {
     let name = create.table_id().clone();
     let wanted = fields(&create);
     let names = |f: &[TableFieldSchema]| f.iter().map(|f| f.name.clone()).collect();
     let Some(actual) = client.table_fields(&name).await? else {
+        if if_missing == IfMissing::Refuse {
+            return Err(Error::sink(format!(
+                "BigQuery table {}.{name} is missing, though this dataset's state records its \
+                 rows as replicated: it was dropped by hand, and tidewater does not recreate \
+                 it empty (the rows copied and applied before would be silently gone)",
+                client.dataset
+            ))
+            .with_fix(fix));
+        }
         client.create_table(create).await?;
         return Ok(names(&wanted));
     };

@@ -78,7 +78,7 @@ use tracing::{debug, info, warn};
 use crate::client::{BqClient, Connection};
 use crate::cost::BqCost;
 use crate::definitions::{self, DEFINITIONS_TABLE};
-use crate::evolve::ensure;
+use crate::evolve::{ensure, IfMissing};
 use crate::merge::{commit_script, LogRange, StateUpdate};
 use crate::prune::KeyBounds;
 use crate::rows::{before_row, log_row, truncate_row, TxMeta};
@@ -245,9 +245,21 @@ impl BigQuerySink {
         // Replica, then log, then staging: a widened staging column (where rows come from)
         // implies a widened log and replica (where they go), whatever the crash point.
         self.block_on(async {
-            ensure(client, tables::replica_table(&at, schema), drop_extra, &fix).await?;
-            let log = ensure(client, tables::log_table(&at, schema), false, &fix).await?;
-            let staging = ensure(client, tables::staging_table(&at, schema), false, &fix).await?;
+            // A committed definition means the replica and log were created and hold rows;
+            // staging holds nothing committed and expires by itself.
+            let held = if drop_extra {
+                IfMissing::Refuse
+            } else {
+                IfMissing::Create
+            };
+            let (replica, log) = (
+                tables::replica_table(&at, schema),
+                tables::log_table(&at, schema),
+            );
+            ensure(client, replica, drop_extra, held, &fix).await?;
+            let log = ensure(client, log, false, held, &fix).await?;
+            let staging = tables::staging_table(&at, schema);
+            let staging = ensure(client, staging, false, IfMissing::Create, &fix).await?;
             // Both have every column of the definition; a crash between their DDL can leave
             // one with an added column the other lacks, which no committed row holds yet.
             Ok(log.into_iter().filter(|c| staging.contains(c)).collect())
@@ -360,7 +372,9 @@ impl BigQuerySink {
         let fix = self.resnapshot_fix();
         for schema in evolved {
             let replica = tables::replica_table(&at, &schema);
-            if let Err(e) = self.block_on(ensure(&self.client, replica, true, &fix)) {
+            if let Err(e) =
+                self.block_on(ensure(&self.client, replica, true, IfMissing::Refuse, &fix))
+            {
                 warn!(table = %schema.id, error = %e, "dropping columns the source dropped from the replica failed; retried at the next start");
             }
         }

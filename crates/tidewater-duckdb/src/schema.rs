@@ -62,14 +62,22 @@ pub fn prepare_table(
     found.sort();
     expected.sort_unstable();
     if found != expected {
-        return Err(Error::sink(format!(
-            "replica {} does not have the columns tidewater created (expected ({}), found ({})): \
-             it was changed by hand. Restore it, or drop it with its _log table and the \
-             _tidewater state to take a new snapshot",
-            qualified(id),
-            expected.join(", "),
-            found.join(", ")
-        )));
+        let what = if found.is_empty() {
+            "is missing: it was dropped by hand".to_string()
+        } else {
+            format!(
+                "does not have the columns tidewater created (expected ({}), found ({})): it was \
+                 changed by hand",
+                expected.join(", "),
+                found.join(", ")
+            )
+        };
+        return Err(
+            Error::sink(format!("replica {} {what}", qualified(id))).with_fix(
+                "restore it, or drop it with its _log table and the _tidewater state to take a \
+                 new snapshot",
+            ),
+        );
     }
     exec(
         conn,

@@ -210,6 +210,31 @@ fn postgres_snapshot_and_stream_reach_bigquery_exactly_once() {
     rig.stop();
 }
 
+/// A replica table dropped by hand in the dataset is not recreated empty (the snapshot's
+/// rows would be silently gone): the run stops and names the fix.
+#[test]
+fn postgres_replica_dropped_by_hand_in_bigquery_is_refused_not_recreated_empty() {
+    let mut rig = rig_pg();
+    rig.start();
+    rig.wait_caught_up(CATCH_UP);
+    rig.stop();
+    let (bq, items) = (rig.bq(), rig.bq().table(PG_TABLES.items));
+    bq.try_rows(&format!("DROP TABLE {items}")).unwrap();
+    rig.sql("INSERT INTO items (id) VALUES (1000)");
+    rig.start();
+    let status = rig.wait_exit(CATCH_UP);
+    assert_eq!(status.code(), Some(3), "{}", rig.log());
+    let log = rig.log();
+    assert!(
+        log.contains("public_items is missing") && log.contains("dropped by hand"),
+        "{log}"
+    );
+    assert!(rig
+        .bq()
+        .try_rows(&format!("SELECT 1 FROM {items}"))
+        .is_err());
+}
+
 #[test]
 fn mariadb_snapshot_and_stream_reach_bigquery_exactly_once() {
     let mut rig = rig_my();

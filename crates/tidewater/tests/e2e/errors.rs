@@ -274,10 +274,41 @@ fn replica_changed_by_hand_is_refused_without_applying() {
     expect(
         run_cli(&["run"], &rig.config),
         3,
-        &["\"public\".\"t\"", "changed by hand", "extra", "Restore it"],
+        &[
+            "\"public\".\"t\"",
+            "changed by hand",
+            "extra",
+            "fix: restore it",
+        ],
     );
     // Nothing applied, nothing confirmed.
     assert_eq!(rig.count("SELECT count(*) FROM public.t"), 1);
+    assert_eq!(rig.confirmed_flush_lsn(), confirmed);
+}
+
+/// A replica table dropped by hand is not recreated empty (which would leave a replica that
+/// silently lacks its snapshot rows): the run stops and names the fix.
+#[test]
+fn replica_dropped_by_hand_is_refused_not_recreated_empty() {
+    let mut rig = Rig::new(SETUP);
+    rig.start();
+    rig.wait_caught_up(Duration::from_secs(60));
+    rig.stop();
+    {
+        let conn = tidewater_duckdb::duckdb::Connection::open(&rig.db).unwrap();
+        conn.execute_batch("DROP TABLE public.t").unwrap();
+    }
+    let confirmed = rig.confirmed_flush_lsn();
+    rig.sql("INSERT INTO t VALUES (2, 'two')");
+    expect(
+        run_cli(&["run"], &rig.config),
+        3,
+        &[
+            "\"public\".\"t\" is missing",
+            "dropped by hand",
+            "fix: restore it",
+        ],
+    );
     assert_eq!(rig.confirmed_flush_lsn(), confirmed);
 }
 
