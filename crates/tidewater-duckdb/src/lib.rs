@@ -9,6 +9,7 @@ pub mod guard;
 mod order;
 mod rowwise;
 mod schema;
+mod settings;
 mod sink;
 pub mod sql;
 pub mod state;
