@@ -28,6 +28,7 @@ pub use error::{BenchError, Result};
 pub use machine::Machine;
 pub use report::{Baseline, Failure, Figure, Report, Target};
 
+pub use runner::setting_line;
 use runner::{Apply, Tidewater};
 use source::{Db, Kind};
 
@@ -150,6 +151,9 @@ pub struct Options {
     /// A directory with `postgres_scanner.duckdb_extension` and `mysql_scanner.duckdb_extension`:
     /// the snapshot scenario then also measures DuckDB's own scanners as baselines.
     pub duckdb_extensions: Option<PathBuf>,
+    /// `sink.KEY = VALUE` / `apply.KEY = VALUE` lines added to every tidewater.toml of the
+    /// run (`--set`), e.g. to measure a setting against its default in the same run.
+    pub settings: Vec<String>,
     /// The command line, for BENCHMARKS.md.
     pub command: String,
 }
@@ -187,7 +191,14 @@ impl Bench {
     /// A tidewater replicating `db` into a directory of its own (`run` tells runs on one db apart).
     fn tidewater(&self, db: &Db, id: u32, run: &str, apply: &Apply) -> Result<Tidewater> {
         let dir = self.work.join(format!("{}-{run}", db.name()));
-        Tidewater::new(&self.opts.tidewater, &dir, &db.source_toml(id), apply)
+        let source = db.source_toml(id);
+        Tidewater::new(
+            &self.opts.tidewater,
+            &dir,
+            &source,
+            apply,
+            &self.opts.settings,
+        )
     }
 
     fn dir(&self, name: &str) -> Result<PathBuf> {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tidewater_bench::{run, Options, Scenario, Sizes};
+use tidewater_bench::{run, setting_line, Options, Scenario, Sizes};
 
 /// tidewater's benchmark suite: each figure beside a baseline measured in the same run.
 #[derive(Parser, Debug)]
@@ -59,6 +59,10 @@ struct Cli {
     /// Table counts of the scaling scenario [default: 1,10,100].
     #[arg(long, value_delimiter = ',')]
     tables: Option<Vec<usize>>,
+    /// A line added to every tidewater.toml of the run, `sink.KEY = VALUE` or
+    /// `apply.KEY = VALUE` (repeatable), e.g. `--set 'sink.memory_limit = ""'`.
+    #[arg(long = "set")]
+    settings: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -79,6 +83,10 @@ fn main() -> ExitCode {
         }
     }
     scenarios.dedup();
+    if let Some(bad) = cli.settings.iter().find(|s| setting_line(s).is_none()) {
+        eprintln!("error: --set {bad:?}: expected `sink.KEY = VALUE` or `apply.KEY = VALUE`");
+        return ExitCode::from(2);
+    }
     let mut sizes = if cli.quick {
         Sizes::quick()
     } else {
@@ -126,6 +134,7 @@ fn main() -> ExitCode {
         work_dir: cli.work_dir,
         freshness_flush_ms: cli.flush_ms,
         duckdb_extensions: cli.duckdb_extensions,
+        settings: cli.settings,
         command: command.trim_end().to_string(),
     };
     match run(opts) {

@@ -21,6 +21,13 @@ pub struct Apply {
     pub log_tables: Option<bool>,
 }
 
+/// A `--set` line for every tidewater.toml of the run: `sink.KEY = VALUE` or
+/// `apply.KEY = VALUE`; `None` for any other form.
+pub fn setting_line(setting: &str) -> Option<(&str, &str)> {
+    let (section, line) = setting.split_once('.')?;
+    (matches!(section, "sink" | "apply") && line.contains('=')).then_some((section, line.trim()))
+}
+
 pub struct Tidewater {
     bin: PathBuf,
     config: PathBuf,
@@ -32,13 +39,32 @@ pub struct Tidewater {
 
 impl Tidewater {
     /// Writes `<dir>/tidewater.toml` for `source_toml` into `<dir>/replica.duckdb`.
-    pub fn new(bin: &Path, dir: &Path, source_toml: &str, apply: &Apply) -> Result<Tidewater> {
+    /// `settings`: `--set` lines (see [`setting_line`]), written last in their section.
+    pub fn new(
+        bin: &Path,
+        dir: &Path,
+        source_toml: &str,
+        apply: &Apply,
+        settings: &[String],
+    ) -> Result<Tidewater> {
         std::fs::create_dir_all(dir)
             .map_err(BenchError::io(format!("creating {}", dir.display())))?;
         let http: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let lines = |of: &str| -> String {
+            let mut out = String::new();
+            for (section, line) in settings.iter().filter_map(|s| setting_line(s)) {
+                if section == of {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+            out
+        };
         let mut toml = format!(
-            "[source]\n{source_toml}\n[sink]\ntype = \"duckdb\"\npath = {:?}\n\n[apply]\n",
-            dir.join("replica.duckdb").display().to_string()
+            "[source]\n{source_toml}\n[sink]\ntype = \"duckdb\"\npath = {:?}\n{}\n[apply]\n{}",
+            dir.join("replica.duckdb").display().to_string(),
+            lines("sink"),
+            lines("apply"),
         );
         if let Some(ms) = apply.flush_interval_ms {
             toml.push_str(&format!("flush_interval_ms = {ms}\n"));

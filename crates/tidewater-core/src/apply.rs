@@ -4,7 +4,8 @@
 //! transaction with the position of its last transaction. It commits at a transaction
 //! boundary when no further event is waiting (unless the stream is catching up on a
 //! backlog), when `flush_interval` has passed since its first complete transaction, or when
-//! it holds `max_batch_rows` changes. Only after the commit is the
+//! it holds `max_batch_rows` changes or `max_batch_bytes` of values (estimated by
+//! [`change_bytes`]). Only after the commit is the
 //! position published on `acks` (the source then tells the server it may discard WAL).
 //!
 //! Nothing is published on `acks` that the sink has not stored: a transaction's position
@@ -21,12 +22,23 @@ use tokio::sync::{mpsc, watch};
 
 use crate::error::{Error, Result};
 use crate::event::{SourceEvent, TxInfo};
-use crate::model::Position;
+use crate::model::{Change, Position, Value};
 use crate::sink::Sink;
 use crate::stats::{now_us, BatchTally, Stats};
 
 pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 100;
 pub const DEFAULT_MAX_BATCH_ROWS: usize = 50_000;
+/// 16 MiB: narrow rows reach `max_batch_rows` first; 2 KiB rows commit every ~8000 changes,
+/// which keeps what DuckDB holds for the open transaction small (docs/performance.md).
+pub const DEFAULT_MAX_BATCH_BYTES: usize = 16 << 20;
+/// A source ends a `Changes` event at this many bytes ([`change_bytes`]) as well as at its
+/// row count, so the events queued between source and apply loop hold a bounded amount of
+/// memory however wide the rows are.
+pub const MAX_EVENT_BYTES: usize = 512 << 10;
+/// Estimated bytes per value and per change besides the values' text (the `Value` and
+/// `Change` structs, the row vectors).
+const VALUE_OVERHEAD: usize = 32;
+const CHANGE_OVERHEAD: usize = 96;
 /// A transaction committed at the source longer ago than this means the stream is catching
 /// up on a backlog (one second: MariaDB's binlog carries commit times in whole seconds).
 const CATCHING_UP_US: i64 = 1_000_000;
@@ -38,6 +50,9 @@ pub const IDLE_ACK_INTERVAL: Duration = Duration::from_secs(1);
 pub struct BatchOptions {
     pub flush_interval: Duration,
     pub max_batch_rows: usize,
+    /// A batch commits at the next transaction boundary once its changes hold this many
+    /// bytes ([`change_bytes`]).
+    pub max_batch_bytes: usize,
     /// Commits start at least this long after the previous one started (unless the batch
     /// fills up): a sink with a per-commit quota (BigQuery's DML jobs) commits no more often
     /// than this, while a quiet source's transaction still commits at once. Zero for sinks
@@ -50,6 +65,7 @@ impl Default for BatchOptions {
         BatchOptions {
             flush_interval: Duration::from_millis(DEFAULT_FLUSH_INTERVAL_MS),
             max_batch_rows: DEFAULT_MAX_BATCH_ROWS,
+            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
             min_commit_interval: Duration::ZERO,
         }
     }
@@ -59,6 +75,22 @@ impl Default for BatchOptions {
 /// is durable at the destination.
 pub type AckSender = watch::Sender<Option<Position>>;
 pub type AckReceiver = watch::Receiver<Option<Position>>;
+
+/// A cheap estimate of the memory a change takes in flight and in the destination's open
+/// transaction: its values' bytes plus a fixed overhead per value and per change. Not exact
+/// (the sink's own representation differs); it bounds batches and events by size.
+pub fn change_bytes(change: &Change) -> usize {
+    fn values(values: &[Value]) -> usize {
+        values
+            .iter()
+            .map(|v| match v {
+                Value::Text(b) => VALUE_OVERHEAD + b.len(),
+                Value::Null | Value::Unchanged => VALUE_OVERHEAD,
+            })
+            .sum()
+    }
+    CHANGE_OVERHEAD + values(&change.row) + change.old.as_deref().map_or(0, values)
+}
 
 /// The batch being built inside an open destination transaction.
 #[derive(Default)]
@@ -70,6 +102,8 @@ struct OpenBatch {
     /// The open source transaction has written (changes or a truncate) into the batch.
     tx_wrote: bool,
     rows: usize,
+    /// Estimated bytes of the batch's changes ([`change_bytes`]).
+    bytes: usize,
     /// Complete transactions in the batch: (position, source commit time).
     committed: Vec<(Position, i64)>,
     /// A keepalive position received after the last complete transaction.
@@ -213,6 +247,7 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                     Error::source_fatal("source sent changes outside a transaction")
                 })?;
                 let n = changes.len();
+                b.bytes += changes.iter().map(change_bytes).sum::<usize>();
                 b.tally.changes(&changes, self.stats);
                 let started = Instant::now();
                 self.sink.write(tx, b.next_sequence, changes).map_err(|e| {
@@ -260,7 +295,7 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                 // nothing more is queued (a transaction waits at most for the commit in
                 // progress), and the transactions that queue up meanwhile form the next batch.
                 // While it catches up on a backlog, the batch takes whatever arrives for up to
-                // `flush_interval` or `max_batch_rows`, amortising each commit's fixed cost.
+                // `flush_interval`, `max_batch_rows` or `max_batch_bytes`, amortising each commit's fixed cost.
                 let catching_up = now_us() - commit_time_us > CATCHING_UP_US;
                 let now = Instant::now();
                 let group_commit = !catching_up && self.events.is_empty();
@@ -273,6 +308,7 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                     b.deadline = Some(deadline);
                 }
                 if b.rows >= self.options.max_batch_rows
+                    || b.bytes >= self.options.max_batch_bytes
                     || now >= deadline
                     || (group_commit && earliest.is_none())
                 {

@@ -134,6 +134,7 @@ fn apply(
 const LONG: BatchOptions = BatchOptions {
     flush_interval: Duration::from_secs(60),
     max_batch_rows: 1000,
+    max_batch_bytes: usize::MAX,
     min_commit_interval: Duration::ZERO,
 };
 
@@ -151,6 +152,54 @@ fn batches_take_what_is_queued_and_end_at_max_rows() {
     // max_batch_rows, and the last one commits when the queue is empty.
     assert_eq!(sink.log.join("; "), "begin; write 1 #0 x5; write 2 #0 x400; write 2 #400 x300; write 3 #0 x400; commit 3; begin; write 4 #0 x10; commit 4");
     assert_eq!(acked, Some(Position("4".into())));
+}
+
+/// Estimated bytes of the changes in `events` (`apply::change_bytes`).
+fn bytes_of(events: &[SourceEvent]) -> usize {
+    events
+        .iter()
+        .map(|e| match e {
+            SourceEvent::Changes(c) => c.iter().map(apply::change_bytes).sum(),
+            _ => 0,
+        })
+        .sum()
+}
+
+#[test]
+fn batches_end_at_max_bytes_too() {
+    let mut events = Vec::new();
+    tx(&mut events, "1", &[5]);
+    tx(&mut events, "2", &[400, 300]);
+    let limit = bytes_of(&events);
+    tx(&mut events, "3", &[400]);
+    tx(&mut events, "4", &[10]);
+    let options = BatchOptions {
+        max_batch_rows: usize::MAX,
+        max_batch_bytes: limit,
+        ..LONG
+    };
+    let mut sink = Recorder::default();
+    let (r, acked) = apply(&mut sink, events, options);
+    r.unwrap();
+    // The first batch reaches max_batch_bytes with transaction 2 (at its boundary, never
+    // inside it); the rest stays below it and commits when the queue is empty.
+    assert_eq!(sink.log.join("; "), "begin; write 1 #0 x5; write 2 #0 x400; write 2 #400 x300; commit 2; begin; write 3 #0 x400; write 4 #0 x10; commit 4");
+    assert_eq!(acked, Some(Position("4".into())));
+}
+
+#[test]
+fn a_change_is_estimated_by_its_values() {
+    let narrow = match changes(1) {
+        SourceEvent::Changes(c) => apply::change_bytes(&c[0]),
+        _ => unreachable!(),
+    };
+    let wide = Change {
+        table: table(),
+        kind: ChangeKind::Update,
+        row: vec![Value::text(&"x".repeat(2048))],
+        old: Some(vec![Value::text("1")]),
+    };
+    assert!(apply::change_bytes(&wide) >= narrow + 2048);
 }
 
 #[test]

@@ -11,6 +11,7 @@ mod order;
 pub mod read;
 mod rowwise;
 mod schema;
+mod settings;
 mod sink;
 pub mod sql;
 pub mod state;

@@ -18,6 +18,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use duckdb::Connection;
+use tidewater_core::apply::change_bytes;
 use tidewater_core::stats::now_us;
 use tidewater_core::time::format_utc_micros;
 use tidewater_core::{
@@ -37,9 +38,10 @@ use crate::sql::exec;
 use crate::state;
 use crate::table::TableSql;
 
-/// Staged rows per table after which they are moved into the replica mid-batch, bounding
-/// the memory a large transaction needs.
+/// Staged rows (or estimated bytes, `change_bytes`) per table after which they are moved into
+/// the replica mid-batch, bounding the memory a large transaction needs.
 const STAGE_FLUSH_ROWS: usize = 100_000;
+const STAGE_FLUSH_BYTES: usize = 32 << 20;
 /// Changes buffered per table before they are appended to its staging table in one go
 /// (one Appender per buffer, not per change: transactions interleave tables).
 const APPEND_ROWS: usize = 4096;
@@ -84,6 +86,7 @@ pub(crate) struct TableState {
     pub sql: TableSql,
     pending: Vec<Pending>,
     staged: usize,
+    staged_bytes: usize,
     shape: Shape,
     /// Keys of the staged streamed changes, while the shape is not yet `Mixed`.
     keys: HashSet<Vec<u8>>,
@@ -101,6 +104,7 @@ impl TableState {
             sql,
             pending: Vec::new(),
             staged: 0,
+            staged_bytes: 0,
             shape: Shape::InsertsOnly,
             keys: HashSet::new(),
             has_snapshot_rows: false,
@@ -111,6 +115,7 @@ impl TableState {
 
     fn reset_staging(&mut self) {
         self.staged = 0;
+        self.staged_bytes = 0;
         self.shape = Shape::InsertsOnly;
         self.keys.clear();
         self.has_snapshot_rows = false;
@@ -226,20 +231,7 @@ impl DuckDbSink {
             &"creating the _tidewater state schema",
         )?;
         exec(&conn, guard::GUARD_DDL, &"creating the replica identity")?;
-        // Each batch deletes its touched keys with `key IN (SELECT ... FROM staging)`. DuckDB
-        // turns a join's build side of up to this many keys into an IN filter on the replica
-        // scan, which the primary key's index answers by lookups: 2 vs 8 ms for 80 keys of a
-        // million-row table (the default, 50, covers only the smallest batches); no slower
-        // without an index.
-        exec(
-            &conn,
-            "SET dynamic_or_filter_threshold = 1000",
-            &"tuning key lookups",
-        )?;
-        if options.threads > 0 {
-            let set = format!("SET threads = {}", options.threads);
-            exec(&conn, &set, &"setting the DuckDB thread count")?;
-        }
+        crate::settings::apply(&conn, &options)?;
         crate::upgrade::upgrade_layout(&conn)?;
         let committed_ordinal = state::read_tx_ordinal(&conn, &options.pipeline)?;
         Ok(DuckDbSink {
@@ -489,8 +481,12 @@ impl DuckDbSink {
             .map_err(|e| Error::sink(format!("{what}: {e}")))?;
         drop(appender);
         t.staged += pending.len();
+        t.staged_bytes += pending
+            .iter()
+            .map(|p| change_bytes(&p.change))
+            .sum::<usize>();
         t.changes += pending.len() as u64;
-        if t.staged >= STAGE_FLUSH_ROWS {
+        if t.staged >= STAGE_FLUSH_ROWS || t.staged_bytes >= STAGE_FLUSH_BYTES {
             self.merge(id)?;
         }
         Ok(())

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use mysql_async::binlog::events::{Event, EventData, GtidEvent, TableMapEvent};
 use mysql_async::{BinlogStream, Conn};
+use tidewater_core::apply::{change_bytes, MAX_EVENT_BYTES};
 use tidewater_core::glob::selected;
 use tidewater_core::stats::now_us;
 use tidewater_core::{
@@ -52,6 +53,8 @@ struct OpenTx {
     /// `Begin` sent to the apply loop (the transaction changed a selected table).
     begun: bool,
     pending: Vec<Change>,
+    /// Estimated bytes of `pending` (`tidewater_core::apply::change_bytes`).
+    pending_bytes: usize,
 }
 
 pub struct Stream {
@@ -305,6 +308,7 @@ impl Stream {
                 {
                     return Ok(());
                 }
+                let decoded = tx.pending.len();
                 map.decode(&rows, self.zero, &mut tx.pending).map_err(|e| {
                     Error::source_fatal(format!(
                         "{} at {}:{}: {e}",
@@ -313,7 +317,11 @@ impl Stream {
                         header.log_pos()
                     ))
                 })?;
-                if tx.pending.len() >= EVENT_ROWS {
+                tx.pending_bytes += tx.pending[decoded..]
+                    .iter()
+                    .map(change_bytes)
+                    .sum::<usize>();
+                if tx.pending.len() >= EVENT_ROWS || tx.pending_bytes >= MAX_EVENT_BYTES {
                     self.flush().await?;
                 }
             }
@@ -416,6 +424,7 @@ impl Stream {
             in_body,
             begun: false,
             pending: Vec::new(),
+            pending_bytes: 0,
         });
         Ok(())
     }
@@ -434,6 +443,7 @@ impl Stream {
         let begin = (!tx.begun).then(|| tx.info.clone());
         tx.begun = true;
         let changes = std::mem::take(&mut tx.pending);
+        tx.pending_bytes = 0;
         if let Some(info) = begin {
             self.send(SourceEvent::Begin(info)).await?;
         }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pg_walstream::{CancellationToken, PgReplicationConnection};
-use tidewater_core::apply::AckReceiver;
+use tidewater_core::apply::{change_bytes, AckReceiver, MAX_EVENT_BYTES};
 use tidewater_core::{
     Change, ChangeKind, Column, ColumnType, Error, Position, RecopyRequests, Result, SourceEvent,
     TableId, TableSchema, TxInfo, Unreplicated, Value,
@@ -87,6 +87,8 @@ struct State {
     discover: Interval,
     nudge: Interval,
     chunk: Vec<Change>,
+    /// Estimated bytes of `chunk` (`tidewater_core::apply::change_bytes`).
+    chunk_bytes: usize,
     idle_sent: u64,
     status: Interval,
 }
@@ -151,6 +153,7 @@ impl Stream<'_> {
             discover: interval(DISCOVER_INTERVAL),
             nudge: interval(NUDGE_INTERVAL),
             chunk: Vec::with_capacity(CHUNK_ROWS),
+            chunk_bytes: 0,
             idle_sent: self.acknowledged_lsn,
             status,
         };
@@ -365,14 +368,16 @@ impl Stream<'_> {
     async fn flush_chunk(&mut self, st: &mut State) -> Result<()> {
         if !st.chunk.is_empty() {
             let chunk = std::mem::replace(&mut st.chunk, Vec::with_capacity(CHUNK_ROWS));
+            st.chunk_bytes = 0;
             self.send(st, SourceEvent::Changes(chunk)).await?;
         }
         Ok(())
     }
 
     async fn push(&mut self, st: &mut State, change: Change) -> Result<()> {
+        st.chunk_bytes += change_bytes(&change);
         st.chunk.push(change);
-        if st.chunk.len() >= CHUNK_ROWS {
+        if st.chunk.len() >= CHUNK_ROWS || st.chunk_bytes >= MAX_EVENT_BYTES {
             self.flush_chunk(st).await?;
         }
         Ok(())

@@ -7,7 +7,9 @@
 use std::path::Path;
 
 use serde::Deserialize;
-use tidewater_core::apply::{BatchOptions, DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_MAX_BATCH_ROWS};
+use tidewater_core::apply::{
+    BatchOptions, DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_ROWS,
+};
 use tidewater_core::Error;
 
 use crate::config_sections::{self as sections, Foreign};
@@ -47,6 +49,8 @@ pub struct ApplyConfig {
     pub flush_interval_ms: u64,
     #[serde(default = "default_max_batch_rows")]
     pub max_batch_rows: usize,
+    #[serde(default = "default_max_batch_bytes")]
+    pub max_batch_bytes: usize,
     #[serde(default = "default_true")]
     pub log_tables: bool,
 }
@@ -111,6 +115,7 @@ impl Default for ApplyConfig {
         ApplyConfig {
             flush_interval_ms: DEFAULT_FLUSH_INTERVAL_MS,
             max_batch_rows: DEFAULT_MAX_BATCH_ROWS,
+            max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
             log_tables: true,
         }
     }
@@ -121,6 +126,9 @@ fn default_flush_interval_ms() -> u64 {
 }
 fn default_max_batch_rows() -> usize {
     DEFAULT_MAX_BATCH_ROWS
+}
+fn default_max_batch_bytes() -> usize {
+    DEFAULT_MAX_BATCH_BYTES
 }
 fn default_listen() -> String {
     DEFAULT_HTTP_LISTEN.into()
@@ -177,6 +185,11 @@ impl Config {
         if self.apply.max_batch_rows == 0 {
             return Err(Error::config("apply.max_batch_rows must be at least 1"));
         }
+        if self.apply.max_batch_bytes < 1 << 16 {
+            return Err(Error::config(
+                "apply.max_batch_bytes must be at least 65536",
+            ));
+        }
         if self.apply.flush_interval_ms > 60_000 {
             return Err(Error::config(
                 "apply.flush_interval_ms must be at most 60000",
@@ -213,6 +226,7 @@ impl Config {
         let options = BatchOptions {
             flush_interval: std::time::Duration::from_millis(self.apply.flush_interval_ms),
             max_batch_rows: self.apply.max_batch_rows,
+            max_batch_bytes: self.apply.max_batch_bytes,
             min_commit_interval: std::time::Duration::ZERO,
         };
         crate::registry::batch_options(&self.sink, options)
@@ -317,6 +331,7 @@ path = "replica.duckdb"
         assert_eq!(source.slot, "tidewater");
         assert_eq!(c.apply.flush_interval_ms, 100);
         assert_eq!(c.apply.max_batch_rows, 50_000);
+        assert_eq!(c.apply.max_batch_bytes, 16 << 20);
         assert!(c.apply.log_tables);
     }
 
@@ -390,6 +405,16 @@ path = "replica.duckdb"
             http.http_listen().unwrap().unwrap().to_string(),
             "127.0.0.1:9187"
         );
+        let bad = MINIMAL.replace("[sink]", "[apply]\nmax_batch_bytes = 1000\n[sink]");
+        assert!(Config::parse(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("max_batch_bytes"));
+        let bad = MINIMAL.replace("path = ", "memory_limit = \"lots\"\npath = ");
+        assert!(Config::parse(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("memory_limit"));
         let bad = MINIMAL.replace("[sink]", "[apply]\nmax_batch_rows = 0\n[sink]");
         assert!(Config::parse(&bad)
             .unwrap_err()

@@ -22,6 +22,11 @@ const APPLY_KEYS: &[ConfigKey] = &[
         "a batch commits at the next transaction boundary after this many rows",
     ),
     ConfigKey::default(
+        "max_batch_bytes",
+        "16777216",
+        "... or after this many bytes of values (estimated; at least 65536)",
+    ),
+    ConfigKey::default(
         "log_tables",
         "true",
         "keep a <table>_log change table beside each replica",

@@ -21,7 +21,8 @@ use crate::registry::{self, open_sink};
 use crate::status_file::StatusPublisher;
 
 /// Events in flight between source and apply loop. A `Changes` event holds up to 1024
-/// changes, so this bounds memory (at most ~64k changes queued); small transactions take
+/// changes or `apply::MAX_EVENT_BYTES` of them, so this bounds memory (at most ~64k changes
+/// or ~32 MiB queued, whichever is less); small transactions take
 /// three events each, so about 20 of them can queue up while a commit runs and then join
 /// the next batch together (group commit needs them visible in the queue).
 const EVENT_QUEUE: usize = 64;

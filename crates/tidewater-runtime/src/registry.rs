@@ -359,6 +359,7 @@ pub async fn open_sink(
         source_type: source_type.into(),
         threads: c.threads,
         primary_key: c.primary_key,
+        memory_limit: c.memory_limit.clone(),
     };
     let sink = tokio::task::spawn_blocking(move || DuckDbSink::open(opts))
         .await

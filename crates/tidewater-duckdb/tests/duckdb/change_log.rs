@@ -64,6 +64,7 @@ fn open(path: &Path, source_type: &str) -> DuckDbSink {
         source_type: source_type.into(),
         threads: 1,
         primary_key: true,
+        memory_limit: tidewater_duckdb::config::DEFAULT_MEMORY_LIMIT.into(),
     })
     .unwrap()
 }

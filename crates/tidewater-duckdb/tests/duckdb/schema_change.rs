@@ -41,6 +41,7 @@ fn options(dir: &tempfile::TempDir) -> DuckDbOptions {
         source_type: "test".into(),
         threads: 1,
         primary_key: true,
+        memory_limit: tidewater_duckdb::config::DEFAULT_MEMORY_LIMIT.into(),
     }
 }
 

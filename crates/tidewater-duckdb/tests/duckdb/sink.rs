@@ -63,6 +63,7 @@ impl Fixture {
             source_type: "test".into(),
             threads: 1,
             primary_key,
+            memory_limit: tidewater_duckdb::config::DEFAULT_MEMORY_LIMIT.into(),
         };
         let mut sink = DuckDbSink::open(options).unwrap();
         sink.prepare(tables).unwrap();

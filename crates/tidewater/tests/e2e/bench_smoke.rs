@@ -19,6 +19,7 @@ fn the_benchmark_suite_runs_every_scenario_with_tiny_sizes() {
         work_dir: work.path().to_path_buf(),
         freshness_flush_ms: vec![10],
         duckdb_extensions: None,
+        settings: Vec::new(),
         command: "bench_smoke test".into(),
     })
     .expect("the suite runs");
