@@ -256,6 +256,18 @@ pub struct ChunkRead<H> {
     pub horizon: String,
 }
 
+/// Waits until the apply loop has taken every event sent before (the queue is empty, or
+/// closed). A source opens a chunk's transaction only after this: the transaction then lasts
+/// as long as the chunk's read (its rows fit in the queue unless `chunk_rows` exceeds it),
+/// not as long as the apply of everything queued before it, which a slow or stalled
+/// destination would make unbounded. No long transactions at the source: InnoDB purge and
+/// PostgreSQL's xmin horizon are held back by one chunk's read at most.
+pub async fn queue_drained(events: &mpsc::Sender<SourceEvent>) {
+    while events.capacity() < events.max_capacity() && !events.is_closed() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
 /// Turns a table's rows into `Snapshot` changes for the apply loop (the initial copy and its
 /// chunks), remembering the last row's key and logging progress every few seconds.
 pub struct SnapshotRows<'a> {

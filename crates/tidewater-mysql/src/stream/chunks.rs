@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
-use tidewater_core::copy::{self, ChunkRead, SnapshotRows};
+use tidewater_core::copy::{self, queue_drained, ChunkRead, SnapshotRows};
 use tidewater_core::stats::now_us;
 use tidewater_core::{CopyProgress, Error, Position, Result, SourceEvent, TableId, TxInfo};
 use tracing::{debug, info};
@@ -101,6 +101,15 @@ impl Stream {
             Some(c) => c,
             None => connect(&self.url).await?,
         };
+        // The chunk's transaction at the stream's position; its snapshot is opened once
+        // everything sent before has been applied (see `copy::queue_drained`).
+        let tx = TxInfo {
+            position: Position(self.position.to_string()),
+            commit_time_us: now_us(),
+        };
+        self.send(SourceEvent::Begin(tx)).await?;
+        queue_drained(&self.events).await;
+        let waiting = Instant::now();
         let mut retries = 0u32;
         let at = loop {
             let at = begin_snapshot(&mut conn, Flavor::MariaDb).await?;
@@ -113,7 +122,7 @@ impl Stream {
                 .await
                 .map_err(|e| my_error(e, "ending a snapshot chunk"))?;
             retries += 1;
-            if started.elapsed() > MAX_WAIT {
+            if waiting.elapsed() > MAX_WAIT {
                 return Err(Error::source_retryable(format!(
                     "the binlog stream is at {} but new snapshots stay at {at}",
                     self.position
@@ -126,11 +135,6 @@ impl Stream {
         };
         let copy = self.copy.as_mut().expect("copying");
         let (chunk_rows, after) = (copy.chunk_rows, copy.progress[i].last_key_values());
-        let tx = TxInfo {
-            position: Position(self.position.to_string()),
-            commit_time_us: now_us(),
-        };
-        self.send(SourceEvent::Begin(tx)).await?;
         let mut out = SnapshotRows::new(table.schema.clone(), &self.events);
         let rows = read_chunk(
             &mut conn,

@@ -28,7 +28,7 @@
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
-use tidewater_core::copy::{self, ChunkRead, SnapshotRows};
+use tidewater_core::copy::{self, queue_drained, ChunkRead, SnapshotRows};
 use tidewater_core::stats::now_us;
 use tidewater_core::{CopyProgress, Error, Position, Result, SourceEvent, TableId, TxInfo};
 use tokio_postgres::Client;
@@ -190,6 +190,20 @@ impl Stream<'_> {
             copy.gone(i);
             return Ok(());
         };
+        // The chunk's transaction at the position of the last delivered one; its snapshot is
+        // opened once everything sent before has been applied (see `copy::queue_drained`).
+        let tx = TxInfo {
+            position: Position(format_lsn(st.stream_position())),
+            commit_time_us: now_us(),
+        };
+        self.send(st, SourceEvent::Begin(tx)).await?;
+        let events = self.events.clone();
+        self.answering(st, async {
+            queue_drained(&events).await;
+            Ok(())
+        })
+        .await?;
+        let waiting = Instant::now();
         let mut retries = 0u32;
         let (snapshot, horizon) = loop {
             let (snapshot, horizon) = self.answering(st, begin_chunk(client)).await?;
@@ -201,7 +215,7 @@ impl Stream<'_> {
             // it has not left the proc array yet): taken again, before any row is read.
             self.answering(st, end_chunk(client, false)).await?;
             retries += 1;
-            let waited = started.elapsed();
+            let waited = waiting.elapsed();
             if waited > MAX_WAIT {
                 return Err(Error::source_retryable(format!(
                     "transaction {xid}, delivered by the replication stream, stayed invisible to \
@@ -222,12 +236,6 @@ impl Stream<'_> {
         let copy = self.copy.as_mut().expect("copying");
         copy.delivered.clear();
         let (chunk_rows, after) = (copy.chunk_rows, copy.progress[i].last_key_values());
-        let tx = TxInfo {
-            position: Position(format_lsn(st.stream_position())),
-            commit_time_us: now_us(),
-        };
-        self.send(st, SourceEvent::Begin(tx)).await?;
-        let events = self.events.clone();
         let read = async {
             let mut out = SnapshotRows::new(schema.clone(), &events);
             let rows = read_chunk(client, &schema, after.as_deref(), chunk_rows, &mut out).await?;

@@ -11,6 +11,7 @@ mod bigquery;
 mod bigquery_kill;
 mod change_log;
 mod chunked_snapshot;
+mod chunked_snapshot_mariadb;
 mod config;
 mod continuous_verify;
 mod crash;
