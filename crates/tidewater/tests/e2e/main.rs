@@ -29,6 +29,7 @@ mod psql_browse;
 mod query;
 mod readme_quickstart;
 mod replication;
+mod resnapshot;
 mod schema_changes;
 mod sql_endpoint;
 mod status_page;
