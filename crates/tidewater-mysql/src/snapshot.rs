@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
-use tidewater_core::copy::SnapshotRows;
+use tidewater_core::copy_rows::SnapshotRows;
 use tidewater_core::stats::now_us;
 use tidewater_core::{Error, Position, Result, SourceEvent, TableId, TxInfo};
 use tokio::sync::mpsc;

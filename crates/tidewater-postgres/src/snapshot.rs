@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use tidewater_core::copy::SnapshotRows;
+use tidewater_core::copy_rows::SnapshotRows;
 use tidewater_core::stats::now_us;
 use tidewater_core::{Error, Position, Result, SourceEvent, TableId, TxInfo};
 use tokio::sync::mpsc;

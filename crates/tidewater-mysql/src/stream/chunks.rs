@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
-use tidewater_core::copy::{self, queue_drained, ChunkRead, SnapshotRows};
+use tidewater_core::copy::{self, ChunkRead};
+use tidewater_core::copy_rows::{queue_drained, SnapshotRows};
 use tidewater_core::stats::now_us;
 use tidewater_core::{CopyProgress, Error, Position, Result, SourceEvent, TableId, TxInfo};
 use tracing::{debug, info};
@@ -102,7 +103,7 @@ impl Stream {
             None => connect(&self.url).await?,
         };
         // The chunk's transaction at the stream's position; its snapshot is opened once
-        // everything sent before has been applied (see `copy::queue_drained`).
+        // everything sent before has been applied (see `copy_rows::queue_drained`).
         let tx = TxInfo {
             position: Position(self.position.to_string()),
             commit_time_us: now_us(),

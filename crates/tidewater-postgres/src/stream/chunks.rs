@@ -28,7 +28,8 @@
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
-use tidewater_core::copy::{self, queue_drained, ChunkRead, SnapshotRows};
+use tidewater_core::copy::{self, ChunkRead};
+use tidewater_core::copy_rows::{queue_drained, SnapshotRows};
 use tidewater_core::stats::now_us;
 use tidewater_core::{CopyProgress, Error, Position, Result, SourceEvent, TableId, TxInfo};
 use tokio_postgres::Client;
@@ -191,7 +192,7 @@ impl Stream<'_> {
             return Ok(());
         };
         // The chunk's transaction at the position of the last delivered one; its snapshot is
-        // opened once everything sent before has been applied (see `copy::queue_drained`).
+        // opened once everything sent before has been applied (see `copy_rows::queue_drained`).
         let tx = TxInfo {
             position: Position(format_lsn(st.stream_position())),
             commit_time_us: now_us(),
