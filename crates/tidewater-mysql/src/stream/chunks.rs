@@ -102,13 +102,8 @@ impl Stream {
             Some(c) => c,
             None => connect(&self.url).await?,
         };
-        // The chunk's transaction at the stream's position; its snapshot is opened once
-        // everything sent before has been applied (see `copy_rows::queue_drained`).
-        let tx = TxInfo {
-            position: Position(self.position.to_string()),
-            commit_time_us: now_us(),
-        };
-        self.send(SourceEvent::Begin(tx)).await?;
+        // The chunk's snapshot is opened once everything sent before has been applied (see
+        // `copy_rows::queue_drained`).
         queue_drained(&self.events).await;
         let waiting = Instant::now();
         let mut retries = 0u32;
@@ -136,6 +131,11 @@ impl Stream {
         };
         let copy = self.copy.as_mut().expect("copying");
         let (chunk_rows, after) = (copy.chunk_rows, copy.progress[i].last_key_values());
+        let tx = TxInfo {
+            position: Position(self.position.to_string()),
+            commit_time_us: now_us(),
+        };
+        self.send(SourceEvent::Begin(tx)).await?;
         let mut out = SnapshotRows::new(table.schema.clone(), &self.events);
         let rows = read_chunk(
             &mut conn,

@@ -191,13 +191,8 @@ impl Stream<'_> {
             copy.gone(i);
             return Ok(());
         };
-        // The chunk's transaction at the position of the last delivered one; its snapshot is
-        // opened once everything sent before has been applied (see `copy_rows::queue_drained`).
-        let tx = TxInfo {
-            position: Position(format_lsn(st.stream_position())),
-            commit_time_us: now_us(),
-        };
-        self.send(st, SourceEvent::Begin(tx)).await?;
+        // The chunk's snapshot is opened once everything sent before has been applied (see
+        // `copy_rows::queue_drained`).
         let events = self.events.clone();
         self.answering(st, async {
             queue_drained(&events).await;
@@ -237,6 +232,11 @@ impl Stream<'_> {
         let copy = self.copy.as_mut().expect("copying");
         copy.delivered.clear();
         let (chunk_rows, after) = (copy.chunk_rows, copy.progress[i].last_key_values());
+        let tx = TxInfo {
+            position: Position(format_lsn(st.stream_position())),
+            commit_time_us: now_us(),
+        };
+        self.send(st, SourceEvent::Begin(tx)).await?;
         let read = async {
             let mut out = SnapshotRows::new(schema.clone(), &events);
             let rows = read_chunk(client, &schema, after.as_deref(), chunk_rows, &mut out).await?;
