@@ -45,7 +45,11 @@
 //! 5. **Resume.** The progress commits with each chunk in the same destination transaction, so
 //!    after a crash the stream resumes at the stored position and the copy at the next chunk.
 
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
 use serde::{Deserialize, Serialize};
+use tracing::info;
 
 use crate::model::{TableId, Value};
 
@@ -120,6 +124,133 @@ impl ChunkedCopy {
     }
 }
 
+/// The copy under way in a source's stream, source-neutral: the progress per table, the
+/// keyless tables whose changes the stream drops (rule 3), and when the next chunk is due.
+/// `H` is the source's visibility information of a chunk (what its opaque
+/// [`CopyProgress::horizon`] text parses to).
+pub struct Copying<H> {
+    pub chunk_rows: usize,
+    /// Per selected table, in copy order.
+    pub progress: Vec<CopyProgress>,
+    /// Keyless tables not consistent yet: `None` until copied (their changes are dropped),
+    /// then the copy's visibility information (changes of transactions it shows are dropped).
+    keyless: HashMap<TableId, Option<H>>,
+    /// When the next chunk is due while the stream is busy (the stream and the copy share the
+    /// time about equally); chunks are read at once while the stream is idle.
+    pub due: Instant,
+}
+
+impl<H> Copying<H> {
+    /// Resumes `progress`; `horizon` parses a stored horizon (for a keyless table already
+    /// copied, whose changes the copy holds are still to be dropped).
+    pub fn new(
+        chunk_rows: usize,
+        progress: Vec<CopyProgress>,
+        keyless: impl Fn(&TableId) -> bool,
+        horizon: impl Fn(&str) -> Option<H>,
+    ) -> Copying<H> {
+        let keyless = progress
+            .iter()
+            .filter(|p| keyless(&p.table) && !p.consistent)
+            .map(|p| {
+                let at = p
+                    .done
+                    .then(|| p.horizon.as_deref().and_then(&horizon))
+                    .flatten();
+                (p.table.clone(), at)
+            })
+            .collect();
+        Copying {
+            chunk_rows,
+            progress,
+            keyless,
+            due: Instant::now(),
+        }
+    }
+
+    /// A table still has rows to copy.
+    pub fn copying(&self) -> bool {
+        self.progress.iter().any(|p| !p.done)
+    }
+
+    /// The next table to copy a chunk of (the first not done), with its index.
+    pub fn next(&self) -> Option<(usize, TableId)> {
+        let i = self.progress.iter().position(|p| !p.done)?;
+        Some((i, self.progress[i].table.clone()))
+    }
+
+    /// The table at `i` is no longer replicated (dropped at the source): nothing to copy.
+    pub fn gone(&mut self, i: usize) {
+        self.progress[i].done = true;
+        self.progress[i].consistent = true;
+    }
+
+    /// Whether a change of `table` is dropped (keyless tables only): the table is not copied
+    /// yet, or `shows` says its copy holds the change's transaction.
+    pub fn drops(&self, table: &TableId, shows: impl FnOnce(&H) -> bool) -> bool {
+        match self.keyless.get(table) {
+            None => false,
+            Some(None) => true,
+            Some(Some(at)) => shows(at),
+        }
+    }
+
+    /// Records the chunk just read of the table at `i` (`rows` rows ending at `last_key`,
+    /// read with visibility `at`, stored as `horizon`); returns the progress to commit with it.
+    /// `started` is when the chunk began: the next one is due after as long again (at most
+    /// 5 s).
+    pub fn chunk_read(
+        &mut self,
+        i: usize,
+        chunk: ChunkRead<H>,
+        has_key: bool,
+        started: Instant,
+    ) -> CopyProgress {
+        let p = &mut self.progress[i];
+        p.add_chunk(chunk.rows, chunk.last_key.as_deref(), chunk.horizon);
+        p.done = !has_key || chunk.rows < self.chunk_rows as u64;
+        if p.done {
+            let h = p.horizon.as_deref().unwrap_or_default();
+            info!(table = %p.table, rows = p.rows, chunks = p.chunks, horizon = h, "table copied; consistent once the stream passes its horizon");
+            if let Some(k) = self.keyless.get_mut(&p.table) {
+                *k = Some(chunk.at);
+            }
+        }
+        let progress = p.clone();
+        self.due = Instant::now() + started.elapsed().min(Duration::from_secs(5));
+        progress
+    }
+
+    /// Marks done tables consistent whose horizon the stream has passed (`passed`, given the
+    /// stored horizon text; a table without one is passed). Returns the progress to commit,
+    /// and whether every table is now consistent.
+    pub fn mark_passed(&mut self, passed: impl Fn(&str) -> bool) -> (Vec<CopyProgress>, bool) {
+        let mut marked = Vec::new();
+        for p in self.progress.iter_mut().filter(|p| p.done && !p.consistent) {
+            if p.horizon.as_deref().is_none_or(&passed) {
+                p.consistent = true;
+                self.keyless.remove(&p.table);
+                info!(table = %p.table, "table replica is transaction-consistent");
+                marked.push(p.clone());
+            }
+        }
+        let all = self.progress.iter().all(|p| p.consistent);
+        if all && !marked.is_empty() {
+            info!("initial copy finished: the replica is transaction-consistent");
+        }
+        (marked, all)
+    }
+}
+
+/// What one chunk read brought (see [`Copying::chunk_read`]).
+pub struct ChunkRead<H> {
+    pub rows: u64,
+    pub last_key: Option<Vec<Value>>,
+    /// The chunk's visibility information, and its text as stored with the progress.
+    pub at: H,
+    pub horizon: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,5 +267,33 @@ mod tests {
             Some(vec![Value::text("7"), Value::Null])
         );
         assert_eq!(p.horizon.as_deref(), Some("h2"));
+    }
+
+    #[test]
+    fn copying_marks_and_drops() {
+        let (t, k) = (TableId::new("s", "t"), TableId::new("s", "k"));
+        let mut done = CopyProgress::new(k.clone());
+        done.done = true;
+        done.horizon = Some("5".into());
+        let progress = vec![CopyProgress::new(t.clone()), done];
+        let mut c = Copying::new(2, progress, |id| id.name == "k", |h| h.parse::<u32>().ok());
+        assert!(c.drops(&k, |&h| h == 5) && !c.drops(&k, |&h| h != 5));
+        assert!(!c.drops(&t, |_| true));
+        let (i, id) = c.next().unwrap();
+        assert_eq!((i, id), (0, t.clone()));
+        let chunk = |rows| ChunkRead {
+            rows,
+            last_key: Some(vec![Value::text("9")]),
+            at: 7u32,
+            horizon: "7".into(),
+        };
+        assert!(!c.chunk_read(0, chunk(2), true, Instant::now()).done);
+        assert!(c.chunk_read(0, chunk(1), true, Instant::now()).done);
+        assert!(!c.copying());
+        let (marked, all) = c.mark_passed(|h| h == "5");
+        assert_eq!((marked.len(), all), (1, false));
+        assert!(!c.drops(&k, |_| true));
+        let (marked, all) = c.mark_passed(|_| true);
+        assert_eq!((marked[0].table.clone(), all), (t, true));
     }
 }

@@ -6,6 +6,7 @@ pub mod apply;
 pub mod check;
 pub mod config;
 pub mod copy;
+pub mod copy_rows;
 pub mod driver;
 pub mod error;
 pub mod event;

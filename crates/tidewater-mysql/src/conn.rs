@@ -212,8 +212,9 @@ pub fn my_error(e: mysql_async::Error, context: &str) -> Error {
                 1049 => Some("check the database name in source.url (or CREATE DATABASE it)"),
                 1044 | 1142 | 1143 | 1227 => Some(
                     "the replication user lacks a privilege: it needs REPLICATION SLAVE and \
-                     REPLICATION CLIENT on *.*, SELECT on the replicated tables, and on MySQL RELOAD \
-                     for the snapshot; `tidewater check` prints the exact GRANT statements",
+                     BINLOG MONITOR (MySQL: REPLICATION CLIENT) on *.* and SELECT on the \
+                     replicated tables, and on MySQL RELOAD for the snapshot; `tidewater check` \
+                     prints the exact GRANT statements",
                 ),
                 _ => None,
             };

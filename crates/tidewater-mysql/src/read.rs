@@ -35,24 +35,11 @@ pub async fn read_table(
     out: &mut impl RowConsumer,
 ) -> Result<u64> {
     let schema = &t.schema;
-    let cols: Vec<String> = schema
-        .columns
-        .iter()
-        .map(|c| quote_ident(&c.name))
-        .collect();
-    let id = &schema.id;
-    let select = format!(
-        "SELECT {} FROM {}.{}",
-        cols.join(", "),
-        quote_ident(&id.schema),
-        quote_ident(&id.name)
-    );
-    let keys: Vec<&String> = schema.key.iter().map(|&k| &cols[k]).collect();
-    let order = keys
-        .iter()
-        .map(|k| k.as_str())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let Select {
+        select,
+        keys,
+        order,
+    } = Select::of(schema);
     if let Some(wanted) = opts.keys {
         if wanted.is_empty() {
             return Ok(0);
@@ -70,18 +57,11 @@ pub async fn read_table(
     let first = format!("{select} ORDER BY {order} LIMIT {CHUNK_ROWS}");
     // Keyset pagination: (k1 > ?) OR (k1 = ? AND k2 > ?) OR ..., which every optimizer turns
     // into index ranges (row-constructor comparisons are not always).
-    let next = {
-        let mut ors = Vec::new();
-        for i in 0..keys.len() {
-            let mut ands: Vec<String> = keys[..i].iter().map(|k| format!("{k} = ?")).collect();
-            ands.push(format!("{} > ?", keys[i]));
-            ors.push(format!("({})", ands.join(" AND ")));
-        }
-        format!(
-            "{select} WHERE {} ORDER BY {order} LIMIT {CHUNK_ROWS}",
-            ors.join(" OR ")
-        )
-    };
+    let marks = vec!["?".to_string(); keys.len()];
+    let next = format!(
+        "{select} WHERE {} ORDER BY {order} LIMIT {CHUNK_ROWS}",
+        after_key(&keys, &marks)
+    );
     let mut total = 0u64;
     let mut last_key: Option<Vec<My>> = None;
     loop {
@@ -112,17 +92,11 @@ pub async fn read_chunk(
     out: &mut impl RowConsumer,
 ) -> Result<u64> {
     let schema = &t.schema;
-    let cols: Vec<String> = schema
-        .columns
-        .iter()
-        .map(|c| quote_ident(&c.name))
-        .collect();
-    let select = format!(
-        "SELECT {} FROM {}.{}",
-        cols.join(", "),
-        quote_ident(&schema.id.schema),
-        quote_ident(&schema.id.name)
-    );
+    let Select {
+        select,
+        keys,
+        order,
+    } = Select::of(schema);
     let opts = ReadOptions {
         keys: None,
         chunk_rows: 1024,
@@ -133,12 +107,6 @@ pub async fn read_chunk(
             .run(conn, t, &opts, out)
             .await;
     }
-    let keys: Vec<&String> = schema.key.iter().map(|&k| &cols[k]).collect();
-    let order = keys
-        .iter()
-        .map(|k| k.as_str())
-        .collect::<Vec<_>>()
-        .join(", ");
     let mut params = Vec::new();
     let mut filter = String::new();
     if let Some(after) = after {
@@ -148,21 +116,46 @@ pub async fn read_chunk(
             .zip(after)
             .map(|(&k, v)| key_param(&t.kinds[k], &schema.columns[k].ty, v))
             .collect::<Result<Vec<_>>>()?;
-        // (k1 > ?) OR (k1 = ? AND k2 > ?) OR ...: index ranges for every optimizer.
-        let mut ors = Vec::new();
-        for i in 0..keys.len() {
-            let mut ands = Vec::new();
-            for (j, (mark, param)) in marks.iter().enumerate().take(i + 1) {
-                let op = if j == i { ">" } else { "=" };
-                ands.push(format!("{} {op} {mark}", keys[j]));
-                params.push(param.clone());
-            }
-            ors.push(format!("({})", ands.join(" AND ")));
-        }
-        filter = format!(" WHERE {}", ors.join(" OR "));
+        let (marks, values): (Vec<String>, Vec<My>) = marks.into_iter().unzip();
+        // The parameters in the order `after_key` uses them.
+        params = (0..values.len())
+            .flat_map(|i| values[..=i].iter().cloned())
+            .collect();
+        filter = format!(" WHERE {}", after_key(&keys, &marks));
     }
     let sql = format!("{select}{filter} ORDER BY {order} LIMIT {limit}");
     Query::new(&sql, params).run(conn, t, &opts, out).await
+}
+
+/// `SELECT` of every column of a table, its quoted key columns, and the key order.
+struct Select {
+    select: String,
+    keys: Vec<String>,
+    order: String,
+}
+
+impl Select {
+    fn of(schema: &TableSchema) -> Select {
+        let cols: Vec<String> = schema
+            .columns
+            .iter()
+            .map(|c| quote_ident(&c.name))
+            .collect();
+        let id = &schema.id;
+        let select = format!(
+            "SELECT {} FROM {}.{}",
+            cols.join(", "),
+            quote_ident(&id.schema),
+            quote_ident(&id.name)
+        );
+        let keys: Vec<String> = schema.key.iter().map(|&k| cols[k].clone()).collect();
+        let order = keys.join(", ");
+        Select {
+            select,
+            keys,
+            order,
+        }
+    }
 }
 
 /// One statement whose rows go to the consumer in chunks.
@@ -231,11 +224,26 @@ fn canonical_row(t: &SourceTable, values: &mut Vec<My>, zero: ZeroDates) -> Resu
     Ok(out)
 }
 
+/// The rows after a key in key order, `(k1 > m1) OR (k1 = m1 AND k2 > m2) OR ...` with the
+/// placeholder `marks` (parameters: the first key value, the first two, ...), which every
+/// optimizer turns into index ranges (row-constructor comparisons are not always).
+fn after_key(keys: &[String], marks: &[String]) -> String {
+    let mut ors = Vec::new();
+    for i in 0..keys.len() {
+        let mut ands: Vec<String> = (0..i)
+            .map(|j| format!("{} = {}", keys[j], marks[j]))
+            .collect();
+        ands.push(format!("{} > {}", keys[i], marks[i]));
+        ors.push(format!("({})", ands.join(" AND ")));
+    }
+    ors.join(" OR ")
+}
+
 /// `(k1, k2) IN ((?, ?), ...)` with each key's canonical text as a parameter the column
 /// compares exactly with.
 fn key_filter(
     t: &SourceTable,
-    key_cols: &[&String],
+    key_cols: &[String],
     wanted: &[Vec<Value>],
 ) -> Result<(String, Vec<My>)> {
     let schema: &TableSchema = &t.schema;

@@ -9,16 +9,13 @@
 //!   RELOAD), reading `@@gtid_executed` / the binlog position before unlocking.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::Instant;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
+use tidewater_core::copy_rows::SnapshotRows;
 use tidewater_core::stats::now_us;
-use tidewater_core::{
-    Change, ChangeKind, Error, Position, Result, RowConsumer, SourceEvent, TableId, TableSchema,
-    TxInfo, Value,
-};
+use tidewater_core::{Error, Position, Result, SourceEvent, TableId, TxInfo};
 use tokio::sync::mpsc;
 use tracing::info;
 
@@ -173,46 +170,4 @@ async fn copy_table(
     };
     let mut out = SnapshotRows::new(t.schema.clone(), events);
     read_table(conn, t, &opts, &mut out).await
-}
-
-/// Turns a table's rows into snapshot changes for the apply loop.
-pub(crate) struct SnapshotRows<'a> {
-    schema: Arc<TableSchema>,
-    events: &'a mpsc::Sender<SourceEvent>,
-    /// The key of the last row (keyed tables).
-    pub last_key: Option<Vec<Value>>,
-}
-
-impl<'a> SnapshotRows<'a> {
-    pub(crate) fn new(
-        schema: Arc<TableSchema>,
-        events: &'a mpsc::Sender<SourceEvent>,
-    ) -> SnapshotRows<'a> {
-        SnapshotRows {
-            schema,
-            events,
-            last_key: None,
-        }
-    }
-}
-
-impl RowConsumer for SnapshotRows<'_> {
-    async fn rows(&mut self, rows: Vec<Vec<Value>>) -> Result<()> {
-        if let (Some(last), true) = (rows.last(), self.schema.has_key()) {
-            self.last_key = Some(self.schema.key.iter().map(|&k| last[k].clone()).collect());
-        }
-        let changes = rows
-            .into_iter()
-            .map(|row| Change {
-                table: self.schema.clone(),
-                kind: ChangeKind::Snapshot,
-                row,
-                old: None,
-            })
-            .collect();
-        self.events
-            .send(SourceEvent::Changes(changes))
-            .await
-            .map_err(|_| Error::shutdown())
-    }
 }

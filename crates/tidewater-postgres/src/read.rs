@@ -90,24 +90,13 @@ pub async fn read_chunk(
 }
 
 fn chunk_statement(schema: &TableSchema, after: Option<&[Value]>, limit: usize) -> Result<String> {
-    let cols: Vec<String> = schema
-        .columns
-        .iter()
-        .map(|c| quote_ident(&c.name))
-        .collect();
-    let table = quoted_table(&schema.id);
+    let (cols, mut select) = select_all(schema);
     if !schema.has_key() {
-        return Ok(format!("COPY {table} ({}) TO STDOUT", cols.join(", ")));
+        return Ok(copy_all(schema, &cols));
     }
     let keys: Vec<&str> = schema.key.iter().map(|&k| cols[k].as_str()).collect();
-    let mut select = format!("SELECT {} FROM {table}", cols.join(", "));
     if let Some(after) = after {
-        let lits = schema
-            .key
-            .iter()
-            .zip(after)
-            .map(|(&k, v)| literal(&schema.columns[k].ty, &schema.columns[k].source_type, v))
-            .collect::<Result<Vec<_>>>()?;
+        let lits = key_literals(schema, after)?;
         select.push_str(&format!(
             " WHERE ({}) > ({})",
             keys.join(", "),
@@ -181,27 +170,50 @@ fn parse_row(
     Ok(row)
 }
 
-fn copy_statement(schema: &TableSchema, opts: &ReadOptions<'_>) -> Result<String> {
+/// The quoted column names of `schema`, and `SELECT` of them all from the table.
+fn select_all(schema: &TableSchema) -> (Vec<String>, String) {
     let cols: Vec<String> = schema
         .columns
         .iter()
         .map(|c| quote_ident(&c.name))
         .collect();
-    let table = quoted_table(&schema.id);
+    let select = format!(
+        "SELECT {} FROM {}",
+        cols.join(", "),
+        quoted_table(&schema.id)
+    );
+    (cols, select)
+}
+
+/// The whole table, in storage order.
+fn copy_all(schema: &TableSchema, cols: &[String]) -> String {
+    format!(
+        "COPY {} ({}) TO STDOUT",
+        quoted_table(&schema.id),
+        cols.join(", ")
+    )
+}
+
+/// The literals of a key's values (canonical text, in `schema.key` order).
+fn key_literals(schema: &TableSchema, key: &[Value]) -> Result<Vec<String>> {
+    schema
+        .key
+        .iter()
+        .zip(key)
+        .map(|(&k, v)| literal(&schema.columns[k].ty, &schema.columns[k].source_type, v))
+        .collect()
+}
+
+fn copy_statement(schema: &TableSchema, opts: &ReadOptions<'_>) -> Result<String> {
+    let (cols, mut select) = select_all(schema);
     if !opts.ordered && opts.keys.is_none() {
-        return Ok(format!("COPY {table} ({}) TO STDOUT", cols.join(", ")));
+        return Ok(copy_all(schema, &cols));
     }
-    let mut select = format!("SELECT {} FROM {table}", cols.join(", "));
     if let Some(keys) = opts.keys {
         let key_cols: Vec<&str> = schema.key.iter().map(|&k| cols[k].as_str()).collect();
         let mut tuples = Vec::with_capacity(keys.len());
         for key in keys {
-            let lits = schema
-                .key
-                .iter()
-                .zip(key)
-                .map(|(&k, v)| literal(&schema.columns[k].ty, &schema.columns[k].source_type, v))
-                .collect::<Result<Vec<_>>>()?;
+            let lits = key_literals(schema, key)?;
             tuples.push(format!("({})", lits.join(", ")));
         }
         if tuples.is_empty() {

@@ -3,14 +3,11 @@
 //! nor leave a gap. Rows stream to the apply loop in chunks; nothing holds a table whole.
 
 use std::collections::HashSet;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
+use tidewater_core::copy_rows::SnapshotRows;
 use tidewater_core::stats::now_us;
-use tidewater_core::{
-    Change, ChangeKind, Error, Position, Result, RowConsumer, SourceEvent, TableId, TableSchema,
-    TxInfo, Value,
-};
+use tidewater_core::{Error, Position, Result, SourceEvent, TableId, TxInfo};
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 use tracing::info;
@@ -77,61 +74,6 @@ async fn copy_table(
     let secs = started.elapsed().as_secs_f64();
     info!(table = %schema.id, rows, seconds = format!("{secs:.1}"), rows_per_sec = (rows as f64 / secs.max(1e-9)) as u64, "snapshot of table done");
     Ok(rows)
-}
-
-/// Turns a table's rows into snapshot changes for the apply loop, logging progress.
-pub(crate) struct SnapshotRows<'a> {
-    schema: Arc<TableSchema>,
-    events: &'a mpsc::Sender<SourceEvent>,
-    rows: u64,
-    started: Instant,
-    last_report: Instant,
-    /// The key of the last row (keyed tables).
-    pub last_key: Option<Vec<Value>>,
-}
-
-impl<'a> SnapshotRows<'a> {
-    pub(crate) fn new(
-        schema: Arc<TableSchema>,
-        events: &'a mpsc::Sender<SourceEvent>,
-    ) -> SnapshotRows<'a> {
-        let started = Instant::now();
-        SnapshotRows {
-            schema,
-            events,
-            rows: 0,
-            started,
-            last_report: started,
-            last_key: None,
-        }
-    }
-}
-
-impl RowConsumer for SnapshotRows<'_> {
-    async fn rows(&mut self, rows: Vec<Vec<Value>>) -> Result<()> {
-        self.rows += rows.len() as u64;
-        if let Some(last) = rows.last() {
-            if self.schema.has_key() {
-                self.last_key = Some(self.schema.key.iter().map(|&k| last[k].clone()).collect());
-            }
-        }
-        let changes = rows
-            .into_iter()
-            .map(|row| Change {
-                table: Arc::clone(&self.schema),
-                kind: ChangeKind::Snapshot,
-                row,
-                old: None,
-            })
-            .collect();
-        send(self.events, SourceEvent::Changes(changes)).await?;
-        if self.last_report.elapsed() >= Duration::from_secs(5) {
-            self.last_report = Instant::now();
-            let rate = self.rows as f64 / self.started.elapsed().as_secs_f64();
-            info!(table = %self.schema.id, rows = self.rows, rows_per_sec = rate as u64, "snapshot in progress");
-        }
-        Ok(())
-    }
 }
 
 pub async fn send(events: &mpsc::Sender<SourceEvent>, event: SourceEvent) -> Result<()> {

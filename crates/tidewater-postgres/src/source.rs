@@ -179,6 +179,40 @@ impl PgSource {
         Ok(true)
     }
 
+    /// Claims the slot for this replica and creates it (dropping it first when `replace`: it
+    /// exists but no snapshot was committed), with an exported snapshot when `export`.
+    /// Returns the slot's consistent point and the exported snapshot's name.
+    async fn create_slot(
+        &self,
+        repl: &mut PgReplicationConnection,
+        owner: &Owner<'_>,
+        replace: bool,
+        export: bool,
+    ) -> Result<(u64, Option<String>)> {
+        let slot = &self.config.slot;
+        // The claim comes before the slot: a crash between them leaves a claimed slot-to-be,
+        // never an unclaimed slot of a replica that may resume from it.
+        owner.claim().await;
+        if replace {
+            warn!(slot = %slot, "replication slot exists but no snapshot was committed: recreating it");
+            drop_slot(&self.client, slot).await?;
+        }
+        let snapshot = if export { "EXPORT" } else { "NOEXPORT" };
+        let res = repl
+            .exec_async(&format!(
+                "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput {snapshot}_SNAPSHOT",
+                quote_ident(slot)
+            ))
+            .await
+            .map_err(|e| replication_error(e, &format!("creating replication slot {slot}")))?;
+        let Some(lsn) = res.get_value(0, 1).and_then(|s| parse_lsn(&s)) else {
+            return Err(Error::source_fatal(
+                "CREATE_REPLICATION_SLOT returned no consistent point",
+            ));
+        };
+        Ok((lsn, res.get_value(0, 2)))
+    }
+
     /// The chunked initial snapshot's start (`tidewater_core::copy`): creates the slot
     /// without a snapshot, and commits "copying at its consistent point" with every table's
     /// (empty) progress. The tables are copied in chunks while streaming from there.
@@ -190,23 +224,7 @@ impl PgSource {
         replace: bool,
     ) -> Result<(PgReplicationConnection, u64, Vec<CopyProgress>)> {
         let slot = &self.config.slot;
-        owner.claim().await;
-        if replace {
-            warn!(slot = %slot, "replication slot exists but no snapshot was committed: recreating it");
-            drop_slot(&self.client, slot).await?;
-        }
-        let res = repl
-            .exec_async(&format!(
-                "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput NOEXPORT_SNAPSHOT",
-                quote_ident(slot)
-            ))
-            .await
-            .map_err(|e| replication_error(e, &format!("creating replication slot {slot}")))?;
-        let Some(lsn) = res.get_value(0, 1).and_then(|s| parse_lsn(&s)) else {
-            return Err(Error::source_fatal(
-                "CREATE_REPLICATION_SLOT returned no consistent point",
-            ));
-        };
+        let (lsn, _) = self.create_slot(&mut repl, owner, replace, false).await?;
         info!(slot = %slot, lsn = %format_lsn(lsn), tables = self.tables.len(), "replication slot created; copying tables in chunks while streaming");
         let progress: Vec<CopyProgress> = self
             .tables
@@ -234,23 +252,8 @@ impl PgSource {
         replace: bool,
     ) -> Result<(PgReplicationConnection, u64)> {
         let slot = &self.config.slot;
-        // The claim comes before the slot: a crash between them leaves a claimed slot-to-be,
-        // never an unclaimed slot of a replica that may resume from it.
-        owner.claim().await;
-        if replace {
-            warn!(slot = %slot, "replication slot exists but no snapshot was committed: recreating it");
-            drop_slot(&self.client, slot).await?;
-        }
-        let res = repl
-            .exec_async(&format!(
-                "CREATE_REPLICATION_SLOT {} LOGICAL pgoutput EXPORT_SNAPSHOT",
-                quote_ident(slot)
-            ))
-            .await
-            .map_err(|e| replication_error(e, &format!("creating replication slot {slot}")))?;
-        let consistent_point = res.get_value(0, 1).and_then(|s| parse_lsn(&s));
-        let snapshot_name = res.get_value(0, 2);
-        let (Some(lsn), Some(snapshot_name)) = (consistent_point, snapshot_name) else {
+        let (lsn, snapshot_name) = self.create_slot(&mut repl, owner, replace, true).await?;
+        let Some(snapshot_name) = snapshot_name else {
             return Err(Error::source_fatal(
                 "CREATE_REPLICATION_SLOT returned no snapshot",
             ));

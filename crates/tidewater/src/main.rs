@@ -5,6 +5,7 @@ mod check;
 mod config;
 mod demo;
 mod query;
+mod resnapshot;
 mod run;
 mod status;
 mod stdout;
@@ -96,6 +97,15 @@ enum Command {
         /// Example keys shown per kind of difference and table.
         #[arg(long, default_value_t = 10)]
         max_examples: usize,
+    },
+    /// Copy replicated tables again while `run` keeps streaming (asks the running process).
+    Resnapshot {
+        /// The configuration file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The replicated tables matching these schema.table globs (! excludes).
+        #[arg(long = "tables", value_name = "GLOB", required = true)]
+        tables: Vec<String>,
     },
     /// Remove the pipeline: drop the PostgreSQL slot and publications tidewater created
     /// (an abandoned slot keeps WAL forever). Lists them only, without --yes.
@@ -209,6 +219,7 @@ fn main() -> ExitCode {
                 stdout::print(&String::from_utf8_lossy(&out))
             }
             Command::Config { print_defaults: _ } => config::print_defaults(),
+            Command::Resnapshot { config, tables } => resnapshot::resnapshot(&config, tables).await,
             Command::Teardown {
                 config,
                 yes,

@@ -20,11 +20,13 @@
 //! MySQL keeps the single-transaction snapshot (its consistent snapshot has no exact binlog
 //! position without a lock; GTID sets read inside the chunk are the way there, not built yet).
 
-use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
+use tidewater_core::copy::{self, ChunkRead};
+use tidewater_core::copy_rows::{queue_drained, SnapshotRows};
 use tidewater_core::stats::now_us;
 use tidewater_core::{CopyProgress, Error, Position, Result, SourceEvent, TableId, TxInfo};
 use tracing::{debug, info};
@@ -33,24 +35,18 @@ use super::Stream;
 use crate::conn::{connect, my_error, Flavor};
 use crate::position::BinlogPosition;
 use crate::read::read_chunk;
-use crate::snapshot::{begin_snapshot, SnapshotRows};
+use crate::snapshot::begin_snapshot;
 
 /// A chunk whose snapshot misses a delivered transaction is read again for at most this long.
 const MAX_WAIT: Duration = Duration::from_secs(120);
 /// After this many snapshots in a row that miss a delivered transaction, the wait is logged.
 const TELL_AFTER: u32 = 20;
 
-/// The copy under way.
+/// The copy under way: the source-neutral state, and the connection chunks are read on
+/// (opened at the first chunk).
 pub struct Copying {
-    pub chunk_rows: usize,
-    /// Per selected table, in copy order.
-    pub progress: Vec<CopyProgress>,
-    /// Keyless tables not consistent yet: `None` until copied, then the copy's position.
-    keyless: HashMap<TableId, Option<BinlogPosition>>,
-    /// The connection chunks are read on (opened at the first chunk).
+    copy: copy::Copying<BinlogPosition>,
     conn: Option<Conn>,
-    /// When the next chunk is due while the stream is busy (see the PostgreSQL source).
-    pub due: Instant,
 }
 
 impl Copying {
@@ -59,42 +55,30 @@ impl Copying {
         progress: Vec<CopyProgress>,
         keyless: impl Fn(&TableId) -> bool,
     ) -> Copying {
-        let keyless = progress
-            .iter()
-            .filter(|p| keyless(&p.table) && !p.consistent)
-            .map(|p| {
-                let at = p
-                    .done
-                    .then(|| {
-                        p.horizon
-                            .as_deref()
-                            .and_then(|h| BinlogPosition::parse(h).ok())
-                    })
-                    .flatten();
-                (p.table.clone(), at)
-            })
-            .collect();
+        let horizon = |h: &str| BinlogPosition::parse(h).ok();
         Copying {
-            chunk_rows,
-            progress,
-            keyless,
+            copy: copy::Copying::new(chunk_rows, progress, keyless, horizon),
             conn: None,
-            due: Instant::now(),
         }
-    }
-
-    pub fn copying(&self) -> bool {
-        self.progress.iter().any(|p| !p.done)
     }
 
     /// Whether a change of `table` in the transaction ending at `after` is dropped (keyless
     /// tables only: the copy holds it, or holds the table's rows after it).
     pub fn drops(&self, table: &TableId, after: &BinlogPosition) -> bool {
-        match self.keyless.get(table) {
-            None => false,
-            Some(None) => true,
-            Some(Some(at)) => at.reached(after),
-        }
+        self.copy.drops(table, |at| at.reached(after))
+    }
+}
+
+impl Deref for Copying {
+    type Target = copy::Copying<BinlogPosition>;
+    fn deref(&self) -> &Self::Target {
+        &self.copy
+    }
+}
+
+impl DerefMut for Copying {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.copy
     }
 }
 
@@ -106,20 +90,22 @@ impl Stream {
         let Some(copy) = self.copy.as_mut() else {
             return Ok(());
         };
-        let Some(i) = copy.progress.iter().position(|p| !p.done) else {
+        let Some((i, id)) = copy.next() else {
             return Ok(());
         };
-        let id = copy.progress[i].table.clone();
         let key = (id.schema.clone(), id.name.clone());
         let Some(table) = self.tables.get(&key).cloned() else {
-            copy.progress[i].done = true;
-            copy.progress[i].consistent = true;
+            copy.gone(i);
             return Ok(());
         };
         let mut conn = match copy.conn.take() {
             Some(c) => c,
             None => connect(&self.url).await?,
         };
+        // The chunk's snapshot is opened once everything sent before has been applied (see
+        // `copy_rows::queue_drained`).
+        queue_drained(&self.events).await;
+        let waiting = Instant::now();
         let mut retries = 0u32;
         let at = loop {
             let at = begin_snapshot(&mut conn, Flavor::MariaDb).await?;
@@ -132,7 +118,7 @@ impl Stream {
                 .await
                 .map_err(|e| my_error(e, "ending a snapshot chunk"))?;
             retries += 1;
-            if started.elapsed() > MAX_WAIT {
+            if waiting.elapsed() > MAX_WAIT {
                 return Err(Error::source_retryable(format!(
                     "the binlog stream is at {} but new snapshots stay at {at}",
                     self.position
@@ -166,17 +152,13 @@ impl Stream {
             .map_err(|e| my_error(e, "ending a snapshot chunk"))?;
         let copy = self.copy.as_mut().expect("copying");
         copy.conn = Some(conn);
-        let p = &mut copy.progress[i];
-        p.add_chunk(rows, last_key.as_deref(), at.to_string());
-        p.done = !table.schema.has_key() || rows < chunk_rows as u64;
-        if p.done {
-            info!(table = %id, rows = p.rows, chunks = p.chunks, "table copied; consistent once the stream reaches {at}");
-            if let Some(k) = copy.keyless.get_mut(&id) {
-                *k = Some(at);
-            }
-        }
-        let progress = p.clone();
-        copy.due = Instant::now() + started.elapsed().min(Duration::from_secs(5));
+        let chunk = ChunkRead {
+            rows,
+            last_key,
+            horizon: at.to_string(),
+            at,
+        };
+        let progress = copy.chunk_read(i, chunk, table.schema.has_key(), started);
         if retries > 0 {
             debug!(table = %id, retries, "chunk snapshot taken again until it showed every delivered transaction");
         }
@@ -193,24 +175,14 @@ impl Stream {
         let Some(copy) = self.copy.as_mut() else {
             return Ok(());
         };
-        let mut marked = Vec::new();
-        for p in copy.progress.iter_mut().filter(|p| p.done && !p.consistent) {
-            let h = p
-                .horizon
-                .as_deref()
-                .and_then(|h| BinlogPosition::parse(h).ok());
-            if h.is_none_or(|h| self.position.reached(&h)) {
-                p.consistent = true;
-                copy.keyless.remove(&p.table);
-                marked.push(p.clone());
-            }
-        }
+        let position = &self.position;
+        let (marked, all) = copy.mark_passed(|h| {
+            BinlogPosition::parse(h)
+                .ok()
+                .is_none_or(|h| position.reached(&h))
+        });
         if marked.is_empty() {
             return Ok(());
-        }
-        let all = copy.progress.iter().all(|p| p.consistent);
-        for p in &marked {
-            info!(table = %p.table, "table replica is transaction-consistent");
         }
         let tx = TxInfo {
             position: Position(self.position.to_string()),
@@ -220,7 +192,6 @@ impl Stream {
         self.send(SourceEvent::Progress(marked)).await?;
         self.send(SourceEvent::Commit).await?;
         if all {
-            info!("initial copy finished: the replica is transaction-consistent");
             self.copy = None;
         }
         Ok(())

@@ -25,9 +25,11 @@
 //! the changes of transactions visible to its snapshot (stored with the progress, so a restart
 //! keeps dropping them), until the stream passes its horizon.
 
-use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
+use tidewater_core::copy::{self, ChunkRead};
+use tidewater_core::copy_rows::{queue_drained, SnapshotRows};
 use tidewater_core::stats::now_us;
 use tidewater_core::{CopyProgress, Error, Position, Result, SourceEvent, TableId, TxInfo};
 use tokio_postgres::Client;
@@ -36,7 +38,6 @@ use tracing::{debug, info};
 use super::{State, Stream};
 use crate::conn::{format_lsn, parse_lsn, pg_error};
 use crate::read::read_chunk;
-use crate::snapshot::SnapshotRows;
 
 /// A snapshot that misses a delivered transaction is taken again for at most this long
 /// before the copy gives up (the race lasts microseconds; a synchronous standby that does not
@@ -100,19 +101,11 @@ pub fn parse_horizon(h: &str) -> Option<(u64, PgSnapshot)> {
     Some((parse_lsn(lsn)?, PgSnapshot::parse(snap)?))
 }
 
-/// The copy under way.
+/// The copy under way: the source-neutral state, and the xids of the transactions delivered
+/// since a chunk's snapshot last showed them all.
 pub struct Copying {
-    pub chunk_rows: usize,
-    /// Per selected table, in copy order.
-    pub progress: Vec<CopyProgress>,
-    /// Xids of transactions delivered since a chunk's snapshot last showed them all.
+    copy: copy::Copying<PgSnapshot>,
     delivered: Vec<u32>,
-    /// Keyless tables not consistent yet: `None` until copied (their changes are dropped),
-    /// then the copy's snapshot (changes of transactions it shows are dropped).
-    pub keyless: HashMap<TableId, Option<PgSnapshot>>,
-    /// When the next chunk is due while the stream is busy (the stream and the copy share the
-    /// time about equally); chunks are read at once while the stream is idle.
-    pub due: Instant,
 }
 
 impl Copying {
@@ -121,29 +114,11 @@ impl Copying {
         progress: Vec<CopyProgress>,
         keyless: impl Fn(&TableId) -> bool,
     ) -> Copying {
-        let keyless = progress
-            .iter()
-            .filter(|p| keyless(&p.table) && !p.consistent)
-            .map(|p| {
-                let snap = p
-                    .done
-                    .then(|| p.horizon.as_deref().and_then(parse_horizon).map(|h| h.1))
-                    .flatten();
-                (p.table.clone(), snap)
-            })
-            .collect();
+        let horizon = |h: &str| parse_horizon(h).map(|h| h.1);
         Copying {
-            chunk_rows,
-            progress,
+            copy: copy::Copying::new(chunk_rows, progress, keyless, horizon),
             delivered: Vec::new(),
-            keyless,
-            due: Instant::now(),
         }
-    }
-
-    /// A table still has rows to copy.
-    pub fn copying(&self) -> bool {
-        self.progress.iter().any(|p| !p.done)
     }
 
     /// A stream transaction with this xid was delivered.
@@ -153,11 +128,20 @@ impl Copying {
 
     /// Whether a change of `table` in the transaction `xid` is dropped (keyless tables only).
     pub fn drops(&self, table: &TableId, xid: u32) -> bool {
-        match self.keyless.get(table) {
-            None => false,
-            Some(None) => true,
-            Some(Some(snap)) => snap.shows(xid),
-        }
+        self.copy.drops(table, |snap| snap.shows(xid))
+    }
+}
+
+impl Deref for Copying {
+    type Target = copy::Copying<PgSnapshot>;
+    fn deref(&self) -> &Self::Target {
+        &self.copy
+    }
+}
+
+impl DerefMut for Copying {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.copy
     }
 }
 
@@ -200,16 +184,22 @@ impl Stream<'_> {
         let Some(copy) = self.copy.as_mut() else {
             return Ok(());
         };
-        let Some(i) = copy.progress.iter().position(|p| !p.done) else {
+        let Some((i, id)) = copy.next() else {
             return Ok(());
         };
-        let id = copy.progress[i].table.clone();
         let Some(schema) = self.tables.get(&id).cloned() else {
-            // No longer replicated (dropped at the source): nothing to copy.
-            copy.progress[i].done = true;
-            copy.progress[i].consistent = true;
+            copy.gone(i);
             return Ok(());
         };
+        // The chunk's snapshot is opened once everything sent before has been applied (see
+        // `copy_rows::queue_drained`).
+        let events = self.events.clone();
+        self.answering(st, async {
+            queue_drained(&events).await;
+            Ok(())
+        })
+        .await?;
+        let waiting = Instant::now();
         let mut retries = 0u32;
         let (snapshot, horizon) = loop {
             let (snapshot, horizon) = self.answering(st, begin_chunk(client)).await?;
@@ -221,7 +211,7 @@ impl Stream<'_> {
             // it has not left the proc array yet): taken again, before any row is read.
             self.answering(st, end_chunk(client, false)).await?;
             retries += 1;
-            let waited = started.elapsed();
+            let waited = waiting.elapsed();
             if waited > MAX_WAIT {
                 return Err(Error::source_retryable(format!(
                     "transaction {xid}, delivered by the replication stream, stayed invisible to \
@@ -247,7 +237,6 @@ impl Stream<'_> {
             commit_time_us: now_us(),
         };
         self.send(st, SourceEvent::Begin(tx)).await?;
-        let events = self.events.clone();
         let read = async {
             let mut out = SnapshotRows::new(schema.clone(), &events);
             let rows = read_chunk(client, &schema, after.as_deref(), chunk_rows, &mut out).await?;
@@ -256,18 +245,13 @@ impl Stream<'_> {
         };
         let (rows, last_key) = self.answering(st, read).await?;
         let copy = self.copy.as_mut().expect("copying");
-        let p = &mut copy.progress[i];
-        p.add_chunk(rows, last_key.as_deref(), horizon_text(horizon, &snapshot));
-        p.done = !schema.has_key() || rows < chunk_rows as u64;
-        if p.done {
-            info!(table = %id, rows = p.rows, chunks = p.chunks, "table copied; consistent once the stream passes {}", format_lsn(horizon));
-            if let Some(k) = copy.keyless.get_mut(&id) {
-                *k = Some(snapshot);
-            }
-        }
-        let progress = p.clone();
-        let elapsed = started.elapsed();
-        copy.due = Instant::now() + elapsed.min(Duration::from_secs(5));
+        let chunk = ChunkRead {
+            rows,
+            last_key,
+            horizon: horizon_text(horizon, &snapshot),
+            at: snapshot,
+        };
+        let progress = copy.chunk_read(i, chunk, schema.has_key(), started);
         if retries > 0 {
             debug!(table = %id, retries, "chunk snapshot taken again until it showed every delivered transaction");
         }
@@ -282,31 +266,19 @@ impl Stream<'_> {
         let Some(copy) = self.copy.as_mut() else {
             return Ok(());
         };
-        let mut marked = Vec::new();
-        for p in copy.progress.iter_mut().filter(|p| p.done && !p.consistent) {
-            let h = p.horizon.as_deref().and_then(parse_horizon).map(|h| h.0);
-            if h.is_none_or(|h| h <= lsn) {
-                p.consistent = true;
-                copy.keyless.remove(&p.table);
-                marked.push(p.clone());
-            }
-        }
+        let (marked, all) =
+            copy.mark_passed(|h| parse_horizon(h).is_none_or(|(horizon, _)| horizon <= lsn));
         if marked.is_empty() {
             return Ok(());
         }
-        let all = copy.progress.iter().all(|p| p.consistent);
         let tx = TxInfo {
             position: Position(format_lsn(st.stream_position())),
             commit_time_us: now_us(),
         };
-        for p in &marked {
-            info!(table = %p.table, "table replica is transaction-consistent");
-        }
         self.send(st, SourceEvent::Begin(tx)).await?;
         self.send(st, SourceEvent::Progress(marked)).await?;
         self.send(st, SourceEvent::Commit).await?;
         if all {
-            info!("initial copy finished: the replica is transaction-consistent");
             self.copy = None;
         }
         Ok(())

@@ -7,13 +7,16 @@
 //! - `GET /` (or `/status.html`): a small self-refreshing status page;
 //! - `POST /query` `{"sql": "...", "limit": 100, "timeout_ms": 5000}`: one read-only statement
 //!   on the live replica, answered as JSON; only for clients on the loopback interface;
-//! - `POST /verify`: `tidewater verify` inside this process (see `verify::serve`).
+//! - `POST /verify`: `tidewater verify` inside this process (see `verify::serve`);
+//! - `POST /resnapshot` `{"tables": ["shop.*"]}`: copy tables again while streaming (see
+//!   `resnapshot`).
 //!
 //! It listens on `[http] listen`, or else on an ephemeral loopback port that `tidewater query`
 //! and `tidewater status` find through the status file.
 
 mod metrics;
 mod page;
+pub mod resnapshot;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -157,6 +160,10 @@ async fn route(req: Request<Incoming>, peer: SocketAddr, server: &Server) -> Res
         }
         (Method::POST, "/verify") => {
             let (status, body) = crate::verify::serve::handle(req, peer, m).await;
+            respond(status, "application/json", body)
+        }
+        (Method::POST, "/resnapshot") => {
+            let (status, body) = resnapshot::handle(req, peer, m).await;
             respond(status, "application/json", body)
         }
         (_, "/health" | "/metrics" | "/status" | "/" | "/status.html" | "/query" | "/verify") => {

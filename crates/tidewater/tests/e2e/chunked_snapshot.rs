@@ -11,6 +11,9 @@
 //!   shows the deleted row; tidewater must wait until the delete is visible.
 //! - No long transactions: while a table is copied no tidewater session holds a source
 //!   transaction or an xmin horizon for long.
+//!
+//! The MariaDB-only tests (minimal grants, its race, its long transactions) are in
+//! `chunked_snapshot_mariadb`.
 
 use crate::common;
 
@@ -21,11 +24,11 @@ use common::workload::Workload;
 use common::{snapshot_rows_copied, streamed_changes, Rig};
 use tidewater_harness::wait_until;
 
-const ROWS: u64 = 60_000;
-const CHUNK_ROWS: u64 = 500;
+pub(crate) const ROWS: u64 = 60_000;
+pub(crate) const CHUNK_ROWS: u64 = 500;
 /// The race test's table: copied in a few seconds, so that the racing delete lands well
 /// ahead of the copy.
-const RACE_ROWS: u64 = 200_000;
+pub(crate) const RACE_ROWS: u64 = 200_000;
 
 fn pg_setup() -> String {
     format!(
@@ -40,7 +43,7 @@ INSERT INTO bag SELECT g % 10, 'r' FROM generate_series(1, 3000) g;
     )
 }
 
-fn my_setup() -> String {
+pub(crate) fn my_setup() -> String {
     format!(
         "
 CREATE TABLE big (id bigint PRIMARY KEY, v text, n int NOT NULL);
@@ -56,7 +59,7 @@ INSERT INTO bag SELECT seq % 10, 'r' FROM seq_1_to_3000;
 /// Changes every table: an update, a delete, an insert and a key change of `big` spread over
 /// its key range (copied and not yet copied parts alike), the same on `comp`, an insert into
 /// the keyless `bag`.
-fn transaction(i: u64) -> String {
+pub(crate) fn transaction(i: u64) -> String {
     let spread = |m: u64| (i * m) % ROWS + 1;
     format!(
         "BEGIN;
@@ -82,7 +85,7 @@ COMMIT;
     )
 }
 
-fn with_chunk_rows(rig: &Rig, rows: u64) {
+pub(crate) fn with_chunk_rows(rig: &Rig, rows: u64) {
     use std::io::Write;
     let mut f = std::fs::OpenOptions::new()
         .append(true)
@@ -93,7 +96,7 @@ fn with_chunk_rows(rig: &Rig, rows: u64) {
 
 /// The rows of `query` (one text column) on both sides, as sorted multisets.
 #[track_caller]
-fn assert_same_rows(rig: &Rig, query: &str) {
+pub(crate) fn assert_same_rows(rig: &Rig, query: &str) {
     let mut src = rig.source_lines(query);
     let mut rep = rig.replica_lines(query);
     src.sort();
