@@ -235,9 +235,13 @@ fn postgres_kill9_during_a_join_copies_the_table_once() {
     let addr = rig.listen_http();
     rig.start();
     rig.wait_caught_up(WAIT);
+    // One transaction: the table appears with its rows, so they can only come by the join's
+    // copy (committed apart, a fast join copies an empty table and the rows stream instead).
     rig.sql(
-        "CREATE TABLE big (id int PRIMARY KEY, v text);
-         INSERT INTO big SELECT g, repeat('x', 100) FROM generate_series(1, 300000) g;",
+        "BEGIN;
+         CREATE TABLE big (id int PRIMARY KEY, v text);
+         INSERT INTO big SELECT g, repeat('x', 100) FROM generate_series(1, 300000) g;
+         COMMIT;",
     );
     wait_logged(&rig, "tables join the replica", 1);
     // The moment: the copy is under way (its rows counted by this run's /metrics).
