@@ -235,6 +235,7 @@ impl PgSource {
         let tx = TxInfo {
             position: Position(format_lsn(lsn)),
             commit_time_us: now_us(),
+            backlog: tidewater_core::Backlog::Unknown,
         };
         send(events, SourceEvent::Begin(tx)).await?;
         send(events, SourceEvent::Progress(progress.clone())).await?;

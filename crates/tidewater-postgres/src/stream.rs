@@ -429,6 +429,7 @@ impl Stream<'_> {
                     let tx = TxInfo {
                         position: Position(format_lsn(final_lsn)),
                         commit_time_us,
+                        backlog: tidewater_core::Backlog::Unknown,
                     };
                     self.send(st, SourceEvent::Begin(tx)).await?;
                 }
