@@ -2,11 +2,18 @@
 //!
 //! A batch holds one or more whole source transactions and commits in one destination
 //! transaction with the position of its last transaction. It commits at a transaction
-//! boundary when no further event is waiting (unless the stream is catching up on a
-//! backlog), when `flush_interval` has passed since its first complete transaction, or when
-//! it holds `max_batch_rows` changes or `max_batch_bytes` of values (estimated by
-//! [`change_bytes`]). Only after the commit is the
+//! boundary when no further event is waiting and the source is not behind (its own backlog
+//! signal, [`Backlog`] on the transaction; a source that cannot tell is judged by the
+//! transaction's commit time), when `flush_interval` has passed since its first complete
+//! transaction, or when it holds `max_batch_rows` changes or `max_batch_bytes` of values
+//! (estimated by [`change_bytes`]). Only after the commit is the
 //! position published on `acks` (the source then tells the server it may discard WAL).
+//!
+//! Atomicity does not depend on any of these decisions: they only choose *when* a batch
+//! commits, always at a transaction boundary (or before a transaction that has written
+//! nothing yet, `OpenBatch::may_split`), so every destination commit holds whole source
+//! transactions in source order together with the position of the last one. Whether the
+//! backlog signal is right or wrong changes latency and commit sizes, never what is stored.
 //!
 //! Nothing is published on `acks` that the sink has not stored: a transaction's position
 //! is stored by its batch's commit, and an idle position (`SourceEvent::Idle`) by
@@ -21,7 +28,7 @@ use tokio::runtime::Handle;
 use tokio::sync::{mpsc, watch};
 
 use crate::error::{Error, Result};
-use crate::event::{SourceEvent, TxInfo};
+use crate::event::{Backlog, SourceEvent, TxInfo};
 use crate::model::{Change, Position, Value};
 use crate::sink::Sink;
 use crate::stats::{now_us, BatchTally, Stats};
@@ -39,8 +46,9 @@ pub const MAX_EVENT_BYTES: usize = 512 << 10;
 /// `Change` structs, the row vectors).
 const VALUE_OVERHEAD: usize = 32;
 const CHANGE_OVERHEAD: usize = 96;
-/// A transaction committed at the source longer ago than this means the stream is catching
-/// up on a backlog (one second: MariaDB's binlog carries commit times in whole seconds).
+/// For a source without a backlog signal ([`Backlog::Unknown`]): a transaction committed at
+/// the source longer ago than this means the stream is catching up on a backlog (one second:
+/// MariaDB's binlog carries commit times in whole seconds).
 const CATCHING_UP_US: i64 = 1_000_000;
 /// An idle position outside a batch is stored (a small destination commit) and acknowledged
 /// at most this often: a busy source whose replicated tables are quiet sends many.
@@ -120,6 +128,16 @@ impl OpenBatch {
     /// transactions, and the open one has written nothing yet.
     fn may_split(&self) -> bool {
         !self.tx_wrote && !self.committed.is_empty()
+    }
+}
+
+/// Whether the source is behind at this transaction: its own signal, or for a source without
+/// one, a commit older than [`CATCHING_UP_US`].
+fn behind(backlog: Backlog, commit_time_us: i64) -> bool {
+    match backlog {
+        Backlog::Behind => true,
+        Backlog::Current => false,
+        Backlog::Unknown => now_us() - commit_time_us > CATCHING_UP_US,
     }
 }
 
@@ -294,9 +312,11 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                 // Group commit: while the source is current, the batch commits as soon as
                 // nothing more is queued (a transaction waits at most for the commit in
                 // progress), and the transactions that queue up meanwhile form the next batch.
-                // While it catches up on a backlog, the batch takes whatever arrives for up to
-                // `flush_interval`, `max_batch_rows` or `max_batch_bytes`, amortising each commit's fixed cost.
-                let catching_up = now_us() - commit_time_us > CATCHING_UP_US;
+                // While the source is behind, the batch takes whatever arrives for up to
+                // `flush_interval`, `max_batch_rows` or `max_batch_bytes`, amortising each
+                // commit's fixed cost. The source says which; one that cannot tell is judged
+                // by the commit's age.
+                let catching_up = behind(tx.backlog, commit_time_us);
                 let now = Instant::now();
                 let group_commit = !catching_up && self.events.is_empty();
                 let mut deadline = *b.deadline.get_or_insert(now + self.options.flush_interval);

@@ -11,6 +11,23 @@ pub struct TxInfo {
     pub position: Position,
     /// Commit time at the source, microseconds since the Unix epoch (UTC).
     pub commit_time_us: i64,
+    /// Whether the source had more written past this transaction when it delivered it: the
+    /// apply loop batches while the source is behind and commits at once when it is not.
+    pub backlog: Backlog,
+}
+
+/// The source's own backlog signal, taken when a transaction is delivered.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Backlog {
+    /// The source cannot tell: the apply loop judges by the transaction's commit time.
+    #[default]
+    Unknown,
+    /// Nothing meaningful was written at the source past this transaction (as far as the
+    /// source last looked): the apply loop commits as soon as nothing more is queued.
+    Current,
+    /// The source server had already written well past this transaction: more is coming, so
+    /// the apply loop lets the batch fill (bounded by the flush interval and batch limits).
+    Behind,
 }
 
 #[derive(Debug)]

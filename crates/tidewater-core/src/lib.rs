@@ -28,7 +28,7 @@ pub use config::Secret;
 pub use copy::{ChunkedCopy, CopyProgress};
 pub use driver::{ConsistentReader, SourceDriver};
 pub use error::{Error, ErrorKind, Result};
-pub use event::{SourceEvent, TxInfo};
+pub use event::{Backlog, SourceEvent, TxInfo};
 pub use model::{Change, ChangeKind, Column, ColumnType, Position, TableId, TableSchema, Value};
 pub use recopy::RecopyRequests;
 pub use replica::{Replica, ReplicaCapabilities};

@@ -91,10 +91,22 @@ fn tx(events: &mut Vec<SourceEvent>, pos: &str, chunks: &[usize]) {
     tx_at(events, pos, chunks, stats::now_us());
 }
 
+/// A transaction from a source without a backlog signal.
 fn tx_at(events: &mut Vec<SourceEvent>, pos: &str, chunks: &[usize], commit_time_us: i64) {
+    tx_with(events, pos, chunks, commit_time_us, Backlog::Unknown);
+}
+
+fn tx_with(
+    events: &mut Vec<SourceEvent>,
+    pos: &str,
+    chunks: &[usize],
+    commit_time_us: i64,
+    backlog: Backlog,
+) {
     events.push(SourceEvent::Begin(TxInfo {
         position: Position(pos.into()),
         commit_time_us,
+        backlog,
     }));
     for &n in chunks {
         events.push(changes(n));
@@ -209,6 +221,7 @@ fn a_partial_transaction_is_never_committed() {
     events.push(SourceEvent::Begin(TxInfo {
         position: Position("2".into()),
         commit_time_us: 0,
+        backlog: Backlog::Unknown,
     }));
     events.push(changes(5));
     // Batches of one transaction: the first commits although the second is already queued.
@@ -433,5 +446,46 @@ fn idle_positions_outside_a_batch_are_recorded_before_acknowledged_at_most_once_
     assert_eq!(
         log.join("; "),
         "begin; write 1 #0 x3; commit 1; record 2 alone; record 4 alone"
+    );
+}
+
+/// Two transactions paced 20 ms apart, with this commit time and backlog signal.
+fn two_paced(options: BatchOptions, commit_time_us: i64, backlog: Backlog) -> String {
+    let log = apply_live(options, |sender, acks| {
+        let mut events = Vec::new();
+        tx_with(&mut events, "1", &[3], commit_time_us, backlog);
+        send_all(sender, events);
+        std::thread::sleep(Duration::from_millis(20)); // pacing the source, not synchronising
+        let mut events = Vec::new();
+        tx_with(&mut events, "2", &[3], commit_time_us, backlog);
+        send_all(sender, events);
+        wait_acked(acks, "2");
+    });
+    log.join("; ")
+}
+
+#[test]
+fn a_source_saying_behind_is_batched_even_when_its_commits_are_fresh() {
+    // The source has more written past these transactions: a momentarily empty queue does
+    // not end the batch, the flush interval does (by commit time alone they look current).
+    let options = BatchOptions {
+        flush_interval: Duration::from_millis(300),
+        ..LONG
+    };
+    assert_eq!(
+        two_paced(options, stats::now_us(), Backlog::Behind),
+        "begin; write 1 #0 x3; write 2 #0 x3; commit 2"
+    );
+}
+
+#[test]
+fn a_source_saying_current_commits_at_once_even_when_its_commits_are_old() {
+    // Committed at the source a minute ago (the old age rule called that catching up), but
+    // the source has nothing more written: each transaction commits as soon as it is alone
+    // in the queue, without waiting for the 60 s flush interval.
+    let old = stats::now_us() - 60_000_000;
+    assert_eq!(
+        two_paced(LONG, old, Backlog::Current),
+        "begin; write 1 #0 x3; commit 1; begin; write 2 #0 x3; commit 2"
     );
 }

@@ -129,6 +129,7 @@ pub async fn copy_tables(
         .send(SourceEvent::Begin(TxInfo {
             position: Position(position.to_string()),
             commit_time_us: now_us(),
+            backlog: tidewater_core::Backlog::Unknown,
         }))
         .await
         .map_err(|_| gone())?;

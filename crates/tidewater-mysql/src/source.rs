@@ -195,6 +195,7 @@ impl Source for MySqlSource {
                 let tx = TxInfo {
                     position: Position(position.to_string()),
                     commit_time_us: tidewater_core::stats::now_us(),
+                    backlog: tidewater_core::Backlog::Unknown,
                 };
                 for e in [
                     SourceEvent::Begin(tx),

@@ -419,6 +419,7 @@ impl Stream {
             info: TxInfo {
                 position: Position(after.to_string()),
                 commit_time_us,
+                backlog: tidewater_core::Backlog::Unknown,
             },
             after,
             in_body,

@@ -1,6 +1,7 @@
 //! PostgreSQL source: publication and slot setup, the initial snapshot inside the snapshot
 //! exported by slot creation, and pgoutput streaming with feedback after each sink commit.
 
+mod backlog;
 pub mod catalog;
 pub mod check;
 pub mod config;

@@ -39,6 +39,7 @@ pub async fn copy_tables(
         SourceEvent::Begin(TxInfo {
             position,
             commit_time_us: now_us(),
+            backlog: tidewater_core::Backlog::Unknown,
         }),
     )
     .await?;

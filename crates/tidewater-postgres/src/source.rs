@@ -12,6 +12,7 @@ use tidewater_core::{
 use tokio_postgres::Client;
 use tracing::{info, warn};
 
+use crate::backlog::WalEnd;
 use crate::catalog::{resolve_tables, SourceTable};
 use crate::config::PgSourceConfig;
 use crate::conn::{
@@ -235,6 +236,7 @@ impl PgSource {
         let tx = TxInfo {
             position: Position(format_lsn(lsn)),
             commit_time_us: now_us(),
+            backlog: tidewater_core::Backlog::Unknown,
         };
         send(events, SourceEvent::Begin(tx)).await?;
         send(events, SourceEvent::Progress(progress.clone())).await?;
@@ -431,6 +433,7 @@ impl Source for PgSource {
                 .unwrap_or(0)
                 .max(applied_lsn),
             recopy_requests: ctx.recopy,
+            wal_end: WalEnd::start(self.config.url.expose().to_string()),
         }
         .run()
         .await

@@ -16,6 +16,7 @@ use tokio::time::{interval, Interval, MissedTickBehavior};
 use tokio_postgres::Client;
 use tracing::{debug, info, warn};
 
+use crate::backlog::WalEnd;
 use crate::catalog::{selected_tables, SourceTable};
 use crate::conn::{format_lsn, parse_lsn, replication_error};
 use crate::join::{Joiner, Joining};
@@ -67,6 +68,8 @@ pub struct Stream<'a> {
     pub acknowledged_lsn: u64,
     /// Replicated tables the runtime asks to copy again (see `recopy`).
     pub recopy_requests: RecopyRequests,
+    /// The server's end of WAL, polled: tells the apply loop whether the stream is behind.
+    pub wal_end: WalEnd,
 }
 
 struct State {
@@ -429,6 +432,7 @@ impl Stream<'_> {
                     let tx = TxInfo {
                         position: Position(format_lsn(final_lsn)),
                         commit_time_us,
+                        backlog: self.wal_end.backlog(final_lsn),
                     };
                     self.send(st, SourceEvent::Begin(tx)).await?;
                 }

@@ -167,6 +167,7 @@ impl ScriptedSource {
         let tx = TxInfo {
             position: pos(p),
             commit_time_us: now_us(),
+            backlog: tidewater_core::Backlog::Unknown,
         };
         ctx.events
             .send(SourceEvent::Begin(tx))

@@ -76,6 +76,7 @@ fn write(sink: &mut DuckDbSink, txs: Vec<(&str, Vec<Change>)>) -> Position {
         let tx = TxInfo {
             position: Position(position.into()),
             commit_time_us: i as i64,
+            backlog: tidewater_core::Backlog::Unknown,
         };
         sink.write(&tx, 0, changes).unwrap();
         last = tx.position;
@@ -157,6 +158,7 @@ fn ordinals_follow_commit_order_across_batches_rollbacks_and_reopening() {
         &TxInfo {
             position: last.clone(),
             commit_time_us: 1,
+            backlog: tidewater_core::Backlog::Unknown,
         },
         std::slice::from_ref(&u),
     )

@@ -50,6 +50,7 @@ fn batch(sink: &mut DuckDbSink, n: u64, changes: Vec<Change>) {
     let tx = TxInfo {
         position: Position(format!("0/{n}")),
         commit_time_us: 0,
+        backlog: tidewater_core::Backlog::Unknown,
     };
     sink.write(&tx, 0, changes).unwrap();
     sink.commit(&tx.position, 0).unwrap();
@@ -165,6 +166,7 @@ fn a_changed_primary_key_is_refused_with_the_fix() {
     let tx = TxInfo {
         position: Position("0/1".into()),
         commit_time_us: 0,
+        backlog: tidewater_core::Backlog::Unknown,
     };
     let err = sink
         .write(&tx, 0, vec![insert(&Arc::new(v2), &["1", "x"])])

@@ -82,6 +82,7 @@ impl Fixture {
             let tx = TxInfo {
                 position: Position(format!("0/{}", self.lsn)),
                 commit_time_us: 0,
+                backlog: tidewater_core::Backlog::Unknown,
             };
             self.sink.write(&tx, 0, changes).unwrap();
         }
@@ -236,6 +237,7 @@ fn truncate_and_keyless_tables() {
     let tx = TxInfo {
         position: Position("0/9".into()),
         commit_time_us: 0,
+        backlog: tidewater_core::Backlog::Unknown,
     };
     f.sink
         .write(&tx, 0, vec![change(&t, Insert, 2, "b"), upd, del])
@@ -259,6 +261,7 @@ fn a_rolled_back_batch_leaves_nothing() {
     let tx = TxInfo {
         position: Position("0/99".into()),
         commit_time_us: 0,
+        backlog: tidewater_core::Backlog::Unknown,
     };
     f.sink
         .write(
@@ -399,6 +402,7 @@ fn rows_removed_in_the_open_batch_can_be_inserted_again() {
     let tx = TxInfo {
         position: Position("0/9".into()),
         commit_time_us: 0,
+        backlog: tidewater_core::Backlog::Unknown,
     };
     f.sink.truncate(&tx, std::slice::from_ref(&t)).unwrap();
     let again = (1..=3)

@@ -134,6 +134,7 @@ impl Stream {
         let tx = TxInfo {
             position: Position(self.position.to_string()),
             commit_time_us: now_us(),
+            backlog: tidewater_core::Backlog::Unknown,
         };
         self.send(SourceEvent::Begin(tx)).await?;
         let mut out = SnapshotRows::new(table.schema.clone(), &self.events);
@@ -187,6 +188,7 @@ impl Stream {
         let tx = TxInfo {
             position: Position(self.position.to_string()),
             commit_time_us: now_us(),
+            backlog: tidewater_core::Backlog::Unknown,
         };
         self.send(SourceEvent::Begin(tx)).await?;
         self.send(SourceEvent::Progress(marked)).await?;

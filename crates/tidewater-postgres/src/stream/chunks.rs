@@ -235,6 +235,7 @@ impl Stream<'_> {
         let tx = TxInfo {
             position: Position(format_lsn(st.stream_position())),
             commit_time_us: now_us(),
+            backlog: tidewater_core::Backlog::Unknown,
         };
         self.send(st, SourceEvent::Begin(tx)).await?;
         let read = async {
@@ -274,6 +275,7 @@ impl Stream<'_> {
         let tx = TxInfo {
             position: Position(format_lsn(st.stream_position())),
             commit_time_us: now_us(),
+            backlog: tidewater_core::Backlog::Unknown,
         };
         self.send(st, SourceEvent::Begin(tx)).await?;
         self.send(st, SourceEvent::Progress(marked)).await?;
