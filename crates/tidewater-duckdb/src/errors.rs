@@ -4,7 +4,8 @@
 //! - a file held by another process (`tidewater run` writes it): "Could not set lock on
 //!   file ...". Errors built from such a failure carry [`Held`] as their source; callers ask
 //!   [`is_held`] instead of reading messages;
-//! - a full file system: the sink's error gets what to do about it ([`with_disk_full_fix`]).
+//! - a full file system: the sink's error gets what to do about it ([`with_disk_full_fix`]);
+//! - DuckDB's memory limit reached: the same ([`with_memory_fix`]).
 
 use std::path::Path;
 
@@ -52,6 +53,27 @@ pub fn with_disk_full_fix(e: Error, db: &Path) -> Error {
     ))
 }
 
+/// A sink error raised because DuckDB reached its `memory_limit` ("Out of Memory Error") gets
+/// what to do about it. What DuckDB cannot evict under the limit is mostly the replicas'
+/// PRIMARY KEY indexes (docs/performance.md, "Memory"). The failed batch is not applied, so a
+/// later run resumes from the last committed one.
+pub fn with_memory_fix(e: Error, memory_limit: &str) -> Error {
+    let oom = e.message().contains("Out of Memory Error");
+    if !oom || !matches!(e.kind, ErrorKind::Sink | ErrorKind::SinkRetryable) || e.fix().is_some() {
+        return e;
+    }
+    let now = if memory_limit.is_empty() {
+        "DuckDB's default, 80 % of RAM".to_string()
+    } else {
+        format!("\"{memory_limit}\"")
+    };
+    e.with_fix(format!(
+        "raise sink.memory_limit (now {now}), or set sink.primary_key = false (the replicas' key \
+         indexes are what DuckDB cannot evict; updates and deletes of large tables get slower); \
+         then `tidewater run` resumes from the last committed batch"
+    ))
+}
+
 /// How to start a DuckDB replica over: `tidewater run` takes a new snapshot into a new file.
 pub fn resnapshot_fix(db: &Path) -> String {
     format!(
@@ -59,4 +81,28 @@ pub fn resnapshot_fix(db: &Path) -> String {
          and run `tidewater run` again to take a new snapshot",
         db.display()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_memory_gets_the_memory_fix_and_nothing_else_does() {
+        let oom = Error::sink(
+            "applying a batch: Out of Memory Error: could not allocate block of size 256.0 KiB \
+             (244.1 MiB/244.1 MiB used)",
+        );
+        let fix = with_memory_fix(oom, "256MB").fix().map(str::to_owned);
+        assert!(
+            fix.as_deref()
+                .is_some_and(|f| f.contains("sink.memory_limit (now \"256MB\")")
+                    && f.contains("sink.primary_key = false")),
+            "{fix:?}"
+        );
+        let other = with_memory_fix(Error::sink("Constraint Error"), "");
+        assert_eq!(other.fix(), None);
+        let config = with_memory_fix(Error::config("Out of Memory Error"), "");
+        assert_eq!(config.fix(), None);
+    }
 }

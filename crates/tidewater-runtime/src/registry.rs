@@ -408,10 +408,13 @@ pub fn batch_options(sink: &SinkConfig, mut options: BatchOptions) -> BatchOptio
 }
 
 /// What the configured sink adds to an error that stopped the pipeline (DuckDB: what to do
-/// about a full file system).
+/// about a full file system or its memory limit).
 pub fn explain_sink_error(sink: &SinkConfig, e: Error) -> Error {
     match sink {
         SinkConfig::BigQuery(_) => e,
-        SinkConfig::DuckDb(c) => tidewater_duckdb::errors::with_disk_full_fix(e, &c.path),
+        SinkConfig::DuckDb(c) => {
+            let e = tidewater_duckdb::errors::with_disk_full_fix(e, &c.path);
+            tidewater_duckdb::errors::with_memory_fix(e, &c.memory_limit)
+        }
     }
 }
