@@ -85,6 +85,48 @@ impl DerefMut for Copying {
 impl Stream {
     /// Reads and sends the next chunk of the first table still copying, as one transaction at
     /// the stream's position, with the table's progress.
+    /// Opens a consistent snapshot on `conn` that holds every transaction the stream has
+    /// delivered. MariaDB writes a transaction to the binlog before its InnoDB commit is
+    /// visible, so a snapshot opened right after the stream read a commit can miss it: such a
+    /// snapshot is taken again (rule 1 of the module comment), before any row is read. Every
+    /// copy taken while streaming (chunks, re-copies) needs this: a copy missing a delivered
+    /// transaction would overwrite that transaction's changes with older rows. MySQL's path
+    /// reads its position under a global read lock, which orders it with commits.
+    pub(super) async fn snapshot_covering_stream(
+        &self,
+        conn: &mut Conn,
+        flavor: Flavor,
+    ) -> Result<BinlogPosition> {
+        let waiting = Instant::now();
+        let mut retries = 0u32;
+        loop {
+            let at = begin_snapshot(conn, flavor).await?;
+            if flavor != Flavor::MariaDb || at.reached(&self.position) {
+                if retries > 0 {
+                    debug!(
+                        retries,
+                        "snapshot taken again until it showed every delivered transaction"
+                    );
+                }
+                return Ok(at);
+            }
+            conn.query_drop("ROLLBACK")
+                .await
+                .map_err(|e| my_error(e, "ending a snapshot that missed a delivered commit"))?;
+            retries += 1;
+            if waiting.elapsed() > MAX_WAIT {
+                return Err(Error::source_retryable(format!(
+                    "the binlog stream is at {} but new snapshots stay at {at}",
+                    self.position
+                )));
+            }
+            if retries == TELL_AFTER {
+                info!(stream = %self.position, snapshot = %at, "a snapshot waits for a transaction the stream delivered to become visible at the source (it is in the binlog, but not visible yet)");
+            }
+            tokio::time::sleep(Duration::from_micros(100 << retries.min(9))).await;
+        }
+    }
+
     pub(super) async fn copy_chunk(&mut self) -> Result<()> {
         let started = Instant::now();
         let Some(copy) = self.copy.as_mut() else {
@@ -105,30 +147,9 @@ impl Stream {
         // The chunk's snapshot is opened once everything sent before has been applied (see
         // `copy_rows::queue_drained`).
         queue_drained(&self.events).await;
-        let waiting = Instant::now();
-        let mut retries = 0u32;
-        let at = loop {
-            let at = begin_snapshot(&mut conn, Flavor::MariaDb).await?;
-            if at.reached(&self.position) {
-                break at;
-            }
-            // Rule 1: the snapshot misses a transaction the stream delivered (logged, not
-            // yet committed in InnoDB): taken again, before any row is read.
-            conn.query_drop("ROLLBACK")
-                .await
-                .map_err(|e| my_error(e, "ending a snapshot chunk"))?;
-            retries += 1;
-            if waiting.elapsed() > MAX_WAIT {
-                return Err(Error::source_retryable(format!(
-                    "the binlog stream is at {} but new snapshots stay at {at}",
-                    self.position
-                )));
-            }
-            if retries == TELL_AFTER {
-                info!(stream = %self.position, snapshot = %at, "a snapshot chunk waits for a transaction the stream delivered to become visible at the source (it is in the binlog, but not visible yet)");
-            }
-            tokio::time::sleep(Duration::from_micros(100 << retries.min(9))).await;
-        };
+        let at = self
+            .snapshot_covering_stream(&mut conn, Flavor::MariaDb)
+            .await?;
         let copy = self.copy.as_mut().expect("copying");
         let (chunk_rows, after) = (copy.chunk_rows, copy.progress[i].last_key_values());
         let tx = TxInfo {
@@ -160,9 +181,6 @@ impl Stream {
             at,
         };
         let progress = copy.chunk_read(i, chunk, table.schema.has_key(), started);
-        if retries > 0 {
-            debug!(table = %id, retries, "chunk snapshot taken again until it showed every delivered transaction");
-        }
         self.send(SourceEvent::Progress(vec![progress])).await?;
         self.send(SourceEvent::Commit).await
     }

@@ -22,7 +22,6 @@ use tracing::{info, warn};
 use super::Stream;
 use crate::conn::connect;
 use crate::join::Joining;
-use crate::snapshot::begin_snapshot;
 
 /// Why a table the runtime asked for (`SourceContext::recopy`) is copied again.
 const REQUESTED: &str = "a copy was requested (verify found differences)";
@@ -42,7 +41,7 @@ impl Stream {
             return Ok(());
         }
         let mut conn = connect(&self.url).await?;
-        let at = begin_snapshot(&mut conn, flavor).await?;
+        let at = self.snapshot_covering_stream(&mut conn, flavor).await?;
         let mut joining = Joining::new(at, Vec::new(), conn);
         let mut copied = 0;
         for id in self.recopy_requests.take() {
@@ -90,7 +89,7 @@ impl Stream {
         };
         if self.joining.is_none() {
             let mut conn = connect(&self.url).await?;
-            let at = begin_snapshot(&mut conn, flavor).await?;
+            let at = self.snapshot_covering_stream(&mut conn, flavor).await?;
             self.joining = Some(Joining::new(at, Vec::new(), conn));
         }
         // The definition as of the snapshot or later (see the module comment).
