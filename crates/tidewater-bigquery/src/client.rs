@@ -23,6 +23,8 @@ use tidewater_core::{Error, Result};
 
 use crate::errors::{check_errors, check_insert, from_client, with_retry};
 
+/// Where Google serves the API (REST under `/bigquery/v2`, uploads under `/upload`).
+const GOOGLE_API_ROOT: &str = "https://bigquery.googleapis.com";
 /// How long one query call waits on the server before polling again.
 const QUERY_WAIT_MS: i32 = 10_000;
 
@@ -40,21 +42,15 @@ pub struct Connection {
     pub endpoint: Option<String>,
 }
 
-/// An emulator takes any token.
-#[derive(Clone)]
-struct NoAuth;
-
-#[async_trait::async_trait]
-impl Authenticator for NoAuth {
-    async fn access_token(&self) -> Result<String, BQError> {
-        Ok("emulator".into())
-    }
-}
-
 /// A connected client for one dataset.
 #[derive(Clone)]
 pub struct BqClient {
     client: Client,
+    /// For what the client cannot send (load-job uploads, `load`): the same HTTP client
+    /// and tokens, and `https://host[:port]` of the API.
+    pub(crate) http: reqwest::Client,
+    pub(crate) auth: Arc<dyn Authenticator>,
+    pub(crate) api_root: String,
     pub project: String,
     pub dataset: String,
     pub location: Option<String>,
@@ -83,25 +79,20 @@ impl BqClient {
             .build()
             .map_err(|e| Error::sink(format!("building the HTTP client: {e}")))?;
         let mut builder = ClientBuilder::new();
-        builder.with_client(http);
+        builder.with_client(http.clone());
+        let mut api_root = GOOGLE_API_ROOT.to_string();
         if let Some(endpoint) = &c.endpoint {
             let base = endpoint.trim_end_matches('/');
-            let base = if base.ends_with("/bigquery/v2") {
-                base.to_string()
-            } else {
-                format!("{base}/bigquery/v2")
-            };
-            builder.with_v2_base_url(base);
+            let root = base.trim_end_matches("/bigquery/v2");
+            api_root = root.to_string();
+            builder.with_v2_base_url(format!("{root}/bigquery/v2"));
         }
-        let built = match (&c.credentials, &c.endpoint) {
-            (Some(key), _) => {
-                let key = key.to_string_lossy();
-                builder.build_from_service_account_key_file(&key).await
-            }
-            (None, Some(_)) => builder.build_from_authenticator(Arc::new(NoAuth)).await,
-            (None, None) => builder.build_from_application_default_credentials().await,
+        let auth = match (&c.credentials, &c.endpoint) {
+            (Some(key), _) => crate::auth::from_key_file(key).await,
+            (None, Some(_)) => Ok(crate::auth::none()),
+            (None, None) => crate::auth::application_default().await,
         };
-        let client = built.map_err(|e| match &c.credentials {
+        let auth = auth.map_err(|e| match &c.credentials {
             Some(key) => Error::config(format!(
                 "[sink] credentials = {:?}: not a usable service-account key file ({e}); \
                  download a JSON key of the service account, or leave `credentials` out to use \
@@ -114,8 +105,15 @@ impl BqClient {
                  machine with a service account"
             )),
         })?;
+        let client = builder
+            .build_from_authenticator(auth.clone())
+            .await
+            .map_err(|e| Error::sink(format!("building the BigQuery client: {e}")))?;
         Ok(BqClient {
             client,
+            http,
+            auth,
+            api_root,
             project: c.project.clone(),
             dataset: c.dataset.clone(),
             location: c.location.clone(),
@@ -293,6 +291,21 @@ impl BqClient {
                 return Ok((answer.rows, bytes(answer.total_bytes_processed.as_ref())));
             }
         }
+    }
+
+    /// The `status` of a job (`state`, `errorResult`, `errors`), as JSON.
+    pub async fn job_status(&self, what: &str, job: &str) -> Result<Json> {
+        let location = self.location.as_deref();
+        with_retry(what, |_| async {
+            let job = self
+                .client
+                .job()
+                .get_job(&self.project, job, location)
+                .await
+                .map_err(|e| from_client(what, e))?;
+            serde_json::to_value(job.status).map_err(|e| Error::sink(format!("{what}: {e}")))
+        })
+        .await
     }
 
     /// `project.dataset.table`, quoted for SQL.

@@ -151,17 +151,16 @@ pub enum IfMissing {
 }
 
 /// Creates the table `create` describes (unless `if_missing` refuses), or brings an existing
-/// one to its columns (see [`plan`]). Returns the names of the table's columns afterwards.
+/// one to its columns (see [`plan`]). Returns the table's columns afterwards, in order.
 pub async fn ensure(
     client: &BqClient,
     create: Table,
     drop_extra: bool,
     if_missing: IfMissing,
     fix: &str,
-) -> Result<Vec<String>> {
+) -> Result<Vec<TableFieldSchema>> {
     let name = create.table_id().clone();
     let wanted = fields(&create);
-    let names = |f: &[TableFieldSchema]| f.iter().map(|f| f.name.clone()).collect();
     let Some(actual) = client.table_fields(&name).await? else {
         if if_missing == IfMissing::Refuse {
             return Err(Error::sink(format!(
@@ -173,10 +172,10 @@ pub async fn ensure(
             .with_fix(fix));
         }
         client.create_table(create).await?;
-        return Ok(names(&wanted));
+        return Ok(wanted);
     };
     let Some(plan) = plan(&client.qualified(&name), &actual, &wanted, drop_extra, fix)? else {
-        return Ok(names(&actual));
+        return Ok(actual);
     };
     let what = format!("changing the columns of {}.{name}", client.dataset);
     for statement in &plan.statements {
@@ -190,7 +189,7 @@ pub async fn ensure(
         client.patch_fields(&name, plan.fields.clone()).await?;
     }
     info!(table = %name, statements = ?plan.statements, "changed the columns of a BigQuery table");
-    Ok(names(&plan.fields))
+    Ok(plan.fields)
 }
 
 #[cfg(test)]

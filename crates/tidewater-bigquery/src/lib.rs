@@ -1,17 +1,21 @@
 //! BigQuery sink: replica tables kept fresh within seconds, `<table>_log` change tables that
 //! fill in real time, and `_tidewater_state`, in one dataset (docs/bigquery.md).
 //!
-//! Each batch's changes stream into staging tables as they arrive (`tabledata.insertAll`); its
+//! Each batch's changes stream into staging tables as they arrive (`tabledata.insertAll`;
+//! snapshot rows by load jobs of Parquet files, `load`); its
 //! commit is one multi-statement transaction that copies them into the logs, MERGEs them into
 //! the replicas and advances the stored position (see `sink` for the exactly-once argument
 //! and why no DML ever meets BigQuery's streaming buffer).
 
+mod auth;
 mod client;
 pub mod config;
 mod cost;
 mod definitions;
 mod errors;
 mod evolve;
+mod load;
+mod loadfile;
 mod merge;
 mod metrics;
 mod prune;

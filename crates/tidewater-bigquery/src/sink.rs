@@ -9,6 +9,9 @@
 //! - `<table>_staging` receives every streamed row, tagged with the run that appended it
 //!   (`_metadata_run`), its transaction's ordinal (`_metadata_tx`) and sequence. It is only
 //!   ever read; its day partitions expire by themselves (`tables::STAGING_EXPIRATION_MS`).
+//!   Snapshot rows (the initial copy, and every re-copy) reach it through load jobs instead
+//!   (`load`), tagged the same way: what the commit selects does not depend on how a row
+//!   arrived, and a load job is atomic.
 //! - `<table>_log`, the replica and `_tidewater_state` are written only by the commit
 //!   transaction (INSERT … SELECT, MERGE, UPDATE), never streamed to.
 //!
@@ -33,6 +36,8 @@
 //! - A commit whose answer was lost is retried with the same request id; the script's guard
 //!   (state still at `lo`) makes a second run fail without effect, and the sink then reads
 //!   the state to learn that the first run committed.
+//! - A load job: all of its rows or none, run once per upload, and an upload is never
+//!   started again within a run (why, in `load`): its rows are selected like streamed ones.
 //! - An insertAll retried after a lost answer: its rows carry insertIds (run, ordinal,
 //!   sequence), so BigQuery drops the copies; if one slipped through (insertId de-duplication
 //!   is best effort), the MERGE still takes one event per key and position, but the log would
@@ -67,6 +72,8 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use gcp_bigquery_client::model::table_data_insert_all_request_rows::TableDataInsertAllRequestRows;
+use gcp_bigquery_client::model::table_field_schema::TableFieldSchema;
+use serde_json::{Map, Value as Json};
 use tidewater_core::stats::now_us;
 use tidewater_core::{
     Change, ChangeKind, Error, PipelineState, Position, Result, Sink, TableId, TableSchema, TxInfo,
@@ -79,6 +86,7 @@ use crate::client::{BqClient, Connection};
 use crate::cost::BqCost;
 use crate::definitions::{self, DEFINITIONS_TABLE};
 use crate::evolve::{ensure, IfMissing};
+use crate::load::Loads;
 use crate::merge::{commit_script, LogRange, StateUpdate};
 use crate::prune::KeyBounds;
 use crate::rows::{before_row, log_row, truncate_row, TxMeta};
@@ -132,6 +140,8 @@ struct TableState {
     evolved: bool,
     /// What the commit copies from staging into the log (`LogRange::log_columns`).
     log_columns: Vec<String>,
+    /// The staging table's columns, in its order: those of a load job's file.
+    staging_fields: Vec<TableFieldSchema>,
     /// Whether the open batch wrote to it.
     touched: bool,
     truncated_at: Option<(i64, i64)>,
@@ -185,6 +195,8 @@ pub struct BigQuerySink {
     /// When the open batch started appending.
     batch_started_us: i64,
     appends: VecDeque<JoinHandle<Result<()>>>,
+    /// Snapshot rows on their way into staging by load jobs.
+    loads: Loads,
     /// Set anew by every `state()` (the start of a run) and `rollback()`.
     run: String,
     fault: Option<Fault>,
@@ -208,9 +220,11 @@ impl BigQuerySink {
             Ok("after-schema-change") => Some(Fault::SchemaChanged),
             _ => None,
         };
+        let client = Arc::new(client);
         Ok(BigQuerySink {
             rt: Handle::current(),
-            client: Arc::new(client),
+            loads: Loads::new(Handle::current(), client.clone()),
+            client,
             options,
             tables: HashMap::new(),
             applied: 0,
@@ -236,8 +250,13 @@ impl BigQuerySink {
 
     /// Brings the replica, log and staging tables of `schema` to its columns (creating them
     /// when missing; see `evolve`). The replica drops columns `schema` lacks only when
-    /// `drop_extra` (its definition is committed). Returns the log columns a commit copies.
-    fn ensure_tables(&self, schema: &TableSchema, drop_extra: bool) -> Result<Vec<String>> {
+    /// `drop_extra` (its definition is committed). Returns the log columns a commit copies,
+    /// and the staging table's columns.
+    fn ensure_tables(
+        &self,
+        schema: &TableSchema,
+        drop_extra: bool,
+    ) -> Result<(Vec<String>, Vec<TableFieldSchema>)> {
         tables::check_columns(schema)?;
         let at = place(&self.options.connection);
         let fix = self.resnapshot_fix();
@@ -262,7 +281,9 @@ impl BigQuerySink {
             let staging = ensure(client, staging, false, IfMissing::Create, &fix).await?;
             // Both have every column of the definition; a crash between their DDL can leave
             // one with an added column the other lacks, which no committed row holds yet.
-            Ok(log.into_iter().filter(|c| staging.contains(c)).collect())
+            let in_staging = |c: &TableFieldSchema| staging.iter().any(|s| s.name == c.name);
+            let log = log.into_iter().filter(in_staging).map(|c| c.name).collect();
+            Ok((log, staging))
         })
     }
 
@@ -281,7 +302,7 @@ impl BigQuerySink {
                 other.0, schema.id, names.replica
             )));
         }
-        let log_columns = self.ensure_tables(schema, recorded)?;
+        let (log_columns, staging_fields) = self.ensure_tables(schema, recorded)?;
         self.tables.insert(
             schema.id.clone(),
             TableState {
@@ -290,6 +311,7 @@ impl BigQuerySink {
                 recorded,
                 evolved: false,
                 log_columns,
+                staging_fields,
                 touched: false,
                 truncated_at: None,
                 bounds: KeyBounds::new(schema),
@@ -321,7 +343,9 @@ impl BigQuerySink {
         }
         let key_type = |s: &TableSchema| s.key.first().map(|&k| s.columns[k].ty.clone());
         let same_bounds = old_key == new_key && key_type(&t.schema) == key_type(new);
-        let log_columns = self.ensure_tables(new, false)?;
+        // A load job's file has the staging columns it was started with.
+        self.loads.complete()?;
+        let (log_columns, staging_fields) = self.ensure_tables(new, false)?;
         self.inject(Fault::SchemaChanged);
         let t = self.tables.get_mut(&new.id).expect("known");
         info!(table = %new.id, "the source table's definition changed: the BigQuery tables follow");
@@ -329,6 +353,7 @@ impl BigQuerySink {
         t.recorded = false;
         t.evolved = true;
         t.log_columns = log_columns;
+        t.staging_fields = staging_fields;
         if !same_bounds {
             // Keys of the batch so far are of another column or type: no pruning this batch.
             t.bounds = None;
@@ -550,6 +575,8 @@ impl Sink for BigQuerySink {
 
     fn write(&mut self, tx: &TxInfo, first_sequence: i64, changes: Vec<Change>) -> Result<()> {
         let mut per_table: HashMap<String, Vec<TableDataInsertAllRequestRows>> = HashMap::new();
+        // Snapshot rows go by load job (`load`), never by insertAll.
+        let mut loaded: HashMap<TableId, Vec<Map<String, Json>>> = HashMap::new();
         for change in &changes {
             self.table_for(&change.table, false)?.touched = true;
         }
@@ -582,13 +609,23 @@ impl Sink for BigQuerySink {
                 b.add(&row.json[b.column()]);
                 b.add(&row.json[old.as_str()]);
             }
-            per_table
-                .entry(t.names.staging.clone())
-                .or_default()
-                .push(row);
+            match (change.kind, row.json) {
+                (ChangeKind::Snapshot, Json::Object(row)) => {
+                    loaded.entry(change.table.id.clone()).or_default().push(row);
+                }
+                (_, json) => {
+                    let staged = per_table.entry(t.names.staging.clone()).or_default();
+                    staged.push(TableDataInsertAllRequestRows { json, ..row });
+                }
+            }
         }
         for (staging, rows) in per_table {
             self.append(&staging, rows)?;
+        }
+        for (id, rows) in loaded {
+            let t = &self.tables[&id];
+            let (staging, fields) = (&t.names.staging, &t.staging_fields);
+            self.loads.add(&self.run, staging, fields, &rows)?;
         }
         Ok(())
     }
@@ -617,6 +654,7 @@ impl Sink for BigQuerySink {
     }
 
     fn commit(&mut self, position: &Position, last_commit_time_us: i64) -> Result<()> {
+        self.loads.complete()?;
         self.wait_appends()?;
         self.inject(Fault::LogAppended);
         let (lo, hi) = (self.applied, self.next_ordinal - 1);
@@ -695,6 +733,7 @@ impl Sink for BigQuerySink {
         for task in self.appends.drain(..) {
             task.abort();
         }
+        self.loads.abandon();
         self.current = None;
         self.next_ordinal = self.applied + 1;
         self.tables.values_mut().for_each(TableState::reset);

@@ -177,6 +177,7 @@ fn postgres_snapshot_and_stream_reach_bigquery_exactly_once() {
     rig.start();
     rig.wait_caught_up(CATCH_UP);
     check_replica(&rig, &PG_TABLES, PG_ITEMS, PG_LAST);
+    assert_snapshot_loaded(&rig);
     assert_log_exact(&rig, &PG_TABLES, SNAPSHOT_ROWS);
     let bq = rig.bq();
     let kinds = bq.text_rows(&format!(
@@ -241,11 +242,20 @@ fn mariadb_snapshot_and_stream_reach_bigquery_exactly_once() {
     rig.start();
     rig.wait_caught_up(CATCH_UP);
     check_replica(&rig, &MY_TABLES, MY_ITEMS, MY_LAST);
+    assert_snapshot_loaded(&rig);
     rig.sql(STREAM);
     rig.wait_caught_up(CATCH_UP);
     check_replica(&rig, &MY_TABLES, MY_ITEMS, MY_LAST);
     assert_log_exact(&rig, &MY_TABLES, SNAPSHOT_ROWS + STREAM_CHANGES);
     rig.stop();
+}
+
+/// The snapshot went into staging by load jobs (one per table here), not one row by
+/// insertAll: what carried every type of the tables above into the replica.
+fn assert_snapshot_loaded(rig: &Rig) {
+    let strict = rig.bq().strict_log();
+    assert_eq!(strict.streamed_total(), 0, "{:?}", strict.streamed_rows);
+    assert_eq!(strict.load_jobs.len(), 2, "{:?}", strict.load_jobs);
 }
 
 /// Every MERGE the sink sent bounds the replica by the batch's keys (an IN list of the first

@@ -11,6 +11,7 @@ mod bigquery;
 mod bigquery_kill;
 mod bigquery_rows;
 mod bigquery_schema;
+mod bigquery_snapshot;
 mod change_log;
 mod chunked_snapshot;
 mod chunked_snapshot_mariadb;
