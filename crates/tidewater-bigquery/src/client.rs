@@ -382,23 +382,15 @@ impl BqClient {
             .as_ref()
             .and_then(|j| j.job_id.clone())
             .ok_or_else(|| Error::sink(format!("{what}: BigQuery returned no job id")))?;
-        let mut next = if answer.job_complete == Some(true) {
-            let more = page(Page {
-                fields: answer.schema.and_then(|s| s.fields).unwrap_or_default(),
-                rows: answer
-                    .rows
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(cells)
-                    .collect(),
-                total_rows: number(answer.total_rows.as_ref()),
-            })?;
-            match (more, answer.page_token) {
-                (true, Some(token)) => Some(Some(token)),
-                _ => None,
-            }
-        } else {
-            Some(None)
+        let mut next = match answer.job_complete {
+            Some(true) => deliver(
+                page,
+                answer.schema,
+                answer.rows,
+                answer.total_rows.as_ref(),
+                answer.page_token,
+            )?,
+            _ => Some(None),
         };
         while let Some(token) = next {
             if (paging.stop)() {
@@ -427,23 +419,15 @@ impl BqClient {
                 .await
                 .map_err(|e| from_client(what, e))?;
             check_errors(what, answer.errors.as_ref())?;
-            if answer.job_complete != Some(true) {
-                next = Some(None);
-                continue;
-            }
-            let more = page(Page {
-                fields: answer.schema.and_then(|s| s.fields).unwrap_or_default(),
-                rows: answer
-                    .rows
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(cells)
-                    .collect(),
-                total_rows: number(answer.total_rows.as_ref()),
-            })?;
-            next = match (more, answer.page_token) {
-                (true, Some(token)) => Some(Some(token)),
-                _ => None,
+            next = match answer.job_complete {
+                Some(true) => deliver(
+                    page,
+                    answer.schema,
+                    answer.rows,
+                    answer.total_rows.as_ref(),
+                    answer.page_token,
+                )?,
+                _ => Some(None),
             };
         }
         Ok(())
@@ -461,6 +445,23 @@ impl BqClient {
     pub fn qualified(&self, table: &str) -> String {
         format!("`{}.{}.{table}`", self.project, self.dataset)
     }
+}
+
+/// Hands one page of a complete answer to `page`; returns the next page's token to read
+/// (`Some`) or `None` when the rows ended or `page` has enough.
+fn deliver(
+    page: &mut (dyn FnMut(Page) -> Result<bool> + Send),
+    schema: Option<BqSchema>,
+    rows: Option<Vec<TableRow>>,
+    total_rows: Option<&String>,
+    token: Option<String>,
+) -> Result<Option<Option<String>>> {
+    let more = page(Page {
+        fields: schema.and_then(|s| s.fields).unwrap_or_default(),
+        rows: rows.unwrap_or_default().into_iter().map(cells).collect(),
+        total_rows: number(total_rows),
+    })?;
+    Ok(token.filter(|_| more).map(Some))
 }
 
 fn cells(row: TableRow) -> Vec<Json> {
