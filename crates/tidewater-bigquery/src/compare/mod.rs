@@ -6,9 +6,9 @@
 //! (`sql`: the values the sink would send, cast by BigQuery), joined on the key with the
 //! replica rows of the chunk's key range. The query returns only what differs: missing and
 //! differing keys, and replica keys of the range that no source row matched. Nothing is
-//! written to BigQuery, so nothing here needs DML or meets the streaming buffer; each chunk
-//! reads the replica blocks of its range (constant bounds on the first key column, which the
-//! replica is clustered by).
+//! written to BigQuery, so nothing here needs DML or meets the streaming buffer. The range has
+//! constant bounds on the first key column (the replica's clustering); the chunk's own keys
+//! come from the JSON literal, which BigQuery may not prune by (docs/bigquery.md, cost).
 //!
 //! Ranges are in BigQuery's order of the keys, which need not be the source's (a
 //! case-insensitive collation): a chunk's range ends at the greatest key, in BigQuery's
