@@ -89,7 +89,7 @@ fn postgres_status_query_and_verify_on_bigquery() {
                 "query",
                 "--format",
                 "csv",
-                "SELECT COUNT(*) AS n, MAX(name) AS top FROM public_items",
+                "SELECT COUNT(*) AS n, MAX(name) AS top FROM replica.public_items",
             ],
             &config,
         ),
@@ -99,7 +99,7 @@ fn postgres_status_query_and_verify_on_bigquery() {
     assert_eq!(out.trim(), "n,top\n5996,renamed", "{out}");
     // BigQuery itself says what a statement is: only a SELECT runs.
     expect(
-        common::run_cli(&["query", "DELETE FROM public_items WHERE TRUE"], &config),
+        common::run_cli(&["query", "DELETE FROM replica.public_items WHERE TRUE"], &config),
         2,
         &["refused"],
     );
