@@ -8,8 +8,13 @@ use std::time::Duration;
 use gcp_bigquery_client::auth::Authenticator;
 use gcp_bigquery_client::client_builder::ClientBuilder;
 use gcp_bigquery_client::error::BQError;
+use gcp_bigquery_client::model::data_format_options::DataFormatOptions;
 use gcp_bigquery_client::model::dataset::Dataset;
+use gcp_bigquery_client::model::dataset_reference::DatasetReference;
 use gcp_bigquery_client::model::get_query_results_parameters::GetQueryResultsParameters;
+use gcp_bigquery_client::model::job::Job;
+use gcp_bigquery_client::model::job_configuration::JobConfiguration;
+use gcp_bigquery_client::model::job_configuration_query::JobConfigurationQuery;
 use gcp_bigquery_client::model::query_request::QueryRequest;
 use gcp_bigquery_client::model::table::Table;
 use gcp_bigquery_client::model::table_data_insert_all_request::TableDataInsertAllRequest;
@@ -56,6 +61,23 @@ pub struct BqClient {
     pub location: Option<String>,
 }
 
+/// How [`BqClient::query_pages`] reads a result.
+pub struct Paging<'a> {
+    pub page_rows: i32,
+    pub poll_ms: i32,
+    /// Whether to stop (an interrupted statement).
+    pub stop: &'a (dyn Fn() -> bool + Sync),
+}
+
+/// One page of a query result.
+pub struct Page {
+    /// The result's columns.
+    pub fields: Vec<TableFieldSchema>,
+    pub rows: Rows,
+    /// Rows in the whole result.
+    pub total_rows: u64,
+}
+
 /// Rows of a query answer: one JSON cell per column (a string, null, or for arrays an
 /// array of `{"v": ...}`), as BigQuery sends them.
 pub type Rows = Vec<Vec<Json>>;
@@ -67,7 +89,7 @@ pub struct Answer {
     pub bytes_processed: u64,
 }
 
-fn bytes(s: Option<&String>) -> u64 {
+fn number(s: Option<&String>) -> u64 {
     s.and_then(|b| b.parse().ok()).unwrap_or(0)
 }
 
@@ -258,7 +280,7 @@ impl BqClient {
             .map_err(|e| from_client(what, e))?;
         check_errors(what, answer.errors.as_ref())?;
         let mut rows = answer.rows;
-        let mut bytes_processed = bytes(answer.total_bytes_processed.as_ref());
+        let mut bytes_processed = number(answer.total_bytes_processed.as_ref());
         if answer.job_complete != Some(true) {
             let job = answer
                 .job_reference
@@ -288,7 +310,7 @@ impl BqClient {
                 .map_err(|e| from_client(what, e))?;
             check_errors(what, answer.errors.as_ref())?;
             if answer.job_complete == Some(true) {
-                return Ok((answer.rows, bytes(answer.total_bytes_processed.as_ref())));
+                return Ok((answer.rows, number(answer.total_bytes_processed.as_ref())));
             }
         }
     }
@@ -308,10 +330,151 @@ impl BqClient {
         .await
     }
 
+    /// What BigQuery says `sql` is (`SELECT`, `INSERT`, `SCRIPT`, `CREATE_TABLE`, ...), from a
+    /// dry run: nothing runs and nothing is billed. An invalid statement is an error.
+    pub async fn statement_type(&self, sql: &str) -> Result<String> {
+        let what = "checking the statement";
+        let query = JobConfigurationQuery {
+            query: sql.to_string(),
+            use_legacy_sql: Some(false),
+            default_dataset: Some(self.dataset_reference()),
+            ..Default::default()
+        };
+        let job = Job {
+            configuration: Some(JobConfiguration {
+                dry_run: Some(true),
+                query: Some(query),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let job = with_retry(what, |_| async {
+            self.client
+                .job()
+                .insert(&self.project, job.clone())
+                .await
+                .map_err(|e| from_client(what, e))
+        })
+        .await?;
+        let statistics = job.statistics.and_then(|s| s.query);
+        Ok(statistics
+            .and_then(|q| q.statement_type)
+            .unwrap_or_default())
+    }
+
+    /// Runs a query and hands its result to `page`, one page of at most `page_rows` rows at a
+    /// time (memory holds one page), until `page` returns false or the rows end. Timestamps
+    /// come as microseconds since the epoch. `stop` is polled between calls (at least every
+    /// `poll_ms`): once true, the job is cancelled and the call fails. Not retried: a
+    /// half-read result cannot be resumed safely by the caller's callback.
+    pub async fn query_pages(
+        &self,
+        what: &str,
+        sql: &str,
+        paging: Paging<'_>,
+        page: &mut (dyn FnMut(Page) -> Result<bool> + Send),
+    ) -> Result<()> {
+        let mut request = QueryRequest::new(sql);
+        request.location = self.location.clone();
+        request.timeout_ms = Some(paging.poll_ms);
+        request.max_results = Some(paging.page_rows);
+        request.default_dataset = Some(self.dataset_reference());
+        request.use_query_cache = Some(false);
+        request.format_options = Some(DataFormatOptions {
+            use_int64_timestamp: Some(true),
+        });
+        let answer = self
+            .client
+            .job()
+            .query(&self.project, request)
+            .await
+            .map_err(|e| from_client(what, e))?;
+        check_errors(what, answer.errors.as_ref())?;
+        let job = answer
+            .job_reference
+            .as_ref()
+            .and_then(|j| j.job_id.clone())
+            .ok_or_else(|| Error::sink(format!("{what}: BigQuery returned no job id")))?;
+        let mut next = match answer.job_complete {
+            Some(true) => deliver(
+                page,
+                answer.schema,
+                answer.rows,
+                answer.total_rows.as_ref(),
+                answer.page_token,
+            )?,
+            _ => Some(None),
+        };
+        while let Some(token) = next {
+            if (paging.stop)() {
+                let location = self.location.as_deref();
+                let _ = self
+                    .client
+                    .job()
+                    .cancel_job(&self.project, &job, location)
+                    .await;
+                return Err(Error::sink(format!("{what}: cancelled")));
+            }
+            let parameters = GetQueryResultsParameters {
+                location: self.location.clone(),
+                timeout_ms: Some(paging.poll_ms),
+                max_results: Some(paging.page_rows),
+                page_token: token,
+                format_options: Some(DataFormatOptions {
+                    use_int64_timestamp: Some(true),
+                }),
+                ..Default::default()
+            };
+            let answer = self
+                .client
+                .job()
+                .get_query_results(&self.project, &job, parameters)
+                .await
+                .map_err(|e| from_client(what, e))?;
+            check_errors(what, answer.errors.as_ref())?;
+            next = match answer.job_complete {
+                Some(true) => deliver(
+                    page,
+                    answer.schema,
+                    answer.rows,
+                    answer.total_rows.as_ref(),
+                    answer.page_token,
+                )?,
+                _ => Some(None),
+            };
+        }
+        Ok(())
+    }
+
+    /// The dataset, where unqualified table names of a read-only query resolve.
+    fn dataset_reference(&self) -> DatasetReference {
+        DatasetReference {
+            dataset_id: self.dataset.clone(),
+            project_id: self.project.clone(),
+        }
+    }
+
     /// `project.dataset.table`, quoted for SQL.
     pub fn qualified(&self, table: &str) -> String {
         format!("`{}.{}.{table}`", self.project, self.dataset)
     }
+}
+
+/// Hands one page of a complete answer to `page`; returns the next page's token to read
+/// (`Some`) or `None` when the rows ended or `page` has enough.
+fn deliver(
+    page: &mut (dyn FnMut(Page) -> Result<bool> + Send),
+    schema: Option<BqSchema>,
+    rows: Option<Vec<TableRow>>,
+    total_rows: Option<&String>,
+    token: Option<String>,
+) -> Result<Option<Option<String>>> {
+    let more = page(Page {
+        fields: schema.and_then(|s| s.fields).unwrap_or_default(),
+        rows: rows.unwrap_or_default().into_iter().map(cells).collect(),
+        total_rows: number(total_rows),
+    })?;
+    Ok(token.filter(|_| more).map(Some))
 }
 
 fn cells(row: TableRow) -> Vec<Json> {

@@ -6,9 +6,12 @@
 //! commit is one multi-statement transaction that copies them into the logs, MERGEs them into
 //! the replicas and advances the stored position (see `sink` for the exactly-once argument
 //! and why no DML ever meets BigQuery's streaming buffer).
+//!
+//! The read side (`replica`: status, read-only queries, verify) reads the same dataset.
 
 mod auth;
 mod client;
+mod compare;
 pub mod config;
 mod cost;
 mod definitions;
@@ -19,7 +22,9 @@ mod loadfile;
 mod merge;
 mod metrics;
 mod prune;
+mod replica;
 mod rows;
+mod session;
 mod sink;
 mod state;
 mod tables;
@@ -29,5 +34,6 @@ pub use client::{BqClient, Connection, Rows};
 pub use config::BigQueryConfig;
 pub use cost::BqCost;
 pub use merge::literal as sql_literal;
+pub use replica::BigQueryReplica;
 pub use sink::{BigQueryOptions, BigQuerySink};
 pub use tables::{table_names, TableNames, STATE_TABLE};

@@ -138,7 +138,8 @@ fn scalar_field(name: &str, t: BqField) -> TableFieldSchema {
     )
 }
 
-fn source_fields(schema: &TableSchema) -> Vec<TableFieldSchema> {
+/// The replica's columns: the source's, with their BigQuery types.
+pub fn source_fields(schema: &TableSchema) -> Vec<TableFieldSchema> {
     let columns = schema.columns.iter();
     columns.map(|c| field(&c.name, bq_type(&c.ty))).collect()
 }

@@ -34,6 +34,10 @@ pub struct StatusReport {
     pub source_type: Option<String>,
     pub last_source_commit: Option<String>,
     pub last_apply: Option<String>,
+    /// Source commit → replica commit of the last applied transaction, where the replica
+    /// stores both times (BigQuery's state table); `None` elsewhere (a running `run` knows it).
+    #[serde(default)]
+    pub last_lag_ms: Option<i64>,
     pub transactions_applied: i64,
     pub changes_applied: i64,
     pub tables: Vec<TableStatus>,

@@ -209,13 +209,17 @@ impl Config {
             .with_fix("remove [sql]"));
         }
         self.sql_endpoint()?;
-        if self.verify.is_some() && !self.sink.capabilities().verify {
+        // Continuous verification runs inside `run`, beside a replica the process opens
+        // itself (a local file): a remote one is verified by `tidewater verify`.
+        if self.verify.is_some()
+            && !(self.sink.capabilities().verify && self.sink.local_file().is_some())
+        {
             return Err(Error::config(format!(
-                "[verify] compares a DuckDB replica and is not available for sink.type = {:?} \
-                 yet",
+                "[verify] compares a DuckDB replica inside `tidewater run` and is not \
+                 available for sink.type = {:?} yet",
                 self.sink.kind()
             ))
-            .with_fix("remove [verify]"));
+            .with_fix("remove [verify], and run `tidewater verify` instead"));
         }
         self.continuous_verify()?;
         Ok(())

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer};
-use tidewater_bigquery::{BigQueryConfig, BigQueryOptions, BigQuerySink};
+use tidewater_bigquery::{BigQueryConfig, BigQueryOptions, BigQueryReplica, BigQuerySink};
 use tidewater_core::apply::BatchOptions;
 use tidewater_core::check::CheckItem;
 use tidewater_core::config::SectionType;
@@ -165,7 +165,7 @@ impl SinkConfig {
     pub fn capabilities(&self) -> ReplicaCapabilities {
         match self {
             SinkConfig::DuckDb(_) => DuckDbReplica::CAPABILITIES,
-            SinkConfig::BigQuery(_) => ReplicaCapabilities::default(),
+            SinkConfig::BigQuery(_) => BigQueryReplica::CAPABILITIES,
         }
     }
 
@@ -329,7 +329,8 @@ impl ConsistentReader for AnyReader {
 
 /// Opens the configured sink; `source_type` and `log_tables` (`[apply]`) go into its
 /// options. DuckDB also gives its read side, which the monitor reads the replica through
-/// (status, `/query`); BigQuery has none yet, and gives its bytes processed for `/metrics`.
+/// (status, `/query`); BigQuery gives its bytes processed for `/metrics` (its read side is
+/// opened by the commands, `open_remote_replica`: the monitor would bill a query a second).
 pub async fn open_sink(
     sink: &SinkConfig,
     source_type: &str,
@@ -379,6 +380,32 @@ pub struct OpenedSink {
     pub replica: Option<Arc<dyn Replica>>,
     /// What the sink counts about itself (`/metrics`).
     pub metrics: Option<Arc<dyn SinkMetrics>>,
+}
+
+/// A replica in a remote warehouse (no file on this machine), opened for `status`, `query`
+/// and `verify` whether or not `tidewater run` writes it.
+pub struct RemoteReplica {
+    pub replica: Arc<dyn Replica>,
+    /// What `tidewater status` calls it (`bigquery project.dataset`).
+    pub name: String,
+    /// How long its stored position may stand still before a reader stops waiting for it:
+    /// a writer commits at least this often while the source has changes.
+    pub settle: Duration,
+}
+
+/// The read side of the configured sink when it is remote (`None` for a local file: see
+/// `open_local_replica`).
+pub async fn open_remote_replica(sink: &SinkConfig) -> Result<Option<RemoteReplica>> {
+    let SinkConfig::BigQuery(c) = sink else {
+        return Ok(None);
+    };
+    let replica = BigQueryReplica::connect(&c.connection(), PIPELINE_NAME).await?;
+    let interval = Duration::from_millis(c.merge_interval_ms);
+    Ok(Some(RemoteReplica {
+        name: replica.name(),
+        replica: Arc::new(replica),
+        settle: (interval * 3).max(Duration::from_secs(5)),
+    }))
 }
 
 /// `verify`'s comparison with a replica file on this machine while nobody writes it; fails

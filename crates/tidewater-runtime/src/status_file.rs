@@ -76,6 +76,19 @@ pub fn read_published(db: &Path) -> Option<StatusView> {
     Path::new(&format!("/proc/{pid}")).exists().then_some(s)
 }
 
+/// The configured replica's status: a local file's from [`current`], a remote replica's
+/// (BigQuery) read from its dataset.
+pub async fn of_config(config: &crate::config::Config) -> Result<StatusView> {
+    let Some(remote) = crate::registry::open_remote_replica(&config.sink).await? else {
+        return current(config.sink.duckdb_path("status")?).await;
+    };
+    let replica = remote.replica.clone();
+    let report = tokio::task::spawn_blocking(move || replica.status())
+        .await
+        .map_err(|e| Error::sink(format!("reading the replica's status: {e}")))??;
+    Ok(StatusView::remote(&remote.name, report))
+}
+
 /// The running process's `/status` (fresh), else its status file, else the replica itself.
 pub async fn current(db: &std::path::Path) -> tidewater_core::Result<StatusView> {
     let published = read_published(db);

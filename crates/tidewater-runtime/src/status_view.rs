@@ -27,6 +27,9 @@ pub struct StatusView {
     /// The replica's committed state (`_tidewater` schema and row counts).
     pub report: StatusReport,
     pub live: Option<LiveStatus>,
+    /// A remote replica (`remote`): read from the warehouse, not from a process or file.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remote: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,6 +97,18 @@ impl StatusView {
             last_lag_ms: 0,
             report,
             live: None,
+            remote: false,
+        }
+    }
+
+    /// A remote replica (BigQuery), read from its dataset: whether a `run` elsewhere writes
+    /// it is not known here.
+    pub fn remote(name: &str, report: StatusReport) -> StatusView {
+        StatusView {
+            replica: name.to_string(),
+            last_lag_ms: report.last_lag_ms.unwrap_or(0),
+            remote: true,
+            ..StatusView::stopped(std::path::Path::new(name), report)
         }
     }
 
@@ -164,6 +179,7 @@ impl StatusView {
             },
             report,
             live: Some(live),
+            remote: false,
         }
     }
 
@@ -212,6 +228,9 @@ impl StatusView {
                     );
                 }
             }
+            _ if self.remote => {
+                let _ = writeln!(o, "replica: {}", self.replica);
+            }
             _ => {
                 let _ = writeln!(o, "replica: {} (not running)", self.replica);
             }
@@ -219,7 +238,7 @@ impl StatusView {
         let _ = writeln!(o, "position:            {}", or_dash(&r.position));
         let _ = writeln!(o, "last source commit:  {}", or_dash(&r.last_source_commit));
         let _ = writeln!(o, "last apply:          {}", or_dash(&r.last_apply));
-        if self.live.is_some() {
+        if self.live.is_some() || r.last_lag_ms.is_some() {
             let _ = writeln!(o, "last lag:            {} ms", self.last_lag_ms);
         }
         if let Some(checkpointed) = r.checkpointed {

@@ -16,6 +16,10 @@ pub struct VerifyReport {
     pub rounds: u32,
     /// The comparison ran inside the running `tidewater run` (the replica was moving).
     pub live: bool,
+    /// The replica is remote (BigQuery): compared from this process, by its stored position,
+    /// while a `run` elsewhere may be moving it.
+    #[serde(default)]
+    pub remote: bool,
     pub tables: Vec<TableReport>,
     /// Source rows read in the first round, over all tables.
     pub rows: u64,
@@ -48,6 +52,8 @@ impl VerifyReport {
             self.source_position,
             if self.live {
                 " (live, while run applies changes)"
+            } else if self.remote {
+                " (its stored position)"
             } else {
                 " (not running)"
             }
@@ -147,6 +153,7 @@ mod tests {
             replica_position: Some("0/12".into()),
             rounds: 2,
             live: false,
+            remote: false,
             rows: 1000,
             seconds: 0.5,
             tables: vec![

@@ -1,5 +1,6 @@
 //! `tidewater status`: the replica's state (from the running process, its status file, or the
-//! replica itself) and what the source says about the slot.
+//! replica itself; a BigQuery dataset's from its state table) and what the source says about
+//! the slot.
 
 use std::path::Path;
 
@@ -10,7 +11,7 @@ use tidewater_runtime::{own_run, registry, status_file};
 
 pub async fn status(config_path: &Path, json: bool) -> Result<()> {
     let config = Config::load(config_path)?;
-    let view = status_file::current(config.sink.duckdb_path("status")?).await?;
+    let view = status_file::of_config(&config).await?;
     if json {
         let json = serde_json::to_string_pretty(&view).expect("serialises");
         return crate::stdout::print(&format!("{json}\n"));

@@ -1,7 +1,8 @@
 //! `tidewater query`: one read-only SQL statement against the replica. While `run` runs it
 //! holds the replica file, so the statement is sent to that process (`POST /query` on the
 //! address in its status file) and runs there on its own connection beside the apply loop;
-//! otherwise the file is opened read-only here. Both give the same result and output.
+//! otherwise the file is opened read-only here. Both give the same result and output. A
+//! remote replica (BigQuery) is queried from here, through its own read-only session.
 
 pub mod exec;
 pub mod gate;
@@ -15,7 +16,7 @@ use tidewater_core::{Error, Result};
 
 use crate::client;
 use crate::config::Config;
-use crate::registry::open_local_replica;
+use crate::registry::{open_local_replica, open_remote_replica, RemoteReplica};
 use crate::status_file::read_published;
 use exec::{QueryError, QueryErrorKind, QueryResult, MAX_LIMIT};
 
@@ -33,7 +34,13 @@ pub struct QueryArgs {
 /// Runs the statement on the replica of `--config` or `--db`, wherever it can run.
 pub async fn query(args: &QueryArgs) -> Result<QueryResult> {
     let db = match (&args.config, &args.db) {
-        (Some(c), _) => Config::load(c)?.sink.duckdb_path("query")?.to_path_buf(),
+        (Some(c), _) => {
+            let config = Config::load(c)?;
+            if let Some(remote) = open_remote_replica(&config.sink).await? {
+                return remote_query(remote, args).await;
+            }
+            config.sink.duckdb_path("query")?.to_path_buf()
+        }
         (None, Some(d)) => d.clone(),
         (None, None) => {
             return Err(Error::config(
@@ -46,6 +53,20 @@ pub async fn query(args: &QueryArgs) -> Result<QueryResult> {
     }
     exec::check_read_only(&args.sql).map_err(query_error)?;
     run_somewhere(&db, args).await.map_err(query_error)
+}
+
+/// Runs the statement in a remote warehouse (its session checks it reads only).
+async fn remote_query(remote: RemoteReplica, args: &QueryArgs) -> Result<QueryResult> {
+    if args.limit > MAX_LIMIT {
+        return Err(Error::config(format!("--limit is at most {MAX_LIMIT}")));
+    }
+    let replica = remote.replica;
+    let session = tokio::task::spawn_blocking(move || replica.session())
+        .await
+        .map_err(|e| Error::sink(format!("opening a query session: {e}")))??;
+    exec::run_with_timeout(session, args.sql.clone(), args.limit, args.timeout)
+        .await
+        .map_err(query_error)
 }
 
 /// Exit 2 for a statement that cannot run (refused, invalid, too slow), 3 for no replica.

@@ -28,6 +28,8 @@ const RECHECK_MAX: u64 = 100_000;
 /// How long the replica may take to reach a snapshot's position.
 const REACH_TIMEOUT: Duration = Duration::from_secs(300);
 const REACH_POLL: Duration = Duration::from_millis(50);
+/// How often a remote replica's stored position is read (each read is a billed query).
+const REMOTE_POLL: Duration = Duration::from_secs(1);
 /// Chunks in flight between the source reader and the comparison.
 const IN_FLIGHT: usize = 4;
 
@@ -45,6 +47,12 @@ pub enum Replica {
     Stopped,
     /// `run` applies changes (this process): wait for it to pass each snapshot.
     Live(Arc<Stats>),
+    /// A remote replica that a `run` elsewhere may be writing: its stored position is the
+    /// only sign of progress. Each wait ends when the position reaches the snapshot, or has
+    /// stood still for `settle` (nobody is writing, or the source had nothing more to send:
+    /// a stored position is a transaction's, and an idle source's snapshot lies past it).
+    /// The keys that differ are re-checked as when live.
+    Remote { settle: Duration },
 }
 
 /// The comparer, used from blocking threads one call at a time, and the pace source rows
@@ -142,6 +150,7 @@ pub async fn verify(
     }
     let mut report = VerifyReport {
         live: matches!(replica, Replica::Live(_)),
+        remote: matches!(replica, Replica::Remote { .. }),
         rounds: 1,
         ..VerifyReport::default()
     };
@@ -161,7 +170,7 @@ pub async fn verify(
     report.source_position = position.0;
     report.replica_position = replica_position;
 
-    if let Replica::Live(_) = replica {
+    if !matches!(replica, Replica::Stopped) {
         for _ in 0..RECHECK_ROUNDS {
             let mut differing = Vec::new();
             for &i in &indexes {
@@ -189,7 +198,15 @@ pub async fn verify(
             .tables
             .push(duck.call(move |c| c.result(i, n)).await?);
     }
-    if !reached && report.differences() > 0 {
+    if !reached && report.differences() > 0 && matches!(replica, Replica::Remote { .. }) {
+        report.notes.push(format!(
+            "the replica's stored position ({}) had not reached the source snapshot ({}) when \
+             it was compared: if `tidewater run` is stopped, changes made at the source since \
+             count as differences; start it to catch up and verify again",
+            report.replica_position.as_deref().unwrap_or("none"),
+            report.source_position
+        ));
+    } else if !reached && report.differences() > 0 {
         report.notes.push(format!(
             "the replica was stopped at {} and the source snapshot is at {}: changes made at the \
              source since `run` stopped, if any, count as differences; start `tidewater run` to \
@@ -278,6 +295,8 @@ async fn wait_for(
     target: &Position,
 ) -> Result<(Option<String>, bool)> {
     let deadline = Instant::now() + REACH_TIMEOUT;
+    // The remote position last read, and since when it has stood there.
+    let mut standing: Option<(Option<String>, Instant)> = None;
     loop {
         let stored = duck.call(|c| c.replica_position(PIPELINE_NAME)).await?;
         let mut candidates: Vec<String> = stored.iter().cloned().collect();
@@ -287,8 +306,20 @@ async fn wait_for(
         let reached = candidates
             .iter()
             .any(|p| source.reached(&Position(p.clone()), target));
-        let Replica::Live(stats) = replica else {
-            return Ok((stored, reached));
+        let stats = match replica {
+            Replica::Stopped => return Ok((stored, reached)),
+            Replica::Remote { settle } => {
+                let since = match &standing {
+                    Some((seen, since)) if *seen == stored => *since,
+                    _ => standing.insert((stored.clone(), Instant::now())).1,
+                };
+                if reached || since.elapsed() >= *settle || Instant::now() >= deadline {
+                    return Ok((stored, reached));
+                }
+                tokio::time::sleep(REMOTE_POLL).await;
+                continue;
+            }
+            Replica::Live(stats) => stats,
         };
         if reached {
             return Ok((stats.caught_up().or(stored), true));

@@ -6,6 +6,8 @@
 //! (`POST /verify` on the address in its status file, answered by [`serve`]) on a connection
 //! of its own, waiting for the replica to pass each source snapshot. Otherwise the file is
 //! compared here, read-only (`registry::open_local_comparison`; `run` cannot start meanwhile).
+//! A remote replica (BigQuery) is compared from here, while `run` writes it or not
+//! (`engine::Replica::Remote`).
 //!
 //! With `[verify] interval`, `run` also verifies in the background ([`continuous`]) and shows
 //! what the last pass found ([`passes`]).
@@ -24,7 +26,7 @@ use tidewater_core::{Error, ErrorKind, Result};
 
 use crate::client;
 use crate::config::Config;
-use crate::registry::open_local_comparison;
+use crate::registry::{open_local_comparison, open_remote_replica};
 use crate::status_file::read_published;
 use engine::Replica;
 pub use engine::VerifyRequest;
@@ -35,8 +37,17 @@ const WAIT_FOR_PUBLISHED: Duration = Duration::from_secs(5);
 /// The longest a verification inside the running process may take.
 const REMOTE_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
-/// Verifies inside the running process if there is one, else on the replica file here.
+/// Verifies inside the running process if there is one, else on the replica file here; a
+/// remote replica (BigQuery) is compared from here, whether or not `run` writes it.
 pub async fn run_somewhere(config: &Config, request: &VerifyRequest) -> Result<VerifyReport> {
+    if let Some(remote) = open_remote_replica(&config.sink).await? {
+        let replica = remote.replica.clone();
+        let comparer = tokio::task::spawn_blocking(move || replica.comparison())
+            .await
+            .map_err(|e| Error::sink(format!("verify: opening the comparison: {e}")))??;
+        let settle = remote.settle;
+        return engine::verify(config, comparer, Replica::Remote { settle }, request, None).await;
+    }
     let db = config.sink.duckdb_path("verify")?;
     if let Some(addr) = published_http(db) {
         match remote(&addr, request).await {

@@ -9,6 +9,7 @@ mod observe_support;
 mod bench_smoke;
 mod bigquery;
 mod bigquery_kill;
+mod bigquery_replica;
 mod bigquery_rows;
 mod bigquery_schema;
 mod bigquery_snapshot;

@@ -106,6 +106,28 @@ impl BqTarget {
             .collect())
     }
 
+    /// Runs a DML statement through the strict proxy, as a user changing the replica by hand
+    /// would: strict mode refuses it (and the test fails) if its table received streamed rows.
+    pub fn dml_by_hand(&self, sql: &str) {
+        let addr = self
+            .strict
+            .endpoint()
+            .trim_start_matches("http://")
+            .to_string();
+        let body = json!({"query": sql, "useLegacySql": false, "timeoutMs": 60000});
+        let path = format!("/bigquery/v2/projects/{}/queries", self.emu.project());
+        let answer = http(&addr, "POST", &path, Some(&body.to_string()))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let v: Json = serde_json::from_str(&answer.body).unwrap_or_default();
+        let failed = v["errors"].as_array().is_some_and(|e| !e.is_empty());
+        assert!(
+            answer.status == 200 && !failed && v["jobComplete"] == json!(true),
+            "{sql}: HTTP {}: {}",
+            answer.status,
+            answer.body
+        );
+    }
+
     pub fn rows(&self, sql: &str) -> Vec<Vec<Json>> {
         self.try_rows(sql).unwrap_or_else(|e| panic!("{sql}: {e}"))
     }
