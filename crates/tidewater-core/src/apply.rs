@@ -121,6 +121,10 @@ struct OpenBatch {
     tally: BatchTally,
     /// Time spent inside sink calls for this batch.
     apply_time: Duration,
+    /// Copy progress written in the batch: published to the stats only once it commits, so
+    /// that `/metrics`, `/health` and the phase never call a table copied (or the replica
+    /// consistent) before its rows are visible.
+    progress: Vec<crate::copy::CopyProgress>,
 }
 
 impl OpenBatch {
@@ -300,7 +304,7 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                 }
                 b.tx_wrote = true;
                 self.sink.write_progress(&progress)?;
-                self.stats.set_copy_progress(&progress);
+                b.progress.extend(progress);
             }
             SourceEvent::Commit => {
                 let tx = b.tx.take().ok_or_else(|| {
@@ -438,6 +442,7 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
             .store(applied, std::sync::atomic::Ordering::Relaxed);
         let ack = b.idle.take().unwrap_or(last.clone());
         let done = std::mem::take(b);
+        stats.set_copy_progress(&done.progress);
         stats.record_batch(done.tally, done.rows as u64, done.apply_time, &last);
         stats.set_caught_up(&ack);
         acks.send_replace(Some(ack));

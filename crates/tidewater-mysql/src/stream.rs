@@ -28,7 +28,6 @@ use crate::gtid::{parse_mariadb_gtid_event, uuid_text, MARIADB_GTID_EVENT};
 use crate::join::{unreadable, Joining};
 use crate::position::BinlogPosition;
 use crate::rows::TableMap;
-use crate::snapshot::begin_snapshot;
 use crate::value::ZeroDates;
 
 pub mod chunks;
@@ -469,10 +468,12 @@ impl Stream {
 
     /// Between transactions, at most every `RETRY_EVERY`: the tables listed as not
     /// replicated that can be read now (after a GRANT) join like tables the replica does
-    /// not hold at start. Their snapshot opens now, so its position is at or past the
-    /// stream's (the stream has read only transactions the server had committed): the
-    /// stream drops their changes up to it and sends the copy before the first transaction
-    /// after it (see `join`).
+    /// not hold at start. Their snapshot must hold every transaction the stream delivered:
+    /// the stream dropped those transactions' changes to these tables (not replicated then),
+    /// so a copy missing one would lose them for good. MariaDB writes the binlog before the
+    /// InnoDB commit is visible, hence `snapshot_covering_stream`, not a plain snapshot. From
+    /// that position on the stream drops their changes up to it and sends the copy before the
+    /// first transaction after it (see `join`).
     async fn retry_unreplicated(&mut self) -> Result<()> {
         if self.tx.is_some()
             || self.joining.is_some()
@@ -497,7 +498,9 @@ impl Stream {
             return Ok(());
         }
         let mut conn = connect(&self.url).await?;
-        let at = begin_snapshot(&mut conn, self.flavor).await?;
+        let at = self
+            .snapshot_covering_stream(&mut conn, self.flavor)
+            .await?;
         for t in &readable {
             let key = (t.schema.id.schema.clone(), t.schema.id.name.clone());
             self.tables.insert(key, t.clone());

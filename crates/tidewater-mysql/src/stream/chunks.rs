@@ -83,8 +83,6 @@ impl DerefMut for Copying {
 }
 
 impl Stream {
-    /// Reads and sends the next chunk of the first table still copying, as one transaction at
-    /// the stream's position, with the table's progress.
     /// Opens a consistent snapshot on `conn` that holds every transaction the stream has
     /// delivered. MariaDB writes a transaction to the binlog before its InnoDB commit is
     /// visible, so a snapshot opened right after the stream read a commit can miss it: such a
@@ -127,6 +125,8 @@ impl Stream {
         }
     }
 
+    /// Reads and sends the next chunk of the first table still copying, as one transaction at
+    /// the stream's position, with the table's progress.
     pub(super) async fn copy_chunk(&mut self) -> Result<()> {
         let started = Instant::now();
         let Some(copy) = self.copy.as_mut() else {

@@ -98,36 +98,7 @@ INSERT INTO t SELECT seq, 'v' FROM seq_1_to_{RACE_ROWS};"
     .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
     // A key well ahead of the copy.
     let key = copied + 100 * CHUNK_ROWS;
-    rig.sql(
-        "SET GLOBAL rpl_semi_sync_master_wait_point = AFTER_SYNC;
-SET GLOBAL rpl_semi_sync_master_wait_no_slave = ON;
-SET GLOBAL rpl_semi_sync_master_timeout = 600000;
-SET GLOBAL rpl_semi_sync_master_enabled = ON;",
-    );
-    let mut racer = rig
-        .my()
-        .tool("mariadb")
-        .args([
-            &format!("--database={MY_DB}"),
-            "-e",
-            &format!("DELETE FROM t WHERE id = {key}"),
-        ])
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn the racing delete");
-    wait_until(
-        Duration::from_secs(30),
-        "the delete to wait for a replica's acknowledgement",
-        || {
-            rig.sql(
-                "SELECT count(*) FROM information_schema.processlist \
-                 WHERE state LIKE '%semi-sync%'",
-            )
-            .trim()
-                == "1"
-        },
-    )
-    .unwrap_or_else(|e| panic!("{e}: the racing transaction did not wait"));
+    let mut racer = hold_commit(&rig, &format!("DELETE FROM t WHERE id = {key}"));
     // The stream delivers the delete (it is in the binlog) ...
     wait_until(
         Duration::from_secs(60),
@@ -146,8 +117,7 @@ SET GLOBAL rpl_semi_sync_master_enabled = ON;",
     )
     .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
     let passed = snapshot_rows_copied(&addr, &table);
-    rig.sql("SET GLOBAL rpl_semi_sync_master_enabled = OFF;");
-    assert!(racer.wait().unwrap().success());
+    release_commits(&rig, &mut racer);
     assert!(
         rig.log().contains(waiting) && passed <= key,
         "the copy read past key {key} ({passed} rows) while the delivered delete was not \
@@ -162,6 +132,96 @@ SET GLOBAL rpl_semi_sync_master_enabled = ON;",
         0
     );
     assert_same_rows(&rig, "SELECT concat_ws(',', id, v) FROM t");
+}
+
+/// Runs `sql` (one transaction, as root) so that it is written to the binlog, and so
+/// delivered to the stream, but held before its InnoDB commit, invisible to every snapshot:
+/// semi-synchronous replication with `AFTER_SYNC` waits there for an acknowledgement no
+/// replica sends (`wait_no_slave`). Returns once it waits; `release_commits` lets it commit.
+/// Every binlogged transaction commits the same way until then (`sql_log_bin = 0` does not).
+fn hold_commit(rig: &Rig, sql: &str) -> std::process::Child {
+    rig.sql(
+        "SET GLOBAL rpl_semi_sync_master_wait_point = AFTER_SYNC;
+SET GLOBAL rpl_semi_sync_master_wait_no_slave = ON;
+SET GLOBAL rpl_semi_sync_master_timeout = 600000;
+SET GLOBAL rpl_semi_sync_master_enabled = ON;",
+    );
+    let racer = rig
+        .my()
+        .tool("mariadb")
+        .args([&format!("--database={MY_DB}"), "-e", sql])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn the held transaction");
+    wait_until(
+        Duration::from_secs(30),
+        "the transaction to wait for a replica's acknowledgement",
+        || {
+            rig.sql(
+                "SELECT count(*) FROM information_schema.processlist \
+                 WHERE state LIKE '%semi-sync%'",
+            )
+            .trim()
+                == "1"
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}: the held transaction did not wait"));
+    racer
+}
+
+/// Ends `hold_commit`: the held transaction commits in InnoDB.
+fn release_commits(rig: &Rig, held: &mut std::process::Child) {
+    rig.sql("SET GLOBAL rpl_semi_sync_master_enabled = OFF;");
+    assert!(held.wait().unwrap().success());
+}
+
+/// The same race for a table that joins while streaming (`Stream::retry_unreplicated`): a
+/// table the source user could not read is written in a transaction the stream delivers
+/// (dropping that table's change, it is not replicated yet) but InnoDB does not show yet;
+/// then `GRANT SELECT` lets the table join. Its copy must hold that transaction, else the
+/// row is lost for good: the stream already passed it.
+#[test]
+fn mariadb_table_joining_after_grant_waits_for_a_delivered_commit() {
+    let mut rig = Rig::mysql_with(
+        "CREATE USER 'tw'@'%' IDENTIFIED BY 'pw';
+         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'tw'@'%';
+         CREATE TABLE t (id int PRIMARY KEY);
+         GRANT SELECT ON shop.t TO 'tw'@'%';
+         CREATE TABLE hidden (id int PRIMARY KEY, v varchar(20));
+         INSERT INTO t VALUES (1);
+         INSERT INTO hidden VALUES (1, 'a');",
+        MariaDbOptions::default(),
+        |my| my.url_as("tw", "pw", MY_DB),
+    );
+    rig.start();
+    rig.wait_caught_up(Duration::from_secs(90));
+    let mut held = hold_commit(
+        &rig,
+        "BEGIN; INSERT INTO t VALUES (2); INSERT INTO hidden VALUES (2, 'held'); COMMIT;",
+    );
+    // Delivered: the replica's committed position includes the held transaction.
+    rig.wait_caught_up(Duration::from_secs(60));
+    // Not binlogged, so not held: the table becomes readable while the insert is invisible.
+    rig.sql("SET SESSION sql_log_bin = 0; GRANT SELECT ON shop.hidden TO 'tw'@'%';");
+    let waiting = "waits for a transaction the stream delivered to become visible";
+    const JOINED: &str = "could not be replicated has joined the replica";
+    wait_until(
+        Duration::from_secs(60),
+        "the join to wait for the held insert, or to copy without it",
+        || rig.log().contains(waiting) || rig.log().contains(JOINED),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    release_commits(&rig, &mut held);
+    wait_until(Duration::from_secs(60), "the table to join", || {
+        rig.log().contains(JOINED)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    rig.wait_caught_up(Duration::from_secs(120));
+    rig.stop();
+    // Shown when the test fails (nextest keeps a passing test's output to itself).
+    eprintln!("{}", rig.log());
+    rig.assert_same("SELECT concat_ws('|', id, v) FROM hidden ORDER BY id");
+    assert!(rig.log().contains(waiting));
 }
 
 /// While a table is copied, no tidewater transaction stays open long: each chunk is its own
