@@ -177,6 +177,19 @@ impl Tidewater {
             .ok_or_else(|| BenchError::Tidewater(format!("no count for {table}")))
     }
 
+    /// Polls `SELECT count(*)` of `table` until it holds at least `rows` rows (a build that
+    /// copies in chunks reports its copy done when it applies the last chunk, before that
+    /// batch commits); returns the count and the seconds since the start.
+    pub fn wait_rows(&mut self, table: &str, rows: u64, timeout: Duration) -> Result<(u64, f64)> {
+        let mut seen = 0;
+        wait_for(timeout, &format!("{table} to hold {rows} rows"), || {
+            seen = self.count(table)?;
+            Ok(seen >= rows)
+        })
+        .map_err(|e| self.with_log(e))?;
+        Ok((seen, unix_seconds(SystemTime::now()) - self.started()))
+    }
+
     /// Polls `/metrics` until `done` holds; returns the metrics that satisfied it.
     pub fn wait_metrics(
         &mut self,
@@ -198,12 +211,13 @@ impl Tidewater {
         Ok(found.expect("set when the wait succeeded"))
     }
 
-    /// Waits for the phase `streaming` (initial snapshot committed); returns the seconds since the start.
+    /// Waits for the phase `streaming` with the initial copy complete (see [`Metrics::copied`]);
+    /// returns the seconds since the start.
     pub fn wait_streaming(&mut self, timeout: Duration) -> Result<f64> {
         self.wait_metrics(
             timeout,
             "tidewater to finish its snapshot and stream",
-            |m| m.phase() == Some("streaming"),
+            |m| m.phase() == Some("streaming") && m.copied(),
         )?;
         Ok(unix_seconds(SystemTime::now()) - self.started())
     }
@@ -316,6 +330,23 @@ impl Metrics {
         })
     }
 
+    /// Whether the initial copy is complete. A build that copies in chunks while streaming
+    /// (it has `tidewater_replica_consistent`) reports `streaming` before the source has sent
+    /// its first copy progress, so every table's `tidewater_copy_done` must be present and 1,
+    /// and the replica consistent. A build without it commits its snapshot before it streams.
+    pub fn copied(&self) -> bool {
+        let Some(consistent) = self.value("tidewater_replica_consistent ") else {
+            return true;
+        };
+        let done: Vec<&str> = self
+            .0
+            .lines()
+            .filter(|l| l.starts_with("tidewater_copy_done{"))
+            .filter_map(|l| l.rsplit(' ').next())
+            .collect();
+        consistent == 1.0 && !done.is_empty() && done.iter().all(|v| *v == "1")
+    }
+
     /// The source position the replica is committed at.
     pub fn position(&self) -> Option<&str> {
         self.0.lines().find_map(|l| {
@@ -390,6 +421,21 @@ mod tests {
         let h =
             Metrics("x_bucket{le=\"0.5\"} 3\nx_bucket{le=\"+Inf\"} 4\nx_sum 1\nx_count 4\n".into());
         assert_eq!(h.histogram("x"), vec![(0.5, 3), (f64::INFINITY, 4)]);
+    }
+
+    #[test]
+    fn the_copy_is_complete_when_every_table_is_copied_and_the_replica_consistent() {
+        let m = |text: &str| Metrics(text.into());
+        // A build without the chunked copy.
+        assert!(m("tidewater_phase{phase=\"streaming\"} 1\n").copied());
+        // Streaming before the first copy progress: no table listed yet.
+        assert!(!m("# TYPE tidewater_copy_done gauge\ntidewater_replica_consistent 1\n").copied());
+        let copying = "tidewater_copy_done{table=\"public.a\"} 1\n\
+                       tidewater_copy_done{table=\"public.b\"} 0\ntidewater_replica_consistent 0\n";
+        assert!(!m(copying).copied());
+        let copied = "tidewater_copy_done{table=\"public.a\"} 1\n\
+                      tidewater_copy_done{table=\"public.b\"} 1\ntidewater_replica_consistent 1\n";
+        assert!(m(copied).copied());
     }
 
     #[test]

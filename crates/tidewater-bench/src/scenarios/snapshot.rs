@@ -23,8 +23,10 @@ const O_NONBLOCK: i32 = 0o4000;
 
 pub const METHOD: &str = "the table (`id int` primary key, `bigint`, `numeric(12,2)`, `text`, `timestamp`) \
     is filled at the source, then tidewater's `run` is timed from its process start until its phase turns \
-    `streaming` (snapshot committed with its position; polled on `/metrics` every 20 ms), and the replica's \
-    row count is checked through `POST /query`. By default tidewater also writes every row to the `<table>_log` \
+    `streaming` with the copy complete (snapshot committed with its position; a build that copies in chunks \
+    while streaming also reports every table's `tidewater_copy_done` 1 and `tidewater_replica_consistent` 1; \
+    polled on `/metrics` every 20 ms) and the replica's \
+    row count, polled through `POST /query`, holds every row. By default tidewater also writes every row to the `<table>_log` \
     change table; a second row shows `log_tables = false`. Baselines, each loading the same table into a DuckDB \
     file with the same libduckdb: (1) always, the source's own client exporting it as text (`psql -c \"\\copy \
     (SELECT * FROM snap) TO STDOUT (FORMAT csv)\"`, `mariadb -N -B --quick -e \"SELECT * FROM snap\"`) through a \
@@ -75,8 +77,9 @@ fn snapshot(bench: &Bench, kind: Kind) -> Result<Vec<Figure>> {
         };
         let mut tw = bench.tidewater(&db, id, if log_tables { "logs" } else { "nolog" }, &apply)?;
         tw.start()?;
-        let seconds = tw.wait_streaming(bench.timeout(rows))?;
-        let copied = tw.count(&format!("{}.{TABLE}", db.schema()))?;
+        tw.wait_streaming(bench.timeout(rows))?;
+        let table = format!("{}.{TABLE}", db.schema());
+        let (copied, seconds) = tw.wait_rows(&table, rows, bench.timeout(rows))?;
         let peak = tw.peak_rss_mib()?;
         tw.stop()?;
         drop_pg_slots(&db)?;
