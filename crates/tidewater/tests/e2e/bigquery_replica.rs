@@ -96,10 +96,18 @@ fn postgres_status_query_and_verify_on_bigquery() {
         0,
         &[],
     );
-    assert_eq!(out.trim(), "n,top\n5996,renamed", "{out}");
+    // CSV rows end in CRLF (RFC 4180).
+    assert_eq!(
+        out.trim().replace("\r\n", "\n"),
+        "n,top\n5996,renamed",
+        "{out}"
+    );
     // BigQuery itself says what a statement is: only a SELECT runs.
     expect(
-        common::run_cli(&["query", "DELETE FROM replica.public_items WHERE TRUE"], &config),
+        common::run_cli(
+            &["query", "DELETE FROM replica.public_items WHERE TRUE"],
+            &config,
+        ),
         2,
         &["refused"],
     );
