@@ -19,7 +19,7 @@ const WAIT: Duration = Duration::from_secs(120);
 
 /// `tidewater verify` (through the running process when `run` runs) must find no difference.
 #[track_caller]
-fn verify_clean(rig: &Rig) {
+pub(crate) fn verify_clean(rig: &Rig) {
     let (code, output) = run_tidewater(&["verify"], &rig.config, &[], "warn", WAIT);
     assert!(!output.contains(PASSWORD), "verify leaks the password");
     assert_eq!(
@@ -67,7 +67,7 @@ fn change_while_writing(rig: &Rig, change: &str, write: impl Fn(u64) -> String +
 
 /// The change under a writer, then: verify clean while running, the source's and replica's
 /// rows of `check` equal, and a restart that catches up with verify clean again.
-fn changed_under_load(
+pub(crate) fn changed_under_load(
     mut rig: Rig,
     change: &str,
     write: impl Fn(u64) -> String + Sync,
@@ -102,7 +102,7 @@ fn pg_customer_writes(n: u64) -> String {
     )
 }
 
-fn copied_again(rig: &Rig) {
+pub(crate) fn copied_again(rig: &Rig) {
     assert!(
         rig.log().contains("the table is copied again"),
         "the table was not copied again:\n{}",
@@ -236,10 +236,16 @@ fn postgres_truncate_cascade_on_another_table() {
     .unwrap();
     rig.start();
     rig.wait_caught_up(WAIT);
+    // The writer inserts a parent and its child in one transaction: it locks parent, then
+    // child, as TRUNCATE ... CASCADE does (two autocommit inserts locked child, then parent
+    // in the foreign-key check: "deadlock detected"; or the truncate came between them and
+    // the child's insert violated the foreign key).
     change_while_writing(&rig, "TRUNCATE parent CASCADE", |n| {
         format!(
-            "INSERT INTO parent VALUES ({}) ON CONFLICT DO NOTHING;
-             INSERT INTO child VALUES ({}, {});",
+            "BEGIN;
+             INSERT INTO parent VALUES ({}) ON CONFLICT DO NOTHING;
+             INSERT INTO child VALUES ({}, {});
+             COMMIT;",
             1000 + n,
             1000 + n,
             1000 + n
