@@ -54,6 +54,19 @@ pub fn copy_again<'a>(
 
 fn changes(old: &TableSchema, new: &TableSchema, declared: bool) -> Option<String> {
     let mut reasons = Vec::new();
+    // A keyed table keyed by other columns: the rows its updates and deletes name are found
+    // by the new key, which the replica is not keyed by. (A table gaining or losing its key
+    // is the source's business: PostgreSQL moves it between publications.)
+    let key_names = |s: &TableSchema| -> Vec<String> {
+        s.key.iter().map(|&k| s.columns[k].name.clone()).collect()
+    };
+    if old.has_key() && new.has_key() && key_names(old) != key_names(new) {
+        reasons.push(format!(
+            "its key changed from ({}) to ({})",
+            key_names(old).join(", "),
+            key_names(new).join(", ")
+        ));
+    }
     for c in &new.columns {
         let retyped = || {
             format!(
@@ -183,6 +196,17 @@ mod tests {
             uncarried_declared_change(&old, &not_null).as_deref(),
             Some("column n became NOT NULL")
         );
+        // Keyed by other columns: uncarried; a key gained or lost: the source's business.
+        let mut rekeyed = old.clone();
+        rekeyed.key = vec![2];
+        assert_eq!(
+            uncarried_change(&old, &rekeyed).as_deref(),
+            Some("its key changed from (id) to (n)")
+        );
+        let mut keyless = old.clone();
+        keyless.key.clear();
+        assert_eq!(uncarried_change(&old, &keyless), None);
+        assert_eq!(uncarried_change(&keyless, &old), None);
         let d = |precision, scale| Decimal { precision, scale };
         assert!(exact_widening(&d(10, 2), &d(12, 2)));
         assert!(!exact_widening(&d(10, 2), &d(10, 1)));

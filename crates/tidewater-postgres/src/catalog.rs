@@ -93,6 +93,11 @@ pub async fn describe_relation(client: &Client, oid: u32) -> Result<Option<Sourc
         .map(Some)
 }
 
+/// Reads a table's definition. Its key is the replica identity the stream's updates and
+/// deletes carry: the primary key, or under `REPLICA IDENTITY USING INDEX` that index's
+/// columns (unique, not partial, NOT NULL, so a key as good as the primary key). Keying the
+/// replica by the primary key while the identity is another index would apply a delete,
+/// whose old tuple holds only the index's columns, to no row.
 async fn describe(
     client: &Client,
     oid: u32,
@@ -100,16 +105,19 @@ async fn describe(
     replica_identity: char,
 ) -> Result<SourceTable> {
     // Generated columns are not published by pgoutput, so they are not replicated either.
+    // The key is what updates and deletes identify rows by (see above).
+    let by_index = replica_identity == 'i';
     let rows = client
         .query(
             "SELECT a.attname, a.atttypid, a.atttypmod, a.attnotnull, format_type(a.atttypid, a.atttypmod), \
              t.typtype::text, \
              (SELECT array_position(i.indkey::int2[], a.attnum) FROM pg_index i \
-              WHERE i.indrelid = a.attrelid AND i.indisprimary) \
+              WHERE i.indrelid = a.attrelid \
+              AND CASE WHEN $2 THEN i.indisreplident ELSE i.indisprimary END) \
              FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
              WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = '' \
              ORDER BY a.attnum",
-            &[&oid],
+            &[&oid, &by_index],
         )
         .await
         .map_err(|e| pg_error(e, &format!("reading columns of {id}")))?;

@@ -41,7 +41,8 @@ pub async fn misplaced(
     let rows = client
         .query(
             "SELECT c.oid, n.nspname::text, c.relname::text, \
-             c.relreplident = 'f' OR EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary), \
+             c.relreplident = 'f' OR EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid \
+               AND CASE WHEN c.relreplident = 'i' THEN i.indisreplident ELSE i.indisprimary END), \
              EXISTS (SELECT 1 FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid \
                      WHERE r.prrelid = c.oid AND p.pubname = $1), \
              EXISTS (SELECT 1 FROM pg_publication_rel r JOIN pg_publication p ON p.oid = r.prpubid \

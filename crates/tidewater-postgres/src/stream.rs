@@ -590,8 +590,12 @@ fn update(t: Arc<TableSchema>, old: Option<OldTuple>, new: &Tuple) -> Result<Cha
 
 /// The table as a Relation message describes it. Columns that kept their name and type keep
 /// what the catalog said of them; new or retyped ones are typed from their type OID. The key
-/// stays the primary key (its columns by name): the message flags identity columns, which are
-/// all columns under REPLICA IDENTITY FULL.
+/// is the replica identity the message flags when it names a key (the primary key, or the
+/// index of `REPLICA IDENTITY USING INDEX`: what the following updates and deletes carry as
+/// old key), so a keyed table whose key changed is seen to change (and is copied again under
+/// the new key, `uncarried_change`). Otherwise (FULL flags every column; a keyless table
+/// flags none) the key stays the one known, by column names: a table that gains or loses
+/// its key moves publication and is copied again (`placement`).
 fn relation_schema(rel: &crate::pgoutput::Relation, known: &TableSchema) -> TableSchema {
     let columns: Vec<Column> = rel
         .columns
@@ -609,11 +613,29 @@ fn relation_schema(rel: &crate::pgoutput::Relation, known: &TableSchema) -> Tabl
             }
         })
         .collect();
-    let key = known
+    let identity: Vec<usize> = (0..columns.len())
+        .filter(|&i| rel.columns[i].is_key())
+        .collect();
+    let keyed_identity = matches!(rel.replica_identity, b'd' | b'i') && !identity.is_empty();
+    let name = |k: &usize| columns[*k].name.as_str();
+    let known_names: HashSet<&str> = known
         .key
         .iter()
-        .filter_map(|&k| columns.iter().position(|c| c.name == known.columns[k].name))
+        .map(|&k| known.columns[k].name.as_str())
         .collect();
+    // The same columns as the known key keep its order (the index's, from the catalog).
+    let key = if keyed_identity
+        && known.has_key()
+        && identity.iter().map(name).collect::<HashSet<_>>() != known_names
+    {
+        identity
+    } else {
+        known
+            .key
+            .iter()
+            .filter_map(|&k| columns.iter().position(|c| c.name == known.columns[k].name))
+            .collect()
+    };
     TableSchema {
         id: known.id.clone(),
         columns,

@@ -32,6 +32,7 @@ mod position_guard;
 mod psql_browse;
 mod query;
 mod readme_quickstart;
+mod replica_identity;
 mod replication;
 mod resnapshot;
 mod schema_changes;
