@@ -173,6 +173,12 @@ impl<H> Copying<H> {
         self.progress.iter().any(|p| !p.done)
     }
 
+    /// A table is copied but not consistent yet: it waits for the stream to pass its
+    /// horizon. (A source whose server stays silent while idle must ask how far it is.)
+    pub fn waiting_for_horizon(&self) -> bool {
+        self.progress.iter().any(|p| p.done && !p.consistent)
+    }
+
     /// The next table to copy a chunk of (the first not done), with its index.
     pub fn next(&self) -> Option<(usize, TableId)> {
         let i = self.progress.iter().position(|p| !p.done)?;

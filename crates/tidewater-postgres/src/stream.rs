@@ -174,7 +174,11 @@ impl Stream<'_> {
         loop {
             // New tables are looked for between transactions, one set of them at a time.
             let discover = self.joiner.is_some() && st.joining.is_none() && st.in_tx.is_none();
-            let nudge = st.joining.is_some();
+            // Keepalives say how far the server's WAL goes; an idle server sends one only
+            // when asked once the client has confirmed everything it sent. Joining tables and
+            // copied tables waiting for their horizon ask every second.
+            let nudge =
+                st.joining.is_some() || self.copy.as_ref().is_some_and(|c| c.waiting_for_horizon());
             // A chunk is read between transactions: when it is due (the stream is busy), or
             // when nothing else is ready (the stream is idle).
             let chunk = st.in_tx.is_none()

@@ -349,3 +349,42 @@ INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, {rows}) g;"
     rig.stop();
     assert_eq!(rig.count("SELECT count(*) FROM t"), rows);
 }
+
+/// An idle source: nothing is written while or after the table is copied (autovacuum is off
+/// for it, so the server writes no WAL of its own for it). The copy must still end
+/// consistent: an idle PostgreSQL sends a keepalive (its WAL position) only when asked, once
+/// the client has confirmed everything it sent, so the stream asks while a copied table waits
+/// for its horizon. Without that the replica stayed "not consistent" (and `/health` 503)
+/// until something else wrote WAL. The copy takes longer than the 15 s after which the
+/// server logs its one running-transactions record for the setup's writes (a keepalive
+/// that, arriving after the last chunk, hid the bug).
+#[test]
+fn pg_copy_of_an_idle_source_turns_consistent() {
+    let rows = 300_000;
+    let mut rig = Rig::new(&format!(
+        "CREATE TABLE t (id bigint PRIMARY KEY, v text) WITH (autovacuum_enabled = false);
+INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, {rows}) g;"
+    ));
+    with_chunk_rows(&rig, 100);
+    rig.start();
+    wait_until(
+        Duration::from_secs(300),
+        "the last chunk to be read",
+        || {
+            rig.log()
+                .contains("table copied; consistent once the stream passes its horizon")
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    // The stream asks every second; without asking it waited (here) a minute or more.
+    let copied = Instant::now();
+    wait_until(
+        Duration::from_secs(30),
+        "the copy of an idle source to turn consistent",
+        || rig.log().contains(common::COPY_FINISHED),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    eprintln!("consistent {:?} after the last chunk", copied.elapsed());
+    rig.stop();
+    assert_eq!(rig.count("SELECT count(*) FROM t"), rows);
+}
