@@ -1,7 +1,16 @@
 //! What a source sends while it copies a table (the chunked initial snapshot of
-//! [`crate::copy`], and whole-table copies): rows as `Snapshot` changes, and the wait that
-//! keeps a chunk's source transaction short. Apart from `copy` because it speaks the event
-//! protocol, which itself carries `copy`'s progress.
+//! [`crate::copy`], and whole-table copies): rows as `Snapshot` changes, held back while a
+//! chunk's source transaction is open so that the transaction lasts as long as its read. Apart
+//! from `copy` because it speaks the event protocol, which itself carries `copy`'s progress.
+//!
+//! **Short source transactions, overlapped with the destination's writes.** A chunk's rows
+//! are held in memory while its source transaction is open and sent once it has ended
+//! ([`SnapshotRows::chunk`], [`SnapshotRows::release`]): the read never waits for the apply
+//! loop, so the transaction lasts as long as the read (InnoDB purge and PostgreSQL's xmin
+//! horizon are held back by one chunk's read at most), and the next chunk is read while the
+//! destination still writes this one. Past [`HOLD_BYTES`] of held rows (very wide rows) the
+//! rows go straight to the queue as they are read: memory stays bounded, and the transaction
+//! then waits for the apply loop as a whole-table copy does.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,22 +18,15 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tracing::info;
 
+use crate::apply::change_bytes;
 use crate::error::{Error, Result};
-use crate::event::SourceEvent;
+use crate::event::{SourceEvent, TxInfo};
 use crate::model::{Change, ChangeKind, TableSchema, Value};
 use crate::source::RowConsumer;
 
-/// Waits until the apply loop has taken every event sent before (the queue is empty, or
-/// closed). A source opens a chunk's transaction only after this: the transaction then lasts
-/// as long as the chunk's read (its rows fit in the queue unless `chunk_rows` exceeds it),
-/// not as long as the apply of everything queued before it, which a slow or stalled
-/// destination would make unbounded. No long transactions at the source: InnoDB purge and
-/// PostgreSQL's xmin horizon are held back by one chunk's read at most.
-pub async fn queue_drained(events: &mpsc::Sender<SourceEvent>) {
-    while events.capacity() < events.max_capacity() && !events.is_closed() {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
+/// At most this much of a chunk's rows (by [`change_bytes`]) is held while its source
+/// transaction is open.
+pub const HOLD_BYTES: usize = 64 << 20;
 
 /// Turns a table's rows into `Snapshot` changes for the apply loop (the initial copy and its
 /// chunks), remembering the last row's key and logging progress every few seconds.
@@ -36,6 +38,9 @@ pub struct SnapshotRows<'a> {
     last_report: Instant,
     /// The key of the last row (keyed tables).
     pub last_key: Option<Vec<Value>>,
+    /// A chunk's events not sent yet (its `Begin` first), and their bytes; `None` once sent
+    /// (or for a whole-table copy, which sends as it reads).
+    held: Option<(Vec<SourceEvent>, usize)>,
 }
 
 impl<'a> SnapshotRows<'a> {
@@ -48,7 +53,38 @@ impl<'a> SnapshotRows<'a> {
             started,
             last_report: started,
             last_key: None,
+            held: None,
         }
+    }
+
+    /// A chunk that will be one destination transaction starting with `begin`: its events are
+    /// held until [`SnapshotRows::release`] (see the module doc).
+    pub fn chunk(
+        schema: Arc<TableSchema>,
+        events: &'a mpsc::Sender<SourceEvent>,
+        begin: TxInfo,
+    ) -> Self {
+        let mut rows = SnapshotRows::new(schema, events);
+        rows.held = Some((vec![SourceEvent::Begin(begin)], 0));
+        rows
+    }
+
+    /// Sends what is still held (call once the chunk's source transaction has ended); returns
+    /// the key of the last row.
+    pub async fn release(mut self) -> Result<Option<Vec<Value>>> {
+        self.send_held().await?;
+        Ok(self.last_key)
+    }
+
+    async fn send_held(&mut self) -> Result<()> {
+        for event in self.held.take().map(|h| h.0).unwrap_or_default() {
+            self.send(event).await?;
+        }
+        Ok(())
+    }
+
+    async fn send(&self, event: SourceEvent) -> Result<()> {
+        self.events.send(event).await.map_err(|_| Error::shutdown())
     }
 }
 
@@ -66,11 +102,18 @@ impl RowConsumer for SnapshotRows<'_> {
                 row,
                 old: None,
             })
-            .collect();
-        self.events
-            .send(SourceEvent::Changes(changes))
-            .await
-            .map_err(|_| Error::shutdown())?;
+            .collect::<Vec<_>>();
+        match self.held.as_mut() {
+            Some((held, bytes)) if *bytes < HOLD_BYTES => {
+                *bytes += changes.iter().map(change_bytes).sum::<usize>();
+                held.push(SourceEvent::Changes(changes));
+            }
+            _ => {
+                // Past HOLD_BYTES: what is held goes first, then rows as they are read.
+                self.send_held().await?;
+                self.send(SourceEvent::Changes(changes)).await?;
+            }
+        }
         if self.last_report.elapsed() >= Duration::from_secs(5) {
             self.last_report = Instant::now();
             let rate = self.rows as f64 / self.started.elapsed().as_secs_f64();

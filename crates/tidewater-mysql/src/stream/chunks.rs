@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use tidewater_core::copy::{self, ChunkRead};
-use tidewater_core::copy_rows::{queue_drained, SnapshotRows};
+use tidewater_core::copy_rows::SnapshotRows;
 use tidewater_core::stats::now_us;
 use tidewater_core::{CopyProgress, Error, Position, Result, SourceEvent, TableId, TxInfo};
 use tracing::{debug, info};
@@ -144,9 +144,6 @@ impl Stream {
             Some(c) => c,
             None => connect(&self.url).await?,
         };
-        // The chunk's snapshot is opened once everything sent before has been applied (see
-        // `copy_rows::queue_drained`).
-        queue_drained(&self.events).await;
         let at = self
             .snapshot_covering_stream(&mut conn, Flavor::MariaDb)
             .await?;
@@ -157,8 +154,9 @@ impl Stream {
             commit_time_us: now_us(),
             backlog: tidewater_core::Backlog::Unknown,
         };
-        self.send(SourceEvent::Begin(tx)).await?;
-        let mut out = SnapshotRows::new(table.schema.clone(), &self.events);
+        // The rows are held until the chunk's transaction has ended (`copy_rows`), then sent
+        // as one transaction after everything delivered so far.
+        let mut out = SnapshotRows::chunk(table.schema.clone(), &self.events, tx);
         let rows = read_chunk(
             &mut conn,
             &table,
@@ -168,10 +166,10 @@ impl Stream {
             &mut out,
         )
         .await?;
-        let last_key = out.last_key;
         conn.query_drop("COMMIT")
             .await
             .map_err(|e| my_error(e, "ending a snapshot chunk"))?;
+        let last_key = out.release().await?;
         let copy = self.copy.as_mut().expect("copying");
         copy.conn = Some(conn);
         let chunk = ChunkRead {

@@ -29,7 +29,7 @@ use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
 use tidewater_core::copy::{self, ChunkRead};
-use tidewater_core::copy_rows::{queue_drained, SnapshotRows};
+use tidewater_core::copy_rows::SnapshotRows;
 use tidewater_core::stats::now_us;
 use tidewater_core::{CopyProgress, Error, Position, Result, SourceEvent, TableId, TxInfo};
 use tokio_postgres::Client;
@@ -191,14 +191,7 @@ impl Stream<'_> {
             copy.gone(i);
             return Ok(());
         };
-        // The chunk's snapshot is opened once everything sent before has been applied (see
-        // `copy_rows::queue_drained`).
         let events = self.events.clone();
-        self.answering(st, async {
-            queue_drained(&events).await;
-            Ok(())
-        })
-        .await?;
         let waiting = Instant::now();
         let mut retries = 0u32;
         let (snapshot, horizon) = loop {
@@ -237,12 +230,13 @@ impl Stream<'_> {
             commit_time_us: now_us(),
             backlog: tidewater_core::Backlog::Unknown,
         };
-        self.send(st, SourceEvent::Begin(tx)).await?;
+        // The rows are held until the chunk's transaction has ended (`copy_rows`), then sent
+        // as one transaction after everything delivered so far.
         let read = async {
-            let mut out = SnapshotRows::new(schema.clone(), &events);
+            let mut out = SnapshotRows::chunk(schema.clone(), &events, tx);
             let rows = read_chunk(client, &schema, after.as_deref(), chunk_rows, &mut out).await?;
             end_chunk(client, true).await?;
-            Ok((rows, out.last_key))
+            Ok((rows, out.release().await?))
         };
         let (rows, last_key) = self.answering(st, read).await?;
         let copy = self.copy.as_mut().expect("copying");
