@@ -27,6 +27,7 @@ use tidewater_core::{
 };
 use tracing::debug;
 
+use crate::checkpoint::Checkpoints;
 use crate::columns::Columns;
 use crate::config::DuckDbOptions;
 use crate::direct;
@@ -192,6 +193,7 @@ pub struct DuckDbSink {
     /// Keyed tables whose chunked copy is not consistent yet (see `TableState::lenient`), as
     /// the open batch leaves them.
     lenient: HashSet<TableId>,
+    checkpoints: Checkpoints,
 }
 
 pub fn open_connection(path: &std::path::Path) -> Result<Connection> {
@@ -236,7 +238,6 @@ impl DuckDbSink {
         let committed_ordinal = state::read_tx_ordinal(&conn, &options.pipeline)?;
         Ok(DuckDbSink {
             conn,
-            options,
             tables: HashMap::new(),
             next_index: 0,
             in_batch: false,
@@ -249,6 +250,12 @@ impl DuckDbSink {
             batch_changes: 0,
             batch_ack: None,
             lenient: HashSet::new(),
+            checkpoints: Checkpoints::new(
+                &options.path,
+                &options.checkpoint_threshold,
+                options.checkpoint_when_idle,
+            ),
+            options,
         })
     }
 
@@ -769,26 +776,15 @@ impl Sink for DuckDbSink {
         Ok(())
     }
 
-    /// A clean stop leaves the `.duckdb` file complete by itself: the batches committed since
-    /// the last checkpoint move from the `.wal` into it (DuckDB then empties the `.wal`), so
-    /// the file can be copied alone, and a `.wal` lost afterwards loses nothing.
     fn close(&mut self) -> Result<()> {
-        let started = std::time::Instant::now();
-        if let Err(e) = exec(&self.conn, "CHECKPOINT", &"checkpointing the DuckDB file") {
-            // Another connection (a query still running at shutdown) holds a transaction:
-            // FORCE aborts it, which at shutdown costs that query only.
-            debug!(error = %e, "CHECKPOINT refused; forcing it");
-            exec(
-                &self.conn,
-                "FORCE CHECKPOINT",
-                &"checkpointing the DuckDB file",
-            )?;
+        crate::checkpoint::close(&self.conn, &self.options.path)
+    }
+
+    fn idle(&mut self) -> Result<()> {
+        if self.in_batch {
+            return Ok(());
         }
-        debug!(
-            millis = started.elapsed().as_millis() as u64,
-            "checkpointed"
-        );
-        Ok(())
+        self.checkpoints.idle(&self.conn)
     }
 
     fn resnapshot_fix(&self) -> String {

@@ -64,6 +64,8 @@ impl Fixture {
             threads: 1,
             primary_key,
             memory_limit: tidewater_duckdb::config::DEFAULT_MEMORY_LIMIT.into(),
+            checkpoint_threshold: tidewater_duckdb::config::DEFAULT_CHECKPOINT_THRESHOLD.into(),
+            checkpoint_when_idle: true,
         };
         let mut sink = DuckDbSink::open(options).unwrap();
         sink.prepare(tables).unwrap();
