@@ -1,10 +1,16 @@
 //! `DuckDbSink`: applies batches of source transactions to a DuckDB file.
 //!
 //! Changes are buffered per table. Inserts of a table with nothing staged go straight into its
-//! replica and log (`direct`); other changes are appended into a per-table temp staging table
-//! and moved with a few set-based statements (`table`); the rare rest goes row by row
-//! (`rowwise`). The batch, its log rows and the new source position commit in one DuckDB
-//! transaction.
+//! replica and log (`direct`); other changes are appended into the temp staging table of the
+//! table's shape (one for all tables with as many columns and key columns, `table`) and moved
+//! with two set-based statements per table; the rare rest goes row by row (`rowwise`). The
+//! batch, its log rows and the new source position commit in one DuckDB transaction.
+//!
+//! Per batch, a table the batch did not touch costs nothing, and a touched one its appends
+//! plus (if it staged) a `DELETE` and an `INSERT`; each staging table is cleared once at the
+//! commit, after every table's rows were moved (a table merged in the middle of the batch
+//! clears its own rows at once, so nothing is moved twice). The trace log's `COMMIT` line
+//! counts the batch's statements and appends.
 //!
 //! Transaction ordinals (`_metadata_tx`): each source transaction that writes anything gets
 //! the committed ordinal + 1, + 2, ... in the order the apply loop hands them over, which is
@@ -160,6 +166,15 @@ impl TableState {
     }
 }
 
+/// What a batch ran, for the trace log: statements (the commit's own three included), Arrow
+/// batches appended, and changes applied row by row (`rowwise`, a few statements each).
+#[derive(Default)]
+struct Counts {
+    statements: u64,
+    appends: u64,
+    row_changes: u64,
+}
+
 /// The source transaction being written.
 #[derive(Clone)]
 struct CurrentTx {
@@ -194,6 +209,7 @@ pub struct DuckDbSink {
     /// the open batch leaves them.
     lenient: HashSet<TableId>,
     checkpoints: Checkpoints,
+    counts: Counts,
 }
 
 pub fn open_connection(path: &std::path::Path) -> Result<Connection> {
@@ -255,6 +271,7 @@ impl DuckDbSink {
                 &options.checkpoint_threshold,
                 options.checkpoint_when_idle,
             ),
+            counts: Counts::default(),
             options,
         })
     }
@@ -362,13 +379,30 @@ impl DuckDbSink {
         self.current_tx.clone().expect("inside a transaction")
     }
 
-    /// Moves one table's buffered and staged rows into its log and replica.
+    /// Moves one table's buffered and staged rows into its log and replica, and removes them
+    /// from staging.
     fn merge(&mut self, id: &TableId) -> Result<()> {
+        if self.merge_rows(id)? {
+            let t = &self.tables[id];
+            run_cached(
+                &self.conn,
+                &t.sql.clear_stage,
+                &format_args!("clearing staging of {id}"),
+            )?;
+            self.counts.statements += 1;
+        }
+        Ok(())
+    }
+
+    /// Moves one table's buffered and staged rows into its log and replica, leaving them in
+    /// staging; `true` when there were any (the caller clears them before the table stages
+    /// again).
+    fn merge_rows(&mut self, id: &TableId) -> Result<bool> {
         self.append_pending(id)?;
         let conn = &self.conn;
         let t = self.tables.get_mut(id).expect("prepared table");
         if t.staged == 0 {
-            return Ok(());
+            return Ok(false);
         }
         const DELETE: &str = "applying deletes/updates to replica";
         const INSERT: &str = "applying changes to replica";
@@ -391,17 +425,13 @@ impl DuckDbSink {
                 steps.push((&sql.insert_live, INSERT));
             }
         }
+        self.counts.statements += steps.len() as u64;
         for (statement, what) in steps {
             run_cached(conn, statement, &format_args!("{what} {id}"))?;
         }
-        run_cached(
-            conn,
-            &t.sql.clear_stage,
-            &format_args!("clearing staging of {id}"),
-        )?;
         debug!(table = %id, rows = t.staged, "merged staged changes");
         t.reset_staging();
-        Ok(())
+        Ok(true)
     }
 
     /// Buffers a change of the open transaction for its table's staging table.
@@ -448,6 +478,7 @@ impl DuckDbSink {
                 self.options.log_tables,
                 &now,
             )?;
+            self.counts.appends += 1 + u64::from(self.options.log_tables);
             t.changes += pending.len() as u64;
             return Ok(());
         }
@@ -459,9 +490,11 @@ impl DuckDbSink {
             let rows: Vec<direct::RowMeta> = pending.iter().map(Pending::meta).collect();
             let now = format_utc_micros(now_us());
             direct::append_log(&self.conn, &t.sql.schema, &rows, &now)?;
+            self.counts.appends += 1;
         }
         let what = format!("staging changes of {id}");
         let mut columns = Columns::with_rows(pending.len());
+        columns.ints(pending.iter().map(|_| t.sql.index as i64));
         columns.ints(pending.iter().map(|p| p.seq));
         columns.ints(pending.iter().map(|p| p.txseq));
         columns.ints(pending.iter().map(|p| p.tx));
@@ -487,6 +520,7 @@ impl DuckDbSink {
             .flush()
             .map_err(|e| Error::sink(format!("{what}: {e}")))?;
         drop(appender);
+        self.counts.appends += 1;
         t.staged += pending.len();
         t.staged_bytes += pending
             .iter()
@@ -513,6 +547,7 @@ impl DuckDbSink {
         };
         let lenient = self.table(&id)?.lenient;
         rowwise::apply(&self.conn, change, &meta, self.options.log_tables, lenient)?;
+        self.counts.row_changes += 1;
         self.next_seq += 1;
         self.next_txseq += 1;
         self.table(&id)?.changes += 1;
@@ -662,6 +697,7 @@ impl Sink for DuckDbSink {
         self.batch_changes = 0;
         self.batch_ack = None;
         self.current_tx = None;
+        self.counts = Counts::default();
         Ok(())
     }
 
@@ -704,16 +740,25 @@ impl Sink for DuckDbSink {
     }
 
     fn commit(&mut self, position: &Position, last_commit_time_us: i64) -> Result<()> {
+        // Every table's staged rows are moved, then each shared staging table is cleared once.
         let ids: Vec<TableId> = self.tables.keys().cloned().collect();
+        let mut shapes = BTreeSet::new();
         for id in &ids {
-            self.merge(id)?;
+            if self.merge_rows(id)? {
+                shapes.insert(self.tables[id].sql.clear_shape.clone());
+            }
         }
+        for clear in &shapes {
+            run_cached(&self.conn, clear, &"clearing staging")?;
+        }
+        self.counts.statements += shapes.len() as u64;
         let counts: Vec<(&TableId, u64)> = self
             .tables
             .iter()
             .filter(|(_, t)| t.changes > 0)
             .map(|(id, t)| (id, t.changes))
             .collect();
+        let touched = counts.len();
         state::add_table_changes(&self.conn, &counts)?;
         for t in self.tables.values_mut() {
             t.changes = 0;
@@ -743,7 +788,15 @@ impl Sink for DuckDbSink {
         self.in_batch = false;
         committed?;
         self.committed_ordinal = self.last_ordinal;
-        tracing::trace!(micros = started.elapsed().as_micros() as u64, "COMMIT");
+        let c = std::mem::take(&mut self.counts);
+        tracing::trace!(
+            micros = started.elapsed().as_micros() as u64,
+            tables = touched,
+            statements = c.statements + 3,
+            appends = c.appends,
+            row_changes = c.row_changes,
+            "COMMIT"
+        );
         Ok(())
     }
 

@@ -420,3 +420,33 @@ fn rows_removed_in_the_open_batch_can_be_inserted_again() {
     f.sink.commit(&Position("0/9".into()), 0).unwrap();
     assert_eq!(f.replica("t"), "1|new 2|newer 3|new");
 }
+
+/// Tables of one shape share a staging table: each reads only its own rows, one merged in the
+/// middle of the batch (an update with an unchanged value) clears only its own, and nothing
+/// staged outlives its batch.
+#[test]
+fn tables_sharing_a_staging_table_apply_only_their_own_changes() {
+    let (a, b) = (table("a", true), table("b", true));
+    let mut f = Fixture::new(&[a.clone(), b.clone()]);
+    use ChangeKind::*;
+    f.batch(vec![(1..=3)
+        .flat_map(|i| [change(&a, Insert, i, "a"), change(&b, Insert, i, "b")])
+        .collect()]);
+    f.batch(vec![
+        vec![change(&a, Update, 1, "a1"), change(&b, Update, 1, "b1")],
+        vec![change(&a, Update, 2, "~")],
+        vec![
+            change(&a, Update, 3, "a3"),
+            change(&b, Delete, 2, ""),
+            change(&b, Update, 3, "b3"),
+        ],
+    ]);
+    assert_eq!(f.replica("a"), "1|a1 2|a 3|a3");
+    assert_eq!(f.replica("b"), "1|b1 3|b3");
+    // Staged rows of the batch before are gone: they would insert key 1 of b again.
+    f.batch(vec![vec![change(&b, Update, 3, "again")]]);
+    assert_eq!(f.replica("b"), "1|b1 3|again");
+    assert_eq!(f.replica("a"), "1|a1 2|a 3|a3");
+    let staged = f.rows("SELECT count(*) || '' FROM temp.main.stage_2_1");
+    assert_eq!(staged, ["0"]);
+}
