@@ -15,6 +15,7 @@ mod schema;
 mod settings;
 mod sink;
 pub mod sql;
+mod staged;
 pub mod state;
 pub mod status;
 mod table;

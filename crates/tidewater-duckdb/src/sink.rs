@@ -42,8 +42,8 @@ use crate::order::log_position;
 use crate::rowwise;
 use crate::schema::{evolve_table, prepare_table};
 use crate::sql::exec;
+use crate::staged::{Pending, Shape, TableState};
 use crate::state;
-use crate::table::TableSql;
 
 /// Staged rows (or estimated bytes, `change_bytes`) per table after which they are moved into
 /// the replica mid-batch, bounding the memory a large transaction needs.
@@ -52,119 +52,6 @@ const STAGE_FLUSH_BYTES: usize = 32 << 20;
 /// Changes buffered per table before they are appended to its staging table in one go
 /// (one Appender per buffer, not per change: transactions interleave tables).
 const APPEND_ROWS: usize = 4096;
-
-/// A change waiting to be appended to staging, with its place in the batch.
-struct Pending {
-    seq: i64,
-    txseq: i64,
-    tx: i64,
-    position: Arc<str>,
-    commit_ts: Arc<str>,
-    change: Change,
-}
-
-impl Pending {
-    fn meta(&self) -> direct::RowMeta<'_> {
-        direct::RowMeta {
-            change: &self.change,
-            position: &self.position,
-            commit_ts: &self.commit_ts,
-            txseq: self.txseq,
-            tx: self.tx,
-        }
-    }
-}
-
-/// What the staged changes of a table need, from cheapest to most general apply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Shape {
-    /// Inserts and snapshot rows only: appended as they are.
-    InsertsOnly,
-    /// Each key touched once, no key changed: delete the touched keys, insert the new rows.
-    KeysOnce,
-    /// Keys touched more than once, none changed: delete the touched keys, insert each key's
-    /// last image unless it was deleted.
-    RepeatedKeys,
-    /// Key changes (or full old images): the last event per key, old keys included, decides.
-    Mixed,
-}
-
-pub(crate) struct TableState {
-    pub sql: TableSql,
-    pending: Vec<Pending>,
-    staged: usize,
-    staged_bytes: usize,
-    shape: Shape,
-    /// Keys of the staged streamed changes, while the shape is not yet `Mixed`.
-    keys: HashSet<Vec<u8>>,
-    has_snapshot_rows: bool,
-    changes: u64,
-    /// A keyed table whose chunked copy is not consistent yet (`tidewater_core::copy`):
-    /// every staged change is applied as an upsert or a delete (snapshot rows and inserts
-    /// replace the row of their key), and an update of a missing row is not an error.
-    lenient: bool,
-}
-
-impl TableState {
-    fn new(sql: TableSql) -> TableState {
-        TableState {
-            sql,
-            pending: Vec::new(),
-            staged: 0,
-            staged_bytes: 0,
-            shape: Shape::InsertsOnly,
-            keys: HashSet::new(),
-            has_snapshot_rows: false,
-            changes: 0,
-            lenient: false,
-        }
-    }
-
-    fn reset_staging(&mut self) {
-        self.staged = 0;
-        self.staged_bytes = 0;
-        self.shape = Shape::InsertsOnly;
-        self.keys.clear();
-        self.has_snapshot_rows = false;
-    }
-
-    /// Narrows down how the staged changes must be applied, as each one is staged.
-    fn observe(&mut self, change: &Change) {
-        if self.lenient {
-            // Upserts: delete each touched key, insert its last image.
-            self.shape = self.shape.max(Shape::RepeatedKeys);
-        }
-        let kind_shape = match (change.kind, &change.old) {
-            (ChangeKind::Snapshot, _) => {
-                self.has_snapshot_rows = true;
-                Shape::InsertsOnly
-            }
-            (ChangeKind::Insert, _) => Shape::InsertsOnly,
-            (ChangeKind::Update | ChangeKind::Delete, Some(_)) => Shape::Mixed,
-            (ChangeKind::Update | ChangeKind::Delete, None) => Shape::KeysOnce,
-        };
-        self.shape = self.shape.max(kind_shape);
-        if self.shape == Shape::KeysOnce && self.has_snapshot_rows {
-            self.shape = Shape::RepeatedKeys;
-        }
-        if self.shape >= Shape::RepeatedKeys
-            || change.kind == ChangeKind::Snapshot
-            || !change.table.has_key()
-        {
-            return;
-        }
-        let mut key = Vec::new();
-        for &k in &change.table.key {
-            let v = change.row[k].as_str().unwrap_or("");
-            key.extend_from_slice(&(v.len() as u32).to_le_bytes());
-            key.extend_from_slice(v.as_bytes());
-        }
-        if !self.keys.insert(key) {
-            self.shape = Shape::RepeatedKeys;
-            self.keys.clear();
-        }
-    }
-}
 
 /// What a batch ran, for the trace log: statements (the commit's own three included), Arrow
 /// batches appended, and changes applied row by row (`rowwise`, a few statements each).
