@@ -208,6 +208,12 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
     fn apply_events(&mut self, b: &mut OpenBatch) -> Result<()> {
         use std::sync::atomic::Ordering::Relaxed;
         loop {
+            if !b.open && self.events.is_empty() {
+                // Between batches with nothing to do: the sink's housekeeping (a DuckDB
+                // checkpoint) runs here rather than inside a commit.
+                self.stats.busy_since_us.store(now_us(), Relaxed);
+                self.sink.idle()?;
+            }
             self.stats.busy_since_us.store(0, Relaxed);
             let deadline = if b.tx.is_none() { b.deadline } else { None };
             let deadline = match (deadline, self.idle_due(b)) {

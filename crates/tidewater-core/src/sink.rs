@@ -117,6 +117,12 @@ pub trait Sink: Send {
         ))
     }
 
+    /// Called by the apply loop between batches when no event is waiting: housekeeping that
+    /// would otherwise stall a commit (DuckDB: a checkpoint). Must not change what is stored.
+    fn idle(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     /// Called once when the pipeline stops cleanly, after its last commit: leaves the
     /// destination complete by itself (DuckDB: its write-ahead log checkpointed into the file).
     fn close(&mut self) -> Result<()> {

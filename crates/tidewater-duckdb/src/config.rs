@@ -24,6 +24,14 @@ pub struct DuckDbConfig {
     /// beyond it DuckDB evicts or spills to `<path>.tmp`. Empty: DuckDB's default, 80 % of RAM.
     #[serde(default = "default_memory_limit")]
     pub memory_limit: String,
+    /// DuckDB's `checkpoint_threshold`: the write-ahead log size at which a commit checkpoints
+    /// by itself (the sink checkpoints earlier, whenever apply is idle; `crate::checkpoint`).
+    #[serde(default = "default_checkpoint_threshold")]
+    pub checkpoint_threshold: String,
+    /// Checkpoint between batches when the write-ahead log holds
+    /// `crate::checkpoint::IDLE_BYTES`; false: only DuckDB's own, at `checkpoint_threshold`.
+    #[serde(default = "default_true")]
+    pub checkpoint_when_idle: bool,
 }
 
 /// What the sink is opened with: its config section and what the runtime adds.
@@ -41,6 +49,10 @@ pub struct DuckDbOptions {
     pub primary_key: bool,
     /// DuckDB's `memory_limit` (validated by `check_memory_limit`); empty: DuckDB's default.
     pub memory_limit: String,
+    /// DuckDB's `checkpoint_threshold` (validated by `check_checkpoint_threshold`).
+    pub checkpoint_threshold: String,
+    /// Checkpoint between batches (`crate::checkpoint`).
+    pub checkpoint_when_idle: bool,
 }
 
 /// The default `memory_limit`: DuckDB's own (80 % of RAM). A lower one is opt-in: DuckDB
@@ -48,6 +60,11 @@ pub struct DuckDbOptions {
 /// with "Out of Memory Error" below what it needs (256MB failed the 100-table drain; see
 /// `docs/performance.md`, "Memory").
 pub const DEFAULT_MEMORY_LIMIT: &str = "";
+
+/// The default `checkpoint_threshold`: DuckDB's own 16MB checkpoints inside the commit that
+/// passes it, a stall of the apply path. The sink checkpoints at idle moments once the log
+/// holds `crate::checkpoint::IDLE_BYTES`, so this is only the bound under constant load.
+pub const DEFAULT_CHECKPOINT_THRESHOLD: &str = "128MB";
 
 /// The keys of this section, for `tidewater config --print-defaults`.
 pub const SINK_TYPE: SectionType = SectionType {
@@ -74,6 +91,16 @@ pub const SINK_TYPE: SectionType = SectionType {
             "\"\"",
             "DuckDB's memory limit, e.g. \"1GB\" (\"\": DuckDB's default, 80 % of RAM); too low fails big batches",
         ),
+        ConfigKey::default(
+            "checkpoint_threshold",
+            "\"128MB\"",
+            "write-ahead log size at which a commit checkpoints (apply checkpoints earlier when idle)",
+        ),
+        ConfigKey::default(
+            "checkpoint_when_idle",
+            "true",
+            "checkpoint between batches once the .wal holds 8 MiB (false: only at checkpoint_threshold)",
+        ),
     ],
 };
 
@@ -89,26 +116,57 @@ fn default_memory_limit() -> String {
     DEFAULT_MEMORY_LIMIT.into()
 }
 
-/// Accepts what DuckDB's `SET memory_limit` accepts and this config documents: a number and
-/// a unit (`B`, `KB`, `MB`, `GB`, `TB`, `KiB`, `MiB`, `GiB`, `TiB`, any case), or empty.
-/// Checked here so a typo is a config error naming the key, not a failed sink start.
+fn default_checkpoint_threshold() -> String {
+    DEFAULT_CHECKPOINT_THRESHOLD.into()
+}
+
+/// Bytes of a size as DuckDB's settings take it: a number and a unit (`B`, `KB`, `MB`, `GB`,
+/// `TB` in powers of 1000, `KiB`, `MiB`, `GiB`, `TiB` in powers of 1024, any case). `None`
+/// for anything else, and for zero.
+pub fn parse_size(size: &str) -> Option<u64> {
+    let size = size.trim();
+    let digits = size
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(size.len());
+    let (number, unit) = size.split_at(digits);
+    let number = number.parse::<f64>().ok().filter(|n| *n > 0.0)?;
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "b" => 1.0,
+        "kb" => 1e3,
+        "mb" => 1e6,
+        "gb" => 1e9,
+        "tb" => 1e12,
+        "kib" => 1024.0,
+        "mib" => 1024.0 * 1024.0,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some((number * scale) as u64)
+}
+
+/// Accepts what DuckDB's `SET memory_limit` accepts and this config documents: a size
+/// (`parse_size`), or empty. Checked here so a typo is a config error naming the key, not a
+/// failed sink start.
 pub fn check_memory_limit(limit: &str) -> Result<()> {
     let limit = limit.trim();
-    if limit.is_empty() {
-        return Ok(());
-    }
-    let digits = limit
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(limit.len());
-    let (number, unit) = limit.split_at(digits);
-    const UNITS: [&str; 9] = ["b", "kb", "mb", "gb", "tb", "kib", "mib", "gib", "tib"];
-    let number_ok = number.parse::<f64>().is_ok_and(|n| n > 0.0);
-    if number_ok && UNITS.contains(&unit.trim().to_ascii_lowercase().as_str()) {
+    if limit.is_empty() || parse_size(limit).is_some() {
         return Ok(());
     }
     Err(
         Error::config(format!("sink.memory_limit = {limit:?} is not a size"))
             .with_fix("give a number and a unit, e.g. memory_limit = \"512MB\" (or \"\" for DuckDB's default, 80 % of RAM)"),
+    )
+}
+
+/// `checkpoint_threshold` must be a size (`parse_size`).
+pub fn check_checkpoint_threshold(threshold: &str) -> Result<()> {
+    if parse_size(threshold).is_some() {
+        return Ok(());
+    }
+    Err(
+        Error::config(format!("sink.checkpoint_threshold = {threshold:?} is not a size"))
+            .with_fix(format!("give a number and a unit, e.g. checkpoint_threshold = \"{DEFAULT_CHECKPOINT_THRESHOLD}\" (the default)")),
     )
 }
 
@@ -120,7 +178,8 @@ impl DuckDbConfig {
             return Err(Error::config("sink.path is missing")
                 .with_fix("name the DuckDB replica file, e.g. path = \"replica.duckdb\""));
         }
-        check_memory_limit(&self.memory_limit)
+        check_memory_limit(&self.memory_limit)?;
+        check_checkpoint_threshold(&self.checkpoint_threshold)
     }
 
     /// A relative `path` is relative to the config file's directory `dir`, not to the
@@ -134,7 +193,7 @@ impl DuckDbConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::check_memory_limit;
+    use super::{check_checkpoint_threshold, check_memory_limit, parse_size};
 
     #[test]
     fn memory_limit_takes_sizes_only() {
@@ -146,5 +205,22 @@ mod tests {
             assert!(e.message().contains("memory_limit"), "{}", e.message());
             assert!(e.fix().is_some());
         }
+    }
+
+    #[test]
+    fn sizes_parse_in_both_unit_systems() {
+        assert_eq!(parse_size("128MB"), Some(128_000_000));
+        assert_eq!(parse_size(" 1.5 KiB "), Some(1536));
+        assert_eq!(parse_size("16mib"), Some(16 << 20));
+        for bad in ["", "0MB", "16", "lots", "1 PB"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+        let e = check_checkpoint_threshold("16").expect_err("no unit");
+        assert!(
+            e.message().contains("checkpoint_threshold"),
+            "{}",
+            e.message()
+        );
+        assert!(e.fix().is_some());
     }
 }

@@ -5,7 +5,9 @@
 //!   file ...". Errors built from such a failure carry [`Held`] as their source; callers ask
 //!   [`is_held`] instead of reading messages;
 //! - a full file system: the sink's error gets what to do about it ([`with_disk_full_fix`]);
-//! - DuckDB's memory limit reached: the same ([`with_memory_fix`]).
+//! - DuckDB's memory limit reached: the same ([`with_memory_fix`]);
+//! - a CHECKPOINT refused because another connection holds a transaction
+//!   ([`is_checkpoint_conflict`]).
 
 use std::path::Path;
 
@@ -16,6 +18,11 @@ pub use tidewater_core::replica::{is_held, Held};
 /// Whether DuckDB failed because another process holds the file's lock.
 pub fn is_lock_failure(e: &duckdb::Error) -> bool {
     e.to_string().contains("lock")
+}
+
+/// Whether DuckDB refused a (non-FORCE) CHECKPOINT because other transactions are running.
+pub fn is_checkpoint_conflict(e: &duckdb::Error) -> bool {
+    e.to_string().contains("Cannot CHECKPOINT")
 }
 
 /// `e` marked as caused by a held file when `cause` was one.

@@ -1,6 +1,7 @@
 //! DuckDB sink: replica tables, `<table>_log` change tables and the `_tidewater` state schema
 //! in one DuckDB file (README.md, "What lands in DuckDB").
 
+mod checkpoint;
 mod columns;
 mod compare;
 pub mod config;
@@ -14,6 +15,7 @@ mod schema;
 mod settings;
 mod sink;
 pub mod sql;
+mod staged;
 pub mod state;
 pub mod status;
 mod table;

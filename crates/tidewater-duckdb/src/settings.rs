@@ -33,5 +33,12 @@ pub(crate) fn apply(conn: &Connection, options: &DuckDbOptions) -> Result<()> {
         );
         exec(conn, &set, &"setting DuckDB's memory_limit")?;
     }
+    // DuckDB checkpoints by itself inside the commit that takes its log past this; the sink
+    // checkpoints at idle moments long before (`crate::checkpoint`).
+    let set = format!(
+        "SET checkpoint_threshold = '{}'",
+        options.checkpoint_threshold.trim().replace('\'', "''")
+    );
+    exec(conn, &set, &"setting DuckDB's checkpoint_threshold")?;
     Ok(())
 }

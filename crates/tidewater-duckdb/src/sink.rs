@@ -1,10 +1,16 @@
 //! `DuckDbSink`: applies batches of source transactions to a DuckDB file.
 //!
 //! Changes are buffered per table. Inserts of a table with nothing staged go straight into its
-//! replica and log (`direct`); other changes are appended into a per-table temp staging table
-//! and moved with a few set-based statements (`table`); the rare rest goes row by row
-//! (`rowwise`). The batch, its log rows and the new source position commit in one DuckDB
-//! transaction.
+//! replica and log (`direct`); other changes are appended into the temp staging table of the
+//! table's shape (one for all tables with as many columns and key columns, `table`) and moved
+//! with two set-based statements per table; the rare rest goes row by row (`rowwise`). The
+//! batch, its log rows and the new source position commit in one DuckDB transaction.
+//!
+//! Per batch, a table the batch did not touch costs nothing, and a touched one its appends
+//! plus (if it staged) a `DELETE` and an `INSERT`; each staging table is cleared once at the
+//! commit, after every table's rows were moved (a table merged in the middle of the batch
+//! clears its own rows at once, so nothing is moved twice). The trace log's `COMMIT` line
+//! counts the batch's statements and appends.
 //!
 //! Transaction ordinals (`_metadata_tx`): each source transaction that writes anything gets
 //! the committed ordinal + 1, + 2, ... in the order the apply loop hands them over, which is
@@ -27,6 +33,7 @@ use tidewater_core::{
 };
 use tracing::debug;
 
+use crate::checkpoint::Checkpoints;
 use crate::columns::Columns;
 use crate::config::DuckDbOptions;
 use crate::direct;
@@ -35,8 +42,8 @@ use crate::order::log_position;
 use crate::rowwise;
 use crate::schema::{evolve_table, prepare_table};
 use crate::sql::exec;
+use crate::staged::{Pending, Shape, TableState};
 use crate::state;
-use crate::table::TableSql;
 
 /// Staged rows (or estimated bytes, `change_bytes`) per table after which they are moved into
 /// the replica mid-batch, bounding the memory a large transaction needs.
@@ -46,117 +53,13 @@ const STAGE_FLUSH_BYTES: usize = 32 << 20;
 /// (one Appender per buffer, not per change: transactions interleave tables).
 const APPEND_ROWS: usize = 4096;
 
-/// A change waiting to be appended to staging, with its place in the batch.
-struct Pending {
-    seq: i64,
-    txseq: i64,
-    tx: i64,
-    position: Arc<str>,
-    commit_ts: Arc<str>,
-    change: Change,
-}
-
-impl Pending {
-    fn meta(&self) -> direct::RowMeta<'_> {
-        direct::RowMeta {
-            change: &self.change,
-            position: &self.position,
-            commit_ts: &self.commit_ts,
-            txseq: self.txseq,
-            tx: self.tx,
-        }
-    }
-}
-
-/// What the staged changes of a table need, from cheapest to most general apply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Shape {
-    /// Inserts and snapshot rows only: appended as they are.
-    InsertsOnly,
-    /// Each key touched once, no key changed: delete the touched keys, insert the new rows.
-    KeysOnce,
-    /// Keys touched more than once, none changed: delete the touched keys, insert each key's
-    /// last image unless it was deleted.
-    RepeatedKeys,
-    /// Key changes (or full old images): the last event per key, old keys included, decides.
-    Mixed,
-}
-
-pub(crate) struct TableState {
-    pub sql: TableSql,
-    pending: Vec<Pending>,
-    staged: usize,
-    staged_bytes: usize,
-    shape: Shape,
-    /// Keys of the staged streamed changes, while the shape is not yet `Mixed`.
-    keys: HashSet<Vec<u8>>,
-    has_snapshot_rows: bool,
-    changes: u64,
-    /// A keyed table whose chunked copy is not consistent yet (`tidewater_core::copy`):
-    /// every staged change is applied as an upsert or a delete (snapshot rows and inserts
-    /// replace the row of their key), and an update of a missing row is not an error.
-    lenient: bool,
-}
-
-impl TableState {
-    fn new(sql: TableSql) -> TableState {
-        TableState {
-            sql,
-            pending: Vec::new(),
-            staged: 0,
-            staged_bytes: 0,
-            shape: Shape::InsertsOnly,
-            keys: HashSet::new(),
-            has_snapshot_rows: false,
-            changes: 0,
-            lenient: false,
-        }
-    }
-
-    fn reset_staging(&mut self) {
-        self.staged = 0;
-        self.staged_bytes = 0;
-        self.shape = Shape::InsertsOnly;
-        self.keys.clear();
-        self.has_snapshot_rows = false;
-    }
-
-    /// Narrows down how the staged changes must be applied, as each one is staged.
-    fn observe(&mut self, change: &Change) {
-        if self.lenient {
-            // Upserts: delete each touched key, insert its last image.
-            self.shape = self.shape.max(Shape::RepeatedKeys);
-        }
-        let kind_shape = match (change.kind, &change.old) {
-            (ChangeKind::Snapshot, _) => {
-                self.has_snapshot_rows = true;
-                Shape::InsertsOnly
-            }
-            (ChangeKind::Insert, _) => Shape::InsertsOnly,
-            (ChangeKind::Update | ChangeKind::Delete, Some(_)) => Shape::Mixed,
-            (ChangeKind::Update | ChangeKind::Delete, None) => Shape::KeysOnce,
-        };
-        self.shape = self.shape.max(kind_shape);
-        if self.shape == Shape::KeysOnce && self.has_snapshot_rows {
-            self.shape = Shape::RepeatedKeys;
-        }
-        if self.shape >= Shape::RepeatedKeys
-            || change.kind == ChangeKind::Snapshot
-            || !change.table.has_key()
-        {
-            return;
-        }
-        let mut key = Vec::new();
-        for &k in &change.table.key {
-            let v = change.row[k].as_str().unwrap_or("");
-            key.extend_from_slice(&(v.len() as u32).to_le_bytes());
-            key.extend_from_slice(v.as_bytes());
-        }
-        if !self.keys.insert(key) {
-            self.shape = Shape::RepeatedKeys;
-            self.keys.clear();
-        }
-    }
+/// What a batch ran, for the trace log: statements (the commit's own three included), Arrow
+/// batches appended, and changes applied row by row (`rowwise`, a few statements each).
+#[derive(Default)]
+struct Counts {
+    statements: u64,
+    appends: u64,
+    row_changes: u64,
 }
 
 /// The source transaction being written.
@@ -192,6 +95,8 @@ pub struct DuckDbSink {
     /// Keyed tables whose chunked copy is not consistent yet (see `TableState::lenient`), as
     /// the open batch leaves them.
     lenient: HashSet<TableId>,
+    checkpoints: Checkpoints,
+    counts: Counts,
 }
 
 pub fn open_connection(path: &std::path::Path) -> Result<Connection> {
@@ -236,7 +141,6 @@ impl DuckDbSink {
         let committed_ordinal = state::read_tx_ordinal(&conn, &options.pipeline)?;
         Ok(DuckDbSink {
             conn,
-            options,
             tables: HashMap::new(),
             next_index: 0,
             in_batch: false,
@@ -249,6 +153,13 @@ impl DuckDbSink {
             batch_changes: 0,
             batch_ack: None,
             lenient: HashSet::new(),
+            checkpoints: Checkpoints::new(
+                &options.path,
+                &options.checkpoint_threshold,
+                options.checkpoint_when_idle,
+            ),
+            counts: Counts::default(),
+            options,
         })
     }
 
@@ -355,13 +266,30 @@ impl DuckDbSink {
         self.current_tx.clone().expect("inside a transaction")
     }
 
-    /// Moves one table's buffered and staged rows into its log and replica.
+    /// Moves one table's buffered and staged rows into its log and replica, and removes them
+    /// from staging.
     fn merge(&mut self, id: &TableId) -> Result<()> {
+        if self.merge_rows(id)? {
+            let t = &self.tables[id];
+            run_cached(
+                &self.conn,
+                &t.sql.clear_stage,
+                &format_args!("clearing staging of {id}"),
+            )?;
+            self.counts.statements += 1;
+        }
+        Ok(())
+    }
+
+    /// Moves one table's buffered and staged rows into its log and replica, leaving them in
+    /// staging; `true` when there were any (the caller clears them before the table stages
+    /// again).
+    fn merge_rows(&mut self, id: &TableId) -> Result<bool> {
         self.append_pending(id)?;
         let conn = &self.conn;
         let t = self.tables.get_mut(id).expect("prepared table");
         if t.staged == 0 {
-            return Ok(());
+            return Ok(false);
         }
         const DELETE: &str = "applying deletes/updates to replica";
         const INSERT: &str = "applying changes to replica";
@@ -384,17 +312,13 @@ impl DuckDbSink {
                 steps.push((&sql.insert_live, INSERT));
             }
         }
+        self.counts.statements += steps.len() as u64;
         for (statement, what) in steps {
             run_cached(conn, statement, &format_args!("{what} {id}"))?;
         }
-        run_cached(
-            conn,
-            &t.sql.clear_stage,
-            &format_args!("clearing staging of {id}"),
-        )?;
         debug!(table = %id, rows = t.staged, "merged staged changes");
         t.reset_staging();
-        Ok(())
+        Ok(true)
     }
 
     /// Buffers a change of the open transaction for its table's staging table.
@@ -441,6 +365,7 @@ impl DuckDbSink {
                 self.options.log_tables,
                 &now,
             )?;
+            self.counts.appends += 1 + u64::from(self.options.log_tables);
             t.changes += pending.len() as u64;
             return Ok(());
         }
@@ -452,9 +377,11 @@ impl DuckDbSink {
             let rows: Vec<direct::RowMeta> = pending.iter().map(Pending::meta).collect();
             let now = format_utc_micros(now_us());
             direct::append_log(&self.conn, &t.sql.schema, &rows, &now)?;
+            self.counts.appends += 1;
         }
         let what = format!("staging changes of {id}");
         let mut columns = Columns::with_rows(pending.len());
+        columns.ints(pending.iter().map(|_| t.sql.index as i64));
         columns.ints(pending.iter().map(|p| p.seq));
         columns.ints(pending.iter().map(|p| p.txseq));
         columns.ints(pending.iter().map(|p| p.tx));
@@ -480,6 +407,7 @@ impl DuckDbSink {
             .flush()
             .map_err(|e| Error::sink(format!("{what}: {e}")))?;
         drop(appender);
+        self.counts.appends += 1;
         t.staged += pending.len();
         t.staged_bytes += pending
             .iter()
@@ -506,6 +434,7 @@ impl DuckDbSink {
         };
         let lenient = self.table(&id)?.lenient;
         rowwise::apply(&self.conn, change, &meta, self.options.log_tables, lenient)?;
+        self.counts.row_changes += 1;
         self.next_seq += 1;
         self.next_txseq += 1;
         self.table(&id)?.changes += 1;
@@ -655,6 +584,7 @@ impl Sink for DuckDbSink {
         self.batch_changes = 0;
         self.batch_ack = None;
         self.current_tx = None;
+        self.counts = Counts::default();
         Ok(())
     }
 
@@ -697,16 +627,25 @@ impl Sink for DuckDbSink {
     }
 
     fn commit(&mut self, position: &Position, last_commit_time_us: i64) -> Result<()> {
+        // Every table's staged rows are moved, then each shared staging table is cleared once.
         let ids: Vec<TableId> = self.tables.keys().cloned().collect();
+        let mut shapes = BTreeSet::new();
         for id in &ids {
-            self.merge(id)?;
+            if self.merge_rows(id)? {
+                shapes.insert(self.tables[id].sql.clear_shape.clone());
+            }
         }
+        for clear in &shapes {
+            run_cached(&self.conn, clear, &"clearing staging")?;
+        }
+        self.counts.statements += shapes.len() as u64;
         let counts: Vec<(&TableId, u64)> = self
             .tables
             .iter()
             .filter(|(_, t)| t.changes > 0)
             .map(|(id, t)| (id, t.changes))
             .collect();
+        let touched = counts.len();
         state::add_table_changes(&self.conn, &counts)?;
         for t in self.tables.values_mut() {
             t.changes = 0;
@@ -736,7 +675,15 @@ impl Sink for DuckDbSink {
         self.in_batch = false;
         committed?;
         self.committed_ordinal = self.last_ordinal;
-        tracing::trace!(micros = started.elapsed().as_micros() as u64, "COMMIT");
+        let c = std::mem::take(&mut self.counts);
+        tracing::trace!(
+            micros = started.elapsed().as_micros() as u64,
+            tables = touched,
+            statements = c.statements + 3,
+            appends = c.appends,
+            row_changes = c.row_changes,
+            "COMMIT"
+        );
         Ok(())
     }
 
@@ -769,26 +716,15 @@ impl Sink for DuckDbSink {
         Ok(())
     }
 
-    /// A clean stop leaves the `.duckdb` file complete by itself: the batches committed since
-    /// the last checkpoint move from the `.wal` into it (DuckDB then empties the `.wal`), so
-    /// the file can be copied alone, and a `.wal` lost afterwards loses nothing.
     fn close(&mut self) -> Result<()> {
-        let started = std::time::Instant::now();
-        if let Err(e) = exec(&self.conn, "CHECKPOINT", &"checkpointing the DuckDB file") {
-            // Another connection (a query still running at shutdown) holds a transaction:
-            // FORCE aborts it, which at shutdown costs that query only.
-            debug!(error = %e, "CHECKPOINT refused; forcing it");
-            exec(
-                &self.conn,
-                "FORCE CHECKPOINT",
-                &"checkpointing the DuckDB file",
-            )?;
+        crate::checkpoint::close(&self.conn, &self.options.path)
+    }
+
+    fn idle(&mut self) -> Result<()> {
+        if self.in_batch {
+            return Ok(());
         }
-        debug!(
-            millis = started.elapsed().as_millis() as u64,
-            "checkpointed"
-        );
-        Ok(())
+        self.checkpoints.idle(&self.conn)
     }
 
     fn resnapshot_fix(&self) -> String {

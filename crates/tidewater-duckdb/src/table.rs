@@ -1,12 +1,16 @@
-//! Per replicated table: the DDL of its replica, change log and staging table, and the
+//! Per replicated table: the DDL of its replica, change log and staging relation, and the
 //! set-based statements that move staged changes into them.
 //!
-//! Staging (a temp table, never written to the file) holds each change as canonical text:
-//! `_seq` (order in the batch), `_txseq` (order in its source transaction), `_tx` (the sink's
-//! ordinal of that transaction), `_op` (`S`napshot, `I`nsert, `U`pdate, `D`elete), `_pos`/`_ts`
-//! (position and commit time of its transaction), `_has_old` (an update that changed the key),
-//! `c0..cN` (the row; for a delete the old key/image) and `o0..oK` (the old key of a
-//! key-changing update).
+//! Staging is one temp table (never written to the file) per staging shape: every replicated
+//! table with the same number of columns and of key columns shares it, so a batch touching a
+//! hundred tables of one shape has one staging table, not a hundred (each temp table holds
+//! DuckDB blocks of its own for every column, and is one more relation to append to and
+//! clear). Rows hold each change as canonical text: `_t` (the table's index: each statement
+//! reads its own table's rows), `_seq` (order in the batch), `_txseq` (order in its source
+//! transaction), `_tx` (the sink's ordinal of that transaction), `_op` (`S`napshot,
+//! `I`nsert, `U`pdate, `D`elete), `_pos`/`_ts` (position and commit time of its
+//! transaction), `_has_old` (an update that changed the key), `c0..cN` (the row; for a delete
+//! the old key/image) and `o0..oK` (the old key of a key-changing update).
 
 use std::sync::Arc;
 
@@ -19,8 +23,9 @@ use crate::sql::{
 
 pub struct TableSql {
     pub schema: Arc<TableSchema>,
-    /// Distinguishes this table's staging table (`stage_<index>`).
+    /// Distinguishes this table's rows in its staging table (`_t`).
     pub index: usize,
+    /// The staging table of this table's shape (`stage_<columns>_<key columns>`).
     pub stage: String,
     pub create_stage: String,
     pub insert_log: Option<String>,
@@ -40,21 +45,26 @@ pub struct TableSql {
     /// was a delete (cheaper than `insert_live`, which must also order the old keys).
     pub insert_last: String,
     pub insert_once: String,
+    /// Removes this table's staged rows (a merge in the middle of a batch).
     pub clear_stage: String,
+    /// Removes every staged row of the shape (after the batch's merges).
+    pub clear_shape: String,
 }
 
 impl TableSql {
     pub fn new(schema: Arc<TableSchema>, index: usize, log_tables: bool) -> TableSql {
-        let stage = format!("stage_{index}");
-        let stage_q = format!("temp.main.{stage}");
         let n = schema.columns.len();
+        let stage = format!("stage_{n}_{}", schema.key.len());
+        let shared = format!("temp.main.{stage}");
+        // This table's rows of the shared staging table, wherever a statement reads staging.
+        let stage_q = format!("(SELECT * FROM {shared} WHERE _t = {index})");
         let data_cols: Vec<String> = (0..n).map(|i| format!("c{i} VARCHAR")).collect();
         let old_cols: Vec<String> = (0..schema.key.len())
             .map(|i| format!("o{i} VARCHAR"))
             .collect();
         let create_stage = format!(
-            "CREATE OR REPLACE TEMP TABLE {stage} (_seq BIGINT, _txseq BIGINT, _tx BIGINT, \
-             _op VARCHAR, _pos VARCHAR, _ts VARCHAR, _has_old BOOLEAN{}{})",
+            "CREATE TEMP TABLE IF NOT EXISTS {stage} (_t BIGINT, _seq BIGINT, _txseq BIGINT, \
+             _tx BIGINT, _op VARCHAR, _pos VARCHAR, _ts VARCHAR, _has_old BOOLEAN{}{})",
             prefixed(&data_cols),
             prefixed(&old_cols)
         );
@@ -162,7 +172,8 @@ impl TableSql {
         });
         TableSql {
             index,
-            clear_stage: format!("DELETE FROM {stage_q}"),
+            clear_stage: format!("DELETE FROM {shared} WHERE _t = {index}"),
+            clear_shape: format!("DELETE FROM {shared}"),
             schema,
             stage,
             create_stage,

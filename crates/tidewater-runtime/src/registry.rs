@@ -361,6 +361,8 @@ pub async fn open_sink(
         threads: c.threads,
         primary_key: c.primary_key,
         memory_limit: c.memory_limit.clone(),
+        checkpoint_threshold: c.checkpoint_threshold.clone(),
+        checkpoint_when_idle: c.checkpoint_when_idle,
     };
     let sink = tokio::task::spawn_blocking(move || DuckDbSink::open(opts))
         .await

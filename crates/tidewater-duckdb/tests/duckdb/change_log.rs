@@ -2,7 +2,8 @@
 //! (`_metadata_tx`) in commit order and continuous across batches, rollbacks and reopening;
 //! PostgreSQL positions that sort as text; the old key of a key-changing update on every
 //! apply path; a file of the layout before ordinals upgraded when opened; a clean close
-//! that leaves the `.duckdb` file complete without its `.wal`.
+//! that leaves the `.duckdb` file complete without its `.wal`; checkpoints at idle moments,
+//! not inside commits.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -65,6 +66,8 @@ fn open(path: &Path, source_type: &str) -> DuckDbSink {
         threads: 1,
         primary_key: true,
         memory_limit: tidewater_duckdb::config::DEFAULT_MEMORY_LIMIT.into(),
+        checkpoint_threshold: tidewater_duckdb::config::DEFAULT_CHECKPOINT_THRESHOLD.into(),
+        checkpoint_when_idle: true,
     })
     .unwrap()
 }
@@ -466,5 +469,64 @@ fn a_clean_close_leaves_the_file_complete_without_its_wal() {
     assert_eq!(
         lines(&conn, "SELECT position FROM _tidewater.pipeline"),
         ["0/10"]
+    );
+}
+
+#[test]
+fn an_idle_sink_checkpoints_a_long_log_and_duckdb_does_not_inside_a_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.duckdb");
+    let wal = dir.path().join("r.duckdb.wal");
+    let wal_bytes = || std::fs::metadata(&wal).map_or(0, |m| m.len());
+    let t = keyed("t");
+    let mut sink = open(&path, "postgres");
+    sink.prepare(std::slice::from_ref(&t)).unwrap();
+    let value = "x".repeat(200);
+    let mut next = 0;
+    let mut rows = |n: usize| -> Vec<Change> {
+        next += n;
+        (next - n..next)
+            .map(|i| change(&t, ChangeKind::Insert, &[&i.to_string(), &value], None))
+            .collect()
+    };
+
+    // A short log stays where it is: an idle moment does not checkpoint every small commit.
+    batch(&mut sink, vec![("0/10", rows(1000))]);
+    let short = wal_bytes();
+    assert!(short > 0, "the commit is in the .wal");
+    sink.idle().unwrap();
+    assert_eq!(wal_bytes(), short, "no checkpoint for a short log");
+
+    // Past DuckDB's default threshold (16MB) the commit does not checkpoint by itself
+    // (`checkpoint_threshold` is raised) ...
+    for i in 0..4 {
+        batch(&mut sink, vec![(&*format!("0/2{i}"), rows(25_000))]);
+    }
+    let long = wal_bytes();
+    assert!(
+        long > 16_000_000,
+        "the commits wait in the .wal: {long} bytes"
+    );
+
+    // ... while a query holds a transaction an idle checkpoint is skipped, not an error ...
+    let reader = sink.connection().try_clone().unwrap();
+    reader.execute_batch("BEGIN TRANSACTION").unwrap();
+    assert_eq!(lines(&reader, "SELECT count(*) || '' FROM s.t"), ["101000"]);
+    sink.idle().unwrap();
+    reader.execute_batch("COMMIT").unwrap();
+
+    // ... and the next idle moment checkpoints.
+    sink.idle().unwrap();
+    assert_eq!(wal_bytes(), 0, "checkpointed while idle");
+    drop(sink);
+    let _ = std::fs::remove_file(&wal);
+    let conn = status::open_read_only(&path).unwrap();
+    assert_eq!(
+        lines(&conn, "SELECT count(*) || ' ' || max(id) FROM s.t"),
+        ["101000 100999"]
+    );
+    assert_eq!(
+        lines(&conn, "SELECT position FROM _tidewater.pipeline"),
+        ["0/23"]
     );
 }

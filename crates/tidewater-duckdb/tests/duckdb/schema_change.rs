@@ -42,6 +42,8 @@ fn options(dir: &tempfile::TempDir) -> DuckDbOptions {
         threads: 1,
         primary_key: true,
         memory_limit: tidewater_duckdb::config::DEFAULT_MEMORY_LIMIT.into(),
+        checkpoint_threshold: tidewater_duckdb::config::DEFAULT_CHECKPOINT_THRESHOLD.into(),
+        checkpoint_when_idle: true,
     }
 }
 

@@ -64,6 +64,8 @@ impl Fixture {
             threads: 1,
             primary_key,
             memory_limit: tidewater_duckdb::config::DEFAULT_MEMORY_LIMIT.into(),
+            checkpoint_threshold: tidewater_duckdb::config::DEFAULT_CHECKPOINT_THRESHOLD.into(),
+            checkpoint_when_idle: true,
         };
         let mut sink = DuckDbSink::open(options).unwrap();
         sink.prepare(tables).unwrap();
@@ -417,4 +419,43 @@ fn rows_removed_in_the_open_batch_can_be_inserted_again() {
         .unwrap();
     f.sink.commit(&Position("0/9".into()), 0).unwrap();
     assert_eq!(f.replica("t"), "1|new 2|newer 3|new");
+}
+
+/// Tables of one shape share a staging table: each reads only its own rows, one merged in the
+/// middle of the batch (an update with an unchanged value) clears only its own, even while the
+/// other's rows are already in staging (more than one Appender's worth), and nothing staged
+/// outlives its batch.
+#[test]
+fn tables_sharing_a_staging_table_apply_only_their_own_changes() {
+    const N: i32 = 5000; // > APPEND_ROWS: b's updates reach staging before a's merge
+    let (a, b) = (table("a", true), table("b", true));
+    let mut f = Fixture::new(&[a.clone(), b.clone()]);
+    use ChangeKind::*;
+    let mut first: Vec<Change> = (1..=3).map(|i| change(&a, Insert, i, "a")).collect();
+    first.extend((1..=N).map(|i| change(&b, Insert, i, "b")));
+    f.batch(vec![first]);
+    let mut updates = vec![change(&a, Update, 1, "a1")];
+    updates.extend((1..=N).map(|i| change(&b, Update, i, "b1")));
+    f.batch(vec![
+        updates,
+        vec![change(&a, Update, 2, "~")],
+        vec![
+            change(&a, Update, 3, "a3"),
+            change(&b, Delete, 2, ""),
+            change(&b, Update, 3, "b3"),
+        ],
+    ]);
+    let b_summary = "SELECT count(*) || ' ' || count(*) FILTER (WHERE v = 'b1') || ' ' || max(id) \
+                     FROM s.b";
+    let b_first = "SELECT concat_ws('|', id, v) FROM s.b WHERE id <= 3 ORDER BY id";
+    assert_eq!(f.replica("a"), "1|a1 2|a 3|a3");
+    assert_eq!(f.rows(b_first), ["1|b1", "3|b3"]);
+    assert_eq!(f.rows(b_summary), [format!("{} {} {N}", N - 1, N - 2)]);
+    // Staged rows of the batch before are gone: they would insert b's keys again.
+    f.batch(vec![vec![change(&b, Update, 3, "again")]]);
+    assert_eq!(f.rows(b_first), ["1|b1", "3|again"]);
+    assert_eq!(f.rows(b_summary), [format!("{} {} {N}", N - 1, N - 2)]);
+    assert_eq!(f.replica("a"), "1|a1 2|a 3|a3");
+    let staged = f.rows("SELECT count(*) || '' FROM temp.main.stage_2_1");
+    assert_eq!(staged, ["0"]);
 }

@@ -433,7 +433,12 @@ fn a_clean_stop_checkpoints_so_the_file_alone_is_complete() {
         "committed batches wait in the .wal while running"
     );
     rig.stop();
-    assert!(rig.log().contains("stopped cleanly"));
+    let log = rig.log();
+    assert!(log.contains("stopped cleanly"));
+    assert!(
+        log.contains("the file alone holds every commit"),
+        "the log says it checkpointed:\n{log}"
+    );
     assert_eq!(wal_bytes(), 0, "a clean stop leaves nothing in {wal:?}");
     let (code, out) = run_cli(&["status", "--json"], &rig.config);
     assert_eq!(code, 0, "{out}");

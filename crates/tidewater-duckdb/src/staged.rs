@@ -1,0 +1,126 @@
+//! What one table holds in the open batch before and after its changes reach staging: the
+//! buffered changes (`Pending`, appended in bulk), how many rows it staged, and the
+//! [`Shape`] of those rows, which decides the cheapest set-based statements that apply them
+//! exactly (`DuckDbSink::merge_rows`). Kept apart from the sink so the bookkeeping and the
+//! rule that narrows the shape change by change can be read on their own.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tidewater_core::{Change, ChangeKind};
+
+use crate::direct;
+use crate::table::TableSql;
+
+/// A change waiting to be appended to staging, with its place in the batch.
+pub(crate) struct Pending {
+    pub seq: i64,
+    pub txseq: i64,
+    pub tx: i64,
+    pub position: Arc<str>,
+    pub commit_ts: Arc<str>,
+    pub change: Change,
+}
+
+impl Pending {
+    pub fn meta(&self) -> direct::RowMeta<'_> {
+        direct::RowMeta {
+            change: &self.change,
+            position: &self.position,
+            commit_ts: &self.commit_ts,
+            txseq: self.txseq,
+            tx: self.tx,
+        }
+    }
+}
+
+/// What the staged changes of a table need, from cheapest to most general apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Shape {
+    /// Inserts and snapshot rows only: appended as they are.
+    InsertsOnly,
+    /// Each key touched once, no key changed: delete the touched keys, insert the new rows.
+    KeysOnce,
+    /// Keys touched more than once, none changed: delete the touched keys, insert each key's
+    /// last image unless it was deleted.
+    RepeatedKeys,
+    /// Key changes (or full old images): the last event per key, old keys included, decides.
+    Mixed,
+}
+
+pub(crate) struct TableState {
+    pub sql: TableSql,
+    pub pending: Vec<Pending>,
+    pub staged: usize,
+    pub staged_bytes: usize,
+    pub shape: Shape,
+    /// Keys of the staged streamed changes, while the shape is not yet `Mixed`.
+    pub keys: HashSet<Vec<u8>>,
+    pub has_snapshot_rows: bool,
+    pub changes: u64,
+    /// A keyed table whose chunked copy is not consistent yet (`tidewater_core::copy`):
+    /// every staged change is applied as an upsert or a delete (snapshot rows and inserts
+    /// replace the row of their key), and an update of a missing row is not an error.
+    pub lenient: bool,
+}
+
+impl TableState {
+    pub fn new(sql: TableSql) -> TableState {
+        TableState {
+            sql,
+            pending: Vec::new(),
+            staged: 0,
+            staged_bytes: 0,
+            shape: Shape::InsertsOnly,
+            keys: HashSet::new(),
+            has_snapshot_rows: false,
+            changes: 0,
+            lenient: false,
+        }
+    }
+
+    pub fn reset_staging(&mut self) {
+        self.staged = 0;
+        self.staged_bytes = 0;
+        self.shape = Shape::InsertsOnly;
+        self.keys.clear();
+        self.has_snapshot_rows = false;
+    }
+
+    /// Narrows down how the staged changes must be applied, as each one is staged.
+    pub fn observe(&mut self, change: &Change) {
+        if self.lenient {
+            // Upserts: delete each touched key, insert its last image.
+            self.shape = self.shape.max(Shape::RepeatedKeys);
+        }
+        let kind_shape = match (change.kind, &change.old) {
+            (ChangeKind::Snapshot, _) => {
+                self.has_snapshot_rows = true;
+                Shape::InsertsOnly
+            }
+            (ChangeKind::Insert, _) => Shape::InsertsOnly,
+            (ChangeKind::Update | ChangeKind::Delete, Some(_)) => Shape::Mixed,
+            (ChangeKind::Update | ChangeKind::Delete, None) => Shape::KeysOnce,
+        };
+        self.shape = self.shape.max(kind_shape);
+        if self.shape == Shape::KeysOnce && self.has_snapshot_rows {
+            self.shape = Shape::RepeatedKeys;
+        }
+        if self.shape >= Shape::RepeatedKeys
+            || change.kind == ChangeKind::Snapshot
+            || !change.table.has_key()
+        {
+            return;
+        }
+        let mut key = Vec::new();
+        for &k in &change.table.key {
+            let v = change.row[k].as_str().unwrap_or("");
+            key.extend_from_slice(&(v.len() as u32).to_le_bytes());
+            key.extend_from_slice(v.as_bytes());
+        }
+        if !self.keys.insert(key) {
+            self.shape = Shape::RepeatedKeys;
+            self.keys.clear();
+        }
+    }
+}
