@@ -125,7 +125,10 @@ mod tests {
     fn behind_by_bytes_in_one_file_and_by_the_new_files_offset_after_a_rotation() {
         let delivered = at(7, 1_000_000);
         assert_eq!(backlog_across_files(0, delivered), Backlog::Unknown);
-        assert_eq!(backlog_across_files(at(7, 900_000), delivered), Backlog::Current);
+        assert_eq!(
+            backlog_across_files(at(7, 900_000), delivered),
+            Backlog::Current
+        );
         assert_eq!(
             backlog_across_files(at(7, 1_000_000 + BEHIND_BYTES), delivered),
             Backlog::Current
@@ -135,7 +138,10 @@ mod tests {
             Backlog::Behind
         );
         // Rotated after the delivered commit: only the new file's header is written.
-        assert_eq!(backlog_across_files(at(8, 389), delivered), Backlog::Current);
+        assert_eq!(
+            backlog_across_files(at(8, 389), delivered),
+            Backlog::Current
+        );
         assert_eq!(
             backlog_across_files(at(8, 1 + BEHIND_BYTES), delivered),
             Backlog::Behind

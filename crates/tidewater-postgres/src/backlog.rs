@@ -27,7 +27,10 @@ impl EndPoll for WalFlush {
             )
             .await
             .map_err(|e| tidewater_core::Error::source_retryable(e.to_string()))?;
-        Ok(row.get::<_, Option<String>>(0).as_deref().and_then(parse_lsn))
+        Ok(row
+            .get::<_, Option<String>>(0)
+            .as_deref()
+            .and_then(parse_lsn))
     }
 }
 
