@@ -12,6 +12,7 @@ pub mod gtid;
 mod guard;
 mod join;
 pub mod position;
+mod raw_values;
 pub mod read;
 pub mod rows;
 pub mod snapshot;

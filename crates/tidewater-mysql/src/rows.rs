@@ -1,7 +1,8 @@
 //! Binlog row images to changes. A [`TableMap`] is built once per `TABLE_MAP_EVENT` of a
 //! selected table (checked against the schema tidewater replicates, so a row is never mapped
-//! onto the wrong columns after an ALTER); then every row is decoded with mysql_common's value
-//! decoder straight into canonical text, without building its per-row column metadata.
+//! onto the wrong columns after an ALTER); then every row is decoded straight into canonical
+//! text, without building mysql_common's per-row column metadata: the common types from their
+//! bytes into a shared buffer (`raw_values`), the rest with mysql_common's value decoder.
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use mysql_common::io::ParseBuf;
 use mysql_common::value::Value as My;
 use tidewater_core::{Change, ChangeKind, ColumnType, TableSchema, Value};
 
+use crate::raw_values::{Raw, TextArena};
 use crate::types::Kind;
 use crate::value::{convert, Origin, ZeroDates};
 
@@ -23,6 +25,8 @@ struct ColDecode {
     meta: Vec<u8>,
     unsigned: bool,
     kind: Kind,
+    /// Read from its bytes (`raw_values`), when its type is a common one.
+    raw: Option<Raw>,
 }
 
 /// A selected table as the binlog currently describes it.
@@ -76,6 +80,7 @@ impl TableMap {
                 ));
             }
             cols.push(ColDecode {
+                raw: Raw::of(ty, &meta, kind),
                 ty,
                 meta,
                 unsigned: matches!(kind, Kind::Unsigned),
@@ -85,11 +90,12 @@ impl TableMap {
         Ok(TableMap { table, cols })
     }
 
-    /// Appends the changes of one rows event. `Err` names what could not be decoded.
+    /// Appends the changes of one rows event, their text in `arena`. `Err` names what could
+    /// not be decoded.
     pub fn decode(
         &self,
         ev: &RowsEventData<'_>,
-        zero: ZeroDates,
+        (zero, arena): (ZeroDates, &mut TextArena),
         out: &mut Vec<Change>,
     ) -> Result<(), String> {
         let n = self.cols.len();
@@ -114,12 +120,12 @@ impl TableMap {
         let mut buf = ParseBuf(ev.rows_data());
         while !buf.is_empty() {
             let old = if before {
-                Some(self.image(&mut buf, zero)?)
+                Some(self.image(&mut buf, zero, arena)?)
             } else {
                 None
             };
             let new = if after {
-                Some(self.image(&mut buf, zero)?)
+                Some(self.image(&mut buf, zero, arena)?)
             } else {
                 None
             };
@@ -162,21 +168,28 @@ impl TableMap {
         })
     }
 
-    fn image(&self, buf: &mut ParseBuf<'_>, zero: ZeroDates) -> Result<Vec<Value>, String> {
+    fn image(
+        &self,
+        buf: &mut ParseBuf<'_>,
+        zero: ZeroDates,
+        arena: &mut TextArena,
+    ) -> Result<Vec<Value>, String> {
         let n = self.cols.len();
         let nulls = buf
             .checked_eat(n.div_ceil(8))
-            .ok_or("row image truncated")?
-            .to_vec();
+            .ok_or("row image truncated")?;
         let mut row = Vec::with_capacity(n);
         for (i, c) in self.cols.iter().enumerate() {
             if nulls[i / 8] >> (i % 8) & 1 == 1 {
                 row.push(Value::Null);
                 continue;
             }
-            let v = self
-                .value(c, buf, zero)
-                .map_err(|e| format!("column `{}`: {e}", self.table.columns[i].name))?;
+            let v = match c.raw.map(|raw| raw.read(buf, arena)).transpose() {
+                Ok(Some(Some(v))) => Ok(v),
+                Ok(_) => self.value(c, buf, zero),
+                Err(e) => Err(e),
+            }
+            .map_err(|e| format!("column `{}`: {e}", self.table.columns[i].name))?;
             row.push(v);
         }
         Ok(row)

@@ -28,6 +28,7 @@ use crate::ddl::{self, DdlKind};
 use crate::gtid::{parse_mariadb_gtid_event, uuid_text, MARIADB_GTID_EVENT};
 use crate::join::{unreadable, Joining};
 use crate::position::BinlogPosition;
+use crate::raw_values::TextArena;
 use crate::rows::TableMap;
 use crate::value::ZeroDates;
 
@@ -75,6 +76,8 @@ pub struct Stream {
     /// The server's end of binlog, polled (the backlog signal on each transaction).
     binlog_end: BinlogEnd,
     maps: HashMap<u64, Option<TableMap>>,
+    /// Where decoded values' text is written (shared allocations, `raw_values`).
+    arena: TextArena,
     tx: Option<OpenTx>,
     /// The last idle position sent, and when.
     idle: Option<(BinlogPosition, Instant)>,
@@ -127,6 +130,7 @@ impl Stream {
             event_end: 0,
             binlog_end: BinlogEnd::start(url.to_string(), flavor),
             maps: HashMap::new(),
+            arena: TextArena::default(),
             tx: None,
             idle: None,
             joining: None,
@@ -319,14 +323,15 @@ impl Stream {
                     return Ok(());
                 }
                 let decoded = tx.pending.len();
-                map.decode(&rows, self.zero, &mut tx.pending).map_err(|e| {
-                    Error::source_fatal(format!(
-                        "{} at {}:{}: {e}",
-                        map.table.id,
-                        self.file,
-                        header.log_pos()
-                    ))
-                })?;
+                map.decode(&rows, (self.zero, &mut self.arena), &mut tx.pending)
+                    .map_err(|e| {
+                        Error::source_fatal(format!(
+                            "{} at {}:{}: {e}",
+                            map.table.id,
+                            self.file,
+                            header.log_pos()
+                        ))
+                    })?;
                 tx.pending_bytes += tx.pending[decoded..]
                     .iter()
                     .map(change_bytes)
