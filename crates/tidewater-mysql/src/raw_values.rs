@@ -8,19 +8,23 @@
 //! their storage format, which is fixed by MySQL's row format: little-endian integers of the
 //! column's width; `VARCHAR`/`BLOB` as a little-endian length (its width from the table
 //! map's metadata) and the bytes; `TIMESTAMP2` as big-endian seconds and a big-endian
-//! fraction of `(fsp + 1) / 2` bytes. The text is the same canonical text `convert` makes
+//! fraction of `(fsp + 1) / 2` bytes; `DATETIME2` through mysql_common's packed-value
+//! decoder, without its generic value. The text is the same canonical text `convert` makes
 //! (`value.rs`); anything else, and any value that needs a policy (a zero timestamp), is
 //! left to `convert` (`None`).
 
 use std::fmt::Write as _;
 
 use bytes::BytesMut;
+use mysql_common::binlog::misc;
 use mysql_common::constants::ColumnType as MyType;
 use mysql_common::io::ParseBuf;
+use mysql_common::value::Value as My;
 use tidewater_core::time::write_utc_micros;
 use tidewater_core::Value;
 
 use crate::types::{Charset, Kind};
+use crate::value::write_datetime;
 
 /// Bytes allocated at a time for value text: the values of many rows share one allocation
 /// (kept alive, reference-counted, until the last of them is dropped after the apply).
@@ -50,6 +54,8 @@ pub enum Raw {
     Utf8 { length_bytes: usize },
     /// `TIMESTAMP2` with this many fraction bytes.
     Timestamp { fraction_bytes: usize },
+    /// `DATETIME2` with this fractional precision (mysql_common's packed-value decoder).
+    DateTime { fsp: u8 },
 }
 
 impl Raw {
@@ -89,6 +95,11 @@ impl Raw {
                     _ => return None,
                 };
                 return Some(Raw::Timestamp { fraction_bytes });
+            }
+            Kind::DateTime if ty == MYSQL_TYPE_DATETIME2 => {
+                return Some(Raw::DateTime {
+                    fsp: *meta.first()?,
+                })
             }
             _ => return None,
         };
@@ -157,6 +168,21 @@ impl Raw {
                 let us = i64::from(sec) * 1_000_000 + i64::from(micros);
                 Ok(Some(arena.value(32, |out| {
                     let _ = write_utc_micros(out, us);
+                })))
+            }
+            Raw::DateTime { fsp } => {
+                let mut local = ParseBuf(buf.0);
+                let packed = misc::my_datetime_packed_from_binary(&mut local, u32::from(fsp))
+                    .map_err(|e| format!("undecodable DATETIME value: {e}"))?;
+                let My::Date(y, mo, d, h, mi, s, us) = misc::datetime_from_packed(packed) else {
+                    return Ok(None);
+                };
+                if mo == 0 || d == 0 {
+                    return Ok(None);
+                }
+                buf.0 = local.0;
+                Ok(Some(arena.value(26, |out| {
+                    let _ = write_datetime(out, (y, mo, d), (h, mi, s, us));
                 })))
             }
         }
@@ -256,6 +282,26 @@ mod tests {
         );
         // The zero timestamp is left to the zero-date policy, unread.
         assert_eq!(read(ts(0), &[0, 0, 0, 0]), (None, 0));
+    }
+
+    #[test]
+    fn datetimes_and_zero_dates() {
+        let dt = |fsp: u8| Raw::of(MyType::MYSQL_TYPE_DATETIME2, &[fsp], &Kind::DateTime).unwrap();
+        // 2024-02-29 23:59:59: ((2024 * 13 + 2) << 5 | 29) << 17 | 23 << 12 | 59 << 6 | 59,
+        // plus 0x8000000000, big-endian in 5 bytes.
+        let packed: u64 =
+            (((2024 * 13 + 2) << 5 | 29) << 17 | 23 << 12 | 59 << 6 | 59) + 0x80_0000_0000;
+        let b = &packed.to_be_bytes()[3..];
+        assert_eq!(read(dt(0), b), (text("2024-02-29 23:59:59"), 5));
+        let mut with_micros = b.to_vec();
+        with_micros.extend_from_slice(&[0x0f, 0x42, 0x3f]); // 999999
+        assert_eq!(
+            read(dt(6), &with_micros),
+            (text("2024-02-29 23:59:59.999999"), 8)
+        );
+        // A zero date is left to the zero-date policy, unread.
+        let zero = 0x80_0000_0000u64.to_be_bytes();
+        assert_eq!(read(dt(0), &zero[3..]), (None, 0));
     }
 
     #[test]
