@@ -123,31 +123,26 @@ mod tests {
 
     #[test]
     fn behind_by_bytes_in_one_file_and_by_the_new_files_offset_after_a_rotation() {
+        use Backlog::*;
         let delivered = at(7, 1_000_000);
-        assert_eq!(backlog_across_files(0, delivered), Backlog::Unknown);
-        assert_eq!(
-            backlog_across_files(at(7, 900_000), delivered),
-            Backlog::Current
-        );
-        assert_eq!(
-            backlog_across_files(at(7, 1_000_000 + BEHIND_BYTES), delivered),
-            Backlog::Current
-        );
-        assert_eq!(
-            backlog_across_files(at(7, 1_000_001 + BEHIND_BYTES), delivered),
-            Backlog::Behind
-        );
-        // Rotated after the delivered commit: only the new file's header is written.
-        assert_eq!(
-            backlog_across_files(at(8, 389), delivered),
-            Backlog::Current
-        );
-        assert_eq!(
-            backlog_across_files(at(8, 1 + BEHIND_BYTES), delivered),
-            Backlog::Behind
-        );
-        assert_eq!(backlog_across_files(at(9, 389), delivered), Backlog::Behind);
+        let cases = [
+            (0, Unknown),
+            (at(7, 900_000), Current),
+            (at(7, 1_000_000 + BEHIND_BYTES), Current),
+            (at(7, 1_000_001 + BEHIND_BYTES), Behind),
+            // Rotated after the delivered commit: only the new file's header is written.
+            (at(8, 389), Current),
+            (at(8, 1 + BEHIND_BYTES), Behind),
+            (at(9, 389), Behind),
+        ];
+        for (polled, expected) in cases {
+            assert_eq!(
+                backlog_across_files(polled, delivered),
+                expected,
+                "{polled:x}"
+            );
+        }
         // A stream ahead of the last poll (the poll is late) is current.
-        assert_eq!(backlog_across_files(at(7, 5), at(8, 300)), Backlog::Current);
+        assert_eq!(backlog_across_files(at(7, 5), at(8, 300)), Current);
     }
 }
