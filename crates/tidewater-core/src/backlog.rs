@@ -143,10 +143,16 @@ mod tests {
 
     #[tokio::test]
     async fn the_furthest_poll_counts_until_a_poll_fails() {
-        let end =
-            PolledEnd::start(async { Ok(Scripted(vec![Some(500), None, Some(300), Some(900)])) });
-        wait_for(&end, 900).await;
-        assert_eq!(end.backlog(900 - BEHIND_BYTES - 1), Backlog::Behind);
+        let end = PolledEnd::start(async {
+            Ok(Scripted(vec![
+                Some(500_000),
+                None,
+                Some(300_000),
+                Some(900_000),
+            ]))
+        });
+        wait_for(&end, 900_000).await;
+        assert_eq!(end.backlog(900_000 - BEHIND_BYTES - 1), Backlog::Behind);
         // The script ends: the poll fails and the signal is unknown again.
         wait_for(&end, 0).await;
         assert_eq!(end.backlog(1), Backlog::Unknown);
