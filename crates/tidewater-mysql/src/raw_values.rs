@@ -305,6 +305,147 @@ mod tests {
     }
 
     #[test]
+    fn timestamps_of_odd_precision_past_2038_and_at_the_epoch() {
+        let ts =
+            |fsp: u8| Raw::of(MyType::MYSQL_TYPE_TIMESTAMP2, &[fsp], &Kind::Timestamp).unwrap();
+        let sec = [0x65, 0x53, 0xf1, 0x00];
+        // fsp 1 stores hundredths (0.7 as 70), fsp 3 hundreds of microseconds, fsp 5 micros.
+        assert_eq!(
+            read(ts(1), &[sec[0], sec[1], sec[2], sec[3], 70]),
+            (text("2023-11-14 22:13:20.700000+00"), 5)
+        );
+        assert_eq!(
+            read(ts(3), &[sec[0], sec[1], sec[2], sec[3], 0x27, 0x0c]),
+            (text("2023-11-14 22:13:20.999600+00"), 6)
+        );
+        assert_eq!(
+            read(ts(5), &[sec[0], sec[1], sec[2], sec[3], 0, 0, 10]),
+            (text("2023-11-14 22:13:20.000010+00"), 7)
+        );
+        // Seconds are unsigned: 2^31 is 2038-01-19 03:14:08, the largest 2106-02-07 06:28:15.
+        assert_eq!(
+            read(ts(0), &[0x80, 0, 0, 0]),
+            (text("2038-01-19 03:14:08.000000+00"), 4)
+        );
+        assert_eq!(
+            read(ts(0), &[0xff; 4]),
+            (text("2106-02-07 06:28:15.000000+00"), 4)
+        );
+        // Zero seconds with a fraction is not the zero timestamp.
+        assert_eq!(
+            read(ts(6), &[0, 0, 0, 0, 0, 0, 1]),
+            (text("1970-01-01 00:00:00.000001+00"), 7)
+        );
+        assert_eq!(read(ts(6), &[0; 7]), (None, 0));
+        // A precision MySQL does not have is left to mysql_common's decoder.
+        assert_eq!(
+            Raw::of(MyType::MYSQL_TYPE_TIMESTAMP2, &[7], &Kind::Timestamp),
+            None
+        );
+        // The old TIMESTAMP (seconds, little-endian) is not read here.
+        assert_eq!(
+            Raw::of(MyType::MYSQL_TYPE_TIMESTAMP, &[], &Kind::Timestamp),
+            None
+        );
+    }
+
+    #[test]
+    fn datetimes_of_every_precision() {
+        let dt = |fsp: u8| Raw::of(MyType::MYSQL_TYPE_DATETIME2, &[fsp], &Kind::DateTime).unwrap();
+        // 1000-01-01 00:00:00 and its fraction bytes at each precision (MySQL's layout: the
+        // fraction in units of 10^-2, 10^-4, 10^-6 s, big-endian in 1, 2, 3 bytes).
+        let packed: u64 = (((1000 * 13 + 1) << 5 | 1) << 17) + 0x80_0000_0000;
+        let int = &packed.to_be_bytes()[3..];
+        let cases: [(u8, &[u8], &str); 6] = [
+            (1, &[10], "1000-01-01 00:00:00.100000"),
+            (2, &[99], "1000-01-01 00:00:00.990000"),
+            (3, &[0x03, 0xe7], "1000-01-01 00:00:00.099900"),
+            (4, &[0, 1], "1000-01-01 00:00:00.000100"),
+            (5, &[0, 0, 10], "1000-01-01 00:00:00.000010"),
+            (6, &[0, 0, 0], "1000-01-01 00:00:00"),
+        ];
+        for (fsp, frac, want) in cases {
+            let bytes = [int, frac].concat();
+            assert_eq!(
+                read(dt(fsp), &bytes),
+                (text(want), bytes.len()),
+                "fsp {fsp}"
+            );
+        }
+        // A zero day alone is a zero date too: left to the policy.
+        let zero_day: u64 = (((2020 * 13 + 5) << 5) << 17) + 0x80_0000_0000;
+        assert_eq!(read(dt(0), &zero_day.to_be_bytes()[3..]), (None, 0));
+    }
+
+    #[test]
+    fn integer_extremes() {
+        let int = |width, unsigned| Raw::Int { width, unsigned };
+        assert_eq!(read(int(1, false), &[0]), (text("0"), 1));
+        assert_eq!(read(int(1, false), &[0x7f]), (text("127"), 1));
+        assert_eq!(read(int(2, false), &[0, 0x80]), (text("-32768"), 2));
+        assert_eq!(read(int(2, true), &[0xff, 0xff]), (text("65535"), 2));
+        assert_eq!(read(int(3, false), &[0, 0, 0x80]), (text("-8388608"), 3));
+        assert_eq!(
+            read(int(3, false), &[0xff, 0xff, 0x7f]),
+            (text("8388607"), 3)
+        );
+        assert_eq!(read(int(4, true), &[0xff; 4]), (text("4294967295"), 4));
+        let min = [0, 0, 0, 0, 0, 0, 0, 0x80];
+        assert_eq!(read(int(8, false), &min), (text("-9223372036854775808"), 8));
+        assert_eq!(read(int(8, true), &min), (text("9223372036854775808"), 8));
+        let mut max = [0xff; 8];
+        max[7] = 0x7f;
+        assert_eq!(read(int(8, false), &max), (text("9223372036854775807"), 8));
+    }
+
+    #[test]
+    fn utf8_of_every_width_empty_and_three_length_bytes() {
+        let blob = |n: u8| Raw::of(MyType::MYSQL_TYPE_BLOB, &[n], &Kind::Text(Charset::Utf8));
+        let s = "a\0é€🎉\u{10ffff}";
+        let mut bytes = vec![s.len() as u8, 0, 0];
+        bytes.extend_from_slice(s.as_bytes());
+        assert_eq!(read(blob(3).unwrap(), &bytes), (text(s), bytes.len()));
+        assert_eq!(read(blob(1).unwrap(), &[0]), (text(""), 1));
+        assert_eq!(blob(0), None);
+        assert_eq!(blob(5), None);
+        // A UTF-8 sequence cut short, and a surrogate (not UTF-8) are refused.
+        assert!(try_read(blob(1).unwrap(), b"\x03\xf0\x9f\x8e").is_err());
+        assert!(try_read(blob(1).unwrap(), b"\x03\xed\xa0\x80").is_err());
+        // CHAR, ENUM and SET share MYSQL_TYPE_STRING (their real type in the metadata): not
+        // read here.
+        assert_eq!(
+            Raw::of(
+                MyType::MYSQL_TYPE_STRING,
+                &[0xfe, 40],
+                &Kind::Text(Charset::Utf8)
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn truncated_images_are_errors() {
+        let raws = [
+            Raw::Int {
+                width: 8,
+                unsigned: false,
+            },
+            Raw::Utf8 { length_bytes: 2 },
+            Raw::Timestamp { fraction_bytes: 3 },
+            Raw::DateTime { fsp: 6 },
+        ];
+        let short: &[&[u8]] = &[&[1; 7], &[5, 0, b'a'], &[1, 2, 3, 4, 5, 6], &[0x99; 7]];
+        for (raw, bytes) in raws.into_iter().zip(short) {
+            assert!(try_read(raw, bytes).is_err(), "{raw:?}");
+        }
+        assert!(try_read(Raw::Utf8 { length_bytes: 2 }, &[5]).is_err());
+    }
+
+    fn try_read(raw: Raw, bytes: &[u8]) -> Result<Option<Value>, String> {
+        raw.read(&mut ParseBuf(bytes), &mut TextArena::default())
+    }
+
+    #[test]
     fn values_share_the_arena_but_stay_apart() {
         let mut arena = TextArena::default();
         let int = Raw::Int {
