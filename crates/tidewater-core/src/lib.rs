@@ -3,6 +3,7 @@
 //! No database driver appears here.
 
 pub mod apply;
+pub mod backlog;
 pub mod check;
 pub mod config;
 pub mod copy;

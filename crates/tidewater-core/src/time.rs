@@ -2,12 +2,20 @@
 
 /// `YYYY-MM-DD HH:MM:SS.ffffff+00` for microseconds since the Unix epoch.
 pub fn format_utc_micros(us: i64) -> String {
+    let mut out = String::with_capacity(29);
+    write_utc_micros(&mut out, us).expect("a String takes any text");
+    out
+}
+
+/// [`format_utc_micros`] into `out` (a source's shared text buffer).
+pub fn write_utc_micros(out: &mut impl std::fmt::Write, us: i64) -> std::fmt::Result {
     let secs = us.div_euclid(1_000_000);
     let micros = us.rem_euclid(1_000_000);
     let days = secs.div_euclid(86_400);
     let sod = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!(
+    write!(
+        out,
         "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}.{micros:06}+00",
         sod / 3600,
         sod % 3600 / 60,

@@ -2,6 +2,7 @@
 //! known exactly, then the row binlog from that position (GTID or file:pos), decoded into the
 //! core's change model.
 
+pub mod backlog;
 pub mod catalog;
 pub mod config;
 pub mod conn;
@@ -11,6 +12,7 @@ pub mod gtid;
 mod guard;
 mod join;
 pub mod position;
+mod raw_values;
 pub mod read;
 pub mod rows;
 pub mod snapshot;

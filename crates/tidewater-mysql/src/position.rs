@@ -54,7 +54,7 @@ impl BinlogPosition {
 }
 
 /// The sequence number of a binlog file name (`mysql-bin.000042` → 42).
-fn file_number(file: &str) -> u64 {
+pub(crate) fn file_number(file: &str) -> u64 {
     file.rsplit('.')
         .next()
         .and_then(|n| n.parse().ok())

@@ -1,7 +1,8 @@
 //! Binlog row images to changes. A [`TableMap`] is built once per `TABLE_MAP_EVENT` of a
 //! selected table (checked against the schema tidewater replicates, so a row is never mapped
-//! onto the wrong columns after an ALTER); then every row is decoded with mysql_common's value
-//! decoder straight into canonical text, without building its per-row column metadata.
+//! onto the wrong columns after an ALTER); then every row is decoded straight into canonical
+//! text, without building mysql_common's per-row column metadata: the common types from their
+//! bytes into a shared buffer (`raw_values`), the rest with mysql_common's value decoder.
 
 use std::sync::Arc;
 
@@ -13,6 +14,7 @@ use mysql_common::io::ParseBuf;
 use mysql_common::value::Value as My;
 use tidewater_core::{Change, ChangeKind, ColumnType, TableSchema, Value};
 
+use crate::raw_values::{Raw, TextArena};
 use crate::types::Kind;
 use crate::value::{convert, Origin, ZeroDates};
 
@@ -23,6 +25,20 @@ struct ColDecode {
     meta: Vec<u8>,
     unsigned: bool,
     kind: Kind,
+    /// Read from its bytes (`raw_values`), when its type is a common one.
+    raw: Option<Raw>,
+}
+
+impl ColDecode {
+    fn new(ty: MyType, meta: Vec<u8>, kind: &Kind) -> ColDecode {
+        ColDecode {
+            raw: Raw::of(ty, &meta, kind),
+            ty,
+            meta,
+            unsigned: matches!(kind, Kind::Unsigned),
+            kind: kind.clone(),
+        }
+    }
 }
 
 /// A selected table as the binlog currently describes it.
@@ -75,21 +91,17 @@ impl TableMap {
                     table.columns[i].name, table.columns[i].source_type
                 ));
             }
-            cols.push(ColDecode {
-                ty,
-                meta,
-                unsigned: matches!(kind, Kind::Unsigned),
-                kind: kind.clone(),
-            });
+            cols.push(ColDecode::new(ty, meta, kind));
         }
         Ok(TableMap { table, cols })
     }
 
-    /// Appends the changes of one rows event. `Err` names what could not be decoded.
+    /// Appends the changes of one rows event, their text in `arena`. `Err` names what could
+    /// not be decoded.
     pub fn decode(
         &self,
         ev: &RowsEventData<'_>,
-        zero: ZeroDates,
+        (zero, arena): (ZeroDates, &mut TextArena),
         out: &mut Vec<Change>,
     ) -> Result<(), String> {
         let n = self.cols.len();
@@ -114,12 +126,12 @@ impl TableMap {
         let mut buf = ParseBuf(ev.rows_data());
         while !buf.is_empty() {
             let old = if before {
-                Some(self.image(&mut buf, zero)?)
+                Some(self.image(&mut buf, zero, arena)?)
             } else {
                 None
             };
             let new = if after {
-                Some(self.image(&mut buf, zero)?)
+                Some(self.image(&mut buf, zero, arena)?)
             } else {
                 None
             };
@@ -162,21 +174,28 @@ impl TableMap {
         })
     }
 
-    fn image(&self, buf: &mut ParseBuf<'_>, zero: ZeroDates) -> Result<Vec<Value>, String> {
+    fn image(
+        &self,
+        buf: &mut ParseBuf<'_>,
+        zero: ZeroDates,
+        arena: &mut TextArena,
+    ) -> Result<Vec<Value>, String> {
         let n = self.cols.len();
         let nulls = buf
             .checked_eat(n.div_ceil(8))
-            .ok_or("row image truncated")?
-            .to_vec();
+            .ok_or("row image truncated")?;
         let mut row = Vec::with_capacity(n);
         for (i, c) in self.cols.iter().enumerate() {
             if nulls[i / 8] >> (i % 8) & 1 == 1 {
                 row.push(Value::Null);
                 continue;
             }
-            let v = self
-                .value(c, buf, zero)
-                .map_err(|e| format!("column `{}`: {e}", self.table.columns[i].name))?;
+            let v = match c.raw.map(|raw| raw.read(buf, arena)).transpose() {
+                Ok(Some(Some(v))) => Ok(v),
+                Ok(_) => self.value(c, buf, zero),
+                Err(e) => Err(e),
+            }
+            .map_err(|e| format!("column `{}`: {e}", self.table.columns[i].name))?;
             row.push(v);
         }
         Ok(row)
@@ -316,6 +335,295 @@ fn fits(kind: &Kind, replicated: &ColumnType, ty: MyType, meta: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::Charset;
+    use tidewater_core::{Column, TableId};
+    use MyType::*;
+
+    /// A table map of these columns (`c0`, `c1`, ...), as `TableMap::new` builds one.
+    fn table_map(cols: &[(MyType, &[u8], Kind)]) -> TableMap {
+        let columns = (0..cols.len())
+            .map(|i| Column {
+                name: format!("c{i}"),
+                ty: ColumnType::Text,
+                nullable: true,
+                source_type: String::new(),
+            })
+            .collect();
+        TableMap {
+            table: Arc::new(TableSchema {
+                id: TableId::new("s", "t"),
+                columns,
+                key: vec![],
+            }),
+            cols: cols
+                .iter()
+                .map(|(ty, meta, kind)| ColDecode::new(*ty, meta.to_vec(), kind))
+                .collect(),
+        }
+    }
+
+    /// xorshift64: reproducible bytes without a dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn bytes(&mut self, n: usize) -> Vec<u8> {
+            (0..n).map(|_| self.next() as u8).collect()
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+    }
+
+    /// Value bytes as a server writes them for the column (and some it never writes: bytes
+    /// that are not UTF-8, truncated images), edges first.
+    fn samples(ty: MyType, meta: &[u8], rng: &mut Rng) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        match ty {
+            MYSQL_TYPE_TINY | MYSQL_TYPE_SHORT | MYSQL_TYPE_INT24 | MYSQL_TYPE_LONG
+            | MYSQL_TYPE_LONGLONG => {
+                let width = match ty {
+                    MYSQL_TYPE_TINY => 1,
+                    MYSQL_TYPE_SHORT => 2,
+                    MYSQL_TYPE_INT24 => 3,
+                    MYSQL_TYPE_LONG => 4,
+                    _ => 8,
+                };
+                for edge in [0u8, 0xff, 0x7f, 0x80] {
+                    let mut b = vec![edge; width];
+                    out.push(b.clone());
+                    b[width - 1] ^= 0x80;
+                    out.push(b);
+                }
+                out.extend((0..200).map(|_| rng.bytes(width)));
+                out.push(vec![0; width - 1]);
+            }
+            MYSQL_TYPE_VARCHAR | MYSQL_TYPE_BLOB => {
+                let length_bytes = match ty {
+                    MYSQL_TYPE_BLOB => usize::from(meta[0]),
+                    _ if u16::from_le_bytes([meta[0], meta[1]]) < 256 => 1,
+                    _ => 2,
+                };
+                let chars = [
+                    'a',
+                    '\0',
+                    'é',
+                    '€',
+                    '日',
+                    '🎉',
+                    '\u{7f}',
+                    '\u{80}',
+                    '\u{10ffff}',
+                ];
+                for i in 0..300 {
+                    let len = rng.below(if i % 10 == 0 { 300 } else { 20 }) as usize;
+                    let text: Vec<u8> = if i % 3 == 0 {
+                        rng.bytes(len)
+                    } else {
+                        (0..len)
+                            .map(|_| chars[rng.below(chars.len() as u64) as usize])
+                            .collect::<String>()
+                            .into_bytes()
+                    };
+                    if length_bytes == 1 && text.len() > 255 {
+                        continue;
+                    }
+                    let mut b = (text.len() as u32).to_le_bytes()[..length_bytes].to_vec();
+                    b.extend_from_slice(&text);
+                    if i % 50 == 0 {
+                        b.pop();
+                    }
+                    out.push(b);
+                }
+            }
+            MYSQL_TYPE_TIMESTAMP2 => {
+                // The fraction as stored: below 10^2, 10^4, 10^6 in 1, 2, 3 bytes. (Seconds
+                // past 2^31 are not compared: mysql_common reads them as an i32.)
+                let (fraction_bytes, limit) = match meta[0] {
+                    0 => (0, 1),
+                    1 | 2 => (1, 100),
+                    3 | 4 => (2, 10_000),
+                    _ => (3, 1_000_000),
+                };
+                for i in 0..300 {
+                    let sec = match i {
+                        0 | 1 => 0,
+                        2 => i32::MAX as u32,
+                        _ => rng.below(1 << 31) as u32,
+                    };
+                    let frac = if i == 0 { 0 } else { rng.below(limit) as u32 };
+                    let mut b = sec.to_be_bytes().to_vec();
+                    b.extend_from_slice(&frac.to_be_bytes()[4 - fraction_bytes..]);
+                    out.push(b);
+                }
+                out.push(vec![0x65; 3]);
+            }
+            MYSQL_TYPE_DATETIME2 => {
+                let fraction_bytes = usize::from(meta[0]).div_ceil(2);
+                out.push([&[0x80, 0, 0, 0, 0][..], &vec![0; fraction_bytes]].concat());
+                for _ in 0..300 {
+                    // Mostly valid dates (sign bit set), any fields: both ways decode the
+                    // same packed integer.
+                    let mut b = rng.bytes(5 + fraction_bytes);
+                    b[0] |= 0x80;
+                    out.push(b);
+                }
+                out.push(vec![0x99; 4 + fraction_bytes]);
+            }
+            _ => unreachable!("no samples for {ty:?}"),
+        }
+        out
+    }
+
+    /// Every column type read from its bytes (`raw_values`) gives the value, and takes the
+    /// bytes, that mysql_common's decoder and `convert` give and take; a value the raw reading
+    /// leaves to them (zero dates) is left untouched.
+    #[test]
+    fn raw_readings_equal_the_generic_decoder() {
+        let utf8 = || Kind::Text(Charset::Utf8);
+        let mut columns: Vec<(MyType, Vec<u8>, Kind)> = Vec::new();
+        for ty in [
+            MYSQL_TYPE_TINY,
+            MYSQL_TYPE_SHORT,
+            MYSQL_TYPE_INT24,
+            MYSQL_TYPE_LONG,
+            MYSQL_TYPE_LONGLONG,
+        ] {
+            columns.push((ty, vec![], Kind::Signed));
+            columns.push((ty, vec![], Kind::Unsigned));
+        }
+        columns.push((MYSQL_TYPE_VARCHAR, vec![200, 0], utf8()));
+        columns.push((MYSQL_TYPE_VARCHAR, vec![255, 0], utf8()));
+        columns.push((MYSQL_TYPE_VARCHAR, vec![0, 1], utf8()));
+        for n in 1..=4 {
+            columns.push((MYSQL_TYPE_BLOB, vec![n], utf8()));
+        }
+        for fsp in 0..=6 {
+            columns.push((MYSQL_TYPE_TIMESTAMP2, vec![fsp], Kind::Timestamp));
+            columns.push((MYSQL_TYPE_DATETIME2, vec![fsp], Kind::DateTime));
+        }
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for (ty, meta, kind) in &columns {
+            let map = table_map(&[(*ty, meta, kind.clone())]);
+            let c = &map.cols[0];
+            let raw = c
+                .raw
+                .unwrap_or_else(|| panic!("{ty:?} {meta:?} is read raw"));
+            let mut read_raw = 0;
+            for bytes in samples(*ty, meta, &mut rng) {
+                let what = format!("{ty:?} {meta:?} {kind:?} {bytes:02x?}");
+                let mut generic_buf = ParseBuf(&bytes);
+                let generic = map.value(c, &mut generic_buf, ZeroDates::Null);
+                let mut raw_buf = ParseBuf(&bytes);
+                match raw.read(&mut raw_buf, &mut TextArena::default()) {
+                    Ok(Some(v)) => {
+                        read_raw += 1;
+                        assert_eq!(Ok(v), generic, "{what}");
+                        assert_eq!(raw_buf.0.len(), generic_buf.0.len(), "{what}");
+                    }
+                    Ok(None) => assert_eq!(raw_buf.0.len(), bytes.len(), "{what}"),
+                    Err(e) => assert!(generic.is_err(), "{what}: raw {e}, generic {generic:?}"),
+                }
+            }
+            assert!(
+                read_raw > 100,
+                "{ty:?} {meta:?}: {read_raw} values read raw"
+            );
+        }
+    }
+
+    /// The NULL bitmap (one bit per column, low bit first, over two bytes here) skips the
+    /// columns it marks, raw and generic readings alike; images follow one another exactly.
+    #[test]
+    fn null_bitmaps_and_mixed_readings() {
+        let utf8 = Kind::Text(Charset::Utf8);
+        let map = table_map(&[
+            (MYSQL_TYPE_LONG, &[], Kind::Signed),
+            (MYSQL_TYPE_VARCHAR, &[40, 0], utf8.clone()),
+            (MYSQL_TYPE_TIMESTAMP2, &[3], Kind::Timestamp),
+            (MYSQL_TYPE_DOUBLE, &[8], Kind::Double),
+            (MYSQL_TYPE_TINY, &[], Kind::Unsigned),
+            (MYSQL_TYPE_BLOB, &[2], utf8.clone()),
+            (MYSQL_TYPE_NEWDATE, &[], Kind::Date),
+            (MYSQL_TYPE_DATETIME2, &[0], Kind::DateTime),
+            (MYSQL_TYPE_LONGLONG, &[], Kind::Signed),
+            (MYSQL_TYPE_VARCHAR, &[40, 0], utf8),
+        ]);
+        let datetime = (((2024u64 * 13 + 2) << 5 | 29) << 17) + 0x80_0000_0000;
+        let newdate = (2024u32 << 9 | 2 << 5 | 29).to_le_bytes();
+        // Image 1: columns 1, 4, 8 and 9 NULL (bits 1, 4 of byte 0; 0, 1 of byte 1).
+        let mut rows = vec![0b0001_0010, 0b0000_0011];
+        rows.extend_from_slice(&(-7i32).to_le_bytes());
+        rows.extend_from_slice(&[0x65, 0x53, 0xf1, 0x00, 0x00, 0x01]);
+        rows.extend_from_slice(&1.5f64.to_le_bytes());
+        rows.extend_from_slice(&[3, 0]);
+        rows.extend_from_slice("日".as_bytes());
+        rows.extend_from_slice(&newdate[..3]);
+        rows.extend_from_slice(&datetime.to_be_bytes()[3..]);
+        // Image 2: only column 0 NULL, the others set.
+        rows.extend_from_slice(&[0b0000_0001, 0b0000_0000]);
+        rows.extend_from_slice(&[2, b'h', b'i']);
+        rows.extend_from_slice(&[0; 6]);
+        rows.extend_from_slice(&(-0.0f64).to_le_bytes());
+        rows.push(255);
+        rows.extend_from_slice(&[0, 0]);
+        rows.extend_from_slice(&[0, 0, 0]);
+        rows.extend_from_slice(&(0x80_0000_0000u64).to_be_bytes()[3..]);
+        rows.extend_from_slice(&i64::MIN.to_le_bytes());
+        rows.extend_from_slice(&[1, b'z']);
+
+        let t = |s: &str| Value::text(s);
+        let mut buf = ParseBuf(&rows);
+        let mut arena = TextArena::default();
+        let first = map.image(&mut buf, ZeroDates::Null, &mut arena).unwrap();
+        assert_eq!(
+            first,
+            vec![
+                t("-7"),
+                Value::Null,
+                t("2023-11-14 22:13:20.000100+00"),
+                t("1.5"),
+                Value::Null,
+                t("日"),
+                t("2024-02-29"),
+                t("2024-02-29 00:00:00"),
+                Value::Null,
+                Value::Null,
+            ]
+        );
+        let rest = buf.0;
+        let second = map.image(&mut buf, ZeroDates::Null, &mut arena).unwrap();
+        assert_eq!(
+            second,
+            vec![
+                Value::Null,
+                t("hi"),
+                Value::Null,
+                t("-0"),
+                t("255"),
+                t(""),
+                Value::Null,
+                Value::Null,
+                t("-9223372036854775808"),
+                t("z"),
+            ]
+        );
+        assert!(buf.is_empty());
+        // Zero dates under the error policy stop, naming the column (raw readings leave
+        // them to the policy).
+        let err = map
+            .image(&mut ParseBuf(rest), ZeroDates::Error, &mut arena)
+            .unwrap_err();
+        assert!(
+            err.contains("column `c2`") && err.contains("zero date"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn signed_mediumint_is_sign_extended() {

@@ -21,12 +21,14 @@ use tidewater_core::{
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
+use crate::backlog::BinlogEnd;
 use crate::catalog::{describe, SourceTable};
 use crate::conn::{connect, is_purged, my_error, CannotCatchUp, Flavor, Purged};
 use crate::ddl::{self, DdlKind};
 use crate::gtid::{parse_mariadb_gtid_event, uuid_text, MARIADB_GTID_EVENT};
 use crate::join::{unreadable, Joining};
 use crate::position::BinlogPosition;
+use crate::raw_values::TextArena;
 use crate::rows::TableMap;
 use crate::value::ZeroDates;
 
@@ -68,7 +70,14 @@ pub struct Stream {
     pub zero: ZeroDates,
     pub events: mpsc::Sender<SourceEvent>,
     pub file: String,
+    /// The end offset (in `file`) of the event being handled: where what the stream has
+    /// read ends, compared with the server's end of binlog for the backlog signal.
+    event_end: u64,
+    /// The server's end of binlog, polled (the backlog signal on each transaction).
+    binlog_end: BinlogEnd,
     maps: HashMap<u64, Option<TableMap>>,
+    /// Where decoded values' text is written (shared allocations, `raw_values`).
+    arena: TextArena,
     tx: Option<OpenTx>,
     /// The last idle position sent, and when.
     idle: Option<(BinlogPosition, Instant)>,
@@ -118,7 +127,10 @@ impl Stream {
             zero,
             events,
             file,
+            event_end: 0,
+            binlog_end: BinlogEnd::start(url.to_string(), flavor),
             maps: HashMap::new(),
+            arena: TextArena::default(),
             tx: None,
             idle: None,
             joining: None,
@@ -210,6 +222,9 @@ impl Stream {
     async fn handle(&mut self, event: &Event) -> Result<()> {
         let header = event.header();
         let raw = header.event_type_raw();
+        if header.log_pos() != 0 {
+            self.event_end = u64::from(header.log_pos());
+        }
         if raw == MARIADB_GTID_EVENT {
             let g = parse_mariadb_gtid_event(event.data(), header.server_id())
                 .ok_or_else(|| Error::source_fatal("malformed MariaDB GTID event"))?;
@@ -308,14 +323,15 @@ impl Stream {
                     return Ok(());
                 }
                 let decoded = tx.pending.len();
-                map.decode(&rows, self.zero, &mut tx.pending).map_err(|e| {
-                    Error::source_fatal(format!(
-                        "{} at {}:{}: {e}",
-                        map.table.id,
-                        self.file,
-                        header.log_pos()
-                    ))
-                })?;
+                map.decode(&rows, (self.zero, &mut self.arena), &mut tx.pending)
+                    .map_err(|e| {
+                        Error::source_fatal(format!(
+                            "{} at {}:{}: {e}",
+                            map.table.id,
+                            self.file,
+                            header.log_pos()
+                        ))
+                    })?;
                 tx.pending_bytes += tx.pending[decoded..]
                     .iter()
                     .map(change_bytes)
@@ -440,7 +456,11 @@ impl Stream {
         if tx.pending.is_empty() {
             return Ok(());
         }
-        let begin = (!tx.begun).then(|| tx.info.clone());
+        let backlog = self.binlog_end.backlog(&self.file, self.event_end);
+        let begin = (!tx.begun).then(|| TxInfo {
+            backlog,
+            ..tx.info.clone()
+        });
         tx.begun = true;
         let changes = std::mem::take(&mut tx.pending);
         tx.pending_bytes = 0;
@@ -561,7 +581,11 @@ impl Stream {
         match d.kind {
             DdlKind::Truncate => {
                 let schemas = touched.iter().map(|t| t.schema.clone()).collect();
-                let info = self.tx.as_ref().map(|t| t.info.clone());
+                let backlog = self.binlog_end.backlog(&self.file, self.event_end);
+                let info = self.tx.as_ref().map(|t| TxInfo {
+                    backlog,
+                    ..t.info.clone()
+                });
                 if let (Some(info), Some(tx)) = (info, self.tx.as_mut()) {
                     tx.begun = true;
                     self.send(SourceEvent::Begin(info)).await?;

@@ -152,11 +152,22 @@ fn zero_date(policy: ZeroDates, shown: String) -> Result<Value, String> {
 }
 
 fn datetime(y: u16, mo: u8, d: u8, h: u8, mi: u8, s: u8, us: u32) -> String {
-    let mut t = format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}");
-    if us != 0 {
-        let _ = write!(t, ".{us:06}");
-    }
+    let mut t = String::with_capacity(26);
+    let _ = write_datetime(&mut t, (y, mo, d), (h, mi, s, us));
     t
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.ffffff]` (the canonical `DATETIME` text) into `out`.
+pub fn write_datetime(
+    out: &mut impl std::fmt::Write,
+    (y, mo, d): (u16, u8, u8),
+    (h, mi, s, us): (u8, u8, u8, u32),
+) -> std::fmt::Result {
+    write!(out, "{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")?;
+    if us != 0 {
+        write!(out, ".{us:06}")?;
+    }
+    Ok(())
 }
 
 fn utf8(b: Vec<u8>) -> Result<Value, String> {

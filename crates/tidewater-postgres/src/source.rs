@@ -12,7 +12,6 @@ use tidewater_core::{
 use tokio_postgres::Client;
 use tracing::{info, warn};
 
-use crate::backlog::WalEnd;
 use crate::catalog::{resolve_tables, SourceTable};
 use crate::config::PgSourceConfig;
 use crate::conn::{
@@ -433,7 +432,7 @@ impl Source for PgSource {
                 .unwrap_or(0)
                 .max(applied_lsn),
             recopy_requests: ctx.recopy,
-            wal_end: WalEnd::start(self.config.url.expose().to_string()),
+            wal_end: crate::backlog::start(self.config.url.expose().to_string()),
         }
         .run()
         .await
