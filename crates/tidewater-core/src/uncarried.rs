@@ -14,7 +14,9 @@
 //! - where both definitions come from the same catalog (MySQL/MariaDB), so is a column whose
 //!   declared type changed within the same logical type (`varchar(20)` made `varchar(5)`
 //!   truncates), or that became NOT NULL (without strict mode NULLs turn into zero values);
-//! - a dropped column is carried: the replica drops it too, and nothing else changes.
+//! - a dropped column is carried: the replica drops it too, and nothing else changes;
+//! - a key moved to other columns, gained or lost is uncarried: the replica is keyed by the
+//!   old key (a keyless replica may also have missed the updates of an insert-only table).
 
 use crate::model::{ColumnType, TableId, TableSchema};
 
@@ -54,18 +56,25 @@ pub fn copy_again<'a>(
 
 fn changes(old: &TableSchema, new: &TableSchema, declared: bool) -> Option<String> {
     let mut reasons = Vec::new();
-    // A keyed table keyed by other columns: the rows its updates and deletes name are found
-    // by the new key, which the replica is not keyed by. (A table gaining or losing its key
-    // is the source's business: PostgreSQL moves it between publications.)
+    // A table keyed by other columns, or one that gained or lost its key: the rows its
+    // updates and deletes name are found by the new key (or by whole rows), which the replica
+    // is not keyed by. A table that was keyless could also have missed changes: PostgreSQL
+    // publishes only the inserts of a keyless table without FULL identity. (PostgreSQL also
+    // moves such a table between publications, `placement`; both ask for the same re-copy.)
     let key_names = |s: &TableSchema| -> Vec<String> {
         s.key.iter().map(|&k| s.columns[k].name.clone()).collect()
     };
-    if old.has_key() && new.has_key() && key_names(old) != key_names(new) {
-        reasons.push(format!(
-            "its key changed from ({}) to ({})",
-            key_names(old).join(", "),
-            key_names(new).join(", ")
-        ));
+    let (was, is) = (key_names(old), key_names(new));
+    if was != is {
+        reasons.push(match (was.is_empty(), is.is_empty()) {
+            (true, _) => format!("it gained a key ({})", is.join(", ")),
+            (_, true) => format!("it lost its key ({})", was.join(", ")),
+            _ => format!(
+                "its key changed from ({}) to ({})",
+                was.join(", "),
+                is.join(", ")
+            ),
+        });
     }
     for c in &new.columns {
         let retyped = || {
@@ -196,7 +205,7 @@ mod tests {
             uncarried_declared_change(&old, &not_null).as_deref(),
             Some("column n became NOT NULL")
         );
-        // Keyed by other columns: uncarried; a key gained or lost: the source's business.
+        // Keyed by other columns, a key gained or lost: all uncarried.
         let mut rekeyed = old.clone();
         rekeyed.key = vec![2];
         assert_eq!(
@@ -205,8 +214,14 @@ mod tests {
         );
         let mut keyless = old.clone();
         keyless.key.clear();
-        assert_eq!(uncarried_change(&old, &keyless), None);
-        assert_eq!(uncarried_change(&keyless, &old), None);
+        assert_eq!(
+            uncarried_change(&old, &keyless).as_deref(),
+            Some("it lost its key (id)")
+        );
+        assert_eq!(
+            uncarried_change(&keyless, &old).as_deref(),
+            Some("it gained a key (id)")
+        );
         let d = |precision, scale| Decimal { precision, scale };
         assert!(exact_widening(&d(10, 2), &d(12, 2)));
         assert!(!exact_widening(&d(10, 2), &d(10, 1)));

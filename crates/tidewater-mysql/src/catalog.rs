@@ -1,5 +1,13 @@
 //! Which tables the `tables` globs select (schema = database), their columns, keys and how
 //! each column is decoded.
+//!
+//! **The key** is the primary key. A table without one is keyed by a unique B-tree index
+//! whose columns are all NOT NULL and indexed whole (no prefix): the fewest columns, then
+//! the index name. Such an index makes the rows a set with that key, exactly like a primary
+//! key (InnoDB even uses the first one as its clustered key), and the binlog's full row
+//! images (`binlog_row_image = FULL`, checked at start) carry every column of the before
+//! image, so updates and deletes find their row by it. The table is then copied in chunks
+//! and applied by key like any keyed table (`tidewater_core::copy`).
 
 use std::sync::Arc;
 
@@ -122,6 +130,11 @@ pub async fn describe(conn: &mut Conn, id: TableId) -> Result<SourceTable> {
             source_type: column_type,
         });
     }
+    let key_names = if key_names.is_empty() {
+        unique_key(conn, &id, &columns).await?
+    } else {
+        key_names
+    };
     let key = key_names
         .iter()
         .filter_map(|k| columns.iter().position(|c| &c.name == k))
@@ -130,4 +143,37 @@ pub async fn describe(conn: &mut Conn, id: TableId) -> Result<SourceTable> {
         schema: Arc::new(TableSchema { id, columns, key }),
         kinds: kinds.into(),
     })
+}
+
+/// The columns of the unique index a table without a primary key is keyed by (see the
+/// module doc), or none.
+async fn unique_key(conn: &mut Conn, id: &TableId, columns: &[Column]) -> Result<Vec<String>> {
+    let parts: Vec<(String, String, Option<u64>, String)> = conn
+        .exec(
+            "SELECT INDEX_NAME, COLUMN_NAME, SUB_PART, INDEX_TYPE FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 \
+             ORDER BY INDEX_NAME, SEQ_IN_INDEX",
+            (&id.schema, &id.name),
+        )
+        .await
+        .map_err(|e| my_error(e, &format!("reading the unique indexes of {id}")))?;
+    let mut indexes: Vec<(String, Vec<String>, bool)> = Vec::new();
+    for (index, column, sub_part, index_type) in parts {
+        let whole_not_null = sub_part.is_none()
+            && index_type == "BTREE"
+            && columns.iter().any(|c| c.name == column && !c.nullable);
+        match indexes.last_mut() {
+            Some((name, cols, usable)) if *name == index => {
+                cols.push(column);
+                *usable &= whole_not_null;
+            }
+            _ => indexes.push((index, vec![column], whole_not_null)),
+        }
+    }
+    Ok(indexes
+        .into_iter()
+        .filter(|(_, _, usable)| *usable)
+        .min_by(|a, b| (a.1.len(), &a.0).cmp(&(b.1.len(), &b.0)))
+        .map(|(_, cols, _)| cols)
+        .unwrap_or_default())
 }

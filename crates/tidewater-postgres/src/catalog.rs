@@ -1,5 +1,14 @@
-//! Reading the source catalog: which tables the `tables` globs select, their columns,
-//! primary keys and replica identity.
+//! Reading the source catalog: which tables the `tables` globs select, their columns, keys
+//! and replica identity.
+//!
+//! **The key** is what the stream's updates and deletes identify rows by (`describe`): the
+//! primary key, or under `REPLICA IDENTITY USING INDEX` that index. A table with neither but
+//! `REPLICA IDENTITY FULL` is keyed by a unique index whose key columns are all NOT NULL (not
+//! partial, not on expressions, not deferrable, valid; the fewest columns, then the index
+//! name): its old rows hold every column, so they name the row by that key too, and such an
+//! index makes the rows a set with that key, exactly like a primary key. The table is then
+//! copied in chunks and applied by key (`tidewater_core::copy`). Under the default identity
+//! a table without a primary key publishes only its inserts and stays keyless.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -150,6 +159,14 @@ async fn describe(
         });
     }
     key.sort();
+    if key.is_empty() && replica_identity == 'f' {
+        let names = unique_key(client, oid, &id).await?;
+        let found: Option<Vec<(i32, usize)>> = (0..)
+            .zip(&names)
+            .map(|(pos, n)| Some((pos, columns.iter().position(|c| &c.name == n)?)))
+            .collect();
+        key = found.unwrap_or_default();
+    }
     for (col, ty) in &unsupported {
         warn!(table = %id, column = %col, "type {ty} is not natively supported: replicated as exact text");
     }
@@ -164,4 +181,30 @@ async fn describe(
         replica_identity,
         unsupported,
     })
+}
+
+/// The key columns of the unique index a `REPLICA IDENTITY FULL` table without a primary key
+/// is keyed by (see the module doc): the NOT NULL unique index with the fewest columns (then
+/// by name). Empty when there is none.
+async fn unique_key(client: &Client, oid: u32, id: &TableId) -> Result<Vec<String>> {
+    // `indkey` lists the key columns first, then INCLUDE columns (`indnkeyatts` key ones);
+    // WITH ORDINALITY numbers them from 1 whatever the array's lower bound.
+    let row = client
+        .query_opt(
+            "WITH k AS (SELECT i.indexrelid, a.attname::text AS name, a.attnotnull, a.attgenerated, o.ord \
+               FROM pg_index i, unnest(i.indkey::int2[]) WITH ORDINALITY o(attnum, ord) \
+               JOIN pg_attribute a ON a.attrelid = $1 AND a.attnum = o.attnum \
+               WHERE i.indrelid = $1 AND o.ord <= i.indnkeyatts) \
+             SELECT ARRAY(SELECT k.name FROM k WHERE k.indexrelid = i.indexrelid ORDER BY k.ord) \
+             FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+             WHERE i.indrelid = $1 AND i.indisunique AND i.indimmediate AND i.indisvalid \
+             AND i.indpred IS NULL AND i.indexprs IS NULL \
+             AND NOT EXISTS (SELECT 1 FROM k WHERE k.indexrelid = i.indexrelid \
+               AND (NOT k.attnotnull OR k.attgenerated <> '')) \
+             ORDER BY i.indnkeyatts, c.relname LIMIT 1",
+            &[&oid],
+        )
+        .await
+        .map_err(|e| pg_error(e, &format!("reading the unique indexes of {id}")))?;
+    Ok(row.map(|r| r.get(0)).unwrap_or_default())
 }

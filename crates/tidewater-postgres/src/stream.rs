@@ -598,8 +598,9 @@ fn update(t: Arc<TableSchema>, old: Option<OldTuple>, new: &Tuple) -> Result<Cha
 /// index of `REPLICA IDENTITY USING INDEX`: what the following updates and deletes carry as
 /// old key), so a keyed table whose key changed is seen to change (and is copied again under
 /// the new key, `uncarried_change`). Otherwise (FULL flags every column; a keyless table
-/// flags none) the key stays the one known, by column names: a table that gains or loses
-/// its key moves publication and is copied again (`placement`).
+/// flags none) the key stays the one known, by column names (under FULL that may be a unique
+/// index, `crate::catalog`): a table that gains or loses its key moves publication and is
+/// copied again (`placement`).
 fn relation_schema(rel: &crate::pgoutput::Relation, known: &TableSchema) -> TableSchema {
     let columns: Vec<Column> = rel
         .columns

@@ -97,18 +97,25 @@ pub(crate) fn with_chunk_rows(rig: &Rig, rows: u64) {
 /// The rows of `query` (one text column) on both sides, as sorted multisets.
 #[track_caller]
 pub(crate) fn assert_same_rows(rig: &Rig, query: &str) {
-    let mut src = rig.source_lines(query);
-    let mut rep = rig.replica_lines(query);
+    assert_same_rows_of(rig, query, query);
+}
+
+/// The rows of `source` at the source and of `replica` in the replica (one text column
+/// each, for types the two spell differently), as sorted multisets.
+#[track_caller]
+pub(crate) fn assert_same_rows_of(rig: &Rig, source: &str, replica: &str) {
+    let mut src = rig.source_lines(source);
+    let mut rep = rig.replica_lines(replica);
     src.sort();
     rep.sort();
-    assert_eq!(src.len(), rep.len(), "row count differs for {query}");
+    assert_eq!(src.len(), rep.len(), "row count differs for {replica}");
     let diff: Vec<_> = src
         .iter()
         .zip(&rep)
         .filter(|(s, r)| s != r)
         .take(5)
         .collect();
-    assert!(diff.is_empty(), "rows differ for {query}: {diff:?}");
+    assert!(diff.is_empty(), "rows differ for {replica}: {diff:?}");
 }
 
 /// Keys whose last `_log` entry (by transaction ordinal and sequence; a key-changing update

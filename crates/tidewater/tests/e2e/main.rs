@@ -15,6 +15,7 @@ mod bigquery_schema;
 mod bigquery_snapshot;
 mod change_log;
 mod chunked_snapshot;
+mod chunked_snapshot_keys;
 mod chunked_snapshot_mariadb;
 mod config;
 mod continuous_verify;
