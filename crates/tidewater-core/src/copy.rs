@@ -32,7 +32,8 @@
 //!    replaces, an update of a missing row inserts its full image, and an update without a full
 //!    image (PostgreSQL's unchanged TOAST values) of a missing row is skipped (the chunk that
 //!    covers the key, or the later delete, brings the row to its final state).
-//! 3. **Keyless tables** (no primary key) are one chunk, the whole table: replaying changes is
+//! 3. **Keyless tables** (no primary key, nor a unique index the source can key them by: see
+//!    the sources' catalogs) are one chunk, the whole table: replaying changes is
 //!    not idempotent for a multiset. The stream drops their changes until the copy, and after
 //!    it drops the changes of transactions the copy already contains (by the copy's visibility
 //!    information), until it passes the copy's horizon.
@@ -55,6 +56,41 @@ use crate::model::{TableId, Value};
 
 /// Rows per chunk when `[snapshot] chunk_rows` is not set.
 pub const DEFAULT_CHUNK_ROWS: usize = 20_000;
+/// Bytes of values per chunk (estimated as the apply loop does) when `[snapshot] chunk_bytes`
+/// is not set.
+pub const DEFAULT_CHUNK_BYTES: usize = 32 << 20;
+/// The first chunk of a table in a run reads at most this many rows: how wide they are sets
+/// how many rows the next chunks read (see [`ChunkSize`]).
+const FIRST_CHUNK_ROWS: usize = 1_000;
+
+/// How large a chunk may be: at most `rows` rows and about `bytes` bytes of values. The byte
+/// bound keeps a chunk of wide rows short at the source and small in the destination's open
+/// transaction: each chunk reads as many rows as `bytes` holds at the width of the table's
+/// previous chunk (the first of a run reads at most [`FIRST_CHUNK_ROWS`]); rows wider than
+/// their predecessors overshoot it in one chunk at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkSize {
+    pub rows: usize,
+    pub bytes: usize,
+}
+
+impl Default for ChunkSize {
+    fn default() -> Self {
+        ChunkSize {
+            rows: DEFAULT_CHUNK_ROWS,
+            bytes: DEFAULT_CHUNK_BYTES,
+        }
+    }
+}
+
+impl ChunkSize {
+    /// The rows the chunk after one of `rows` rows holding `bytes` bytes may read.
+    fn after(self, rows: u64, bytes: u64) -> usize {
+        let width = (bytes / rows.max(1)).max(1);
+        let fit = (self.bytes as u64 / width).max(1);
+        fit.min(self.rows as u64) as usize
+    }
+}
 
 /// The copy of one table, as committed with its last chunk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -111,8 +147,8 @@ impl CopyProgress {
 /// How the source copies the tables of a replica that has not finished its initial copy.
 #[derive(Debug, Clone, Default)]
 pub struct ChunkedCopy {
-    /// Rows read per chunk.
-    pub chunk_rows: usize,
+    /// How large each chunk may be.
+    pub size: ChunkSize,
     /// The committed progress per table (empty for a fresh replica).
     pub progress: Vec<CopyProgress>,
 }
@@ -129,9 +165,12 @@ impl ChunkedCopy {
 /// `H` is the source's visibility information of a chunk (what its opaque
 /// [`CopyProgress::horizon`] text parses to).
 pub struct Copying<H> {
-    pub chunk_rows: usize,
+    pub size: ChunkSize,
     /// Per selected table, in copy order.
     pub progress: Vec<CopyProgress>,
+    /// Per table (parallel to `progress`): the rows its next chunk reads, once a chunk of it
+    /// has been read in this run.
+    limits: Vec<Option<usize>>,
     /// Keyless tables not consistent yet: `None` until copied (their changes are dropped),
     /// then the copy's visibility information (changes of transactions it shows are dropped).
     keyless: HashMap<TableId, Option<H>>,
@@ -144,7 +183,7 @@ impl<H> Copying<H> {
     /// Resumes `progress`; `horizon` parses a stored horizon (for a keyless table already
     /// copied, whose changes the copy holds are still to be dropped).
     pub fn new(
-        chunk_rows: usize,
+        size: ChunkSize,
         progress: Vec<CopyProgress>,
         keyless: impl Fn(&TableId) -> bool,
         horizon: impl Fn(&str) -> Option<H>,
@@ -161,7 +200,8 @@ impl<H> Copying<H> {
             })
             .collect();
         Copying {
-            chunk_rows,
+            size,
+            limits: vec![None; progress.len()],
             progress,
             keyless,
             due: Instant::now(),
@@ -183,6 +223,11 @@ impl<H> Copying<H> {
     pub fn next(&self) -> Option<(usize, TableId)> {
         let i = self.progress.iter().position(|p| !p.done)?;
         Some((i, self.progress[i].table.clone()))
+    }
+
+    /// The rows the next chunk of the table at `i` reads (see [`ChunkSize`]).
+    pub fn limit(&self, i: usize) -> usize {
+        self.limits[i].unwrap_or(self.size.rows.min(FIRST_CHUNK_ROWS))
     }
 
     /// The table at `i` is no longer replicated (dropped at the source): nothing to copy.
@@ -214,7 +259,8 @@ impl<H> Copying<H> {
     ) -> CopyProgress {
         let p = &mut self.progress[i];
         p.add_chunk(chunk.rows, chunk.last_key.as_deref(), chunk.horizon);
-        p.done = !has_key || chunk.rows < self.chunk_rows as u64;
+        p.done = !has_key || chunk.rows < chunk.limit as u64;
+        self.limits[i] = Some(self.size.after(chunk.rows, chunk.bytes));
         if p.done {
             let h = p.horizon.as_deref().unwrap_or_default();
             info!(table = %p.table, rows = p.rows, chunks = p.chunks, horizon = h, "table copied; consistent once the stream passes its horizon");
@@ -250,7 +296,11 @@ impl<H> Copying<H> {
 
 /// What one chunk read brought (see [`Copying::chunk_read`]).
 pub struct ChunkRead<H> {
+    /// The row limit it was read with ([`Copying::limit`]): fewer rows mean the table's end.
+    pub limit: usize,
     pub rows: u64,
+    /// The bytes of its rows' values (estimated: `crate::apply::change_bytes`).
+    pub bytes: u64,
     pub last_key: Option<Vec<Value>>,
     /// The chunk's visibility information, and its text as stored with the progress.
     pub at: H,
@@ -276,19 +326,62 @@ mod tests {
     }
 
     #[test]
+    fn chunk_rows_follow_the_row_width() {
+        let size = ChunkSize {
+            rows: 20_000,
+            bytes: 1 << 20,
+        };
+        let mut c = Copying::new(
+            size,
+            vec![CopyProgress::new(TableId::new("s", "t"))],
+            |_| false,
+            |h| Some(h.to_string()),
+        );
+        assert_eq!(c.limit(0), FIRST_CHUNK_ROWS);
+        fn read(c: &mut Copying<String>, limit: usize, rows: u64, bytes: u64) -> bool {
+            let chunk = ChunkRead {
+                limit,
+                rows,
+                bytes,
+                last_key: Some(vec![Value::text("1")]),
+                at: String::new(),
+                horizon: String::new(),
+            };
+            c.chunk_read(0, chunk, true, Instant::now()).done
+        }
+        // 1 KiB rows: 1024 fit in 1 MiB.
+        assert!(!read(&mut c, FIRST_CHUNK_ROWS, 1_000, 1_024_000));
+        assert_eq!(c.limit(0), 1_024);
+        // Narrow rows: the row bound.
+        assert!(!read(&mut c, 1_024, 1_024, 1_024 * 10));
+        assert_eq!(c.limit(0), 20_000);
+        // A row wider than the bound: one row per chunk.
+        assert!(!read(&mut c, 20_000, 20_000, 20_000 << 20));
+        assert_eq!(c.limit(0), 1);
+        // Fewer rows than asked for: the table's end.
+        assert!(read(&mut c, 1, 0, 0));
+    }
+
+    #[test]
     fn copying_marks_and_drops() {
         let (t, k) = (TableId::new("s", "t"), TableId::new("s", "k"));
         let mut done = CopyProgress::new(k.clone());
         done.done = true;
         done.horizon = Some("5".into());
         let progress = vec![CopyProgress::new(t.clone()), done];
-        let mut c = Copying::new(2, progress, |id| id.name == "k", |h| h.parse::<u32>().ok());
+        let size = ChunkSize {
+            rows: 2,
+            bytes: 1 << 20,
+        };
+        let mut c = Copying::new(size, progress, |id| id.name == "k", |h| h.parse::<u32>().ok());
         assert!(c.drops(&k, |&h| h == 5) && !c.drops(&k, |&h| h != 5));
         assert!(!c.drops(&t, |_| true));
         let (i, id) = c.next().unwrap();
         assert_eq!((i, id), (0, t.clone()));
         let chunk = |rows| ChunkRead {
+            limit: 2,
             rows,
+            bytes: rows * 100,
             last_key: Some(vec![Value::text("9")]),
             at: 7u32,
             horizon: "7".into(),

@@ -41,6 +41,8 @@ pub struct SnapshotRows<'a> {
     /// A chunk's events not sent yet (its `Begin` first), and their bytes; `None` once sent
     /// (or for a whole-table copy, which sends as it reads).
     held: Option<(Vec<SourceEvent>, usize)>,
+    /// The bytes of the rows' values so far (estimated as the apply loop does).
+    pub bytes: u64,
 }
 
 impl<'a> SnapshotRows<'a> {
@@ -54,6 +56,7 @@ impl<'a> SnapshotRows<'a> {
             last_report: started,
             last_key: None,
             held: None,
+            bytes: 0,
         }
     }
 
@@ -103,9 +106,11 @@ impl RowConsumer for SnapshotRows<'_> {
                 old: None,
             })
             .collect::<Vec<_>>();
+        let size = changes.iter().map(change_bytes).sum::<usize>();
+        self.bytes += size as u64;
         match self.held.as_mut() {
             Some((held, bytes)) if *bytes < HOLD_BYTES => {
-                *bytes += changes.iter().map(change_bytes).sum::<usize>();
+                *bytes += size;
                 held.push(SourceEvent::Changes(changes));
             }
             _ => {

@@ -308,8 +308,8 @@ impl Source for MySqlSource {
                     .iter()
                     .any(|t| t.schema.id == *id && !t.schema.has_key())
             };
-            let chunk_rows = chunked.as_ref().map_or(1, |c| c.chunk_rows);
-            stream.copy = Some(Copying::new(chunk_rows, progress, keyless));
+            let size = chunked.as_ref().map_or_else(Default::default, |c| c.size);
+            stream.copy = Some(Copying::new(size, progress, keyless));
         }
         stream.recopy_requests = ctx.recopy;
         match joining {

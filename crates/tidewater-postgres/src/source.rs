@@ -386,8 +386,8 @@ impl Source for PgSource {
                     .iter()
                     .any(|t| t.schema.id == *id && !t.schema.has_key())
             };
-            let chunk_rows = ctx.chunked.as_ref().map_or(1, |c| c.chunk_rows);
-            Copying::new(chunk_rows, progress, keyless)
+            let size = ctx.chunked.as_ref().map_or_else(Default::default, |c| c.size);
+            Copying::new(size, progress, keyless)
         });
         let options = [
             ("proto_version", "1".to_string()),

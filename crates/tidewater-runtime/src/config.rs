@@ -10,6 +10,7 @@ use serde::Deserialize;
 use tidewater_core::apply::{
     BatchOptions, DEFAULT_FLUSH_INTERVAL_MS, DEFAULT_MAX_BATCH_BYTES, DEFAULT_MAX_BATCH_ROWS,
 };
+use tidewater_core::copy::ChunkSize;
 use tidewater_core::Error;
 
 use crate::config_sections::{self as sections, Foreign};
@@ -63,18 +64,36 @@ pub struct SnapshotConfig {
     /// destination transaction.
     #[serde(default = "default_chunk_rows")]
     pub chunk_rows: usize,
+    /// ... and about this many bytes of values (rows of that width: wide rows make shorter
+    /// chunks).
+    #[serde(default = "default_chunk_bytes")]
+    pub chunk_bytes: usize,
 }
 
 impl Default for SnapshotConfig {
     fn default() -> Self {
         SnapshotConfig {
-            chunk_rows: tidewater_core::copy::DEFAULT_CHUNK_ROWS,
+            chunk_rows: default_chunk_rows(),
+            chunk_bytes: default_chunk_bytes(),
+        }
+    }
+}
+
+impl SnapshotConfig {
+    pub fn chunk_size(&self) -> ChunkSize {
+        ChunkSize {
+            rows: self.chunk_rows,
+            bytes: self.chunk_bytes,
         }
     }
 }
 
 fn default_chunk_rows() -> usize {
     tidewater_core::copy::DEFAULT_CHUNK_ROWS
+}
+
+fn default_chunk_bytes() -> usize {
+    tidewater_core::copy::DEFAULT_CHUNK_BYTES
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -180,6 +199,11 @@ impl Config {
         if !(100..=1_000_000).contains(&self.snapshot.chunk_rows) {
             return Err(Error::config(
                 "snapshot.chunk_rows must be between 100 and 1000000",
+            ));
+        }
+        if !(1 << 20..=1 << 30).contains(&self.snapshot.chunk_bytes) {
+            return Err(Error::config(
+                "snapshot.chunk_bytes must be between 1048576 (1 MiB) and 1073741824 (1 GiB)",
             ));
         }
         if self.apply.max_batch_rows == 0 {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tidewater_core::apply::{run_apply, BatchOptions};
 use tidewater_core::stats::Stats;
+use tidewater_core::copy::ChunkSize;
 use tidewater_core::ChunkedCopy;
 use tidewater_core::{
     Error, ErrorKind, PipelineState, Result, Sink, Source, SourceContext, SourceDriver, TableId,
@@ -73,7 +74,7 @@ async fn run_pipeline(
         connected,
         sink,
         options: config.batch_options(),
-        chunk_rows: config.snapshot.chunk_rows,
+        chunk_size: config.snapshot.chunk_size(),
     };
     let outcome = run_with(parts, monitor, shutdown).await;
     if let Some(status) = status {
@@ -90,8 +91,9 @@ pub struct Parts<D: SourceDriver> {
     pub connected: Option<D::Stream>,
     pub sink: Box<dyn Sink>,
     pub options: BatchOptions,
-    /// Rows per chunk of the chunked initial snapshot (`[snapshot] chunk_rows`).
-    pub chunk_rows: usize,
+    /// How large a chunk of the chunked initial snapshot may be (`[snapshot] chunk_rows`,
+    /// `chunk_bytes`).
+    pub chunk_size: ChunkSize,
 }
 
 /// The pipeline's attempts: each prepares the sink, reads its committed position and runs the
@@ -108,7 +110,7 @@ pub async fn run_with<D: SourceDriver + 'static>(
         mut connected,
         mut sink,
         options,
-        chunk_rows,
+        chunk_size,
     } = parts;
     let stats = monitor.stats.clone();
     let reporter = tokio::spawn(report_progress(stats.clone()));
@@ -120,7 +122,7 @@ pub async fn run_with<D: SourceDriver + 'static>(
         let attempt = Attempt {
             driver: &driver,
             options,
-            chunk_rows,
+            chunk_size,
             monitor,
         };
         let (returned, result) = attempt
@@ -176,7 +178,7 @@ async fn close_sink(mut sink: Box<dyn Sink>) {
 struct Attempt<'a, D: SourceDriver> {
     driver: &'a Arc<D>,
     options: BatchOptions,
-    chunk_rows: usize,
+    chunk_size: ChunkSize,
     monitor: &'a Arc<Monitor>,
 }
 
@@ -214,7 +216,7 @@ impl<D: SourceDriver + 'static> Attempt<'_, D> {
                 Ok(progress) => {
                     monitor.stats.set_copy_progress(&progress);
                     Some(ChunkedCopy {
-                        chunk_rows: self.chunk_rows,
+                        size: self.chunk_size,
                         progress,
                     })
                 }

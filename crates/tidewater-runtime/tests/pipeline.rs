@@ -275,7 +275,7 @@ fn rig(
             flush_interval: Duration::from_millis(10),
             ..BatchOptions::default()
         },
-        chunk_rows: tidewater_core::copy::DEFAULT_CHUNK_ROWS,
+        chunk_size: tidewater_core::copy::ChunkSize::default(),
     };
     (
         Rig {

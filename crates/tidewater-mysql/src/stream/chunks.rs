@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
-use tidewater_core::copy::{self, ChunkRead};
+use tidewater_core::copy::{self, ChunkRead, ChunkSize};
 use tidewater_core::copy_rows::SnapshotRows;
 use tidewater_core::stats::now_us;
 use tidewater_core::{CopyProgress, Error, Position, Result, SourceEvent, TableId, TxInfo};
@@ -51,13 +51,13 @@ pub struct Copying {
 
 impl Copying {
     pub fn new(
-        chunk_rows: usize,
+        size: ChunkSize,
         progress: Vec<CopyProgress>,
         keyless: impl Fn(&TableId) -> bool,
     ) -> Copying {
         let horizon = |h: &str| BinlogPosition::parse(h).ok();
         Copying {
-            copy: copy::Copying::new(chunk_rows, progress, keyless, horizon),
+            copy: copy::Copying::new(size, progress, keyless, horizon),
             conn: None,
         }
     }
@@ -148,7 +148,7 @@ impl Stream {
             .snapshot_covering_stream(&mut conn, Flavor::MariaDb)
             .await?;
         let copy = self.copy.as_mut().expect("copying");
-        let (chunk_rows, after) = (copy.chunk_rows, copy.progress[i].last_key_values());
+        let (chunk_rows, after) = (copy.limit(i), copy.progress[i].last_key_values());
         let tx = TxInfo {
             position: Position(self.position.to_string()),
             commit_time_us: now_us(),
@@ -169,11 +169,14 @@ impl Stream {
         conn.query_drop("COMMIT")
             .await
             .map_err(|e| my_error(e, "ending a snapshot chunk"))?;
+        let bytes = out.bytes;
         let last_key = out.release().await?;
         let copy = self.copy.as_mut().expect("copying");
         copy.conn = Some(conn);
         let chunk = ChunkRead {
+            limit: chunk_rows,
             rows,
+            bytes,
             last_key,
             horizon: at.to_string(),
             at,

@@ -28,7 +28,7 @@
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
-use tidewater_core::copy::{self, ChunkRead};
+use tidewater_core::copy::{self, ChunkRead, ChunkSize};
 use tidewater_core::copy_rows::SnapshotRows;
 use tidewater_core::stats::now_us;
 use tidewater_core::{CopyProgress, Error, Position, Result, SourceEvent, TableId, TxInfo};
@@ -110,13 +110,13 @@ pub struct Copying {
 
 impl Copying {
     pub fn new(
-        chunk_rows: usize,
+        size: ChunkSize,
         progress: Vec<CopyProgress>,
         keyless: impl Fn(&TableId) -> bool,
     ) -> Copying {
         let horizon = |h: &str| parse_horizon(h).map(|h| h.1);
         Copying {
-            copy: copy::Copying::new(chunk_rows, progress, keyless, horizon),
+            copy: copy::Copying::new(size, progress, keyless, horizon),
             delivered: Vec::new(),
         }
     }
@@ -224,7 +224,7 @@ impl Stream<'_> {
         };
         let copy = self.copy.as_mut().expect("copying");
         copy.delivered.clear();
-        let (chunk_rows, after) = (copy.chunk_rows, copy.progress[i].last_key_values());
+        let (chunk_rows, after) = (copy.limit(i), copy.progress[i].last_key_values());
         let tx = TxInfo {
             position: Position(format_lsn(st.stream_position())),
             commit_time_us: now_us(),
@@ -236,12 +236,15 @@ impl Stream<'_> {
             let mut out = SnapshotRows::chunk(schema.clone(), &events, tx);
             let rows = read_chunk(client, &schema, after.as_deref(), chunk_rows, &mut out).await?;
             end_chunk(client, true).await?;
-            Ok((rows, out.release().await?))
+            let bytes = out.bytes;
+            Ok((rows, bytes, out.release().await?))
         };
-        let (rows, last_key) = self.answering(st, read).await?;
+        let (rows, bytes, last_key) = self.answering(st, read).await?;
         let copy = self.copy.as_mut().expect("copying");
         let chunk = ChunkRead {
+            limit: chunk_rows,
             rows,
+            bytes,
             last_key,
             horizon: horizon_text(horizon, &snapshot),
             at: snapshot,
