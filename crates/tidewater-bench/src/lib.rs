@@ -15,6 +15,7 @@ mod report;
 mod runner;
 mod scenarios;
 mod source;
+mod source_tx;
 mod tools;
 mod workload;
 
@@ -28,7 +29,7 @@ pub use error::{BenchError, Result};
 pub use machine::Machine;
 pub use report::{Baseline, Failure, Figure, Report, Target};
 
-pub use runner::setting_line;
+pub use runner::{setting_line, SETTING_SECTIONS};
 use runner::{Apply, Tidewater};
 use source::{Db, Kind};
 
@@ -151,8 +152,8 @@ pub struct Options {
     /// A directory with `postgres_scanner.duckdb_extension` and `mysql_scanner.duckdb_extension`:
     /// the snapshot scenario then also measures DuckDB's own scanners as baselines.
     pub duckdb_extensions: Option<PathBuf>,
-    /// `sink.KEY = VALUE` / `apply.KEY = VALUE` lines added to every tidewater.toml of the
-    /// run (`--set`), e.g. to measure a setting against its default in the same run.
+    /// `SECTION.KEY = VALUE` lines added to every tidewater.toml of the run (`--set`, see
+    /// [`SETTING_SECTIONS`]), e.g. to measure a setting against its default in the same run.
     pub settings: Vec<String>,
     /// The command line, for BENCHMARKS.md.
     pub command: String,

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tidewater_bench::{run, setting_line, Options, Scenario, Sizes};
+use tidewater_bench::{run, setting_line, Options, Scenario, Sizes, SETTING_SECTIONS};
 
 /// tidewater's benchmark suite: each figure beside a baseline measured in the same run.
 #[derive(Parser, Debug)]
@@ -59,8 +59,9 @@ struct Cli {
     /// Table counts of the scaling scenario [default: 1,10,100].
     #[arg(long, value_delimiter = ',')]
     tables: Option<Vec<usize>>,
-    /// A line added to every tidewater.toml of the run, `sink.KEY = VALUE` or
-    /// `apply.KEY = VALUE` (repeatable), e.g. `--set 'sink.memory_limit = ""'`.
+    /// A line added to every tidewater.toml of the run, `SECTION.KEY = VALUE` for a section
+    /// source, sink, snapshot or apply (repeatable), e.g. `--set 'sink.memory_limit = ""'`,
+    /// `--set 'snapshot.chunk_rows = 50000'`.
     #[arg(long = "set")]
     settings: Vec<String>,
 }
@@ -84,7 +85,10 @@ fn main() -> ExitCode {
     }
     scenarios.dedup();
     if let Some(bad) = cli.settings.iter().find(|s| setting_line(s).is_none()) {
-        eprintln!("error: --set {bad:?}: expected `sink.KEY = VALUE` or `apply.KEY = VALUE`");
+        eprintln!(
+            "error: --set {bad:?}: expected `SECTION.KEY = VALUE`, SECTION one of {}",
+            SETTING_SECTIONS.join(", ")
+        );
         return ExitCode::from(2);
     }
     let mut sizes = if cli.quick {

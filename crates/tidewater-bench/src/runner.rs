@@ -21,11 +21,14 @@ pub struct Apply {
     pub log_tables: Option<bool>,
 }
 
-/// A `--set` line for every tidewater.toml of the run: `sink.KEY = VALUE` or
-/// `apply.KEY = VALUE`; `None` for any other form.
+/// The config sections a `--set` line may add a key to.
+pub const SETTING_SECTIONS: [&str; 4] = ["source", "sink", "apply", "snapshot"];
+
+/// A `--set` line for every tidewater.toml of the run: `SECTION.KEY = VALUE` with a section
+/// of [`SETTING_SECTIONS`]; `None` for any other form.
 pub fn setting_line(setting: &str) -> Option<(&str, &str)> {
     let (section, line) = setting.split_once('.')?;
-    (matches!(section, "sink" | "apply") && line.contains('=')).then_some((section, line.trim()))
+    (SETTING_SECTIONS.contains(&section) && line.contains('=')).then_some((section, line.trim()))
 }
 
 pub struct Tidewater {
@@ -61,9 +64,11 @@ impl Tidewater {
             out
         };
         let mut toml = format!(
-            "[source]\n{source_toml}\n[sink]\ntype = \"duckdb\"\npath = {:?}\n{}\n[apply]\n{}",
+            "[source]\n{source_toml}{}\n[sink]\ntype = \"duckdb\"\npath = {:?}\n{}\n[snapshot]\n{}\n[apply]\n{}",
+            lines("source"),
             dir.join("replica.duckdb").display().to_string(),
             lines("sink"),
+            lines("snapshot"),
             lines("apply"),
         );
         if let Some(ms) = apply.flush_interval_ms {
@@ -436,6 +441,20 @@ mod tests {
         let copied = "tidewater_copy_done{table=\"public.a\"} 1\n\
                       tidewater_copy_done{table=\"public.b\"} 1\ntidewater_replica_consistent 1\n";
         assert!(m(copied).copied());
+    }
+
+    #[test]
+    fn settings_name_their_section() {
+        assert_eq!(
+            setting_line("snapshot.chunk_rows = 5000"),
+            Some(("snapshot", "chunk_rows = 5000"))
+        );
+        assert_eq!(
+            setting_line("sink.memory_limit = \"1GB\""),
+            Some(("sink", "memory_limit = \"1GB\""))
+        );
+        assert_eq!(setting_line("http.listen = \"x\""), None);
+        assert_eq!(setting_line("snapshot.chunk_rows"), None);
     }
 
     #[test]

@@ -57,6 +57,19 @@ impl Db<'_> {
         })
     }
 
+    /// Drops the database (its PostgreSQL slots must be dropped first), freeing its space.
+    pub fn drop_database(&self) -> Result<()> {
+        match self {
+            Db::Pg { server, name } => {
+                server.psql("postgres", &format!("DROP DATABASE \"{name}\";"))?;
+            }
+            Db::My { server, name } => {
+                server.sql("", &format!("DROP DATABASE `{name}`;"))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The schema the replica tables land in.
     pub fn schema(&self) -> &str {
         match self {

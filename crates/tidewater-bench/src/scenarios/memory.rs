@@ -1,9 +1,12 @@
-//! Memory (issue 6, item 5): peak RSS of tidewater draining one large
-//! single-transaction insert, for growing sizes.
+//! Memory (issue 6, item 5; issue 15): peak RSS of tidewater draining one large
+//! single-transaction insert, and of its chunked initial snapshot of a large table, for
+//! growing sizes.
 
 use super::drain::{drain, Drain};
+use super::snapshot;
 use crate::error::Result;
 use crate::report::{Figure, Target};
+use crate::runner::Apply;
 use crate::source::Kind;
 use crate::workload::{self, Width};
 use crate::Bench;
@@ -16,8 +19,10 @@ const FLAT: f64 = 1.25;
 pub const METHOD: &str = "one `INSERT … SELECT generate_series(1, N)` transaction into a narrow table (bigint \
     key, int, text, numeric, timestamptz) is written while tidewater is stopped; then tidewater drains it and \
     its peak resident memory is read from `VmHWM` in `/proc/<pid>/status` (the whole process life, start and \
-    DuckDB included) once the slot confirms the transaction. Flatness is the peak of the largest transaction \
-    over the peak of the smallest. No baseline: the targets are absolute.";
+    DuckDB included) once the slot confirms the transaction. Then, for the same sizes, a PostgreSQL table of N \
+    rows (the `snapshot` scenario's table) is copied by a fresh tidewater (the chunked initial snapshot, \
+    with `_log`), and its peak resident memory read once the replica is consistent. Flatness is the peak of the \
+    largest size over the peak of the smallest. No baseline: the targets are absolute.";
 
 pub fn run(bench: &Bench) -> Result<Vec<Figure>> {
     let mut figures = Vec::new();
@@ -47,18 +52,38 @@ pub fn run(bench: &Bench) -> Result<Vec<Figure>> {
             .detail(format!("{}; {:.0} rows/s", d.describe(), d.rate())),
         );
     }
-    if let (Some(&(small, low)), Some(&(large, high))) = (peaks.first(), peaks.last()) {
-        if large > small {
-            figures.push(
-                Figure::new(
-                    SCENARIO,
-                    &format!("peak RSS growth, {small} → {large} rows"),
-                    "×",
-                    high / low,
-                )
-                .target(Target::AtMost { max: FLAT }),
-            );
-        }
+    figures.extend(growth("peak RSS growth", &peaks));
+    let mut peaks = Vec::new();
+    for &rows in &bench.opts.sizes.memory_rows {
+        let (id, db) = bench.db(Kind::Postgres, "memsnap")?;
+        let load = snapshot::fill(&db, rows)?;
+        let c = snapshot::copy(bench, &db, id, "copy", &Apply::default(), rows)?;
+        peaks.push((rows, c.peak_rss_mib));
+        figures.push(
+            Figure::new(
+                SCENARIO,
+                &format!("peak RSS of the initial snapshot of a {rows}-row table"),
+                "MiB",
+                c.peak_rss_mib,
+            )
+            .target(Target::AtMost { max: LIMIT_MIB })
+            .detail(format!(
+                "{}; {:.0} rows/s; written at the source in {load:.1} s",
+                c.describe(),
+                rows as f64 / c.seconds
+            )),
+        );
+        db.drop_database()?;
     }
+    figures.extend(growth("snapshot peak RSS growth", &peaks));
     Ok(figures)
+}
+
+/// The peak of the largest size over the peak of the smallest (none for a single size).
+fn growth(measure: &str, peaks: &[(u64, f64)]) -> Option<Figure> {
+    let (&(small, low), &(large, high)) = (peaks.first()?, peaks.last()?);
+    (large > small).then(|| {
+        Figure::new(SCENARIO, &format!("{measure}, {small} → {large} rows"), "×", high / low)
+            .target(Target::AtMost { max: FLAT })
+    })
 }

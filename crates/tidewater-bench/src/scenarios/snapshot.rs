@@ -1,6 +1,7 @@
-//! Initial snapshot (issue 6, item 3): a table of int, bigint, numeric, text
-//! and timestamp columns copied into DuckDB, beside DuckDB itself loading the
-//! source client's CSV export of it.
+//! Initial snapshot (issue 6, item 3; issue 15): a table of int, bigint, numeric, text
+//! and timestamp columns copied into DuckDB by the chunked copy, beside DuckDB itself loading
+//! the source client's CSV export of it, and the longest source transaction tidewater held
+//! meanwhile. [`copy`] is also what the memory scenario measures snapshots with.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
@@ -13,20 +14,25 @@ use crate::error::{BenchError, Result};
 use crate::report::{Figure, Target};
 use crate::runner::Apply;
 use crate::source::{Db, Kind, SNAPSHOT_COLUMNS};
+use crate::source_tx::{sample_while, TxAges};
 use crate::tools;
 use crate::Bench;
 
 const TABLE: &str = "snap";
 const TARGET: Target = Target::RatioAtLeast { min: 0.8 };
+/// Issue 15: no tidewater session holds a source transaction open longer than this.
+const LONGEST_TX_SECONDS: f64 = 10.0;
 /// `O_NONBLOCK` (Linux): opening a FIFO's read end without waiting for a writer.
 const O_NONBLOCK: i32 = 0o4000;
 
 pub const METHOD: &str = "the table (`id int` primary key, `bigint`, `numeric(12,2)`, `text`, `timestamp`) \
     is filled at the source, then tidewater's `run` is timed from its process start until its phase turns \
-    `streaming` with the copy complete (snapshot committed with its position; a build that copies in chunks \
-    while streaming also reports every table's `tidewater_copy_done` 1 and `tidewater_replica_consistent` 1; \
-    polled on `/metrics` every 20 ms) and the replica's \
-    row count, polled through `POST /query`, holds every row. By default tidewater also writes every row to the `<table>_log` \
+    `streaming` (the chunked copy, `[snapshot] chunk_rows` rows per chunk, is done and the stream has passed its \
+    last chunk: the replica is transaction-consistent; polled on `/metrics` every 20 ms), and the replica's \
+    row count and the chunks recorded in `_tidewater.copies` are checked through `POST /query`. Meanwhile the \
+    source is asked every 100 ms how long tidewater's oldest open transaction has been open (PostgreSQL: \
+    `clock_timestamp() - xact_start` of its sessions in `pg_stat_activity`; MariaDB: `ACTIVE N sec` in `SHOW \
+    ENGINE INNODB STATUS`, whole seconds); the longest seen is reported. By default tidewater also writes every row to the `<table>_log` \
     change table; a second row shows `log_tables = false`. Baselines, each loading the same table into a DuckDB \
     file with the same libduckdb: (1) always, the source's own client exporting it as text (`psql -c \"\\copy \
     (SELECT * FROM snap) TO STDOUT (FORMAT csv)\"`, `mariadb -N -B --quick -e \"SELECT * FROM snap\"`) through a \
@@ -49,9 +55,7 @@ pub fn run(bench: &Bench) -> Result<Vec<Figure>> {
 fn snapshot(bench: &Bench, kind: Kind) -> Result<Vec<Figure>> {
     let rows = bench.opts.sizes.snapshot_rows;
     let (id, db) = bench.db(kind, "snapshot")?;
-    let started = Instant::now();
-    db.sql(&db.create_snapshot_table(TABLE, rows))?;
-    let load_seconds = started.elapsed().as_secs_f64();
+    let load_seconds = fill(&db, rows)?;
     let dir = bench.dir(&format!("{}-baseline", db.name()))?;
     let csv_tool = match kind {
         Kind::Postgres => "psql \\copy CSV → DuckDB read_csv",
@@ -75,32 +79,106 @@ fn snapshot(bench: &Bench, kind: Kind) -> Result<Vec<Figure>> {
             log_tables: Some(log_tables),
             ..Apply::default()
         };
-        let mut tw = bench.tidewater(&db, id, if log_tables { "logs" } else { "nolog" }, &apply)?;
-        tw.start()?;
-        tw.wait_streaming(bench.timeout(rows))?;
-        let table = format!("{}.{TABLE}", db.schema());
-        let (copied, seconds) = tw.wait_rows(&table, rows, bench.timeout(rows))?;
-        let peak = tw.peak_rss_mib()?;
-        tw.stop()?;
-        drop_pg_slots(&db)?;
-        if copied != rows {
-            return Err(BenchError::Tidewater(format!(
-                "snapshot holds {copied} rows, not {rows}"
-            )));
-        }
+        let run = if log_tables { "logs" } else { "nolog" };
+        let c = copy(bench, &db, id, run, &apply, rows)?;
         for (tool, baseline_seconds) in &baselines {
             figures.push(
-                Figure::new(scenario, measure, "rows/s", rows as f64 / seconds)
+                Figure::new(scenario, measure, "rows/s", rows as f64 / c.seconds)
                     .baseline(tool, rows as f64 / baseline_seconds)
                     .target(TARGET)
                     .detail(format!(
-                        "{rows} rows (written at the source in {load_seconds:.1} s); tidewater {seconds:.2} s \
-                         from process start, peak RSS {peak:.0} MiB; baseline {baseline_seconds:.2} s"
+                        "{rows} rows (written at the source in {load_seconds:.1} s); {}; baseline \
+                         {baseline_seconds:.2} s",
+                        c.describe()
                     )),
+            );
+        }
+        if log_tables {
+            figures.push(
+                Figure::new(
+                    scenario,
+                    "longest source transaction held during the copy",
+                    "s",
+                    c.longest_tx.longest,
+                )
+                .target(Target::AtMost {
+                    max: LONGEST_TX_SECONDS,
+                })
+                .detail(c.longest_tx.describe()),
             );
         }
     }
     Ok(figures)
+}
+
+/// Creates and fills the snapshot table with `rows` rows; returns the seconds it took.
+pub fn fill(db: &Db, rows: u64) -> Result<f64> {
+    let started = Instant::now();
+    db.sql(&db.create_snapshot_table(TABLE, rows))?;
+    Ok(started.elapsed().as_secs_f64())
+}
+
+/// One timed initial copy of the snapshot table by tidewater.
+pub struct Copied {
+    /// From process start until the replica is transaction-consistent.
+    pub seconds: f64,
+    pub peak_rss_mib: f64,
+    /// Chunks and rows of the copy, as committed in the replica's `_tidewater.copies`.
+    pub chunks: u64,
+    pub rows_copied: u64,
+    pub longest_tx: TxAges,
+}
+
+impl Copied {
+    pub fn describe(&self) -> String {
+        format!(
+            "tidewater {:.2} s from process start, {} chunks ({} rows read), peak RSS {:.0} MiB",
+            self.seconds, self.chunks, self.rows_copied, self.peak_rss_mib
+        )
+    }
+}
+
+/// Copies `db`'s snapshot table (`rows` rows) with a fresh tidewater (`run` names its
+/// directory) and measures it; the replica must hold every row, copied in chunks.
+pub fn copy(bench: &Bench, db: &Db, id: u32, run: &str, apply: &Apply, rows: u64) -> Result<Copied> {
+    let mut tw = bench.tidewater(db, id, run, apply)?;
+    tw.start()?;
+    let (waited, longest_tx) = sample_while(db, || tw.wait_streaming(bench.timeout(rows)));
+    let seconds = waited?;
+    let longest_tx = longest_tx?;
+    let copied = tw.count(&format!("{}.{TABLE}", db.schema()))?;
+    let progress = tw.query(
+        "SELECT sum(chunks)::BIGINT, sum(rows_copied)::BIGINT FROM _tidewater.copies",
+        1,
+    )?;
+    let number = |i: usize| {
+        progress
+            .first()
+            .and_then(|r| r.get(i))
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    };
+    let (chunks, rows_copied) = (number(0), number(1));
+    let peak_rss_mib = tw.peak_rss_mib()?;
+    tw.stop()?;
+    drop_pg_slots(db)?;
+    if copied != rows {
+        return Err(BenchError::Tidewater(format!(
+            "snapshot holds {copied} rows, not {rows}"
+        )));
+    }
+    if chunks == 0 {
+        return Err(BenchError::Tidewater(
+            "the replica records no chunk: the copy did not take the chunked path".into(),
+        ));
+    }
+    Ok(Copied {
+        seconds,
+        peak_rss_mib,
+        chunks,
+        rows_copied,
+        longest_tx,
+    })
 }
 
 /// The source client's text export piped (FIFO) into DuckDB's CSV reader; returns the seconds taken.
