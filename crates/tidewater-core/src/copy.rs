@@ -373,7 +373,12 @@ mod tests {
             rows: 2,
             bytes: 1 << 20,
         };
-        let mut c = Copying::new(size, progress, |id| id.name == "k", |h| h.parse::<u32>().ok());
+        let mut c = Copying::new(
+            size,
+            progress,
+            |id| id.name == "k",
+            |h| h.parse::<u32>().ok(),
+        );
         assert!(c.drops(&k, |&h| h == 5) && !c.drops(&k, |&h| h != 5));
         assert!(!c.drops(&t, |_| true));
         let (i, id) = c.next().unwrap();

@@ -386,7 +386,10 @@ impl Source for PgSource {
                     .iter()
                     .any(|t| t.schema.id == *id && !t.schema.has_key())
             };
-            let size = ctx.chunked.as_ref().map_or_else(Default::default, |c| c.size);
+            let size = ctx
+                .chunked
+                .as_ref()
+                .map_or_else(Default::default, |c| c.size);
             Copying::new(size, progress, keyless)
         });
         let options = [

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tidewater_core::apply::{run_apply, BatchOptions};
-use tidewater_core::stats::Stats;
 use tidewater_core::copy::ChunkSize;
+use tidewater_core::stats::Stats;
 use tidewater_core::ChunkedCopy;
 use tidewater_core::{
     Error, ErrorKind, PipelineState, Result, Sink, Source, SourceContext, SourceDriver, TableId,

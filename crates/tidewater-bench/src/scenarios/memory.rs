@@ -16,16 +16,39 @@ const LIMIT_MIB: f64 = 300.0;
 /// "Flat": the largest transaction may cost at most this much more than the smallest.
 const FLAT: f64 = 1.25;
 
-pub const METHOD: &str = "one `INSERT … SELECT generate_series(1, N)` transaction into a narrow table (bigint \
+pub const METHOD: &str = "a PostgreSQL table of N rows (the `snapshot` scenario's table) is copied by a fresh \
+    tidewater (the chunked initial snapshot, with `_log`), and its peak resident memory is read from `VmHWM` in \
+    `/proc/<pid>/status` (the whole process life, start and DuckDB included) once the replica is consistent. \
+    Then, for the same sizes, one `INSERT … SELECT generate_series(1, N)` transaction into a narrow table (bigint \
     key, int, text, numeric, timestamptz) is written while tidewater is stopped; then tidewater drains it and \
-    its peak resident memory is read from `VmHWM` in `/proc/<pid>/status` (the whole process life, start and \
-    DuckDB included) once the slot confirms the transaction. Then, for the same sizes, a PostgreSQL table of N \
-    rows (the `snapshot` scenario's table) is copied by a fresh tidewater (the chunked initial snapshot, \
-    with `_log`), and its peak resident memory read once the replica is consistent. Flatness is the peak of the \
+    its peak resident memory is read once the slot confirms the transaction. Flatness is the peak of the \
     largest size over the peak of the smallest. No baseline: the targets are absolute.";
 
 pub fn run(bench: &Bench) -> Result<Vec<Figure>> {
     let mut figures = Vec::new();
+    let mut peaks = Vec::new();
+    for &rows in &bench.opts.sizes.memory_rows {
+        let (id, db) = bench.db(Kind::Postgres, "memsnap")?;
+        let load = snapshot::fill(&db, rows)?;
+        let c = snapshot::copy(bench, &db, id, "copy", &Apply::default(), rows)?;
+        peaks.push((rows, c.peak_rss_mib));
+        figures.push(
+            Figure::new(
+                SCENARIO,
+                &format!("peak RSS of the initial snapshot of a {rows}-row table"),
+                "MiB",
+                c.peak_rss_mib,
+            )
+            .target(Target::AtMost { max: LIMIT_MIB })
+            .detail(format!(
+                "{}; {:.0} rows/s; written at the source in {load:.1} s",
+                c.describe(),
+                rows as f64 / c.seconds
+            )),
+        );
+        db.drop_database()?;
+    }
+    figures.extend(growth("snapshot peak RSS growth", &peaks));
     let mut peaks = Vec::new();
     for &rows in &bench.opts.sizes.memory_rows {
         let d = drain(
@@ -53,29 +76,6 @@ pub fn run(bench: &Bench) -> Result<Vec<Figure>> {
         );
     }
     figures.extend(growth("peak RSS growth", &peaks));
-    let mut peaks = Vec::new();
-    for &rows in &bench.opts.sizes.memory_rows {
-        let (id, db) = bench.db(Kind::Postgres, "memsnap")?;
-        let load = snapshot::fill(&db, rows)?;
-        let c = snapshot::copy(bench, &db, id, "copy", &Apply::default(), rows)?;
-        peaks.push((rows, c.peak_rss_mib));
-        figures.push(
-            Figure::new(
-                SCENARIO,
-                &format!("peak RSS of the initial snapshot of a {rows}-row table"),
-                "MiB",
-                c.peak_rss_mib,
-            )
-            .target(Target::AtMost { max: LIMIT_MIB })
-            .detail(format!(
-                "{}; {:.0} rows/s; written at the source in {load:.1} s",
-                c.describe(),
-                rows as f64 / c.seconds
-            )),
-        );
-        db.drop_database()?;
-    }
-    figures.extend(growth("snapshot peak RSS growth", &peaks));
     Ok(figures)
 }
 
@@ -83,7 +83,12 @@ pub fn run(bench: &Bench) -> Result<Vec<Figure>> {
 fn growth(measure: &str, peaks: &[(u64, f64)]) -> Option<Figure> {
     let (&(small, low), &(large, high)) = (peaks.first()?, peaks.last()?);
     (large > small).then(|| {
-        Figure::new(SCENARIO, &format!("{measure}, {small} → {large} rows"), "×", high / low)
-            .target(Target::AtMost { max: FLAT })
+        Figure::new(
+            SCENARIO,
+            &format!("{measure}, {small} → {large} rows"),
+            "×",
+            high / low,
+        )
+        .target(Target::AtMost { max: FLAT })
     })
 }

@@ -7,12 +7,12 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::Command;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use super::drain::drop_pg_slots;
 use crate::error::{BenchError, Result};
 use crate::report::{Figure, Target};
-use crate::runner::Apply;
+use crate::runner::{unix_seconds, Apply};
 use crate::source::{Db, Kind, SNAPSHOT_COLUMNS};
 use crate::source_tx::{sample_while, TxAges};
 use crate::tools;
@@ -122,6 +122,9 @@ pub fn fill(db: &Db, rows: u64) -> Result<f64> {
 pub struct Copied {
     /// From process start until the replica is transaction-consistent.
     pub seconds: f64,
+    /// From process start until every chunk is committed (`tidewater_copy_done`); the rest
+    /// is the wait for the stream to pass the last chunk's horizon.
+    pub copied_seconds: f64,
     pub peak_rss_mib: f64,
     /// Chunks and rows of the copy, as committed in the replica's `_tidewater.copies`.
     pub chunks: u64,
@@ -132,19 +135,38 @@ pub struct Copied {
 impl Copied {
     pub fn describe(&self) -> String {
         format!(
-            "tidewater {:.2} s from process start, {} chunks ({} rows read), peak RSS {:.0} MiB",
-            self.seconds, self.chunks, self.rows_copied, self.peak_rss_mib
+            "tidewater {:.2} s from process start until consistent ({:.2} s until every chunk was \
+             committed), {} chunks ({} rows read), peak RSS {:.0} MiB",
+            self.seconds, self.copied_seconds, self.chunks, self.rows_copied, self.peak_rss_mib
         )
     }
 }
 
 /// Copies `db`'s snapshot table (`rows` rows) with a fresh tidewater (`run` names its
 /// directory) and measures it; the replica must hold every row, copied in chunks.
-pub fn copy(bench: &Bench, db: &Db, id: u32, run: &str, apply: &Apply, rows: u64) -> Result<Copied> {
+pub fn copy(
+    bench: &Bench,
+    db: &Db,
+    id: u32,
+    run: &str,
+    apply: &Apply,
+    rows: u64,
+) -> Result<Copied> {
     let mut tw = bench.tidewater(db, id, run, apply)?;
     tw.start()?;
-    let (waited, longest_tx) = sample_while(db, || tw.wait_streaming(bench.timeout(rows)));
-    let seconds = waited?;
+    let timeout = bench.timeout(rows);
+    let (waited, longest_tx) = sample_while(db, || {
+        tw.wait_metrics(timeout, "every chunk to be committed", |m| {
+            let done: Vec<&str> =
+                m.0.lines()
+                    .filter(|l| l.starts_with("tidewater_copy_done{"))
+                    .collect();
+            !done.is_empty() && done.iter().all(|l| l.ends_with(" 1"))
+        })?;
+        let copied = unix_seconds(SystemTime::now()) - tw.started();
+        Ok::<_, BenchError>((tw.wait_streaming(timeout)?, copied))
+    });
+    let (seconds, copied_seconds) = waited?;
     let longest_tx = longest_tx?;
     let copied = tw.count(&format!("{}.{TABLE}", db.schema()))?;
     let progress = tw.query(
@@ -172,13 +194,21 @@ pub fn copy(bench: &Bench, db: &Db, id: u32, run: &str, apply: &Apply, rows: u64
             "the replica records no chunk: the copy did not take the chunked path".into(),
         ));
     }
-    Ok(Copied {
+    let copy = Copied {
         seconds,
+        copied_seconds,
         peak_rss_mib,
         chunks,
         rows_copied,
         longest_tx,
-    })
+    };
+    eprintln!(
+        "   copied {rows} rows ({run}): {}; longest source transaction {:.2} s ({})",
+        copy.describe(),
+        copy.longest_tx.longest,
+        copy.longest_tx.describe()
+    );
+    Ok(copy)
 }
 
 /// The source client's text export piped (FIFO) into DuckDB's CSV reader; returns the seconds taken.
