@@ -164,6 +164,11 @@ pub struct QueryError {
     pub kind: QueryErrorKind,
     #[serde(rename = "error")]
     pub message: String,
+    /// The SQLSTATE that says what went wrong (`42601` a syntax error, `42P01` an unknown
+    /// table, ...), where the one who refused or failed the statement knows it; else the
+    /// PostgreSQL-wire endpoint answers by `kind`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqlstate: Option<String>,
 }
 
 impl QueryError {
@@ -171,7 +176,14 @@ impl QueryError {
         QueryError {
             kind,
             message: message.into(),
+            sqlstate: None,
         }
+    }
+
+    /// The error with its SQLSTATE (see the field).
+    pub fn with_sqlstate(mut self, sqlstate: &str) -> QueryError {
+        self.sqlstate = Some(sqlstate.to_string());
+        self
     }
 }
 
@@ -216,6 +228,13 @@ pub trait Replica: Send + Sync {
     /// A comparison of source rows with this replica, for `verify`; an error when
     /// `capabilities().verify` is false.
     fn comparison(&self) -> Result<Box<dyn Comparison>>;
+
+    /// The statement in this replica's own SQL that answers `sql` when `sql` is a catalog
+    /// question asked in PostgreSQL's terms (psql's `\dt`, `\d`, `\dn`; `SHOW TABLES`), for the
+    /// PostgreSQL-wire endpoint. `None`: `sql` runs as it is.
+    fn catalog_statement(&self, _sql: &str) -> Option<String> {
+        None
+    }
 }
 
 /// What the rows of a table are read for, in a `Comparison`.

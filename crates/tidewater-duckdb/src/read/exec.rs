@@ -111,7 +111,31 @@ fn sql_error(e: duckdb::Error) -> QueryError {
     } else {
         QueryErrorKind::Sql
     };
-    QueryError::new(kind, message)
+    if kind != QueryErrorKind::Sql {
+        // Refused and timed out: the endpoint's codes for those kinds.
+        return QueryError::new(kind, message);
+    }
+    let sqlstate = sqlstate(&message);
+    QueryError::new(kind, message).with_sqlstate(sqlstate)
+}
+
+/// The SQLSTATE of a DuckDB error. duckdb-rs gives a failed statement's error class only as
+/// the start of its message (`Parser Error: ...`), so the class is read from there, in this
+/// one place next to where the error is made; XX000 (internal_error) for any other.
+fn sqlstate(message: &str) -> &'static str {
+    const CLASSES: &[(&str, &str)] = &[
+        ("Parser Error", "42601"),
+        ("Catalog Error", "42P01"),
+        ("Binder Error", "42703"),
+        ("Conversion Error", "22P02"),
+        ("Invalid Input Error", "22023"),
+        ("Out of Range Error", "22003"),
+        ("Out of Memory Error", "53200"),
+    ];
+    CLASSES
+        .iter()
+        .find(|(class, _)| message.contains(class))
+        .map_or("XX000", |(_, code)| code)
 }
 
 /// A bound parameter as DuckDB's value (text is cast by DuckDB to what the statement expects).
@@ -246,5 +270,20 @@ mod tests {
             kind(&DataType::Interval(IntervalUnit::MonthDayNano)),
             ColumnKind::Text
         );
+    }
+
+    #[test]
+    fn failed_statements_get_the_sqlstate_of_their_class() {
+        let conn = duckdb::Connection::open_in_memory().unwrap();
+        let state = |sql: &str| {
+            let e = conn.execute_batch(sql).unwrap_err();
+            let e = sql_error(e);
+            (e.kind, e.sqlstate.unwrap_or_default())
+        };
+        let sql = |code: &str| (QueryErrorKind::Sql, code.to_string());
+        assert_eq!(state("SELECT * FROM nope"), sql("42P01"));
+        assert_eq!(state("SELEC 1"), sql("42601"));
+        assert_eq!(state("SELECT nope FROM range(1)"), sql("42703"));
+        assert_eq!(state("SELECT 'x'::INTEGER"), sql("22P02"));
     }
 }

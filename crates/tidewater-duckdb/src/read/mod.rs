@@ -11,6 +11,7 @@
 
 mod exec;
 mod json_cells;
+mod psql_catalog;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -97,6 +98,10 @@ impl Replica for DuckDbReplica {
         Ok(Box::new(DuckDbSession {
             conn: self.connection()?,
         }))
+    }
+
+    fn catalog_statement(&self, sql: &str) -> Option<String> {
+        psql_catalog::rewrite(sql)
     }
 }
 

@@ -60,11 +60,15 @@ const FORBIDDEN_WORDS: &[&str] = &["checkpoint", "force_checkpoint"];
 /// Accepts exactly one statement that only reads (see the module comment).
 pub fn check_read_only(sql: &str) -> Result<(), QueryError> {
     let refuse = |why: String| Err(QueryError::new(QueryErrorKind::Refused, why));
+    // Not one statement: a syntax error (42601) to PostgreSQL clients.
+    let malformed = |why: &str| {
+        Err(QueryError::new(QueryErrorKind::Refused, why).with_sqlstate(SYNTAX_ERROR))
+    };
     let statements = split_words(sql)?;
     let words = match statements.as_slice() {
-        [] => return refuse("the query is empty".into()),
+        [] => return malformed("the query is empty"),
         [one] => one,
-        _ => return refuse("only one statement at a time is accepted".into()),
+        _ => return malformed("only one statement at a time is accepted"),
     };
     let mut i = 0;
     if words[0] == "explain" {
@@ -84,9 +88,12 @@ pub fn check_read_only(sql: &str) -> Result<(), QueryError> {
             "only read-only statements are accepted (SELECT, WITH, FROM, SHOW, DESCRIBE, SUMMARIZE, EXPLAIN ...), not {}",
             w.to_uppercase()
         )),
-        None => refuse("the query is empty".into()),
+        None => malformed("the query is empty"),
     }
 }
+
+/// SQLSTATE `syntax_error`.
+const SYNTAX_ERROR: &str = "42601";
 
 /// Lower-cased bare words of each non-empty statement, outside strings, quoted identifiers
 /// and comments.
@@ -96,6 +103,7 @@ fn split_words(sql: &str) -> Result<Vec<Vec<String>>, QueryError> {
             QueryErrorKind::Refused,
             format!("the query has an unterminated {what}"),
         )
+        .with_sqlstate(SYNTAX_ERROR)
     };
     let chars: Vec<char> = sql.chars().collect();
     let mut statements = vec![Vec::new()];

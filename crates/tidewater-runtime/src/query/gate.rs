@@ -28,6 +28,12 @@ impl QueryGate {
         })
     }
 
+    /// The replica's own statement answering a catalog question asked in PostgreSQL's terms
+    /// (`Replica::catalog_statement`), if the replica is open and has one.
+    pub fn catalog_statement(&self, sql: &str) -> Option<String> {
+        self.monitor.replica()?.catalog_statement(sql)
+    }
+
     /// Runs one read-only statement (see `exec`) with at most `limit` rows: waits at most
     /// `timeout` for a place, then interrupts the statement after `timeout`.
     pub async fn run(

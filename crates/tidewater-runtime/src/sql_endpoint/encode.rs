@@ -189,36 +189,14 @@ pub fn error(e: &QueryError) -> PgWireError {
 }
 
 fn error_info(e: &QueryError) -> ErrorInfo {
-    let m = &e.message;
-    let code = match e.kind {
-        QueryErrorKind::Refused
-            if m.contains("one statement") || m.contains("unterminated") || m.contains("empty") =>
-        {
-            "42601" // syntax_error
-        }
+    let by_kind = match e.kind {
         QueryErrorKind::Refused => "25006", // read_only_sql_transaction
         QueryErrorKind::Timeout => "57014", // query_canceled
         QueryErrorKind::Unavailable => "57P03", // cannot_connect_now
-        QueryErrorKind::Sql => duckdb_sqlstate(m),
+        QueryErrorKind::Sql => "XX000",     // internal_error
     };
-    ErrorInfo::new("ERROR".into(), code.into(), m.clone())
-}
-
-/// A SQLSTATE for DuckDB's error classes (`Parser Error: ...`).
-fn duckdb_sqlstate(message: &str) -> &'static str {
-    const CLASSES: &[(&str, &str)] = &[
-        ("Parser Error", "42601"),
-        ("Catalog Error", "42P01"),
-        ("Binder Error", "42703"),
-        ("Conversion Error", "22P02"),
-        ("Invalid Input Error", "22023"),
-        ("Out of Range Error", "22003"),
-        ("Out of Memory Error", "53200"),
-    ];
-    CLASSES
-        .iter()
-        .find(|(class, _)| message.contains(class))
-        .map_or("XX000", |(_, code)| code)
+    let code = e.sqlstate.as_deref().unwrap_or(by_kind);
+    ErrorInfo::new("ERROR".into(), code.into(), e.message.clone())
 }
 
 pub fn user_error(code: &str, message: &str) -> PgWireError {
@@ -296,10 +274,9 @@ mod tests {
             assert_eq!(info.message, refusal.message, "{sql}");
             assert_eq!(sqlstate(e), code, "{sql}");
         }
-        let missing = QueryError::new(
-            QueryErrorKind::Sql,
-            "Catalog Error: Table with name nope does not exist!",
-        );
-        assert_eq!(sqlstate(error(&missing)), "42P01");
+        // A failed statement: the destination's SQLSTATE, else internal_error.
+        let failed = QueryError::new(QueryErrorKind::Sql, "Table with name nope does not exist!");
+        assert_eq!(sqlstate(error(&failed)), "XX000");
+        assert_eq!(sqlstate(error(&failed.with_sqlstate("42P01"))), "42P01");
     }
 }

@@ -7,13 +7,12 @@
 //! limit and the timeout. Refusals and errors are ErrorResponses with the message
 //! `POST /query` gives. Transaction blocks and `SHOW` of a session parameter are answered
 //! here (`session`); psql's catalog queries (`\dt`, `\d`, `\dn`) and `SHOW TABLES` are
-//! answered from DuckDB's catalog (`catalog`).
+//! answered from the replica's own catalog (`Replica::catalog_statement`).
 //!
 //! Clients on the loopback interface only (the address must be one), without a password;
 //! no TLS. Results in text or binary format, as the client asks.
 
 mod binary;
-mod catalog;
 mod encode;
 mod session;
 
@@ -143,7 +142,7 @@ impl Endpoint {
     /// The answer to `sql`: given here (`session`), or its rows from the replica, at most
     /// `limit`.
     async fn answer(&self, sql: &str, params: Params, limit: usize) -> PgWireResult<Answer> {
-        let catalog = catalog::rewrite(sql);
+        let catalog = self.queries.catalog_statement(sql);
         let sql = catalog.as_deref().unwrap_or(sql);
         match session::local(sql) {
             Some(Local::Transaction(tag)) => return Ok(Answer::Tag(tag)),

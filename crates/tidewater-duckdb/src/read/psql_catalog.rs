@@ -5,7 +5,8 @@
 //! DuckDB has only part of `pg_catalog`, so psql's `\dt`, `\d <table>` and `\dn` fail on it
 //! as they are sent; and DuckDB's `SHOW TABLES` lists the tables of the `main` schema, where
 //! a replica has none. Each statement recognised here is rewritten into a DuckDB query with
-//! the columns the client reads, which then runs like any other (the read-only gate).
+//! the columns the client reads, which then runs like any other (the read-only gate). The
+//! endpoint asks through `Replica::catalog_statement`, so it names no destination's SQL.
 //! Recognition keys on the fragments psql's describe queries have had since PostgreSQL 12
 //! (the endpoint reports version 14); a statement not recognised runs unchanged.
 //!
