@@ -61,9 +61,8 @@ const FORBIDDEN_WORDS: &[&str] = &["checkpoint", "force_checkpoint"];
 pub fn check_read_only(sql: &str) -> Result<(), QueryError> {
     let refuse = |why: String| Err(QueryError::new(QueryErrorKind::Refused, why));
     // Not one statement: a syntax error (42601) to PostgreSQL clients.
-    let malformed = |why: &str| {
-        Err(QueryError::new(QueryErrorKind::Refused, why).with_sqlstate(SYNTAX_ERROR))
-    };
+    let malformed =
+        |why: &str| Err(QueryError::new(QueryErrorKind::Refused, why).with_sqlstate(SYNTAX_ERROR));
     let statements = split_words(sql)?;
     let words = match statements.as_slice() {
         [] => return malformed("the query is empty"),
