@@ -94,6 +94,32 @@ pub(crate) fn with_chunk_rows(rig: &Rig, rows: u64) {
     writeln!(f, "\n[snapshot]\nchunk_rows = {rows}").unwrap();
 }
 
+/// Starts `run` while `transaction` writes, waits until changes to `table` (`schema.name`)
+/// were applied during the copy, stops the writer, lets the replica catch up and stops `run`.
+/// The copy must have finished; returns the run's log.
+pub(crate) fn copy_while_writing(
+    rig: &mut Rig,
+    transaction: fn(u64) -> String,
+    table: &str,
+) -> String {
+    let addr = rig.listen_http();
+    let workload = Workload::start(rig, transaction);
+    rig.start();
+    wait_until(
+        Duration::from_secs(120),
+        "changes to be applied while copying",
+        || streamed_changes(&addr, table) > 0,
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    let sent = workload.finish();
+    rig.wait_caught_up(Duration::from_secs(300));
+    rig.stop();
+    assert!(sent > 0);
+    let log = rig.log();
+    assert!(log.contains(common::COPY_FINISHED), "{log}");
+    log
+}
+
 /// The rows of `query` (one text column) on both sides, as sorted multisets.
 #[track_caller]
 pub(crate) fn assert_same_rows(rig: &Rig, query: &str) {

@@ -15,12 +15,11 @@
 
 use std::time::Duration;
 
-use crate::chunked_snapshot::{assert_same_rows, assert_same_rows_of, with_chunk_rows};
-use crate::common;
+use crate::chunked_snapshot::{
+    assert_same_rows, assert_same_rows_of, copy_while_writing, with_chunk_rows,
+};
+use crate::common::Rig;
 use crate::uncarried_ddl::{changed_under_load, copied_again, verify_clean};
-use common::workload::Workload;
-use common::{streamed_changes, Rig};
-use tidewater_harness::wait_until;
 
 const ROWS: u64 = 20_000;
 const WAIT: Duration = Duration::from_secs(120);
@@ -128,22 +127,8 @@ fn mariadb_unique_index_and_typed_keys_are_copied_in_chunks_under_writes() {
 /// (`typed`: its query on the source and on the replica) and counts the chunks.
 fn copy_under_writes(mut rig: Rig, transaction: fn(u64) -> String, typed: (&str, &str)) {
     with_chunk_rows(&rig, CHUNK_ROWS);
-    let addr = rig.listen_http();
-    let workload = Workload::start(&rig, transaction);
-    rig.start();
     let ui = format!("{}.ui", rig.schema);
-    wait_until(
-        Duration::from_secs(120),
-        "changes to be applied while copying",
-        || streamed_changes(&addr, &ui) > 0,
-    )
-    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
-    let sent = workload.finish();
-    rig.wait_caught_up(Duration::from_secs(300));
-    rig.stop();
-    assert!(sent > 0);
-    let log = rig.log();
-    assert!(log.contains(common::COPY_FINISHED), "{log}");
+    let log = copy_while_writing(&mut rig, transaction, &ui);
     assert_same_rows(
         &rig,
         "SELECT concat_ws(',', id, coalesce(v, '-'), n) FROM ui",

@@ -17,10 +17,10 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::chunked_snapshot::{
-    assert_same_rows, my_setup, transaction, with_chunk_rows, CHUNK_ROWS, RACE_ROWS, ROWS,
+    assert_same_rows, copy_while_writing, my_setup, transaction, with_chunk_rows, CHUNK_ROWS,
+    RACE_ROWS, ROWS,
 };
 use crate::common;
-use common::workload::Workload;
 use common::{expect, run_cli, snapshot_rows_copied, streamed_changes, Rig, MY_DB};
 use tidewater_harness::{wait_until, MariaDbOptions};
 
@@ -44,22 +44,8 @@ GRANT SELECT ON {MY_DB}.* TO 'tw'@'%';",
     );
     let out = expect(run_cli(&["check"], &rig.config), 0, &["privileges"]);
     assert!(!out.contains("FAIL") && !out.contains("RELOAD"), "{out}");
-    let addr = rig.listen_http();
-    let workload = Workload::start(&rig, transaction);
-    rig.start();
     let big = format!("{MY_DB}.big");
-    wait_until(
-        Duration::from_secs(120),
-        "changes to be applied while copying",
-        || streamed_changes(&addr, &big) > 0,
-    )
-    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
-    let sent = workload.finish();
-    rig.wait_caught_up(Duration::from_secs(300));
-    rig.stop();
-    assert!(sent > 0);
-    let log = rig.log();
-    assert!(log.contains(common::COPY_FINISHED), "{log}");
+    copy_while_writing(&mut rig, transaction, &big);
     assert_same_rows(
         &rig,
         "SELECT concat_ws(',', id, coalesce(v, '-'), n) FROM big",
