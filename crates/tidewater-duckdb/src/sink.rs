@@ -95,6 +95,9 @@ pub struct DuckDbSink {
     /// Keyed tables whose chunked copy is not consistent yet (see `TableState::lenient`), as
     /// the open batch leaves them.
     lenient: HashSet<TableId>,
+    /// Lenient tables whose chunk rows are appended as they are (`TableState::fresh_copy`).
+    /// Only ever narrowed after it is set, and emptied when a batch is abandoned.
+    fresh_copies: HashSet<TableId>,
     checkpoints: Checkpoints,
     counts: Counts,
 }
@@ -153,6 +156,7 @@ impl DuckDbSink {
             batch_changes: 0,
             batch_ack: None,
             lenient: HashSet::new(),
+            fresh_copies: HashSet::new(),
             checkpoints: Checkpoints::new(
                 &options.path,
                 &options.checkpoint_threshold,
@@ -180,6 +184,44 @@ impl DuckDbSink {
                 t.lenient = lenient;
             }
         }
+    }
+
+    /// Copies that begin (no chunk yet) on an empty replica table become fresh copies (see
+    /// `TableState::fresh_copy`); copies that are consistent stop being one. Called once the
+    /// tables are merged, so the replica table holds everything written to it.
+    fn mark_fresh_copies(&mut self, progress: &[CopyProgress]) -> Result<()> {
+        for p in progress {
+            let begins = p.chunks == 0 && p.rows == 0 && !p.done && self.lenient.contains(&p.table);
+            if begins && self.replica_empty(&p.table)? {
+                self.fresh_copies.insert(p.table.clone());
+            } else if !self.lenient.contains(&p.table) {
+                self.end_fresh_copy(&p.table);
+            }
+            if let Some(t) = self.tables.get_mut(&p.table) {
+                t.fresh_copy = self.fresh_copies.contains(&p.table);
+            }
+        }
+        Ok(())
+    }
+
+    fn end_fresh_copy(&mut self, id: &TableId) {
+        if self.fresh_copies.remove(id) {
+            if let Some(t) = self.tables.get_mut(id) {
+                t.fresh_copy = false;
+            }
+        }
+    }
+
+    fn replica_empty(&self, id: &TableId) -> Result<bool> {
+        let sql = format!(
+            "SELECT count(*) FROM (SELECT 1 FROM {} LIMIT 1)",
+            crate::sql::qualified(id)
+        );
+        let rows: i64 = self
+            .conn
+            .query_row(&sql, [], |r| r.get(0))
+            .map_err(|e| Error::sink(format!("reading the replica table {id}: {e}")))?;
+        Ok(rows == 0)
     }
 
     /// Whether `table` is not (yet) a replica table of this definition.
@@ -232,6 +274,7 @@ impl DuckDbSink {
         let mut state = TableState::new(sql);
         state.changes = changes;
         state.lenient = self.lenient.contains(&id) && state.sql.schema.has_key();
+        state.fresh_copy = self.fresh_copies.contains(&id);
         self.tables.insert(id, state);
         Ok(())
     }
@@ -352,7 +395,7 @@ impl DuckDbSink {
         }
         let pending = std::mem::take(&mut t.pending);
         if t.staged == 0
-            && !t.lenient
+            && (!t.lenient || t.fresh_copy)
             && direct::supported(&t.sql.schema)
             && pending.iter().all(|p| direct::can_append(&p.change))
         {
@@ -504,6 +547,7 @@ impl Sink for DuckDbSink {
                 let id = sql.schema.id.clone();
                 let mut state = TableState::new(sql);
                 state.lenient = self.lenient.contains(&id) && state.sql.schema.has_key();
+                state.fresh_copy = self.fresh_copies.contains(&id);
                 (id, state)
             })
             .collect();
@@ -554,7 +598,7 @@ impl Sink for DuckDbSink {
             }
         }
         self.set_lenient(progress);
-        Ok(())
+        self.mark_fresh_copies(progress)
     }
 
     fn replicated_tables(&mut self) -> Result<Option<BTreeSet<TableId>>> {
@@ -596,6 +640,9 @@ impl Sink for DuckDbSink {
         self.enter_tx(tx, first_sequence);
         self.batch_changes += changes.len() as u64;
         for change in changes {
+            if change.kind != ChangeKind::Snapshot {
+                self.end_fresh_copy(&change.table.id);
+            }
             if needs_row_path(&change) {
                 self.apply_alone(&change)?;
             } else {
@@ -612,6 +659,7 @@ impl Sink for DuckDbSink {
         self.enter_tx(tx, self.next_txseq);
         let tx = self.current_tx();
         for t in tables {
+            self.end_fresh_copy(&t.id);
             self.ensure_schema_of(t, true)?;
             self.merge(&t.id)?;
             let meta = rowwise::LogMeta {
@@ -710,6 +758,10 @@ impl Sink for DuckDbSink {
         let progress = state::read_copies(&self.conn)?;
         self.lenient.clear();
         self.set_lenient(&progress);
+        for t in self.tables.values_mut() {
+            t.fresh_copy = false;
+        }
+        self.fresh_copies.clear();
         // The abandoned transactions come again from the source, with the same ordinals.
         self.last_ordinal = self.committed_ordinal;
         self.current_tx = None;

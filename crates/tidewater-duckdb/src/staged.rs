@@ -62,6 +62,14 @@ pub(crate) struct TableState {
     /// every staged change is applied as an upsert or a delete (snapshot rows and inserts
     /// replace the row of their key), and an update of a missing row is not an error.
     pub lenient: bool,
+    /// A lenient table whose replica rows all come from its copy's earlier chunks: the copy
+    /// began on an empty replica table in this process, and no streamed change of the table
+    /// has been written since (`DuckDbSink::fresh_copies`). A chunk holds the keys after the
+    /// last one copied (`tidewater_core::copy`: keyset order at the source, so chunks never
+    /// share a key), so no replica row has a key of its rows yet: they are appended like
+    /// inserts instead of replacing the rows of their keys. The first streamed change ends
+    /// this, since its row may have a key a later chunk brings.
+    pub fresh_copy: bool,
 }
 
 impl TableState {
@@ -76,6 +84,7 @@ impl TableState {
             has_snapshot_rows: false,
             changes: 0,
             lenient: false,
+            fresh_copy: false,
         }
     }
 
