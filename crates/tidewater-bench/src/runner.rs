@@ -63,12 +63,16 @@ impl Tidewater {
             }
             out
         };
+        // `[snapshot]` only when set: builds from before the chunked copy refuse the section.
+        let snapshot = match lines("snapshot") {
+            l if l.is_empty() => String::new(),
+            l => format!("\n[snapshot]\n{l}"),
+        };
         let mut toml = format!(
-            "[source]\n{source_toml}{}\n[sink]\ntype = \"duckdb\"\npath = {:?}\n{}\n[snapshot]\n{}\n[apply]\n{}",
+            "[source]\n{source_toml}{}\n[sink]\ntype = \"duckdb\"\npath = {:?}\n{}{snapshot}\n[apply]\n{}",
             lines("source"),
             dir.join("replica.duckdb").display().to_string(),
             lines("sink"),
-            lines("snapshot"),
             lines("apply"),
         );
         if let Some(ms) = apply.flush_interval_ms {
