@@ -5,6 +5,7 @@
 //! identity index's columns; a replica keyed by the primary key applied such a delete to no
 //! row and kept it. The replica is keyed by the replica identity (the catalog and the stream's
 //! Relation messages agree), and a change of it copies the table again under the new key.
+//! MariaDB: a primary key moved while running is copied again the same way.
 
 use crate::common;
 use crate::uncarried_ddl::{changed_under_load, copied_again, verify_clean};
@@ -68,6 +69,22 @@ fn postgres_primary_key_moved_to_other_columns_while_running() {
     let rig = changed_under_load(
         Rig::new(ACCOUNTS),
         "ALTER TABLE acct DROP CONSTRAINT acct_pkey, ADD PRIMARY KEY (email)",
+        writes,
+        CHECK,
+    );
+    copied_again(&rig);
+}
+
+/// MariaDB: the primary key moved to other columns while running (the table's definition is
+/// read again at the `ALTER TABLE`): copied again under the new key.
+#[test]
+fn mariadb_primary_key_moved_to_other_columns_while_running() {
+    let rig = changed_under_load(
+        Rig::mysql(
+            "CREATE TABLE acct (id int PRIMARY KEY, email varchar(40) NOT NULL UNIQUE, n int);
+             INSERT INTO acct SELECT seq, concat('u', seq, '@x'), 0 FROM seq_1_to_200;",
+        ),
+        "ALTER TABLE acct DROP PRIMARY KEY, ADD PRIMARY KEY (email)",
         writes,
         CHECK,
     );
