@@ -49,8 +49,12 @@ fn the_benchmark_suite_runs_every_scenario_with_tiny_sizes() {
         );
     }
     for f in figures {
+        // A duration can be 0 at these sizes (no sample saw a source transaction open).
+        let zero_ok = f["unit"] == "s";
         assert!(
-            f["tidewater"].as_f64().is_some_and(|v| v > 0.0),
+            f["tidewater"]
+                .as_f64()
+                .is_some_and(|v| v > 0.0 || (zero_ok && v == 0.0)),
             "non-positive figure {f:#}"
         );
         if !f["baseline"].is_null() {
