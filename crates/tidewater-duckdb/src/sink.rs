@@ -187,11 +187,18 @@ impl DuckDbSink {
     }
 
     /// Copies that begin (no chunk yet) on an empty replica table become fresh copies (see
-    /// `TableState::fresh_copy`); copies that are consistent stop being one. Called once the
-    /// tables are merged, so the replica table holds everything written to it.
+    /// `TableState::fresh_copy`); copies that are consistent stop being one. The table is
+    /// merged first, so that its replica table holds everything written to it.
     fn mark_fresh_copies(&mut self, progress: &[CopyProgress]) -> Result<()> {
         for p in progress {
-            let begins = p.chunks == 0 && p.rows == 0 && !p.done && self.lenient.contains(&p.table);
+            let begins = p.chunks == 0
+                && p.rows == 0
+                && !p.done
+                && self.lenient.contains(&p.table)
+                && self.tables.contains_key(&p.table);
+            if begins {
+                self.merge(&p.table)?;
+            }
             if begins && self.replica_empty(&p.table)? {
                 self.fresh_copies.insert(p.table.clone());
             } else if !self.lenient.contains(&p.table) {
