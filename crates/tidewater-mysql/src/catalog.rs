@@ -148,7 +148,8 @@ pub async fn describe(conn: &mut Conn, id: TableId) -> Result<SourceTable> {
 /// The columns of the unique index a table without a primary key is keyed by (see the
 /// module doc), or none.
 async fn unique_key(conn: &mut Conn, id: &TableId, columns: &[Column]) -> Result<Vec<String>> {
-    let parts: Vec<(String, String, Option<u64>, String)> = conn
+    // COLUMN_NAME is NULL for a functional key part (MySQL 8): not a usable key.
+    let parts: Vec<(String, Option<String>, Option<u64>, String)> = conn
         .exec(
             "SELECT INDEX_NAME, COLUMN_NAME, SUB_PART, INDEX_TYPE FROM information_schema.STATISTICS \
              WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND NON_UNIQUE = 0 \
@@ -161,7 +162,10 @@ async fn unique_key(conn: &mut Conn, id: &TableId, columns: &[Column]) -> Result
     for (index, column, sub_part, index_type) in parts {
         let whole_not_null = sub_part.is_none()
             && index_type == "BTREE"
-            && columns.iter().any(|c| c.name == column && !c.nullable);
+            && columns
+                .iter()
+                .any(|c| Some(&c.name) == column.as_ref() && !c.nullable);
+        let column = column.unwrap_or_default();
         match indexes.last_mut() {
             Some((name, cols, usable)) if *name == index => {
                 cols.push(column);
