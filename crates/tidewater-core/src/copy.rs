@@ -45,6 +45,23 @@
 //!    table is.
 //! 5. **Resume.** The progress commits with each chunk in the same destination transaction, so
 //!    after a crash the stream resumes at the stored position and the copy at the next chunk.
+//!
+//! # Copies again
+//!
+//! A table copied again while streaming (`tidewater resnapshot`, a repair, a change the stream
+//! does not carry: see `uncarried`) goes through the same chunks. At a point P of the stream
+//! the source sends, in one destination transaction, a truncate of the table (carrying the
+//! definition the stream knows) and a fresh [`CopyProgress`] ([`Copying::restart`]); the
+//! table is then copied exactly as above, from an empty replica table at P. The rules hold
+//! unchanged because nothing in them needs the copy to start at the stream's start: the
+//! replica table is empty at P like a new one, and rule 1 makes every chunk show every
+//! transaction delivered before it, including those delivered before P (so a source tracks
+//! the transactions it delivers whether or not a copy runs, until a snapshot has shown them).
+//! When P lies inside a transaction T (the change that needs the copy is seen in T), T's
+//! earlier changes of the table are removed by the truncate and its later ones applied
+//! leniently (keyed) or dropped (keyless); every chunk is read after T, so it shows T.
+//! While the copy runs the table's replica holds the rows copied so far plus streamed
+//! changes: it is complete again, and transaction-consistent, once the table is.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -230,6 +247,30 @@ impl<H> Copying<H> {
         self.limits[i].unwrap_or(self.size.rows.min(FIRST_CHUNK_ROWS))
     }
 
+    /// Starts the copy of `table` over while streaming (a re-copy: see "Copies again" in the
+    /// module doc); returns its progress, to commit in the transaction that removes the
+    /// table's replica rows. A table copied before (or being copied) starts again from its
+    /// first key; a keyless table's changes are dropped again until its copy.
+    pub fn restart(&mut self, table: TableId, keyless: bool) -> CopyProgress {
+        let progress = CopyProgress::new(table.clone());
+        match self.progress.iter().position(|p| p.table == table) {
+            Some(i) => {
+                self.progress[i] = progress.clone();
+                self.limits[i] = None;
+            }
+            None => {
+                self.progress.push(progress.clone());
+                self.limits.push(None);
+            }
+        }
+        if keyless {
+            self.keyless.insert(table, None);
+        } else {
+            self.keyless.remove(&table);
+        }
+        progress
+    }
+
     /// The table at `i` is no longer replicated (dropped at the source): nothing to copy.
     pub fn gone(&mut self, i: usize) {
         self.progress[i].done = true;
@@ -288,7 +329,7 @@ impl<H> Copying<H> {
         }
         let all = self.progress.iter().all(|p| p.consistent);
         if all && !marked.is_empty() {
-            info!("initial copy finished: the replica is transaction-consistent");
+            info!("every copy finished: the replica is transaction-consistent");
         }
         (marked, all)
     }
@@ -360,6 +401,34 @@ mod tests {
         assert_eq!(c.limit(0), 1);
         // Fewer rows than asked for: the table's end.
         assert!(read(&mut c, 1, 0, 0));
+    }
+
+    #[test]
+    fn restart_copies_a_table_again() {
+        let (t, k) = (TableId::new("s", "t"), TableId::new("s", "k"));
+        let mut c = Copying::new(ChunkSize::default(), Vec::new(), |_| false, |_| Some(()));
+        assert!(!c.copying());
+        let p = c.restart(t.clone(), false);
+        assert_eq!((p.chunks, p.done, p.consistent), (0, false, false));
+        assert_eq!(c.next(), Some((0, t.clone())));
+        let chunk = ChunkRead {
+            limit: c.limit(0),
+            rows: 1,
+            bytes: 10,
+            last_key: Some(vec![Value::text("1")]),
+            at: (),
+            horizon: "h".into(),
+        };
+        assert!(c.chunk_read(0, chunk, true, Instant::now()).done);
+        assert!(c.mark_passed(|_| true).1);
+        // Again: from the first key, the same entry; a keyless table's changes are dropped
+        // until its copy.
+        assert_eq!(c.restart(t.clone(), false).last_key, None);
+        c.restart(k.clone(), true);
+        assert_eq!(c.progress.len(), 2);
+        assert_eq!(c.limit(0), FIRST_CHUNK_ROWS);
+        assert!(c.drops(&k, |_| false) && !c.drops(&t, |_| true));
+        assert!(c.copying() && !c.mark_passed(|_| true).1);
     }
 
     #[test]

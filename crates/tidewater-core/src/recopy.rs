@@ -6,9 +6,12 @@
 //! reasons (see each source's `stream/recopy.rs`).
 //!
 //! The handle lives as long as the process (in `Stats`), so a request made while the source
-//! restarts is served by the next attempt. A source takes the requests between transactions;
-//! one taken and lost (the attempt failed before the copy committed) is not served again,
-//! which is fine for its users: they look at the replica again and ask again.
+//! restarts is served by the next attempt. A source takes the requests between transactions.
+//! A chunked re-copy (`crate::copy`, "Copies again") is kept once its first transaction
+//! commits (milliseconds after it is taken): the tables taken together start in one
+//! transaction, and after a crash their copy resumes at the next chunk. One taken and lost
+//! before that (or, for a re-copy in one transaction, before the copy committed) is not served
+//! again, which is fine for its users: they look at the replica again and ask again.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};

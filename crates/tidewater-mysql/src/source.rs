@@ -302,14 +302,15 @@ impl Source for MySqlSource {
         };
         stream.unreplicated = ctx.unreplicated;
         progress.retain(|p| self.tables.iter().any(|t| t.schema.id == p.table));
-        if !progress.is_empty() && !progress.iter().all(|p| p.consistent) {
+        // Kept for the whole run when MariaDB copies in chunks: tables copied again while
+        // streaming go through it too (`stream::recopy`).
+        if let Some(chunked) = &chunked {
             let keyless = |id: &TableId| {
                 self.tables
                     .iter()
                     .any(|t| t.schema.id == *id && !t.schema.has_key())
             };
-            let size = chunked.as_ref().map_or_else(Default::default, |c| c.size);
-            stream.copy = Some(Copying::new(size, progress, keyless));
+            stream.copy = Some(Copying::new(chunked.size, progress, keyless));
         }
         stream.recopy_requests = ctx.recopy;
         match joining {

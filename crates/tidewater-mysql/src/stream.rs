@@ -93,7 +93,9 @@ pub struct Stream {
     pub recopy_requests: RecopyRequests,
     flavor: Flavor,
     retried: Instant,
-    /// The chunked initial snapshot while a table is not consistent yet (`chunks`).
+    /// The chunked copies (`chunks`), MariaDB only: the initial snapshot while a table is not
+    /// consistent yet, and tables copied again while streaming. `None` when the destination
+    /// does not copy in chunks.
     pub copy: Option<chunks::Copying>,
 }
 

@@ -380,17 +380,15 @@ impl Source for PgSource {
             .into_iter()
             .filter(|p| self.tables.iter().any(|t| t.schema.id == p.table))
             .collect();
-        let copy = (!progress.is_empty() && !progress.iter().all(|p| p.consistent)).then(|| {
+        // Kept for the whole run when the destination copies in chunks: tables copied again
+        // while streaming go through it too (`stream::recopy`).
+        let copy = ctx.chunked.as_ref().map(|c| {
             let keyless = |id: &TableId| {
                 self.tables
                     .iter()
                     .any(|t| t.schema.id == *id && !t.schema.has_key())
             };
-            let size = ctx
-                .chunked
-                .as_ref()
-                .map_or_else(Default::default, |c| c.size);
-            Copying::new(size, progress, keyless)
+            Copying::new(c.size, progress, keyless)
         });
         let options = [
             ("proto_version", "1".to_string()),

@@ -52,7 +52,9 @@ pub struct Stream<'a> {
     /// Tables to join right away (selected, but not in the replica yet).
     pub join_now: Vec<SourceTable>,
     /// Replicated tables to copy again right away (changes were missed while stopped: see
-    /// `crate::placement`), by relation OID.
+    /// `crate::placement`), by relation OID. Copied at a new slot's consistent point, not in
+    /// chunks: the stream replays transactions from before the change with the table's old
+    /// definition, which a copy at that point drops (see `recopy`).
     pub recopy_now: Vec<(u32, TableId)>,
     pub events: mpsc::Sender<SourceEvent>,
     pub acks: AckReceiver,
@@ -61,7 +63,9 @@ pub struct Stream<'a> {
     /// Selected tables that could not join, with why: listed here for health and status,
     /// asked again at every discovery poll, removed once copied or no longer selected.
     pub unreplicated: Unreplicated,
-    /// The chunked initial snapshot, while a table is not consistent yet (`chunks`).
+    /// The chunked copies (`chunks`): the initial snapshot while a table is not consistent
+    /// yet, and tables copied again while streaming. `None` when the destination does not copy
+    /// in chunks.
     pub copy: Option<chunks::Copying>,
     /// The acknowledged position the replica stored (an idle point at or after
     /// `applied_lsn`): the stream's position starts there (see `State::stream_position`).
@@ -168,7 +172,8 @@ impl Stream<'_> {
             self.join(&mut st, join_now).await?;
         }
         for (oid, id) in std::mem::take(&mut self.recopy_now) {
-            self.recopy(&mut st, oid, &id, republish::MISSED).await?;
+            self.recopy(&mut st, oid, &id, republish::MISSED, false)
+                .await?;
         }
         let token = CancellationToken::new();
         loop {
@@ -203,6 +208,7 @@ impl Stream<'_> {
                 Wake::Ack => self.send_status(&mut st, false).await?,
                 Wake::Tick => self.send_status(&mut st, false).await?,
                 Wake::Discover => {
+                    self.forget_visible(&mut st).await?;
                     self.discover(&mut st).await?;
                     self.recopy_requested(&mut st).await?;
                 }
@@ -427,7 +433,8 @@ impl Stream<'_> {
                 st.in_tx = Some(skip);
                 st.tx_lsn = final_lsn;
                 st.tx_xid = xid;
-                if let Some(copy) = self.copy.as_mut().filter(|c| !skip && c.copying()) {
+                // Tracked whether or not a copy runs: a copy started later must show it too.
+                if let Some(copy) = self.copy.as_mut().filter(|_| !skip) {
                     copy.delivered(xid);
                 }
                 if skip {
@@ -468,7 +475,7 @@ impl Stream<'_> {
                         schema = Some(current);
                         if let Some(reason) = uncarried {
                             st.relations.insert(rel.oid, schema);
-                            return self.recopy(st, rel.oid, &id, &reason).await;
+                            return self.recopy(st, rel.oid, &id, &reason, true).await;
                         }
                     }
                 } else {

@@ -269,7 +269,7 @@ impl Monitor {
             Phase::Snapshot => {
                 let copied: u64 = self.stats.snapshot_copied().values().sum();
                 not_ok(format!(
-                    "initial snapshot in progress: {copied} rows copied"
+                    "copy in progress (the initial snapshot, or tables copied again): {copied} rows copied; the replica is incomplete until it is transaction-consistent"
                 ))
             }
             Phase::Retrying => {

@@ -196,7 +196,7 @@ impl Stream {
             return Ok(());
         };
         let position = &self.position;
-        let (marked, all) = copy.mark_passed(|h| {
+        let (marked, _) = copy.mark_passed(|h| {
             BinlogPosition::parse(h)
                 .ok()
                 .is_none_or(|h| position.reached(&h))
@@ -211,10 +211,6 @@ impl Stream {
         };
         self.send(SourceEvent::Begin(tx)).await?;
         self.send(SourceEvent::Progress(marked)).await?;
-        self.send(SourceEvent::Commit).await?;
-        if all {
-            self.copy = None;
-        }
-        Ok(())
+        self.send(SourceEvent::Commit).await
     }
 }

@@ -15,11 +15,13 @@
 //! waits, the stream is inside a transaction it holds (the copy goes before the first one it
 //! does not), so its snapshot includes this statement too and the table joins that copy.
 
+use tidewater_core::stats::now_us;
 use tidewater_core::uncarried::uncarried_declared_change;
-use tidewater_core::{Error, Result, TableId};
+use tidewater_core::{Error, Position, Result, SourceEvent, TableId, TxInfo};
 use tracing::{info, warn};
 
 use super::Stream;
+use crate::catalog::SourceTable;
 use crate::conn::connect;
 use crate::join::Joining;
 
@@ -39,6 +41,20 @@ impl Stream {
         };
         if self.tx.is_some() || self.joining.is_some() || self.recopy_requests.is_empty() {
             return Ok(());
+        }
+        if self.copy.is_some() {
+            // Every table asked for starts in one transaction (all or none after a crash).
+            let mut tables = Vec::new();
+            for id in self.recopy_requests.take() {
+                let table = self.describe(id.clone()).await?;
+                let key = (id.schema.clone(), id.name.clone());
+                if !self.tables.contains_key(&key) || table.schema.columns.is_empty() {
+                    warn!(table = %id, "a copy was requested for a table that is not replicated (dropped, renamed, or not readable); nothing to copy");
+                    continue;
+                }
+                tables.push(table);
+            }
+            return self.recopy_in_chunks(tables, REQUESTED).await;
         }
         let mut conn = connect(&self.url).await?;
         let at = self.snapshot_covering_stream(&mut conn, flavor).await?;
@@ -87,6 +103,9 @@ impl Stream {
                 self.position
             )));
         };
+        if self.copy.is_some() && !self.held(&id) {
+            return self.recopy_in_chunks(vec![now], &reason).await;
+        }
         if self.joining.is_none() {
             let mut conn = connect(&self.url).await?;
             let at = self.snapshot_covering_stream(&mut conn, flavor).await?;
@@ -102,6 +121,53 @@ impl Stream {
         info!(table = %id, change = %reason, statement = %query, copy_at = %joining.at, "the binlog does not carry what this statement did to existing rows: the table is copied again at a later position (its changes until then are in the copy)");
         joining.add_recopy(table.clone());
         self.tables.insert(key, table);
+        Ok(())
+    }
+
+    /// Copies `tables` again in chunks (`tidewater_core::copy`, "Copies again"): their replica
+    /// rows are removed at this point of the stream, in the open statement's transaction (an
+    /// `ALTER` read in the binlog) or in one of their own between transactions, together
+    /// with a fresh copy progress each. Every chunk is read by a snapshot that has reached the
+    /// stream's position, so after the `ALTER`.
+    async fn recopy_in_chunks(&mut self, tables: Vec<SourceTable>, reason: &str) -> Result<()> {
+        if tables.is_empty() {
+            return Ok(());
+        }
+        let copy = self.copy.as_mut().expect("copying in chunks");
+        let mut progress = Vec::new();
+        for t in &tables {
+            progress.push(copy.restart(t.schema.id.clone(), !t.schema.has_key()));
+            info!(table = %t.schema.id, change = %reason, at = %self.position, "the table is copied again in chunks while streaming (its replica rows are replaced from here)");
+        }
+        let open = match self.tx.as_mut() {
+            Some(tx) => {
+                let begin = (!tx.begun).then(|| tx.info.clone());
+                tx.begun = true;
+                begin.map(|info| (info, false))
+            }
+            None => Some((
+                TxInfo {
+                    position: Position(self.position.to_string()),
+                    commit_time_us: now_us(),
+                    backlog: tidewater_core::Backlog::Unknown,
+                },
+                true,
+            )),
+        };
+        let own = open.as_ref().is_some_and(|(_, own)| *own);
+        if let Some((info, _)) = open {
+            self.send(SourceEvent::Begin(info)).await?;
+        }
+        let schemas = tables.iter().map(|t| t.schema.clone()).collect();
+        self.send(SourceEvent::Truncate(schemas)).await?;
+        self.send(SourceEvent::Progress(progress)).await?;
+        if own {
+            self.send(SourceEvent::Commit).await?;
+        }
+        for t in tables {
+            let id = &t.schema.id;
+            self.tables.insert((id.schema.clone(), id.name.clone()), t);
+        }
         Ok(())
     }
 }

@@ -126,6 +126,11 @@ impl Copying {
         self.delivered.push(xid);
     }
 
+    /// Forgets the delivered transactions `snapshot` shows: every later snapshot shows them.
+    fn forget_shown(&mut self, snapshot: &PgSnapshot) {
+        self.delivered.retain(|&x| !snapshot.shows(x));
+    }
+
     /// Whether a change of `table` in the transaction `xid` is dropped (keyless tables only).
     pub fn drops(&self, table: &TableId, xid: u32) -> bool {
         self.copy.drops(table, |snap| snap.shows(xid))
@@ -168,6 +173,17 @@ async fn begin_chunk(client: &Client) -> Result<(PgSnapshot, u64)> {
     }
 }
 
+/// A snapshot taken now, outside any transaction.
+async fn current_snapshot(client: &Client) -> Result<PgSnapshot> {
+    let row = client
+        .query_one("SELECT pg_current_snapshot()::text", &[])
+        .await
+        .map_err(|e| pg_error(e, "reading the current snapshot"))?;
+    let snap: String = row.get(0);
+    PgSnapshot::parse(&snap)
+        .ok_or_else(|| Error::source_fatal(format!("unexpected snapshot {snap}")))
+}
+
 async fn end_chunk(client: &Client, commit: bool) -> Result<()> {
     client
         .batch_execute(if commit { "COMMIT" } else { "ROLLBACK" })
@@ -176,6 +192,24 @@ async fn end_chunk(client: &Client, commit: bool) -> Result<()> {
 }
 
 impl Stream<'_> {
+    /// While no table is being copied, the delivered transactions are still tracked (a copy
+    /// that starts later must show them: see `tidewater_core::copy`, "Copies again"); those a
+    /// current snapshot shows are forgotten, so the list holds only the last few seconds'.
+    pub(super) async fn forget_visible(&mut self, st: &mut State) -> Result<()> {
+        let Some(copy) = self.copy.as_ref() else {
+            return Ok(());
+        };
+        if copy.delivered.is_empty() || copy.copying() {
+            return Ok(());
+        }
+        let client = self.client;
+        let snapshot = self.answering(st, current_snapshot(client)).await?;
+        if let Some(copy) = self.copy.as_mut() {
+            copy.forget_shown(&snapshot);
+        }
+        Ok(())
+    }
+
     /// Reads and sends the next chunk of the first table still copying, as one transaction
     /// at the position of the last delivered one, with the table's progress.
     pub(super) async fn copy_chunk(&mut self, st: &mut State) -> Result<()> {
@@ -264,7 +298,7 @@ impl Stream<'_> {
         let Some(copy) = self.copy.as_mut() else {
             return Ok(());
         };
-        let (marked, all) =
+        let (marked, _) =
             copy.mark_passed(|h| parse_horizon(h).is_none_or(|(horizon, _)| horizon <= lsn));
         if marked.is_empty() {
             return Ok(());
@@ -276,11 +310,7 @@ impl Stream<'_> {
         };
         self.send(st, SourceEvent::Begin(tx)).await?;
         self.send(st, SourceEvent::Progress(marked)).await?;
-        self.send(st, SourceEvent::Commit).await?;
-        if all {
-            self.copy = None;
-        }
-        Ok(())
+        self.send(st, SourceEvent::Commit).await
     }
 }
 

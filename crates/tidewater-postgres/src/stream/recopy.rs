@@ -20,7 +20,10 @@
 
 use std::sync::Arc;
 
-use tidewater_core::{Error, Result, TableId, TableSchema};
+use tidewater_core::stats::now_us;
+use tidewater_core::{
+    CopyProgress, Error, Position, Result, SourceEvent, TableId, TableSchema, TxInfo,
+};
 use tokio_postgres::Client;
 use tracing::{info, warn};
 
@@ -41,27 +44,47 @@ impl Stream<'_> {
         if self.joiner.is_none() || st.in_tx.is_some() {
             return Ok(());
         }
+        // Copied in chunks: every table asked for starts in one transaction (all or none of
+        // them after a crash).
+        let mut chunked = Vec::new();
         for id in self.recopy_requests.take() {
             let client = self.client;
             let oid = self.answering(st, relation_oid(client, &id)).await?;
+            let joining = st.joining.as_ref().is_some_and(|j| j.ids.contains(&id));
             match oid.filter(|_| self.tables.contains_key(&id)) {
-                Some(oid) => self.recopy(st, oid, &id, REQUESTED).await?,
+                Some(oid) if self.copy.is_some() && !joining => {
+                    chunked.extend(self.restart_copy(st, oid, &id, REQUESTED).await?);
+                }
+                Some(oid) => self.recopy(st, oid, &id, REQUESTED, true).await?,
                 None => {
                     warn!(table = %id, "a copy was requested for a table that is not replicated (dropped, renamed, or joining); nothing to copy")
                 }
             }
         }
-        Ok(())
+        self.send_restarts(st, chunked).await
     }
 
     /// Copies `id` again at a point of the stream after its change `reason` (seen at
     /// relation `oid` in the open transaction); its changes until then are dropped.
+    ///
+    /// `delivered`: the stream has delivered every change of the table so far, and delivers
+    /// the rest with its current definition. Then, when the destination copies in chunks, so
+    /// does the re-copy: each chunk shows every delivered transaction (rule 1 of
+    /// `tidewater_core::copy`). Otherwise the table is copied at the consistent point of a new
+    /// slot's exported snapshot, which waits for every earlier commit, and its changes until
+    /// then are dropped:
+    /// - changes that were never published (a table that was out of its publication) are not
+    ///   delivered, and a snapshot taken right after the table is put back may still miss one
+    ///   that committed just before (its commit logged, not yet visible);
+    /// - at start, the stream replays transactions from before a change made while stopped,
+    ///   with the table's old definition.
     pub(super) async fn recopy(
         &mut self,
         st: &mut State,
         oid: u32,
         id: &TableId,
         reason: &str,
+        delivered: bool,
     ) -> Result<()> {
         let at = format_lsn(st.tx_lsn);
         // (before, held) of a copy that waits; no reference to it lives across an await.
@@ -72,6 +95,9 @@ impl Stream<'_> {
         match waiting {
             // Held by the waiting copy, which is taken after this change.
             Some((true, true)) => return Ok(()),
+            _ if delivered && self.copy.is_some() => {
+                return self.recopy_in_chunks(st, oid, id, reason).await
+            }
             Some((false, _)) => {
                 return Err(Error::source_fatal(format!(
                     "internal: {id} must be copied again at {at}, past the waiting copy"
@@ -115,6 +141,84 @@ impl Stream<'_> {
             }
         }
         self.send_status(st, true).await
+    }
+
+    /// Copies `id` again in chunks (`tidewater_core::copy`, "Copies again"): its replica rows
+    /// are removed at this point of the stream, in the open transaction (the change was seen
+    /// in it) or in one of their own between transactions, together with a fresh copy
+    /// progress; the copy's chunks follow between later transactions.
+    async fn recopy_in_chunks(
+        &mut self,
+        st: &mut State,
+        oid: u32,
+        id: &TableId,
+        reason: &str,
+    ) -> Result<()> {
+        let restart = self.restart_copy(st, oid, id, reason).await?;
+        self.send_restarts(st, restart.into_iter().collect()).await
+    }
+
+    /// Starts the copy of `id` over (its definition as the stream applies it from here, and
+    /// its fresh progress), for `send_restarts`; `None` when the table is gone.
+    async fn restart_copy(
+        &mut self,
+        st: &mut State,
+        oid: u32,
+        id: &TableId,
+        reason: &str,
+    ) -> Result<Option<(Arc<TableSchema>, CopyProgress)>> {
+        let client = self.client;
+        let described = self.answering(st, describe_relation(client, oid)).await?;
+        let Some(t) = described.filter(|t| t.schema.id == *id) else {
+            warn!(table = %id, change = %reason, "a replicated table changed and was then dropped or renamed at the source: the replica keeps it as it was before the change");
+            st.relations.insert(oid, None);
+            return Ok(None);
+        };
+        self.adopt_key(st, oid, &t.schema);
+        // The definition the stream applies from here (its changes carry it).
+        let schema = self.tables.get(id).cloned().unwrap_or(t.schema);
+        let copy = self.copy.as_mut().expect("copying in chunks");
+        let progress = copy.restart(id.clone(), !schema.has_key());
+        let at = if st.in_tx == Some(false) {
+            st.tx_lsn
+        } else {
+            st.stream_position()
+        };
+        info!(table = %id, change = %reason, at = %format_lsn(at), "the table is copied again in chunks while streaming (its replica rows are replaced from here)");
+        Ok(Some((schema, progress)))
+    }
+
+    /// Removes the replica rows of the tables whose copy starts over and stores their fresh
+    /// progress: in the open transaction, or in one transaction of their own between
+    /// transactions.
+    async fn send_restarts(
+        &mut self,
+        st: &mut State,
+        restarts: Vec<(Arc<TableSchema>, CopyProgress)>,
+    ) -> Result<()> {
+        if restarts.is_empty() {
+            return Ok(());
+        }
+        let in_tx = st.in_tx == Some(false);
+        if in_tx {
+            // The open transaction's changes so far go first: none of them is of these
+            // tables' new definitions.
+            self.flush_chunk(st).await?;
+        } else {
+            let tx = TxInfo {
+                position: Position(format_lsn(st.stream_position())),
+                commit_time_us: now_us(),
+                backlog: tidewater_core::Backlog::Unknown,
+            };
+            self.send(st, SourceEvent::Begin(tx)).await?;
+        }
+        let (schemas, progress): (Vec<_>, Vec<_>) = restarts.into_iter().unzip();
+        self.send(st, SourceEvent::Truncate(schemas)).await?;
+        self.send(st, SourceEvent::Progress(progress)).await?;
+        if !in_tx {
+            self.send(st, SourceEvent::Commit).await?;
+        }
+        Ok(())
     }
 
     /// The stream's definition of the table takes the copied one's primary key (a key added

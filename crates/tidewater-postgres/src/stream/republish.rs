@@ -28,7 +28,7 @@ impl Stream<'_> {
             self.answering(st, place(client, &publication, &table))
                 .await?;
             if m.missed {
-                self.recopy(st, m.oid, &m.id, MISSED).await?;
+                self.recopy(st, m.oid, &m.id, MISSED, false).await?;
             }
         }
         Ok(())

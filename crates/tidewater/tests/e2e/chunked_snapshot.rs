@@ -30,7 +30,7 @@ pub(crate) const CHUNK_ROWS: u64 = 500;
 /// ahead of the copy.
 pub(crate) const RACE_ROWS: u64 = 200_000;
 
-fn pg_setup() -> String {
+pub(crate) fn pg_setup() -> String {
     format!(
         "
 CREATE TABLE big (id bigint PRIMARY KEY, v text, n int NOT NULL);
@@ -212,22 +212,28 @@ fn copy_under_writes_survives_kill9(mut rig: Rig) {
     rig.wait_caught_up(Duration::from_secs(300));
     rig.stop();
     assert!(sent > 0);
+    assert_copied_exactly(&rig, ROWS + sent);
+}
+
+/// After a copy of the three tables under `transaction` (caught up, stopped): each equals the
+/// source, the last `_log` entry of every key of big is its row, every table is done and
+/// consistent, and big's committed chunks count at most `max_rows` rows (a chunk interrupted
+/// by a kill is read again, not counted twice) in at least one chunk per `CHUNK_ROWS`.
+pub(crate) fn assert_copied_exactly(rig: &Rig, max_rows: u64) {
     assert_same_rows(
-        &rig,
+        rig,
         "SELECT concat_ws(',', id, coalesce(v, '-'), n) FROM big",
     );
     assert_same_rows(
-        &rig,
+        rig,
         "SELECT concat_ws(',', a, b, coalesce(v, '-')) FROM comp",
     );
-    assert_same_rows(&rig, "SELECT concat_ws(',', a, b) FROM bag");
+    assert_same_rows(rig, "SELECT concat_ws(',', a, b) FROM bag");
     assert_eq!(
-        log_mismatches(&rig),
+        log_mismatches(rig),
         0,
         "the last _log entry of a key is not its row"
     );
-    // Every table done and consistent; the chunks committed count each row once (a chunk
-    // interrupted by a kill is read again, not counted twice).
     let copies = rig.replica_lines(
         "SELECT table_name || ',' || done || ',' || consistent || ',' || rows_copied || ',' || chunks \
          FROM _tidewater.copies ORDER BY 1",
@@ -243,7 +249,7 @@ fn copy_under_writes_survives_kill9(mut rig: Rig) {
         .map(|x| x.parse().unwrap())
         .collect();
     assert!(
-        big[0] <= ROWS + sent && big[1] >= ROWS / CHUNK_ROWS,
+        big[0] <= max_rows && big[1] >= ROWS / CHUNK_ROWS,
         "big: {} rows in {} chunks",
         big[0],
         big[1]
@@ -257,15 +263,7 @@ fn copy_under_writes_survives_kill9(mut rig: Rig) {
 /// (`synchronous_commit = on`); the server default is `local`.
 #[test]
 fn pg_chunk_waits_for_a_delivered_commit_to_become_visible() {
-    let setup = format!(
-        "ALTER SYSTEM SET synchronous_commit = local;
-SELECT pg_reload_conf();
-CREATE TABLE t (id bigint PRIMARY KEY, v text);
-INSERT INTO t SELECT g, 'v' FROM generate_series(1, {RACE_ROWS}) g;"
-    );
-    let mut rig = Rig::new(&setup);
-    with_chunk_rows(&rig, CHUNK_ROWS);
-    let addr = rig.listen_http();
+    let (mut rig, addr) = race_rig(RACE_ROWS);
     rig.start();
     let mut copied = 0;
     wait_until(Duration::from_secs(120), "the copy to start", || {
@@ -275,6 +273,46 @@ INSERT INTO t SELECT g, 'v' FROM generate_series(1, {RACE_ROWS}) g;"
     .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
     // A key well ahead of the copy.
     let key = copied + 100 * CHUNK_ROWS;
+    let racer = hold_invisible_delete(&rig, key);
+    // The stream delivers the delete (its commit record is written) ...
+    wait_until(
+        Duration::from_secs(60),
+        "the delete to be delivered",
+        || streamed_changes(&addr, "public.t") > 0,
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    // ... while it stays invisible. A chunk read now would still hold the row: tidewater
+    // waits (and says so), or, wrongly, copies on past the key.
+    assert_copy_waits_for_delete(&rig, &addr, key, racer);
+    rig.wait_caught_up(Duration::from_secs(300));
+    rig.stop();
+    assert_eq!(
+        rig.count(&format!("SELECT count(*) FROM t WHERE id = {key}")),
+        0
+    );
+    assert_same_rows(&rig, "SELECT id || ',' || v FROM t");
+}
+
+/// A PostgreSQL rig for the race tests: table `t` of `rows` rows, copied in chunks of
+/// `CHUNK_ROWS`, `synchronous_commit = local` (see `hold_invisible_delete`); not started.
+/// Returns it with its metrics address.
+pub(crate) fn race_rig(rows: u64) -> (Rig, String) {
+    let rig = Rig::new(&format!(
+        "ALTER SYSTEM SET synchronous_commit = local;
+SELECT pg_reload_conf();
+CREATE TABLE t (id bigint PRIMARY KEY, v text);
+INSERT INTO t SELECT g, 'v' FROM generate_series(1, {rows}) g;"
+    ));
+    with_chunk_rows(&rig, CHUNK_ROWS);
+    let addr = rig.listen_http();
+    (rig, addr)
+}
+
+/// Starts `DELETE FROM t WHERE id = key` in its own session and returns once its commit
+/// record is written and the session waits for the standby that never connects: delivered by
+/// the replication stream, invisible to new snapshots until `release_delete`. The server's
+/// `synchronous_commit` must be `local` (only this session waits).
+pub(crate) fn hold_invisible_delete(rig: &Rig, key: u64) -> std::process::Child {
     rig.sql("ALTER SYSTEM SET synchronous_standby_names = 'nobody'; SELECT pg_reload_conf();");
     // Committing sessions wait for the standby once the checkpointer has read the setting:
     // it handles a pending reload before the checkpoint it is asked for.
@@ -283,7 +321,7 @@ INSERT INTO t SELECT g, 'v' FROM generate_series(1, {RACE_ROWS}) g;"
     })
     .unwrap();
     rig.sql("CHECKPOINT");
-    let mut racer = Command::new("psql")
+    let racer = Command::new("psql")
         .args([
             "-X",
             "-q",
@@ -308,26 +346,29 @@ INSERT INTO t SELECT g, 'v' FROM generate_series(1, {RACE_ROWS}) g;"
         },
     )
     .unwrap_or_else(|e| panic!("{e}: the racing transaction did not wait"));
-    // The stream delivers the delete (its commit record is written) ...
-    wait_until(
-        Duration::from_secs(60),
-        "the delete to be delivered",
-        || streamed_changes(&addr, "public.t") > 0,
-    )
-    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
-    // ... while it stays invisible. A chunk read now would still hold the row: tidewater
-    // waits (and says so), or, wrongly, copies on past the key.
+    racer
+}
+
+/// While the delete of `hold_invisible_delete` (of `key`, delivered) is invisible, the copy of
+/// `t` must wait for it (and say so) rather than read on past `key`; then the delete is let
+/// go.
+#[track_caller]
+pub(crate) fn assert_copy_waits_for_delete(
+    rig: &Rig,
+    addr: &str,
+    key: u64,
+    racer: std::process::Child,
+) {
     let waiting = "waits for a transaction the stream delivered to become visible";
     let started = Instant::now();
     wait_until(
         Duration::from_secs(120),
         "the copy to wait for the delete, or to pass its key",
-        || rig.log().contains(waiting) || snapshot_rows_copied(&addr, "public.t") > key,
+        || rig.log().contains(waiting) || snapshot_rows_copied(addr, "public.t") > key,
     )
     .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
-    let passed = snapshot_rows_copied(&addr, "public.t");
-    rig.sql("ALTER SYSTEM RESET synchronous_standby_names; SELECT pg_reload_conf();");
-    assert!(racer.wait().unwrap().success());
+    let passed = snapshot_rows_copied(addr, "public.t");
+    release_delete(rig, racer);
     assert!(
         rig.log().contains(waiting) && passed <= key,
         "the copy read past key {key} ({passed} rows) while the delivered delete was not \
@@ -335,13 +376,12 @@ INSERT INTO t SELECT g, 'v' FROM generate_series(1, {RACE_ROWS}) g;"
         started.elapsed(),
         rig.log()
     );
-    rig.wait_caught_up(Duration::from_secs(300));
-    rig.stop();
-    assert_eq!(
-        rig.count(&format!("SELECT count(*) FROM t WHERE id = {key}")),
-        0
-    );
-    assert_same_rows(&rig, "SELECT id || ',' || v FROM t");
+}
+
+/// Lets the delete of `hold_invisible_delete` become visible, and waits for its session.
+fn release_delete(rig: &Rig, mut racer: std::process::Child) {
+    rig.sql("ALTER SYSTEM RESET synchronous_standby_names; SELECT pg_reload_conf();");
+    assert!(racer.wait().unwrap().success());
 }
 
 /// While a table is copied, no tidewater session holds a source transaction (or an xmin

@@ -172,7 +172,7 @@ fn continuous_verification_finds_and_repairs(mut rig: Rig, table: &str) {
     );
     assert!(
         rig.log()
-            .contains("the table is copied again at a later position"),
+            .contains("the table is copied again in chunks while streaming"),
         "{}",
         rig.log()
     );

@@ -33,6 +33,7 @@ mod position_guard;
 mod psql_browse;
 mod query;
 mod readme_quickstart;
+mod recopy_chunked;
 mod replica_identity;
 mod replication;
 mod resnapshot;

@@ -20,7 +20,7 @@ use tidewater_harness::{
 pub const SLOT: &str = "tidewater";
 /// What `run` logs once the chunked initial snapshot is done and the replica is
 /// transaction-consistent (PostgreSQL into DuckDB).
-pub const COPY_FINISHED: &str = "initial copy finished";
+pub const COPY_FINISHED: &str = "every copy finished";
 /// The MariaDB database the MySQL rigs replicate (`shop.*`).
 pub const MY_DB: &str = "shop";
 
