@@ -394,7 +394,23 @@ fn pg_chunked_copy_holds_no_long_transaction() {
 INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, {rows}) g;"
     ));
     with_chunk_rows(&rig, 5_000);
+    rig.listen_http();
     rig.start();
+    let finished = |rig: &Rig| rig.log().matches(common::COPY_FINISHED).count();
+    assert_no_long_transaction(&rig, "the copy", || finished(&rig) >= 1);
+    // The same for a copy again while streaming (`tidewater resnapshot`).
+    let asked = || common::run_cli(&["resnapshot", "--tables", "public.t"], &rig.config);
+    common::expect(asked(), 0, &["copying again while streaming"]);
+    assert_no_long_transaction(&rig, "the re-copy", || finished(&rig) >= 2);
+    assert!(rig.log().contains("copied again in chunks"));
+    rig.stop();
+    assert_eq!(rig.count("SELECT count(*) FROM t"), rows as i64);
+}
+
+/// Samples the age of tidewater's source transactions (and xmin horizons) until `done`: none
+/// may reach 10 s.
+#[track_caller]
+fn assert_no_long_transaction(rig: &Rig, what: &str, done: impl Fn() -> bool) {
     let mut longest = 0.0f64;
     let mut samples = 0;
     let started = Instant::now();
@@ -407,20 +423,21 @@ INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, {rows}) g;"
         );
         longest = longest.max(age.trim().parse().unwrap_or(0.0));
         samples += 1;
-        rig.log().contains(common::COPY_FINISHED)
+        done()
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
     eprintln!(
-        "copy of {rows} rows took {:?}; longest source transaction seen {longest:.2} s in {samples} samples",
+        "{what} took {:?}; longest source transaction seen {longest:.2} s in {samples} samples",
         started.elapsed()
     );
-    assert!(samples >= 3, "too few samples to judge ({samples})");
+    assert!(
+        samples >= 3,
+        "too few samples of {what} to judge ({samples})"
+    );
     assert!(
         longest < 10.0,
-        "a source transaction stayed open {longest} s"
+        "a source transaction stayed open {longest} s during {what}"
     );
-    rig.stop();
-    assert_eq!(rig.count("SELECT count(*) FROM t"), rows);
 }
 
 /// An idle source: nothing is written while or after the table is copied (autovacuum is off
