@@ -62,6 +62,13 @@
 //! leniently (keyed) or dropped (keyless); every chunk is read after T, so it shows T.
 //! While the copy runs the table's replica holds the rows copied so far plus streamed
 //! changes: it is complete again, and transaction-consistent, once the table is.
+//!
+//! A table that joins (PostgreSQL: a new table added to the publication at X) is copied the
+//! same way from an empty replica table, with one more condition: its changes that committed
+//! before X are not delivered, only in its rows, and one of them may not be visible yet to a
+//! snapshot taken after X (rule 1 cannot see it: it was never delivered). So its first chunk
+//! waits until every transaction running at a snapshot taken after X has ended (see the
+//! PostgreSQL source's `stream::chunks::Copying::join`).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

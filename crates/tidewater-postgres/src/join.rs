@@ -1,6 +1,8 @@
 //! Tables that join while streaming: created at the source after the initial snapshot, or
-//! selected by widened `tables` globs. Their existing rows are copied exactly the way the
-//! initial snapshot is, at a position of the running stream:
+//! selected by widened `tables` globs. They are added to the publication here. When the
+//! destination copies in chunks they are then copied like the initial snapshot, behind a
+//! barrier (`stream::chunks::Copying::join`); otherwise their existing rows are copied in one
+//! transaction at a position of the running stream:
 //!
 //! 1. the tables are added to the publication; from that commit on, pgoutput sends their
 //!    changes in the running stream;

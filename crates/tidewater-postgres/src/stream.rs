@@ -186,16 +186,21 @@ impl Stream<'_> {
                 st.joining.is_some() || self.copy.as_ref().is_some_and(|c| c.waiting_for_horizon());
             // A chunk is read between transactions: when it is due (the stream is busy), or
             // when nothing else is ready (the stream is idle).
-            let chunk = st.in_tx.is_none()
+            // While a joining table waits for transactions to end, only when it is looked at
+            // again.
+            let copying = st.in_tx.is_none()
                 && st.joining.is_none()
                 && self.copy.as_ref().is_some_and(|c| c.copying());
-            let due = self
-                .copy
-                .as_ref()
-                .map_or_else(std::time::Instant::now, |c| c.due);
+            let held = self.copy.as_ref().and_then(|c| c.held_until());
+            let chunk = copying && held.is_none();
+            let due = held.unwrap_or_else(|| {
+                self.copy
+                    .as_ref()
+                    .map_or_else(std::time::Instant::now, |c| c.due)
+            });
             let wake = tokio::select! {
                 biased;
-                _ = tokio::time::sleep_until(due.into()), if chunk => Wake::Chunk,
+                _ = tokio::time::sleep_until(due.into()), if copying => Wake::Chunk,
                 r = self.acks.changed() => { if r.is_err() { return Err(Error::shutdown()) } Wake::Ack }
                 _ = st.status.tick() => Wake::Tick,
                 _ = st.discover.tick(), if discover => Wake::Discover,
@@ -299,8 +304,9 @@ impl Stream<'_> {
         self.join(st, new).await
     }
 
-    /// Publishes `tables` and opens their snapshot; their changes are held back until the
-    /// stream passes it (see `join`).
+    /// Publishes `tables` and copies them: in chunks when the destination copies in chunks
+    /// (`join_in_chunks`), otherwise at a new slot's exported snapshot, their changes held
+    /// back until the stream passes it (see `crate::join`).
     async fn join(&mut self, st: &mut State, tables: Vec<SourceTable>) -> Result<()> {
         let Some(joiner) = self.joiner.take() else {
             return Err(Error::source_fatal(
@@ -308,6 +314,7 @@ impl Stream<'_> {
             ));
         };
         let client = self.client;
+        let chunked = self.copy.is_some();
         let begun = async {
             let (published, refused) = self.answering(st, joiner.publish(client, tables)).await?;
             for (id, reason) in refused {
@@ -316,24 +323,27 @@ impl Stream<'_> {
                     warn!(table = %id, reason = %reason, "a selected table cannot join the replica (the other tables replicate on; /health reports degraded); it joins once the cause is fixed, no restart needed");
                 }
             }
-            if published.is_empty() {
-                return Ok(None);
+            if published.is_empty() || chunked {
+                return Ok((published, None));
             }
-            self.answering(st, joiner.begin(published)).await.map(Some)
+            let joining = self.answering(st, joiner.begin(published)).await?;
+            Ok((Vec::new(), Some(joining)))
         }
         .await;
         self.joiner = Some(joiner);
-        let Some(joining) = begun? else {
-            return Ok(());
-        };
-        for t in &joining.tables {
+        let (published, joining) = begun?;
+        let tables = joining.as_ref().map_or(&published, |j| &j.tables);
+        for t in tables {
             self.tables.insert(t.schema.id.clone(), t.schema.clone());
             // Described before it was selected (a rename): from now on it is replicated.
             if let Some(rel) = st.relations.get_mut(&t.oid) {
                 *rel = Some(t.schema.clone());
             }
         }
-        st.joining = Some(joining);
+        if !published.is_empty() {
+            return self.join_in_chunks(st, published).await;
+        }
+        st.joining = joining;
         self.send_status(st, true).await
     }
 

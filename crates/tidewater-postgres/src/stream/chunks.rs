@@ -25,6 +25,7 @@
 //! the changes of transactions visible to its snapshot (stored with the progress, so a restart
 //! keeps dropping them), until the stream passes its horizon.
 
+use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,8 @@ use crate::read::read_chunk;
 const MAX_WAIT: Duration = Duration::from_secs(120);
 /// After this many snapshots in a row that miss a delivered transaction, the wait is logged.
 const TELL_AFTER: u32 = 20;
+/// After this many looks at a joining table's barrier (a few seconds), the wait is logged.
+const TELL_HELD_AFTER: u32 = 5;
 
 /// A snapshot as `pg_current_snapshot()` shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,11 +104,16 @@ pub fn parse_horizon(h: &str) -> Option<(u64, PgSnapshot)> {
     Some((parse_lsn(lsn)?, PgSnapshot::parse(snap)?))
 }
 
-/// The copy under way: the source-neutral state, and the xids of the transactions delivered
-/// since a chunk's snapshot last showed them all.
+/// The copy under way: the source-neutral state, the xids of the transactions delivered
+/// since a chunk's snapshot last showed them all, and the joining tables' barriers.
 pub struct Copying {
     copy: copy::Copying<PgSnapshot>,
     delivered: Vec<u32>,
+    /// Per table that joined (see `join`): the transactions that were running when it was
+    /// published. Its first chunk is read only once none of them runs any more.
+    barriers: HashMap<TableId, Vec<u64>>,
+    /// While a joining table's barrier holds: when to look again, and how many looks so far.
+    held: Option<(Instant, u32)>,
 }
 
 impl Copying {
@@ -115,10 +123,48 @@ impl Copying {
         keyless: impl Fn(&TableId) -> bool,
     ) -> Copying {
         let horizon = |h: &str| parse_horizon(h).map(|h| h.1);
+        // A joined table not copied yet keeps its barrier in its horizon (see `join`).
+        let barriers = progress
+            .iter()
+            .filter(|p| !p.done && p.chunks == 0)
+            .filter_map(|p| Some((p.table.clone(), parse_horizon(p.horizon.as_deref()?)?.1.xip)))
+            .filter(|(_, xip)| !xip.is_empty())
+            .collect();
         Copying {
             copy: copy::Copying::new(size, progress, keyless, horizon),
             delivered: Vec::new(),
+            barriers,
+            held: None,
         }
+    }
+
+    /// A table joins the replica (`crate::join`: it was just published, or is selected and
+    /// not held yet): its copy starts with a barrier, `snapshot` taken after it was published.
+    /// Its changes in transactions that commit after it is published stream from then on;
+    /// those that committed before are only in its rows, and one of them may not be visible
+    /// yet (its commit logged, but its backend not out of the proc array), running as far as
+    /// `snapshot` can tell. So the first chunk is read only once every transaction running in
+    /// `snapshot` has ended: that is what a new slot's consistent point waits for too. The
+    /// barrier is stored as the progress's horizon, until the first chunk replaces it.
+    pub fn join(&mut self, table: TableId, keyless: bool, snapshot: &PgSnapshot) -> CopyProgress {
+        let mut progress = self.copy.restart(table.clone(), keyless);
+        progress.horizon = Some(horizon_text(0, snapshot));
+        if let Some(p) = self.copy.progress.iter_mut().find(|p| p.table == table) {
+            p.horizon = progress.horizon.clone();
+        }
+        if snapshot.xip.is_empty() {
+            self.barriers.remove(&table);
+        } else {
+            self.barriers.insert(table, snapshot.xip.clone());
+        }
+        progress
+    }
+
+    /// Until when no chunk is read: a joining table's barrier holds.
+    pub fn held_until(&self) -> Option<Instant> {
+        self.held
+            .map(|(at, _)| at)
+            .filter(|at| *at > Instant::now())
     }
 
     /// A stream transaction with this xid was delivered.
@@ -174,7 +220,7 @@ async fn begin_chunk(client: &Client) -> Result<(PgSnapshot, u64)> {
 }
 
 /// A snapshot taken now, outside any transaction.
-async fn current_snapshot(client: &Client) -> Result<PgSnapshot> {
+pub(super) async fn current_snapshot(client: &Client) -> Result<PgSnapshot> {
     let row = client
         .query_one("SELECT pg_current_snapshot()::text", &[])
         .await
@@ -257,6 +303,25 @@ impl Stream<'_> {
             .await?;
         };
         let copy = self.copy.as_mut().expect("copying");
+        let running = copy
+            .barriers
+            .get(&id)
+            .and_then(|b| b.iter().copied().find(|x| snapshot.xip.contains(x)));
+        if let Some(xid) = running {
+            // A transaction running when the table joined still runs: looked at again later,
+            // while the stream goes on.
+            let tries = copy.held.map_or(0, |(_, n)| n) + 1;
+            copy.held = Some((
+                Instant::now() + Duration::from_millis(100 << tries.min(6)),
+                tries,
+            ));
+            if tries == TELL_HELD_AFTER {
+                info!(table = %id, xid, "a joining table's copy waits for a transaction that was running when the table joined to end (its changes may only be in the table's rows)");
+            }
+            return self.answering(st, end_chunk(client, false)).await;
+        }
+        copy.barriers.remove(&id);
+        copy.held = None;
         copy.delivered.clear();
         let (chunk_rows, after) = (copy.limit(i), copy.progress[i].last_key_values());
         let tx = TxInfo {

@@ -27,8 +27,9 @@ use tidewater_core::{
 use tokio_postgres::Client;
 use tracing::{info, warn};
 
+use super::chunks::current_snapshot;
 use super::{State, Stream};
-use crate::catalog::describe_relation;
+use crate::catalog::{describe_relation, SourceTable};
 use crate::conn::{format_lsn, pg_error};
 
 /// Why a table the runtime asked for (`SourceContext::recopy`) is copied again.
@@ -186,6 +187,34 @@ impl Stream<'_> {
         };
         info!(table = %id, change = %reason, at = %format_lsn(at), "the table is copied again in chunks while streaming (its replica rows are replaced from here)");
         Ok(Some((schema, progress)))
+    }
+
+    /// Tables just published (`join`) are copied in chunks, each behind its barrier (see
+    /// `chunks::Copying::join`): their replica tables are created (a truncate carrying the
+    /// definition) with a fresh progress, in one transaction at the stream's position.
+    pub(super) async fn join_in_chunks(
+        &mut self,
+        st: &mut State,
+        tables: Vec<SourceTable>,
+    ) -> Result<()> {
+        let client = self.client;
+        let barrier = self.answering(st, current_snapshot(client)).await?;
+        let copy = self.copy.as_mut().expect("copying in chunks");
+        let mut restarts = Vec::new();
+        for t in &tables {
+            let id = &t.schema.id;
+            restarts.push((
+                t.schema.clone(),
+                copy.join(id.clone(), !t.schema.has_key(), &barrier),
+            ));
+            // A table refused before has joined: the cause was fixed.
+            if self.unreplicated.clear(id) {
+                info!(table = %id, "a table that could not join has joined the replica");
+            }
+        }
+        let names: Vec<String> = tables.iter().map(|t| t.schema.id.to_string()).collect();
+        info!(tables = %names.join(", "), at = %format_lsn(st.stream_position()), "tables join the replica: copied in chunks while streaming, their changes applied from here");
+        self.send_restarts(st, restarts).await
     }
 
     /// Removes the replica rows of the tables whose copy starts over and stores their fresh

@@ -273,7 +273,7 @@ fn pg_chunk_waits_for_a_delivered_commit_to_become_visible() {
     .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
     // A key well ahead of the copy.
     let key = copied + 100 * CHUNK_ROWS;
-    let racer = hold_invisible_delete(&rig, key);
+    let racer = hold_invisible_delete(&rig, "t", key);
     // The stream delivers the delete (its commit record is written) ...
     wait_until(
         Duration::from_secs(60),
@@ -308,11 +308,11 @@ INSERT INTO t SELECT g, 'v' FROM generate_series(1, {rows}) g;"
     (rig, addr)
 }
 
-/// Starts `DELETE FROM t WHERE id = key` in its own session and returns once its commit
+/// Starts `DELETE FROM table WHERE id = key` in its own session and returns once its commit
 /// record is written and the session waits for the standby that never connects: delivered by
 /// the replication stream, invisible to new snapshots until `release_delete`. The server's
 /// `synchronous_commit` must be `local` (only this session waits).
-pub(crate) fn hold_invisible_delete(rig: &Rig, key: u64) -> std::process::Child {
+pub(crate) fn hold_invisible_delete(rig: &Rig, table: &str, key: u64) -> std::process::Child {
     rig.sql("ALTER SYSTEM SET synchronous_standby_names = 'nobody'; SELECT pg_reload_conf();");
     // Committing sessions wait for the standby once the checkpointer has read the setting:
     // it handles a pending reload before the checkpoint it is asked for.
@@ -331,7 +331,7 @@ pub(crate) fn hold_invisible_delete(rig: &Rig, key: u64) -> std::process::Child 
         ])
         .args([
             "-c",
-            &format!("SET synchronous_commit = on; DELETE FROM t WHERE id = {key}"),
+            &format!("SET synchronous_commit = on; DELETE FROM {table} WHERE id = {key}"),
         ])
         .stdout(Stdio::null())
         .spawn()
@@ -379,7 +379,7 @@ pub(crate) fn assert_copy_waits_for_delete(
 }
 
 /// Lets the delete of `hold_invisible_delete` become visible, and waits for its session.
-fn release_delete(rig: &Rig, mut racer: std::process::Child) {
+pub(crate) fn release_delete(rig: &Rig, mut racer: std::process::Child) {
     rig.sql("ALTER SYSTEM RESET synchronous_standby_names; SELECT pg_reload_conf();");
     assert!(racer.wait().unwrap().success());
 }
@@ -394,7 +394,7 @@ fn pg_chunked_copy_holds_no_long_transaction() {
 INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, {rows}) g;"
     ));
     with_chunk_rows(&rig, 5_000);
-    rig.listen_http();
+    let addr = rig.listen_http();
     rig.start();
     let finished = |rig: &Rig| rig.log().matches(common::COPY_FINISHED).count();
     assert_no_long_transaction(&rig, "the copy", || finished(&rig) >= 1);
@@ -402,6 +402,7 @@ INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, {rows}) g;"
     let asked = || common::run_cli(&["resnapshot", "--tables", "public.t"], &rig.config);
     common::expect(asked(), 0, &["copying again while streaming"]);
     assert_no_long_transaction(&rig, "the re-copy", || finished(&rig) >= 2);
+    common::wait_replica_consistent(&rig, &addr);
     assert!(rig.log().contains("copied again in chunks"));
     rig.stop();
     assert_eq!(rig.count("SELECT count(*) FROM t"), rows as i64);

@@ -1,5 +1,5 @@
-//! Tables copied again while streaming go through the chunked copy (`tidewater_core::copy`,
-//! "Copies again"), on both sources: `tidewater resnapshot` of a damaged replica while a
+//! Tables copied again, or joining, while streaming go through the chunked copy
+//! (`tidewater_core::copy`, "Copies again"). Copied again, on both sources: `tidewater resnapshot` of a damaged replica while a
 //! writer changes every table, with kill -9 during the re-copy. Afterwards the replica equals
 //! the source, the last `_log` entry of every key is its row, every table is consistent
 //! again, the re-copy resumed at its next chunk after each kill (the committed chunks count
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::chunked_snapshot::{
     assert_copied_exactly, assert_copy_waits_for_delete, assert_same_rows, hold_invisible_delete,
-    my_setup, pg_setup, race_rig, transaction, with_chunk_rows, CHUNK_ROWS, ROWS,
+    my_setup, pg_setup, race_rig, release_delete, transaction, with_chunk_rows, CHUNK_ROWS, ROWS,
 };
 use crate::common;
 use common::workload::Workload;
@@ -101,6 +101,7 @@ fn resnapshot_in_chunks(mut rig: Rig) {
         finished(&rig) > before
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    common::wait_replica_consistent(&rig, &addr);
     let sent = workload.finish();
     rig.wait_caught_up(Duration::from_secs(300));
     rig.stop();
@@ -135,7 +136,7 @@ fn pg_recopy_waits_for_a_commit_delivered_before_it() {
     rig.start();
     rig.wait_caught_up(Duration::from_secs(300));
     let before = finished(&rig);
-    let racer = hold_invisible_delete(&rig, key);
+    let racer = hold_invisible_delete(&rig, "t", key);
     // The stream delivers the delete and the replica applies it, while it stays invisible.
     wait_until(Duration::from_secs(60), "the delete to be applied", || {
         common::streamed_changes(&addr, "public.t") > 0
@@ -147,15 +148,61 @@ fn pg_recopy_waits_for_a_commit_delivered_before_it() {
         &["copying again while streaming"],
     );
     assert_copy_waits_for_delete(&rig, &addr, key, racer);
-    wait_until(Duration::from_secs(120), "the re-copy to finish", || {
-        finished(&rig) > before
+    finish_without(&mut rig, &addr, before, "t", key);
+}
+
+/// A PostgreSQL table that joins (selected, not in the replica) is copied in chunks from the
+/// moment it is published; its changes committed before that are only in its rows. A delete
+/// of it that committed before it was published, but is not visible yet (its commit logged,
+/// the backend waiting for a synchronous standby that never connects), must not be missed:
+/// the first chunk waits until the transactions running when the table was published have
+/// ended. Without that barrier the copy holds the deleted row, and nothing ever deletes it.
+#[test]
+fn pg_join_waits_for_a_commit_from_before_it_was_published() {
+    let rows = 20 * CHUNK_ROWS;
+    let key = rows / 4;
+    let (mut rig, addr) = race_rig(10);
+    rig.start();
+    rig.wait_caught_up(Duration::from_secs(300));
+    rig.stop();
+    rig.sql(&format!(
+        "CREATE TABLE j (id bigint PRIMARY KEY, v text);
+         INSERT INTO j SELECT g, 'v' FROM generate_series(1, {rows}) g;"
+    ));
+    let before = finished(&rig);
+    let racer = hold_invisible_delete(&rig, "j", key);
+    rig.start();
+    let waiting = "waits for a transaction that was running when the table joined";
+    wait_until(
+        Duration::from_secs(120),
+        "the join to wait for the delete, or to copy past its key",
+        || rig.log().contains(waiting) || snapshot_rows_copied(&addr, "public.j") > key,
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    let passed = snapshot_rows_copied(&addr, "public.j");
+    release_delete(&rig, racer);
+    assert!(
+        rig.log().contains(waiting) && passed <= key,
+        "the join copied past key {key} ({passed} rows) while a delete committed before the \
+         table was published was not visible\n{}",
+        rig.log()
+    );
+    finish_without(&mut rig, &addr, before, "j", key);
+}
+
+/// Waits for the copy to finish (the log's `before`-th "every copy finished" passed, and
+/// committed), stops, and checks that `table` equals the source, without the deleted `key`.
+fn finish_without(rig: &mut Rig, addr: &str, before: usize, table: &str, key: u64) {
+    wait_until(Duration::from_secs(120), "the copy to finish", || {
+        finished(rig) > before
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    common::wait_replica_consistent(rig, addr);
     rig.wait_caught_up(Duration::from_secs(300));
     rig.stop();
     assert_eq!(
-        rig.count(&format!("SELECT count(*) FROM t WHERE id = {key}")),
+        rig.count(&format!("SELECT count(*) FROM {table} WHERE id = {key}")),
         0
     );
-    assert_same_rows(&rig, "SELECT id || ',' || v FROM t");
+    assert_same_rows(rig, &format!("SELECT id || ',' || v FROM {table}"));
 }

@@ -491,6 +491,23 @@ pub fn streamed_changes(addr: &str, table: &str) -> u64 {
         .sum::<f64>() as u64
 }
 
+/// Waits until the run serving `addr` has committed that every copied table is consistent
+/// (`tidewater_replica_consistent 1` on `/metrics`, published once the commit that marks the
+/// last table is done; the log line comes earlier, when the source sends it).
+pub fn wait_replica_consistent(rig: &Rig, addr: &str) {
+    tidewater_harness::wait_until(
+        Duration::from_secs(120),
+        "the replica to be committed consistent",
+        || {
+            http::http(addr, "GET", "/metrics", None)
+                .ok()
+                .and_then(|m| http::metric(&m.body, "tidewater_replica_consistent"))
+                == Some(1.0)
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+}
+
 /// Rows of the initial snapshot or of a joining table that the run serving `addr` has
 /// copied into `table`, from its `/metrics` (0 while nothing answers).
 pub fn snapshot_rows_copied(addr: &str, table: &str) -> u64 {
