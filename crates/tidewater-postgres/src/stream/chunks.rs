@@ -303,6 +303,8 @@ impl Stream<'_> {
             .await?;
         };
         let copy = self.copy.as_mut().expect("copying");
+        // This snapshot shows every delivered transaction, and so does every later one.
+        copy.delivered.clear();
         let running = copy
             .barriers
             .get(&id)
@@ -322,7 +324,6 @@ impl Stream<'_> {
         }
         copy.barriers.remove(&id);
         copy.held = None;
-        copy.delivered.clear();
         let (chunk_rows, after) = (copy.limit(i), copy.progress[i].last_key_values());
         let tx = TxInfo {
             position: Position(format_lsn(st.stream_position())),
