@@ -217,6 +217,22 @@ impl Stream<'_> {
         self.send_restarts(st, restarts).await
     }
 
+    /// A replicated table put back into its publication after changes were missed (see
+    /// `republish`) is copied again in chunks behind a barrier, like a joining table: its
+    /// missed changes are not delivered, only in its rows. It takes the key of its current
+    /// definition (`table`, described after it was put back).
+    pub(super) async fn recopy_missed(&mut self, st: &mut State, table: SourceTable) -> Result<()> {
+        let client = self.client;
+        let barrier = self.answering(st, current_snapshot(client)).await?;
+        self.adopt_key(st, table.oid, &table.schema);
+        let id = &table.schema.id;
+        let schema = self.tables.get(id).cloned().unwrap_or(table.schema.clone());
+        let copy = self.copy.as_mut().expect("copying in chunks");
+        let progress = copy.join(id.clone(), !schema.has_key(), &barrier);
+        info!(table = %id, change = %super::republish::MISSED, at = %format_lsn(st.stream_position()), "the table is copied again in chunks while streaming (its replica rows are replaced from here)");
+        self.send_restarts(st, vec![(schema, progress)]).await
+    }
+
     /// Removes the replica rows of the tables whose copy starts over and stores their fresh
     /// progress: in the open transaction, or in one transaction of their own between
     /// transactions.

@@ -27,7 +27,9 @@ impl Stream<'_> {
             };
             self.answering(st, place(client, &publication, &table))
                 .await?;
-            if m.missed {
+            if m.missed && self.copy.is_some() && table.schema.id == m.id {
+                self.recopy_missed(st, table).await?;
+            } else if m.missed {
                 self.recopy(st, m.oid, &m.id, MISSED, false).await?;
             }
         }

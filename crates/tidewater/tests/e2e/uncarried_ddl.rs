@@ -371,7 +371,7 @@ fn postgres_table_dropped_from_the_publication_by_hand() {
         pg_customer_writes,
     );
     wait_until(WAIT, "the table to be copied again", || {
-        rig.log().contains("joining tables copied")
+        rig.log().contains("copied again in chunks")
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
     copied_again(&rig);
