@@ -1,5 +1,6 @@
 //! A minimal blocking HTTP/1.1 client for tidewater's own endpoints on loopback
-//! (`GET /metrics`, `POST /query`): one connection per request, `Connection: close`.
+//! (`GET /metrics`, `POST /query`) and the BigQuery emulator's REST API: one connection per
+//! request, `Connection: close`.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -19,26 +20,38 @@ pub fn get(addr: SocketAddr, path: &str) -> Result<Response> {
     request(
         addr,
         &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+        &[],
+        TIMEOUT,
     )
 }
 
 pub fn post_json(addr: SocketAddr, path: &str, body: &str) -> Result<Response> {
-    request(
-        addr,
-        &format!(
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
-             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        ),
-    )
+    post(addr, path, "application/json", body.as_bytes(), TIMEOUT)
 }
 
-fn request(addr: SocketAddr, raw: &str) -> Result<Response> {
+/// A POST whose answer may take up to `timeout` (a load job runs inside its upload request).
+pub fn post(
+    addr: SocketAddr,
+    path: &str,
+    content_type: &str,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<Response> {
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+         Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    request(addr, &head, body, timeout)
+}
+
+fn request(addr: SocketAddr, head: &str, body: &[u8], timeout: Duration) -> Result<Response> {
     let io = BenchError::io(format!("HTTP request to {addr}"));
     let mut stream = TcpStream::connect_timeout(&addr, TIMEOUT).map_err(io)?;
     stream
-        .set_read_timeout(Some(TIMEOUT))
-        .and_then(|()| stream.write_all(raw.as_bytes()))
+        .set_read_timeout(Some(timeout))
+        .and_then(|()| stream.write_all(head.as_bytes()))
+        .and_then(|()| stream.write_all(body))
         .map_err(BenchError::io(format!("HTTP request to {addr}")))?;
     let mut bytes = Vec::new();
     stream

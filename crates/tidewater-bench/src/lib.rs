@@ -2,11 +2,12 @@
 //! measured in the same run, on the same machine and the same data.
 //!
 //! [`run`] starts its own throwaway PostgreSQL and MariaDB (`tidewater-harness`,
-//! free ports), runs the given `tidewater` binary as a subprocess the way a
+//! free ports; the BigQuery emulator for the BigQuery scenarios), runs the given `tidewater` binary as a subprocess the way a
 //! user does, and writes `BENCHMARKS.md` and `bench/results.json`. The binary
 //! `tidewater-bench` is its command line; `crates/tidewater/tests/bench_smoke.rs`
 //! runs it with tiny sizes in CI so it cannot rot.
 
+mod bigquery;
 mod error;
 mod http;
 mod machine;
@@ -29,11 +30,12 @@ pub use error::{BenchError, Result};
 pub use machine::Machine;
 pub use report::{Baseline, Failure, Figure, Report, Target};
 
+use bigquery::Emulator;
 pub use runner::{setting_line, SETTING_SECTIONS};
-use runner::{Apply, Tidewater};
+use runner::{Apply, Sink, Tidewater};
 use source::{Db, Kind};
 
-/// The scenarios of issue 6, in the order `all` runs them.
+/// The scenarios of issue 6 (and issue 16's BigQuery ones), in the order `all` runs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
     PgStream,
@@ -42,16 +44,20 @@ pub enum Scenario {
     Freshness,
     Memory,
     Scaling,
+    BigQueryFreshness,
+    BigQuerySnapshot,
 }
 
 impl Scenario {
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 8] = [
         Scenario::PgStream,
         Scenario::MysqlStream,
         Scenario::Snapshot,
         Scenario::Freshness,
         Scenario::Memory,
         Scenario::Scaling,
+        Scenario::BigQueryFreshness,
+        Scenario::BigQuerySnapshot,
     ];
 
     pub fn name(self) -> &'static str {
@@ -62,6 +68,8 @@ impl Scenario {
             Scenario::Freshness => "freshness",
             Scenario::Memory => "memory",
             Scenario::Scaling => "scaling",
+            Scenario::BigQueryFreshness => "bigquery-freshness",
+            Scenario::BigQuerySnapshot => "bigquery-snapshot",
         }
     }
 
@@ -75,6 +83,13 @@ impl Scenario {
             Scenario::Snapshot => true,
             _ => kind == Kind::Postgres,
         }
+    }
+
+    fn needs_bigquery(self) -> bool {
+        matches!(
+            self,
+            Scenario::BigQueryFreshness | Scenario::BigQuerySnapshot
+        )
     }
 }
 
@@ -100,6 +115,12 @@ pub struct Sizes {
     /// Row changes of each scaling run, and the table counts.
     pub scaling_changes: u64,
     pub scaling_tables: Vec<usize>,
+    /// Rows of the BigQuery snapshot table (the emulator is slow).
+    pub bigquery_snapshot_rows: u64,
+    /// Seconds of the BigQuery freshness measurement, and its pgbench target rate (tx/s): a
+    /// light steady load (at 20 tx/s the emulator's commits fall behind without bound).
+    pub bigquery_freshness_seconds: u64,
+    pub bigquery_freshness_rate: u32,
 }
 
 impl Sizes {
@@ -116,6 +137,9 @@ impl Sizes {
             memory_rows: vec![1_000_000, 10_000_000],
             scaling_changes: 200_000,
             scaling_tables: vec![1, 10, 100],
+            bigquery_snapshot_rows: 200_000,
+            bigquery_freshness_seconds: 60,
+            bigquery_freshness_rate: 5,
         }
     }
 
@@ -132,6 +156,9 @@ impl Sizes {
             memory_rows: vec![5_000],
             scaling_changes: 1_000,
             scaling_tables: vec![1, 3],
+            bigquery_snapshot_rows: 2_000,
+            bigquery_freshness_seconds: 3,
+            bigquery_freshness_rate: 5,
         }
     }
 }
@@ -165,6 +192,7 @@ pub struct Bench {
     work: PathBuf,
     pg: Option<PgServer>,
     my: Option<MariaDbServer>,
+    bq: Option<Emulator>,
     ids: Cell<u32>,
 }
 
@@ -191,15 +219,33 @@ impl Bench {
 
     /// A tidewater replicating `db` into a directory of its own (`run` tells runs on one db apart).
     fn tidewater(&self, db: &Db, id: u32, run: &str, apply: &Apply) -> Result<Tidewater> {
+        self.tidewater_into(db, id, run, &Sink::DuckDb, apply)
+    }
+
+    /// The same, replicating into `sink` (its config and log in that directory).
+    fn tidewater_into(
+        &self,
+        db: &Db,
+        id: u32,
+        run: &str,
+        sink: &Sink,
+        apply: &Apply,
+    ) -> Result<Tidewater> {
         let dir = self.work.join(format!("{}-{run}", db.name()));
         let source = db.source_toml(id);
         Tidewater::new(
             &self.opts.tidewater,
             &dir,
             &source,
+            sink,
             apply,
             &self.opts.settings,
         )
+    }
+
+    /// The BigQuery emulator (started for the BigQuery scenarios).
+    fn emulator(&self) -> &Emulator {
+        self.bq.as_ref().expect("started for this scenario")
     }
 
     fn dir(&self, name: &str) -> Result<PathBuf> {
@@ -230,6 +276,12 @@ pub fn run(opts: Options) -> Result<Report> {
     let my = needs(Kind::MariaDb)
         .then(MariaDbServer::start)
         .transpose()?;
+    let bq = opts
+        .scenarios
+        .iter()
+        .any(|s| s.needs_bigquery())
+        .then(Emulator::start)
+        .transpose()?;
     if let Some(pg) = &pg {
         machine.postgres = pg
             .psql("postgres", "SHOW server_version")?
@@ -259,6 +311,7 @@ pub fn run(opts: Options) -> Result<Report> {
         work,
         pg,
         my,
+        bq,
         ids: Cell::new(0),
     };
 

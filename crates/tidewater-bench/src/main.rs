@@ -11,7 +11,8 @@ use tidewater_bench::{run, setting_line, Options, Scenario, Sizes, SETTING_SECTI
 #[derive(Parser, Debug)]
 #[command(name = "tidewater-bench")]
 struct Cli {
-    /// `all`, or scenarios: pg-stream, mysql-stream, snapshot, freshness, memory, scaling.
+    /// `all`, or scenarios: pg-stream, mysql-stream, snapshot, freshness, memory, scaling,
+    /// bigquery-freshness, bigquery-snapshot.
     #[arg(default_value = "all")]
     scenarios: Vec<String>,
     /// Tiny sizes: checks the suite runs (figures mean little).
@@ -59,6 +60,15 @@ struct Cli {
     /// Table counts of the scaling scenario [default: 1,10,100].
     #[arg(long, value_delimiter = ',')]
     tables: Option<Vec<usize>>,
+    /// Rows of the BigQuery snapshot table [default: 200000].
+    #[arg(long)]
+    bigquery_rows: Option<u64>,
+    /// Seconds of load of the BigQuery freshness scenario [default: 60].
+    #[arg(long)]
+    bigquery_seconds: Option<u64>,
+    /// pgbench rate of the BigQuery freshness scenario, tx/s [default: 5].
+    #[arg(long)]
+    bigquery_rate: Option<u32>,
     /// A line added to every tidewater.toml of the run, `SECTION.KEY = VALUE` for a section
     /// source, sink, snapshot or apply (repeatable), e.g. `--set 'sink.memory_limit = ""'`,
     /// `--set 'snapshot.chunk_rows = 50000'`.
@@ -102,6 +112,8 @@ fn main() -> ExitCode {
         (cli.seconds, &mut sizes.freshness_seconds),
         (cli.scaling_changes, &mut sizes.scaling_changes),
         (cli.poll_ms, &mut sizes.freshness_poll_ms),
+        (cli.bigquery_rows, &mut sizes.bigquery_snapshot_rows),
+        (cli.bigquery_seconds, &mut sizes.bigquery_freshness_seconds),
     ];
     for (given, size) in overrides {
         if let Some(v) = given {
@@ -111,6 +123,7 @@ fn main() -> ExitCode {
     sizes.freshness_rates = cli.rates.unwrap_or(sizes.freshness_rates);
     sizes.memory_rows = cli.memory_rows.unwrap_or(sizes.memory_rows);
     sizes.scaling_tables = cli.tables.unwrap_or(sizes.scaling_tables);
+    sizes.bigquery_freshness_rate = cli.bigquery_rate.unwrap_or(sizes.bigquery_freshness_rate);
 
     let tidewater = match cli.tidewater {
         Some(path) => path,

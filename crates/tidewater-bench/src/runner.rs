@@ -21,6 +21,45 @@ pub struct Apply {
     pub log_tables: Option<bool>,
 }
 
+/// Where a run replicates to.
+#[derive(Debug, Clone, Default)]
+pub enum Sink {
+    /// `<dir>/replica.duckdb`.
+    #[default]
+    DuckDb,
+    /// A dataset of a BigQuery emulator (`[sink] endpoint`; the sink creates the dataset).
+    BigQuery {
+        endpoint: String,
+        project: String,
+        dataset: String,
+    },
+}
+
+impl Sink {
+    /// The `[sink]` lines of a tidewater config writing into `dir`.
+    fn toml(&self, dir: &Path) -> String {
+        match self {
+            Sink::DuckDb => format!(
+                "type = \"duckdb\"\npath = {:?}\n",
+                dir.join("replica.duckdb").display().to_string()
+            ),
+            Sink::BigQuery {
+                endpoint,
+                project,
+                dataset,
+            } => format!(
+                "type = \"bigquery\"\nendpoint = {endpoint:?}\nproject = {project:?}\ndataset = {dataset:?}\n"
+            ),
+        }
+    }
+
+    /// Whether the sink copies in chunks while streaming, reporting each table's progress on
+    /// `/metrics` (DuckDB); BigQuery commits its snapshot before it streams.
+    fn copies_in_chunks(&self) -> bool {
+        matches!(self, Sink::DuckDb)
+    }
+}
+
 /// The config sections a `--set` line may add a key to.
 pub const SETTING_SECTIONS: [&str; 4] = ["source", "sink", "apply", "snapshot"];
 
@@ -38,15 +77,17 @@ pub struct Tidewater {
     http: SocketAddr,
     child: Option<Child>,
     started: SystemTime,
+    chunked: bool,
 }
 
 impl Tidewater {
-    /// Writes `<dir>/tidewater.toml` for `source_toml` into `<dir>/replica.duckdb`.
+    /// Writes `<dir>/tidewater.toml` for `source_toml` into `sink`.
     /// `settings`: `--set` lines (see [`setting_line`]), written last in their section.
     pub fn new(
         bin: &Path,
         dir: &Path,
         source_toml: &str,
+        sink: &Sink,
         apply: &Apply,
         settings: &[String],
     ) -> Result<Tidewater> {
@@ -69,9 +110,9 @@ impl Tidewater {
             l => format!("\n[snapshot]\n{l}"),
         };
         let mut toml = format!(
-            "[source]\n{source_toml}{}\n[sink]\ntype = \"duckdb\"\npath = {:?}\n{}{snapshot}\n[apply]\n{}",
+            "[source]\n{source_toml}{}\n[sink]\n{}{}{snapshot}\n[apply]\n{}",
             lines("source"),
-            dir.join("replica.duckdb").display().to_string(),
+            sink.toml(dir),
             lines("sink"),
             lines("apply"),
         );
@@ -92,6 +133,7 @@ impl Tidewater {
             http,
             child: None,
             started: SystemTime::now(),
+            chunked: sink.copies_in_chunks(),
         })
     }
 
@@ -220,13 +262,15 @@ impl Tidewater {
         Ok(found.expect("set when the wait succeeded"))
     }
 
-    /// Waits for the phase `streaming` with the initial copy complete (see [`Metrics::copied`]);
+    /// Waits for the phase `streaming` with the initial copy complete (see [`Metrics::copied`];
+    /// a sink that does not copy in chunks turns `streaming` when its snapshot is committed);
     /// returns the seconds since the start.
     pub fn wait_streaming(&mut self, timeout: Duration) -> Result<f64> {
+        let chunked = self.chunked;
         self.wait_metrics(
             timeout,
             "tidewater to finish its snapshot and stream",
-            |m| m.phase() == Some("streaming") && m.copied(),
+            |m| m.phase() == Some("streaming") && (!chunked || m.copied()),
         )?;
         Ok(unix_seconds(SystemTime::now()) - self.started())
     }

@@ -1,6 +1,8 @@
-//! One module per scenario of issue 6; `drain` is the backlog-draining
-//! measurement the streaming, memory and scaling scenarios share.
+//! One module per scenario of issue 6 (and issue 16's BigQuery ones); `drain` is the
+//! backlog-draining measurement the streaming, memory and scaling scenarios share.
 
+mod bigquery_freshness;
+mod bigquery_snapshot;
 mod drain;
 mod freshness;
 mod memory;
@@ -20,6 +22,8 @@ pub fn run(bench: &Bench, scenario: Scenario) -> Result<Vec<Figure>> {
         Scenario::Freshness => freshness::run(bench),
         Scenario::Memory => memory::run(bench),
         Scenario::Scaling => scaling::run(bench),
+        Scenario::BigQueryFreshness => bigquery_freshness::run(bench),
+        Scenario::BigQuerySnapshot => bigquery_snapshot::run(bench),
     }
 }
 
@@ -32,5 +36,7 @@ pub fn method(bench: &Bench, scenario: Scenario) -> String {
         Scenario::Freshness => freshness::method(bench),
         Scenario::Memory => memory::METHOD.into(),
         Scenario::Scaling => scaling::METHOD.into(),
+        Scenario::BigQueryFreshness => bigquery_freshness::method(bench),
+        Scenario::BigQuerySnapshot => bigquery_snapshot::METHOD.into(),
     }
 }

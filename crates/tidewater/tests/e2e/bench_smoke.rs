@@ -42,6 +42,8 @@ fn the_benchmark_suite_runs_every_scenario_with_tiny_sizes() {
         "PostgreSQL freshness",
         "Memory",
         "PostgreSQL scaling",
+        "BigQuery freshness",
+        "BigQuery snapshot",
     ] {
         assert!(
             figures.iter().any(|f| f["scenario"] == scenario),
