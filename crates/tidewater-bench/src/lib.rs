@@ -118,7 +118,7 @@ pub struct Sizes {
     /// Rows of the BigQuery snapshot table (the emulator is slow).
     pub bigquery_snapshot_rows: u64,
     /// Seconds of the BigQuery freshness measurement, and its pgbench target rate (tx/s): a
-    /// light steady load (at 20 tx/s the emulator's commits fall behind without bound).
+    /// light steady load (the emulator falls behind even at 5 tx/s: see BENCHMARKS.md).
     pub bigquery_freshness_seconds: u64,
     pub bigquery_freshness_rate: u32,
 }
