@@ -2,8 +2,9 @@
 //! measured in the same run, on the same machine and the same data.
 //!
 //! [`run`] starts its own throwaway PostgreSQL and MariaDB (`tidewater-harness`,
-//! free ports; the BigQuery emulator for the BigQuery scenarios), runs the given `tidewater` binary as a subprocess the way a
-//! user does, and writes `BENCHMARKS.md` and `bench/results.json`. The binary
+//! free ports; the BigQuery emulator for the BigQuery scenarios), runs the given
+//! `tidewater` binary as a subprocess the way a user does, and writes
+//! `BENCHMARKS.md` and `bench/results.json`. The binary
 //! `tidewater-bench` is its command line; `crates/tidewater/tests/bench_smoke.rs`
 //! runs it with tiny sizes in CI so it cannot rot.
 
