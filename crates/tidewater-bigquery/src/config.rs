@@ -14,6 +14,13 @@ use crate::client::Connection;
 
 /// `merge_interval_ms` when not set: a MERGE about once a second.
 pub const DEFAULT_MERGE_INTERVAL_MS: u64 = 1000;
+/// `copy_commit_interval_ms` when not set: past its first [`COPY_COMMIT_BURST`] commits, a copy
+/// commits about once a minute, so each table takes at most 50 + 1,440 load jobs a day
+/// (BigQuery allows 1,500 per table).
+pub const DEFAULT_COPY_COMMIT_INTERVAL_MS: u64 = 60_000;
+/// Commits of a copy that may follow one another at `merge_interval_ms` before the interval
+/// rations them: a small database's copy is done in seconds.
+pub const COPY_COMMIT_BURST: u32 = 50;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,6 +38,10 @@ pub struct BigQueryConfig {
     /// A batch is merged into the replicas at most this often.
     #[serde(default = "default_merge_interval_ms")]
     pub merge_interval_ms: u64,
+    /// While a table is copied in chunks, a batch holding chunks commits at most this often
+    /// (each such commit is one load job per copied table).
+    #[serde(default = "default_copy_commit_interval_ms")]
+    pub copy_commit_interval_ms: u64,
 }
 
 /// The keys of this section, for `tidewater config --print-defaults`.
@@ -68,11 +79,20 @@ pub const SINK_TYPE: SectionType = SectionType {
             "1000",
             "a batch is merged into the replicas at most this often (100-3600000)",
         ),
+        ConfigKey::default(
+            "copy_commit_interval_ms",
+            "60000",
+            "while tables are copied in chunks, past a copy's first 50 commits their rows commit at most this often: one load job per table each time, within BigQuery's 1,500 a day (100-3600000)",
+        ),
     ],
 };
 
 fn default_merge_interval_ms() -> u64 {
     DEFAULT_MERGE_INTERVAL_MS
+}
+
+fn default_copy_commit_interval_ms() -> u64 {
+    DEFAULT_COPY_COMMIT_INTERVAL_MS
 }
 
 impl BigQueryConfig {
@@ -121,10 +141,15 @@ impl BigQueryConfig {
                 )));
             }
         }
-        if !(100..=3_600_000).contains(&self.merge_interval_ms) {
-            return Err(Error::config(
-                "sink.merge_interval_ms must be between 100 and 3600000",
-            ));
+        for (key, value) in [
+            ("merge_interval_ms", self.merge_interval_ms),
+            ("copy_commit_interval_ms", self.copy_commit_interval_ms),
+        ] {
+            if !(100..=3_600_000).contains(&value) {
+                return Err(Error::config(format!(
+                    "sink.{key} must be between 100 and 3600000"
+                )));
+            }
         }
         if !log_tables {
             return Err(Error::config(

@@ -1,5 +1,7 @@
 //! `_tidewater_tables`: per pipeline, every source table the dataset holds with its rows, and
-//! the definition (`TableSchema`, as JSON) its replica was last written with.
+//! the definition (`TableSchema`, as JSON) its replica was last written with. And
+//! `_tidewater_copies`: per pipeline and table, the chunked copy's progress
+//! (`tidewater_core::CopyProgress`, as JSON) committed with the chunk it describes.
 //!
 //! Written only by the commit transaction (`merge`), in the same transaction as the rows it
 //! describes, and never streamed to, so it may take DML. That makes it the truth after a
@@ -7,26 +9,53 @@
 //! the last committed change, whatever DDL ran on the BigQuery tables around that commit
 //! (`evolve`). It lets the runtime copy tables in while streaming (new tables, and tables
 //! whose change the stream does not carry: `Sink::replicated_tables`) and gives the sources
-//! the replica's definitions to compare with (`Sink::replica_schema`).
+//! the replica's definitions to compare with (`Sink::replica_schema`). The copy progress
+//! is the same kind of record: written by the commit that holds the chunk's rows, so after a
+//! crash the copy resumes at the chunk after the last committed one.
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::Value as Json;
-use tidewater_core::{Error, Result, TableSchema};
+use tidewater_core::{CopyProgress, Error, Result, TableId, TableSchema};
 
 use crate::client::BqClient;
 use crate::merge::literal;
 
-pub const DEFINITIONS_TABLE: &str = "_tidewater_tables";
-
-/// Its columns: the pipeline, the source table, its definition.
-pub const DEFINITION_COLUMNS: [&str; 4] =
-    ["pipeline", "source_schema", "source_table", "definition"];
+pub use crate::tables::{COPIES_TABLE, DEFINITIONS_TABLE};
 
 /// The definitions of every table this pipeline holds.
 pub async fn read(client: &BqClient, pipeline: &str) -> Result<Vec<TableSchema>> {
-    let what = format!("reading {DEFINITIONS_TABLE}");
+    read_json(client, DEFINITIONS_TABLE, "definition", pipeline).await
+}
+
+/// The statements (inside the commit transaction) that record `schema` as the definition of
+/// its table. `table`: the qualified, quoted name of [`DEFINITIONS_TABLE`].
+pub fn record(table: &str, pipeline: &str, schema: &TableSchema) -> Result<Vec<String>> {
+    record_json(table, "definition", pipeline, &schema.id, schema)
+}
+
+/// The committed copy progress of every table of this pipeline (`_tidewater_copies`).
+pub async fn read_copies(client: &BqClient, pipeline: &str) -> Result<Vec<CopyProgress>> {
+    read_json(client, COPIES_TABLE, "progress", pipeline).await
+}
+
+/// The statements (inside the commit transaction) that record a table's copy progress.
+/// `table`: the qualified, quoted name of [`COPIES_TABLE`].
+pub fn record_copy(table: &str, pipeline: &str, progress: &CopyProgress) -> Result<Vec<String>> {
+    record_json(table, "progress", pipeline, &progress.table, progress)
+}
+
+/// The JSON of `column` in every row of `name` for `pipeline`.
+async fn read_json<T: DeserializeOwned>(
+    client: &BqClient,
+    name: &str,
+    column: &str,
+    pipeline: &str,
+) -> Result<Vec<T>> {
+    let what = format!("reading {name}");
     let sql = format!(
-        "SELECT definition FROM {} WHERE pipeline = {}",
-        client.qualified(DEFINITIONS_TABLE),
+        "SELECT {column} FROM {} WHERE pipeline = {}",
+        client.qualified(name),
         literal(pipeline)
     );
     let rows = client.query(&what, &sql, None).await?;
@@ -34,28 +63,29 @@ pub async fn read(client: &BqClient, pipeline: &str) -> Result<Vec<TableSchema>>
         .map(|row| {
             let text = row.first().and_then(Json::as_str).unwrap_or_default();
             serde_json::from_str(text)
-                .map_err(|e| Error::sink(format!("{what}: a definition that does not parse: {e}")))
+                .map_err(|e| Error::sink(format!("{what}: a {column} that does not parse: {e}")))
         })
         .collect()
 }
 
-/// The statements (inside the commit transaction) that record `schema` as the definition of
-/// its table. `table`: the qualified, quoted name of [`DEFINITIONS_TABLE`].
-pub fn record(table: &str, pipeline: &str, schema: &TableSchema) -> Result<Vec<String>> {
-    let json = serde_json::to_string(schema)
-        .map_err(|e| Error::sink(format!("encoding the definition of {}: {e}", schema.id)))?;
-    let (p, s, t) = (
-        literal(pipeline),
-        literal(&schema.id.schema),
-        literal(&schema.id.name),
-    );
+/// Replaces the row of source table `id` for `pipeline` in `table` with `value` as JSON.
+fn record_json(
+    table: &str,
+    column: &str,
+    pipeline: &str,
+    id: &TableId,
+    value: &impl Serialize,
+) -> Result<Vec<String>> {
+    let json = serde_json::to_string(value)
+        .map_err(|e| Error::sink(format!("encoding the {column} of {id}: {e}")))?;
+    let (p, s, t) = (literal(pipeline), literal(&id.schema), literal(&id.name));
     Ok(vec![
         format!(
             "DELETE FROM {table} WHERE pipeline = {p} AND source_schema = {s} AND source_table = {t}"
         ),
         format!(
-            "INSERT INTO {table} ({}) VALUES ({p}, {s}, {t}, {})",
-            DEFINITION_COLUMNS.join(", "),
+            "INSERT INTO {table} (pipeline, source_schema, source_table, {column}) \
+             VALUES ({p}, {s}, {t}, {})",
             literal(&json)
         ),
     ])

@@ -9,6 +9,7 @@
 //!
 //! The read side (`replica`: status, read-only queries, verify) reads the same dataset.
 
+mod appends;
 mod auth;
 mod client;
 mod compare;

@@ -17,8 +17,9 @@
 //!
 //! Exactly once, by a transaction ordinal and the run. The sink numbers source transactions:
 //! the one after the stored position gets `tx_ordinal + 1` (`tx_ordinal` lives in
-//! `_tidewater_state` next to the position). `write` appends rows to the staging tables at
-//! once (insertAll, several requests in flight); `commit` waits for them, then runs one
+//! `_tidewater_state` next to the position). `write` appends rows to the staging tables
+//! (insertAll, 500 rows a request, several in flight: `appends`); `commit` sends the rest
+//! and waits for them, then runs one
 //! multi-statement transaction (`merge`) that copies this run's staged rows with
 //! `lo < _metadata_tx <= hi` into the logs, MERGEs the same rows into the replicas and sets the
 //! state to (position, `hi`). Only then does `commit` return and the apply loop acknowledge
@@ -68,7 +69,7 @@
 //! that point of the next commit, `after-schema-change` after the DDL of the next schema
 //! change: the crash tests use them.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use gcp_bigquery_client::model::table_data_insert_all_request_rows::TableDataInsertAllRequestRows;
@@ -76,15 +77,16 @@ use gcp_bigquery_client::model::table_field_schema::TableFieldSchema;
 use serde_json::{Map, Value as Json};
 use tidewater_core::stats::now_us;
 use tidewater_core::{
-    Change, ChangeKind, Error, PipelineState, Position, Result, Sink, TableId, TableSchema, TxInfo,
+    Change, ChangeKind, CopyProgress, Error, PipelineState, Position, Result, Sink, TableId,
+    TableSchema, TxInfo,
 };
 use tokio::runtime::Handle;
-use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use crate::appends::Appends;
 use crate::client::{BqClient, Connection};
 use crate::cost::BqCost;
-use crate::definitions::{self, DEFINITIONS_TABLE};
+use crate::definitions::{self, COPIES_TABLE, DEFINITIONS_TABLE};
 use crate::evolve::{ensure, IfMissing};
 use crate::load::Loads;
 use crate::merge::{commit_script, LogRange, StateUpdate};
@@ -93,10 +95,6 @@ use crate::rows::{before_row, log_row, truncate_row, TxMeta};
 use crate::state::{self, StoredState};
 use crate::tables::{self, table_names, Place, TableNames, OLD_KEY_PREFIX, UNCHANGED_COLUMN};
 
-/// Rows per insertAll request (BigQuery recommends about 500).
-const APPEND_ROWS: usize = 500;
-/// insertAll requests in flight before `write` waits for the oldest.
-const MAX_APPENDS_IN_FLIGHT: usize = 8;
 /// Clock slack for the partition filter of the MERGE.
 const PARTITION_SLACK_US: i64 = 10 * 60 * 1_000_000;
 
@@ -194,7 +192,8 @@ pub struct BigQuerySink {
     current: Option<CurrentTx>,
     /// When the open batch started appending.
     batch_started_us: i64,
-    appends: VecDeque<JoinHandle<Result<()>>>,
+    /// Streamed rows on their way into staging.
+    appends: Appends,
     /// Snapshot rows on their way into staging by load jobs.
     loads: Loads,
     /// Set anew by every `state()` (the start of a run) and `rollback()`.
@@ -203,6 +202,8 @@ pub struct BigQuerySink {
     cost: Arc<BqCost>,
     /// The committed definitions, read by `replicated_tables` for `prepare`.
     stored: Option<HashMap<TableId, TableSchema>>,
+    /// Copy progress written in the open batch, recorded by its commit.
+    progress: BTreeMap<TableId, CopyProgress>,
 }
 
 impl BigQuerySink {
@@ -214,6 +215,7 @@ impl BigQuerySink {
         let at = place(&options.connection);
         client.create_table(tables::state_table(&at)).await?;
         client.create_table(tables::definitions_table(&at)).await?;
+        client.create_table(tables::copies_table(&at)).await?;
         let fault = match std::env::var("TIDEWATER_FAULT").as_deref() {
             Ok("after-log-append") => Some(Fault::LogAppended),
             Ok("after-merge") => Some(Fault::Merged),
@@ -224,6 +226,7 @@ impl BigQuerySink {
         Ok(BigQuerySink {
             rt: Handle::current(),
             loads: Loads::new(Handle::current(), client.clone()),
+            appends: Appends::new(Handle::current(), client.clone()),
             client,
             options,
             tables: HashMap::new(),
@@ -231,11 +234,11 @@ impl BigQuerySink {
             next_ordinal: 1,
             current: None,
             batch_started_us: now_us(),
-            appends: VecDeque::new(),
             run: String::new(),
             fault,
             cost: Arc::default(),
             stored: None,
+            progress: BTreeMap::new(),
         })
     }
 
@@ -405,9 +408,10 @@ impl BigQuerySink {
         }
     }
 
+    /// The transaction being written, numbered when it first writes (`begin_tx` ends the
+    /// previous one: chunks share the stream's position with the transaction before them).
     fn enter_tx(&mut self, tx: &TxInfo) -> &mut CurrentTx {
-        let same = matches!(&self.current, Some(c) if c.position == tx.position);
-        if !same {
+        if self.current.is_none() {
             self.current = Some(CurrentTx {
                 position: tx.position.clone(),
                 commit_time_us: tx.commit_time_us,
@@ -418,37 +422,6 @@ impl BigQuerySink {
             self.next_ordinal += 1;
         }
         self.current.as_mut().expect("just set")
-    }
-
-    /// Sends rows to a staging table in the background; waits when too many requests are out.
-    fn append(&mut self, staging: &str, rows: Vec<TableDataInsertAllRequestRows>) -> Result<()> {
-        for chunk in rows.chunks(APPEND_ROWS) {
-            while self.appends.len() >= MAX_APPENDS_IN_FLIGHT {
-                self.wait_oldest_append()?;
-            }
-            let (client, staging) = (self.client.clone(), staging.to_string());
-            let chunk = chunk.to_vec();
-            let task = self
-                .rt
-                .spawn(async move { client.insert_all(&staging, chunk).await });
-            self.appends.push_back(task);
-        }
-        Ok(())
-    }
-
-    fn wait_oldest_append(&mut self) -> Result<()> {
-        let Some(task) = self.appends.pop_front() else {
-            return Ok(());
-        };
-        self.block_on(task)
-            .map_err(|e| Error::sink(format!("appending to a staging table: {e}")))?
-    }
-
-    fn wait_appends(&mut self) -> Result<()> {
-        while !self.appends.is_empty() {
-            self.wait_oldest_append()?;
-        }
-        Ok(())
     }
 
     fn tx_meta<'a>(&'a self, c: &'a CurrentTx) -> TxMeta<'a> {
@@ -565,6 +538,11 @@ impl Sink for BigQuerySink {
         Ok(())
     }
 
+    fn begin_tx(&mut self, _tx: &TxInfo) -> Result<()> {
+        self.current = None;
+        Ok(())
+    }
+
     fn changes_schema(&self, changes: &[Change]) -> bool {
         changes.iter().any(|c| self.new_definition(&c.table))
     }
@@ -620,7 +598,7 @@ impl Sink for BigQuerySink {
             }
         }
         for (staging, rows) in per_table {
-            self.append(&staging, rows)?;
+            self.appends.add(&staging, rows)?;
         }
         for (id, rows) in loaded {
             let t = &self.tables[&id];
@@ -648,14 +626,14 @@ impl Sink for BigQuerySink {
         let current = self.current.as_ref().expect("inside a transaction");
         let row = truncate_row(&self.tx_meta(current), sequence);
         for staging in staged {
-            self.append(&staging, vec![row.clone()])?;
+            self.appends.add(&staging, [row.clone()])?;
         }
         Ok(())
     }
 
     fn commit(&mut self, position: &Position, last_commit_time_us: i64) -> Result<()> {
         self.loads.complete()?;
-        self.wait_appends()?;
+        self.appends.flush()?;
         self.inject(Fault::LogAppended);
         let (lo, hi) = (self.applied, self.next_ordinal - 1);
         let c = &self.options.connection;
@@ -700,6 +678,11 @@ impl Sink for BigQuerySink {
                 &t.schema,
             )?);
         }
+        let copies_table = self.client.qualified(COPIES_TABLE);
+        for p in self.progress.values() {
+            let pipeline = &self.options.pipeline;
+            definitions.extend(definitions::record_copy(&copies_table, pipeline, p)?);
+        }
         let script = commit_script(&ranges, &definitions, &update);
         let tables_merged = ranges.len();
         let started = std::time::Instant::now();
@@ -722,6 +705,7 @@ impl Sink for BigQuerySink {
         self.inject(Fault::Merged);
         self.applied = hi;
         self.current = None;
+        self.progress.clear();
         self.tables.values_mut().for_each(TableState::reset);
         Ok(())
     }
@@ -730,13 +714,34 @@ impl Sink for BigQuerySink {
         // Staged rows of the abandoned batch are never selected: the ordinals are handed out
         // again, but only to rows of a new run, and commits select by run.
         self.run = new_run();
-        for task in self.appends.drain(..) {
-            task.abort();
-        }
+        self.appends.abandon();
         self.loads.abandon();
         self.current = None;
+        self.progress.clear();
         self.next_ordinal = self.applied + 1;
         self.tables.values_mut().for_each(TableState::reset);
+        Ok(())
+    }
+
+    /// Chunks commit with their progress in `_tidewater_copies`; their rows are MERGEd like
+    /// any change (the last event per key wins), which is the lenient apply a copy that is
+    /// not consistent yet needs: an insert of a held key replaces it, an update of a missing
+    /// key inserts its image, a delete of a missing key does nothing (`tidewater_core::copy`).
+    fn copies_in_chunks(&self) -> bool {
+        true
+    }
+
+    fn copy_progress(&mut self) -> Result<Vec<CopyProgress>> {
+        self.block_on(definitions::read_copies(
+            &self.client,
+            &self.options.pipeline,
+        ))
+    }
+
+    fn write_progress(&mut self, progress: &[CopyProgress]) -> Result<()> {
+        for p in progress {
+            self.progress.insert(p.table.clone(), p.clone());
+        }
         Ok(())
     }
 

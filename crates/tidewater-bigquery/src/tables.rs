@@ -29,6 +29,10 @@ pub const DEFINITIONS_TABLE: &str = "_tidewater_tables";
 /// Its columns: the pipeline, the source table, its definition (JSON).
 pub const DEFINITION_COLUMNS: [&str; 4] =
     ["pipeline", "source_schema", "source_table", "definition"];
+/// The tables' chunked copy progress (`definitions`).
+pub const COPIES_TABLE: &str = "_tidewater_copies";
+/// Its columns: the pipeline, the source table, its copy progress (JSON).
+pub const COPY_COLUMNS: [&str; 4] = ["pipeline", "source_schema", "source_table", "progress"];
 /// Prefix of the log columns holding the old key of a key-changing update.
 pub const OLD_KEY_PREFIX: &str = "_metadata_old_";
 /// The staging column naming the run that appended a row; a commit selects only its own.
@@ -231,9 +235,19 @@ pub fn staging_table(at: &Place, schema: &TableSchema) -> Table {
 
 /// `_tidewater_tables` (`definitions`): every column a string.
 pub fn definitions_table(at: &Place) -> Table {
-    let columns = DEFINITION_COLUMNS.iter();
-    let fields = columns.map(|n| scalar_field(n, BqField::String)).collect();
-    new_table(at, DEFINITIONS_TABLE, fields)
+    string_table(at, DEFINITIONS_TABLE, &DEFINITION_COLUMNS)
+}
+
+pub fn copies_table(at: &Place) -> Table {
+    string_table(at, COPIES_TABLE, &COPY_COLUMNS)
+}
+
+fn string_table(at: &Place, name: &str, columns: &[&str]) -> Table {
+    let fields = columns
+        .iter()
+        .map(|n| scalar_field(n, BqField::String))
+        .collect();
+    new_table(at, name, fields)
 }
 
 pub fn state_table(at: &Place) -> Table {

@@ -66,6 +66,16 @@ pub struct BatchOptions {
     /// than this, while a quiet source's transaction still commits at once. Zero for sinks
     /// without one.
     pub min_commit_interval: Duration,
+    /// Commits of batches holding copy progress (chunks of a copy: `crate::copy`) are rationed
+    /// by a token bucket: `copy_commit_burst` of them may follow one another at the usual
+    /// pace, then one per `copy_commit_interval`; a batch waiting for its turn takes every
+    /// chunk that arrives, whatever `max_batch_rows` and `max_batch_bytes`. For a sink whose
+    /// every commit of copied rows costs a job under a daily quota (BigQuery's load jobs,
+    /// 1,500 per table a day) and whose batches hold no rows in memory: a small copy commits
+    /// as fast as any batch, a long one in few large commits. Zero: chunks batch like any
+    /// transaction.
+    pub copy_commit_interval: Duration,
+    pub copy_commit_burst: u32,
 }
 
 impl Default for BatchOptions {
@@ -75,6 +85,8 @@ impl Default for BatchOptions {
             max_batch_rows: DEFAULT_MAX_BATCH_ROWS,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
             min_commit_interval: Duration::ZERO,
+            copy_commit_interval: Duration::ZERO,
+            copy_commit_burst: 0,
         }
     }
 }
@@ -159,6 +171,9 @@ struct Loop<'a, S: Sink + ?Sized> {
     idle: Option<Position>,
     /// When an idle position was last stored outside a batch.
     idle_recorded_at: Option<Instant>,
+    /// The copy commits' token bucket (`BatchOptions::copy_commit_interval`): tokens at
+    /// `copy_tokens.1`.
+    copy_tokens: (f64, Instant),
 }
 
 /// Runs until the source closes its channel (then commits what is complete) or an error.
@@ -183,6 +198,7 @@ pub fn run_apply<S: Sink + ?Sized>(
         last_commit_at: None,
         idle: None,
         idle_recorded_at: None,
+        copy_tokens: (f64::from(options.copy_commit_burst), Instant::now()),
     };
     let mut b = OpenBatch::default();
     let result = l.apply_events(&mut b);
@@ -262,6 +278,7 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                     self.sink.begin()?;
                     b.open = true;
                 }
+                self.sink.begin_tx(&tx)?;
                 b.tx = Some(tx);
                 b.next_sequence = 0;
                 b.tx_wrote = false;
@@ -332,13 +349,14 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                 let mut deadline = *b.deadline.get_or_insert(now + self.options.flush_interval);
                 // A sink with a commit quota: no commit before `min_commit_interval` has passed
                 // since the last one started; a group commit waits until then.
-                let earliest = self.earliest_commit();
+                let earliest = self.earliest_commit(b);
                 if let Some(e) = earliest {
                     deadline = if group_commit { e } else { deadline.max(e) };
                     b.deadline = Some(deadline);
                 }
-                if b.rows >= self.options.max_batch_rows
-                    || b.bytes >= self.options.max_batch_bytes
+                let full = b.rows >= self.options.max_batch_rows
+                    || b.bytes >= self.options.max_batch_bytes;
+                if (full && !self.copy_batch(b))
                     || now >= deadline
                     || (group_commit && earliest.is_none())
                 {
@@ -351,7 +369,7 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                     // The source says nothing more is pending: a complete batch is a group
                     // commit now (the COMMIT before this keepalive saw it queued).
                     if b.tx.is_none() && !b.committed.is_empty() && self.events.is_empty() {
-                        match self.earliest_commit() {
+                        match self.earliest_commit(b) {
                             None => self.commit_batch(b)?,
                             Some(e) => b.deadline = Some(b.deadline.map_or(e, |d| d.min(e))),
                         }
@@ -404,19 +422,47 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
         Ok(())
     }
 
-    /// When the next commit may start, if that is still ahead: `min_commit_interval` after
-    /// the last one started.
-    fn earliest_commit(&self) -> Option<Instant> {
-        let earliest = self.last_commit_at? + self.options.min_commit_interval;
-        (earliest > Instant::now()).then_some(earliest)
+    /// Whether batch `b` holds a copy's chunks and the sink wants those committed at
+    /// `copy_commit_interval`.
+    fn copy_batch(&self, b: &OpenBatch) -> bool {
+        !b.progress.is_empty() && !self.options.copy_commit_interval.is_zero()
+    }
+
+    /// The copy commits' tokens now: one more per `copy_commit_interval`, at most
+    /// `copy_commit_burst`.
+    fn copy_tokens_now(&self) -> f64 {
+        let (tokens, at) = self.copy_tokens;
+        let interval = self.options.copy_commit_interval.as_secs_f64();
+        let refilled = tokens + at.elapsed().as_secs_f64() / interval;
+        refilled.min(f64::from(self.options.copy_commit_burst))
+    }
+
+    /// When batch `b` may commit, if that is still ahead: `min_commit_interval` after the
+    /// last commit started, and for a copy batch not before the bucket holds a token.
+    fn earliest_commit(&self, b: &OpenBatch) -> Option<Instant> {
+        let now = Instant::now();
+        let mut earliest = self
+            .last_commit_at
+            .map(|at| at + self.options.min_commit_interval);
+        if self.copy_batch(b) {
+            let missing = 1.0 - self.copy_tokens_now();
+            if missing > 0.0 {
+                let wait = self.options.copy_commit_interval.mul_f64(missing);
+                earliest = Some(earliest.map_or(now + wait, |e| e.max(now + wait)));
+            }
+        }
+        earliest.filter(|&e| e > now)
     }
 
     fn commit_batch(&mut self, b: &mut OpenBatch) -> Result<()> {
-        let (sink, acks, stats) = (&mut *self.sink, self.acks, self.stats);
         let Some((last, last_time)) = b.committed.last().cloned() else {
             return Ok(());
         };
         let started = Instant::now();
+        if self.copy_batch(b) {
+            self.copy_tokens = (self.copy_tokens_now() - 1.0, started);
+        }
+        let (sink, acks, stats) = (&mut *self.sink, self.acks, self.stats);
         self.last_commit_at = Some(started);
         // An idle position outside the batch is older than its transactions: superseded.
         self.idle = None;

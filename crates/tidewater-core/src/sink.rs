@@ -51,6 +51,14 @@ pub trait Sink: Send {
     /// Opens a destination transaction for a batch.
     fn begin(&mut self) -> Result<()>;
 
+    /// A source transaction begins inside the open batch: its `write`s and `truncate`s
+    /// follow, until the next `begin_tx`. Transactions tidewater sends itself (a copy's chunk,
+    /// copy progress) carry the stream's position, the same as the transaction before them,
+    /// so a sink that numbers transactions must not tell them apart by position.
+    fn begin_tx(&mut self, _tx: &TxInfo) -> Result<()> {
+        Ok(())
+    }
+
     /// Whether writing these changes would change a destination table's definition (a
     /// schema change at the source, or a new table). The apply loop then starts a new batch
     /// first when it can do so at a transaction boundary.

@@ -57,6 +57,9 @@ impl Sink for Recorder {
         self.log.push(format!("record {position} {at}"));
         Ok(())
     }
+    fn write_progress(&mut self, _: &[tidewater_core::CopyProgress]) -> Result<()> {
+        Ok(())
+    }
 }
 
 fn table() -> Arc<TableSchema> {
@@ -148,6 +151,8 @@ const LONG: BatchOptions = BatchOptions {
     max_batch_rows: 1000,
     max_batch_bytes: usize::MAX,
     min_commit_interval: Duration::ZERO,
+    copy_commit_interval: Duration::ZERO,
+    copy_commit_burst: 0,
 };
 
 #[test]
@@ -394,6 +399,66 @@ fn a_minimum_commit_interval_holds_transactions_together() {
     assert_eq!(
         log.join("; "),
         "begin; write 1 #0 x3; commit 1; begin; write 2 #0 x3; write 3 #0 x3; commit 3"
+    );
+}
+
+/// Transaction 1, chunks 2 and 3 (rows and copy progress), then transaction 4, with copy
+/// commits rationed to `burst` at once, then one per 300 ms; batches full at 2 rows.
+fn copy_batches(burst: u32) -> String {
+    let options = BatchOptions {
+        max_batch_rows: 2,
+        copy_commit_interval: Duration::from_millis(300),
+        copy_commit_burst: burst,
+        ..LONG
+    };
+    // A chunk: its rows and the table's progress, at the stream's position.
+    let chunk = |events: &mut Vec<SourceEvent>, pos: &str| {
+        let mut t = Vec::new();
+        tx(&mut t, pos, &[3]);
+        let commit = t.pop().expect("a commit");
+        let progress = tidewater_core::CopyProgress::new(tidewater_core::TableId::new("s", "t"));
+        t.push(SourceEvent::Progress(vec![progress]));
+        t.push(commit);
+        events.extend(t);
+    };
+    let log = apply_live(options, |sender, acks| {
+        let mut events = Vec::new();
+        tx(&mut events, "1", &[3]);
+        send_all(sender, events);
+        wait_acked(acks, "1");
+        for pos in ["2", "3"] {
+            let mut events = Vec::new();
+            chunk(&mut events, pos);
+            send_all(sender, events);
+            std::thread::sleep(Duration::from_millis(20)); // pacing the source, not synchronising
+        }
+        wait_acked(acks, "3");
+        let mut events = Vec::new();
+        tx(&mut events, "4", &[3]);
+        send_all(sender, events);
+        wait_acked(acks, "4");
+    });
+    log.join("; ")
+}
+
+#[test]
+fn a_copy_batch_waits_for_its_turn_whatever_its_size() {
+    // No token: both chunks wait in one batch, though the first fills it; the transaction
+    // after them commits as soon as it is full (without rationing each chunk commits alone
+    // at `max_batch_rows`).
+    assert_eq!(
+        copy_batches(0),
+        "begin; write 1 #0 x3; commit 1; begin; write 2 #0 x3; write 3 #0 x3; commit 3; \
+         begin; write 4 #0 x3; commit 4"
+    );
+}
+
+#[test]
+fn copy_batches_within_the_burst_commit_at_once() {
+    assert_eq!(
+        copy_batches(2),
+        "begin; write 1 #0 x3; commit 1; begin; write 2 #0 x3; commit 2; \
+         begin; write 3 #0 x3; commit 3; begin; write 4 #0 x3; commit 4"
     );
 }
 

@@ -65,8 +65,6 @@ struct Counts {
 /// The source transaction being written.
 #[derive(Clone)]
 struct CurrentTx {
-    position: Position,
-    commit_time_us: i64,
     /// The position as the log stores it, and the formatted commit time.
     log_position: Arc<str>,
     commit_ts: Arc<str>,
@@ -293,16 +291,12 @@ impl DuckDbSink {
     }
 
     /// Called before each piece of a transaction is written. A transaction new to the batch
-    /// (another position or commit time than the one before: the apply loop hands each
-    /// transaction over whole, one after the other) gets the next ordinal.
+    /// (`begin_tx` ended the one before; position and commit time cannot tell, as a copy's
+    /// chunks carry the stream's position) gets the next ordinal when it first writes.
     fn enter_tx(&mut self, tx: &TxInfo, first_sequence: i64) {
-        let same = matches!(&self.current_tx, Some(c)
-            if c.position == tx.position && c.commit_time_us == tx.commit_time_us);
-        if !same {
+        if self.current_tx.is_none() {
             self.last_ordinal += 1;
             self.current_tx = Some(CurrentTx {
-                position: tx.position.clone(),
-                commit_time_us: tx.commit_time_us,
                 log_position: log_position(&self.options.source_type, &tx.position).into(),
                 commit_ts: format_utc_micros(tx.commit_time_us).into(),
                 ordinal: self.last_ordinal,
@@ -624,6 +618,11 @@ impl Sink for DuckDbSink {
             acknowledged: guard::acknowledged(&self.conn, &self.options.pipeline)?,
             replica_id: Some(guard::replica_id(&self.conn)?),
         })
+    }
+
+    fn begin_tx(&mut self, _tx: &TxInfo) -> Result<()> {
+        self.current_tx = None;
+        Ok(())
     }
 
     fn begin(&mut self) -> Result<()> {

@@ -108,6 +108,16 @@ impl State {
     fn stream_position(&self) -> u64 {
         self.delivered_lsn.max(self.idle_sent)
     }
+
+    /// A transaction of tidewater's own (a chunk, copy progress, a re-copy's start) at
+    /// [`State::stream_position`], stamped now.
+    fn position_tx(&self) -> TxInfo {
+        TxInfo {
+            position: Position(format_lsn(self.stream_position())),
+            commit_time_us: tidewater_core::stats::now_us(),
+            backlog: tidewater_core::Backlog::Unknown,
+        }
+    }
 }
 
 enum Wake {

@@ -256,6 +256,8 @@ impl Config {
             max_batch_rows: self.apply.max_batch_rows,
             max_batch_bytes: self.apply.max_batch_bytes,
             min_commit_interval: std::time::Duration::ZERO,
+            copy_commit_interval: std::time::Duration::ZERO,
+            copy_commit_burst: 0,
         };
         crate::registry::batch_options(&self.sink, options)
     }

@@ -200,31 +200,31 @@ impl<D: SourceDriver + 'static> Attempt<'_, D> {
         };
         let tables = source.tables();
         let mut sink = sink;
+        // The sink blocks (BigQuery reads its tables through the runtime): off the runtime.
         let prepared = tokio::task::spawn_blocking(move || {
-            let r = prepare(&mut *sink, tables);
+            let r = prepare(&mut *sink, tables).and_then(|prepared| {
+                let progress = match sink.copies_in_chunks() {
+                    true => Some(sink.copy_progress()?),
+                    false => None,
+                };
+                Ok((prepared, progress))
+            });
             (sink, r)
         })
         .await
         .expect("prepare task");
         let (mut sink, prepared) = prepared;
-        let (state, (backfill, replica_schemas), add_tables) = match prepared {
+        let ((state, (backfill, replica_schemas), add_tables), progress) = match prepared {
             Ok(p) => p,
             Err(e) => return (sink, Err(e)),
         };
-        let chunked = if sink.copies_in_chunks() {
-            match sink.copy_progress() {
-                Ok(progress) => {
-                    monitor.stats.set_copy_progress(&progress);
-                    Some(ChunkedCopy {
-                        size: self.chunk_size,
-                        progress,
-                    })
-                }
-                Err(e) => return (sink, Err(e)),
+        let chunked = progress.map(|progress| {
+            monitor.stats.set_copy_progress(&progress);
+            ChunkedCopy {
+                size: self.chunk_size,
+                progress,
             }
-        } else {
-            None
-        };
+        });
         if !backfill.is_empty() {
             let names: Vec<String> = backfill.iter().map(|t| t.to_string()).collect();
             info!(tables = %names.join(", "), "selected tables the replica does not hold yet: their rows are copied while streaming");

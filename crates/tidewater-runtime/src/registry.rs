@@ -191,6 +191,15 @@ impl SinkConfig {
             SinkConfig::BigQuery(c) => Some(Duration::from_millis(c.merge_interval_ms)),
         }
     }
+
+    /// How often a batch holding a copy's chunks may commit (`BatchOptions`), when the sink
+    /// wants few such commits: BigQuery, one load job per copied table each.
+    fn copy_commit_interval(&self) -> Option<Duration> {
+        match self {
+            SinkConfig::DuckDb(_) => None,
+            SinkConfig::BigQuery(c) => Some(Duration::from_millis(c.copy_commit_interval_ms)),
+        }
+    }
 }
 
 /// The configured source driver, whichever kind it is.
@@ -432,6 +441,10 @@ pub fn batch_options(sink: &SinkConfig, mut options: BatchOptions) -> BatchOptio
     if let Some(interval) = sink.min_commit_interval() {
         options.flush_interval = interval;
         options.min_commit_interval = interval;
+    }
+    if let Some(interval) = sink.copy_commit_interval() {
+        options.copy_commit_interval = interval;
+        options.copy_commit_burst = tidewater_bigquery::config::COPY_COMMIT_BURST;
     }
     options
 }

@@ -26,9 +26,10 @@
 //! first and re-checks the keys that differ at newer source snapshots, so a key changed by a
 //! commit after the source's snapshot is not reported unless it differs every time.
 //!
-//! Keyless tables are not compared yet (a problem in the report): their multiset needs the
-//! source rows in BigQuery as a whole, not chunk by chunk.
+//! Keyless tables are compared as multisets of row images (`multiset`): per-bucket
+//! fingerprint figures first, then the rows of the buckets that differ.
 
+mod multiset;
 mod sql;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,6 +47,7 @@ use crate::state;
 use crate::tables::{source_fields, table_names};
 use crate::types::{bq_type, BqField};
 
+use self::multiset::Multiset;
 use self::sql::{
     columns, distinct, encoded, first_key_in, key_join, key_range, key_texts, key_usable,
     source_rows,
@@ -61,6 +63,8 @@ const MAX_KEPT: usize = 200_000;
 /// Rows per result page.
 const PAGE_ROWS: i32 = 10_000;
 const POLL_MS: i32 = 10_000;
+/// Example rows kept per kind for a keyless table (the report shows up to `--max-examples`).
+const MAX_EXAMPLES: usize = 100;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -111,6 +115,8 @@ struct Table {
     /// Source rows compared (first pass).
     rows: u64,
     diffs: Diffs,
+    /// A keyless table's comparison (`multiset`).
+    multiset: Option<Multiset>,
 }
 
 /// The table whose source rows are arriving.
@@ -153,11 +159,6 @@ impl BqComparison {
 
     /// Why table `schema`'s rows cannot be compared, if they cannot.
     fn problem(&self, schema: &TableSchema) -> Result<Option<String>> {
-        if !schema.has_key() {
-            return Ok(Some(
-                "a table without a primary key is not compared on BigQuery yet".into(),
-            ));
-        }
         if let Some(&k) = schema
             .key
             .iter()
@@ -197,12 +198,12 @@ impl BqComparison {
         Ok((!problems.is_empty()).then(|| problems.join("; ")))
     }
 
-    /// Runs a comparison query and hands each result row (kind, in range, key texts) to `f`.
-    fn each_row(
+    /// Runs a query and hands each result row to `f`, page by page.
+    fn each_result(
         &mut self,
         what: &str,
         sql: &str,
-        mut f: impl FnMut(&mut Self, &str, Option<bool>, Vec<String>) + Send,
+        mut f: impl FnMut(&mut Self, &[Json]) -> Result<()> + Send,
     ) -> Result<()> {
         let (rt, client) = (self.rt.clone(), self.client.clone());
         let never = || false;
@@ -213,18 +214,66 @@ impl BqComparison {
         };
         let mut take = |page: Page| {
             for row in page.rows {
-                let text = |v: &Json| v.as_str().map(str::to_string);
-                let kind = row.first().and_then(text).unwrap_or_default();
-                let in_range = row.get(1).and_then(text).map(|t| t == "true");
-                let key = row[2..]
-                    .iter()
-                    .map(|v| text(v).unwrap_or_default())
-                    .collect();
-                f(self, &kind, in_range, key);
+                f(self, &row)?;
             }
             Ok(true)
         };
         rt.block_on(client.query_pages(what, sql, paging, &mut take))
+    }
+
+    /// Runs a comparison query and hands each result row (kind, in range, key texts) to `f`.
+    fn each_row(
+        &mut self,
+        what: &str,
+        sql: &str,
+        mut f: impl FnMut(&mut Self, &str, Option<bool>, Vec<String>) + Send,
+    ) -> Result<()> {
+        self.each_result(what, sql, |me, row| {
+            let text = |v: &Json| v.as_str().map(str::to_string);
+            let kind = row.first().and_then(text).unwrap_or_default();
+            let in_range = row.get(1).and_then(text).map(|t| t == "true");
+            let key = row[2..]
+                .iter()
+                .map(|v| text(v).unwrap_or_default())
+                .collect();
+            f(me, &kind, in_range, key);
+            Ok(())
+        })
+    }
+
+    /// A keyless table: the staged source rows into its multiset comparison.
+    fn multiset_chunk(&mut self) -> Result<()> {
+        let cur = self.current.as_ref().expect("a table is started");
+        let t = &self.tables[cur.table];
+        let m = t.multiset.as_ref().expect("keyless");
+        if let Some(sql) = m.chunk_sql(&t.schema, &cur.staged) {
+            let (i, what) = (cur.table, format!("verify: comparing {}", t.schema.id));
+            self.each_result(&what, &sql, |me, row| {
+                let m = me.tables[i].multiset.as_mut().expect("keyless");
+                m.add_source(row, MAX_KEPT)
+            })?;
+        }
+        let cur = self.current.as_mut().expect("started");
+        cur.staged.clear();
+        cur.staged_bytes = 0;
+        Ok(())
+    }
+
+    /// A keyless table: the replica's side, then the differences.
+    fn multiset_finish(&mut self, i: usize) -> Result<()> {
+        self.multiset_chunk()?;
+        let t = &self.tables[i];
+        let m = t.multiset.as_ref().expect("keyless");
+        if let Some(sql) = m.replica_sql(&t.schema, &t.replica) {
+            let what = format!("verify: reading {}", t.schema.id);
+            self.each_result(&what, &sql, |me, row| {
+                let m = me.tables[i].multiset.as_mut().expect("keyless");
+                m.add_replica(row, MAX_KEPT)
+            })?;
+        }
+        let m = self.tables[i].multiset.as_mut().expect("keyless");
+        m.finish(MAX_EXAMPLES);
+        Ok(())
     }
 
     /// The greatest key among the staged rows and the cursor, in BigQuery's order.
@@ -414,6 +463,7 @@ impl Comparison for BqComparison {
             problem,
             rows: 0,
             diffs: Diffs::default(),
+            multiset: None,
         });
         Ok(self.tables.len() - 1)
     }
@@ -425,6 +475,12 @@ impl Comparison for BqComparison {
     fn start(&mut self, i: usize, pass: Pass) -> Result<()> {
         if pass == Pass::First {
             self.tables[i].diffs = Diffs::default();
+        }
+        let keyless = !self.tables[i].schema.has_key();
+        match (&mut self.tables[i].multiset, pass) {
+            (m, Pass::First) if keyless => *m = Some(Multiset::default()),
+            (Some(m), Pass::Rescan) => m.rescan(),
+            _ => {}
         }
         self.current = Some(Current {
             table: i,
@@ -456,7 +512,9 @@ impl Comparison for BqComparison {
             cur.staged_bytes += cells.iter().flatten().map(|c| c.len() + 4).sum::<usize>();
             cur.staged.push(cells);
             let full = cur.staged.len() >= CHUNK_ROWS || cur.staged_bytes >= CHUNK_BYTES;
-            if full && pass == Pass::First {
+            if full && !schema.has_key() {
+                self.multiset_chunk()?;
+            } else if full && pass == Pass::First {
                 self.compare_chunk(false)?;
             }
         }
@@ -464,6 +522,12 @@ impl Comparison for BqComparison {
     }
 
     fn finish(&mut self) -> Result<()> {
+        let i = self.current()?.table;
+        if self.tables[i].multiset.is_some() {
+            self.multiset_finish(i)?;
+            self.current = None;
+            return Ok(());
+        }
         self.compare_chunk(true)?;
         let cur = self.current.take().expect("started");
         let diffs = &mut self.tables[cur.table].diffs;
@@ -475,10 +539,10 @@ impl Comparison for BqComparison {
 
     fn differences(&self, i: usize) -> Result<u64> {
         let t = &self.tables[i];
-        Ok(if t.problem.is_some() {
-            0
-        } else {
-            t.diffs.total()
+        Ok(match (&t.problem, &t.multiset) {
+            (Some(_), _) => 0,
+            (None, Some(m)) => m.missing + m.extra,
+            (None, None) => t.diffs.total(),
         })
     }
 
@@ -515,6 +579,14 @@ impl Comparison for BqComparison {
             ..TableReport::default()
         };
         if t.problem.is_some() {
+            return Ok(report);
+        }
+        if let Some(m) = &t.multiset {
+            report.missing = m.missing;
+            report.extra = m.extra;
+            let take = |rows: &[String]| rows.iter().take(max_examples).cloned().collect();
+            report.examples.missing = take(&m.examples_missing);
+            report.examples.extra = take(&m.examples_extra);
             return Ok(report);
         }
         report.missing = t.diffs.count(Kind::Missing);

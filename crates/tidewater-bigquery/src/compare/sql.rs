@@ -157,6 +157,28 @@ pub fn distinct(s: &TableSchema) -> String {
     }
 }
 
+/// A row's image: the JSON text of `alias`'s typed values in column order, equal for equal
+/// rows (a NULL array as an empty one, as in [`distinct`]). What keyless tables are compared
+/// by (`multiset`).
+pub fn row_image(s: &TableSchema, alias: &str) -> String {
+    let parts: Vec<String> = s
+        .columns
+        .iter()
+        .map(|c| {
+            let none = if bq_type(&c.ty).repeated {
+                "[]"
+            } else {
+                "null"
+            };
+            format!(
+                "COALESCE(TO_JSON_STRING({alias}.{}), '{none}')",
+                ident(&c.name)
+            )
+        })
+        .collect();
+    format!("CONCAT('[', {}, ']')", parts.join(", ',', "))
+}
+
 /// The key texts (`key_text`) of `COALESCE(a.k, b.k)` for each key column, as `_tw_k0, ...`.
 pub fn key_texts(s: &TableSchema, a: &str, b: &str) -> String {
     let texts = s.key.iter().enumerate().map(|(i, &k)| {
@@ -285,5 +307,11 @@ mod tests {
         assert_eq!(encoded(list, &Value::Null).unwrap().as_deref(), Some("[]"));
         let two = encoded(list, &Value::text(r#"["1","2"]"#)).unwrap();
         assert_eq!(two.as_deref(), Some(r#"["1","2"]"#));
+        assert_eq!(
+            row_image(&s, "r"),
+            "CONCAT('[', COALESCE(TO_JSON_STRING(r.`a`), 'null'), ',', \
+             COALESCE(TO_JSON_STRING(r.`b`), 'null'), ',', \
+             COALESCE(TO_JSON_STRING(r.`tags`), '[]'), ']')"
+        );
     }
 }

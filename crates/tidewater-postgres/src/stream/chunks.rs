@@ -31,8 +31,7 @@ use std::time::{Duration, Instant};
 
 use tidewater_core::copy::{self, ChunkRead, ChunkSize};
 use tidewater_core::copy_rows::SnapshotRows;
-use tidewater_core::stats::now_us;
-use tidewater_core::{CopyProgress, Error, Position, Result, SourceEvent, TableId, TxInfo};
+use tidewater_core::{CopyProgress, Error, Result, SourceEvent, TableId};
 use tokio_postgres::Client;
 use tracing::{debug, info};
 
@@ -325,11 +324,7 @@ impl Stream<'_> {
         copy.barriers.remove(&id);
         copy.held = None;
         let (chunk_rows, after) = (copy.limit(i), copy.progress[i].last_key_values());
-        let tx = TxInfo {
-            position: Position(format_lsn(st.stream_position())),
-            commit_time_us: now_us(),
-            backlog: tidewater_core::Backlog::Unknown,
-        };
+        let tx = st.position_tx();
         // The rows are held until the chunk's transaction has ended (`copy_rows`), then sent
         // as one transaction after everything delivered so far.
         let read = async {
@@ -369,11 +364,7 @@ impl Stream<'_> {
         if marked.is_empty() {
             return Ok(());
         }
-        let tx = TxInfo {
-            position: Position(format_lsn(st.stream_position())),
-            commit_time_us: now_us(),
-            backlog: tidewater_core::Backlog::Unknown,
-        };
+        let tx = st.position_tx();
         self.send(st, SourceEvent::Begin(tx)).await?;
         self.send(st, SourceEvent::Progress(marked)).await?;
         self.send(st, SourceEvent::Commit).await

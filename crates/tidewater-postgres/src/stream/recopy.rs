@@ -20,10 +20,7 @@
 
 use std::sync::Arc;
 
-use tidewater_core::stats::now_us;
-use tidewater_core::{
-    CopyProgress, Error, Position, Result, SourceEvent, TableId, TableSchema, TxInfo,
-};
+use tidewater_core::{CopyProgress, Error, Result, SourceEvent, TableId, TableSchema};
 use tokio_postgres::Client;
 use tracing::{info, warn};
 
@@ -250,11 +247,7 @@ impl Stream<'_> {
             // tables' new definitions.
             self.flush_chunk(st).await?;
         } else {
-            let tx = TxInfo {
-                position: Position(format_lsn(st.stream_position())),
-                commit_time_us: now_us(),
-                backlog: tidewater_core::Backlog::Unknown,
-            };
+            let tx = st.position_tx();
             self.send(st, SourceEvent::Begin(tx)).await?;
         }
         let (schemas, progress): (Vec<_>, Vec<_>) = restarts.into_iter().unzip();

@@ -175,10 +175,18 @@ fn mariadb_chunked_copy_under_writes_survives_kill9() {
 }
 
 fn copy_under_writes_survives_kill9(mut rig: Rig) {
+    let sent = copy_under_writes_with_kills(&mut rig);
+    assert_copied_exactly(&rig, ROWS + sent);
+}
+
+/// Starts `run` under `transaction`'s writes with chunks of `CHUNK_ROWS`, kills it three times
+/// mid-copy (after this run copied chunks of big, before the copy finished), lets it finish,
+/// catch up and stop. Returns the writer's transactions.
+pub(crate) fn copy_under_writes_with_kills(rig: &mut Rig) -> u64 {
     let big = format!("{}.big", rig.schema);
-    with_chunk_rows(&rig, CHUNK_ROWS);
+    with_chunk_rows(rig, CHUNK_ROWS);
     let addr = rig.listen_http();
-    let workload = Workload::start(&rig, transaction);
+    let workload = Workload::start(rig, transaction);
     rig.start();
     for kill in 0..3 {
         // Mid-copy: this run has written chunks of `big`, and the copy is not done.
@@ -212,7 +220,7 @@ fn copy_under_writes_survives_kill9(mut rig: Rig) {
     rig.wait_caught_up(Duration::from_secs(300));
     rig.stop();
     assert!(sent > 0);
-    assert_copied_exactly(&rig, ROWS + sent);
+    sent
 }
 
 /// After a copy of the three tables under `transaction` (caught up, stopped): each equals the

@@ -8,6 +8,7 @@ mod observe_support;
 
 mod bench_smoke;
 mod bigquery;
+mod bigquery_chunks;
 mod bigquery_kill;
 mod bigquery_replica;
 mod bigquery_rows;

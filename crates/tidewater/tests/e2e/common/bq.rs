@@ -18,6 +18,8 @@ use super::http::http;
 pub const DATASET: &str = "replica";
 /// Short, so tests see merges quickly; the default (1000) is what users get.
 pub const MERGE_INTERVAL_MS: u64 = 200;
+/// Short, so a test's copy takes a few commits; the default (60000) is what users get.
+pub const COPY_COMMIT_INTERVAL_MS: u64 = 1000;
 
 pub struct BqTarget {
     pub emu: BqEmulator,
@@ -46,7 +48,7 @@ impl BqTarget {
     /// The `[sink]` section of a config writing to this emulator.
     pub fn sink_toml(&self) -> String {
         format!(
-            "[sink]\ntype = \"bigquery\"\nproject = \"{}\"\ndataset = \"{DATASET}\"\nendpoint = \"{}\"\nmerge_interval_ms = {}\n",
+            "[sink]\ntype = \"bigquery\"\nproject = \"{}\"\ndataset = \"{DATASET}\"\nendpoint = \"{}\"\nmerge_interval_ms = {}\ncopy_commit_interval_ms = {COPY_COMMIT_INTERVAL_MS}\n",
             self.emu.project(),
             self.strict.endpoint(),
             self.merge_interval_ms
@@ -157,6 +159,19 @@ impl BqTarget {
         let rows = self.try_rows(&sql).ok()?;
         let row = rows.first()?;
         Some((cell_text(&row[0]), cell_text(&row[1]).parse().ok()?))
+    }
+
+    /// Every table of the committed copy progress (`_tidewater_copies`) is consistent, and
+    /// there is at least one.
+    pub fn copies_consistent(&self) -> bool {
+        let sql = format!("SELECT progress FROM {}", self.table("_tidewater_copies"));
+        let Ok(rows) = self.try_rows(&sql) else {
+            return false;
+        };
+        let consistent = |row: &Vec<Json>| {
+            serde_json::from_str::<Json>(&cell_text(&row[0])).is_ok_and(|p| p["consistent"] == true)
+        };
+        !rows.is_empty() && rows.iter().all(consistent)
     }
 
     /// Rows of the change log `log` (e.g. `public_items_log`) that more than one row claims

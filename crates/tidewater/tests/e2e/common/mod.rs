@@ -426,11 +426,33 @@ impl Rig {
         result.unwrap_or_else(|e| panic!("{e}\n{}", self.log()));
     }
 
-    /// DuckDB replicas copy in chunks while streaming: whether this rig's own run (its log)
+    /// Replicas copy in chunks while streaming: whether this rig's own run (its log)
     /// has not finished the initial copy yet. (A test that starts `run` itself waits on its
-    /// own terms.)
+    /// own terms.) The log line is written when the source sends the last copy marking, which
+    /// under load comes before the chunks ahead of it commit, and the chunks do not move the
+    /// stored position: the status `run` publishes beside the replica (from what is
+    /// committed) must also call the replica consistent.
     fn copy_unfinished(&self) -> bool {
-        self.bq.is_none() && self.child.is_some() && !self.log().contains(COPY_FINISHED)
+        self.child.is_some() && !(self.log().contains(COPY_FINISHED) && self.committed_consistent())
+    }
+
+    /// The committed replica is consistent, with its tables copied in chunks: BigQuery's
+    /// copy progress says so, or the status `run` publishes beside a DuckDB replica (a status
+    /// published before the copy began lists no copy).
+    fn committed_consistent(&self) -> bool {
+        if let Some(bq) = &self.bq {
+            return bq.copies_consistent();
+        }
+        let status = PathBuf::from(format!("{}.status.json", self.db.display()));
+        let Ok(text) = std::fs::read_to_string(status) else {
+            return false;
+        };
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let live = &v["live"];
+        let copied = live["tables"]
+            .as_array()
+            .is_some_and(|t| t.iter().any(|t| !t["copy"].is_null()));
+        live["consistent"] == true && copied
     }
 
     /// The replica, opened read-only (tidewater must be stopped).
