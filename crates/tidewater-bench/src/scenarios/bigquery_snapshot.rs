@@ -31,9 +31,9 @@ const SCHEMA: [(&str, &str); 5] = [
 pub const METHOD: &str = "the snapshot scenario's table (`id int` primary key, `bigint`, \
     `numeric(12,2)`, `text`, `timestamp`) is filled at PostgreSQL, then tidewater's `run` into a fresh \
     dataset of the BigQuery emulator (default settings) is timed from its process start until its phase \
-    turns `streaming` (polled on `/metrics` every 20 ms: the BigQuery sink copies in one source \
-    transaction and turns `streaming` when the commit that MERGEs the snapshot into the replica and \
-    inserts it into the `_log` has returned), and the replica's `COUNT(*)` is then read through the \
+    turns `streaming` and `/metrics` reports the copy done and the replica consistent (polled every \
+    20 ms: the BigQuery sink copies in chunks, each committed with its progress by a commit that \
+    loads its rows, copies them into the `_log` and MERGEs them into the replica), and the replica's `COUNT(*)` is then read through the \
     emulator's REST API (`jobs.query`) and must be every row (if it is not yet, the time runs until it \
     is). Meanwhile PostgreSQL is asked every 100 ms how long tidewater's oldest open transaction has been \
     open (as in **snapshot**). Baseline, in the same run and emulator: `psql -c \"\\copy (SELECT * FROM \
