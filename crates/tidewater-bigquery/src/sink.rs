@@ -408,10 +408,12 @@ impl BigQuerySink {
         }
     }
 
-    /// The transaction being written, numbered when it first writes (`begin_tx` ends the
-    /// previous one: chunks share the stream's position with the transaction before them).
+    /// The transaction being written, numbered when it first writes: after `begin_tx` (a
+    /// copy's chunks share the stream's position with the transaction before them), or at
+    /// another position than the one before.
     fn enter_tx(&mut self, tx: &TxInfo) -> &mut CurrentTx {
-        if self.current.is_none() {
+        let same = matches!(&self.current, Some(c) if c.position == tx.position);
+        if !same {
             self.current = Some(CurrentTx {
                 position: tx.position.clone(),
                 commit_time_us: tx.commit_time_us,

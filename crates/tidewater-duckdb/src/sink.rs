@@ -65,6 +65,8 @@ struct Counts {
 /// The source transaction being written.
 #[derive(Clone)]
 struct CurrentTx {
+    position: Position,
+    commit_time_us: i64,
     /// The position as the log stores it, and the formatted commit time.
     log_position: Arc<str>,
     commit_ts: Arc<str>,
@@ -291,12 +293,17 @@ impl DuckDbSink {
     }
 
     /// Called before each piece of a transaction is written. A transaction new to the batch
-    /// (`begin_tx` ended the one before; position and commit time cannot tell, as a copy's
-    /// chunks carry the stream's position) gets the next ordinal when it first writes.
+    /// gets the next ordinal when it first writes: after `begin_tx` (a copy's chunks carry the
+    /// stream's position, and may share a commit time), or at another position or commit
+    /// time than the one before.
     fn enter_tx(&mut self, tx: &TxInfo, first_sequence: i64) {
-        if self.current_tx.is_none() {
+        let same = matches!(&self.current_tx, Some(c)
+            if c.position == tx.position && c.commit_time_us == tx.commit_time_us);
+        if !same {
             self.last_ordinal += 1;
             self.current_tx = Some(CurrentTx {
+                position: tx.position.clone(),
+                commit_time_us: tx.commit_time_us,
                 log_position: log_position(&self.options.source_type, &tx.position).into(),
                 commit_ts: format_utc_micros(tx.commit_time_us).into(),
                 ordinal: self.last_ordinal,
