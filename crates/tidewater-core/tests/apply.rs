@@ -375,6 +375,25 @@ fn a_backlog_is_batched_even_when_nothing_is_queued_for_a_moment() {
     );
 }
 
+/// Transaction 1, committed; then `more` at positions 2 and 3, 20 ms apart, committed.
+fn one_then_two_more(
+    sender: &mpsc::Sender<SourceEvent>,
+    acks: &mut AckReceiver,
+    more: impl Fn(&mut Vec<SourceEvent>, &str),
+) {
+    let mut events = Vec::new();
+    tx(&mut events, "1", &[3]);
+    send_all(sender, events);
+    wait_acked(acks, "1");
+    for pos in ["2", "3"] {
+        let mut events = Vec::new();
+        more(&mut events, pos);
+        send_all(sender, events);
+        std::thread::sleep(Duration::from_millis(20)); // pacing the source, not synchronising
+    }
+    wait_acked(acks, "3");
+}
+
 #[test]
 fn a_minimum_commit_interval_holds_transactions_together() {
     let options = BatchOptions {
@@ -382,17 +401,7 @@ fn a_minimum_commit_interval_holds_transactions_together() {
         ..LONG
     };
     let log = apply_live(options, |sender, acks| {
-        let mut events = Vec::new();
-        tx(&mut events, "1", &[3]);
-        send_all(sender, events);
-        wait_acked(acks, "1");
-        for pos in ["2", "3"] {
-            let mut events = Vec::new();
-            tx(&mut events, pos, &[3]);
-            send_all(sender, events);
-            std::thread::sleep(Duration::from_millis(20)); // pacing the source, not synchronising
-        }
-        wait_acked(acks, "3");
+        one_then_two_more(sender, acks, |events, pos| tx(events, pos, &[3]));
     });
     // The first commits at once (none before it); the next waits for the interval, so it
     // takes both (without the interval each commits alone: nothing was queued behind it).
@@ -422,17 +431,7 @@ fn copy_batches(burst: u32) -> String {
         events.extend(t);
     };
     let log = apply_live(options, |sender, acks| {
-        let mut events = Vec::new();
-        tx(&mut events, "1", &[3]);
-        send_all(sender, events);
-        wait_acked(acks, "1");
-        for pos in ["2", "3"] {
-            let mut events = Vec::new();
-            chunk(&mut events, pos);
-            send_all(sender, events);
-            std::thread::sleep(Duration::from_millis(20)); // pacing the source, not synchronising
-        }
-        wait_acked(acks, "3");
+        one_then_two_more(sender, acks, chunk);
         let mut events = Vec::new();
         tx(&mut events, "4", &[3]);
         send_all(sender, events);
