@@ -749,11 +749,12 @@ impl Sink for BigQuerySink {
 
     fn resnapshot_fix(&self) -> String {
         format!(
-            "drop the replicated tables, their _log tables and this pipeline's rows of {} and {} \
-             in dataset {} (or set sink.dataset to a new dataset), and run `tidewater run` \
-             again: it takes a new snapshot",
+            "drop the replicated tables, their _log tables and this pipeline's rows of {}, {} \
+             and {} in dataset {} (or set sink.dataset to a new dataset), and run `tidewater \
+             run` again: it takes a new snapshot",
             tables::STATE_TABLE,
             DEFINITIONS_TABLE,
+            COPIES_TABLE,
             self.client.dataset
         )
     }

@@ -6,7 +6,7 @@
 //! aggregates), the last `_log` entry of every key is its replica row, no change and no copied row is in the log twice, and every table's copy
 //! is done and consistent.
 
-use crate::bigquery::assert_same;
+use crate::bigquery::{assert_same, CATCH_UP};
 use crate::chunked_snapshot::{copy_under_writes_with_kills, pg_setup, CHUNK_ROWS, ROWS};
 use crate::common;
 
@@ -96,4 +96,41 @@ fn pg_chunked_copy_into_bigquery_under_writes_survives_kill9() {
             );
         }
     }
+}
+
+/// Starting over as the re-snapshot fix says, but leaving `_tidewater_copies` behind (the fix
+/// text before it named that table): the new snapshot copies the table again (a run without a
+/// stored position starts every copy afresh), and does not take the earlier snapshot's "done,
+/// consistent" for its own.
+#[test]
+fn a_new_snapshot_ignores_the_copy_progress_of_an_earlier_one() {
+    let mut rig = Rig::new(
+        "CREATE TABLE t (id int PRIMARY KEY, v text);
+         INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 3000) g;",
+    );
+    rig.use_bigquery();
+    rig.start();
+    rig.wait_caught_up(CATCH_UP);
+    rig.stop();
+    let bq = rig.bq();
+    for table in ["public_t", "public_t_log", "public_t_staging"] {
+        bq.dml_by_hand(&format!("DROP TABLE {}", bq.table(table)));
+    }
+    for table in ["_tidewater_state", "_tidewater_tables"] {
+        bq.dml_by_hand(&format!("DELETE FROM {} WHERE TRUE", bq.table(table)));
+    }
+    rig.sql(&format!(
+        "SELECT pg_drop_replication_slot('{}')",
+        common::SLOT
+    ));
+    rig.sql("INSERT INTO t VALUES (3001, 'after');");
+    rig.start();
+    rig.wait_caught_up(CATCH_UP);
+    rig.stop();
+    let bq = rig.bq();
+    assert_same(
+        &rig,
+        "SELECT count(*), sum(id) FROM t",
+        &format!("SELECT COUNT(*), SUM(id) FROM {}", bq.table("public_t")),
+    );
 }
