@@ -6,6 +6,7 @@
 //! UPDATE/DELETE statements on them.
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use tidewater_core::{Error, Result, TableId};
 use tokio_postgres::Client;
@@ -205,11 +206,70 @@ pub async fn slot_info(client: &Client, slot: &str) -> Result<Option<SlotInfo>> 
     }))
 }
 
-pub fn slot_in_use(slot: &str, pid: i32) -> Error {
+pub fn slot_in_use(slot: &str, pid: i32, waited: Duration) -> Error {
     Error::source_fatal(format!(
-        "replication slot {slot} is in use by another process (walsender pid {pid}): is another \
-         tidewater running with the same slot? Stop it, or set source.slot to another name"
+        "replication slot {slot} is in use by another process (walsender pid {pid}, still after \
+         {} s): is another tidewater running with the same slot?",
+        waited.as_secs()
     ))
+    .with_fix(
+        "stop the other process using the slot (SELECT active_pid FROM pg_replication_slots), or \
+         set source.slot to another name",
+    )
+}
+
+/// How long a start waits for a slot's walsender beyond the server's `wal_sender_timeout`.
+const SLOT_WAIT_MARGIN: Duration = Duration::from_secs(5);
+/// How long a start waits for a slot's walsender when the server has no `wal_sender_timeout`.
+const SLOT_WAIT_DEFAULT: Duration = Duration::from_secs(60);
+
+/// The slot's state once no walsender holds it, or the error naming the one that still does.
+///
+/// A walsender outlives its client: after `kill -9` (or a crash, or a lost network) it only
+/// notices that nobody reads when a send fails or `wal_sender_timeout` passes without a reply,
+/// and until then the slot is active and `START_REPLICATION` is refused. So a restart waits
+/// for it, at most `wal_sender_timeout` plus a margin: a walsender still there after that has a
+/// live client (another process using the slot), and the start is refused. Waiting changes
+/// nothing at the source: the slot is only read.
+pub async fn inactive_slot_info(client: &Client, slot: &str) -> Result<Option<SlotInfo>> {
+    let started = Instant::now();
+    let mut limit = None;
+    loop {
+        let info = slot_info(client, slot).await?;
+        let Some(pid) = info.as_ref().and_then(|i| i.active_pid) else {
+            return Ok(info);
+        };
+        let limit = match limit {
+            Some(limit) => limit,
+            None => {
+                let l = wal_sender_timeout(client)
+                    .await?
+                    .map_or(SLOT_WAIT_DEFAULT, |t| t + SLOT_WAIT_MARGIN);
+                info!(slot = %slot, walsender_pid = pid, wait_up_to_s = l.as_secs(), "the replication slot is still held by a walsender (of a previous run that ended without closing its connection?): waiting for it to end");
+                *limit.insert(l)
+            }
+        };
+        if started.elapsed() >= limit {
+            return Err(slot_in_use(slot, pid, started.elapsed()));
+        }
+        tokio::time::sleep(SLOT_POLL).await;
+    }
+}
+
+/// How often a start looks whether a slot's walsender has ended.
+const SLOT_POLL: Duration = Duration::from_millis(200);
+
+/// The server's `wal_sender_timeout`; `None` when it is 0 (disabled).
+async fn wal_sender_timeout(client: &Client) -> Result<Option<Duration>> {
+    let row = client
+        .query_one(
+            "SELECT setting::bigint FROM pg_settings WHERE name = 'wal_sender_timeout'",
+            &[],
+        )
+        .await
+        .map_err(|e| pg_error(e, "reading wal_sender_timeout"))?;
+    let ms: i64 = row.get(0);
+    Ok((ms > 0).then(|| Duration::from_millis(ms as u64)))
 }
 
 pub async fn drop_slot(client: &Client, slot: &str) -> Result<()> {

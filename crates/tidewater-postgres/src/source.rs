@@ -20,7 +20,7 @@ use crate::conn::{
 use crate::guard::{position_gap, Owner, CANNOT_CATCH_UP};
 use crate::join::Joiner;
 use crate::placement::{misplaced, place};
-use crate::setup::{drop_slot, ensure_publications, quote_ident, slot_in_use, slot_info};
+use crate::setup::{drop_slot, ensure_publications, inactive_slot_info, quote_ident, slot_info};
 use crate::snapshot::{copy_tables, send};
 use crate::stream::chunks::Copying;
 use crate::stream::Stream;
@@ -92,7 +92,13 @@ impl PgSource {
         let lsn = parse_lsn(&pos.0)
             .ok_or_else(|| Error::sink(format!("stored position {pos} is not a PostgreSQL LSN")))?;
         let slot = &self.config.slot;
-        let info = match slot_info(&self.client, slot).await? {
+        let mut found = slot_info(&self.client, slot).await?;
+        if found.as_ref().is_some_and(|i| i.active_pid.is_some()) {
+            // Another replica's slot is refused at once, not after waiting for its walsender.
+            owner.still_mine(pos).await?;
+            found = inactive_slot_info(&self.client, slot).await?;
+        }
+        let info = match found {
             None => {
                 return Err(Error::source_fatal(format!(
                     "replication slot {slot} does not exist (dropped?), but the replica was applied \
@@ -112,9 +118,6 @@ impl PgSource {
                      does not recur",
                     ctx.resnapshot_fix
                 )));
-            }
-            Some(info) if info.active_pid.is_some() => {
-                return Err(slot_in_use(slot, info.active_pid.unwrap_or(0)))
             }
             Some(info) if info.plugin.as_deref() != Some("pgoutput") => {
                 return Err(Error::source_fatal(format!(
@@ -156,12 +159,15 @@ impl PgSource {
     /// are touched. An error when it is in use, another tool's, or another replica's.
     async fn slot_to_replace(&self, owner: &Owner<'_>) -> Result<bool> {
         let slot = &self.config.slot;
-        let Some(info) = slot_info(&self.client, slot).await? else {
+        let mut found = slot_info(&self.client, slot).await?;
+        if found.as_ref().is_some_and(|i| i.active_pid.is_some()) {
+            // Another replica's slot is refused at once, not after waiting for its walsender.
+            owner.may_replace().await?;
+            found = inactive_slot_info(&self.client, slot).await?;
+        }
+        let Some(info) = found else {
             return Ok(false);
         };
-        if let Some(pid) = info.active_pid {
-            return Err(slot_in_use(slot, pid));
-        }
         // Only a pgoutput slot of this database can be a tidewater replica's.
         let database = parse_config(self.config.url.expose())?
             .get_dbname()

@@ -220,3 +220,44 @@ fn mariadb_restarts_and_a_lost_wal_resume_by_replay() {
     rig.stop();
     rig.assert_same("SELECT concat_ws('|', id, v) FROM t ORDER BY id");
 }
+
+/// After `kill -9` the killed run's walsender holds the slot until it notices that nobody
+/// reads (a failed send, or `wal_sender_timeout`): the next run waits for it instead of
+/// refusing the slot as in use by another process. Here the walsender is stopped (SIGSTOP)
+/// before the kill, so it cannot notice until it is continued.
+#[test]
+fn a_restart_after_kill_9_waits_for_the_killed_runs_walsender() {
+    let mut rig = Rig::new(SETUP);
+    rig.start();
+    rig.wait_caught_up(Duration::from_secs(60));
+    let walsender = rig
+        .sql(&format!(
+            "SELECT active_pid FROM pg_replication_slots WHERE slot_name = '{SLOT}'"
+        ))
+        .trim()
+        .to_string();
+    assert!(!walsender.is_empty(), "the slot has no walsender");
+    let signal = |sig: &str| {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &walsender])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {walsender}");
+    };
+    signal("-STOP");
+    rig.kill9();
+    rig.sql(
+        "INSERT INTO t VALUES (21, 'after the kill'); UPDATE t SET v = 'changed' WHERE id = 1;",
+    );
+    rig.start();
+    rig.wait_logged(
+        "the replication slot is still held by a walsender",
+        1,
+        Duration::from_secs(60),
+    );
+    signal("-CONT");
+    rig.wait_caught_up(Duration::from_secs(120));
+    rig.stop();
+    rig.assert_same(ROWS);
+}

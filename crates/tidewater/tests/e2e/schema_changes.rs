@@ -11,12 +11,6 @@ use common::{snapshot_rows_copied, Rig};
 
 const WAIT: Duration = Duration::from_secs(90);
 
-/// Waits until the current run's log holds `needle` at least `times` times.
-fn wait_logged(rig: &Rig, needle: &str, times: usize) {
-    tidewater_harness::wait_until(WAIT, needle, || rig.log().matches(needle).count() >= times)
-        .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
-}
-
 /// The replica's columns of `table`, as `name type` in order.
 fn replica_columns(rig: &Rig, table: &str) -> Vec<String> {
     rig.replica_lines(&format!(
@@ -161,7 +155,7 @@ fn postgres_tables_join_while_streaming_with_their_rows() {
         .spawn()
         .unwrap();
     // The initial copy, then the joined table's.
-    wait_logged(&rig, common::COPY_FINISHED, 2);
+    rig.wait_logged(common::COPY_FINISHED, 2, WAIT);
     assert!(writer.wait().unwrap().success(), "writer failed");
     rig.wait_caught_up(WAIT);
     rig.stop();
@@ -171,7 +165,7 @@ fn postgres_tables_join_while_streaming_with_their_rows() {
          INSERT INTO later VALUES (1, 'a'), (2, 'b');",
     );
     rig.start();
-    wait_logged(&rig, common::COPY_FINISHED, 3);
+    rig.wait_logged(common::COPY_FINISHED, 3, WAIT);
     rig.sql("UPDATE later SET v = 'c' WHERE id = 2; INSERT INTO later VALUES (3, 'd');");
     rig.wait_caught_up(WAIT);
     rig.stop();
@@ -230,7 +224,7 @@ fn mariadb_table_created_while_stopped_joins_with_its_rows() {
          INSERT INTO t VALUES (2, 'b');",
     );
     rig.start();
-    wait_logged(&rig, "joining tables copied", 1);
+    rig.wait_logged("joining tables copied", 1, WAIT);
     rig.sql("UPDATE later SET v = 'c' WHERE id = 2; INSERT INTO later VALUES (3, 'd');");
     rig.wait_caught_up(WAIT);
     rig.stop();
@@ -261,7 +255,7 @@ fn postgres_kill9_during_a_join_copies_the_table_once() {
          INSERT INTO big SELECT g, repeat('x', 100) FROM generate_series(1, 300000) g;
          COMMIT;",
     );
-    wait_logged(&rig, "tables join the replica", 1);
+    rig.wait_logged("tables join the replica", 1, WAIT);
     // The moment: the copy is under way (its rows counted by this run's /metrics).
     let mut copied = 0;
     tidewater_harness::wait_until(WAIT, "the join copy to write rows", || {
@@ -277,7 +271,7 @@ fn postgres_kill9_during_a_join_copies_the_table_once() {
     );
     rig.sql("UPDATE big SET v = 'after' WHERE id = 1;");
     rig.start();
-    wait_logged(&rig, common::COPY_FINISHED, 2);
+    rig.wait_logged(common::COPY_FINISHED, 2, WAIT);
     rig.wait_caught_up(WAIT);
     rig.stop();
     eprintln!("killed with {copied} of 300000 rows copied");
@@ -314,7 +308,7 @@ fn postgres_a_table_that_cannot_join_does_not_stop_the_others() {
          CREATE TABLE mine (id int PRIMARY KEY); ALTER TABLE mine OWNER TO tw;
          INSERT INTO mine VALUES (1), (2);",
     );
-    wait_logged(&rig, common::COPY_FINISHED, 2);
+    rig.wait_logged(common::COPY_FINISHED, 2, WAIT);
     rig.sql("INSERT INTO t VALUES (2); INSERT INTO mine VALUES (3);");
     rig.wait_caught_up(WAIT);
     rig.stop();

@@ -194,6 +194,14 @@ impl Rig {
         self.start_with_env(&[]);
     }
 
+    /// Waits until the log holds `needle` at least `times` times (every run's log).
+    pub fn wait_logged(&self, needle: &str, times: usize, timeout: Duration) {
+        wait_until(timeout, needle, || {
+            self.log().matches(needle).count() >= times
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", self.log()));
+    }
+
     /// Starts `run` with extra environment variables (e.g. `TIDEWATER_FAULT`).
     pub fn start_with_env(&mut self, env: &[(&str, &str)]) {
         assert!(self.child.is_none(), "already running");
