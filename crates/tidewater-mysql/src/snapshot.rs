@@ -9,7 +9,7 @@
 //!   RELOAD), reading `@@gtid_executed` / the binlog position before unlocking.
 
 use std::collections::HashSet;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Row};
@@ -17,7 +17,7 @@ use tidewater_core::copy_rows::SnapshotRows;
 use tidewater_core::stats::now_us;
 use tidewater_core::{Error, Position, Result, SourceEvent, TableId, TxInfo};
 use tokio::sync::mpsc;
-use tracing::info;
+use tracing::{debug, info};
 
 use crate::catalog::SourceTable;
 use crate::conn::{my_error, Flavor};
@@ -29,6 +29,10 @@ use crate::value::ZeroDates;
 
 /// Changes per event sent to the apply loop.
 const EVENT_ROWS: usize = 1024;
+/// A snapshot that misses a transaction it must hold is taken again for at most this long.
+const MAX_WAIT: Duration = Duration::from_secs(120);
+/// After this many snapshots in a row that miss such a transaction, the wait is logged.
+const TELL_AFTER: u32 = 20;
 
 /// Opens the consistent snapshot and returns the position it corresponds to.
 pub async fn begin_snapshot(conn: &mut Conn, flavor: Flavor) -> Result<BinlogPosition> {
@@ -109,6 +113,46 @@ pub async fn begin_snapshot(conn: &mut Conn, flavor: Flavor) -> Result<BinlogPos
                 }
             }
         }
+    }
+}
+
+/// Opens a consistent snapshot on `conn` that holds every transaction up to `position` (the
+/// binlog stream's: everything it has delivered), and returns its position. MariaDB writes a
+/// transaction to the binlog before its InnoDB commit is visible, so a snapshot opened right
+/// after the stream read a commit can miss it: such a snapshot is taken again, before any row
+/// is read (its position has not reached `position`). MySQL's path reads its position under
+/// a global read lock, which orders it with commits.
+pub async fn snapshot_covering(
+    conn: &mut Conn,
+    flavor: Flavor,
+    position: &BinlogPosition,
+) -> Result<BinlogPosition> {
+    let waiting = Instant::now();
+    let mut retries = 0u32;
+    loop {
+        let at = begin_snapshot(conn, flavor).await?;
+        if flavor != Flavor::MariaDb || at.reached(position) {
+            if retries > 0 {
+                debug!(
+                    retries,
+                    "snapshot taken again until it showed every delivered transaction"
+                );
+            }
+            return Ok(at);
+        }
+        conn.query_drop("ROLLBACK")
+            .await
+            .map_err(|e| my_error(e, "ending a snapshot that missed a delivered commit"))?;
+        retries += 1;
+        if waiting.elapsed() > MAX_WAIT {
+            return Err(Error::source_retryable(format!(
+                "the binlog stream is at {position} but new snapshots stay at {at}"
+            )));
+        }
+        if retries == TELL_AFTER {
+            info!(stream = %position, snapshot = %at, "a snapshot waits for a transaction the stream delivered to become visible at the source (it is in the binlog, but not visible yet)");
+        }
+        tokio::time::sleep(Duration::from_micros(100 << retries.min(9))).await;
     }
 }
 

@@ -151,7 +151,8 @@ impl Source for MySqlSource {
 
     async fn run(&mut self, ctx: SourceContext) -> Result<()> {
         // MariaDB copies in chunks while streaming when the destination can
-        // (`stream::chunks`); MySQL keeps the single-transaction snapshot.
+        // (`stream::chunks`), and so do tables that join or are copied again at a start
+        // (`join`); MySQL keeps the single-transaction snapshot and copies.
         let chunked = ctx
             .chunked
             .clone()
@@ -239,6 +240,14 @@ impl Source for MySqlSource {
         let copy = !ctx.backfill.is_empty() || !recopy.is_empty();
         let joining = match (copy, ctx.add_tables) {
             (false, _) => None,
+            (true, true) if chunked.is_some() => {
+                // In chunks, from a cut whose snapshot is not held (see `join`, "In chunks").
+                let mut conn = match self.conn.take() {
+                    Some(c) => c,
+                    None => connect(self.config.url.expose()).await?,
+                };
+                Some(Joining::open_in_chunks(&mut conn, &from, &ctx.backfill, &recopy).await?)
+            }
             (true, true) => {
                 let mut conn = match self.conn.take() {
                     Some(c) => c,

@@ -81,7 +81,8 @@ pub struct Stream {
     tx: Option<OpenTx>,
     /// The last idle position sent, and when.
     idle: Option<(BinlogPosition, Instant)>,
-    /// Tables whose copy waits for the stream to reach its snapshot's position.
+    /// Tables whose copy waits for the stream to reach its snapshot's position (held open,
+    /// or only its position when they are copied in chunks: see `join`).
     joining: Option<Joining>,
     /// How to open a snapshot to copy a table again (see `recopy`); `None` when the
     /// destination cannot take in tables while streaming.
@@ -158,8 +159,14 @@ impl Stream {
         self
     }
 
+    /// The stream has reached the joining copy's position: the copy is sent, or (in chunks)
+    /// the tables' copies start (`recopy::join_in_chunks`).
     async fn copy_joining(&mut self) -> Result<()> {
         match self.joining.take() {
+            Some(j) if j.chunked() => {
+                let (tables, recopy) = j.into_tables();
+                self.join_in_chunks(tables, &recopy).await
+            }
             Some(j) => j.copy(self.zero, &self.events, &self.unreplicated).await,
             None => Ok(()),
         }

@@ -21,26 +21,20 @@
 //! position without a lock; GTID sets read inside the chunk are the way there, not built yet).
 
 use std::ops::{Deref, DerefMut};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
 use tidewater_core::copy::{self, ChunkRead, ChunkSize};
 use tidewater_core::copy_rows::SnapshotRows;
 use tidewater_core::stats::now_us;
-use tidewater_core::{CopyProgress, Error, Position, Result, SourceEvent, TableId, TxInfo};
-use tracing::{debug, info};
+use tidewater_core::{CopyProgress, Position, Result, SourceEvent, TableId, TxInfo};
 
 use super::Stream;
 use crate::conn::{connect, my_error, Flavor};
 use crate::position::BinlogPosition;
 use crate::read::read_chunk;
-use crate::snapshot::begin_snapshot;
-
-/// A chunk whose snapshot misses a delivered transaction is read again for at most this long.
-const MAX_WAIT: Duration = Duration::from_secs(120);
-/// After this many snapshots in a row that miss a delivered transaction, the wait is logged.
-const TELL_AFTER: u32 = 20;
+use crate::snapshot::snapshot_covering;
 
 /// The copy under way: the source-neutral state, and the connection chunks are read on
 /// (opened at the first chunk).
@@ -84,45 +78,15 @@ impl DerefMut for Copying {
 
 impl Stream {
     /// Opens a consistent snapshot on `conn` that holds every transaction the stream has
-    /// delivered. MariaDB writes a transaction to the binlog before its InnoDB commit is
-    /// visible, so a snapshot opened right after the stream read a commit can miss it: such a
-    /// snapshot is taken again (rule 1 of the module comment), before any row is read. Every
-    /// copy taken while streaming (chunks, re-copies) needs this: a copy missing a delivered
-    /// transaction would overwrite that transaction's changes with older rows. MySQL's path
-    /// reads its position under a global read lock, which orders it with commits.
+    /// delivered (`snapshot::snapshot_covering`, rule 1 of the module comment). Every copy
+    /// taken while streaming (chunks, re-copies) needs this: a copy missing a delivered
+    /// transaction would overwrite that transaction's changes with older rows.
     pub(super) async fn snapshot_covering_stream(
         &self,
         conn: &mut Conn,
         flavor: Flavor,
     ) -> Result<BinlogPosition> {
-        let waiting = Instant::now();
-        let mut retries = 0u32;
-        loop {
-            let at = begin_snapshot(conn, flavor).await?;
-            if flavor != Flavor::MariaDb || at.reached(&self.position) {
-                if retries > 0 {
-                    debug!(
-                        retries,
-                        "snapshot taken again until it showed every delivered transaction"
-                    );
-                }
-                return Ok(at);
-            }
-            conn.query_drop("ROLLBACK")
-                .await
-                .map_err(|e| my_error(e, "ending a snapshot that missed a delivered commit"))?;
-            retries += 1;
-            if waiting.elapsed() > MAX_WAIT {
-                return Err(Error::source_retryable(format!(
-                    "the binlog stream is at {} but new snapshots stay at {at}",
-                    self.position
-                )));
-            }
-            if retries == TELL_AFTER {
-                info!(stream = %self.position, snapshot = %at, "a snapshot waits for a transaction the stream delivered to become visible at the source (it is in the binlog, but not visible yet)");
-            }
-            tokio::time::sleep(Duration::from_micros(100 << retries.min(9))).await;
-        }
+        snapshot_covering(conn, flavor, &self.position).await
     }
 
     /// Reads and sends the next chunk of the first table still copying, as one transaction at

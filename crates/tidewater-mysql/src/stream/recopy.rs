@@ -15,6 +15,8 @@
 //! waits, the stream is inside a transaction it holds (the copy goes before the first one it
 //! does not), so its snapshot includes this statement too and the table joins that copy.
 
+use std::collections::HashSet;
+
 use tidewater_core::stats::now_us;
 use tidewater_core::uncarried::uncarried_declared_change;
 use tidewater_core::{Error, Position, Result, SourceEvent, TableId, TxInfo};
@@ -27,6 +29,8 @@ use crate::join::Joining;
 
 /// Why a table the runtime asked for (`SourceContext::recopy`) is copied again.
 const REQUESTED: &str = "a copy was requested (verify found differences)";
+/// Why a table is copied again at a restart (`crate::join`, "In chunks").
+const STOPPED: &str = "changed while tidewater was stopped, in a way the binlog does not carry";
 
 impl Stream {
     /// Between transactions, with no copy waiting: tables the runtime asked to copy again
@@ -122,6 +126,57 @@ impl Stream {
         joining.add_recopy(table.clone());
         self.tables.insert(key, table);
         Ok(())
+    }
+
+    /// The stream has reached the cut of tables copied in chunks at a restart (see `join`,
+    /// "In chunks"): they join, or (`recopy`: the replica holds them) are copied again, in
+    /// chunks from this position, in one transaction of their own between transactions: a
+    /// truncate carrying each table's definition (creating, altering or re-creating its
+    /// replica table) and their fresh copy progress. A table gone since it was described
+    /// (dropped, renamed, or unreadable) is not copied: it is not replicated from here on.
+    pub(super) async fn join_in_chunks(
+        &mut self,
+        tables: Vec<SourceTable>,
+        recopy: &HashSet<TableId>,
+    ) -> Result<()> {
+        let at = self.position.clone();
+        let copy = self.copy.as_mut().expect("copying in chunks");
+        let (mut schemas, mut progress, mut joined) = (Vec::new(), Vec::new(), Vec::new());
+        for t in tables {
+            let id = t.schema.id.clone();
+            let key = (id.schema.clone(), id.name.clone());
+            if t.schema.columns.is_empty() {
+                warn!(table = %id, "a table to copy at this start was dropped, renamed or made unreadable since: it is not copied");
+                self.tables.remove(&key);
+                continue;
+            }
+            progress.push(copy.restart(id.clone(), !t.schema.has_key()));
+            schemas.push(t.schema.clone());
+            if recopy.contains(&id) {
+                info!(table = %id, change = STOPPED, at = %at, "the table is copied again in chunks while streaming (its replica rows are replaced from here)");
+            } else {
+                joined.push(id.to_string());
+            }
+            if self.unreplicated.clear(&id) {
+                info!(table = %id, "a table that could not be replicated has joined the replica");
+            }
+            self.tables.insert(key, t);
+        }
+        if !joined.is_empty() {
+            info!(tables = %joined.join(", "), at = %at, "tables join the replica: copied in chunks while streaming, their changes applied from here");
+        }
+        if schemas.is_empty() {
+            return Ok(());
+        }
+        let tx = TxInfo {
+            position: Position(at.to_string()),
+            commit_time_us: now_us(),
+            backlog: tidewater_core::Backlog::Unknown,
+        };
+        self.send(SourceEvent::Begin(tx)).await?;
+        self.send(SourceEvent::Truncate(schemas)).await?;
+        self.send(SourceEvent::Progress(progress)).await?;
+        self.send(SourceEvent::Commit).await
     }
 
     /// Copies `tables` again in chunks (`tidewater_core::copy`, "Copies again"): their replica

@@ -3,7 +3,8 @@
 //! precision, MariaDB `int unsigned` → `bigint unsigned`, an INT64 → NUMERIC column) applied
 //! in place, and ADD COLUMN through the online re-copy (the stream does not carry what the
 //! change did to existing rows: docs/schema-changes.md). A kill -9 and a restart after the
-//! changes resume with the replica's definition.
+//! changes resume with the replica's definition. MariaDB tables that join at a start, or
+//! changed while tidewater was stopped, reach BigQuery through the chunks too.
 
 use crate::bigquery::{assert_same, CATCH_UP};
 use crate::common;
@@ -164,5 +165,44 @@ fn postgres_killed_between_schema_change_ddl_and_commit_recovers() {
     assert_eq!(
         bq_columns(&rig, "public_t"),
         ["id INT64", "a STRING", "n INT64", "b STRING"]
+    );
+}
+
+/// MariaDB into BigQuery at a restart: a table created while tidewater was stopped joins, and
+/// a table whose column was added with a default while it was stopped is copied again, both in
+/// chunks from the start's cut (`tidewater_mysql::join`, "In chunks"): the truncate creates
+/// the joining table and adds the column, then the chunks load.
+#[test]
+fn mariadb_join_and_add_column_while_stopped_reach_bigquery_in_chunks() {
+    let mut rig = Rig::mysql(
+        "CREATE TABLE t (id int PRIMARY KEY, n int);
+         INSERT INTO t VALUES (1, 1), (2, 2);",
+    );
+    rig.use_bigquery();
+    rig.start();
+    rig.wait_caught_up(CATCH_UP);
+    rig.stop();
+    rig.sql(
+        "INSERT INTO t VALUES (3, 3);
+         CREATE TABLE later (id int PRIMARY KEY, v varchar(10));
+         INSERT INTO later VALUES (1, 'a'), (2, 'b');
+         ALTER TABLE t ADD COLUMN b varchar(10) DEFAULT 'dflt';
+         INSERT INTO t VALUES (4, 4, 'bee');",
+    );
+    rig.start();
+    rig.wait_caught_up(CATCH_UP);
+    rig.sql("UPDATE later SET v = 'c' WHERE id = 2; UPDATE t SET b = 'set' WHERE id = 1;");
+    rig.wait_caught_up(CATCH_UP);
+    rig.stop();
+    let bq = |t: &str| rig.bq().table(t);
+    let replica = format!("SELECT id, n, b FROM {} ORDER BY id", bq("shop_t"));
+    assert_same(&rig, "SELECT id, n, b FROM t ORDER BY id", &replica);
+    let replica = format!("SELECT id, v FROM {} ORDER BY id", bq("shop_later"));
+    assert_same(&rig, "SELECT id, v FROM later ORDER BY id", &replica);
+    let log = rig.log();
+    assert!(
+        log.contains("join the replica: copied in chunks")
+            && log.contains("copied again in chunks"),
+        "{log}"
     );
 }

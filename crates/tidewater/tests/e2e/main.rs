@@ -38,6 +38,7 @@ mod recopy_chunked;
 mod replica_identity;
 mod replication;
 mod resnapshot;
+mod restart_chunked;
 mod schema_changes;
 mod sql_endpoint;
 mod status_page;

@@ -207,8 +207,8 @@ fn postgres_tables_join_while_streaming_with_their_rows() {
 }
 
 /// MariaDB: a table created while tidewater is stopped joins at the next start with its
-/// rows: copied at a consistent snapshot's binlog position, its binlog changes before that
-/// position dropped (the copy holds them), the ones after applied.
+/// rows: copied in chunks from a consistent snapshot's binlog position on, its binlog changes
+/// before that position dropped (the chunks show them), the ones after applied.
 #[test]
 fn mariadb_table_created_while_stopped_joins_with_its_rows() {
     let mut rig = Rig::mysql(
@@ -224,7 +224,8 @@ fn mariadb_table_created_while_stopped_joins_with_its_rows() {
          INSERT INTO t VALUES (2, 'b');",
     );
     rig.start();
-    rig.wait_logged("joining tables copied", 1, WAIT);
+    // The initial copy, then the joining table's.
+    rig.wait_logged(common::COPY_FINISHED, 2, WAIT);
     rig.sql("UPDATE later SET v = 'c' WHERE id = 2; INSERT INTO later VALUES (3, 'd');");
     rig.wait_caught_up(WAIT);
     rig.stop();
@@ -232,10 +233,17 @@ fn mariadb_table_created_while_stopped_joins_with_its_rows() {
     rig.assert_same("SELECT concat_ws('|', id, v) FROM t ORDER BY id");
     assert_eq!(
         rig.replica_lines(
-            "SELECT _metadata_change_type || ' ' || id || ' ' || v FROM later_log \
-             ORDER BY _metadata_position, _metadata_sequence"
+            "SELECT concat_ws(' ', _metadata_change_type, id, v) FROM later_log \
+             ORDER BY _metadata_tx, _metadata_sequence"
         ),
-        ["SNAPSHOT 1 a", "SNAPSHOT 2 b2", "UPDATE 2 c", "INSERT 3 d"]
+        // The join creates the replica table with a truncate, then copies.
+        [
+            "TRUNCATE",
+            "SNAPSHOT 1 a",
+            "SNAPSHOT 2 b2",
+            "UPDATE 2 c",
+            "INSERT 3 d"
+        ]
     );
 }
 
