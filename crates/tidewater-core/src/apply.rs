@@ -76,6 +76,24 @@ pub struct BatchOptions {
     /// transaction.
     pub copy_commit_interval: Duration,
     pub copy_commit_burst: u32,
+    /// Batches holding copy progress gather chunks up to a size instead (see [`CopyBatch`]);
+    /// `None`: chunks batch like any transaction.
+    pub copy_batch: Option<CopyBatch>,
+}
+
+/// How a sink wants the chunks of a copy batched: a batch that holds copy progress takes
+/// every transaction that arrives until it holds `rows` changes or `bytes` of values, or
+/// `wait` has passed since its first complete transaction; it neither commits when the queue
+/// runs empty (the source reads the next chunk meanwhile) nor at `max_batch_rows` /
+/// `max_batch_bytes`. For DuckDB: a transaction that appends a whole row group to a table
+/// writes it straight into the database file, where smaller ones go through the write-ahead
+/// log and are written again, compressed, by the next checkpoint (and held in memory until
+/// then). Streamed transactions in such a batch wait for it: at most `wait`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyBatch {
+    pub rows: usize,
+    pub bytes: usize,
+    pub wait: Duration,
 }
 
 impl Default for BatchOptions {
@@ -87,6 +105,7 @@ impl Default for BatchOptions {
             min_commit_interval: Duration::ZERO,
             copy_commit_interval: Duration::ZERO,
             copy_commit_burst: 0,
+            copy_batch: None,
         }
     }
 }
@@ -133,6 +152,8 @@ struct OpenBatch {
     tally: BatchTally,
     /// Time spent inside sink calls for this batch.
     apply_time: Duration,
+    /// When its first transaction was complete.
+    first_complete: Option<Instant>,
     /// Copy progress written in the batch: published to the stats only once it commits, so
     /// that `/metrics`, `/health` and the phase never call a table copied (or the replica
     /// consistent) before its rows are visible.
@@ -345,8 +366,16 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                 // by the commit's age.
                 let catching_up = behind(tx.backlog, commit_time_us);
                 let now = Instant::now();
-                let group_commit = !catching_up && self.events.is_empty();
-                let mut deadline = *b.deadline.get_or_insert(now + self.options.flush_interval);
+                let gathering = self.gathers_copy(b);
+                let group_commit = !catching_up && self.events.is_empty() && !gathering;
+                let first = *b.first_complete.get_or_insert(now);
+                let mut deadline = match self.options.copy_batch {
+                    Some(c) if gathering => first + c.wait,
+                    _ => *b
+                        .deadline
+                        .get_or_insert(first + self.options.flush_interval),
+                };
+                b.deadline = Some(deadline);
                 // A sink with a commit quota: no commit before `min_commit_interval` has passed
                 // since the last one started; a group commit waits until then.
                 let earliest = self.earliest_commit(b);
@@ -354,8 +383,13 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                     deadline = if group_commit { e } else { deadline.max(e) };
                     b.deadline = Some(deadline);
                 }
-                let full = b.rows >= self.options.max_batch_rows
-                    || b.bytes >= self.options.max_batch_bytes;
+                let full = match self.options.copy_batch {
+                    Some(_) if !b.progress.is_empty() => !gathering,
+                    _ => {
+                        b.rows >= self.options.max_batch_rows
+                            || b.bytes >= self.options.max_batch_bytes
+                    }
+                };
                 if (full && !self.copy_batch(b))
                     || now >= deadline
                     || (group_commit && earliest.is_none())
@@ -368,7 +402,11 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                     b.idle = Some(position);
                     // The source says nothing more is pending: a complete batch is a group
                     // commit now (the COMMIT before this keepalive saw it queued).
-                    if b.tx.is_none() && !b.committed.is_empty() && self.events.is_empty() {
+                    if b.tx.is_none()
+                        && !b.committed.is_empty()
+                        && self.events.is_empty()
+                        && !self.gathers_copy(b)
+                    {
                         match self.earliest_commit(b) {
                             None => self.commit_batch(b)?,
                             Some(e) => b.deadline = Some(b.deadline.map_or(e, |d| d.min(e))),
@@ -426,6 +464,14 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
     /// `copy_commit_interval`.
     fn copy_batch(&self, b: &OpenBatch) -> bool {
         !b.progress.is_empty() && !self.options.copy_commit_interval.is_zero()
+    }
+
+    /// Whether batch `b` holds a copy's chunks and gathers more (`BatchOptions::copy_batch`).
+    fn gathers_copy(&self, b: &OpenBatch) -> bool {
+        match self.options.copy_batch {
+            Some(c) => !b.progress.is_empty() && b.rows < c.rows && b.bytes < c.bytes,
+            None => false,
+        }
     }
 
     /// The copy commits' tokens now: one more per `copy_commit_interval`, at most

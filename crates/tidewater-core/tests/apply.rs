@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tidewater_core::apply::{self, run_apply, AckReceiver, BatchOptions};
+use tidewater_core::apply::{self, run_apply, AckReceiver, BatchOptions, CopyBatch};
 use tidewater_core::stats::{self, Stats};
 use tidewater_core::*;
 use tokio::sync::{mpsc, watch};
@@ -153,6 +153,7 @@ const LONG: BatchOptions = BatchOptions {
     min_commit_interval: Duration::ZERO,
     copy_commit_interval: Duration::ZERO,
     copy_commit_burst: 0,
+    copy_batch: None,
 };
 
 #[test]
@@ -411,6 +412,17 @@ fn a_minimum_commit_interval_holds_transactions_together() {
     );
 }
 
+/// A chunk of a copy: its rows and the table's progress, at the stream's position.
+fn chunk(events: &mut Vec<SourceEvent>, pos: &str) {
+    let mut t = Vec::new();
+    tx(&mut t, pos, &[3]);
+    let commit = t.pop().expect("a commit");
+    let progress = tidewater_core::CopyProgress::new(tidewater_core::TableId::new("s", "t"));
+    t.push(SourceEvent::Progress(vec![progress]));
+    t.push(commit);
+    events.extend(t);
+}
+
 /// Transaction 1, chunks 2 and 3 (rows and copy progress), then transaction 4, with copy
 /// commits rationed to `burst` at once, then one per 300 ms; batches full at 2 rows.
 fn copy_batches(burst: u32) -> String {
@@ -418,17 +430,8 @@ fn copy_batches(burst: u32) -> String {
         max_batch_rows: 2,
         copy_commit_interval: Duration::from_millis(300),
         copy_commit_burst: burst,
+        copy_batch: None,
         ..LONG
-    };
-    // A chunk: its rows and the table's progress, at the stream's position.
-    let chunk = |events: &mut Vec<SourceEvent>, pos: &str| {
-        let mut t = Vec::new();
-        tx(&mut t, pos, &[3]);
-        let commit = t.pop().expect("a commit");
-        let progress = tidewater_core::CopyProgress::new(tidewater_core::TableId::new("s", "t"));
-        t.push(SourceEvent::Progress(vec![progress]));
-        t.push(commit);
-        events.extend(t);
     };
     let log = apply_live(options, |sender, acks| {
         one_then_two_more(sender, acks, chunk);
@@ -449,6 +452,47 @@ fn a_copy_batch_waits_for_its_turn_whatever_its_size() {
         copy_batches(0),
         "begin; write 1 #0 x3; commit 1; begin; write 2 #0 x3; write 3 #0 x3; commit 3; \
          begin; write 4 #0 x3; commit 4"
+    );
+}
+
+/// Transaction 1, then chunks 2, 3 and 4 arriving apart (the queue runs empty after each),
+/// with `copy_batch`, batches full at 2 rows otherwise.
+fn gathered_chunks(copy_batch: Option<CopyBatch>) -> String {
+    let options = BatchOptions {
+        max_batch_rows: 2,
+        flush_interval: Duration::from_millis(50),
+        copy_batch,
+        ..LONG
+    };
+    let log = apply_live(options, |sender, acks| {
+        one_then_two_more(sender, acks, chunk);
+        let mut events = Vec::new();
+        chunk(&mut events, "4");
+        send_all(sender, events);
+        wait_acked(acks, "4");
+    });
+    log.join("; ")
+}
+
+#[test]
+fn copy_chunks_gather_into_batches_of_the_sinks_size() {
+    // Chunks 2 and 3 fill the batch together (6 rows), though the queue ran empty between
+    // them and each is past `max_batch_rows`; chunk 4 alone commits when the wait is over.
+    let batch = CopyBatch {
+        rows: 6,
+        bytes: usize::MAX,
+        wait: Duration::from_millis(300),
+    };
+    assert_eq!(
+        gathered_chunks(Some(batch)),
+        "begin; write 1 #0 x3; commit 1; begin; write 2 #0 x3; write 3 #0 x3; commit 3; \
+         begin; write 4 #0 x3; commit 4"
+    );
+    // Without: each chunk is a batch of its own.
+    assert_eq!(
+        gathered_chunks(None),
+        "begin; write 1 #0 x3; commit 1; begin; write 2 #0 x3; commit 2; \
+         begin; write 3 #0 x3; commit 3; begin; write 4 #0 x3; commit 4"
     );
 }
 

@@ -21,7 +21,7 @@ pub mod status;
 mod table;
 mod upgrade;
 
-pub use config::{DuckDbConfig, DuckDbOptions};
+pub use config::{DuckDbConfig, DuckDbOptions, COPY_BATCH};
 pub use duckdb;
 pub use read::DuckDbReplica;
 pub use sink::{open_connection, DuckDbSink};

@@ -60,14 +60,19 @@ pub struct ApplyConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotConfig {
-    /// Rows read per chunk, each in its own short source transaction and committed in its own
-    /// destination transaction.
+    /// Rows read per chunk, each in its own short source transaction (DuckDB commits several
+    /// together: `commit_rows`).
     #[serde(default = "default_chunk_rows")]
     pub chunk_rows: usize,
     /// ... and about this many bytes of values (rows of that width: wide rows make shorter
     /// chunks).
     #[serde(default = "default_chunk_bytes")]
     pub chunk_bytes: usize,
+    /// Copied rows a DuckDB commit gathers from consecutive chunks (see
+    /// `tidewater_duckdb::COPY_BATCH`); 0: each chunk commits alone. Not used by BigQuery,
+    /// whose copy commits are rationed by `[sink] copy_commit_interval_ms`.
+    #[serde(default = "default_commit_rows")]
+    pub commit_rows: usize,
 }
 
 impl Default for SnapshotConfig {
@@ -75,6 +80,7 @@ impl Default for SnapshotConfig {
         SnapshotConfig {
             chunk_rows: default_chunk_rows(),
             chunk_bytes: default_chunk_bytes(),
+            commit_rows: default_commit_rows(),
         }
     }
 }
@@ -94,6 +100,10 @@ fn default_chunk_rows() -> usize {
 
 fn default_chunk_bytes() -> usize {
     tidewater_core::copy::DEFAULT_CHUNK_BYTES
+}
+
+fn default_commit_rows() -> usize {
+    tidewater_duckdb::COPY_BATCH.rows
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -258,8 +268,9 @@ impl Config {
             min_commit_interval: std::time::Duration::ZERO,
             copy_commit_interval: std::time::Duration::ZERO,
             copy_commit_burst: 0,
+            copy_batch: None,
         };
-        crate::registry::batch_options(&self.sink, options)
+        crate::registry::batch_options(&self.sink, options, self.snapshot.commit_rows)
     }
 
     /// `[verify]` validated, if configured.

@@ -33,6 +33,25 @@ const APPLY_KEYS: &[ConfigKey] = &[
     ),
 ];
 
+/// `[snapshot]`: the chunked copies (initial snapshot, joins, re-copies).
+const SNAPSHOT_KEYS: &[ConfigKey] = &[
+    ConfigKey::default(
+        "chunk_rows",
+        "20000",
+        "rows per chunk (100 to 1000000), each read in its own short source transaction",
+    ),
+    ConfigKey::default(
+        "chunk_bytes",
+        "33554432",
+        "... and about this many bytes of values (1 MiB to 1 GiB): wide rows, fewer rows",
+    ),
+    ConfigKey::default(
+        "commit_rows",
+        "245760",
+        "DuckDB: copied rows one commit gathers from consecutive chunks (0: a commit per chunk)",
+    ),
+];
+
 /// `[http]`: without the section `run` serves on a free loopback port.
 const HTTP_KEYS: &[ConfigKey] = &[ConfigKey::default(
     "listen",
@@ -81,6 +100,7 @@ pub fn print_defaults() -> String {
         }
     }
     block(&mut out, "apply", None, APPLY_KEYS, true);
+    block(&mut out, "snapshot", None, SNAPSHOT_KEYS, true);
     block(&mut out, "http", None, HTTP_KEYS, false);
     block(&mut out, "sql", None, SQL_KEYS, false);
     out
@@ -140,6 +160,7 @@ fn every_section() -> Vec<(
         }
     }
     all.push(("apply", None, APPLY_KEYS));
+    all.push(("snapshot", None, SNAPSHOT_KEYS));
     all.push(("http", None, HTTP_KEYS));
     all.push(("sql", None, SQL_KEYS));
     all

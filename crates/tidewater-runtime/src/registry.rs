@@ -436,11 +436,22 @@ pub fn open_local_replica(path: &Path) -> Result<Arc<dyn Replica>> {
 }
 
 /// How the apply loop batches for the configured sink: `options` from `[apply]`, then
-/// what the sink needs (see `SinkConfig::min_commit_interval`).
-pub fn batch_options(sink: &SinkConfig, mut options: BatchOptions) -> BatchOptions {
+/// what the sink needs (see `SinkConfig::min_commit_interval`; DuckDB gathers a copy's
+/// chunks into commits of `copy_commit_rows`, `[snapshot] commit_rows`).
+pub fn batch_options(
+    sink: &SinkConfig,
+    mut options: BatchOptions,
+    copy_commit_rows: usize,
+) -> BatchOptions {
     if let Some(interval) = sink.min_commit_interval() {
         options.flush_interval = interval;
         options.min_commit_interval = interval;
+    }
+    if let (SinkConfig::DuckDb(_), 1..) = (sink, copy_commit_rows) {
+        options.copy_batch = Some(tidewater_core::apply::CopyBatch {
+            rows: copy_commit_rows,
+            ..tidewater_duckdb::COPY_BATCH
+        });
     }
     if let Some(interval) = sink.copy_commit_interval() {
         options.copy_commit_interval = interval;

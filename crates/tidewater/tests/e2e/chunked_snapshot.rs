@@ -91,7 +91,14 @@ pub(crate) fn with_chunk_rows(rig: &Rig, rows: u64) {
         .append(true)
         .open(&rig.config)
         .unwrap();
-    writeln!(f, "\n[snapshot]\nchunk_rows = {rows}").unwrap();
+    // Commits gather two chunks: a kill still finds a copy half done, and loses a gathered
+    // batch.
+    writeln!(
+        f,
+        "\n[snapshot]\nchunk_rows = {rows}\ncommit_rows = {}",
+        2 * rows
+    )
+    .unwrap();
 }
 
 /// Starts `run` while `transaction` writes, waits until changes to `table` (`schema.name`)
