@@ -229,12 +229,16 @@ fn a_running_replica_refuses_a_second_run_and_keeps_replicating() {
             "Stop the other one",
         ],
     );
-    // Another DuckDB file, same slot: the slot is in use.
+    // Another DuckDB file, same slot: the slot is the running replica's (refused at once, not
+    // after waiting for its walsender).
     let config = variant(&rig, "replica.duckdb", "other.duckdb");
     expect(
         run_cli(&["run"], &config),
         3,
-        &[&format!("replication slot {SLOT} is in use"), "source.slot"],
+        &[
+            &format!("replication slot {SLOT} belongs to another replica"),
+            "source.slot",
+        ],
     );
 
     // The first run was not disturbed.
