@@ -502,3 +502,52 @@ INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, {rows}) g;"
     rig.stop();
     assert_eq!(rig.count("SELECT count(*) FROM t"), rows);
 }
+
+/// Fresh during the copy: while a large table is still being copied, a change to a table
+/// whose copy is done is applied as it arrives, not after the copy. (How fast is measured by
+/// the benchmark suite; here it must be seen while the other copy is still under way.)
+#[test]
+fn pg_a_copied_table_is_fresh_while_another_is_copied() {
+    let rows = 600_000;
+    let mut rig = Rig::new(&format!(
+        "CREATE TABLE a_small (id int PRIMARY KEY, n int);
+INSERT INTO a_small VALUES (1, 0);
+CREATE TABLE z_big (id bigint PRIMARY KEY, v text);
+INSERT INTO z_big SELECT g, md5(g::text) FROM generate_series(1, {rows}) g;"
+    ));
+    with_chunk_rows(&rig, 2_000);
+    let addr = rig.listen_http();
+    rig.start();
+    // Tables are copied in name order: a_small is done once z_big's copy has begun.
+    wait_until(
+        Duration::from_secs(120),
+        "the copy of z_big to begin",
+        || snapshot_rows_copied(&addr, "public.z_big") > 0,
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    let n = || {
+        let body = r#"{"sql": "SELECT n FROM public.a_small WHERE id = 1"}"#;
+        common::http::http(&addr, "POST", "/query", Some(body))
+            .ok()
+            .and_then(|r| r.json()["rows"][0][0].as_i64())
+    };
+    let mut seen = Vec::new();
+    for k in 1..=5 {
+        rig.sql(&format!("UPDATE a_small SET n = {k} WHERE id = 1"));
+        let written = Instant::now();
+        wait_until(Duration::from_secs(60), "the update to be visible", || {
+            n() == Some(k)
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+        seen.push(written.elapsed());
+    }
+    let copied = snapshot_rows_copied(&addr, "public.z_big");
+    eprintln!("changes seen after {seen:?}, with {copied} of {rows} rows of z_big copied");
+    assert!(
+        copied < rows && !rig.log().contains(common::COPY_FINISHED),
+        "z_big's copy ended before the changes were seen: the test shows nothing; copy more rows"
+    );
+    common::wait_replica_consistent(&rig, &addr);
+    rig.stop();
+    assert_eq!(rig.count("SELECT count(*) FROM z_big"), rows as i64);
+}
