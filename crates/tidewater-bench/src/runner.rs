@@ -19,6 +19,8 @@ use crate::http;
 pub struct Apply {
     pub flush_interval_ms: Option<u64>,
     pub log_tables: Option<bool>,
+    /// `large_transaction = "split"` with this `split_rows`.
+    pub split_rows: Option<usize>,
 }
 
 /// Where a run replicates to.
@@ -122,6 +124,11 @@ impl Tidewater {
         }
         if let Some(on) = apply.log_tables {
             toml.push_str(&format!("log_tables = {on}\n"));
+        }
+        if let Some(rows) = apply.split_rows {
+            toml.push_str(&format!(
+                "large_transaction = \"split\"\nsplit_rows = {rows}\n"
+            ));
         }
         toml.push_str(&format!("\n[http]\nlisten = \"{http}\"\n"));
         let config = dir.join("tidewater.toml");

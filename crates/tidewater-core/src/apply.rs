@@ -31,7 +31,8 @@ use tokio::sync::{mpsc, watch};
 use crate::error::{Error, Result};
 use crate::event::{Backlog, SourceEvent, TxInfo};
 use crate::model::{Change, Position, Value};
-use crate::sink::Sink;
+use crate::sink::{PipelineState, Sink};
+use crate::split::{self, Fingerprint, PartialTx, Replay};
 use crate::stats::{now_us, BatchTally, Stats};
 
 pub const DEFAULT_FLUSH_INTERVAL_MS: u64 = 100;
@@ -80,6 +81,9 @@ pub struct BatchOptions {
     /// Batches holding copy progress gather chunks up to a size instead (see [`CopyBatch`]);
     /// `None`: chunks batch like any transaction.
     pub copy_batch: Option<CopyBatch>,
+    /// `[apply] large_transaction = "split"`: a stream transaction is committed in pieces of
+    /// this many changes (see `crate::split`). `None`: every transaction commits whole.
+    pub split_rows: Option<usize>,
 }
 
 /// How a sink wants the chunks of a copy batched: a batch that holds copy progress takes
@@ -107,6 +111,7 @@ impl Default for BatchOptions {
             copy_commit_interval: Duration::ZERO,
             copy_commit_burst: 0,
             copy_batch: None,
+            split_rows: None,
         }
     }
 }
@@ -159,6 +164,15 @@ struct OpenBatch {
     /// that `/metrics`, `/health` and the phase never call a table copied (or the replica
     /// consistent) before its rows are visible.
     progress: Vec<crate::copy::CopyProgress>,
+    /// Whether the open transaction may be committed in pieces (`crate::split`): decided by
+    /// its first changes, and `false` once it wrote a truncate or copy progress.
+    splittable: Option<bool>,
+    /// Changes of the open transaction written in this batch.
+    piece_rows: usize,
+    /// Of all the open transaction's changes so far, when it may be split.
+    fingerprint: Fingerprint,
+    /// The open transaction is the replay of a partial one: its held changes are dropped.
+    replaying: bool,
 }
 
 impl OpenBatch {
@@ -196,10 +210,16 @@ struct Loop<'a, S: Sink + ?Sized> {
     /// The copy commits' token bucket (`BatchOptions::copy_commit_interval`): tokens at
     /// `copy_tokens.1`.
     copy_tokens: (f64, Instant),
+    /// The last stored position, with its transaction's source commit time when known (a
+    /// piece of a split transaction commits it again).
+    stored: Option<(Position, Option<i64>)>,
+    /// A partial transaction the destination holds the start of, until the source replays it.
+    replay: Option<Replay>,
 }
 
 /// Runs until the source closes its channel (then commits what is complete) or an error.
-/// Blocks the calling thread; `rt` drives the channel and the flush timer.
+/// Blocks the calling thread; `rt` drives the channel and the flush timer. `committed` is
+/// what the sink's `state` returned at start.
 pub fn run_apply<S: Sink + ?Sized>(
     sink: &mut S,
     events: &mut mpsc::Receiver<SourceEvent>,
@@ -207,7 +227,14 @@ pub fn run_apply<S: Sink + ?Sized>(
     options: BatchOptions,
     stats: &Stats,
     rt: &Handle,
+    committed: &PipelineState,
 ) -> Result<()> {
+    if options.split_rows.is_some() && !sink.splits_transactions() {
+        return Err(Error::config(
+            "this destination commits every transaction whole: large_transaction = \"split\" \
+             is not available for it",
+        ));
+    }
     // Timers are created outside `block_on`: they need the runtime's context.
     let _context = rt.enter();
     let mut l = Loop {
@@ -221,6 +248,8 @@ pub fn run_apply<S: Sink + ?Sized>(
         idle: None,
         idle_recorded_at: None,
         copy_tokens: (f64::from(options.copy_commit_burst), Instant::now()),
+        stored: committed.position.clone().map(|p| (p, None)),
+        replay: committed.partial.clone().map(Replay::new),
     };
     let mut b = OpenBatch::default();
     let result = l.apply_events(&mut b);
@@ -301,18 +330,43 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                     b.open = true;
                 }
                 self.sink.begin_tx(&tx)?;
-                b.tx = Some(tx);
                 b.next_sequence = 0;
                 b.tx_wrote = false;
+                b.splittable = None;
+                b.piece_rows = 0;
+                b.fingerprint = Fingerprint::default();
+                b.replaying = false;
+                if let Some(r) = &self.replay {
+                    if &tx.position == r.position() {
+                        // The rest of a split transaction: numbered after what is held.
+                        b.replaying = true;
+                        b.next_sequence = r.held();
+                        b.fingerprint = r.fingerprint();
+                    }
+                }
+                b.tx = Some(tx);
             }
-            SourceEvent::Changes(changes) => {
+            SourceEvent::Changes(mut changes) => {
+                if b.tx.is_none() {
+                    return Err(Error::source_fatal(
+                        "source sent changes outside a transaction",
+                    ));
+                }
+                if !self.replayed(b, &mut changes)? {
+                    return Ok(());
+                }
                 if b.may_split() && self.sink.changes_schema(&changes) {
                     self.split_batch(b)?;
                 }
                 b.tx_wrote = true;
-                let tx = b.tx.as_ref().ok_or_else(|| {
-                    Error::source_fatal("source sent changes outside a transaction")
-                })?;
+                let splits = self.options.split_rows.is_some()
+                    && *b
+                        .splittable
+                        .get_or_insert_with(|| split::splittable(&changes));
+                if splits {
+                    b.fingerprint.add(&changes);
+                }
+                let tx = b.tx.as_ref().expect("checked above");
                 let n = changes.len();
                 b.bytes += changes.iter().map(change_bytes).sum::<usize>();
                 b.tally.changes(&changes, self.stats);
@@ -323,6 +377,15 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                 b.apply_time += started.elapsed();
                 b.next_sequence += n as i64;
                 b.rows += n;
+                b.piece_rows += n;
+                if splits
+                    && self
+                        .options
+                        .split_rows
+                        .is_some_and(|max| b.piece_rows >= max)
+                {
+                    self.commit_piece(b)?;
+                }
             }
             SourceEvent::Truncate(tables) => {
                 if b.may_split() && self.sink.truncate_changes_schema(&tables) {
@@ -330,6 +393,14 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                     self.split_batch(b)?;
                 }
                 b.tx_wrote = true;
+                if b.replaying {
+                    // The held changes never include a truncate (a transaction is not split
+                    // after one): the replay differs.
+                    let r = self.replay.as_ref().expect("replaying");
+                    return Err(r.ended_early());
+                }
+                // A replay would apply a held truncate again: no pieces after one.
+                b.splittable = Some(false);
                 let tx = b.tx.as_ref().ok_or_else(|| {
                     Error::source_fatal("source sent TRUNCATE outside a transaction")
                 })?;
@@ -348,10 +419,15 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                     ));
                 }
                 b.tx_wrote = true;
+                b.splittable = Some(false);
                 self.sink.write_progress(&progress)?;
                 b.progress.extend(progress);
             }
             SourceEvent::Commit => {
+                if b.replaying {
+                    let r = self.replay.as_ref().expect("replaying");
+                    return Err(r.ended_early());
+                }
                 let tx = b.tx.take().ok_or_else(|| {
                     Error::source_fatal("source sent COMMIT outside a transaction")
                 })?;
@@ -501,10 +577,72 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
         earliest.filter(|&e| e > now)
     }
 
+    /// The replay of a partial transaction drops the changes the destination holds (see
+    /// `crate::split`). Returns whether changes are left to apply.
+    fn replayed(&mut self, b: &mut OpenBatch, changes: &mut Vec<Change>) -> Result<bool> {
+        let Some(r) = self.replay.as_mut() else {
+            return Ok(true);
+        };
+        if !b.replaying {
+            // A copy's chunk may come first (it carries the stream's position); a stream
+            // transaction may not.
+            if split::splittable(changes) {
+                let position = &b.tx.as_ref().expect("inside a transaction").position;
+                return Err(r.other_first(position));
+            }
+            return Ok(true);
+        }
+        if r.skip(changes)? {
+            self.replay = None;
+            b.replaying = false;
+            // Held changes count as written: the transaction continues the held piece.
+            b.splittable = Some(true);
+        }
+        Ok(!changes.is_empty())
+    }
+
+    /// Commits the open batch inside its open transaction, which has written `split_rows`
+    /// changes into it: the batch's complete transactions with their position, and the open
+    /// one's progress (`crate::split`). The transaction continues in a new batch.
+    fn commit_piece(&mut self, b: &mut OpenBatch) -> Result<()> {
+        let tx = b.tx.take().expect("inside a transaction");
+        let (next_sequence, fingerprint) = (b.next_sequence, b.fingerprint);
+        let (position, time) = match (b.committed.last(), &self.stored) {
+            (Some((p, t)), _) => (p.clone(), *t),
+            (None, Some((p, t))) => (p.clone(), t.unwrap_or(tx.commit_time_us)),
+            (None, None) => {
+                return Err(Error::sink(
+                    "internal: a transaction to split before any position was stored",
+                ))
+            }
+        };
+        self.sink.record_partial(&PartialTx {
+            position: tx.position.clone(),
+            changes: next_sequence,
+            fingerprint: fingerprint.value(),
+        })?;
+        tracing::debug!(transaction = %tx.position, changes = next_sequence, "committing a piece of a large transaction (large_transaction = \"split\")");
+        self.commit_at(b, position, time)?;
+        self.sink.begin()?;
+        b.open = true;
+        b.tx = Some(tx);
+        b.next_sequence = next_sequence;
+        b.tx_wrote = true;
+        b.splittable = Some(true);
+        b.fingerprint = fingerprint;
+        Ok(())
+    }
+
     fn commit_batch(&mut self, b: &mut OpenBatch) -> Result<()> {
         let Some((last, last_time)) = b.committed.last().cloned() else {
             return Ok(());
         };
+        self.commit_at(b, last, last_time)
+    }
+
+    /// Commits the open batch with `last`, the position of its last complete transaction (or
+    /// the stored one, for a piece of a transaction without complete ones before it).
+    fn commit_at(&mut self, b: &mut OpenBatch, last: Position, last_time: i64) -> Result<()> {
         let started = Instant::now();
         if self.copy_batch(b) {
             self.copy_tokens = (self.copy_tokens_now() - 1.0, started);
@@ -540,6 +678,7 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
             .last_apply_us
             .store(applied, std::sync::atomic::Ordering::Relaxed);
         let ack = b.idle.take().unwrap_or(last.clone());
+        self.stored = Some((last.clone(), Some(last_time)));
         let done = std::mem::take(b);
         stats.set_copy_progress(&done.progress);
         stats.record_batch(done.tally, done.rows as u64, done.apply_time, &last);

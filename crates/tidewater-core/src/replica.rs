@@ -49,6 +49,10 @@ pub struct StatusReport {
     /// Bytes of committed changes waiting in a write-ahead log for a checkpoint.
     #[serde(default)]
     pub wal_bytes: u64,
+    /// A source transaction after `position` of which the replica holds only the first
+    /// changes (`[apply] large_transaction = "split"`), and how many.
+    #[serde(default)]
+    pub partial: Option<(String, i64)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

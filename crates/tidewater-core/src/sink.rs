@@ -8,6 +8,7 @@ use crate::copy::CopyProgress;
 use crate::error::{Error, Result};
 use crate::event::TxInfo;
 use crate::model::{Change, Position, TableId, TableSchema};
+use crate::split::PartialTx;
 
 /// What a sink remembers of the pipeline, read at start.
 #[derive(Debug, Clone, Default)]
@@ -24,6 +25,10 @@ pub struct PipelineState {
     /// which claims server-side state such as a replication slot; `None` when the sink has
     /// no place for it.
     pub replica_id: Option<String>,
+    /// A source transaction after `position` whose first changes the destination holds
+    /// (`[apply] large_transaction = "split"`, `crate::split`): the apply loop skips them
+    /// when the source replays it.
+    pub partial: Option<PartialTx>,
 }
 
 /// Called from one thread (the apply loop); implementations may block.
@@ -83,6 +88,24 @@ pub trait Sink: Send {
     /// Commits the open batch atomically with `position`, the position of its last
     /// transaction.
     fn commit(&mut self, position: &Position, last_commit_time_us: i64) -> Result<()>;
+
+    /// Whether this sink can commit a source transaction in pieces
+    /// (`[apply] large_transaction = "split"`): it implements `record_partial`.
+    fn splits_transactions(&self) -> bool {
+        false
+    }
+
+    /// The open batch ends inside source transaction `partial.position`, after its first
+    /// `partial.changes` changes: stored by the batch's `commit` (whose position stays the
+    /// last complete transaction's) and returned by `state` as `partial`. A commit without it
+    /// stores none. The next batch continues the same transaction: the sink gives its rest
+    /// the same transaction identity (DuckDB: the same `_metadata_tx` ordinal), in this run
+    /// and after a restart.
+    fn record_partial(&mut self, _partial: &PartialTx) -> Result<()> {
+        Err(Error::sink(
+            "internal: this destination does not commit a transaction in pieces",
+        ))
+    }
 
     /// Abandons the open batch, if any.
     fn rollback(&mut self) -> Result<()>;

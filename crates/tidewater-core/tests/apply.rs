@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tidewater_core::apply::{self, run_apply, AckReceiver, BatchOptions, CopyBatch};
+use tidewater_core::split;
 use tidewater_core::stats::{self, Stats};
 use tidewater_core::*;
 use tokio::sync::{mpsc, watch};
@@ -58,6 +59,15 @@ impl Sink for Recorder {
         Ok(())
     }
     fn write_progress(&mut self, _: &[tidewater_core::CopyProgress]) -> Result<()> {
+        Ok(())
+    }
+    fn splits_transactions(&self) -> bool {
+        true
+    }
+    fn record_partial(&mut self, p: &PartialTx) -> Result<()> {
+        assert!(self.open);
+        self.log
+            .push(format!("partial {} after {}", p.position, p.changes));
         Ok(())
     }
 }
@@ -123,6 +133,16 @@ fn apply(
     events: Vec<SourceEvent>,
     options: BatchOptions,
 ) -> (Result<()>, Option<Position>) {
+    apply_after(sink, events, options, &PipelineState::default())
+}
+
+/// [`apply`] to a sink whose committed state is `committed`.
+fn apply_after(
+    sink: &mut Recorder,
+    events: Vec<SourceEvent>,
+    options: BatchOptions,
+    committed: &PipelineState,
+) -> (Result<()>, Option<Position>) {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -141,6 +161,7 @@ fn apply(
         options,
         &Stats::default(),
         rt.handle(),
+        committed,
     );
     let acked = ack_rx.borrow().clone();
     (r, acked)
@@ -154,6 +175,7 @@ const LONG: BatchOptions = BatchOptions {
     copy_commit_interval: Duration::ZERO,
     copy_commit_burst: 0,
     copy_batch: None,
+    split_rows: None,
 };
 
 #[test]
@@ -301,6 +323,7 @@ fn apply_live(
             options,
             &Stats::default(),
             &handle,
+            &PipelineState::default(),
         );
         (r, sink.log)
     });
@@ -596,4 +619,131 @@ fn a_source_saying_current_commits_at_once_even_when_its_commits_are_old() {
         two_paced(LONG, old, Backlog::Current),
         "begin; write 1 #0 x3; commit 1; begin; write 2 #0 x3; commit 2"
     );
+}
+
+/// `large_transaction = "split"`: pieces of 5 changes.
+const SPLIT: BatchOptions = BatchOptions {
+    split_rows: Some(5),
+    ..LONG
+};
+
+#[test]
+fn a_large_transaction_commits_in_pieces_with_its_progress() {
+    let mut events = Vec::new();
+    tx(&mut events, "1", &[2]);
+    tx(&mut events, "2", &[4, 4, 4]);
+    tx(&mut events, "3", &[1]);
+    let mut sink = Recorder::default();
+    let (r, acked) = apply_after(&mut sink, events, SPLIT, &PipelineState::default());
+    r.unwrap();
+    assert_eq!(
+        sink.log,
+        [
+            "begin",
+            "write 1 #0 x2",
+            "write 2 #0 x4",
+            "write 2 #4 x4",
+            // The piece stores the complete transaction's position, and the open one's progress.
+            "partial 2 after 8",
+            "commit 1",
+            "begin",
+            "write 2 #8 x4",
+            "write 3 #0 x1",
+            "commit 3",
+        ]
+    );
+    assert_eq!(acked, Some(Position("3".into())));
+    // Without the option the transaction commits whole.
+    let mut events = Vec::new();
+    tx(&mut events, "2", &[4, 4, 4]);
+    let mut sink = Recorder::default();
+    apply(&mut sink, events, LONG).0.unwrap();
+    assert!(!sink.log.iter().any(|l| l.starts_with("partial")));
+}
+
+/// Committed state: position 1, and the first `held` changes of transaction 2 (events of 4
+/// changes, as `tx` makes them).
+fn held_of_2(held: usize) -> PipelineState {
+    let mut events = Vec::new();
+    tx(&mut events, "2", &[4, 4]);
+    let all: Vec<Change> = events
+        .into_iter()
+        .filter_map(|e| match e {
+            SourceEvent::Changes(c) => Some(c),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let mut f = split::Fingerprint::default();
+    f.add(&all[..held]);
+    PipelineState {
+        position: Some(Position("1".into())),
+        partial: Some(PartialTx {
+            position: Position("2".into()),
+            changes: held as i64,
+            fingerprint: f.value(),
+        }),
+        ..PipelineState::default()
+    }
+}
+
+#[test]
+fn a_replayed_partial_transaction_continues_after_its_held_changes() {
+    let mut events = Vec::new();
+    chunk(&mut events, "1");
+    for e in &mut events {
+        if let SourceEvent::Changes(c) = e {
+            c.iter_mut().for_each(|c| c.kind = ChangeKind::Snapshot);
+        }
+    }
+    tx(&mut events, "2", &[4, 4]);
+    tx(&mut events, "3", &[1]);
+    let mut sink = Recorder::default();
+    let (r, acked) = apply_after(&mut sink, events, SPLIT, &held_of_2(6));
+    r.unwrap();
+    // A copy's chunk may come first; the held six changes are dropped, the rest numbered on.
+    assert_eq!(
+        sink.log,
+        [
+            "begin",
+            "write 1 #0 x3",
+            "write 2 #6 x2",
+            "write 3 #0 x1",
+            "commit 3"
+        ]
+    );
+    assert_eq!(acked, Some(Position("3".into())));
+}
+
+#[test]
+fn a_replay_that_differs_from_the_held_changes_stops() {
+    // Other changes than the held ones (the fingerprint of 5 does not match 6 changes).
+    let mut other = held_of_2(6);
+    other.partial.as_mut().unwrap().fingerprint ^= 1;
+    // Fewer changes than held.
+    let fewer = held_of_2(8);
+    for (state, chunks, pos, what) in [
+        (other, &[4, 4][..], "2", "with other changes"),
+        (fewer, &[4, 3][..], "2", "with fewer changes"),
+        (
+            held_of_2(6),
+            &[4][..],
+            "3",
+            "replayed the transaction at 3 first",
+        ),
+    ] {
+        let mut events = Vec::new();
+        tx(&mut events, pos, chunks);
+        let mut sink = Recorder::default();
+        let (r, acked) = apply_after(&mut sink, events, SPLIT, &state);
+        let e = r.unwrap_err();
+        assert!(e.message().contains(what), "{e}");
+        assert!(e.fix().is_some());
+        assert!(
+            !sink.log.iter().any(|l| l.starts_with("commit")),
+            "{:?}",
+            sink.log
+        );
+        assert_eq!(acked, None);
+    }
 }

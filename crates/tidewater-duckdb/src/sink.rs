@@ -28,8 +28,8 @@ use tidewater_core::apply::change_bytes;
 use tidewater_core::stats::now_us;
 use tidewater_core::time::format_utc_micros;
 use tidewater_core::{
-    Change, ChangeKind, CopyProgress, Error, PipelineState, Position, Result, Sink, TableId,
-    TableSchema, TxInfo, Value,
+    Change, ChangeKind, CopyProgress, Error, PartialTx, PipelineState, Position, Result, Sink,
+    TableId, TableSchema, TxInfo, Value,
 };
 use tracing::debug;
 
@@ -44,6 +44,8 @@ use crate::schema::{evolve_table, prepare_table};
 use crate::sql::exec;
 use crate::staged::{Pending, Shape, TableState};
 use crate::state;
+
+mod copying;
 
 /// Staged rows (or estimated bytes, `change_bytes`) per table after which they are moved into
 /// the replica mid-batch, bounding the memory a large transaction needs.
@@ -100,6 +102,11 @@ pub struct DuckDbSink {
     fresh_copies: HashSet<TableId>,
     checkpoints: Checkpoints,
     counts: Counts,
+    /// A transaction split into pieces whose first pieces are committed, with its ordinal:
+    /// its rest continues that ordinal (`large_transaction = "split"`).
+    continuing: Option<(Position, i64)>,
+    /// The open batch ends inside its last transaction, after these changes.
+    batch_partial: Option<PartialTx>,
 }
 
 pub fn open_connection(path: &std::path::Path) -> Result<Connection> {
@@ -139,10 +146,19 @@ impl DuckDbSink {
             &"creating the _tidewater state schema",
         )?;
         exec(&conn, guard::GUARD_DDL, &"creating the replica identity")?;
+        exec(
+            &conn,
+            state::PARTIAL_DDL,
+            &"adding the split transaction's progress",
+        )?;
         crate::settings::apply(&conn, &options)?;
         crate::upgrade::upgrade_layout(&conn)?;
         let committed_ordinal = state::read_tx_ordinal(&conn, &options.pipeline)?;
+        let continuing =
+            state::read_partial(&conn, &options.pipeline)?.map(|p| (p.position, committed_ordinal));
         Ok(DuckDbSink {
+            continuing,
+            batch_partial: None,
             conn,
             tables: HashMap::new(),
             next_index: 0,
@@ -165,70 +181,6 @@ impl DuckDbSink {
             counts: Counts::default(),
             options,
         })
-    }
-
-    /// Takes the tables' copy progress into account: which tables are applied leniently.
-    fn set_lenient(&mut self, progress: &[CopyProgress]) {
-        for p in progress {
-            let keyed = self
-                .tables
-                .get(&p.table)
-                .is_some_and(|t| t.sql.schema.has_key());
-            let lenient = keyed && !p.consistent;
-            if lenient {
-                self.lenient.insert(p.table.clone());
-            } else {
-                self.lenient.remove(&p.table);
-            }
-            if let Some(t) = self.tables.get_mut(&p.table) {
-                t.lenient = lenient;
-            }
-        }
-    }
-
-    /// Copies that begin (no chunk yet) on an empty replica table become fresh copies (see
-    /// `TableState::fresh_copy`); copies that are consistent stop being one. The table is
-    /// merged first, so that its replica table holds everything written to it.
-    fn mark_fresh_copies(&mut self, progress: &[CopyProgress]) -> Result<()> {
-        for p in progress {
-            let begins = p.chunks == 0
-                && p.rows == 0
-                && !p.done
-                && self.lenient.contains(&p.table)
-                && self.tables.contains_key(&p.table);
-            if begins {
-                self.merge(&p.table)?;
-            }
-            if begins && self.replica_empty(&p.table)? {
-                self.fresh_copies.insert(p.table.clone());
-            } else if !self.lenient.contains(&p.table) {
-                self.end_fresh_copy(&p.table);
-            }
-            if let Some(t) = self.tables.get_mut(&p.table) {
-                t.fresh_copy = self.fresh_copies.contains(&p.table);
-            }
-        }
-        Ok(())
-    }
-
-    fn end_fresh_copy(&mut self, id: &TableId) {
-        if self.fresh_copies.remove(id) {
-            if let Some(t) = self.tables.get_mut(id) {
-                t.fresh_copy = false;
-            }
-        }
-    }
-
-    fn replica_empty(&self, id: &TableId) -> Result<bool> {
-        let sql = format!(
-            "SELECT count(*) FROM (SELECT 1 FROM {} LIMIT 1)",
-            crate::sql::qualified(id)
-        );
-        let rows: i64 = self
-            .conn
-            .query_row(&sql, [], |r| r.get(0))
-            .map_err(|e| Error::sink(format!("reading the replica table {id}: {e}")))?;
-        Ok(rows == 0)
     }
 
     /// Whether `table` is not (yet) a replica table of this definition.
@@ -300,15 +252,22 @@ impl DuckDbSink {
         let same = matches!(&self.current_tx, Some(c)
             if c.position == tx.position && c.commit_time_us == tx.commit_time_us);
         if !same {
-            self.last_ordinal += 1;
+            // The rest of a transaction whose first pieces are committed keeps its ordinal.
+            let ordinal = match &self.continuing {
+                Some((position, ordinal)) if *position == tx.position => *ordinal,
+                _ => {
+                    self.last_ordinal += 1;
+                    self.batch_transactions += 1;
+                    self.last_ordinal
+                }
+            };
             self.current_tx = Some(CurrentTx {
                 position: tx.position.clone(),
                 commit_time_us: tx.commit_time_us,
                 log_position: log_position(&self.options.source_type, &tx.position).into(),
                 commit_ts: format_utc_micros(tx.commit_time_us).into(),
-                ordinal: self.last_ordinal,
+                ordinal,
             });
-            self.batch_transactions += 1;
         }
         self.next_txseq = first_sequence;
     }
@@ -620,11 +579,30 @@ impl Sink for DuckDbSink {
     fn state(&mut self) -> Result<PipelineState> {
         self.committed_ordinal = state::read_tx_ordinal(&self.conn, &self.options.pipeline)?;
         self.last_ordinal = self.committed_ordinal;
+        let partial = state::read_partial(&self.conn, &self.options.pipeline)?;
+        self.continuing = partial
+            .as_ref()
+            .map(|p| (p.position.clone(), self.committed_ordinal));
         Ok(PipelineState {
             position: state::read_position(&self.conn, &self.options.pipeline)?,
             acknowledged: guard::acknowledged(&self.conn, &self.options.pipeline)?,
             replica_id: Some(guard::replica_id(&self.conn)?),
+            partial,
         })
+    }
+
+    fn splits_transactions(&self) -> bool {
+        true
+    }
+
+    fn record_partial(&mut self, partial: &PartialTx) -> Result<()> {
+        if !self.in_batch {
+            return Err(Error::sink(
+                "internal: a piece of a transaction outside a batch",
+            ));
+        }
+        self.batch_partial = Some(partial.clone());
+        Ok(())
     }
 
     fn begin_tx(&mut self, _tx: &TxInfo) -> Result<()> {
@@ -712,6 +690,7 @@ impl Sink for DuckDbSink {
             t.changes = 0;
         }
         let acked = self.batch_ack.take();
+        let partial = self.batch_partial.take();
         state::write_position(
             &self.conn,
             &self.options.pipeline,
@@ -723,6 +702,7 @@ impl Sink for DuckDbSink {
                 last_source_commit: &format_utc_micros(last_commit_time_us),
                 transactions: self.batch_transactions,
                 changes: self.batch_changes,
+                partial: partial.as_ref(),
             },
         )?;
         let started = std::time::Instant::now();
@@ -736,6 +716,13 @@ impl Sink for DuckDbSink {
         self.in_batch = false;
         committed?;
         self.committed_ordinal = self.last_ordinal;
+        self.continuing = partial.map(|p| {
+            let ordinal = self
+                .current_tx
+                .as_ref()
+                .map_or(self.last_ordinal, |c| c.ordinal);
+            (p.position, ordinal)
+        });
         let c = std::mem::take(&mut self.counts);
         tracing::trace!(
             micros = started.elapsed().as_micros() as u64,
@@ -758,6 +745,7 @@ impl Sink for DuckDbSink {
 
     fn rollback(&mut self) -> Result<()> {
         self.batch_ack = None;
+        self.batch_partial = None;
         if self.in_batch {
             self.in_batch = false;
             exec(&self.conn, "ROLLBACK", &"abandoning the open batch")?;

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use duckdb::{params, Connection, OptionalExt};
-use tidewater_core::{CopyProgress, Error, Position, Result, TableId, TableSchema};
+use tidewater_core::{CopyProgress, Error, PartialTx, Position, Result, TableId, TableSchema};
 
 use crate::sql::quote_literal;
 
@@ -44,6 +44,36 @@ CREATE TABLE IF NOT EXISTS _tidewater.copies (
     PRIMARY KEY (schema_name, table_name)
 );
 ";
+
+/// `[apply] large_transaction = "split"` (`tidewater_core::split`): the transaction after
+/// `position` whose first changes the file holds, written with every commit (NULL when none).
+pub const PARTIAL_DDL: &str = "
+ALTER TABLE _tidewater.pipeline ADD COLUMN IF NOT EXISTS partial_position VARCHAR;
+ALTER TABLE _tidewater.pipeline ADD COLUMN IF NOT EXISTS partial_changes BIGINT;
+ALTER TABLE _tidewater.pipeline ADD COLUMN IF NOT EXISTS partial_fingerprint BIGINT;
+";
+
+/// The partially applied transaction, if the last commit ended inside one.
+pub fn read_partial(conn: &Connection, pipeline: &str) -> Result<Option<PartialTx>> {
+    let row: Option<(Option<String>, Option<i64>, Option<i64>)> = conn
+        .query_row(
+            "SELECT partial_position, partial_changes, partial_fingerprint \
+             FROM _tidewater.pipeline WHERE name = ?",
+            [pipeline],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()
+        .map_err(|e| Error::sink(format!("reading _tidewater.pipeline: {e}")))?;
+    Ok(match row {
+        Some((Some(position), Some(changes), Some(fingerprint))) => Some(PartialTx {
+            position: Position(position),
+            changes,
+            // Stored as BIGINT: the same 64 bits.
+            fingerprint: fingerprint as u64,
+        }),
+        _ => None,
+    })
+}
 
 /// The copy progress of every table (`tidewater_core::copy`).
 pub fn read_copies(conn: &Connection) -> Result<Vec<CopyProgress>> {
@@ -153,6 +183,8 @@ pub struct Committed<'a> {
     /// Transactions and changes in the batch (added to the totals).
     pub transactions: u64,
     pub changes: u64,
+    /// The batch ends inside this transaction (`large_transaction = "split"`).
+    pub partial: Option<&'a PartialTx>,
 }
 
 pub fn write_position(
@@ -163,9 +195,13 @@ pub fn write_position(
 ) -> Result<()> {
     conn.prepare_cached(
         "INSERT INTO _tidewater.pipeline AS p (name, source_type, position, last_source_commit, \
-         last_apply, transactions_applied, changes_applied, tx_ordinal, acked_position) \
-         VALUES (?, ?, ?, CAST(? AS TIMESTAMPTZ), get_current_timestamp(), ?, ?, ?, ?) \
+         last_apply, transactions_applied, changes_applied, tx_ordinal, acked_position, \
+         partial_position, partial_changes, partial_fingerprint) \
+         VALUES (?, ?, ?, CAST(? AS TIMESTAMPTZ), get_current_timestamp(), ?, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT (name) DO UPDATE SET acked_position = excluded.acked_position, \
+         partial_position = excluded.partial_position, \
+         partial_changes = excluded.partial_changes, \
+         partial_fingerprint = excluded.partial_fingerprint, \
          position = excluded.position, last_source_commit = excluded.last_source_commit, \
          last_apply = excluded.last_apply, tx_ordinal = excluded.tx_ordinal, \
          transactions_applied = p.transactions_applied + excluded.transactions_applied, \
@@ -180,7 +216,10 @@ pub fn write_position(
             c.transactions as i64,
             c.changes as i64,
             c.tx_ordinal,
-            c.acked.0
+            c.acked.0,
+            c.partial.map(|p| p.position.0.as_str()),
+            c.partial.map(|p| p.changes),
+            c.partial.map(|p| p.fingerprint as i64)
         ])
     })
     .map_err(|e| Error::sink(format!("writing _tidewater.pipeline: {e}")))?;

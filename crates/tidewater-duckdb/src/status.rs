@@ -66,6 +66,11 @@ pub fn collect(conn: &Connection, pipeline: &str) -> Result<StatusReport> {
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
         .and_then(|rows| rows.collect())
         .map_err(err)?;
+    // A file written before the split transactions' columns existed has none.
+    report.partial = crate::state::read_partial(conn, pipeline)
+        .ok()
+        .flatten()
+        .map(|p| (p.position.0, p.changes));
     if let Some(wal) = wal_path(conn) {
         report.wal_bytes = std::fs::metadata(&wal).map_or(0, |m| m.len());
         report.checkpointed = Some(report.wal_bytes == 0);

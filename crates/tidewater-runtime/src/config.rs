@@ -54,6 +54,25 @@ pub struct ApplyConfig {
     pub max_batch_bytes: usize,
     #[serde(default = "default_true")]
     pub log_tables: bool,
+    /// Whether a source transaction always commits whole (`tidewater_core::split`).
+    #[serde(default)]
+    pub large_transaction: LargeTransaction,
+    /// With `large_transaction = "split"`: changes per piece.
+    #[serde(default = "default_split_rows")]
+    pub split_rows: usize,
+}
+
+/// `[apply] large_transaction`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LargeTransaction {
+    /// Every source transaction commits in one destination transaction (readers see all of
+    /// it or nothing); the destination holds a large one's bookkeeping until its end.
+    #[default]
+    Atomic,
+    /// A transaction over `split_rows` changes commits in pieces: still exactly once, but
+    /// readers can see its first pieces before its end.
+    Split,
 }
 
 /// `[snapshot]`: the chunked initial snapshot (`tidewater_core::copy`).
@@ -146,8 +165,14 @@ impl Default for ApplyConfig {
             max_batch_rows: DEFAULT_MAX_BATCH_ROWS,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
             log_tables: true,
+            large_transaction: LargeTransaction::Atomic,
+            split_rows: tidewater_core::split::DEFAULT_SPLIT_ROWS,
         }
     }
+}
+
+fn default_split_rows() -> usize {
+    tidewater_core::split::DEFAULT_SPLIT_ROWS
 }
 
 fn default_flush_interval_ms() -> u64 {
@@ -224,6 +249,19 @@ impl Config {
                 "apply.max_batch_bytes must be at least 65536",
             ));
         }
+        if self.apply.split_rows < 1000 {
+            return Err(Error::config("apply.split_rows must be at least 1000"));
+        }
+        if self.apply.large_transaction == LargeTransaction::Split
+            && !self.sink.splits_transactions()
+        {
+            return Err(Error::config(format!(
+                "apply.large_transaction = \"split\" is not available for sink.type = {:?}: \
+                 it commits every transaction whole",
+                self.sink.kind()
+            ))
+            .with_fix("remove apply.large_transaction, or set it to \"atomic\""));
+        }
         if self.apply.flush_interval_ms > 60_000 {
             return Err(Error::config(
                 "apply.flush_interval_ms must be at most 60000",
@@ -269,6 +307,8 @@ impl Config {
             copy_commit_interval: std::time::Duration::ZERO,
             copy_commit_burst: 0,
             copy_batch: None,
+            split_rows: (self.apply.large_transaction == LargeTransaction::Split)
+                .then_some(self.apply.split_rows),
         };
         crate::registry::batch_options(&self.sink, options, self.snapshot.commit_rows)
     }

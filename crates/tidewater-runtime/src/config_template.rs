@@ -31,6 +31,17 @@ const APPLY_KEYS: &[ConfigKey] = &[
         "true",
         "keep a <table>_log change table beside each replica",
     ),
+    ConfigKey::default(
+        "large_transaction",
+        "\"atomic\"",
+        "\"split\": a transaction over split_rows changes commits in pieces, exactly once but \
+         visible before its end (bounds memory; DuckDB only)",
+    ),
+    ConfigKey::default(
+        "split_rows",
+        "1000000",
+        "with \"split\": changes per piece (at least 1000)",
+    ),
 ];
 
 /// `[snapshot]`: the chunked copies (initial snapshot, joins, re-copies).

@@ -264,6 +264,10 @@ impl<D: SourceDriver + 'static> Attempt<'_, D> {
         let options = self.options;
         let handle = tokio::runtime::Handle::current();
         let apply_stats = stats.clone();
+        if let Some(p) = &state.partial {
+            info!(transaction = %p.position, changes = p.changes, "the replica holds the first changes of a transaction split into pieces (large_transaction = \"split\"): its replay continues after them");
+        }
+        let committed = state.clone();
         let apply = tokio::task::spawn_blocking(move || {
             let r = run_apply(
                 &mut *sink,
@@ -272,6 +276,7 @@ impl<D: SourceDriver + 'static> Attempt<'_, D> {
                 options,
                 &apply_stats,
                 &handle,
+                &committed,
             );
             (sink, r)
         });

@@ -169,6 +169,12 @@ impl SinkConfig {
         }
     }
 
+    /// Whether the sink commits a source transaction in pieces (`Sink::splits_transactions`,
+    /// `[apply] large_transaction = "split"`), known from the config alone.
+    pub fn splits_transactions(&self) -> bool {
+        matches!(self, SinkConfig::DuckDb(_))
+    }
+
     /// The replica file, for the commands that read it; `command` names the command in the
     /// message for sinks without one.
     pub fn duckdb_path(&self, command: &str) -> Result<&Path> {

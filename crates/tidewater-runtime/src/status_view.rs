@@ -238,6 +238,12 @@ impl StatusView {
         let _ = writeln!(o, "position:            {}", or_dash(&r.position));
         let _ = writeln!(o, "last source commit:  {}", or_dash(&r.last_source_commit));
         let _ = writeln!(o, "last apply:          {}", or_dash(&r.last_apply));
+        if let Some((position, changes)) = &r.partial {
+            let _ = writeln!(
+                o,
+                "split transaction:   {position}: {changes} changes applied, the rest to follow"
+            );
+        }
         if self.live.is_some() || r.last_lag_ms.is_some() {
             let _ = writeln!(o, "last lag:            {} ms", self.last_lag_ms);
         }

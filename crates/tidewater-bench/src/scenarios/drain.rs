@@ -26,6 +26,8 @@ pub struct Drain {
     pub baselines: bool,
     /// Run `tidewater verify` afterwards (beside the source's client reading the tables).
     pub verify: bool,
+    /// `[apply]` settings of the draining run.
+    pub apply: Apply,
 }
 
 pub struct Drained {
@@ -76,7 +78,7 @@ enum Target {
 pub fn drain(bench: &Bench, spec: Drain) -> Result<Drained> {
     let (id, db) = bench.db(spec.kind, spec.label)?;
     db.sql(&db.create_tables(spec.tables, spec.width))?;
-    let mut tw = bench.tidewater(&db, id, "run", &Apply::default())?;
+    let mut tw = bench.tidewater(&db, id, "run", &spec.apply)?;
     tw.start()?;
     tw.wait_streaming(bench.timeout(0))?;
     tw.stop()?;

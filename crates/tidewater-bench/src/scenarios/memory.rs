@@ -51,18 +51,7 @@ pub fn run(bench: &Bench) -> Result<Vec<Figure>> {
     figures.extend(growth("snapshot peak RSS growth", &peaks));
     let mut peaks = Vec::new();
     for &rows in &bench.opts.sizes.memory_rows {
-        let d = drain(
-            bench,
-            Drain {
-                label: "memory",
-                kind: Kind::Postgres,
-                tables: 1,
-                width: Width::Narrow,
-                txns: workload::single_insert(rows),
-                baselines: false,
-                verify: false,
-            },
-        )?;
+        let d = drain_one(bench, rows, Apply::default())?;
         peaks.push((rows, d.peak_rss_mib));
         figures.push(
             Figure::new(
@@ -76,7 +65,54 @@ pub fn run(bench: &Bench) -> Result<Vec<Figure>> {
         );
     }
     figures.extend(growth("peak RSS growth", &peaks));
+    // The largest again, committed in pieces (`large_transaction = "split"`, opt-in).
+    if let Some(&rows) = bench.opts.sizes.memory_rows.last() {
+        let split_rows = split_rows_for(rows);
+        let d = drain_one(
+            bench,
+            rows,
+            Apply {
+                split_rows: Some(split_rows),
+                ..Apply::default()
+            },
+        )?;
+        figures.push(
+            Figure::new(
+                SCENARIO,
+                &format!(
+                    "peak RSS draining one {rows}-row transaction, large_transaction = \"split\" \
+                     ({split_rows} rows a piece)"
+                ),
+                "MiB",
+                d.peak_rss_mib,
+            )
+            .target(Target::AtMost { max: LIMIT_MIB })
+            .detail(format!("{}; {:.0} rows/s", d.describe(), d.rate())),
+        );
+    }
     Ok(figures)
+}
+
+/// The default `split_rows` (1,000,000), or a tenth of a smaller transaction (`--quick`).
+fn split_rows_for(rows: u64) -> usize {
+    const DEFAULT_SPLIT_ROWS: u64 = 1_000_000;
+    DEFAULT_SPLIT_ROWS.min((rows / 10).max(1000)) as usize
+}
+
+fn drain_one(bench: &Bench, rows: u64, apply: Apply) -> Result<super::drain::Drained> {
+    drain(
+        bench,
+        Drain {
+            label: "memory",
+            kind: Kind::Postgres,
+            tables: 1,
+            width: Width::Narrow,
+            txns: workload::single_insert(rows),
+            baselines: false,
+            verify: false,
+            apply,
+        },
+    )
 }
 
 /// The peak of the largest size over the peak of the smallest (none for a single size).

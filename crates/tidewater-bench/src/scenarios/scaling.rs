@@ -4,6 +4,7 @@
 use super::drain::{drain, Drain};
 use crate::error::Result;
 use crate::report::{Figure, Target};
+use crate::runner::Apply;
 use crate::source::Kind;
 use crate::workload::{self, Width};
 use crate::Bench;
@@ -36,6 +37,7 @@ pub fn run(bench: &Bench) -> Result<Vec<Figure>> {
                 txns: workload::mixed(n, tables),
                 baselines: true,
                 verify: false,
+                apply: Apply::default(),
             },
         )?;
         let rows = match width {

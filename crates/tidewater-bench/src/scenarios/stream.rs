@@ -4,6 +4,7 @@
 use super::drain::{drain, Drain};
 use crate::error::Result;
 use crate::report::{Figure, Target};
+use crate::runner::Apply;
 use crate::source::Kind;
 use crate::workload::{self, Width};
 use crate::Bench;
@@ -20,6 +21,7 @@ pub fn run(bench: &Bench, kind: Kind) -> Result<Vec<Figure>> {
             txns: workload::mixed(n, 1),
             baselines: true,
             verify: true,
+            apply: Apply::default(),
         },
     )?;
     let scenario = match kind {

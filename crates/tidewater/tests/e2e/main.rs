@@ -40,6 +40,7 @@ mod replication;
 mod resnapshot;
 mod restart_chunked;
 mod schema_changes;
+mod split_transaction;
 mod sql_endpoint;
 mod status_page;
 mod teardown;

@@ -1,0 +1,73 @@
+//! The sink's side of a chunked copy (`tidewater_core::copy`): which tables are applied
+//! leniently (not consistent yet) and which are fresh copies whose chunk rows are appended as
+//! they are. Kept apart from the batch mechanics in `sink.rs`.
+
+use tidewater_core::{CopyProgress, Error, Result, TableId};
+
+use super::DuckDbSink;
+
+impl DuckDbSink {
+    /// Takes the tables' copy progress into account: which tables are applied leniently.
+    pub(super) fn set_lenient(&mut self, progress: &[CopyProgress]) {
+        for p in progress {
+            let keyed = self
+                .tables
+                .get(&p.table)
+                .is_some_and(|t| t.sql.schema.has_key());
+            let lenient = keyed && !p.consistent;
+            if lenient {
+                self.lenient.insert(p.table.clone());
+            } else {
+                self.lenient.remove(&p.table);
+            }
+            if let Some(t) = self.tables.get_mut(&p.table) {
+                t.lenient = lenient;
+            }
+        }
+    }
+
+    /// Copies that begin (no chunk yet) on an empty replica table become fresh copies (see
+    /// `TableState::fresh_copy`); copies that are consistent stop being one. The table is
+    /// merged first, so that its replica table holds everything written to it.
+    pub(super) fn mark_fresh_copies(&mut self, progress: &[CopyProgress]) -> Result<()> {
+        for p in progress {
+            let begins = p.chunks == 0
+                && p.rows == 0
+                && !p.done
+                && self.lenient.contains(&p.table)
+                && self.tables.contains_key(&p.table);
+            if begins {
+                self.merge(&p.table)?;
+            }
+            if begins && self.replica_empty(&p.table)? {
+                self.fresh_copies.insert(p.table.clone());
+            } else if !self.lenient.contains(&p.table) {
+                self.end_fresh_copy(&p.table);
+            }
+            if let Some(t) = self.tables.get_mut(&p.table) {
+                t.fresh_copy = self.fresh_copies.contains(&p.table);
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn end_fresh_copy(&mut self, id: &TableId) {
+        if self.fresh_copies.remove(id) {
+            if let Some(t) = self.tables.get_mut(id) {
+                t.fresh_copy = false;
+            }
+        }
+    }
+
+    pub(super) fn replica_empty(&self, id: &TableId) -> Result<bool> {
+        let sql = format!(
+            "SELECT count(*) FROM (SELECT 1 FROM {} LIMIT 1)",
+            crate::sql::qualified(id)
+        );
+        let rows: i64 = self
+            .conn
+            .query_row(&sql, [], |r| r.get(0))
+            .map_err(|e| Error::sink(format!("reading the replica table {id}: {e}")))?;
+        Ok(rows == 0)
+    }
+}
