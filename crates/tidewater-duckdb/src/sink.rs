@@ -105,6 +105,9 @@ pub struct DuckDbSink {
     /// A transaction split into pieces whose first pieces are committed, with its ordinal:
     /// its rest continues that ordinal (`large_transaction = "split"`).
     continuing: Option<(Position, i64)>,
+    /// The open batch has entered the continuing transaction: a later transaction at the
+    /// same position (a copy's chunk carries the stream's position) is another one.
+    continued: bool,
     /// The open batch ends inside its last transaction, after these changes.
     batch_partial: Option<PartialTx>,
 }
@@ -158,6 +161,7 @@ impl DuckDbSink {
             state::read_partial(&conn, &options.pipeline)?.map(|p| (p.position, committed_ordinal));
         Ok(DuckDbSink {
             continuing,
+            continued: false,
             batch_partial: None,
             conn,
             tables: HashMap::new(),
@@ -254,7 +258,10 @@ impl DuckDbSink {
         if !same {
             // The rest of a transaction whose first pieces are committed keeps its ordinal.
             let ordinal = match &self.continuing {
-                Some((position, ordinal)) if *position == tx.position => *ordinal,
+                Some((position, ordinal)) if *position == tx.position && !self.continued => {
+                    self.continued = true;
+                    *ordinal
+                }
                 _ => {
                     self.last_ordinal += 1;
                     self.batch_transactions += 1;
@@ -619,6 +626,7 @@ impl Sink for DuckDbSink {
         self.batch_changes = 0;
         self.batch_ack = None;
         self.current_tx = None;
+        self.continued = false;
         self.counts = Counts::default();
         Ok(())
     }
@@ -746,6 +754,7 @@ impl Sink for DuckDbSink {
     fn rollback(&mut self) -> Result<()> {
         self.batch_ack = None;
         self.batch_partial = None;
+        self.continued = false;
         if self.in_batch {
             self.in_batch = false;
             exec(&self.conn, "ROLLBACK", &"abandoning the open batch")?;

@@ -3,7 +3,7 @@
 //! PostgreSQL positions that sort as text; the old key of a key-changing update on every
 //! apply path; a file of the layout before ordinals upgraded when opened; a clean close
 //! that leaves the `.duckdb` file complete without its `.wal`; checkpoints at idle moments,
-//! not inside commits.
+//! not inside commits; a transaction split into pieces (one ordinal across pieces and reopening).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -528,5 +528,82 @@ fn an_idle_sink_checkpoints_a_long_log_and_duckdb_does_not_inside_a_commit() {
     assert_eq!(
         lines(&conn, "SELECT position FROM _tidewater.pipeline"),
         ["0/23"]
+    );
+}
+
+/// `large_transaction = "split"`: a transaction committed in pieces keeps one ordinal, in the
+/// same run and after reopening, with its sequences running on; the stored partial progress
+/// comes back from `state` until the piece that completes it; a later transaction at the same
+/// position (a copy's chunk carries the stream's position) gets the next ordinal.
+#[test]
+fn a_split_transaction_keeps_one_ordinal_across_pieces_and_reopening() {
+    use ChangeKind::*;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.duckdb");
+    let t = keyed("t");
+    let mut sink = open(&path, "postgres");
+    sink.prepare(std::slice::from_ref(&t)).unwrap();
+    batch(
+        &mut sink,
+        vec![("0/10", vec![change(&t, Snapshot, &["1", "a"], None)])],
+    );
+    let tx = |position: &str, commit_time_us| TxInfo {
+        position: Position(position.into()),
+        commit_time_us,
+        backlog: tidewater_core::Backlog::Unknown,
+    };
+    let big = tx("0/20", 5);
+    let piece = |sink: &mut DuckDbSink, first: i64, ids: &[&str], held: Option<i64>| {
+        sink.begin().unwrap();
+        sink.begin_tx(&big).unwrap();
+        let changes = ids.iter().map(|id| change(&t, Insert, &[id, "x"], None));
+        sink.write(&big, first, changes.collect()).unwrap();
+        if let Some(changes) = held {
+            let partial = tidewater_core::PartialTx {
+                position: big.position.clone(),
+                changes,
+                fingerprint: u64::MAX,
+            };
+            sink.record_partial(&partial).unwrap();
+        }
+    };
+    // Two pieces in this run, the stored position staying the snapshot's.
+    piece(&mut sink, 0, &["2", "3"], Some(2));
+    sink.commit(&Position("0/10".into()), 0).unwrap();
+    piece(&mut sink, 2, &["4"], Some(3));
+    sink.commit(&Position("0/10".into()), 0).unwrap();
+    // Reopened (a crash): the rest of the transaction, then another at its position.
+    drop(sink);
+    let mut sink = open(&path, "postgres");
+    sink.prepare(std::slice::from_ref(&t)).unwrap();
+    let state = sink.state().unwrap();
+    assert_eq!(state.position, Some(Position("0/10".into())));
+    let held = state.partial.expect("the partial transaction");
+    assert_eq!((held.position.0.as_str(), held.changes), ("0/20", 3));
+    assert_eq!(held.fingerprint, u64::MAX, "stored as its 64 bits");
+    piece(&mut sink, 3, &["5"], None);
+    let after = tx("0/20", 6);
+    sink.begin_tx(&after).unwrap();
+    sink.write(&after, 0, vec![change(&t, Insert, &["6", "y"], None)])
+        .unwrap();
+    sink.commit(&Position("0/20".into()), 5).unwrap();
+    assert!(sink.state().unwrap().partial.is_none());
+
+    let conn = sink.connection();
+    assert_eq!(
+        lines(
+            conn,
+            "SELECT concat_ws(' ', _metadata_tx, _metadata_sequence, id) FROM s.t_log \
+             ORDER BY _metadata_tx, _metadata_sequence"
+        ),
+        ["1 0 1", "2 0 2", "2 1 3", "2 2 4", "2 3 5", "3 0 6"]
+    );
+    assert_eq!(
+        lines(
+            conn,
+            "SELECT concat_ws(' ', position, tx_ordinal, transactions_applied, \
+             coalesce(partial_position, '-')) FROM _tidewater.pipeline"
+        ),
+        ["0/20 3 3 -"]
     );
 }
