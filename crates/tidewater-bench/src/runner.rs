@@ -21,6 +21,8 @@ pub struct Apply {
     pub log_tables: Option<bool>,
     /// `large_transaction = "split"` with this `split_rows`.
     pub split_rows: Option<usize>,
+    /// `[sink] memory_limit` (DuckDB), for this run only.
+    pub memory_limit: Option<&'static str>,
 }
 
 /// Where a run replicates to.
@@ -112,8 +114,11 @@ impl Tidewater {
             l if l.is_empty() => String::new(),
             l => format!("\n[snapshot]\n{l}"),
         };
+        let memory_limit = apply
+            .memory_limit
+            .map_or(String::new(), |l| format!("memory_limit = \"{l}\"\n"));
         let mut toml = format!(
-            "[source]\n{source_toml}{}\n[sink]\n{}{}{snapshot}\n[apply]\n{}",
+            "[source]\n{source_toml}{}\n[sink]\n{}{}{memory_limit}{snapshot}\n[apply]\n{}",
             lines("source"),
             sink.toml(dir),
             lines("sink"),
