@@ -6,11 +6,16 @@
 //! status).
 //!
 //! Repair (`repair = true`): the tables a pass finds different are handed to the running
-//! source as re-copy requests (`tidewater_core::RecopyRequests`); it copies each at a
-//! position of its stream, replacing the replica rows in one destination transaction, as it
-//! does after a schema change the stream does not carry. The next pass waits (up to one
-//! interval) until the source has taken the requests: its source snapshot is then taken
-//! after the copy's, and it waits for the replica to pass it, so it sees the copied table.
+//! source as re-copy requests (`tidewater_core::RecopyRequests`); it copies each again at a
+//! position of its stream, as it does after a schema change the stream does not carry (in
+//! chunks where source and sink copy in chunks, else in one destination transaction). The
+//! next pass waits (up to one interval) until the source has taken the requests.
+//!
+//! No pass runs while a chunked copy is under way (the initial snapshot, a join, a re-copy):
+//! the phase is `snapshot` until every copy is consistent (`Monitor::phase`), and a table
+//! being copied lacks its later chunks' rows, which a pass would report missing and, with
+//! repair, copy over again. A pass's source snapshot is taken after the copies', and it waits
+//! for the replica to pass it, so it sees the copied tables.
 
 use std::sync::Arc;
 use std::time::Duration;
