@@ -13,8 +13,6 @@
 //! (`value.rs`); anything else, and any value that needs a policy (a zero timestamp), is
 //! left to `convert` (`None`).
 
-use std::fmt::Write as _;
-
 use bytes::BytesMut;
 use mysql_common::binlog::misc;
 use mysql_common::constants::ColumnType as MyType;
@@ -24,7 +22,7 @@ use tidewater_core::time::write_utc_micros;
 use tidewater_core::Value;
 
 use crate::types::{Charset, Kind};
-use crate::value::write_datetime;
+use crate::value::datetime_text;
 
 /// Bytes allocated at a time for value text: the values of many rows share one allocation
 /// (kept alive, reference-counted, until the last of them is dropped after the apply).
@@ -129,13 +127,15 @@ impl Raw {
                 le[..width].copy_from_slice(b);
                 let u = u64::from_le_bytes(le);
                 Ok(Some(arena.value(20, |out| {
-                    let _ = if unsigned {
-                        write!(out, "{u}")
+                    let mut digits = itoa::Buffer::new();
+                    let text = if unsigned {
+                        digits.format(u)
                     } else {
                         // Sign-extend from the column's width.
                         let shift = 64 - 8 * width as u32;
-                        write!(out, "{}", ((u << shift) as i64) >> shift)
+                        digits.format(((u << shift) as i64) >> shift)
                     };
+                    out.extend_from_slice(text.as_bytes());
                 })))
             }
             Raw::Utf8 { length_bytes } => {
@@ -182,7 +182,7 @@ impl Raw {
                 }
                 buf.0 = local.0;
                 Ok(Some(arena.value(26, |out| {
-                    let _ = write_datetime(out, (y, mo, d), (h, mi, s, us));
+                    out.extend_from_slice(datetime_text(&mut [0; 26], (y, mo, d), (h, mi, s, us)));
                 })))
             }
         }

@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use bytes::Bytes;
 use mysql_common::value::Value as My;
 use tidewater_core::time::format_utc_micros;
 use tidewater_core::Value;
@@ -33,8 +34,8 @@ pub fn convert(kind: &Kind, v: My, origin: Origin, zero: ZeroDates) -> Result<Va
     let text = |s: String| Ok(Value::Text(s.into()));
     match (kind, v) {
         (_, My::NULL) => Ok(Value::Null),
-        (Kind::Signed | Kind::Unsigned | Kind::Year, My::Int(i)) => text(i.to_string()),
-        (Kind::Signed | Kind::Unsigned | Kind::Year, My::UInt(u)) => text(u.to_string()),
+        (Kind::Signed | Kind::Unsigned | Kind::Year, My::Int(i)) => Ok(integer(i)),
+        (Kind::Signed | Kind::Unsigned | Kind::Year, My::UInt(u)) => Ok(integer(u)),
         (Kind::Float, My::Float(f)) => text(f.to_string()),
         (Kind::Float, My::Double(d)) => text((d as f32).to_string()),
         (Kind::Double, My::Double(d)) => text(d.to_string()),
@@ -151,23 +152,50 @@ fn zero_date(policy: ZeroDates, shown: String) -> Result<Value, String> {
     }
 }
 
-fn datetime(y: u16, mo: u8, d: u8, h: u8, mi: u8, s: u8, us: u32) -> String {
-    let mut t = String::with_capacity(26);
-    let _ = write_datetime(&mut t, (y, mo, d), (h, mi, s, us));
-    t
+/// An integer's decimal text (`itoa`: the same digits as `to_string`, without `core::fmt`).
+fn integer(i: impl itoa::Integer) -> Value {
+    Value::Text(Bytes::copy_from_slice(
+        itoa::Buffer::new().format(i).as_bytes(),
+    ))
 }
 
-/// `YYYY-MM-DD HH:MM:SS[.ffffff]` (the canonical `DATETIME` text) into `out`.
-pub fn write_datetime(
-    out: &mut impl std::fmt::Write,
+fn datetime(y: u16, mo: u8, d: u8, h: u8, mi: u8, s: u8, us: u32) -> String {
+    let mut t = Vec::with_capacity(26);
+    t.extend_from_slice(datetime_text(&mut [0; 26], (y, mo, d), (h, mi, s, us)));
+    String::from_utf8(t).expect("ASCII digits")
+}
+
+/// `YYYY-MM-DD HH:MM:SS[.ffffff]` (the canonical `DATETIME` text), written into `buf`: the
+/// digits by hand, as `{y:04}-{mo:02}-…` would write them (a year or fraction past its width
+/// is cut to it: MariaDB's are at most 9999 and 999999).
+pub fn datetime_text(
+    buf: &mut [u8; 26],
     (y, mo, d): (u16, u8, u8),
     (h, mi, s, us): (u8, u8, u8, u32),
-) -> std::fmt::Result {
-    write!(out, "{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")?;
-    if us != 0 {
-        write!(out, ".{us:06}")?;
+) -> &[u8] {
+    fn digits(out: &mut [u8], mut v: u32) {
+        for b in out.iter_mut().rev() {
+            *b = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
     }
-    Ok(())
+    digits(&mut buf[0..4], u32::from(y));
+    buf[4] = b'-';
+    digits(&mut buf[5..7], u32::from(mo));
+    buf[7] = b'-';
+    digits(&mut buf[8..10], u32::from(d));
+    buf[10] = b' ';
+    digits(&mut buf[11..13], u32::from(h));
+    buf[13] = b':';
+    digits(&mut buf[14..16], u32::from(mi));
+    buf[16] = b':';
+    digits(&mut buf[17..19], u32::from(s));
+    if us == 0 {
+        return &buf[..19];
+    }
+    buf[19] = b'.';
+    digits(&mut buf[20..26], us);
+    &buf[..]
 }
 
 fn utf8(b: Vec<u8>) -> Result<Value, String> {
@@ -197,6 +225,49 @@ mod tests {
     }
     fn t(s: &str) -> Value {
         Value::text(s)
+    }
+
+    #[test]
+    fn hand_written_digits_equal_the_formatted_ones() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |m: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % m
+        };
+        let mut cases = vec![
+            (0, 0, 0, 0, 0, 0, 0),
+            (9999, 12, 31, 23, 59, 59, 999_999),
+            (1, 1, 1, 0, 0, 0, 1),
+            (1970, 1, 1, 0, 0, 0, 100_000),
+        ];
+        for _ in 0..10_000 {
+            cases.push((
+                next(10_000) as u16,
+                next(13) as u8,
+                next(32) as u8,
+                next(24) as u8,
+                next(60) as u8,
+                next(60) as u8,
+                if next(2) == 0 {
+                    0
+                } else {
+                    next(1_000_000) as u32
+                },
+            ));
+        }
+        for (y, mo, d, h, mi, s, us) in cases {
+            let mut expected = format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}");
+            if us != 0 {
+                expected += &format!(".{us:06}");
+            }
+            assert_eq!(datetime(y, mo, d, h, mi, s, us), expected);
+        }
+        for i in [i64::MIN, -1, 0, 7, i64::MAX] {
+            assert_eq!(integer(i), Value::text(&i.to_string()));
+        }
+        assert_eq!(integer(u64::MAX), Value::text(&u64::MAX.to_string()));
     }
 
     #[test]
