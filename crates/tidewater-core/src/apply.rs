@@ -397,7 +397,7 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                     // The held changes never include a truncate (a transaction is not split
                     // after one): the replay differs.
                     let r = self.replay.as_ref().expect("replaying");
-                    return Err(r.ended_early());
+                    return Err(r.other_changes());
                 }
                 // A replay would apply a held truncate again: no pieces after one.
                 b.splittable = Some(false);

@@ -156,9 +156,15 @@ impl Replay {
             return Ok(false);
         }
         if self.seen.value() != self.partial.fingerprint {
-            return Err(self.differs("with other changes"));
+            return Err(self.other_changes());
         }
         Ok(true)
+    }
+
+    /// The replayed transaction differs from the held changes (another fingerprint, or a
+    /// truncate among them: a transaction is never split after one).
+    pub fn other_changes(&self) -> Error {
+        self.differs("with other changes")
     }
 
     /// The replayed transaction ended before its held changes were all seen.

@@ -746,4 +746,10 @@ fn a_replay_that_differs_from_the_held_changes_stops() {
         );
         assert_eq!(acked, None);
     }
+    // A truncate among the held changes (never split after one: the replay differs).
+    let mut events = Vec::new();
+    tx(&mut events, "2", &[4, 4]);
+    events.insert(2, SourceEvent::Truncate(vec![table()]));
+    let (r, _) = apply_after(&mut Recorder::default(), events, SPLIT, &held_of_2(6));
+    assert!(r.unwrap_err().message().contains("with other changes"));
 }
