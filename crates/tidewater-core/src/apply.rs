@@ -643,6 +643,11 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
     /// Commits the open batch with `last`, the position of its last complete transaction (or
     /// the stored one, for a piece of a transaction without complete ones before it).
     fn commit_at(&mut self, b: &mut OpenBatch, last: Position, last_time: i64) -> Result<()> {
+        if let Some(r) = &self.replay {
+            // Transactions committed before the partial one's replay (a copy's chunk): what
+            // the destination holds of it stays recorded.
+            self.sink.record_partial(r.partial())?;
+        }
         let started = Instant::now();
         if self.copy_batch(b) {
             self.copy_tokens = (self.copy_tokens_now() - 1.0, started);

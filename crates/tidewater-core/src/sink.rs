@@ -98,7 +98,8 @@ pub trait Sink: Send {
     /// The open batch ends inside source transaction `partial.position`, after its first
     /// `partial.changes` changes: stored by the batch's `commit` (whose position stays the
     /// last complete transaction's) and returned by `state` as `partial`. A commit without it
-    /// stores none. The next batch continues the same transaction: the sink gives its rest
+    /// stores none (the apply loop records it again with every commit until the transaction
+    /// is complete). The next batch continues the same transaction: the sink gives its rest
     /// the same transaction identity (DuckDB: the same `_metadata_tx` ordinal), in this run
     /// and after a restart.
     fn record_partial(&mut self, _partial: &PartialTx) -> Result<()> {

@@ -135,6 +135,12 @@ impl Replay {
         &self.partial.position
     }
 
+    /// What the destination holds of the transaction (recorded again by every commit until
+    /// the replay is done: a commit of other transactions before it must not drop it).
+    pub fn partial(&self) -> &PartialTx {
+        &self.partial
+    }
+
     /// How many changes the destination already holds (the first sequence of what follows).
     pub fn held(&self) -> i64 {
         self.partial.changes

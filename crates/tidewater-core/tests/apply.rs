@@ -753,3 +753,36 @@ fn a_replay_that_differs_from_the_held_changes_stops() {
     let (r, _) = apply_after(&mut Recorder::default(), events, SPLIT, &held_of_2(6));
     assert!(r.unwrap_err().message().contains("with other changes"));
 }
+
+#[test]
+fn commits_before_the_replay_record_the_held_changes_again() {
+    let mut events = Vec::new();
+    chunk(&mut events, "1");
+    for e in &mut events {
+        if let SourceEvent::Changes(c) = e {
+            c.iter_mut().for_each(|c| c.kind = ChangeKind::Snapshot);
+        }
+    }
+    tx(&mut events, "2", &[4, 4]);
+    let mut sink = Recorder::default();
+    let one_a_batch = BatchOptions {
+        max_batch_rows: 1,
+        ..SPLIT
+    };
+    let (r, acked) = apply_after(&mut sink, events, one_a_batch, &held_of_2(6));
+    r.unwrap();
+    // The chunk's commit keeps the partial transaction; the commit that completes it does not.
+    assert_eq!(
+        sink.log,
+        [
+            "begin",
+            "write 1 #0 x3",
+            "partial 2 after 6",
+            "commit 1",
+            "begin",
+            "write 2 #6 x2",
+            "commit 2"
+        ]
+    );
+    assert_eq!(acked, Some(Position("2".into())));
+}

@@ -103,8 +103,9 @@ pub struct DuckDbSink {
     checkpoints: Checkpoints,
     counts: Counts,
     /// A transaction split into pieces whose first pieces are committed, with its ordinal:
-    /// its rest continues that ordinal (`large_transaction = "split"`).
-    continuing: Option<(Position, i64)>,
+    /// its rest continues that ordinal (`large_transaction = "split"`). A commit keeps it only
+    /// when the apply loop records it again (`record_partial`).
+    continuing: Option<(PartialTx, i64)>,
     /// The open batch has entered the continuing transaction: a later transaction at the
     /// same position (a copy's chunk carries the stream's position) is another one.
     continued: bool,
@@ -157,8 +158,7 @@ impl DuckDbSink {
         crate::settings::apply(&conn, &options)?;
         crate::upgrade::upgrade_layout(&conn)?;
         let committed_ordinal = state::read_tx_ordinal(&conn, &options.pipeline)?;
-        let continuing =
-            state::read_partial(&conn, &options.pipeline)?.map(|p| (p.position, committed_ordinal));
+        let continuing = state::read_partial(&conn, &options.pipeline)?;
         Ok(DuckDbSink {
             continuing,
             continued: false,
@@ -258,7 +258,7 @@ impl DuckDbSink {
         if !same {
             // The rest of a transaction whose first pieces are committed keeps its ordinal.
             let ordinal = match &self.continuing {
-                Some((position, ordinal)) if *position == tx.position && !self.continued => {
+                Some((p, ordinal)) if p.position == tx.position && !self.continued => {
                     self.continued = true;
                     *ordinal
                 }
@@ -586,10 +586,8 @@ impl Sink for DuckDbSink {
     fn state(&mut self) -> Result<PipelineState> {
         self.committed_ordinal = state::read_tx_ordinal(&self.conn, &self.options.pipeline)?;
         self.last_ordinal = self.committed_ordinal;
-        let partial = state::read_partial(&self.conn, &self.options.pipeline)?;
-        self.continuing = partial
-            .as_ref()
-            .map(|p| (p.position.clone(), self.committed_ordinal));
+        self.continuing = state::read_partial(&self.conn, &self.options.pipeline)?;
+        let partial = self.continuing.as_ref().map(|(p, _)| p.clone());
         Ok(PipelineState {
             position: state::read_position(&self.conn, &self.options.pipeline)?,
             acknowledged: guard::acknowledged(&self.conn, &self.options.pipeline)?,
@@ -698,7 +696,17 @@ impl Sink for DuckDbSink {
             t.changes = 0;
         }
         let acked = self.batch_ack.take();
-        let partial = self.batch_partial.take();
+        // The transaction's ordinal is the one it got when it was first written.
+        let partial = self.batch_partial.take().map(|p| {
+            let ordinal = match &self.continuing {
+                Some((c, ordinal)) if c.position == p.position => *ordinal,
+                _ => self
+                    .current_tx
+                    .as_ref()
+                    .map_or(self.last_ordinal, |c| c.ordinal),
+            };
+            (p, ordinal)
+        });
         state::write_position(
             &self.conn,
             &self.options.pipeline,
@@ -724,13 +732,7 @@ impl Sink for DuckDbSink {
         self.in_batch = false;
         committed?;
         self.committed_ordinal = self.last_ordinal;
-        self.continuing = partial.map(|p| {
-            let ordinal = self
-                .current_tx
-                .as_ref()
-                .map_or(self.last_ordinal, |c| c.ordinal);
-            (p.position, ordinal)
-        });
+        self.continuing = partial;
         let c = std::mem::take(&mut self.counts);
         tracing::trace!(
             micros = started.elapsed().as_micros() as u64,

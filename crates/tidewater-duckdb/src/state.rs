@@ -51,26 +51,32 @@ pub const PARTIAL_DDL: &str = "
 ALTER TABLE _tidewater.pipeline ADD COLUMN IF NOT EXISTS partial_position VARCHAR;
 ALTER TABLE _tidewater.pipeline ADD COLUMN IF NOT EXISTS partial_changes BIGINT;
 ALTER TABLE _tidewater.pipeline ADD COLUMN IF NOT EXISTS partial_fingerprint BIGINT;
+ALTER TABLE _tidewater.pipeline ADD COLUMN IF NOT EXISTS partial_tx BIGINT;
 ";
 
-/// The partially applied transaction, if the last commit ended inside one.
-pub fn read_partial(conn: &Connection, pipeline: &str) -> Result<Option<PartialTx>> {
-    let row: Option<(Option<String>, Option<i64>, Option<i64>)> = conn
+/// The partially applied transaction, if the last commit ended inside one, with its ordinal
+/// (`_metadata_tx`: its rest continues it).
+pub fn read_partial(conn: &Connection, pipeline: &str) -> Result<Option<(PartialTx, i64)>> {
+    type Row = (Option<String>, Option<i64>, Option<i64>, Option<i64>);
+    let row: Option<Row> = conn
         .query_row(
-            "SELECT partial_position, partial_changes, partial_fingerprint \
+            "SELECT partial_position, partial_changes, partial_fingerprint, partial_tx \
              FROM _tidewater.pipeline WHERE name = ?",
             [pipeline],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()
         .map_err(|e| Error::sink(format!("reading _tidewater.pipeline: {e}")))?;
     Ok(match row {
-        Some((Some(position), Some(changes), Some(fingerprint))) => Some(PartialTx {
-            position: Position(position),
-            changes,
-            // Stored as BIGINT: the same 64 bits.
-            fingerprint: fingerprint as u64,
-        }),
+        Some((Some(position), Some(changes), Some(fingerprint), Some(ordinal))) => Some((
+            PartialTx {
+                position: Position(position),
+                changes,
+                // Stored as BIGINT: the same 64 bits.
+                fingerprint: fingerprint as u64,
+            },
+            ordinal,
+        )),
         _ => None,
     })
 }
@@ -183,8 +189,9 @@ pub struct Committed<'a> {
     /// Transactions and changes in the batch (added to the totals).
     pub transactions: u64,
     pub changes: u64,
-    /// The batch ends inside this transaction (`large_transaction = "split"`).
-    pub partial: Option<&'a PartialTx>,
+    /// The batch ends inside this transaction (`large_transaction = "split"`), with its
+    /// ordinal.
+    pub partial: Option<&'a (PartialTx, i64)>,
 }
 
 pub fn write_position(
@@ -196,12 +203,13 @@ pub fn write_position(
     conn.prepare_cached(
         "INSERT INTO _tidewater.pipeline AS p (name, source_type, position, last_source_commit, \
          last_apply, transactions_applied, changes_applied, tx_ordinal, acked_position, \
-         partial_position, partial_changes, partial_fingerprint) \
-         VALUES (?, ?, ?, CAST(? AS TIMESTAMPTZ), get_current_timestamp(), ?, ?, ?, ?, ?, ?, ?) \
+         partial_position, partial_changes, partial_fingerprint, partial_tx) \
+         VALUES (?, ?, ?, CAST(? AS TIMESTAMPTZ), get_current_timestamp(), ?, ?, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT (name) DO UPDATE SET acked_position = excluded.acked_position, \
          partial_position = excluded.partial_position, \
          partial_changes = excluded.partial_changes, \
          partial_fingerprint = excluded.partial_fingerprint, \
+         partial_tx = excluded.partial_tx, \
          position = excluded.position, last_source_commit = excluded.last_source_commit, \
          last_apply = excluded.last_apply, tx_ordinal = excluded.tx_ordinal, \
          transactions_applied = p.transactions_applied + excluded.transactions_applied, \
@@ -217,9 +225,10 @@ pub fn write_position(
             c.changes as i64,
             c.tx_ordinal,
             c.acked.0,
-            c.partial.map(|p| p.position.0.as_str()),
-            c.partial.map(|p| p.changes),
-            c.partial.map(|p| p.fingerprint as i64)
+            c.partial.map(|(p, _)| p.position.0.as_str()),
+            c.partial.map(|(p, _)| p.changes),
+            c.partial.map(|(p, _)| p.fingerprint as i64),
+            c.partial.map(|(_, ordinal)| *ordinal)
         ])
     })
     .map_err(|e| Error::sink(format!("writing _tidewater.pipeline: {e}")))?;

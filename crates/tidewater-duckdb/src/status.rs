@@ -70,7 +70,7 @@ pub fn collect(conn: &Connection, pipeline: &str) -> Result<StatusReport> {
     report.partial = crate::state::read_partial(conn, pipeline)
         .ok()
         .flatten()
-        .map(|p| (p.position.0, p.changes));
+        .map(|(p, _)| (p.position.0, p.changes));
     if let Some(wal) = wal_path(conn) {
         report.wal_bytes = std::fs::metadata(&wal).map_or(0, |m| m.len());
         report.checkpointed = Some(report.wal_bytes == 0);

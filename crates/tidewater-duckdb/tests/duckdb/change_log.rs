@@ -533,8 +533,9 @@ fn an_idle_sink_checkpoints_a_long_log_and_duckdb_does_not_inside_a_commit() {
 
 /// `large_transaction = "split"`: a transaction committed in pieces keeps one ordinal, in the
 /// same run and after reopening, with its sequences running on; the stored partial progress
-/// comes back from `state` until the piece that completes it; a later transaction at the same
-/// position (a copy's chunk carries the stream's position) gets the next ordinal.
+/// (and the ordinal) comes back from `state` until the piece that completes it, also across a
+/// commit of other transactions before its replay; a later transaction at the same position
+/// (a copy's chunk carries the stream's position) gets the next ordinal.
 #[test]
 fn a_split_transaction_keeps_one_ordinal_across_pieces_and_reopening() {
     use ChangeKind::*;
@@ -572,7 +573,24 @@ fn a_split_transaction_keeps_one_ordinal_across_pieces_and_reopening() {
     sink.commit(&Position("0/10".into()), 0).unwrap();
     piece(&mut sink, 2, &["4"], Some(3));
     sink.commit(&Position("0/10".into()), 0).unwrap();
-    // Reopened (a crash): the rest of the transaction, then another at its position.
+    // Reopened (a crash). A copy's chunk commits first, at the stored position: the partial
+    // progress and its ordinal stay stored (reopened again, they are still there).
+    drop(sink);
+    let mut sink = open(&path, "postgres");
+    sink.prepare(std::slice::from_ref(&t)).unwrap();
+    let held = sink
+        .state()
+        .unwrap()
+        .partial
+        .expect("the partial transaction");
+    let chunk = tx("0/10", 7);
+    sink.begin().unwrap();
+    sink.begin_tx(&chunk).unwrap();
+    sink.write(&chunk, 0, vec![change(&t, Snapshot, &["9", "c"], None)])
+        .unwrap();
+    // As the apply loop does until the replay: the held progress recorded again.
+    sink.record_partial(&held).unwrap();
+    sink.commit(&Position("0/10".into()), 0).unwrap();
     drop(sink);
     let mut sink = open(&path, "postgres");
     sink.prepare(std::slice::from_ref(&t)).unwrap();
@@ -581,6 +599,7 @@ fn a_split_transaction_keeps_one_ordinal_across_pieces_and_reopening() {
     let held = state.partial.expect("the partial transaction");
     assert_eq!((held.position.0.as_str(), held.changes), ("0/20", 3));
     assert_eq!(held.fingerprint, u64::MAX, "stored as its 64 bits");
+    // The rest of the transaction, then another at its position.
     piece(&mut sink, 3, &["5"], None);
     let after = tx("0/20", 6);
     sink.begin_tx(&after).unwrap();
@@ -596,7 +615,7 @@ fn a_split_transaction_keeps_one_ordinal_across_pieces_and_reopening() {
             "SELECT concat_ws(' ', _metadata_tx, _metadata_sequence, id) FROM s.t_log \
              ORDER BY _metadata_tx, _metadata_sequence"
         ),
-        ["1 0 1", "2 0 2", "2 1 3", "2 2 4", "2 3 5", "3 0 6"]
+        ["1 0 1", "2 0 2", "2 1 3", "2 2 4", "2 3 5", "3 0 9", "4 0 6"]
     );
     assert_eq!(
         lines(
@@ -604,6 +623,6 @@ fn a_split_transaction_keeps_one_ordinal_across_pieces_and_reopening() {
             "SELECT concat_ws(' ', position, tx_ordinal, transactions_applied, \
              coalesce(partial_position, '-')) FROM _tidewater.pipeline"
         ),
-        ["0/20 3 3 -"]
+        ["0/20 4 4 -"]
     );
 }

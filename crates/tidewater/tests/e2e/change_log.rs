@@ -301,7 +301,7 @@ fn downgrade_to_previous_layout(db: &std::path::Path) {
     }
     conn.execute_batch(
         "CREATE TABLE _tidewater.old AS SELECT * EXCLUDE (tx_ordinal, acked_position, partial_position, partial_changes,
-             partial_fingerprint) FROM _tidewater.pipeline;
+             partial_fingerprint, partial_tx) FROM _tidewater.pipeline;
          DROP TABLE _tidewater.pipeline;
          CREATE TABLE _tidewater.pipeline (name VARCHAR PRIMARY KEY, source_type VARCHAR,
              position VARCHAR, last_source_commit TIMESTAMPTZ, last_apply TIMESTAMPTZ,
