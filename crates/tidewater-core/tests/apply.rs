@@ -687,15 +687,21 @@ fn held_of_2(held: usize) -> PipelineState {
     }
 }
 
-#[test]
-fn a_replayed_partial_transaction_continues_after_its_held_changes() {
+/// A copy's chunk at `pos`, its rows `Snapshot` changes as sources send them.
+fn snapshot_chunk(pos: &str) -> Vec<SourceEvent> {
     let mut events = Vec::new();
-    chunk(&mut events, "1");
+    chunk(&mut events, pos);
     for e in &mut events {
         if let SourceEvent::Changes(c) = e {
             c.iter_mut().for_each(|c| c.kind = ChangeKind::Snapshot);
         }
     }
+    events
+}
+
+#[test]
+fn a_replayed_partial_transaction_continues_after_its_held_changes() {
+    let mut events = snapshot_chunk("1");
     tx(&mut events, "2", &[4, 4]);
     tx(&mut events, "3", &[1]);
     let mut sink = Recorder::default();
@@ -756,13 +762,7 @@ fn a_replay_that_differs_from_the_held_changes_stops() {
 
 #[test]
 fn commits_before_the_replay_record_the_held_changes_again() {
-    let mut events = Vec::new();
-    chunk(&mut events, "1");
-    for e in &mut events {
-        if let SourceEvent::Changes(c) = e {
-            c.iter_mut().for_each(|c| c.kind = ChangeKind::Snapshot);
-        }
-    }
+    let mut events = snapshot_chunk("1");
     tx(&mut events, "2", &[4, 4]);
     let mut sink = Recorder::default();
     let one_a_batch = BatchOptions {
