@@ -46,6 +46,24 @@
 //! 5. **Resume.** The progress commits with each chunk in the same destination transaction, so
 //!    after a crash the stream resumes at the stored position and the copy at the next chunk.
 //!
+//! # Parallel reads
+//!
+//! With `[snapshot] parallelism` N > 1, a table whose chunk size is known (after its first
+//! chunk of the run) is read N chunks at a time: the source first asks the server for the
+//! keys that end the next N - 1 chunks (the `limit`-th key after the last copied one, and so
+//! on: [`Copying::ranges`]), then reads the [`KeyRange`]s `(last, b1]`, `(b1, b2]`, ...,
+//! `(bN-1, ...)` (the last one with the row limit) at once, each in its own short
+//! transaction on its own connection, and sends them in key order, each as its own
+//! destination transaction with its progress (the last key of a bounded range is its bound).
+//! The rules hold per chunk: each chunk's read is checked against every delivered
+//! transaction (rule 1; the stream waits while the round is read, so they all check the same
+//! list); the ranges are disjoint and cover every key after the last copied one (the bounds
+//! split the key space, whichever snapshot they came from), so a key's rows come from one
+//! chunk at most, and rule 2 never needed the chunks of a table to share a snapshot (a key
+//! that moves between two chunks' ranges is the key change the stream applies later, as
+//! between two consecutive chunks). The progress only moves forward: the chunks commit in key
+//! order, and after a crash the copy resumes after the last committed one.
+//!
 //! # Copies again
 //!
 //! A table copied again while streaming (`tidewater resnapshot`, a repair, a change the stream
@@ -83,6 +101,9 @@ pub const DEFAULT_CHUNK_ROWS: usize = 20_000;
 /// Bytes of values per chunk (estimated as the apply loop does) when `[snapshot] chunk_bytes`
 /// is not set.
 pub const DEFAULT_CHUNK_BYTES: usize = 32 << 20;
+/// Chunks read at once when `[snapshot] parallelism` is not set (see `docs/performance.md`,
+/// "Parallel chunk reads": on 2 cores the destination, not the source, bounds the copy).
+pub const DEFAULT_READERS: usize = 1;
 /// The first chunk of a table in a run reads at most this many rows: how wide they are sets
 /// how many rows the next chunks read (see [`ChunkSize`]).
 const FIRST_CHUNK_ROWS: usize = 1_000;
@@ -91,11 +112,14 @@ const FIRST_CHUNK_ROWS: usize = 1_000;
 /// bound keeps a chunk of wide rows short at the source and small in the destination's open
 /// transaction: each chunk reads as many rows as `bytes` holds at the width of the table's
 /// previous chunk (the first of a run reads at most [`FIRST_CHUNK_ROWS`]); rows wider than
-/// their predecessors overshoot it in one chunk at most.
+/// their predecessors overshoot it in one chunk at most. And how many chunks of a table are
+/// read at once, each on its own connection (`readers`, `[snapshot] parallelism`: see
+/// [`KeyRange`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkSize {
     pub rows: usize,
     pub bytes: usize,
+    pub readers: usize,
 }
 
 impl Default for ChunkSize {
@@ -103,6 +127,7 @@ impl Default for ChunkSize {
         ChunkSize {
             rows: DEFAULT_CHUNK_ROWS,
             bytes: DEFAULT_CHUNK_BYTES,
+            readers: DEFAULT_READERS,
         }
     }
 }
@@ -168,6 +193,15 @@ impl CopyProgress {
     }
 }
 
+/// One chunk of a parallel round (see "Parallel reads" in the module doc): the keys after
+/// `after` (`None`: from the table's first key) up to and including `upto` (`None`: to the
+/// table's end, at most the chunk's row limit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRange {
+    pub after: Option<Vec<Value>>,
+    pub upto: Option<Vec<Value>>,
+}
+
 /// How the source copies the tables of a replica that has not finished its initial copy.
 #[derive(Debug, Clone, Default)]
 pub struct ChunkedCopy {
@@ -195,6 +229,8 @@ pub struct Copying<H> {
     /// Per table (parallel to `progress`): the rows its next chunk reads, once a chunk of it
     /// has been read in this run.
     limits: Vec<Option<usize>>,
+    /// Per table (parallel to `progress`): whether a parallel round of it was logged.
+    parallel: Vec<bool>,
     /// Keyless tables not consistent yet: `None` until copied (their changes are dropped),
     /// then the copy's visibility information (changes of transactions it shows are dropped).
     keyless: HashMap<TableId, Option<H>>,
@@ -226,6 +262,7 @@ impl<H> Copying<H> {
         Copying {
             size,
             limits: vec![None; progress.len()],
+            parallel: vec![false; progress.len()],
             progress,
             keyless,
             due: Instant::now(),
@@ -249,6 +286,33 @@ impl<H> Copying<H> {
         Some((i, self.progress[i].table.clone()))
     }
 
+    /// How many chunks of the table at `i` are read at once: `[snapshot] parallelism` once its
+    /// chunk size is known (a chunk of it was read in this run), for a keyed table; else 1.
+    pub fn readers(&self, i: usize, has_key: bool) -> usize {
+        match (has_key, self.limits[i]) {
+            (true, Some(_)) => self.size.readers.max(1),
+            _ => 1,
+        }
+    }
+
+    /// The ranges of a parallel round of the table at `i`, given the keys that end all but
+    /// the last (in key order, as the server found them after the last copied key).
+    pub fn ranges(&mut self, i: usize, bounds: Vec<Vec<Value>>) -> Vec<KeyRange> {
+        if !bounds.is_empty() && !std::mem::replace(&mut self.parallel[i], true) {
+            info!(table = %self.progress[i].table, readers = bounds.len() + 1, "copying in parallel: chunks read at once, each on its own connection");
+        }
+        let mut after = self.progress[i].last_key_values();
+        let mut ranges = Vec::with_capacity(bounds.len() + 1);
+        for bound in bounds {
+            ranges.push(KeyRange {
+                after: after.replace(bound.clone()),
+                upto: Some(bound),
+            });
+        }
+        ranges.push(KeyRange { after, upto: None });
+        ranges
+    }
+
     /// The rows the next chunk of the table at `i` reads (see [`ChunkSize`]).
     pub fn limit(&self, i: usize) -> usize {
         self.limits[i].unwrap_or(self.size.rows.min(FIRST_CHUNK_ROWS))
@@ -268,6 +332,7 @@ impl<H> Copying<H> {
             None => {
                 self.progress.push(progress.clone());
                 self.limits.push(None);
+                self.parallel.push(false);
             }
         }
         if keyless {
@@ -306,8 +371,10 @@ impl<H> Copying<H> {
         started: Instant,
     ) -> CopyProgress {
         let p = &mut self.progress[i];
-        p.add_chunk(chunk.rows, chunk.last_key.as_deref(), chunk.horizon);
-        p.done = !has_key || chunk.rows < chunk.limit as u64;
+        // A bounded range is copied up to its bound, whatever its last row.
+        let last = chunk.upto.as_deref().or(chunk.last_key.as_deref());
+        p.add_chunk(chunk.rows, last, chunk.horizon);
+        p.done = !has_key || (chunk.upto.is_none() && chunk.rows < chunk.limit as u64);
         self.limits[i] = Some(self.size.after(chunk.rows, chunk.bytes));
         if p.done {
             let h = p.horizon.as_deref().unwrap_or_default();
@@ -350,6 +417,8 @@ pub struct ChunkRead<H> {
     /// The bytes of its rows' values (estimated: `crate::apply::change_bytes`).
     pub bytes: u64,
     pub last_key: Option<Vec<Value>>,
+    /// The range's bound, when it had one ([`KeyRange::upto`]).
+    pub upto: Option<Vec<Value>>,
     /// The chunk's visibility information, and its text as stored with the progress.
     pub at: H,
     pub horizon: String,
@@ -378,6 +447,7 @@ mod tests {
         let size = ChunkSize {
             rows: 20_000,
             bytes: 1 << 20,
+            readers: 1,
         };
         let mut c = Copying::new(
             size,
@@ -392,6 +462,7 @@ mod tests {
                 rows,
                 bytes,
                 last_key: Some(vec![Value::text("1")]),
+                upto: None,
                 at: String::new(),
                 horizon: String::new(),
             };
@@ -411,6 +482,60 @@ mod tests {
     }
 
     #[test]
+    fn a_parallel_round_covers_the_keys_after_the_last_in_order() {
+        let t = TableId::new("s", "t");
+        let size = ChunkSize {
+            rows: 10,
+            bytes: 1 << 20,
+            readers: 3,
+        };
+        let mut c = Copying::new(size, vec![CopyProgress::new(t)], |_| false, |_| Some(()));
+        // Not before the table's first chunk of the run: its row width is not known yet.
+        assert_eq!(c.readers(0, true), 1);
+        let key = |k: &str| Some(vec![Value::text(k)]);
+        let chunk = |rows, last: &str, upto: Option<Vec<Value>>| ChunkRead {
+            limit: 10,
+            rows,
+            bytes: rows * 10,
+            last_key: key(last),
+            upto,
+            at: (),
+            horizon: "h".into(),
+        };
+        assert!(
+            !c.chunk_read(0, chunk(10, "10", None), true, Instant::now())
+                .done
+        );
+        assert_eq!((c.readers(0, true), c.readers(0, false)), (3, 1));
+        let ranges = c.ranges(0, vec![vec![Value::text("20")], vec![Value::text("30")]]);
+        let range = |after: &str, upto: Option<&str>| KeyRange {
+            after: key(after),
+            upto: upto.and_then(key),
+        };
+        assert_eq!(
+            ranges,
+            vec![
+                range("10", Some("20")),
+                range("20", Some("30")),
+                range("30", None)
+            ]
+        );
+        // A bounded range is copied up to its bound even when its last rows were deleted, and
+        // never ends the table, even with fewer rows than the limit.
+        let p = c.chunk_read(0, chunk(7, "18", key("20")), true, Instant::now());
+        assert_eq!((p.last_key_values(), p.done), (key("20"), false));
+        assert!(
+            !c.chunk_read(0, chunk(10, "30", key("30")), true, Instant::now())
+                .done
+        );
+        // The open range with fewer rows than the limit does.
+        let p = c.chunk_read(0, chunk(4, "34", None), true, Instant::now());
+        assert_eq!((p.last_key_values(), p.done, p.rows), (key("34"), true, 31));
+        // No bounds (the table ends within one chunk): one open range.
+        assert_eq!(c.ranges(0, Vec::new()), vec![range("34", None)]);
+    }
+
+    #[test]
     fn restart_copies_a_table_again() {
         let (t, k) = (TableId::new("s", "t"), TableId::new("s", "k"));
         let mut c = Copying::new(ChunkSize::default(), Vec::new(), |_| false, |_| Some(()));
@@ -423,6 +548,7 @@ mod tests {
             rows: 1,
             bytes: 10,
             last_key: Some(vec![Value::text("1")]),
+            upto: None,
             at: (),
             horizon: "h".into(),
         };
@@ -448,6 +574,7 @@ mod tests {
         let size = ChunkSize {
             rows: 2,
             bytes: 1 << 20,
+            readers: 1,
         };
         let mut c = Copying::new(
             size,
@@ -464,6 +591,7 @@ mod tests {
             rows,
             bytes: rows * 100,
             last_key: Some(vec![Value::text("9")]),
+            upto: None,
             at: 7u32,
             horizon: "7".into(),
         };

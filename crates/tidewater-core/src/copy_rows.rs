@@ -41,6 +41,8 @@ pub struct SnapshotRows<'a> {
     /// A chunk's events not sent yet (its `Begin` first), and their bytes; `None` once sent
     /// (or for a whole-table copy, which sends as it reads).
     held: Option<(Vec<SourceEvent>, usize)>,
+    /// Past this many held bytes, rows go to the queue as they are read.
+    hold_bytes: usize,
     /// The bytes of the rows' values so far (estimated as the apply loop does).
     pub bytes: u64,
 }
@@ -56,6 +58,7 @@ impl<'a> SnapshotRows<'a> {
             last_report: started,
             last_key: None,
             held: None,
+            hold_bytes: HOLD_BYTES,
             bytes: 0,
         }
     }
@@ -70,6 +73,16 @@ impl<'a> SnapshotRows<'a> {
         let mut rows = SnapshotRows::new(schema, events);
         rows.held = Some((vec![SourceEvent::Begin(begin)], 0));
         rows
+    }
+
+    /// With `all`, holds every row until [`SnapshotRows::release`], however many: for a
+    /// chunk read beside another that is sent first (a parallel round, whose chunks are
+    /// bounded by their key ranges), where sending early would interleave the two.
+    pub fn holding_all(mut self, all: bool) -> Self {
+        if all {
+            self.hold_bytes = usize::MAX;
+        }
+        self
     }
 
     /// Sends what is still held (call once the chunk's source transaction has ended); returns
@@ -109,7 +122,7 @@ impl RowConsumer for SnapshotRows<'_> {
         let size = changes.iter().map(change_bytes).sum::<usize>();
         self.bytes += size as u64;
         match self.held.as_mut() {
-            Some((held, bytes)) if *bytes < HOLD_BYTES => {
+            Some((held, bytes)) if *bytes < self.hold_bytes => {
                 *bytes += size;
                 held.push(SourceEvent::Changes(changes));
             }

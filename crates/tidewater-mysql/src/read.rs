@@ -4,6 +4,7 @@
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Value as My};
+use tidewater_core::copy::KeyRange;
 use tidewater_core::{ColumnType, Error, Result, RowConsumer, TableSchema, Value};
 
 use crate::catalog::SourceTable;
@@ -80,51 +81,116 @@ pub async fn read_table(
     }
 }
 
-/// One chunk of the chunked initial snapshot (`tidewater_core::copy`): at most `limit` rows
-/// after the key `after` in primary-key order, compared and ordered by the server in the key's
-/// own collation (keyless tables: the whole table). Returns how many rows.
+/// One chunk of the chunked initial snapshot (`tidewater_core::copy`): the rows of `range` in
+/// primary-key order, compared and ordered by the server in the key's own collation, at most
+/// `limit` of them unless the range has a bound (a parallel round's range is read whole);
+/// keyless tables: the whole table. Returns how many rows.
 pub async fn read_chunk(
     conn: &mut Conn,
     t: &SourceTable,
-    after: Option<&[Value]>,
+    range: &KeyRange,
     limit: usize,
     zero_dates: ZeroDates,
     out: &mut impl RowConsumer,
 ) -> Result<u64> {
+    let opts = ReadOptions {
+        keys: None,
+        chunk_rows: 1024,
+        zero_dates,
+    };
+    if t.schema.key.is_empty() {
+        let select = Select::of(&t.schema).select;
+        return Query::new(&select, Vec::new())
+            .run(conn, t, &opts, out)
+            .await;
+    }
+    let (mut sql, params) = keyset_select(t, range, false)?;
+    if range.upto.is_none() {
+        sql.push_str(&format!(" LIMIT {limit}"));
+    }
+    Query::new(&sql, params).run(conn, t, &opts, out).await
+}
+
+/// The keys that end the next `count` chunks of `limit` rows after `after` (fewer where the
+/// table ends first), for a parallel round (`tidewater_core::copy`, "Parallel reads"): each
+/// the `limit`-th key after the previous one, found by the server in key order.
+pub async fn chunk_bounds(
+    conn: &mut Conn,
+    t: &SourceTable,
+    after: Option<Vec<Value>>,
+    limit: usize,
+    count: usize,
+    zero_dates: ZeroDates,
+) -> Result<Vec<Vec<Value>>> {
+    let schema = &t.schema;
+    let ctx = |e| my_error(e, &format!("finding chunk bounds of {}", schema.id));
+    let mut bounds: Vec<Vec<Value>> = Vec::with_capacity(count);
+    let mut after = after;
+    while bounds.len() < count {
+        let range = KeyRange { after, upto: None };
+        let (sql, params) = keyset_select(t, &range, true)?;
+        let sql = format!("{sql} LIMIT 1 OFFSET {}", limit.max(1) - 1);
+        let row: Option<mysql_async::Row> = conn.exec_first(sql, params).await.map_err(ctx)?;
+        let Some(row) = row else { break };
+        let bound = schema
+            .key
+            .iter()
+            .zip(row.unwrap())
+            .map(|(&k, v)| {
+                convert(&t.kinds[k], v, Origin::Snapshot, zero_dates).map_err(|e| {
+                    Error::source_fatal(format!("{}.{}: {e}", schema.id, schema.columns[k].name))
+                })
+            })
+            .collect::<Result<Vec<Value>>>()?;
+        after = Some(bound.clone());
+        bounds.push(bound);
+    }
+    Ok(bounds)
+}
+
+/// `SELECT` of the rows in `range` (of the key columns alone with `keys_only`) in key order,
+/// and its parameters.
+fn keyset_select(t: &SourceTable, range: &KeyRange, keys_only: bool) -> Result<(String, Vec<My>)> {
     let schema = &t.schema;
     let Select {
         select,
         keys,
         order,
     } = Select::of(schema);
-    let opts = ReadOptions {
-        keys: None,
-        chunk_rows: 1024,
-        zero_dates,
+    let select = if keys_only {
+        format!(
+            "SELECT {order} FROM {}.{}",
+            quote_ident(&schema.id.schema),
+            quote_ident(&schema.id.name)
+        )
+    } else {
+        select
     };
-    if schema.key.is_empty() {
-        return Query::new(&select, Vec::new())
-            .run(conn, t, &opts, out)
-            .await;
-    }
     let mut params = Vec::new();
-    let mut filter = String::new();
-    if let Some(after) = after {
+    let mut filters = Vec::new();
+    let bounds = [(&range.after, ">", false), (&range.upto, "<", true)];
+    for (key, op, inclusive) in bounds {
+        let Some(key) = key else { continue };
         let marks = schema
             .key
             .iter()
-            .zip(after)
+            .zip(key)
             .map(|(&k, v)| key_param(&t.kinds[k], &schema.columns[k].ty, v))
             .collect::<Result<Vec<_>>>()?;
         let (marks, values): (Vec<String>, Vec<My>) = marks.into_iter().unzip();
-        // The parameters in the order `after_key` uses them.
-        params = (0..values.len())
-            .flat_map(|i| values[..=i].iter().cloned())
-            .collect();
-        filter = format!(" WHERE {}", after_key(&keys, &marks));
+        // The parameters in the order `key_bound` uses them.
+        params.extend((0..values.len()).flat_map(|i| values[..=i].iter().cloned()));
+        if inclusive {
+            params.extend(values.iter().cloned());
+        }
+        filters.push(format!("({})", key_bound(&keys, &marks, op, inclusive)));
     }
-    let sql = format!("{select}{filter} ORDER BY {order} LIMIT {limit}");
-    Query::new(&sql, params).run(conn, t, &opts, out).await
+    let filter = if filters.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", filters.join(" AND "))
+    };
+    Ok((format!("{select}{filter} ORDER BY {order}"), params))
 }
 
 /// `SELECT` of every column of a table, its quoted key columns, and the key order.
@@ -228,13 +294,26 @@ fn canonical_row(t: &SourceTable, values: &mut Vec<My>, zero: ZeroDates) -> Resu
 /// placeholder `marks` (parameters: the first key value, the first two, ...), which every
 /// optimizer turns into index ranges (row-constructor comparisons are not always).
 fn after_key(keys: &[String], marks: &[String]) -> String {
+    key_bound(keys, marks, ">", false)
+}
+
+/// The rows on one side of a key in key order: `op` `>` (after it) or `<` (before it), as
+/// [`after_key`] spells it; with `inclusive`, the key itself too (`OR (k1 = m1 AND k2 = m2)`,
+/// its parameters: every key value, once more).
+fn key_bound(keys: &[String], marks: &[String], op: &str, inclusive: bool) -> String {
     let mut ors = Vec::new();
     for i in 0..keys.len() {
         let mut ands: Vec<String> = (0..i)
             .map(|j| format!("{} = {}", keys[j], marks[j]))
             .collect();
-        ands.push(format!("{} > {}", keys[i], marks[i]));
+        ands.push(format!("{} {op} {}", keys[i], marks[i]));
         ors.push(format!("({})", ands.join(" AND ")));
+    }
+    if inclusive {
+        let equal: Vec<String> = (0..keys.len())
+            .map(|j| format!("{} = {}", keys[j], marks[j]))
+            .collect();
+        ors.push(format!("({})", equal.join(" AND ")));
     }
     ors.join(" OR ")
 }
@@ -313,6 +392,20 @@ fn key_param(kind: &Kind, ty: &ColumnType, v: &Value) -> Result<(String, My)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_bounds() {
+        let keys = ["`a`".to_string(), "`b`".to_string()];
+        let marks = ["?".to_string(), "?".to_string()];
+        assert_eq!(
+            after_key(&keys, &marks),
+            "(`a` > ?) OR (`a` = ? AND `b` > ?)"
+        );
+        assert_eq!(
+            key_bound(&keys, &marks, "<", true),
+            "(`a` < ?) OR (`a` = ? AND `b` < ?) OR (`a` = ? AND `b` = ?)"
+        );
+    }
 
     #[test]
     fn key_params() {

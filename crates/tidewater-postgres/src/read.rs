@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 use futures_util::StreamExt;
+use tidewater_core::copy::KeyRange;
 use tidewater_core::{ColumnType, Error, Position, Result, RowConsumer, TableSchema, Value};
 use tokio_postgres::Client;
 
@@ -77,34 +78,103 @@ pub async fn read_table(
 /// Streams the rows of one chunk of the chunked initial snapshot (`tidewater_core::copy`):
 /// keyset pagination on the primary key, `(k1, k2) > (last key) ORDER BY k1, k2 LIMIT n`,
 /// compared and ordered by the server in the key's own collation; the whole table when it
-/// has no key. Returns how many rows.
+/// has no key. A range of a parallel round (`range.upto`) is read whole, without the limit.
+/// Returns how many rows.
 pub async fn read_chunk(
     client: &Client,
     schema: &TableSchema,
-    after: Option<&[Value]>,
+    range: &KeyRange,
     limit: usize,
     out: &mut impl RowConsumer,
 ) -> Result<u64> {
-    let sql = chunk_statement(schema, after, limit)?;
+    let sql = chunk_statement(schema, range, limit)?;
     copy_rows(client, schema, &sql, CHUNK_ROWS, out).await
 }
 
-fn chunk_statement(schema: &TableSchema, after: Option<&[Value]>, limit: usize) -> Result<String> {
-    let (cols, mut select) = select_all(schema);
+/// The keys that end the next `count` chunks of `limit` rows after `after` (fewer where the
+/// table ends first), for a parallel round (`tidewater_core::copy`, "Parallel reads"): each
+/// the `limit`-th key after the previous one, found by the server in key order.
+pub async fn chunk_bounds(
+    client: &Client,
+    schema: &TableSchema,
+    after: Option<Vec<Value>>,
+    limit: usize,
+    count: usize,
+) -> Result<Vec<Vec<Value>>> {
+    // The key columns alone, parsed as a table of them.
+    let keys = TableSchema {
+        id: schema.id.clone(),
+        columns: schema
+            .key
+            .iter()
+            .map(|&k| schema.columns[k].clone())
+            .collect(),
+        key: (0..schema.key.len()).collect(),
+    };
+    let mut bounds: Vec<Vec<Value>> = Vec::with_capacity(count);
+    let mut after = after;
+    while bounds.len() < count {
+        let range = KeyRange { after, upto: None };
+        let select = keyset_select(schema, &range, true)?;
+        let sql = format!(
+            "COPY ({select} OFFSET {} LIMIT 1) TO STDOUT",
+            limit.max(1) - 1
+        );
+        let mut found = LastRow(None);
+        copy_rows(client, &keys, &sql, 1, &mut found).await?;
+        let Some(bound) = found.0 else { break };
+        after = Some(bound.clone());
+        bounds.push(bound);
+    }
+    Ok(bounds)
+}
+
+/// Keeps the last row it is given.
+struct LastRow(Option<Vec<Value>>);
+
+impl RowConsumer for LastRow {
+    async fn rows(&mut self, rows: Vec<Vec<Value>>) -> Result<()> {
+        self.0 = rows.into_iter().last().or(self.0.take());
+        Ok(())
+    }
+}
+
+fn chunk_statement(schema: &TableSchema, range: &KeyRange, limit: usize) -> Result<String> {
     if !schema.has_key() {
+        let (cols, _) = select_all(schema);
         return Ok(copy_all(schema, &cols));
     }
-    let keys: Vec<&str> = schema.key.iter().map(|&k| cols[k].as_str()).collect();
-    if let Some(after) = after {
-        let lits = key_literals(schema, after)?;
-        select.push_str(&format!(
-            " WHERE ({}) > ({})",
-            keys.join(", "),
-            lits.join(", ")
-        ));
+    let mut select = keyset_select(schema, range, false)?;
+    if range.upto.is_none() {
+        select.push_str(&format!(" LIMIT {limit}"));
     }
-    select.push_str(&format!(" ORDER BY {} LIMIT {limit}", keys.join(", ")));
     Ok(format!("COPY ({select}) TO STDOUT"))
+}
+
+/// `SELECT` of the rows in `range` (of the key columns alone with `keys_only`), in key order.
+fn keyset_select(schema: &TableSchema, range: &KeyRange, keys_only: bool) -> Result<String> {
+    let (cols, select) = select_all(schema);
+    let keys: Vec<&str> = schema.key.iter().map(|&k| cols[k].as_str()).collect();
+    let key_list = keys.join(", ");
+    let mut select = if keys_only {
+        format!("SELECT {key_list} FROM {}", quoted_table(&schema.id))
+    } else {
+        select
+    };
+    let mut filters = Vec::new();
+    if let Some(after) = &range.after {
+        let lits = key_literals(schema, after)?;
+        filters.push(format!("({key_list}) > ({})", lits.join(", ")));
+    }
+    if let Some(upto) = &range.upto {
+        let lits = key_literals(schema, upto)?;
+        filters.push(format!("({key_list}) <= ({})", lits.join(", ")));
+    }
+    if !filters.is_empty() {
+        select.push_str(&format!(" WHERE {}", filters.join(" AND ")));
+    }
+    select.push_str(&format!(" ORDER BY {key_list}"));
+    Ok(select)
 }
 
 async fn copy_rows(
@@ -353,16 +423,32 @@ mod tests {
     fn chunks() {
         let s = schema();
         let after = vec![Value::text("a"), Value::text("7")];
+        let range = |after: Option<&Vec<Value>>, upto: Option<&Vec<Value>>| KeyRange {
+            after: after.cloned(),
+            upto: upto.cloned(),
+        };
         assert_eq!(
-            chunk_statement(&s, Some(&after), 100).unwrap(),
+            chunk_statement(&s, &range(Some(&after), None), 100).unwrap(),
             "COPY (SELECT \"id\", \"name\", \"b\" FROM \"public\".\"t\" WHERE (\"name\", \"id\") > \
              (CAST('a' AS character varying(10)), CAST('7' AS integer)) ORDER BY \"name\", \"id\" \
              LIMIT 100) TO STDOUT"
         );
         assert_eq!(
-            chunk_statement(&s, None, 5).unwrap(),
+            chunk_statement(&s, &range(None, None), 5).unwrap(),
             "COPY (SELECT \"id\", \"name\", \"b\" FROM \"public\".\"t\" ORDER BY \"name\", \"id\" \
              LIMIT 5) TO STDOUT"
+        );
+        // A bounded range of a parallel round: whole, without the limit.
+        let upto = vec![Value::text("b"), Value::text("1")];
+        assert_eq!(
+            chunk_statement(&s, &range(Some(&after), Some(&upto)), 100).unwrap(),
+            "COPY (SELECT \"id\", \"name\", \"b\" FROM \"public\".\"t\" WHERE (\"name\", \"id\") > \
+             (CAST('a' AS character varying(10)), CAST('7' AS integer)) AND (\"name\", \"id\") <= \
+             (CAST('b' AS character varying(10)), CAST('1' AS integer)) ORDER BY \"name\", \"id\") TO STDOUT"
+        );
+        assert_eq!(
+            keyset_select(&s, &range(None, None), true).unwrap(),
+            "SELECT \"name\", \"id\" FROM \"public\".\"t\" ORDER BY \"name\", \"id\""
         );
     }
 

@@ -394,7 +394,12 @@ impl Source for PgSource {
                     .iter()
                     .any(|t| t.schema.id == *id && !t.schema.has_key())
             };
-            Copying::new(c.size, progress, keyless)
+            Copying::new(
+                c.size,
+                progress,
+                keyless,
+                self.config.url.expose().to_string(),
+            )
         });
         let options = [
             ("proto_version", "1".to_string()),

@@ -92,6 +92,10 @@ pub struct SnapshotConfig {
     /// whose copy commits are rationed by `[sink] copy_commit_interval_ms`.
     #[serde(default = "default_commit_rows")]
     pub commit_rows: usize,
+    /// Chunks of a table read at once, each on its own source connection (key ranges found
+    /// by the server: `tidewater_core::copy`, "Parallel reads").
+    #[serde(default = "default_parallelism")]
+    pub parallelism: usize,
 }
 
 impl Default for SnapshotConfig {
@@ -100,6 +104,7 @@ impl Default for SnapshotConfig {
             chunk_rows: default_chunk_rows(),
             chunk_bytes: default_chunk_bytes(),
             commit_rows: default_commit_rows(),
+            parallelism: default_parallelism(),
         }
     }
 }
@@ -109,6 +114,7 @@ impl SnapshotConfig {
         ChunkSize {
             rows: self.chunk_rows,
             bytes: self.chunk_bytes,
+            readers: self.parallelism,
         }
     }
 }
@@ -119,6 +125,10 @@ fn default_chunk_rows() -> usize {
 
 fn default_chunk_bytes() -> usize {
     tidewater_core::copy::DEFAULT_CHUNK_BYTES
+}
+
+fn default_parallelism() -> usize {
+    tidewater_core::copy::DEFAULT_READERS
 }
 
 fn default_commit_rows() -> usize {
@@ -234,6 +244,11 @@ impl Config {
         if !(100..=1_000_000).contains(&self.snapshot.chunk_rows) {
             return Err(Error::config(
                 "snapshot.chunk_rows must be between 100 and 1000000",
+            ));
+        }
+        if !(1..=16).contains(&self.snapshot.parallelism) {
+            return Err(Error::config(
+                "snapshot.parallelism must be between 1 and 16 (source connections reading a table's chunks at once)",
             ));
         }
         if !(1 << 20..=1 << 30).contains(&self.snapshot.chunk_bytes) {

@@ -61,6 +61,11 @@ const SNAPSHOT_KEYS: &[ConfigKey] = &[
         "245760",
         "DuckDB: copied rows one commit gathers from consecutive chunks (0: a commit per chunk)",
     ),
+    ConfigKey::default(
+        "parallelism",
+        "1",
+        "chunks of a table read at once, each on its own source connection (1 to 16)",
+    ),
 ];
 
 /// `[http]`: without the section `run` serves on a free loopback port.

@@ -25,22 +25,24 @@ use std::time::Instant;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::Conn;
-use tidewater_core::copy::{self, ChunkRead, ChunkSize};
+use tidewater_core::copy::{self, ChunkRead, ChunkSize, KeyRange};
 use tidewater_core::copy_rows::SnapshotRows;
 use tidewater_core::stats::now_us;
 use tidewater_core::{CopyProgress, Position, Result, SourceEvent, TableId, TxInfo};
 
 use super::Stream;
+use crate::catalog::SourceTable;
 use crate::conn::{connect, my_error, Flavor};
 use crate::position::BinlogPosition;
-use crate::read::read_chunk;
+use crate::read::{chunk_bounds, read_chunk};
 use crate::snapshot::snapshot_covering;
+use crate::value::ZeroDates;
 
-/// The copy under way: the source-neutral state, and the connection chunks are read on
-/// (opened at the first chunk).
+/// The copy under way: the source-neutral state, and the connections chunks are read on
+/// (opened at the first chunk; one per chunk of a parallel round).
 pub struct Copying {
     copy: copy::Copying<BinlogPosition>,
-    conn: Option<Conn>,
+    conns: Vec<Conn>,
 }
 
 impl Copying {
@@ -52,7 +54,7 @@ impl Copying {
         let horizon = |h: &str| BinlogPosition::parse(h).ok();
         Copying {
             copy: copy::Copying::new(size, progress, keyless, horizon),
-            conn: None,
+            conns: Vec::new(),
         }
     }
 
@@ -76,6 +78,26 @@ impl DerefMut for Copying {
     }
 }
 
+/// Reads `range` on `conn` in a consistent snapshot that holds every transaction the stream
+/// has delivered up to `position` (`snapshot::snapshot_covering`, rule 1 of the module
+/// comment); returns its rows, still held in `out`, and the snapshot's position.
+async fn read_range<'a>(
+    conn: &mut Conn,
+    table: &SourceTable,
+    range: &KeyRange,
+    limit: usize,
+    position: &BinlogPosition,
+    zero: ZeroDates,
+    mut out: SnapshotRows<'a>,
+) -> Result<(SnapshotRows<'a>, u64, BinlogPosition)> {
+    let at = snapshot_covering(conn, Flavor::MariaDb, position).await?;
+    let rows = read_chunk(conn, table, range, limit, zero, &mut out).await?;
+    conn.query_drop("COMMIT")
+        .await
+        .map_err(|e| my_error(e, "ending a snapshot chunk"))?;
+    Ok((out, rows, at))
+}
+
 impl Stream {
     /// Opens a consistent snapshot on `conn` that holds every transaction the stream has
     /// delivered (`snapshot::snapshot_covering`, rule 1 of the module comment). Every copy
@@ -90,7 +112,13 @@ impl Stream {
     }
 
     /// Reads and sends the next chunk of the first table still copying, as one transaction at
-    /// the stream's position, with the table's progress.
+    /// the stream's position, with the table's progress; or the next `[snapshot] parallelism`
+    /// chunks of it at once, on as many connections ("Parallel reads" in
+    /// `tidewater_core::copy`): the server finds the keys that end all but the last, each range
+    /// is read in its own consistent snapshot that holds every delivered transaction, and they
+    /// are sent in key order, each with its progress. The first range's rows may go to the
+    /// queue while it is read (past `copy_rows::HOLD_BYTES`); the others are held whole (a
+    /// range holds about one chunk: its bound is the `limit`-th key).
     pub(super) async fn copy_chunk(&mut self) -> Result<()> {
         let started = Instant::now();
         let Some(copy) = self.copy.as_mut() else {
@@ -104,50 +132,59 @@ impl Stream {
             copy.gone(i);
             return Ok(());
         };
-        let mut conn = match copy.conn.take() {
-            Some(c) => c,
-            None => connect(&self.url).await?,
+        let has_key = table.schema.has_key();
+        let readers = copy.readers(i, has_key);
+        let (limit, after) = (copy.limit(i), copy.progress[i].last_key_values());
+        let mut conns = std::mem::take(&mut copy.conns);
+        while conns.len() < readers {
+            conns.push(connect(&self.url).await?);
+        }
+        let bounds = match readers {
+            1 => Vec::new(),
+            _ => chunk_bounds(&mut conns[0], &table, after, limit, readers - 1, self.zero).await?,
         };
-        let at = self
-            .snapshot_covering_stream(&mut conn, Flavor::MariaDb)
-            .await?;
-        let copy = self.copy.as_mut().expect("copying");
-        let (chunk_rows, after) = (copy.limit(i), copy.progress[i].last_key_values());
+        let ranges = self.copy.as_mut().expect("copying").ranges(i, bounds);
         let tx = TxInfo {
             position: Position(self.position.to_string()),
             commit_time_us: now_us(),
             backlog: tidewater_core::Backlog::Unknown,
         };
-        // The rows are held until the chunk's transaction has ended (`copy_rows`), then sent
-        // as one transaction after everything delivered so far.
-        let mut out = SnapshotRows::chunk(table.schema.clone(), &self.events, tx);
-        let rows = read_chunk(
-            &mut conn,
-            &table,
-            after.as_deref(),
-            chunk_rows,
-            self.zero,
-            &mut out,
-        )
-        .await?;
-        conn.query_drop("COMMIT")
-            .await
-            .map_err(|e| my_error(e, "ending a snapshot chunk"))?;
-        let bytes = out.bytes;
-        let last_key = out.release().await?;
-        let copy = self.copy.as_mut().expect("copying");
-        copy.conn = Some(conn);
-        let chunk = ChunkRead {
-            limit: chunk_rows,
-            rows,
-            bytes,
-            last_key,
-            horizon: at.to_string(),
-            at,
-        };
-        let progress = copy.chunk_read(i, chunk, table.schema.has_key(), started);
-        self.send(SourceEvent::Progress(vec![progress])).await?;
-        self.send(SourceEvent::Commit).await
+        let (events, position, zero) = (&self.events, &self.position, self.zero);
+        let reads = ranges.iter().zip(conns.iter_mut()).enumerate();
+        let reads = reads.map(|(j, (range, conn))| {
+            // The rows are held until the chunk's transaction has ended (`copy_rows`), then
+            // sent as one transaction after everything delivered so far.
+            let out = SnapshotRows::chunk(table.schema.clone(), events, tx.clone());
+            read_range(
+                conn,
+                &table,
+                range,
+                limit,
+                position,
+                zero,
+                out.holding_all(j > 0),
+            )
+        });
+        let reads = futures_util::future::try_join_all(reads).await?;
+        for (range, (out, rows, at)) in ranges.into_iter().zip(reads) {
+            let bytes = out.bytes;
+            let last_key = out.release().await?;
+            let chunk = ChunkRead {
+                limit,
+                rows,
+                bytes,
+                last_key,
+                upto: range.upto,
+                horizon: at.to_string(),
+                at,
+            };
+            let copy = self.copy.as_mut().expect("copying");
+            let progress = copy.chunk_read(i, chunk, has_key, started);
+            self.send(SourceEvent::Progress(vec![progress])).await?;
+            self.send(SourceEvent::Commit).await?;
+        }
+        self.copy.as_mut().expect("copying").conns = conns;
+        Ok(())
     }
 
     /// Between transactions: marks done tables consistent once the stream's position has

@@ -27,17 +27,18 @@
 
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tidewater_core::copy::{self, ChunkRead, ChunkSize};
+use tidewater_core::copy::{self, ChunkRead, ChunkSize, KeyRange};
 use tidewater_core::copy_rows::SnapshotRows;
-use tidewater_core::{CopyProgress, Error, Result, SourceEvent, TableId};
+use tidewater_core::{CopyProgress, Error, Result, SourceEvent, TableId, TableSchema};
 use tokio_postgres::Client;
 use tracing::{debug, info};
 
 use super::{State, Stream};
-use crate::conn::{format_lsn, parse_lsn, pg_error};
-use crate::read::read_chunk;
+use crate::conn::{connect, format_lsn, parse_lsn, pg_error};
+use crate::read::{chunk_bounds, read_chunk};
 
 /// A snapshot that misses a delivered transaction is taken again for at most this long
 /// before the copy gives up (the race lasts microseconds; a synchronous standby that does not
@@ -107,6 +108,10 @@ pub fn parse_horizon(h: &str) -> Option<(u64, PgSnapshot)> {
 /// since a chunk's snapshot last showed them all, and the joining tables' barriers.
 pub struct Copying {
     copy: copy::Copying<PgSnapshot>,
+    /// The source's URL, and the connections beside the stream's SQL session that read the
+    /// other chunks of a parallel round (opened at the first round).
+    url: String,
+    readers: Vec<Client>,
     delivered: Vec<u32>,
     /// Per table that joined (see `join`): the transactions that were running when it was
     /// published. Its first chunk is read only once none of them runs any more.
@@ -120,6 +125,7 @@ impl Copying {
         size: ChunkSize,
         progress: Vec<CopyProgress>,
         keyless: impl Fn(&TableId) -> bool,
+        url: String,
     ) -> Copying {
         let horizon = |h: &str| parse_horizon(h).map(|h| h.1);
         // A joined table not copied yet keeps its barrier in its horizon (see `join`).
@@ -131,6 +137,8 @@ impl Copying {
             .collect();
         Copying {
             copy: copy::Copying::new(size, progress, keyless, horizon),
+            url,
+            readers: Vec::new(),
             delivered: Vec::new(),
             barriers,
             held: None,
@@ -236,6 +244,65 @@ async fn end_chunk(client: &Client, commit: bool) -> Result<()> {
         .map_err(|e| pg_error(e, "ending a snapshot chunk"))
 }
 
+/// Opens a chunk transaction on `client` whose snapshot shows every transaction in
+/// `delivered` (rule 1): one that misses one (its commit is logged, but it has not left the
+/// proc array yet) is rolled back before any row is read, and taken again. Returns the
+/// snapshot, the WAL position read after it, and how many snapshots were taken again.
+async fn covering_chunk(client: &Client, delivered: &[u32]) -> Result<(PgSnapshot, u64, u32)> {
+    let waiting = Instant::now();
+    let mut retries = 0u32;
+    loop {
+        let (snapshot, horizon) = begin_chunk(client).await?;
+        let Some(xid) = delivered.iter().copied().find(|&x| !snapshot.shows(x)) else {
+            return Ok((snapshot, horizon, retries));
+        };
+        end_chunk(client, false).await?;
+        retries += 1;
+        let waited = waiting.elapsed();
+        if waited > MAX_WAIT {
+            return Err(Error::source_retryable(format!(
+                "transaction {xid}, delivered by the replication stream, stayed invisible to \
+                 new snapshots for {} s",
+                waited.as_secs()
+            )));
+        }
+        if retries == TELL_AFTER {
+            info!(xid, snapshot = %snapshot.text(), "a snapshot chunk waits for a transaction the stream delivered to become visible at the source (its commit is logged, but not visible yet)");
+        }
+        tokio::time::sleep(Duration::from_micros(100 << retries.min(9))).await;
+    }
+}
+
+/// One range of a parallel round, read and its transaction ended; its rows still held.
+struct RangeRead<'a> {
+    out: SnapshotRows<'a>,
+    rows: u64,
+    snapshot: PgSnapshot,
+    horizon: u64,
+    retries: u32,
+}
+
+/// Reads `range` in its own chunk transaction on `client` (see [`covering_chunk`]).
+async fn read_range<'a>(
+    client: &Client,
+    schema: &TableSchema,
+    range: &KeyRange,
+    limit: usize,
+    delivered: &[u32],
+    mut out: SnapshotRows<'a>,
+) -> Result<RangeRead<'a>> {
+    let (snapshot, horizon, retries) = covering_chunk(client, delivered).await?;
+    let rows = read_chunk(client, schema, range, limit, &mut out).await?;
+    end_chunk(client, true).await?;
+    Ok(RangeRead {
+        out,
+        rows,
+        snapshot,
+        horizon,
+        retries,
+    })
+}
+
 impl Stream<'_> {
     /// While no table is being copied, the delivered transactions are still tracked (a copy
     /// that starts later must show them: see `tidewater_core::copy`, "Copies again"); those a
@@ -256,7 +323,8 @@ impl Stream<'_> {
     }
 
     /// Reads and sends the next chunk of the first table still copying, as one transaction
-    /// at the position of the last delivered one, with the table's progress.
+    /// at the position of the last delivered one, with the table's progress; or the next
+    /// `[snapshot] parallelism` chunks of it at once ([`Stream::copy_round`]).
     pub(super) async fn copy_chunk(&mut self, st: &mut State) -> Result<()> {
         let started = Instant::now();
         let client = self.client;
@@ -270,37 +338,14 @@ impl Stream<'_> {
             copy.gone(i);
             return Ok(());
         };
-        let events = self.events.clone();
-        let waiting = Instant::now();
-        let mut retries = 0u32;
-        let (snapshot, horizon) = loop {
-            let (snapshot, horizon) = self.answering(st, begin_chunk(client)).await?;
-            let copy = self.copy.as_ref().expect("copying");
-            let Some(xid) = copy.delivered.iter().copied().find(|&x| !snapshot.shows(x)) else {
-                break (snapshot, horizon);
-            };
-            // Rule 1: the snapshot misses a delivered transaction (its commit is logged, but
-            // it has not left the proc array yet): taken again, before any row is read.
-            self.answering(st, end_chunk(client, false)).await?;
-            retries += 1;
-            let waited = waiting.elapsed();
-            if waited > MAX_WAIT {
-                return Err(Error::source_retryable(format!(
-                    "transaction {xid}, delivered by the replication stream, stayed invisible to \
-                     new snapshots for {} s",
-                    waited.as_secs()
-                )));
-            }
-            if retries == TELL_AFTER {
-                info!(xid, snapshot = %snapshot.text(), "a snapshot chunk waits for a transaction the stream delivered to become visible at the source (its commit is logged, but not visible yet)");
-            }
-            let pause = Duration::from_micros(100 << retries.min(9));
-            self.answering(st, async {
-                tokio::time::sleep(pause).await;
-                Ok(())
-            })
+        // A joining table's first chunk waits for its barrier (below): read alone.
+        if copy.readers(i, schema.has_key()) > 1 && !copy.barriers.contains_key(&id) {
+            return self.copy_round(st, i, schema, started).await;
+        }
+        let delivered = copy.delivered.clone();
+        let (snapshot, horizon, retries) = self
+            .answering(st, covering_chunk(client, &delivered))
             .await?;
-        };
         let copy = self.copy.as_mut().expect("copying");
         // This snapshot shows every delivered transaction, and so does every later one.
         copy.delivered.clear();
@@ -323,30 +368,115 @@ impl Stream<'_> {
         }
         copy.barriers.remove(&id);
         copy.held = None;
-        let (chunk_rows, after) = (copy.limit(i), copy.progress[i].last_key_values());
+        let limit = copy.limit(i);
+        let range = KeyRange {
+            after: copy.progress[i].last_key_values(),
+            upto: None,
+        };
         let tx = st.position_tx();
+        let events = self.events.clone();
         // The rows are held until the chunk's transaction has ended (`copy_rows`), then sent
         // as one transaction after everything delivered so far.
         let read = async {
             let mut out = SnapshotRows::chunk(schema.clone(), &events, tx);
-            let rows = read_chunk(client, &schema, after.as_deref(), chunk_rows, &mut out).await?;
+            let rows = read_chunk(client, &schema, &range, limit, &mut out).await?;
             end_chunk(client, true).await?;
             let bytes = out.bytes;
             Ok((rows, bytes, out.release().await?))
         };
         let (rows, bytes, last_key) = self.answering(st, read).await?;
-        let copy = self.copy.as_mut().expect("copying");
         let chunk = ChunkRead {
-            limit: chunk_rows,
+            limit,
             rows,
             bytes,
             last_key,
+            upto: None,
             horizon: horizon_text(horizon, &snapshot),
             at: snapshot,
         };
-        let progress = copy.chunk_read(i, chunk, schema.has_key(), started);
+        self.chunk_read(st, i, chunk, schema.has_key(), started, retries)
+            .await
+    }
+
+    /// Reads the next `[snapshot] parallelism` chunks of the keyed table at `i` at once, on
+    /// as many connections ("Parallel reads" in `tidewater_core::copy`): the server finds the
+    /// keys that end all but the last, each range is read in its own chunk transaction that
+    /// shows every delivered transaction, and they are sent in key order, each with its
+    /// progress. The first range's rows may go to the queue while it is read (past
+    /// `copy_rows::HOLD_BYTES`); the others are held whole (a range holds about one chunk:
+    /// its bound is the `limit`-th key).
+    async fn copy_round(
+        &mut self,
+        st: &mut State,
+        i: usize,
+        schema: Arc<TableSchema>,
+        started: Instant,
+    ) -> Result<()> {
+        let client = self.client;
+        let copy = self.copy.as_mut().expect("copying");
+        let (limit, readers) = (copy.limit(i), copy.size.readers);
+        let after = copy.progress[i].last_key_values();
+        let delivered = copy.delivered.clone();
+        let url = copy.url.clone();
+        let mut extra = std::mem::take(&mut copy.readers);
+        let bounds = self
+            .answering(st, async {
+                while extra.len() + 1 < readers {
+                    extra.push(connect(&url).await?);
+                }
+                chunk_bounds(client, &schema, after, limit, readers - 1).await
+            })
+            .await?;
+        let ranges = self.copy.as_mut().expect("copying").ranges(i, bounds);
+        let tx = st.position_tx();
+        let events = self.events.clone();
+        let clients = std::iter::once(client).chain(extra.iter());
+        let reads = ranges
+            .iter()
+            .zip(clients)
+            .enumerate()
+            .map(|(j, (range, c))| {
+                let out = SnapshotRows::chunk(schema.clone(), &events, tx.clone());
+                read_range(c, &schema, range, limit, &delivered, out.holding_all(j > 0))
+            });
+        let reads = self
+            .answering(st, futures_util::future::try_join_all(reads))
+            .await?;
+        // Every range's snapshot showed every delivered transaction.
+        self.copy.as_mut().expect("copying").delivered.clear();
+        for (range, read) in ranges.into_iter().zip(reads) {
+            let bytes = read.out.bytes;
+            let last_key = self.answering(st, read.out.release()).await?;
+            let chunk = ChunkRead {
+                limit,
+                rows: read.rows,
+                bytes,
+                last_key,
+                upto: range.upto,
+                horizon: horizon_text(read.horizon, &read.snapshot),
+                at: read.snapshot,
+            };
+            self.chunk_read(st, i, chunk, true, started, read.retries)
+                .await?;
+        }
+        self.copy.as_mut().expect("copying").readers = extra;
+        Ok(())
+    }
+
+    /// Records a chunk that was read (its rows sent) and sends its progress and commit.
+    async fn chunk_read(
+        &mut self,
+        st: &mut State,
+        i: usize,
+        chunk: ChunkRead<PgSnapshot>,
+        has_key: bool,
+        started: Instant,
+        retries: u32,
+    ) -> Result<()> {
+        let copy = self.copy.as_mut().expect("copying");
+        let progress = copy.chunk_read(i, chunk, has_key, started);
         if retries > 0 {
-            debug!(table = %id, retries, "chunk snapshot taken again until it showed every delivered transaction");
+            debug!(table = %progress.table, retries, "chunk snapshot taken again until it showed every delivered transaction");
         }
         self.send(st, SourceEvent::Progress(vec![progress])).await?;
         self.send(st, SourceEvent::Commit).await

@@ -19,7 +19,7 @@ use common::{run_tidewater, Rig};
 fn pg_chunked_copy_into_bigquery_under_writes_survives_kill9() {
     let mut rig = Rig::new(&pg_setup());
     rig.use_bigquery();
-    let sent = copy_under_writes_with_kills(&mut rig);
+    let sent = copy_under_writes_with_kills(&mut rig, 1);
 
     // verify reads about 500 rows/s from the emulator: the two smaller tables, and big by
     // its aggregates (the per-key _log check below covers each of its rows).

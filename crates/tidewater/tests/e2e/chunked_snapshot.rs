@@ -86,6 +86,11 @@ COMMIT;
 }
 
 pub(crate) fn with_chunk_rows(rig: &Rig, rows: u64) {
+    with_chunks(rig, rows, 1);
+}
+
+/// `[snapshot]` with chunks of `rows` rows, `readers` of them read at once.
+pub(crate) fn with_chunks(rig: &Rig, rows: u64, readers: u64) {
     use std::io::Write;
     let mut f = std::fs::OpenOptions::new()
         .append(true)
@@ -95,7 +100,7 @@ pub(crate) fn with_chunk_rows(rig: &Rig, rows: u64) {
     // batch.
     writeln!(
         f,
-        "\n[snapshot]\nchunk_rows = {rows}\ncommit_rows = {}",
+        "\n[snapshot]\nchunk_rows = {rows}\ncommit_rows = {}\nparallelism = {readers}",
         2 * rows
     )
     .unwrap();
@@ -181,8 +186,36 @@ fn mariadb_chunked_copy_under_writes_survives_kill9() {
     copy_under_writes_survives_kill9(Rig::mysql(&my_setup()));
 }
 
+/// The same with `[snapshot] parallelism = 3`: rounds of three key ranges, each read on its
+/// own connection in its own snapshot, killed mid-copy.
+#[test]
+fn pg_parallel_chunked_copy_under_writes_survives_kill9() {
+    let mut rig = Rig::new(&pg_setup());
+    let sent = copy_under_writes_with_kills(&mut rig, 3);
+    assert_copied_exactly(&rig, max_copied(sent));
+    assert_parallel_reads(&rig);
+}
+
+#[test]
+fn mariadb_parallel_chunked_copy_under_writes_survives_kill9() {
+    let mut rig = Rig::mysql(&my_setup());
+    let sent = copy_under_writes_with_kills(&mut rig, 3);
+    assert_copied_exactly(&rig, max_copied(sent));
+    assert_parallel_reads(&rig);
+}
+
+/// The copy read chunks of big on more than one source connection at once.
+#[track_caller]
+fn assert_parallel_reads(rig: &Rig) {
+    let log = rig.log();
+    assert!(log.contains(PARALLEL_ROUND), "{log}");
+}
+
+/// What the log says at a table's first parallel round.
+const PARALLEL_ROUND: &str = "chunks read at once";
+
 fn copy_under_writes_survives_kill9(mut rig: Rig) {
-    let sent = copy_under_writes_with_kills(&mut rig);
+    let sent = copy_under_writes_with_kills(&mut rig, 1);
     assert_copied_exactly(&rig, max_copied(sent));
 }
 
@@ -193,12 +226,12 @@ pub(crate) fn max_copied(sent: u64) -> u64 {
     ROWS + 2 * sent
 }
 
-/// Starts `run` under `transaction`'s writes with chunks of `CHUNK_ROWS`, kills it three times
-/// mid-copy (after this run copied chunks of big, before the copy finished), lets it finish,
-/// catch up and stop. Returns the writer's transactions.
-pub(crate) fn copy_under_writes_with_kills(rig: &mut Rig) -> u64 {
+/// Starts `run` under `transaction`'s writes with chunks of `CHUNK_ROWS`, `readers` at once,
+/// kills it three times mid-copy (after this run copied chunks of big, before the copy
+/// finished), lets it finish, catch up and stop. Returns the writer's transactions.
+pub(crate) fn copy_under_writes_with_kills(rig: &mut Rig, readers: u64) -> u64 {
     let big = format!("{}.big", rig.schema);
-    with_chunk_rows(rig, CHUNK_ROWS);
+    with_chunks(rig, CHUNK_ROWS, readers);
     let addr = rig.listen_http();
     let workload = Workload::start(rig, transaction);
     rig.start();
