@@ -10,11 +10,12 @@ use std::sync::Arc;
 
 use duckdb::arrow::array::{
     ArrayRef, BinaryBuilder, BooleanArray, Decimal128Builder, Int64Array, Int64Builder,
-    StringArray, StringBuilder,
+    StringBuilder, TimestampMicrosecondBuilder,
 };
 use duckdb::arrow::datatypes::{Field, Schema};
 use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::Appender;
+use tidewater_core::time::{parse_micros, parse_utc_micros};
 use tidewater_core::{Error, Result};
 
 /// `-12.34` at scale 3 → -12340; `None` unless it is `[-]digits[.digits]` with at most
@@ -76,13 +77,6 @@ impl Columns {
         Ok(())
     }
 
-    /// The same text in every row.
-    pub fn constant_text(&mut self, value: &str) {
-        self.push(Arc::new(StringArray::from_iter_values(
-            std::iter::repeat_n(value, self.rows),
-        )));
-    }
-
     /// An integer column given as decimal text: parsed here into 64-bit integers, which
     /// DuckDB narrows with a numeric cast (cheaper than its UTF-8 check and text cast).
     pub fn int_text<'a>(
@@ -125,6 +119,36 @@ impl Columns {
             }
             Err(_) => false,
         }
+    }
+
+    /// A TIMESTAMP column (`utc`: TIMESTAMPTZ, its values ending `+00`) given as canonical
+    /// text, as Arrow microseconds (parsed here: `tidewater_core::time::parse_micros`, which
+    /// DuckDB takes without its text cast). `false` (nothing pushed) when a value has another
+    /// form (BC, infinity, a year past 9999, another offset): the caller then appends the
+    /// text, which DuckDB casts or rejects. Consecutive equal values are parsed once (a
+    /// transaction's commit time on each of its rows).
+    pub fn timestamp_text(&mut self, values: &[Option<&str>], utc: bool) -> bool {
+        let parse = if utc { parse_utc_micros } else { parse_micros };
+        let mut b = TimestampMicrosecondBuilder::with_capacity(self.rows);
+        let mut last: Option<(&str, i64)> = None;
+        for v in values {
+            let Some(s) = v else {
+                b.append_null();
+                continue;
+            };
+            let us = match last {
+                Some((t, us)) if t == *s => us,
+                _ => match parse(s) {
+                    Some(us) => us,
+                    None => return false,
+                },
+            };
+            last = Some((s, us));
+            b.append_value(us);
+        }
+        let mut b = if utc { b.with_timezone("UTC") } else { b };
+        self.push(Arc::new(b.finish()));
+        true
     }
 
     pub fn binary(&mut self, values: impl Iterator<Item = Result<Option<Vec<u8>>>>) -> Result<()> {

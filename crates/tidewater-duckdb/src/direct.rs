@@ -127,8 +127,26 @@ fn push_column<'a>(
         if precision > 38 || !columns.decimal_text(&cells, precision, scale) {
             columns.text(cells.into_iter().map(Ok))?;
         }
+    } else if let ColumnType::Timestamp | ColumnType::TimestampTz = col.ty {
+        let cells: Vec<Option<&str>> = values
+            .map(|v| text_cell(v, schema, i))
+            .collect::<Result<_>>()?;
+        let utc = col.ty == ColumnType::TimestampTz;
+        if !columns.timestamp_text(&cells, utc) {
+            columns.text(cells.into_iter().map(Ok))?;
+        }
     } else {
         columns.text(values.map(|v| text_cell(v, schema, i)))?;
+    }
+    Ok(())
+}
+
+/// A TIMESTAMPTZ column of tidewater's own UTC text (`format_utc_micros`): as Arrow
+/// microseconds, or as the text should one not parse.
+pub fn utc_column<'a>(columns: &mut Columns, values: impl Iterator<Item = &'a str>) -> Result<()> {
+    let cells: Vec<Option<&str>> = values.map(Some).collect();
+    if !columns.timestamp_text(&cells, true) {
+        columns.text(cells.into_iter().map(Ok))?;
     }
     Ok(())
 }
@@ -195,8 +213,8 @@ fn append_log_columns(
     }
     columns.text(rows.iter().map(|r| Ok(Some(r.change.kind.as_str()))))?;
     columns.bools(rows.iter().map(|r| r.change.kind == ChangeKind::Delete));
-    columns.text(rows.iter().map(|r| Ok(Some(r.commit_ts))))?;
-    columns.constant_text(now_ts);
+    utc_column(&mut columns, rows.iter().map(|r| r.commit_ts))?;
+    utc_column(&mut columns, rows.iter().map(|_| now_ts))?;
     columns.text(rows.iter().map(|r| Ok(Some(r.position))))?;
     columns.ints(rows.iter().map(|r| r.txseq));
     columns.ints(rows.iter().map(|r| r.tx));
