@@ -342,7 +342,10 @@ impl DuckDbSink {
     fn stage(&mut self, change: Change) -> Result<()> {
         self.ensure_schema(&change.table)?;
         let tx = self.current_tx();
-        let id = change.table.id.clone();
+        // The schema, not its id: a reference count, where the id's two strings would be
+        // copied for every row.
+        let table = Arc::clone(&change.table);
+        let id = &table.id;
         let pending = Pending {
             seq: self.next_seq,
             txseq: self.next_txseq,
@@ -353,10 +356,10 @@ impl DuckDbSink {
         };
         self.next_seq += 1;
         self.next_txseq += 1;
-        let t = self.table(&id)?;
+        let t = self.table(id)?;
         t.pending.push(pending);
         if t.pending.len() >= APPEND_ROWS {
-            self.append_pending(&id)?;
+            self.append_pending(id)?;
         }
         Ok(())
     }
