@@ -183,7 +183,13 @@ impl Stream {
             self.send(SourceEvent::Progress(vec![progress])).await?;
             self.send(SourceEvent::Commit).await?;
         }
-        self.copy.as_mut().expect("copying").conns = conns;
+        // The parallel round's other connections are closed once no table is left to copy (a
+        // later copy opens them again), so that idle sessions do not linger for the whole run.
+        let copy = self.copy.as_mut().expect("copying");
+        if !copy.copying() {
+            conns.truncate(1);
+        }
+        copy.conns = conns;
         Ok(())
     }
 

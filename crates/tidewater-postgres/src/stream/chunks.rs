@@ -459,7 +459,12 @@ impl Stream<'_> {
             self.chunk_read(st, i, chunk, true, started, read.retries)
                 .await?;
         }
-        self.copy.as_mut().expect("copying").readers = extra;
+        // Kept for the next round; closed once no table is left to copy (a later copy opens
+        // them again), so that idle sessions do not linger for the whole run.
+        let copy = self.copy.as_mut().expect("copying");
+        if copy.copying() {
+            copy.readers = extra;
+        }
         Ok(())
     }
 
