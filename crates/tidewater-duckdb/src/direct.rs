@@ -121,34 +121,42 @@ fn push_column<'a>(
     ) {
         columns.int_text(values.map(|v| text_cell(v, schema, i)))?;
     } else if let ColumnType::Decimal { precision, scale } = col.ty {
-        let cells: Vec<Option<&str>> = values
+        let cells = values
             .map(|v| text_cell(v, schema, i))
             .collect::<Result<_>>()?;
-        if precision > 38 || !columns.decimal_text(&cells, precision, scale) {
-            columns.text(cells.into_iter().map(Ok))?;
-        }
+        typed_or_text(columns, cells, |c, v| {
+            precision <= 38 && c.decimal_text(v, precision, scale)
+        })?;
     } else if let ColumnType::Timestamp | ColumnType::TimestampTz = col.ty {
-        let cells: Vec<Option<&str>> = values
+        let cells = values
             .map(|v| text_cell(v, schema, i))
             .collect::<Result<_>>()?;
         let utc = col.ty == ColumnType::TimestampTz;
-        if !columns.timestamp_text(&cells, utc) {
-            columns.text(cells.into_iter().map(Ok))?;
-        }
+        typed_or_text(columns, cells, |c, v| c.timestamp_text(v, utc))?;
     } else {
         columns.text(values.map(|v| text_cell(v, schema, i)))?;
     }
     Ok(())
 }
 
-/// A TIMESTAMPTZ column of tidewater's own UTC text (`format_utc_micros`): as Arrow
-/// microseconds, or as the text should one not parse.
-pub fn utc_column<'a>(columns: &mut Columns, values: impl Iterator<Item = &'a str>) -> Result<()> {
-    let cells: Vec<Option<&str>> = values.map(Some).collect();
-    if !columns.timestamp_text(&cells, true) {
+/// Pushes `cells` in the typed form `typed` builds, or as text where it declines (a value in
+/// another form: DuckDB then casts or rejects the text).
+fn typed_or_text(
+    columns: &mut Columns,
+    cells: Vec<Option<&str>>,
+    typed: impl FnOnce(&mut Columns, &[Option<&str>]) -> bool,
+) -> Result<()> {
+    if !typed(columns, &cells) {
         columns.text(cells.into_iter().map(Ok))?;
     }
     Ok(())
+}
+
+/// A TIMESTAMPTZ column of tidewater's own UTC text (`format_utc_micros`): as Arrow
+/// microseconds, or as the text should one not parse.
+fn utc_column<'a>(columns: &mut Columns, values: impl Iterator<Item = &'a str>) -> Result<()> {
+    let cells = values.map(Some).collect();
+    typed_or_text(columns, cells, |c, v| c.timestamp_text(v, true))
 }
 
 fn column_names(schema: &TableSchema) -> Vec<&str> {
