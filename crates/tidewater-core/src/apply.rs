@@ -6,7 +6,7 @@
 //! signal, [`Backlog`] on the transaction; a source that cannot tell is judged by the
 //! transaction's commit time), when `flush_interval` has passed since its first complete
 //! transaction, or when it holds `max_batch_rows` changes or `max_batch_bytes` of values
-//! (estimated by [`change_bytes`]); a batch holding a copy's chunks follows the sink's
+//! (estimated by [`change_bytes`]) or has touched `max_batch_tables` tables; a batch holding a copy's chunks follows the sink's
 //! [`CopyBatch`] or copy commit rationing instead. Only after the commit is the
 //! position published on `acks` (the source then tells the server it may discard WAL).
 //!
@@ -63,6 +63,11 @@ pub struct BatchOptions {
     /// A batch commits at the next transaction boundary once its changes hold this many
     /// bytes ([`change_bytes`]).
     pub max_batch_bytes: usize,
+    /// A batch commits at the next transaction boundary once it has touched this many tables
+    /// (`usize::MAX`: no bound). For a sink whose open transaction holds memory per table it
+    /// writes to (DuckDB: each keyed table's transaction-local key index, megabytes even for
+    /// one row), so a batch spread over hundreds of tables stays bounded.
+    pub max_batch_tables: usize,
     /// Commits start at least this long after the previous one started (unless the batch
     /// fills up): a sink with a per-commit quota (BigQuery's DML jobs) commits no more often
     /// than this, while a quiet source's transaction still commits at once. Zero for sinks
@@ -107,6 +112,7 @@ impl Default for BatchOptions {
             flush_interval: Duration::from_millis(DEFAULT_FLUSH_INTERVAL_MS),
             max_batch_rows: DEFAULT_MAX_BATCH_ROWS,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+            max_batch_tables: usize::MAX,
             min_commit_interval: Duration::ZERO,
             copy_commit_interval: Duration::ZERO,
             copy_commit_burst: 0,
@@ -438,9 +444,9 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                 // nothing more is queued (a transaction waits at most for the commit in
                 // progress), and the transactions that queue up meanwhile form the next batch.
                 // While the source is behind, the batch takes whatever arrives for up to
-                // `flush_interval`, `max_batch_rows` or `max_batch_bytes`, amortising each
-                // commit's fixed cost. The source says which; one that cannot tell is judged
-                // by the commit's age.
+                // `flush_interval`, `max_batch_rows`, `max_batch_bytes` or `max_batch_tables`,
+                // amortising each commit's fixed cost. The source says which; one that cannot
+                // tell is judged by the commit's age.
                 let catching_up = behind(tx.backlog, commit_time_us);
                 let now = Instant::now();
                 let gathering = self.gathers_copy(b);
@@ -465,6 +471,7 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                     _ => {
                         b.rows >= self.options.max_batch_rows
                             || b.bytes >= self.options.max_batch_bytes
+                            || b.tally.tables() >= self.options.max_batch_tables
                     }
                 };
                 if (full && !self.copy_batch(b))

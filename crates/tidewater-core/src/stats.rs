@@ -163,6 +163,11 @@ impl BatchTally {
         }
     }
 
+    /// How many tables the batch has touched so far.
+    pub fn tables(&self) -> usize {
+        self.tables.len()
+    }
+
     pub fn truncate(&mut self, tables: &[Arc<TableSchema>]) {
         for t in tables {
             self.tables.entry(t.id.clone()).or_default().truncate += 1;

@@ -73,8 +73,12 @@ impl Sink for Recorder {
 }
 
 fn table() -> Arc<TableSchema> {
+    table_named("t")
+}
+
+fn table_named(name: &str) -> Arc<TableSchema> {
     Arc::new(TableSchema {
-        id: TableId::new("s", "t"),
+        id: TableId::new("s", name),
         columns: vec![Column {
             name: "id".into(),
             ty: ColumnType::Int32,
@@ -86,7 +90,10 @@ fn table() -> Arc<TableSchema> {
 }
 
 fn changes(n: usize) -> SourceEvent {
-    let t = table();
+    changes_of(&table(), n)
+}
+
+fn changes_of(t: &Arc<TableSchema>, n: usize) -> SourceEvent {
     SourceEvent::Changes(
         (0..n)
             .map(|i| Change {
@@ -171,6 +178,7 @@ const LONG: BatchOptions = BatchOptions {
     flush_interval: Duration::from_secs(60),
     max_batch_rows: 1000,
     max_batch_bytes: usize::MAX,
+    max_batch_tables: usize::MAX,
     min_commit_interval: Duration::ZERO,
     copy_commit_interval: Duration::ZERO,
     copy_commit_burst: 0,
@@ -225,6 +233,43 @@ fn batches_end_at_max_bytes_too() {
     // inside it); the rest stays below it and commits when the queue is empty.
     assert_eq!(sink.log.join("; "), "begin; write 1 #0 x5; write 2 #0 x400; write 2 #400 x300; commit 2; begin; write 3 #0 x400; write 4 #0 x10; commit 4");
     assert_eq!(acked, Some(Position("4".into())));
+}
+
+#[test]
+fn batches_end_at_max_tables_too() {
+    let mut events = Vec::new();
+    // Transactions on tables a, b, a, c, d: the batch reaches two tables with the second
+    // transaction and commits at its boundary; a transaction on a table the batch already
+    // touched does not count again.
+    for (pos, name) in [("1", "a"), ("2", "b"), ("3", "a"), ("4", "c"), ("5", "d")] {
+        events.push(SourceEvent::Begin(TxInfo {
+            position: Position(pos.into()),
+            commit_time_us: stats::now_us(),
+            backlog: Backlog::Unknown,
+        }));
+        events.push(changes_of(&table_named(name), 1));
+        events.push(SourceEvent::Commit);
+    }
+    events.push(SourceEvent::Begin(TxInfo {
+        position: Position("6".into()),
+        commit_time_us: stats::now_us(),
+        backlog: Backlog::Unknown,
+    }));
+    // One transaction touching three tables commits whole: the bound only ever ends a batch
+    // at a transaction boundary.
+    for name in ["e", "f", "g"] {
+        events.push(changes_of(&table_named(name), 1));
+    }
+    events.push(SourceEvent::Commit);
+    let options = BatchOptions {
+        max_batch_tables: 2,
+        ..LONG
+    };
+    let mut sink = Recorder::default();
+    let (r, acked) = apply(&mut sink, events, options);
+    r.unwrap();
+    assert_eq!(sink.log.join("; "), "begin; write 1 #0 x1; write 2 #0 x1; commit 2; begin; write 3 #0 x1; write 4 #0 x1; commit 4; begin; write 5 #0 x1; write 6 #0 x1; write 6 #1 x1; write 6 #2 x1; commit 6");
+    assert_eq!(acked, Some(Position("6".into())));
 }
 
 #[test]

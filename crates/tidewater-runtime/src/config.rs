@@ -52,6 +52,12 @@ pub struct ApplyConfig {
     pub max_batch_rows: usize,
     #[serde(default = "default_max_batch_bytes")]
     pub max_batch_bytes: usize,
+    /// A batch commits at the next transaction boundary once it has touched this many
+    /// tables; unset: no bound. Opt-in: it bounds what DuckDB holds per table an open
+    /// transaction writes, at a cost in throughput when changes rotate over more tables than
+    /// this (docs/performance.md, "Many tables").
+    #[serde(default)]
+    pub max_batch_tables: Option<usize>,
     #[serde(default = "default_true")]
     pub log_tables: bool,
     /// Whether a source transaction always commits whole (`tidewater_core::split`).
@@ -174,6 +180,7 @@ impl Default for ApplyConfig {
             flush_interval_ms: DEFAULT_FLUSH_INTERVAL_MS,
             max_batch_rows: DEFAULT_MAX_BATCH_ROWS,
             max_batch_bytes: DEFAULT_MAX_BATCH_BYTES,
+            max_batch_tables: None,
             log_tables: true,
             large_transaction: LargeTransaction::Atomic,
             split_rows: tidewater_core::split::DEFAULT_SPLIT_ROWS,
@@ -264,6 +271,10 @@ impl Config {
                 "apply.max_batch_bytes must be at least 65536",
             ));
         }
+        if self.apply.max_batch_tables == Some(0) {
+            return Err(Error::config("apply.max_batch_tables must be at least 1")
+                .with_fix("leave it out for no bound"));
+        }
         if self.apply.split_rows < 1000 {
             return Err(Error::config("apply.split_rows must be at least 1000"));
         }
@@ -318,6 +329,7 @@ impl Config {
             flush_interval: std::time::Duration::from_millis(self.apply.flush_interval_ms),
             max_batch_rows: self.apply.max_batch_rows,
             max_batch_bytes: self.apply.max_batch_bytes,
+            max_batch_tables: self.apply.max_batch_tables.unwrap_or(usize::MAX),
             min_commit_interval: std::time::Duration::ZERO,
             copy_commit_interval: std::time::Duration::ZERO,
             copy_commit_burst: 0,
@@ -501,6 +513,26 @@ path = "replica.duckdb"
             http.http_listen().unwrap().unwrap().to_string(),
             "127.0.0.1:9187"
         );
+        assert_eq!(
+            Config::parse(MINIMAL)
+                .unwrap()
+                .batch_options()
+                .max_batch_tables,
+            usize::MAX
+        );
+        let set = MINIMAL.replace("[sink]", "[apply]\nmax_batch_tables = 3\n[sink]");
+        assert_eq!(
+            Config::parse(&set)
+                .unwrap()
+                .batch_options()
+                .max_batch_tables,
+            3
+        );
+        let bad = MINIMAL.replace("[sink]", "[apply]\nmax_batch_tables = 0\n[sink]");
+        assert!(Config::parse(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("apply.max_batch_tables"));
         let bad = MINIMAL.replace("[sink]", "[apply]\nmax_batch_bytes = 1000\n[sink]");
         assert!(Config::parse(&bad)
             .unwrap_err()

@@ -26,6 +26,12 @@ const APPLY_KEYS: &[ConfigKey] = &[
         "16777216",
         "... or after this many bytes of values (estimated; at least 65536)",
     ),
+    ConfigKey::optional(
+        "max_batch_tables",
+        "32",
+        "... or once it has touched this many tables (unset: no bound); bounds memory when \
+         changes spread over hundreds of tables, at a cost in throughput",
+    ),
     ConfigKey::default(
         "log_tables",
         "true",
