@@ -5,23 +5,35 @@
 //! `checkpoint_threshold` (16MB by default): that batch, and every source transaction queued
 //! behind it, waits for the checkpoint, which shows as freshness p99 spikes. So:
 //!
-//! - the sink raises the threshold (`[sink] checkpoint_threshold`, default 128MB; set in
-//!   `crate::settings`), and checkpoints itself whenever the apply loop is idle (no batch
-//!   open, nothing queued: [`tidewater_core::Sink::idle`]) and the log holds at least
-//!   [`IDLE_BYTES`] (or half the threshold, if that is less). A transaction arriving during
+//! - the sink checkpoints itself whenever the apply loop is idle (no batch open, nothing
+//!   queued: [`tidewater_core::Sink::idle`]) and the log holds at least [`IDLE_BYTES`] (or
+//!   half of `[sink] checkpoint_threshold`, if that is less). A transaction arriving during
 //!   such a checkpoint waits for it, but the checkpoints stay small and fall where apply has
 //!   nothing to do;
-//! - `[sink] checkpoint_when_idle = false` leaves checkpoints to DuckDB (with
-//!   `checkpoint_threshold = "16MB"`, DuckDB's defaults: the behaviour before);
-//! - under a load that never leaves apply idle, DuckDB's own checkpoint at the threshold
-//!   still bounds the log (its disk use, and the replay after a crash);
+//! - under a load that never leaves apply idle, DuckDB's own checkpoint inside a commit
+//!   bounds the log (its disk use, and the replay after a crash), at `checkpoint_threshold`
+//!   (default 128MB). That checkpoint writes a large transaction straight into the file
+//!   instead of into the log first, which a checkpoint of the sink's after the commit could
+//!   not do (measured: 2 KiB rows drained ~15 % slower that way). But DuckDB
+//!   does not test the log's size: it tests the log plus an estimate of the committing
+//!   transaction, its rows at their fixed widths plus the in-memory size of its
+//!   transaction-local key indexes, several MiB per keyed table written however few the
+//!   rows. A batch touching a hundred keyed tables passed 128MB with a log of a few MiB, so
+//!   DuckDB checkpointed every table inside every such commit (docs/performance.md, "Memory
+//!   per table a batch writes"). So before each batch's commit the sink tells DuckDB whether
+//!   it may ([`Checkpoints::before_commit`]): only when the log plus the batch's own values
+//!   reach the threshold; otherwise DuckDB's threshold is out of reach for that commit
+//!   ([`OUT_OF_REACH`]);
+//! - `[sink] checkpoint_when_idle = false` leaves checkpoints to DuckDB alone, at its own
+//!   test of `checkpoint_threshold` (with `"16MB"`, DuckDB's defaults: the behaviour before);
 //! - a clean stop checkpoints ([`close`]), so the `.duckdb` file can be copied alone.
 //!
 //! Exactness: a checkpoint moves committed data from the log into the file and nothing else;
-//! the idle one runs between batches (never inside one), so what a batch commits is the same
-//! whether or not, and wherever, checkpoints run. A checkpoint DuckDB refuses because another
-//! connection (a query) holds a transaction is skipped and tried at the next idle moment:
-//! the commits stay in the log, durable as before.
+//! the sink's own runs between batches (never inside one), and whether DuckDB may run one
+//! inside a commit changes when the log is moved, not what the commit holds; so what a batch
+//! commits is the same whether or not, and wherever, checkpoints run. A checkpoint DuckDB
+//! refuses because another connection (a query) holds a transaction is skipped and tried at
+//! the next idle moment: the commits stay in the log, durable as before.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -38,23 +50,37 @@ use crate::sql::exec;
 /// the file's metadata, the tables' indexes) are not run after every small commit.
 pub const IDLE_BYTES: u64 = 8 << 20;
 
-/// When the sink checkpoints by itself.
+/// DuckDB's `checkpoint_threshold` for a commit that should not checkpoint: out of reach of
+/// any log plus estimate.
+pub const OUT_OF_REACH: &str = "1000GB";
+
+/// When the sink checkpoints, and when it lets DuckDB.
 pub(crate) struct Checkpoints {
     wal: PathBuf,
-    /// `None`: no checkpoints when idle (`[sink] checkpoint_when_idle = false`).
+    /// `checkpoint_threshold`, as given and in bytes.
+    threshold: (String, u64),
+    /// `None`: checkpoints are DuckDB's alone (`[sink] checkpoint_when_idle = false`).
     idle_bytes: Option<u64>,
+    /// Whether DuckDB's threshold is now [`OUT_OF_REACH`] (a setting, not rolled back with a
+    /// failed commit; were it ever stale, a commit would checkpoint or not: timing only).
+    held_off: bool,
+    /// Copies of each value the log receives: the replica's, and the change log's if kept.
+    copies: u64,
 }
 
 impl Checkpoints {
     /// For the DuckDB file at `path`, whose `checkpoint_threshold` is `threshold` (a size,
-    /// validated with the config).
-    pub fn new(path: &Path, threshold: &str, when_idle: bool) -> Checkpoints {
+    /// validated with the config; `crate::settings` sets DuckDB's to it).
+    pub fn new(path: &Path, threshold: &str, owned: bool, log_tables: bool) -> Checkpoints {
         let mut wal = path.as_os_str().to_owned();
         wal.push(".wal");
-        let half = parse_size(threshold).map_or(IDLE_BYTES, |t| t / 2);
+        let bytes = parse_size(threshold).unwrap_or(2 * IDLE_BYTES).max(1);
         Checkpoints {
             wal: PathBuf::from(wal),
-            idle_bytes: when_idle.then(|| IDLE_BYTES.min(half).max(1)),
+            threshold: (threshold.trim().to_owned(), bytes),
+            idle_bytes: owned.then(|| IDLE_BYTES.min(bytes / 2).max(1)),
+            held_off: false,
+            copies: if log_tables { 2 } else { 1 },
         }
     }
 
@@ -64,11 +90,38 @@ impl Checkpoints {
 
     /// Called between batches with nothing queued: checkpoints once the log is long enough.
     pub fn idle(&self, conn: &Connection) -> Result<()> {
-        let Some(idle_bytes) = self.idle_bytes else {
+        match self.idle_bytes {
+            Some(min) => self.checkpoint_from(conn, min, "while idle"),
+            None => Ok(()),
+        }
+    }
+
+    /// Called in a batch before its COMMIT, with the estimated bytes of its values: DuckDB may
+    /// checkpoint inside the commit only if the log will then reach the threshold. One `SET`
+    /// when the answer changes, none otherwise.
+    pub fn before_commit(&mut self, conn: &Connection, batch_bytes: u64) -> Result<()> {
+        if self.idle_bytes.is_none() {
             return Ok(());
-        };
+        }
+        let logged = batch_bytes.saturating_mul(self.copies);
+        let hold_off = self.wal_bytes().saturating_add(logged) < self.threshold.1;
+        if hold_off != self.held_off {
+            let value = if hold_off {
+                OUT_OF_REACH
+            } else {
+                &self.threshold.0
+            };
+            crate::settings::set_checkpoint_threshold(conn, value)?;
+            self.held_off = hold_off;
+        }
+        Ok(())
+    }
+
+    /// Checkpoints if the log holds at least `min_bytes`; skipped (and tried again at the next
+    /// call) while another connection holds a transaction.
+    fn checkpoint_from(&self, conn: &Connection, min_bytes: u64, when: &str) -> Result<()> {
         let wal_bytes = self.wal_bytes();
-        if wal_bytes < idle_bytes {
+        if wal_bytes < min_bytes {
             return Ok(());
         }
         let started = Instant::now();
@@ -76,10 +129,10 @@ impl Checkpoints {
             Ok(()) => debug!(
                 wal_bytes,
                 millis = started.elapsed().as_millis() as u64,
-                "checkpointed while idle"
+                "checkpointed {when}"
             ),
             Err(e) if crate::errors::is_checkpoint_conflict(&e) => {
-                debug!(error = %e, "idle checkpoint skipped: another connection holds a transaction")
+                debug!(error = %e, "checkpoint {when} skipped: another connection holds a transaction")
             }
             Err(e) => {
                 return Err(Error::sink(format!("checkpointing the DuckDB file: {e}")));

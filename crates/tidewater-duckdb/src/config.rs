@@ -27,11 +27,13 @@ pub struct DuckDbConfig {
     #[serde(default = "default_memory_limit")]
     pub memory_limit: String,
     /// DuckDB's `checkpoint_threshold`: the write-ahead log size at which a commit checkpoints
-    /// by itself (the sink checkpoints earlier, whenever apply is idle; `crate::checkpoint`).
+    /// (the sink checkpoints earlier, whenever apply is idle, and holds DuckDB's checkpoint
+    /// off for a commit whose log and values stay below it; `crate::checkpoint`).
     #[serde(default = "default_checkpoint_threshold")]
     pub checkpoint_threshold: String,
     /// Checkpoint between batches when the write-ahead log holds
-    /// `crate::checkpoint::IDLE_BYTES`; false: only DuckDB's own, at `checkpoint_threshold`.
+    /// `crate::checkpoint::IDLE_BYTES`, and let a commit checkpoint only when the log reaches
+    /// `checkpoint_threshold`; false: only DuckDB's own test, at `checkpoint_threshold`.
     #[serde(default = "default_true")]
     pub checkpoint_when_idle: bool,
 }
@@ -63,9 +65,9 @@ pub struct DuckDbOptions {
 /// `docs/performance.md`, "Memory").
 pub const DEFAULT_MEMORY_LIMIT: &str = "";
 
-/// The default `checkpoint_threshold`: DuckDB's own 16MB checkpoints inside the commit that
-/// passes it, a stall of the apply path. The sink checkpoints at idle moments once the log
-/// holds `crate::checkpoint::IDLE_BYTES`, so this is only the bound under constant load.
+/// The default `checkpoint_threshold` (DuckDB's own is 16MB). The sink checkpoints at idle
+/// moments once the log holds `crate::checkpoint::IDLE_BYTES`, so this is only the bound
+/// under constant load.
 pub const DEFAULT_CHECKPOINT_THRESHOLD: &str = "128MB";
 
 /// The keys of this section, for `tidewater config --print-defaults`.
@@ -116,7 +118,8 @@ pub const SINK_TYPE: SectionType = SectionType {
         ConfigKey::default(
             "checkpoint_when_idle",
             "true",
-            "checkpoint between batches once the .wal holds 8 MiB (false: only at checkpoint_threshold)",
+            "checkpoint between batches once the .wal holds 8 MiB; a commit checkpoints only when \
+             the .wal reaches checkpoint_threshold (false: DuckDB's own test alone)",
         ),
     ],
 };

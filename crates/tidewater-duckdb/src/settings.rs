@@ -33,12 +33,14 @@ pub(crate) fn apply(conn: &Connection, options: &DuckDbOptions) -> Result<()> {
         );
         exec(conn, &set, &"setting DuckDB's memory_limit")?;
     }
-    // DuckDB checkpoints by itself inside the commit that takes its log past this; the sink
-    // checkpoints at idle moments long before (`crate::checkpoint`).
-    let set = format!(
-        "SET checkpoint_threshold = '{}'",
-        options.checkpoint_threshold.trim().replace('\'', "''")
-    );
-    exec(conn, &set, &"setting DuckDB's checkpoint_threshold")?;
-    Ok(())
+    // DuckDB checkpoints by itself inside a commit whose log plus estimate passes this; the
+    // sink holds that off for a commit whose log would stay short, and checkpoints at idle
+    // moments long before (`crate::checkpoint`).
+    set_checkpoint_threshold(conn, options.checkpoint_threshold.trim())
+}
+
+/// Sets DuckDB's `checkpoint_threshold` (a size).
+pub(crate) fn set_checkpoint_threshold(conn: &Connection, size: &str) -> Result<()> {
+    let set = format!("SET checkpoint_threshold = '{}'", size.replace('\'', "''"));
+    exec(conn, &set, &"setting DuckDB's checkpoint_threshold")
 }

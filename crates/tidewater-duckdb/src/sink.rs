@@ -90,6 +90,8 @@ pub struct DuckDbSink {
     next_txseq: i64,
     batch_transactions: u64,
     batch_changes: u64,
+    /// Estimated bytes of the batch's values (`tidewater_core::apply::change_bytes`).
+    batch_bytes: u64,
     /// An idle position to store with the open batch instead of its last transaction's.
     batch_ack: Option<Position>,
     /// Index for the staging table of the next table prepared mid-stream.
@@ -174,6 +176,7 @@ impl DuckDbSink {
             next_txseq: 0,
             batch_transactions: 0,
             batch_changes: 0,
+            batch_bytes: 0,
             batch_ack: None,
             lenient: HashSet::new(),
             fresh_copies: HashSet::new(),
@@ -181,6 +184,7 @@ impl DuckDbSink {
                 &options.path,
                 &options.checkpoint_threshold,
                 options.checkpoint_when_idle,
+                options.log_tables,
             ),
             counts: Counts::default(),
             options,
@@ -625,6 +629,7 @@ impl Sink for DuckDbSink {
         self.next_seq = 0;
         self.batch_transactions = 0;
         self.batch_changes = 0;
+        self.batch_bytes = 0;
         self.batch_ack = None;
         self.current_tx = None;
         self.continued = false;
@@ -639,6 +644,7 @@ impl Sink for DuckDbSink {
         }
         self.enter_tx(tx, first_sequence);
         self.batch_changes += changes.len() as u64;
+        self.batch_bytes += changes.iter().map(change_bytes).sum::<usize>() as u64;
         for change in changes {
             if change.kind != ChangeKind::Snapshot {
                 self.end_fresh_copy(&change.table.id);
@@ -724,6 +730,8 @@ impl Sink for DuckDbSink {
                 partial: partial.as_ref(),
             },
         )?;
+        self.checkpoints
+            .before_commit(&self.conn, self.batch_bytes)?;
         let started = std::time::Instant::now();
         let committed = exec(
             &self.conn,

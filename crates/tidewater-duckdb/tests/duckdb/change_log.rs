@@ -58,6 +58,14 @@ fn change(t: &Arc<TableSchema>, kind: ChangeKind, row: &[&str], old: Option<&[&s
 }
 
 fn open(path: &Path, source_type: &str) -> DuckDbSink {
+    open_with(
+        path,
+        source_type,
+        tidewater_duckdb::config::DEFAULT_CHECKPOINT_THRESHOLD,
+    )
+}
+
+fn open_with(path: &Path, source_type: &str, checkpoint_threshold: &str) -> DuckDbSink {
     DuckDbSink::open(DuckDbOptions {
         path: path.to_path_buf(),
         log_tables: true,
@@ -66,7 +74,7 @@ fn open(path: &Path, source_type: &str) -> DuckDbSink {
         threads: 1,
         primary_key: true,
         memory_limit: tidewater_duckdb::config::DEFAULT_MEMORY_LIMIT.into(),
-        checkpoint_threshold: tidewater_duckdb::config::DEFAULT_CHECKPOINT_THRESHOLD.into(),
+        checkpoint_threshold: checkpoint_threshold.into(),
         checkpoint_when_idle: true,
     })
     .unwrap()
@@ -528,6 +536,65 @@ fn an_idle_sink_checkpoints_a_long_log_and_duckdb_does_not_inside_a_commit() {
     assert_eq!(
         lines(&conn, "SELECT position FROM _tidewater.pipeline"),
         ["0/23"]
+    );
+}
+
+/// DuckDB's own checkpoint test is its log plus an estimate of the committing transaction that
+/// counts each keyed table's transaction-local key index (over a MiB each for a few hundred
+/// rows): a batch of 500 rows into each of a hundred keyed tables passed the 128MB threshold
+/// with a log of a few MiB and checkpointed every table inside its commit. The sink lets
+/// DuckDB checkpoint only in a commit whose log plus values reach the threshold.
+#[test]
+fn a_batch_over_many_keyed_tables_stays_in_the_log_until_the_log_is_long() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.duckdb");
+    let wal = dir.path().join("r.duckdb.wal");
+    let wal_bytes = || std::fs::metadata(&wal).map_or(0, |m| m.len());
+    let tables: Vec<_> = (0..100).map(|i| keyed(&format!("t{i}"))).collect();
+    let tx = |kind, v: &str| -> Vec<Change> {
+        tables
+            .iter()
+            .flat_map(|t| (0..500).map(move |id| (t, id)))
+            .map(|(t, id)| change(t, kind, &[&id.to_string(), v], None))
+            .collect()
+    };
+    let mut sink = open(&path, "postgres");
+    sink.prepare(&tables).unwrap();
+    batch(&mut sink, vec![("0/10", tx(ChangeKind::Insert, "a"))]);
+    let inserted = wal_bytes();
+    assert!(
+        inserted > 0,
+        "the inserts into 100 tables are not checkpointed inside their commit"
+    );
+    batch(&mut sink, vec![("0/20", tx(ChangeKind::Update, "b"))]);
+    let updated = wal_bytes();
+    assert!(
+        updated > inserted,
+        "nor their updates: .wal {inserted} -> {updated} bytes"
+    );
+    drop(sink);
+
+    // A commit that takes the log past the threshold checkpoints.
+    let mut sink = open_with(&path, "postgres", "1MB");
+    let value = "x".repeat(200);
+    let rows: Vec<Change> = (500..10_500)
+        .map(|id| {
+            change(
+                &tables[0],
+                ChangeKind::Insert,
+                &[&id.to_string(), &value],
+                None,
+            )
+        })
+        .collect();
+    batch(&mut sink, vec![("0/30", rows)]);
+    assert_eq!(wal_bytes(), 0, "checkpointed in the commit");
+    assert_eq!(
+        lines(
+            sink.connection(),
+            "SELECT count(*) || ' ' || count(*) FILTER (v = 'b') FROM s.t0"
+        ),
+        ["10500 500"]
     );
 }
 
