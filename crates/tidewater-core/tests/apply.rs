@@ -241,26 +241,26 @@ fn batches_end_at_max_tables_too() {
     // Transactions on tables a, b, a, c, d: the batch reaches two tables with the second
     // transaction and commits at its boundary; a transaction on a table the batch already
     // touched does not count again.
-    for (pos, name) in [("1", "a"), ("2", "b"), ("3", "a"), ("4", "c"), ("5", "d")] {
+    // One transaction touching three tables (the last) commits whole: the bound only ever
+    // ends a batch at a transaction boundary.
+    for (pos, names) in [
+        ("1", &["a"][..]),
+        ("2", &["b"]),
+        ("3", &["a"]),
+        ("4", &["c"]),
+        ("5", &["d"]),
+        ("6", &["e", "f", "g"]),
+    ] {
         events.push(SourceEvent::Begin(TxInfo {
             position: Position(pos.into()),
             commit_time_us: stats::now_us(),
             backlog: Backlog::Unknown,
         }));
-        events.push(changes_of(&table_named(name), 1));
+        for name in names {
+            events.push(changes_of(&table_named(name), 1));
+        }
         events.push(SourceEvent::Commit);
     }
-    events.push(SourceEvent::Begin(TxInfo {
-        position: Position("6".into()),
-        commit_time_us: stats::now_us(),
-        backlog: Backlog::Unknown,
-    }));
-    // One transaction touching three tables commits whole: the bound only ever ends a batch
-    // at a transaction boundary.
-    for name in ["e", "f", "g"] {
-        events.push(changes_of(&table_named(name), 1));
-    }
-    events.push(SourceEvent::Commit);
     let options = BatchOptions {
         max_batch_tables: 2,
         ..LONG

@@ -71,14 +71,14 @@ pub(crate) struct Checkpoints {
 impl Checkpoints {
     /// For the DuckDB file at `path`, whose `checkpoint_threshold` is `threshold` (a size,
     /// validated with the config; `crate::settings` sets DuckDB's to it).
-    pub fn new(path: &Path, threshold: &str, owned: bool, log_tables: bool) -> Checkpoints {
+    pub fn new(path: &Path, threshold: &str, when_idle: bool, log_tables: bool) -> Checkpoints {
         let mut wal = path.as_os_str().to_owned();
         wal.push(".wal");
         let bytes = parse_size(threshold).unwrap_or(2 * IDLE_BYTES).max(1);
         Checkpoints {
             wal: PathBuf::from(wal),
             threshold: (threshold.trim().to_owned(), bytes),
-            idle_bytes: owned.then(|| IDLE_BYTES.min(bytes / 2).max(1)),
+            idle_bytes: when_idle.then(|| IDLE_BYTES.min(bytes / 2).max(1)),
             held_off: false,
             copies: if log_tables { 2 } else { 1 },
         }
@@ -86,14 +86,6 @@ impl Checkpoints {
 
     fn wal_bytes(&self) -> u64 {
         std::fs::metadata(&self.wal).map_or(0, |m| m.len())
-    }
-
-    /// Called between batches with nothing queued: checkpoints once the log is long enough.
-    pub fn idle(&self, conn: &Connection) -> Result<()> {
-        match self.idle_bytes {
-            Some(min) => self.checkpoint_from(conn, min, "while idle"),
-            None => Ok(()),
-        }
     }
 
     /// Called in a batch before its COMMIT, with the estimated bytes of its values: DuckDB may
@@ -117,11 +109,15 @@ impl Checkpoints {
         Ok(())
     }
 
-    /// Checkpoints if the log holds at least `min_bytes`; skipped (and tried again at the next
-    /// call) while another connection holds a transaction.
-    fn checkpoint_from(&self, conn: &Connection, min_bytes: u64, when: &str) -> Result<()> {
+    /// Called between batches with nothing queued: checkpoints once the log is long enough;
+    /// skipped (and tried again at the next idle moment) while another connection holds a
+    /// transaction.
+    pub fn idle(&self, conn: &Connection) -> Result<()> {
+        let Some(idle_bytes) = self.idle_bytes else {
+            return Ok(());
+        };
         let wal_bytes = self.wal_bytes();
-        if wal_bytes < min_bytes {
+        if wal_bytes < idle_bytes {
             return Ok(());
         }
         let started = Instant::now();
@@ -129,10 +125,10 @@ impl Checkpoints {
             Ok(()) => debug!(
                 wal_bytes,
                 millis = started.elapsed().as_millis() as u64,
-                "checkpointed {when}"
+                "checkpointed while idle"
             ),
             Err(e) if crate::errors::is_checkpoint_conflict(&e) => {
-                debug!(error = %e, "checkpoint {when} skipped: another connection holds a transaction")
+                debug!(error = %e, "idle checkpoint skipped: another connection holds a transaction")
             }
             Err(e) => {
                 return Err(Error::sink(format!("checkpointing the DuckDB file: {e}")));
