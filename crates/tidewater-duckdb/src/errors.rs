@@ -15,6 +15,22 @@ use tidewater_core::{Error, ErrorKind};
 
 pub use tidewater_core::replica::{is_held, Held};
 
+/// The sink's error for a DuckDB file that did not open: held by another process (with
+/// [`Held`] as its source), or any other reason.
+pub(crate) fn open_error(path: &Path, e: duckdb::Error) -> Error {
+    let msg = e.to_string();
+    if is_lock_failure(&e) {
+        Error::sink(format!(
+            "DuckDB file {} is in use by another process ({msg}). Only one `tidewater run` may \
+             write a replica; stop the other one, or use `tidewater status` to look at it",
+            path.display()
+        ))
+        .with_source(Held)
+    } else {
+        Error::sink(format!("cannot open DuckDB file {}: {msg}", path.display()))
+    }
+}
+
 /// Whether DuckDB failed because another process holds the file's lock.
 pub fn is_lock_failure(e: &duckdb::Error) -> bool {
     e.to_string().contains("lock")

@@ -41,7 +41,7 @@ use crate::guard;
 use crate::order::log_position;
 use crate::rowwise;
 use crate::schema::{evolve_table, prepare_table};
-use crate::sql::exec;
+use crate::sql::{exec, run_cached};
 use crate::staged::{Pending, Shape, TableState};
 use crate::state;
 
@@ -116,31 +116,7 @@ pub struct DuckDbSink {
 }
 
 pub fn open_connection(path: &std::path::Path) -> Result<Connection> {
-    Connection::open(path).map_err(|e| open_error(path, e))
-}
-
-pub(crate) fn open_error(path: &std::path::Path, e: duckdb::Error) -> Error {
-    let msg = e.to_string();
-    if crate::errors::is_lock_failure(&e) {
-        Error::sink(format!(
-            "DuckDB file {} is in use by another process ({msg}). Only one `tidewater run` may \
-             write a replica; stop the other one, or use `tidewater status` to look at it",
-            path.display()
-        ))
-        .with_source(crate::errors::Held)
-    } else {
-        Error::sink(format!("cannot open DuckDB file {}: {msg}", path.display()))
-    }
-}
-
-/// A statement run once per batch and table: parsed and planned once, then cached.
-fn run_cached(conn: &Connection, sql: &str, what: &dyn std::fmt::Display) -> Result<()> {
-    let started = std::time::Instant::now();
-    conn.prepare_cached(sql)
-        .and_then(|mut stmt| stmt.execute([]))
-        .map_err(|e| Error::sink(format!("{what}: {e}")))?;
-    tracing::trace!(micros = started.elapsed().as_micros() as u64, "{what}");
-    Ok(())
+    Connection::open(path).map_err(|e| crate::errors::open_error(path, e))
 }
 
 impl DuckDbSink {

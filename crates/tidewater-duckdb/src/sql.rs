@@ -1,5 +1,5 @@
 //! SQL text for DuckDB: identifiers, the change log's columns, type mapping and the casts
-//! from canonical text; and `exec`, which runs such text.
+//! from canonical text; and `exec` and `run_cached`, which run such text.
 
 use duckdb::Connection;
 use tidewater_core::{ColumnType, Error, Result, TableId, TableSchema};
@@ -11,6 +11,16 @@ pub use tidewater_core::sql::{quote_ident, quote_literal};
 pub(crate) fn exec(conn: &Connection, sql: &str, what: &dyn std::fmt::Display) -> Result<()> {
     conn.execute_batch(sql)
         .map_err(|e| Error::sink(format!("{what}: {e}")))
+}
+
+/// A statement run once per batch and table: parsed and planned once, then cached.
+pub(crate) fn run_cached(conn: &Connection, sql: &str, what: &dyn std::fmt::Display) -> Result<()> {
+    let started = std::time::Instant::now();
+    conn.prepare_cached(sql)
+        .and_then(|mut stmt| stmt.execute([]))
+        .map_err(|e| Error::sink(format!("{what}: {e}")))?;
+    tracing::trace!(micros = started.elapsed().as_micros() as u64, "{what}");
+    Ok(())
 }
 
 pub fn qualified(id: &TableId) -> String {

@@ -6,7 +6,7 @@ use std::path::Path;
 use duckdb::{AccessMode, Config, Connection, OptionalExt};
 use tidewater_core::{Error, Result};
 
-use crate::sink::open_error;
+use crate::errors::open_error;
 use crate::sql::qualified;
 
 pub use tidewater_core::replica::{StatusReport, TableStatus};
