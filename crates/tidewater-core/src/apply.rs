@@ -6,9 +6,10 @@
 //! signal, [`Backlog`] on the transaction; a source that cannot tell is judged by the
 //! transaction's commit time), when `flush_interval` has passed since its first complete
 //! transaction, or when it holds `max_batch_rows` changes or `max_batch_bytes` of values
-//! (estimated by [`change_bytes`]) or has touched `max_batch_tables` tables; a batch holding a copy's chunks follows the sink's
-//! [`CopyBatch`] or copy commit rationing instead. Only after the commit is the
-//! position published on `acks` (the source then tells the server it may discard WAL).
+//! (estimated by [`change_bytes`]) or has touched `max_batch_tables` tables; a batch holding
+//! a copy's chunks follows the sink's [`CopyBatch`] or copy commit rationing instead. Only
+//! after the commit is the position published on `acks` (the source then tells the server it
+//! may discard WAL).
 //!
 //! Atomicity does not depend on any of these decisions: they only choose *when* a batch
 //! commits, always at a transaction boundary (or before a transaction that has written
