@@ -47,6 +47,19 @@ pub fn fail_if(bad: bool, name: &str, detail: String, fix: impl FnOnce() -> Stri
     }
 }
 
+/// One item from what was found and the fixes of what fails (the item fails) or may fail
+/// (it warns); the fixes in that order, joined.
+pub fn findings(name: &str, found: &[String], fails: Vec<String>, warns: Vec<String>) -> CheckItem {
+    let status = match (fails.is_empty(), warns.is_empty()) {
+        (false, _) => CheckStatus::Fail,
+        (true, false) => CheckStatus::Warn,
+        (true, true) => CheckStatus::Ok,
+    };
+    let fixes: Vec<String> = fails.into_iter().chain(warns).collect();
+    let fix = (!fixes.is_empty()).then(|| fixes.join("; "));
+    item(name, status, found.join("; "), fix)
+}
+
 /// One aligned line per item, with an indented `fix:` line under a Warn or Fail that has one.
 pub fn render(items: &[CheckItem]) -> String {
     let width = items

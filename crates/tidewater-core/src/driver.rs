@@ -24,8 +24,10 @@ pub trait SourceDriver: Send + Sync {
     /// Connects and resolves the tables (the preflight part of every run).
     fn connect(&self) -> impl Future<Output = Result<Self::Stream>> + Send;
 
-    /// `tidewater check` items: connectivity, privileges, server settings, tables, keys, types.
-    fn check(&self) -> impl Future<Output = Vec<CheckItem>> + Send;
+    /// `tidewater check` items: connectivity, privileges, server settings, tables, keys, types,
+    /// and whether the sessions a run opens fit the source's connection limits with
+    /// `copy_readers` chunk readers (`[snapshot] parallelism`).
+    fn check(&self, copy_readers: usize) -> impl Future<Output = Vec<CheckItem>> + Send;
 
     /// Row estimates per replicated table ("schema.table") for snapshot progress. Best effort:
     /// a table without an estimate is missing, and an unreadable catalog gives an empty map.

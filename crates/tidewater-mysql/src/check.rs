@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Opts, Row};
-use tidewater_core::check::{fail_if, item, ok, tables_item, CheckItem, CheckStatus};
+use tidewater_core::check::{fail_if, findings, item, ok, tables_item, CheckItem, CheckStatus};
 use tidewater_core::glob::selected;
 use tidewater_core::{Error, Result, TableId};
 
@@ -35,7 +35,7 @@ const DAY: f64 = 86_400.0;
 
 /// Runs every preflight check against the source; never returns early on a failed check
 /// (only when it cannot connect at all: then one Fail item "connection" with the error and fix).
-pub async fn run_checks(cfg: &MySqlSourceConfig) -> Vec<CheckItem> {
+pub async fn run_checks(cfg: &MySqlSourceConfig, copy_readers: usize) -> Vec<CheckItem> {
     let mut conn = match connect(cfg.url.expose()).await {
         Ok(conn) => conn,
         Err(e) => return vec![connection_failed(cfg, &e)],
@@ -76,6 +76,8 @@ pub async fn run_checks(cfg: &MySqlSourceConfig) -> Vec<CheckItem> {
             items.push(cx.server_id().await);
             items.push(cx.retention().await);
             items.extend(cx.row_value_options());
+            let sessions = cx.sessions(copy_readers).await;
+            items.push(sessions.unwrap_or_else(|e| failed("connection limits", &e)));
         }
         Err(e) => items.push(failed("server variables", &e)),
     }
@@ -410,6 +412,64 @@ impl Cx<'_> {
         Ok(lines.iter().filter_map(|l| parse_grant(l)).collect())
     }
 
+    /// Whether the sessions a run opens at once fit the account's `MAX_USER_CONNECTIONS`
+    /// (Fail when they never can, Warn when its sessions open now leave too few) and the
+    /// server's free `max_connections` (Warn: other clients come and go).
+    async fn sessions(&mut self, copy_readers: usize) -> Result<CheckItem> {
+        let needed = run_sessions(copy_readers);
+        // The session value is the account's own limit when it has one, else the global one.
+        let sql = "SELECT @@SESSION.max_user_connections, @@GLOBAL.max_connections, \
+                   (SELECT COUNT(*) FROM information_schema.PROCESSLIST \
+                    WHERE USER = SUBSTRING_INDEX(CURRENT_USER(), '@', 1) \
+                    AND ID <> CONNECTION_ID())";
+        let row: Option<(i64, i64, i64)> = self
+            .conn
+            .query_first(sql)
+            .await
+            .map_err(|e| my_error(e, sql))?;
+        let (limit, server_max, open) = row.unwrap_or_default();
+        let sql = "SHOW GLOBAL STATUS LIKE 'Threads_connected'";
+        let threads: Option<(String, i64)> = self
+            .conn
+            .query_first(sql)
+            .await
+            .map_err(|e| my_error(e, sql))?;
+        let server_open = threads.map_or(0, |(_, n)| n - 1);
+        let account = &self.account;
+        let mut found = vec![format!(
+            "a run opens up to {needed} sessions ([snapshot] parallelism = {copy_readers}, \
+             one of them the binlog)"
+        )];
+        let (mut fails, mut warns) = (Vec::new(), Vec::new());
+        // 0: no limit; -1 (MariaDB): only accounts with a limit of their own may connect.
+        if limit > 0 {
+            found.push(format!(
+                "{account}: MAX_USER_CONNECTIONS {limit}, {open} in use"
+            ));
+            let fix = format!(
+                "ALTER USER {account} WITH MAX_USER_CONNECTIONS {} (or SET GLOBAL \
+                 max_user_connections when the account has no limit of its own); or lower \
+                 [snapshot] parallelism",
+                open + needed
+            );
+            if limit < needed {
+                fails.push(fix);
+            } else if limit - open < needed {
+                warns.push(format!("close sessions of {account}, or {fix}"));
+            }
+        }
+        let free = server_max - server_open;
+        found.push(format!("server: {free} of {server_max} connections free"));
+        if free < needed {
+            warns.push(format!(
+                "raise max_connections (SET GLOBAL max_connections = {}, and in my.cnf), or \
+                 close idle sessions",
+                server_max + needed
+            ));
+        }
+        Ok(findings("connection limits", &found, fails, warns))
+    }
+
     async fn privileges(&mut self, tables: &[SourceTable]) -> Result<CheckItem> {
         let grants = self.grants().await?;
         let has = |any: &[&str], id: Option<&TableId>| grants.iter().any(|g| g.covers(any, id));
@@ -477,6 +537,14 @@ impl Cx<'_> {
             ),
         })
     }
+}
+
+/// The sessions a run holds open at the source at most: `copy_readers` chunk readers, the
+/// binlog connection, the stream's catalog session, the backlog poll (`backlog`), `verify`'s
+/// reader, and one for a moment (the row estimates at the start, a table's re-copy).
+/// `connection_limits_hold_what_a_run_opens` (e2e) counts them during a parallel copy.
+pub fn run_sessions(copy_readers: usize) -> i64 {
+    copy_readers.max(1) as i64 + 5
 }
 
 /// The warning for a table whose updates and deletes cannot be matched by primary key.

@@ -34,8 +34,8 @@ impl SourceDriver for MySqlDriver {
         MySqlSource::connect(self.config.clone()).await
     }
 
-    async fn check(&self) -> Vec<CheckItem> {
-        crate::check::run_checks(&self.config).await
+    async fn check(&self, copy_readers: usize) -> Vec<CheckItem> {
+        crate::check::run_checks(&self.config, copy_readers).await
     }
 
     async fn row_estimates(&self, tables: &[Arc<TableSchema>]) -> BTreeMap<String, u64> {

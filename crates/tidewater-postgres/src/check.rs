@@ -3,7 +3,7 @@
 
 use std::str::FromStr;
 
-use tidewater_core::check::{fail_if, item, ok, tables_item, CheckItem, CheckStatus};
+use tidewater_core::check::{fail_if, findings, item, ok, tables_item, CheckItem, CheckStatus};
 use tidewater_core::{ErrorKind, Result};
 use tokio_postgres::Client;
 
@@ -14,7 +14,7 @@ use crate::PgSourceConfig;
 
 /// Runs every preflight check against the source; never returns early on a failed check
 /// (only when it cannot connect at all: then one Fail item "connection" with the error and fix).
-pub async fn run_checks(cfg: &PgSourceConfig) -> Vec<CheckItem> {
+pub async fn run_checks(cfg: &PgSourceConfig, copy_readers: usize) -> Vec<CheckItem> {
     let client = match connect(cfg.url.expose()).await {
         Ok(client) => client,
         Err(e) => return vec![connection_failed(cfg, e.message())],
@@ -52,6 +52,7 @@ pub async fn run_checks(cfg: &PgSourceConfig) -> Vec<CheckItem> {
     add("replication privilege", cx.replication().await);
     add("max_replication_slots", cx.slot_headroom().await);
     add("max_wal_senders", cx.sender_headroom().await);
+    add("connection limits", cx.sessions(copy_readers).await);
     add("max_slot_wal_keep_size", cx.wal_keep().await);
     add("server_encoding", cx.encoding().await);
     let (found, tables) = cx
@@ -67,6 +68,14 @@ pub async fn run_checks(cfg: &PgSourceConfig) -> Vec<CheckItem> {
     add("publication", cx.publication(&tables).await);
     add("slot", cx.slot().await);
     items
+}
+
+/// The sessions a run holds open at the source at most: its client (also the first chunk
+/// reader), `copy_readers - 1` more chunk readers, the replication connection, the backlog
+/// poll (`backlog`), `verify`'s reader, and one for a moment (the row estimates at the start).
+/// `connection_limits_hold_what_a_run_opens` (e2e) counts them during a parallel copy.
+pub fn run_sessions(copy_readers: usize) -> i64 {
+    copy_readers.max(1) as i64 + 4
 }
 
 /// The single item reported when no session can be opened; never shows the password.
@@ -226,6 +235,73 @@ impl Cx<'_> {
     async fn sender_headroom(&self) -> Result<Vec<CheckItem>> {
         let used = self.count("pg_stat_replication").await?;
         self.headroom("max_wal_senders", used, true).await
+    }
+
+    /// Whether the sessions a run opens at once fit the role's and the database's `CONNECTION
+    /// LIMIT` (Fail when they never can, Warn when the sessions open now leave too few) and
+    /// the server's free `max_connections` (Warn: other clients come and go).
+    async fn sessions(&self, copy_readers: usize) -> Result<Vec<CheckItem>> {
+        let needed = run_sessions(copy_readers);
+        let sql = "SELECT r.rolconnlimit, d.datconnlimit, r.rolsuper, \
+                   (SELECT count(*) FROM pg_stat_activity a \
+                    WHERE a.usename = current_user AND a.pid <> pg_backend_pid()), \
+                   (SELECT count(*) FROM pg_stat_activity a \
+                    WHERE a.datname = current_database() AND a.pid <> pg_backend_pid()), \
+                   current_setting('max_connections')::int \
+                   - current_setting('superuser_reserved_connections')::int \
+                   - coalesce(current_setting('reserved_connections', true)::int, 0), \
+                   (SELECT count(*) FROM pg_stat_activity a \
+                    WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()) \
+                   FROM pg_roles r, pg_database d \
+                   WHERE r.rolname = current_user AND d.datname = current_database()";
+        let row = self
+            .client
+            .query_one(sql, &[])
+            .await
+            .map_err(|e| pg_error(e, "reading connection limits"))?;
+        let (role_limit, db_limit, superuser): (i32, i32, bool) =
+            (row.get(0), row.get(1), row.get(2));
+        let (role_open, db_open, server_max, server_open): (i64, i64, i32, i64) =
+            (row.get(3), row.get(4), row.get(5), row.get(6));
+        let user = quote_ident(&self.who.user);
+        let database = quote_ident(&self.who.database);
+        let limits = [
+            ("role", &user, "ROLE", role_limit, role_open),
+            ("database", &database, "DATABASE", db_limit, db_open),
+        ];
+        let mut found = vec![format!(
+            "a run opens up to {needed} sessions ([snapshot] parallelism = {copy_readers}, \
+             one of them replication)"
+        )];
+        let (mut fail, mut warn) = (Vec::new(), Vec::new());
+        for (what, name, object, limit, open) in limits {
+            if limit < 0 || superuser {
+                continue;
+            }
+            found.push(format!(
+                "{what} {name}: CONNECTION LIMIT {limit}, {open} in use"
+            ));
+            let fix = format!(
+                "ALTER {object} {name} CONNECTION LIMIT {}; or lower [snapshot] parallelism",
+                open + needed
+            );
+            if i64::from(limit) < needed {
+                fail.push(fix);
+            } else if i64::from(limit) - open < needed {
+                warn.push(format!("close sessions of {what} {name}, or {fix}"));
+            }
+        }
+        // Walsenders have slots of their own (max_wal_senders, checked above).
+        let free = i64::from(server_max) - server_open;
+        found.push(format!("server: {free} of {server_max} connections free"));
+        if free < needed - 1 {
+            warn.push(format!(
+                "raise max_connections (ALTER SYSTEM SET max_connections = {}; then restart \
+                 PostgreSQL), or close idle sessions",
+                server_max as i64 + needed
+            ));
+        }
+        Ok(vec![findings("connection limits", &found, fail, warn)])
     }
 
     async fn wal_keep(&self) -> Result<Vec<CheckItem>> {

@@ -262,10 +262,10 @@ impl SourceDriver for AnyDriver {
         })
     }
 
-    async fn check(&self) -> Vec<CheckItem> {
+    async fn check(&self, copy_readers: usize) -> Vec<CheckItem> {
         match self {
-            AnyDriver::Postgres(d) => d.check().await,
-            AnyDriver::MySql(d) => d.check().await,
+            AnyDriver::Postgres(d) => d.check(copy_readers).await,
+            AnyDriver::MySql(d) => d.check(copy_readers).await,
         }
     }
 

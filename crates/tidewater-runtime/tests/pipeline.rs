@@ -127,7 +127,7 @@ impl SourceDriver for ScriptedDriver {
     async fn connect(&self) -> Result<ScriptedSource> {
         Ok(ScriptedSource(self.0.clone()))
     }
-    async fn check(&self) -> Vec<CheckItem> {
+    async fn check(&self, _copy_readers: usize) -> Vec<CheckItem> {
         Vec::new()
     }
     async fn row_estimates(&self, _: &[Arc<TableSchema>]) -> BTreeMap<String, u64> {

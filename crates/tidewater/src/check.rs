@@ -9,7 +9,9 @@ use tidewater_runtime::registry;
 
 pub async fn check(config_path: &Path) -> Result<()> {
     let config = Config::load(config_path)?;
-    let mut items = registry::driver(&config.source)?.check().await;
+    let mut items = registry::driver(&config.source)?
+        .check(config.snapshot.parallelism)
+        .await;
     tidewater_runtime::own_run::recognise(&mut items, &config);
     crate::stdout::print(&render(&items))?;
     if failed(&items) {

@@ -30,7 +30,7 @@ async fn print_source(config: &Config) -> Result<()> {
             return crate::stdout::print(&format!("source        not checked: {}\n", e.message()))
         }
     };
-    let mut items = driver.check().await;
+    let mut items = driver.check(config.snapshot.parallelism).await;
     own_run::recognise(&mut items, config);
     let mut out = String::new();
     for item in &items {

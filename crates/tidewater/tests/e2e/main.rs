@@ -19,6 +19,7 @@ mod chunked_snapshot;
 mod chunked_snapshot_keys;
 mod chunked_snapshot_mariadb;
 mod config;
+mod connection_limits;
 mod continuous_verify;
 mod crash;
 mod degraded;
