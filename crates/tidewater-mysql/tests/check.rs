@@ -55,13 +55,13 @@ fn fix(item: &CheckItem) -> &str {
 /// Runs the checks for `app.*` on a server started with `extra_args`.
 async fn check_with(extra_args: &[&str], binlog: bool) -> Vec<CheckItem> {
     let my = server_with(extra_args, binlog, KEYED).await;
-    run_checks(&config(my.url("app"), &["app.*"])).await
+    run_checks(&config(my.url("app"), &["app.*"]), 1).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn default_server_with_keyed_table_passes() {
     let my = server(KEYED).await;
-    let items = run_checks(&config(my.url("app"), &["app.*"])).await;
+    let items = run_checks(&config(my.url("app"), &["app.*"]), 1).await;
     let report = render(&items);
     assert!(!failed(&items), "{report}");
     let connection = expect(&items, "connection", CheckStatus::Ok);
@@ -162,7 +162,7 @@ async fn user_without_replication_privileges_fails_with_grant() {
          CREATE USER 'u'@'%' IDENTIFIED BY 'pw'; GRANT SELECT ON app.* TO 'u'@'%';",
     )
     .await;
-    let items = run_checks(&config(my.url_as("u", "pw", "app"), &["app.*"])).await;
+    let items = run_checks(&config(my.url_as("u", "pw", "app"), &["app.*"]), 1).await;
     let report = render(&items);
     expect(&items, "connection", CheckStatus::Ok);
     expect(&items, "tables", CheckStatus::Ok);
@@ -204,7 +204,7 @@ async fn readme_grants_pass_without_warnings() {
     })
     .await
     .expect("setup task");
-    let items = run_checks(&config(my.url_as("repl", "pw", "shop"), &["shop.*"])).await;
+    let items = run_checks(&config(my.url_as("repl", "pw", "shop"), &["shop.*"]), 1).await;
     let flagged: Vec<&CheckItem> = items
         .iter()
         .filter(|i| i.status != CheckStatus::Ok)
@@ -221,7 +221,7 @@ async fn missing_table_select_is_named_with_a_grant() {
          GRANT SELECT ON app.keyed TO 'r'@'%'; GRANT INSERT ON app.other TO 'r'@'%';",
     )
     .await;
-    let items = run_checks(&config(my.url_as("r", "pw", "app"), &["app.*"])).await;
+    let items = run_checks(&config(my.url_as("r", "pw", "app"), &["app.*"]), 1).await;
     let report = render(&items);
     expect(&items, "tables", CheckStatus::Ok);
     let privileges = expect(&items, "privileges", CheckStatus::Fail);
@@ -239,7 +239,7 @@ async fn server_id_of_the_source_fails() {
     let my = server(KEYED).await;
     let mut cfg = config(my.url("app"), &["app.*"]);
     cfg.server_id = 1;
-    let items = run_checks(&cfg).await;
+    let items = run_checks(&cfg, 1).await;
     let server_id = expect(&items, "server_id", CheckStatus::Fail);
     assert!(
         server_id.detail.contains("source's own"),
@@ -257,7 +257,7 @@ async fn server_id_of_the_source_fails() {
 async fn wrong_password_fails_without_showing_it() {
     let my = server(KEYED).await;
     let secret = "Not-The-Password-7";
-    let items = run_checks(&config(my.url_as("root", secret, "app"), &["app.*"])).await;
+    let items = run_checks(&config(my.url_as("root", secret, "app"), &["app.*"]), 1).await;
     let report = render(&items);
     assert_eq!(items.len(), 1, "{report}");
     let connection = expect(&items, "connection", CheckStatus::Fail);
@@ -269,7 +269,7 @@ async fn wrong_password_fails_without_showing_it() {
 #[tokio::test(flavor = "multi_thread")]
 async fn keyless_table_warns() {
     let my = server("CREATE TABLE keyed (id int PRIMARY KEY); CREATE TABLE bag (a int);").await;
-    let items = run_checks(&config(my.url("app"), &["app.*"])).await;
+    let items = run_checks(&config(my.url("app"), &["app.*"]), 1).await;
     assert!(!failed(&items), "{}", render(&items));
     let key = expect(&items, "key app.bag", CheckStatus::Warn);
     assert!(key.detail.contains("multiset"), "{}", render(&items));
@@ -288,14 +288,14 @@ async fn keyless_table_warns() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unmatched_and_unsupported_tables_fail() {
     let my = server("CREATE TABLE keyed (id int PRIMARY KEY); CREATE TABLE ids (id uuid);").await;
-    let items = run_checks(&config(my.url("app"), &["nope.*"])).await;
+    let items = run_checks(&config(my.url("app"), &["nope.*"]), 1).await;
     let report = render(&items);
     let tables = expect(&items, "tables", CheckStatus::Fail);
     assert!(tables.detail.contains("no table matches"), "{report}");
     assert!(tables.detail.contains("app.keyed"), "{report}");
     assert!(fix(tables).contains("source.tables"), "{report}");
 
-    let items = run_checks(&config(my.url("app"), &["app.*"])).await;
+    let items = run_checks(&config(my.url("app"), &["app.*"]), 1).await;
     let report = render(&items);
     let tables = expect(&items, "tables", CheckStatus::Fail);
     assert!(

@@ -41,7 +41,7 @@ const TABLES: &str = "CREATE TABLE keyed (id int PRIMARY KEY, v text); \
 async fn good_server_passes_with_warnings_for_keyless_table_and_interval() {
     let pg = server(PgOptions::default(), TABLES).await;
     let cfg = config(pg.url("app"), &["public.*"]);
-    let items = run_checks(&cfg).await;
+    let items = run_checks(&cfg, 1).await;
     let report = render(&items);
     assert!(!failed(&items), "{report}");
     assert!(
@@ -81,7 +81,7 @@ async fn good_server_passes_with_warnings_for_keyless_table_and_interval() {
     })
     .await
     .expect("slot task");
-    let items = run_checks(&config(url, &["public.*"])).await;
+    let items = run_checks(&config(url, &["public.*"]), 1).await;
     let report = render(&items);
     assert!(!failed(&items), "{report}");
     assert!(
@@ -104,7 +104,7 @@ async fn wal_level_replica_fails() {
         TABLES,
     )
     .await;
-    let items = run_checks(&config(pg.url("app"), &["public.*"])).await;
+    let items = run_checks(&config(pg.url("app"), &["public.*"]), 1).await;
     let wal = find(&items, "wal_level");
     assert_eq!(wal.status, CheckStatus::Fail, "{}", render(&items));
     assert!(wal
@@ -122,7 +122,7 @@ async fn user_without_replication_fails() {
     )
     .await;
     let url = format!("postgres://app:pw@{}:{}/app", pg.host(), pg.port());
-    let items = run_checks(&config(url, &["public.*"])).await;
+    let items = run_checks(&config(url, &["public.*"]), 1).await;
     let report = render(&items);
     let repl = find(&items, "replication privilege");
     assert_eq!(repl.status, CheckStatus::Fail, "{report}");
@@ -154,7 +154,7 @@ async fn user_without_replication_fails() {
 #[tokio::test(flavor = "multi_thread")]
 async fn patterns_matching_nothing_fail() {
     let pg = server(PgOptions::default(), TABLES).await;
-    let items = run_checks(&config(pg.url("app"), &["nosuch.*"])).await;
+    let items = run_checks(&config(pg.url("app"), &["nosuch.*"]), 1).await;
     let tables = find(&items, "tables");
     assert_eq!(tables.status, CheckStatus::Fail, "{}", render(&items));
     assert!(
@@ -168,7 +168,7 @@ async fn patterns_matching_nothing_fail() {
 #[tokio::test(flavor = "multi_thread")]
 async fn unreachable_server_is_one_failure_without_the_password() {
     let url = format!("postgres://u:supersecret@127.0.0.1:{}/db", free_port());
-    let items = run_checks(&config(url, &["public.*"])).await;
+    let items = run_checks(&config(url, &["public.*"]), 1).await;
     let report = render(&items);
     assert_eq!(items.len(), 1, "{report}");
     assert_eq!(
