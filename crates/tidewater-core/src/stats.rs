@@ -296,7 +296,14 @@ impl Stats {
             .clone()
     }
 
-    /// Source position of the last committed batch of this process.
+    /// The replica's committed position when this process resumes it, before its own first
+    /// batch.
+    pub fn set_resumed_at(&self, position: &Position) {
+        *self.position.lock().unwrap_or_else(|e| e.into_inner()) = Some(position.0.clone());
+    }
+
+    /// Source position of the last committed batch (or of the replica this process resumed;
+    /// `None`: nothing committed yet, not even the start of an initial copy).
     pub fn position(&self) -> Option<String> {
         self.position
             .lock()

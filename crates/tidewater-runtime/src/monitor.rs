@@ -148,6 +148,15 @@ impl Monitor {
         p
     }
 
+    /// Whether the replica equals the source at a transaction boundary: it has a committed
+    /// position (an initial snapshot's first commit, or the one this process resumed) and no
+    /// table's copy is under way. Before the sink's state is read, and on a new replica until
+    /// its copy's first commit (which lists every table as not yet copied), it is not known to
+    /// be, so it is not.
+    pub fn consistent(&self) -> bool {
+        self.stats.position().is_some() && self.stats.copy_progress().iter().all(|c| c.consistent)
+    }
+
     pub fn record_error(&self, e: &Error) {
         self.errors_total.fetch_add(1, Relaxed);
         let mut errors = lock(&self.errors);
@@ -307,5 +316,28 @@ impl Monitor {
                 Health { ok: true, reason }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tidewater_core::copy::CopyProgress;
+    use tidewater_core::{Position, TableId};
+
+    #[test]
+    fn consistent_only_with_a_committed_position_and_no_copy_under_way() {
+        let stats = Arc::new(Stats::default());
+        let m = Monitor::new(stats.clone(), "postgres", PathBuf::new());
+        // Just started: the replica's state is not read yet.
+        assert!(!m.consistent());
+        let mut copy = CopyProgress::new(TableId::new("public", "t"));
+        stats.set_copy_progress(std::slice::from_ref(&copy));
+        stats.set_resumed_at(&Position("0/1".into()));
+        assert!(!m.consistent(), "a copy is under way");
+        copy.done = true;
+        copy.consistent = true;
+        stats.set_copy_progress(&[copy]);
+        assert!(m.consistent());
     }
 }

@@ -234,6 +234,7 @@ impl<D: SourceDriver + 'static> Attempt<'_, D> {
         match &state.position {
             Some(p) => {
                 info!(position = %p, "resuming");
+                stats.set_resumed_at(p);
                 monitor.set_phase(Phase::Streaming);
                 if chunked
                     .as_ref()

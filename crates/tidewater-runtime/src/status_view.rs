@@ -164,7 +164,7 @@ impl StatusView {
             tables,
             recent_errors: monitor.recent_errors(),
             not_replicated: crate::degraded::list(&stats.unreplicated),
-            consistent: copies.iter().all(|c| c.consistent),
+            consistent: monitor.consistent(),
             verify: monitor.verify_passes.view(),
         };
         StatusView {

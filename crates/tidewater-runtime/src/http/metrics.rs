@@ -247,12 +247,12 @@ pub fn render(m: &Monitor) -> String {
         &mut o,
         "tidewater_replica_consistent",
         "gauge",
-        "1 when the replica equals the source at a transaction boundary (no chunked copy under way).",
+        "1 when the replica equals the source at a transaction boundary: it has a committed position and no copy is under way (0 until that is known, at the start).",
     );
     let _ = writeln!(
         o,
         "tidewater_replica_consistent {}",
-        u8::from(copies.iter().all(|c| c.consistent))
+        u8::from(m.consistent())
     );
 
     let report = m.cached_report();
