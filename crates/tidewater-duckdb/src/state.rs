@@ -194,26 +194,54 @@ pub struct Committed<'a> {
     pub partial: Option<&'a (PartialTx, i64)>,
 }
 
+/// Records a committing batch in `_tidewater.pipeline`: an `UPDATE` of the pipeline's row,
+/// which exists after its first commit, else the row inserted. (DuckDB ran the former
+/// `INSERT … ON CONFLICT DO UPDATE` on this one-row table in about twice the time of the
+/// `UPDATE`, once per batch: docs/performance.md, "Where the time goes now".)
 pub fn write_position(
     conn: &Connection,
     pipeline: &str,
     source_type: &str,
     c: &Committed,
 ) -> Result<()> {
+    let err = |e: duckdb::Error| Error::sink(format!("writing _tidewater.pipeline: {e}"));
+    let partial_position = c.partial.map(|(p, _)| p.position.0.as_str());
+    let partial_changes = c.partial.map(|(p, _)| p.changes);
+    let partial_fingerprint = c.partial.map(|(p, _)| p.fingerprint as i64);
+    let partial_tx = c.partial.map(|(_, ordinal)| *ordinal);
+    let updated = conn
+        .prepare_cached(
+            "UPDATE _tidewater.pipeline SET acked_position = ?, partial_position = ?, \
+             partial_changes = ?, partial_fingerprint = ?, partial_tx = ?, position = ?, \
+             last_source_commit = CAST(? AS TIMESTAMPTZ), last_apply = get_current_timestamp(), \
+             tx_ordinal = ?, transactions_applied = transactions_applied + ?, \
+             changes_applied = changes_applied + ? WHERE name = ?",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                c.acked.0,
+                partial_position,
+                partial_changes,
+                partial_fingerprint,
+                partial_tx,
+                c.position.0,
+                c.last_source_commit,
+                c.tx_ordinal,
+                c.transactions as i64,
+                c.changes as i64,
+                pipeline
+            ])
+        })
+        .map_err(err)?;
+    if updated > 0 {
+        return Ok(());
+    }
+    // The first commit (the sink is the file's only writer: no other can insert it meanwhile).
     conn.prepare_cached(
-        "INSERT INTO _tidewater.pipeline AS p (name, source_type, position, last_source_commit, \
+        "INSERT INTO _tidewater.pipeline (name, source_type, position, last_source_commit, \
          last_apply, transactions_applied, changes_applied, tx_ordinal, acked_position, \
          partial_position, partial_changes, partial_fingerprint, partial_tx) \
-         VALUES (?, ?, ?, CAST(? AS TIMESTAMPTZ), get_current_timestamp(), ?, ?, ?, ?, ?, ?, ?, ?) \
-         ON CONFLICT (name) DO UPDATE SET acked_position = excluded.acked_position, \
-         partial_position = excluded.partial_position, \
-         partial_changes = excluded.partial_changes, \
-         partial_fingerprint = excluded.partial_fingerprint, \
-         partial_tx = excluded.partial_tx, \
-         position = excluded.position, last_source_commit = excluded.last_source_commit, \
-         last_apply = excluded.last_apply, tx_ordinal = excluded.tx_ordinal, \
-         transactions_applied = p.transactions_applied + excluded.transactions_applied, \
-         changes_applied = p.changes_applied + excluded.changes_applied",
+         VALUES (?, ?, ?, CAST(? AS TIMESTAMPTZ), get_current_timestamp(), ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .and_then(|mut stmt| {
         stmt.execute(params![
@@ -225,13 +253,13 @@ pub fn write_position(
             c.changes as i64,
             c.tx_ordinal,
             c.acked.0,
-            c.partial.map(|(p, _)| p.position.0.as_str()),
-            c.partial.map(|(p, _)| p.changes),
-            c.partial.map(|(p, _)| p.fingerprint as i64),
-            c.partial.map(|(_, ordinal)| *ordinal)
+            partial_position,
+            partial_changes,
+            partial_fingerprint,
+            partial_tx
         ])
     })
-    .map_err(|e| Error::sink(format!("writing _tidewater.pipeline: {e}")))?;
+    .map_err(err)?;
     Ok(())
 }
 
