@@ -216,9 +216,20 @@ pub fn my_error(e: mysql_async::Error, context: &str) -> Error {
                      replicated tables, and on MySQL RELOAD for the snapshot; `tidewater check` \
                      prints the exact GRANT statements",
                 ),
+                // Too many connections: the server's, or the account's (an hourly resource
+                // limit is 1226 too). Other sessions may end: retried, saying what to raise.
+                1040 | 1203 | 1226 => Some(
+                    "raise the limit the message names (ALTER USER … WITH \
+                     MAX_USER_CONNECTIONS n, SET GLOBAL max_user_connections or \
+                     max_connections), or lower [snapshot] parallelism; `tidewater check` \
+                     counts the sessions a run opens",
+                ),
                 _ => None,
             };
-            let retryable = matches!(s.code, 1053 | 1205 | 1213 | 1927 | 2006 | 2013 | 1040);
+            let retryable = matches!(
+                s.code,
+                1053 | 1205 | 1213 | 1927 | 2006 | 2013 | 1040 | 1203 | 1226
+            );
             let msg = format!("{context}: {} (error {})", s.message, s.code);
             let e = if retryable {
                 Error::source_retryable(msg)

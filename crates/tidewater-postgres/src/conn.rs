@@ -121,10 +121,17 @@ pub fn pg_error(e: tokio_postgres::Error, what: &str) -> Error {
             "check the database name in source.url"
         } else if *code == SqlState::INSUFFICIENT_PRIVILEGE {
             "grant the privilege to the replication user (see `tidewater check`)"
+        } else if *code == SqlState::TOO_MANY_CONNECTIONS {
+            // The role's or the database's CONNECTION LIMIT, or the server's max_connections:
+            // other sessions may end, so retried, saying what to raise.
+            return Error::source_retryable(format!("{what}: {msg}")).with_fix(
+                "raise the limit the message names (ALTER ROLE … CONNECTION LIMIT n, ALTER \
+                 DATABASE … CONNECTION LIMIT n, or max_connections), or lower [snapshot] \
+                 parallelism; `tidewater check` counts the sessions a run opens",
+            );
         } else if *code == SqlState::ADMIN_SHUTDOWN
             || *code == SqlState::CANNOT_CONNECT_NOW
             || *code == SqlState::CRASH_SHUTDOWN
-            || *code == SqlState::TOO_MANY_CONNECTIONS
         {
             return Error::source_retryable(format!("{what}: {msg}"));
         } else {

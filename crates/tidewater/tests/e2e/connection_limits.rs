@@ -1,9 +1,12 @@
 //! `tidewater check` against the source's connection limits. A role (PostgreSQL `CONNECTION
 //! LIMIT`) or account (MariaDB `MAX_USER_CONNECTIONS`) allowed fewer sessions than a run opens
 //! fails the check, with the statement that fixes it; without the check such a run found out
-//! at its first parallel round, as connection errors and retries. And the number `check`
-//! states is honest: the sessions a run really holds are counted at the source, every few
+//! at its first parallel round, as connection errors. And the number `check` states is
+//! honest: the sessions a run really holds are counted at the source, every few
 //! milliseconds, through a parallel chunked copy and a `verify` while it runs.
+//!
+//! A run that meets such a limit anyway retries (MariaDB's `max_user_connections` refusal
+//! was fatal), its error naming the limit and the fix, and copies once the limit is raised.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -142,4 +145,70 @@ fn mariadb_connection_limits_hold_what_a_run_opens() {
     let most = most_sessions_of_a_run(&mut rig, &format!("{MY_DB}.t"), sessions);
     assert_within(most, n, &rig.log());
     rig.stop();
+}
+
+/// What the refused connection's error says to do (the `fix` of the source's error).
+const RAISE: &str = "counts the sessions a run opens";
+
+/// A run whose limit (`limit`) leaves no room for its parallel readers: the refused
+/// connection is retried, not fatal, and its error names the limit and the fix; once
+/// `raise` lifts the limit, the copy completes and the replica equals the source.
+fn over_the_limit_until_raised(rig: &mut Rig, table: &str, refused: &str, raise: &str) {
+    let addr = rig.listen_http();
+    rig.start();
+    rig.wait_logged(RAISE, 1, Duration::from_secs(120));
+    let log = rig.log();
+    let line = log.lines().find(|l| l.contains(RAISE)).unwrap_or_default();
+    eprintln!("{line}");
+    assert!(line.contains(refused), "{log}");
+    rig.sql(raise);
+    common::wait_replica_consistent(rig, &addr);
+    assert!(snapshot_rows_copied(&addr, table) > 0);
+    let verified = run_cli(&["verify"], &rig.config);
+    assert_eq!(verified.0, 0, "{}", verified.1);
+    rig.stop();
+}
+
+#[test]
+fn pg_a_run_over_the_role_limit_says_what_to_raise_and_copies_once_raised() {
+    // Room for the client and the replication connection (and the start's row estimates),
+    // not for the parallel readers.
+    let mut rig = Rig::new(&format!(
+        "CREATE ROLE tw LOGIN REPLICATION CONNECTION LIMIT 3;
+         GRANT CREATE ON DATABASE postgres TO tw;
+         CREATE TABLE t (id bigint PRIMARY KEY, v text);
+         ALTER TABLE t OWNER TO tw;
+         INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, {ROWS}) g;"
+    ));
+    let text = std::fs::read_to_string(&rig.config).unwrap();
+    let text = text.replace("postgres://postgres@", "postgres://tw@");
+    std::fs::write(&rig.config, text).unwrap();
+    with_chunks(&rig, 500, PARALLELISM);
+    over_the_limit_until_raised(
+        &mut rig,
+        "public.t",
+        "too many connections for role \"tw\"",
+        "ALTER ROLE tw CONNECTION LIMIT -1",
+    );
+}
+
+#[test]
+fn mariadb_a_run_over_the_account_limit_says_what_to_raise_and_copies_once_raised() {
+    let setup = format!(
+        "CREATE TABLE t (id bigint PRIMARY KEY, v text);
+         INSERT INTO t SELECT seq, md5(seq) FROM seq_1_to_{ROWS};
+         CREATE USER 'tw'@'%' IDENTIFIED BY 'pw' WITH MAX_USER_CONNECTIONS 4;
+         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'tw'@'%';
+         GRANT SELECT ON {MY_DB}.* TO 'tw'@'%';"
+    );
+    let mut rig = Rig::mysql_with(&setup, MariaDbOptions::default(), |my| {
+        my.url_as("tw", "pw", MY_DB)
+    });
+    with_chunks(&rig, 500, PARALLELISM);
+    over_the_limit_until_raised(
+        &mut rig,
+        &format!("{MY_DB}.t"),
+        "max_user_connections",
+        "ALTER USER 'tw'@'%' WITH MAX_USER_CONNECTIONS 0",
+    );
 }
