@@ -124,11 +124,8 @@ pub fn pg_error(e: tokio_postgres::Error, what: &str) -> Error {
         } else if *code == SqlState::TOO_MANY_CONNECTIONS {
             // The role's or the database's CONNECTION LIMIT, or the server's max_connections:
             // other sessions may end, so retried, saying what to raise.
-            return Error::source_retryable(format!("{what}: {msg}")).with_fix(
-                "raise the limit the message names (ALTER ROLE … CONNECTION LIMIT n, ALTER \
-                 DATABASE … CONNECTION LIMIT n, or max_connections), or lower [snapshot] \
-                 parallelism; `tidewater check` counts the sessions a run opens",
-            );
+            return Error::source_retryable(format!("{what}: {msg}"))
+                .with_fix(TOO_MANY_CONNECTIONS_FIX);
         } else if *code == SqlState::ADMIN_SHUTDOWN
             || *code == SqlState::CANNOT_CONNECT_NOW
             || *code == SqlState::CRASH_SHUTDOWN
@@ -188,9 +185,21 @@ fn replication_connect_error(e: pg_walstream::ReplicationError, what: &str, user
     replication_error(e, what)
 }
 
+/// What to do when the server refuses a session for the role's, the database's or its own
+/// connection limit (53300: "too many connections for role …", "… for database …", "sorry,
+/// too many clients already"). Other sessions may end, so it is retried.
+const TOO_MANY_CONNECTIONS_FIX: &str = "raise the limit the message names (ALTER ROLE … \
+    CONNECTION LIMIT n, ALTER DATABASE … CONNECTION LIMIT n, or max_connections), or lower \
+    [snapshot] parallelism; `tidewater check` counts the sessions a run opens";
+
 pub fn replication_error(e: pg_walstream::ReplicationError, what: &str) -> Error {
     let msg = e.to_string();
     let lower = msg.to_lowercase();
+    // The replication connection's refusals arrive as libpq's text, not as a SQLSTATE.
+    if lower.contains("too many connections for") || lower.contains("too many clients") {
+        return Error::source_retryable(format!("{what}: {msg}"))
+            .with_fix(TOO_MANY_CONNECTIONS_FIX);
+    }
     if lower.contains("password")
         || lower.contains("authentication")
         || lower.contains("does not exist")

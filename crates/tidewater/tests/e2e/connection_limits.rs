@@ -57,6 +57,41 @@ fn most_sessions_of_a_run(rig: &mut Rig, table: &str, sessions: &str) -> i64 {
     most
 }
 
+/// A PostgreSQL source whose table `t` ([`ROWS`] rows) `run` reads as the role `tw`, allowed
+/// `limit` sessions, copying [`PARALLELISM`] chunks of 500 rows at once.
+fn pg_rig_as_tw(limit: u32) -> Rig {
+    let rig = Rig::new(&format!(
+        "CREATE ROLE tw LOGIN REPLICATION CONNECTION LIMIT {limit};
+         GRANT CREATE ON DATABASE postgres TO tw;
+         CREATE TABLE t (id bigint PRIMARY KEY, v text);
+         ALTER TABLE t OWNER TO tw;
+         INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, {ROWS}) g;"
+    ));
+    let text = std::fs::read_to_string(&rig.config).unwrap();
+    assert!(text.contains("postgres://postgres@"), "{text}");
+    let text = text.replace("postgres://postgres@", "postgres://tw@");
+    std::fs::write(&rig.config, text).unwrap();
+    with_chunks(&rig, 500, PARALLELISM);
+    rig
+}
+
+/// The same on MariaDB: the account `tw` with the grants replicating needs, allowed `limit`
+/// sessions.
+fn mariadb_rig_as_tw(limit: u32) -> Rig {
+    let setup = format!(
+        "CREATE TABLE t (id bigint PRIMARY KEY, v text);
+         INSERT INTO t SELECT seq, md5(seq) FROM seq_1_to_{ROWS};
+         CREATE USER 'tw'@'%' IDENTIFIED BY 'pw' WITH MAX_USER_CONNECTIONS {limit};
+         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'tw'@'%';
+         GRANT SELECT ON {MY_DB}.* TO 'tw'@'%';"
+    );
+    let rig = Rig::mysql_with(&setup, MariaDbOptions::default(), |my| {
+        my.url_as("tw", "pw", MY_DB)
+    });
+    with_chunks(&rig, 500, PARALLELISM);
+    rig
+}
+
 /// `most` sessions were seen; the test shows something only if the parallel readers were.
 fn assert_within(most: i64, claimed: i64, log: &str) {
     eprintln!("a run held {most} sessions at most; check says {claimed}");
@@ -72,18 +107,7 @@ fn assert_within(most: i64, claimed: i64, log: &str) {
 
 #[test]
 fn pg_connection_limits_hold_what_a_run_opens() {
-    let mut rig = Rig::new(&format!(
-        "CREATE ROLE tw LOGIN REPLICATION CONNECTION LIMIT 3;
-         GRANT CREATE ON DATABASE postgres TO tw;
-         CREATE TABLE t (id bigint PRIMARY KEY, v text);
-         ALTER TABLE t OWNER TO tw;
-         INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, {ROWS}) g;"
-    ));
-    let text = std::fs::read_to_string(&rig.config).unwrap();
-    assert!(text.contains("postgres://postgres@"), "{text}");
-    let text = text.replace("postgres://postgres@", "postgres://tw@");
-    std::fs::write(&rig.config, text).unwrap();
-    with_chunks(&rig, 500, PARALLELISM);
+    let mut rig = pg_rig_as_tw(3);
 
     let out = expect(
         run_cli(&["check"], &rig.config),
@@ -111,17 +135,7 @@ fn pg_connection_limits_hold_what_a_run_opens() {
 
 #[test]
 fn mariadb_connection_limits_hold_what_a_run_opens() {
-    let setup = format!(
-        "CREATE TABLE t (id bigint PRIMARY KEY, v text);
-         INSERT INTO t SELECT seq, md5(seq) FROM seq_1_to_{ROWS};
-         CREATE USER 'tw'@'%' IDENTIFIED BY 'pw' WITH MAX_USER_CONNECTIONS 3;
-         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'tw'@'%';
-         GRANT SELECT ON {MY_DB}.* TO 'tw'@'%';"
-    );
-    let mut rig = Rig::mysql_with(&setup, MariaDbOptions::default(), |my| {
-        my.url_as("tw", "pw", MY_DB)
-    });
-    with_chunks(&rig, 500, PARALLELISM);
+    let mut rig = mariadb_rig_as_tw(3);
 
     let out = expect(
         run_cli(&["check"], &rig.config),
@@ -173,17 +187,7 @@ fn over_the_limit_until_raised(rig: &mut Rig, table: &str, refused: &str, raise:
 fn pg_a_run_over_the_role_limit_says_what_to_raise_and_copies_once_raised() {
     // Room for the client and the replication connection (and the start's row estimates),
     // not for the parallel readers.
-    let mut rig = Rig::new(&format!(
-        "CREATE ROLE tw LOGIN REPLICATION CONNECTION LIMIT 3;
-         GRANT CREATE ON DATABASE postgres TO tw;
-         CREATE TABLE t (id bigint PRIMARY KEY, v text);
-         ALTER TABLE t OWNER TO tw;
-         INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, {ROWS}) g;"
-    ));
-    let text = std::fs::read_to_string(&rig.config).unwrap();
-    let text = text.replace("postgres://postgres@", "postgres://tw@");
-    std::fs::write(&rig.config, text).unwrap();
-    with_chunks(&rig, 500, PARALLELISM);
+    let mut rig = pg_rig_as_tw(3);
     over_the_limit_until_raised(
         &mut rig,
         "public.t",
@@ -194,17 +198,7 @@ fn pg_a_run_over_the_role_limit_says_what_to_raise_and_copies_once_raised() {
 
 #[test]
 fn mariadb_a_run_over_the_account_limit_says_what_to_raise_and_copies_once_raised() {
-    let setup = format!(
-        "CREATE TABLE t (id bigint PRIMARY KEY, v text);
-         INSERT INTO t SELECT seq, md5(seq) FROM seq_1_to_{ROWS};
-         CREATE USER 'tw'@'%' IDENTIFIED BY 'pw' WITH MAX_USER_CONNECTIONS 4;
-         GRANT REPLICATION SLAVE, BINLOG MONITOR ON *.* TO 'tw'@'%';
-         GRANT SELECT ON {MY_DB}.* TO 'tw'@'%';"
-    );
-    let mut rig = Rig::mysql_with(&setup, MariaDbOptions::default(), |my| {
-        my.url_as("tw", "pw", MY_DB)
-    });
-    with_chunks(&rig, 500, PARALLELISM);
+    let mut rig = mariadb_rig_as_tw(4);
     over_the_limit_until_raised(
         &mut rig,
         &format!("{MY_DB}.t"),
