@@ -275,8 +275,27 @@ pub trait Comparison: Send {
     fn recheck_prepare(&self, i: usize) -> Result<u64>;
     /// Keys `from..=to` of the re-check, as canonical text for the source.
     fn recheck_keys(&self, i: usize, from: u64, to: u64) -> Result<Vec<Vec<Value>>>;
-    /// Compares the source rows of keys `from..=to` (given to `rows`) with the replica's.
+    /// Compares the source rows of keys `from..=to` (given to `rows`) with the replica's (as
+    /// of the transaction `recheck_as_of` set, if any).
     fn recheck_batch(&mut self, from: u64, to: u64) -> Result<()>;
+    /// Live re-check, before the round's source snapshot is taken: keeps the replica's rows
+    /// of table `i`'s differing keys and the ordinal of the last transaction they hold, read
+    /// together. Returns false when this replica cannot be read as of a transaction (it keeps
+    /// no change log): the round then compares the replica as it is when read.
+    fn recheck_base(&mut self, _i: usize, _pipeline: &str) -> Result<bool> {
+        Ok(false)
+    }
+    /// After the replica has passed the round's snapshot: the transactions after the base that
+    /// touched table `i`'s differing keys (or emptied it), as (ordinal, position), in the
+    /// order they committed.
+    fn recheck_later(&self, _i: usize) -> Result<Vec<(i64, String)>> {
+        Ok(Vec::new())
+    }
+    /// Compares table `i`'s re-check with the replica as of transaction `ordinal` (the last
+    /// one the round's source snapshot holds) instead of the replica as it is when read.
+    fn recheck_as_of(&mut self, _i: usize, _ordinal: i64) -> Result<()> {
+        Ok(())
+    }
     /// Only the keys that differed again remain.
     fn recheck_done(&mut self, i: usize) -> Result<()>;
     /// Table `i`'s counts and up to `max_examples` keys (rows) per kind of difference.

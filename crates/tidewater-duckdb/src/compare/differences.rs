@@ -55,7 +55,8 @@ impl Comparer {
     /// Compares the source rows of keys `from..=to` (staged) with the replica's.
     pub fn recheck_batch(&mut self, from: u64, to: u64) -> Result<()> {
         self.load_source()?;
-        let t = &self.tables[self.current()?.table];
+        let i = self.current()?.table;
+        let t = &self.tables[i];
         let s = &t.schema;
         let keys: Vec<String> = key_columns(s)
             .map(|c| {
@@ -63,27 +64,49 @@ impl Comparer {
                 format!("coalesce(s.{n}, r.{n})")
             })
             .collect();
-        self.exec(&format!(
-            "CREATE OR REPLACE TEMP TABLE tw_rep AS SELECT {cols} FROM {rep} r SEMI JOIN \
-               (SELECT * FROM {RECHECK} WHERE _tw_n BETWEEN {from} AND {to}) b ON {on_b};
+        // The replica as of the round's snapshot (`as_of`), or as it is now.
+        let as_of = self.replica_as_of(i, from, to);
+        let (begin, replica, inconsistent, commit) = match as_of {
+            Some((replica, inconsistent)) => {
+                ("BEGIN TRANSACTION;", replica, inconsistent, "COMMIT;")
+            }
+            None => (
+                "",
+                format!(
+                    "CREATE OR REPLACE TEMP TABLE tw_rep AS SELECT {cols} FROM {rep} r SEMI JOIN \
+                   (SELECT * FROM {RECHECK} WHERE _tw_n BETWEEN {from} AND {to}) b ON {on_b};",
+                    cols = columns(s, Some("r")),
+                    rep = t.replica,
+                    on_b = key_join(s, "r", "b"),
+                ),
+                String::new(),
+                "",
+            ),
+        };
+        let sql = format!(
+            "{begin}{replica}
              INSERT INTO {NEXT} SELECT CASE WHEN r._tw_present IS NULL THEN 'missing' \
                WHEN s._tw_present IS NULL THEN 'extra' ELSE 'differing' END, {keys} \
                FROM (SELECT *, true AS _tw_present FROM {SRC}) s \
                FULL JOIN (SELECT *, true AS _tw_present FROM {REP}) r ON {on} \
                WHERE s._tw_present IS NULL OR r._tw_present IS NULL{distinct};
-             DELETE FROM {SRC};",
-            cols = columns(s, Some("r")),
-            rep = t.replica,
-            on_b = key_join(s, "r", "b"),
+             {inconsistent}
+             DELETE FROM {SRC};{commit}",
             on = key_join(s, "s", "r"),
             keys = keys.join(", "),
             distinct = or_distinct(s),
-        ))
+        );
+        self.exec(&sql).inspect_err(|_| {
+            if !begin.is_empty() {
+                let _ = self.exec("ROLLBACK");
+            }
+        })
     }
 
     /// Only the keys that differed again remain.
     pub fn recheck_done(&mut self, i: usize) -> Result<()> {
         self.current = None;
+        self.as_of_done(i)?;
         let diff = self.tables[i]
             .diff
             .trim_start_matches("temp.main.")

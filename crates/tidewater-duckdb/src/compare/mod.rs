@@ -14,6 +14,7 @@
 //! The differences stay in a temp table per table (`tw_diff_<i>`: kind and key, or kind and
 //! row) for the re-check rounds and the report.
 
+mod as_of;
 mod differences;
 mod sql;
 mod stage;
@@ -74,6 +75,8 @@ pub(super) struct Table {
     pub(super) problem: Option<String>,
     /// Source rows compared (first round).
     pub(super) rows: u64,
+    /// A live re-check round as of a transaction (`as_of`).
+    pub(super) as_of: Option<as_of::AsOf>,
 }
 
 pub(super) struct Current {
@@ -143,13 +146,9 @@ impl Comparer {
 
     /// The replica's committed position.
     pub fn replica_position(&self, pipeline: &str) -> Result<Option<String>> {
-        let prefix = self
-            .catalog
-            .as_deref()
-            .map(|c| format!("{}.", quote_ident(c)));
         let sql = format!(
             "SELECT position FROM {}_tidewater.pipeline WHERE name = ?",
-            prefix.unwrap_or_default()
+            self.catalog_prefix()
         );
         let mut stmt = self
             .conn
@@ -182,6 +181,7 @@ impl Comparer {
             diff: format!("temp.main.tw_diff_{i}"),
             problem,
             rows: 0,
+            as_of: None,
         });
         Ok(i)
     }
@@ -469,6 +469,15 @@ impl Comparison for Comparer {
     }
     fn recheck_done(&mut self, i: usize) -> Result<()> {
         Comparer::recheck_done(self, i)
+    }
+    fn recheck_base(&mut self, i: usize, pipeline: &str) -> Result<bool> {
+        Comparer::recheck_base(self, i, pipeline)
+    }
+    fn recheck_later(&self, i: usize) -> Result<Vec<(i64, String)>> {
+        Comparer::recheck_later(self, i)
+    }
+    fn recheck_as_of(&mut self, i: usize, ordinal: i64) -> Result<()> {
+        Comparer::recheck_as_of(self, i, ordinal)
     }
     fn result(&self, i: usize, max_examples: usize) -> Result<TableReport> {
         Comparer::result(self, i, max_examples)

@@ -65,6 +65,28 @@ pub(super) fn typed_stage(schema: &TableSchema, extra: &str) -> String {
 }
 
 impl Comparer {
+    /// The columns of `schema_name.table` in database `db` (SQL text), with their types.
+    pub(super) fn catalog_columns(
+        &self,
+        db: &str,
+        schema_name: &str,
+        table: &str,
+    ) -> Result<Vec<(String, String)>> {
+        let sql = format!(
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = {db} \
+             AND schema_name = ? AND table_name = ? ORDER BY column_index"
+        );
+        let mut stmt = self
+            .conn
+            .prepare(&sql)
+            .map_err(sql_err("reading columns"))?;
+        let rows = stmt
+            .query_map(params![schema_name, table], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(sql_err("reading columns"))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(sql_err("reading columns"))
+    }
+
     pub(super) fn schema_problem(&self, schema: &TableSchema) -> Result<Option<String>> {
         let defs: Vec<String> = schema
             .columns
@@ -75,23 +97,8 @@ impl Comparer {
             "CREATE OR REPLACE TEMP TABLE tw_probe ({})",
             defs.join(", ")
         ))?;
-        let columns = |db: &str, schema_name: &str, table: &str| -> Result<Vec<(String, String)>> {
-            let sql = format!(
-                "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = {db} \
-                 AND schema_name = ? AND table_name = ? ORDER BY column_index"
-            );
-            let mut stmt = self
-                .conn
-                .prepare(&sql)
-                .map_err(sql_err("reading columns"))?;
-            let rows = stmt
-                .query_map(params![schema_name, table], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(sql_err("reading columns"))?;
-            rows.collect::<std::result::Result<_, _>>()
-                .map_err(sql_err("reading columns"))
-        };
-        let expected = columns("'temp'", "main", "tw_probe")?;
-        let actual = columns(&self.database(), &schema.id.schema, &schema.id.name)?;
+        let expected = self.catalog_columns("'temp'", "main", "tw_probe")?;
+        let actual = self.catalog_columns(&self.database(), &schema.id.schema, &schema.id.name)?;
         if actual.is_empty() {
             return Ok(Some("the table is not in the replica".into()));
         }

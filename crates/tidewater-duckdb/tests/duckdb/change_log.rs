@@ -14,7 +14,7 @@ use tidewater_core::{
 use tidewater_duckdb::duckdb::Connection;
 use tidewater_duckdb::{status, DuckDbOptions, DuckDbSink};
 
-fn schema(name: &str, cols: &[(&str, ColumnType)], key: &[usize]) -> Arc<TableSchema> {
+pub fn schema(name: &str, cols: &[(&str, ColumnType)], key: &[usize]) -> Arc<TableSchema> {
     Arc::new(TableSchema {
         id: TableId::new("s", name),
         columns: cols
@@ -31,7 +31,7 @@ fn schema(name: &str, cols: &[(&str, ColumnType)], key: &[usize]) -> Arc<TableSc
 }
 
 /// `(id int, v text)` keyed by id.
-fn keyed(name: &str) -> Arc<TableSchema> {
+pub fn keyed(name: &str) -> Arc<TableSchema> {
     schema(
         name,
         &[("id", ColumnType::Int32), ("v", ColumnType::Text)],
@@ -48,7 +48,12 @@ fn text(v: &str) -> Value {
 }
 
 /// A change; `old` is the old key of a key-changing update.
-fn change(t: &Arc<TableSchema>, kind: ChangeKind, row: &[&str], old: Option<&[&str]>) -> Change {
+pub fn change(
+    t: &Arc<TableSchema>,
+    kind: ChangeKind,
+    row: &[&str],
+    old: Option<&[&str]>,
+) -> Change {
     Change {
         table: t.clone(),
         kind,
@@ -57,7 +62,7 @@ fn change(t: &Arc<TableSchema>, kind: ChangeKind, row: &[&str], old: Option<&[&s
     }
 }
 
-fn open(path: &Path, source_type: &str) -> DuckDbSink {
+pub fn open(path: &Path, source_type: &str) -> DuckDbSink {
     open_with(
         path,
         source_type,
@@ -96,7 +101,7 @@ fn write(sink: &mut DuckDbSink, txs: Vec<(&str, Vec<Change>)>) -> Position {
 }
 
 /// Applies source transactions as one batch.
-fn batch(sink: &mut DuckDbSink, txs: Vec<(&str, Vec<Change>)>) {
+pub fn batch(sink: &mut DuckDbSink, txs: Vec<(&str, Vec<Change>)>) {
     sink.begin().unwrap();
     let last = write(sink, txs);
     sink.commit(&last, 0).unwrap();

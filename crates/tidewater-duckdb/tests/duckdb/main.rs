@@ -3,3 +3,4 @@
 mod change_log;
 mod schema_change;
 mod sink;
+mod verify_as_of;

@@ -174,18 +174,42 @@ pub async fn verify(
         for _ in 0..RECHECK_ROUNDS {
             let mut differing = Vec::new();
             for &i in &indexes {
-                if duck.call(move |c| c.differences(i)).await? > 0 {
-                    differing.push(i);
+                let n = duck.call(move |c| c.differences(i)).await?;
+                if n > 0 {
+                    differing.push((i, n));
                 }
             }
             if differing.is_empty() {
                 break;
             }
             report.rounds += 1;
+            // The replica's rows of the differing keys before the snapshot, so that the round
+            // can compare the replica as of the snapshot (compare/as_of.rs in the DuckDB sink).
+            let mut based = Vec::new();
+            for &(i, n) in &differing {
+                let keyed = source.tables()[i].has_key();
+                if keyed && n <= RECHECK_MAX {
+                    let pipeline = PIPELINE_NAME;
+                    if duck.call(move |c| c.recheck_base(i, pipeline)).await? {
+                        based.push(i);
+                    }
+                }
+            }
             let position = source.begin().await?;
             wait_for(&duck, &source, &replica, &position).await?;
-            info!(source = %position, tables = differing.len(), "verify: re-checking differences");
-            for i in differing {
+            for &i in &based {
+                let later = duck.call(move |c| c.recheck_later(i)).await?;
+                // Ordinals follow the source's commit order and the snapshot holds a prefix
+                // of it: the last transaction it holds is where the prefix ends.
+                let cutoff = later
+                    .iter()
+                    .take_while(|(_, p)| source.reached(&position, &Position(p.clone())))
+                    .last()
+                    .map_or(i64::MIN, |(ordinal, _)| *ordinal);
+                duck.call(move |c| c.recheck_as_of(i, cutoff)).await?;
+            }
+            info!(source = %position, tables = differing.len(), as_of = based.len(), "verify: re-checking differences");
+            for (i, _) in differing {
                 recheck(&mut source, &duck, i, &mut report).await?;
             }
             source.end().await?;
