@@ -78,8 +78,10 @@
 //! When P lies inside a transaction T (the change that needs the copy is seen in T), T's
 //! earlier changes of the table are removed by the truncate and its later ones applied
 //! leniently (keyed) or dropped (keyless); every chunk is read after T, so it shows T.
-//! While the copy runs the table's replica holds the rows copied so far plus streamed
-//! changes: it is complete again, and transaction-consistent, once the table is.
+//! While the copy runs the rows it has written so far plus streamed changes are all there is
+//! of the table's new rows: it is complete again, and transaction-consistent, once the table
+//! is. (A sink may keep showing the table's old rows meanwhile: DuckDB fills a copy table and
+//! swaps it in then, see its `sink/recopy.rs`.)
 //!
 //! A table that joins (PostgreSQL: a new table added to the publication at X) is copied the
 //! same way from an empty replica table, with one more condition: its changes that committed

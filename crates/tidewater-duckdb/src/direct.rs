@@ -10,7 +10,7 @@
 use crate::columns::Columns;
 use crate::sql::{old_key_columns, LOG_METADATA_COLUMNS};
 use duckdb::Connection;
-use tidewater_core::{Change, ChangeKind, ColumnType, Error, Result, TableSchema, Value};
+use tidewater_core::{Change, ChangeKind, ColumnType, Error, Result, TableId, TableSchema, Value};
 
 /// Whether rows of this table can take the direct path.
 pub fn supported(schema: &TableSchema) -> bool {
@@ -163,11 +163,13 @@ fn column_names(schema: &TableSchema) -> Vec<&str> {
     schema.columns.iter().map(|c| c.name.as_str()).collect()
 }
 
-/// Appends insert and snapshot rows to the replica and, when kept, to the change log: each
-/// value is converted once, and the log shares the replica's columns.
+/// Appends insert and snapshot rows to the replica (`replica`: its table or copy table) and,
+/// when kept, to the change log: each value is converted once, and the log shares the
+/// replica's columns.
 pub fn append(
     conn: &Connection,
     schema: &TableSchema,
+    replica: &TableId,
     rows: &[RowMeta],
     log: bool,
     now_ts: &str,
@@ -177,12 +179,12 @@ pub fn append(
     let err = |e: duckdb::Error| Error::sink(format!("{what}: {e}"));
     let columns = value_columns(schema, rows)?;
     // Columns by name: after a schema change the physical order may differ from the source's.
-    let mut replica = conn
-        .appender_with_columns_to_db(&id.name, &id.schema, &column_names(schema))
+    let mut appender = conn
+        .appender_with_columns_to_db(&replica.name, &replica.schema, &column_names(schema))
         .map_err(err)?;
-    columns.append_to(&mut replica, &what)?;
-    replica.flush().map_err(err)?;
-    drop(replica);
+    columns.append_to(&mut appender, &what)?;
+    appender.flush().map_err(err)?;
+    drop(appender);
     if log {
         append_log_columns(conn, schema, columns, rows, now_ts)?;
     }

@@ -3,7 +3,7 @@
 //! keyless tables, which remove one row equal in every column. Rare by construction.
 
 use duckdb::{Connection, ToSql};
-use tidewater_core::{Change, ChangeKind, Error, Result, TableSchema, Value};
+use tidewater_core::{Change, ChangeKind, Error, Result, TableId, TableSchema, Value};
 
 use crate::sql::{
     cast_from_text, log_table, old_key_columns, qualified, quote_ident, LOG_METADATA_COLUMNS,
@@ -34,16 +34,18 @@ fn run(conn: &Connection, sql: &str, params: &[Option<&str>], what: &str) -> Res
 
 /// With `lenient` (a keyed table whose chunked copy is not consistent yet), an update of a
 /// row the replica does not hold is skipped: the chunk that copies its key, or a later delete,
-/// brings the row to its final state (see `tidewater_core::copy`).
+/// brings the row to its final state (see `tidewater_core::copy`). `target` is the table the
+/// rows go to (the replica table, or its copy table while it is copied again).
 pub fn apply(
     conn: &Connection,
     change: &Change,
+    target: &TableId,
     meta: &LogMeta,
     log: bool,
     lenient: bool,
 ) -> Result<()> {
     let s = &*change.table;
-    let replica = qualified(&s.id);
+    let replica = qualified(target);
     let what = format!("applying a {} to {}", change.kind.as_str(), s.id);
     // The new image, with unchanged values resolved from the old image when it has them.
     let new: Vec<Option<&str>> = change
@@ -180,32 +182,24 @@ pub fn apply(
     Ok(())
 }
 
-/// Removes every row of the replica; the log records a `TRUNCATE` row without values.
-pub fn truncate(conn: &Connection, s: &TableSchema, meta: &LogMeta, log: bool) -> Result<()> {
-    let what = format!("truncating {}", s.id);
-    run(
-        conn,
-        &format!("DELETE FROM {}", qualified(&s.id)),
-        &[],
-        &what,
-    )?;
-    if log {
-        let sql = format!(
-            "INSERT INTO {} ({}) VALUES ('TRUNCATE', true, CAST(? AS TIMESTAMPTZ), \
-             get_current_timestamp(), ?, {}, {})",
-            log_table(&s.id),
-            meta_columns(),
-            meta.txseq,
-            meta.tx
-        );
-        run(
-            conn,
-            &sql,
-            &[Some(meta.commit_ts), Some(meta.position)],
-            &what,
-        )?;
-    }
-    Ok(())
+/// Removes every row of `target` (a replica table or copy table).
+pub fn delete_all(conn: &Connection, target: &TableId) -> Result<()> {
+    let sql = format!("DELETE FROM {}", qualified(target));
+    run(conn, &sql, &[], &format!("truncating {target}")).map(drop)
+}
+
+/// The log's `TRUNCATE` row, without values.
+pub fn log_truncate(conn: &Connection, s: &TableSchema, meta: &LogMeta) -> Result<()> {
+    let sql = format!(
+        "INSERT INTO {} ({}) VALUES ('TRUNCATE', true, CAST(? AS TIMESTAMPTZ), \
+         get_current_timestamp(), ?, {}, {})",
+        log_table(&s.id),
+        meta_columns(),
+        meta.txseq,
+        meta.tx
+    );
+    let params = [Some(meta.commit_ts), Some(meta.position)];
+    run(conn, &sql, &params, &format!("truncating {}", s.id)).map(drop)
 }
 
 fn meta_columns() -> String {

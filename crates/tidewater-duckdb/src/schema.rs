@@ -3,11 +3,13 @@
 use std::sync::Arc;
 
 use duckdb::Connection;
-use tidewater_core::{Error, Result, TableSchema};
+use tidewater_core::{Error, Result, TableId, TableSchema};
 use tracing::info;
 
 use crate::config::DuckDbOptions;
-use crate::sql::{duckdb_type, exec, log_table, old_key_columns, qualified, quote_ident};
+use crate::sql::{
+    copy_table, duckdb_type, exec, log_table, old_key_columns, qualified, quote_ident,
+};
 use crate::state;
 use crate::table::TableSql;
 
@@ -55,8 +57,15 @@ pub fn prepare_table(
             state::write_table_schema(conn, &schema)?;
         }
     }
+    // A table being copied again writes to its copy table (`sink/recopy.rs`), which holds
+    // the definition tidewater applies.
+    let copy = copy_table(id);
+    if !table_columns(conn, &copy.schema, &copy.name)?.is_empty() {
+        sql = TableSql::writing_to(sql.schema.clone(), index, log_tables, copy);
+    }
     let schema = sql.schema.clone();
-    let mut found = table_columns(conn, &id.schema, &id.name)?;
+    let target = &sql.replica;
+    let mut found = table_columns(conn, &target.schema, &target.name)?;
     let mut expected: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
     // Columns added by a schema change come last in the replica whatever their source order.
     found.sort();
@@ -73,7 +82,7 @@ pub fn prepare_table(
             )
         };
         return Err(
-            Error::sink(format!("replica {} {what}", qualified(id))).with_fix(
+            Error::sink(format!("replica {} {what}", qualified(target))).with_fix(
                 "restore it, or drop it with its _log table and the _tidewater state to take a \
                  new snapshot",
             ),
@@ -96,7 +105,8 @@ fn names(schema: &TableSchema) -> String {
 /// columns are added, dropped ones dropped from the replica (the log keeps them: it is
 /// history), changed types altered. A changed primary key needs a new snapshot, unless
 /// `emptied` is `Some(primary_key)`: the caller removes every replica row next (a table
-/// copied again), so the replica is created anew with the new key.
+/// copied again), so the replica is created anew with the new key. `target` is the table the
+/// rows go to (the replica table, or its copy table).
 pub fn evolve_table(
     conn: &Connection,
     old: &TableSchema,
@@ -104,6 +114,7 @@ pub fn evolve_table(
     index: usize,
     log_tables: bool,
     emptied: Option<bool>,
+    target: &TableId,
 ) -> Result<TableSql> {
     let id = &new.id;
     let key_names = |s: &TableSchema| -> Vec<String> {
@@ -118,7 +129,7 @@ pub fn evolve_table(
             key_names(&new).join(", ")
         )));
     }
-    let replica = qualified(id);
+    let replica = qualified(target);
     let log = log_table(id);
     let log_cols = if log_tables {
         table_columns(conn, &id.schema, &format!("{}_log", id.name))?
@@ -126,7 +137,7 @@ pub fn evolve_table(
         Vec::new()
     };
     let mut ddl = Vec::new();
-    let sql = TableSql::new(new.clone(), index, log_tables);
+    let sql = TableSql::writing_to(new.clone(), index, log_tables, target.clone());
     if let (true, Some(primary_key)) = (rekey, emptied) {
         ddl.push(format!("DROP TABLE {replica}"));
         ddl.push(sql.create_replica(primary_key));

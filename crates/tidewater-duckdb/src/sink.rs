@@ -46,6 +46,7 @@ use crate::staged::{Pending, Shape, TableState};
 use crate::state;
 
 mod copying;
+mod recopy;
 
 /// Staged rows (or estimated bytes, `change_bytes`) per table after which they are moved into
 /// the replica mid-batch, bounding the memory a large transaction needs.
@@ -113,6 +114,10 @@ pub struct DuckDbSink {
     continued: bool,
     /// The open batch ends inside its last transaction, after these changes.
     batch_partial: Option<PartialTx>,
+    /// Tables truncated in the open batch whose rows are not removed yet, with the definition
+    /// the truncate carries: a copy that begins next fills a copy table instead
+    /// (`sink/recopy.rs`).
+    pending_truncates: HashMap<TableId, Arc<TableSchema>>,
 }
 
 pub fn open_connection(path: &std::path::Path) -> Result<Connection> {
@@ -141,6 +146,7 @@ impl DuckDbSink {
             continuing,
             continued: false,
             batch_partial: None,
+            pending_truncates: HashMap::new(),
             conn,
             tables: HashMap::new(),
             next_index: 0,
@@ -189,6 +195,9 @@ impl DuckDbSink {
     /// `ensure_schema`; with `emptied`, the caller removes every replica row next (a table
     /// copied again starts with a truncate), so a changed key may recreate the replica.
     fn ensure_schema_of(&mut self, table: &Arc<TableSchema>, emptied: bool) -> Result<()> {
+        if self.pending_truncates.contains_key(&table.id) {
+            self.settle_truncate(&table.id)?;
+        }
         if let Some(t) = self.tables.get_mut(&table.id) {
             if Arc::ptr_eq(&t.sql.schema, table) {
                 return Ok(());
@@ -202,16 +211,31 @@ impl DuckDbSink {
         let log = self.options.log_tables;
         let sql = if self.tables.contains_key(&id) {
             self.merge(&id)?;
-            let old = self.tables[&id].sql.schema.clone();
-            let index = self.tables[&id].sql.index;
+            let t = &self.tables[&id].sql;
+            let (old, index, target) = (t.schema.clone(), t.index, t.replica.clone());
             let emptied = emptied.then_some(self.options.primary_key);
-            evolve_table(&self.conn, &old, table.clone(), index, log, emptied)?
+            evolve_table(
+                &self.conn,
+                &old,
+                table.clone(),
+                index,
+                log,
+                emptied,
+                &target,
+            )?
         } else {
             let index = self.next_index;
             self.next_index += 1;
             prepare_table(&self.conn, table.clone(), index, &self.options)?
         };
-        // Cached plans may name the old staging table or columns.
+        self.install(id, sql);
+        Ok(())
+    }
+
+    /// Makes `sql` the table's statements (its definition or target changed), keeping what
+    /// the batch counted and the copy's modes.
+    fn install(&mut self, id: TableId, sql: crate::table::TableSql) {
+        // Cached plans may name the old staging table, target or columns.
         self.conn.flush_prepared_statement_cache();
         let changes = self.tables.get(&id).map_or(0, |t| t.changes);
         let mut state = TableState::new(sql);
@@ -219,7 +243,6 @@ impl DuckDbSink {
         state.lenient = self.lenient.contains(&id) && state.sql.schema.has_key();
         state.fresh_copy = self.fresh_copies.contains(&id);
         self.tables.insert(id, state);
-        Ok(())
     }
 
     fn table(&mut self, id: &TableId) -> Result<&mut TableState> {
@@ -361,6 +384,7 @@ impl DuckDbSink {
             direct::append(
                 &self.conn,
                 &t.sql.schema,
+                &t.sql.replica,
                 &rows,
                 self.options.log_tables,
                 &now,
@@ -432,8 +456,10 @@ impl DuckDbSink {
             txseq: self.next_txseq,
             tx: tx.ordinal,
         };
-        let lenient = self.table(&id)?.lenient;
-        rowwise::apply(&self.conn, change, &meta, self.options.log_tables, lenient)?;
+        let t = self.table(&id)?;
+        let (lenient, target) = (t.lenient, t.sql.replica.clone());
+        let log = self.options.log_tables;
+        rowwise::apply(&self.conn, change, &target, &meta, log, lenient)?;
         self.counts.row_changes += 1;
         self.next_seq += 1;
         self.next_txseq += 1;
@@ -541,6 +567,7 @@ impl Sink for DuckDbSink {
     }
 
     fn write_progress(&mut self, progress: &[CopyProgress]) -> Result<()> {
+        self.start_copy_tables(progress)?;
         state::write_copies(&self.conn, progress)?;
         // Changes buffered under one mode are applied under it before the mode changes (a
         // chunk's rows are upserts, not appends, even if the table becomes consistent in the
@@ -554,6 +581,7 @@ impl Sink for DuckDbSink {
                 self.merge(&p.table)?;
             }
         }
+        self.swap_in_copies(progress)?;
         self.set_lenient(progress);
         self.mark_fresh_copies(progress)
     }
@@ -635,28 +663,11 @@ impl Sink for DuckDbSink {
     }
 
     fn truncate(&mut self, tx: &TxInfo, tables: &[Arc<TableSchema>]) -> Result<()> {
-        if tables.is_empty() {
-            return Ok(());
-        }
-        self.enter_tx(tx, self.next_txseq);
-        let tx = self.current_tx();
-        for t in tables {
-            self.end_fresh_copy(&t.id);
-            self.ensure_schema_of(t, true)?;
-            self.merge(&t.id)?;
-            let meta = rowwise::LogMeta {
-                position: &tx.log_position,
-                commit_ts: &tx.commit_ts,
-                txseq: self.next_txseq,
-                tx: tx.ordinal,
-            };
-            rowwise::truncate(&self.conn, t, &meta, self.options.log_tables)?;
-            self.next_txseq += 1;
-        }
-        Ok(())
+        self.truncate_tables(tx, tables)
     }
 
     fn commit(&mut self, position: &Position, last_commit_time_us: i64) -> Result<()> {
+        self.settle_truncates()?;
         // Every table's staged rows are moved, then each shared staging table is cleared once.
         let ids: Vec<TableId> = self.tables.keys().cloned().collect();
         let mut shapes = BTreeSet::new();
@@ -741,6 +752,7 @@ impl Sink for DuckDbSink {
     }
 
     fn rollback(&mut self) -> Result<()> {
+        self.pending_truncates.clear();
         self.batch_ack = None;
         self.batch_partial = None;
         self.continued = false;

@@ -27,6 +27,15 @@ pub fn qualified(id: &TableId) -> String {
     format!("{}.{}", quote_ident(&id.schema), quote_ident(&id.name))
 }
 
+/// The table a table copied again fills while its replica table keeps the rows it had; it
+/// replaces the replica table once the copy is consistent (`sink/recopy.rs`).
+pub fn copy_table(id: &TableId) -> TableId {
+    TableId::new(id.schema.clone(), format!("{}{COPY_SUFFIX}", id.name))
+}
+
+/// The suffix of [`copy_table`] names.
+pub const COPY_SUFFIX: &str = "__tidewater_copy";
+
 pub fn log_table(id: &TableId) -> String {
     format!(
         "{}.{}",

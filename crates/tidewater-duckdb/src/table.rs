@@ -14,7 +14,7 @@
 
 use std::sync::Arc;
 
-use tidewater_core::{ColumnType, TableSchema};
+use tidewater_core::{ColumnType, TableId, TableSchema};
 
 use crate::sql::{
     cast_from_text, duckdb_type, log_table, old_key_columns, qualified, quote_ident,
@@ -23,6 +23,9 @@ use crate::sql::{
 
 pub struct TableSql {
     pub schema: Arc<TableSchema>,
+    /// The table the rows go to: the replica table, or its copy table while the table is
+    /// copied again (`sink/recopy.rs`).
+    pub replica: TableId,
     /// Distinguishes this table's rows in its staging table (`_t`).
     pub index: usize,
     /// The staging table of this table's shape (`stage_<columns>_<key columns>`).
@@ -53,6 +56,17 @@ pub struct TableSql {
 
 impl TableSql {
     pub fn new(schema: Arc<TableSchema>, index: usize, log_tables: bool) -> TableSql {
+        let replica = schema.id.clone();
+        TableSql::writing_to(schema, index, log_tables, replica)
+    }
+
+    /// The statements of a table whose rows go to `target` (its replica or copy table).
+    pub fn writing_to(
+        schema: Arc<TableSchema>,
+        index: usize,
+        log_tables: bool,
+        target: TableId,
+    ) -> TableSql {
         let n = schema.columns.len();
         let stage = format!("stage_{n}_{}", schema.key.len());
         let shared = format!("temp.main.{stage}");
@@ -99,7 +113,7 @@ impl TableSql {
             )
         });
 
-        let replica = qualified(&schema.id);
+        let replica = qualified(&target);
         let (delete_touched, insert_live) = if schema.has_key() {
             let events = touched_keys(&schema, &stage_q);
             let key_cols: Vec<String> = (0..schema.key.len()).map(|i| format!("k{i}")).collect();
@@ -171,6 +185,7 @@ impl TableSql {
             )
         });
         TableSql {
+            replica: target,
             index,
             clear_stage: format!("DELETE FROM {shared} WHERE _t = {index}"),
             clear_shape: format!("DELETE FROM {shared}"),
@@ -216,7 +231,7 @@ impl TableSql {
         }
         format!(
             "CREATE TABLE IF NOT EXISTS {} ({})",
-            qualified(&s.id),
+            qualified(&self.replica),
             cols.join(", ")
         )
     }

@@ -59,10 +59,12 @@ impl DuckDbSink {
         }
     }
 
+    /// Whether the table the rows of `id` go to (its replica or copy table) is empty.
     pub(super) fn replica_empty(&self, id: &TableId) -> Result<bool> {
+        let target = self.tables.get(id).map_or(id, |t| &t.sql.replica);
         let sql = format!(
             "SELECT count(*) FROM (SELECT 1 FROM {} LIMIT 1)",
-            crate::sql::qualified(id)
+            crate::sql::qualified(target)
         );
         let rows: i64 = self
             .conn

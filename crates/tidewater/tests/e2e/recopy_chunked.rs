@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::chunked_snapshot::{
     assert_copied_exactly, assert_copy_waits_for_delete, assert_same_rows, hold_invisible_delete,
     max_copied, my_setup, pg_setup, race_rig, release_delete, transaction, with_chunk_rows,
-    CHUNK_ROWS,
+    CHUNK_ROWS, ROWS,
 };
 use crate::common;
 use common::workload::Workload;
@@ -96,6 +96,7 @@ fn resnapshot_in_chunks(mut rig: Rig) {
         );
         rig.kill9();
         eprintln!("kill {kill}: after this run copied {copied} rows of {big}");
+        assert_kept_while_copying(&rig);
         rig.start();
     }
     wait_until(Duration::from_secs(300), "the re-copy to finish", || {
@@ -117,6 +118,37 @@ fn resnapshot_in_chunks(mut rig: Rig) {
     // Equal, consistent again; the re-copy's chunks count each row of big once (after a
     // kill it resumed at its next chunk).
     assert_copied_exactly(&rig, max_copied(sent));
+    let copies = rig
+        .replica()
+        .query_row(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name LIKE '%__tidewater_copy'",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .unwrap();
+    assert_eq!(copies, 0, "every copy table replaced its replica table");
+}
+
+/// While a table is copied again its replica table keeps the rows it had when the copy began
+/// (the damage made by hand included), and the copy fills `big__tidewater_copy`, which
+/// replaces it once consistent (read with the process killed mid-copy).
+fn assert_kept_while_copying(rig: &Rig) {
+    let conn = rig.replica();
+    let count = |sql: &str| {
+        conn.query_row(sql, [], |r| r.get::<_, i64>(0))
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+    assert_eq!(
+        count("SELECT count(*) FROM big WHERE id = -1"),
+        1,
+        "the replica table lost a row it held when the copy began"
+    );
+    let kept = count("SELECT count(*) FROM big");
+    let copied = count("SELECT count(*) FROM big__tidewater_copy");
+    assert!(
+        kept as u64 >= ROWS / 2 && copied < kept,
+        "replica table {kept} rows, copy table {copied}"
+    );
 }
 
 /// A re-copy's first chunk must show the transactions the stream delivered before the copy
