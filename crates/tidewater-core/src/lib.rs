@@ -7,6 +7,7 @@ pub mod backlog;
 pub mod check;
 pub mod config;
 pub mod copy;
+pub mod copy_eta;
 pub mod copy_rows;
 pub mod driver;
 pub mod error;

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::copy::CopyProgress;
+use crate::copy_eta::CopyClocks;
 use crate::histogram::Histogram;
 use crate::model::{Change, ChangeKind, Position, TableId, TableSchema};
 use crate::recopy::RecopyRequests;
@@ -58,6 +59,8 @@ pub struct Stats {
     /// Copy progress per table of the chunked initial snapshot (`crate::copy`), as last
     /// written (committed or in the open batch).
     copies: Mutex<BTreeMap<String, CopyProgress>>,
+    /// When this process first saw each copy under way, for its remaining time.
+    copy_clocks: Mutex<CopyClocks>,
     /// Source position of the last committed batch.
     position: Mutex<Option<String>>,
     /// Source position up to which everything is committed at the destination: the last
@@ -87,6 +90,7 @@ impl Default for Stats {
             tables: Mutex::default(),
             snapshot_copied: Mutex::default(),
             copies: Mutex::default(),
+            copy_clocks: Mutex::default(),
             position: Mutex::default(),
             caught_up: Mutex::default(),
             unreplicated: Unreplicated::default(),
@@ -254,10 +258,20 @@ impl Stats {
     /// Records copy progress of the chunked initial snapshot (at start: what the sink holds;
     /// then as each chunk is written).
     pub fn set_copy_progress(&self, progress: &[CopyProgress]) {
+        let now = std::time::Instant::now();
         let mut m = self.copies.lock().unwrap_or_else(|e| e.into_inner());
+        let mut clocks = self.copy_clocks.lock().unwrap_or_else(|e| e.into_inner());
         for p in progress {
             m.insert(p.table.to_string(), p.clone());
+            clocks.observe(p, now);
         }
+    }
+
+    /// The time `progress`'s copy has left, at the rate this process has copied it, given
+    /// the source's row estimate (`crate::copy_eta`).
+    pub fn copy_eta(&self, progress: &CopyProgress, estimate: Option<u64>) -> Option<Duration> {
+        let clocks = self.copy_clocks.lock().unwrap_or_else(|e| e.into_inner());
+        clocks.eta(progress, estimate, std::time::Instant::now())
     }
 
     /// Copy progress per table of the chunked initial snapshot (empty: no chunked copy).

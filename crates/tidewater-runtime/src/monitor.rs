@@ -182,6 +182,26 @@ impl Monitor {
         lock(&self.estimates).clone()
     }
 
+    /// The time a copy under way has left (`tidewater_core::copy_eta`). The rows expected are
+    /// the source's estimate from the start, or else the rows the replica table holds
+    /// (`report`): a table copied again into a copy table keeps its old rows until the swap,
+    /// about the source's count; a table that holds only what was copied so far gives none.
+    pub fn copy_eta(
+        &self,
+        copy: &tidewater_core::CopyProgress,
+        report: Option<&StatusReport>,
+    ) -> Option<std::time::Duration> {
+        if copy.done {
+            return None;
+        }
+        let table = copy.table.to_string();
+        let estimate = lock(&self.estimates).get(&table).copied().or_else(|| {
+            let t = report?.tables.iter().find(|t| t.table == table)?;
+            u64::try_from(t.rows).ok()
+        });
+        self.stats.copy_eta(copy, estimate)
+    }
+
     pub fn set_http_addr(&self, addr: SocketAddr) {
         let _ = self.http_addr.set(addr);
     }

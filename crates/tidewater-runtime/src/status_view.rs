@@ -84,6 +84,10 @@ pub struct LiveTable {
     /// or in the open batch), done, consistent. `None`: not copied in chunks.
     #[serde(default)]
     pub copy: Option<tidewater_core::CopyProgress>,
+    /// The time the copy under way has left, at the rate this process has copied it and the
+    /// source's row estimate (`tidewater_core::copy_eta`); absent while not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_eta_seconds: Option<f64>,
 }
 
 impl StatusView {
@@ -137,12 +141,19 @@ impl StatusView {
         names.dedup();
         let tables = names
             .into_iter()
-            .map(|t| LiveTable {
-                table: t.clone(),
-                changes: counts.get(t).copied().unwrap_or_default(),
-                snapshot_rows_copied: copied.get(t).copied().unwrap_or(0),
-                snapshot_rows_estimate: estimates.get(t).copied(),
-                copy: copies.iter().find(|c| c.table.to_string() == *t).cloned(),
+            .map(|t| {
+                let copy = copies.iter().find(|c| c.table.to_string() == *t).cloned();
+                let eta = copy
+                    .as_ref()
+                    .and_then(|c| monitor.copy_eta(c, Some(&report)));
+                LiveTable {
+                    table: t.clone(),
+                    changes: counts.get(t).copied().unwrap_or_default(),
+                    snapshot_rows_copied: copied.get(t).copied().unwrap_or(0),
+                    snapshot_rows_estimate: estimates.get(t).copied(),
+                    copy,
+                    copy_eta_seconds: eta.map(|d| d.as_secs_f64()),
+                }
             })
             .collect();
         let live = LiveStatus {
@@ -301,8 +312,11 @@ impl StatusView {
                     };
                     let _ = writeln!(
                         o,
-                        "  copy {:<34} {:>12} rows {:>8} chunks  {state}",
-                        t.table, c.rows, c.chunks
+                        "  copy {:<34} {:>12} rows {:>8} chunks  {state}{}",
+                        t.table,
+                        c.rows,
+                        c.chunks,
+                        time_left(t)
                     );
                 }
             }
@@ -327,6 +341,20 @@ pub fn snapshot_progress(t: &LiveTable) -> String {
         ),
         None => format!("{} rows", t.snapshot_rows_copied),
     }
+}
+
+/// ", ~1m 5s left" while the table's copy has a known remaining time, else nothing.
+pub fn time_left(t: &LiveTable) -> String {
+    let Some(secs) = t.copy_eta_seconds else {
+        return String::new();
+    };
+    let secs = secs.round() as u64;
+    let text = match (secs / 3600, secs / 60 % 60, secs % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, s) => format!("{m}m {s}s"),
+        (h, m, _) => format!("{h}h {m}m"),
+    };
+    format!(", ~{text} left")
 }
 
 /// Whether the DuckDB file alone is complete, and what to do when it is not.

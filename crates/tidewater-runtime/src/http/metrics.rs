@@ -245,6 +245,23 @@ pub fn render(m: &Monitor) -> String {
     }
     header(
         &mut o,
+        "tidewater_copy_eta_seconds",
+        "gauge",
+        "Seconds the table's copy under way has left, at the rate this process has copied it and the source's row estimate (absent while not known).",
+    );
+    let report = m.cached_report();
+    for c in &copies {
+        if let Some(eta) = m.copy_eta(c, report.as_deref()) {
+            let _ = writeln!(
+                o,
+                "tidewater_copy_eta_seconds{{table=\"{}\"}} {:.0}",
+                label(&c.table.to_string()),
+                eta.as_secs_f64()
+            );
+        }
+    }
+    header(
+        &mut o,
         "tidewater_replica_consistent",
         "gauge",
         "1 when the replica equals the source at a transaction boundary: it has a committed position and no copy is under way (0 until that is known, at the start).",
@@ -255,7 +272,6 @@ pub fn render(m: &Monitor) -> String {
         u8::from(m.consistent())
     );
 
-    let report = m.cached_report();
     let position = s
         .position()
         .or_else(|| report.as_ref().and_then(|r| r.position.clone()));

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use crate::status_view::{snapshot_progress, StatusView};
+use crate::status_view::{snapshot_progress, time_left, StatusView};
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -141,7 +141,7 @@ fn main(o: &mut String, v: &StatusView) {
                     .map_or(100, |e| (l.snapshot_rows_copied * 100 / e).min(100));
                 format!(
                     "<span class=\"bar\"><i style=\"width:{pct}%\"></i></span> {}",
-                    esc(&snapshot_progress(l))
+                    esc(&(snapshot_progress(l) + &time_left(l)))
                 )
             }
             _ => "-".into(),

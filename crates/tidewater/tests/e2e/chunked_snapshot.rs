@@ -439,19 +439,79 @@ fn pg_chunked_copy_holds_no_long_transaction() {
         "CREATE TABLE t (id bigint PRIMARY KEY, v text);
 INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, {rows}) g;"
     ));
-    with_chunk_rows(&rig, 5_000);
+    with_chunk_rows(&rig, 2_000);
     let addr = rig.listen_http();
     rig.start();
     let finished = |rig: &Rig| rig.log().matches(common::COPY_FINISHED).count();
-    assert_no_long_transaction(&rig, "the copy", || finished(&rig) >= 1);
-    // The same for a copy again while streaming (`tidewater resnapshot`).
+    // The time the copy has left is shown while it runs (`/metrics`, `/status`).
+    let eta = TimeLeft::default();
+    assert_no_long_transaction(&rig, "the copy", || {
+        eta.sample(&addr);
+        finished(&rig) >= 1
+    });
+    eta.assert_seen("the copy");
+    common::wait_replica_consistent(&rig, &addr);
+    // The same for a copy again while streaming (`tidewater resnapshot`), by a run that
+    // resumed streaming (no row estimates from a start): its time left counts on the rows the
+    // replica table keeps until the copy replaces it.
+    rig.stop();
+    rig.start();
     let asked = || common::run_cli(&["resnapshot", "--tables", "public.t"], &rig.config);
-    common::expect(asked(), 0, &["copying again while streaming"]);
-    assert_no_long_transaction(&rig, "the re-copy", || finished(&rig) >= 2);
+    wait_until(Duration::from_secs(60), "run to take the request", || {
+        !asked().1.contains("no `tidewater run` is running")
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    let eta = TimeLeft::default();
+    assert_no_long_transaction(&rig, "the re-copy", || {
+        eta.sample(&addr);
+        finished(&rig) >= 2
+    });
+    eta.assert_seen("the re-copy");
     common::wait_replica_consistent(&rig, &addr);
     assert!(rig.log().contains("copied again in chunks"));
     rig.stop();
     assert_eq!(rig.count("SELECT count(*) FROM t"), rows as i64);
+}
+
+/// The time a copy under way has left, as `/metrics` and `/status` show it while sampled.
+#[derive(Default)]
+struct TimeLeft {
+    metric: std::cell::Cell<Option<f64>>,
+    status: std::cell::Cell<Option<f64>>,
+}
+
+impl TimeLeft {
+    fn sample(&self, addr: &str) {
+        let get = |path| common::http::http(addr, "GET", path, None).ok();
+        if let Some(m) = get("/metrics") {
+            let eta = r#"tidewater_copy_eta_seconds{table="public.t"}"#;
+            if let Some(v) = common::http::metric(&m.body, eta) {
+                self.metric.set(Some(v));
+            }
+        }
+        if let Some(s) = get("/status") {
+            let tables = s.json()["live"]["tables"].clone();
+            let t = tables.as_array().and_then(|t| {
+                t.iter()
+                    .find(|t| t["table"] == "public.t")
+                    .and_then(|t| t["copy_eta_seconds"].as_f64())
+            });
+            if t.is_some() {
+                self.status.set(t);
+            }
+        }
+    }
+
+    #[track_caller]
+    fn assert_seen(&self, what: &str) {
+        for (where_, v) in [
+            ("/metrics", self.metric.get()),
+            ("/status", self.status.get()),
+        ] {
+            let v = v.unwrap_or_else(|| panic!("{where_} never showed the time left of {what}"));
+            assert!((0.0..600.0).contains(&v), "{where_}: {v} s left of {what}");
+        }
+    }
 }
 
 /// Samples the age of tidewater's source transactions (and xmin horizons) until `done`: none
