@@ -195,7 +195,8 @@ impl DuckDbSink {
     /// `ensure_schema`; with `emptied`, the caller removes every replica row next (a table
     /// copied again starts with a truncate), so a changed key may recreate the replica.
     fn ensure_schema_of(&mut self, table: &Arc<TableSchema>, emptied: bool) -> Result<()> {
-        if self.pending_truncates.contains_key(&table.id) {
+        // (Checked per change: the emptiness test keeps the common case to one load.)
+        if !self.pending_truncates.is_empty() && self.pending_truncates.contains_key(&table.id) {
             self.settle_truncate(&table.id)?;
         }
         if let Some(t) = self.tables.get_mut(&table.id) {
