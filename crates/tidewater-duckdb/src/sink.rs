@@ -118,6 +118,9 @@ pub struct DuckDbSink {
     /// the truncate carries: a copy that begins next fills a copy table instead
     /// (`sink/recopy.rs`).
     pending_truncates: HashMap<TableId, Arc<TableSchema>>,
+    /// Your own indexes of replica tables replaced in the open batch, to create again on
+    /// them once it commits (`sink/recopy.rs`).
+    indexes_to_restore: Vec<(TableId, Vec<String>)>,
 }
 
 pub fn open_connection(path: &std::path::Path) -> Result<Connection> {
@@ -147,6 +150,7 @@ impl DuckDbSink {
             continued: false,
             batch_partial: None,
             pending_truncates: HashMap::new(),
+            indexes_to_restore: Vec::new(),
             conn,
             tables: HashMap::new(),
             next_index: 0,
@@ -231,19 +235,6 @@ impl DuckDbSink {
         };
         self.install(id, sql);
         Ok(())
-    }
-
-    /// Makes `sql` the table's statements (its definition or target changed), keeping what
-    /// the batch counted and the copy's modes.
-    fn install(&mut self, id: TableId, sql: crate::table::TableSql) {
-        // Cached plans may name the old staging table, target or columns.
-        self.conn.flush_prepared_statement_cache();
-        let changes = self.tables.get(&id).map_or(0, |t| t.changes);
-        let mut state = TableState::new(sql);
-        state.changes = changes;
-        state.lenient = self.lenient.contains(&id) && state.sql.schema.has_key();
-        state.fresh_copy = self.fresh_copies.contains(&id);
-        self.tables.insert(id, state);
     }
 
     fn table(&mut self, id: &TableId) -> Result<&mut TableState> {
@@ -730,6 +721,7 @@ impl Sink for DuckDbSink {
         // back, and a ROLLBACK after it would only fail with "no transaction is active".
         self.in_batch = false;
         committed?;
+        self.restore_indexes();
         self.committed_ordinal = self.last_ordinal;
         self.continuing = partial;
         let c = std::mem::take(&mut self.counts);
@@ -754,6 +746,7 @@ impl Sink for DuckDbSink {
 
     fn rollback(&mut self) -> Result<()> {
         self.pending_truncates.clear();
+        self.indexes_to_restore.clear();
         self.batch_ack = None;
         self.batch_partial = None;
         self.continued = false;

@@ -301,7 +301,7 @@ impl StatusView {
         if let Some(l) = self.live.as_ref().filter(|l| !l.consistent) {
             let _ = writeln!(
                 o,
-                "consistent:          no: the initial copy is under way (rows are copied in chunks while streaming)"
+                "consistent:          no: a copy is under way (the initial one, or tables copied again; rows are copied in chunks while streaming)"
             );
             for t in &l.tables {
                 if let Some(c) = &t.copy {

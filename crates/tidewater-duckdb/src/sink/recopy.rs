@@ -29,13 +29,14 @@
 
 use std::sync::Arc;
 
-use tidewater_core::{CopyProgress, Result, TableId, TableSchema, TxInfo};
-use tracing::info;
+use tidewater_core::{CopyProgress, Error, Result, TableId, TableSchema, TxInfo};
+use tracing::{info, warn};
 
 use super::DuckDbSink;
 use crate::rowwise;
 use crate::schema::evolve_table;
 use crate::sql::{copy_table, exec, qualified, quote_ident};
+use crate::staged::TableState;
 use crate::table::TableSql;
 
 impl DuckDbSink {
@@ -146,8 +147,22 @@ impl DuckDbSink {
         Ok(())
     }
 
+    /// Makes `sql` the table's statements (its definition or target changed), keeping what
+    /// the batch counted and the copy's modes.
+    pub(super) fn install(&mut self, id: TableId, sql: crate::table::TableSql) {
+        // Cached plans may name the old staging table, target or columns.
+        self.conn.flush_prepared_statement_cache();
+        let changes = self.tables.get(&id).map_or(0, |t| t.changes);
+        let mut state = TableState::new(sql);
+        state.changes = changes;
+        state.lenient = self.lenient.contains(&id) && state.sql.schema.has_key();
+        state.fresh_copy = self.fresh_copies.contains(&id);
+        self.tables.insert(id, state);
+    }
+
     /// After `progress` is written and the tables it changes are merged: the copy table of a
-    /// table whose copy is now consistent replaces its replica table.
+    /// table whose copy is now consistent replaces its replica table. Indexes you created on
+    /// the replica table are created again on it after the commit (`restore_indexes`).
     pub(super) fn swap_in_copies(&mut self, progress: &[CopyProgress]) -> Result<()> {
         for p in progress.iter().filter(|p| p.consistent) {
             let Some(t) = self.tables.get(&p.table) else {
@@ -158,8 +173,12 @@ impl DuckDbSink {
             }
             self.merge(&p.table)?;
             let id = p.table.clone();
+            let copy = self.tables[&id].sql.replica.clone();
+            let indexes = self.own_indexes(&id)?;
+            if !indexes.is_empty() {
+                self.indexes_to_restore.push((id.clone(), indexes));
+            }
             let t = &self.tables[&id].sql;
-            let copy = t.replica.clone();
             let sql = TableSql::writing_to(
                 t.schema.clone(),
                 t.index,
@@ -180,5 +199,46 @@ impl DuckDbSink {
             self.install(id, sql);
         }
         Ok(())
+    }
+
+    /// The `CREATE INDEX` statements of the indexes you created on `id`'s replica table (its
+    /// primary key is tidewater's and not among them).
+    fn own_indexes(&self, id: &TableId) -> Result<Vec<String>> {
+        let what = format!("reading the indexes of {id}");
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT sql FROM duckdb_indexes() WHERE database_name = current_database() \
+                 AND schema_name = ? AND table_name = ? AND sql IS NOT NULL ORDER BY index_name",
+            )
+            .map_err(|e| Error::sink(format!("{what}: {e}")))?;
+        let rows = stmt
+            .query_map([&id.schema, &id.name], |r| r.get::<_, String>(0))
+            .map_err(|e| Error::sink(format!("{what}: {e}")))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(|e| Error::sink(format!("{what}: {e}")))
+    }
+
+    /// After the commit that swapped copy tables in: your indexes of the replaced replica
+    /// tables, created again one statement at a time. Outside the batch on purpose: an index
+    /// that no longer fits the table (a column dropped by the change that caused the copy, a
+    /// unique index the new rows break) is a warning to act on, not a stop of replication.
+    pub(super) fn restore_indexes(&mut self) {
+        for (id, statements) in std::mem::take(&mut self.indexes_to_restore) {
+            for sql in statements {
+                match exec(
+                    &self.conn,
+                    &sql,
+                    &format_args!("creating an index of {id} again"),
+                ) {
+                    Ok(()) => {
+                        info!(table = %id, index = %sql, "your index is created again on the table's new copy")
+                    }
+                    Err(e) => {
+                        warn!(table = %id, index = %sql, error = %e, "your index of the table copied again could not be created again on it: create it by hand")
+                    }
+                }
+            }
+        }
     }
 }

@@ -39,7 +39,7 @@ fn a_copy_fills_a_copy_table_that_replaces_the_replica_when_consistent() {
     let t = keyed("t");
     let mut sink = open(&path, "postgres");
     sink.prepare(std::slice::from_ref(&t)).unwrap();
-    let snapshot = ["1", "2", "3"].map(|id| change(&t, Snapshot, &[id, "a"], None));
+    let snapshot = [["1", "a"], ["2", "b"], ["3", "c"]].map(|r| change(&t, Snapshot, &r, None));
     batch(&mut sink, vec![("0/100", snapshot.to_vec())]);
 
     // The re-copy begins: a truncate and the table's fresh progress, then a chunk.
@@ -53,7 +53,7 @@ fn a_copy_fills_a_copy_table_that_replaces_the_replica_when_consistent() {
     sink.commit(&at.position, 1).unwrap();
     assert_eq!(
         rows(&sink, "s.t"),
-        ["1=a", "2=a", "3=a"],
+        ["1=a", "2=b", "3=c"],
         "the replica keeps its rows"
     );
     assert_eq!(rows(&sink, "s.t__tidewater_copy"), ["1=n"]);
@@ -68,18 +68,32 @@ fn a_copy_fills_a_copy_table_that_replaces_the_replica_when_consistent() {
     sink.copy_progress().unwrap();
     batch(
         &mut sink,
-        vec![("0/300", vec![change(&t, Insert, &["4", "i"], None)])],
+        vec![("0/300", vec![change(&t, Insert, &["4", "n"], None)])],
     );
-    assert_eq!(rows(&sink, "s.t__tidewater_copy"), ["1=n", "4=i"]);
-    assert_eq!(rows(&sink, "s.t"), ["1=a", "2=a", "3=a"]);
+    assert_eq!(rows(&sink, "s.t__tidewater_copy"), ["1=n", "4=n"]);
+    assert_eq!(rows(&sink, "s.t"), ["1=a", "2=b", "3=c"]);
 
+    // Your indexes of the replica table: created again on the copy once it replaces it, or
+    // left out with a warning when they no longer fit (the copy has two rows with v = 'n').
+    sink.connection()
+        .execute_batch("CREATE INDEX t_v ON s.t (v); CREATE UNIQUE INDEX t_v_once ON s.t (v)")
+        .unwrap();
     // Consistent: the copy replaces the replica table in the same transaction.
     sink.begin().unwrap();
     (progress.done, progress.consistent) = (true, true);
     sink.write_progress(&[progress]).unwrap();
     sink.commit(&Position("0/400".into()), 1).unwrap();
-    assert_eq!(rows(&sink, "s.t"), ["1=n", "4=i"]);
+    assert_eq!(rows(&sink, "s.t"), ["1=n", "4=n"]);
     assert_eq!(copy_tables(&sink), 0);
+    let indexes: Vec<String> = {
+        let mut stmt = sink
+            .connection()
+            .prepare("SELECT index_name FROM duckdb_indexes() WHERE table_name = 't'")
+            .unwrap();
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
+        rows.map(Result::unwrap).collect()
+    };
+    assert_eq!(indexes, ["t_v"]);
 
     // A plain truncate (no copy follows) empties the table, and what follows lands in it.
     sink.begin().unwrap();
