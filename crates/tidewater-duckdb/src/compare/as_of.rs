@@ -17,7 +17,10 @@
 //!    (ordinal, position). The engine asks the source which positions S holds; the cutoff C is
 //!    the last of them that S holds, else B (`recheck_as_of`). Ordinals follow the source's
 //!    commit order and a snapshot holds a prefix of it, so the transactions up to C are those
-//!    S holds and the later ones are not.
+//!    S holds and the later ones are not. (PostgreSQL: S is `pg_current_wal_lsn()` read just
+//!    after the snapshot, so a transaction that committed in between counts as held though
+//!    the snapshot does not show it; its keys differ in that round only, and a key is reported
+//!    only if it differs in every round.)
 //! 3. `recheck_batch` builds the replica side key by key:
 //!    - no log row after C: the replica row as it is now (nothing has changed it since S; the
 //!      replica has applied everything up to S);
@@ -39,7 +42,9 @@
 //! replica row), so this reads what the replica held at C.
 //!
 //! Without a `_log` table (`log_tables = false`), or one whose columns differ from the
-//! replica's, the round compares the replica as it is, as before.
+//! replica's, the round compares the replica as it is, as before. While a table is copied
+//! again its log describes the copy table (`sink/recopy.rs`), not the replica table, so its
+//! keys read as of the log are reported: a table under copy is not comparable anyway.
 
 use duckdb::params;
 use tidewater_core::Result;
