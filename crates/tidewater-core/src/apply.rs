@@ -693,7 +693,9 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
         let ack = b.idle.take().unwrap_or(last.clone());
         self.stored = Some((last.clone(), Some(last_time)));
         let done = std::mem::take(b);
-        stats.set_copy_progress(&done.progress);
+        // A copy table begins and is swapped in only by a commit that holds copy progress.
+        let beside = (!done.progress.is_empty()).then(|| sink.copies_beside());
+        stats.set_copy_state(&done.progress, beside.as_deref());
         stats.record_batch(done.tally, done.rows as u64, done.apply_time, &last);
         stats.set_caught_up(&ack);
         acks.send_replace(Some(ack));

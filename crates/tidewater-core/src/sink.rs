@@ -142,6 +142,15 @@ pub trait Sink: Send {
         Ok(Vec::new())
     }
 
+    /// The tables whose copy under way fills a table beside their replica table, as of the
+    /// last commit: their replica table keeps the rows it had when the copy began (whole,
+    /// stale) until the copy is consistent and replaces it (DuckDB: `T__tidewater_copy`).
+    /// A table not listed holds only what was copied so far while its copy runs. Read after
+    /// `copy_progress` at start and after each commit that holds copy progress.
+    fn copies_beside(&self) -> Vec<TableId> {
+        Vec::new()
+    }
+
     /// Stores copy progress inside the open batch (it commits with the batch).
     fn write_progress(&mut self, _progress: &[CopyProgress]) -> Result<()> {
         Err(Error::sink(

@@ -2,7 +2,7 @@
 //! Cheap on the apply path: atomics per event, one short lock per batch (per-table counts)
 //! and per snapshot chunk (snapshot progress).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -59,6 +59,9 @@ pub struct Stats {
     /// Copy progress per table of the chunked initial snapshot (`crate::copy`), as last
     /// written (committed or in the open batch).
     copies: Mutex<BTreeMap<String, CopyProgress>>,
+    /// The tables whose copy fills a table beside their replica table
+    /// (`Sink::copies_beside`), as of the last commit. Locked after `copies`.
+    copies_beside: Mutex<BTreeSet<String>>,
     /// When this process first saw each copy under way, for its remaining time.
     copy_clocks: Mutex<CopyClocks>,
     /// Source position of the last committed batch.
@@ -90,6 +93,7 @@ impl Default for Stats {
             tables: Mutex::default(),
             snapshot_copied: Mutex::default(),
             copies: Mutex::default(),
+            copies_beside: Mutex::default(),
             copy_clocks: Mutex::default(),
             position: Mutex::default(),
             caught_up: Mutex::default(),
@@ -258,6 +262,13 @@ impl Stats {
     /// Records copy progress of the chunked initial snapshot (at start: what the sink holds;
     /// then as each chunk is written).
     pub fn set_copy_progress(&self, progress: &[CopyProgress]) {
+        self.set_copy_state(progress, None);
+    }
+
+    /// Records copy progress and, when given, the tables whose copy fills a table beside
+    /// their replica table (`Sink::copies_beside`), in one step: a reader never sees a copy
+    /// that began, or was swapped in, with only half of that recorded.
+    pub fn set_copy_state(&self, progress: &[CopyProgress], beside: Option<&[TableId]>) {
         let now = std::time::Instant::now();
         let mut m = self.copies.lock().unwrap_or_else(|e| e.into_inner());
         let mut clocks = self.copy_clocks.lock().unwrap_or_else(|e| e.into_inner());
@@ -265,6 +276,25 @@ impl Stats {
             m.insert(p.table.to_string(), p.clone());
             clocks.observe(p, now);
         }
+        if let Some(beside) = beside {
+            let mut b = self.copies_beside.lock().unwrap_or_else(|e| e.into_inner());
+            *b = beside.iter().map(|t| t.to_string()).collect();
+        }
+    }
+
+    /// The tables whose copy is under way (not consistent yet), and whether each of them
+    /// fills a table beside its replica table, which keeps its rows meanwhile.
+    pub fn copies_under_way(&self) -> Vec<(String, bool)> {
+        let m = self.copies.lock().unwrap_or_else(|e| e.into_inner());
+        let b = self.copies_beside.lock().unwrap_or_else(|e| e.into_inner());
+        m.values()
+            .filter(|p| !p.consistent)
+            .map(|p| {
+                let t = p.table.to_string();
+                let beside = b.contains(&t);
+                (t, beside)
+            })
+            .collect()
     }
 
     /// The time `progress`'s copy has left, at the rate this process has copied it, given

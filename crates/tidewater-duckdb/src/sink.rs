@@ -558,6 +558,10 @@ impl Sink for DuckDbSink {
         Ok(progress)
     }
 
+    fn copies_beside(&self) -> Vec<TableId> {
+        self.copy_tables_in_use()
+    }
+
     fn write_progress(&mut self, progress: &[CopyProgress]) -> Result<()> {
         self.start_copy_tables(progress)?;
         state::write_copies(&self.conn, progress)?;

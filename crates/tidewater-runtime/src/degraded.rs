@@ -7,7 +7,9 @@
 //! liveness probe restart the process, which cannot fix a missing privilege and interrupts
 //! the tables that do replicate (the source retries the refused table on its own every poll),
 //! and a readiness probe take a replica that serves correct data for its other tables out of
-//! service. Alert on `tidewater_tables_not_replicated > 0` (or the body) instead.
+//! service. Alert on `tidewater_tables_not_replicated > 0` (or the body) instead. The same
+//! holds while tables are copied again beside replica tables that keep their rows
+//! (`Monitor::health`, "copying again").
 
 use std::fmt::Write;
 

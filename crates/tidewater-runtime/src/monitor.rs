@@ -296,6 +296,9 @@ impl Monitor {
         match phase {
             Phase::Starting => not_ok("starting: connecting to the source".into()),
             Phase::Snapshot => {
+                if let Some(copying) = self.copying_beside() {
+                    return self.streaming_health(Some(copying));
+                }
                 let copied: u64 = self.stats.snapshot_copied().values().sum();
                 not_ok(format!(
                     "copy in progress (the initial snapshot, or tables copied again): {copied} rows copied; the replica is incomplete until it is transaction-consistent"
@@ -309,33 +312,73 @@ impl Monitor {
                 ))
             }
             Phase::Stopping => not_ok("stopping".into()),
-            Phase::Streaming => {
-                let busy = self.stats.busy_since_us.load(Relaxed);
-                let busy_for = Duration::from_micros((now_us() - busy).max(0) as u64);
-                if busy != 0 && busy_for > STALL_AFTER {
-                    return not_ok(format!(
-                        "stalled: applying one step has taken {} s (more than {} s)",
-                        busy_for.as_secs(),
-                        STALL_AFTER.as_secs()
-                    ));
-                }
-                let last = self.stats.last_apply_us.load(Relaxed);
-                let reason = if last == 0 {
-                    "streaming; nothing applied by this process yet".to_string()
-                } else {
-                    format!(
-                        "streaming; last batch applied {} s ago",
-                        (now_us() - last).max(0) / 1_000_000
-                    )
-                };
-                // Streaming, but a selected table is left out: still ok (see `degraded`).
-                let reason = crate::degraded::health_reason(&self.stats.unreplicated, &reason)
-                    .unwrap_or(reason);
-                // ... or the last verification found differences.
-                let reason = self.verify_passes.health_reason(&reason).unwrap_or(reason);
-                Health { ok: true, reason }
-            }
+            Phase::Streaming => self.streaming_health(None),
         }
+    }
+
+    /// Streaming while tables are copied again, every one of them into a table beside its
+    /// replica table (`Sink::copies_beside`): the replica tables are whole (stale while
+    /// copied, never half-copied), so the pipeline is degraded, not down (the reasons in
+    /// `crate::degraded`); the reason to say so. `None` during the initial snapshot, or while
+    /// a table holds only the rows copied so far (its first copy, or a sink that empties it).
+    fn copying_beside(&self) -> Option<String> {
+        if lock(&self.phase).0 != Phase::Streaming {
+            return None;
+        }
+        let under_way = self.stats.copies_under_way();
+        if under_way.is_empty() || under_way.iter().any(|(_, beside)| !beside) {
+            return None;
+        }
+        let tables: Vec<&str> = under_way.iter().map(|(t, _)| t.as_str()).collect();
+        let one = tables.len() == 1;
+        Some(format!(
+            "degraded: copying again: {}; {} the rows {} had when the copy began until the \
+             copy is transaction-consistent and replaces {}",
+            tables.join(", "),
+            if one {
+                "its replica table keeps"
+            } else {
+                "their replica tables keep"
+            },
+            if one { "it" } else { "they" },
+            if one { "it" } else { "them" },
+        ))
+    }
+
+    /// Health while streaming: ok unless apply is stalled; the reason names what degrades it
+    /// (`copying`: tables copied again beside their replica tables).
+    fn streaming_health(&self, copying: Option<String>) -> Health {
+        let busy = self.stats.busy_since_us.load(Relaxed);
+        let busy_for = Duration::from_micros((now_us() - busy).max(0) as u64);
+        if busy != 0 && busy_for > STALL_AFTER {
+            return Health {
+                ok: false,
+                reason: format!(
+                    "stalled: applying one step has taken {} s (more than {} s)",
+                    busy_for.as_secs(),
+                    STALL_AFTER.as_secs()
+                ),
+            };
+        }
+        let last = self.stats.last_apply_us.load(Relaxed);
+        let reason = if last == 0 {
+            "streaming; nothing applied by this process yet".to_string()
+        } else {
+            format!(
+                "streaming; last batch applied {} s ago",
+                (now_us() - last).max(0) / 1_000_000
+            )
+        };
+        let reason = match copying {
+            Some(copying) => format!("{copying}; {reason}"),
+            None => reason,
+        };
+        // Streaming, but a selected table is left out: still ok (see `degraded`).
+        let reason =
+            crate::degraded::health_reason(&self.stats.unreplicated, &reason).unwrap_or(reason);
+        // ... or the last verification found differences.
+        let reason = self.verify_passes.health_reason(&reason).unwrap_or(reason);
+        Health { ok: true, reason }
     }
 }
 
@@ -359,5 +402,57 @@ mod tests {
         copy.consistent = true;
         stats.set_copy_progress(&[copy]);
         assert!(m.consistent());
+    }
+
+    #[test]
+    fn copies_beside_their_replica_tables_degrade_health_and_other_copies_fail_it() {
+        let stats = Arc::new(Stats::default());
+        let m = Monitor::new(stats.clone(), "postgres", PathBuf::new());
+        m.set_phase(Phase::Streaming);
+        stats.set_resumed_at(&Position("0/1".into()));
+        let (a, b) = (TableId::new("s", "a"), TableId::new("s", "b"));
+        let consistent = |t: &TableId| CopyProgress {
+            done: true,
+            consistent: true,
+            ..CopyProgress::new(t.clone())
+        };
+        stats.set_copy_state(&[consistent(&a), consistent(&b)], Some(&[]));
+        assert!(m.health().ok);
+        assert!(!m.health().reason.starts_with("degraded:"));
+        // `a` is copied again beside its replica table.
+        stats.set_copy_state(
+            &[CopyProgress::new(a.clone())],
+            Some(std::slice::from_ref(&a)),
+        );
+        let h = m.health();
+        assert!(h.ok, "{}", h.reason);
+        assert!(
+            h.reason
+                .starts_with("degraded: copying again: s.a; its replica table keeps"),
+            "{}",
+            h.reason
+        );
+        // `b` is copied into its own replica table: half-copied, so not ok.
+        stats.set_copy_state(
+            &[CopyProgress::new(b.clone())],
+            Some(std::slice::from_ref(&a)),
+        );
+        let h = m.health();
+        assert!(
+            !h.ok && h.reason.starts_with("copy in progress"),
+            "{}",
+            h.reason
+        );
+        // Both consistent again (the swap): fully healthy.
+        stats.set_copy_state(&[consistent(&a), consistent(&b)], Some(&[]));
+        let h = m.health();
+        assert!(h.ok && !h.reason.starts_with("degraded:"), "{}", h.reason);
+        // The initial snapshot is never degraded, whatever the sink says.
+        m.set_phase(Phase::Snapshot);
+        stats.set_copy_state(
+            &[CopyProgress::new(a.clone())],
+            Some(std::slice::from_ref(&a)),
+        );
+        assert!(!m.health().ok);
     }
 }

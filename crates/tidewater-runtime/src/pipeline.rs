@@ -204,7 +204,7 @@ impl<D: SourceDriver + 'static> Attempt<'_, D> {
         let prepared = tokio::task::spawn_blocking(move || {
             let r = prepare(&mut *sink, tables).and_then(|prepared| {
                 let progress = match sink.copies_in_chunks() {
-                    true => Some(sink.copy_progress()?),
+                    true => Some((sink.copy_progress()?, sink.copies_beside())),
                     false => None,
                 };
                 Ok((prepared, progress))
@@ -218,8 +218,8 @@ impl<D: SourceDriver + 'static> Attempt<'_, D> {
             Ok(p) => p,
             Err(e) => return (sink, Err(e)),
         };
-        let chunked = progress.map(|progress| {
-            monitor.stats.set_copy_progress(&progress);
+        let chunked = progress.map(|(progress, beside)| {
+            monitor.stats.set_copy_state(&progress, Some(&beside));
             ChunkedCopy {
                 size: self.chunk_size,
                 progress,

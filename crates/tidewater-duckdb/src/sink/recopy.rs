@@ -3,8 +3,8 @@
 //! table, `"S"."T__tidewater_copy"`, while its replica table keeps the rows it had; once the
 //! copy is consistent the copy table replaces the replica table in the same DuckDB
 //! transaction. Readers never see a half-copied table: until the swap they see the table as it
-//! was when the copy began (stale, and flagged by `/health` and `status` as during any copy),
-//! then the complete copy.
+//! was when the copy began (stale: `status` shows the copy, and `/health` says degraded, not
+//! down, as `Sink::copies_beside` tells the runtime), then the complete copy.
 //!
 //! How the sink tells a re-copy from a plain `TRUNCATE`: a source starts a re-copy with a
 //! truncate of the table (carrying the definition the stream applies from there) and, in the
@@ -145,6 +145,15 @@ impl DuckDbSink {
         info!(table = %id, copy = %qualified(&copy), "the table's copy fills a copy table; the replica table keeps its rows until the copy is consistent");
         self.install(id, sql);
         Ok(())
+    }
+
+    /// The tables whose rows go to their copy table (`Sink::copies_beside`).
+    pub(super) fn copy_tables_in_use(&self) -> Vec<TableId> {
+        self.tables
+            .iter()
+            .filter(|(id, t)| t.sql.replica != **id)
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// Makes `sql` the table's statements (its definition or target changed), keeping what

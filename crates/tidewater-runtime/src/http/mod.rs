@@ -1,7 +1,8 @@
 //! The HTTP endpoint of a running `tidewater run`:
 //!
 //! - `GET /health`: 200 while streaming and not stalled, else 503; the body says why (a body
-//!   starting with `degraded:` while a selected table is not replicated, see `degraded`);
+//!   starting with `degraded:` while a selected table is not replicated, see `degraded`, or
+//!   while tables are copied again beside replica tables that keep their rows);
 //! - `GET /metrics`: Prometheus text format;
 //! - `GET /status`: the status as JSON (what `tidewater status` prints);
 //! - `GET /` (or `/status.html`): a small self-refreshing status page;

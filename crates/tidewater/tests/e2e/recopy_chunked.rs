@@ -94,6 +94,7 @@ fn resnapshot_in_chunks(mut rig: Rig) {
             "the re-copy finished before kill {kill}: make the table larger\n{}",
             rig.log()
         );
+        assert_degraded_while_copying(&addr, &big);
         rig.kill9();
         eprintln!("kill {kill}: after this run copied {copied} rows of {big}");
         assert_kept_while_copying(&rig);
@@ -127,6 +128,19 @@ fn resnapshot_in_chunks(mut rig: Rig) {
         )
         .unwrap();
     assert_eq!(copies, 0, "every copy table replaced its replica table");
+}
+
+/// Mid-copy, every table copied again fills its copy table while its replica table stays
+/// whole: `/health` says degraded (200) and names them, where a half-copied replica says
+/// "copy in progress" (503).
+fn assert_degraded_while_copying(addr: &str, big: &str) {
+    let health = common::http::http(addr, "GET", "/health", None).expect("GET /health");
+    assert_eq!(health.status, 200, "{}", health.body);
+    assert!(
+        health.body.starts_with("degraded: copying again: ") && health.body.contains(big),
+        "{}",
+        health.body
+    );
 }
 
 /// While a table is copied again its replica table keeps the rows it had when the copy began
