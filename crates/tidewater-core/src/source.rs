@@ -28,6 +28,11 @@ pub struct SourceContext {
     /// initial snapshot (a table created at the source, or `tables` widened): the source
     /// copies their rows at a position of its stream, then streams their changes after it.
     pub backfill: Vec<TableId>,
+    /// Tables the destination holds that are not among the selected tables: dropped at the
+    /// source, or left out of `tables` (narrowed globs). A source must not stream on while
+    /// one it could replicate is left out: its changes would be missed meanwhile, and if it
+    /// were selected again its replica would resume as if nothing had been missed.
+    pub left_out: Vec<TableId>,
     /// The definitions the destination's tables were last written with. A table whose
     /// current source definition changes one of them in a way the stream does not carry (see
     /// `uncarried`: changed while tidewater was stopped, or a copy again that a crash

@@ -55,6 +55,45 @@ pub async fn resolve_tables(conn: &mut Conn, patterns: &[String]) -> Result<Vec<
     Ok(tables)
 }
 
+/// Refuses to stream on when `source.tables` no longer selects a table the replica holds
+/// (`left_out`) that still exists at the source: the binlog's changes of it would be skipped
+/// from here on, and if it were selected again later its replica would resume with them
+/// missing, differing from the source for good. (A held table that the globs still match is
+/// not narrowed out: dropped, or not readable, which the stream and `unreplicated` handle.)
+pub async fn refuse_left_out(
+    conn: &mut Conn,
+    patterns: &[String],
+    left_out: &[TableId],
+) -> Result<()> {
+    let mut narrowed = Vec::new();
+    for id in left_out.iter().filter(|id| !selected(patterns, id)) {
+        let exists: Option<u8> = conn
+            .exec_first(
+                "SELECT 1 FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (&id.schema, &id.name),
+            )
+            .await
+            .map_err(|e| my_error(e, "listing tables"))?;
+        if exists.is_some() {
+            narrowed.push(id.to_string());
+        }
+    }
+    if narrowed.is_empty() {
+        return Ok(());
+    }
+    Err(Error::config(format!(
+        "source.tables = {patterns:?} no longer selects {}, which the replica holds: its \
+         changes would be missed from here on, and the replica would keep differing from the \
+         source if it were selected again",
+        narrowed.join(", ")
+    ))
+    .with_fix(format!(
+        "put {} back into source.tables, or start from an empty replica (a new sink.path or \
+         sink.dataset) to take a new snapshot of the tables you select",
+        narrowed.join(", ")
+    )))
+}
+
 type ColumnRow = (
     String,
     String,

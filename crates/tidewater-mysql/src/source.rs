@@ -13,7 +13,7 @@ use tidewater_core::{
 };
 use tracing::{info, warn};
 
-use crate::catalog::{resolve_tables, SourceTable};
+use crate::catalog::{refuse_left_out, resolve_tables, SourceTable};
 use crate::config::MySqlSourceConfig;
 use crate::conn::{
     cannot_catch_up, connect, flavor, is_purged, my_error, redact, variable, Flavor, RETENTION_FIX,
@@ -174,6 +174,7 @@ impl Source for MySqlSource {
                     None => connect(self.config.url.expose()).await?,
                 };
                 guard::check_resume(&mut conn, self.flavor, &from, &ctx.resnapshot_fix).await?;
+                refuse_left_out(&mut conn, &self.config.tables, &ctx.left_out).await?;
                 self.conn = Some(conn);
                 from
             }

@@ -103,12 +103,14 @@ pub async fn ensure_publications(
                 return Err(Error::source_fatal(format!(
                     "publication {name} no longer matches source.tables (new: [{}], gone: [{}]): \
                      a table the replica holds left the publication (its changes since then are \
-                     missing), or tables were removed from source.tables. Restore source.tables, \
-                     or start from an empty replica (a new sink.path or sink.dataset) to take a \
-                     new snapshot",
+                     missing), or tables were removed from source.tables",
                     added.join(", "),
                     removed.join(", ")
-                )));
+                ))
+                .with_fix(
+                    "restore source.tables, or start from an empty replica (a new sink.path or \
+                     sink.dataset) to take a new snapshot",
+                ));
             }
         }
         let list: Vec<String> = wanted.iter().map(quoted_table).collect();

@@ -214,7 +214,8 @@ impl<D: SourceDriver + 'static> Attempt<'_, D> {
         .await
         .expect("prepare task");
         let (mut sink, prepared) = prepared;
-        let ((state, (backfill, replica_schemas), add_tables), progress) = match prepared {
+        let ((state, (backfill, replica_schemas, left_out), add_tables), progress) = match prepared
+        {
             Ok(p) => p,
             Err(e) => return (sink, Err(e)),
         };
@@ -301,6 +302,7 @@ impl<D: SourceDriver + 'static> Attempt<'_, D> {
             events: events_tx,
             acks: ack_rx,
             backfill,
+            left_out,
             replica_schemas,
             add_tables,
             resnapshot_fix,
@@ -331,12 +333,17 @@ impl<D: SourceDriver + 'static> Attempt<'_, D> {
 /// a sink that tracks its tables prepares only those it holds; the other selected tables are
 /// returned to be copied while streaming (their creation then commits with their rows).
 /// Also returns the definitions the held tables were written with
-/// (`SourceContext::replica_schemas`).
+/// (`SourceContext::replica_schemas`), and the held tables that are not selected
+/// (`SourceContext::left_out`).
 #[allow(clippy::type_complexity)]
 fn prepare(
     sink: &mut dyn Sink,
     tables: Vec<Arc<TableSchema>>,
-) -> Result<(PipelineState, (Vec<TableId>, Vec<TableSchema>), bool)> {
+) -> Result<(
+    PipelineState,
+    (Vec<TableId>, Vec<TableSchema>, Vec<TableId>),
+    bool,
+)> {
     let Some(held) = sink.replicated_tables()? else {
         sink.prepare(&tables)?;
         return Ok((sink.state()?, Default::default(), false));
@@ -346,6 +353,11 @@ fn prepare(
         sink.prepare(&tables)?;
         return Ok((state, Default::default(), true));
     }
+    let left_out = held
+        .iter()
+        .filter(|id| !tables.iter().any(|t| t.id == **id))
+        .cloned()
+        .collect();
     let (present, missing): (Vec<_>, Vec<_>) =
         tables.into_iter().partition(|t| held.contains(&t.id));
     sink.prepare(&present)?;
@@ -354,7 +366,7 @@ fn prepare(
         stored.extend(sink.replica_schema(&t.id)?);
     }
     let missing = missing.iter().map(|t| t.id.clone()).collect();
-    Ok((state, (missing, stored), true))
+    Ok((state, (missing, stored, left_out), true))
 }
 
 /// A log line every 10 s while changes flow: throughput and source-commit → replica-commit

@@ -41,6 +41,7 @@ mod replication;
 mod resnapshot;
 mod restart_chunked;
 mod schema_changes;
+mod selection;
 mod split_transaction;
 mod sql_endpoint;
 mod status_page;
