@@ -15,6 +15,9 @@ pub struct Ddl {
     pub kind: DdlKind,
     /// `(database, table)`; the database is the statement's default one when not named.
     pub tables: Vec<(String, String)>,
+    /// The names tables are renamed to (`RENAME TABLE a TO b`, `ALTER TABLE a RENAME TO
+    /// b`), also in `tables`: each now names the table that had another name.
+    pub renamed_to: Vec<(String, String)>,
 }
 
 /// Parses `TRUNCATE/ALTER/DROP/RENAME/CREATE TABLE ...`; other statements give `None`.
@@ -56,24 +59,61 @@ pub fn parse(query: &str, default_db: &str) -> Option<Ddl> {
         i += if word(i + 1) == "NOT" { 3 } else { 2 };
     }
     let mut tables = Vec::new();
-    while let Some(name) = tokens.get(i) {
-        let (db, t) = if tokens.get(i + 1).map(String::as_str) == Some(".") {
-            let t = tokens.get(i + 2)?.clone();
-            i += 3;
-            (unquote(name), unquote(&t))
-        } else {
-            i += 1;
-            (default_db.to_string(), unquote(name))
-        };
+    let mut renamed_to = Vec::new();
+    let mut target = false;
+    while tokens.get(i).is_some() {
+        let (db, t) = name_at(&tokens, &mut i, default_db)?;
+        if target {
+            renamed_to.push((db.clone(), t.clone()));
+        }
         tables.push((db, t));
         // DROP TABLE a, b / RENAME TABLE a TO b, c TO d: collect every name.
         match (kind.clone(), upper.get(i).map(String::as_str)) {
-            (DdlKind::Drop, Some(",")) | (DdlKind::Rename, Some(",")) => i += 1,
-            (DdlKind::Rename, Some("TO")) => i += 1,
+            (DdlKind::Drop, Some(",")) | (DdlKind::Rename, Some(",")) => {
+                i += 1;
+                target = false;
+            }
+            (DdlKind::Rename, Some("TO")) => {
+                i += 1;
+                target = true;
+            }
             _ => break,
         }
     }
-    (!tables.is_empty()).then_some(Ddl { kind, tables })
+    if kind == DdlKind::Alter {
+        // ALTER TABLE a ..., RENAME [TO | AS] b (not RENAME COLUMN / INDEX / KEY).
+        while i < upper.len() {
+            if word(i) == "RENAME" && !matches!(word(i + 1), "COLUMN" | "INDEX" | "KEY") {
+                i += 1;
+                if matches!(word(i), "TO" | "AS") {
+                    i += 1;
+                }
+                let to = name_at(&tokens, &mut i, default_db)?;
+                renamed_to.push(to.clone());
+                tables.push(to);
+            } else {
+                i += 1;
+            }
+        }
+    }
+    (!tables.is_empty()).then_some(Ddl {
+        kind,
+        tables,
+        renamed_to,
+    })
+}
+
+/// The table name at `tokens[*i]` (`db.t` or `t`), moving `i` past it.
+fn name_at(tokens: &[String], i: &mut usize, default_db: &str) -> Option<(String, String)> {
+    let name = tokens.get(*i)?;
+    if tokens.get(*i + 1).map(String::as_str) == Some(".") {
+        let t = tokens.get(*i + 2)?;
+        *i += 3;
+        Some((unquote(name), unquote(t)))
+    } else {
+        *i += 1;
+        Some((default_db.to_string(), unquote(name)))
+    }
 }
 
 fn unquote(s: &str) -> String {
@@ -146,7 +186,8 @@ mod tests {
             parse("TRUNCATE TABLE `shop`.`orders`", "x"),
             Some(Ddl {
                 kind: DdlKind::Truncate,
-                tables: vec![t("shop", "orders")]
+                tables: vec![t("shop", "orders")],
+                renamed_to: vec![],
             })
         );
         assert_eq!(
@@ -169,6 +210,24 @@ mod tests {
             d.tables,
             vec![t("s", "a"), t("s", "b"), t("x", "c"), t("x", "d")]
         );
+        assert_eq!(d.renamed_to, vec![t("s", "b"), t("x", "d")]);
+        let d = parse("ALTER TABLE b_new ADD COLUMN c int, RENAME TO `x`.b", "s").unwrap();
+        assert_eq!(
+            (d.kind, d.tables, d.renamed_to),
+            (
+                DdlKind::Alter,
+                vec![t("s", "b_new"), t("x", "b")],
+                vec![t("x", "b")]
+            )
+        );
+        let d = parse("ALTER TABLE a RENAME AS b", "s").unwrap();
+        assert_eq!(d.renamed_to, vec![t("s", "b")]);
+        let d = parse(
+            "ALTER TABLE a RENAME COLUMN c TO d, RENAME INDEX i TO j",
+            "s",
+        )
+        .unwrap();
+        assert_eq!((d.tables, d.renamed_to), (vec![t("s", "a")], vec![]));
         let d = parse("CREATE TABLE IF NOT EXISTS n (id int)", "s").unwrap();
         assert_eq!((d.kind, d.tables), (DdlKind::Create, vec![t("s", "n")]));
         assert_eq!(parse("CREATE TEMPORARY TABLE tmp (id int)", "s"), None);

@@ -609,9 +609,14 @@ impl Stream {
                 } else {
                     info!(statement = %query, "schema change on a replicated table");
                 }
-                if kind == DdlKind::Alter {
-                    let ids: Vec<TableId> = touched.iter().map(|t| t.schema.id.clone()).collect();
-                    for id in ids {
+                let ids: Vec<TableId> = touched.iter().map(|t| t.schema.id.clone()).collect();
+                for id in ids {
+                    // A name the replica holds that now names a new table (created, or
+                    // another table renamed to it) is copied again.
+                    let named = (id.schema.clone(), id.name.clone());
+                    if kind == DdlKind::Create || d.renamed_to.contains(&named) {
+                        self.check_created(id, query).await?;
+                    } else if kind == DdlKind::Alter {
                         self.check_alter(id, query).await?;
                     }
                 }

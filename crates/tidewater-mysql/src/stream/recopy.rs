@@ -1,5 +1,7 @@
 //! Copying a replicated table again after an `ALTER TABLE` whose effect on existing rows the
-//! binlog does not carry. MySQL and MariaDB log `ALTER TABLE` as a statement, never as row
+//! binlog does not carry, or after a `CREATE TABLE` / `RENAME` that gives its name to a new
+//! table (dropped and created again, or swapped in by an online schema change tool: no row
+//! event removes the old rows, and the new table's rows were written under another name). MySQL and MariaDB log `ALTER TABLE` as a statement, never as row
 //! events: the default an added column gets in every existing row (explicit, or the type's
 //! implicit one for a NOT NULL column), a generated column's values, a `MODIFY` that
 //! converts or truncates, a renamed column's values. Which changes are such is decided by
@@ -31,6 +33,8 @@ use crate::join::Joining;
 const REQUESTED: &str = "a copy was requested (verify found differences)";
 /// Why a table is copied again at a restart (`crate::join`, "In chunks").
 const STOPPED: &str = "changed while tidewater was stopped, in a way the binlog does not carry";
+/// Why a table is copied again after a `CREATE TABLE` of its name.
+const CREATED: &str = "created again at the source (a new table under the name)";
 
 impl Stream {
     /// Between transactions, with no copy waiting: tables the runtime asked to copy again
@@ -98,6 +102,38 @@ impl Stream {
         let Some(reason) = uncarried_declared_change(&known, &now.schema) else {
             return Ok(());
         };
+        self.copy_again_after(id, now, query, &reason).await
+    }
+
+    /// A `CREATE TABLE` (or a `RENAME TABLE` onto it) of replicated table `id` read in the
+    /// binlog: the table was dropped or renamed away before, and a new one took its name. Its
+    /// rows are the new table's, not what the replica holds (the binlog has no row event
+    /// removing the old rows), so it is copied again. A `CREATE TABLE IF NOT EXISTS` that
+    /// found the table in place is logged all the same: that copy is needless, never wrong.
+    pub(super) async fn check_created(&mut self, id: TableId, query: &str) -> Result<()> {
+        let key = (id.schema.clone(), id.name.clone());
+        if !self.tables.contains_key(&key) {
+            return Ok(());
+        }
+        let now = self.describe(id.clone()).await?;
+        if now.schema.columns.is_empty() {
+            // Gone again since: its later statements tell.
+            return Ok(());
+        }
+        self.copy_again_after(id, now, query, CREATED).await
+    }
+
+    /// Copies replicated table `id` again after `query` (read in the binlog, `reason`: why
+    /// the replica's rows are not the table's): in chunks from here, or at a snapshot opened
+    /// now that the stream then passes. `now`: the table as described after the statement.
+    async fn copy_again_after(
+        &mut self,
+        id: TableId,
+        now: SourceTable,
+        query: &str,
+        reason: &str,
+    ) -> Result<()> {
+        let key = (id.schema.clone(), id.name.clone());
         let Some(flavor) = self.recopy else {
             return Err(Error::source_fatal(format!(
                 "{id} changed at the source ({reason}) by `{query}` at {}: existing rows may have \
@@ -108,7 +144,7 @@ impl Stream {
             )));
         };
         if self.copy.is_some() && !self.held(&id) {
-            return self.recopy_in_chunks(vec![now], &reason).await;
+            return self.recopy_in_chunks(vec![now], reason).await;
         }
         if self.joining.is_none() {
             let mut conn = connect(&self.url).await?;

@@ -71,3 +71,69 @@ fn mariadb_table_left_out_of_source_tables_is_refused() {
         &format!("no longer selects {MY_DB}.b, which the replica holds"),
     );
 }
+
+/// The rows of `sql` (one text column) on the running replica, through `POST /query`.
+fn live_lines(addr: &str, sql: &str) -> Vec<String> {
+    let body = serde_json::json!({ "sql": sql }).to_string();
+    let r = crate::common::http::http(addr, "POST", "/query", Some(&body)).expect("POST /query");
+    let rows = r.json()["rows"].as_array().cloned().unwrap_or_default();
+    rows.iter()
+        .map(|row| row[0].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+/// Dropped and created again under its name (two ways), while running or while stopped.
+const RECREATE: [&str; 2] = [
+    "DROP TABLE b; CREATE TABLE b (id int PRIMARY KEY, v text); \
+     INSERT INTO b VALUES (7, 'new b');",
+    // What online schema change tools do: fill a new table, then swap the names.
+    "CREATE TABLE b_new (id int PRIMARY KEY, v text); INSERT INTO b_new VALUES (8, 'swapped'); \
+     ALTER TABLE b RENAME TO b_old; ALTER TABLE b_new RENAME TO b;",
+];
+
+/// A name the replica holds names a new table: its replica becomes the new table's rows
+/// (the old rows are not deleted by any row change).
+fn created_again(mut rig: Rig, recreate: &str, while_stopped: bool) {
+    let addr = rig.listen_http();
+    rig.start();
+    rig.wait_caught_up(T);
+    if while_stopped {
+        rig.stop();
+    }
+    rig.sql(recreate);
+    rig.sql("INSERT INTO a VALUES (100, 'x');");
+    if while_stopped {
+        rig.start();
+    }
+    rig.wait_caught_up(T);
+    let q = |t: &str| format!("SELECT concat(id, ':', v) FROM {t} ORDER BY id");
+    let b = format!("{}.b", rig.schema);
+    let r = tidewater_harness::wait_until(T, "b to be the new table", || {
+        rig.source_lines(&q("b")) == live_lines(&addr, &q(&b))
+    });
+    let log = rig.log();
+    let live = live_lines(&addr, &q(&b));
+    rig.stop();
+    r.unwrap_or_else(|e| panic!("{e}: replica {live:?}\n{log}"));
+    rig.assert_same(&q("a"));
+}
+
+#[test]
+fn postgres_table_created_again_under_its_name() {
+    for (i, recreate) in RECREATE.iter().enumerate() {
+        for stopped in [false, true] {
+            eprintln!("case {i}, stopped: {stopped}");
+            created_again(Rig::new(SETUP), recreate, stopped);
+        }
+    }
+}
+
+#[test]
+fn mariadb_table_created_again_under_its_name() {
+    for (i, recreate) in RECREATE.iter().enumerate() {
+        for stopped in [false, true] {
+            eprintln!("case {i}, stopped: {stopped}");
+            created_again(Rig::mysql(SETUP), recreate, stopped);
+        }
+    }
+}
