@@ -116,6 +116,40 @@ fn name_at(tokens: &[String], i: &mut usize, default_db: &str) -> Option<(String
     }
 }
 
+/// The tables a data-changing statement (`INSERT`, `UPDATE`, `DELETE`, `REPLACE`, `LOAD
+/// DATA`) names, as far as its words tell: every name, qualified or with `default_db`, that
+/// `known` accepts (an over-approximation: a column spelled like a table counts). `None` for
+/// any other statement.
+pub fn changed_tables(
+    query: &str,
+    default_db: &str,
+    known: impl Fn(&(String, String)) -> bool,
+) -> Option<Vec<(String, String)>> {
+    let tokens = tokenize(query);
+    let first = tokens.first()?.to_ascii_uppercase();
+    if !matches!(
+        first.as_str(),
+        "INSERT" | "UPDATE" | "DELETE" | "REPLACE" | "LOAD"
+    ) {
+        return None;
+    }
+    let mut named = Vec::new();
+    let mut i = 1;
+    while i < tokens.len() {
+        let qualified = tokens.get(i + 1).map(String::as_str) == Some(".") && i + 2 < tokens.len();
+        let name = if qualified {
+            (unquote(&tokens[i]), unquote(&tokens[i + 2]))
+        } else {
+            (default_db.to_string(), unquote(&tokens[i]))
+        };
+        if known(&name) && !named.contains(&name) {
+            named.push(name);
+        }
+        i += if qualified { 3 } else { 1 };
+    }
+    Some(named)
+}
+
 fn unquote(s: &str) -> String {
     s.strip_prefix('`')
         .and_then(|s| s.strip_suffix('`'))
@@ -234,5 +268,27 @@ mod tests {
         assert_eq!(parse("CREATE INDEX i ON t (a)", "s"), None);
         assert_eq!(parse("BEGIN", "s"), None);
         assert_eq!(parse("INSERT INTO t VALUES (1)", "s"), None);
+    }
+
+    #[test]
+    fn tables_a_statement_changes() {
+        let known = |n: &(String, String)| n.0 == "s" && (n.1 == "b" || n.1 == "c");
+        assert_eq!(
+            changed_tables("UPDATE b SET v = 'b' WHERE id = 1", "s", known),
+            Some(vec![t("s", "b")])
+        );
+        assert_eq!(
+            changed_tables(
+                "DELETE x FROM `s`.`c` AS x JOIN o.b ON x.id = b.id",
+                "s",
+                known
+            ),
+            Some(vec![t("s", "c")])
+        );
+        assert_eq!(
+            changed_tables("insert into other values (1)", "s", known),
+            Some(vec![])
+        );
+        assert_eq!(changed_tables("SAVEPOINT b", "s", known), None);
     }
 }

@@ -294,7 +294,12 @@ impl Stream {
                 } else if self.tx.as_ref().is_some_and(|t| !t.in_body) {
                     let db = q.schema().into_owned();
                     self.statement(trimmed, &db).await?;
+                    self.check_statement_change(trimmed, &db).await?;
                     self.commit().await?;
+                } else {
+                    // A statement inside a transaction: data changes logged as statements.
+                    let db = q.schema().into_owned();
+                    self.check_statement_change(trimmed, &db).await?;
                 }
             }
             EventData::TableMapEvent(tme) => {

@@ -33,6 +33,9 @@ use crate::join::Joining;
 const REQUESTED: &str = "a copy was requested (verify found differences)";
 /// Why a table is copied again at a restart (`crate::join`, "In chunks").
 const STOPPED: &str = "changed while tidewater was stopped, in a way the binlog does not carry";
+/// Why a table is copied again after a data-changing statement logged as such.
+const STATEMENT: &str =
+    "changed by a statement logged without row events (binlog_format STATEMENT)";
 /// Why a table is copied again after a `CREATE TABLE` of its name.
 const CREATED: &str = "created again at the source (a new table under the name)";
 
@@ -121,6 +124,31 @@ impl Stream {
             return Ok(());
         }
         self.copy_again_after(id, now, query, CREATED).await
+    }
+
+    /// A data-changing statement read in the binlog (`binlog_format` STATEMENT or MIXED in
+    /// the session that ran it, never row events): the replicated tables it names are copied
+    /// again, since their changed rows are not in the stream. (Its effects through triggers
+    /// or views on other tables are not seen: `check` and the docs require ROW for every
+    /// session.)
+    pub(super) async fn check_statement_change(&mut self, query: &str, db: &str) -> Result<()> {
+        let Some(named) = crate::ddl::changed_tables(query, db, |k| self.tables.contains_key(k))
+        else {
+            return Ok(());
+        };
+        for (schema, name) in named {
+            let id = TableId::new(schema, name);
+            if self.held(&id) {
+                continue;
+            }
+            let now = self.describe(id.clone()).await?;
+            if now.schema.columns.is_empty() {
+                continue;
+            }
+            warn!(table = %id, statement = %query, "a change of a replicated table was logged as a statement, not as row events (binlog_format is not ROW in the session that made it): the table is copied again; set binlog_format = ROW for every session");
+            self.copy_again_after(id, now, query, STATEMENT).await?;
+        }
+        Ok(())
     }
 
     /// Copies replicated table `id` again after `query` (read in the binlog, `reason`: why
