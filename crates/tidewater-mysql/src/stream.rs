@@ -583,6 +583,13 @@ impl Stream {
                     .clear(&TableId::new(schema.clone(), name.clone()));
             }
         }
+        for (schema, name) in &d.renamed_to {
+            let id = TableId::new(schema.clone(), name.clone());
+            let key = (schema.clone(), name.clone());
+            if !self.tables.contains_key(&key) && selected(&self.patterns, &id) && !self.held(&id) {
+                self.check_renamed_in(id, query).await?;
+            }
+        }
         let touched: Vec<&SourceTable> = d
             .tables
             .iter()

@@ -36,6 +36,8 @@ const STOPPED: &str = "changed while tidewater was stopped, in a way the binlog 
 /// Why a table is copied again after a data-changing statement logged as such.
 const STATEMENT: &str =
     "changed by a statement logged without row events (binlog_format STATEMENT)";
+/// Why a table renamed into the selection is copied.
+const RENAMED_IN: &str = "renamed into source.tables (with rows no row event carries)";
 /// Why a table is copied again after a `CREATE TABLE` of its name.
 const CREATED: &str = "created again at the source (a new table under the name)";
 
@@ -124,6 +126,18 @@ impl Stream {
             return Ok(());
         }
         self.copy_again_after(id, now, query, CREATED).await
+    }
+
+    /// A table renamed into the selection (`RENAME TABLE x.t TO shop.t`): unlike a table
+    /// created while streaming, it arrives with rows no row event carries, so it joins with a
+    /// copy from here.
+    pub(super) async fn check_renamed_in(&mut self, id: TableId, query: &str) -> Result<()> {
+        let now = self.describe(id.clone()).await?;
+        if now.schema.columns.is_empty() {
+            // Gone again since: its later statements tell.
+            return Ok(());
+        }
+        self.copy_again_after(id, now, query, RENAMED_IN).await
     }
 
     /// A data-changing statement read in the binlog (`binlog_format` STATEMENT or MIXED in
