@@ -18,6 +18,12 @@ pub struct Ddl {
     /// The names tables are renamed to (`RENAME TABLE a TO b`, `ALTER TABLE a RENAME TO
     /// b`), also in `tables`: each now names the table that had another name.
     pub renamed_to: Vec<(String, String)>,
+    /// Whether the statement removes or moves rows of the table it alters, which the binlog
+    /// logs only as this statement (`ALTER TABLE t TRUNCATE | DROP | EXCHANGE | CONVERT
+    /// PARTITION ...`, `CONVERT TABLE x TO PARTITION ...`). The other table of an `EXCHANGE
+    /// ... WITH TABLE x` or `CONVERT ... TO TABLE x` is in `renamed_to`: its rows came from
+    /// elsewhere.
+    pub moves_rows: bool,
 }
 
 /// Parses `TRUNCATE/ALTER/DROP/RENAME/CREATE TABLE ...`; other statements give `None`.
@@ -80,10 +86,22 @@ pub fn parse(query: &str, default_db: &str) -> Option<Ddl> {
             _ => break,
         }
     }
+    let mut moves_rows = false;
     if kind == DdlKind::Alter {
-        // ALTER TABLE a ..., RENAME [TO | AS] b (not RENAME COLUMN / INDEX / KEY).
+        // ALTER TABLE a ..., RENAME [TO | AS] b (not RENAME COLUMN / INDEX / KEY); partition
+        // operations that remove or move rows.
         while i < upper.len() {
-            if word(i) == "RENAME" && !matches!(word(i + 1), "COLUMN" | "INDEX" | "KEY") {
+            let partition = word(i + 1) == "PARTITION"
+                && matches!(word(i), "TRUNCATE" | "DROP" | "EXCHANGE" | "CONVERT");
+            if partition || (word(i) == "CONVERT" && word(i + 1) == "TABLE") {
+                moves_rows = true;
+                i += 1;
+            } else if matches!(word(i), "WITH" | "TO") && word(i + 1) == "TABLE" && moves_rows {
+                i += 2;
+                let other = name_at(&tokens, &mut i, default_db)?;
+                renamed_to.push(other.clone());
+                tables.push(other);
+            } else if word(i) == "RENAME" && !matches!(word(i + 1), "COLUMN" | "INDEX" | "KEY") {
                 i += 1;
                 if matches!(word(i), "TO" | "AS") {
                     i += 1;
@@ -100,6 +118,7 @@ pub fn parse(query: &str, default_db: &str) -> Option<Ddl> {
         kind,
         tables,
         renamed_to,
+        moves_rows,
     })
 }
 
@@ -222,6 +241,7 @@ mod tests {
                 kind: DdlKind::Truncate,
                 tables: vec![t("shop", "orders")],
                 renamed_to: vec![],
+                moves_rows: false,
             })
         );
         assert_eq!(
@@ -262,6 +282,24 @@ mod tests {
         )
         .unwrap();
         assert_eq!((d.tables, d.renamed_to), (vec![t("s", "a")], vec![]));
+        assert!(!d.moves_rows);
+        for q in [
+            "ALTER TABLE p TRUNCATE PARTITION p0",
+            "ALTER TABLE p DROP PARTITION p0, p1",
+            "ALTER TABLE p CONVERT TABLE x TO PARTITION p9 VALUES LESS THAN (5)",
+        ] {
+            assert!(parse(q, "s").unwrap().moves_rows, "{q}");
+        }
+        let d = parse("ALTER TABLE p EXCHANGE PARTITION p0 WITH TABLE o.e", "s").unwrap();
+        assert!(d.moves_rows);
+        assert_eq!(d.renamed_to, vec![t("o", "e")]);
+        let d = parse("ALTER TABLE p CONVERT PARTITION p0 TO TABLE e", "s").unwrap();
+        assert_eq!((d.moves_rows, d.renamed_to), (true, vec![t("s", "e")]));
+        let d = parse(
+            "ALTER TABLE p ADD PARTITION (PARTITION p2 VALUES LESS THAN (200))",
+            "s",
+        );
+        assert!(!d.unwrap().moves_rows);
         let d = parse("CREATE TABLE IF NOT EXISTS n (id int)", "s").unwrap();
         assert_eq!((d.kind, d.tables), (DdlKind::Create, vec![t("s", "n")]));
         assert_eq!(parse("CREATE TEMPORARY TABLE tmp (id int)", "s"), None);

@@ -628,6 +628,8 @@ impl Stream {
                     let named = (id.schema.clone(), id.name.clone());
                     if kind == DdlKind::Create || d.renamed_to.contains(&named) {
                         self.check_created(id, query).await?;
+                    } else if d.moves_rows {
+                        self.check_rows_moved(id, query).await?;
                     } else if kind == DdlKind::Alter {
                         self.check_alter(id, query).await?;
                     }

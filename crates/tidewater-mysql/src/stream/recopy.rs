@@ -1,7 +1,9 @@
 //! Copying a replicated table again after an `ALTER TABLE` whose effect on existing rows the
 //! binlog does not carry, or after a `CREATE TABLE` / `RENAME` that gives its name to a new
 //! table (dropped and created again, or swapped in by an online schema change tool: no row
-//! event removes the old rows, and the new table's rows were written under another name). MySQL and MariaDB log `ALTER TABLE` as a statement, never as row
+//! event removes the old rows, and the new table's rows were written under another name),
+//! and after statements that change rows without row events: partition operations, and data
+//! changes logged as statements. A table renamed into the selection joins the same way. MySQL and MariaDB log `ALTER TABLE` as a statement, never as row
 //! events: the default an added column gets in every existing row (explicit, or the type's
 //! implicit one for a NOT NULL column), a generated column's values, a `MODIFY` that
 //! converts or truncates, a renamed column's values. Which changes are such is decided by
@@ -36,6 +38,8 @@ const STOPPED: &str = "changed while tidewater was stopped, in a way the binlog 
 /// Why a table is copied again after a data-changing statement logged as such.
 const STATEMENT: &str =
     "changed by a statement logged without row events (binlog_format STATEMENT)";
+/// Why a table is copied again after a partition operation.
+const PARTITIONS: &str = "rows removed or moved by a partition operation (no row events)";
 /// Why a table renamed into the selection is copied.
 const RENAMED_IN: &str = "renamed into source.tables (with rows no row event carries)";
 /// Why a table is copied again after a `CREATE TABLE` of its name.
@@ -126,6 +130,17 @@ impl Stream {
             return Ok(());
         }
         self.copy_again_after(id, now, query, CREATED).await
+    }
+
+    /// An `ALTER TABLE` of replicated table `id` that removes or moves rows by partition
+    /// (`ddl::Ddl::moves_rows`): the binlog logs the statement, no row events, so the table
+    /// is copied again.
+    pub(super) async fn check_rows_moved(&mut self, id: TableId, query: &str) -> Result<()> {
+        let now = self.describe(id.clone()).await?;
+        if now.schema.columns.is_empty() {
+            return Ok(());
+        }
+        self.copy_again_after(id, now, query, PARTITIONS).await
     }
 
     /// A table renamed into the selection (`RENAME TABLE x.t TO shop.t`): unlike a table
