@@ -29,6 +29,7 @@ use crate::types::{canonical, column_type};
 use tidewater_core::uncarried::uncarried_change;
 
 pub(crate) mod chunks;
+mod partitions;
 mod recopy;
 mod republish;
 
@@ -98,6 +99,8 @@ struct State {
     chunk_bytes: usize,
     idle_sent: u64,
     status: Interval,
+    /// The replicated partitioned tables' leaves at the last look (`partitions`).
+    partitions: Option<partitions::Leaves>,
 }
 
 impl State {
@@ -173,7 +176,9 @@ impl Stream<'_> {
             chunk_bytes: 0,
             idle_sent: self.acknowledged_lsn,
             status,
+            partitions: None,
         };
+        self.check_partitions(&mut st).await?;
         st.discover
             .set_missed_tick_behavior(MissedTickBehavior::Delay);
         st.nudge.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -308,6 +313,7 @@ impl Stream<'_> {
                 info!(table = %id, "a table that could not join is no longer selected (dropped or renamed)");
             }
         }
+        self.check_partitions(st).await?;
         if new.is_empty() {
             return self.republish(st).await;
         }

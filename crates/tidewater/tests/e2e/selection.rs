@@ -9,6 +9,8 @@
 //! - a table dropped and created again under its name, or another table renamed to it (the
 //!   online schema change swap): the replica becomes the new table's rows.
 //! - a table renamed into the selection: it brings its rows, which are copied.
+//! - partition operations (MariaDB `TRUNCATE / EXCHANGE PARTITION`, PostgreSQL `DETACH /
+//!   ATTACH PARTITION`): the tables they touch are copied again.
 //! - changes logged as statements (a session with `binlog_format = STATEMENT`): the tables
 //!   they name are copied again.
 
@@ -239,4 +241,37 @@ fn mariadb_partition_operations_copy_their_tables_again() {
     let seen: Vec<Vec<String>> = ["p", "e", "r"].iter().map(|t| live(t)).collect();
     rig.stop();
     r.unwrap_or_else(|e| panic!("{e}: replica p, e, r {seen:?}\n{log}"));
+}
+
+/// A partition detached from a replicated partitioned table takes its rows out, and a table
+/// attached as a partition brings its rows in, with no row changes in the WAL: the table is
+/// copied again once the discovery poll sees its partitions changed.
+#[test]
+fn postgres_partitions_detached_and_attached_copy_the_table_again() {
+    let mut rig = Rig::new(
+        "CREATE TABLE a (id int PRIMARY KEY, v text); \
+         CREATE TABLE p (id int PRIMARY KEY, v text) PARTITION BY RANGE (id); \
+         CREATE TABLE p0 PARTITION OF p FOR VALUES FROM (0) TO (10); \
+         CREATE TABLE p1 PARTITION OF p FOR VALUES FROM (10) TO (100); \
+         INSERT INTO p VALUES (1, 'p0'), (2, 'p0'), (50, 'p1'), (60, 'p1'); \
+         CREATE TABLE x (id int PRIMARY KEY, v text); INSERT INTO x VALUES (150, 'x');",
+    );
+    let addr = rig.listen_http();
+    rig.start();
+    rig.wait_caught_up(T);
+    rig.sql(
+        "ALTER TABLE p DETACH PARTITION p0; \
+         ALTER TABLE p ATTACH PARTITION x FOR VALUES FROM (100) TO (200); \
+         INSERT INTO a VALUES (1, 'x');",
+    );
+    rig.wait_caught_up(T);
+    let q = |t: &str| format!("SELECT concat(id, ':', v) FROM {t} ORDER BY id");
+    let live = |t: &str| live_lines(&addr, &q(&format!("{}.{t}", rig.schema)));
+    let r = tidewater_harness::wait_until(Duration::from_secs(20), "p", || {
+        rig.source_lines(&q("p")) == live("p")
+    });
+    let log = rig.log();
+    let seen = live("p");
+    rig.stop();
+    r.unwrap_or_else(|e| panic!("{e}: replica p {seen:?}\n{log}"));
 }
