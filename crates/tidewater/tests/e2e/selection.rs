@@ -47,11 +47,10 @@ fn left_out_is_refused(mut rig: Rig, all: &str, only_a: &str, says: &str) {
     rig.wait_caught_up(T);
     let log = rig.log();
     rig.stop();
-    let q = |t: &str| format!("SELECT concat(id, ':', v) FROM {t} ORDER BY id");
     for t in ["a", "b"] {
         assert_eq!(
-            rig.source_lines(&q(t)),
-            rig.replica_lines(&q(t)),
+            rig.source_lines(&rows_of(t)),
+            rig.replica_lines(&rows_of(t)),
             "{t}\n{log}"
         );
     }
@@ -92,6 +91,27 @@ fn live_lines(addr: &str, sql: &str) -> Vec<String> {
         .collect()
 }
 
+/// `SELECT concat(id, ':', v) FROM t ORDER BY id`: one text column on both sides.
+fn rows_of(t: &str) -> String {
+    format!("SELECT concat(id, ':', v) FROM {t} ORDER BY id")
+}
+
+/// Waits until the running replica's `tables` equal the source's, then stops the run; fails
+/// with what the replica held and the run's log.
+fn wait_equal_then_stop(rig: &mut Rig, addr: &str, tables: &[&str]) -> String {
+    let live = |t: &str| live_lines(addr, &rows_of(&format!("{}.{t}", rig.schema)));
+    let r = tidewater_harness::wait_until(T, &format!("{tables:?} to equal the source"), || {
+        tables
+            .iter()
+            .all(|t| rig.source_lines(&rows_of(t)) == live(t))
+    });
+    let seen: Vec<Vec<String>> = tables.iter().map(|t| live(t)).collect();
+    let log = rig.log();
+    rig.stop();
+    r.unwrap_or_else(|e| panic!("{e}: the replica holds {seen:?}\n{log}"));
+    log
+}
+
 /// Dropped and created again under its name (two ways), while running or while stopped.
 const RECREATE: [&str; 2] = [
     "DROP TABLE b; CREATE TABLE b (id int PRIMARY KEY, v text); \
@@ -116,36 +136,27 @@ fn created_again(mut rig: Rig, recreate: &str, while_stopped: bool) {
         rig.start();
     }
     rig.wait_caught_up(T);
-    let q = |t: &str| format!("SELECT concat(id, ':', v) FROM {t} ORDER BY id");
-    let b = format!("{}.b", rig.schema);
-    let r = tidewater_harness::wait_until(T, "b to be the new table", || {
-        rig.source_lines(&q("b")) == live_lines(&addr, &q(&b))
-    });
-    let log = rig.log();
-    let live = live_lines(&addr, &q(&b));
-    rig.stop();
-    r.unwrap_or_else(|e| panic!("{e}: replica {live:?}\n{log}"));
-    rig.assert_same(&q("a"));
+    wait_equal_then_stop(&mut rig, &addr, &["a", "b"]);
+}
+
+/// Every way of [`RECREATE`], while running and while stopped, each on a fresh rig.
+fn created_again_every_way(rig: impl Fn() -> Rig) {
+    for (i, recreate) in RECREATE.iter().enumerate() {
+        for stopped in [false, true] {
+            eprintln!("case {i}, stopped: {stopped}");
+            created_again(rig(), recreate, stopped);
+        }
+    }
 }
 
 #[test]
 fn postgres_table_created_again_under_its_name() {
-    for (i, recreate) in RECREATE.iter().enumerate() {
-        for stopped in [false, true] {
-            eprintln!("case {i}, stopped: {stopped}");
-            created_again(Rig::new(SETUP), recreate, stopped);
-        }
-    }
+    created_again_every_way(|| Rig::new(SETUP));
 }
 
 #[test]
 fn mariadb_table_created_again_under_its_name() {
-    for (i, recreate) in RECREATE.iter().enumerate() {
-        for stopped in [false, true] {
-            eprintln!("case {i}, stopped: {stopped}");
-            created_again(Rig::mysql(SETUP), recreate, stopped);
-        }
-    }
+    created_again_every_way(|| Rig::mysql(SETUP));
 }
 
 /// A session with `binlog_format = STATEMENT` changes a replicated table: the binlog has the
@@ -165,17 +176,8 @@ fn mariadb_changes_logged_as_statements_copy_the_table_again() {
     );
     rig.sql("INSERT INTO a VALUES (100, 'x');");
     rig.wait_caught_up(T);
-    let q = |t: &str| format!("SELECT concat(id, ':', v) FROM {t} ORDER BY id");
-    let b = format!("{}.b", rig.schema);
-    let r = tidewater_harness::wait_until(T, "b to hold the statements' changes", || {
-        rig.source_lines(&q("b")) == live_lines(&addr, &q(&b))
-    });
-    let log = rig.log();
-    let live = live_lines(&addr, &q(&b));
-    rig.stop();
-    r.unwrap_or_else(|e| panic!("{e}: replica {live:?}\n{log}"));
+    let log = wait_equal_then_stop(&mut rig, &addr, &["a", "b"]);
     assert!(log.contains("was logged as a statement"), "{log}");
-    rig.assert_same(&q("a"));
 }
 
 /// A table renamed into the selection arrives with its rows: they are copied (a table created
@@ -187,15 +189,7 @@ fn renamed_in(mut rig: Rig) {
     rig.sql("ALTER TABLE b RENAME TO c; INSERT INTO c VALUES (9, 'after rename');");
     rig.sql("INSERT INTO a VALUES (100, 'x');");
     rig.wait_caught_up(T);
-    let q = |t: &str| format!("SELECT concat(id, ':', v) FROM {t} ORDER BY id");
-    let c = format!("{}.c", rig.schema);
-    let r = tidewater_harness::wait_until(T, "c to be the renamed table", || {
-        rig.source_lines(&q("c")) == live_lines(&addr, &q(&c))
-    });
-    let log = rig.log();
-    let live = live_lines(&addr, &q(&c));
-    rig.stop();
-    r.unwrap_or_else(|e| panic!("{e}: replica {live:?}\n{log}"));
+    wait_equal_then_stop(&mut rig, &addr, &["a", "c"]);
 }
 
 #[test]
@@ -229,18 +223,7 @@ fn mariadb_partition_operations_copy_their_tables_again() {
          CREATE TABLE r AS SELECT * FROM e; INSERT INTO a VALUES (1, 'x');",
     );
     rig.wait_caught_up(T);
-    let q = |t: &str| format!("SELECT concat(id, ':', v) FROM {t} ORDER BY id");
-    let live = |t: &str| live_lines(&addr, &q(&format!("{}.{t}", rig.schema)));
-    let same = || {
-        ["p", "e", "r"]
-            .iter()
-            .all(|t| rig.source_lines(&q(t)) == live(t))
-    };
-    let r = tidewater_harness::wait_until(T, "p, e and r to equal the source", same);
-    let log = rig.log();
-    let seen: Vec<Vec<String>> = ["p", "e", "r"].iter().map(|t| live(t)).collect();
-    rig.stop();
-    r.unwrap_or_else(|e| panic!("{e}: replica p, e, r {seen:?}\n{log}"));
+    wait_equal_then_stop(&mut rig, &addr, &["a", "p", "e", "r"]);
 }
 
 /// A partition detached from a replicated partitioned table takes its rows out, and a table
@@ -265,13 +248,5 @@ fn postgres_partitions_detached_and_attached_copy_the_table_again() {
          INSERT INTO a VALUES (1, 'x');",
     );
     rig.wait_caught_up(T);
-    let q = |t: &str| format!("SELECT concat(id, ':', v) FROM {t} ORDER BY id");
-    let live = |t: &str| live_lines(&addr, &q(&format!("{}.{t}", rig.schema)));
-    let r = tidewater_harness::wait_until(Duration::from_secs(20), "p", || {
-        rig.source_lines(&q("p")) == live("p")
-    });
-    let log = rig.log();
-    let seen = live("p");
-    rig.stop();
-    r.unwrap_or_else(|e| panic!("{e}: replica p {seen:?}\n{log}"));
+    wait_equal_then_stop(&mut rig, &addr, &["a", "p"]);
 }
