@@ -31,6 +31,7 @@ use crate::position::BinlogPosition;
 use crate::raw_values::TextArena;
 use crate::rows::TableMap;
 use crate::value::ZeroDates;
+use recopy::NoRowEvents;
 
 pub mod chunks;
 mod recopy;
@@ -587,7 +588,8 @@ impl Stream {
             let id = TableId::new(schema.clone(), name.clone());
             let key = (schema.clone(), name.clone());
             if !self.tables.contains_key(&key) && selected(&self.patterns, &id) && !self.held(&id) {
-                self.check_renamed_in(id, query).await?;
+                self.copy_again_as_now(id, query, NoRowEvents::RenamedIn)
+                    .await?;
             }
         }
         let touched: Vec<&SourceTable> = d
@@ -627,9 +629,11 @@ impl Stream {
                     // another table renamed to it) is copied again.
                     let named = (id.schema.clone(), id.name.clone());
                     if kind == DdlKind::Create || d.renamed_to.contains(&named) {
-                        self.check_created(id, query).await?;
+                        self.copy_again_as_now(id, query, NoRowEvents::Created)
+                            .await?;
                     } else if d.moves_rows {
-                        self.check_rows_moved(id, query).await?;
+                        self.copy_again_as_now(id, query, NoRowEvents::Partitions)
+                            .await?;
                     } else if kind == DdlKind::Alter {
                         self.check_alter(id, query).await?;
                     }

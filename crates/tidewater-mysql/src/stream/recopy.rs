@@ -35,15 +35,38 @@ use crate::join::Joining;
 const REQUESTED: &str = "a copy was requested (verify found differences)";
 /// Why a table is copied again at a restart (`crate::join`, "In chunks").
 const STOPPED: &str = "changed while tidewater was stopped, in a way the binlog does not carry";
-/// Why a table is copied again after a data-changing statement logged as such.
-const STATEMENT: &str =
-    "changed by a statement logged without row events (binlog_format STATEMENT)";
-/// Why a table is copied again after a partition operation.
-const PARTITIONS: &str = "rows removed or moved by a partition operation (no row events)";
-/// Why a table renamed into the selection is copied.
-const RENAMED_IN: &str = "renamed into source.tables (with rows no row event carries)";
-/// Why a table is copied again after a `CREATE TABLE` of its name.
-const CREATED: &str = "created again at the source (a new table under the name)";
+/// A statement in the binlog that changed a table's rows without row events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum NoRowEvents {
+    /// A `CREATE TABLE` (or a `RENAME` onto it) of a replicated name: the table was dropped or
+    /// renamed away before, and a new one took its name. No row event removes the old rows,
+    /// and the new table's rows were written under another name. (A `CREATE TABLE IF NOT
+    /// EXISTS` that found the table in place is logged all the same: that copy is needless,
+    /// never wrong.)
+    Created,
+    /// A table renamed into the selection (`RENAME TABLE x.t TO shop.t`): unlike a table
+    /// created while streaming, it arrives with rows no row event carries.
+    RenamedIn,
+    /// A partition operation that removes or moves rows (`ddl::Ddl::moves_rows`).
+    Partitions,
+    /// A data change logged as a statement (`binlog_format` STATEMENT in its session).
+    Statement,
+}
+
+impl NoRowEvents {
+    fn reason(self) -> &'static str {
+        match self {
+            NoRowEvents::Created => "created again at the source (a new table under the name)",
+            NoRowEvents::RenamedIn => "renamed into source.tables (with rows no row event carries)",
+            NoRowEvents::Partitions => {
+                "rows removed or moved by a partition operation (no row events)"
+            }
+            NoRowEvents::Statement => {
+                "changed by a statement logged without row events (binlog_format STATEMENT)"
+            }
+        }
+    }
+}
 
 impl Stream {
     /// Between transactions, with no copy waiting: tables the runtime asked to copy again
@@ -114,45 +137,23 @@ impl Stream {
         self.copy_again_after(id, now, query, &reason).await
     }
 
-    /// A `CREATE TABLE` (or a `RENAME TABLE` onto it) of replicated table `id` read in the
-    /// binlog: the table was dropped or renamed away before, and a new one took its name. Its
-    /// rows are the new table's, not what the replica holds (the binlog has no row event
-    /// removing the old rows), so it is copied again. A `CREATE TABLE IF NOT EXISTS` that
-    /// found the table in place is logged all the same: that copy is needless, never wrong.
-    pub(super) async fn check_created(&mut self, id: TableId, query: &str) -> Result<()> {
-        let key = (id.schema.clone(), id.name.clone());
-        if !self.tables.contains_key(&key) {
-            return Ok(());
-        }
-        let now = self.describe(id.clone()).await?;
-        if now.schema.columns.is_empty() {
-            // Gone again since: its later statements tell.
-            return Ok(());
-        }
-        self.copy_again_after(id, now, query, CREATED).await
-    }
-
-    /// An `ALTER TABLE` of replicated table `id` that removes or moves rows by partition
-    /// (`ddl::Ddl::moves_rows`): the binlog logs the statement, no row events, so the table
-    /// is copied again.
-    pub(super) async fn check_rows_moved(&mut self, id: TableId, query: &str) -> Result<()> {
+    /// `query`, read in the binlog, changed the rows of table `id` without row events (`why`):
+    /// the table is copied again as it is now, or, when it is gone again since, not (its later
+    /// statements tell).
+    pub(super) async fn copy_again_as_now(
+        &mut self,
+        id: TableId,
+        query: &str,
+        why: NoRowEvents,
+    ) -> Result<()> {
         let now = self.describe(id.clone()).await?;
         if now.schema.columns.is_empty() {
             return Ok(());
         }
-        self.copy_again_after(id, now, query, PARTITIONS).await
-    }
-
-    /// A table renamed into the selection (`RENAME TABLE x.t TO shop.t`): unlike a table
-    /// created while streaming, it arrives with rows no row event carries, so it joins with a
-    /// copy from here.
-    pub(super) async fn check_renamed_in(&mut self, id: TableId, query: &str) -> Result<()> {
-        let now = self.describe(id.clone()).await?;
-        if now.schema.columns.is_empty() {
-            // Gone again since: its later statements tell.
-            return Ok(());
+        if why == NoRowEvents::Statement {
+            warn!(table = %id, statement = %query, "a change of a replicated table was logged as a statement, not as row events (binlog_format is not ROW in the session that made it): the table is copied again; set binlog_format = ROW for every session");
         }
-        self.copy_again_after(id, now, query, RENAMED_IN).await
+        self.copy_again_after(id, now, query, why.reason()).await
     }
 
     /// A data-changing statement read in the binlog (`binlog_format` STATEMENT or MIXED in
@@ -167,15 +168,10 @@ impl Stream {
         };
         for (schema, name) in named {
             let id = TableId::new(schema, name);
-            if self.held(&id) {
-                continue;
+            if !self.held(&id) {
+                self.copy_again_as_now(id, query, NoRowEvents::Statement)
+                    .await?;
             }
-            let now = self.describe(id.clone()).await?;
-            if now.schema.columns.is_empty() {
-                continue;
-            }
-            warn!(table = %id, statement = %query, "a change of a replicated table was logged as a statement, not as row events (binlog_format is not ROW in the session that made it): the table is copied again; set binlog_format = ROW for every session");
-            self.copy_again_after(id, now, query, STATEMENT).await?;
         }
         Ok(())
     }
