@@ -584,17 +584,21 @@ impl Stream {
                     .clear(&TableId::new(schema.clone(), name.clone()));
             }
         }
+        // Renamed into the selection: copied here, so not again as a touched table below.
+        let mut renamed_in = Vec::new();
         for (schema, name) in &d.renamed_to {
             let id = TableId::new(schema.clone(), name.clone());
             let key = (schema.clone(), name.clone());
             if !self.tables.contains_key(&key) && selected(&self.patterns, &id) && !self.held(&id) {
                 self.copy_again_as_now(id, query, NoRowEvents::RenamedIn)
                     .await?;
+                renamed_in.push(key);
             }
         }
         let touched: Vec<&SourceTable> = d
             .tables
             .iter()
+            .filter(|k| !renamed_in.contains(k))
             .filter_map(|k| self.tables.get(k))
             .filter(|t| !self.held(&t.schema.id))
             .collect();
