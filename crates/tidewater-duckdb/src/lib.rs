@@ -8,6 +8,7 @@ pub mod config;
 mod direct;
 pub mod errors;
 pub mod guard;
+mod log_restart;
 mod order;
 pub mod read;
 mod rowwise;

@@ -202,7 +202,8 @@ pub fn log_truncate(conn: &Connection, s: &TableSchema, meta: &LogMeta) -> Resul
     run(conn, &sql, &params, &format!("truncating {}", s.id)).map(drop)
 }
 
-fn meta_columns() -> String {
+/// The log's metadata column names, comma-separated.
+pub(crate) fn meta_columns() -> String {
     let v: Vec<&str> = LOG_METADATA_COLUMNS.iter().map(|(n, _)| *n).collect();
     v.join(", ")
 }

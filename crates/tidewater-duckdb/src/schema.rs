@@ -7,8 +7,10 @@ use tidewater_core::{Error, Result, TableId, TableSchema};
 use tracing::info;
 
 use crate::config::DuckDbOptions;
+use crate::log_restart;
 use crate::sql::{
     copy_table, duckdb_type, exec, log_table, old_key_columns, qualified, quote_ident,
+    table_columns,
 };
 use crate::state;
 use crate::table::TableSql;
@@ -94,6 +96,34 @@ pub fn prepare_table(
         &format_args!("creating staging for {id}"),
     )?;
     Ok(sql)
+}
+
+/// `prepare_table` for each of `tables` (index = position), inside the open transaction that
+/// prepares them, then the restart of the `_log` of those whose log missed changes
+/// (`crate::log_restart`; `partial`: a split transaction is partly applied). Returns the tables
+/// and the ordinal the restart took, if one did.
+pub fn prepare_tables(
+    conn: &Connection,
+    tables: &[Arc<TableSchema>],
+    options: &DuckDbOptions,
+    partial: bool,
+) -> Result<(Vec<TableSql>, Option<i64>)> {
+    let mut prepared = Vec::new();
+    let mut restart = Vec::new();
+    for (i, schema) in tables.iter().enumerate() {
+        let sql = prepare_table(conn, schema.clone(), i, options)?;
+        if log_restart::needs_restart(conn, &sql, options.log_tables)? {
+            restart.push(i);
+        }
+        prepared.push(sql);
+    }
+    let mut ordinal = None;
+    if !restart.is_empty() {
+        let restart: Vec<&TableSql> = restart.iter().map(|&i| &prepared[i]).collect();
+        let (pipeline, source) = (&options.pipeline, &options.source_type);
+        ordinal = log_restart::restart(conn, &restart, partial, pipeline, source)?;
+    }
+    Ok((prepared, ordinal))
 }
 
 fn names(schema: &TableSchema) -> String {
@@ -222,18 +252,4 @@ pub fn evolve_table(
         "schema change applied to the replica"
     );
     Ok(sql)
-}
-
-fn table_columns(conn: &Connection, schema: &str, table: &str) -> Result<Vec<String>> {
-    let mut stmt = conn
-        .prepare(
-            "SELECT column_name FROM information_schema.columns WHERE table_catalog = \
-             current_database() AND table_schema = ? AND table_name = ? ORDER BY ordinal_position",
-        )
-        .map_err(|e| Error::sink(format!("reading columns of {schema}.{table}: {e}")))?;
-    let rows = stmt
-        .query_map([schema, table], |r| r.get::<_, String>(0))
-        .and_then(|rows| rows.collect::<duckdb::Result<Vec<String>>>())
-        .map_err(|e| Error::sink(format!("reading columns of {schema}.{table}: {e}")))?;
-    Ok(rows)
 }

@@ -40,7 +40,7 @@ use crate::direct;
 use crate::guard;
 use crate::order::log_position;
 use crate::rowwise;
-use crate::schema::{evolve_table, prepare_table};
+use crate::schema::{evolve_table, prepare_table, prepare_tables};
 use crate::sql::{exec, run_cached};
 use crate::staged::{Pending, Shape, TableState};
 use crate::state;
@@ -138,8 +138,8 @@ impl DuckDbSink {
         exec(&conn, guard::GUARD_DDL, &"creating the replica identity")?;
         exec(
             &conn,
-            state::PARTIAL_DDL,
-            &"adding the split transaction's progress",
+            state::ADDED_COLUMNS_DDL,
+            &"adding state columns of later versions",
         )?;
         crate::settings::apply(&conn, &options)?;
         crate::upgrade::upgrade_layout(&conn)?;
@@ -231,7 +231,9 @@ impl DuckDbSink {
         } else {
             let index = self.next_index;
             self.next_index += 1;
-            prepare_table(&self.conn, table.clone(), index, &self.options)?
+            let sql = prepare_table(&self.conn, table.clone(), index, &self.options)?;
+            crate::log_restart::defer(&self.conn, &sql, self.options.log_tables)?;
+            sql
         };
         self.install(id, sql);
         Ok(())
@@ -504,17 +506,20 @@ impl Sink for DuckDbSink {
         self.conn
             .set_prepared_statement_cache_capacity(16 + 6 * tables.len());
         exec(&self.conn, "BEGIN TRANSACTION", &"preparing tables")?;
-        let mut prepared = Vec::new();
-        for (i, schema) in tables.iter().enumerate() {
-            match prepare_table(&self.conn, schema.clone(), i, &self.options) {
-                Ok(sql) => prepared.push(sql),
-                Err(e) => {
-                    let _ = self.conn.execute_batch("ROLLBACK");
-                    return Err(e);
-                }
+        let partial = self.continuing.is_some();
+        let prepared = match prepare_tables(&self.conn, tables, &self.options, partial) {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                return Err(e);
             }
-        }
+        };
         exec(&self.conn, "COMMIT", &"preparing tables")?;
+        let (prepared, restarted) = prepared;
+        if let Some(ordinal) = restarted {
+            self.committed_ordinal = ordinal;
+            self.last_ordinal = ordinal;
+        }
         self.next_index = prepared.len();
         self.tables = prepared
             .into_iter()

@@ -133,6 +133,21 @@ pub fn text_from_typed(expr: &str, ty: &ColumnType) -> Option<String> {
     })
 }
 
+/// The columns of `schema.table` in the open file, in order (none: no such table).
+pub(crate) fn table_columns(conn: &Connection, schema: &str, table: &str) -> Result<Vec<String>> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT column_name FROM information_schema.columns WHERE table_catalog = \
+             current_database() AND table_schema = ? AND table_name = ? ORDER BY ordinal_position",
+        )
+        .map_err(|e| Error::sink(format!("reading columns of {schema}.{table}: {e}")))?;
+    let rows = stmt
+        .query_map([schema, table], |r| r.get::<_, String>(0))
+        .and_then(|rows| rows.collect::<duckdb::Result<Vec<String>>>())
+        .map_err(|e| Error::sink(format!("reading columns of {schema}.{table}: {e}")))?;
+    Ok(rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -45,13 +45,18 @@ CREATE TABLE IF NOT EXISTS _tidewater.copies (
 );
 ";
 
-/// `[apply] large_transaction = "split"` (`tidewater_core::split`): the transaction after
-/// `position` whose first changes the file holds, written with every commit (NULL when none).
-pub const PARTIAL_DDL: &str = "
+/// Columns added to the state tables after their first layout (files written before them
+/// get them when opened):
+/// - `[apply] large_transaction = "split"` (`tidewater_core::split`): the transaction after
+///   `position` whose first changes the file holds, written with every commit (NULL when none);
+/// - `tables.log_complete`: whether the table's `_log` holds every change applied to its
+///   replica (`crate::log_restart`; NULL: not known, a file from before the column).
+pub const ADDED_COLUMNS_DDL: &str = "
 ALTER TABLE _tidewater.pipeline ADD COLUMN IF NOT EXISTS partial_position VARCHAR;
 ALTER TABLE _tidewater.pipeline ADD COLUMN IF NOT EXISTS partial_changes BIGINT;
 ALTER TABLE _tidewater.pipeline ADD COLUMN IF NOT EXISTS partial_fingerprint BIGINT;
 ALTER TABLE _tidewater.pipeline ADD COLUMN IF NOT EXISTS partial_tx BIGINT;
+ALTER TABLE _tidewater.tables ADD COLUMN IF NOT EXISTS log_complete BOOLEAN;
 ";
 
 /// The partially applied transaction, if the last commit ended inside one, with its ordinal
@@ -298,8 +303,9 @@ pub fn read_table_schema(conn: &Connection, schema: &TableSchema) -> Result<Opti
 pub fn write_table_schema(conn: &Connection, schema: &TableSchema) -> Result<()> {
     let json = serde_json::to_string(schema).expect("schema serialises");
     conn.execute(
-        "INSERT INTO _tidewater.tables AS t VALUES (?, ?, ?, 1, 0, get_current_timestamp()) \
-         ON CONFLICT (schema_name, table_name) DO UPDATE SET schema_json = excluded.schema_json, \
+        "INSERT INTO _tidewater.tables AS t (schema_name, table_name, schema_json, \
+         schema_version, changes_applied, updated_at) \
+         VALUES (?, ?, ?, 1, 0, get_current_timestamp()) ON CONFLICT (schema_name, table_name) DO UPDATE SET schema_json = excluded.schema_json, \
          schema_version = t.schema_version + 1, updated_at = excluded.updated_at",
         params![schema.id.schema, schema.id.name, json],
     )

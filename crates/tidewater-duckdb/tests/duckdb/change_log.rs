@@ -71,9 +71,24 @@ pub fn open(path: &Path, source_type: &str) -> DuckDbSink {
 }
 
 fn open_with(path: &Path, source_type: &str, checkpoint_threshold: &str) -> DuckDbSink {
+    open_options(path, source_type, checkpoint_threshold, true)
+}
+
+/// A sink with `[apply] log_tables = log_tables`.
+pub fn open_logging(path: &Path, log_tables: bool) -> DuckDbSink {
+    let threshold = tidewater_duckdb::config::DEFAULT_CHECKPOINT_THRESHOLD;
+    open_options(path, "postgres", threshold, log_tables)
+}
+
+fn open_options(
+    path: &Path,
+    source_type: &str,
+    checkpoint_threshold: &str,
+    log_tables: bool,
+) -> DuckDbSink {
     DuckDbSink::open(DuckDbOptions {
         path: path.to_path_buf(),
-        log_tables: true,
+        log_tables,
         pipeline: "default".into(),
         source_type: source_type.into(),
         threads: 1,
@@ -108,7 +123,7 @@ pub fn batch(sink: &mut DuckDbSink, txs: Vec<(&str, Vec<Change>)>) {
 }
 
 /// Rows of `sql` (one column, any type) as text; NULL as `NULL`.
-fn lines(conn: &Connection, sql: &str) -> Vec<String> {
+pub fn lines(conn: &Connection, sql: &str) -> Vec<String> {
     let mut stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
     let rows = stmt
         .query_map([], |r| r.get::<_, Option<String>>(0))
