@@ -44,6 +44,19 @@ pub trait Sink: Send {
         Ok(None)
     }
 
+    /// `tidewater forget`: the destination stops holding `tables` (what it records about
+    /// them goes, so a run whose `source.tables` no longer selects them starts, and selecting
+    /// them again copies them anew); with `drop_tables` their replica and change tables go
+    /// too. Called only while no run writes the destination.
+    fn forget(&mut self, _tables: &[TableId], _drop_tables: bool) -> Result<()> {
+        Err(
+            Error::config("this destination cannot forget replicated tables yet").with_fix(
+                "put the tables back into source.tables, or start from an empty replica \
+                     (a new sink.dataset) to take a new snapshot of the tables you select",
+            ),
+        )
+    }
+
     /// The definition the destination's replica of `id` was last written with, if it holds
     /// one and records it (read after `prepare`).
     fn replica_schema(&mut self, _id: &TableId) -> Result<Option<TableSchema>> {

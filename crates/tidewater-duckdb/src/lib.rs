@@ -7,6 +7,7 @@ mod compare;
 pub mod config;
 mod direct;
 pub mod errors;
+mod forget;
 pub mod guard;
 mod log_restart;
 mod order;

@@ -591,6 +591,10 @@ impl Sink for DuckDbSink {
         state::replicated_tables(&self.conn).map(Some)
     }
 
+    fn forget(&mut self, tables: &[TableId], drop_tables: bool) -> Result<()> {
+        crate::forget::forget(&self.conn, tables, drop_tables)
+    }
+
     fn replica_schema(&mut self, id: &TableId) -> Result<Option<TableSchema>> {
         Ok(self.tables.get(id).map(|t| (*t.sql.schema).clone()))
     }

@@ -88,9 +88,11 @@ pub async fn refuse_left_out(
         narrowed.join(", ")
     ))
     .with_fix(format!(
-        "put {} back into source.tables, or start from an empty replica (a new sink.path or \
-         sink.dataset) to take a new snapshot of the tables you select",
-        narrowed.join(", ")
+        "put {} back into source.tables; or, to stop replicating it, `tidewater forget --tables \
+         {}` first; or start from an empty replica (a new sink.path or sink.dataset) to take a \
+         new snapshot of the tables you select",
+        narrowed.join(", "),
+        narrowed.join(" --tables ")
     )))
 }
 

@@ -56,14 +56,17 @@ pub(crate) fn publication_for(publication: &str, table: &SourceTable) -> String 
 
 /// Makes both publications hold exactly `tables`. Before the first snapshot they are
 /// (re)created freely. Once streaming, only the `joining` tables (which are copied at a
-/// position of the stream before their changes apply) may be missing from them; any other
-/// difference is an error, because a table added without a copy would lack its existing rows.
+/// position of the stream before their changes apply) may be missing from them, and only
+/// tables the replica does not hold may leave them (`left_out`: held, not selected); any
+/// other difference is an error, because a table added without a copy would lack its existing
+/// rows, and a held table left out would miss its changes.
 pub async fn ensure_publications(
     client: &Client,
     publication: &str,
     tables: &[SourceTable],
     streaming: bool,
     joining: &[TableId],
+    left_out: &[TableId],
 ) -> Result<Vec<String>> {
     let full: BTreeSet<TableId> = tables
         .iter()
@@ -95,8 +98,13 @@ pub async fn ensure_publications(
                     .filter(|t| !joining.contains(t))
                     .map(|t| t.to_string())
                     .collect();
-                let removed: Vec<String> =
-                    current.difference(wanted).map(|t| t.to_string()).collect();
+                // A table no longer selected that the replica does not hold (never copied, or
+                // forgotten: `tidewater forget`) simply leaves the publication.
+                let removed: Vec<String> = current
+                    .difference(wanted)
+                    .filter(|t| left_out.contains(t))
+                    .map(|t| t.to_string())
+                    .collect();
                 if added.is_empty() && removed.is_empty() {
                     continue;
                 }
@@ -108,7 +116,8 @@ pub async fn ensure_publications(
                     removed.join(", ")
                 ))
                 .with_fix(
-                    "restore source.tables, or start from an empty replica (a new sink.path or \
+                    "restore source.tables; or, to stop replicating a table, `tidewater forget \
+                     --tables T` first; or start from an empty replica (a new sink.path or \
                      sink.dataset) to take a new snapshot",
                 ));
             }

@@ -367,6 +367,7 @@ impl Source for PgSource {
             &self.tables,
             streaming,
             &ctx.backfill,
+            &ctx.left_out,
         )
         .await?;
         let chunked = ctx.chunked.clone();

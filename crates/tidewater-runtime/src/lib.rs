@@ -20,6 +20,7 @@ mod config_sections;
 pub mod config_template;
 pub mod degraded;
 pub mod demo;
+pub mod forget;
 pub mod http;
 pub mod monitor;
 pub mod own_run;

@@ -107,6 +107,23 @@ enum Command {
         #[arg(long = "tables", value_name = "GLOB", required = true)]
         tables: Vec<String>,
     },
+    /// Stop replicating tables without starting over: the replica stops holding them, so
+    /// source.tables may leave them out (selected again later, they are copied anew). Lists
+    /// them only, without --yes.
+    Forget {
+        /// The configuration file.
+        #[arg(long, short, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// The replicated tables matching these schema.table globs (! excludes).
+        #[arg(long = "tables", value_name = "GLOB", required = true)]
+        tables: Vec<String>,
+        /// Do it (without it, only list what would be done).
+        #[arg(long)]
+        yes: bool,
+        /// Drop their replica and _log tables too (kept by default).
+        #[arg(long)]
+        drop_tables: bool,
+    },
     /// Remove the pipeline: drop the PostgreSQL slot and publications tidewater created
     /// (an abandoned slot keeps WAL forever). Lists them only, without --yes.
     Teardown {
@@ -225,6 +242,12 @@ fn main() -> ExitCode {
                 yes,
                 drop_replica,
             } => teardown::command(&config, yes, drop_replica).await,
+            Command::Forget {
+                config,
+                tables,
+                yes,
+                drop_tables,
+            } => teardown::forget(&config, &tables, yes, drop_tables).await,
         }
     });
     match result {

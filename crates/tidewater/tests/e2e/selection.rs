@@ -5,7 +5,8 @@
 //! - `source.tables` narrowed between runs so that a table the replica holds is left out while
 //!   it still exists at the source: streaming on would skip its changes, and selecting it
 //!   again later would resume its replica with them missing. The run refuses, naming the
-//!   table and the fix; with the selection restored it resumes with every change.
+//!   table and the fix; with the selection restored it resumes with every change. After
+//!   `tidewater forget` the narrowed selection starts, and selected again the table is copied.
 //! - a table dropped and created again under its name, or another table renamed to it (the
 //!   online schema change swap): the replica becomes the new table's rows.
 //! - a table renamed into the selection: it brings its rows, which are copied.
@@ -16,7 +17,7 @@
 
 use std::time::Duration;
 
-use crate::common::{Rig, MY_DB};
+use crate::common::{run_cli, Rig, MY_DB};
 
 const T: Duration = Duration::from_secs(120);
 
@@ -54,6 +55,86 @@ fn left_out_is_refused(mut rig: Rig, all: &str, only_a: &str, says: &str) {
             "{t}\n{log}"
         );
     }
+}
+
+/// `tidewater forget` lets the narrowed selection start; the table selected again later joins
+/// with a fresh copy of its rows.
+fn forgotten_then_selected_again(mut rig: Rig, all: &str, only_a: &str, b: &str) {
+    rig.start();
+    rig.wait_caught_up(T);
+    rig.stop();
+    // Refused for a table still selected, and for a name the replica does not hold.
+    let (code, out) = run_cli(&["forget", "--tables", b, "--yes"], &rig.config);
+    assert!(
+        code != 0 && out.contains("source.tables still selects"),
+        "{out}"
+    );
+    let (code, out) = run_cli(&["forget", "--tables", "nope.*", "--yes"], &rig.config);
+    assert!(
+        code != 0 && out.contains("no table the replica holds matches"),
+        "{out}"
+    );
+    select(&rig, all, only_a);
+    // Listed, not done, without --yes; done with it (the replica tables dropped too).
+    let (code, out) = run_cli(&["forget", "--tables", b], &rig.config);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&format!("would forget {b}")), "{out}");
+    let (code, out) = run_cli(
+        &["forget", "--tables", b, "--yes", "--drop-tables"],
+        &rig.config,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("forgot {b}: its replica and _log tables dropped")),
+        "{out}"
+    );
+    rig.start();
+    rig.sql(
+        "INSERT INTO b VALUES (100, 'while left out'); UPDATE b SET v = 'changed' WHERE id = 1; \
+         DELETE FROM b WHERE id = 2; INSERT INTO a VALUES (100, 'x');",
+    );
+    rig.wait_caught_up(T);
+    rig.stop();
+    assert_eq!(
+        rig.source_lines(&rows_of("a")),
+        rig.replica_lines(&rows_of("a"))
+    );
+    let held = "SELECT count(*)::VARCHAR FROM information_schema.tables \
+                WHERE table_name IN ('b', 'b_log')";
+    assert_eq!(rig.replica_lines(held), ["0"], "{}", rig.log());
+    select(&rig, only_a, all);
+    rig.start();
+    rig.sql("INSERT INTO a VALUES (101, 'y'); INSERT INTO b VALUES (101, 'y');");
+    rig.wait_caught_up(T);
+    let log = rig.log();
+    rig.stop();
+    for t in ["a", "b"] {
+        assert_eq!(
+            rig.source_lines(&rows_of(t)),
+            rig.replica_lines(&rows_of(t)),
+            "{t}\n{log}"
+        );
+    }
+}
+
+#[test]
+fn postgres_table_forgotten_lets_the_selection_narrow() {
+    forgotten_then_selected_again(
+        Rig::new(SETUP),
+        "tables = [\"public.*\"]",
+        "tables = [\"public.a\"]",
+        "public.b",
+    );
+}
+
+#[test]
+fn mariadb_table_forgotten_lets_the_selection_narrow() {
+    forgotten_then_selected_again(
+        Rig::mysql(SETUP),
+        &format!("tables = [\"{MY_DB}.*\"]"),
+        &format!("tables = [\"{MY_DB}.a\"]"),
+        &format!("{MY_DB}.b"),
+    );
 }
 
 const SETUP: &str = "CREATE TABLE a (id int PRIMARY KEY, v text); \
