@@ -38,13 +38,21 @@ fn left_out_is_refused(mut rig: Rig, all: &str, only_a: &str, says: &str) {
     assert!(!status.success(), "{log}");
     assert!(log.contains(says), "{log}");
     // Meanwhile the table changes at the source.
-    rig.sql(
-        "INSERT INTO b VALUES (100, 'while left out'); UPDATE b SET v = 'changed' WHERE id = 1; \
-         DELETE FROM b WHERE id = 2; INSERT INTO a VALUES (100, 'x');",
-    );
-    select(&rig, only_a, all);
+    rig.sql(LEFT_OUT_CHANGES);
+    selected_again(&mut rig, only_a, all, "INSERT INTO a VALUES (101, 'y');");
+}
+
+/// Changes to both tables while `b` is left out of the selection.
+const LEFT_OUT_CHANGES: &str = "INSERT INTO b VALUES (100, 'while left out'); \
+     UPDATE b SET v = 'changed' WHERE id = 1; DELETE FROM b WHERE id = 2; \
+     INSERT INTO a VALUES (100, 'x');";
+
+/// The selection widened from `from` to `to` again, `sql` run once started: both tables
+/// must equal the source once caught up.
+fn selected_again(rig: &mut Rig, from: &str, to: &str, sql: &str) {
+    select(rig, from, to);
     rig.start();
-    rig.sql("INSERT INTO a VALUES (101, 'y');");
+    rig.sql(sql);
     rig.wait_caught_up(T);
     let log = rig.log();
     rig.stop();
@@ -89,10 +97,7 @@ fn forgotten_then_selected_again(mut rig: Rig, all: &str, only_a: &str, b: &str)
         "{out}"
     );
     rig.start();
-    rig.sql(
-        "INSERT INTO b VALUES (100, 'while left out'); UPDATE b SET v = 'changed' WHERE id = 1; \
-         DELETE FROM b WHERE id = 2; INSERT INTO a VALUES (100, 'x');",
-    );
+    rig.sql(LEFT_OUT_CHANGES);
     rig.wait_caught_up(T);
     rig.stop();
     assert_eq!(
@@ -102,19 +107,8 @@ fn forgotten_then_selected_again(mut rig: Rig, all: &str, only_a: &str, b: &str)
     let held = "SELECT count(*)::VARCHAR FROM information_schema.tables \
                 WHERE table_name IN ('b', 'b_log')";
     assert_eq!(rig.replica_lines(held), ["0"], "{}", rig.log());
-    select(&rig, only_a, all);
-    rig.start();
-    rig.sql("INSERT INTO a VALUES (101, 'y'); INSERT INTO b VALUES (101, 'y');");
-    rig.wait_caught_up(T);
-    let log = rig.log();
-    rig.stop();
-    for t in ["a", "b"] {
-        assert_eq!(
-            rig.source_lines(&rows_of(t)),
-            rig.replica_lines(&rows_of(t)),
-            "{t}\n{log}"
-        );
-    }
+    let sql = "INSERT INTO a VALUES (101, 'y'); INSERT INTO b VALUES (101, 'y');";
+    selected_again(&mut rig, only_a, all, sql);
 }
 
 #[test]
