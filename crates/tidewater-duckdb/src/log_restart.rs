@@ -143,7 +143,7 @@ pub fn restart(
 }
 
 /// Writes one table's `TRUNCATE` row (sequence `first`) and its replica's rows as `SNAPSHOT`
-/// rows after it, in key order; returns how many rows.
+/// rows after it; returns how many rows.
 fn restart_table(
     conn: &Connection,
     sql: &TableSql,
@@ -187,21 +187,13 @@ fn restart_table(
         params![pipeline, at],
     )
     .map_err(err)?;
-    let order: Vec<String> = s
-        .key
-        .iter()
-        .map(|&k| quote_ident(&s.columns[k].name))
-        .collect();
-    let order = if order.is_empty() {
-        String::new()
-    } else {
-        format!("ORDER BY {}", order.join(", "))
-    };
+    // In the replica's scan order: `row_number() OVER ()` streams (DuckDB's streaming
+    // window), where ordering by the key would sort the whole table in memory.
     let columns = column_list(s);
     conn.execute(
         &format!(
             "INSERT INTO {log} ({columns}, {meta}) SELECT {columns}, 'SNAPSHOT', false, \
-             {committed}, get_current_timestamp(), ?, {first} + row_number() OVER ({order}), \
+             {committed}, get_current_timestamp(), ?, {first} + row_number() OVER (), \
              {ordinal} FROM {}",
             qualified(&sql.replica)
         ),
