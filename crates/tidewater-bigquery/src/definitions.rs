@@ -68,6 +68,24 @@ async fn read_json<T: DeserializeOwned>(
         .collect()
 }
 
+/// `tidewater forget` (`Sink::forget`): one transaction removing the rows of `ids` for
+/// `pipeline` from [`DEFINITIONS_TABLE`] and [`COPIES_TABLE`], so the dataset no longer holds
+/// them. `qualified` quotes a table name of the dataset.
+pub fn forget(qualified: impl Fn(&str) -> String, pipeline: &str, ids: &[TableId]) -> String {
+    let mut statements = vec!["BEGIN TRANSACTION".to_string()];
+    for id in ids {
+        let (p, s, t) = (literal(pipeline), literal(&id.schema), literal(&id.name));
+        for table in [DEFINITIONS_TABLE, COPIES_TABLE] {
+            statements.push(format!(
+                "DELETE FROM {} WHERE pipeline = {p} AND source_schema = {s} AND source_table = {t}",
+                qualified(table)
+            ));
+        }
+    }
+    statements.push("COMMIT TRANSACTION".into());
+    statements.join(";\n") + ";"
+}
+
 /// Replaces the row of source table `id` for `pipeline` in `table` with `value` as JSON.
 fn record_json(
     table: &str,
@@ -95,6 +113,24 @@ fn record_json(
 mod tests {
     use super::*;
     use tidewater_core::{Column, ColumnType, TableId};
+
+    #[test]
+    fn forgetting_removes_definitions_and_copies_in_one_transaction() {
+        let sql = forget(
+            |t| format!("`p.d.{t}`"),
+            "default",
+            &[TableId::new("public", "it's")],
+        );
+        assert_eq!(
+            sql,
+            "BEGIN TRANSACTION;\n\
+             DELETE FROM `p.d._tidewater_tables` WHERE pipeline = 'default' AND source_schema = \
+             'public' AND source_table = 'it\\'s';\n\
+             DELETE FROM `p.d._tidewater_copies` WHERE pipeline = 'default' AND source_schema = \
+             'public' AND source_table = 'it\\'s';\n\
+             COMMIT TRANSACTION;"
+        );
+    }
 
     #[test]
     fn a_definition_is_replaced_whole() {

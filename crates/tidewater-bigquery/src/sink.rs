@@ -501,6 +501,22 @@ impl Sink for BigQuerySink {
         Ok(Some(held))
     }
 
+    fn forget(&mut self, tables: &[TableId], drop_tables: bool) -> Result<()> {
+        let client = &self.client;
+        let script = definitions::forget(|t| client.qualified(t), &self.options.pipeline, tables);
+        self.block_on(client.query("forgetting tables", &script, None))?;
+        if drop_tables {
+            for id in tables {
+                let names = crate::tables::table_names(id);
+                for table in [names.replica, names.log, names.staging] {
+                    let sql = format!("DROP TABLE IF EXISTS {}", client.qualified(&table));
+                    self.block_on(client.query(&format!("dropping {table}"), &sql, None))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn replica_schema(&mut self, id: &TableId) -> Result<Option<TableSchema>> {
         let t = self.tables.get(id).filter(|t| t.recorded);
         Ok(t.map(|t| (*t.schema).clone()))

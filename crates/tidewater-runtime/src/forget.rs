@@ -5,14 +5,16 @@
 //! table selected again later joins with a fresh copy. The replica and `_log` tables are kept
 //! (as they were) unless `--drop-tables`. Without `--yes` it only lists what it would do.
 //!
-//! It refuses while `run` is running (the sink is written by one process), and for a table
-//! `source.tables` still selects (the next run would take it back in with a copy, which is what
-//! `tidewater resnapshot` is for).
+//! It refuses for a table `source.tables` still selects (the next run would take it back in
+//! with a copy, which is what `tidewater resnapshot` is for), and while `run` writes a DuckDB
+//! file (one writer). Nothing tells whether a run writes a BigQuery dataset (the README asks
+//! to stop it first); a run that does keeps writing the table, and its next restart takes the
+//! table back in with a copy (nothing is applied wrong either way).
 
 use std::path::Path;
 
 use tidewater_core::glob::selected;
-use tidewater_core::{Error, Result, TableId};
+use tidewater_core::{Error, Result, Sink, TableId};
 
 use crate::config::Config;
 use crate::registry::open_sink;
@@ -37,9 +39,24 @@ pub async fn forget(
         .with_fix("stop it first (SIGTERM), then run forget again"));
     }
     let kind = config.source.kind();
-    let mut sink = open_sink(&config.sink, kind, config.apply.log_tables)
+    let sink = open_sink(&config.sink, kind, config.apply.log_tables)
         .await?
         .sink;
+    // A sink's calls block (BigQuery's on its own runtime): off the async threads.
+    let (globs, selection) = (globs.to_vec(), config.source.tables().to_vec());
+    tokio::task::spawn_blocking(move || forget_in(sink, &globs, &selection, yes, drop_tables))
+        .await
+        .map_err(|e| Error::sink(format!("forgetting tables: {e}")))?
+}
+
+/// The part of [`forget`] that reads and writes the sink.
+fn forget_in(
+    mut sink: Box<dyn Sink>,
+    globs: &[String],
+    selection: &[String],
+    yes: bool,
+    drop_tables: bool,
+) -> Result<String> {
     let held = sink.replicated_tables()?.unwrap_or_default();
     let matched: Vec<TableId> = held
         .iter()
@@ -56,7 +73,7 @@ pub async fn forget(
     }
     let selected_still: Vec<String> = matched
         .iter()
-        .filter(|id| selected(config.source.tables(), id))
+        .filter(|id| selected(selection, id))
         .map(|id| id.to_string())
         .collect();
     if !selected_still.is_empty() {

@@ -121,6 +121,48 @@ fn postgres_table_forgotten_lets_the_selection_narrow() {
     );
 }
 
+/// The same on BigQuery: the dataset's state rows go (and the tables with `--drop-tables`);
+/// selected again, the table is copied anew.
+#[test]
+fn postgres_table_forgotten_on_bigquery_lets_the_selection_narrow() {
+    let (all, only_a) = ("tables = [\"public.*\"]", "tables = [\"public.a\"]");
+    let mut rig = Rig::new(SETUP);
+    rig.use_bigquery();
+    rig.start();
+    rig.wait_caught_up(T);
+    rig.stop();
+    select(&rig, all, only_a);
+    let (code, out) = run_cli(
+        &["forget", "--tables", "public.b", "--yes", "--drop-tables"],
+        &rig.config,
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("forgot public.b"), "{out}");
+    let b = rig.bq().table("public_b");
+    assert!(rig.bq().try_rows(&format!("SELECT * FROM {b}")).is_err());
+    rig.start();
+    rig.sql(LEFT_OUT_CHANGES);
+    rig.wait_caught_up(T);
+    rig.stop();
+    select(&rig, only_a, all);
+    rig.start();
+    rig.sql("INSERT INTO b VALUES (101, 'y');");
+    rig.wait_caught_up(T);
+    let log = rig.log();
+    rig.stop();
+    let rows = |t: &str| {
+        let sql = format!(
+            "SELECT CONCAT(CAST(id AS STRING), ':', v) FROM {} ORDER BY id",
+            rig.bq().table(&format!("public_{t}"))
+        );
+        let rows = rig.bq().text_rows(&sql);
+        rows.into_iter().map(|r| r[0].clone()).collect::<Vec<_>>()
+    };
+    for t in ["a", "b"] {
+        assert_eq!(rig.source_lines(&rows_of(t)), rows(t), "{t}\n{log}");
+    }
+}
+
 #[test]
 fn mariadb_table_forgotten_lets_the_selection_narrow() {
     forgotten_then_selected_again(
