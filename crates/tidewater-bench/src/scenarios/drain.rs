@@ -134,8 +134,10 @@ fn start_baseline_copy(db: &Db) -> Result<Option<String>> {
     match db.kind() {
         Kind::Postgres => {
             let slot = db.slot();
+            // One copy for the client reader, one for the server's own decoding.
             db.sql(&format!(
-                "SELECT pg_copy_logical_replication_slot('{slot}', '{slot}_baseline');"
+                "SELECT pg_copy_logical_replication_slot('{slot}', '{slot}_baseline'); \
+                 SELECT pg_copy_logical_replication_slot('{slot}', '{slot}_ceiling');"
             ))?;
             Ok(None)
         }
@@ -174,10 +176,26 @@ fn read_changes(
                 .arg(format!("publication_names={}", publications.trim()));
             cmd.arg(format!("--endpos={end}")).args(["-f", "/dev/null"]);
             let took = run_timed(&mut cmd)?;
-            Ok(vec![(
-                "pg_recvlogical, pgoutput → /dev/null".into(),
-                took.as_secs_f64(),
-            )])
+            // The decode ceiling: the walsender's work (WAL decoding and pgoutput) without a
+            // client, as the SQL function that runs the same output plugin in the backend.
+            let started = Instant::now();
+            db.sql(&format!(
+                "SELECT count(*) FROM pg_logical_slot_get_binary_changes('{}_ceiling', '{end}', \
+                 NULL, 'proto_version', '1', 'publication_names', '{}')",
+                db.slot(),
+                publications.trim()
+            ))?;
+            let ceiling = started.elapsed();
+            Ok(vec![
+                (
+                    "pg_recvlogical, pgoutput → /dev/null".into(),
+                    took.as_secs_f64(),
+                ),
+                (
+                    "pg_logical_slot_get_binary_changes, pgoutput in the backend, no client".into(),
+                    ceiling.as_secs_f64(),
+                ),
+            ])
         }
         (Db::My { server, .. }, Target::Gtid(_)) => {
             let first = first_binlog.expect("a binlog file for MariaDB");

@@ -39,15 +39,22 @@ pub fn run(bench: &Bench, kind: Kind) -> Result<Vec<Figure>> {
     .target(Target::RatioAtLeast { min: 0.7 })
     .detail(d.describe())];
     if let Some((tool, rate)) = d.baseline_rate(1) {
-        figures.push(
-            Figure::new(
+        let figure = match kind {
+            Kind::Postgres => Figure::new(
+                scenario,
+                "same, against the server-side decode ceiling",
+                "changes/s",
+                d.rate(),
+            )
+            .target(Target::RatioAtLeast { min: 0.6 }),
+            Kind::MariaDb => Figure::new(
                 scenario,
                 "same, against decoded binlog text (reference only)",
                 "changes/s",
                 d.rate(),
-            )
-            .baseline(tool, rate),
-        );
+            ),
+        };
+        figures.push(figure.baseline(tool, rate));
     }
     if let Some(v) = &d.verify {
         figures.push(
@@ -72,8 +79,11 @@ pub fn method(kind: Kind) -> String {
         Kind::Postgres => {
             "`pg_recvlogical --start -o proto_version=1 -o publication_names=… --endpos=<end LSN> -f /dev/null` \
              on a copy of tidewater's slot (`pg_copy_logical_replication_slot`, made while tidewater was stopped), \
-             so both read exactly the same changes; tidewater is caught up when its slot's `confirmed_flush_lsn` \
-             reaches the end LSN (it confirms only what DuckDB committed)"
+             so both read exactly the same changes; a second row compares with the server-side decode ceiling, \
+             `SELECT count(*) FROM pg_logical_slot_get_binary_changes(<copy>, <end LSN>, NULL, 'proto_version', '1', \
+             'publication_names', …)` on another copy of the slot (the same WAL decoding and pgoutput in a backend, \
+             no client or network; issue 17 asks for ≥ 0.6× of it); tidewater is caught up when its slot's \
+             `confirmed_flush_lsn` reaches the end LSN (it confirms only what DuckDB committed)"
         }
         Kind::MariaDb => {
             "`mariadb-binlog --read-from-remote-server --raw --to-last-log` from the binlog file started \
