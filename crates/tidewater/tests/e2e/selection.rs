@@ -67,7 +67,13 @@ fn selected_again(rig: &mut Rig, from: &str, to: &str, sql: &str) {
 
 /// `tidewater forget` lets the narrowed selection start; the table selected again later joins
 /// with a fresh copy of its rows.
-fn forgotten_then_selected_again(mut rig: Rig, all: &str, only_a: &str, b: &str) {
+fn forgotten_then_selected_again(
+    mut rig: Rig,
+    all: &str,
+    only_a: &str,
+    b: &str,
+    drop_tables: bool,
+) {
     rig.start();
     rig.wait_caught_up(T);
     rig.stop();
@@ -83,17 +89,21 @@ fn forgotten_then_selected_again(mut rig: Rig, all: &str, only_a: &str, b: &str)
         "{out}"
     );
     select(&rig, all, only_a);
-    // Listed, not done, without --yes; done with it (the replica tables dropped too).
+    // Listed, not done, without --yes; done with it (the replica tables dropped too, or kept).
     let (code, out) = run_cli(&["forget", "--tables", b], &rig.config);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains(&format!("would forget {b}")), "{out}");
-    let (code, out) = run_cli(
-        &["forget", "--tables", b, "--yes", "--drop-tables"],
-        &rig.config,
-    );
+    let mut args = vec!["forget", "--tables", b, "--yes"];
+    if drop_tables {
+        args.push("--drop-tables");
+    }
+    let (code, out) = run_cli(&args, &rig.config);
     assert_eq!(code, 0, "{out}");
+    let outcome = if drop_tables { "dropped" } else { "kept" };
     assert!(
-        out.contains(&format!("forgot {b}: its replica and _log tables dropped")),
+        out.contains(&format!(
+            "forgot {b}: its replica and _log tables {outcome}"
+        )),
         "{out}"
     );
     rig.start();
@@ -106,7 +116,10 @@ fn forgotten_then_selected_again(mut rig: Rig, all: &str, only_a: &str, b: &str)
     );
     let held = "SELECT count(*)::VARCHAR FROM information_schema.tables \
                 WHERE table_name IN ('b', 'b_log')";
-    assert_eq!(rig.replica_lines(held), ["0"], "{}", rig.log());
+    let kept = if drop_tables { "0" } else { "2" };
+    assert_eq!(rig.replica_lines(held), [kept], "{}", rig.log());
+    // Selected again, the table joins with a fresh copy; kept tables are emptied first (the
+    // row deleted while forgotten must not stay).
     let sql = "INSERT INTO a VALUES (101, 'y'); INSERT INTO b VALUES (101, 'y');";
     selected_again(&mut rig, only_a, all, sql);
 }
@@ -118,6 +131,7 @@ fn postgres_table_forgotten_lets_the_selection_narrow() {
         "tables = [\"public.*\"]",
         "tables = [\"public.a\"]",
         "public.b",
+        false,
     );
 }
 
@@ -170,6 +184,7 @@ fn mariadb_table_forgotten_lets_the_selection_narrow() {
         &format!("tables = [\"{MY_DB}.*\"]"),
         &format!("tables = [\"{MY_DB}.a\"]"),
         &format!("{MY_DB}.b"),
+        true,
     );
 }
 
