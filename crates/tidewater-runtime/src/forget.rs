@@ -6,18 +6,20 @@
 //! (as they were) unless `--drop-tables`. Without `--yes` it only lists what it would do.
 //!
 //! It refuses for a table `source.tables` still selects (the next run would take it back in
-//! with a copy, which is what `tidewater resnapshot` is for), and while `run` writes a DuckDB
-//! file (one writer). Nothing tells whether a run writes a BigQuery dataset (the README asks
-//! to stop it first); a run that does keeps writing the table, and its next restart takes the
-//! table back in with a copy (nothing is applied wrong either way).
+//! with a copy, which is what `tidewater resnapshot` is for), and while a `run` of the config
+//! is running: for DuckDB the file's writer, for BigQuery (no file) the source's reader in use
+//! (the slot active, the server_id connected). A run that slipped past that (another config
+//! on the same dataset) keeps writing the table, and its next restart takes the table back
+//! in with a copy: nothing is applied wrong either way.
 
 use std::path::Path;
 
 use tidewater_core::glob::selected;
-use tidewater_core::{Error, Result, Sink, TableId};
+use tidewater_core::{Error, Result, Sink, SourceDriver, TableId};
 
 use crate::config::Config;
-use crate::registry::open_sink;
+use crate::own_run::held_by_a_reader;
+use crate::registry::{self, open_sink};
 use crate::single_writer::live_writer;
 
 /// What forget did (or, without `yes`, would do), as lines for the terminal.
@@ -38,6 +40,9 @@ pub async fn forget(
         ))
         .with_fix("stop it first (SIGTERM), then run forget again"));
     }
+    if config.sink.local_file().is_none() {
+        refuse_reader_in_use(&config).await?;
+    }
     let kind = config.source.kind();
     let sink = open_sink(&config.sink, kind, config.apply.log_tables)
         .await?
@@ -47,6 +52,24 @@ pub async fn forget(
     tokio::task::spawn_blocking(move || forget_in(sink, &globs, &selection, yes, drop_tables))
         .await
         .map_err(|e| Error::sink(format!("forgetting tables: {e}")))?
+}
+
+/// A remote sink has no file lock that tells a running `run`: its source reader does (the
+/// PostgreSQL slot is active, the MySQL server_id belongs to a connected replica; the same
+/// items `tidewater check` reports), so forget refuses while it is in use.
+async fn refuse_reader_in_use(config: &Config) -> Result<()> {
+    let items = registry::driver(&config.source)?
+        .check(config.snapshot.parallelism)
+        .await;
+    match items.iter().find(|item| held_by_a_reader(item)) {
+        None => Ok(()),
+        Some(item) => Err(Error::config(format!(
+            "the source's reader is in use ({}: {}): a `tidewater run` of this config is \
+             probably running, and forget refuses while it is",
+            item.name, item.detail
+        ))
+        .with_fix("stop it first (SIGTERM), then run forget again")),
+    }
 }
 
 /// The part of [`forget`] that reads and writes the sink.

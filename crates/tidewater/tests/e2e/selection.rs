@@ -144,8 +144,15 @@ fn postgres_table_forgotten_on_bigquery_lets_the_selection_narrow() {
     rig.use_bigquery();
     rig.start();
     rig.wait_caught_up(T);
-    rig.stop();
     select(&rig, all, only_a);
+    // Refused while the run goes on (its slot is in use), done once it stopped.
+    let forget = ["forget", "--tables", "public.b", "--yes", "--drop-tables"];
+    let (code, out) = run_cli(&forget, &rig.config);
+    assert!(
+        code != 0 && out.contains("the source's reader is in use"),
+        "{out}"
+    );
+    rig.stop();
     let (code, out) = run_cli(
         &["forget", "--tables", "public.b", "--yes", "--drop-tables"],
         &rig.config,
