@@ -346,23 +346,31 @@ fn mariadb_table_renamed_into_the_selection_brings_its_rows() {
 /// events, needs nothing of the kind and is checked alongside.)
 #[test]
 fn mariadb_partition_operations_copy_their_tables_again() {
-    let mut rig = Rig::mysql(
+    let rig = Rig::mysql(
         "CREATE TABLE a (id int PRIMARY KEY, v text); \
          CREATE TABLE p (id int PRIMARY KEY, v text) PARTITION BY RANGE (id) \
          (PARTITION p0 VALUES LESS THAN (10), PARTITION p1 VALUES LESS THAN (100)); \
          INSERT INTO p VALUES (1, 'p0'), (2, 'p0'), (50, 'p1'), (60, 'p1'); \
          CREATE TABLE e (id int PRIMARY KEY, v text); INSERT INTO e VALUES (70, 'e');",
     );
-    let addr = rig.listen_http();
-    rig.start();
-    rig.wait_caught_up(T);
-    rig.sql(
+    changed_while_running(
+        rig,
         "ALTER TABLE p TRUNCATE PARTITION p0; \
          ALTER TABLE p EXCHANGE PARTITION p1 WITH TABLE e; \
          CREATE TABLE r AS SELECT * FROM e; INSERT INTO a VALUES (1, 'x');",
+        &["a", "p", "e", "r"],
     );
+}
+
+/// Runs `sql` at the source once the run has caught up, then waits until the replica's
+/// `tables` equal the source's.
+fn changed_while_running(mut rig: Rig, sql: &str, tables: &[&str]) {
+    let addr = rig.listen_http();
+    rig.start();
     rig.wait_caught_up(T);
-    wait_equal_then_stop(&mut rig, &addr, &["a", "p", "e", "r"]);
+    rig.sql(sql);
+    rig.wait_caught_up(T);
+    wait_equal_then_stop(&mut rig, &addr, tables);
 }
 
 /// A partition detached from a replicated partitioned table takes its rows out, and a table
@@ -370,7 +378,7 @@ fn mariadb_partition_operations_copy_their_tables_again() {
 /// copied again once the discovery poll sees its partitions changed.
 #[test]
 fn postgres_partitions_detached_and_attached_copy_the_table_again() {
-    let mut rig = Rig::new(
+    let rig = Rig::new(
         "CREATE TABLE a (id int PRIMARY KEY, v text); \
          CREATE TABLE p (id int PRIMARY KEY, v text) PARTITION BY RANGE (id); \
          CREATE TABLE p0 PARTITION OF p FOR VALUES FROM (0) TO (10); \
@@ -378,14 +386,11 @@ fn postgres_partitions_detached_and_attached_copy_the_table_again() {
          INSERT INTO p VALUES (1, 'p0'), (2, 'p0'), (50, 'p1'), (60, 'p1'); \
          CREATE TABLE x (id int PRIMARY KEY, v text); INSERT INTO x VALUES (150, 'x');",
     );
-    let addr = rig.listen_http();
-    rig.start();
-    rig.wait_caught_up(T);
-    rig.sql(
+    changed_while_running(
+        rig,
         "ALTER TABLE p DETACH PARTITION p0; \
          ALTER TABLE p ATTACH PARTITION x FOR VALUES FROM (100) TO (200); \
          INSERT INTO a VALUES (1, 'x');",
+        &["a", "p"],
     );
-    rig.wait_caught_up(T);
-    wait_equal_then_stop(&mut rig, &addr, &["a", "p"]);
 }
