@@ -8,21 +8,15 @@ use duckdb::{params, Connection};
 use tidewater_core::{Error, Result, TableId};
 use tracing::info;
 
-use crate::sql::{copy_table, exec, log_table, qualified};
+use crate::sql::{copy_table, exec, in_transaction, log_table, qualified};
 
 /// Forgets `tables` (see the module doc); the caller makes sure no run writes the file.
 pub fn forget(conn: &Connection, tables: &[TableId], drop_tables: bool) -> Result<()> {
-    exec(conn, "BEGIN TRANSACTION", &"forgetting tables")?;
-    let done = tables
-        .iter()
-        .try_for_each(|id| forget_one(conn, id, drop_tables));
-    match done {
-        Ok(()) => exec(conn, "COMMIT", &"forgetting tables"),
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
+    in_transaction(conn, "forgetting tables", || {
+        tables
+            .iter()
+            .try_for_each(|id| forget_one(conn, id, drop_tables))
+    })
 }
 
 fn forget_one(conn: &Connection, id: &TableId, drop_tables: bool) -> Result<()> {

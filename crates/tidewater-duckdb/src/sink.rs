@@ -41,7 +41,7 @@ use crate::guard;
 use crate::order::log_position;
 use crate::rowwise;
 use crate::schema::{evolve_table, prepare_table, prepare_tables};
-use crate::sql::{exec, run_cached};
+use crate::sql::{exec, in_transaction, run_cached};
 use crate::staged::{Pending, Shape, TableState};
 use crate::state;
 
@@ -505,17 +505,10 @@ impl Sink for DuckDbSink {
         self.conn.flush_prepared_statement_cache();
         self.conn
             .set_prepared_statement_cache_capacity(16 + 6 * tables.len());
-        exec(&self.conn, "BEGIN TRANSACTION", &"preparing tables")?;
         let partial = self.continuing.is_some();
-        let prepared = match prepare_tables(&self.conn, tables, &self.options, partial) {
-            Ok(prepared) => prepared,
-            Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                return Err(e);
-            }
-        };
-        exec(&self.conn, "COMMIT", &"preparing tables")?;
-        let (prepared, restarted) = prepared;
+        let (prepared, restarted) = in_transaction(&self.conn, "preparing tables", || {
+            prepare_tables(&self.conn, tables, &self.options, partial)
+        })?;
         if let Some(ordinal) = restarted {
             self.committed_ordinal = ordinal;
             self.last_ordinal = ordinal;

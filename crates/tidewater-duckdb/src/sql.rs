@@ -133,6 +133,26 @@ pub fn text_from_typed(expr: &str, ty: &ColumnType) -> Option<String> {
     })
 }
 
+/// Runs `f` inside one DuckDB transaction: committed when it succeeds, rolled back when it
+/// fails (its error returned); `what` names the work in a failed BEGIN or COMMIT.
+pub(crate) fn in_transaction<T>(
+    conn: &Connection,
+    what: &str,
+    f: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    exec(conn, "BEGIN TRANSACTION", &what)?;
+    match f() {
+        Ok(v) => {
+            exec(conn, "COMMIT", &what)?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
 /// The columns of `schema.table` in the open file, in order (none: no such table).
 pub(crate) fn table_columns(conn: &Connection, schema: &str, table: &str) -> Result<Vec<String>> {
     let mut stmt = conn

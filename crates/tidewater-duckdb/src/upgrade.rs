@@ -16,7 +16,7 @@ use tidewater_core::{Error, Result, TableSchema};
 use tracing::info;
 
 use crate::order::{padded_lsn_sql, position_order_sql};
-use crate::sql::{duckdb_type, exec, log_table, old_key_columns, quote_ident};
+use crate::sql::{duckdb_type, exec, in_transaction, log_table, old_key_columns, quote_ident};
 
 const WHAT: &str = "upgrading the change logs to the current layout";
 
@@ -25,23 +25,14 @@ pub fn upgrade_layout(conn: &Connection) -> Result<()> {
     if has_column(conn, "_tidewater", "pipeline", "tx_ordinal")? {
         return Ok(());
     }
-    exec(conn, "BEGIN TRANSACTION", &WHAT)?;
-    match upgrade(conn) {
-        Ok((logs, transactions)) => {
-            exec(conn, "COMMIT", &WHAT)?;
-            info!(
-                logs,
-                transactions,
-                "upgraded the file to the current layout: the _log tables have _metadata_tx (the \
-                 transaction ordinal) and _metadata_old_<key> columns"
-            );
-            Ok(())
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
+    let (logs, transactions) = in_transaction(conn, WHAT, || upgrade(conn))?;
+    info!(
+        logs,
+        transactions,
+        "upgraded the file to the current layout: the _log tables have _metadata_tx (the \
+         transaction ordinal) and _metadata_old_<key> columns"
+    );
+    Ok(())
 }
 
 /// The upgrade inside the open transaction; returns (logs upgraded, transactions numbered).
