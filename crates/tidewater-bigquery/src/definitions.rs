@@ -11,7 +11,10 @@
 //! whose change the stream does not carry: `Sink::replicated_tables`) and gives the sources
 //! the replica's definitions to compare with (`Sink::replica_schema`). The copy progress
 //! is the same kind of record: written by the commit that holds the chunk's rows, so after a
-//! crash the copy resumes at the chunk after the last committed one.
+//! crash the copy resumes at the chunk after the last committed one. So are the tables'
+//! layouts at the source in `_tidewater_layouts` (`Sink::table_layouts`).
+
+use std::collections::BTreeMap;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -21,7 +24,7 @@ use tidewater_core::{CopyProgress, Error, Result, TableId, TableSchema};
 use crate::client::BqClient;
 use crate::merge::literal;
 
-pub use crate::tables::{COPIES_TABLE, DEFINITIONS_TABLE};
+pub use crate::tables::{COPIES_TABLE, DEFINITIONS_TABLE, LAYOUTS_TABLE};
 
 /// The definitions of every table this pipeline holds.
 pub async fn read(client: &BqClient, pipeline: &str) -> Result<Vec<TableSchema>> {
@@ -43,6 +46,34 @@ pub async fn read_copies(client: &BqClient, pipeline: &str) -> Result<Vec<CopyPr
 /// `table`: the qualified, quoted name of [`COPIES_TABLE`].
 pub fn record_copy(table: &str, pipeline: &str, progress: &CopyProgress) -> Result<Vec<String>> {
     record_json(table, "progress", pipeline, &progress.table, progress)
+}
+
+/// A table's layout as `_tidewater_layouts` holds it (JSON).
+#[derive(Serialize, serde::Deserialize)]
+struct StoredLayout {
+    table: TableId,
+    layout: String,
+}
+
+/// The committed layouts of this pipeline's tables (`_tidewater_layouts`).
+pub async fn read_layouts(client: &BqClient, pipeline: &str) -> Result<BTreeMap<TableId, String>> {
+    let stored: Vec<StoredLayout> = read_json(client, LAYOUTS_TABLE, "layout", pipeline).await?;
+    Ok(stored.into_iter().map(|s| (s.table, s.layout)).collect())
+}
+
+/// The statements (inside the commit transaction) that record a table's layout.
+/// `table`: the qualified, quoted name of [`LAYOUTS_TABLE`].
+pub fn record_layout(
+    table: &str,
+    pipeline: &str,
+    id: &TableId,
+    layout: &str,
+) -> Result<Vec<String>> {
+    let stored = StoredLayout {
+        table: id.clone(),
+        layout: layout.to_string(),
+    };
+    record_json(table, "layout", pipeline, id, &stored)
 }
 
 /// The JSON of `column` in every row of `name` for `pipeline`.
@@ -69,13 +100,13 @@ async fn read_json<T: DeserializeOwned>(
 }
 
 /// `tidewater forget` (`Sink::forget`): one transaction removing the rows of `ids` for
-/// `pipeline` from [`DEFINITIONS_TABLE`] and [`COPIES_TABLE`], so the dataset no longer holds
-/// them. `qualified` quotes a table name of the dataset.
+/// `pipeline` from [`DEFINITIONS_TABLE`], [`COPIES_TABLE`] and [`LAYOUTS_TABLE`], so the
+/// dataset no longer holds them. `qualified` quotes a table name of the dataset.
 pub fn forget(qualified: impl Fn(&str) -> String, pipeline: &str, ids: &[TableId]) -> String {
     let mut statements = vec!["BEGIN TRANSACTION".to_string()];
     for id in ids {
         let (p, s, t) = (literal(pipeline), literal(&id.schema), literal(&id.name));
-        for table in [DEFINITIONS_TABLE, COPIES_TABLE] {
+        for table in [DEFINITIONS_TABLE, COPIES_TABLE, LAYOUTS_TABLE] {
             statements.push(format!(
                 "DELETE FROM {} WHERE pipeline = {p} AND source_schema = {s} AND source_table = {t}",
                 qualified(table)
@@ -115,7 +146,7 @@ mod tests {
     use tidewater_core::{Column, ColumnType, TableId};
 
     #[test]
-    fn forgetting_removes_definitions_and_copies_in_one_transaction() {
+    fn forgetting_removes_definitions_copies_and_layouts_in_one_transaction() {
         let sql = forget(
             |t| format!("`p.d.{t}`"),
             "default",
@@ -127,6 +158,8 @@ mod tests {
              DELETE FROM `p.d._tidewater_tables` WHERE pipeline = 'default' AND source_schema = \
              'public' AND source_table = 'it\\'s';\n\
              DELETE FROM `p.d._tidewater_copies` WHERE pipeline = 'default' AND source_schema = \
+             'public' AND source_table = 'it\\'s';\n\
+             DELETE FROM `p.d._tidewater_layouts` WHERE pipeline = 'default' AND source_schema = \
              'public' AND source_table = 'it\\'s';\n\
              COMMIT TRANSACTION;"
         );

@@ -86,7 +86,7 @@ use tracing::{debug, info, warn};
 use crate::appends::Appends;
 use crate::client::{BqClient, Connection};
 use crate::cost::BqCost;
-use crate::definitions::{self, COPIES_TABLE, DEFINITIONS_TABLE};
+use crate::definitions::{self, COPIES_TABLE, DEFINITIONS_TABLE, LAYOUTS_TABLE};
 use crate::evolve::{ensure, IfMissing};
 use crate::load::Loads;
 use crate::merge::{commit_script, LogRange, StateUpdate};
@@ -204,6 +204,8 @@ pub struct BigQuerySink {
     stored: Option<HashMap<TableId, TableSchema>>,
     /// Copy progress written in the open batch, recorded by its commit.
     progress: BTreeMap<TableId, CopyProgress>,
+    /// Table layouts written in the open batch, recorded by its commit.
+    layouts: BTreeMap<TableId, String>,
 }
 
 impl BigQuerySink {
@@ -216,6 +218,7 @@ impl BigQuerySink {
         client.create_table(tables::state_table(&at)).await?;
         client.create_table(tables::definitions_table(&at)).await?;
         client.create_table(tables::copies_table(&at)).await?;
+        client.create_table(tables::layouts_table(&at)).await?;
         let fault = match std::env::var("TIDEWATER_FAULT").as_deref() {
             Ok("after-log-append") => Some(Fault::LogAppended),
             Ok("after-merge") => Some(Fault::Merged),
@@ -239,6 +242,7 @@ impl BigQuerySink {
             cost: Arc::default(),
             stored: None,
             progress: BTreeMap::new(),
+            layouts: BTreeMap::new(),
         })
     }
 
@@ -701,6 +705,16 @@ impl Sink for BigQuerySink {
             let pipeline = &self.options.pipeline;
             definitions.extend(definitions::record_copy(&copies_table, pipeline, p)?);
         }
+        let layouts_table = self.client.qualified(LAYOUTS_TABLE);
+        for (id, layout) in &self.layouts {
+            let pipeline = &self.options.pipeline;
+            definitions.extend(definitions::record_layout(
+                &layouts_table,
+                pipeline,
+                id,
+                layout,
+            )?);
+        }
         let script = commit_script(&ranges, &definitions, &update);
         let tables_merged = ranges.len();
         let started = std::time::Instant::now();
@@ -724,6 +738,7 @@ impl Sink for BigQuerySink {
         self.applied = hi;
         self.current = None;
         self.progress.clear();
+        self.layouts.clear();
         self.tables.values_mut().for_each(TableState::reset);
         Ok(())
     }
@@ -736,6 +751,7 @@ impl Sink for BigQuerySink {
         self.loads.abandon();
         self.current = None;
         self.progress.clear();
+        self.layouts.clear();
         self.next_ordinal = self.applied + 1;
         self.tables.values_mut().for_each(TableState::reset);
         Ok(())
@@ -763,14 +779,26 @@ impl Sink for BigQuerySink {
         Ok(())
     }
 
+    fn table_layouts(&mut self) -> Result<Option<BTreeMap<TableId, String>>> {
+        let pipeline = &self.options.pipeline;
+        self.block_on(definitions::read_layouts(&self.client, pipeline))
+            .map(Some)
+    }
+
+    fn write_layouts(&mut self, layouts: &[(TableId, String)]) -> Result<()> {
+        self.layouts.extend(layouts.iter().cloned());
+        Ok(())
+    }
+
     fn resnapshot_fix(&self) -> String {
         format!(
-            "drop the replicated tables, their _log tables and this pipeline's rows of {}, {} \
-             and {} in dataset {} (or set sink.dataset to a new dataset), and run `tidewater \
+            "drop the replicated tables, their _log tables and this pipeline's rows of {}, {}, \
+             {} and {} in dataset {} (or set sink.dataset to a new dataset), and run `tidewater \
              run` again: it takes a new snapshot",
             tables::STATE_TABLE,
             DEFINITIONS_TABLE,
             COPIES_TABLE,
+            LAYOUTS_TABLE,
             self.client.dataset
         )
     }

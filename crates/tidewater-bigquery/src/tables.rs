@@ -33,6 +33,10 @@ pub const DEFINITION_COLUMNS: [&str; 4] =
 pub const COPIES_TABLE: &str = "_tidewater_copies";
 /// Its columns: the pipeline, the source table, its copy progress (JSON).
 pub const COPY_COLUMNS: [&str; 4] = ["pipeline", "source_schema", "source_table", "progress"];
+/// The tables' layouts at the source (`Sink::table_layouts`; `definitions`).
+pub const LAYOUTS_TABLE: &str = "_tidewater_layouts";
+/// Its columns: the pipeline, the source table, its layout and table (JSON).
+pub const LAYOUT_COLUMNS: [&str; 4] = ["pipeline", "source_schema", "source_table", "layout"];
 /// Prefix of the log columns holding the old key of a key-changing update.
 pub const OLD_KEY_PREFIX: &str = "_metadata_old_";
 /// The staging column naming the run that appended a row; a commit selects only its own.
@@ -240,6 +244,10 @@ pub fn definitions_table(at: &Place) -> Table {
 
 pub fn copies_table(at: &Place) -> Table {
     string_table(at, COPIES_TABLE, &COPY_COLUMNS)
+}
+
+pub fn layouts_table(at: &Place) -> Table {
+    string_table(at, LAYOUTS_TABLE, &LAYOUT_COLUMNS)
 }
 
 fn string_table(at: &Place, name: &str, columns: &[&str]) -> Table {

@@ -430,6 +430,16 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                 self.sink.write_progress(&progress)?;
                 b.progress.extend(progress);
             }
+            SourceEvent::Layouts(layouts) => {
+                if b.tx.is_none() {
+                    return Err(Error::source_fatal(
+                        "source sent table layouts outside a transaction",
+                    ));
+                }
+                b.tx_wrote = true;
+                b.splittable = Some(false);
+                self.sink.write_layouts(&layouts)?;
+            }
             SourceEvent::Commit => {
                 if b.replaying {
                     let r = self.replay.as_ref().expect("replaying");

@@ -43,6 +43,10 @@ pub enum SourceEvent {
     /// Copy progress of tables (the chunked initial snapshot, `crate::copy`), inside a
     /// transaction: committed with it.
     Progress(Vec<crate::copy::CopyProgress>),
+    /// How these tables are laid out at the source now, beyond their definition
+    /// ([`crate::Sink::table_layouts`]), inside a transaction: committed with it. Sent only
+    /// once the replica reflects that layout (or a copy that will make it so has begun).
+    Layouts(Vec<(crate::model::TableId, String)>),
     /// The open transaction is complete.
     Commit,
     /// Nothing is pending at the source up to here (a keepalive while idle): the apply loop

@@ -1,7 +1,7 @@
 //! The destination contract. A sink applies batches of whole source transactions, each
 //! batch in one destination transaction together with the source position it reaches.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use crate::copy::CopyProgress;
@@ -168,6 +168,24 @@ pub trait Sink: Send {
     fn write_progress(&mut self, _progress: &[CopyProgress]) -> Result<()> {
         Err(Error::sink(
             "internal: this destination does not take the chunked initial snapshot",
+        ))
+    }
+
+    /// Per held table, the source's note of how the table is laid out beyond its definition,
+    /// as of the last [`Sink::write_layouts`] committed (PostgreSQL: the leaf partitions of a
+    /// partitioned table, whose detach or attach leaves no row changes in the stream). Read at
+    /// start, it lets the source see such a change made while tidewater was stopped
+    /// (`SourceContext::layouts`). `None`: this sink keeps no layouts, and the source takes
+    /// the tables as they are at each start.
+    fn table_layouts(&mut self) -> Result<Option<BTreeMap<TableId, String>>> {
+        Ok(None)
+    }
+
+    /// Stores tables' layouts inside the open batch (they commit with it). Only called when
+    /// [`Sink::table_layouts`] returned `Some`, for tables the destination holds.
+    fn write_layouts(&mut self, _layouts: &[(TableId, String)]) -> Result<()> {
+        Err(Error::sink(
+            "internal: this destination keeps no table layouts",
         ))
     }
 

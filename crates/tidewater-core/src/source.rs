@@ -1,5 +1,6 @@
 //! The source contract: discover tables, then stream whole transactions into the apply loop.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
@@ -58,6 +59,11 @@ pub struct SourceContext {
     /// replacing its replica rows, as after a change the stream does not carry (needs
     /// `add_tables`; without it they are left untaken).
     pub recopy: RecopyRequests,
+    /// The held tables' layouts as last committed (see [`crate::Sink::table_layouts`]); the
+    /// source compares them with the tables now and copies again a table whose rows changed
+    /// without row changes in its stream, and sends [`SourceEvent::Layouts`] when a layout
+    /// changes. `None`: the destination keeps no layouts (the source sends none).
+    pub layouts: Option<BTreeMap<TableId, String>>,
 }
 
 pub trait Source: Send {

@@ -9,6 +9,7 @@ mod direct;
 pub mod errors;
 mod forget;
 pub mod guard;
+mod layouts;
 mod log_restart;
 mod order;
 pub mod read;

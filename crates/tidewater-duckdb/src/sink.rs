@@ -19,7 +19,7 @@
 //! from the stored position and the replayed transactions get the same ordinals again: the
 //! ordinals in the logs have no gaps and no repeats.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use std::sync::Arc;
 
@@ -42,7 +42,7 @@ use crate::order::log_position;
 use crate::rowwise;
 use crate::schema::{evolve_table, prepare_table, prepare_tables};
 use crate::sql::{exec, in_transaction, run_cached};
-use crate::staged::{Pending, Shape, TableState};
+use crate::staged::{op_code, text_value, Pending, Shape, TableState};
 use crate::state;
 
 mod copying;
@@ -462,32 +462,6 @@ impl DuckDbSink {
     }
 }
 
-fn op_code(kind: ChangeKind) -> &'static str {
-    match kind {
-        ChangeKind::Snapshot => "S",
-        ChangeKind::Insert => "I",
-        ChangeKind::Update => "U",
-        ChangeKind::Delete => "D",
-    }
-}
-
-/// A staged value's text; `None` (a row shorter than its table) is an internal error.
-fn text_value<'a>(value: Option<&'a Value>, table: &TableId) -> Result<Option<&'a str>> {
-    match value {
-        Some(Value::Null) => Ok(None),
-        Some(v @ Value::Text(_)) => v
-            .as_str()
-            .map(Some)
-            .ok_or_else(|| Error::source_fatal(format!("a value of {table} is not valid UTF-8"))),
-        Some(Value::Unchanged) => Err(Error::sink(format!(
-            "internal: unchanged value for {table} reached the staging path"
-        ))),
-        None => Err(Error::sink(format!(
-            "internal: a change of {table} has fewer values than the table has columns"
-        ))),
-    }
-}
-
 /// Changes that the set-based path cannot apply: an update whose unchanged (TOAST) values
 /// must come from the replica, and updates/deletes of keyless tables (matched by all columns).
 fn needs_row_path(change: &Change) -> bool {
@@ -586,6 +560,14 @@ impl Sink for DuckDbSink {
 
     fn forget(&mut self, tables: &[TableId], drop_tables: bool) -> Result<()> {
         crate::forget::forget(&self.conn, tables, drop_tables)
+    }
+
+    fn table_layouts(&mut self) -> Result<Option<BTreeMap<TableId, String>>> {
+        crate::layouts::read(&self.conn).map(Some)
+    }
+
+    fn write_layouts(&mut self, layouts: &[(TableId, String)]) -> Result<()> {
+        crate::layouts::write(&self.conn, layouts)
     }
 
     fn replica_schema(&mut self, id: &TableId) -> Result<Option<TableSchema>> {

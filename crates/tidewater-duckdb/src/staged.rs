@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use tidewater_core::{Change, ChangeKind};
+use tidewater_core::{Change, ChangeKind, Error, Result, TableId, Value};
 
 use crate::direct;
 use crate::table::TableSql;
@@ -131,5 +131,32 @@ impl TableState {
             self.shape = Shape::RepeatedKeys;
             self.keys.clear();
         }
+    }
+}
+
+/// A change kind's code in staging's `_op` column.
+pub(crate) fn op_code(kind: ChangeKind) -> &'static str {
+    match kind {
+        ChangeKind::Snapshot => "S",
+        ChangeKind::Insert => "I",
+        ChangeKind::Update => "U",
+        ChangeKind::Delete => "D",
+    }
+}
+
+/// A staged value's text; `None` (a row shorter than its table) is an internal error.
+pub(crate) fn text_value<'a>(value: Option<&'a Value>, table: &TableId) -> Result<Option<&'a str>> {
+    match value {
+        Some(Value::Null) => Ok(None),
+        Some(v @ Value::Text(_)) => v
+            .as_str()
+            .map(Some)
+            .ok_or_else(|| Error::source_fatal(format!("a value of {table} is not valid UTF-8"))),
+        Some(Value::Unchanged) => Err(Error::sink(format!(
+            "internal: unchanged value for {table} reached the staging path"
+        ))),
+        None => Err(Error::sink(format!(
+            "internal: a change of {table} has fewer values than the table has columns"
+        ))),
     }
 }

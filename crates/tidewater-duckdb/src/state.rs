@@ -57,6 +57,7 @@ ALTER TABLE _tidewater.pipeline ADD COLUMN IF NOT EXISTS partial_changes BIGINT;
 ALTER TABLE _tidewater.pipeline ADD COLUMN IF NOT EXISTS partial_fingerprint BIGINT;
 ALTER TABLE _tidewater.pipeline ADD COLUMN IF NOT EXISTS partial_tx BIGINT;
 ALTER TABLE _tidewater.tables ADD COLUMN IF NOT EXISTS log_complete BOOLEAN;
+ALTER TABLE _tidewater.tables ADD COLUMN IF NOT EXISTS layout VARCHAR;
 ";
 
 /// The partially applied transaction, if the last commit ended inside one, with its ordinal

@@ -2,6 +2,7 @@
 //! position after a retryable failure (the same path as a process restart, so recovery is
 //! exercised constantly rather than being a special case).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -214,11 +215,18 @@ impl<D: SourceDriver + 'static> Attempt<'_, D> {
         .await
         .expect("prepare task");
         let (mut sink, prepared) = prepared;
-        let ((state, (backfill, replica_schemas, left_out), add_tables), progress) = match prepared
-        {
+        let (prepared, progress) = match prepared {
             Ok(p) => p,
             Err(e) => return (sink, Err(e)),
         };
+        let Prepared {
+            state,
+            backfill,
+            replica_schemas,
+            left_out,
+            add_tables,
+            layouts,
+        } = prepared;
         let chunked = progress.map(|(progress, beside)| {
             monitor.stats.set_copy_state(&progress, Some(&beside));
             ChunkedCopy {
@@ -309,6 +317,7 @@ impl<D: SourceDriver + 'static> Attempt<'_, D> {
             unreplicated: stats.unreplicated.clone(),
             chunked,
             recopy: stats.recopy.clone(),
+            layouts,
         };
         let source_result = tokio::select! {
             r = source.run(ctx) => r,
@@ -329,29 +338,48 @@ impl<D: SourceDriver + 'static> Attempt<'_, D> {
     }
 }
 
+/// What [`prepare`] found: the committed state and what the source is told about the held
+/// tables (the fields of `SourceContext` of the same names).
+struct Prepared {
+    state: PipelineState,
+    backfill: Vec<TableId>,
+    replica_schemas: Vec<TableSchema>,
+    left_out: Vec<TableId>,
+    add_tables: bool,
+    layouts: Option<BTreeMap<TableId, String>>,
+}
+
 /// Prepares the destination tables and reads the committed state. Past the initial snapshot,
 /// a sink that tracks its tables prepares only those it holds; the other selected tables are
 /// returned to be copied while streaming (their creation then commits with their rows).
 /// Also returns the definitions the held tables were written with
-/// (`SourceContext::replica_schemas`), and the held tables that are not selected
-/// (`SourceContext::left_out`).
-#[allow(clippy::type_complexity)]
-fn prepare(
-    sink: &mut dyn Sink,
-    tables: Vec<Arc<TableSchema>>,
-) -> Result<(
-    PipelineState,
-    (Vec<TableId>, Vec<TableSchema>, Vec<TableId>),
-    bool,
-)> {
+/// (`SourceContext::replica_schemas`), the held tables that are not selected
+/// (`SourceContext::left_out`), and their recorded layouts (`SourceContext::layouts`).
+fn prepare(sink: &mut dyn Sink, tables: Vec<Arc<TableSchema>>) -> Result<Prepared> {
     let Some(held) = sink.replicated_tables()? else {
         sink.prepare(&tables)?;
-        return Ok((sink.state()?, Default::default(), false));
+        return Ok(Prepared {
+            state: sink.state()?,
+            backfill: Vec::new(),
+            replica_schemas: Vec::new(),
+            left_out: Vec::new(),
+            add_tables: false,
+            layouts: None,
+        });
     };
     let state = sink.state()?;
+    let layouts = sink.table_layouts()?;
     if state.position.is_none() {
         sink.prepare(&tables)?;
-        return Ok((state, Default::default(), true));
+        // A new snapshot: layouts left by an earlier one describe nothing held.
+        return Ok(Prepared {
+            state,
+            backfill: Vec::new(),
+            replica_schemas: Vec::new(),
+            left_out: Vec::new(),
+            add_tables: true,
+            layouts: layouts.map(|_| BTreeMap::new()),
+        });
     }
     let left_out = held
         .iter()
@@ -365,8 +393,15 @@ fn prepare(
     for t in &present {
         stored.extend(sink.replica_schema(&t.id)?);
     }
-    let missing = missing.iter().map(|t| t.id.clone()).collect();
-    Ok((state, (missing, stored, left_out), true))
+    let backfill = missing.iter().map(|t| t.id.clone()).collect();
+    Ok(Prepared {
+        state,
+        backfill,
+        replica_schemas: stored,
+        left_out,
+        add_tables: true,
+        layouts,
+    })
 }
 
 /// A log line every 10 s while changes flow: throughput and source-commit → replica-commit
