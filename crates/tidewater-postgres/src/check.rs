@@ -9,7 +9,10 @@ use tokio_postgres::Client;
 
 use crate::catalog::{resolve_tables, SourceTable};
 use crate::conn::{connect, pg_error, redact, replication_fix};
-use crate::setup::{insert_only_publication, quote_ident, quoted_table, slot_info};
+use crate::setup::{
+    insert_only_publication, quote_ident, quoted_table, slot_info, INSERT_ONLY_OPTIONS,
+    MAIN_OPTIONS,
+};
 use crate::PgSourceConfig;
 
 /// Runs every preflight check against the source; never returns early on a failed check
@@ -588,9 +591,10 @@ fn create_publication(name: &str, main: &str, tables: &[SourceTable]) -> String 
     if !members.is_empty() {
         sql.push_str(&format!(" FOR TABLE {}", members.join(", ")));
     }
-    if insert_only {
-        sql.push_str(" WITH (publish = 'insert, truncate')");
-    }
+    sql.push_str(match insert_only {
+        true => INSERT_ONLY_OPTIONS,
+        false => MAIN_OPTIONS,
+    });
     sql + ";"
 }
 

@@ -141,8 +141,8 @@ impl RowConsumer for LastRow {
 
 fn chunk_statement(schema: &TableSchema, range: &KeyRange, limit: usize) -> Result<String> {
     if !schema.has_key() {
-        let (cols, _) = select_all(schema);
-        return Ok(copy_all(schema, &cols));
+        let (_, select) = select_all(schema);
+        return Ok(copy_all(&select));
     }
     let mut select = keyset_select(schema, range, false)?;
     if range.upto.is_none() {
@@ -255,13 +255,10 @@ fn select_all(schema: &TableSchema) -> (Vec<String>, String) {
     (cols, select)
 }
 
-/// The whole table, in storage order.
-fn copy_all(schema: &TableSchema, cols: &[String]) -> String {
-    format!(
-        "COPY {} ({}) TO STDOUT",
-        quoted_table(&schema.id),
-        cols.join(", ")
-    )
+/// The whole table, in storage order. Through a query, not `COPY table`: PostgreSQL refuses
+/// `COPY` of a partitioned table itself ("cannot copy from partitioned table").
+fn copy_all(select: &str) -> String {
+    format!("COPY ({select}) TO STDOUT")
 }
 
 /// The literals of a key's values (canonical text, in `schema.key` order).
@@ -277,7 +274,7 @@ fn key_literals(schema: &TableSchema, key: &[Value]) -> Result<Vec<String>> {
 fn copy_statement(schema: &TableSchema, opts: &ReadOptions<'_>) -> Result<String> {
     let (cols, mut select) = select_all(schema);
     if !opts.ordered && opts.keys.is_none() {
-        return Ok(copy_all(schema, &cols));
+        return Ok(copy_all(&select));
     }
     if let Some(keys) = opts.keys {
         let key_cols: Vec<&str> = schema.key.iter().map(|&k| cols[k].as_str()).collect();
@@ -395,7 +392,7 @@ mod tests {
         };
         assert_eq!(
             copy_statement(&s, &plain).unwrap(),
-            r#"COPY "public"."t" ("id", "name", "b") TO STDOUT"#
+            r#"COPY (SELECT "id", "name", "b" FROM "public"."t") TO STDOUT"#
         );
         let keys = vec![vec![Value::text("it's"), Value::text("7")]];
         let some = ReadOptions {

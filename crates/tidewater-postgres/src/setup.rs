@@ -4,6 +4,12 @@
 //! go in the main publication. Keyless tables go in a separate insert-only publication:
 //! putting them in one that publishes updates would make PostgreSQL reject the user's own
 //! UPDATE/DELETE statements on them.
+//!
+//! Both publish a partitioned table's changes under the table itself
+//! (`publish_via_partition_root`): otherwise PostgreSQL publishes each change as its leaf
+//! partition's, a relation tidewater does not replicate, and the table's changes never reach
+//! the replica. One side effect is checked elsewhere: a `TRUNCATE` of a single partition is
+//! then not published at all (`stream::partitions` sees it by the partition's new storage).
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -14,6 +20,11 @@ use tracing::{info, warn};
 
 use crate::catalog::SourceTable;
 use crate::conn::{parse_lsn, pg_error};
+
+/// The options of the main publication, and of the insert-only one.
+pub(crate) const MAIN_OPTIONS: &str = " WITH (publish_via_partition_root = true)";
+pub(crate) const INSERT_ONLY_OPTIONS: &str =
+    " WITH (publish = 'insert, truncate', publish_via_partition_root = true)";
 
 pub fn insert_only_publication(publication: &str) -> String {
     format!("{publication}_insert_only")
@@ -80,12 +91,8 @@ pub async fn ensure_publications(
         .collect();
     let insert_only = insert_only_publication(publication);
     for (name, wanted, options) in [
-        (publication.to_string(), &full, ""),
-        (
-            insert_only.clone(),
-            &inserts,
-            " WITH (publish = 'insert, truncate')",
-        ),
+        (publication.to_string(), &full, MAIN_OPTIONS),
+        (insert_only.clone(), &inserts, INSERT_ONLY_OPTIONS),
     ] {
         let current = publication_tables(client, &name).await?;
         if current.as_ref() == Some(wanted) {
@@ -149,6 +156,53 @@ pub async fn ensure_publications(
         );
     }
     Ok(vec![publication.to_string(), insert_only])
+}
+
+/// Publications created before tidewater set `publish_via_partition_root` (see the module
+/// comment) are changed to set it. Returns whether any was: the changes of every replicated
+/// partitioned table were published under its partitions until then, so they never reached
+/// the replica, and such tables must be copied again.
+pub async fn publish_via_root(client: &Client, publication: &str) -> Result<bool> {
+    let names = [
+        publication.to_string(),
+        insert_only_publication(publication),
+    ];
+    let rows = client
+        .query(
+            "SELECT pubname::text FROM pg_publication WHERE pubname = ANY($1) AND NOT pubviaroot",
+            &[&names.as_slice()],
+        )
+        .await
+        .map_err(|e| pg_error(e, "reading publications"))?;
+    for row in &rows {
+        let name: String = row.get(0);
+        let sql = format!(
+            "ALTER PUBLICATION {} SET (publish_via_partition_root = true)",
+            quote_ident(&name)
+        );
+        client.batch_execute(&sql).await.map_err(|e| {
+            pg_error(e, &format!("changing publication {name}"))
+                .context(
+                    "tidewater needs ownership of its publications to publish partitioned \
+                     tables' changes under the tables themselves",
+                )
+                .with_fix(format!("run `{sql}` as the publication's owner"))
+        })?;
+        info!(publication = %name, "publication now publishes partitioned tables' changes under the tables themselves (publish_via_partition_root)");
+    }
+    Ok(!rows.is_empty())
+}
+
+/// The OIDs of the partitioned tables among `oids`.
+pub async fn partitioned(client: &Client, oids: &[u32]) -> Result<Vec<u32>> {
+    let rows = client
+        .query(
+            "SELECT oid FROM pg_class WHERE relkind = 'p' AND oid = ANY($1)",
+            &[&oids],
+        )
+        .await
+        .map_err(|e| pg_error(e, "reading partitioned tables"))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// Adds a table joining while streaming to its publication (unless it is there already):

@@ -20,7 +20,10 @@ use crate::conn::{
 use crate::guard::{position_gap, Owner, CANNOT_CATCH_UP};
 use crate::join::Joiner;
 use crate::placement::{misplaced, place};
-use crate::setup::{drop_slot, ensure_publications, inactive_slot_info, quote_ident, slot_info};
+use crate::setup::{
+    drop_slot, ensure_publications, inactive_slot_info, partitioned, publish_via_root, quote_ident,
+    slot_info,
+};
 use crate::snapshot::{copy_tables, send};
 use crate::stream::chunks::Copying;
 use crate::stream::Stream;
@@ -282,6 +285,11 @@ impl PgSource {
 }
 
 /// Tables must be copied again (see `SourceContext::recopy`), but the destination cannot.
+/// Why a partitioned table is copied again when its publication starts to publish it under
+/// its own name (`setup::publish_via_root`).
+const UNPUBLISHED: &str = "a partitioned table whose changes were published under its \
+     partitions, which are not replicated: none of them was applied";
+
 pub(crate) fn recopy_refused(changed: &[(TableId, String)]) -> Error {
     let names: Vec<String> = changed
         .iter()
@@ -346,11 +354,24 @@ impl Source for PgSource {
                 }
             }
         }
-        let changed = copy_again(
+        let mut changed = copy_again(
             &ctx.replica_schemas,
             self.tables.iter().map(|t| &*t.schema),
             false,
         );
+        if publish_via_root(&self.client, &self.config.publication).await? && streaming {
+            let oids: Vec<u32> = self.tables.iter().map(|t| t.oid).collect();
+            for oid in partitioned(&self.client, &oids).await? {
+                let t = self
+                    .tables
+                    .iter()
+                    .find(|t| t.oid == oid)
+                    .expect("among them");
+                if !ctx.backfill.contains(&t.schema.id) {
+                    changed.push((t.schema.id.clone(), UNPUBLISHED.into()));
+                }
+            }
+        }
         if !changed.is_empty() && !ctx.add_tables {
             return Err(recopy_refused(&changed));
         }
@@ -433,6 +454,10 @@ impl Source for PgSource {
             joiner,
             join_now,
             recopy_now,
+            layouts: ctx
+                .layouts
+                .as_ref()
+                .map(crate::stream::partitions::parse_layouts),
             events: ctx.events,
             acks: ctx.acks,
             applied_lsn,

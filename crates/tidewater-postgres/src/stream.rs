@@ -29,7 +29,7 @@ use crate::types::{canonical, column_type};
 use tidewater_core::uncarried::uncarried_change;
 
 pub(crate) mod chunks;
-mod partitions;
+pub(crate) mod partitions;
 mod recopy;
 mod republish;
 
@@ -57,6 +57,8 @@ pub struct Stream<'a> {
     /// chunks: the stream replays transactions from before the change with the table's old
     /// definition, which a copy at that point drops (see `recopy`).
     pub recopy_now: Vec<(u32, TableId)>,
+    /// The layouts the destination has recorded (`partitions`); `None` when it keeps none.
+    pub layouts: Option<partitions::Recorded>,
     pub events: mpsc::Sender<SourceEvent>,
     pub acks: AckReceiver,
     /// Transactions whose commit LSN is at or below this were applied already: skip them.
@@ -178,7 +180,7 @@ impl Stream<'_> {
             status,
             partitions: None,
         };
-        self.check_partitions(&mut st).await?;
+        let mut changed = self.check_partitions(&mut st).await?;
         st.discover
             .set_missed_tick_behavior(MissedTickBehavior::Delay);
         st.nudge.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -187,9 +189,12 @@ impl Stream<'_> {
             self.join(&mut st, join_now).await?;
         }
         for (oid, id) in std::mem::take(&mut self.recopy_now) {
+            changed.retain(|c| *c != id);
             self.recopy(&mut st, oid, &id, republish::MISSED, false)
                 .await?;
         }
+        // Partitions changed while stopped: copied again as other changes made then are.
+        self.recopy_partitioned(&mut st, changed).await?;
         let token = CancellationToken::new();
         loop {
             // New tables are looked for between transactions, one set of them at a time.
@@ -231,6 +236,7 @@ impl Stream<'_> {
                     self.forget_visible(&mut st).await?;
                     self.discover(&mut st).await?;
                     self.recopy_requested(&mut st).await?;
+                    self.record_layouts(&mut st).await?;
                 }
                 Wake::Nudge => self.send_status(&mut st, true).await?,
                 Wake::Data(d) => {
@@ -313,11 +319,13 @@ impl Stream<'_> {
                 info!(table = %id, "a table that could not join is no longer selected (dropped or renamed)");
             }
         }
-        self.check_partitions(st).await?;
+        let changed = self.check_partitions(st).await?;
         if new.is_empty() {
-            return self.republish(st).await;
+            self.republish(st).await?;
+        } else {
+            self.join(st, new).await?;
         }
-        self.join(st, new).await
+        self.recopy_partitioned(st, changed).await
     }
 
     /// Publishes `tables` and copies them: in chunks when the destination copies in chunks

@@ -1,66 +1,196 @@
-//! Partitioned tables whose partitions change while streaming. `ALTER TABLE p DETACH
-//! PARTITION`, `DROP TABLE` of a partition and `ALTER TABLE p ATTACH PARTITION x` take rows out
-//! of `p` or bring rows into it with no row change in the WAL, so logical decoding never
-//! reports them. The discovery poll compares each replicated partitioned table's leaf
-//! partitions with the last poll's; a leaf gone, or a new leaf that holds rows (attached with
-//! them; a partition created empty brings none, and its later rows stream), has the table
-//! copied again (`SourceContext::recopy`, the path verify repairs take).
+//! Partitioned tables whose partitions change. `ALTER TABLE p DETACH PARTITION`, `DROP TABLE`
+//! of a partition and `ALTER TABLE p ATTACH PARTITION x` take rows out of `p` or bring rows
+//! into it with no row change in the WAL, so logical decoding never reports them; nor is a
+//! `TRUNCATE` of a single partition published when the publication publishes via the root
+//! (`setup`). The discovery poll compares each replicated partitioned table's leaf partitions
+//! with the last look; a leaf gone, a leaf with new storage (`relfilenode`: `TRUNCATE` gives
+//! it new storage), or a new leaf that holds rows (attached with them; a partition created
+//! empty brings none, and its later rows stream), has the table copied again. New storage
+//! without a row removed (`VACUUM FULL`, `CLUSTER`, `SET TABLESPACE` of a partition, or a
+//! `TRUNCATE` of the whole table, which is published) copies it needlessly, never wrongly.
 //!
-//! Why that copy is exact although it starts at whatever position the stream has reached:
-//! every chunk of it is read after the poll saw the change, so after the change, and the
-//! stream's changes of the table before a chunk's snapshot are the chunk's (`chunks`). Until
-//! the poll (at most `DISCOVER_INTERVAL`) and the copy, the replica shows the rows as before
-//! the change. Not seen: a change made while tidewater was stopped (the first poll of a run
-//! takes the partitions as they are), and one undone before the next poll.
+//! **Across stops.** The leaves the replica reflects are recorded in the destination
+//! (`Sink::table_layouts`, OIDs and storage as text: [`layout_text`]), so the first look of a run
+//! compares with them instead of taking the partitions as they are: a detach or attach made
+//! while tidewater was stopped (or seen by a run that crashed before its copy committed) is
+//! copied again at start. A layout is sent ([`SourceEvent::Layouts`]) only between
+//! transactions, with no copy waiting, and after the look that found it: every copy that
+//! change asked for has then been sent before it, so it commits with or before the layout
+//! (events are applied in order). Until it commits the old layout stays recorded, and a crash
+//! in between copies again at the next start (needless, never wrong). Tables recorded before
+//! layouts were kept have none: their first look takes them as they are, as before.
+//!
+//! **Why the copy is exact.** It goes through the path for a change made while stopped
+//! (`recopy` with `delivered = false`): a temporary slot's exported snapshot, taken after the
+//! look saw the change, and the table's changes dropped until the stream reaches its
+//! consistent point C. A chunked copy from the stream's current position would not do: the
+//! stream may still deliver transactions from before a detach (it lags, or replays after a
+//! restart), and their changes to the detached partition's rows, applied as upserts, would
+//! bring those rows back with no later change to remove them. Every transaction that changed
+//! them through `p` commits before the detach, so before C, and is dropped. Not seen: a
+//! change undone before the next look (a partition detached and attached again keeps its OID).
 
 use std::collections::{BTreeMap, HashMap};
 
-use tidewater_core::{Result, TableId};
+use tidewater_core::{Result, SourceEvent, TableId};
 use tokio_postgres::Client;
 use tracing::warn;
 
+use super::recopy::relation_oid;
 use super::{State, Stream};
 use crate::conn::pg_error;
 
-/// Leaf partition OIDs of every partitioned table, and whether each holds rows (asked only
-/// for leaves not in `known`).
-pub(super) type Leaves = HashMap<TableId, BTreeMap<u32, bool>>;
+/// Leaf partitions of every partitioned table, by OID.
+pub(super) type Leaves = HashMap<TableId, BTreeMap<u32, Leaf>>;
+
+/// A leaf partition as a look saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Leaf {
+    /// Its storage (`relfilenode`): new after a `TRUNCATE`.
+    storage: u32,
+    /// Whether it holds rows (asked only for a new leaf of a table looked at before).
+    rows: bool,
+}
+
+/// The leaves (OID to storage) each replicated partitioned table's replica reflects, as
+/// recorded in the destination (`None` in [`Stream::layouts`]: it keeps no layouts).
+pub type Recorded = HashMap<TableId, BTreeMap<u32, u32>>;
+
+/// Why a table is copied again after its partitions changed.
+pub(super) const PARTITIONS_CHANGED: &str = "partitions were detached, dropped, truncated, or \
+     attached with rows (no row changes in the WAL)";
+
+/// The recorded layouts the sink returned, parsed; one that does not parse is left out (its
+/// table is taken as it is, as one recorded before layouts were kept).
+pub fn parse_layouts(stored: &BTreeMap<TableId, String>) -> Recorded {
+    let mut recorded = Recorded::new();
+    for (id, text) in stored {
+        let leaves: Option<BTreeMap<u32, u32>> = text
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                let (oid, storage) = s.split_once(':')?;
+                Some((oid.parse().ok()?, storage.parse().ok()?))
+            })
+            .collect();
+        match leaves {
+            Some(leaves) => {
+                recorded.insert(id.clone(), leaves);
+            }
+            None => {
+                warn!(table = %id, layout = %text, "the recorded partitions of a table do not parse: taken as they are now")
+            }
+        }
+    }
+    recorded
+}
+
+/// A layout as recorded: `oid:storage` of each leaf in OID order, comma-separated.
+fn layout_text(leaves: &BTreeMap<u32, u32>) -> String {
+    let oids: Vec<String> = leaves.iter().map(|(o, s)| format!("{o}:{s}")).collect();
+    oids.join(",")
+}
 
 impl Stream<'_> {
     /// Compares the replicated partitioned tables' leaves with the last look (the first one
-    /// only takes them) and asks for a copy of each whose rows changed without row changes.
-    pub(super) async fn check_partitions(&mut self, st: &mut State) -> Result<()> {
+    /// of a run: with the recorded layouts) and returns the tables whose rows changed without
+    /// row changes, to be copied again.
+    pub(super) async fn check_partitions(&mut self, st: &mut State) -> Result<Vec<TableId>> {
         let client = self.client;
-        let before = st.partitions.take();
+        let before = st.partitions.take().or_else(|| {
+            self.layouts.as_ref().map(|recorded| {
+                let leaf = |storage| Leaf {
+                    storage,
+                    rows: false,
+                };
+                recorded
+                    .iter()
+                    .map(|(id, leaves)| {
+                        let leaves = leaves.iter().map(|(&o, &s)| (o, leaf(s))).collect();
+                        (id.clone(), leaves)
+                    })
+                    .collect()
+            })
+        });
         let now = self
             .answering(st, leaf_partitions(client, before.as_ref()))
             .await?;
+        let mut changed = Vec::new();
         if let Some(before) = &before {
             for (id, leaves) in &now {
                 if !self.tables.contains_key(id) {
                     continue;
                 }
-                let old = before.get(id);
-                let gone = old.is_some_and(|o| o.keys().any(|k| !leaves.contains_key(k)));
-                let brought =
-                    old.is_some_and(|o| leaves.iter().any(|(k, rows)| *rows && !o.contains_key(k)));
-                if gone || brought {
-                    warn!(table = %id, "partitions of a replicated table were detached, dropped or attached with rows (no row changes in the WAL): the table is copied again");
-                    self.recopy_requests.request([id.clone()]);
+                let Some(old) = before.get(id) else { continue };
+                let gone_or_truncated = old
+                    .iter()
+                    .any(|(k, was)| leaves.get(k).is_none_or(|now| now.storage != was.storage));
+                let brought = leaves
+                    .iter()
+                    .any(|(k, now)| now.rows && !old.contains_key(k));
+                if gone_or_truncated || brought {
+                    warn!(table = %id, "partitions of a replicated table were detached, dropped, truncated or attached with rows (no row changes in the WAL): the table is copied again");
+                    changed.push(id.clone());
                 }
             }
         }
         st.partitions = Some(now);
+        Ok(changed)
+    }
+
+    /// Copies again, at a new slot's consistent point, the tables `check_partitions` found
+    /// changed (see the module comment).
+    pub(super) async fn recopy_partitioned(
+        &mut self,
+        st: &mut State,
+        changed: Vec<TableId>,
+    ) -> Result<()> {
+        for id in changed {
+            let client = self.client;
+            if let Some(oid) = self.answering(st, relation_oid(client, &id)).await? {
+                self.recopy(st, oid, &id, PARTITIONS_CHANGED, false).await?;
+            }
+        }
         Ok(())
+    }
+
+    /// Records the layouts that changed since the last record, in a transaction of their own
+    /// at the stream's position: only between transactions with no copy waiting (see the
+    /// module comment), right after a look.
+    pub(super) async fn record_layouts(&mut self, st: &mut State) -> Result<()> {
+        if st.in_tx.is_some() || st.joining.is_some() {
+            return Ok(());
+        }
+        let (Some(recorded), Some(now)) = (self.layouts.as_mut(), st.partitions.as_ref()) else {
+            return Ok(());
+        };
+        let mut layouts = Vec::new();
+        for (id, leaves) in now {
+            if !self.tables.contains_key(id) {
+                continue;
+            }
+            let leaves: BTreeMap<u32, u32> = leaves.iter().map(|(&o, l)| (o, l.storage)).collect();
+            if recorded.get(id) != Some(&leaves) {
+                layouts.push((id.clone(), layout_text(&leaves)));
+                recorded.insert(id.clone(), leaves);
+            }
+        }
+        if layouts.is_empty() {
+            return Ok(());
+        }
+        let tx = st.position_tx();
+        self.send(st, SourceEvent::Begin(tx)).await?;
+        self.send(st, SourceEvent::Layouts(layouts)).await?;
+        self.send(st, SourceEvent::Commit).await
     }
 }
 
 async fn leaf_partitions(client: &Client, known: Option<&Leaves>) -> Result<Leaves> {
     let rows = client
         .query(
-            "SELECT n.nspname, c.relname, t.relid::oid, t.relid::regclass::text \
+            "SELECT n.nspname, c.relname, t.relid::oid, t.relid::regclass::text, l.relfilenode \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, \
-             pg_partition_tree(c.oid) t \
+             pg_partition_tree(c.oid) t JOIN pg_class l ON l.oid = t.relid \
              WHERE c.relkind = 'p' AND NOT c.relispartition AND t.isleaf",
             &[],
         )
@@ -70,20 +200,49 @@ async fn leaf_partitions(client: &Client, known: Option<&Leaves>) -> Result<Leav
     for r in rows {
         let id = TableId::new(r.get::<_, String>(0), r.get::<_, String>(1));
         let oid: u32 = r.get(2);
-        let seen = known
+        // Rows matter only for a new leaf of a table looked at before.
+        let new_leaf = known
             .and_then(|k| k.get(&id))
-            .is_some_and(|l| l.contains_key(&oid));
-        let rows = if seen || known.is_none() {
-            false
-        } else {
+            .is_some_and(|l| !l.contains_key(&oid));
+        let rows = if new_leaf {
             let name: String = r.get(3);
             client
                 .query_one(&format!("SELECT EXISTS (SELECT 1 FROM {name})"), &[])
                 .await
                 .map_err(|e| pg_error(e, &format!("looking into partition {name}")))?
                 .get(0)
+        } else {
+            false
         };
-        leaves.entry(id).or_default().insert(oid, rows);
+        let storage: u32 = r.get(4);
+        leaves
+            .entry(id)
+            .or_default()
+            .insert(oid, Leaf { storage, rows });
     }
     Ok(leaves)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_read_back_as_written() {
+        let leaves = BTreeMap::from([(16390, 16390), (16384, 17001), (4_000_000_000, 1)]);
+        let id = TableId::new("public", "events");
+        let stored = BTreeMap::from([
+            (id.clone(), layout_text(&leaves)),
+            (TableId::new("public", "none"), String::new()),
+            (TableId::new("public", "bad"), "12:1,13".into()),
+        ]);
+        let recorded = parse_layouts(&stored);
+        assert_eq!(recorded.get(&id), Some(&leaves));
+        assert_eq!(layout_text(&leaves), "16384:17001,16390:16390,4000000000:1");
+        assert_eq!(
+            recorded.get(&TableId::new("public", "none")),
+            Some(&BTreeMap::new())
+        );
+        assert!(!recorded.contains_key(&TableId::new("public", "bad")));
+    }
 }

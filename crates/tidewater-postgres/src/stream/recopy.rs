@@ -288,7 +288,7 @@ impl Stream<'_> {
 }
 
 /// The relation OID of table `id`, if it exists.
-async fn relation_oid(client: &Client, id: &TableId) -> Result<Option<u32>> {
+pub(super) async fn relation_oid(client: &Client, id: &TableId) -> Result<Option<u32>> {
     let row = client
         .query_opt(
             "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \

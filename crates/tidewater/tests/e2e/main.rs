@@ -31,6 +31,7 @@ mod mysql_errors;
 mod mysql_replication;
 mod mysql_types;
 mod observe;
+mod partitions;
 mod position_guard;
 mod psql_browse;
 mod query;
