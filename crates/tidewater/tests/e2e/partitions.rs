@@ -156,3 +156,25 @@ fn postgres_partitioned_table_streams_its_changes_across_a_restart() {
     rig.wait_caught_up(T);
     wait_equal_then_stop(&mut rig, &addr, &["a", "p"]);
 }
+
+/// A publication without `publish_via_partition_root` (as earlier versions created it)
+/// published the partitioned table's changes under its partitions, which never reached the
+/// replica: the next start sets it and copies the table again.
+#[test]
+fn postgres_publication_of_an_earlier_version_is_set_to_publish_via_the_root() {
+    let mut rig = Rig::new(SETUP);
+    let addr = rig.listen_http();
+    rig.start();
+    rig.wait_caught_up(T);
+    rig.stop();
+    rig.sql(
+        "ALTER PUBLICATION tidewater SET (publish_via_partition_root = false); \
+         INSERT INTO p VALUES (3, 'unpublished'); INSERT INTO a VALUES (1, 'x');",
+    );
+    rig.start();
+    rig.wait_caught_up(T);
+    rig.sql("UPDATE p SET v = 'after' WHERE id = 50;");
+    rig.wait_caught_up(T);
+    let log = wait_equal_then_stop(&mut rig, &addr, &["a", "p"]);
+    assert!(log.contains("publish_via_partition_root"), "{log}");
+}
