@@ -80,7 +80,7 @@ impl ConsistentReader for MySqlReader {
     }
 
     async fn begin(&mut self) -> Result<Position> {
-        let pos = crate::snapshot::begin_snapshot(&mut self.conn, self.flavor).await?;
+        let pos = crate::snapshot::begin_snapshot(&mut self.conn, self.flavor, None).await?;
         Ok(Position(pos.to_string()))
     }
 

@@ -135,7 +135,7 @@ impl Joining {
         let ids: Vec<TableId> = join.iter().chain(recopy).cloned().collect();
         let mut before = describe_all(conn, &ids).await?;
         for _ in 0..CUT_TRIES {
-            let at = snapshot_covering(conn, Flavor::MariaDb, from).await?;
+            let at = snapshot_covering(conn, Flavor::MariaDb, from, None).await?;
             conn.query_drop("COMMIT")
                 .await
                 .map_err(|e| my_error(e, "ending the snapshot transaction"))?;

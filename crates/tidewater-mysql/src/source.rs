@@ -184,7 +184,7 @@ impl Source for MySqlSource {
                     None => connect(self.config.url.expose()).await?,
                 };
                 // The stream's start: an exact position (the snapshot's), and nothing read.
-                let position = begin_snapshot(&mut conn, self.flavor).await?;
+                let position = begin_snapshot(&mut conn, self.flavor, None).await?;
                 conn.query_drop("COMMIT")
                     .await
                     .map_err(|e| my_error(e, "ending the snapshot transaction"))?;
@@ -215,7 +215,7 @@ impl Source for MySqlSource {
                     None => connect(self.config.url.expose()).await?,
                 };
                 let started = Instant::now();
-                let position = begin_snapshot(&mut conn, self.flavor).await?;
+                let position = begin_snapshot(&mut conn, self.flavor, None).await?;
                 info!(position = %position, "consistent snapshot opened; copying tables");
                 let rows = copy_tables(
                     &mut conn,
@@ -254,7 +254,7 @@ impl Source for MySqlSource {
                     Some(c) => c,
                     None => connect(self.config.url.expose()).await?,
                 };
-                let at = begin_snapshot(&mut conn, self.flavor).await?;
+                let at = begin_snapshot(&mut conn, self.flavor, None).await?;
                 let tables = self
                     .tables
                     .iter()

@@ -35,7 +35,7 @@ use crate::catalog::SourceTable;
 use crate::conn::{connect, my_error, Flavor};
 use crate::position::BinlogPosition;
 use crate::read::{chunk_bounds, read_chunk};
-use crate::snapshot::snapshot_covering;
+use crate::snapshot::{snapshot_covering, GtidMemo};
 use crate::value::ZeroDates;
 
 /// The copy under way: the source-neutral state, and the connections chunks are read on
@@ -43,6 +43,7 @@ use crate::value::ZeroDates;
 pub struct Copying {
     copy: copy::Copying<BinlogPosition>,
     conns: Vec<Conn>,
+    gtids: GtidMemo,
 }
 
 impl Copying {
@@ -55,6 +56,7 @@ impl Copying {
         Copying {
             copy: copy::Copying::new(size, progress, keyless, horizon),
             conns: Vec::new(),
+            gtids: GtidMemo::default(),
         }
     }
 
@@ -87,10 +89,10 @@ async fn read_range<'a>(
     range: &KeyRange,
     limit: usize,
     position: &BinlogPosition,
-    zero: ZeroDates,
+    (zero, gtids): (ZeroDates, &GtidMemo),
     mut out: SnapshotRows<'a>,
 ) -> Result<(SnapshotRows<'a>, u64, BinlogPosition)> {
-    let at = snapshot_covering(conn, Flavor::MariaDb, position).await?;
+    let at = snapshot_covering(conn, Flavor::MariaDb, position, Some(gtids)).await?;
     let rows = read_chunk(conn, table, range, limit, zero, &mut out).await?;
     conn.query_drop("COMMIT")
         .await
@@ -108,7 +110,8 @@ impl Stream {
         conn: &mut Conn,
         flavor: Flavor,
     ) -> Result<BinlogPosition> {
-        snapshot_covering(conn, flavor, &self.position).await
+        let gtids = self.copy.as_ref().map(|c| &c.gtids);
+        snapshot_covering(conn, flavor, &self.position, gtids).await
     }
 
     /// Reads and sends the next chunk of the first table still copying, as one transaction at
@@ -150,6 +153,7 @@ impl Stream {
             backlog: tidewater_core::Backlog::Unknown,
         };
         let (events, position, zero) = (&self.events, &self.position, self.zero);
+        let gtids = &self.copy.as_ref().expect("copying").gtids;
         let reads = ranges.iter().zip(conns.iter_mut()).enumerate();
         let reads = reads.map(|(j, (range, conn))| {
             // The rows are held until the chunk's transaction has ended (`copy_rows`), then
@@ -161,7 +165,7 @@ impl Stream {
                 range,
                 limit,
                 position,
-                zero,
+                (zero, gtids),
                 out.holding_all(j > 0),
             )
         });
