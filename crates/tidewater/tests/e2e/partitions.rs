@@ -178,3 +178,29 @@ fn postgres_publication_of_an_earlier_version_is_set_to_publish_via_the_root() {
     let log = wait_equal_then_stop(&mut rig, &addr, &["a", "p"]);
     assert!(log.contains("publish_via_partition_root"), "{log}");
 }
+
+/// A replicated table attached as a partition while tidewater is stopped is no longer
+/// selected on its own (its replica stays as it was, like a dropped table's): the run starts,
+/// and the partitioned table is copied again with its rows.
+#[test]
+fn postgres_replicated_table_attached_as_a_partition_while_stopped() {
+    let mut rig = Rig::new(
+        "CREATE TABLE a (id int PRIMARY KEY, v text); \
+         CREATE TABLE p (id int PRIMARY KEY, v text) PARTITION BY RANGE (id); \
+         CREATE TABLE p0 PARTITION OF p FOR VALUES FROM (0) TO (10); \
+         INSERT INTO p VALUES (1, 'p0'); \
+         CREATE TABLE x (id int PRIMARY KEY, v text); INSERT INTO x VALUES (150, 'x');",
+    );
+    let addr = rig.listen_http();
+    rig.start();
+    rig.wait_caught_up(T);
+    rig.stop();
+    rig.sql(
+        "ALTER TABLE p ATTACH PARTITION x FOR VALUES FROM (100) TO (200); \
+         INSERT INTO p VALUES (151, 'through p');",
+    );
+    rig.start();
+    rig.wait_caught_up(T);
+    let log = wait_equal_then_stop(&mut rig, &addr, &["a", "p"]);
+    assert!(log.contains(COPIED_AGAIN), "{log}");
+}
