@@ -419,7 +419,7 @@ impl Cx<'_> {
     async fn publication(&self, tables: &[SourceTable]) -> Result<Vec<CheckItem>> {
         let main = &self.cfg.publication;
         let names = [main.clone(), insert_only_publication(main)];
-        let sql = "SELECT pubname::text FROM pg_publication WHERE pubname = ANY($1)";
+        let sql = "SELECT pubname::text, pubviaroot FROM pg_publication WHERE pubname = ANY($1)";
         let rows = self
             .client
             .query(sql, &[&names.as_slice()])
@@ -427,6 +427,36 @@ impl Cx<'_> {
             .map_err(|e| pg_error(e, "reading publications"))?;
         let existing: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
         let missing: Vec<&String> = names.iter().filter(|n| !existing.contains(n)).collect();
+        let by_leaf: Vec<String> = rows
+            .iter()
+            .filter(|r| !r.get::<_, bool>(1))
+            .map(|r| r.get(0))
+            .collect();
+        if missing.is_empty() && !by_leaf.is_empty() {
+            // `setup::publish_via_root` changes them at the next start.
+            let alter: Vec<String> = by_leaf
+                .iter()
+                .map(|n| {
+                    format!(
+                        "ALTER PUBLICATION {} SET (publish_via_partition_root = true);",
+                        quote_ident(n)
+                    )
+                })
+                .collect();
+            return Ok(vec![item(
+                "publication",
+                CheckStatus::Warn,
+                format!(
+                    "{} and {} exist; {} publish partitioned tables' changes under their \
+                     partitions: the next run sets publish_via_partition_root (as the \
+                     publications' owner) and copies partitioned tables again",
+                    names[0],
+                    names[1],
+                    list(&by_leaf)
+                ),
+                Some(alter.join(" ")),
+            )]);
+        }
         if missing.is_empty() {
             return Ok(vec![ok(
                 "publication",
