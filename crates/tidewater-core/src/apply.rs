@@ -183,6 +183,19 @@ struct OpenBatch {
 }
 
 impl OpenBatch {
+    /// The open transaction writes sink state (`what`: copy progress, table layouts): it must
+    /// be inside a transaction, and is not split after (a replay would write it again).
+    fn writes_state(&mut self, what: &str) -> Result<()> {
+        if self.tx.is_none() {
+            return Err(Error::source_fatal(format!(
+                "source sent {what} outside a transaction"
+            )));
+        }
+        self.tx_wrote = true;
+        self.splittable = Some(false);
+        Ok(())
+    }
+
     /// The batch can be committed before the open source transaction: it holds complete
     /// transactions, and the open one has written nothing yet.
     fn may_split(&self) -> bool {
@@ -420,24 +433,12 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                 b.rows += 1;
             }
             SourceEvent::Progress(progress) => {
-                if b.tx.is_none() {
-                    return Err(Error::source_fatal(
-                        "source sent copy progress outside a transaction",
-                    ));
-                }
-                b.tx_wrote = true;
-                b.splittable = Some(false);
+                b.writes_state("copy progress")?;
                 self.sink.write_progress(&progress)?;
                 b.progress.extend(progress);
             }
             SourceEvent::Layouts(layouts) => {
-                if b.tx.is_none() {
-                    return Err(Error::source_fatal(
-                        "source sent table layouts outside a transaction",
-                    ));
-                }
-                b.tx_wrote = true;
-                b.splittable = Some(false);
+                b.writes_state("table layouts")?;
                 self.sink.write_layouts(&layouts)?;
             }
             SourceEvent::Commit => {

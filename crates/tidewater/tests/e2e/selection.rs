@@ -262,20 +262,13 @@ const RECREATE: [&str; 2] = [
 
 /// A name the replica holds names a new table: its replica becomes the new table's rows
 /// (the old rows are not deleted by any row change).
-fn created_again(mut rig: Rig, recreate: &str, while_stopped: bool) {
-    let addr = rig.listen_http();
-    rig.start();
-    rig.wait_caught_up(T);
+fn created_again(rig: Rig, recreate: &str, while_stopped: bool) {
+    let sql = format!("{recreate} INSERT INTO a VALUES (100, 'x');");
     if while_stopped {
-        rig.stop();
+        changed_while_stopped(rig, &sql, &["a", "b"]);
+    } else {
+        changed_while_running(rig, &sql, &["a", "b"]);
     }
-    rig.sql(recreate);
-    rig.sql("INSERT INTO a VALUES (100, 'x');");
-    if while_stopped {
-        rig.start();
-    }
-    rig.wait_caught_up(T);
-    wait_equal_then_stop(&mut rig, &addr, &["a", "b"]);
 }
 
 /// Every way of [`RECREATE`], while running and while stopped, each on a fresh rig.
@@ -360,6 +353,19 @@ fn mariadb_partition_operations_copy_their_tables_again() {
          CREATE TABLE r AS SELECT * FROM e; INSERT INTO a VALUES (1, 'x');",
         &["a", "p", "e", "r"],
     );
+}
+
+/// Runs `sql` at the source while tidewater is stopped (after a first run caught up), then
+/// waits until the replica's `tables` equal the source's; returns the log.
+pub(crate) fn changed_while_stopped(mut rig: Rig, sql: &str, tables: &[&str]) -> String {
+    let addr = rig.listen_http();
+    rig.start();
+    rig.wait_caught_up(T);
+    rig.stop();
+    rig.sql(sql);
+    rig.start();
+    rig.wait_caught_up(T);
+    wait_equal_then_stop(&mut rig, &addr, tables)
 }
 
 /// Runs `sql` at the source once the run has caught up, then waits until the replica's
