@@ -284,12 +284,12 @@ impl PgSource {
     }
 }
 
-/// Tables must be copied again (see `SourceContext::recopy`), but the destination cannot.
 /// Why a partitioned table is copied again when its publication starts to publish it under
 /// its own name (`setup::publish_via_root`).
 const UNPUBLISHED: &str = "a partitioned table whose changes were published under its \
      partitions, which are not replicated: none of them was applied";
 
+/// Tables must be copied again (see `SourceContext::recopy`), but the destination cannot.
 pub(crate) fn recopy_refused(changed: &[(TableId, String)]) -> Error {
     let names: Vec<String> = changed
         .iter()
