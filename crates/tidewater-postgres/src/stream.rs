@@ -412,6 +412,15 @@ impl Stream<'_> {
         Ok(())
     }
 
+    /// Sends `event` (sink state: copy progress, table layouts) as a transaction of its own at
+    /// the stream's position; between stream transactions only.
+    async fn send_alone(&mut self, st: &mut State, event: SourceEvent) -> Result<()> {
+        let tx = st.position_tx();
+        self.send(st, SourceEvent::Begin(tx)).await?;
+        self.send(st, event).await?;
+        self.send(st, SourceEvent::Commit).await
+    }
+
     async fn flush_chunk(&mut self, st: &mut State) -> Result<()> {
         if !st.chunk.is_empty() {
             let chunk = std::mem::replace(&mut st.chunk, Vec::with_capacity(CHUNK_ROWS));

@@ -499,10 +499,7 @@ impl Stream<'_> {
         if marked.is_empty() {
             return Ok(());
         }
-        let tx = st.position_tx();
-        self.send(st, SourceEvent::Begin(tx)).await?;
-        self.send(st, SourceEvent::Progress(marked)).await?;
-        self.send(st, SourceEvent::Commit).await
+        self.send_alone(st, SourceEvent::Progress(marked)).await
     }
 }
 

@@ -178,10 +178,7 @@ impl Stream<'_> {
         if layouts.is_empty() {
             return Ok(());
         }
-        let tx = st.position_tx();
-        self.send(st, SourceEvent::Begin(tx)).await?;
-        self.send(st, SourceEvent::Layouts(layouts)).await?;
-        self.send(st, SourceEvent::Commit).await
+        self.send_alone(st, SourceEvent::Layouts(layouts)).await
     }
 }
 
