@@ -9,6 +9,7 @@ pub mod conn;
 pub mod ddl;
 pub mod driver;
 pub mod gtid;
+pub mod gtid_pos;
 mod guard;
 mod join;
 pub mod position;

@@ -3,8 +3,8 @@
 //! apply loop as one source transaction.
 //!
 //! - MariaDB: `START TRANSACTION WITH CONSISTENT SNAPSHOT` publishes the binlog position of
-//!   that snapshot in `binlog_snapshot_file/position` (no lock at all); `BINLOG_GTID_POS`
-//!   turns it into the GTID state to resume from.
+//!   that snapshot in `binlog_snapshot_file/position` (no lock at all), turned into the GTID
+//!   state to resume from by `gtid_pos`.
 //! - MySQL: the same transaction started under a brief `FLUSH TABLES WITH READ LOCK` (needs
 //!   RELOAD), reading `@@gtid_executed` / the binlog position before unlocking.
 
@@ -21,7 +21,8 @@ use tracing::{debug, info};
 
 use crate::catalog::SourceTable;
 use crate::conn::{my_error, Flavor};
-use crate::gtid::{MariaState, MySqlGtidSet};
+use crate::gtid::MySqlGtidSet;
+use crate::gtid_pos::{gtid_at, GtidMemo};
 use crate::position::BinlogPosition;
 pub use crate::read::quote_ident;
 use crate::read::{read_table, ReadOptions};
@@ -34,31 +35,8 @@ const MAX_WAIT: Duration = Duration::from_secs(120);
 /// After this many snapshots in a row that miss such a transaction, the wait is logged.
 const TELL_AFTER: u32 = 20;
 
-/// The answer of the last `BINLOG_GTID_POS(file, pos)` a copy asked. MariaDB computes it by
-/// reading the binlog file from its start up to `pos`: after a bulk load that is hundreds of
-/// MB, tens of milliseconds of server CPU per call, and a chunked copy asks once per chunk
-/// (measured: ~11 s of `mariadbd` CPU for 251 chunks after a 5M-row load, most of it reading
-/// the binlog). Consecutive chunks of a copy whose snapshots sit at the same position (nothing
-/// was written in between) ask once. Kept per copy, so per server.
-#[derive(Debug, Default)]
-pub struct GtidMemo(std::sync::Mutex<Option<(String, u64, String)>>);
-
-impl GtidMemo {
-    fn get(&self, file: &str, pos: u64) -> Option<String> {
-        let memo = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        memo.as_ref()
-            .filter(|(f, p, _)| f == file && *p == pos)
-            .map(|(_, _, g)| g.clone())
-    }
-
-    fn set(&self, file: &str, pos: u64, gtid: &str) {
-        let mut memo = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        *memo = Some((file.to_string(), pos, gtid.to_string()));
-    }
-}
-
-/// Opens the consistent snapshot and returns the position it corresponds to (`memo`: see
-/// [`GtidMemo`]).
+/// Opens the consistent snapshot and returns the position it corresponds to (`memo`: one per
+/// copy, see [`crate::gtid_pos`]).
 pub async fn begin_snapshot(
     conn: &mut Conn,
     flavor: Flavor,
@@ -86,23 +64,10 @@ pub async fn begin_snapshot(
                     "the server reports no binlog snapshot position; enable the binary log (log_bin)",
                 ));
             };
-            let gtid = match memo.and_then(|m| m.get(&file, pos)) {
-                Some(g) => Some(g),
-                None => {
-                    let gtid: Option<String> = conn
-                        .exec_first("SELECT BINLOG_GTID_POS(?, ?)", (&file, pos))
-                        .await
-                        .map_err(err("reading the snapshot's GTID position"))?;
-                    if let (Some(m), Some(g)) = (memo, &gtid) {
-                        m.set(&file, pos, g);
-                    }
-                    gtid
-                }
-            };
+            let (gtid, derived) = gtid_at(conn, &file, pos, memo).await?;
+            debug!(file, pos, ?derived, "snapshot position");
             Ok(match gtid {
-                Some(g) => {
-                    BinlogPosition::MariaDb(MariaState::parse(&g).map_err(Error::source_fatal)?)
-                }
+                Some(state) => BinlogPosition::MariaDb(state),
                 None => BinlogPosition::File { file, pos },
             })
         }

@@ -33,9 +33,10 @@ use tidewater_core::{CopyProgress, Position, Result, SourceEvent, TableId, TxInf
 use super::Stream;
 use crate::catalog::SourceTable;
 use crate::conn::{connect, my_error, Flavor};
+use crate::gtid_pos::GtidMemo;
 use crate::position::BinlogPosition;
 use crate::read::{chunk_bounds, read_chunk};
-use crate::snapshot::{snapshot_covering, GtidMemo};
+use crate::snapshot::snapshot_covering;
 use crate::value::ZeroDates;
 
 /// The copy under way: the source-neutral state, and the connections chunks are read on
