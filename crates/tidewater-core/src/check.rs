@@ -18,6 +18,20 @@ pub struct CheckItem {
     pub detail: String,
     /// What to run or change, for a Warn or Fail.
     pub fix: Option<String>,
+    /// The item reports the source's reader (the PostgreSQL slot, the MySQL `server_id`) as
+    /// taken by a running process, which may be this config's own `tidewater run`
+    /// (`tidewater_runtime::own_run`).
+    pub reader_in_use: bool,
+}
+
+impl CheckItem {
+    /// This item, marked as reporting the source's reader taken ([`CheckItem::reader_in_use`]).
+    pub fn reader_in_use(self) -> CheckItem {
+        CheckItem {
+            reader_in_use: true,
+            ..self
+        }
+    }
 }
 
 pub fn item(
@@ -31,6 +45,7 @@ pub fn item(
         status,
         detail: detail.into(),
         fix,
+        reader_in_use: false,
     }
 }
 

@@ -272,7 +272,8 @@ impl Cx<'_> {
                      not this pipeline, the source disconnects one of the two readers"
                 ),
                 fix,
-            );
+            )
+            .reader_in_use();
         }
         let detail = format!("{mine}, the source is {source}; connected replicas: ");
         match replicas {

@@ -534,10 +534,13 @@ impl Cx<'_> {
             );
         }
         if let Some(pid) = info.active_pid {
-            return fail(
+            return Ok(vec![item(
+                "slot",
+                CheckStatus::Fail,
                 format!("{slot} is in use by walsender pid {pid}"),
-                format!("stop the other replicator using it (or SELECT pg_terminate_backend({pid}); if it is stale), or {other_name}"),
-            );
+                Some(format!("stop the other replicator using it (or SELECT pg_terminate_backend({pid}); if it is stale), or {other_name}")),
+            )
+            .reader_in_use()]);
         }
         if info.wal_status.as_deref() == Some("lost") {
             return fail(

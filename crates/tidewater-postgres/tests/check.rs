@@ -197,6 +197,7 @@ fn render_aligns_names_and_indents_fixes() {
         status,
         detail: "found".into(),
         fix: fix.map(Into::into),
+        reader_in_use: false,
     };
     let items = [
         item("a", CheckStatus::Ok, None),

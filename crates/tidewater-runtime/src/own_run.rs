@@ -34,9 +34,5 @@ pub fn recognise(items: &mut [CheckItem], config: &Config) {
 
 /// The items that report the source's reader as taken (see the source crates' checks).
 pub(crate) fn held_by_a_reader(item: &CheckItem) -> bool {
-    match (item.name.as_str(), item.status) {
-        ("slot", CheckStatus::Fail) => item.detail.contains(" is in use by walsender pid "),
-        ("server_id", CheckStatus::Warn) => item.detail.contains("is used by a connected replica"),
-        _ => false,
-    }
+    item.reader_in_use && item.status != CheckStatus::Ok
 }
