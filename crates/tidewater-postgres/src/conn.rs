@@ -219,6 +219,17 @@ pub fn replication_error(e: pg_walstream::ReplicationError, what: &str) -> Error
     Error::source_retryable(format!("{what}: {msg}"))
 }
 
+/// The server's WAL insert position (`pg_current_wal_lsn()`); `what` names the reading in an
+/// error.
+pub async fn current_wal_lsn(client: &Client, what: &str) -> Result<u64> {
+    let text: String = client
+        .query_one("SELECT pg_current_wal_lsn()::text", &[])
+        .await
+        .map_err(|e| pg_error(e, what))?
+        .get(0);
+    parse_lsn(&text).ok_or_else(|| Error::source_fatal(format!("unexpected WAL position {text}")))
+}
+
 pub fn parse_lsn(s: &str) -> Option<u64> {
     let (hi, lo) = s.split_once('/')?;
     Some((u64::from_str_radix(hi, 16).ok()? << 32) | u64::from_str_radix(lo, 16).ok()?)

@@ -8,7 +8,7 @@ use tidewater_core::copy::KeyRange;
 use tidewater_core::{ColumnType, Error, Position, Result, RowConsumer, TableSchema, Value};
 use tokio_postgres::Client;
 
-use crate::conn::{format_lsn, parse_lsn, pg_error};
+use crate::conn::{current_wal_lsn, format_lsn, parse_lsn, pg_error};
 use crate::setup::{quote_ident, quoted_table};
 use crate::text::split_copy_line;
 use crate::types::canonical;
@@ -38,13 +38,7 @@ pub async fn begin_read_snapshot(client: &Client) -> Result<Position> {
         .await
         .map_err(|e| pg_error(e, "opening a snapshot"))?;
     // The snapshot is taken by this first query, before the position is read.
-    let lsn: String = client
-        .query_one("SELECT pg_current_wal_lsn()::text", &[])
-        .await
-        .map_err(|e| pg_error(e, "reading the snapshot's WAL position"))?
-        .get(0);
-    let lsn = parse_lsn(&lsn)
-        .ok_or_else(|| Error::source_fatal(format!("unexpected WAL position {lsn}")))?;
+    let lsn = current_wal_lsn(client, "reading the snapshot's WAL position").await?;
     Ok(Position(format_lsn(lsn)))
 }
 

@@ -103,6 +103,9 @@ struct State {
     status: Interval,
     /// The replicated partitioned tables' leaves at the last look (`partitions`).
     partitions: Option<partitions::Leaves>,
+    /// Tables whose partitions changed, copied again in chunks once the stream has passed
+    /// this WAL position (`partitions`, "Why the copy is exact").
+    partition_barrier: Option<(u64, Vec<TableId>)>,
 }
 
 impl State {
@@ -179,6 +182,7 @@ impl Stream<'_> {
             idle_sent: self.acknowledged_lsn,
             status,
             partitions: None,
+            partition_barrier: None,
         };
         let mut changed = self.check_partitions(&mut st).await?;
         st.discover
@@ -202,8 +206,9 @@ impl Stream<'_> {
             // Keepalives say how far the server's WAL goes; an idle server sends one only
             // when asked once the client has confirmed everything it sent. Joining tables and
             // copied tables waiting for their horizon ask every second.
-            let nudge =
-                st.joining.is_some() || self.copy.as_ref().is_some_and(|c| c.waiting_for_horizon());
+            let nudge = st.joining.is_some()
+                || st.partition_barrier.is_some()
+                || self.copy.as_ref().is_some_and(|c| c.waiting_for_horizon());
             // A chunk is read between transactions: when it is due (the stream is busy), or
             // when nothing else is ready (the stream is idle).
             // While a joining table waits for transactions to end, only when it is looked at
@@ -266,6 +271,7 @@ impl Stream<'_> {
                             }
                             if st.in_tx.is_none() && self.copy.is_some() {
                                 self.passed(&mut st, wal_end).await?;
+                                self.partitions_passed(&mut st, wal_end).await?;
                             }
                             if st.in_tx.is_none()
                                 && wal_end > st.idle_sent
@@ -472,6 +478,7 @@ impl Stream<'_> {
                 }
                 // Every transaction committed before this one has been delivered.
                 self.passed(st, final_lsn).await?;
+                self.partitions_passed(st, final_lsn).await?;
                 let skip = final_lsn <= self.applied_lsn;
                 st.in_tx = Some(skip);
                 st.tx_lsn = final_lsn;

@@ -20,25 +20,37 @@
 //! in between copies again at the next start (needless, never wrong). Tables recorded before
 //! layouts were kept have none: their first look takes them as they are, as before.
 //!
-//! **Why the copy is exact.** It goes through the path for a change made while stopped
-//! (`recopy` with `delivered = false`): a temporary slot's exported snapshot, taken after the
-//! look saw the change, and the table's changes dropped until the stream reaches its
-//! consistent point C. A chunked copy from the stream's current position would not do: the
-//! stream may still deliver transactions from before a detach (it lags, or replays after a
-//! restart), and their changes to the detached partition's rows, applied as upserts, would
-//! bring those rows back with no later change to remove them. Every transaction that changed
-//! them through `p` commits before the detach, so before C, and is dropped. Not seen: a
-//! change undone before the next look (a partition detached and attached again keeps its OID).
+//! **Why the copy is exact.** The copy must not start at the stream's position when the look
+//! sees the change: the stream may still deliver transactions from before a detach (it lags,
+//! or replays after a restart), and their changes to the detached partition's rows, applied
+//! as upserts after the copy's truncate, would bring those rows back with no later change to
+//! remove them. So the look reads the server's WAL position L (`pg_current_wal_lsn()`) after it
+//! saw the change, and the table is copied again in chunks (`recopy` with `delivered`, as for a
+//! change the stream carries in a Relation message) only once the stream has passed L: a
+//! transaction's BEGIN with a commit LSN at or past L, or a keepalive past L between
+//! transactions (asked every second meanwhile), when every transaction committed before L
+//! has been delivered ([`Stream::partitions_passed`]). The detach (drop, truncate, attach) had
+//! committed when the look saw it, so its commit record is before L; every transaction that
+//! changed the partition's rows through `p` commits before it (each takes a lock the detach
+//! waits for), so all of them have been applied to the old replica rows, which the copy's
+//! truncate then replaces. The copy itself is the chunked copy of the initial snapshot: short
+//! source transactions, resumable, the replica table whole meanwhile (DuckDB's copy table).
+//! A destination that does not copy in chunks takes the path for a change made while stopped
+//! instead (`recopy` without `delivered`): a temporary slot's exported snapshot, taken after
+//! the look, and the table's changes dropped until its consistent point C, in one source
+//! transaction. Until the copy starts, the layout is not recorded, so a crash in between
+//! finds the change again at the next start. Not seen: a change undone before the next look (a
+//! partition detached and attached again keeps its OID).
 
 use std::collections::{BTreeMap, HashMap};
 
 use tidewater_core::{Result, SourceEvent, TableId};
 use tokio_postgres::Client;
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::recopy::relation_oid;
 use super::{State, Stream};
-use crate::conn::pg_error;
+use crate::conn::{current_wal_lsn, pg_error};
 
 /// Leaf partitions of every partitioned table, by OID.
 pub(super) type Leaves = HashMap<TableId, BTreeMap<u32, Leaf>>;
@@ -138,13 +150,31 @@ impl Stream<'_> {
         Ok(changed)
     }
 
-    /// Copies again, at a new slot's consistent point, the tables `check_partitions` found
-    /// changed (see the module comment).
+    /// Copies again the tables `check_partitions` found changed: in chunks once the stream has
+    /// passed the WAL position read now, or, for a destination that does not copy in chunks,
+    /// at a new slot's consistent point (see the module comment).
     pub(super) async fn recopy_partitioned(
         &mut self,
         st: &mut State,
         changed: Vec<TableId>,
     ) -> Result<()> {
+        if changed.is_empty() {
+            return Ok(());
+        }
+        if self.copy.is_some() {
+            let client = self.client;
+            let lsn = self
+                .answering(st, current_wal_lsn(client, "reading the WAL position"))
+                .await?;
+            let (barrier, tables) = st.partition_barrier.get_or_insert_with(|| (0, Vec::new()));
+            *barrier = (*barrier).max(lsn);
+            for id in changed {
+                if !tables.contains(&id) {
+                    tables.push(id);
+                }
+            }
+            return Ok(());
+        }
         for id in changed {
             let client = self.client;
             if let Some(oid) = self.answering(st, relation_oid(client, &id)).await? {
@@ -154,11 +184,35 @@ impl Stream<'_> {
         Ok(())
     }
 
+    /// Starts the chunked copies that waited for the stream to pass their WAL position, once
+    /// every transaction committed before `lsn` has been delivered (between transactions).
+    pub(super) async fn partitions_passed(&mut self, st: &mut State, lsn: u64) -> Result<()> {
+        let due = st
+            .partition_barrier
+            .as_ref()
+            .is_some_and(|(l, _)| *l <= lsn);
+        if st.in_tx.is_some() || !due {
+            return Ok(());
+        }
+        let (_, tables) = st.partition_barrier.take().expect("due");
+        for id in tables {
+            let client = self.client;
+            let oid = self.answering(st, relation_oid(client, &id)).await?;
+            match oid.filter(|_| self.tables.contains_key(&id)) {
+                Some(oid) => self.recopy(st, oid, &id, PARTITIONS_CHANGED, true).await?,
+                None => {
+                    info!(table = %id, "a table whose partitions changed is no longer replicated (dropped or renamed): nothing to copy")
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Records the layouts that changed since the last record, in a transaction of their own
     /// at the stream's position: only between transactions with no copy waiting (see the
     /// module comment), right after a look.
     pub(super) async fn record_layouts(&mut self, st: &mut State) -> Result<()> {
-        if st.in_tx.is_some() || st.joining.is_some() {
+        if st.in_tx.is_some() || st.joining.is_some() || st.partition_barrier.is_some() {
             return Ok(());
         }
         let (Some(recorded), Some(now)) = (self.layouts.as_mut(), st.partitions.as_ref()) else {

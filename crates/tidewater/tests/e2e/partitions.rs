@@ -33,6 +33,10 @@ const DETACH_ATTACH: &str = "UPDATE p SET v = 'updated' WHERE id = 1; \
 
 /// Logged when a table is copied again for its partitions.
 const COPIED_AGAIN: &str = "partitions were detached, dropped, truncated, or attached with rows";
+/// Logged when a table is copied again in chunks (short source transactions); the copy in one
+/// source transaction at a new slot's snapshot logs `ONE_TRANSACTION` instead.
+const IN_CHUNKS: &str = "the table is copied again in chunks while streaming";
+const ONE_TRANSACTION: &str = "the table is copied again at a later position";
 
 #[test]
 fn postgres_partitions_detached_and_attached_copy_the_table_again() {
@@ -54,6 +58,12 @@ fn postgres_partition_truncated_copies_the_table_again() {
 fn postgres_partitions_changed_while_stopped_copy_the_table_again() {
     let log = changed_while_stopped(Rig::new(SETUP), DETACH_ATTACH, &["a", "p"]);
     assert!(log.contains(COPIED_AGAIN), "{log}");
+    // In chunks, once the replay has passed the detach: its update of the detached row,
+    // replayed, is applied before the copy's truncate (the replica's equality above).
+    assert!(
+        log.contains(IN_CHUNKS) && !log.contains(ONE_TRANSACTION),
+        "{log}"
+    );
 }
 
 /// The leaf OIDs recorded for `p` in the running replica.
