@@ -40,6 +40,8 @@ use crate::gtid::{MariaGtid, MariaState};
 
 /// Events per `SHOW BINLOG EVENTS` page.
 const PAGE: usize = 1000;
+/// Server errors that refuse `SHOW BINLOG EVENTS` to this user (access denied).
+const REFUSED: [u16; 3] = [1044, 1142, 1227];
 
 /// The last GTID state a copy derived, and whether `SHOW BINLOG EVENTS` may be used (a user
 /// without `BINLOG MONITOR` cannot run it: such a copy asks `BINLOG_GTID_POS` each time).
@@ -106,9 +108,21 @@ pub async fn gtid_at(
                         "binlog events do not end at the snapshot position; asking BINLOG_GTID_POS"
                     );
                 }
-                Err(e) => {
-                    debug!(error = %e, "SHOW BINLOG EVENTS failed; asking BINLOG_GTID_POS for every chunk");
+                // Refused (no BINLOG MONITOR): the copy asks BINLOG_GTID_POS from now on.
+                Err(mysql_async::Error::Server(e)) if REFUSED.contains(&e.code) => {
+                    debug!(error = %e.message, "SHOW BINLOG EVENTS refused; asking BINLOG_GTID_POS for every chunk");
                     memo.lock().no_events = true;
+                }
+                // Any other answer of the server (an offset it calls wrong, a file purged
+                // meanwhile): BINLOG_GTID_POS decides, as for a walk that does not end at `pos`.
+                Err(mysql_async::Error::Server(e)) => {
+                    debug!(error = %e.message, "SHOW BINLOG EVENTS failed; asking BINLOG_GTID_POS");
+                }
+                Err(e) => {
+                    return Err(my_error(
+                        e,
+                        "reading binlog events for the snapshot's GTID position",
+                    ))
                 }
             }
         }
