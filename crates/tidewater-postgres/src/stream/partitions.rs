@@ -8,6 +8,9 @@
 //! empty brings none, and its later rows stream), has the table copied again. New storage
 //! without a row removed (`VACUUM FULL`, `CLUSTER`, `SET TABLESPACE` of a partition, or a
 //! `TRUNCATE` of the whole table, which is published) copies it needlessly, never wrongly.
+//! A leaf gone that is now a replicated table of its own (a replicated table attached as a
+//! partition, then detached) is copied again too: while attached, its changes were published
+//! as the partitioned table's, so its own replica missed them.
 //!
 //! **Across stops.** The leaves the replica reflects are recorded in the destination
 //! (`Sink::table_layouts`, OIDs and storage as text: [`layout_text`]), so the first look of a run
@@ -128,12 +131,14 @@ impl Stream<'_> {
             .answering(st, leaf_partitions(client, before.as_ref()))
             .await?;
         let mut changed = Vec::new();
+        let mut gone_leaves = Vec::new();
         if let Some(before) = &before {
             for (id, leaves) in &now {
                 if !self.tables.contains_key(id) {
                     continue;
                 }
                 let Some(old) = before.get(id) else { continue };
+                gone_leaves.extend(old.keys().filter(|k| !leaves.contains_key(k)));
                 let gone_or_truncated = old
                     .iter()
                     .any(|(k, was)| leaves.get(k).is_none_or(|now| now.storage != was.storage));
@@ -144,6 +149,17 @@ impl Stream<'_> {
                     warn!(table = %id, "partitions of a replicated table were detached, dropped, truncated or attached with rows (no row changes in the WAL): the table is copied again");
                     changed.push(id.clone());
                 }
+            }
+        }
+        // A replicated table that was attached as a partition (its changes then published as
+        // the partitioned table's) and is now detached: its replica missed those changes.
+        for oid in gone_leaves {
+            let Some(id) = self.answering(st, standalone_table(client, oid)).await? else {
+                continue;
+            };
+            if self.tables.contains_key(&id) && !changed.contains(&id) {
+                warn!(table = %id, "a replicated table was detached from a partitioned table (its changes meanwhile were published as the partitioned table's): the table is copied again");
+                changed.push(id);
             }
         }
         st.partitions = Some(now);
@@ -234,6 +250,20 @@ impl Stream<'_> {
         }
         self.send_alone(st, SourceEvent::Layouts(layouts)).await
     }
+}
+
+/// The name of relation `oid` if it is a table that is not a partition (a leaf detached).
+async fn standalone_table(client: &Client, oid: u32) -> Result<Option<TableId>> {
+    let row = client
+        .query_opt(
+            "SELECT n.nspname, c.relname FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.oid = $1 AND c.relkind = 'r' AND NOT c.relispartition",
+            &[&oid],
+        )
+        .await
+        .map_err(|e| pg_error(e, "looking up a detached partition"))?;
+    Ok(row.map(|r| TableId::new(r.get::<_, String>(0), r.get::<_, String>(1))))
 }
 
 async fn leaf_partitions(client: &Client, known: Option<&Leaves>) -> Result<Leaves> {
