@@ -20,6 +20,7 @@ mod source;
 mod source_tx;
 mod tools;
 mod workload;
+mod writer;
 
 use std::cell::Cell;
 use std::path::PathBuf;

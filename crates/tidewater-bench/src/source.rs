@@ -119,6 +119,23 @@ impl Db<'_> {
         }
     }
 
+    /// The source's own client reading a script from its standard input, going on past a
+    /// statement that fails.
+    pub fn script_command(&self) -> Command {
+        match self {
+            Db::Pg { .. } => {
+                let mut cmd = PgServer::tool("psql");
+                cmd.args(["-X", "-q", "-d", &self.url()]);
+                cmd
+            }
+            Db::My { server, name } => {
+                let mut cmd = server.tool("mariadb");
+                cmd.arg("--force").arg(format!("--database={name}"));
+                cmd
+            }
+        }
+    }
+
     /// How DuckDB's `read_csv` must read what [`export_command`](Self::export_command) prints.
     pub fn csv_options(&self) -> &'static str {
         match self {
@@ -234,6 +251,29 @@ impl Db<'_> {
             });
         }
         script
+    }
+}
+
+/// A transaction of a paced writer on the snapshot table (`rows` rows to begin with):
+/// an update, a delete, an insert of a new key and a key change, on keys `k`; then a pause
+/// of `pause_ms`. Transaction `i` inserts key `rows + i`.
+pub fn writer_tx(kind: Kind, table: &str, rows: u64, i: u64, k: [u64; 3], pause_ms: u32) -> String {
+    let new = rows + i;
+    let moved = rows + 100_000_000 + i;
+    let [k1, k2, k3] = k;
+    let body = format!(
+        "UPDATE {table} SET big = big + 1, note = 'written {i}' WHERE id = {k1};\n\
+         DELETE FROM {table} WHERE id = {k2};\n\
+         INSERT INTO {table} VALUES ({new}, {i}, 1.25, 'inserted {i}', '2025-01-01 00:00:00');\n\
+         UPDATE {table} SET id = {moved} WHERE id = {k3};\n"
+    );
+    match kind {
+        Kind::Postgres => {
+            format!("BEGIN;\n{body}COMMIT;\nSELECT pg_sleep({pause_ms} / 1000.0);\n")
+        }
+        Kind::MariaDb => {
+            format!("START TRANSACTION;\n{body}COMMIT;\nDO SLEEP({pause_ms} / 1000);\n")
+        }
     }
 }
 

@@ -70,9 +70,22 @@ impl Drained {
 }
 
 /// Where the source stands after the workload: what "caught up" means.
-enum Target {
+/// Where the source's log ends: what tidewater has caught up with once it reached it.
+pub enum Target {
     Lsn(String),
     Gtid(String),
+}
+
+impl Target {
+    /// The end of the source's log now.
+    pub fn now(db: &Db) -> Result<Target> {
+        Ok(match db.kind() {
+            Kind::Postgres => {
+                Target::Lsn(db.sql("SELECT pg_current_wal_lsn()")?.trim().to_string())
+            }
+            Kind::MariaDb => Target::Gtid(db.sql("SELECT @@gtid_binlog_pos")?.trim().to_string()),
+        })
+    }
 }
 
 pub fn drain(bench: &Bench, spec: Drain) -> Result<Drained> {
@@ -93,10 +106,7 @@ pub fn drain(bench: &Bench, spec: Drain) -> Result<Drained> {
     let started = Instant::now();
     db.sql(&script)?;
     let load_seconds = started.elapsed().as_secs_f64();
-    let target = match db.kind() {
-        Kind::Postgres => Target::Lsn(db.sql("SELECT pg_current_wal_lsn()")?.trim().to_string()),
-        Kind::MariaDb => Target::Gtid(db.sql("SELECT @@gtid_binlog_pos")?.trim().to_string()),
-    };
+    let target = Target::now(&db)?;
     let baselines = if spec.baselines {
         let dir = bench.dir(&format!("{}-baseline", db.name()))?;
         read_changes(&db, &target, first_binlog.as_deref(), &dir)?
@@ -225,7 +235,8 @@ fn read_changes(
     }
 }
 
-fn wait_caught_up(
+/// Waits until tidewater has applied the source's log up to `target`.
+pub fn wait_caught_up(
     tw: &mut Tidewater,
     db: &Db,
     target: &Target,

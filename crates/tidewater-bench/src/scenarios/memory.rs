@@ -30,7 +30,7 @@ pub fn run(bench: &Bench) -> Result<Vec<Figure>> {
     for &rows in &bench.opts.sizes.memory_rows {
         let (id, db) = bench.db(Kind::Postgres, "memsnap")?;
         let load = snapshot::fill(&db, rows)?;
-        let c = snapshot::copy(bench, &db, id, "copy", &Apply::default(), rows)?;
+        let c = snapshot::copy(bench, &db, id, "copy", &Apply::default(), rows, None)?;
         peaks.push((rows, c.peak_rss_mib));
         figures.push(
             Figure::new(

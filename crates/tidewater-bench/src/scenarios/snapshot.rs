@@ -10,13 +10,14 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Instant, SystemTime};
 
-use super::drain::drop_pg_slots;
+use super::drain::{drop_pg_slots, wait_caught_up, Target as LogEnd};
 use crate::error::{BenchError, Result};
 use crate::report::{Figure, Target};
 use crate::runner::{unix_seconds, Apply};
 use crate::source::{Db, Kind, SNAPSHOT_COLUMNS};
 use crate::source_tx::{sample_while, TxAges};
 use crate::tools;
+use crate::writer::Writer;
 use crate::Bench;
 
 pub const TABLE: &str = "snap";
@@ -34,7 +35,12 @@ pub const METHOD: &str = "the table (`id int` primary key, `bigint`, `numeric(12
     source is asked every 100 ms how long tidewater's oldest open transaction has been open (PostgreSQL: \
     `clock_timestamp() - xact_start` of its sessions in `pg_stat_activity`; MariaDB: `ACTIVE N sec` in `SHOW \
     ENGINE INNODB STATUS`, whole seconds); the longest seen is reported. By default tidewater also writes every row to the `<table>_log` \
-    change table; a second row shows `log_tables = false`. Baselines, each loading the same table into a DuckDB \
+    change table; a second row shows `log_tables = false`. A third run copies the table while a writer \
+    changes it: the source's own client runs transactions of an update, a delete, an insert of a new key \
+    and a key change on random keys (of ranges already copied and still to copy), each followed by a 5 ms \
+    pause, from before tidewater starts until the copy is consistent; then tidewater catches up with the \
+    source and `tidewater verify` must find the replica equal (shown against the same baseline, which \
+    copies the table unchanged). Baselines, each loading the same table into a DuckDB \
     file with the same libduckdb: (1) always, the source's own client exporting it as text (`psql -c \"\\copy \
     (SELECT * FROM snap) TO STDOUT (FORMAT csv)\"`, `mariadb -N -B --quick -e \"SELECT * FROM snap\"`) through a \
     FIFO into DuckDB's CSV reader (`CREATE TABLE snap AS SELECT * FROM read_csv(fifo, columns = {…})`), both \
@@ -81,7 +87,7 @@ fn snapshot(bench: &Bench, kind: Kind) -> Result<Vec<Figure>> {
             ..Apply::default()
         };
         let run = if log_tables { "logs" } else { "nolog" };
-        let c = copy(bench, &db, id, run, &apply, rows)?;
+        let c = copy(bench, &db, id, run, &apply, rows, None)?;
         for (tool, baseline_seconds) in &baselines {
             figures.push(
                 Figure::new(scenario, measure, "rows/s", rows as f64 / c.seconds)
@@ -98,8 +104,30 @@ fn snapshot(bench: &Bench, kind: Kind) -> Result<Vec<Figure>> {
             figures.push(longest_tx_figure(scenario, &c.longest_tx));
         }
     }
+    // Last: the writer changes the table.
+    let writer = Writer::start(&db, TABLE, rows, WRITER_PAUSE_MS)?;
+    let c = copy(
+        bench,
+        &db,
+        id,
+        "writer",
+        &Apply::default(),
+        rows,
+        Some(writer),
+    )?;
+    let (tool, baseline_seconds) = &baselines[0];
+    figures.push(
+        Figure::new(scenario, WRITER_MEASURE, "rows/s", rows as f64 / c.seconds)
+            .baseline(tool, rows as f64 / baseline_seconds)
+            .detail(format!("{rows} rows at the start; {}", c.describe())),
+    );
     Ok(figures)
 }
+
+/// Milliseconds the writer pauses after each transaction.
+const WRITER_PAUSE_MS: u32 = 5;
+const WRITER_MEASURE: &str =
+    "into replica + _log tables, while a writer changes the table (then `verify` equal)";
 
 /// The longest source transaction tidewater held during a copy, against issue 15's bound.
 pub fn longest_tx_figure(scenario: &str, ages: &TxAges) -> Figure {
@@ -134,20 +162,33 @@ pub struct Copied {
     pub chunks: u64,
     pub rows_copied: u64,
     pub longest_tx: TxAges,
+    /// Under a writer: its transactions committed, the seconds they took, and `verify`'s.
+    pub writes: Option<(u64, f64, f64)>,
 }
 
 impl Copied {
     pub fn describe(&self) -> String {
-        format!(
+        let copied = format!(
             "tidewater {:.2} s from process start until consistent ({:.2} s until every chunk was \
              committed), {} chunks ({} rows read), peak RSS {:.0} MiB",
             self.seconds, self.copied_seconds, self.chunks, self.rows_copied, self.peak_rss_mib
-        )
+        );
+        match self.writes {
+            None => copied,
+            Some((txs, seconds, verified)) => format!(
+                "{copied}; meanwhile the writer committed {txs} transactions ({:.0}/s; each an \
+                 update, a delete, an insert and a key change on random keys); once caught up, \
+                 `tidewater verify` found the replica equal ({verified:.2} s)",
+                txs as f64 / seconds.max(1e-9)
+            ),
+        }
     }
 }
 
 /// Copies `db`'s snapshot table (`rows` rows) with a fresh tidewater (`run` names its
-/// directory) and measures it; the replica must hold every row, copied in chunks.
+/// directory) and measures it; the replica must hold every row, copied in chunks. With a
+/// `writer` (writing since before the start), the writer is stopped once the copy is
+/// consistent, and the replica, caught up, must verify equal instead.
 pub fn copy(
     bench: &Bench,
     db: &Db,
@@ -155,7 +196,9 @@ pub fn copy(
     run: &str,
     apply: &Apply,
     rows: u64,
+    writer: Option<Writer>,
 ) -> Result<Copied> {
+    let writing = Instant::now();
     let mut tw = bench.tidewater(db, id, run, apply)?;
     tw.start()?;
     let timeout = bench.timeout(rows);
@@ -172,10 +215,24 @@ pub fn copy(
     });
     let (seconds, copied_seconds) = waited?;
     let longest_tx = longest_tx?;
-    // An older build reports its copy done before the batch of its last chunk commits.
     let table = format!("{}.{TABLE}", db.schema());
-    let (copied, at_rows) = tw.wait_rows(&table, rows, timeout)?;
-    let seconds = seconds.max(at_rows);
+    let (copied, seconds, written) = match writer {
+        None => {
+            // An older build reports its copy done before the batch of its last chunk commits.
+            let (copied, at_rows) = tw.wait_rows(&table, rows, timeout)?;
+            (copied, seconds.max(at_rows), None)
+        }
+        Some(writer) => {
+            writer.stop()?;
+            let took = writing.elapsed().as_secs_f64();
+            wait_caught_up(&mut tw, db, &LogEnd::now(db)?, timeout)?;
+            let txs = db.sql(&format!(
+                "SELECT count(*) FROM {TABLE} WHERE id > {rows} AND id <= {};",
+                rows + 100_000_000
+            ))?;
+            (rows, seconds, Some((txs.trim().parse().unwrap_or(0), took)))
+        }
+    };
     let progress = tw.query(
         "SELECT sum(chunks)::BIGINT, sum(rows_copied)::BIGINT FROM _tidewater.copies",
         1,
@@ -190,6 +247,10 @@ pub fn copy(
     let (chunks, rows_copied) = (number(0), number(1));
     let peak_rss_mib = tw.peak_rss_mib()?;
     tw.stop()?;
+    let writes = match written {
+        Some((txs, took)) => Some((txs, took, tw.verify()?.as_secs_f64())),
+        None => None,
+    };
     drop_pg_slots(db)?;
     if copied != rows {
         return Err(BenchError::Tidewater(format!(
@@ -208,6 +269,7 @@ pub fn copy(
         chunks,
         rows_copied,
         longest_tx,
+        writes,
     };
     eprintln!(
         "   copied {rows} rows ({run}): {}; longest source transaction {:.2} s ({})",
