@@ -106,6 +106,9 @@ struct State {
     /// Tables whose partitions changed, copied again in chunks once the stream has passed
     /// this WAL position (`partitions`, "Why the copy is exact").
     partition_barrier: Option<(u64, Vec<TableId>)>,
+    /// Replicated tables attached as partitions of a replicated partitioned table, listed as
+    /// not replicated meanwhile (`partitions`).
+    attached: std::collections::BTreeSet<TableId>,
 }
 
 impl State {
@@ -183,6 +186,7 @@ impl Stream<'_> {
             status,
             partitions: None,
             partition_barrier: None,
+            attached: Default::default(),
         };
         let mut changed = self.check_partitions(&mut st).await?;
         st.discover
@@ -321,7 +325,9 @@ impl Stream<'_> {
             .answering(st, selected_tables(client, patterns, &known))
             .await?;
         for (id, _) in self.unreplicated.list() {
-            if !new.iter().any(|t| t.schema.id == id) && self.unreplicated.clear(&id) {
+            // (A held table attached as a partition is listed by `check_partitions`.)
+            let gone = !known.contains(&id) && !new.iter().any(|t| t.schema.id == id);
+            if gone && self.unreplicated.clear(&id) {
                 info!(table = %id, "a table that could not join is no longer selected (dropped or renamed)");
             }
         }

@@ -10,7 +10,8 @@
 //! `TRUNCATE` of the whole table, which is published) copies it needlessly, never wrongly.
 //! A leaf gone that is now a replicated table of its own (a replicated table attached as a
 //! partition, then detached) is copied again too: while attached, its changes were published
-//! as the partitioned table's, so its own replica missed them.
+//! as the partitioned table's, so its own replica missed them; meanwhile it is listed as not
+//! replicated (`list_attached`: health degraded, `status` names it).
 //!
 //! **Across stops.** The leaves the replica reflects are recorded in the destination
 //! (`Sink::table_layouts`, OIDs and storage as text: [`layout_text`]), so the first look of a run
@@ -43,7 +44,10 @@
 //! the look, and the table's changes dropped until its consistent point C, in one source
 //! transaction. Until the copy starts, the layout is not recorded, so a crash in between
 //! finds the change again at the next start. Not seen: a change undone before the next look (a
-//! partition detached and attached again keeps its OID).
+//! partition detached and attached again keeps its OID; a replicated table attached, written
+//! through and detached again between two looks, whose changes meanwhile reached only the
+//! partitioned table's replica: nothing in the catalog or the WAL's decoded changes records
+//! that it was ever attached).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -127,9 +131,10 @@ impl Stream<'_> {
                     .collect()
             })
         });
-        let now = self
+        let (now, names) = self
             .answering(st, leaf_partitions(client, before.as_ref()))
             .await?;
+        self.list_attached(st, &names);
         let mut changed = Vec::new();
         let mut gone_leaves = Vec::new();
         if let Some(before) = &before {
@@ -164,6 +169,35 @@ impl Stream<'_> {
         }
         st.partitions = Some(now);
         Ok(changed)
+    }
+
+    /// Lists the replicated tables that are leaves of a replicated partitioned table now
+    /// (`names`: each leaf with its partitioned table) as not replicated, and takes off the
+    /// list those that no longer are: while attached, a table's changes are published as the
+    /// partitioned table's (`publish_via_partition_root`), so its own replica gets none of
+    /// them until it is detached and copied again. Said, not only logged: `/health` is
+    /// degraded and `status` names the table meanwhile.
+    fn list_attached(&mut self, st: &mut State, names: &[(TableId, TableId)]) {
+        let attached: std::collections::BTreeSet<TableId> = names
+            .iter()
+            .filter(|(root, leaf)| self.tables.contains_key(root) && self.tables.contains_key(leaf))
+            .map(|(root, leaf)| {
+                let reason = format!(
+                    "attached as a partition of the replicated table {root}: its changes are \
+                     published as {root}'s, so this table's replica receives none of them while \
+                     it is attached (it is copied again once detached); if it stays a \
+                     partition, stop tidewater and run `tidewater forget --tables {leaf}`"
+                );
+                if self.unreplicated.set(leaf, &reason) {
+                    warn!(table = %leaf, partitioned = %root, "a replicated table was attached as a partition of a replicated table: its own replica receives no changes while it is attached");
+                }
+                leaf.clone()
+            })
+            .collect();
+        for id in st.attached.difference(&attached) {
+            self.unreplicated.clear(id);
+        }
+        st.attached = attached;
     }
 
     /// Copies again the tables `check_partitions` found changed: in chunks once the stream has
@@ -266,20 +300,31 @@ async fn standalone_table(client: &Client, oid: u32) -> Result<Option<TableId>> 
     Ok(row.map(|r| TableId::new(r.get::<_, String>(0), r.get::<_, String>(1))))
 }
 
-async fn leaf_partitions(client: &Client, known: Option<&Leaves>) -> Result<Leaves> {
+/// The leaves of every partitioned table, and the name of each leaf with its table's.
+async fn leaf_partitions(
+    client: &Client,
+    known: Option<&Leaves>,
+) -> Result<(Leaves, Vec<(TableId, TableId)>)> {
     let rows = client
         .query(
-            "SELECT n.nspname, c.relname, t.relid::oid, t.relid::regclass::text, l.relfilenode \
+            "SELECT n.nspname, c.relname, t.relid::oid, t.relid::regclass::text, l.relfilenode, \
+                    ln.nspname, l.relname \
              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, \
              pg_partition_tree(c.oid) t JOIN pg_class l ON l.oid = t.relid \
+             JOIN pg_namespace ln ON ln.oid = l.relnamespace \
              WHERE c.relkind = 'p' AND NOT c.relispartition AND t.isleaf",
             &[],
         )
         .await
         .map_err(|e| pg_error(e, "listing partitions"))?;
     let mut leaves = Leaves::new();
+    let mut names = Vec::new();
     for r in rows {
         let id = TableId::new(r.get::<_, String>(0), r.get::<_, String>(1));
+        names.push((
+            id.clone(),
+            TableId::new(r.get::<_, String>(5), r.get::<_, String>(6)),
+        ));
         let oid: u32 = r.get(2);
         // Rows matter only for a new leaf of a table looked at before.
         let new_leaf = known
@@ -301,7 +346,7 @@ async fn leaf_partitions(client: &Client, known: Option<&Leaves>) -> Result<Leav
             .or_default()
             .insert(oid, Leaf { storage, rows });
     }
-    Ok(leaves)
+    Ok((leaves, names))
 }
 
 #[cfg(test)]

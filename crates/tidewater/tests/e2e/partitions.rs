@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use crate::common::Rig;
+use crate::observe_support::get;
 use crate::selection::{
     changed_while_running, changed_while_stopped, live_lines, rows_of, wait_equal_then_stop,
 };
@@ -212,10 +213,27 @@ fn postgres_replicated_table_attached_then_detached_while_running() {
             && rig.source_lines(&rows_of("p")) == live_lines(&addr, &rows_of(&p))
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", rig.log()));
+    // Meanwhile `x`'s own replica gets none of its changes: said, not only logged.
+    let x = format!("{}.x", rig.schema);
+    let not_replicated = || get(&addr, "/status").json()["live"]["not_replicated"].clone();
+    tidewater_harness::wait_until(T, "x listed as not replicated while attached", || {
+        not_replicated()[0]["table"] == x.as_str()
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}\n{}", not_replicated(), rig.log()));
+    let reason = not_replicated()[0]["reason"].as_str().unwrap().to_string();
+    assert!(
+        reason.contains(&format!("a partition of the replicated table {p}")),
+        "{reason}"
+    );
+    assert!(get(&addr, "/health").body.starts_with("degraded:"));
     rig.sql(
         "ALTER TABLE p DETACH PARTITION x; INSERT INTO x VALUES (152, 'x again'); \
          INSERT INTO a VALUES (1, 'x');",
     );
     rig.wait_caught_up(T);
+    tidewater_harness::wait_until(T, "x replicated again once detached", || {
+        not_replicated().as_array().is_some_and(Vec::is_empty)
+    })
+    .unwrap_or_else(|e| panic!("{e}: {}\n{}", not_replicated(), rig.log()));
     wait_equal_then_stop(&mut rig, &addr, &["a", "p", "x"]);
 }
