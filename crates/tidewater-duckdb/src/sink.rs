@@ -100,9 +100,10 @@ pub struct DuckDbSink {
     /// Keyed tables whose chunked copy is not consistent yet (see `TableState::lenient`), as
     /// the open batch leaves them.
     lenient: HashSet<TableId>,
-    /// Lenient tables whose chunk rows are appended as they are (`TableState::fresh_copy`).
-    /// Only ever narrowed after it is set, and emptied when a batch is abandoned.
-    fresh_copies: HashSet<TableId>,
+    /// Lenient tables whose chunk rows are appended as they are unless a streamed change
+    /// touched their key, with the keys touched (`TableState::fresh_copy`). Only ever
+    /// narrowed after it is set, and emptied when a batch is abandoned.
+    fresh_copies: HashMap<TableId, HashSet<Vec<u8>>>,
     checkpoints: Checkpoints,
     counts: Counts,
     /// A transaction split into pieces whose first pieces are committed, with its ordinal:
@@ -165,7 +166,7 @@ impl DuckDbSink {
             batch_bytes: 0,
             batch_ack: None,
             lenient: HashSet::new(),
-            fresh_copies: HashSet::new(),
+            fresh_copies: HashMap::new(),
             checkpoints: Checkpoints::new(
                 &options.path,
                 &options.checkpoint_threshold,
@@ -367,9 +368,29 @@ impl DuckDbSink {
         if t.pending.is_empty() {
             return Ok(());
         }
-        let pending = std::mem::take(&mut t.pending);
+        let mut pending = std::mem::take(&mut t.pending);
+        if t.fresh_copy && direct::supported(&t.sql.schema) {
+            // Chunk rows of keys no streamed change touched: appended, whatever is staged.
+            let (append, rest): (Vec<Pending>, Vec<Pending>) = pending
+                .into_iter()
+                .partition(|p| direct::can_append(&p.change) && self.appends_fresh(&p.change));
+            let t = self.tables.get_mut(id).expect("prepared table");
+            if !append.is_empty() {
+                let rows: Vec<direct::RowMeta> = append.iter().map(Pending::meta).collect();
+                let now = format_utc_micros(now_us());
+                let log = self.options.log_tables;
+                direct::append(&self.conn, &t.sql.schema, &t.sql.replica, &rows, log, &now)?;
+                self.counts.appends += 1 + u64::from(log);
+                t.changes += append.len() as u64;
+            }
+            if rest.is_empty() {
+                return Ok(());
+            }
+            pending = rest;
+        }
+        let t = self.tables.get_mut(id).expect("prepared table");
         if t.staged == 0
-            && (!t.lenient || t.fresh_copy)
+            && !t.lenient
             && direct::supported(&t.sql.schema)
             && pending.iter().all(|p| direct::can_append(&p.change))
         {
@@ -494,7 +515,7 @@ impl Sink for DuckDbSink {
                 let id = sql.schema.id.clone();
                 let mut state = TableState::new(sql);
                 state.lenient = self.lenient.contains(&id) && state.sql.schema.has_key();
-                state.fresh_copy = self.fresh_copies.contains(&id);
+                state.fresh_copy = self.fresh_copies.contains_key(&id);
                 (id, state)
             })
             .collect();
@@ -631,7 +652,7 @@ impl Sink for DuckDbSink {
         self.batch_bytes += changes.iter().map(change_bytes).sum::<usize>() as u64;
         for change in changes {
             if change.kind != ChangeKind::Snapshot {
-                self.end_fresh_copy(&change.table.id);
+                self.touch_fresh_copy(&change);
             }
             if needs_row_path(&change) {
                 self.apply_alone(&change)?;

@@ -62,13 +62,16 @@ pub(crate) struct TableState {
     /// every staged change is applied as an upsert or a delete (snapshot rows and inserts
     /// replace the row of their key), and an update of a missing row is not an error.
     pub lenient: bool,
-    /// A lenient table whose replica rows all come from its copy's earlier chunks: the copy
-    /// began on an empty replica table in this process, and no streamed change of the table
-    /// has been written since (`DuckDbSink::fresh_copies`). A chunk holds the keys after the
-    /// last one copied (`tidewater_core::copy`: keyset order at the source, so chunks never
-    /// share a key), so no replica row has a key of its rows yet: they are appended like
-    /// inserts instead of replacing the rows of their keys. The first streamed change ends
-    /// this, since its row may have a key a later chunk brings.
+    /// A lenient table whose copy began on an empty replica table in this process
+    /// (`DuckDbSink::fresh_copies`, which also holds the keys its streamed changes touched
+    /// since). Its replica rows then come from the copy's earlier chunks or have a touched
+    /// key. A chunk holds the keys after the last one copied (`tidewater_core::copy`: keyset
+    /// order at the source, so chunks never share a key), so a chunk row whose key no
+    /// streamed change touched has no replica row yet: it is appended like an insert instead
+    /// of replacing the row of its key, also while other rows of the table are staged (theirs
+    /// all have touched keys: no row is both appended and staged). Chunk rows of touched keys,
+    /// and streamed changes, are staged and applied as upserts. Too many touched keys end this
+    /// (`MAX_TOUCHED`), and so does the copy turning consistent.
     pub fresh_copy: bool,
 }
 
@@ -121,17 +124,24 @@ impl TableState {
         {
             return;
         }
-        let mut key = Vec::new();
-        for &k in &change.table.key {
-            let v = change.row[k].as_str().unwrap_or("");
-            key.extend_from_slice(&(v.len() as u32).to_le_bytes());
-            key.extend_from_slice(v.as_bytes());
-        }
+        let key = key_bytes(change.table.key.iter().map(|&k| &change.row[k]));
         if !self.keys.insert(key) {
             self.shape = Shape::RepeatedKeys;
             self.keys.clear();
         }
     }
+}
+
+/// A key's values as bytes that are equal exactly when the values' texts are (each
+/// length-prefixed); a value without text counts as the empty text.
+pub(crate) fn key_bytes<'a>(values: impl Iterator<Item = &'a Value>) -> Vec<u8> {
+    let mut key = Vec::new();
+    for v in values {
+        let v = v.as_str().unwrap_or("");
+        key.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        key.extend_from_slice(v.as_bytes());
+    }
+    key
 }
 
 /// A change kind's code in staging's `_op` column.

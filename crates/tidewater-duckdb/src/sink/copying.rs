@@ -2,9 +2,14 @@
 //! leniently (not consistent yet) and which are fresh copies whose chunk rows are appended as
 //! they are. Kept apart from the batch mechanics in `sink.rs`.
 
-use tidewater_core::{CopyProgress, Error, Result, TableId};
+use tidewater_core::{Change, CopyProgress, Error, Result, TableId, Value};
 
 use super::DuckDbSink;
+use crate::staged::key_bytes;
+
+/// Keys a fresh copy's streamed changes may touch before it stops being one (its chunk rows
+/// are then all staged, as upserts): bounds the memory the keys take (~10 MiB).
+const MAX_TOUCHED: usize = 100_000;
 
 impl DuckDbSink {
     /// Takes the tables' copy progress into account: which tables are applied leniently.
@@ -40,19 +45,62 @@ impl DuckDbSink {
                 self.merge(&p.table)?;
             }
             if begins && self.replica_empty(&p.table)? {
-                self.fresh_copies.insert(p.table.clone());
+                self.fresh_copies
+                    .insert(p.table.clone(), Default::default());
             } else if !self.lenient.contains(&p.table) {
                 self.end_fresh_copy(&p.table);
             }
             if let Some(t) = self.tables.get_mut(&p.table) {
-                t.fresh_copy = self.fresh_copies.contains(&p.table);
+                t.fresh_copy = self.fresh_copies.contains_key(&p.table);
             }
         }
         Ok(())
     }
 
+    /// A streamed change of a fresh copy's table: its keys (the row's, and the old one of a
+    /// key change) are touched (see `TableState::fresh_copy`).
+    pub(super) fn touch_fresh_copy(&mut self, change: &Change) {
+        let id = &change.table.id;
+        let Some(touched) = self.fresh_copies.get_mut(id) else {
+            return;
+        };
+        let key = &change.table.key;
+        let new = key.iter().map(|&k| &change.row[k]);
+        let old = change.old.iter().flatten();
+        if new
+            .clone()
+            .chain(old.clone())
+            .any(|v| matches!(v, Value::Unchanged))
+        {
+            // (Never sent for a key; if it were, the key would be unknown.)
+            self.end_fresh_copy(id);
+            return;
+        }
+        touched.insert(key_bytes(new));
+        if change.old.is_some() {
+            touched.insert(key_bytes(old));
+        }
+        if touched.len() > MAX_TOUCHED {
+            let id = id.clone();
+            self.end_fresh_copy(&id);
+        }
+    }
+
+    /// Whether a fresh copy's row is appended: a chunk row whose key no streamed change
+    /// touched (see `TableState::fresh_copy`).
+    pub(super) fn appends_fresh(&self, change: &Change) -> bool {
+        change.kind == tidewater_core::ChangeKind::Snapshot
+            && self
+                .fresh_copies
+                .get(&change.table.id)
+                .is_some_and(|touched| {
+                    let key = change.table.key.iter().map(|&k| &change.row[k]);
+                    !touched.contains(&key_bytes(key))
+                })
+    }
+
     pub(super) fn end_fresh_copy(&mut self, id: &TableId) {
-        if self.fresh_copies.remove(id) {
+        if self.fresh_copies.remove(id).is_some() {
             if let Some(t) = self.tables.get_mut(id) {
                 t.fresh_copy = false;
             }

@@ -165,7 +165,7 @@ impl DuckDbSink {
         let mut state = TableState::new(sql);
         state.changes = changes;
         state.lenient = self.lenient.contains(&id) && state.sql.schema.has_key();
-        state.fresh_copy = self.fresh_copies.contains(&id);
+        state.fresh_copy = self.fresh_copies.contains_key(&id);
         self.tables.insert(id, state);
     }
 

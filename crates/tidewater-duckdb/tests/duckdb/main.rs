@@ -1,6 +1,7 @@
 //! The DuckDB sink's integration tests in one test binary (one module per topic).
 
 mod change_log;
+mod fresh_copy;
 mod log_toggle;
 mod recopy;
 mod schema_change;
