@@ -214,6 +214,9 @@ pub fn copy(
         Ok::<_, BenchError>((tw.wait_streaming(timeout)?, copied))
     });
     let (seconds, copied_seconds) = waited?;
+    // The copy's peak: read once it is consistent, before a writer's catch-up and the idle
+    // checkpoint that follows the copy (VmHWM only grows).
+    let peak_rss_mib = tw.peak_rss_mib()?;
     let longest_tx = longest_tx?;
     let table = format!("{}.{TABLE}", db.schema());
     let (copied, seconds, written) = match writer {
@@ -245,7 +248,6 @@ pub fn copy(
             .unwrap_or(0)
     };
     let (chunks, rows_copied) = (number(0), number(1));
-    let peak_rss_mib = tw.peak_rss_mib()?;
     tw.stop()?;
     let writes = match written {
         Some((txs, took)) => Some((txs, took, tw.verify()?.as_secs_f64())),
