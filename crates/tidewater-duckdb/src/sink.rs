@@ -371,9 +371,10 @@ impl DuckDbSink {
         let mut pending = std::mem::take(&mut t.pending);
         if t.fresh_copy && direct::supported(&t.sql.schema) {
             // Chunk rows of keys no streamed change touched: appended, whatever is staged.
-            let (append, rest): (Vec<Pending>, Vec<Pending>) = pending
-                .into_iter()
-                .partition(|p| direct::can_append(&p.change) && self.appends_fresh(&p.change));
+            let touched = self.fresh_copies.get(id);
+            let (append, rest): (Vec<Pending>, Vec<Pending>) = pending.into_iter().partition(|p| {
+                direct::can_append(&p.change) && copying::appends_fresh(touched, &p.change)
+            });
             let t = self.tables.get_mut(id).expect("prepared table");
             if !append.is_empty() {
                 let rows: Vec<direct::RowMeta> = append.iter().map(Pending::meta).collect();

@@ -2,6 +2,8 @@
 //! leniently (not consistent yet) and which are fresh copies whose chunk rows are appended as
 //! they are. Kept apart from the batch mechanics in `sink.rs`.
 
+use std::collections::HashSet;
+
 use tidewater_core::{Change, CopyProgress, Error, Result, TableId, Value};
 
 use super::DuckDbSink;
@@ -86,19 +88,6 @@ impl DuckDbSink {
         }
     }
 
-    /// Whether a fresh copy's row is appended: a chunk row whose key no streamed change
-    /// touched (see `TableState::fresh_copy`).
-    pub(super) fn appends_fresh(&self, change: &Change) -> bool {
-        change.kind == tidewater_core::ChangeKind::Snapshot
-            && self
-                .fresh_copies
-                .get(&change.table.id)
-                .is_some_and(|touched| {
-                    let key = change.table.key.iter().map(|&k| &change.row[k]);
-                    !touched.contains(&key_bytes(key))
-                })
-    }
-
     pub(super) fn end_fresh_copy(&mut self, id: &TableId) {
         if self.fresh_copies.remove(id).is_some() {
             if let Some(t) = self.tables.get_mut(id) {
@@ -120,4 +109,15 @@ impl DuckDbSink {
             .map_err(|e| Error::sink(format!("reading the replica table {id}: {e}")))?;
         Ok(rows == 0)
     }
+}
+
+/// Whether a row of a fresh copy (`touched`: the keys its streamed changes touched) is
+/// appended: a chunk row whose key no streamed change touched (see `TableState::fresh_copy`).
+/// No key is built while nothing is touched, the common case.
+pub(super) fn appends_fresh(touched: Option<&HashSet<Vec<u8>>>, change: &Change) -> bool {
+    change.kind == tidewater_core::ChangeKind::Snapshot
+        && touched.is_some_and(|touched| {
+            let key = change.table.key.iter().map(|&k| &change.row[k]);
+            touched.is_empty() || !touched.contains(&key_bytes(key))
+        })
 }
