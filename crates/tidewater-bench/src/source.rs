@@ -254,12 +254,16 @@ impl Db<'_> {
     }
 }
 
+/// How far past the snapshot table's first keys a writer's key change moves a row (so that
+/// the keys it inserts, `rows + i`, count its committed transactions).
+pub const WRITER_MOVED: u64 = 100_000_000;
+
 /// A transaction of a paced writer on the snapshot table (`rows` rows to begin with):
 /// an update, a delete, an insert of a new key and a key change, on keys `k`; then a pause
 /// of `pause_ms`. Transaction `i` inserts key `rows + i`.
 pub fn writer_tx(kind: Kind, table: &str, rows: u64, i: u64, k: [u64; 3], pause_ms: u32) -> String {
     let new = rows + i;
-    let moved = rows + 100_000_000 + i;
+    let moved = rows + WRITER_MOVED + i;
     let [k1, k2, k3] = k;
     let body = format!(
         "UPDATE {table} SET big = big + 1, note = 'written {i}' WHERE id = {k1};\n\

@@ -14,7 +14,7 @@ use super::drain::{drop_pg_slots, wait_caught_up, Target as LogEnd};
 use crate::error::{BenchError, Result};
 use crate::report::{Figure, Target};
 use crate::runner::{unix_seconds, Apply};
-use crate::source::{Db, Kind, SNAPSHOT_COLUMNS};
+use crate::source::{Db, Kind, SNAPSHOT_COLUMNS, WRITER_MOVED};
 use crate::source_tx::{sample_while, TxAges};
 use crate::tools;
 use crate::writer::Writer;
@@ -231,7 +231,7 @@ pub fn copy(
             wait_caught_up(&mut tw, db, &LogEnd::now(db)?, timeout)?;
             let txs = db.sql(&format!(
                 "SELECT count(*) FROM {TABLE} WHERE id > {rows} AND id <= {};",
-                rows + 100_000_000
+                rows + WRITER_MOVED
             ))?;
             (rows, seconds, Some((txs.trim().parse().unwrap_or(0), took)))
         }
