@@ -12,7 +12,7 @@ use tidewater_core::{Error, Result, TableId};
 
 use crate::catalog::{resolve_tables, SourceTable};
 use crate::conn::{connect, flavor, my_error, redact, Flavor};
-use crate::snapshot::quote_ident;
+use crate::snapshot::{mysql_gtid_executed, quote_ident};
 use crate::MySqlSourceConfig;
 
 /// The global variables the checks read; one the server lacks is absent from the map.
@@ -475,6 +475,20 @@ impl Cx<'_> {
         let grants = self.grants().await?;
         let has = |any: &[&str], id: Option<&TableId>| grants.iter().any(|g| g.covers(any, id));
         let mysql = !self.mariadb();
+        // MySQL takes its brief global read lock only where a snapshot's exact position is
+        // needed (`snapshot`): every snapshot without GTIDs, a keyless table's copy with them.
+        let lock = match mysql {
+            false => None,
+            true if mysql_gtid_executed(&mut self.conn).await?.is_none() => Some(
+                "gtid_mode is off: every snapshot's position is read under a brief FLUSH TABLES \
+                 WITH READ LOCK (with gtid_mode = ON, only a table without a primary key needs it)",
+            ),
+            true if tables.iter().any(|t| !t.schema.has_key()) => Some(
+                "a table without a primary key is copied under a brief FLUSH TABLES WITH READ \
+                 LOCK, its exact binlog position",
+            ),
+            true => None,
+        };
         let (mut fails, mut found, mut missing, mut global) = (false, vec![], vec![], vec![]);
         let mut need = |name: &'static str, granted: bool, why: &str, required: bool| {
             if granted {
@@ -489,10 +503,11 @@ impl Cx<'_> {
         need("REPLICATION SLAVE", slave, "to read the binlog", true);
         let client = has(&["REPLICATION CLIENT", "BINLOG MONITOR", "SUPER"], None);
         if mysql {
-            let why = "SHOW MASTER STATUS in the snapshot";
+            let why = "SHOW BINARY LOG STATUS: where each snapshot stands in the binlog";
             need("REPLICATION CLIENT", client, why, true);
-            let why = "the snapshot's brief FLUSH TABLES WITH READ LOCK";
-            need("RELOAD", has(&["RELOAD"], None), why, true);
+            if let Some(why) = lock {
+                need("RELOAD", has(&["RELOAD"], None), why, true);
+            }
         } else {
             let name = match self.version < (10, 5, 2) {
                 true => "REPLICATION CLIENT",

@@ -213,7 +213,8 @@ pub fn my_error(e: mysql_async::Error, context: &str) -> Error {
                 1044 | 1142 | 1143 | 1227 => Some(
                     "the replication user lacks a privilege: it needs REPLICATION SLAVE and \
                      BINLOG MONITOR (MySQL: REPLICATION CLIENT) on *.* and SELECT on the \
-                     replicated tables, and on MySQL RELOAD for the snapshot; `tidewater check` \
+                     replicated tables (MySQL also RELOAD without gtid_mode = ON, for keyless \
+                     tables and for verify); `tidewater check` \
                      prints the exact GRANT statements",
                 ),
                 // Too many connections: the server's, or the account's (an hourly resource

@@ -1,9 +1,10 @@
 //! Tables that join at a restart: selected but not in the replica (`tables` globs widened, or
 //! created while tidewater was stopped), and tables changed while it was stopped in a way the
 //! binlog does not carry (`copy_again`: e.g. `ADD COLUMN ... DEFAULT`). Their rows are copied
-//! at a position of the binlog stream. When the destination copies in chunks (MariaDB: the
-//! stream's `copy` is set), they go through the chunks ("In chunks" below); otherwise (MySQL,
-//! or a destination without chunked copies) as one transaction:
+//! at a position of the binlog stream. When the destination copies in chunks (MariaDB, MySQL with
+//! GTIDs: the stream's `copy` is set), they go through the chunks ("In chunks" below);
+//! otherwise (MySQL without GTIDs, or a destination without chunked copies) as one
+//! transaction:
 //!
 //! 1. a consistent snapshot is opened (its exact binlog position `S`, see `snapshot`);
 //! 2. the stream resumes from the stored position; the joining tables' changes in
@@ -25,11 +26,13 @@
 //! through the chunked copy instead (`tidewater_core::copy`, "Copies again"), and no source
 //! transaction stays open:
 //!
-//! 1. **The cut.** At start the tables are described, a consistent snapshot is opened only
-//!    to learn its exact position `S` and committed at once, and the tables are described
-//!    again ([`Joining::open_in_chunks`]); when a definition differs, again. `S` covers the
-//!    stored position `from` (`snapshot::snapshot_covering`). So the definition `D` of each
-//!    table is the one in force when `S` was taken.
+//! 1. **The cut.** At start the tables are described, the cut `S` is taken (MariaDB: a
+//!    consistent snapshot is opened only to learn its exact position and committed at once;
+//!    MySQL: `gtid_executed`), and the tables are described again
+//!    ([`Joining::open_in_chunks`]); when a definition differs, again. `S` covers the stored
+//!    position `from` (`snapshot::snapshot_covering`; every transaction MySQL's stream
+//!    delivered is in its `gtid_executed`). So the definition `D` of each table is the one in
+//!    force when `S` was taken.
 //! 2. **Before the cut.** The stream resumes at `from`, before the changes made while
 //!    tidewater was stopped, and drops these tables' row events (no table map) and statements
 //!    in every transaction `S` includes, as above. Dropping them is needed, not only allowed:
@@ -81,7 +84,7 @@ use tracing::info;
 use crate::catalog::{describe, SourceTable};
 use crate::conn::{my_error, Flavor};
 use crate::position::BinlogPosition;
-use crate::snapshot::{copy_tables, quote_ident, snapshot_covering};
+use crate::snapshot::{copy_tables, gtid_executed_while_chunked, quote_ident, snapshot_covering};
 use crate::value::ZeroDates;
 
 /// How often the cut of a join in chunks is taken again when a definition changed meanwhile.
@@ -123,22 +126,32 @@ impl Joining {
 
     /// The cut of the tables copied in chunks at a restart ("In chunks" in the module doc):
     /// `join` (selected, not in the replica) and `recopy` (changed while tidewater was stopped
-    /// in a way the binlog does not carry), described before and after a consistent snapshot
-    /// that covers the stored position `from` and is committed at once. MariaDB only (its
-    /// snapshot's position is exact without a lock).
+    /// in a way the binlog does not carry), described before and after the cut `S`: MariaDB,
+    /// the exact position of a consistent snapshot that covers the stored position `from`,
+    /// committed at once; MySQL (with GTIDs), `gtid_executed`. Either holds every transaction
+    /// that wrote a table in an older shape: such a transaction ended (its GTID added to
+    /// `gtid_executed`, its metadata lock released) before the `ALTER` that followed it could
+    /// change the definition, before the first description was read.
     pub async fn open_in_chunks(
         conn: &mut Conn,
         from: &BinlogPosition,
         join: &[TableId],
         recopy: &[TableId],
+        flavor: Flavor,
     ) -> Result<Joining> {
         let ids: Vec<TableId> = join.iter().chain(recopy).cloned().collect();
         let mut before = describe_all(conn, &ids).await?;
         for _ in 0..CUT_TRIES {
-            let at = snapshot_covering(conn, Flavor::MariaDb, from, None).await?;
-            conn.query_drop("COMMIT")
-                .await
-                .map_err(|e| my_error(e, "ending the snapshot transaction"))?;
+            let at = match flavor {
+                Flavor::MySql => BinlogPosition::MySql(gtid_executed_while_chunked(conn).await?),
+                Flavor::MariaDb => {
+                    let at = snapshot_covering(conn, flavor, from, None).await?;
+                    conn.query_drop("COMMIT")
+                        .await
+                        .map_err(|e| my_error(e, "ending the snapshot transaction"))?;
+                    at
+                }
+            };
             let after = describe_all(conn, &ids).await?;
             if before.iter().zip(&after).all(|(b, a)| b.schema == a.schema) {
                 let names: Vec<String> = ids.iter().map(|t| t.to_string()).collect();

@@ -1,12 +1,20 @@
-//! The initial snapshot: every selected table read inside one consistent-snapshot
-//! transaction whose binlog position is known exactly, in primary-key chunks, streamed to the
-//! apply loop as one source transaction.
+//! Consistent snapshots of the source and where they stand in the binlog.
 //!
 //! - MariaDB: `START TRANSACTION WITH CONSISTENT SNAPSHOT` publishes the binlog position of
 //!   that snapshot in `binlog_snapshot_file/position` (no lock at all), turned into the GTID
 //!   state to resume from by `gtid_pos`.
-//! - MySQL: the same transaction started under a brief `FLUSH TABLES WITH READ LOCK` (needs
-//!   RELOAD), reading `@@gtid_executed` / the binlog position before unlocking.
+//! - MySQL with GTIDs, for chunks of keyed tables ([`snapshot_without_lock`]): no lock; the
+//!   snapshot is known to hold every transaction of a `gtid_executed` read before it opened,
+//!   and to show none past the binlog's end read after it opened (the argument is on the
+//!   function).
+//! - MySQL otherwise (GTIDs off; a keyless table's copy, which needs its exact position; a
+//!   table that becomes readable while streaming): the same transaction started under a
+//!   brief `FLUSH TABLES WITH READ LOCK` (needs RELOAD), reading `@@gtid_executed` / the
+//!   binlog position before unlocking.
+//!
+//! And the single-transaction initial snapshot of a destination that does not copy in chunks:
+//! every selected table read inside one such transaction, in primary-key chunks, streamed to
+//! the apply loop as one source transaction.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -85,11 +93,7 @@ pub async fn begin_snapshot(
                 let gtid: Option<(String, String)> = conn
                     .query_first("SELECT @@global.gtid_mode, @@global.gtid_executed")
                     .await?;
-                // MySQL 8.4 renamed SHOW MASTER STATUS.
-                let status: Option<Row> = match conn.query_first("SHOW BINARY LOG STATUS").await {
-                    Ok(row) => row,
-                    Err(_) => conn.query_first("SHOW MASTER STATUS").await?,
-                };
+                let status = binlog_status(conn).await?;
                 Ok::<_, mysql_async::Error>((gtid, status))
             }
             .await;
@@ -100,22 +104,133 @@ pub async fn begin_snapshot(
                 Some((mode, set)) if mode == "ON" => Ok(BinlogPosition::MySql(
                     MySqlGtidSet::parse(&set).map_err(Error::source_fatal)?,
                 )),
-                _ => {
-                    let row = status.ok_or_else(|| {
-                        Error::source_fatal(
-                            "SHOW MASTER STATUS is empty: enable the binary log (log_bin)",
-                        )
-                    })?;
-                    let file: Option<String> = row.get(0);
-                    let pos: Option<u64> = row.get(1);
-                    Ok(BinlogPosition::File {
-                        file: file.unwrap_or_default(),
-                        pos: pos.unwrap_or(4),
-                    })
-                }
+                _ => binlog_end(status),
             }
         }
     }
+}
+
+/// `SHOW BINARY LOG STATUS` (MySQL 8.2+; 8.4 knows no other name), else `SHOW MASTER STATUS`.
+async fn binlog_status(conn: &mut Conn) -> mysql_async::Result<Option<Row>> {
+    match conn.query_first("SHOW BINARY LOG STATUS").await {
+        Ok(row) => Ok(row),
+        Err(_) => conn.query_first("SHOW MASTER STATUS").await,
+    }
+}
+
+/// The binlog's end (file and offset) from a [`binlog_status`] row.
+fn binlog_end(status: Option<Row>) -> Result<BinlogPosition> {
+    let row = status.ok_or_else(|| {
+        Error::source_fatal("SHOW MASTER STATUS is empty: the binary log is off")
+            .with_fix("start the server with log_bin")
+    })?;
+    let file: Option<String> = row.get(0);
+    let pos: Option<u64> = row.get(1);
+    Ok(BinlogPosition::File {
+        file: file.unwrap_or_default(),
+        pos: pos.unwrap_or(4),
+    })
+}
+
+/// MySQL's `@@global.gtid_executed` when `gtid_mode` is `ON`; `None` when GTIDs are off (or
+/// only being switched on: `OFF_PERMISSIVE`, `ON_PERMISSIVE` still log anonymous
+/// transactions).
+pub async fn mysql_gtid_executed(conn: &mut Conn) -> Result<Option<MySqlGtidSet>> {
+    let row: Option<(String, String)> = conn
+        .query_first("SELECT @@global.gtid_mode, @@global.gtid_executed")
+        .await
+        .map_err(|e| my_error(e, "reading gtid_mode and gtid_executed"))?;
+    match row {
+        Some((mode, set)) if mode == "ON" => Ok(Some(
+            MySqlGtidSet::parse(&set).map_err(Error::source_fatal)?,
+        )),
+        _ => Ok(None),
+    }
+}
+
+/// `@@global.gtid_executed` of a MySQL server whose tables are copied in chunks (it had
+/// `gtid_mode = ON` when the run started).
+pub async fn gtid_executed_while_chunked(conn: &mut Conn) -> Result<MySqlGtidSet> {
+    mysql_gtid_executed(conn).await?.ok_or_else(|| {
+        Error::source_fatal("gtid_mode was switched off while copying in chunks")
+            .with_fix("SET GLOBAL gtid_mode = ON, then start tidewater again")
+    })
+}
+
+/// MySQL with GTIDs: opens a consistent snapshot on `conn`, without any lock, that holds
+/// every transaction of `delivered` (rule 1 of `tidewater_core::copy`), and returns the
+/// binlog's end read once it is open: its horizon (rule 4). Which transactions between the
+/// two it shows is not known, which a keyed table's chunk does not need (rule 2); a keyless
+/// table's copy does (rule 3), and takes [`snapshot_covering`] instead.
+///
+/// **Why it holds every delivered transaction.** MySQL's binlog group commit makes a group's
+/// transactions visible in InnoDB (`finish_transaction_in_engines` in the commit stage) and
+/// only then adds their GTIDs to `gtid_executed` (`Gtid_state::update_commit_group`; a
+/// transaction committing on its own, with `binlog_order_commits` off, does the same in
+/// `finish_commit`). So a transaction whose GTID is in a `gtid_executed` read is visible to a
+/// read view created after that read. The set is read first, `delivered` (the stream's
+/// executed set: the transactions it delivered and those before its start) must be in it,
+/// else it is read again, and only then does `START TRANSACTION WITH CONSISTENT SNAPSHOT`
+/// create the read view. A plain position read would not do: the binlog dump sends a
+/// transaction once its events are written (flush and sync stages), before its InnoDB commit,
+/// so the stream can deliver a transaction a new snapshot does not show yet.
+///
+/// **Why the horizon is past everything it shows.** A transaction the read view shows had
+/// finished its InnoDB commit before the view was created, and the commit stage follows the
+/// flush stage that wrote its events to the binlog file, so the binlog's end read after the
+/// snapshot opened is at or past its end. The stream compares it with the end of the last
+/// event it read (`Stream::passed`).
+pub async fn snapshot_without_lock(
+    conn: &mut Conn,
+    delivered: &MySqlGtidSet,
+) -> Result<BinlogPosition> {
+    let err = |what: &'static str| move |e| my_error(e, what);
+    let waiting = Instant::now();
+    let mut retries = 0u32;
+    loop {
+        let executed = gtid_executed_while_chunked(conn).await?;
+        if executed.includes(delivered) {
+            break;
+        }
+        retries += 1;
+        wait_for_visibility(
+            waiting,
+            retries,
+            &delivered.to_string(),
+            &executed.to_string(),
+        )
+        .await?;
+    }
+    conn.query_drop("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        .await
+        .map_err(err("setting the snapshot isolation level"))?;
+    conn.query_drop("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        .await
+        .map_err(err("starting the snapshot transaction"))?;
+    let status = binlog_status(conn)
+        .await
+        .map_err(err("reading the binlog's end after the snapshot opened"))?;
+    binlog_end(status)
+}
+
+/// One more try of a snapshot that missed a transaction the stream delivered: fails after
+/// `MAX_WAIT`, says so after `TELL_AFTER` tries, and waits a little longer each time.
+async fn wait_for_visibility(
+    waiting: Instant,
+    retries: u32,
+    stream: &str,
+    snapshot: &str,
+) -> Result<()> {
+    if waiting.elapsed() > MAX_WAIT {
+        return Err(Error::source_retryable(format!(
+            "the binlog stream is at {stream} but new snapshots stay at {snapshot}"
+        )));
+    }
+    if retries == TELL_AFTER {
+        info!(stream, snapshot, "a snapshot waits for a transaction the stream delivered to become visible at the source (it is in the binlog, but not visible yet)");
+    }
+    tokio::time::sleep(Duration::from_micros(100 << retries.min(9))).await;
+    Ok(())
 }
 
 /// Opens a consistent snapshot on `conn` that holds every transaction up to `position` (the
@@ -147,15 +262,7 @@ pub async fn snapshot_covering(
             .await
             .map_err(|e| my_error(e, "ending a snapshot that missed a delivered commit"))?;
         retries += 1;
-        if waiting.elapsed() > MAX_WAIT {
-            return Err(Error::source_retryable(format!(
-                "the binlog stream is at {position} but new snapshots stay at {at}"
-            )));
-        }
-        if retries == TELL_AFTER {
-            info!(stream = %position, snapshot = %at, "a snapshot waits for a transaction the stream delivered to become visible at the source (it is in the binlog, but not visible yet)");
-        }
-        tokio::time::sleep(Duration::from_micros(100 << retries.min(9))).await;
+        wait_for_visibility(waiting, retries, &position.to_string(), &at.to_string()).await?;
     }
 }
 

@@ -21,7 +21,7 @@ use crate::conn::{
 use crate::guard;
 use crate::join::Joining;
 use crate::position::BinlogPosition;
-use crate::snapshot::{begin_snapshot, copy_tables};
+use crate::snapshot::{begin_snapshot, copy_tables, mysql_gtid_executed};
 use crate::stream::chunks::Copying;
 use crate::stream::Stream;
 
@@ -29,6 +29,9 @@ pub struct MySqlSource {
     config: MySqlSourceConfig,
     conn: Option<Conn>,
     flavor: Flavor,
+    /// Chunked copies are taken without a lock: MariaDB, and MySQL with `gtid_mode = ON`
+    /// (`stream::chunks`).
+    chunks_without_lock: bool,
     tables: Vec<SourceTable>,
 }
 
@@ -38,6 +41,10 @@ impl MySqlSource {
         let mut conn = connect(config.url.expose()).await?;
         let flavor = flavor(&mut conn).await?;
         require_row_binlog(&mut conn).await?;
+        let chunks_without_lock = match flavor {
+            Flavor::MariaDb => true,
+            Flavor::MySql => mysql_gtid_executed(&mut conn).await?.is_some(),
+        };
         let tables = resolve_tables(&mut conn, &config.tables).await?;
         for t in tables.iter().filter(|t| !t.schema.has_key()) {
             warn!(table = %t.schema.id, "table has no primary key: the replica is a multiset and updates/deletes match whole rows; add a primary key");
@@ -47,6 +54,7 @@ impl MySqlSource {
             config,
             conn: Some(conn),
             flavor,
+            chunks_without_lock,
             tables,
         })
     }
@@ -114,6 +122,25 @@ impl MySqlSource {
     }
 }
 
+/// Where the stream of a fresh replica copied in chunks starts: any position is right, as
+/// long as every transaction before it is visible to each chunk's snapshot (they are not
+/// delivered) and every one after it is delivered. MariaDB: the exact position of a consistent
+/// snapshot, opened and ended at once. MySQL: `gtid_executed`, whose every transaction is
+/// visible to a snapshot opened after it was read (`snapshot::snapshot_without_lock`; each
+/// chunk's snapshot is opened after a later read that holds it).
+async fn stream_start(conn: &mut Conn, flavor: Flavor) -> Result<BinlogPosition> {
+    if flavor == Flavor::MySql {
+        if let Some(executed) = mysql_gtid_executed(conn).await? {
+            return Ok(BinlogPosition::MySql(executed));
+        }
+    }
+    let position = begin_snapshot(conn, flavor, None).await?;
+    conn.query_drop("COMMIT")
+        .await
+        .map_err(|e| my_error(e, "ending the snapshot transaction"))?;
+    Ok(position)
+}
+
 /// The binlog must exist and be row-based, or nothing can be replicated.
 async fn require_row_binlog(conn: &mut Conn) -> Result<()> {
     let log_bin = variable(conn, "log_bin").await?.unwrap_or_default();
@@ -150,13 +177,10 @@ impl Source for MySqlSource {
     }
 
     async fn run(&mut self, ctx: SourceContext) -> Result<()> {
-        // MariaDB copies in chunks while streaming when the destination can
-        // (`stream::chunks`), and so do tables that join or are copied again at a start
-        // (`join`); MySQL keeps the single-transaction snapshot and copies.
-        let chunked = ctx
-            .chunked
-            .clone()
-            .filter(|_| self.flavor == Flavor::MariaDb);
+        // MariaDB and MySQL with GTIDs copy in chunks while streaming when the destination
+        // can (`stream::chunks`), and so do tables that join or are copied again at a start
+        // (`join`); MySQL without GTIDs keeps the single-transaction snapshot and copies.
+        let chunked = ctx.chunked.clone().filter(|_| self.chunks_without_lock);
         let mut progress = chunked
             .as_ref()
             .map(|c| c.progress.clone())
@@ -183,11 +207,7 @@ impl Source for MySqlSource {
                     Some(c) => c,
                     None => connect(self.config.url.expose()).await?,
                 };
-                // The stream's start: an exact position (the snapshot's), and nothing read.
-                let position = begin_snapshot(&mut conn, self.flavor, None).await?;
-                conn.query_drop("COMMIT")
-                    .await
-                    .map_err(|e| my_error(e, "ending the snapshot transaction"))?;
+                let position = stream_start(&mut conn, self.flavor).await?;
                 info!(position = %position, tables = self.tables.len(), "copying tables in chunks while streaming");
                 progress = self
                     .tables
@@ -247,7 +267,8 @@ impl Source for MySqlSource {
                     Some(c) => c,
                     None => connect(self.config.url.expose()).await?,
                 };
-                Some(Joining::open_in_chunks(&mut conn, &from, &ctx.backfill, &recopy).await?)
+                let (join, flavor) = (&ctx.backfill, self.flavor);
+                Some(Joining::open_in_chunks(&mut conn, &from, join, &recopy, flavor).await?)
             }
             (true, true) => {
                 let mut conn = match self.conn.take() {
@@ -312,7 +333,7 @@ impl Source for MySqlSource {
         };
         stream.unreplicated = ctx.unreplicated;
         progress.retain(|p| self.tables.iter().any(|t| t.schema.id == p.table));
-        // Kept for the whole run when MariaDB copies in chunks: tables copied again while
+        // Kept for the whole run when the source copies in chunks: tables copied again while
         // streaming go through it too (`stream::recopy`).
         if let Some(chunked) = &chunked {
             let keyless = |id: &TableId| {

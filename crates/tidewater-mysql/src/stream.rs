@@ -95,7 +95,7 @@ pub struct Stream {
     pub recopy_requests: RecopyRequests,
     flavor: Flavor,
     retried: Instant,
-    /// The chunked copies (`chunks`), MariaDB only: the initial snapshot while a table is not
+    /// The chunked copies (`chunks`; MariaDB, MySQL with GTIDs): the initial snapshot while a table is not
     /// consistent yet, and tables copied again while streaming. `None` when the destination
     /// does not copy in chunks.
     pub copy: Option<chunks::Copying>,

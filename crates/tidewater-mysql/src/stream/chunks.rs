@@ -17,8 +17,14 @@
 //! **Keyless tables** are one chunk: their row events are dropped until it, and afterwards
 //! those of transactions the snapshot's position includes, until the stream reaches it.
 //!
-//! MySQL keeps the single-transaction snapshot (its consistent snapshot has no exact binlog
-//! position without a lock; GTID sets read inside the chunk are the way there, not built yet).
+//! **MySQL** (with GTIDs; a server with `gtid_mode` off keeps the single-transaction snapshot)
+//! has no exact position of a consistent snapshot without a lock. A keyed table's chunk does
+//! not need one: its snapshot is opened after a `gtid_executed` read that holds every
+//! delivered transaction (rule 1), and its horizon is the binlog's end read after it opened,
+//! compared with the end of the last event the stream read
+//! (`snapshot::snapshot_without_lock`, where the argument is). A keyless table's copy needs
+//! the exact set of transactions it shows (rule 3), so it is read under the brief
+//! `FLUSH TABLES WITH READ LOCK` of `snapshot::begin_snapshot` (RELOAD), as before.
 
 use std::ops::{Deref, DerefMut};
 use std::time::Instant;
@@ -36,7 +42,7 @@ use crate::conn::{connect, my_error, Flavor};
 use crate::gtid_pos::GtidMemo;
 use crate::position::BinlogPosition;
 use crate::read::{chunk_bounds, read_chunk};
-use crate::snapshot::snapshot_covering;
+use crate::snapshot::{snapshot_covering, snapshot_without_lock};
 use crate::value::ZeroDates;
 
 /// The copy under way: the source-neutral state, and the connections chunks are read on
@@ -90,10 +96,15 @@ async fn read_range<'a>(
     range: &KeyRange,
     limit: usize,
     position: &BinlogPosition,
-    (zero, gtids): (ZeroDates, &GtidMemo),
+    (zero, gtids, flavor): (ZeroDates, &GtidMemo, Flavor),
     mut out: SnapshotRows<'a>,
 ) -> Result<(SnapshotRows<'a>, u64, BinlogPosition)> {
-    let at = snapshot_covering(conn, Flavor::MariaDb, position, Some(gtids)).await?;
+    let at = match (flavor, position) {
+        (Flavor::MySql, BinlogPosition::MySql(delivered)) if table.schema.has_key() => {
+            snapshot_without_lock(conn, delivered).await?
+        }
+        _ => snapshot_covering(conn, flavor, position, Some(gtids)).await?,
+    };
     let rows = read_chunk(conn, table, range, limit, zero, &mut out).await?;
     conn.query_drop("COMMIT")
         .await
@@ -153,7 +164,8 @@ impl Stream {
             commit_time_us: now_us(),
             backlog: tidewater_core::Backlog::Unknown,
         };
-        let (events, position, zero) = (&self.events, &self.position, self.zero);
+        let (events, position, zero, flavor) =
+            (&self.events, &self.position, self.zero, self.flavor);
         let gtids = &self.copy.as_ref().expect("copying").gtids;
         let reads = ranges.iter().zip(conns.iter_mut()).enumerate();
         let reads = reads.map(|(j, (range, conn))| {
@@ -166,7 +178,7 @@ impl Stream {
                 range,
                 limit,
                 position,
-                (zero, gtids),
+                (zero, gtids, flavor),
                 out.holding_all(j > 0),
             )
         });
@@ -195,7 +207,9 @@ impl Stream {
             conns.truncate(1);
         }
         copy.conns = conns;
-        Ok(())
+        // An idle stream may already have read past the last chunk's horizon: the table is
+        // consistent now, not at the next transaction or heartbeat.
+        self.passed().await
     }
 
     /// Between transactions: marks done tables consistent once the stream's position has
@@ -207,11 +221,11 @@ impl Stream {
         let Some(copy) = self.copy.as_mut() else {
             return Ok(());
         };
-        let position = &self.position;
+        let (position, read_to) = (&self.position, (&*self.file, self.event_end));
         let (marked, _) = copy.mark_passed(|h| {
             BinlogPosition::parse(h)
                 .ok()
-                .is_none_or(|h| position.reached(&h))
+                .is_none_or(|h| passed_horizon(position, read_to, &h))
         });
         if marked.is_empty() {
             return Ok(());
@@ -224,5 +238,63 @@ impl Stream {
         self.send(SourceEvent::Begin(tx)).await?;
         self.send(SourceEvent::Progress(marked)).await?;
         self.send(SourceEvent::Commit).await
+    }
+}
+
+/// Whether the stream, after the transaction that ends at `position` and having read the
+/// binlog up to `read_to` (file, end of its last event), has delivered every transaction a
+/// chunk with this horizon shows. A binlog end (MySQL's lock-free chunks, read after the
+/// snapshot opened) is compared with how far the stream has read: every transaction that
+/// ends before it has been read whole and, between transactions, delivered. A position of
+/// the stream's own form is compared as positions are.
+fn passed_horizon(
+    position: &BinlogPosition,
+    (file, end): (&str, u64),
+    horizon: &BinlogPosition,
+) -> bool {
+    match (position, horizon) {
+        (BinlogPosition::File { .. }, _) => position.reached(horizon),
+        (_, BinlogPosition::File { .. }) => BinlogPosition::File {
+            file: file.to_string(),
+            pos: end,
+        }
+        .reached(horizon),
+        _ => position.reached(horizon),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> BinlogPosition {
+        BinlogPosition::parse(s).unwrap()
+    }
+
+    #[test]
+    fn a_binlog_end_horizon_is_passed_by_what_the_stream_has_read() {
+        let gtids = at("mysql-gtid:3e11fa47-71ca-11e1-9e33-c80aa9429562:1-42");
+        let horizon = at("binlog:binlog.000007:1500");
+        // Read up to the horizon or past it, in the same file or a later one.
+        assert!(passed_horizon(&gtids, ("binlog.000007", 1500), &horizon));
+        assert!(passed_horizon(&gtids, ("binlog.000007", 2200), &horizon));
+        assert!(passed_horizon(&gtids, ("binlog.000008", 120), &horizon));
+        // Not yet: short of it, an earlier file, or no file read at all.
+        assert!(!passed_horizon(&gtids, ("binlog.000007", 1499), &horizon));
+        assert!(!passed_horizon(&gtids, ("binlog.000006", 9000), &horizon));
+        assert!(!passed_horizon(&gtids, ("", 0), &horizon));
+        // A horizon of the stream's own form is compared as positions are (the read offset
+        // does not matter): GTID sets, and file positions when GTIDs are off.
+        let exact = at("mysql-gtid:3e11fa47-71ca-11e1-9e33-c80aa9429562:1-40");
+        assert!(passed_horizon(&gtids, ("", 0), &exact));
+        let later = at("mysql-gtid:3e11fa47-71ca-11e1-9e33-c80aa9429562:1-43");
+        assert!(!passed_horizon(&gtids, ("binlog.000009", 4), &later));
+        let file = at("binlog:binlog.000007:900");
+        assert!(passed_horizon(
+            &file,
+            ("binlog.000001", 0),
+            &at("binlog:binlog.000007:900")
+        ));
+        assert!(!passed_horizon(&file, ("binlog.000009", 0), &horizon));
     }
 }
