@@ -19,7 +19,7 @@ use crate::MySqlSourceConfig;
 const VARIABLES: &str = "'log_bin', 'binlog_format', 'binlog_row_image', 'binlog_row_metadata', \
     'binlog_row_value_options', 'gtid_mode', 'gtid_executed', 'gtid_binlog_pos', \
     'gtid_strict_mode', 'server_id', 'expire_logs_days', 'binlog_expire_logs_seconds', \
-    'binlog_expire_logs_auto_purge'";
+    'binlog_expire_logs_auto_purge', 'binlog_transaction_compression'";
 
 const LOG_BIN_FIX: &str = "start the server with the binary log on: in my.cnf under [mysqld] \
     set log_bin = mysql-bin, server_id = <an id unique among your servers>, binlog_format = ROW \
@@ -76,6 +76,7 @@ pub async fn run_checks(cfg: &MySqlSourceConfig, copy_readers: usize) -> Vec<Che
             items.push(cx.server_id().await);
             items.push(cx.retention().await);
             items.extend(cx.row_value_options());
+            items.extend(cx.compression());
             let sessions = cx.sessions(copy_readers).await;
             items.push(sessions.unwrap_or_else(|e| failed("connection limits", &e)));
         }
@@ -220,7 +221,9 @@ impl Cx<'_> {
         let old = self.version < (8, 0, 2);
         let detail = format!(
             "gtid_mode = {mode}: tidewater falls back to binlog file:position, which needs MySQL \
-             8.0.2+{} and does not carry over to another server after a failover",
+             8.0.2+{} and does not carry over to another server after a failover, and copies \
+             tables in one long snapshot transaction started under a brief global read lock \
+             (RELOAD) instead of short chunks without a lock",
             if old { " (this server is older)" } else { "" }
         );
         match old {
@@ -359,6 +362,29 @@ impl Cx<'_> {
         let fix = "SET GLOBAL binlog_row_value_options = ''; and binlog_row_value_options = '' \
                    in my.cnf, so JSON updates are logged whole";
         Some(fail_if(partial, "binlog events", detail, || fix.into()))
+    }
+
+    /// MySQL 8.0.20+ can log each transaction as one compressed payload, which the binlog
+    /// client decompresses whole in memory before handing on its events.
+    fn compression(&self) -> Option<CheckItem> {
+        let on = self
+            .var("binlog_transaction_compression")
+            .filter(|_| !self.mariadb())?
+            == "ON";
+        let detail = match on {
+            true => {
+                "binlog_transaction_compression = ON: each transaction's payload is \
+                     decompressed whole in memory, so one large transaction needs its whole \
+                     size in memory (not the bounded pieces of an uncompressed one)"
+            }
+            false => "binlog_transaction_compression = OFF",
+        };
+        let fix = "SET GLOBAL binlog_transaction_compression = OFF; and \
+                   binlog_transaction_compression = OFF in my.cnf";
+        Some(match on {
+            true => warn("binlog compression", detail, fix),
+            false => ok("binlog compression", detail),
+        })
     }
 
     /// The tables item (and one warning per keyless table) and the selected tables.

@@ -57,6 +57,9 @@ struct OpenTx {
     pending: Vec<Change>,
     /// Estimated bytes of `pending` (`tidewater_core::apply::change_bytes`).
     pending_bytes: usize,
+    /// Its events came in a compressed payload (MySQL `binlog_transaction_compression`),
+    /// which the binlog client decompresses and hands on event by event.
+    compressed: bool,
 }
 
 pub struct Stream {
@@ -356,6 +359,11 @@ impl Stream {
                 }
             }
             EventData::XidEvent(_) => self.commit().await?,
+            EventData::TransactionPayloadEvent(_) => {
+                if let Some(tx) = self.tx.as_mut() {
+                    tx.compressed = true;
+                }
+            }
             EventData::HeartbeatEvent => {
                 self.idle(true).await?;
                 self.passed().await?;
@@ -438,6 +446,21 @@ impl Stream {
             self.copy_joining().await?;
         }
         if let Some(tx) = &self.tx {
+            // The client yields a compressed payload's events after the payload event, and
+            // yields none when it cannot decompress it: a transaction whose payload brought
+            // no commit was lost, whether or not it changed a replicated table.
+            if tx.compressed {
+                return Err(Error::source_fatal(format!(
+                    "the compressed transaction to {} (binlog_transaction_compression) at {}:{} \
+                     could not be read: its payload yielded no commit, so nothing of it was \
+                     applied",
+                    tx.after, self.file, self.event_end
+                ))
+                .with_fix(
+                    "SET GLOBAL binlog_transaction_compression = OFF at the source (and in \
+                     my.cnf), then start tidewater again; it resumes before this transaction",
+                ));
+            }
             if tx.begun {
                 return Err(Error::source_fatal(format!(
                     "transaction to {} never committed in the binlog",
@@ -456,6 +479,7 @@ impl Stream {
             begun: false,
             pending: Vec::new(),
             pending_bytes: 0,
+            compressed: false,
         });
         Ok(())
     }
