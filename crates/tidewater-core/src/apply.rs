@@ -160,6 +160,9 @@ struct OpenBatch {
     committed: Vec<(Position, i64)>,
     /// A keepalive position received after the last complete transaction.
     idle: Option<Position>,
+    /// The source was behind at the last complete transaction: a keepalive then does not end
+    /// the batch (see `SourceEvent::Idle` in `handle`).
+    behind: bool,
     deadline: Option<Instant>,
     /// Changes per table and kind, for the metrics.
     tally: BatchTally,
@@ -460,6 +463,7 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                 // amortising each commit's fixed cost. The source says which; one that cannot
                 // tell is judged by the commit's age.
                 let catching_up = behind(tx.backlog, commit_time_us);
+                b.behind = catching_up;
                 let now = Instant::now();
                 let gathering = self.gathers_copy(b);
                 let group_commit = !catching_up && self.events.is_empty() && !gathering;
@@ -497,9 +501,15 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                 if b.open {
                     b.idle = Some(position);
                     // The source says nothing more is pending: a complete batch is a group
-                    // commit now (the COMMIT before this keepalive saw it queued).
+                    // commit now (the COMMIT before this keepalive saw it queued). Not while
+                    // the source is behind: a keepalive read late says only that nothing was
+                    // pending when the server sent it (a PostgreSQL walsender sends one each
+                    // time it waits for WAL while the reply lags), and committing on it would
+                    // cut the batches that amortise each commit while catching up. The flush
+                    // interval ends such a batch, with this position.
                     if b.tx.is_none()
                         && !b.committed.is_empty()
+                        && !b.behind
                         && self.events.is_empty()
                         && !self.gathers_copy(b)
                     {

@@ -655,6 +655,32 @@ fn a_source_saying_behind_is_batched_even_when_its_commits_are_fresh() {
 }
 
 #[test]
+fn a_keepalive_does_not_end_the_batch_of_a_source_saying_behind() {
+    // A keepalive between the two transactions (a walsender sends one whenever it waits for
+    // WAL while the replies lag): the source is behind, so the flush interval still ends the
+    // batch, not the keepalive.
+    let options = BatchOptions {
+        flush_interval: Duration::from_millis(300),
+        ..LONG
+    };
+    let log = apply_live(options, |sender, acks| {
+        let mut events = Vec::new();
+        tx_with(&mut events, "1", &[3], stats::now_us(), Backlog::Behind);
+        events.push(SourceEvent::Idle(Position("1k".into())));
+        send_all(sender, events);
+        std::thread::sleep(Duration::from_millis(20)); // pacing the source, not synchronising
+        let mut events = Vec::new();
+        tx_with(&mut events, "2", &[3], stats::now_us(), Backlog::Behind);
+        send_all(sender, events);
+        wait_acked(acks, "2");
+    });
+    assert_eq!(
+        log.join("; "),
+        "begin; write 1 #0 x3; write 2 #0 x3; commit 2"
+    );
+}
+
+#[test]
 fn a_source_saying_current_commits_at_once_even_when_its_commits_are_old() {
     // Committed at the source a minute ago (the old age rule called that catching up), but
     // the source has nothing more written: each transaction commits as soon as it is alone
