@@ -24,6 +24,9 @@ pub struct Ddl {
     /// ... WITH TABLE x` or `CONVERT ... TO TABLE x` is in `renamed_to`: its rows came from
     /// elsewhere.
     pub moves_rows: bool,
+    /// `CREATE TABLE IF NOT EXISTS` (not `OR REPLACE`): a no-op where the table exists, yet
+    /// logged all the same.
+    pub if_not_exists: bool,
 }
 
 /// Parses `TRUNCATE/ALTER/DROP/RENAME/CREATE TABLE ...`; other statements give `None`.
@@ -41,8 +44,10 @@ pub fn parse(query: &str, default_db: &str) -> Option<Ddl> {
         _ => return None,
     };
     i += 1;
+    let mut replace = false;
     // CREATE OR REPLACE, ONLINE/IGNORE, TEMPORARY: skip modifiers up to TABLE.
     while i < upper.len() && word(i) != "TABLE" {
+        replace |= word(i) == "REPLACE";
         if !matches!(
             word(i),
             "OR" | "REPLACE" | "ONLINE" | "OFFLINE" | "IGNORE" | "TEMPORARY"
@@ -61,6 +66,7 @@ pub fn parse(query: &str, default_db: &str) -> Option<Ddl> {
     if word(i) == "TABLE" {
         i += 1;
     }
+    let if_not_exists = kind == DdlKind::Create && word(i) == "IF" && word(i + 1) == "NOT";
     if word(i) == "IF" {
         i += if word(i + 1) == "NOT" { 3 } else { 2 };
     }
@@ -119,6 +125,7 @@ pub fn parse(query: &str, default_db: &str) -> Option<Ddl> {
         tables,
         renamed_to,
         moves_rows,
+        if_not_exists: if_not_exists && !replace,
     })
 }
 
@@ -242,6 +249,7 @@ mod tests {
                 tables: vec![t("shop", "orders")],
                 renamed_to: vec![],
                 moves_rows: false,
+                if_not_exists: false,
             })
         );
         assert_eq!(
@@ -301,7 +309,14 @@ mod tests {
         );
         assert!(!d.unwrap().moves_rows);
         let d = parse("CREATE TABLE IF NOT EXISTS n (id int)", "s").unwrap();
+        assert!(d.if_not_exists);
         assert_eq!((d.kind, d.tables), (DdlKind::Create, vec![t("s", "n")]));
+        for q in [
+            "CREATE TABLE n (id int)",
+            "CREATE OR REPLACE TABLE n (id int)",
+        ] {
+            assert!(!parse(q, "s").unwrap().if_not_exists, "{q}");
+        }
         assert_eq!(parse("CREATE TEMPORARY TABLE tmp (id int)", "s"), None);
         assert_eq!(parse("CREATE INDEX i ON t (a)", "s"), None);
         assert_eq!(parse("BEGIN", "s"), None);

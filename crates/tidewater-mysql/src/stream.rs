@@ -6,7 +6,7 @@
 //! commit event arrives. Only transactions that change a selected table reach the apply loop;
 //! after others (and on heartbeats) it hears that nothing is pending up to their position.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -98,6 +98,10 @@ pub struct Stream {
     pub recopy_requests: RecopyRequests,
     flavor: Flavor,
     retried: Instant,
+    /// Replicated tables dropped or renamed away in this run: a `CREATE TABLE IF NOT EXISTS`
+    /// of another name the replica holds changed nothing (the table was there all along: the
+    /// stream would have read its drop), so it is not copied again.
+    gone: HashSet<(String, String)>,
     /// The chunked copies (`chunks`; MariaDB, MySQL with GTIDs): the initial snapshot while a table is not
     /// consistent yet, and tables copied again while streaming. `None` when the destination
     /// does not copy in chunks.
@@ -146,6 +150,7 @@ impl Stream {
             recopy_requests: RecopyRequests::default(),
             flavor,
             retried: Instant::now(),
+            gone: HashSet::new(),
             copy: None,
         }
     }
@@ -608,6 +613,11 @@ impl Stream {
                     .clear(&TableId::new(schema.clone(), name.clone()));
             }
         }
+        // Names no longer there (more than that is safe: at worst a needless copy).
+        if d.kind == DdlKind::Drop || !d.renamed_to.is_empty() {
+            let away = d.tables.iter().filter(|k| !d.renamed_to.contains(k));
+            self.gone.extend(away.cloned());
+        }
         // Renamed into the selection: copied here, so not again as a touched table below.
         let mut renamed_in = Vec::new();
         for (schema, name) in &d.renamed_to {
@@ -656,7 +666,10 @@ impl Stream {
                     // A name the replica holds that now names a new table (created, or
                     // another table renamed to it) is copied again.
                     let named = (id.schema.clone(), id.name.clone());
-                    if kind == DdlKind::Create || d.renamed_to.contains(&named) {
+                    if kind == DdlKind::Create && d.if_not_exists && !self.gone.contains(&named) {
+                        debug!(statement = %query, "CREATE TABLE IF NOT EXISTS of a table that exists: nothing to copy");
+                    } else if kind == DdlKind::Create || d.renamed_to.contains(&named) {
+                        self.gone.remove(&named);
                         self.copy_again_as_now(id, query, NoRowEvents::Created)
                             .await?;
                     } else if d.moves_rows {

@@ -41,8 +41,8 @@ pub(super) enum NoRowEvents {
     /// A `CREATE TABLE` (or a `RENAME` onto it) of a replicated name: the table was dropped or
     /// renamed away before, and a new one took its name. No row event removes the old rows,
     /// and the new table's rows were written under another name. (A `CREATE TABLE IF NOT
-    /// EXISTS` that found the table in place is logged all the same: that copy is needless,
-    /// never wrong.)
+    /// EXISTS` that found the table in place, which MySQL logs all the same, is not one: the
+    /// stream knows which names it saw dropped or renamed away, `Stream::gone`.)
     Created,
     /// A table renamed into the selection (`RENAME TABLE x.t TO shop.t`): unlike a table
     /// created while streaming, it arrives with rows no row event carries.

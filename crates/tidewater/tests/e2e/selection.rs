@@ -291,6 +291,39 @@ fn mariadb_table_created_again_under_its_name() {
     created_again_every_way(|| Rig::mysql(SETUP));
 }
 
+/// `CREATE TABLE IF NOT EXISTS` of a replicated table that exists changes nothing: the table
+/// is not copied again (MySQL logs the statement all the same; MariaDB 10.11 does not log it).
+/// After a `DROP TABLE` it creates a new table under the name, which must be copied again like
+/// any table created again: without the stream's record of dropped names the replica keeps
+/// the old rows (shown: the second half then times out with `b` holding them).
+#[test]
+fn mariadb_create_table_if_not_exists_copies_only_a_new_table() {
+    const AGAIN: &str = "the table is copied again";
+    let mut rig = Rig::mysql(SETUP);
+    let addr = rig.listen_http();
+    rig.start();
+    rig.wait_caught_up(T);
+    rig.sql(
+        "CREATE TABLE IF NOT EXISTS b (id int PRIMARY KEY, v text); \
+         INSERT INTO b VALUES (7, 'after the no-op'); INSERT INTO a VALUES (100, 'x');",
+    );
+    rig.wait_caught_up(T);
+    let log = wait_equal_then_stop(&mut rig, &addr, &["a", "b"]);
+    assert!(
+        !log.contains(AGAIN),
+        "a table that existed was copied again:\n{log}"
+    );
+    rig.start();
+    rig.wait_caught_up(T);
+    rig.sql(
+        "DROP TABLE b; CREATE TABLE IF NOT EXISTS b (id int PRIMARY KEY, v text); \
+         INSERT INTO b VALUES (8, 'new b'); INSERT INTO a VALUES (101, 'y');",
+    );
+    rig.wait_caught_up(T);
+    let log = wait_equal_then_stop(&mut rig, &addr, &["a", "b"]);
+    assert!(log.contains(AGAIN), "the new table was not copied:\n{log}");
+}
+
 /// A session with `binlog_format = STATEMENT` changes a replicated table: the binlog has the
 /// statements, no row events. The table is copied again after them, so the replica holds
 /// their changes (it used to skip them for good).
