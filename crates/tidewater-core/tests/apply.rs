@@ -627,9 +627,22 @@ fn idle_positions_outside_a_batch_are_recorded_before_acknowledged_at_most_once_
 
 /// Two transactions paced 20 ms apart, with this commit time and backlog signal.
 fn two_paced(options: BatchOptions, commit_time_us: i64, backlog: Backlog) -> String {
+    two_paced_keepalive(options, commit_time_us, backlog, false)
+}
+
+/// [`two_paced`], with a keepalive position after the first transaction when `keepalive`.
+fn two_paced_keepalive(
+    options: BatchOptions,
+    commit_time_us: i64,
+    backlog: Backlog,
+    keepalive: bool,
+) -> String {
     let log = apply_live(options, |sender, acks| {
         let mut events = Vec::new();
         tx_with(&mut events, "1", &[3], commit_time_us, backlog);
+        if keepalive {
+            events.push(SourceEvent::Idle(Position("1k".into())));
+        }
         send_all(sender, events);
         std::thread::sleep(Duration::from_millis(20)); // pacing the source, not synchronising
         let mut events = Vec::new();
@@ -663,19 +676,8 @@ fn a_keepalive_does_not_end_the_batch_of_a_source_saying_behind() {
         flush_interval: Duration::from_millis(300),
         ..LONG
     };
-    let log = apply_live(options, |sender, acks| {
-        let mut events = Vec::new();
-        tx_with(&mut events, "1", &[3], stats::now_us(), Backlog::Behind);
-        events.push(SourceEvent::Idle(Position("1k".into())));
-        send_all(sender, events);
-        std::thread::sleep(Duration::from_millis(20)); // pacing the source, not synchronising
-        let mut events = Vec::new();
-        tx_with(&mut events, "2", &[3], stats::now_us(), Backlog::Behind);
-        send_all(sender, events);
-        wait_acked(acks, "2");
-    });
     assert_eq!(
-        log.join("; "),
+        two_paced_keepalive(options, stats::now_us(), Backlog::Behind, true),
         "begin; write 1 #0 x3; write 2 #0 x3; commit 2"
     );
 }
