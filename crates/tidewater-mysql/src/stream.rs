@@ -45,6 +45,9 @@ pub const SILENCE_LIMIT: Duration = Duration::from_secs(15);
 const IDLE_EVERY: Duration = Duration::from_millis(50);
 /// How often tables listed as not replicated are asked again.
 const RETRY_EVERY: Duration = Duration::from_secs(5);
+/// MySQL 8.0.26+'s heartbeat (`HEARTBEAT_LOG_EVENT_V2`), which the binlog client does not
+/// decode: handled as a heartbeat by its type alone.
+const HEARTBEAT_V2_EVENT: u8 = 0x29;
 
 struct OpenTx {
     info: TxInfo,
@@ -261,6 +264,9 @@ impl Stream {
                 .await?;
             return Ok(());
         }
+        if raw == HEARTBEAT_V2_EVENT {
+            return self.heartbeat().await;
+        }
         let data = match event.read_data() {
             Ok(Some(d)) => d,
             Ok(None) => return Ok(()), // MariaDB annotate/checkpoint/GTID list, MySQL extras
@@ -369,15 +375,18 @@ impl Stream {
                     tx.compressed = true;
                 }
             }
-            EventData::HeartbeatEvent => {
-                self.idle(true).await?;
-                self.passed().await?;
-                self.retry_unreplicated().await?;
-                self.recopy_requested().await?;
-            }
+            EventData::HeartbeatEvent => self.heartbeat().await?,
             _ => {}
         }
         Ok(())
+    }
+
+    /// The server is idle (a heartbeat): what waits for a moment between transactions.
+    async fn heartbeat(&mut self) -> Result<()> {
+        self.idle(true).await?;
+        self.passed().await?;
+        self.retry_unreplicated().await?;
+        self.recopy_requested().await
     }
 
     /// The decoder for a table map event: `None` for a table that is not replicated. A table
