@@ -176,6 +176,18 @@ pub fn changed_tables(
     Some(named)
 }
 
+/// The database a `DROP DATABASE | SCHEMA [IF EXISTS] name` removes, with every table in it
+/// (no `DROP TABLE` of them is logged).
+pub fn dropped_database(query: &str) -> Option<String> {
+    let tokens = tokenize(query);
+    let word = |i: usize| tokens.get(i).map(|t| t.to_ascii_uppercase());
+    if word(0)?.as_str() != "DROP" || !matches!(word(1)?.as_str(), "DATABASE" | "SCHEMA") {
+        return None;
+    }
+    let i = if word(2)?.as_str() == "IF" { 4 } else { 2 };
+    tokens.get(i).map(|t| unquote(t))
+}
+
 fn unquote(s: &str) -> String {
     s.strip_prefix('`')
         .and_then(|s| s.strip_suffix('`'))
@@ -316,6 +328,14 @@ mod tests {
             "CREATE OR REPLACE TABLE n (id int)",
         ] {
             assert!(!parse(q, "s").unwrap().if_not_exists, "{q}");
+        }
+        for (q, db) in [
+            ("DROP DATABASE shop", Some("shop")),
+            ("drop schema if exists `sh``op`", Some("sh`op")),
+            ("DROP TABLE shop", None),
+            ("DROP DATABASE", None),
+        ] {
+            assert_eq!(dropped_database(q).as_deref(), db, "{q}");
         }
         assert_eq!(parse("CREATE TEMPORARY TABLE tmp (id int)", "s"), None);
         assert_eq!(parse("CREATE INDEX i ON t (a)", "s"), None);

@@ -101,7 +101,8 @@ pub struct Stream {
     pub recopy_requests: RecopyRequests,
     flavor: Flavor,
     retried: Instant,
-    /// Replicated tables dropped or renamed away in this run: a `CREATE TABLE IF NOT EXISTS`
+    /// Replicated tables dropped (themselves or their database) or renamed away in this run:
+    /// a `CREATE TABLE IF NOT EXISTS`
     /// of another name the replica holds changed nothing (the table was there all along: the
     /// stream would have read its drop), so it is not copied again.
     gone: HashSet<(String, String)>,
@@ -612,6 +613,10 @@ impl Stream {
     /// A statement logged as its own transaction (DDL). TRUNCATE of a selected table is
     /// replicated; other DDL on selected tables is checked when their rows arrive.
     async fn statement(&mut self, query: &str, db: &str) -> Result<()> {
+        if let Some(dropped) = ddl::dropped_database(query) {
+            let away = self.tables.keys().filter(|(schema, _)| *schema == dropped);
+            self.gone.extend(away.cloned());
+        }
         let Some(d) = ddl::parse(query, db) else {
             return Ok(());
         };
