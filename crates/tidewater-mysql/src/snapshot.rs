@@ -8,9 +8,9 @@
 //!   and to show none past the binlog's end read after it opened (the argument is on the
 //!   function).
 //! - MySQL otherwise (GTIDs off; a keyless table's copy, which needs its exact position; a
-//!   table that becomes readable while streaming): the same transaction started under a
-//!   brief `FLUSH TABLES WITH READ LOCK` (needs RELOAD), reading `@@gtid_executed` / the
-//!   binlog position before unlocking.
+//!   table that becomes readable while streaming; `verify`): the same transaction started
+//!   under a brief `FLUSH TABLES WITH READ LOCK` (needs RELOAD), reading `@@gtid_executed` /
+//!   the binlog position before unlocking.
 //!
 //! And the single-transaction initial snapshot of a destination that does not copy in chunks:
 //! every selected table read inside one such transaction, in primary-key chunks, streamed to
