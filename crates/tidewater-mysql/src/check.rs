@@ -12,7 +12,7 @@ use tidewater_core::{Error, Result, TableId};
 
 use crate::catalog::{resolve_tables, SourceTable};
 use crate::conn::{connect, flavor, my_error, redact, Flavor};
-use crate::snapshot::{mysql_gtid_executed, quote_ident};
+use crate::snapshot::quote_ident;
 use crate::MySqlSourceConfig;
 
 /// The global variables the checks read; one the server lacks is absent from the map.
@@ -505,7 +505,7 @@ impl Cx<'_> {
         // needed (`snapshot`): every snapshot without GTIDs, a keyless table's copy with them.
         let lock = match mysql {
             false => None,
-            true if mysql_gtid_executed(&mut self.conn).await?.is_none() => Some(
+            true if self.var("gtid_mode") != Some("ON") => Some(
                 "gtid_mode is off: every snapshot's position is read under a brief FLUSH TABLES \
                  WITH READ LOCK (with gtid_mode = ON, only a table without a primary key needs it)",
             ),
