@@ -362,6 +362,18 @@ impl DuckDbSink {
         Ok(())
     }
 
+    /// Appends changes straight into a table's replica (and `_log`), past staging.
+    fn append_direct(&mut self, id: &TableId, pending: &[Pending]) -> Result<()> {
+        let t = self.tables.get_mut(id).expect("prepared table");
+        let rows: Vec<direct::RowMeta> = pending.iter().map(Pending::meta).collect();
+        let now = format_utc_micros(now_us());
+        let log = self.options.log_tables;
+        direct::append(&self.conn, &t.sql.schema, &t.sql.replica, &rows, log, &now)?;
+        self.counts.appends += 1 + u64::from(log);
+        t.changes += pending.len() as u64;
+        Ok(())
+    }
+
     /// Appends a table's buffered changes to its staging table with one Appender.
     fn append_pending(&mut self, id: &TableId) -> Result<()> {
         let t = self.tables.get_mut(id).expect("prepared table");
@@ -375,40 +387,23 @@ impl DuckDbSink {
             let (append, rest): (Vec<Pending>, Vec<Pending>) = pending.into_iter().partition(|p| {
                 direct::can_append(&p.change) && copying::appends_fresh(touched, &p.change)
             });
-            let t = self.tables.get_mut(id).expect("prepared table");
             if !append.is_empty() {
-                let rows: Vec<direct::RowMeta> = append.iter().map(Pending::meta).collect();
-                let now = format_utc_micros(now_us());
-                let log = self.options.log_tables;
-                direct::append(&self.conn, &t.sql.schema, &t.sql.replica, &rows, log, &now)?;
-                self.counts.appends += 1 + u64::from(log);
-                t.changes += append.len() as u64;
+                self.append_direct(id, &append)?;
             }
             if rest.is_empty() {
                 return Ok(());
             }
             pending = rest;
         }
-        let t = self.tables.get_mut(id).expect("prepared table");
+        let t = &self.tables[id];
         if t.staged == 0
             && !t.lenient
             && direct::supported(&t.sql.schema)
             && pending.iter().all(|p| direct::can_append(&p.change))
         {
-            let rows: Vec<direct::RowMeta> = pending.iter().map(Pending::meta).collect();
-            let now = format_utc_micros(now_us());
-            direct::append(
-                &self.conn,
-                &t.sql.schema,
-                &t.sql.replica,
-                &rows,
-                self.options.log_tables,
-                &now,
-            )?;
-            self.counts.appends += 1 + u64::from(self.options.log_tables);
-            t.changes += pending.len() as u64;
-            return Ok(());
+            return self.append_direct(id, &pending);
         }
+        let t = self.tables.get_mut(id).expect("prepared table");
         for p in &pending {
             t.observe(&p.change);
         }
