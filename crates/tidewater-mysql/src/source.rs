@@ -43,7 +43,7 @@ impl MySqlSource {
         require_row_binlog(&mut conn).await?;
         let chunks_without_lock = match flavor {
             Flavor::MariaDb => true,
-            Flavor::MySql => mysql_gtid_executed(&mut conn).await?.is_some(),
+            Flavor::MySql => variable(&mut conn, "gtid_mode").await?.as_deref() == Some("ON"),
         };
         let tables = resolve_tables(&mut conn, &config.tables).await?;
         for t in tables.iter().filter(|t| !t.schema.has_key()) {
