@@ -34,7 +34,6 @@ use tidewater_core::{
 use tracing::debug;
 
 use crate::checkpoint::Checkpoints;
-use crate::columns::Columns;
 use crate::config::DuckDbOptions;
 use crate::direct;
 use crate::guard;
@@ -42,7 +41,7 @@ use crate::order::log_position;
 use crate::rowwise;
 use crate::schema::{evolve_table, prepare_table, prepare_tables};
 use crate::sql::{exec, in_transaction, run_cached};
-use crate::staged::{op_code, text_value, Pending, Shape, TableState};
+use crate::staged::{self, Pending, Shape, TableState};
 use crate::state;
 
 mod copying;
@@ -300,7 +299,7 @@ impl DuckDbSink {
     /// staging; `true` when there were any (the caller clears them before the table stages
     /// again).
     fn merge_rows(&mut self, id: &TableId) -> Result<bool> {
-        self.append_pending(id)?;
+        self.append_pending(id, true)?;
         let conn = &self.conn;
         let t = self.tables.get_mut(id).expect("prepared table");
         if t.staged == 0 {
@@ -357,7 +356,7 @@ impl DuckDbSink {
         let t = self.table(id)?;
         t.pending.push(pending);
         if t.pending.len() >= APPEND_ROWS {
-            self.append_pending(id)?;
+            self.append_pending(id, false)?;
         }
         Ok(())
     }
@@ -374,8 +373,9 @@ impl DuckDbSink {
         Ok(())
     }
 
-    /// Appends a table's buffered changes to its staging table with one Appender.
-    fn append_pending(&mut self, id: &TableId) -> Result<()> {
+    /// Appends a table's buffered changes to its staging table with one Appender; `merging`
+    /// when its merge follows at once (no more of the batch's changes will be staged).
+    fn append_pending(&mut self, id: &TableId, merging: bool) -> Result<()> {
         let t = self.tables.get_mut(id).expect("prepared table");
         if t.pending.is_empty() {
             return Ok(());
@@ -414,25 +414,14 @@ impl DuckDbSink {
             direct::append_log(&self.conn, &t.sql.schema, &rows, &now)?;
             self.counts.appends += 1;
         }
+        let changes = pending.len();
+        if merging && t.staged == 0 && t.shape == Shape::RepeatedKeys && !t.sql.logs_from_stage() {
+            // Every change of the table is here and logged: the replica needs each key's last.
+            pending = staged::last_per_key(pending);
+            t.shape = Shape::KeysOnce;
+        }
         let what = format!("staging changes of {id}");
-        let mut columns = Columns::with_rows(pending.len());
-        columns.ints(pending.iter().map(|_| t.sql.index as i64));
-        columns.ints(pending.iter().map(|p| p.seq));
-        columns.ints(pending.iter().map(|p| p.txseq));
-        columns.ints(pending.iter().map(|p| p.tx));
-        columns.text(pending.iter().map(|p| Ok(Some(op_code(p.change.kind)))))?;
-        columns.text(pending.iter().map(|p| Ok(Some(&*p.position))))?;
-        columns.text(pending.iter().map(|p| Ok(Some(&*p.commit_ts))))?;
-        columns.bools(pending.iter().map(|p| p.change.old.is_some()));
-        for i in 0..t.sql.schema.columns.len() {
-            columns.text(pending.iter().map(|p| text_value(p.change.row.get(i), id)))?;
-        }
-        for k in 0..t.sql.schema.key.len() {
-            columns.text(pending.iter().map(|p| match &p.change.old {
-                Some(old) => text_value(old.get(k), id),
-                None => Ok(None),
-            }))?;
-        }
+        let columns = staged::stage_columns(&t.sql, &pending)?;
         let mut appender = self
             .conn
             .appender_to_catalog_and_db(&t.sql.stage, "temp", "main")
@@ -448,7 +437,7 @@ impl DuckDbSink {
             .iter()
             .map(|p| change_bytes(&p.change))
             .sum::<usize>();
-        t.changes += pending.len() as u64;
+        t.changes += changes as u64;
         if t.staged >= STAGE_FLUSH_ROWS || t.staged_bytes >= STAGE_FLUSH_BYTES {
             self.merge(id)?;
         }

@@ -203,6 +203,12 @@ impl TableSql {
         }
     }
 
+    /// Whether the `_log` rows are inserted from staging at the merge (tables the Appender
+    /// cannot write), so that every staged change must stay in staging until then.
+    pub fn logs_from_stage(&self) -> bool {
+        self.insert_log.is_some()
+    }
+
     fn typed_columns(&self) -> Vec<String> {
         let cols = self.schema.columns.iter();
         cols.map(|c| format!("{} {}", quote_ident(&c.name), duckdb_type(&c.ty)))
