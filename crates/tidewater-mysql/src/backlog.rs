@@ -19,7 +19,7 @@ use mysql_async::{Conn, Row};
 use tidewater_core::backlog::{backlog_at, EndPoll, PolledEnd};
 use tidewater_core::{Backlog, Result};
 
-use crate::conn::{connect, my_error, Flavor};
+use crate::conn::{binlog_status_statements, connect, my_error, Flavor};
 use crate::position::file_number;
 
 /// The server's end of binlog, polled; `backlog` compares a delivered position with it.
@@ -30,8 +30,8 @@ impl BinlogEnd {
     pub fn start(url: String, flavor: Flavor) -> BinlogEnd {
         BinlogEnd(PolledEnd::start(async move {
             connect(&url).await.map(|conn| Status {
+                statements: binlog_status_statements(flavor, conn.server_version()),
                 conn,
-                renamed: flavor == Flavor::MySql,
             })
         }))
     }
@@ -76,26 +76,21 @@ fn backlog_across_files(polled: u64, delivered: u64) -> Backlog {
 
 struct Status {
     conn: Conn,
-    /// MySQL 8.2+ names it `SHOW BINARY LOG STATUS` (8.4 knows no other name); MariaDB and
-    /// older MySQL `SHOW MASTER STATUS`. Tried first for MySQL, dropped when it fails.
-    renamed: bool,
+    /// The statement the server's version knows, then the other: the first is dropped when
+    /// it fails.
+    statements: [&'static str; 2],
 }
 
 impl EndPoll for Status {
     async fn poll(&mut self) -> Result<Option<u64>> {
-        let row: Option<Row> = if self.renamed {
-            match self.conn.query_first("SHOW BINARY LOG STATUS").await {
-                Ok(row) => row,
-                Err(_) => {
-                    self.renamed = false;
-                    return Ok(None);
-                }
+        let [first, second] = self.statements;
+        let row: Option<Row> = match self.conn.query_first(first).await {
+            Ok(row) => row,
+            Err(_) if first != second => {
+                self.statements = [second, second];
+                return Ok(None);
             }
-        } else {
-            self.conn
-                .query_first("SHOW MASTER STATUS")
-                .await
-                .map_err(|e| my_error(e, "asking for the binlog's end"))?
+            Err(e) => return Err(my_error(e, "asking for the binlog's end")),
         };
         Ok(row.and_then(|row| {
             let file: String = row.get(0)?;

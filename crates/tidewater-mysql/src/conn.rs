@@ -25,6 +25,21 @@ impl Flavor {
     }
 }
 
+/// The statements that show the binlog's end (file and offset), the likely one first:
+/// MySQL 8.2 renamed `SHOW MASTER STATUS` to `SHOW BINARY LOG STATUS` (8.4 knows only the new
+/// name); MariaDB, whose versions (10.x, 11.x) look newer, and MySQL before 8.2 know only the
+/// old. The second is for a server whose version says otherwise (a fork), so that no
+/// version asks twice per read.
+pub fn binlog_status_statements(flavor: Flavor, version: (u16, u16, u16)) -> [&'static str; 2] {
+    const RENAMED: &str = "SHOW BINARY LOG STATUS";
+    const OLD: &str = "SHOW MASTER STATUS";
+    if flavor == Flavor::MySql && version >= (8, 2, 0) {
+        [RENAMED, OLD]
+    } else {
+        [OLD, RENAMED]
+    }
+}
+
 pub fn parse_opts(url: &str) -> Result<Opts> {
     let (url, tls) = split_tls_params(url)?;
     let opts = Opts::from_url(&url).map_err(|e| {
@@ -269,6 +284,18 @@ fn is_tls_failure(e: &mysql_async::IoError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_binlog_status_statement_follows_the_servers_version() {
+        let renamed = ["SHOW BINARY LOG STATUS", "SHOW MASTER STATUS"];
+        let old = ["SHOW MASTER STATUS", "SHOW BINARY LOG STATUS"];
+        assert_eq!(binlog_status_statements(Flavor::MySql, (8, 4, 3)), renamed);
+        assert_eq!(binlog_status_statements(Flavor::MySql, (8, 2, 0)), renamed);
+        assert_eq!(binlog_status_statements(Flavor::MySql, (8, 0, 36)), old);
+        assert_eq!(binlog_status_statements(Flavor::MySql, (5, 7, 44)), old);
+        // MariaDB's versions are higher, its statement the old one.
+        assert_eq!(binlog_status_statements(Flavor::MariaDb, (11, 4, 2)), old);
+    }
 
     #[test]
     fn redaction_drops_the_password() {

@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info};
 
 use crate::catalog::SourceTable;
-use crate::conn::{my_error, Flavor};
+use crate::conn::{binlog_status_statements, my_error, Flavor};
 use crate::gtid::MySqlGtidSet;
 use crate::gtid_pos::{gtid_at, GtidMemo};
 use crate::position::BinlogPosition;
@@ -110,11 +110,13 @@ pub async fn begin_snapshot(
     }
 }
 
-/// `SHOW BINARY LOG STATUS` (MySQL 8.2+; 8.4 knows no other name), else `SHOW MASTER STATUS`.
+/// The binlog's end of a MySQL server ([`binlog_status_statements`]: one round trip for the
+/// statement its version knows, the other only if that fails).
 async fn binlog_status(conn: &mut Conn) -> mysql_async::Result<Option<Row>> {
-    match conn.query_first("SHOW BINARY LOG STATUS").await {
+    let [likely, other] = binlog_status_statements(Flavor::MySql, conn.server_version());
+    match conn.query_first(likely).await {
         Ok(row) => Ok(row),
-        Err(_) => conn.query_first("SHOW MASTER STATUS").await,
+        Err(_) => conn.query_first(other).await,
     }
 }
 
