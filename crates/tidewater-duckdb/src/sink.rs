@@ -326,9 +326,18 @@ impl DuckDbSink {
                 steps.push((&sql.insert_live, INSERT));
             }
         }
-        self.counts.statements += steps.len() as u64;
-        for (statement, what) in steps {
-            run_cached(conn, statement, &format_args!("{what} {id}"))?;
+        if let (Shape::KeysOnce, true, false, Some(update)) =
+            (t.shape, t.only_updates, t.lenient, &sql.update_once)
+        {
+            // In place; a key the replica lacks (never the case in a replica equal to the
+            // source) falls back to the delete and insert, which give every staged row.
+            let fallback = steps.split_off(steps.len() - 2);
+            steps.push((update, "updating replica"));
+            if run_steps(conn, steps, id, &mut self.counts)? < t.staged {
+                run_steps(conn, fallback, id, &mut self.counts)?;
+            }
+        } else {
+            run_steps(conn, steps, id, &mut self.counts)?;
         }
         debug!(table = %id, rows = t.staged, "merged staged changes");
         t.reset_staging();
@@ -466,6 +475,21 @@ impl DuckDbSink {
         self.table(&id)?.changes += 1;
         Ok(())
     }
+}
+
+/// Runs a table's merge statements in order; the rows the last one changed.
+fn run_steps(
+    conn: &Connection,
+    steps: Vec<(&String, &str)>,
+    id: &TableId,
+    counts: &mut Counts,
+) -> Result<usize> {
+    counts.statements += steps.len() as u64;
+    let mut rows = 0;
+    for (statement, what) in steps {
+        rows = run_cached(conn, statement, &format_args!("{what} {id}"))?;
+    }
+    Ok(rows)
 }
 
 /// Changes that the set-based path cannot apply: an update whose unchanged (TOAST) values

@@ -13,14 +13,20 @@ pub(crate) fn exec(conn: &Connection, sql: &str, what: &dyn std::fmt::Display) -
         .map_err(|e| Error::sink(format!("{what}: {e}")))
 }
 
-/// A statement run once per batch and table: parsed and planned once, then cached.
-pub(crate) fn run_cached(conn: &Connection, sql: &str, what: &dyn std::fmt::Display) -> Result<()> {
+/// A statement run once per batch and table: parsed and planned once, then cached. Returns
+/// the rows it changed.
+pub(crate) fn run_cached(
+    conn: &Connection,
+    sql: &str,
+    what: &dyn std::fmt::Display,
+) -> Result<usize> {
     let started = std::time::Instant::now();
-    conn.prepare_cached(sql)
+    let rows = conn
+        .prepare_cached(sql)
         .and_then(|mut stmt| stmt.execute([]))
         .map_err(|e| Error::sink(format!("{what}: {e}")))?;
     tracing::trace!(micros = started.elapsed().as_micros() as u64, "{what}");
-    Ok(())
+    Ok(rows)
 }
 
 pub fn qualified(id: &TableId) -> String {

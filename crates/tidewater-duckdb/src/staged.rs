@@ -58,6 +58,9 @@ pub(crate) struct TableState {
     /// Keys of the staged streamed changes, while the shape is not yet `Mixed`.
     pub keys: HashSet<Vec<u8>>,
     pub has_snapshot_rows: bool,
+    /// Every staged change is an update that keeps its key (`TableSql::update_once` may
+    /// apply them).
+    pub only_updates: bool,
     pub changes: u64,
     /// A keyed table whose chunked copy is not consistent yet (`tidewater_core::copy`):
     /// every staged change is applied as an upsert or a delete (snapshot rows and inserts
@@ -86,6 +89,7 @@ impl TableState {
             shape: Shape::InsertsOnly,
             keys: HashSet::new(),
             has_snapshot_rows: false,
+            only_updates: true,
             changes: 0,
             lenient: false,
             fresh_copy: false,
@@ -98,10 +102,12 @@ impl TableState {
         self.shape = Shape::InsertsOnly;
         self.keys.clear();
         self.has_snapshot_rows = false;
+        self.only_updates = true;
     }
 
     /// Narrows down how the staged changes must be applied, as each one is staged.
     pub fn observe(&mut self, change: &Change) {
+        self.only_updates &= change.kind == ChangeKind::Update && change.old.is_none();
         if self.lenient {
             // Upserts: delete each touched key, insert its last image.
             self.shape = self.shape.max(Shape::RepeatedKeys);

@@ -48,6 +48,12 @@ pub struct TableSql {
     /// was a delete (cheaper than `insert_live`, which must also order the old keys).
     pub insert_last: String,
     pub insert_once: String,
+    /// Keyed tables with columns besides the key, whose staged changes are updates of each
+    /// key once that change no key: the non-key columns set in place. DuckDB then rewrites
+    /// neither the rows nor the key index (2–7× faster than `delete_once` + `insert_once`
+    /// from 100 to 50,000 rows, docs/performance.md); a staged key the replica lacks is not
+    /// updated, which the caller sees in the count.
+    pub update_once: Option<String>,
     /// Removes this table's staged rows (a merge in the middle of a batch).
     pub clear_stage: String,
     /// Removes every staged row of the shape (after the batch's merges).
@@ -184,6 +190,7 @@ impl TableSql {
                 staged.join(", ")
             )
         });
+        let update_once = update_in_place(&schema, &replica, &stage_q);
         TableSql {
             replica: target,
             index,
@@ -200,6 +207,7 @@ impl TableSql {
             delete_once,
             insert_last,
             insert_once,
+            update_once,
         }
     }
 
@@ -275,6 +283,29 @@ pub fn column_list(schema: &TableSchema) -> String {
 /// Every (key, event) the staged changes imply, typed like the replica key:
 /// `_sub = 0` removes the old key (deletes, key-changing updates), `_sub = 1` sets a live
 /// image for the new key. The last event per key decides its final state.
+/// `UPDATE` of the non-key columns from the staged rows of `stage_q`, matched by key; `None`
+/// for a keyless table or one whose columns are all key columns.
+fn update_in_place(schema: &TableSchema, replica: &str, stage_q: &str) -> Option<String> {
+    let cast = |i: usize| cast_from_text(&format!("s.c{i}"), &schema.columns[i].ty);
+    let set: Vec<String> = (0..schema.columns.len())
+        .filter(|i| !schema.key.contains(i))
+        .map(|i| format!("{} = {}", quote_ident(&schema.columns[i].name), cast(i)))
+        .collect();
+    if !schema.has_key() || set.is_empty() {
+        return None;
+    }
+    let matches: Vec<String> = schema
+        .key
+        .iter()
+        .map(|&k| format!("r.{} = {}", quote_ident(&schema.columns[k].name), cast(k)))
+        .collect();
+    Some(format!(
+        "UPDATE {replica} AS r SET {} FROM {stage_q} s WHERE {}",
+        set.join(", "),
+        matches.join(" AND ")
+    ))
+}
+
 fn touched_keys(schema: &TableSchema, stage: &str) -> String {
     let key_ty = |i: usize| -> &ColumnType { &schema.columns[schema.key[i]].ty };
     let old: Vec<String> = (0..schema.key.len())

@@ -219,6 +219,39 @@ fn staging_shapes(primary_key: bool) {
 }
 
 #[test]
+fn updates_of_each_key_once_apply_in_place_and_one_of_a_missing_key_still_lands() {
+    for primary_key in [true, false] {
+        let t = table("t", true);
+        let mut f = Fixture::with_primary_key(std::slice::from_ref(&t), primary_key);
+        use ChangeKind::*;
+        f.batch(vec![(1..=3).map(|i| change(&t, Insert, i, "i")).collect()]);
+        // Updates only, each key once: set in place.
+        f.batch(vec![
+            vec![change(&t, Update, 1, "u1")],
+            vec![change(&t, Update, 3, "u3")],
+        ]);
+        assert_eq!(f.replica("t"), "1|u1 2|i 3|u3");
+        // Repeated updates of a key: its last image, in place.
+        f.batch(vec![
+            vec![change(&t, Update, 2, "a")],
+            vec![change(&t, Update, 2, "b"), change(&t, Update, 1, "c")],
+        ]);
+        assert_eq!(f.replica("t"), "1|c 2|b 3|u3");
+        // An update of a key the replica lacks (a replica that differs, which `verify`
+        // reports): the batch still leaves every staged image, as delete and insert did.
+        f.batch(vec![vec![
+            change(&t, Update, 9, "missing"),
+            change(&t, Update, 3, "u3 again"),
+        ]]);
+        assert_eq!(f.replica("t"), "1|c 2|b 3|u3 again 9|missing");
+        assert_eq!(
+            f.rows("SELECT CAST(count(*) AS VARCHAR) FROM s.t_log WHERE _metadata_change_type = 'UPDATE'"),
+            ["7"]
+        );
+    }
+}
+
+#[test]
 fn truncate_and_keyless_tables() {
     let t = table("t", true);
     let k = table("k", false);
