@@ -11,6 +11,7 @@ mod forget;
 pub mod guard;
 mod layouts;
 mod log_restart;
+mod merge;
 mod order;
 pub mod read;
 mod rowwise;

@@ -37,6 +37,7 @@ use crate::checkpoint::Checkpoints;
 use crate::config::DuckDbOptions;
 use crate::direct;
 use crate::guard;
+use crate::merge;
 use crate::order::log_position;
 use crate::rowwise;
 use crate::schema::{evolve_table, prepare_table, prepare_tables};
@@ -305,40 +306,7 @@ impl DuckDbSink {
         if t.staged == 0 {
             return Ok(false);
         }
-        const DELETE: &str = "applying deletes/updates to replica";
-        const INSERT: &str = "applying changes to replica";
-        let sql = &t.sql;
-        let mut steps: Vec<(&String, &str)> = sql
-            .insert_log
-            .iter()
-            .map(|l| (l, "appending to the change log of"))
-            .collect();
-        match (t.shape, &sql.delete_once) {
-            (Shape::InsertsOnly, _) => steps.push((&sql.insert_all, "inserting into replica")),
-            (Shape::KeysOnce, Some(delete)) => {
-                steps.extend([(delete, DELETE), (&sql.insert_once, INSERT)])
-            }
-            (Shape::RepeatedKeys, Some(delete)) => {
-                steps.extend([(delete, DELETE), (&sql.insert_last, INSERT)])
-            }
-            _ => {
-                steps.extend(sql.delete_touched.iter().map(|d| (d, DELETE)));
-                steps.push((&sql.insert_live, INSERT));
-            }
-        }
-        if let (Shape::KeysOnce, true, false, Some(update)) =
-            (t.shape, t.only_updates, t.lenient, &sql.update_once)
-        {
-            // In place; a key the replica lacks (never the case in a replica equal to the
-            // source) falls back to the delete and insert, which give every staged row.
-            let fallback = steps.split_off(steps.len() - 2);
-            steps.push((update, "updating replica"));
-            if run_steps(conn, steps, id, &mut self.counts)? < t.staged {
-                run_steps(conn, fallback, id, &mut self.counts)?;
-            }
-        } else {
-            run_steps(conn, steps, id, &mut self.counts)?;
-        }
+        self.counts.statements += merge::apply_staged(conn, t)?;
         debug!(table = %id, rows = t.staged, "merged staged changes");
         t.reset_staging();
         Ok(true)
@@ -475,21 +443,6 @@ impl DuckDbSink {
         self.table(&id)?.changes += 1;
         Ok(())
     }
-}
-
-/// Runs a table's merge statements in order; the rows the last one changed.
-fn run_steps(
-    conn: &Connection,
-    steps: Vec<(&String, &str)>,
-    id: &TableId,
-    counts: &mut Counts,
-) -> Result<usize> {
-    counts.statements += steps.len() as u64;
-    let mut rows = 0;
-    for (statement, what) in steps {
-        rows = run_cached(conn, statement, &format_args!("{what} {id}"))?;
-    }
-    Ok(rows)
 }
 
 /// Changes that the set-based path cannot apply: an update whose unchanged (TOAST) values
