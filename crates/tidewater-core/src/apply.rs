@@ -4,8 +4,7 @@
 //! transaction with the position of its last transaction. It commits at a transaction
 //! boundary when no further event is waiting and the source is not behind (its own backlog
 //! signal, [`Backlog`] on the transaction; a source that cannot tell is judged by the
-//! transaction's commit time) or the batch has gathered for as long as the last commit took
-//! ([`ripe`]), when `flush_interval` has passed since its first complete
+//! transaction's commit time), when `flush_interval` has passed since its first complete
 //! transaction, or when it holds `max_batch_rows` changes or `max_batch_bytes` of values
 //! (estimated by [`change_bytes`]) or has touched `max_batch_tables` tables; a batch holding
 //! a copy's chunks follows the sink's [`CopyBatch`] or copy commit rationing instead. Only
@@ -217,19 +216,6 @@ fn behind(backlog: Backlog, commit_time_us: i64) -> bool {
     }
 }
 
-/// Whether a batch may group-commit (when nothing more is queued): always while the source is
-/// current; while it is behind, once the batch has gathered (since its first complete
-/// transaction) for as long as the last commit took. So the commits' fixed cost stays at
-/// most about half of the loop's time, and batches still grow when commits are slow or the
-/// queue never empties (then up to the flush interval and the size limits), but a source
-/// that is behind only by what arrives during one commit (its peak rate, with the apply
-/// loop keeping up) is not held for the whole flush interval, which would keep it behind:
-/// its batches wait about one commit's time. Before the first commit nothing is known, and
-/// a batch behind waits as before.
-pub fn ripe(behind: bool, gathered: Duration, last_commit_cost: Option<Duration>) -> bool {
-    !behind || last_commit_cost.is_some_and(|cost| gathered >= cost)
-}
-
 /// The loop's fixed inputs.
 struct Loop<'a, S: Sink + ?Sized> {
     sink: &'a mut S,
@@ -240,8 +226,6 @@ struct Loop<'a, S: Sink + ?Sized> {
     rt: &'a Handle,
     /// When the last destination commit started.
     last_commit_at: Option<Instant>,
-    /// How long the last destination commit took (`Sink::commit`).
-    last_commit_cost: Option<Duration>,
     /// An idle position received outside a batch, not stored and acknowledged yet.
     idle: Option<Position>,
     /// When an idle position was last stored outside a batch.
@@ -284,7 +268,6 @@ pub fn run_apply<S: Sink + ?Sized>(
         stats,
         rt,
         last_commit_at: None,
-        last_commit_cost: None,
         idle: None,
         idle_recorded_at: None,
         copy_tokens: (f64::from(options.copy_commit_burst), Instant::now()),
@@ -483,10 +466,8 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
                 b.behind = catching_up;
                 let now = Instant::now();
                 let gathering = self.gathers_copy(b);
+                let group_commit = !catching_up && self.events.is_empty() && !gathering;
                 let first = *b.first_complete.get_or_insert(now);
-                let group_commit = ripe(catching_up, now - first, self.last_commit_cost)
-                    && self.events.is_empty()
-                    && !gathering;
                 let mut deadline = match self.options.copy_batch {
                     Some(c) if gathering => first + c.wait,
                     _ => *b
@@ -709,7 +690,6 @@ impl<S: Sink + ?Sized> Loop<'_, S> {
         }
         sink.commit(&last, last_time)?;
         let cost = started.elapsed();
-        self.last_commit_cost = Some(cost);
         b.apply_time += cost;
         let cost_us = cost.as_micros() as u64;
         stats

@@ -668,19 +668,6 @@ fn a_source_saying_behind_is_batched_even_when_its_commits_are_fresh() {
 }
 
 #[test]
-fn a_batch_behind_may_group_commit_once_it_gathered_for_as_long_as_the_last_commit_took() {
-    let ms = Duration::from_millis;
-    // Current: at once.
-    assert!(apply::ripe(false, ms(0), None));
-    // Behind, before any commit: nothing known, the flush interval or size ends it.
-    assert!(!apply::ripe(true, ms(500), None));
-    // Behind: not before one commit's time (a source behind only by what arrives during
-    // one commit is not held for the whole flush interval).
-    assert!(!apply::ripe(true, ms(29), Some(ms(30))));
-    assert!(apply::ripe(true, ms(30), Some(ms(30))));
-}
-
-#[test]
 fn a_keepalive_does_not_end_the_batch_of_a_source_saying_behind() {
     // A keepalive between the two transactions (a walsender sends one whenever it waits for
     // WAL while the replies lag): the source is behind, so the flush interval still ends the
