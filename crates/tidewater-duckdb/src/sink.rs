@@ -44,6 +44,7 @@ use crate::schema::{evolve_table, prepare_table, prepare_tables};
 use crate::sql::{exec, in_transaction, run_cached};
 use crate::staged::{self, Pending, Shape, TableState};
 use crate::state;
+use crate::table::TableSql;
 
 mod copying;
 mod recopy;
@@ -353,9 +354,36 @@ impl DuckDbSink {
     /// Appends a table's buffered changes to its staging table with one Appender; `merging`
     /// when its merge follows at once (no more of the batch's changes will be staged).
     fn append_pending(&mut self, id: &TableId, merging: bool) -> Result<()> {
+        match self.take_for_staging(id, merging)? {
+            Some(rows) => self.append_to_stage(vec![(id.clone(), rows)]),
+            None => Ok(()),
+        }
+    }
+
+    /// Every table's buffered changes to staging before the batch's merges: one Appender per
+    /// staging table (tables of one shape share it), not one per table, each a query of its
+    /// own in DuckDB.
+    fn append_all_pending(&mut self, ids: &[TableId]) -> Result<()> {
+        let mut by_stage: BTreeMap<String, Vec<(TableId, Vec<Pending>)>> = BTreeMap::new();
+        for id in ids {
+            if let Some(rows) = self.take_for_staging(id, true)? {
+                let stage = self.tables[id].sql.stage.clone();
+                by_stage.entry(stage).or_default().push((id.clone(), rows));
+            }
+        }
+        for tables in by_stage.into_values() {
+            self.append_to_stage(tables)?;
+        }
+        Ok(())
+    }
+
+    /// Takes a table's buffered changes: those that can go straight to its replica (and
+    /// `_log`) are appended there; the rest, logged, are returned for staging (for a merging
+    /// table whose keys repeat, each key's last change only).
+    fn take_for_staging(&mut self, id: &TableId, merging: bool) -> Result<Option<Vec<Pending>>> {
         let t = self.tables.get_mut(id).expect("prepared table");
         if t.pending.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let mut pending = std::mem::take(&mut t.pending);
         if t.fresh_copy && direct::supported(&t.sql.schema) {
@@ -368,7 +396,7 @@ impl DuckDbSink {
                 self.append_direct(id, &append)?;
             }
             if rest.is_empty() {
-                return Ok(());
+                return Ok(None);
             }
             pending = rest;
         }
@@ -378,7 +406,8 @@ impl DuckDbSink {
             && direct::supported(&t.sql.schema)
             && pending.iter().all(|p| direct::can_append(&p.change))
         {
-            return self.append_direct(id, &pending);
+            self.append_direct(id, &pending)?;
+            return Ok(None);
         }
         let t = self.tables.get_mut(id).expect("prepared table");
         for p in &pending {
@@ -391,17 +420,27 @@ impl DuckDbSink {
             direct::append_log(&self.conn, &t.sql.schema, &rows, &now)?;
             self.counts.appends += 1;
         }
-        let changes = pending.len();
+        t.changes += pending.len() as u64;
         if merging && t.staged == 0 && t.shape == Shape::RepeatedKeys && !t.sql.logs_from_stage() {
             // Every change of the table is here and logged: the replica needs each key's last.
             pending = staged::last_per_key(pending);
             t.shape = Shape::KeysOnce;
         }
-        let what = format!("staging changes of {id}");
-        let columns = staged::stage_columns(&t.sql, &pending)?;
+        Ok(Some(pending))
+    }
+
+    /// Appends the rows of tables sharing one staging table with one Appender.
+    fn append_to_stage(&mut self, tables: Vec<(TableId, Vec<Pending>)>) -> Result<()> {
+        let parts: Vec<(&TableSql, &[Pending])> = tables
+            .iter()
+            .map(|(id, rows)| (&self.tables[id].sql, rows.as_slice()))
+            .collect();
+        let stage = &parts[0].0.stage;
+        let what = format!("staging changes of {}", parts[0].0.schema.id);
+        let columns = staged::stage_columns(&parts)?;
         let mut appender = self
             .conn
-            .appender_to_catalog_and_db(&t.sql.stage, "temp", "main")
+            .appender_to_catalog_and_db(stage, "temp", "main")
             .map_err(|e| Error::sink(format!("{what}: {e}")))?;
         columns.append_to(&mut appender, &what)?;
         appender
@@ -409,14 +448,13 @@ impl DuckDbSink {
             .map_err(|e| Error::sink(format!("{what}: {e}")))?;
         drop(appender);
         self.counts.appends += 1;
-        t.staged += pending.len();
-        t.staged_bytes += pending
-            .iter()
-            .map(|p| change_bytes(&p.change))
-            .sum::<usize>();
-        t.changes += changes as u64;
-        if t.staged >= STAGE_FLUSH_ROWS || t.staged_bytes >= STAGE_FLUSH_BYTES {
-            self.merge(id)?;
+        for (id, rows) in &tables {
+            let t = self.tables.get_mut(id).expect("prepared table");
+            t.staged += rows.len();
+            t.staged_bytes += rows.iter().map(|p| change_bytes(&p.change)).sum::<usize>();
+            if t.staged >= STAGE_FLUSH_ROWS || t.staged_bytes >= STAGE_FLUSH_BYTES {
+                self.merge(id)?;
+            }
         }
         Ok(())
     }
@@ -633,6 +671,7 @@ impl Sink for DuckDbSink {
         self.settle_truncates()?;
         // Every table's staged rows are moved, then each shared staging table is cleared once.
         let ids: Vec<TableId> = self.tables.keys().cloned().collect();
+        self.append_all_pending(&ids)?;
         let mut shapes = BTreeSet::new();
         for id in &ids {
             if self.merge_rows(id)? {

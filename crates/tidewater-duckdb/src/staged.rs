@@ -139,24 +139,32 @@ impl TableState {
     }
 }
 
-/// Staged changes as the columns of their staging table (`TableSql::create_stage`).
-pub(crate) fn stage_columns(sql: &TableSql, pending: &[Pending]) -> Result<Columns> {
-    let id = &sql.schema.id;
-    let mut columns = Columns::with_rows(pending.len());
-    columns.ints(pending.iter().map(|_| sql.index as i64));
-    columns.ints(pending.iter().map(|p| p.seq));
-    columns.ints(pending.iter().map(|p| p.txseq));
-    columns.ints(pending.iter().map(|p| p.tx));
-    columns.text(pending.iter().map(|p| Ok(Some(op_code(p.change.kind)))))?;
-    columns.text(pending.iter().map(|p| Ok(Some(&*p.position))))?;
-    columns.text(pending.iter().map(|p| Ok(Some(&*p.commit_ts))))?;
-    columns.bools(pending.iter().map(|p| p.change.old.is_some()));
-    for i in 0..sql.schema.columns.len() {
-        columns.text(pending.iter().map(|p| text_value(p.change.row.get(i), id)))?;
+/// Staged changes of tables sharing one staging table (`TableSql::create_stage`: the same
+/// number of columns and of key columns) as its columns, table after table.
+pub(crate) fn stage_columns(parts: &[(&TableSql, &[Pending])]) -> Result<Columns> {
+    let rows = || {
+        parts
+            .iter()
+            .flat_map(|(sql, p)| p.iter().map(move |p| (*sql, p)))
+    };
+    let (columns_n, keys_n) = parts.first().map_or((0, 0), |(sql, _)| {
+        (sql.schema.columns.len(), sql.schema.key.len())
+    });
+    let mut columns = Columns::with_rows(rows().count());
+    columns.ints(rows().map(|(sql, _)| sql.index as i64));
+    columns.ints(rows().map(|(_, p)| p.seq));
+    columns.ints(rows().map(|(_, p)| p.txseq));
+    columns.ints(rows().map(|(_, p)| p.tx));
+    columns.text(rows().map(|(_, p)| Ok(Some(op_code(p.change.kind)))))?;
+    columns.text(rows().map(|(_, p)| Ok(Some(&*p.position))))?;
+    columns.text(rows().map(|(_, p)| Ok(Some(&*p.commit_ts))))?;
+    columns.bools(rows().map(|(_, p)| p.change.old.is_some()));
+    for i in 0..columns_n {
+        columns.text(rows().map(|(sql, p)| text_value(p.change.row.get(i), &sql.schema.id)))?;
     }
-    for k in 0..sql.schema.key.len() {
-        columns.text(pending.iter().map(|p| match &p.change.old {
-            Some(old) => text_value(old.get(k), id),
+    for k in 0..keys_n {
+        columns.text(rows().map(|(sql, p)| match &p.change.old {
+            Some(old) => text_value(old.get(k), &sql.schema.id),
             None => Ok(None),
         }))?;
     }
