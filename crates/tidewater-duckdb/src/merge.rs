@@ -10,44 +10,43 @@ use crate::staged::{Shape, TableState};
 
 /// Applies the staged changes of table `t`; the number of statements run.
 pub(crate) fn apply_staged(conn: &Connection, t: &TableState) -> Result<u64> {
-    let id = &t.sql.schema.id;
-    let mut statements = 0;
     const DELETE: &str = "applying deletes/updates to replica";
     const INSERT: &str = "applying changes to replica";
-    let sql = &t.sql;
-    let mut steps: Vec<(&String, &str)> = sql
+    let (id, sql) = (&t.sql.schema.id, &t.sql);
+    let mut statements = 0;
+    let log: Vec<(&String, &str)> = sql
         .insert_log
         .iter()
         .map(|l| (l, "appending to the change log of"))
         .collect();
-    match (t.shape, &sql.delete_once) {
-        (Shape::InsertsOnly, _) => steps.push((&sql.insert_all, "inserting into replica")),
-        (Shape::KeysOnce, Some(delete)) => {
-            steps.extend([(delete, DELETE), (&sql.insert_once, INSERT)])
-        }
-        (Shape::RepeatedKeys, Some(delete)) => {
-            steps.extend([(delete, DELETE), (&sql.insert_last, INSERT)])
-        }
+    run_steps(conn, log, id, &mut statements)?;
+    // The statements that leave each staged key at its last image, whatever the replica held.
+    let replace: Vec<(&String, &str)> = match (t.shape, &sql.delete_once) {
+        (Shape::InsertsOnly, _) => vec![(&sql.insert_all, "inserting into replica")],
+        (Shape::KeysOnce, Some(delete)) => vec![(delete, DELETE), (&sql.insert_once, INSERT)],
+        (Shape::RepeatedKeys, Some(delete)) => vec![(delete, DELETE), (&sql.insert_last, INSERT)],
         _ => {
-            steps.extend(sql.delete_touched.iter().map(|d| (d, DELETE)));
+            let mut steps: Vec<(&String, &str)> =
+                sql.delete_touched.iter().map(|d| (d, DELETE)).collect();
             steps.push((&sql.insert_live, INSERT));
+            steps
+        }
+    };
+    let in_place = match (t.shape, t.only_updates, t.lenient) {
+        (Shape::KeysOnce, true, false) => sql.update_once.as_ref(),
+        _ => None,
+    };
+    if let Some(update) = in_place {
+        // Exactness: the UPDATE sets only rows whose key is staged, each to its key's one
+        // staged image. Fewer rows than staged means a staged key had no row (never so in a
+        // replica equal to the source): then the delete and insert run as well, and they
+        // leave every staged key at its image whatever the UPDATE did.
+        let update = vec![(update, "updating replica")];
+        if run_steps(conn, update, id, &mut statements)? == t.staged {
+            return Ok(statements);
         }
     }
-    if let (Shape::KeysOnce, true, false, Some(update)) =
-        (t.shape, t.only_updates, t.lenient, &sql.update_once)
-    {
-        // In place. Exactness: the UPDATE sets only rows whose key is staged, each to its
-        // key's one staged image. Fewer rows than staged means a staged key had no row (never
-        // so in a replica equal to the source): then the delete and insert run as well, and
-        // they leave every staged key at its image whatever the UPDATE did.
-        let fallback = steps.split_off(steps.len() - 2);
-        steps.push((update, "updating replica"));
-        if run_steps(conn, steps, id, &mut statements)? < t.staged {
-            run_steps(conn, fallback, id, &mut statements)?;
-        }
-    } else {
-        run_steps(conn, steps, id, &mut statements)?;
-    }
+    run_steps(conn, replace, id, &mut statements)?;
     Ok(statements)
 }
 

@@ -280,9 +280,6 @@ pub fn column_list(schema: &TableSchema) -> String {
     names.join(", ")
 }
 
-/// Every (key, event) the staged changes imply, typed like the replica key:
-/// `_sub = 0` removes the old key (deletes, key-changing updates), `_sub = 1` sets a live
-/// image for the new key. The last event per key decides its final state.
 /// `UPDATE` of the non-key columns from the staged rows of `stage_q`, matched by key; `None`
 /// for a keyless table or one whose columns are all key columns.
 fn update_in_place(schema: &TableSchema, replica: &str, stage_q: &str) -> Option<String> {
@@ -306,6 +303,9 @@ fn update_in_place(schema: &TableSchema, replica: &str, stage_q: &str) -> Option
     ))
 }
 
+/// Every (key, event) the staged changes imply, typed like the replica key:
+/// `_sub = 0` removes the old key (deletes, key-changing updates), `_sub = 1` sets a live
+/// image for the new key. The last event per key decides its final state.
 fn touched_keys(schema: &TableSchema, stage: &str) -> String {
     let key_ty = |i: usize| -> &ColumnType { &schema.columns[schema.key[i]].ty };
     let old: Vec<String> = (0..schema.key.len())
