@@ -38,9 +38,10 @@ pub(crate) fn apply_staged(conn: &Connection, t: &TableState) -> Result<u64> {
     };
     if let Some(update) = in_place {
         // Exactness: the UPDATE sets only rows whose key is staged, each to its key's one
-        // staged image. Fewer rows than staged means a staged key had no row (never so in a
-        // replica equal to the source): then the delete and insert run as well, and they
-        // leave every staged key at its image whatever the UPDATE did.
+        // staged image. Any other count than the staged rows means a staged key had no row,
+        // or two (a replica without a primary key): never so in a replica equal to the
+        // source. Then the delete and insert run as well, and they leave every staged key at
+        // its one image whatever the UPDATE did.
         let update = vec![(update, "updating replica")];
         if run_steps(conn, update, id, &mut statements)? == t.staged {
             return Ok(statements);
