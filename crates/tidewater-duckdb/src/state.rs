@@ -6,8 +6,6 @@ use std::collections::BTreeSet;
 use duckdb::{params, Connection, OptionalExt};
 use tidewater_core::{CopyProgress, Error, PartialTx, Position, Result, TableId, TableSchema};
 
-use crate::sql::quote_literal;
-
 pub const STATE_DDL: &str = "
 CREATE SCHEMA IF NOT EXISTS _tidewater;
 CREATE TABLE IF NOT EXISTS _tidewater.pipeline (
@@ -314,27 +312,29 @@ pub fn write_table_schema(conn: &Connection, schema: &TableSchema) -> Result<()>
     Ok(())
 }
 
-/// Adds the batch's change counts of every touched table in one statement.
+/// Adds the batch's change counts of every touched table in one statement. Its text
+/// depends only on how many tables the batch touched (the names and counts are parameters),
+/// so a stream that keeps touching as many tables runs one cached plan instead of parsing
+/// and planning a new statement every batch.
 pub fn add_table_changes(conn: &Connection, counts: &[(&TableId, u64)]) -> Result<()> {
     if counts.is_empty() {
         return Ok(());
     }
-    let rows: Vec<String> = counts
-        .iter()
-        .map(|(id, n)| {
-            format!(
-                "({}, {}, {n})",
-                quote_literal(&id.schema),
-                quote_literal(&id.name)
-            )
-        })
-        .collect();
+    let rows = vec!["(?::VARCHAR, ?::VARCHAR, ?::BIGINT)"; counts.len()];
     let sql = format!(
         "UPDATE _tidewater.tables AS t SET changes_applied = t.changes_applied + v.n, \
          updated_at = get_current_timestamp() FROM (VALUES {}) v(s, name, n) \
          WHERE t.schema_name = v.s AND t.table_name = v.name",
         rows.join(", ")
     );
-    conn.execute_batch(&sql)
+    let mut values: Vec<duckdb::types::Value> = Vec::with_capacity(counts.len() * 3);
+    for (id, n) in counts {
+        values.push(id.schema.clone().into());
+        values.push(id.name.clone().into());
+        values.push((*n as i64).into());
+    }
+    conn.prepare_cached(&sql)
+        .and_then(|mut stmt| stmt.execute(duckdb::params_from_iter(values)))
+        .map(drop)
         .map_err(|e| Error::sink(format!("writing _tidewater.tables: {e}")))
 }
