@@ -1,4 +1,5 @@
-//! A batch of rows handed to DuckDB's Appender column by column, as one Arrow record batch.
+//! A batch of rows handed to DuckDB column by column, as one Arrow record batch (through
+//! `feed`, a cached `INSERT … SELECT`).
 //!
 //! Appending row by row binds every value through the C API one call at a time and, for a
 //! typed column fed with text, casts each value on DuckDB's slow single-value path. A
@@ -14,9 +15,11 @@ use duckdb::arrow::array::{
 };
 use duckdb::arrow::datatypes::{Field, Schema};
 use duckdb::arrow::record_batch::RecordBatch;
-use duckdb::Appender;
+use duckdb::Connection;
 use tidewater_core::time::{parse_micros, parse_utc_micros};
 use tidewater_core::{Error, Result};
+
+use crate::feed::Feed;
 
 /// `-12.34` at scale 3 → -12340; `None` unless it is `[-]digits[.digits]` with at most
 /// `scale` fraction digits and at most 38 digits in all.
@@ -168,10 +171,14 @@ impl Columns {
         self.push(Arc::new(values.collect::<Int64Array>()));
     }
 
-    /// Appends all rows through `appender` (whose columns match these, in order).
-    pub fn append_to(
+    /// Inserts all rows into `target` through `feed`: into the columns `names` (quoted, in
+    /// these columns' order) or, when `None`, into every column in table order.
+    pub fn insert_into(
         &self,
-        appender: &mut Appender<'_>,
+        feed: &mut Feed,
+        conn: &Connection,
+        target: &str,
+        names: Option<&str>,
         what: &dyn std::fmt::Display,
     ) -> Result<()> {
         if self.rows == 0 {
@@ -180,9 +187,7 @@ impl Columns {
         let schema = Arc::new(Schema::new(self.fields.clone()));
         let batch = RecordBatch::try_new(schema, self.arrays.clone())
             .map_err(|e| Error::sink(format!("internal: building an append batch: {e}")))?;
-        appender
-            .append_record_batch(batch)
-            .map_err(|e| Error::sink(format!("{what}: {e}")))
+        feed.insert(conn, target, names, batch, what).map(drop)
     }
 }
 

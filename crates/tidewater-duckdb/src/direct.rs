@@ -1,6 +1,6 @@
-//! The fast path for inserts and snapshot rows: appended straight into the replica and its
-//! log with DuckDB's Appender, which casts the canonical text to each column's type. Staged
-//! changes of such tables get their log rows the same way (`append_log`).
+//! The fast path for inserts and snapshot rows: inserted straight into the replica and its
+//! log from Arrow columns (`feed`), DuckDB casting the canonical text to each column's type.
+//! Staged changes of such tables get their log rows the same way (`append_log`).
 //!
 //! Nothing is staged, so a bulk load or a snapshot costs one pass, and DuckDB can write full
 //! row groups of the open transaction to the file instead of keeping them in memory. Only used
@@ -8,7 +8,8 @@
 //! (their canonical text is JSON, which DuckDB's own text-to-list cast does not read).
 
 use crate::columns::Columns;
-use crate::sql::{old_key_columns, LOG_METADATA_COLUMNS};
+use crate::feed::Feed;
+use crate::sql::{log_table, old_key_columns, qualified, quote_ident, LOG_METADATA_COLUMNS};
 use duckdb::Connection;
 use tidewater_core::{Change, ChangeKind, ColumnType, Error, Result, TableId, TableSchema, Value};
 
@@ -17,18 +18,19 @@ pub fn supported(schema: &TableSchema) -> bool {
     !schema
         .columns
         .iter()
-        // The Appender cannot cast text to LIST or INTERVAL: such tables go through staging.
+        // Text does not cast to LIST or INTERVAL as canonical text reads: such tables go
+        // through staging.
         .any(|c| matches!(c.ty, ColumnType::List(_) | ColumnType::Interval))
 }
 
-/// Whether this change can take the direct path: an insert whose values the Appender's casts
+/// Whether this change can take the direct path: an insert whose values the insert's casts
 /// read exactly.
 pub fn can_append(change: &Change) -> bool {
     matches!(change.kind, ChangeKind::Snapshot | ChangeKind::Insert) && casts_exactly(change)
 }
 
 /// Whether this change has every value as text (an unchanged TOAST value has none). The
-/// Appender casts a record batch with DuckDB's vectorised casts, the same as SQL `CAST`.
+/// insert casts a record batch with DuckDB's vectorised casts, the same as SQL `CAST`.
 fn casts_exactly(change: &Change) -> bool {
     !change.row.iter().any(|v| matches!(v, Value::Unchanged))
 }
@@ -45,7 +47,7 @@ pub struct RowMeta<'a> {
     pub tx: i64,
 }
 
-/// The text of a value for the Appender, which casts it to the column's type.
+/// The text of a value for the insert, which casts it to the column's type.
 fn text_cell<'a>(v: &'a Value, schema: &TableSchema, column: usize) -> Result<Option<&'a str>> {
     match v {
         Value::Null => Ok(None),
@@ -84,7 +86,7 @@ fn hex(text: &[u8]) -> Result<Vec<u8>> {
         .collect()
 }
 
-/// The rows' values as Appender columns in the table's column order.
+/// The rows' values as Arrow columns in the table's column order.
 fn value_columns(schema: &TableSchema, rows: &[RowMeta]) -> Result<Columns> {
     let mut columns = Columns::with_rows(rows.len());
     for i in 0..schema.columns.len() {
@@ -163,30 +165,30 @@ fn column_names(schema: &TableSchema) -> Vec<&str> {
     schema.columns.iter().map(|c| c.name.as_str()).collect()
 }
 
+fn quoted_list(names: &[&str]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| quote_ident(n)).collect();
+    quoted.join(", ")
+}
+
 /// Appends insert and snapshot rows to the replica (`replica`: its table or copy table) and,
 /// when kept, to the change log: each value is converted once, and the log shares the
 /// replica's columns.
 pub fn append(
     conn: &Connection,
+    feed: &mut Feed,
     schema: &TableSchema,
     replica: &TableId,
     rows: &[RowMeta],
     log: bool,
     now_ts: &str,
 ) -> Result<()> {
-    let id = &schema.id;
-    let what = format!("appending to {id}");
-    let err = |e: duckdb::Error| Error::sink(format!("{what}: {e}"));
+    let what = format!("appending to {}", schema.id);
     let columns = value_columns(schema, rows)?;
     // Columns by name: after a schema change the physical order may differ from the source's.
-    let mut appender = conn
-        .appender_with_columns_to_db(&replica.name, &replica.schema, &column_names(schema))
-        .map_err(err)?;
-    columns.append_to(&mut appender, &what)?;
-    appender.flush().map_err(err)?;
-    drop(appender);
+    let names = quoted_list(&column_names(schema));
+    columns.insert_into(feed, conn, &qualified(replica), Some(&names), &what)?;
     if log {
-        append_log_columns(conn, schema, columns, rows, now_ts)?;
+        append_log_columns(conn, feed, schema, columns, rows, now_ts)?;
     }
     Ok(())
 }
@@ -194,23 +196,24 @@ pub fn append(
 /// Appends the log rows of any changes (the new image; for a delete the old key or image).
 pub fn append_log(
     conn: &Connection,
+    feed: &mut Feed,
     schema: &TableSchema,
     rows: &[RowMeta],
     now_ts: &str,
 ) -> Result<()> {
-    append_log_columns(conn, schema, value_columns(schema, rows)?, rows, now_ts)
+    let columns = value_columns(schema, rows)?;
+    append_log_columns(conn, feed, schema, columns, rows, now_ts)
 }
 
 fn append_log_columns(
     conn: &Connection,
+    feed: &mut Feed,
     schema: &TableSchema,
     mut columns: Columns,
     rows: &[RowMeta],
     now_ts: &str,
 ) -> Result<()> {
-    let id = &schema.id;
-    let what = format!("appending to the change log of {id}");
-    let err = |e: duckdb::Error| Error::sink(format!("{what}: {e}"));
+    let what = format!("appending to the change log of {}", schema.id);
     // The old key of a key-changing update (`old` holds the old key values in key order);
     // NULL in every other row.
     let old_keys = old_key_columns(schema);
@@ -231,11 +234,8 @@ fn append_log_columns(
     let mut names = column_names(schema);
     names.extend(old_keys.iter().map(|(n, _)| n.as_str()));
     names.extend(LOG_METADATA_COLUMNS.iter().map(|(n, _)| *n));
-    let mut log = conn
-        .appender_with_columns_to_db(&format!("{}_log", id.name), &id.schema, &names)
-        .map_err(err)?;
-    columns.append_to(&mut log, &what)?;
-    log.flush().map_err(err)
+    let names = quoted_list(&names);
+    columns.insert_into(feed, conn, &log_table(&schema.id), Some(&names), &what)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod compare;
 pub mod config;
 mod direct;
 pub mod errors;
+mod feed;
 mod forget;
 pub mod guard;
 mod layouts;

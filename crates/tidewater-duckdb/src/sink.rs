@@ -36,6 +36,7 @@ use tracing::debug;
 use crate::checkpoint::Checkpoints;
 use crate::config::DuckDbOptions;
 use crate::direct;
+use crate::feed::Feed;
 use crate::guard;
 use crate::merge;
 use crate::order::log_position;
@@ -54,7 +55,7 @@ mod recopy;
 const STAGE_FLUSH_ROWS: usize = 100_000;
 const STAGE_FLUSH_BYTES: usize = 32 << 20;
 /// Changes buffered per table before they are appended to its staging table in one go
-/// (one Appender per buffer, not per change: transactions interleave tables).
+/// (one insert per buffer, not per change: transactions interleave tables).
 const APPEND_ROWS: usize = 4096;
 
 /// What a batch ran, for the trace log: statements (the commit's own three included), Arrow
@@ -80,6 +81,8 @@ struct CurrentTx {
 
 pub struct DuckDbSink {
     conn: Connection,
+    /// Inserts rows into `conn`'s tables by cached statements (`feed.rs`).
+    feed: Feed,
     options: DuckDbOptions,
     tables: HashMap<TableId, TableState>,
     in_batch: bool,
@@ -147,7 +150,9 @@ impl DuckDbSink {
         crate::upgrade::upgrade_layout(&conn)?;
         let committed_ordinal = state::read_tx_ordinal(&conn, &options.pipeline)?;
         let continuing = state::read_partial(&conn, &options.pipeline)?;
+        let feed = Feed::register(&conn)?;
         Ok(DuckDbSink {
+            feed,
             continuing,
             continued: false,
             batch_partial: None,
@@ -345,13 +350,22 @@ impl DuckDbSink {
         let rows: Vec<direct::RowMeta> = pending.iter().map(Pending::meta).collect();
         let now = format_utc_micros(now_us());
         let log = self.options.log_tables;
-        direct::append(&self.conn, &t.sql.schema, &t.sql.replica, &rows, log, &now)?;
+        let (schema, replica) = (&t.sql.schema, &t.sql.replica);
+        direct::append(
+            &self.conn,
+            &mut self.feed,
+            schema,
+            replica,
+            &rows,
+            log,
+            &now,
+        )?;
         self.counts.appends += 1 + u64::from(log);
         t.changes += pending.len() as u64;
         Ok(())
     }
 
-    /// Appends a table's buffered changes to its staging table with one Appender; `merging`
+    /// Appends a table's buffered changes to its staging table with one insert; `merging`
     /// when its merge follows at once (no more of the batch's changes will be staged).
     fn append_pending(&mut self, id: &TableId, merging: bool) -> Result<()> {
         match self.take_for_staging(id, merging)? {
@@ -360,9 +374,8 @@ impl DuckDbSink {
         }
     }
 
-    /// Every table's buffered changes to staging before the batch's merges: one Appender per
-    /// staging table (tables of one shape share it), not one per table, each a query of its
-    /// own in DuckDB.
+    /// Every table's buffered changes to staging before the batch's merges: one insert per
+    /// staging table (tables of one shape share it), not one per table.
     fn append_all_pending(&mut self, ids: &[TableId]) -> Result<()> {
         let mut by_stage: BTreeMap<String, Vec<(TableId, Vec<Pending>)>> = BTreeMap::new();
         for id in ids {
@@ -414,10 +427,10 @@ impl DuckDbSink {
             t.observe(&p.change);
         }
         if t.sql.log_on_stage {
-            // Log rows go in by Appender now, not by a statement per batch at the merge.
+            // Log rows go in now from Arrow columns, not by a statement at the merge.
             let rows: Vec<direct::RowMeta> = pending.iter().map(Pending::meta).collect();
             let now = format_utc_micros(now_us());
-            direct::append_log(&self.conn, &t.sql.schema, &rows, &now)?;
+            direct::append_log(&self.conn, &mut self.feed, &t.sql.schema, &rows, &now)?;
             self.counts.appends += 1;
         }
         t.changes += pending.len() as u64;
@@ -429,24 +442,16 @@ impl DuckDbSink {
         Ok(Some(pending))
     }
 
-    /// Appends the rows of tables sharing one staging table with one Appender.
+    /// Appends the rows of tables sharing one staging table with one insert.
     fn append_to_stage(&mut self, tables: Vec<(TableId, Vec<Pending>)>) -> Result<()> {
         let parts: Vec<(&TableSql, &[Pending])> = tables
             .iter()
             .map(|(id, rows)| (&self.tables[id].sql, rows.as_slice()))
             .collect();
-        let stage = &parts[0].0.stage;
+        let stage = format!("temp.main.{}", parts[0].0.stage);
         let what = format!("staging changes of {}", parts[0].0.schema.id);
         let columns = staged::stage_columns(&parts)?;
-        let mut appender = self
-            .conn
-            .appender_to_catalog_and_db(stage, "temp", "main")
-            .map_err(|e| Error::sink(format!("{what}: {e}")))?;
-        columns.append_to(&mut appender, &what)?;
-        appender
-            .flush()
-            .map_err(|e| Error::sink(format!("{what}: {e}")))?;
-        drop(appender);
+        columns.insert_into(&mut self.feed, &self.conn, &stage, None, &what)?;
         self.counts.appends += 1;
         for (id, rows) in &tables {
             let t = self.tables.get_mut(id).expect("prepared table");
@@ -498,8 +503,9 @@ impl Sink for DuckDbSink {
     fn prepare(&mut self, tables: &[Arc<TableSchema>]) -> Result<()> {
         // Staging tables are recreated below: cached plans of the old ones must go.
         self.conn.flush_prepared_statement_cache();
+        // Per table: its merge statements and its inserts (`feed.rs`: replica, `_log`).
         self.conn
-            .set_prepared_statement_cache_capacity(16 + 6 * tables.len());
+            .set_prepared_statement_cache_capacity(16 + 9 * tables.len());
         let partial = self.continuing.is_some();
         let (prepared, restarted) = in_transaction(&self.conn, "preparing tables", || {
             prepare_tables(&self.conn, tables, &self.options, partial)

@@ -32,8 +32,8 @@ pub struct TableSql {
     pub stage: String,
     pub create_stage: String,
     pub insert_log: Option<String>,
-    /// Log rows are appended by Appender as changes are staged (a table whose types the
-    /// Appender casts to); `insert_log` is then `None`.
+    /// Log rows are inserted from Arrow columns as changes are staged (a table whose types
+    /// text casts to); `insert_log` is then `None`.
     pub log_on_stage: bool,
     /// Keyed tables: delete every key the staged changes touch, then insert the last live
     /// image per key.
@@ -211,8 +211,8 @@ impl TableSql {
         }
     }
 
-    /// Whether the `_log` rows are inserted from staging at the merge (tables the Appender
-    /// cannot write), so that every staged change must stay in staging until then.
+    /// Whether the `_log` rows are inserted from staging at the merge (tables the direct
+    /// path cannot write), so that every staged change must stay in staging until then.
     pub fn logs_from_stage(&self) -> bool {
         self.insert_log.is_some()
     }
