@@ -23,9 +23,15 @@
 //! connection and removed right after, whether the statement consumed it or failed first,
 //! so a statement reads exactly the rows placed for it, once; one with no rows placed is an
 //! error, never an empty insert. Slot numbers are unique in the process, and a connection
-//! is used by one thread at a time.
+//! is used by one thread at a time. The function is in the database's catalog, so the
+//! query endpoint's connections (clones of the sink's) see it too; a query that scanned a
+//! slot while the sink's statement ran would take its rows (the sink's statement would then
+//! fail for want of them). So each slot has a random token that only the sink's statement
+//! text holds, and the function refuses a call without it.
 
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -46,7 +52,8 @@ const FUNCTION: &str = "tidewater_feed";
 /// alone): slot numbers are never reused, so feeds of several sinks do not meet.
 #[derive(Default)]
 struct Slots {
-    schemas: HashMap<usize, SchemaRef>,
+    /// Each slot's schema and token.
+    schemas: HashMap<usize, (SchemaRef, i64)>,
     placed: HashMap<usize, RecordBatch>,
 }
 
@@ -115,9 +122,11 @@ impl Feed {
             return found.clone();
         }
         let slot = NEXT_SLOT.fetch_add(1, Ordering::Relaxed);
-        with_slots(|s| s.schemas.insert(slot, schema));
+        // A randomly keyed hash of nothing: a random number, without a dependency for it.
+        let token = RandomState::new().build_hasher().finish() as i64;
+        with_slots(|s| s.schemas.insert(slot, (schema, token)));
         let into = columns.map_or(String::new(), |c| format!(" ({c})"));
-        let sql = format!("INSERT INTO {target}{into} SELECT * FROM {FUNCTION}({slot})");
+        let sql = format!("INSERT INTO {target}{into} SELECT * FROM {FUNCTION}({slot}, {token})");
         self.statements.insert(key, (slot, sql.clone()));
         (slot, sql)
     }
@@ -150,8 +159,12 @@ impl VTab for FeedScan {
 
     fn bind(bind: &BindInfo) -> std::result::Result<Bound, Box<dyn std::error::Error>> {
         let slot = usize::try_from(bind.get_parameter(0).to_int64())?;
-        let schema = with_slots(|s| s.schemas.get(&slot).cloned())
-            .ok_or_else(|| format!("internal: {FUNCTION} has no slot {slot}"))?;
+        let token = bind.get_parameter(1).to_int64();
+        let schema = with_slots(|s| match s.schemas.get(&slot) {
+            Some((schema, t)) if *t == token => Some(schema.clone()),
+            _ => None,
+        })
+        .ok_or_else(|| format!("{FUNCTION} is tidewater's own, for its inserts only"))?;
         for field in schema.fields() {
             bind.add_result_column(field.name(), to_duckdb_logical_type_for_field(field)?);
         }
@@ -194,7 +207,10 @@ impl VTab for FeedScan {
     }
 
     fn parameters() -> Option<Vec<LogicalTypeHandle>> {
-        Some(vec![LogicalTypeHandle::from(LogicalTypeId::Bigint)])
+        Some(vec![
+            LogicalTypeHandle::from(LogicalTypeId::Bigint),
+            LogicalTypeHandle::from(LogicalTypeId::Bigint),
+        ])
     }
 }
 
@@ -301,6 +317,21 @@ mod tests {
         assert_eq!(feed.statements.len(), 3, "t, missing, t of other types");
         assert_eq!(rows(&conn, "SELECT v FROM t WHERE id = 9001"), ["9001"]);
         assert_eq!(rows(&conn, "SELECT count(*)::VARCHAR FROM t"), ["5004"]);
+    }
+
+    #[test]
+    fn another_connection_cannot_call_the_function_without_the_token() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE t (id BIGINT, v VARCHAR)")
+            .unwrap();
+        let mut feed = Feed::register(&conn).unwrap();
+        feed.insert(&conn, "t", None, batch(1..=1, &|_| "x".into()), &"t")
+            .unwrap();
+        let slot = feed.statements.values().next().unwrap().0;
+        let other = conn.try_clone().unwrap();
+        let sql = format!("SELECT * FROM tidewater_feed({slot}, 0)");
+        let err = other.prepare(&sql).unwrap_err();
+        assert!(err.to_string().contains("tidewater's own"), "{err}");
     }
 
     #[test]
