@@ -319,14 +319,20 @@ mod tests {
         assert_eq!(rows(&conn, "SELECT count(*)::VARCHAR FROM t"), ["5004"]);
     }
 
-    #[test]
-    fn another_connection_cannot_call_the_function_without_the_token() {
+    /// A table `t` with one row inserted through a feed, and that feed.
+    fn one_row_inserted() -> (Connection, Feed) {
         let conn = Connection::open_in_memory().unwrap();
         conn.execute_batch("CREATE TABLE t (id BIGINT, v VARCHAR)")
             .unwrap();
         let mut feed = Feed::register(&conn).unwrap();
         feed.insert(&conn, "t", None, batch(1..=1, &|_| "x".into()), &"t")
             .unwrap();
+        (conn, feed)
+    }
+
+    #[test]
+    fn another_connection_cannot_call_the_function_without_the_token() {
+        let (conn, feed) = one_row_inserted();
         let slot = feed.statements.values().next().unwrap().0;
         let other = conn.try_clone().unwrap();
         let sql = format!("SELECT * FROM tidewater_feed({slot}, 0)");
@@ -336,12 +342,7 @@ mod tests {
 
     #[test]
     fn a_statement_run_without_rows_placed_fails() {
-        let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch("CREATE TABLE t (id BIGINT, v VARCHAR)")
-            .unwrap();
-        let mut feed = Feed::register(&conn).unwrap();
-        feed.insert(&conn, "t", None, batch(1..=1, &|_| "x".into()), &"t")
-            .unwrap();
+        let (conn, feed) = one_row_inserted();
         let (_, sql) = feed.statements.values().next().unwrap().clone();
         let err = conn.execute(&sql, []).unwrap_err();
         assert!(err.to_string().contains("no rows placed"), "{err}");
