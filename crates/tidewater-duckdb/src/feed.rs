@@ -8,14 +8,14 @@
 //! `_log`, the staging tables, the inserted tables' replicas), so it paid that planning ten
 //! times per commit, more than the executions cost (docs/performance.md). Here each target
 //! (table, columns, Arrow types) gets one statement, `INSERT INTO t (cols) SELECT * FROM
-//! tidewater_feed(<slot>)`, prepared once and kept in the connection's statement cache;
-//! a batch only executes it.
+//! tidewater_feed(<slot>, <token>)`, prepared once and kept in the connection's statement
+//! cache; a batch only executes it.
 //!
 //! How: a slot per statement holds the Arrow schema its rows have (fixed: rows of other
 //! types get another slot and statement), and, while the statement runs, the one record
 //! batch to insert. The table function's bind declares the slot's columns (DuckDB binds at
-//! prepare, and again whenever the catalog changed); its init takes the batch out of the
-//! slot; its scan hands the batch to DuckDB one vector at a time (the same Arrow→DuckDB
+//! prepare, and again whenever the catalog changed); its first scan call takes the batch
+//! out of the slot, and each call hands DuckDB one vector of it (the same Arrow→DuckDB
 //! conversion the Appender uses, so values and implicit casts to the table's types are as
 //! before).
 //!
