@@ -10,7 +10,6 @@
 use crate::columns::Columns;
 use crate::feed::Feed;
 use crate::sql::{log_table, old_key_columns, qualified, quote_ident, LOG_METADATA_COLUMNS};
-use crate::table::column_list;
 use duckdb::Connection;
 use tidewater_core::{Change, ChangeKind, ColumnType, Error, Result, TableId, TableSchema, Value};
 
@@ -186,7 +185,7 @@ pub fn append(
     let what = format!("appending to {}", schema.id);
     let columns = value_columns(schema, rows)?;
     // Columns by name: after a schema change the physical order may differ from the source's.
-    let names = column_list(schema);
+    let names = quoted_list(&column_names(schema));
     columns.insert_into(feed, conn, &qualified(replica), Some(&names), &what)?;
     if log {
         append_log_columns(conn, feed, schema, columns, rows, now_ts)?;
