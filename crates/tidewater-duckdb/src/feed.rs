@@ -72,10 +72,22 @@ pub struct Feed {
 }
 
 impl Feed {
-    /// Registers the table function on `conn`.
+    /// Registers the table function on `conn`'s database, unless a connection of the same
+    /// database did already (a clone of the sink's connection finds it there: registering
+    /// again would replace the catalog entry the sink's cached statements are bound to).
     pub fn register(conn: &Connection) -> Result<Feed> {
-        conn.register_table_function::<FeedScan>(FUNCTION)
-            .map_err(|e| Error::sink(format!("registering {FUNCTION}: {e}")))?;
+        let registered = |e: duckdb::Error| Error::sink(format!("registering {FUNCTION}: {e}"));
+        let present: bool = conn
+            .query_row(
+                "SELECT count(*) > 0 FROM duckdb_functions() WHERE function_name = ?",
+                [FUNCTION],
+                |r| r.get(0),
+            )
+            .map_err(registered)?;
+        if !present {
+            conn.register_table_function::<FeedScan>(FUNCTION)
+                .map_err(registered)?;
+        }
         Ok(Feed {
             statements: HashMap::new(),
         })
@@ -338,6 +350,17 @@ mod tests {
         let sql = format!("SELECT * FROM tidewater_feed({slot}, 0)");
         let err = other.prepare(&sql).unwrap_err();
         assert!(err.to_string().contains("tidewater's own"), "{err}");
+    }
+
+    #[test]
+    fn a_feed_on_a_clone_of_the_connection_uses_the_registered_function() {
+        // `verify` inside `run` compares on a clone of the sink's connection.
+        let (conn, _sink_feed) = one_row_inserted();
+        let clone = conn.try_clone().unwrap();
+        let mut feed = Feed::register(&clone).unwrap();
+        feed.insert(&clone, "t", None, batch(2..=3, &|_| "y".into()), &"t")
+            .unwrap();
+        assert_eq!(rows(&conn, "SELECT count(*)::VARCHAR FROM t"), ["3"]);
     }
 
     #[test]

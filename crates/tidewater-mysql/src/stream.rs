@@ -101,10 +101,10 @@ pub struct Stream {
     pub recopy_requests: RecopyRequests,
     flavor: Flavor,
     retried: Instant,
-    /// Replicated tables dropped (themselves or their database) or renamed away in this run:
-    /// a `CREATE TABLE IF NOT EXISTS`
-    /// of another name the replica holds changed nothing (the table was there all along: the
-    /// stream would have read its drop), so it is not copied again.
+    /// Replicated tables dropped (themselves or their database) or renamed away in this run.
+    /// A `CREATE TABLE IF NOT EXISTS` of a table the replica holds that is not among these
+    /// changed nothing (the table was there all along: the stream would have read its drop),
+    /// so it is not copied again.
     gone: HashSet<(String, String)>,
     /// The chunked copies (`chunks`; MariaDB, MySQL with GTIDs): the initial snapshot while a table is not
     /// consistent yet, and tables copied again while streaming. `None` when the destination

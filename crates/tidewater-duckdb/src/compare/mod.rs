@@ -28,6 +28,7 @@ use tidewater_core::replica::{Comparison, Pass, TableReport};
 use tidewater_core::{Error, Result, TableSchema, Value};
 use tracing::debug;
 
+use crate::feed::Feed;
 use crate::sql::{cast_from_text, duckdb_type, qualified, quote_ident, quote_literal};
 
 use self::sql::{
@@ -47,6 +48,8 @@ pub(super) const RECHECK: &str = "temp.main.tw_recheck";
 
 pub struct Comparer {
     pub(super) conn: Connection,
+    /// How staged source rows are inserted (`stage`).
+    feed: Feed,
     /// The attached replica database, or None when `conn` is the replica's own.
     catalog: Option<String>,
     pub(super) tables: Vec<Table>,
@@ -96,14 +99,15 @@ pub(super) fn sql_err(what: &str) -> impl Fn(duckdb::Error) -> Error + '_ {
 
 impl Comparer {
     /// A comparison on `conn`, a connection of the replica's own database.
-    pub fn new(conn: Connection) -> Comparer {
-        Comparer {
+    pub fn new(conn: Connection) -> Result<Comparer> {
+        Ok(Comparer {
+            feed: Feed::register(&conn)?,
             conn,
             catalog: None,
             tables: Vec::new(),
             current: None,
             _spill: None,
-        }
+        })
     }
 
     /// An in-memory DuckDB with the replica file attached read-only as `replica`; temp
@@ -127,7 +131,7 @@ impl Comparer {
         Ok(Comparer {
             catalog: Some("replica".into()),
             _spill: Some(SpillDir(spill)),
-            ..Comparer::new(conn)
+            ..Comparer::new(conn)?
         })
     }
 
@@ -244,7 +248,7 @@ impl Comparer {
         let started = Instant::now();
         let cur = self.current()?;
         let (i, pass) = (cur.table, cur.pass);
-        stage(&self.conn, &self.tables[i].schema, rows)?;
+        stage(&self.conn, &mut self.feed, &self.tables[i].schema, rows)?;
         if pass == Pass::First {
             self.tables[i].rows += rows.len() as u64;
         }

@@ -11,10 +11,17 @@ use duckdb::{params, Connection};
 use tidewater_core::{Error, Result, TableSchema, Value};
 
 use super::{sql_err, Comparer, STAGE};
+use crate::feed::Feed;
 
-/// Appends text rows to the staging table as one Arrow batch (column by column: much cheaper
-/// than a call per value).
-pub(super) fn stage(conn: &Connection, schema: &TableSchema, rows: &[Vec<Value>]) -> Result<()> {
+/// Inserts text rows into the staging table as one Arrow batch (column by column: much cheaper
+/// than a call per value), by the feed's cached statement: an Appender would plan its insert
+/// again at every flush, and the source hands rows over a thousand at a time.
+pub(super) fn stage(
+    conn: &Connection,
+    feed: &mut Feed,
+    schema: &TableSchema,
+    rows: &[Vec<Value>],
+) -> Result<()> {
     let n = schema.columns.len();
     let mut columns: Vec<Vec<Option<&str>>> = vec![Vec::with_capacity(rows.len()); n];
     for row in rows {
@@ -36,12 +43,8 @@ pub(super) fn stage(conn: &Connection, schema: &TableSchema, rows: &[Vec<Value>]
         .collect();
     let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), arrays)
         .map_err(|e| Error::sink(format!("verify: staging source rows: {e}")))?;
-    let mut app = conn
-        .appender_to_catalog_and_db("tw_stage", "temp", "main")
-        .map_err(sql_err("staging source rows"))?;
-    app.append_record_batch(batch)
-        .and_then(|_| app.flush())
-        .map_err(sql_err("staging source rows"))
+    feed.insert(conn, STAGE, None, batch, &"verify: staging source rows")
+        .map(drop)
 }
 
 /// `SELECT <staged text cast to the replica's types> AS <column names>[, extra] FROM tw_stage`.

@@ -87,7 +87,7 @@ impl Replica for DuckDbReplica {
     }
 
     fn comparison(&self) -> Result<Box<dyn Comparison>> {
-        Ok(Box::new(Comparer::new(self.connection()?)))
+        Ok(Box::new(Comparer::new(self.connection()?)?))
     }
 
     fn status(&self) -> Result<StatusReport> {
