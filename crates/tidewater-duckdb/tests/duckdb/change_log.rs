@@ -245,8 +245,9 @@ fn ordinals_follow_commit_order_across_batches_rollbacks_and_reopening() {
 fn the_old_key_of_a_key_change_is_logged_on_every_apply_path() {
     use ChangeKind::*;
     let dir = tempfile::tempdir().unwrap();
-    // `a` logs by Appender, `b` (an INTERVAL column) by SQL from staging, `c` has a composite
-    // key; a change with an unchanged (TOAST) value takes the row-at-a-time path.
+    // `a` logs from Arrow columns (the feed), `b` (an INTERVAL column) by SQL from staging,
+    // `c` has a composite key; a change with an unchanged (TOAST) value takes the
+    // row-at-a-time path.
     let a = keyed("a");
     let b = schema(
         "b",

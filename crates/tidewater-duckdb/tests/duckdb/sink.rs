@@ -315,7 +315,7 @@ fn a_rolled_back_batch_leaves_nothing() {
     assert_eq!(f.replica("t"), "1|kept 2|next");
 }
 
-/// Inserts take the direct Appender path, updates the staged SQL path: both must store the
+/// Inserts take the direct path (Arrow columns through the feed), updates the staged SQL path: both must store the
 /// same value for every type.
 #[test]
 fn appended_and_staged_values_are_identical_for_every_scalar_type() {
@@ -456,7 +456,7 @@ fn rows_removed_in_the_open_batch_can_be_inserted_again() {
 
 /// Tables of one shape share a staging table: each reads only its own rows, one merged in the
 /// middle of the batch (an update with an unchanged value) clears only its own, even while the
-/// other's rows are already in staging (more than one Appender's worth), and nothing staged
+/// other's rows are already in staging (more than one insert's worth), and nothing staged
 /// outlives its batch.
 #[test]
 fn tables_sharing_a_staging_table_apply_only_their_own_changes() {
