@@ -213,6 +213,7 @@ pub fn write_position(
     let partial_changes = c.partial.map(|(p, _)| p.changes);
     let partial_fingerprint = c.partial.map(|(p, _)| p.fingerprint as i64);
     let partial_tx = c.partial.map(|(_, ordinal)| *ordinal);
+    let started = std::time::Instant::now();
     let updated = conn
         .prepare_cached(
             "UPDATE _tidewater.pipeline SET acked_position = ?, partial_position = ?, \
@@ -237,6 +238,10 @@ pub fn write_position(
             ])
         })
         .map_err(err)?;
+    tracing::trace!(
+        micros = started.elapsed().as_micros() as u64,
+        "writing the position"
+    );
     if updated > 0 {
         return Ok(());
     }
@@ -333,8 +338,13 @@ pub fn add_table_changes(conn: &Connection, counts: &[(&TableId, u64)]) -> Resul
         values.push(id.name.clone().into());
         values.push((*n as i64).into());
     }
+    let started = std::time::Instant::now();
     conn.prepare_cached(&sql)
         .and_then(|mut stmt| stmt.execute(duckdb::params_from_iter(values)))
-        .map(drop)
-        .map_err(|e| Error::sink(format!("writing _tidewater.tables: {e}")))
+        .map_err(|e| Error::sink(format!("writing _tidewater.tables: {e}")))?;
+    tracing::trace!(
+        micros = started.elapsed().as_micros() as u64,
+        "counting changes"
+    );
+    Ok(())
 }
