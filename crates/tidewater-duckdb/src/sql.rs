@@ -1,5 +1,5 @@
 //! SQL text for DuckDB: identifiers, the change log's columns, type mapping and the casts
-//! from canonical text; and `exec` and `run_cached`, which run such text.
+//! from canonical text; and `exec` and `run_cached`(`_with`), which run such text.
 
 use duckdb::Connection;
 use tidewater_core::{ColumnType, Error, Result, TableId, TableSchema};
@@ -20,10 +20,21 @@ pub(crate) fn run_cached(
     sql: &str,
     what: &dyn std::fmt::Display,
 ) -> Result<usize> {
+    run_cached_with(conn, sql, [], what)
+}
+
+/// `run_cached` with parameters. Each run logs its `micros` at trace level under `what`
+/// (the per-statement timings of a batch).
+pub(crate) fn run_cached_with(
+    conn: &Connection,
+    sql: &str,
+    params: impl duckdb::Params,
+    what: &dyn std::fmt::Display,
+) -> Result<usize> {
     let started = std::time::Instant::now();
     let rows = conn
         .prepare_cached(sql)
-        .and_then(|mut stmt| stmt.execute([]))
+        .and_then(|mut stmt| stmt.execute(params))
         .map_err(|e| Error::sink(format!("{what}: {e}")))?;
     tracing::trace!(micros = started.elapsed().as_micros() as u64, "{what}");
     Ok(rows)

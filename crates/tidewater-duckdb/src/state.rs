@@ -6,6 +6,8 @@ use std::collections::BTreeSet;
 use duckdb::{params, Connection, OptionalExt};
 use tidewater_core::{CopyProgress, Error, PartialTx, Position, Result, TableId, TableSchema};
 
+use crate::sql::run_cached_with;
+
 pub const STATE_DDL: &str = "
 CREATE SCHEMA IF NOT EXISTS _tidewater;
 CREATE TABLE IF NOT EXISTS _tidewater.pipeline (
@@ -213,35 +215,28 @@ pub fn write_position(
     let partial_changes = c.partial.map(|(p, _)| p.changes);
     let partial_fingerprint = c.partial.map(|(p, _)| p.fingerprint as i64);
     let partial_tx = c.partial.map(|(_, ordinal)| *ordinal);
-    let started = std::time::Instant::now();
-    let updated = conn
-        .prepare_cached(
-            "UPDATE _tidewater.pipeline SET acked_position = ?, partial_position = ?, \
+    let updated = run_cached_with(
+        conn,
+        "UPDATE _tidewater.pipeline SET acked_position = ?, partial_position = ?, \
              partial_changes = ?, partial_fingerprint = ?, partial_tx = ?, position = ?, \
              last_source_commit = CAST(? AS TIMESTAMPTZ), last_apply = get_current_timestamp(), \
              tx_ordinal = ?, transactions_applied = transactions_applied + ?, \
              changes_applied = changes_applied + ? WHERE name = ?",
-        )
-        .and_then(|mut stmt| {
-            stmt.execute(params![
-                c.acked.0,
-                partial_position,
-                partial_changes,
-                partial_fingerprint,
-                partial_tx,
-                c.position.0,
-                c.last_source_commit,
-                c.tx_ordinal,
-                c.transactions as i64,
-                c.changes as i64,
-                pipeline
-            ])
-        })
-        .map_err(err)?;
-    tracing::trace!(
-        micros = started.elapsed().as_micros() as u64,
-        "writing the position"
-    );
+        params![
+            c.acked.0,
+            partial_position,
+            partial_changes,
+            partial_fingerprint,
+            partial_tx,
+            c.position.0,
+            c.last_source_commit,
+            c.tx_ordinal,
+            c.transactions as i64,
+            c.changes as i64,
+            pipeline
+        ],
+        &"writing _tidewater.pipeline",
+    )?;
     if updated > 0 {
         return Ok(());
     }
@@ -338,13 +333,6 @@ pub fn add_table_changes(conn: &Connection, counts: &[(&TableId, u64)]) -> Resul
         values.push(id.name.clone().into());
         values.push((*n as i64).into());
     }
-    let started = std::time::Instant::now();
-    conn.prepare_cached(&sql)
-        .and_then(|mut stmt| stmt.execute(duckdb::params_from_iter(values)))
-        .map_err(|e| Error::sink(format!("writing _tidewater.tables: {e}")))?;
-    tracing::trace!(
-        micros = started.elapsed().as_micros() as u64,
-        "counting changes"
-    );
-    Ok(())
+    let params = duckdb::params_from_iter(values);
+    run_cached_with(conn, &sql, params, &"writing _tidewater.tables").map(drop)
 }
