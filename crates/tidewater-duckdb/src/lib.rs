@@ -14,6 +14,7 @@ mod layouts;
 mod log_restart;
 mod merge;
 mod order;
+mod plans;
 pub mod read;
 mod rowwise;
 mod schema;

@@ -5,21 +5,33 @@
 use duckdb::Connection;
 use tidewater_core::{Result, TableId};
 
-use crate::sql::run_cached;
+use crate::plans::{Plan, Plans};
+use crate::sql::{run_cached, run_fresh};
 use crate::staged::{Shape, TableState};
 
 /// Applies the staged changes of table `t`; the number of statements run.
-pub(crate) fn apply_staged(conn: &Connection, t: &TableState) -> Result<u64> {
+pub(crate) fn apply_staged(conn: &Connection, t: &TableState, plans: &mut Plans) -> Result<u64> {
     const DELETE: &str = "applying deletes/updates to replica";
     const INSERT: &str = "applying changes to replica";
     let (id, sql) = (&t.sql.schema.id, &t.sql);
     let mut statements = 0;
+    // Only the statements that read the replica depend on its size; inserts alone read none.
+    let reads = sql.replica_reads();
+    let plan = match t.shape {
+        Shape::InsertsOnly => Plan::Cached,
+        _ => plans.plan(conn, &sql.replica, t.staged, &reads)?,
+    };
+    let run = Steps {
+        conn,
+        id,
+        fresh: (plan == Plan::Fresh).then_some(reads),
+    };
     let log: Vec<(&String, &str)> = sql
         .insert_log
         .iter()
         .map(|l| (l, "appending to the change log of"))
         .collect();
-    run_steps(conn, log, id, &mut statements)?;
+    run.steps(log, &mut statements)?;
     // The statements that leave each staged key at its last image, whatever the replica held.
     let replace: Vec<(&String, &str)> = match (t.shape, &sql.delete_once) {
         (Shape::InsertsOnly, _) => vec![(&sql.insert_all, "inserting into replica")],
@@ -43,25 +55,36 @@ pub(crate) fn apply_staged(conn: &Connection, t: &TableState) -> Result<u64> {
         // source. Then the delete and insert run as well, and they leave every staged key at
         // its one image whatever the UPDATE did.
         let update = vec![(update, "updating replica")];
-        if run_steps(conn, update, id, &mut statements)? == t.staged {
+        if run.steps(update, &mut statements)? == t.staged {
             return Ok(statements);
         }
     }
-    run_steps(conn, replace, id, &mut statements)?;
+    run.steps(replace, &mut statements)?;
     Ok(statements)
 }
 
-/// Runs a table's merge statements in order; the rows the last one changed.
-fn run_steps(
-    conn: &Connection,
-    steps: Vec<(&String, &str)>,
-    id: &TableId,
-    statements: &mut u64,
-) -> Result<usize> {
-    *statements += steps.len() as u64;
-    let mut rows = 0;
-    for (statement, what) in steps {
-        rows = run_cached(conn, statement, &format_args!("{what} {id}"))?;
+/// How a table's merge statements run in this batch.
+struct Steps<'a> {
+    conn: &'a Connection,
+    id: &'a TableId,
+    /// The statements to plan for this batch alone (`crate::plans`), if any.
+    fresh: Option<Vec<&'a str>>,
+}
+
+impl Steps<'_> {
+    /// Runs merge statements in order; the rows the last one changed.
+    fn steps(&self, steps: Vec<(&String, &str)>, statements: &mut u64) -> Result<usize> {
+        *statements += steps.len() as u64;
+        let mut rows = 0;
+        for (statement, what) in steps {
+            let what = format_args!("{what} {}", self.id);
+            rows = match &self.fresh {
+                Some(fresh) if fresh.contains(&statement.as_str()) => {
+                    run_fresh(self.conn, statement, &what)?
+                }
+                _ => run_cached(self.conn, statement, &what)?,
+            };
+        }
+        Ok(rows)
     }
-    Ok(rows)
 }

@@ -40,6 +40,7 @@ use crate::feed::Feed;
 use crate::guard;
 use crate::merge;
 use crate::order::log_position;
+use crate::plans::Plans;
 use crate::rowwise;
 use crate::schema::{evolve_table, prepare_table, prepare_tables};
 use crate::sql::{exec, in_transaction, run_cached};
@@ -109,6 +110,8 @@ pub struct DuckDbSink {
     /// narrowed after it is set, and emptied when a batch is abandoned.
     fresh_copies: HashMap<TableId, HashSet<Vec<u8>>>,
     checkpoints: Checkpoints,
+    /// The replicas' sizes the cached merge plans were made for (`crate::plans`).
+    plans: Plans,
     counts: Counts,
     /// A transaction split into pieces whose first pieces are committed, with its ordinal:
     /// its rest continues that ordinal (`large_transaction = "split"`). A commit keeps it only
@@ -179,6 +182,7 @@ impl DuckDbSink {
                 options.checkpoint_when_idle,
                 options.log_tables,
             ),
+            plans: Plans::new(),
             counts: Counts::default(),
             options,
         })
@@ -312,7 +316,7 @@ impl DuckDbSink {
         if t.staged == 0 {
             return Ok(false);
         }
-        self.counts.statements += merge::apply_staged(conn, t)?;
+        self.counts.statements += merge::apply_staged(conn, t, &mut self.plans)?;
         debug!(table = %id, rows = t.staged, "merged staged changes");
         t.reset_staging();
         Ok(true)
@@ -503,6 +507,7 @@ impl Sink for DuckDbSink {
     fn prepare(&mut self, tables: &[Arc<TableSchema>]) -> Result<()> {
         // Staging tables are recreated below: cached plans of the old ones must go.
         self.conn.flush_prepared_statement_cache();
+        self.plans.forget();
         // Per table: its merge statements and its inserts (`feed.rs`: replica, `_log`).
         self.conn
             .set_prepared_statement_cache_capacity(16 + 9 * tables.len());

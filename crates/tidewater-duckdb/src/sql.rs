@@ -31,11 +31,25 @@ pub(crate) fn run_cached_with(
     params: impl duckdb::Params,
     what: &dyn std::fmt::Display,
 ) -> Result<usize> {
+    timed(what, || conn.prepare_cached(sql)?.execute(params))
+}
+
+/// `run_cached` planned for this run alone: the plan is not kept (`crate::plans`).
+pub(crate) fn run_fresh(
+    conn: &Connection,
+    sql: &str,
+    what: &dyn std::fmt::Display,
+) -> Result<usize> {
+    timed(what, || conn.prepare(sql)?.execute([]))
+}
+
+/// Runs a statement, logging its `micros` at trace level under `what`.
+fn timed(
+    what: &dyn std::fmt::Display,
+    run: impl FnOnce() -> duckdb::Result<usize>,
+) -> Result<usize> {
     let started = std::time::Instant::now();
-    let rows = conn
-        .prepare_cached(sql)
-        .and_then(|mut stmt| stmt.execute(params))
-        .map_err(|e| Error::sink(format!("{what}: {e}")))?;
+    let rows = run().map_err(|e| Error::sink(format!("{what}: {e}")))?;
     tracing::trace!(micros = started.elapsed().as_micros() as u64, "{what}");
     Ok(rows)
 }

@@ -217,6 +217,16 @@ impl TableSql {
         self.insert_log.is_some()
     }
 
+    /// The merge statements that join staged keys with the replica, whose plans depend on
+    /// its size (`crate::plans`).
+    pub fn replica_reads(&self) -> Vec<&str> {
+        [&self.delete_touched, &self.delete_once, &self.update_once]
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect()
+    }
+
     fn typed_columns(&self) -> Vec<String> {
         let cols = self.schema.columns.iter();
         cols.map(|c| format!("{} {}", quote_ident(&c.name), duckdb_type(&c.ty)))

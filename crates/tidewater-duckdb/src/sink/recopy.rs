@@ -161,6 +161,7 @@ impl DuckDbSink {
     pub(super) fn install(&mut self, id: TableId, sql: crate::table::TableSql) {
         // Cached plans may name the old staging table, target or columns.
         self.conn.flush_prepared_statement_cache();
+        self.plans.forget();
         let changes = self.tables.get(&id).map_or(0, |t| t.changes);
         let mut state = TableState::new(sql);
         state.changes = changes;
