@@ -22,6 +22,10 @@ pub struct DuckDbConfig {
     /// memory grows with table and transaction size).
     #[serde(default = "default_true")]
     pub primary_key: bool,
+    /// With `primary_key`, a new replica gets its PRIMARY KEY once it holds this many rows
+    /// (0: when it is created); smaller replicas are scanned (`crate::primary_keys`).
+    #[serde(default = "default_primary_key_rows")]
+    pub primary_key_rows: u64,
     /// DuckDB's `memory_limit` (its buffer pool: cached blocks, open transactions, indexes);
     /// beyond it DuckDB evicts or spills to `<path>.tmp`. Empty: DuckDB's default, 80 % of RAM.
     #[serde(default = "default_memory_limit")]
@@ -51,12 +55,23 @@ pub struct DuckDbOptions {
     pub threads: usize,
     /// Declare each replica's key as a DuckDB `PRIMARY KEY` (see `TableSql::create_replica`).
     pub primary_key: bool,
+    /// Rows a new replica holds before its `PRIMARY KEY` is declared; 0: at its creation
+    /// (`crate::primary_keys`).
+    pub primary_key_rows: u64,
     /// DuckDB's `memory_limit` (validated by `check_memory_limit`); empty: DuckDB's default.
     pub memory_limit: String,
     /// DuckDB's `checkpoint_threshold` (validated by `check_checkpoint_threshold`).
     pub checkpoint_threshold: String,
     /// Checkpoint between batches (`crate::checkpoint`).
     pub checkpoint_when_idle: bool,
+}
+
+impl DuckDbOptions {
+    /// Whether a replica is created with its `PRIMARY KEY` (else it is declared once the
+    /// replica is large, or never: `crate::primary_keys`).
+    pub fn key_at_creation(&self) -> bool {
+        self.primary_key && self.primary_key_rows == 0
+    }
 }
 
 /// The default `memory_limit`: DuckDB's own (80 % of RAM). A lower one is opt-in: DuckDB
@@ -106,6 +121,12 @@ pub const SINK_TYPE: SectionType = SectionType {
             "declare replica keys as PRIMARY KEYs (fast updates; memory grows with the tables)",
         ),
         ConfigKey::default(
+            "primary_key_rows",
+            "100000",
+            "a replica's PRIMARY KEY is declared once it holds this many rows (0: at creation); \
+             smaller replicas are scanned, with no key index in memory",
+        ),
+        ConfigKey::default(
             "memory_limit",
             "\"\"",
             "DuckDB's memory limit, e.g. \"1GB\" (\"\": DuckDB's default, 80 % of RAM); too low fails big batches",
@@ -130,6 +151,16 @@ fn default_threads() -> usize {
 
 fn default_true() -> bool {
     true
+}
+
+/// Below this many rows a keyed delete or update scans the replica's key column in about half
+/// a millisecond, no slower than the key index answers it, and the index would cost memory
+/// (a few MiB per table however small: docs/performance.md, "Primary keys once a replica is
+/// large").
+pub const DEFAULT_PRIMARY_KEY_ROWS: u64 = 100_000;
+
+fn default_primary_key_rows() -> u64 {
+    DEFAULT_PRIMARY_KEY_ROWS
 }
 
 fn default_memory_limit() -> String {

@@ -15,6 +15,7 @@ mod log_restart;
 mod merge;
 mod order;
 mod plans;
+mod primary_keys;
 pub mod read;
 mod rowwise;
 mod schema;

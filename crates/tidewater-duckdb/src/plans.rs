@@ -22,10 +22,12 @@
 //!   replica has more than doubled (by at least [`MIN_GROWTH`] rows) since they were made.
 //!
 //! The replica's size is DuckDB's own estimate (`duckdb_tables().estimated_size`: committed
-//! rows), read for all tables in one query at most once per [`LOOK_EVERY`], so a replica
-//! that grows fast is served by a plan made for a quarter of its size at worst for about a
-//! second. What this costs: the query (about a millisecond) once a second, and each
-//! statement planned again once per doubling of its replica. A replica that shrinks keeps
+//! rows), read for all tables in one query once per [`LOOK_EVERY`] or sooner when the sink
+//! has written many rows since ([`Plans::note_rows`]), so a replica that grows fast is served
+//! by a plan made for a quarter of its size at worst for about a second. What this costs:
+//! the query (about a millisecond) about once a second, and each statement planned again
+//! once per doubling of its replica. The same sizes tell when a replica is large enough for
+//! its primary key (`crate::primary_keys`). A replica that shrinks keeps
 //! its plans: made for a larger replica, they build on the staged keys, which suits a smaller
 //! one as well.
 //!
@@ -60,11 +62,20 @@ pub(crate) struct Plans {
     sizes: HashMap<TableId, u64>,
     looked: Option<Instant>,
     look_every: Duration,
+    /// Rows written since the last look, and how many make the next look due.
+    rows: u64,
+    look_rows: u64,
+    /// Looks taken.
+    looks: u64,
 }
 
 impl Plans {
-    pub fn new() -> Plans {
-        Plans::looking_every(LOOK_EVERY)
+    /// Sizes are read again after `look_rows` rows written, or [`LOOK_EVERY`].
+    pub fn new(look_rows: u64) -> Plans {
+        Plans {
+            look_rows: look_rows.max(1),
+            ..Plans::looking_every(LOOK_EVERY)
+        }
     }
 
     pub fn looking_every(look_every: Duration) -> Plans {
@@ -73,7 +84,35 @@ impl Plans {
             sizes: HashMap::new(),
             looked: None,
             look_every,
+            rows: 0,
+            look_rows: u64::MAX,
+            looks: 0,
         }
+    }
+
+    /// The sink committed `rows` more rows.
+    pub fn note_rows(&mut self, rows: u64) {
+        self.rows = self.rows.saturating_add(rows);
+    }
+
+    /// Reads the sizes if a look is due; whether it was.
+    pub fn look_if_due(&mut self, conn: &Connection) -> Result<bool> {
+        let due = self.rows >= self.look_rows
+            || self.looked.is_none_or(|at| at.elapsed() >= self.look_every);
+        if due {
+            self.look(conn)?;
+        }
+        Ok(due)
+    }
+
+    /// How many looks were taken (each one's sizes replace the last's).
+    pub fn looks(&self) -> u64 {
+        self.looks
+    }
+
+    /// `target`'s rows at the last look (0 if it had none).
+    pub fn size(&self, target: &TableId) -> u64 {
+        self.sizes.get(target).copied().unwrap_or(0)
     }
 
     /// How a batch staging `staged` rows of `target` runs `statements` (the statements of
@@ -86,10 +125,8 @@ impl Plans {
         staged: usize,
         statements: &[&str],
     ) -> Result<Plan> {
-        if self.looked.is_none_or(|at| at.elapsed() >= self.look_every) {
-            self.look(conn)?;
-        }
-        let size = self.sizes.get(target).copied().unwrap_or(0);
+        self.look_if_due(conn)?;
+        let size = self.size(target);
         if staged as u64 > size {
             return Ok(Plan::Fresh);
         }
@@ -134,6 +171,8 @@ impl Plans {
             self.sizes.insert(id, size);
         }
         self.looked = Some(Instant::now());
+        self.rows = 0;
+        self.looks += 1;
         Ok(())
     }
 }

@@ -46,7 +46,7 @@ pub fn prepare_table(
         None => {
             exec(
                 conn,
-                &sql.create_replica(options.primary_key),
+                &sql.create_replica(options.key_at_creation()),
                 &format_args!("creating replica {id}"),
             )?;
             if log_tables {

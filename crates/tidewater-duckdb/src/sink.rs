@@ -41,6 +41,7 @@ use crate::guard;
 use crate::merge;
 use crate::order::log_position;
 use crate::plans::Plans;
+use crate::primary_keys::PrimaryKeys;
 use crate::rowwise;
 use crate::schema::{evolve_table, prepare_table, prepare_tables};
 use crate::sql::{exec, in_transaction, run_cached};
@@ -112,6 +113,8 @@ pub struct DuckDbSink {
     checkpoints: Checkpoints,
     /// The replicas' sizes the cached merge plans were made for (`crate::plans`).
     plans: Plans,
+    /// Replicas whose `PRIMARY KEY` waits for them to grow (`crate::primary_keys`).
+    primary_keys: PrimaryKeys,
     counts: Counts,
     /// A transaction split into pieces whose first pieces are committed, with its ordinal:
     /// its rest continues that ordinal (`large_transaction = "split"`). A commit keeps it only
@@ -154,6 +157,7 @@ impl DuckDbSink {
         let committed_ordinal = state::read_tx_ordinal(&conn, &options.pipeline)?;
         let continuing = state::read_partial(&conn, &options.pipeline)?;
         let feed = Feed::register(&conn)?;
+        let primary_keys = PrimaryKeys::new(options.primary_key, options.primary_key_rows);
         Ok(DuckDbSink {
             feed,
             continuing,
@@ -182,7 +186,8 @@ impl DuckDbSink {
                 options.checkpoint_when_idle,
                 options.log_tables,
             ),
-            plans: Plans::new(),
+            plans: Plans::new(primary_keys.look_rows()),
+            primary_keys,
             counts: Counts::default(),
             options,
         })
@@ -229,7 +234,7 @@ impl DuckDbSink {
             self.merge(&id)?;
             let t = &self.tables[&id].sql;
             let (old, index, target) = (t.schema.clone(), t.index, t.replica.clone());
-            let emptied = emptied.then_some(self.options.primary_key);
+            let emptied = emptied.then_some(self.options.key_at_creation());
             evolve_table(
                 &self.conn,
                 &old,
@@ -508,6 +513,7 @@ impl Sink for DuckDbSink {
         // Staging tables are recreated below: cached plans of the old ones must go.
         self.conn.flush_prepared_statement_cache();
         self.plans.forget();
+        self.primary_keys.forget_all();
         // Per table: its merge statements and its inserts (`feed.rs`: replica, `_log`).
         self.conn
             .set_prepared_statement_cache_capacity(16 + 9 * tables.len());
@@ -641,6 +647,14 @@ impl Sink for DuckDbSink {
     fn begin(&mut self) -> Result<()> {
         exec(&self.conn, "BEGIN TRANSACTION", &"starting a batch")?;
         self.in_batch = true;
+        let tables = &self.tables;
+        if self
+            .primary_keys
+            .declare_due(&self.conn, &mut self.plans, tables)?
+        {
+            self.conn.flush_prepared_statement_cache();
+            self.plans.forget();
+        }
         self.last_ordinal = self.committed_ordinal;
         self.next_seq = 0;
         self.batch_transactions = 0;
@@ -742,6 +756,7 @@ impl Sink for DuckDbSink {
         // back, and a ROLLBACK after it would only fail with "no transaction is active".
         self.in_batch = false;
         committed?;
+        self.plans.note_rows(self.batch_changes);
         self.restore_indexes();
         self.committed_ordinal = self.last_ordinal;
         self.continuing = partial;
@@ -768,6 +783,7 @@ impl Sink for DuckDbSink {
     fn rollback(&mut self) -> Result<()> {
         self.pending_truncates.clear();
         self.indexes_to_restore.clear();
+        self.primary_keys.forget_all();
         self.batch_ack = None;
         self.batch_partial = None;
         self.continued = false;

@@ -241,7 +241,8 @@ impl TableSql {
     /// whatever the table and transaction size, and that delete scans the key column (~8 ms
     /// per million rows on one thread). Keys stay unique either way: every change deletes the
     /// touched key before inserting its new image, and the key is recorded in
-    /// `_tidewater.tables`.
+    /// `_tidewater.tables`. By default (`[sink] primary_key_rows`) a replica is created
+    /// without it, and it is declared once the replica is large (`crate::primary_keys`).
     pub fn create_replica(&self, primary_key: bool) -> String {
         let s = &self.schema;
         let mut cols = self.typed_columns();

@@ -375,6 +375,7 @@ pub async fn open_sink(
         source_type: source_type.into(),
         threads: c.threads,
         primary_key: c.primary_key,
+        primary_key_rows: c.primary_key_rows,
         memory_limit: c.memory_limit.clone(),
         checkpoint_threshold: c.checkpoint_threshold.clone(),
         checkpoint_when_idle: c.checkpoint_when_idle,

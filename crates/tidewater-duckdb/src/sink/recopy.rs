@@ -133,13 +133,13 @@ impl DuckDbSink {
         )?;
         exec(
             &self.conn,
-            &fresh.create_replica(self.options.primary_key),
+            &fresh.create_replica(self.options.key_at_creation()),
             &what,
         )?;
         let sql = if *old == *schema {
             fresh
         } else {
-            let pk = Some(self.options.primary_key);
+            let pk = Some(self.options.key_at_creation());
             evolve_table(&self.conn, &old, schema, index, log, pk, &copy)?
         };
         info!(table = %id, copy = %qualified(&copy), "the table's copy fills a copy table; the replica table keeps its rows until the copy is consistent");
@@ -162,6 +162,7 @@ impl DuckDbSink {
         // Cached plans may name the old staging table, target or columns.
         self.conn.flush_prepared_statement_cache();
         self.plans.forget();
+        self.primary_keys.forget(&sql.replica);
         let changes = self.tables.get(&id).map_or(0, |t| t.changes);
         let mut state = TableState::new(sql);
         state.changes = changes;

@@ -93,6 +93,7 @@ fn open_options(
         source_type: source_type.into(),
         threads: 1,
         primary_key: true,
+        primary_key_rows: 0,
         memory_limit: tidewater_duckdb::config::DEFAULT_MEMORY_LIMIT.into(),
         checkpoint_threshold: checkpoint_threshold.into(),
         checkpoint_when_idle: true,

@@ -41,6 +41,7 @@ fn options(dir: &tempfile::TempDir) -> DuckDbOptions {
         source_type: "test".into(),
         threads: 1,
         primary_key: true,
+        primary_key_rows: 0,
         memory_limit: tidewater_duckdb::config::DEFAULT_MEMORY_LIMIT.into(),
         checkpoint_threshold: tidewater_duckdb::config::DEFAULT_CHECKPOINT_THRESHOLD.into(),
         checkpoint_when_idle: true,

@@ -55,6 +55,11 @@ impl Fixture {
     }
 
     fn with_primary_key(tables: &[Arc<TableSchema>], primary_key: bool) -> Fixture {
+        Fixture::with_keys(tables, primary_key, 0)
+    }
+
+    /// `primary_key_rows`: as `[sink] primary_key_rows` (0: the key declared at creation).
+    fn with_keys(tables: &[Arc<TableSchema>], primary_key: bool, primary_key_rows: u64) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let options = DuckDbOptions {
             path: dir.path().join("r.duckdb"),
@@ -63,6 +68,7 @@ impl Fixture {
             source_type: "test".into(),
             threads: 1,
             primary_key,
+            primary_key_rows,
             memory_limit: tidewater_duckdb::config::DEFAULT_MEMORY_LIMIT.into(),
             checkpoint_threshold: tidewater_duckdb::config::DEFAULT_CHECKPOINT_THRESHOLD.into(),
             checkpoint_when_idle: true,
@@ -491,4 +497,62 @@ fn tables_sharing_a_staging_table_apply_only_their_own_changes() {
     assert_eq!(f.replica("a"), "1|a1 2|a 3|a3");
     let staged = f.rows("SELECT count(*) || '' FROM temp.main.stage_2_1");
     assert_eq!(staged, ["0"]);
+}
+
+/// With `primary_key_rows`, a replica starts without its key (no key index in memory), gets
+/// it in the first batch after it holds that many rows, and stays equal to what was applied
+/// through the change: deletes, updates and re-inserted keys before and after.
+#[test]
+fn a_replica_gets_its_primary_key_once_it_is_large() {
+    let t = table("t", true);
+    let mut f = Fixture::with_keys(std::slice::from_ref(&t), true, 1000);
+    let declared = |f: &Fixture| {
+        f.rows(
+            "SELECT constraint_type FROM duckdb_constraints() \
+             WHERE table_name = 't' AND constraint_type = 'PRIMARY KEY'",
+        )
+        .len()
+    };
+    use ChangeKind::*;
+    f.batch(vec![(1..=900)
+        .map(|i| change(&t, Insert, i, "i"))
+        .collect()]);
+    f.batch(vec![
+        vec![change(&t, Delete, 5, ""), change(&t, Insert, 5, "again")],
+        vec![change(&t, Update, 6, "u")],
+    ]);
+    assert_eq!(declared(&f), 0, "900 rows: no key yet");
+    let mut batches = 0;
+    let mut next: i32 = 901;
+    while declared(&f) == 0 {
+        batches += 1;
+        assert!(batches <= 4, "no primary key after {} rows", next - 1);
+        f.batch(vec![(next..next + 300)
+            .map(|i| change(&t, Insert, i, "i"))
+            .collect()]);
+        next += 300;
+    }
+    // The sink's changes of keys apply as before, and the key refuses a duplicate.
+    f.batch(vec![
+        vec![change(&t, Delete, 7, ""), change(&t, Insert, 7, "back")],
+        vec![change(&t, Update, 8, "u")],
+    ]);
+    let row = |k: i32| {
+        f.rows(&format!(
+            "SELECT concat_ws('|', id, v) FROM s.t WHERE id = {k}"
+        ))
+    };
+    assert_eq!(row(5), ["5|again"]);
+    assert_eq!(row(6), ["6|u"]);
+    assert_eq!(row(7), ["7|back"]);
+    assert_eq!(row(8), ["8|u"]);
+    let count = f.rows(
+        "SELECT CAST(count(*) AS VARCHAR) || '/' || CAST(count(DISTINCT id) AS VARCHAR) FROM s.t",
+    );
+    assert_eq!(count, [format!("{0}/{0}", next - 1)]);
+    let dup = f
+        .sink
+        .connection()
+        .execute_batch("INSERT INTO s.t (id, v) VALUES (1, 'dup')");
+    assert!(dup.is_err(), "the declared key refuses a duplicate");
 }
