@@ -106,11 +106,15 @@ impl PrimaryKeys {
                     qualified(target),
                     key.join(", ")
                 );
-                exec(
-                    conn,
-                    &sql,
-                    &format_args!("declaring the primary key of {target}"),
-                )?;
+                let what = format_args!("declaring the primary key of {target}");
+                exec(conn, &sql, &what).map_err(|e| {
+                    e.with_fix(format!(
+                        "if DuckDB names a duplicate key, the replica of {} holds two rows of \
+                         one key and differs from the source: copy the table again with \
+                         `tidewater resnapshot --tables {}` (and your --config)",
+                        schema.id, schema.id
+                    ))
+                })?;
                 info!(table = %target, rows = plans.size(target), "declared the replica's primary key: it is large enough to need its key index");
                 declared = true;
             }

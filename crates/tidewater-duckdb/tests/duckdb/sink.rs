@@ -556,3 +556,47 @@ fn a_replica_gets_its_primary_key_once_it_is_large() {
         .execute_batch("INSERT INTO s.t (id, v) VALUES (1, 'dup')");
     assert!(dup.is_err(), "the declared key refuses a duplicate");
 }
+
+/// A replica that holds a key twice when its key is declared (it differs from the source)
+/// stops the batch with DuckDB's error and the fix, instead of going on without the key.
+#[test]
+fn a_duplicate_key_when_the_key_is_declared_stops_with_the_fix() {
+    let t = table("t", true);
+    let mut f = Fixture::with_keys(std::slice::from_ref(&t), true, 1000);
+    use ChangeKind::*;
+    f.batch(vec![(1..=900)
+        .map(|i| change(&t, Insert, i, "i"))
+        .collect()]);
+    f.sink
+        .connection()
+        .execute_batch("INSERT INTO s.t (id, v) VALUES (1, 'twice')")
+        .unwrap();
+    let mut next: i32 = 901;
+    let err = loop {
+        assert!(next < 3000, "no error after {} rows", next - 1);
+        if let Err(e) = f.sink.begin() {
+            break e;
+        }
+        f.lsn += 1;
+        let tx = TxInfo {
+            position: Position(format!("0/{}", f.lsn)),
+            commit_time_us: 0,
+            backlog: tidewater_core::Backlog::Unknown,
+        };
+        let rows = (next..next + 300)
+            .map(|i| change(&t, Insert, i, "i"))
+            .collect();
+        f.sink.write(&tx, 0, rows).unwrap();
+        f.sink.commit(&tx.position, 0).unwrap();
+        next += 300;
+    };
+    assert!(
+        err.message().contains("declaring the primary key of s.t"),
+        "{err}"
+    );
+    assert!(
+        err.fix()
+            .is_some_and(|fix| fix.contains("tidewater resnapshot --tables s.t")),
+        "{err}"
+    );
+}
