@@ -95,14 +95,14 @@ impl Plans {
         self.rows = self.rows.saturating_add(rows);
     }
 
-    /// Reads the sizes if a look is due; whether it was.
-    pub fn look_if_due(&mut self, conn: &Connection) -> Result<bool> {
+    /// Reads the sizes if a look is due (`looks` tells whether one was taken).
+    pub fn look_if_due(&mut self, conn: &Connection) -> Result<()> {
         let due = self.rows >= self.look_rows
             || self.looked.is_none_or(|at| at.elapsed() >= self.look_every);
         if due {
             self.look(conn)?;
         }
-        Ok(due)
+        Ok(())
     }
 
     /// How many looks were taken (each one's sizes replace the last's).
