@@ -16,8 +16,8 @@
 //! counts). At the start, before the batch writes anything: DuckDB builds the index from
 //! the committed rows and overlooks the transaction's own changes to the table (measured,
 //! DuckDB 1.5.6: a row inserted earlier in the same transaction could be inserted again
-//! after the key was declared). The end state is the table created with the key: the same constraint, so the
-//! same `ALTER`s work on it (a `CREATE UNIQUE INDEX` would refuse `DROP COLUMN`, type changes
+//! after the key was declared). The end state is the table created with the key: the same
+//! constraint, so the same `ALTER`s work on it (a `CREATE UNIQUE INDEX` would refuse `DROP COLUMN`, type changes
 //! and renames). Replicas that already have a key are left alone. Exact: the statements
 //! that apply a batch leave each key at one row with or without the index (every staged key
 //! is deleted before its last image is inserted), so declaring it changes how rows are
@@ -32,7 +32,7 @@ use tidewater_core::{Error, Result, TableId};
 use tracing::info;
 
 use crate::plans::Plans;
-use crate::sql::{exec, qualified, quote_ident};
+use crate::sql::{exec, qualified};
 use crate::staged::TableState;
 
 /// Which replicas are known to have their key declared, and past which size the others get it.
@@ -96,15 +96,10 @@ impl PrimaryKeys {
                 continue;
             }
             if !has_primary_key(conn, target)? {
-                let key: Vec<String> = schema
-                    .key
-                    .iter()
-                    .map(|&k| quote_ident(&schema.columns[k].name))
-                    .collect();
                 let sql = format!(
                     "ALTER TABLE {} ADD PRIMARY KEY ({})",
                     qualified(target),
-                    key.join(", ")
+                    t.sql.key_columns()
                 );
                 let what = format_args!("declaring the primary key of {target}");
                 exec(conn, &sql, &what).map_err(|e| {

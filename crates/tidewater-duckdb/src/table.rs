@@ -233,6 +233,17 @@ impl TableSql {
             .collect()
     }
 
+    /// The key's columns, quoted and comma-separated (a `PRIMARY KEY` clause's list).
+    pub fn key_columns(&self) -> String {
+        let s = &self.schema;
+        let key: Vec<String> = s
+            .key
+            .iter()
+            .map(|&i| quote_ident(&s.columns[i].name))
+            .collect();
+        key.join(", ")
+    }
+
     /// With `primary_key`, the replica's key is a DuckDB `PRIMARY KEY`: its ART index lets
     /// the per-batch `DELETE ... WHERE key IN (staged keys)` look keys up (under a millisecond
     /// on a million-row table) and refuses a duplicate key should one ever arrive, but it lives
@@ -247,12 +258,7 @@ impl TableSql {
         let s = &self.schema;
         let mut cols = self.typed_columns();
         if primary_key && s.has_key() {
-            let key: Vec<String> = s
-                .key
-                .iter()
-                .map(|&i| quote_ident(&s.columns[i].name))
-                .collect();
-            cols.push(format!("PRIMARY KEY ({})", key.join(", ")));
+            cols.push(format!("PRIMARY KEY ({})", self.key_columns()));
         }
         format!(
             "CREATE TABLE IF NOT EXISTS {} ({})",
