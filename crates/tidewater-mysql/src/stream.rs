@@ -731,7 +731,8 @@ fn mysql_tx_start(
     let after = match position {
         BinlogPosition::MySql(set) if g.gno() != 0 => {
             let mut set = set.clone();
-            set.add(&uuid_text(g.sid()), g.gno());
+            let tag = g.tag().map_or("", |t| t.as_str());
+            set.add(&uuid_text(g.sid()), tag, g.gno());
             BinlogPosition::MySql(set)
         }
         _ if g.tx_length() == 0 => return Err(Error::source_fatal(
@@ -776,6 +777,21 @@ mod tests {
             "mysql-gtid:3e11fa47-71ca-11e1-9e33-c80aa9429562:1-42"
         );
         assert_eq!(commit, 1_700_000_000_123_456);
+    }
+
+    /// A tagged GTID (MySQL 8.3+, `uuid:tag:n`) is its own transaction: recording it as
+    /// `uuid:n` would make a resumed dump skip the untagged transaction `n` and send this one
+    /// again.
+    #[test]
+    fn tagged_gtid_events_extend_their_tag_only() {
+        let set = MySqlGtidSet::parse("3e11fa47-71ca-11e1-9e33-c80aa9429562:1-41").unwrap();
+        let tag = mysql_common::packets::Tag::new("batch_7").unwrap();
+        let g = GtidEvent::new_tagged(SID, tag, 42);
+        let (after, _) = mysql_tx_start(&BinlogPosition::MySql(set), "b.000001", 4, 1, &g).unwrap();
+        assert_eq!(
+            after.to_string(),
+            "mysql-gtid:3e11fa47-71ca-11e1-9e33-c80aa9429562:1-41:batch_7:42"
+        );
     }
 
     #[test]
