@@ -1,6 +1,7 @@
 //! DuckDB sink: replica tables, `<table>_log` change tables and the `_tidewater` state schema
 //! in one DuckDB file (README.md, "What lands in DuckDB").
 
+mod catalog;
 mod checkpoint;
 mod columns;
 mod compare;

@@ -29,17 +29,23 @@ use duckdb::{params, Connection, OptionalExt};
 use tidewater_core::{Error, Position, Result};
 use tracing::{info, warn};
 
+use crate::catalog::Catalog;
 use crate::order::log_position;
 use crate::rowwise::meta_columns;
 use crate::sql::{
-    duckdb_type, exec, log_table, old_key_columns, qualified, quote_ident, table_columns,
+    duckdb_type, exec, log_id, log_table, old_key_columns, qualified, quote_ident, table_columns,
 };
 use crate::state;
 use crate::table::{column_list, TableSql};
 
 /// Records whether `sql`'s table is logged from now on, and says whether its log must restart
 /// first (see the module doc). Creates a missing `_log` when `log_tables` is on.
-pub fn needs_restart(conn: &Connection, sql: &TableSql, log_tables: bool) -> Result<bool> {
+pub fn needs_restart(
+    conn: &Connection,
+    catalog: &mut Catalog,
+    sql: &TableSql,
+    log_tables: bool,
+) -> Result<bool> {
     let id = &sql.schema.id;
     if !log_tables {
         set_complete(conn, sql, false)?;
@@ -54,13 +60,14 @@ pub fn needs_restart(conn: &Connection, sql: &TableSql, log_tables: bool) -> Res
         .optional()
         .map_err(|e| Error::sink(format!("reading _tidewater.tables: {e}")))?
         .flatten();
-    let exists = !table_columns(conn, &id.schema, &format!("{}_log", id.name))?.is_empty();
+    let exists = catalog.exists(&log_id(id));
     if !exists {
         exec(
             conn,
             &sql.create_log(),
             &format_args!("creating change log of {id}"),
         )?;
+        catalog.reread(conn, &log_id(id))?;
     }
     // NULL: a file from before the flag, whose log is taken as complete if it exists.
     if exists && complete != Some(false) {
@@ -74,8 +81,13 @@ pub fn needs_restart(conn: &Connection, sql: &TableSql, log_tables: bool) -> Res
 
 /// [`needs_restart`] for a table prepared inside a batch, where its log cannot restart: the
 /// next start restarts it.
-pub fn defer(conn: &Connection, sql: &TableSql, log_tables: bool) -> Result<()> {
-    if needs_restart(conn, sql, log_tables)? {
+pub fn defer(
+    conn: &Connection,
+    catalog: &mut Catalog,
+    sql: &TableSql,
+    log_tables: bool,
+) -> Result<()> {
+    if needs_restart(conn, catalog, sql, log_tables)? {
         warn!(
             table = %sql.schema.id,
             "this table's _log missed the changes applied while apply.log_tables was false; it \

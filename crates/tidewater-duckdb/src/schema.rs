@@ -6,10 +6,11 @@ use duckdb::Connection;
 use tidewater_core::{Error, Result, TableId, TableSchema};
 use tracing::info;
 
+use crate::catalog::Catalog;
 use crate::config::DuckDbOptions;
 use crate::log_restart;
 use crate::sql::{
-    copy_table, duckdb_type, exec, log_table, old_key_columns, qualified, quote_ident,
+    copy_table, duckdb_type, exec, log_id, log_table, old_key_columns, qualified, quote_ident,
     table_columns,
 };
 use crate::state;
@@ -17,6 +18,7 @@ use crate::table::TableSql;
 
 pub fn prepare_table(
     conn: &Connection,
+    catalog: &mut Catalog,
     schema: Arc<TableSchema>,
     index: usize,
     options: &DuckDbOptions,
@@ -49,12 +51,14 @@ pub fn prepare_table(
                 &sql.create_replica(options.key_at_creation()),
                 &format_args!("creating replica {id}"),
             )?;
+            catalog.reread(conn, id)?;
             if log_tables {
                 exec(
                     conn,
                     &sql.create_log(),
                     &format_args!("creating change log of {id}"),
                 )?;
+                catalog.reread(conn, &log_id(id))?;
             }
             state::write_table_schema(conn, &schema)?;
         }
@@ -62,12 +66,12 @@ pub fn prepare_table(
     // A table being copied again writes to its copy table (`sink/recopy.rs`), which holds
     // the definition tidewater applies.
     let copy = copy_table(id);
-    if !table_columns(conn, &copy.schema, &copy.name)?.is_empty() {
+    if catalog.exists(&copy) {
         sql = TableSql::writing_to(sql.schema.clone(), index, log_tables, copy);
     }
     let schema = sql.schema.clone();
     let target = &sql.replica;
-    let mut found = table_columns(conn, &target.schema, &target.name)?;
+    let mut found = catalog.columns(target).to_vec();
     let mut expected: Vec<&str> = schema.columns.iter().map(|c| c.name.as_str()).collect();
     // Columns added by a schema change come last in the replica whatever their source order.
     found.sort();
@@ -110,9 +114,10 @@ pub fn prepare_tables(
 ) -> Result<(Vec<TableSql>, Option<i64>)> {
     let mut prepared = Vec::new();
     let mut restart = Vec::new();
+    let mut catalog = Catalog::read(conn)?;
     for (i, schema) in tables.iter().enumerate() {
-        let sql = prepare_table(conn, schema.clone(), i, options)?;
-        if log_restart::needs_restart(conn, &sql, options.log_tables)? {
+        let sql = prepare_table(conn, &mut catalog, schema.clone(), i, options)?;
+        if log_restart::needs_restart(conn, &mut catalog, &sql, options.log_tables)? {
             restart.push(i);
         }
         prepared.push(sql);

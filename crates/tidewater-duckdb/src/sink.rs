@@ -32,6 +32,7 @@ use tidewater_core::{
 };
 use tracing::debug;
 
+use crate::catalog::Catalog;
 use crate::checkpoint::Checkpoints;
 use crate::config::DuckDbOptions;
 use crate::feed::Feed;
@@ -245,8 +246,15 @@ impl DuckDbSink {
         } else {
             let index = self.next_index;
             self.next_index += 1;
-            let sql = prepare_table(&self.conn, table.clone(), index, &self.options)?;
-            crate::log_restart::defer(&self.conn, &sql, self.options.log_tables)?;
+            let mut catalog = Catalog::read(&self.conn)?;
+            let sql = prepare_table(
+                &self.conn,
+                &mut catalog,
+                table.clone(),
+                index,
+                &self.options,
+            )?;
+            crate::log_restart::defer(&self.conn, &mut catalog, &sql, self.options.log_tables)?;
             sql
         };
         self.install(id, sql);

@@ -67,12 +67,14 @@ pub fn copy_table(id: &TableId) -> TableId {
 /// The suffix of [`copy_table`] names.
 pub const COPY_SUFFIX: &str = "__tidewater_copy";
 
+/// The change log of table `id`, qualified and quoted.
 pub fn log_table(id: &TableId) -> String {
-    format!(
-        "{}.{}",
-        quote_ident(&id.schema),
-        quote_ident(&format!("{}_log", id.name))
-    )
+    qualified(&log_id(id))
+}
+
+/// The change log of table `id`.
+pub(crate) fn log_id(id: &TableId) -> TableId {
+    TableId::new(id.schema.clone(), format!("{}_log", id.name))
 }
 
 /// The change-log columns after the source's and the old key's. `_metadata_tx` is the sink's
