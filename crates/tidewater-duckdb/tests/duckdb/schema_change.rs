@@ -177,3 +177,49 @@ fn a_changed_primary_key_is_refused_with_the_fix() {
     assert!(err.message().contains("primary key"), "{err}");
     assert!(err.message().contains("new DuckDB file"), "{err}");
 }
+
+/// How many catalog listings (statements reading `duckdb_columns()`,
+/// `information_schema.columns` or `duckdb_tables()`) DuckDB's query log holds.
+fn catalog_listings(sink: &DuckDbSink) -> usize {
+    lines(
+        sink,
+        "SELECT message FROM duckdb_logs WHERE type = 'QueryLog' AND (message ILIKE \
+         '%duckdb_columns%' OR message ILIKE '%information_schema.columns%' OR message ILIKE \
+         '%duckdb_tables%')",
+    )
+    .len()
+}
+
+/// Preparing tables lists DuckDB's catalog once, on a new file and on a file that holds them:
+/// DuckDB answers a question about one table's columns by listing every column of every
+/// table, so asking per table made start-up grow with the square of the table count
+/// (`catalog.rs`).
+#[test]
+fn preparing_many_tables_lists_the_catalog_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let tables: Vec<Arc<TableSchema>> = (0..30)
+        .map(|i| {
+            schema(
+                &format!("t{i}"),
+                &[("id", ColumnType::Int32), ("a", ColumnType::Text)],
+            )
+        })
+        .collect();
+    for (n, run) in [(1, "a new file"), (2, "a file that holds the tables")] {
+        let mut sink = DuckDbSink::open(options(&dir)).unwrap();
+        sink.connection()
+            .execute_batch("CALL truncate_duckdb_logs(); CALL enable_logging('QueryLog')")
+            .unwrap();
+        sink.prepare(&tables).unwrap();
+        sink.connection()
+            .execute_batch("CALL disable_logging()")
+            .unwrap();
+        assert_eq!(catalog_listings(&sink), 1, "{run}");
+        batch(
+            &mut sink,
+            n,
+            vec![insert(&tables[29], &[&n.to_string(), "x"])],
+        );
+        sink.close().unwrap();
+    }
+}
