@@ -10,9 +10,11 @@
 //! again by name (`DESCRIBE`, which looks up that one table).
 //!
 //! **Why the listing stays true.** It is read inside the transaction that prepares the tables
-//! (`sink.rs`, `prepare`), and only that transaction's own statements change the catalog
-//! meanwhile: every statement of `schema.rs` and `log_restart.rs` that creates or alters a
-//! table calls [`Catalog::reread`] for it before anything asks about it again.
+//! (`sink.rs`: `prepare`, and a table joining in a batch), so only that transaction's own
+//! statements change the catalog meanwhile. Each table `prepare_table` and `needs_restart`
+//! create is read again ([`Catalog::reread`]) before anything asks about it; the columns
+//! `log_restart::restart` adds to a log afterwards are read by that function itself, and the
+//! listing is not asked about that log again.
 
 use std::collections::HashMap;
 
@@ -62,6 +64,7 @@ impl Catalog {
         self.columns.get(table).map_or(&[], Vec::as_slice)
     }
 
+    /// Whether `table` exists (every table has a column).
     pub fn exists(&self, table: &TableId) -> bool {
         !self.columns(table).is_empty()
     }
