@@ -172,7 +172,7 @@ fn restart_table(
     let err = |e: duckdb::Error| Error::sink(format!("restarting the change log of {}: {e}", s.id));
     // Columns added to the replica while the log was not written (its old-key columns
     // included) are added to the log; a type changed meanwhile is cast on insert.
-    let have = table_columns(conn, &s.id.schema, &format!("{}_log", s.id.name))?;
+    let have = table_columns(conn, &log_id(&s.id))?;
     let wanted = s.columns.iter().map(|c| (c.name.clone(), &c.ty)).chain(
         old_key_columns(s)
             .into_iter()

@@ -167,7 +167,7 @@ pub fn evolve_table(
     let replica = qualified(target);
     let log = log_table(id);
     let log_cols = if log_tables {
-        table_columns(conn, &id.schema, &format!("{}_log", id.name))?
+        table_columns(conn, &log_id(id))?
     } else {
         Vec::new()
     };

@@ -186,18 +186,20 @@ pub(crate) fn in_transaction<T>(
     }
 }
 
-/// The columns of `schema.table` in the open file, in order (none: no such table).
-pub(crate) fn table_columns(conn: &Connection, schema: &str, table: &str) -> Result<Vec<String>> {
+/// The columns of `table` in the open file, in order (none: no such table). One question
+/// lists the whole catalog in DuckDB: for many tables use `crate::catalog::Catalog`.
+pub(crate) fn table_columns(conn: &Connection, table: &TableId) -> Result<Vec<String>> {
+    let err = |e: duckdb::Error| Error::sink(format!("reading columns of {table}: {e}"));
     let mut stmt = conn
         .prepare(
             "SELECT column_name FROM information_schema.columns WHERE table_catalog = \
              current_database() AND table_schema = ? AND table_name = ? ORDER BY ordinal_position",
         )
-        .map_err(|e| Error::sink(format!("reading columns of {schema}.{table}: {e}")))?;
+        .map_err(err)?;
     let rows = stmt
-        .query_map([schema, table], |r| r.get::<_, String>(0))
+        .query_map([&table.schema, &table.name], |r| r.get::<_, String>(0))
         .and_then(|rows| rows.collect::<duckdb::Result<Vec<String>>>())
-        .map_err(|e| Error::sink(format!("reading columns of {schema}.{table}: {e}")))?;
+        .map_err(err)?;
     Ok(rows)
 }
 
