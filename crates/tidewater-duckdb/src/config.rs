@@ -40,6 +40,10 @@ pub struct DuckDbConfig {
     /// `checkpoint_threshold`; false: only DuckDB's own test, at `checkpoint_threshold`.
     #[serde(default = "default_true")]
     pub checkpoint_when_idle: bool,
+    /// The DuckDB storage format a new replica file is written in (`crate::storage`); an
+    /// existing file keeps its own.
+    #[serde(default = "default_storage_version")]
+    pub storage_version: String,
 }
 
 /// What the sink is opened with: its config section and what the runtime adds.
@@ -64,6 +68,9 @@ pub struct DuckDbOptions {
     pub checkpoint_threshold: String,
     /// Checkpoint between batches (`crate::checkpoint`).
     pub checkpoint_when_idle: bool,
+    /// DuckDB's `storage_compatibility_version` for a new file (validated by
+    /// `crate::storage::check_version`).
+    pub storage_version: String,
 }
 
 impl DuckDbOptions {
@@ -137,6 +144,12 @@ pub const SINK_TYPE: SectionType = SectionType {
             "write-ahead log size at which a commit checkpoints (apply checkpoints earlier when idle)",
         ),
         ConfigKey::default(
+            "storage_version",
+            "\"latest\"",
+            "DuckDB storage format of a new replica file: \"latest\" (this DuckDB's, readable by \
+             DuckDB 1.5.0 or later) or a version such as \"v1.0.0\" for older readers",
+        ),
+        ConfigKey::default(
             "checkpoint_when_idle",
             "true",
             "checkpoint between batches once the .wal holds 8 MiB; a commit checkpoints only when \
@@ -169,6 +182,10 @@ fn default_memory_limit() -> String {
 
 fn default_checkpoint_threshold() -> String {
     DEFAULT_CHECKPOINT_THRESHOLD.into()
+}
+
+fn default_storage_version() -> String {
+    crate::storage::DEFAULT_VERSION.into()
 }
 
 /// Bytes of a size as DuckDB's settings take it: a number and a unit (`B`, `KB`, `MB`, `GB`,
@@ -230,7 +247,8 @@ impl DuckDbConfig {
                 .with_fix("name the DuckDB replica file, e.g. path = \"replica.duckdb\""));
         }
         check_memory_limit(&self.memory_limit)?;
-        check_checkpoint_threshold(&self.checkpoint_threshold)
+        check_checkpoint_threshold(&self.checkpoint_threshold)?;
+        crate::storage::check_version(&self.storage_version)
     }
 
     /// A relative `path` is relative to the config file's directory `dir`, not to the

@@ -26,10 +26,11 @@ pub mod sql;
 mod staged;
 pub mod state;
 pub mod status;
+pub mod storage;
 mod table;
 mod upgrade;
 
 pub use config::{DuckDbConfig, DuckDbOptions, COPY_BATCH};
 pub use duckdb;
 pub use read::DuckDbReplica;
-pub use sink::{open_connection, DuckDbSink};
+pub use sink::DuckDbSink;

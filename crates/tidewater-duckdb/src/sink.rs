@@ -133,13 +133,9 @@ pub struct DuckDbSink {
     indexes_to_restore: Vec<(TableId, Vec<String>)>,
 }
 
-pub fn open_connection(path: &std::path::Path) -> Result<Connection> {
-    Connection::open(path).map_err(|e| crate::errors::open_error(path, e))
-}
-
 impl DuckDbSink {
     pub fn open(options: DuckDbOptions) -> Result<DuckDbSink> {
-        let conn = open_connection(&options.path)?;
+        let conn = crate::storage::open(&options.path, &options.storage_version)?;
         exec(
             &conn,
             state::STATE_DDL,

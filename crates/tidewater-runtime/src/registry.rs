@@ -379,6 +379,7 @@ pub async fn open_sink(
         memory_limit: c.memory_limit.clone(),
         checkpoint_threshold: c.checkpoint_threshold.clone(),
         checkpoint_when_idle: c.checkpoint_when_idle,
+        storage_version: c.storage_version.clone(),
     };
     let sink = tokio::task::spawn_blocking(move || DuckDbSink::open(opts))
         .await

@@ -97,6 +97,7 @@ fn open_options(
         memory_limit: tidewater_duckdb::config::DEFAULT_MEMORY_LIMIT.into(),
         checkpoint_threshold: checkpoint_threshold.into(),
         checkpoint_when_idle: true,
+        storage_version: tidewater_duckdb::storage::DEFAULT_VERSION.into(),
     })
     .unwrap()
 }

@@ -45,6 +45,7 @@ fn options(dir: &tempfile::TempDir) -> DuckDbOptions {
         memory_limit: tidewater_duckdb::config::DEFAULT_MEMORY_LIMIT.into(),
         checkpoint_threshold: tidewater_duckdb::config::DEFAULT_CHECKPOINT_THRESHOLD.into(),
         checkpoint_when_idle: true,
+        storage_version: tidewater_duckdb::storage::DEFAULT_VERSION.into(),
     }
 }
 

@@ -72,6 +72,7 @@ impl Fixture {
             memory_limit: tidewater_duckdb::config::DEFAULT_MEMORY_LIMIT.into(),
             checkpoint_threshold: tidewater_duckdb::config::DEFAULT_CHECKPOINT_THRESHOLD.into(),
             checkpoint_when_idle: true,
+            storage_version: tidewater_duckdb::storage::DEFAULT_VERSION.into(),
         };
         let mut sink = DuckDbSink::open(options).unwrap();
         sink.prepare(tables).unwrap();
@@ -599,4 +600,18 @@ fn a_duplicate_key_when_the_key_is_declared_stops_with_the_fix() {
             .is_some_and(|fix| fix.contains("tidewater resnapshot --tables s.t")),
         "{err}"
     );
+}
+
+/// A new replica file is written in the newest storage format the linked DuckDB knows, not in
+/// DuckDB's own default (the v0.10.2 format, tagged `v1.0.0+`), whose string compression
+/// analysis held wide text outside DuckDB's memory limit (`tidewater_duckdb::storage`).
+#[test]
+fn a_new_replica_file_is_written_in_the_newest_storage_format() {
+    let f = Fixture::new(&[table("t", true)]);
+    let version = f.rows(
+        "SELECT tags['storage_version'] FROM duckdb_databases() \
+         WHERE database_name = current_database()",
+    );
+    assert_eq!(version.len(), 1);
+    assert!(version[0].starts_with("v1.5"), "{version:?}");
 }
