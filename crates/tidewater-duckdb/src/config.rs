@@ -27,7 +27,8 @@ pub struct DuckDbConfig {
     #[serde(default = "default_primary_key_rows")]
     pub primary_key_rows: u64,
     /// DuckDB's `memory_limit` (its buffer pool: cached blocks, open transactions, indexes);
-    /// beyond it DuckDB evicts or spills to `<path>.tmp`. Empty: DuckDB's default, 80 % of RAM.
+    /// beyond it DuckDB evicts or spills to `<path>.tmp`. `auto`: low, raised when a batch
+    /// needs more (`crate::memory`); empty: DuckDB's default, 80 % of RAM.
     #[serde(default = "default_memory_limit")]
     pub memory_limit: String,
     /// DuckDB's `checkpoint_threshold`: the write-ahead log size at which a commit checkpoints
@@ -62,7 +63,8 @@ pub struct DuckDbOptions {
     /// Rows a new replica holds before its `PRIMARY KEY` is declared; 0: at its creation
     /// (`crate::primary_keys`).
     pub primary_key_rows: u64,
-    /// DuckDB's `memory_limit` (validated by `check_memory_limit`); empty: DuckDB's default.
+    /// DuckDB's `memory_limit` (validated by `check_memory_limit`): `auto`, a size, or empty
+    /// for DuckDB's default.
     pub memory_limit: String,
     /// DuckDB's `checkpoint_threshold` (validated by `check_checkpoint_threshold`).
     pub checkpoint_threshold: String,
@@ -81,11 +83,10 @@ impl DuckDbOptions {
     }
 }
 
-/// The default `memory_limit`: DuckDB's own (80 % of RAM). A lower one is opt-in: DuckDB
-/// cannot evict the blocks an open transaction writes, so a batch touching many tables fails
-/// with "Out of Memory Error" below what it needs (256MB failed the 100-table drain; see
-/// `docs/performance.md`, "Memory").
-pub const DEFAULT_MEMORY_LIMIT: &str = "";
+/// The default `memory_limit`: `auto`, [`crate::memory::AUTO_START`] raised whenever a batch
+/// fails on it (a fixed low limit fails a batch that needs more than it: DuckDB cannot evict
+/// what an open transaction holds; `docs/performance.md`, "Memory").
+pub const DEFAULT_MEMORY_LIMIT: &str = crate::memory::AUTO;
 
 /// The default `checkpoint_threshold` (DuckDB's own is 16MB). The sink checkpoints at idle
 /// moments once the log holds `crate::checkpoint::IDLE_BYTES`, so this is only the bound
@@ -135,8 +136,9 @@ pub const SINK_TYPE: SectionType = SectionType {
         ),
         ConfigKey::default(
             "memory_limit",
-            "\"\"",
-            "DuckDB's memory limit, e.g. \"1GB\" (\"\": DuckDB's default, 80 % of RAM); too low fails big batches",
+            "\"auto\"",
+            "DuckDB's memory limit: \"auto\" (256 MiB, doubled whenever a batch needs more), a size \
+             such as \"1GB\" (too low fails big batches), or \"\" for DuckDB's default, 80 % of RAM",
         ),
         ConfigKey::default(
             "checkpoint_threshold",
@@ -213,17 +215,17 @@ pub fn parse_size(size: &str) -> Option<u64> {
     Some((number * scale) as u64)
 }
 
-/// Accepts what DuckDB's `SET memory_limit` accepts and this config documents: a size
-/// (`parse_size`), or empty. Checked here so a typo is a config error naming the key, not a
+/// Accepts what this config documents: `auto`, a size (`parse_size`, as DuckDB's `SET
+/// memory_limit` takes it), or empty. Checked here so a typo is a config error naming the key, not a
 /// failed sink start.
 pub fn check_memory_limit(limit: &str) -> Result<()> {
     let limit = limit.trim();
-    if limit.is_empty() || parse_size(limit).is_some() {
+    if limit.is_empty() || limit == crate::memory::AUTO || parse_size(limit).is_some() {
         return Ok(());
     }
     Err(
         Error::config(format!("sink.memory_limit = {limit:?} is not a size"))
-            .with_fix("give a number and a unit, e.g. memory_limit = \"512MB\" (or \"\" for DuckDB's default, 80 % of RAM)"),
+            .with_fix("use \"auto\" (the default), a number and a unit, e.g. memory_limit = \"512MB\", or \"\" for DuckDB's default, 80 % of RAM"),
     )
 }
 
@@ -266,7 +268,7 @@ mod tests {
 
     #[test]
     fn memory_limit_takes_sizes_only() {
-        for ok in ["", "256MB", "1GB", "1.5 GiB", "300mib", "1000000B"] {
+        for ok in ["", "auto", "256MB", "1GB", "1.5 GiB", "300mib", "1000000B"] {
             assert!(check_memory_limit(ok).is_ok(), "{ok}");
         }
         for bad in ["256", "MB", "lots", "0MB", "-1GB", "1 PB", "80%"] {

@@ -5,7 +5,8 @@
 //!   file ...". Errors built from such a failure carry [`Held`] as their source; callers ask
 //!   [`is_held`] instead of reading messages;
 //! - a full file system: the sink's error gets what to do about it ([`with_disk_full_fix`]);
-//! - DuckDB's memory limit reached: the same ([`with_memory_fix`]);
+//! - DuckDB's memory limit reached ([`is_out_of_memory`]): the same ([`with_memory_fix`]), or,
+//!   under `memory_limit = "auto"`, a higher limit and a retry (`crate::memory`);
 //! - a CHECKPOINT refused because another connection holds a transaction
 //!   ([`is_checkpoint_conflict`]).
 
@@ -81,20 +82,27 @@ pub fn with_disk_full_fix(e: Error, db: &Path) -> Error {
 /// PRIMARY KEY indexes (docs/performance.md, "Memory"). The failed batch is not applied, so a
 /// later run resumes from the last committed one.
 pub fn with_memory_fix(e: Error, memory_limit: &str) -> Error {
-    let oom = e.message().contains("Out of Memory Error");
-    if !oom || !matches!(e.kind, ErrorKind::Sink | ErrorKind::SinkRetryable) || e.fix().is_some() {
+    if !is_out_of_memory(&e) || e.fix().is_some() {
         return e;
     }
-    let now = if memory_limit.is_empty() {
-        "DuckDB's default, 80 % of RAM".to_string()
-    } else {
-        format!("\"{memory_limit}\"")
+    let now = match memory_limit.trim() {
+        "" => "DuckDB's default, 80 % of RAM".to_string(),
+        crate::memory::AUTO => {
+            "\"auto\", already raised to DuckDB's default, 80 % of RAM".to_string()
+        }
+        limit => format!("\"{limit}\""),
     };
     e.with_fix(format!(
         "raise sink.memory_limit (now {now}), or set sink.primary_key = false (the replicas' key \
          indexes are what DuckDB cannot evict; updates and deletes of large tables get slower); \
          then `tidewater run` resumes from the last committed batch"
     ))
+}
+
+/// Whether a sink error is DuckDB's memory limit failing a statement.
+pub(crate) fn is_out_of_memory(e: &Error) -> bool {
+    matches!(e.kind, ErrorKind::Sink | ErrorKind::SinkRetryable)
+        && e.message().contains("Out of Memory Error")
 }
 
 /// How to start a DuckDB replica over: `tidewater run` takes a new snapshot into a new file.

@@ -13,6 +13,7 @@ mod forget;
 pub mod guard;
 mod layouts;
 mod log_restart;
+pub mod memory;
 mod merge;
 mod order;
 mod plans;

@@ -9,7 +9,7 @@ use crate::config::DuckDbOptions;
 use crate::sql::exec;
 
 /// Applies the settings to a freshly opened connection.
-pub(crate) fn apply(conn: &Connection, options: &DuckDbOptions) -> Result<()> {
+pub(crate) fn apply(conn: &Connection, options: &DuckDbOptions) -> Result<crate::memory::Limit> {
     // Each batch deletes its touched keys with `key IN (SELECT ... FROM staging)`. DuckDB
     // turns a join's build side of up to this many keys into an IN filter on the replica
     // scan, which the primary key's index answers by lookups: 2 vs 8 ms for 80 keys of a
@@ -24,19 +24,13 @@ pub(crate) fn apply(conn: &Connection, options: &DuckDbOptions) -> Result<()> {
         let set = format!("SET threads = {}", options.threads);
         exec(conn, &set, &"setting the DuckDB thread count")?;
     }
-    // DuckDB's buffer pool otherwise keeps every block it wrote or read, up to 80 % of RAM;
-    // beyond the limit it evicts them (and spills temporary data to `<path>.tmp`).
-    if !options.memory_limit.trim().is_empty() {
-        let set = format!(
-            "SET memory_limit = '{}'",
-            options.memory_limit.trim().replace('\'', "''")
-        );
-        exec(conn, &set, &"setting DuckDB's memory_limit")?;
-    }
     // DuckDB checkpoints by itself inside a commit whose log plus estimate passes this; the
     // sink holds that off for a commit whose log would stay short, and checkpoints at idle
     // moments long before (`crate::checkpoint`).
-    set_checkpoint_threshold(conn, options.checkpoint_threshold.trim())
+    set_checkpoint_threshold(conn, options.checkpoint_threshold.trim())?;
+    // DuckDB's buffer pool otherwise keeps every block it wrote or read, up to 80 % of RAM;
+    // beyond the limit it evicts them (and spills temporary data to `<path>.tmp`).
+    crate::memory::apply(conn, &options.memory_limit)
 }
 
 /// Sets DuckDB's `checkpoint_threshold` (a size).

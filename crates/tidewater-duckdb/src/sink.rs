@@ -110,6 +110,8 @@ pub struct DuckDbSink {
     /// narrowed after it is set, and emptied when a batch is abandoned.
     fresh_copies: HashMap<TableId, HashSet<Vec<u8>>>,
     checkpoints: Checkpoints,
+    /// DuckDB's memory limit, raised when a batch fails on it under `auto` (`crate::memory`).
+    memory: crate::memory::Limit,
     /// The replicas' sizes the cached merge plans were made for (`crate::plans`).
     plans: Plans,
     /// Replicas whose `PRIMARY KEY` waits for them to grow (`crate::primary_keys`).
@@ -147,13 +149,14 @@ impl DuckDbSink {
             state::ADDED_COLUMNS_DDL,
             &"adding state columns of later versions",
         )?;
-        crate::settings::apply(&conn, &options)?;
+        let memory = crate::settings::apply(&conn, &options)?;
         crate::upgrade::upgrade_layout(&conn)?;
         let committed_ordinal = state::read_tx_ordinal(&conn, &options.pipeline)?;
         let continuing = state::read_partial(&conn, &options.pipeline)?;
         let feed = Feed::register(&conn)?;
         let primary_keys = PrimaryKeys::new(options.primary_key, options.primary_key_rows);
         Ok(DuckDbSink {
+            memory,
             feed,
             continuing,
             continued: false,
@@ -379,6 +382,145 @@ impl DuckDbSink {
     }
 }
 
+/// The batch's steps behind the `Sink` methods, which pass their errors through
+/// `memory_checked`.
+impl DuckDbSink {
+    /// `r`, with DuckDB's memory limit raised and the error made retryable when the limit
+    /// failed it under `memory_limit = "auto"` (`crate::memory`).
+    fn memory_checked<T>(&mut self, r: Result<T>) -> Result<T> {
+        r.map_err(|e| self.memory.on_error(&self.conn, e))
+    }
+
+    fn begin_batch(&mut self) -> Result<()> {
+        exec(&self.conn, "BEGIN TRANSACTION", &"starting a batch")?;
+        self.in_batch = true;
+        let tables = &self.tables;
+        if self
+            .primary_keys
+            .declare_due(&self.conn, &mut self.plans, tables)?
+        {
+            self.conn.flush_prepared_statement_cache();
+            self.plans.forget();
+        }
+        self.last_ordinal = self.committed_ordinal;
+        self.next_seq = 0;
+        self.batch_transactions = 0;
+        self.batch_changes = 0;
+        self.batch_bytes = 0;
+        self.batch_ack = None;
+        self.current_tx = None;
+        self.continued = false;
+        self.counts = Counts::default();
+        Ok(())
+    }
+
+    fn write_changes(
+        &mut self,
+        tx: &TxInfo,
+        first_sequence: i64,
+        changes: Vec<Change>,
+    ) -> Result<()> {
+        if changes.is_empty() {
+            // Nothing to log: no ordinal either (every ordinal has log rows).
+            return Ok(());
+        }
+        self.enter_tx(tx, first_sequence);
+        self.batch_changes += changes.len() as u64;
+        self.batch_bytes += changes.iter().map(change_bytes).sum::<usize>() as u64;
+        for change in changes {
+            if change.kind != ChangeKind::Snapshot {
+                self.touch_fresh_copy(&change);
+            }
+            if needs_row_path(&change) {
+                self.apply_alone(&change)?;
+            } else {
+                self.stage(change)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn commit_batch(&mut self, position: &Position, last_commit_time_us: i64) -> Result<()> {
+        self.settle_truncates()?;
+        // Every table's staged rows are moved, then each shared staging table is cleared once.
+        let ids: Vec<TableId> = self.tables.keys().cloned().collect();
+        self.append_all_pending(&ids)?;
+        let mut shapes = BTreeSet::new();
+        for id in &ids {
+            if self.merge_rows(id)? {
+                shapes.insert(self.tables[id].sql.clear_shape.clone());
+            }
+        }
+        for clear in &shapes {
+            run_cached(&self.conn, clear, &"clearing staging")?;
+        }
+        self.counts.statements += shapes.len() as u64;
+        let counts: Vec<(&TableId, u64)> = self
+            .tables
+            .iter()
+            .filter(|(_, t)| t.changes > 0)
+            .map(|(id, t)| (id, t.changes))
+            .collect();
+        let touched = counts.len();
+        state::add_table_changes(&self.conn, &counts)?;
+        for t in self.tables.values_mut() {
+            t.changes = 0;
+        }
+        let acked = self.batch_ack.take();
+        // The transaction's ordinal is the one it got when it was first written.
+        let partial = self.batch_partial.take().map(|p| {
+            let ordinal = match &self.continuing {
+                Some((c, ordinal)) if c.position == p.position => *ordinal,
+                _ => self
+                    .current_tx
+                    .as_ref()
+                    .map_or(self.last_ordinal, |c| c.ordinal),
+            };
+            (p, ordinal)
+        });
+        state::write_position(
+            &self.conn,
+            &self.options.pipeline,
+            &self.options.source_type,
+            &state::Committed {
+                position,
+                acked: acked.as_ref().unwrap_or(position),
+                tx_ordinal: self.last_ordinal,
+                last_source_commit: &format_utc_micros(last_commit_time_us),
+                transactions: self.batch_transactions,
+                changes: self.batch_changes,
+                partial: partial.as_ref(),
+            },
+        )?;
+        self.checkpoints
+            .before_commit(&self.conn, self.batch_bytes)?;
+        let started = std::time::Instant::now();
+        let committed = exec(
+            &self.conn,
+            "COMMIT",
+            &format_args!("committing the batch up to {position}"),
+        );
+        // DuckDB ends the transaction either way: a COMMIT that fails (a full disk) rolls it
+        // back, and a ROLLBACK after it would only fail with "no transaction is active".
+        self.in_batch = false;
+        committed?;
+        self.plans.note_rows(self.batch_changes);
+        self.restore_indexes();
+        self.committed_ordinal = self.last_ordinal;
+        self.continuing = partial;
+        let c = std::mem::take(&mut self.counts);
+        tracing::trace!(
+            micros = started.elapsed().as_micros() as u64,
+            tables = touched,
+            statements = c.statements + 3,
+            appends = c.appends,
+            row_changes = c.row_changes,
+            "COMMIT"
+        );
+        Ok(())
+    }
+}
+
 /// Changes that the set-based path cannot apply: an update whose unchanged (TOAST) values
 /// must come from the replica, and updates/deletes of keyless tables (matched by all columns).
 fn needs_row_path(change: &Change) -> bool {
@@ -527,131 +669,23 @@ impl Sink for DuckDbSink {
     }
 
     fn begin(&mut self) -> Result<()> {
-        exec(&self.conn, "BEGIN TRANSACTION", &"starting a batch")?;
-        self.in_batch = true;
-        let tables = &self.tables;
-        if self
-            .primary_keys
-            .declare_due(&self.conn, &mut self.plans, tables)?
-        {
-            self.conn.flush_prepared_statement_cache();
-            self.plans.forget();
-        }
-        self.last_ordinal = self.committed_ordinal;
-        self.next_seq = 0;
-        self.batch_transactions = 0;
-        self.batch_changes = 0;
-        self.batch_bytes = 0;
-        self.batch_ack = None;
-        self.current_tx = None;
-        self.continued = false;
-        self.counts = Counts::default();
-        Ok(())
+        let r = self.begin_batch();
+        self.memory_checked(r)
     }
 
     fn write(&mut self, tx: &TxInfo, first_sequence: i64, changes: Vec<Change>) -> Result<()> {
-        if changes.is_empty() {
-            // Nothing to log: no ordinal either (every ordinal has log rows).
-            return Ok(());
-        }
-        self.enter_tx(tx, first_sequence);
-        self.batch_changes += changes.len() as u64;
-        self.batch_bytes += changes.iter().map(change_bytes).sum::<usize>() as u64;
-        for change in changes {
-            if change.kind != ChangeKind::Snapshot {
-                self.touch_fresh_copy(&change);
-            }
-            if needs_row_path(&change) {
-                self.apply_alone(&change)?;
-            } else {
-                self.stage(change)?;
-            }
-        }
-        Ok(())
+        let r = self.write_changes(tx, first_sequence, changes);
+        self.memory_checked(r)
     }
 
     fn truncate(&mut self, tx: &TxInfo, tables: &[Arc<TableSchema>]) -> Result<()> {
-        self.truncate_tables(tx, tables)
+        let r = self.truncate_tables(tx, tables);
+        self.memory_checked(r)
     }
 
     fn commit(&mut self, position: &Position, last_commit_time_us: i64) -> Result<()> {
-        self.settle_truncates()?;
-        // Every table's staged rows are moved, then each shared staging table is cleared once.
-        let ids: Vec<TableId> = self.tables.keys().cloned().collect();
-        self.append_all_pending(&ids)?;
-        let mut shapes = BTreeSet::new();
-        for id in &ids {
-            if self.merge_rows(id)? {
-                shapes.insert(self.tables[id].sql.clear_shape.clone());
-            }
-        }
-        for clear in &shapes {
-            run_cached(&self.conn, clear, &"clearing staging")?;
-        }
-        self.counts.statements += shapes.len() as u64;
-        let counts: Vec<(&TableId, u64)> = self
-            .tables
-            .iter()
-            .filter(|(_, t)| t.changes > 0)
-            .map(|(id, t)| (id, t.changes))
-            .collect();
-        let touched = counts.len();
-        state::add_table_changes(&self.conn, &counts)?;
-        for t in self.tables.values_mut() {
-            t.changes = 0;
-        }
-        let acked = self.batch_ack.take();
-        // The transaction's ordinal is the one it got when it was first written.
-        let partial = self.batch_partial.take().map(|p| {
-            let ordinal = match &self.continuing {
-                Some((c, ordinal)) if c.position == p.position => *ordinal,
-                _ => self
-                    .current_tx
-                    .as_ref()
-                    .map_or(self.last_ordinal, |c| c.ordinal),
-            };
-            (p, ordinal)
-        });
-        state::write_position(
-            &self.conn,
-            &self.options.pipeline,
-            &self.options.source_type,
-            &state::Committed {
-                position,
-                acked: acked.as_ref().unwrap_or(position),
-                tx_ordinal: self.last_ordinal,
-                last_source_commit: &format_utc_micros(last_commit_time_us),
-                transactions: self.batch_transactions,
-                changes: self.batch_changes,
-                partial: partial.as_ref(),
-            },
-        )?;
-        self.checkpoints
-            .before_commit(&self.conn, self.batch_bytes)?;
-        let started = std::time::Instant::now();
-        let committed = exec(
-            &self.conn,
-            "COMMIT",
-            &format_args!("committing the batch up to {position}"),
-        );
-        // DuckDB ends the transaction either way: a COMMIT that fails (a full disk) rolls it
-        // back, and a ROLLBACK after it would only fail with "no transaction is active".
-        self.in_batch = false;
-        committed?;
-        self.plans.note_rows(self.batch_changes);
-        self.restore_indexes();
-        self.committed_ordinal = self.last_ordinal;
-        self.continuing = partial;
-        let c = std::mem::take(&mut self.counts);
-        tracing::trace!(
-            micros = started.elapsed().as_micros() as u64,
-            tables = touched,
-            statements = c.statements + 3,
-            appends = c.appends,
-            row_changes = c.row_changes,
-            "COMMIT"
-        );
-        Ok(())
+        let r = self.commit_batch(position, last_commit_time_us);
+        self.memory_checked(r)
     }
 
     fn record_ack(&mut self, position: &Position) -> Result<()> {
@@ -700,7 +734,8 @@ impl Sink for DuckDbSink {
         if self.in_batch {
             return Ok(());
         }
-        self.checkpoints.idle(&self.conn)
+        let r = self.checkpoints.idle(&self.conn);
+        self.memory_checked(r)
     }
 
     fn resnapshot_fix(&self) -> String {

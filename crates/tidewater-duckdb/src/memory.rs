@@ -1,0 +1,203 @@
+//! DuckDB's `memory_limit`, and raising it when a batch needs more (`[sink] memory_limit`).
+//!
+//! DuckDB's own limit is 80 % of RAM, and its buffer pool keeps every block it wrote or read
+//! until the limit makes it evict: a replica written (and read by `verify` or the query
+//! endpoints) for long enough grows the process towards that whatever the batches need. A
+//! fixed lower limit bounds it, but a batch whose memory DuckDB cannot evict (an open
+//! transaction's rows, its key indexes) fails above it with "Out of Memory Error", and the
+//! pipeline stops.
+//!
+//! `memory_limit = "auto"` (the default) starts DuckDB at [`AUTO_START`] and, when a batch
+//! fails on the limit, doubles it (up to DuckDB's own default) and reports the failure as
+//! retryable. Correctness rests on what a retryable sink error already means: the apply loop
+//! rolls the open batch back (DuckDB's transaction: nothing of it is committed), and the
+//! pipeline's next attempt resumes the source from the position the sink committed, the path
+//! of a lost connection (exactly once by that stored position; the crash tests cover it). So a
+//! failed batch costs its work again, never a change. A limit once raised stays raised for the
+//! process. At DuckDB's default the error is final, as with a fixed limit, and carries the fix
+//! (`crate::errors::with_memory_fix`).
+
+use duckdb::Connection;
+use tidewater_core::{Error, Result};
+use tracing::warn;
+
+use crate::config::parse_size;
+use crate::errors::is_out_of_memory;
+use crate::sql::exec;
+
+/// The `memory_limit` value that starts low and grows on demand.
+pub const AUTO: &str = "auto";
+
+/// Where `auto` starts: the 100-table drain and a 10M-row transaction fit in it, and it holds
+/// the 2 KiB-row drain at 441 MiB against 747 MiB under DuckDB's default (docs/performance.md,
+/// "DuckDB's memory limit: automatic").
+pub const AUTO_START: u64 = 256 << 20;
+
+/// The limit the sink runs with.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Limit {
+    /// DuckDB's default (80 % of RAM) or a size the config fixed.
+    Fixed,
+    /// `auto`: the limit now, and DuckDB's default, above which it is not raised.
+    Auto { now: u64, max: u64 },
+}
+
+/// Sets `setting` (`""`, `auto` or a size: `crate::config::check_memory_limit`) on `conn`.
+pub(crate) fn apply(conn: &Connection, setting: &str) -> Result<Limit> {
+    let setting = setting.trim();
+    if setting.is_empty() {
+        return Ok(Limit::Fixed);
+    }
+    if setting != AUTO {
+        set(conn, &setting.replace('\'', "''"))?;
+        return Ok(Limit::Fixed);
+    }
+    let max = duckdb_default(conn)?;
+    let now = AUTO_START.min(max);
+    set(conn, &mib(now))?;
+    Ok(Limit::Auto { now, max })
+}
+
+impl Limit {
+    /// `e`, made retryable after raising the limit when it is DuckDB's memory limit failing an
+    /// `auto` sink below its ceiling; otherwise `e` as it is.
+    pub(crate) fn on_error(&mut self, conn: &Connection, e: Error) -> Error {
+        let Limit::Auto { now, max } = self else {
+            return e;
+        };
+        if !is_out_of_memory(&e) || *now >= *max {
+            return e;
+        }
+        let raised = now.saturating_mul(2).min(*max);
+        if let Err(set_failed) = set(conn, &mib(raised)) {
+            warn!(error = %set_failed, "raising DuckDB's memory_limit");
+            return e;
+        }
+        warn!(from = %mib(*now), to = %mib(raised), "a batch needed more memory than DuckDB's limit: raised it (sink.memory_limit = \"auto\"); the batch is applied again from the last committed position");
+        let message = format!(
+            "{}; DuckDB's memory_limit was {} and is now {}",
+            e.message(),
+            mib(*now),
+            mib(raised)
+        );
+        *now = raised;
+        Error::sink_retryable(message)
+    }
+}
+
+fn set(conn: &Connection, size: &str) -> Result<()> {
+    exec(
+        conn,
+        &format!("SET memory_limit = '{size}'"),
+        &"setting DuckDB's memory_limit",
+    )
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{}MiB", (bytes >> 20).max(1))
+}
+
+/// DuckDB's limit before any is set (80 % of RAM), as bytes.
+fn duckdb_default(conn: &Connection) -> Result<u64> {
+    let text: String = conn
+        .query_row("SELECT current_setting('memory_limit')", [], |r| r.get(0))
+        .map_err(|e| Error::sink(format!("reading DuckDB's memory_limit: {e}")))?;
+    parse_size(&text)
+        .ok_or_else(|| Error::sink(format!("DuckDB's memory_limit {text:?} is not a size")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{apply, Limit, AUTO_START};
+    use duckdb::Connection;
+    use tidewater_core::{Error, ErrorKind};
+
+    /// A statement DuckDB cannot run in less than ~80 MB: a list of 10M integers is one value,
+    /// which it neither spills nor evicts.
+    fn needs_80mb(conn: &Connection) -> tidewater_core::Result<()> {
+        crate::sql::exec(
+            conn,
+            "CREATE OR REPLACE TEMP TABLE big AS SELECT list(range) AS l FROM range(10000000)",
+            &"building a large value",
+        )
+    }
+
+    #[test]
+    fn auto_starts_low_and_doubles_on_out_of_memory_up_to_duckdbs_default() {
+        let conn = Connection::open_in_memory().unwrap();
+        let default = super::duckdb_default(&conn).unwrap();
+        let mut limit = apply(&conn, "auto").unwrap();
+        assert_eq!(
+            limit,
+            Limit::Auto {
+                now: AUTO_START.min(default),
+                max: default
+            }
+        );
+        // Start far below what the statement needs, as a large batch would find 256MB.
+        limit = Limit::Auto {
+            now: 8 << 20,
+            max: default,
+        };
+        super::set(&conn, "8MiB").unwrap();
+        let mut failures = Vec::new();
+        loop {
+            match needs_80mb(&conn) {
+                Ok(()) => break,
+                Err(e) => {
+                    let e = limit.on_error(&conn, e);
+                    assert_eq!(e.kind, ErrorKind::SinkRetryable, "{}", e.message());
+                    failures.push(e.message().to_string());
+                    assert!(failures.len() < 8, "{failures:?}");
+                }
+            }
+        }
+        assert!(!failures.is_empty(), "8MiB was enough");
+        assert!(
+            failures[0].contains("memory_limit was 8MiB and is now 16MiB"),
+            "{}",
+            failures[0]
+        );
+        let Limit::Auto { now, .. } = limit else {
+            unreachable!()
+        };
+        assert_eq!(now, (8 << 20) << failures.len());
+        let set: String = conn
+            .query_row("SELECT current_setting('memory_limit')", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(
+            crate::config::parse_size(&set).map(|b| b >> 20),
+            Some(now >> 20)
+        );
+    }
+
+    #[test]
+    fn a_fixed_limit_and_other_errors_stay_as_they_are() {
+        let conn = Connection::open_in_memory().unwrap();
+        let mut fixed = apply(&conn, "8MiB").unwrap();
+        assert_eq!(fixed, Limit::Fixed);
+        let e = needs_80mb(&conn).expect_err("8MiB is too little");
+        let e = fixed.on_error(&conn, e);
+        assert_eq!(e.kind, ErrorKind::Sink, "{}", e.message());
+
+        let mut auto = Limit::Auto {
+            now: 8 << 20,
+            max: 1 << 30,
+        };
+        let e = auto.on_error(&conn, Error::sink("Constraint Error: duplicate key"));
+        assert_eq!(e.kind, ErrorKind::Sink);
+        assert_eq!(
+            auto,
+            Limit::Auto {
+                now: 8 << 20,
+                max: 1 << 30
+            }
+        );
+        let mut ceiling = Limit::Auto {
+            now: 1 << 30,
+            max: 1 << 30,
+        };
+        let oom = Error::sink("Out of Memory Error: could not allocate block");
+        assert_eq!(ceiling.on_error(&conn, oom).kind, ErrorKind::Sink);
+    }
+}
