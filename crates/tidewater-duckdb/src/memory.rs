@@ -38,8 +38,10 @@ pub const AUTO_START: u64 = 256 << 20;
 pub(crate) enum Limit {
     /// DuckDB's default (80 % of RAM) or a size the config fixed.
     Fixed,
-    /// `auto`: the limit now, and DuckDB's default, above which it is not raised.
-    Auto { now: u64, max: u64 },
+    /// `auto`: the limit now, DuckDB's default (above which it is not raised), and whether
+    /// `now` is still to be set (a raise waits for the failed transaction's rollback: DuckDB
+    /// refuses `SET` inside it).
+    Auto { now: u64, max: u64, pending: bool },
 }
 
 /// Sets `setting` (`""`, `auto` or a size: `crate::config::check_memory_limit`) on `conn`.
@@ -55,24 +57,25 @@ pub(crate) fn apply(conn: &Connection, setting: &str) -> Result<Limit> {
     let max = duckdb_default(conn)?;
     let now = AUTO_START.min(max);
     set(conn, &mib(now))?;
-    Ok(Limit::Auto { now, max })
+    Ok(Limit::Auto {
+        now,
+        max,
+        pending: false,
+    })
 }
 
 impl Limit {
-    /// `e`, made retryable after raising the limit when it is DuckDB's memory limit failing an
-    /// `auto` sink below its ceiling; otherwise `e` as it is.
-    pub(crate) fn on_error(&mut self, conn: &Connection, e: Error) -> Error {
-        let Limit::Auto { now, max } = self else {
+    /// `e`, made retryable with a raised limit when it is DuckDB's memory limit failing an
+    /// `auto` sink below its ceiling; otherwise `e` as it is. The raise takes effect at
+    /// [`Limit::settle`], once the failed batch is rolled back.
+    pub(crate) fn on_error(&mut self, e: Error) -> Error {
+        let Limit::Auto { now, max, pending } = self else {
             return e;
         };
         if !is_out_of_memory(&e) || *now >= *max {
             return e;
         }
         let raised = now.saturating_mul(2).min(*max);
-        if let Err(set_failed) = set(conn, &mib(raised)) {
-            warn!(error = %set_failed, "raising DuckDB's memory_limit");
-            return e;
-        }
         warn!(from = %mib(*now), to = %mib(raised), "a batch needed more memory than DuckDB's limit: raised it (sink.memory_limit = \"auto\"); the batch is applied again from the last committed position");
         let message = format!(
             "{}; DuckDB's memory_limit was {} and is now {}",
@@ -81,7 +84,22 @@ impl Limit {
             mib(raised)
         );
         *now = raised;
+        *pending = true;
         Error::sink_retryable(message)
+    }
+
+    /// Sets a raised limit; called outside any transaction (before a batch begins).
+    pub(crate) fn settle(&mut self, conn: &Connection) -> Result<()> {
+        if let Limit::Auto {
+            now, pending: true, ..
+        } = self
+        {
+            set(conn, &mib(*now))?;
+            if let Limit::Auto { pending, .. } = self {
+                *pending = false;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -131,21 +149,24 @@ mod tests {
             limit,
             Limit::Auto {
                 now: AUTO_START.min(default),
-                max: default
+                max: default,
+                pending: false,
             }
         );
         // Start far below what the statement needs, as a large batch would find 256MB.
         limit = Limit::Auto {
             now: 8 << 20,
             max: default,
+            pending: false,
         };
         super::set(&conn, "8MiB").unwrap();
         let mut failures = Vec::new();
         loop {
+            limit.settle(&conn).unwrap();
             match needs_80mb(&conn) {
                 Ok(()) => break,
                 Err(e) => {
-                    let e = limit.on_error(&conn, e);
+                    let e = limit.on_error(e);
                     assert_eq!(e.kind, ErrorKind::SinkRetryable, "{}", e.message());
                     failures.push(e.message().to_string());
                     assert!(failures.len() < 8, "{failures:?}");
@@ -171,33 +192,122 @@ mod tests {
         );
     }
 
+    /// The sink's batch steps pass DuckDB's memory failures through the limit: a batch too
+    /// large for it fails retryable, and applied again after the apply loop's rollback (as the
+    /// pipeline's next attempt does) it lands once, at a raised limit.
+    #[test]
+    fn a_sink_batch_over_the_limit_is_retried_at_a_raised_one_and_lands_once() {
+        use std::sync::Arc;
+        use tidewater_core::{
+            Change, ChangeKind, Column, ColumnType, Position, Sink, TableId, TableSchema, TxInfo,
+            Value,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let options = crate::DuckDbOptions {
+            path: dir.path().join("r.duckdb"),
+            log_tables: true,
+            pipeline: "default".into(),
+            source_type: "test".into(),
+            threads: 1,
+            primary_key: true,
+            primary_key_rows: 0,
+            memory_limit: super::AUTO.into(),
+            checkpoint_threshold: crate::config::DEFAULT_CHECKPOINT_THRESHOLD.into(),
+            checkpoint_when_idle: true,
+            storage_version: crate::storage::DEFAULT_VERSION.into(),
+        };
+        let mut sink = crate::DuckDbSink::open(options).unwrap();
+        let col = |n: &str, ty| Column {
+            name: n.into(),
+            ty,
+            nullable: true,
+            source_type: String::new(),
+        };
+        let table = Arc::new(TableSchema {
+            id: TableId::new("s", "t"),
+            columns: vec![col("id", ColumnType::Int64), col("v", ColumnType::Text)],
+            key: vec![0],
+        });
+        sink.prepare(std::slice::from_ref(&table)).unwrap();
+        let max = match sink.memory_limit_mut() {
+            Limit::Auto { max, .. } => *max,
+            Limit::Fixed => panic!("auto is the default"),
+        };
+        *sink.memory_limit_mut() = Limit::Auto {
+            now: 4 << 20,
+            max,
+            pending: false,
+        };
+        super::set(sink.connection(), "4MiB").unwrap();
+        let rows = 200_000;
+        let tx = TxInfo {
+            position: Position("0/1".into()),
+            commit_time_us: 0,
+            backlog: tidewater_core::Backlog::Unknown,
+        };
+        let mut retries = 0;
+        loop {
+            let changes: Vec<Change> = (0..rows)
+                .map(|i| Change {
+                    table: table.clone(),
+                    kind: ChangeKind::Insert,
+                    row: vec![
+                        Value::text(&i.to_string()),
+                        Value::text(&format!("row {i}")),
+                    ],
+                    old: None,
+                })
+                .collect();
+            let applied = sink
+                .begin()
+                .and_then(|()| sink.write(&tx, 0, changes))
+                .and_then(|()| sink.commit(&tx.position, 0));
+            match applied {
+                Ok(()) => break,
+                Err(e) => {
+                    assert_eq!(e.kind, ErrorKind::SinkRetryable, "{}", e.message());
+                    sink.rollback().unwrap();
+                    retries += 1;
+                    assert!(retries < 10, "{}", e.message());
+                }
+            }
+        }
+        assert!(retries > 0, "4MiB held the whole batch");
+        let count =
+            |sql: &str| -> i64 { sink.connection().query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(count("SELECT count(*) FROM s.t"), rows);
+        assert_eq!(count("SELECT count(DISTINCT id) FROM s.t"), rows);
+        assert_eq!(count("SELECT count(*) FROM s.t_log"), rows);
+        let Limit::Auto { now, .. } = *sink.memory_limit_mut() else {
+            unreachable!()
+        };
+        assert_eq!(now, (4 << 20) << retries);
+    }
+
     #[test]
     fn a_fixed_limit_and_other_errors_stay_as_they_are() {
         let conn = Connection::open_in_memory().unwrap();
         let mut fixed = apply(&conn, "8MiB").unwrap();
         assert_eq!(fixed, Limit::Fixed);
         let e = needs_80mb(&conn).expect_err("8MiB is too little");
-        let e = fixed.on_error(&conn, e);
+        let e = fixed.on_error(e);
         assert_eq!(e.kind, ErrorKind::Sink, "{}", e.message());
 
-        let mut auto = Limit::Auto {
+        let unchanged = Limit::Auto {
             now: 8 << 20,
             max: 1 << 30,
+            pending: false,
         };
-        let e = auto.on_error(&conn, Error::sink("Constraint Error: duplicate key"));
+        let mut auto = unchanged.clone();
+        let e = auto.on_error(Error::sink("Constraint Error: duplicate key"));
         assert_eq!(e.kind, ErrorKind::Sink);
-        assert_eq!(
-            auto,
-            Limit::Auto {
-                now: 8 << 20,
-                max: 1 << 30
-            }
-        );
+        assert_eq!(auto, unchanged);
         let mut ceiling = Limit::Auto {
             now: 1 << 30,
             max: 1 << 30,
+            pending: false,
         };
         let oom = Error::sink("Out of Memory Error: could not allocate block");
-        assert_eq!(ceiling.on_error(&conn, oom).kind, ErrorKind::Sink);
+        assert_eq!(ceiling.on_error(oom).kind, ErrorKind::Sink);
     }
 }

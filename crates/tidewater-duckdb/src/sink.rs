@@ -203,6 +203,12 @@ impl DuckDbSink {
         &self.conn
     }
 
+    /// The memory limit the sink runs with, for tests that start it low (`crate::memory`).
+    #[cfg(test)]
+    pub(crate) fn memory_limit_mut(&mut self) -> &mut crate::memory::Limit {
+        &mut self.memory
+    }
+
     /// Brings the replica to the schema a change was decoded with: a table that appeared at
     /// the source is created, a changed one altered, inside the open batch (so the change of
     /// schema commits or rolls back with the data that follows it).
@@ -388,10 +394,11 @@ impl DuckDbSink {
     /// `r`, with DuckDB's memory limit raised and the error made retryable when the limit
     /// failed it under `memory_limit = "auto"` (`crate::memory`).
     fn memory_checked<T>(&mut self, r: Result<T>) -> Result<T> {
-        r.map_err(|e| self.memory.on_error(&self.conn, e))
+        r.map_err(|e| self.memory.on_error(e))
     }
 
     fn begin_batch(&mut self) -> Result<()> {
+        self.memory.settle(&self.conn)?;
         exec(&self.conn, "BEGIN TRANSACTION", &"starting a batch")?;
         self.in_batch = true;
         let tables = &self.tables;
