@@ -86,7 +86,10 @@ impl DuckDbOptions {
 /// The default `memory_limit`: `auto`, [`crate::memory::AUTO_START`] raised whenever a batch
 /// fails on it (a fixed low limit fails a batch that needs more than it: DuckDB cannot evict
 /// what an open transaction holds; `docs/performance.md`, "Memory").
-pub const DEFAULT_MEMORY_LIMIT: &str = crate::memory::AUTO;
+pub const DEFAULT_MEMORY_LIMIT: &str = AUTO_MEMORY_LIMIT;
+
+/// The `memory_limit` value that starts low and grows on demand (`crate::memory`).
+pub const AUTO_MEMORY_LIMIT: &str = "auto";
 
 /// The default `checkpoint_threshold` (DuckDB's own is 16MB). The sink checkpoints at idle
 /// moments once the log holds `crate::checkpoint::IDLE_BYTES`, so this is only the bound
@@ -220,7 +223,7 @@ pub fn parse_size(size: &str) -> Option<u64> {
 /// failed sink start.
 pub fn check_memory_limit(limit: &str) -> Result<()> {
     let limit = limit.trim();
-    if limit.is_empty() || limit == crate::memory::AUTO || parse_size(limit).is_some() {
+    if limit.is_empty() || limit == AUTO_MEMORY_LIMIT || parse_size(limit).is_some() {
         return Ok(());
     }
     Err(

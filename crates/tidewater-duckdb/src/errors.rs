@@ -85,11 +85,9 @@ pub fn with_memory_fix(e: Error, memory_limit: &str) -> Error {
     if !is_out_of_memory(&e) || e.fix().is_some() {
         return e;
     }
+    // (Under `auto` at its ceiling `crate::memory` gives its own fix.)
     let now = match memory_limit.trim() {
         "" => "DuckDB's default, 80 % of RAM".to_string(),
-        crate::memory::AUTO => {
-            "\"auto\", already raised to DuckDB's default, 80 % of RAM".to_string()
-        }
         limit => format!("\"{limit}\""),
     };
     e.with_fix(format!(

@@ -21,12 +21,9 @@ use duckdb::Connection;
 use tidewater_core::{Error, Result};
 use tracing::warn;
 
-use crate::config::parse_size;
+use crate::config::{parse_size, AUTO_MEMORY_LIMIT};
 use crate::errors::is_out_of_memory;
 use crate::sql::exec;
-
-/// The `memory_limit` value that starts low and grows on demand.
-pub const AUTO: &str = "auto";
 
 /// Where `auto` starts: the 100-table drain and a 10M-row transaction fit in it, and it holds
 /// the 2 KiB-row drain at 441 MiB against 747 MiB under DuckDB's default (docs/performance.md,
@@ -50,7 +47,7 @@ pub(crate) fn apply(conn: &Connection, setting: &str) -> Result<Limit> {
     if setting.is_empty() {
         return Ok(Limit::Fixed);
     }
-    if setting != AUTO {
+    if setting != AUTO_MEMORY_LIMIT {
         set(conn, &setting.replace('\'', "''"))?;
         return Ok(Limit::Fixed);
     }
@@ -72,8 +69,16 @@ impl Limit {
         let Limit::Auto { now, max, pending } = self else {
             return e;
         };
-        if !is_out_of_memory(&e) || *now >= *max {
+        if !is_out_of_memory(&e) || e.fix().is_some() {
             return e;
+        }
+        if *now >= *max {
+            return e.with_fix(
+                "sink.memory_limit = \"auto\" already raised DuckDB's limit to its default, 80 % \
+                 of RAM: set sink.primary_key = false (the replicas' key indexes are what DuckDB \
+                 cannot evict), or apply.large_transaction = \"split\" for a huge source \
+                 transaction; then `tidewater run` resumes from the last committed batch",
+            );
         }
         let raised = now.saturating_mul(2).min(*max);
         warn!(from = %mib(*now), to = %mib(raised), "a batch needed more memory than DuckDB's limit: raised it (sink.memory_limit = \"auto\"); the batch is applied again from the last committed position");
@@ -211,7 +216,7 @@ mod tests {
             threads: 1,
             primary_key: true,
             primary_key_rows: 0,
-            memory_limit: super::AUTO.into(),
+            memory_limit: crate::config::AUTO_MEMORY_LIMIT.into(),
             checkpoint_threshold: crate::config::DEFAULT_CHECKPOINT_THRESHOLD.into(),
             checkpoint_when_idle: true,
             storage_version: crate::storage::DEFAULT_VERSION.into(),
@@ -308,6 +313,12 @@ mod tests {
             pending: false,
         };
         let oom = Error::sink("Out of Memory Error: could not allocate block");
-        assert_eq!(ceiling.on_error(oom).kind, ErrorKind::Sink);
+        let e = ceiling.on_error(oom);
+        assert_eq!(e.kind, ErrorKind::Sink);
+        assert!(
+            e.fix().is_some_and(|f| f.contains("already raised")),
+            "{:?}",
+            e.fix()
+        );
     }
 }
