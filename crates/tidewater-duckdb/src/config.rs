@@ -76,6 +76,25 @@ pub struct DuckDbOptions {
 }
 
 impl DuckDbOptions {
+    /// The `[sink]` section's defaults for the file at `path`, keys declared at a replica's
+    /// creation (`primary_key_rows = 0`), the change log on, one DuckDB thread: what tests of
+    /// the sink start from.
+    pub fn new(path: PathBuf, pipeline: &str, source_type: &str) -> DuckDbOptions {
+        DuckDbOptions {
+            path,
+            log_tables: true,
+            pipeline: pipeline.into(),
+            source_type: source_type.into(),
+            threads: default_threads(),
+            primary_key: true,
+            primary_key_rows: 0,
+            memory_limit: default_memory_limit(),
+            checkpoint_threshold: default_checkpoint_threshold(),
+            checkpoint_when_idle: true,
+            storage_version: default_storage_version(),
+        }
+    }
+
     /// Whether a replica is created with its `PRIMARY KEY` (else it is declared once the
     /// replica is large, or never: `crate::primary_keys`).
     pub fn key_at_creation(&self) -> bool {

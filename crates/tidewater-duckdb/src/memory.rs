@@ -95,12 +95,9 @@ impl Limit {
 
     /// Sets a raised limit; called outside any transaction (before a batch begins).
     pub(crate) fn settle(&mut self, conn: &Connection) -> Result<()> {
-        if let Limit::Auto {
-            now, pending: true, ..
-        } = self
-        {
-            set(conn, &mib(*now))?;
-            if let Limit::Auto { pending, .. } = self {
+        if let Limit::Auto { now, pending, .. } = self {
+            if *pending {
+                set(conn, &mib(*now))?;
                 *pending = false;
             }
         }
@@ -208,19 +205,7 @@ mod tests {
             Value,
         };
         let dir = tempfile::tempdir().unwrap();
-        let options = crate::DuckDbOptions {
-            path: dir.path().join("r.duckdb"),
-            log_tables: true,
-            pipeline: "default".into(),
-            source_type: "test".into(),
-            threads: 1,
-            primary_key: true,
-            primary_key_rows: 0,
-            memory_limit: crate::config::AUTO_MEMORY_LIMIT.into(),
-            checkpoint_threshold: crate::config::DEFAULT_CHECKPOINT_THRESHOLD.into(),
-            checkpoint_when_idle: true,
-            storage_version: crate::storage::DEFAULT_VERSION.into(),
-        };
+        let options = crate::DuckDbOptions::new(dir.path().join("r.duckdb"), "default", "test");
         let mut sink = crate::DuckDbSink::open(options).unwrap();
         let col = |n: &str, ty| Column {
             name: n.into(),

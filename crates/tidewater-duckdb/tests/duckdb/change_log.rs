@@ -87,17 +87,9 @@ fn open_options(
     log_tables: bool,
 ) -> DuckDbSink {
     DuckDbSink::open(DuckDbOptions {
-        path: path.to_path_buf(),
         log_tables,
-        pipeline: "default".into(),
-        source_type: source_type.into(),
-        threads: 1,
-        primary_key: true,
-        primary_key_rows: 0,
-        memory_limit: tidewater_duckdb::config::DEFAULT_MEMORY_LIMIT.into(),
         checkpoint_threshold: checkpoint_threshold.into(),
-        checkpoint_when_idle: true,
-        storage_version: tidewater_duckdb::storage::DEFAULT_VERSION.into(),
+        ..DuckDbOptions::new(path.to_path_buf(), "default", source_type)
     })
     .unwrap()
 }

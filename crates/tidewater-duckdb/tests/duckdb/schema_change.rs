@@ -34,19 +34,7 @@ fn insert(t: &Arc<TableSchema>, values: &[&str]) -> Change {
 }
 
 fn options(dir: &tempfile::TempDir) -> DuckDbOptions {
-    DuckDbOptions {
-        path: dir.path().join("r.duckdb"),
-        log_tables: true,
-        pipeline: "default".into(),
-        source_type: "test".into(),
-        threads: 1,
-        primary_key: true,
-        primary_key_rows: 0,
-        memory_limit: tidewater_duckdb::config::DEFAULT_MEMORY_LIMIT.into(),
-        checkpoint_threshold: tidewater_duckdb::config::DEFAULT_CHECKPOINT_THRESHOLD.into(),
-        checkpoint_when_idle: true,
-        storage_version: tidewater_duckdb::storage::DEFAULT_VERSION.into(),
-    }
+    DuckDbOptions::new(dir.path().join("r.duckdb"), "default", "test")
 }
 
 fn batch(sink: &mut DuckDbSink, n: u64, changes: Vec<Change>) {

@@ -62,17 +62,9 @@ impl Fixture {
     fn with_keys(tables: &[Arc<TableSchema>], primary_key: bool, primary_key_rows: u64) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let options = DuckDbOptions {
-            path: dir.path().join("r.duckdb"),
-            log_tables: true,
-            pipeline: "default".into(),
-            source_type: "test".into(),
-            threads: 1,
             primary_key,
             primary_key_rows,
-            memory_limit: tidewater_duckdb::config::DEFAULT_MEMORY_LIMIT.into(),
-            checkpoint_threshold: tidewater_duckdb::config::DEFAULT_CHECKPOINT_THRESHOLD.into(),
-            checkpoint_when_idle: true,
-            storage_version: tidewater_duckdb::storage::DEFAULT_VERSION.into(),
+            ..DuckDbOptions::new(dir.path().join("r.duckdb"), "default", "test")
         };
         let mut sink = DuckDbSink::open(options).unwrap();
         sink.prepare(tables).unwrap();
