@@ -500,7 +500,7 @@ impl DuckDbSink {
             },
         )?;
         self.checkpoints
-            .before_commit(&self.conn, self.batch_bytes)?;
+            .before_commit(&self.conn, self.batch_bytes, self.batch_changes)?;
         let started = std::time::Instant::now();
         let committed = exec(
             &self.conn,
