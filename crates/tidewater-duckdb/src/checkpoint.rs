@@ -51,7 +51,7 @@ use duckdb::Connection;
 use tidewater_core::{Error, Result};
 use tracing::{debug, info};
 
-use crate::config::parse_size;
+use crate::config::{parse_size, ROW_GROUP_ROWS};
 use crate::sql::exec;
 
 /// Log bytes past which an idle apply loop checkpoints: small enough that a transaction
@@ -62,9 +62,6 @@ pub const IDLE_BYTES: u64 = 8 << 20;
 /// DuckDB's `checkpoint_threshold` for a commit that should not checkpoint: out of reach of
 /// any log plus estimate.
 pub const OUT_OF_REACH: &str = "1000GB";
-
-/// Rows in one of DuckDB's row groups (its `ROW_GROUP_SIZE`, the default).
-const ROW_GROUP_ROWS: u64 = 122_880;
 
 /// The most the log's bounds are scaled for wide rows: the configured `checkpoint_threshold`
 /// (128MB by default) becomes at most 512 MB of log, what a crash replays at start, enough for
@@ -112,7 +109,7 @@ impl Checkpoints {
     fn scale(&self) -> u64 {
         let row_group = self
             .row_bytes
-            .saturating_mul(ROW_GROUP_ROWS)
+            .saturating_mul(ROW_GROUP_ROWS as u64)
             .saturating_mul(self.copies);
         row_group.div_ceil(self.threshold.1).clamp(1, MAX_SCALE)
     }

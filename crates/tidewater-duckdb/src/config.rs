@@ -115,9 +115,11 @@ pub const AUTO_MEMORY_LIMIT: &str = "auto";
 /// under constant load.
 pub const DEFAULT_CHECKPOINT_THRESHOLD: &str = "128MB";
 
-/// The keys of this section, for `tidewater config --print-defaults`.
+/// Rows in one of DuckDB's row groups (its `ROW_GROUP_SIZE`, the default).
+pub const ROW_GROUP_ROWS: usize = 122_880;
+
 /// How the apply loop batches a copy's chunks into DuckDB (`tidewater_core::apply::CopyBatch`):
-/// two row groups (DuckDB's `ROW_GROUP_SIZE`, 122,880 rows) per commit, so that a chunked
+/// two row groups ([`ROW_GROUP_ROWS`]) per commit, so that a chunked
 /// copy's rows are written straight into the database file (DuckDB's optimistic writes of full
 /// row groups) instead of into the write-ahead log and again by a checkpoint, and are not held
 /// in memory until that checkpoint. The chunks themselves stay short at the source
@@ -126,11 +128,12 @@ pub const DEFAULT_CHECKPOINT_THRESHOLD: &str = "128MB";
 /// table's change during a copy) waits at most that, plus the commit, and stays visible
 /// within a second. Measured in docs/performance.md.
 pub const COPY_BATCH: CopyBatch = CopyBatch {
-    rows: 2 * 122_880,
+    rows: 2 * ROW_GROUP_ROWS,
     bytes: 64 << 20,
     wait: Duration::from_millis(500),
 };
 
+/// The keys of this section, for `tidewater config --print-defaults`.
 pub const SINK_TYPE: SectionType = SectionType {
     name: "duckdb",
     aliases: &[],
