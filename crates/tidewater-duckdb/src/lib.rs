@@ -11,6 +11,7 @@ pub mod errors;
 mod feed;
 mod forget;
 pub mod guard;
+mod in_place;
 mod layouts;
 mod log_restart;
 pub mod memory;

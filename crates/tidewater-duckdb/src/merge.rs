@@ -3,8 +3,9 @@
 //! them exactly.
 
 use duckdb::Connection;
-use tidewater_core::{Result, TableId};
+use tidewater_core::{Error, Result, TableId};
 
+use crate::in_place::InPlace;
 use crate::plans::{Plan, Plans};
 use crate::sql::{run_cached, run_fresh};
 use crate::staged::{Shape, TableState};
@@ -49,13 +50,12 @@ pub(crate) fn apply_staged(conn: &Connection, t: &TableState, plans: &mut Plans)
         _ => None,
     };
     if let Some(update) = in_place {
-        // Exactness: the UPDATE sets only rows whose key is staged, each to its key's one
-        // staged image. Any other count than the staged rows means a staged key had no row,
-        // or two (a replica without a primary key): never so in a replica equal to the
-        // source. Then the delete and insert run as well, and they leave every staged key at
-        // its one image whatever the UPDATE did.
-        let update = vec![(update, "updating replica")];
-        if run.steps(update, &mut statements)? == t.staged {
+        // Exactness: the statements set only rows whose key is staged, each to its key's one
+        // staged image (`crate::in_place`). Any other count than the staged rows means a
+        // staged key had no row, or two (a replica without a primary key): never so in a
+        // replica equal to the source. Then the delete and insert run as well, and they
+        // leave every staged key at its one image whatever an UPDATE did.
+        if run.in_place(update, t.staged, &mut statements)? {
             return Ok(statements);
         }
     }
@@ -72,6 +72,57 @@ struct Steps<'a> {
 }
 
 impl Steps<'_> {
+    /// Sets the staged updates in place; false (nothing or only some columns set) when the
+    /// replica does not hold exactly one row per staged key.
+    fn in_place(&self, update: &InPlace, staged: usize, statements: &mut u64) -> Result<bool> {
+        const UPDATE: &str = "updating replica";
+        let changed = match &update.check {
+            Some(check) => {
+                *statements += 1;
+                let (rows, changed) = self.check(check, update.set_changed.len())?;
+                if rows != staged {
+                    return Ok(false);
+                }
+                changed
+            }
+            None => Vec::new(),
+        };
+        if let Some(fixed) = &update.set_fixed {
+            let rows = self.steps(vec![(fixed, UPDATE)], statements)?;
+            if update.check.is_none() && rows != staged {
+                return Ok(false);
+            }
+        }
+        let changed = update.set_changed.iter().zip(changed).filter(|(_, c)| *c);
+        self.steps(changed.map(|(sql, _)| (sql, UPDATE)).collect(), statements)?;
+        Ok(true)
+    }
+
+    /// Runs `InPlace::check`: the staged keys' rows in the replica, and per variable-width
+    /// column whether any of them differs from its staged value.
+    fn check(&self, sql: &str, columns: usize) -> Result<(usize, Vec<bool>)> {
+        let what = format_args!("comparing staged updates with the replica of {}", self.id);
+        let fresh = matches!(&self.fresh, Some(f) if f.contains(&sql));
+        let started = std::time::Instant::now();
+        let read = |row: &duckdb::Row| -> duckdb::Result<(usize, Vec<bool>)> {
+            let rows: i64 = row.get(0)?;
+            let changed = (1..=columns)
+                .map(|i| row.get(i))
+                .collect::<duckdb::Result<_>>()?;
+            Ok((rows as usize, changed))
+        };
+        let query = || {
+            if fresh {
+                self.conn.prepare(sql)?.query_row([], read)
+            } else {
+                self.conn.prepare_cached(sql)?.query_row([], read)
+            }
+        };
+        let result = query().map_err(|e| Error::sink(format!("{what}: {e}")))?;
+        tracing::trace!(micros = started.elapsed().as_micros() as u64, "{what}");
+        Ok(result)
+    }
+
     /// Runs merge statements in order; the rows the last one changed.
     fn steps(&self, steps: Vec<(&String, &str)>, statements: &mut u64) -> Result<usize> {
         *statements += steps.len() as u64;

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use tidewater_core::{ColumnType, TableId, TableSchema};
 
+use crate::in_place::InPlace;
 use crate::sql::{
     cast_from_text, duckdb_type, log_table, old_key_columns, qualified, quote_ident,
     LOG_METADATA_COLUMNS,
@@ -52,8 +53,9 @@ pub struct TableSql {
     /// key once that change no key: the non-key columns set in place. DuckDB then rewrites
     /// neither the rows nor the key index (2–7× faster than `delete_once` + `insert_once`
     /// from 100 to 50,000 rows, docs/performance.md); a staged key the replica lacks is not
-    /// updated, which the caller sees in the count.
-    pub update_once: Option<String>,
+    /// updated, which the caller sees in the count. Strings are set only where they change
+    /// (`crate::in_place`).
+    pub update_once: Option<InPlace>,
     /// Removes this table's staged rows (a merge in the middle of a batch).
     pub clear_stage: String,
     /// Removes every staged row of the shape (after the batch's merges).
@@ -190,7 +192,7 @@ impl TableSql {
                 staged.join(", ")
             )
         });
-        let update_once = update_in_place(&schema, &replica, &stage_q);
+        let update_once = InPlace::new(&schema, &replica, &stage_q);
         TableSql {
             replica: target,
             index,
@@ -220,11 +222,11 @@ impl TableSql {
     /// The merge statements that join staged keys with the replica, whose plans depend on
     /// its size (`crate::plans`).
     pub fn replica_reads(&self) -> Vec<&str> {
-        [&self.delete_touched, &self.delete_once, &self.update_once]
+        let deletes = [&self.delete_touched, &self.delete_once]
             .into_iter()
-            .flatten()
-            .map(String::as_str)
-            .collect()
+            .flatten();
+        let updates = self.update_once.iter().flat_map(InPlace::reads);
+        deletes.map(String::as_str).chain(updates).collect()
     }
 
     fn typed_columns(&self) -> Vec<String> {
@@ -295,29 +297,6 @@ pub fn column_list(schema: &TableSchema) -> String {
         .map(|c| quote_ident(&c.name))
         .collect();
     names.join(", ")
-}
-
-/// `UPDATE` of the non-key columns from the staged rows of `stage_q`, matched by key; `None`
-/// for a keyless table or one whose columns are all key columns.
-fn update_in_place(schema: &TableSchema, replica: &str, stage_q: &str) -> Option<String> {
-    let cast = |i: usize| cast_from_text(&format!("s.c{i}"), &schema.columns[i].ty);
-    let set: Vec<String> = (0..schema.columns.len())
-        .filter(|i| !schema.key.contains(i))
-        .map(|i| format!("{} = {}", quote_ident(&schema.columns[i].name), cast(i)))
-        .collect();
-    if !schema.has_key() || set.is_empty() {
-        return None;
-    }
-    let matches: Vec<String> = schema
-        .key
-        .iter()
-        .map(|&k| format!("r.{} = {}", quote_ident(&schema.columns[k].name), cast(k)))
-        .collect();
-    Some(format!(
-        "UPDATE {replica} AS r SET {} FROM {stage_q} s WHERE {}",
-        set.join(", "),
-        matches.join(" AND ")
-    ))
 }
 
 /// Every (key, event) the staged changes imply, typed like the replica key:

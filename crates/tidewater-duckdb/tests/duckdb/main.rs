@@ -6,4 +6,5 @@ mod log_toggle;
 mod recopy;
 mod schema_change;
 mod sink;
+mod updates_in_place;
 mod verify_as_of;
