@@ -202,10 +202,7 @@ mod tests {
     use super::*;
 
     fn threshold(conn: &Connection) -> String {
-        conn.query_row("SELECT current_setting('checkpoint_threshold')", [], |r| {
-            r.get(0)
-        })
-        .unwrap()
+        crate::settings::current(conn, "checkpoint_threshold").unwrap()
     }
 
     #[test]

@@ -119,9 +119,7 @@ fn mib(bytes: u64) -> String {
 
 /// DuckDB's limit before any is set (80 % of RAM), as bytes.
 fn duckdb_default(conn: &Connection) -> Result<u64> {
-    let text: String = conn
-        .query_row("SELECT current_setting('memory_limit')", [], |r| r.get(0))
-        .map_err(|e| Error::sink(format!("reading DuckDB's memory_limit: {e}")))?;
+    let text = crate::settings::current(conn, "memory_limit")?;
     parse_size(&text)
         .ok_or_else(|| Error::sink(format!("DuckDB's memory_limit {text:?} is not a size")))
 }
@@ -185,9 +183,7 @@ mod tests {
             unreachable!()
         };
         assert_eq!(now, (8 << 20) << failures.len());
-        let set: String = conn
-            .query_row("SELECT current_setting('memory_limit')", [], |r| r.get(0))
-            .unwrap();
+        let set = crate::settings::current(&conn, "memory_limit").unwrap();
         assert_eq!(
             crate::config::parse_size(&set).map(|b| b >> 20),
             Some(now >> 20)
