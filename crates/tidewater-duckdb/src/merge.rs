@@ -55,7 +55,7 @@ pub(crate) fn apply_staged(conn: &Connection, t: &TableState, plans: &mut Plans)
         // staged key had no row, or two (a replica without a primary key): never so in a
         // replica equal to the source. Then the delete and insert run as well, and they
         // leave every staged key at its one image whatever an UPDATE did.
-        if run.in_place(update, t.staged, &mut statements)? {
+        if run.in_place(update, t, &mut statements)? {
             return Ok(statements);
         }
     }
@@ -72,10 +72,14 @@ struct Steps<'a> {
 }
 
 impl Steps<'_> {
-    /// Sets the staged updates in place; false (nothing or only some columns set) when the
-    /// replica does not hold exactly one row per staged key.
-    fn in_place(&self, update: &InPlace, staged: usize, statements: &mut u64) -> Result<bool> {
+    /// Sets the staged updates of `t` in place; false (nothing or only some columns set) when
+    /// the replica does not hold exactly one row per staged key.
+    fn in_place(&self, update: &InPlace, t: &TableState, statements: &mut u64) -> Result<bool> {
         const UPDATE: &str = "updating replica";
+        let staged = t.staged;
+        if !t.long_strings {
+            return Ok(self.steps(vec![(&update.set_all, UPDATE)], statements)? == staged);
+        }
         let changed = match &update.check {
             Some(check) => {
                 *statements += 1;

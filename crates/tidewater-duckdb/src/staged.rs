@@ -61,6 +61,9 @@ pub(crate) struct TableState {
     /// Every staged change is an update that keeps its key (`TableSql::update_once` may
     /// apply them).
     pub only_updates: bool,
+    /// A staged update holds a string DuckDB stores apart from its row
+    /// (`crate::in_place::long_strings`): set strings only where they change.
+    pub long_strings: bool,
     pub changes: u64,
     /// A keyed table whose chunked copy is not consistent yet (`tidewater_core::copy`):
     /// every staged change is applied as an upsert or a delete (snapshot rows and inserts
@@ -90,6 +93,7 @@ impl TableState {
             keys: HashSet::new(),
             has_snapshot_rows: false,
             only_updates: true,
+            long_strings: false,
             changes: 0,
             lenient: false,
             fresh_copy: false,
@@ -103,11 +107,15 @@ impl TableState {
         self.keys.clear();
         self.has_snapshot_rows = false;
         self.only_updates = true;
+        self.long_strings = false;
     }
 
     /// Narrows down how the staged changes must be applied, as each one is staged.
     pub fn observe(&mut self, change: &Change) {
         self.only_updates &= change.kind == ChangeKind::Update && change.old.is_none();
+        if self.only_updates && !self.long_strings {
+            self.long_strings = crate::in_place::long_strings(&change.table, &change.row);
+        }
         if self.lenient {
             // Upserts: delete each touched key, insert its last image.
             self.shape = self.shape.max(Shape::RepeatedKeys);
