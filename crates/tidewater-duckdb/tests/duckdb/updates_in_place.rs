@@ -3,7 +3,9 @@
 //! lacks), and updates that leave a long string as it was no longer pile up in DuckDB's
 //! memory across checkpoints.
 
-use tidewater_core::{Change, ChangeKind, ColumnType, Position, Sink, TxInfo};
+use std::sync::Arc;
+
+use tidewater_core::{Change, ChangeKind, ColumnType, Position, Sink, TableSchema, TxInfo};
 use tidewater_duckdb::DuckDbSink;
 
 use crate::change_log::{change, lines, open, schema};
@@ -21,22 +23,24 @@ fn batch(sink: &mut DuckDbSink, n: u64, changes: Vec<Change>) {
     sink.commit(&position, 1).unwrap();
 }
 
+/// A sink with table `s.t (id int, n int, <strings>)` keyed by `id`.
+fn keyed_by_id(
+    dir: &tempfile::TempDir,
+    strings: &[(&str, ColumnType)],
+) -> (DuckDbSink, Arc<TableSchema>) {
+    let mut sink = open(&dir.path().join("r.duckdb"), "postgres");
+    let mut columns = vec![("id", ColumnType::Int32), ("n", ColumnType::Int32)];
+    columns.extend(strings.iter().cloned());
+    let t = schema("t", &columns, &[0]);
+    sink.prepare(std::slice::from_ref(&t)).unwrap();
+    (sink, t)
+}
+
 #[test]
 fn strings_set_where_they_change_leave_every_staged_image() {
     use ChangeKind::*;
     let dir = tempfile::tempdir().unwrap();
-    let mut sink = open(&dir.path().join("r.duckdb"), "postgres");
-    let t = schema(
-        "t",
-        &[
-            ("id", ColumnType::Int32),
-            ("n", ColumnType::Int32),
-            ("a", ColumnType::Text),
-            ("b", ColumnType::Bytes),
-        ],
-        &[0],
-    );
-    sink.prepare(std::slice::from_ref(&t)).unwrap();
+    let (mut sink, t) = keyed_by_id(&dir, &[("a", ColumnType::Text), ("b", ColumnType::Bytes)]);
     let rows = |rows: &[[&str; 4]], kind| rows.iter().map(|r| change(&t, kind, r, None)).collect();
     let inserted = [
         ["1", "1", "alpha, long enough to be stored apart", "0a0b"],
@@ -108,17 +112,7 @@ fn updates_that_keep_a_long_string_do_not_pile_up_in_memory_across_checkpoints()
     const ROWS: usize = 20_000;
     const ROUNDS: u64 = 8;
     let dir = tempfile::tempdir().unwrap();
-    let mut sink = open(&dir.path().join("r.duckdb"), "postgres");
-    let t = schema(
-        "t",
-        &[
-            ("id", ColumnType::Int32),
-            ("n", ColumnType::Int32),
-            ("s", ColumnType::Text),
-        ],
-        &[0],
-    );
-    sink.prepare(std::slice::from_ref(&t)).unwrap();
+    let (mut sink, t) = keyed_by_id(&dir, &[("s", ColumnType::Text)]);
     let ids: Vec<String> = (0..ROWS).map(|i| i.to_string()).collect();
     let long: Vec<String> = (0..ROWS).map(|i| format!("{i:0>100}")).collect();
     let round = |kind, n: &str| -> Vec<Change> {
