@@ -202,7 +202,7 @@ mod tests {
     use super::*;
 
     fn threshold(conn: &Connection) -> String {
-        crate::settings::current(conn, "checkpoint_threshold").unwrap()
+        crate::sql::current_setting(conn, "checkpoint_threshold").unwrap()
     }
 
     #[test]

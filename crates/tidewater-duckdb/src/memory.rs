@@ -119,7 +119,7 @@ fn mib(bytes: u64) -> String {
 
 /// DuckDB's limit before any is set (80 % of RAM), as bytes.
 fn duckdb_default(conn: &Connection) -> Result<u64> {
-    let text = crate::settings::current(conn, "memory_limit")?;
+    let text = crate::sql::current_setting(conn, "memory_limit")?;
     parse_size(&text)
         .ok_or_else(|| Error::sink(format!("DuckDB's memory_limit {text:?} is not a size")))
 }
@@ -183,7 +183,7 @@ mod tests {
             unreachable!()
         };
         assert_eq!(now, (8 << 20) << failures.len());
-        let set = crate::settings::current(&conn, "memory_limit").unwrap();
+        let set = crate::sql::current_setting(&conn, "memory_limit").unwrap();
         assert_eq!(
             crate::config::parse_size(&set).map(|b| b >> 20),
             Some(now >> 20)

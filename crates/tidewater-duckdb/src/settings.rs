@@ -3,7 +3,7 @@
 //! and what bounds DuckDB's memory.
 
 use duckdb::Connection;
-use tidewater_core::{Error, Result};
+use tidewater_core::Result;
 
 use crate::config::DuckDbOptions;
 use crate::sql::exec;
@@ -31,12 +31,6 @@ pub(crate) fn apply(conn: &Connection, options: &DuckDbOptions) -> Result<crate:
     // DuckDB's buffer pool otherwise keeps every block it wrote or read, up to 80 % of RAM;
     // beyond the limit it evicts them (and spills temporary data to `<path>.tmp`).
     crate::memory::apply(conn, &options.memory_limit)
-}
-
-/// The current value of DuckDB's setting `name`, as DuckDB prints it.
-pub(crate) fn current(conn: &Connection, name: &str) -> Result<String> {
-    conn.query_row("SELECT current_setting(?)", [name], |r| r.get(0))
-        .map_err(|e| Error::sink(format!("reading DuckDB's {name}: {e}")))
 }
 
 /// Sets DuckDB's `checkpoint_threshold` (a size).

@@ -34,6 +34,12 @@ pub(crate) fn run_cached_with(
     timed(what, || conn.prepare_cached(sql)?.execute(params))
 }
 
+/// The current value of DuckDB's setting `name`, as DuckDB prints it.
+pub(crate) fn current_setting(conn: &Connection, name: &str) -> Result<String> {
+    conn.query_row("SELECT current_setting(?)", [name], |r| r.get(0))
+        .map_err(|e| Error::sink(format!("reading DuckDB's {name}: {e}")))
+}
+
 /// `run_cached` planned for this run alone: the plan is not kept (`crate::plans`).
 pub(crate) fn run_fresh(
     conn: &Connection,
