@@ -140,12 +140,18 @@ impl InPlace {
 /// rewrite its text). The canonical text of a value is at least as long as what DuckDB
 /// stores (bytes travel as hex), so a short text is a short value.
 pub(crate) fn long_strings(schema: &TableSchema, row: &[Value]) -> bool {
-    schema.columns.iter().zip(row).any(|(c, v)| match v {
-        Value::Text(text) if variable_width(&c.ty) => {
-            c.ty == ColumnType::Json || text.len() > INLINE_BYTES
+    let mut values = schema.columns.iter().zip(row);
+    values.any(|(c, v)| long_string(&c.ty, v))
+}
+
+/// Whether `value`, of a column of type `ty`, is a long string in [`long_strings`]' sense.
+pub(crate) fn long_string(ty: &ColumnType, value: &Value) -> bool {
+    match value {
+        Value::Text(text) if variable_width(ty) => {
+            *ty == ColumnType::Json || text.len() > INLINE_BYTES
         }
         _ => false,
-    })
+    }
 }
 
 #[cfg(test)]

@@ -1,10 +1,13 @@
 //! Row-at-a-time statements for the changes set-based staging cannot express: updates with
 //! unchanged (TOAST) values, which keep what the replica holds, and updates/deletes of
-//! keyless tables, which remove one row equal in every column. Rare by construction.
+//! keyless tables, which remove one row equal in every column. Rare by construction. Like the
+//! set-based updates, an update here writes a long string only where it differs
+//! (`crate::in_place`: DuckDB keeps one written back unchanged in memory for good).
 
 use duckdb::{Connection, ToSql};
 use tidewater_core::{Change, ChangeKind, Error, Result, TableId, TableSchema, Value};
 
+use crate::in_place::long_string;
 use crate::sql::{
     cast_from_text, log_table, old_key_columns, qualified, quote_ident, LOG_METADATA_COLUMNS,
 };
@@ -66,15 +69,23 @@ pub fn apply(
         };
         let mut sets = Vec::new();
         let mut params = Vec::new();
+        // Long strings are set apart, only if they differ (`crate::in_place`: DuckDB keeps a
+        // long string written back unchanged in memory for good).
+        let mut long = Vec::new();
         for (i, v) in change.row.iter().enumerate() {
-            if !matches!(v, Value::Unchanged) {
-                sets.push(format!(
-                    "{} = {}",
-                    quote_ident(&s.columns[i].name),
-                    param_cast(s, i)
-                ));
-                params.push(text(v));
+            if matches!(v, Value::Unchanged) {
+                continue;
             }
+            if !s.key.contains(&i) && long_string(&s.columns[i].ty, v) {
+                long.push(i);
+                continue;
+            }
+            sets.push(format!(
+                "{} = {}",
+                quote_ident(&s.columns[i].name),
+                param_cast(s, i)
+            ));
+            params.push(text(v));
         }
         let key_match = key_predicate(s, "");
         params.extend(key_values);
@@ -87,6 +98,19 @@ pub fn apply(
             return Err(Error::sink(format!(
                 "{what}: the row to update is missing from the replica (it no longer matches the source)"
             )));
+        }
+        // The row now has its new key (`sets` holds every key column: never unchanged).
+        for i in long {
+            let column = quote_ident(&s.columns[i].name);
+            let sql = format!(
+                "UPDATE {replica} SET {column} = {value} WHERE {key_match} \
+                 AND {column} IS DISTINCT FROM {value}",
+                value = param_cast(s, i)
+            );
+            let mut params = vec![text(&change.row[i])];
+            params.extend(s.key.iter().map(|&k| new[k]));
+            params.push(text(&change.row[i]));
+            run(conn, &sql, &params, &what)?;
         }
         if log {
             let new_key: Vec<Option<&str>> = s.key.iter().map(|&k| new[k]).collect();

@@ -1,12 +1,13 @@
-//! Updates set in place (`crate::in_place`): strings are written only where they change, the
-//! replica still ends at every staged image (NULLs both ways, unchanged rows, a key the replica
-//! lacks), and updates that leave a long string as it was no longer pile up in DuckDB's
-//! memory across checkpoints.
+//! Updates set in place (`crate::in_place`, and the row-at-a-time path of updates with
+//! unchanged TOAST values): strings are written only where they change, the replica still ends
+//! at every staged image (NULLs both ways, unchanged rows, a key the replica lacks), and
+//! updates that leave a long string as it was no longer pile up in DuckDB's memory across
+//! checkpoints.
 
 use std::sync::Arc;
 
 use tidewater_core::{Change, ChangeKind, ColumnType, Position, Sink, TableSchema, TxInfo};
-use tidewater_duckdb::DuckDbSink;
+use tidewater_duckdb::{DuckDbOptions, DuckDbSink};
 
 use crate::change_log::{change, lines, open, schema};
 
@@ -28,7 +29,13 @@ fn keyed_by_id(
     dir: &tempfile::TempDir,
     strings: &[(&str, ColumnType)],
 ) -> (DuckDbSink, Arc<TableSchema>) {
-    let mut sink = open(&dir.path().join("r.duckdb"), "postgres");
+    keyed_by_id_with(open(&dir.path().join("r.duckdb"), "postgres"), strings)
+}
+
+fn keyed_by_id_with(
+    mut sink: DuckDbSink,
+    strings: &[(&str, ColumnType)],
+) -> (DuckDbSink, Arc<TableSchema>) {
     let mut columns = vec![("id", ColumnType::Int32), ("n", ColumnType::Int32)];
     columns.extend(strings.iter().cloned());
     let t = schema("t", &columns, &[0]);
@@ -143,5 +150,59 @@ fn updates_that_keep_a_long_string_do_not_pile_up_in_memory_across_checkpoints()
             "SELECT count(*)::VARCHAR FROM s.t WHERE n = 8 AND length(s) = 100"
         ),
         [ROWS.to_string()]
+    );
+}
+
+#[test]
+fn updates_with_unchanged_toast_values_write_long_strings_only_where_they_change() {
+    use ChangeKind::*;
+    const ROWS: usize = 1_000;
+    const ROUNDS: u64 = 4;
+    let dir = tempfile::tempdir().unwrap();
+    // No key index (a replica below `primary_key_rows`): DuckDB updates the row in place
+    // (with one, an update that sets the key is a delete and an insert).
+    let sink = DuckDbSink::open(DuckDbOptions {
+        primary_key: false,
+        ..DuckDbOptions::new(dir.path().join("r.duckdb"), "default", "postgres")
+    })
+    .unwrap();
+    let strings = [("s", ColumnType::Text), ("big", ColumnType::Text)];
+    let (mut sink, t) = keyed_by_id_with(sink, &strings);
+    let ids: Vec<String> = (0..ROWS).map(|i| i.to_string()).collect();
+    let long: Vec<String> = (0..ROWS).map(|i| format!("{i:0>400}")).collect();
+    // `~`: a value the source did not send (TOAST), which takes the row-at-a-time path.
+    let round = |kind, n: &str, big: &str| -> Vec<Change> {
+        (0..ROWS)
+            .map(|i| change(&t, kind, &[&ids[i], n, &long[i], big], None))
+            .collect()
+    };
+    batch(
+        &mut sink,
+        1,
+        round(Insert, "0", "the big value, stored out of line"),
+    );
+    let mut before = 0;
+    for r in 1..=ROUNDS {
+        batch(&mut sink, 1 + r, round(Update, &r.to_string(), "~"));
+        sink.connection().execute_batch("CHECKPOINT").unwrap();
+        if r == 1 {
+            before = allocator_bytes(&sink);
+        }
+    }
+    let grown = allocator_bytes(&sink).saturating_sub(before);
+    // Writing the strings back kept ~0.7 MiB per round.
+    assert!(grown < 1 << 19, "DuckDB kept {grown} more bytes");
+    // A changed string is still set, and the unsent value kept.
+    let changed = change(&t, Update, &["7", "9", "a changed string", "~"], None);
+    batch(&mut sink, 100, vec![changed]);
+    assert_eq!(
+        lines(
+            sink.connection(),
+            "SELECT concat_ws('|', id, n, s, big) FROM s.t WHERE id IN (6, 7) ORDER BY id"
+        ),
+        [
+            format!("6|{ROUNDS}|{}|the big value, stored out of line", long[6]),
+            "7|9|a changed string|the big value, stored out of line".to_string(),
+        ]
     );
 }
