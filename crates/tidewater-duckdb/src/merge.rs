@@ -3,11 +3,11 @@
 //! them exactly.
 
 use duckdb::Connection;
-use tidewater_core::{Error, Result, TableId};
+use tidewater_core::{Result, TableId};
 
 use crate::in_place::InPlace;
 use crate::plans::{Plan, Plans};
-use crate::sql::{run_cached, run_fresh};
+use crate::sql::{run_cached, run_fresh, timed};
 use crate::staged::{Shape, TableState};
 
 /// Applies the staged changes of table `t`; the number of statements run.
@@ -107,7 +107,6 @@ impl Steps<'_> {
     fn check(&self, sql: &str, columns: usize) -> Result<(usize, Vec<bool>)> {
         let what = format_args!("comparing staged updates with the replica of {}", self.id);
         let fresh = matches!(&self.fresh, Some(f) if f.contains(&sql));
-        let started = std::time::Instant::now();
         let read = |row: &duckdb::Row| -> duckdb::Result<(usize, Vec<bool>)> {
             let rows: i64 = row.get(0)?;
             let changed = (1..=columns)
@@ -122,9 +121,7 @@ impl Steps<'_> {
                 self.conn.prepare_cached(sql)?.query_row([], read)
             }
         };
-        let result = query().map_err(|e| Error::sink(format!("{what}: {e}")))?;
-        tracing::trace!(micros = started.elapsed().as_micros() as u64, "{what}");
-        Ok(result)
+        timed(&what, query)
     }
 
     /// Runs merge statements in order; the rows the last one changed.

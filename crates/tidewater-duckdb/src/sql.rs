@@ -50,10 +50,10 @@ pub(crate) fn run_fresh(
 }
 
 /// Runs a statement, logging its `micros` at trace level under `what`.
-fn timed(
+pub(crate) fn timed<T>(
     what: &dyn std::fmt::Display,
-    run: impl FnOnce() -> duckdb::Result<usize>,
-) -> Result<usize> {
+    run: impl FnOnce() -> duckdb::Result<T>,
+) -> Result<T> {
     let started = std::time::Instant::now();
     let rows = run().map_err(|e| Error::sink(format!("{what}: {e}")))?;
     tracing::trace!(micros = started.elapsed().as_micros() as u64, "{what}");
